@@ -1,0 +1,20 @@
+//! # outpost-core
+//!
+//! The vocabulary every other outpost crate speaks, with no I/O: the schema
+//! model ([`schema`]), column types and the exact value mapping between
+//! PostgreSQL, SQLite and JSON ([`types`]), identifier quoting ([`ident`]),
+//! the SQL outpost generates for the replica ([`sqlite`]) and for the server's
+//! tracking schema ([`tracking`]), and configuration ([`config`]).
+//!
+//! Everything here is a plain function over plain data, tested without a
+//! database.
+
+pub mod config;
+pub mod ident;
+pub mod schema;
+pub mod sqlite;
+pub mod tracking;
+pub mod types;
+
+pub use schema::{Column, ForeignKey, Relation, RelationKind, Schema, Table};
+pub use types::{ColumnType, ScalarType, Value, ValueError};

@@ -1,0 +1,511 @@
+//! The SQL outpost generates for the SQLite replica: metadata tables,
+//! replicated tables, indexes and capture triggers. Pure string generation,
+//! pinned by exact-string tests; `outpost-local` executes it.
+//!
+//! # Metadata tables
+//!
+//! | table | holds |
+//! |---|---|
+//! | `_outpost_meta(key, value)` | `node_id`, `meta_version`, `schema` (the [`Schema`] as JSON), `schema_hash`, `created_at` |
+//! | `_outpost_cursor` | one row: the pull cursor `(txid, seq)` and the replica `state` (`EMPTY`, `BOOTSTRAPPING`, `READY`) |
+//! | `_outpost_local_seq` | one row: the last local change number handed out |
+//! | `_outpost_apply` | one row: `active = 1` while the engine applies server changes (silences capture) |
+//! | `_outpost_rows` | one row per replicated row that differs from "untouched since bootstrap" (below) |
+//! | `SyncLog` | the seed's log: one row per model per sync run |
+//!
+//! # `_outpost_rows`
+//!
+//! A row of a replicated table that has no entry here is **synced as of the
+//! cursor**: the server row as of the replica's cursor, never changed
+//! locally. An entry records:
+//!
+//! * `pk`: the row's key as the JSON array of its primary-key values in
+//!   row-JSON form (below), e.g. `["clx1"]` or `[7,"a"]`;
+//! * `status`: `SYNCED`, `PENDING` (changed locally, not yet on the server),
+//!   `CONFLICT` (both sides changed; never pushed until resolved) or
+//!   `FAILED` (the server refused it; `error` holds its message);
+//! * `server_version`: the server version the local row is based on; `NULL`
+//!   means "as of the cursor" (the row was not changed on the server since the
+//!   replica's bootstrap, as far as the replica has pulled);
+//! * `base_row`: for a non-`SYNCED` row, the row as it was before its first
+//!   local change, in row-JSON form (the common ancestor of a three-way
+//!   merge); `NULL` when the row did not exist then;
+//! * `local_seq`: the number of the row's latest local change (growing);
+//! * `deleted`: the local row is deleted;
+//! * `conflict_row`, `conflict_version`: the server's side of a conflict.
+//!
+//! # Row JSON
+//!
+//! Triggers save rows with SQLite's `json_object`, which cannot hold blobs or
+//! infinities, so a row in JSON uses: `BLOB` columns as uppercase hex text,
+//! `REAL` infinities as the strings `"Infinity"`/`"-Infinity"` (NaN is already
+//! stored as the text `NaN`), every other stored value as itself (arrays and
+//! JSON columns are text). `outpost-local` reads it back by column type.
+//!
+//! # Capture triggers
+//!
+//! Four triggers per table, all `AFTER … FOR EACH ROW` and all silent while
+//! `_outpost_apply.active = 1`: `_outpost_ins_T`, `_outpost_upd_T` (key
+//! unchanged and some column changed), `_outpost_updkey_T` (key changed:
+//! recorded as a delete of the old key and an insert of the new one) and
+//! `_outpost_del_T`. Each takes the next `local_seq` and upserts the row's
+//! entry: `PENDING` (a `CONFLICT` stays `CONFLICT`), `base_row` saved only on
+//! the first local change of a `SYNCED` (or new) entry.
+//!
+//! Foreign keys and unique constraints are not declared in the replica:
+//! pulled changes arrive table by table and offline writes are checked by the
+//! server at push (a refused row becomes `FAILED`). Their columns get plain
+//! indexes so lookups stay fast.
+
+use crate::ident::{literal, quote};
+use crate::schema::{Column, Schema, Table};
+use crate::types::ScalarType;
+
+/// Version of the replica's metadata layout; bumped with every change to the
+/// tables above, and migrated forward on open.
+pub const META_VERSION: i64 = 1;
+
+/// SQLite's reserved prefix and outpost's own; a synced table may not use them.
+const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
+
+/// The seed's sync log table in the replica.
+pub const SYNC_LOG: &str = "SyncLog";
+
+/// Most columns a synced table may have: `json_object` in the triggers
+/// takes two arguments per column and SQLite allows 1000.
+pub const MAX_COLUMNS: usize = 499;
+
+/// The statements creating the metadata tables. Every statement is
+/// idempotent (`IF NOT EXISTS`, `INSERT OR IGNORE`).
+pub fn metadata_ddl() -> Vec<String> {
+    vec![
+        "CREATE TABLE IF NOT EXISTS \"_outpost_meta\" (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL) WITHOUT ROWID".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_cursor\" (id INTEGER PRIMARY KEY CHECK (id = 1), txid INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL DEFAULT 0, state TEXT NOT NULL DEFAULT 'EMPTY' CHECK (state IN ('EMPTY', 'BOOTSTRAPPING', 'READY')), updated_at TEXT)".into(),
+        "INSERT OR IGNORE INTO \"_outpost_cursor\" (id) VALUES (1)".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_local_seq\" (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL DEFAULT 0)".into(),
+        "INSERT OR IGNORE INTO \"_outpost_local_seq\" (id) VALUES (1)".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_apply\" (id INTEGER PRIMARY KEY CHECK (id = 1), active INTEGER NOT NULL DEFAULT 0)".into(),
+        "INSERT OR IGNORE INTO \"_outpost_apply\" (id) VALUES (1)".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_rows\" (\
+table_name TEXT NOT NULL, \
+pk TEXT NOT NULL, \
+status TEXT NOT NULL CHECK (status IN ('SYNCED', 'PENDING', 'CONFLICT', 'FAILED')), \
+server_version INTEGER, \
+base_row TEXT, \
+local_seq INTEGER, \
+deleted INTEGER NOT NULL DEFAULT 0, \
+error TEXT, \
+conflict_row TEXT, \
+conflict_version INTEGER, \
+changed_at TEXT, \
+PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
+        "CREATE INDEX IF NOT EXISTS \"_outpost_rows_dirty\" ON \"_outpost_rows\" (status, local_seq) WHERE status <> 'SYNCED'".into(),
+        "CREATE TABLE IF NOT EXISTS \"SyncLog\" (\
+id INTEGER PRIMARY KEY AUTOINCREMENT, \
+model TEXT NOT NULL, \
+direction TEXT NOT NULL CHECK (direction IN ('BIDIRECTIONAL', 'TO_SERVER', 'FROM_SERVER')), \
+trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'interval', 'reconnect', 'notify', 'startup')), \
+status TEXT NOT NULL CHECK (status IN ('RUNNING', 'SUCCESS', 'FAILED')), \
+\"startedAt\" TEXT NOT NULL, \
+\"completedAt\" TEXT, \
+\"recordsProcessed\" INTEGER NOT NULL DEFAULT 0, \
+\"recordsSucceeded\" INTEGER NOT NULL DEFAULT 0, \
+\"recordsFailed\" INTEGER NOT NULL DEFAULT 0, \
+conflicts INTEGER NOT NULL DEFAULT 0, \
+error TEXT)".into(),
+        "CREATE INDEX IF NOT EXISTS \"_outpost_synclog_model\" ON \"SyncLog\" (model, id)".into(),
+    ]
+}
+
+/// Checks that every table of `schema` can live in SQLite: no reserved
+/// names, no two tables (or two columns of a table) whose names differ only
+/// in case (SQLite compares identifiers case-insensitively), at most
+/// [`MAX_COLUMNS`] columns.
+pub fn check_schema(schema: &Schema) -> Result<(), String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for t in &schema.tables {
+        let lower = t.name.to_ascii_lowercase();
+        if RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p)) || lower == SYNC_LOG.to_ascii_lowercase() {
+            return Err(format!(
+                "table {:?} cannot be replicated: its name is reserved in the replica (sqlite_*, _outpost_*, SyncLog); exclude it with OUTPOST_EXCLUDE_TABLES",
+                t.name
+            ));
+        }
+        if let Some(other) = seen.iter().find(|o| o.eq_ignore_ascii_case(&t.name)) {
+            return Err(format!(
+                "tables {other:?} and {:?} differ only in case, which SQLite cannot tell apart; exclude one with OUTPOST_EXCLUDE_TABLES",
+                t.name
+            ));
+        }
+        seen.push(&t.name);
+        if t.columns.len() > MAX_COLUMNS {
+            return Err(format!(
+                "table {:?} has {} columns; the replica supports at most {MAX_COLUMNS}",
+                t.name,
+                t.columns.len()
+            ));
+        }
+        let mut cols: Vec<&str> = Vec::new();
+        for c in &t.columns {
+            if let Some(other) = cols.iter().find(|o| o.eq_ignore_ascii_case(&c.name)) {
+                return Err(format!(
+                    "table {:?}: columns {other:?} and {:?} differ only in case, which SQLite cannot tell apart",
+                    t.name, c.name
+                ));
+            }
+            cols.push(&c.name);
+        }
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE` for a replicated table: every column with its SQLite
+/// declared type, `NOT NULL` where PostgreSQL has it, defaults SQLite can
+/// evaluate itself ([`sqlite_default`]), and the primary key.
+pub fn create_table(table: &Table) -> String {
+    let mut parts: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| {
+            let mut s = format!("{} {}", quote(&c.name), c.ty.sqlite_decl());
+            if !c.nullable {
+                s.push_str(" NOT NULL");
+            }
+            if let Some(d) = sqlite_default(c) {
+                s.push_str(" DEFAULT ");
+                s.push_str(&d);
+            }
+            s
+        })
+        .collect();
+    parts.push(format!(
+        "PRIMARY KEY ({})",
+        table.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+    ));
+    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&table.name), parts.join(", "))
+}
+
+/// Plain indexes on the columns of unique constraints and foreign keys, so
+/// lookups and relation loading stay fast (the constraints themselves are
+/// the server's to enforce).
+pub fn create_indexes(table: &Table) -> Vec<String> {
+    let mut column_sets: Vec<&Vec<String>> = Vec::new();
+    for cols in table.uniques.iter().chain(table.foreign_keys.iter().map(|fk| &fk.columns)) {
+        // The primary key already has an index, and so does any prefix of it.
+        let covered = cols.len() <= table.primary_key.len() && table.primary_key[..cols.len()] == cols[..];
+        if !covered && !column_sets.contains(&cols) {
+            column_sets.push(cols);
+        }
+    }
+    column_sets
+        .into_iter()
+        .map(|cols| {
+            let name = format!("_outpost_ix_{}_{}", table.name, cols.join("_"));
+            format!(
+                "CREATE INDEX IF NOT EXISTS {} ON {} ({})",
+                quote(&name),
+                quote(&table.name),
+                cols.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+            )
+        })
+        .collect()
+}
+
+/// The SQLite default for a column whose PostgreSQL default SQLite can
+/// compute the same way: constants, `now()`/`CURRENT_TIMESTAMP`,
+/// `CURRENT_DATE`, `gen_random_uuid()`. Sequences and anything else get
+/// none; the model service fills those (a sequence from the node's block of
+/// reserved ids).
+pub fn sqlite_default(column: &Column) -> Option<String> {
+    let raw = column.default.as_deref()?.trim();
+    if column.ty.array {
+        return (raw == "'{}'::text[]" || raw.starts_with("'{}'::") || raw == "ARRAY[]::text[]")
+            .then(|| "'[]'".to_string());
+    }
+    let lower = raw.to_ascii_lowercase();
+    let is_now = matches!(
+        lower.as_str(),
+        "now()" | "current_timestamp" | "transaction_timestamp()" | "statement_timestamp()" | "clock_timestamp()"
+    ) || lower.starts_with("current_timestamp(");
+    match &column.ty.scalar {
+        ScalarType::Timestamptz if is_now => return Some("(strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))".into()),
+        ScalarType::Timestamp if is_now || lower.starts_with("localtimestamp") => {
+            return Some("(strftime('%Y-%m-%dT%H:%M:%f000', 'now'))".into());
+        }
+        ScalarType::Date if lower == "current_date" => return Some("(date('now'))".into()),
+        ScalarType::Uuid if lower == "gen_random_uuid()" || lower == "uuid_generate_v4()" => {
+            return Some(UUID_V4_EXPR.into());
+        }
+        ScalarType::Bool => {
+            return match lower.as_str() {
+                "true" => Some("1".into()),
+                "false" => Some("0".into()),
+                _ => None,
+            };
+        }
+        ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 => {
+            let n = lower.trim_start_matches('(').split(')').next().unwrap_or_default();
+            return n.parse::<i64>().ok().map(|i| i.to_string());
+        }
+        ScalarType::Float4 | ScalarType::Float8 => {
+            let n = lower.trim_start_matches('(').split([')', ':']).next().unwrap_or_default();
+            return n.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| format!("{f:?}"));
+        }
+        _ => {}
+    }
+    // A string constant: 'text'::type. Keep the text as written when the
+    // type's canonical form is the text itself.
+    let constant = string_constant(raw)?;
+    match &column.ty.scalar {
+        ScalarType::Text | ScalarType::Varchar | ScalarType::Char | ScalarType::Enum(_) => Some(literal(&constant)),
+        ScalarType::Numeric => crate::types::normalise_numeric(&constant).map(|n| literal(&n)),
+        ScalarType::Json | ScalarType::Jsonb => serde_json::from_str::<serde_json::Value>(&constant)
+            .ok()
+            .map(|_| literal(&constant)),
+        _ => None,
+    }
+}
+
+/// `'it''s'::text` → `it's`; `NULL` and expressions → `None`.
+fn string_constant(raw: &str) -> Option<String> {
+    let rest = raw.strip_prefix('\'')?;
+    let mut out = String::new();
+    let mut chars = rest.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            if chars.peek() == Some(&'\'') {
+                chars.next();
+                out.push('\'');
+            } else {
+                let tail: String = chars.collect();
+                return (tail.is_empty() || tail.starts_with("::")).then_some(out);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    None
+}
+
+/// A random version-4 UUID, lowercase, computed by SQLite.
+pub const UUID_V4_EXPR: &str = "(lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-4' || substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (abs(random()) % 4), 1) || substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6))))";
+
+/// The row-JSON expression for one column of `OLD` or `NEW` (module doc).
+fn json_expr(row: &str, column: &Column) -> String {
+    let c = format!("{row}.{}", quote(&column.name));
+    if column.ty.array {
+        return c;
+    }
+    match column.ty.sqlite_decl() {
+        "BLOB" => format!("CASE WHEN {c} IS NULL THEN NULL ELSE hex({c}) END"),
+        "REAL" => format!(
+            "CASE WHEN typeof({c}) = 'real' AND {c} > 1.7976931348623157e308 THEN 'Infinity' WHEN typeof({c}) = 'real' AND {c} < -1.7976931348623157e308 THEN '-Infinity' ELSE {c} END"
+        ),
+        _ => c,
+    }
+}
+
+/// `json_array(…)` of the row's primary key: the `pk` of `_outpost_rows`.
+pub fn pk_json(table: &Table, row: &str) -> String {
+    let parts: Vec<String> = table.pk_columns().map(|c| json_expr(row, c)).collect();
+    format!("json_array({})", parts.join(", "))
+}
+
+/// `json_object(…)` of the whole row: a `base_row`.
+pub fn row_json(table: &Table, row: &str) -> String {
+    let parts: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("{}, {}", literal(&c.name), json_expr(row, c)))
+        .collect();
+    format!("json_object({})", parts.join(", "))
+}
+
+const NOW_MS: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+const SILENT_WHEN: &str = "(SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0";
+
+/// The upsert of one change into `_outpost_rows`. `base` is the row-JSON of
+/// the row before the change (`NULL` for an insert).
+fn record_change(table: &Table, pk: &str, base: &str, deleted: bool) -> String {
+    format!(
+        "INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
+VALUES ({name}, {pk}, 'PENDING', {base}, (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), {del}, {NOW_MS}) \
+ON CONFLICT (table_name, pk) DO UPDATE SET \
+status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
+base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
+local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at;",
+        name = literal(&table.name),
+        del = deleted as i32,
+    )
+}
+
+const NEXT_SEQ: &str = "UPDATE \"_outpost_local_seq\" SET seq = seq + 1 WHERE id = 1;";
+
+/// The names of a table's capture triggers.
+pub fn trigger_names(table: &Table) -> [String; 4] {
+    ["ins", "upd", "updkey", "del"].map(|k| format!("_outpost_{k}_{}", table.name))
+}
+
+/// The capture triggers of a table (module doc).
+pub fn capture_triggers(table: &Table) -> Vec<String> {
+    let [ins, upd, updkey, del] = trigger_names(table);
+    let t = quote(&table.name);
+    let key_same = table
+        .primary_key
+        .iter()
+        .map(|c| format!("OLD.{q} IS NEW.{q}", q = quote(c)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    let all_same = table
+        .columns
+        .iter()
+        .map(|c| format!("OLD.{q} IS NEW.{q}", q = quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(" AND ");
+    vec![
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER INSERT ON {t} WHEN {SILENT_WHEN} BEGIN {NEXT_SEQ} {} END",
+            quote(&ins),
+            record_change(table, &pk_json(table, "NEW"), "NULL", false)
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND ({key_same}) AND NOT ({all_same}) BEGIN {NEXT_SEQ} {} END",
+            quote(&upd),
+            record_change(table, &pk_json(table, "NEW"), &row_json(table, "OLD"), false)
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND NOT ({key_same}) BEGIN {NEXT_SEQ} {} {NEXT_SEQ} {} END",
+            quote(&updkey),
+            record_change(table, &pk_json(table, "OLD"), &row_json(table, "OLD"), true),
+            record_change(table, &pk_json(table, "NEW"), "NULL", false)
+        ),
+        format!(
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {t} WHEN {SILENT_WHEN} BEGIN {NEXT_SEQ} {} END",
+            quote(&del),
+            record_change(table, &pk_json(table, "OLD"), &row_json(table, "OLD"), true)
+        ),
+    ]
+}
+
+/// Everything that creates one replicated table: the table, its indexes,
+/// its capture triggers. Idempotent.
+pub fn table_ddl(table: &Table) -> Vec<String> {
+    let mut out = vec![create_table(table)];
+    out.extend(create_indexes(table));
+    out.extend(capture_triggers(table));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Column;
+    use crate::types::ColumnType;
+
+    fn col(name: &str, scalar: ScalarType, nullable: bool, default: Option<&str>) -> Column {
+        Column {
+            name: name.into(),
+            ty: ColumnType::scalar(scalar, "x"),
+            nullable,
+            default: default.map(str::to_string),
+            identity: None,
+            generated: false,
+        }
+    }
+
+    fn post() -> Table {
+        Table {
+            name: "Post".into(),
+            columns: vec![
+                col("id", ScalarType::Text, false, None),
+                col("score", ScalarType::Float8, true, None),
+                col("body", ScalarType::Bytea, true, None),
+                col("createdAt", ScalarType::Timestamptz, false, Some("now()")),
+            ],
+            primary_key: vec!["id".into()],
+            foreign_keys: vec![],
+            uniques: vec![],
+            relations: vec![],
+        }
+    }
+
+    #[test]
+    fn create_table_sql() {
+        assert_eq!(
+            create_table(&post()),
+            "CREATE TABLE IF NOT EXISTS \"Post\" (\"id\" TEXT NOT NULL, \"score\" REAL, \"body\" BLOB, \
+\"createdAt\" TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')), PRIMARY KEY (\"id\"))"
+        );
+    }
+
+    #[test]
+    fn trigger_sql() {
+        let triggers = capture_triggers(&post());
+        assert_eq!(triggers.len(), 4);
+        assert_eq!(
+            triggers[0],
+            "CREATE TRIGGER IF NOT EXISTS \"_outpost_ins_Post\" AFTER INSERT ON \"Post\" \
+WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 BEGIN \
+UPDATE \"_outpost_local_seq\" SET seq = seq + 1 WHERE id = 1; \
+INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
+VALUES ('Post', json_array(NEW.\"id\"), 'PENDING', NULL, (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), 0, \
+strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+ON CONFLICT (table_name, pk) DO UPDATE SET \
+status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
+base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
+local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at; END"
+        );
+        assert_eq!(
+            row_json(&post(), "OLD"),
+            "json_object('id', OLD.\"id\", \
+'score', CASE WHEN typeof(OLD.\"score\") = 'real' AND OLD.\"score\" > 1.7976931348623157e308 THEN 'Infinity' \
+WHEN typeof(OLD.\"score\") = 'real' AND OLD.\"score\" < -1.7976931348623157e308 THEN '-Infinity' ELSE OLD.\"score\" END, \
+'body', CASE WHEN OLD.\"body\" IS NULL THEN NULL ELSE hex(OLD.\"body\") END, \
+'createdAt', OLD.\"createdAt\")"
+        );
+        assert!(triggers[1].contains(
+            "WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 AND (OLD.\"id\" IS NEW.\"id\") AND NOT \
+(OLD.\"id\" IS NEW.\"id\" AND OLD.\"score\" IS NEW.\"score\" AND OLD.\"body\" IS NEW.\"body\" AND OLD.\"createdAt\" IS NEW.\"createdAt\")"
+        ));
+        assert!(triggers[2].starts_with(
+            "CREATE TRIGGER IF NOT EXISTS \"_outpost_updkey_Post\" AFTER UPDATE ON \"Post\" \
+WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 AND NOT (OLD.\"id\" IS NEW.\"id\") BEGIN"
+        ));
+    }
+
+    #[test]
+    fn hostile_names_are_quoted() {
+        let mut t = post();
+        t.name = "Po\"st; DROP TABLE x".into();
+        assert!(create_table(&t).starts_with("CREATE TABLE IF NOT EXISTS \"Po\"\"st; DROP TABLE x\" ("));
+        assert!(capture_triggers(&t)[0].contains("VALUES ('Po\"st; DROP TABLE x', "));
+    }
+
+    #[test]
+    fn defaults_sqlite_can_compute() {
+        let d = |scalar: ScalarType, raw: &str| sqlite_default(&col("c", scalar, true, Some(raw)));
+        assert_eq!(d(ScalarType::Text, "'it''s'::text").as_deref(), Some("'it''s'"));
+        assert_eq!(d(ScalarType::Enum("Role".into()), "'USER'::\"Role\"").as_deref(), Some("'USER'"));
+        assert_eq!(d(ScalarType::Bool, "false").as_deref(), Some("0"));
+        assert_eq!(d(ScalarType::Int4, "0").as_deref(), Some("0"));
+        assert_eq!(d(ScalarType::Int4, "'-1'::integer"), None);
+        assert_eq!(d(ScalarType::Int4, "nextval('\"Tag_id_seq\"'::regclass)"), None);
+        assert_eq!(d(ScalarType::Numeric, "'1.50'::numeric").as_deref(), Some("'1.50'"));
+        assert_eq!(d(ScalarType::Timestamp, "CURRENT_TIMESTAMP").as_deref(), Some("(strftime('%Y-%m-%dT%H:%M:%f000', 'now'))"));
+        assert_eq!(d(ScalarType::Uuid, "gen_random_uuid()").as_deref(), Some(UUID_V4_EXPR));
+        assert_eq!(d(ScalarType::Text, "upper('x'::text)"), None);
+        assert_eq!(d(ScalarType::Jsonb, "'{}'::jsonb").as_deref(), Some("'{}'"));
+    }
+
+    #[test]
+    fn names_sqlite_cannot_hold_are_refused() {
+        let mut schema = Schema { pg_schema: "public".into(), tables: vec![post()], enums: vec![] };
+        assert_eq!(check_schema(&schema), Ok(()));
+        let mut other = post();
+        other.name = "post".into();
+        schema.tables.push(other);
+        assert!(check_schema(&schema).unwrap_err().contains("\"Post\" and \"post\" differ only in case"));
+        schema.tables[1].name = "SyncLog".into();
+        assert!(check_schema(&schema).unwrap_err().contains("reserved"));
+    }
+}

@@ -1,0 +1,64 @@
+//! The replica's error type.
+
+use std::path::PathBuf;
+
+/// What can go wrong with the local replica. Messages name the file, table
+/// or column involved.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalError {
+    /// SQLite refused an operation.
+    #[error("SQLite error while {context}: {source}")]
+    Sqlite {
+        /// What outpost was doing.
+        context: String,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The replica file could not be opened or created.
+    #[error("cannot open the replica {path}: {message}")]
+    Open {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The replica has no schema snapshot yet: `outpost setup` has not run
+    /// against a reachable server.
+    #[error("the replica {path} has no schema snapshot; run `outpost setup` while the server is reachable")]
+    NotSetUp {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The replica was written by a newer outpost.
+    #[error("the replica {path} has metadata version {found}, newer than this outpost understands ({supported}); upgrade outpost")]
+    TooNew {
+        /// The file.
+        path: PathBuf,
+        /// Version found in the file.
+        found: i64,
+        /// Highest version this build understands.
+        supported: i64,
+    },
+    /// A stored value does not fit its column's type (written by hand?).
+    #[error("column {column}: stored value does not fit type {ty}: {message}")]
+    BadStoredValue {
+        /// The column.
+        column: String,
+        /// Its type.
+        ty: String,
+        /// What was found.
+        message: String,
+    },
+    /// The stored schema snapshot cannot be read.
+    #[error("the replica's schema snapshot is unreadable: {0}")]
+    BadSnapshot(String),
+}
+
+impl LocalError {
+    /// Wraps a SQLite error with what was being done.
+    pub fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> LocalError {
+        let context = context.into();
+        move |source| LocalError::Sqlite { context, source }
+    }
+}

@@ -1,0 +1,134 @@
+//! How a [`Value`] is stored in a replica column, and read back. The forms are
+//! documented in `outpost_core::types`; this module is the only place that
+//! applies them to SQLite.
+
+use outpost_core::schema::Table;
+use outpost_core::types::{ColumnType, ScalarType, Value};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+
+use crate::error::LocalError;
+
+/// The SQLite value stored for `value`.
+pub fn to_sqlite(value: &Value, ty: &ColumnType) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Bool(b) => SqlValue::Integer(*b as i64),
+        Value::Int(i) => SqlValue::Integer(*i),
+        // SQLite turns a NaN bound as REAL into NULL; keep it as text.
+        Value::Float(f) if f.is_nan() => SqlValue::Text("NaN".into()),
+        Value::Float(f) => SqlValue::Real(*f),
+        Value::Text(s) => SqlValue::Text(s.clone()),
+        Value::Bytes(b) => SqlValue::Blob(b.clone()),
+        Value::Json(s) => SqlValue::Text(s.clone()),
+        Value::Array(_) => SqlValue::Text(value.to_json(ty).to_string()),
+    }
+}
+
+/// Reads the value of a column of type `ty` from its SQLite storage.
+/// `column` names the column in the error, should the stored value not fit.
+pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<Value, LocalError> {
+    let mismatch = |found: &str| LocalError::BadStoredValue {
+        column: column.to_string(),
+        ty: ty.pg_name.clone(),
+        message: format!("found {found}"),
+    };
+    if let ValueRef::Null = raw {
+        return Ok(Value::Null);
+    }
+    if ty.array {
+        let ValueRef::Text(text) = raw else {
+            return Err(mismatch("a non-text value for an array"));
+        };
+        let json: serde_json::Value = serde_json::from_slice(text).map_err(|e| mismatch(&format!("invalid JSON: {e}")))?;
+        return Value::from_json(&json, ty, None).map_err(|e| LocalError::BadStoredValue {
+            column: column.to_string(),
+            ty: ty.pg_name.clone(),
+            message: e.message,
+        });
+    }
+    let text = |bytes: &[u8]| {
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| mismatch("text that is not UTF-8"))
+    };
+    match (&ty.scalar, raw) {
+        (ScalarType::Bool, ValueRef::Integer(i)) => Ok(Value::Bool(i != 0)),
+        (ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8, ValueRef::Integer(i)) => Ok(Value::Int(i)),
+        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Real(f)) => Ok(Value::Float(f)),
+        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Integer(i)) => Ok(Value::Float(i as f64)),
+        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Text(t)) => outpost_core::types::parse_float(&text(t)?)
+            .map(Value::Float)
+            .ok_or_else(|| mismatch("text that is not a number")),
+        (ScalarType::Bytea, ValueRef::Blob(b)) => Ok(Value::Bytes(b.to_vec())),
+        (ScalarType::Json | ScalarType::Jsonb, ValueRef::Text(t)) => Ok(Value::Json(text(t)?)),
+        (
+            ScalarType::Bool
+            | ScalarType::Int2
+            | ScalarType::Int4
+            | ScalarType::Int8
+            | ScalarType::Float4
+            | ScalarType::Float8
+            | ScalarType::Bytea
+            | ScalarType::Json
+            | ScalarType::Jsonb,
+            other,
+        ) => Err(mismatch(&format!("a {:?} value", other.data_type()))),
+        (_, ValueRef::Text(t)) => Ok(Value::Text(text(t)?)),
+        // A numeric written by hand as a number, say: keep its decimal text.
+        (ScalarType::Numeric, ValueRef::Integer(i)) => Ok(Value::Text(i.to_string())),
+        (_, other) => Err(mismatch(&format!("a {:?} value", other.data_type()))),
+    }
+}
+
+/// Reads a row saved in row-JSON form (a `base_row`; see
+/// `outpost_core::sqlite`) back into the table's values, in column order.
+/// Columns missing from the JSON (added since it was saved) are `Null`.
+pub fn row_from_json(table: &Table, json: &str) -> Result<Vec<Value>, LocalError> {
+    let obj: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| LocalError::BadStoredValue {
+            column: format!("{}.base_row", table.name),
+            ty: "row JSON".into(),
+            message: e.to_string(),
+        })?;
+    table
+        .columns
+        .iter()
+        .map(|c| {
+            let stored = match obj.get(&c.name) {
+                None | Some(serde_json::Value::Null) => SqlValue::Null,
+                Some(j) => stored_from_row_json(j, &c.ty, &c.name)?,
+            };
+            from_sqlite(ValueRef::from(&stored), &c.ty, &c.name)
+        })
+        .collect()
+}
+
+fn stored_from_row_json(json: &serde_json::Value, ty: &ColumnType, column: &str) -> Result<SqlValue, LocalError> {
+    let bad = |message: String| LocalError::BadStoredValue {
+        column: column.to_string(),
+        ty: ty.pg_name.clone(),
+        message,
+    };
+    Ok(match (ty.sqlite_decl(), json) {
+        ("BLOB", serde_json::Value::String(hex)) => SqlValue::Blob(decode_hex(hex).ok_or_else(|| bad(format!("{hex:?} is not hex")))?),
+        ("REAL", serde_json::Value::String(s)) if s == "Infinity" => SqlValue::Real(f64::INFINITY),
+        ("REAL", serde_json::Value::String(s)) if s == "-Infinity" => SqlValue::Real(f64::NEG_INFINITY),
+        (_, serde_json::Value::String(s)) => SqlValue::Text(s.clone()),
+        (_, serde_json::Value::Bool(b)) => SqlValue::Integer(*b as i64),
+        (_, serde_json::Value::Number(n)) => match n.as_i64() {
+            Some(i) => SqlValue::Integer(i),
+            None => SqlValue::Real(n.as_f64().ok_or_else(|| bad(format!("{n} is not a number")))?),
+        },
+        (_, other) => SqlValue::Text(other.to_string()),
+    })
+}
+
+fn decode_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
