@@ -221,7 +221,11 @@ pub fn parse_local_url(variable: &str, value: &str) -> Result<PathBuf, ConfigErr
         return Err(invalid(variable, value, "no file path after file:"));
     }
     if path == ":memory:" {
-        return Err(invalid(variable, value, "an in-memory database cannot hold a replica"));
+        return Err(invalid(
+            variable,
+            value,
+            "an in-memory database cannot hold a replica",
+        ));
     }
     if path.contains('\0') {
         return Err(invalid(variable, value, "the path contains a NUL byte"));
@@ -253,7 +257,8 @@ impl Config {
         let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
         let database_url = match get("DATABASE_URL") {
             Some(v) => Some(
-                DatabaseUrl::parse(&v).map_err(|reason| invalid("DATABASE_URL", &redact(&v), reason))?,
+                DatabaseUrl::parse(&v)
+                    .map_err(|reason| invalid("DATABASE_URL", &redact(&v), reason))?,
             ),
             None => None,
         };
@@ -293,7 +298,9 @@ impl Config {
             tables.include = Some(names);
         }
         if let Some(v) = get("OUTPOST_EXCLUDE_TABLES") {
-            tables.exclude.extend(parse_tables("OUTPOST_EXCLUDE_TABLES", &v)?);
+            tables
+                .exclude
+                .extend(parse_tables("OUTPOST_EXCLUDE_TABLES", &v)?);
         }
         Ok(Config {
             database_url,
@@ -307,10 +314,12 @@ impl Config {
 
     /// The server's connection string, or an error saying what needs it.
     pub fn require_database_url(&self, why: &str) -> Result<&DatabaseUrl, ConfigError> {
-        self.database_url.as_ref().ok_or_else(|| ConfigError::Missing {
-            variable: "DATABASE_URL".into(),
-            why: why.into(),
-        })
+        self.database_url
+            .as_ref()
+            .ok_or_else(|| ConfigError::Missing {
+                variable: "DATABASE_URL".into(),
+                why: why.into(),
+            })
     }
 }
 
@@ -341,7 +350,10 @@ mod tests {
     fn seed_values_are_read() {
         let c = config(&[
             ("ENABLE_LOCAL_DATABASE", "TRUE"),
-            ("LOCAL_DATABASE_URL", "file:./data/dev.db?connection_limit=1"),
+            (
+                "LOCAL_DATABASE_URL",
+                "file:./data/dev.db?connection_limit=1",
+            ),
             ("LOCAL_DATABASE_SYNC_INTERVAL", "1500"),
             ("ENABLE_OFFLINE_MODE", "off"),
             ("DATABASE_URL", "postgresql://app:s3cret@db.local:5432/app"),
@@ -360,7 +372,10 @@ mod tests {
         let url = c.database_url.expect("url");
         assert_eq!(url.to_string(), "postgresql://app:***@db.local:5432/app");
         assert!(!format!("{url:?}").contains("s3cret"));
-        assert_eq!(config(&[("LOCAL_DATABASE_SYNC_INTERVAL", "0")]).map(|c| c.sync_interval), Ok(None));
+        assert_eq!(
+            config(&[("LOCAL_DATABASE_SYNC_INTERVAL", "0")]).map(|c| c.sync_interval),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -371,9 +386,15 @@ mod tests {
             "LOCAL_DATABASE_SYNC_INTERVAL=\"5 minutes\" is invalid: expected a whole number of milliseconds"
         );
         let e = config(&[("ENABLE_OFFLINE_MODE", "maybe")]).unwrap_err();
-        assert_eq!(e.to_string(), "ENABLE_OFFLINE_MODE=\"maybe\" is invalid: expected true or false");
+        assert_eq!(
+            e.to_string(),
+            "ENABLE_OFFLINE_MODE=\"maybe\" is invalid: expected true or false"
+        );
         let e = config(&[("LOCAL_DATABASE_URL", "postgres://x/y")]).unwrap_err();
-        assert!(e.to_string().starts_with("LOCAL_DATABASE_URL=\"postgres://x/y\""));
+        assert!(
+            e.to_string()
+                .starts_with("LOCAL_DATABASE_URL=\"postgres://x/y\"")
+        );
         let e = config(&[("LOCAL_DATABASE_URL", "file:")]).unwrap_err();
         assert!(e.to_string().contains("no file path"));
         let e = config(&[("DATABASE_URL", "mysql://root:hunter2@h/db")]).unwrap_err();
@@ -383,7 +404,10 @@ mod tests {
         let e = config(&[("DATABASE_URL", "postgres://u:pw@[bad/db")]).unwrap_err();
         assert!(!e.to_string().contains("pw@"), "{e}");
         let e = config(&[("LOCAL_DATABASE_SYNC_INTERVAL", "-1")]).unwrap_err();
-        assert!(e.to_string().contains("LOCAL_DATABASE_SYNC_INTERVAL=\"-1\""));
+        assert!(
+            e.to_string()
+                .contains("LOCAL_DATABASE_SYNC_INTERVAL=\"-1\"")
+        );
     }
 
     #[test]

@@ -25,5 +25,9 @@ pub fn literal(text: &str) -> String {
 
 /// Quotes a list of identifiers, comma separated.
 pub fn quote_list<'a>(names: impl IntoIterator<Item = &'a String>) -> String {
-    names.into_iter().map(|n| quote(n)).collect::<Vec<_>>().join(", ")
+    names
+        .into_iter()
+        .map(|n| quote(n))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -24,7 +24,8 @@
 //!   **to-one** instead and the name is not pluralised (`User.profile`).
 //!
 //! A name that collides with a column of the table or with a relation named
-//! before it (relations are named in foreign-key name order) gets
+//! before it (relations are named child table by child table in name order,
+//! then in constraint-name order) gets
 //! `By` + the foreign-key columns in UpperCamel case appended
 //! (`User.postsByEditorId`); if that still collides a number is appended.
 
@@ -272,11 +273,7 @@ impl Schema {
             }
             if out.len() == before {
                 // A cycle: take the first remaining table by name.
-                if let Some(t) = self
-                    .tables
-                    .iter()
-                    .find(|t| !done.contains(t.name.as_str()))
-                {
+                if let Some(t) = self.tables.iter().find(|t| !done.contains(t.name.as_str())) {
                     done.insert(&t.name);
                     out.push(t);
                 }
@@ -379,7 +376,9 @@ pub fn pluralise(s: &str) -> String {
         return s.to_string();
     }
     let bytes = lower.as_bytes();
-    if bytes.len() >= 2 && bytes[bytes.len() - 1] == b'y' && !b"aeiou".contains(&bytes[bytes.len() - 2])
+    if bytes.len() >= 2
+        && bytes[bytes.len() - 1] == b'y'
+        && !b"aeiou".contains(&bytes[bytes.len() - 2])
     {
         return format!("{}ies", &s[..s.len() - 1]);
     }

@@ -125,7 +125,9 @@ pub fn check_schema(schema: &Schema) -> Result<(), String> {
     let mut seen: Vec<&str> = Vec::new();
     for t in &schema.tables {
         let lower = t.name.to_ascii_lowercase();
-        if RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p)) || lower == SYNC_LOG.to_ascii_lowercase() {
+        if RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
+            || lower == SYNC_LOG.to_ascii_lowercase()
+        {
             return Err(format!(
                 "table {:?} cannot be replicated: its name is reserved in the replica (sqlite_*, _outpost_*, SyncLog); exclude it with OUTPOST_EXCLUDE_TABLES",
                 t.name
@@ -180,9 +182,18 @@ pub fn create_table(table: &Table) -> String {
         .collect();
     parts.push(format!(
         "PRIMARY KEY ({})",
-        table.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+        table
+            .primary_key
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
-    format!("CREATE TABLE IF NOT EXISTS {} ({})", quote(&table.name), parts.join(", "))
+    format!(
+        "CREATE TABLE IF NOT EXISTS {} ({})",
+        quote(&table.name),
+        parts.join(", ")
+    )
 }
 
 /// Plain indexes on the columns of unique constraints and foreign keys, so
@@ -190,9 +201,14 @@ pub fn create_table(table: &Table) -> String {
 /// the server's to enforce).
 pub fn create_indexes(table: &Table) -> Vec<String> {
     let mut column_sets: Vec<&Vec<String>> = Vec::new();
-    for cols in table.uniques.iter().chain(table.foreign_keys.iter().map(|fk| &fk.columns)) {
+    for cols in table
+        .uniques
+        .iter()
+        .chain(table.foreign_keys.iter().map(|fk| &fk.columns))
+    {
         // The primary key already has an index, and so does any prefix of it.
-        let covered = cols.len() <= table.primary_key.len() && table.primary_key[..cols.len()] == cols[..];
+        let covered =
+            cols.len() <= table.primary_key.len() && table.primary_key[..cols.len()] == cols[..];
         if !covered && !column_sets.contains(&cols) {
             column_sets.push(cols);
         }
@@ -225,10 +241,16 @@ pub fn sqlite_default(column: &Column) -> Option<String> {
     let lower = raw.to_ascii_lowercase();
     let is_now = matches!(
         lower.as_str(),
-        "now()" | "current_timestamp" | "transaction_timestamp()" | "statement_timestamp()" | "clock_timestamp()"
+        "now()"
+            | "current_timestamp"
+            | "transaction_timestamp()"
+            | "statement_timestamp()"
+            | "clock_timestamp()"
     ) || lower.starts_with("current_timestamp(");
     match &column.ty.scalar {
-        ScalarType::Timestamptz if is_now => return Some("(strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))".into()),
+        ScalarType::Timestamptz if is_now => {
+            return Some("(strftime('%Y-%m-%dT%H:%M:%f000Z', 'now'))".into());
+        }
         ScalarType::Timestamp if is_now || lower.starts_with("localtimestamp") => {
             return Some("(strftime('%Y-%m-%dT%H:%M:%f000', 'now'))".into());
         }
@@ -244,12 +266,24 @@ pub fn sqlite_default(column: &Column) -> Option<String> {
             };
         }
         ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 => {
-            let n = lower.trim_start_matches('(').split(')').next().unwrap_or_default();
+            let n = lower
+                .trim_start_matches('(')
+                .split(')')
+                .next()
+                .unwrap_or_default();
             return n.parse::<i64>().ok().map(|i| i.to_string());
         }
         ScalarType::Float4 | ScalarType::Float8 => {
-            let n = lower.trim_start_matches('(').split([')', ':']).next().unwrap_or_default();
-            return n.parse::<f64>().ok().filter(|f| f.is_finite()).map(|f| format!("{f:?}"));
+            let n = lower
+                .trim_start_matches('(')
+                .split([')', ':'])
+                .next()
+                .unwrap_or_default();
+            return n
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .map(|f| format!("{f:?}"));
         }
         _ => {}
     }
@@ -257,11 +291,15 @@ pub fn sqlite_default(column: &Column) -> Option<String> {
     // type's canonical form is the text itself.
     let constant = string_constant(raw)?;
     match &column.ty.scalar {
-        ScalarType::Text | ScalarType::Varchar | ScalarType::Char | ScalarType::Enum(_) => Some(literal(&constant)),
+        ScalarType::Text | ScalarType::Varchar | ScalarType::Char | ScalarType::Enum(_) => {
+            Some(literal(&constant))
+        }
         ScalarType::Numeric => crate::types::normalise_numeric(&constant).map(|n| literal(&n)),
-        ScalarType::Json | ScalarType::Jsonb => serde_json::from_str::<serde_json::Value>(&constant)
-            .ok()
-            .map(|_| literal(&constant)),
+        ScalarType::Json | ScalarType::Jsonb => {
+            serde_json::from_str::<serde_json::Value>(&constant)
+                .ok()
+                .map(|_| literal(&constant))
+        }
         _ => None,
     }
 }
@@ -371,7 +409,12 @@ pub fn capture_triggers(table: &Table) -> Vec<String> {
         format!(
             "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND ({key_same}) AND NOT ({all_same}) BEGIN {NEXT_SEQ} {} END",
             quote(&upd),
-            record_change(table, &pk_json(table, "NEW"), &row_json(table, "OLD"), false)
+            record_change(
+                table,
+                &pk_json(table, "NEW"),
+                &row_json(table, "OLD"),
+                false
+            )
         ),
         format!(
             "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND NOT ({key_same}) BEGIN {NEXT_SEQ} {} {NEXT_SEQ} {} END",
@@ -477,34 +520,62 @@ WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 AND NOT (OLD.\"id\
     fn hostile_names_are_quoted() {
         let mut t = post();
         t.name = "Po\"st; DROP TABLE x".into();
-        assert!(create_table(&t).starts_with("CREATE TABLE IF NOT EXISTS \"Po\"\"st; DROP TABLE x\" ("));
+        assert!(
+            create_table(&t).starts_with("CREATE TABLE IF NOT EXISTS \"Po\"\"st; DROP TABLE x\" (")
+        );
         assert!(capture_triggers(&t)[0].contains("VALUES ('Po\"st; DROP TABLE x', "));
     }
 
     #[test]
     fn defaults_sqlite_can_compute() {
         let d = |scalar: ScalarType, raw: &str| sqlite_default(&col("c", scalar, true, Some(raw)));
-        assert_eq!(d(ScalarType::Text, "'it''s'::text").as_deref(), Some("'it''s'"));
-        assert_eq!(d(ScalarType::Enum("Role".into()), "'USER'::\"Role\"").as_deref(), Some("'USER'"));
+        assert_eq!(
+            d(ScalarType::Text, "'it''s'::text").as_deref(),
+            Some("'it''s'")
+        );
+        assert_eq!(
+            d(ScalarType::Enum("Role".into()), "'USER'::\"Role\"").as_deref(),
+            Some("'USER'")
+        );
         assert_eq!(d(ScalarType::Bool, "false").as_deref(), Some("0"));
         assert_eq!(d(ScalarType::Int4, "0").as_deref(), Some("0"));
         assert_eq!(d(ScalarType::Int4, "'-1'::integer"), None);
-        assert_eq!(d(ScalarType::Int4, "nextval('\"Tag_id_seq\"'::regclass)"), None);
-        assert_eq!(d(ScalarType::Numeric, "'1.50'::numeric").as_deref(), Some("'1.50'"));
-        assert_eq!(d(ScalarType::Timestamp, "CURRENT_TIMESTAMP").as_deref(), Some("(strftime('%Y-%m-%dT%H:%M:%f000', 'now'))"));
-        assert_eq!(d(ScalarType::Uuid, "gen_random_uuid()").as_deref(), Some(UUID_V4_EXPR));
+        assert_eq!(
+            d(ScalarType::Int4, "nextval('\"Tag_id_seq\"'::regclass)"),
+            None
+        );
+        assert_eq!(
+            d(ScalarType::Numeric, "'1.50'::numeric").as_deref(),
+            Some("'1.50'")
+        );
+        assert_eq!(
+            d(ScalarType::Timestamp, "CURRENT_TIMESTAMP").as_deref(),
+            Some("(strftime('%Y-%m-%dT%H:%M:%f000', 'now'))")
+        );
+        assert_eq!(
+            d(ScalarType::Uuid, "gen_random_uuid()").as_deref(),
+            Some(UUID_V4_EXPR)
+        );
         assert_eq!(d(ScalarType::Text, "upper('x'::text)"), None);
         assert_eq!(d(ScalarType::Jsonb, "'{}'::jsonb").as_deref(), Some("'{}'"));
     }
 
     #[test]
     fn names_sqlite_cannot_hold_are_refused() {
-        let mut schema = Schema { pg_schema: "public".into(), tables: vec![post()], enums: vec![] };
+        let mut schema = Schema {
+            pg_schema: "public".into(),
+            tables: vec![post()],
+            enums: vec![],
+        };
         assert_eq!(check_schema(&schema), Ok(()));
         let mut other = post();
         other.name = "post".into();
         schema.tables.push(other);
-        assert!(check_schema(&schema).unwrap_err().contains("\"Post\" and \"post\" differ only in case"));
+        assert!(
+            check_schema(&schema)
+                .unwrap_err()
+                .contains("\"Post\" and \"post\" differ only in case")
+        );
         schema.tables[1].name = "SyncLog".into();
         assert!(check_schema(&schema).unwrap_err().contains("reserved"));
     }

@@ -22,7 +22,7 @@
 //! | `json`, `jsonb` | `Json` (the exact JSON text) | `TEXT` | the JSON value |
 //! | `bytea` | `Bytes` | `BLOB` | base64 string (standard alphabet, padded) |
 //! | enum | `Text` (the label) | `TEXT` | string |
-//! | one-dimensional array of any of these | `Array` (elements may be `Null`) | `TEXT` holding the JSON form | JSON array of the elements' JSON forms |
+//! | one-dimensional array of any of these | `Array` (elements may be `Null`) | `TEXT` holding the JSON form | JSON array of the elements' JSON forms; `json`/`jsonb` elements as their JSON text in a string |
 //!
 //! Dates and timestamps always carry four-digit years between 0000 and 9999
 //! and six fractional digits, so in SQLite text order is time order; years
@@ -220,7 +220,17 @@ impl Value {
             }
             Value::Array(items) => {
                 let elem = ty.element();
-                Json::Array(items.iter().map(|v| v.to_json(&elem)).collect())
+                Json::Array(
+                    items
+                        .iter()
+                        .map(|v| match v {
+                            // A JSON document inside an array is written as its
+                            // text, so the document `null` and SQL NULL differ.
+                            Value::Json(text) => Json::String(text.clone()),
+                            v => v.to_json(&elem),
+                        })
+                        .collect(),
+                )
             }
         }
     }
@@ -229,29 +239,47 @@ impl Value {
     /// it (UUIDs lowercased, timestamps converted to UTC with microseconds).
     /// `enum_labels` are the labels allowed for an enum column (`None`: do
     /// not check, for values read back from outpost's own storage).
-    pub fn from_json(json: &Json, ty: &ColumnType, enum_labels: Option<&[String]>) -> Result<Value, ValueError> {
+    pub fn from_json(
+        json: &Json,
+        ty: &ColumnType,
+        enum_labels: Option<&[String]>,
+    ) -> Result<Value, ValueError> {
         if json.is_null() {
             return Ok(Value::Null);
         }
         if ty.array {
             let Json::Array(items) = json else {
-                return Err(bad(ty, format!("expected a JSON array, got {}", kind(json))));
+                return Err(bad(
+                    ty,
+                    format!("expected a JSON array, got {}", kind(json)),
+                ));
             };
             let elem = ty.element();
+            let json_elements = matches!(elem.scalar, ScalarType::Json | ScalarType::Jsonb);
             return items
                 .iter()
-                .map(|j| Value::from_json(j, &elem, enum_labels))
+                .map(|j| match j {
+                    Json::String(text) if json_elements => serde_json::from_str::<Json>(text)
+                        .map(|_| Value::Json(text.clone()))
+                        .map_err(|e| bad(ty, format!("element {text:?} is not JSON text: {e}"))),
+                    j => Value::from_json(j, &elem, enum_labels),
+                })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Value::Array);
         }
         match &ty.scalar {
             ScalarType::Bool => match json {
                 Json::Bool(b) => Ok(Value::Bool(*b)),
-                _ => Err(bad(ty, format!("expected true or false, got {}", kind(json)))),
+                _ => Err(bad(
+                    ty,
+                    format!("expected true or false, got {}", kind(json)),
+                )),
             },
             ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 => {
                 let i = match json {
-                    Json::Number(n) => n.as_i64().ok_or_else(|| bad(ty, format!("{n} is not an integer")))?,
+                    Json::Number(n) => n
+                        .as_i64()
+                        .ok_or_else(|| bad(ty, format!("{n} is not an integer")))?,
                     Json::String(s) => s
                         .trim()
                         .parse::<i64>()
@@ -270,14 +298,22 @@ impl Value {
             }
             ScalarType::Float4 | ScalarType::Float8 => {
                 let f = match json {
-                    Json::Number(n) => n.as_f64().ok_or_else(|| bad(ty, format!("{n} is not a number")))?,
-                    Json::String(s) => parse_float(s).ok_or_else(|| bad(ty, format!("{s:?} is not a number")))?,
+                    Json::Number(n) => n
+                        .as_f64()
+                        .ok_or_else(|| bad(ty, format!("{n} is not a number")))?,
+                    Json::String(s) => {
+                        parse_float(s).ok_or_else(|| bad(ty, format!("{s:?} is not a number")))?
+                    }
                     _ => return Err(bad(ty, format!("expected a number, got {}", kind(json)))),
                 };
                 if ty.scalar == ScalarType::Float4 && f.is_finite() && (f as f32).is_infinite() {
                     return Err(bad(ty, format!("{f} is out of range")));
                 }
-                let f = if ty.scalar == ScalarType::Float4 { f as f32 as f64 } else { f };
+                let f = if ty.scalar == ScalarType::Float4 {
+                    f as f32 as f64
+                } else {
+                    f
+                };
                 Ok(Value::Float(f))
             }
             ScalarType::Json | ScalarType::Jsonb => Ok(Value::Json(json.to_string())),
@@ -286,15 +322,25 @@ impl Value {
                     .decode(s.as_bytes())
                     .map(Value::Bytes)
                     .map_err(|e| bad(ty, format!("not base64: {e}"))),
-                _ => Err(bad(ty, format!("expected a base64 string, got {}", kind(json)))),
+                _ => Err(bad(
+                    ty,
+                    format!("expected a base64 string, got {}", kind(json)),
+                )),
             },
             ScalarType::Numeric => {
                 let s = match json {
                     Json::Number(n) => n.to_string(),
                     Json::String(s) => s.trim().to_string(),
-                    _ => return Err(bad(ty, format!("expected a decimal string, got {}", kind(json)))),
+                    _ => {
+                        return Err(bad(
+                            ty,
+                            format!("expected a decimal string, got {}", kind(json)),
+                        ));
+                    }
                 };
-                normalise_numeric(&s).map(Value::Text).ok_or_else(|| bad(ty, format!("{s:?} is not a decimal number")))
+                normalise_numeric(&s)
+                    .map(Value::Text)
+                    .ok_or_else(|| bad(ty, format!("{s:?} is not a decimal number")))
             }
             _ => {
                 let Json::String(s) = json else {
@@ -336,7 +382,9 @@ fn float_to_json(f: f64) -> Json {
     } else if f == f64::NEG_INFINITY {
         Json::String("-Infinity".into())
     } else {
-        serde_json::Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null)
+        serde_json::Number::from_f64(f)
+            .map(Json::Number)
+            .unwrap_or(Json::Null)
     }
 }
 
@@ -386,25 +434,46 @@ pub fn normalise_numeric(s: &str) -> Option<String> {
     let point = int.len() as i64 + exp as i64; // position of the decimal point in `digits`
     let scale = (frac.len() as i64 - exp as i64).max(0) as usize;
     let (mut ip, fp) = if point <= 0 {
-        (String::new(), format!("{}{}", "0".repeat((-point) as usize), digits))
+        (
+            String::new(),
+            format!("{}{}", "0".repeat((-point) as usize), digits),
+        )
     } else if point as usize >= digits.len() {
-        (format!("{digits}{}", "0".repeat(point as usize - digits.len())), String::new())
+        (
+            format!("{digits}{}", "0".repeat(point as usize - digits.len())),
+            String::new(),
+        )
     } else {
-        (digits[..point as usize].to_string(), digits[point as usize..].to_string())
+        (
+            digits[..point as usize].to_string(),
+            digits[point as usize..].to_string(),
+        )
     };
     let ip_trim = ip.trim_start_matches('0');
-    ip = if ip_trim.is_empty() { "0".into() } else { ip_trim.into() };
+    ip = if ip_trim.is_empty() {
+        "0".into()
+    } else {
+        ip_trim.into()
+    };
     let mut fp = fp;
-    fp.truncate(scale.max(0));
+    fp.truncate(scale);
     while fp.len() < scale {
         fp.push('0');
     }
     let zero = ip == "0" && fp.bytes().all(|b| b == b'0');
     let sign = if neg && !zero { "-" } else { "" };
-    Some(if fp.is_empty() { format!("{sign}{ip}") } else { format!("{sign}{ip}.{fp}") })
+    Some(if fp.is_empty() {
+        format!("{sign}{ip}")
+    } else {
+        format!("{sign}{ip}.{fp}")
+    })
 }
 
-fn normalise_text(s: &str, ty: &ColumnType, enum_labels: Option<&[String]>) -> Result<String, ValueError> {
+fn normalise_text(
+    s: &str,
+    ty: &ColumnType,
+    enum_labels: Option<&[String]>,
+) -> Result<String, ValueError> {
     match &ty.scalar {
         ScalarType::Text | ScalarType::Varchar | ScalarType::Char => {
             if s.contains('\0') {
@@ -416,25 +485,40 @@ fn normalise_text(s: &str, ty: &ColumnType, enum_labels: Option<&[String]>) -> R
         ScalarType::Uuid => uuid::Uuid::parse_str(s.trim())
             .map(|u| u.hyphenated().to_string())
             .map_err(|e| bad(ty, format!("{s:?} is not a UUID: {e}"))),
-        ScalarType::Enum(name) => {
-            match enum_labels {
-                Some(labels) if !labels.iter().any(|l| l == s) => {
-                    Err(bad(ty, format!("{s:?} is not a label of enum {name} ({})", labels.join(", "))))
-                }
-                _ => Ok(s.to_string()),
-            }
-        }
-        ScalarType::Date => parse_date(s).map(format_date).ok_or_else(|| bad(ty, format!("{s:?} is not a date (YYYY-MM-DD)"))),
-        ScalarType::Time => parse_time(s).map(format_time).ok_or_else(|| bad(ty, format!("{s:?} is not a time (HH:MM:SS.ffffff)"))),
-        ScalarType::Timestamp => parse_timestamp(s)
-            .map(format_timestamp)
-            .ok_or_else(|| bad(ty, format!("{s:?} is not a timestamp (YYYY-MM-DDTHH:MM:SS.ffffff)"))),
-        ScalarType::Timestamptz => parse_timestamptz(s)
-            .map(format_timestamptz)
-            .ok_or_else(|| bad(ty, format!("{s:?} is not an RFC 3339 timestamp with a time zone"))),
-        ScalarType::Interval => parse_interval(s)
-            .map(|i| i.to_string())
-            .ok_or_else(|| bad(ty, format!("{s:?} is not an interval (P<months>M<days>DT<seconds>S)"))),
+        ScalarType::Enum(name) => match enum_labels {
+            Some(labels) if !labels.iter().any(|l| l == s) => Err(bad(
+                ty,
+                format!(
+                    "{s:?} is not a label of enum {name} ({})",
+                    labels.join(", ")
+                ),
+            )),
+            _ => Ok(s.to_string()),
+        },
+        ScalarType::Date => parse_date(s)
+            .map(format_date)
+            .ok_or_else(|| bad(ty, format!("{s:?} is not a date (YYYY-MM-DD)"))),
+        ScalarType::Time => parse_time(s)
+            .map(format_time)
+            .ok_or_else(|| bad(ty, format!("{s:?} is not a time (HH:MM:SS.ffffff)"))),
+        ScalarType::Timestamp => parse_timestamp(s).map(format_timestamp).ok_or_else(|| {
+            bad(
+                ty,
+                format!("{s:?} is not a timestamp (YYYY-MM-DDTHH:MM:SS.ffffff)"),
+            )
+        }),
+        ScalarType::Timestamptz => parse_timestamptz(s).map(format_timestamptz).ok_or_else(|| {
+            bad(
+                ty,
+                format!("{s:?} is not an RFC 3339 timestamp with a time zone"),
+            )
+        }),
+        ScalarType::Interval => parse_interval(s).map(|i| i.to_string()).ok_or_else(|| {
+            bad(
+                ty,
+                format!("{s:?} is not an interval (P<months>M<days>DT<seconds>S)"),
+            )
+        }),
         _ => Err(bad(ty, "expected a value of another JSON type")),
     }
 }
@@ -465,7 +549,20 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 /// Day count since 1970-01-01 of a civil date; `None` if the date does not exist.
 fn days_from_civil(y: i64, m: u32, d: u32) -> Option<i64> {
     let leap = y.rem_euclid(4) == 0 && (y.rem_euclid(100) != 0 || y.rem_euclid(400) == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&m) || d == 0 || d > month_days[(m - 1) as usize] {
         return None;
     }
@@ -512,7 +609,9 @@ pub fn parse_date(s: &str) -> Option<PgDate> {
         "-infinity" => return Some(i32::MIN),
         _ => {}
     }
-    i32::try_from(parse_ymd(s)?).ok().filter(|d| *d != i32::MAX && *d != i32::MIN)
+    i32::try_from(parse_ymd(s)?)
+        .ok()
+        .filter(|d| *d != i32::MAX && *d != i32::MIN)
 }
 
 /// Days since 2000-01-01 of `[+-]Y-MM-DD`.
@@ -536,7 +635,11 @@ fn parse_ymd(s: &str) -> Option<i64> {
 pub fn format_time(us: PgTime) -> String {
     let (h, rest) = (us / 3_600_000_000, us % 3_600_000_000);
     let (m, rest) = (rest / 60_000_000, rest % 60_000_000);
-    format!("{h:02}:{m:02}:{:02}.{:06}", rest / 1_000_000, rest % 1_000_000)
+    format!(
+        "{h:02}:{m:02}:{:02}.{:06}",
+        rest / 1_000_000,
+        rest % 1_000_000
+    )
 }
 
 /// Parses `HH:MM[:SS[.ffffff]]`, up to `24:00:00`.
@@ -571,7 +674,12 @@ fn parse_seconds(s: &str) -> Option<(i64, i64)> {
         return None;
     }
     let mut micros: i64 = 0;
-    for (i, b) in frac.bytes().chain(std::iter::repeat(b'0')).take(7).enumerate() {
+    for (i, b) in frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(7)
+        .enumerate()
+    {
         let d = (b - b'0') as i64;
         if i < 6 {
             micros = micros * 10 + d;
@@ -660,7 +768,9 @@ pub fn timestamp_from_chrono(t: NaiveDateTime) -> Option<PgTimestamp> {
 
 /// A UTC instant as a canonical `timestamptz` text.
 pub fn timestamptz_from_chrono(t: DateTime<chrono::Utc>) -> String {
-    timestamp_from_chrono(t.naive_utc()).map(format_timestamptz).unwrap_or_default()
+    timestamp_from_chrono(t.naive_utc())
+        .map(format_timestamptz)
+        .unwrap_or_default()
 }
 
 /// Microseconds of a time of day.
@@ -743,10 +853,16 @@ mod tests {
     fn timestamps() {
         assert_eq!(format_timestamptz(0), "2000-01-01T00:00:00.000000Z");
         assert_eq!(parse_timestamptz("2000-01-01T01:00:00+01:00"), Some(0));
-        assert_eq!(parse_timestamptz("1999-12-31 23:00:00.5-01:00"), Some(500_000));
+        assert_eq!(
+            parse_timestamptz("1999-12-31 23:00:00.5-01:00"),
+            Some(500_000)
+        );
         assert_eq!(format_timestamp(-1), "1999-12-31T23:59:59.999999");
         assert_eq!(format_date(-730_485), "0000-01-01");
-        assert_eq!(parse_date("-0044-03-15").map(format_date).as_deref(), Some("-0044-03-15"));
+        assert_eq!(
+            parse_date("-0044-03-15").map(format_date).as_deref(),
+            Some("-0044-03-15")
+        );
         assert_eq!(format_time(USECS_PER_DAY), "24:00:00.000000");
         assert_eq!(parse_time("24:00:00"), Some(USECS_PER_DAY));
         assert_eq!(parse_time("24:00:01"), None);
@@ -756,7 +872,11 @@ mod tests {
 
     #[test]
     fn intervals() {
-        let i = Interval { months: -14, days: 3, micros: -3_723_000_005 };
+        let i = Interval {
+            months: -14,
+            days: 3,
+            micros: -3_723_000_005,
+        };
         assert_eq!(i.to_string(), "P-14M3DT-3723.000005S");
         assert_eq!(parse_interval(&i.to_string()), Some(i));
     }
@@ -764,29 +884,59 @@ mod tests {
     #[test]
     fn json_forms() {
         let int8 = ty(ScalarType::Int8);
-        assert_eq!(Value::Int(i64::MAX).to_json(&int8), Json::String(i64::MAX.to_string()));
+        assert_eq!(
+            Value::Int(i64::MAX).to_json(&int8),
+            Json::String(i64::MAX.to_string())
+        );
         assert_eq!(Value::Int(42).to_json(&int8), Json::from(42));
-        assert_eq!(Value::from_json(&Json::String(i64::MIN.to_string()), &int8, None), Ok(Value::Int(i64::MIN)));
+        assert_eq!(
+            Value::from_json(&Json::String(i64::MIN.to_string()), &int8, None),
+            Ok(Value::Int(i64::MIN))
+        );
         let int2 = ty(ScalarType::Int2);
         assert!(Value::from_json(&Json::from(40_000), &int2, None).is_err());
         let f = ty(ScalarType::Float8);
-        assert_eq!(Value::Float(f64::NAN).to_json(&f), Json::String("NaN".into()));
-        assert_eq!(Value::from_json(&Json::String("-Infinity".into()), &f, None), Ok(Value::Float(f64::NEG_INFINITY)));
+        assert_eq!(
+            Value::Float(f64::NAN).to_json(&f),
+            Json::String("NaN".into())
+        );
+        assert_eq!(
+            Value::from_json(&Json::String("-Infinity".into()), &f, None),
+            Ok(Value::Float(f64::NEG_INFINITY))
+        );
         let u = ty(ScalarType::Uuid);
         assert_eq!(
-            Value::from_json(&Json::String("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11".into()), &u, None),
+            Value::from_json(
+                &Json::String("A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11".into()),
+                &u,
+                None
+            ),
             Ok(Value::Text("a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11".into()))
         );
         let e = ty(ScalarType::Enum("Role".into()));
         let labels = vec!["USER".to_string(), "ADMIN".to_string()];
         assert!(Value::from_json(&Json::String("ROOT".into()), &e, Some(&labels)).is_err());
         let b = ty(ScalarType::Bytea);
-        assert_eq!(Value::Bytes(vec![0, 255]).to_json(&b), Json::String("AP8=".into()));
-        let arr = ColumnType { scalar: ScalarType::Text, array: true, pg_name: "text[]".into() };
+        assert_eq!(
+            Value::Bytes(vec![0, 255]).to_json(&b),
+            Json::String("AP8=".into())
+        );
+        let arr = ColumnType {
+            scalar: ScalarType::Text,
+            array: true,
+            pg_name: "text[]".into(),
+        };
         let v = Value::from_json(&serde_json::json!(["a", null]), &arr, None);
-        assert_eq!(v, Ok(Value::Array(vec![Value::Text("a".into()), Value::Null])));
-        let err = Value::from_json(&serde_json::json!("x"), &ty(ScalarType::Bool), None).unwrap_err();
-        assert_eq!(err.to_string(), "expected true or false, got a string (type t)");
+        assert_eq!(
+            v,
+            Ok(Value::Array(vec![Value::Text("a".into()), Value::Null]))
+        );
+        let err =
+            Value::from_json(&serde_json::json!("x"), &ty(ScalarType::Bool), None).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "expected true or false, got a string (type t)"
+        );
     }
 
     proptest! {

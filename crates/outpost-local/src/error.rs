@@ -25,13 +25,17 @@ pub enum LocalError {
     },
     /// The replica has no schema snapshot yet: `outpost setup` has not run
     /// against a reachable server.
-    #[error("the replica {path} has no schema snapshot; run `outpost setup` while the server is reachable")]
+    #[error(
+        "the replica {path} has no schema snapshot; run `outpost setup` while the server is reachable"
+    )]
     NotSetUp {
         /// The file.
         path: PathBuf,
     },
     /// The replica was written by a newer outpost.
-    #[error("the replica {path} has metadata version {found}, newer than this outpost understands ({supported}); upgrade outpost")]
+    #[error(
+        "the replica {path} has metadata version {found}, newer than this outpost understands ({supported}); upgrade outpost"
+    )]
     TooNew {
         /// The file.
         path: PathBuf,

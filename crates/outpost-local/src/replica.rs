@@ -10,7 +10,9 @@ use std::time::Duration;
 use outpost_core::ident::quote;
 use outpost_core::schema::{Schema, Table};
 use outpost_core::sqlite::{self, META_VERSION};
-use rusqlite::{Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params};
+use rusqlite::{
+    Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
+};
 use uuid::Uuid;
 
 use crate::error::LocalError;
@@ -48,7 +50,10 @@ pub struct SetupReport {
 impl SetupReport {
     /// True when setup changed nothing.
     pub fn unchanged(&self) -> bool {
-        !self.created_file && self.created.is_empty() && self.rebuilt.is_empty() && self.dropped.is_empty()
+        !self.created_file
+            && self.created.is_empty()
+            && self.rebuilt.is_empty()
+            && self.dropped.is_empty()
     }
 }
 
@@ -80,7 +85,8 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
     };
     if create && !path.exists() {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| open_err(format!("cannot create its directory: {e}")))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| open_err(format!("cannot create its directory: {e}")))?;
         }
         // The replica holds the application's data: owner-only from the start.
         OpenOptions::new()
@@ -90,9 +96,12 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
             .open(path)
             .map_err(|e| open_err(e.to_string()))?;
     }
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| open_err(e.to_string()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| open_err(e.to_string()))?;
     // WAL lets readers go on while the engine writes; NORMAL is durable
     // across application crashes (a power cut may lose the last commits,
     // never corrupt the file).
@@ -118,9 +127,13 @@ fn meta(conn: &Connection, key: &str) -> Result<Option<String>, LocalError> {
     if !has_meta {
         return Ok(None);
     }
-    conn.query_row("SELECT value FROM \"_outpost_meta\" WHERE key = ?1", [key], |r| r.get(0))
-        .optional()
-        .map_err(LocalError::sqlite(format!("reading _outpost_meta.{key}")))
+    conn.query_row(
+        "SELECT value FROM \"_outpost_meta\" WHERE key = ?1",
+        [key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(LocalError::sqlite(format!("reading _outpost_meta.{key}")))
 }
 
 fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), LocalError> {
@@ -154,7 +167,9 @@ fn pending_count(tx: &Connection, table: &str) -> Result<i64, LocalError> {
         [table],
         |r| r.get(0),
     )
-    .map_err(LocalError::sqlite(format!("counting local changes of {table}")))
+    .map_err(LocalError::sqlite(format!(
+        "counting local changes of {table}"
+    )))
 }
 
 fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
@@ -164,8 +179,14 @@ fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
     }
     tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
         .map_err(LocalError::sqlite(format!("dropping table {}", table.name)))?;
-    tx.execute("DELETE FROM \"_outpost_rows\" WHERE table_name = ?1", [&table.name])
-        .map_err(LocalError::sqlite(format!("forgetting the rows of {}", table.name)))?;
+    tx.execute(
+        "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1",
+        [&table.name],
+    )
+    .map_err(LocalError::sqlite(format!(
+        "forgetting the rows of {}",
+        table.name
+    )))?;
     Ok(())
 }
 
@@ -200,7 +221,8 @@ impl Replica {
             set_meta(&tx, "meta_version", &META_VERSION.to_string())?;
         }
         let node_id = match meta(&tx, "node_id")? {
-            Some(id) => Uuid::parse_str(&id).map_err(|_| LocalError::BadSnapshot(format!("node_id {id:?} is not a UUID")))?,
+            Some(id) => Uuid::parse_str(&id)
+                .map_err(|_| LocalError::BadSnapshot(format!("node_id {id:?} is not a UUID")))?,
             None => {
                 let id = Uuid::new_v4();
                 set_meta(&tx, "node_id", &id.to_string())?;
@@ -209,12 +231,18 @@ impl Replica {
             }
         };
         let old: Option<Schema> = match meta(&tx, "schema")? {
-            Some(json) => Some(serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?),
+            Some(json) => Some(
+                serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?,
+            ),
             None => None,
         };
         let hash = schema.hash();
         if let Some(old) = &old {
-            for gone in old.tables.iter().filter(|t| schema.table(&t.name).is_none()) {
+            for gone in old
+                .tables
+                .iter()
+                .filter(|t| schema.table(&t.name).is_none())
+            {
                 if pending_count(&tx, &gone.name)? > 0 {
                     return Err(LocalError::BadSnapshot(format!(
                         "table {:?} is no longer synced but has local changes not yet on the server; sync them first",
@@ -258,7 +286,8 @@ impl Replica {
             }
         }
         if old.as_ref().map(Schema::hash) != Some(hash.clone()) {
-            let json = serde_json::to_string(schema).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+            let json = serde_json::to_string(schema)
+                .map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
             set_meta(&tx, "schema", &json)?;
             set_meta(&tx, "schema_hash", &hash)?;
         }
@@ -271,10 +300,12 @@ impl Replica {
             pending.extend(report.rebuilt.iter().cloned());
             pending.sort();
             pending.dedup();
-            let json = serde_json::to_string(&pending).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+            let json = serde_json::to_string(&pending)
+                .map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
             set_meta(&tx, "rebootstrap_tables", &json)?;
         }
-        tx.commit().map_err(LocalError::sqlite("committing setup"))?;
+        tx.commit()
+            .map_err(LocalError::sqlite("committing setup"))?;
         report.node_id = node_id;
         report.schema_hash = hash;
         Ok((
@@ -292,21 +323,29 @@ impl Replica {
     /// server.
     pub fn open(path: &Path) -> Result<Replica, LocalError> {
         if !path.exists() {
-            return Err(LocalError::NotSetUp { path: path.to_path_buf() });
+            return Err(LocalError::NotSetUp {
+                path: path.to_path_buf(),
+            });
         }
         let conn = open_connection(path, false)?;
         check_meta_version(&conn, path)?;
         let Some(json) = meta(&conn, "schema")? else {
-            return Err(LocalError::NotSetUp { path: path.to_path_buf() });
+            return Err(LocalError::NotSetUp {
+                path: path.to_path_buf(),
+            });
         };
-        let schema: Schema = serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+        let schema: Schema =
+            serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
         let node_id = meta(&conn, "node_id")?
             .and_then(|id| Uuid::parse_str(&id).ok())
             .ok_or_else(|| LocalError::BadSnapshot("node_id missing or not a UUID".into()))?;
         // A crash cannot leave capture silenced (the flag is only ever set
         // inside a transaction), but a hand edit could: never start silenced.
-        conn.execute("UPDATE \"_outpost_apply\" SET active = 0 WHERE id = 1 AND active <> 0", [])
-            .map_err(LocalError::sqlite("resetting the apply flag"))?;
+        conn.execute(
+            "UPDATE \"_outpost_apply\" SET active = 0 WHERE id = 1 AND active <> 0",
+            [],
+        )
+        .map_err(LocalError::sqlite("resetting the apply flag"))?;
         Ok(Replica {
             conn,
             path: path.to_path_buf(),
@@ -359,7 +398,8 @@ impl Replica {
         let out = f(&tx)?;
         tx.execute("UPDATE \"_outpost_apply\" SET active = 0 WHERE id = 1", [])
             .map_err(LocalError::sqlite("restoring capture"))?;
-        tx.commit().map_err(LocalError::sqlite("committing applied changes"))?;
+        tx.commit()
+            .map_err(LocalError::sqlite("committing applied changes"))?;
         Ok(out)
     }
 
@@ -386,7 +426,10 @@ FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
         let sql = format!(
             "SELECT table_name, pk, status, server_version, base_row, local_seq, deleted, error FROM \"_outpost_rows\" {clause}"
         );
-        let mut stmt = self.conn.prepare(&sql).map_err(LocalError::sqlite("reading _outpost_rows"))?;
+        let mut stmt = self
+            .conn
+            .prepare(&sql)
+            .map_err(LocalError::sqlite("reading _outpost_rows"))?;
         let rows = stmt
             .query_map([], entry_from_row)
             .map_err(LocalError::sqlite("reading _outpost_rows"))?;

@@ -39,7 +39,8 @@ pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<V
         let ValueRef::Text(text) = raw else {
             return Err(mismatch("a non-text value for an array"));
         };
-        let json: serde_json::Value = serde_json::from_slice(text).map_err(|e| mismatch(&format!("invalid JSON: {e}")))?;
+        let json: serde_json::Value =
+            serde_json::from_slice(text).map_err(|e| mismatch(&format!("invalid JSON: {e}")))?;
         return Value::from_json(&json, ty, None).map_err(|e| LocalError::BadStoredValue {
             column: column.to_string(),
             ty: ty.pg_name.clone(),
@@ -53,12 +54,18 @@ pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<V
     };
     match (&ty.scalar, raw) {
         (ScalarType::Bool, ValueRef::Integer(i)) => Ok(Value::Bool(i != 0)),
-        (ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8, ValueRef::Integer(i)) => Ok(Value::Int(i)),
+        (ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8, ValueRef::Integer(i)) => {
+            Ok(Value::Int(i))
+        }
         (ScalarType::Float4 | ScalarType::Float8, ValueRef::Real(f)) => Ok(Value::Float(f)),
-        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Integer(i)) => Ok(Value::Float(i as f64)),
-        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Text(t)) => outpost_core::types::parse_float(&text(t)?)
-            .map(Value::Float)
-            .ok_or_else(|| mismatch("text that is not a number")),
+        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Integer(i)) => {
+            Ok(Value::Float(i as f64))
+        }
+        (ScalarType::Float4 | ScalarType::Float8, ValueRef::Text(t)) => {
+            outpost_core::types::parse_float(&text(t)?)
+                .map(Value::Float)
+                .ok_or_else(|| mismatch("text that is not a number"))
+        }
         (ScalarType::Bytea, ValueRef::Blob(b)) => Ok(Value::Bytes(b.to_vec())),
         (ScalarType::Json | ScalarType::Jsonb, ValueRef::Text(t)) => Ok(Value::Json(text(t)?)),
         (
@@ -103,32 +110,33 @@ pub fn row_from_json(table: &Table, json: &str) -> Result<Vec<Value>, LocalError
         .collect()
 }
 
-fn stored_from_row_json(json: &serde_json::Value, ty: &ColumnType, column: &str) -> Result<SqlValue, LocalError> {
+fn stored_from_row_json(
+    json: &serde_json::Value,
+    ty: &ColumnType,
+    column: &str,
+) -> Result<SqlValue, LocalError> {
     let bad = |message: String| LocalError::BadStoredValue {
         column: column.to_string(),
         ty: ty.pg_name.clone(),
         message,
     };
     Ok(match (ty.sqlite_decl(), json) {
-        ("BLOB", serde_json::Value::String(hex)) => SqlValue::Blob(decode_hex(hex).ok_or_else(|| bad(format!("{hex:?} is not hex")))?),
+        ("BLOB", serde_json::Value::String(hex)) => {
+            SqlValue::Blob(hex::decode(hex).map_err(|e| bad(format!("{hex:?} is not hex: {e}")))?)
+        }
         ("REAL", serde_json::Value::String(s)) if s == "Infinity" => SqlValue::Real(f64::INFINITY),
-        ("REAL", serde_json::Value::String(s)) if s == "-Infinity" => SqlValue::Real(f64::NEG_INFINITY),
+        ("REAL", serde_json::Value::String(s)) if s == "-Infinity" => {
+            SqlValue::Real(f64::NEG_INFINITY)
+        }
         (_, serde_json::Value::String(s)) => SqlValue::Text(s.clone()),
         (_, serde_json::Value::Bool(b)) => SqlValue::Integer(*b as i64),
         (_, serde_json::Value::Number(n)) => match n.as_i64() {
             Some(i) => SqlValue::Integer(i),
-            None => SqlValue::Real(n.as_f64().ok_or_else(|| bad(format!("{n} is not a number")))?),
+            None => SqlValue::Real(
+                n.as_f64()
+                    .ok_or_else(|| bad(format!("{n} is not a number")))?,
+            ),
         },
         (_, other) => SqlValue::Text(other.to_string()),
     })
-}
-
-fn decode_hex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }

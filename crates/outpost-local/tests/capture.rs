@@ -11,7 +11,11 @@ use rusqlite::params;
 fn col(name: &str, scalar: ScalarType, array: bool) -> Column {
     Column {
         name: name.into(),
-        ty: ColumnType { scalar, array, pg_name: name.into() },
+        ty: ColumnType {
+            scalar,
+            array,
+            pg_name: name.into(),
+        },
         nullable: name != "id",
         default: None,
         identity: None,
@@ -36,28 +40,52 @@ fn schema() -> Schema {
     };
     let pair = Table {
         name: "Pair".into(),
-        columns: vec![col("a", ScalarType::Int8, false), col("b", ScalarType::Text, false), col("v", ScalarType::Text, false)],
+        columns: vec![
+            col("a", ScalarType::Int8, false),
+            col("b", ScalarType::Text, false),
+            col("v", ScalarType::Text, false),
+        ],
         primary_key: vec!["a".into(), "b".into()],
         foreign_keys: vec![],
         uniques: vec![],
         relations: vec![],
     };
-    Schema { pg_schema: "public".into(), tables: vec![item, pair], enums: vec![] }.finish()
+    Schema {
+        pg_schema: "public".into(),
+        tables: vec![item, pair],
+        enums: vec![],
+    }
+    .finish()
 }
 
-fn entries(r: &Replica) -> Vec<(String, String, String, Option<i64>, bool, Option<String>)> {
+/// (table, pk, status, local_seq, deleted, base_row) of every entry.
+type Entry = (String, String, String, Option<i64>, bool, Option<String>);
+
+fn entries(r: &Replica) -> Vec<Entry> {
     let mut stmt = r
         .connection()
         .prepare("SELECT table_name, pk, status, local_seq, deleted, base_row FROM _outpost_rows ORDER BY table_name, pk")
         .expect("prepare");
-    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
-        .expect("query")
-        .collect::<Result<_, _>>()
-        .expect("rows")
+    stmt.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+        ))
+    })
+    .expect("query")
+    .collect::<Result<_, _>>()
+    .expect("rows")
 }
 
 fn catalogue(r: &Replica) -> Vec<(String, String, Option<String>)> {
-    let mut stmt = r.connection().prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name").expect("prepare");
+    let mut stmt = r
+        .connection()
+        .prepare("SELECT type, name, sql FROM sqlite_master ORDER BY type, name")
+        .expect("prepare");
     stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
         .expect("query")
         .collect::<Result<_, _>>()
@@ -66,7 +94,8 @@ fn catalogue(r: &Replica) -> Vec<(String, String, Option<String>)> {
 
 fn setup() -> (tempfile::TempDir, Replica) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (replica, report) = Replica::setup(&dir.path().join("sub/local.db"), &schema()).expect("setup");
+    let (replica, report) =
+        Replica::setup(&dir.path().join("sub/local.db"), &schema()).expect("setup");
     assert!(report.created_file);
     assert_eq!(report.created, vec!["Item", "Pair"]);
     (dir, replica)
@@ -75,8 +104,11 @@ fn setup() -> (tempfile::TempDir, Replica) {
 /// Inserts a row as a pull would: with capture silenced.
 fn insert_synced(r: &mut Replica, id: &str, qty: i64) {
     r.apply_silenced(|tx| {
-        tx.execute("INSERT INTO \"Item\" (id, qty, score) VALUES (?1, ?2, 1.5)", params![id, qty])
-            .map_err(LocalError::sqlite("test insert"))?;
+        tx.execute(
+            "INSERT INTO \"Item\" (id, qty, score) VALUES (?1, ?2, 1.5)",
+            params![id, qty],
+        )
+        .map_err(LocalError::sqlite("test insert"))?;
         Ok(())
     })
     .expect("apply");
@@ -86,13 +118,32 @@ fn insert_synced(r: &mut Replica, id: &str, qty: i64) {
 fn setup_creates_a_wal_owner_only_file_and_is_idempotent() {
     let (dir, replica) = setup();
     let path = dir.path().join("sub/local.db");
-    let mode = std::fs::metadata(&path).expect("metadata").permissions().mode() & 0o777;
+    let mode = std::fs::metadata(&path)
+        .expect("metadata")
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
-    let journal: String = replica.connection().query_row("PRAGMA journal_mode", [], |r| r.get(0)).expect("pragma");
+    let journal: String = replica
+        .connection()
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .expect("pragma");
     assert_eq!(journal, "wal");
     let before = catalogue(&replica);
-    for name in ["_outpost_meta", "_outpost_cursor", "_outpost_rows", "_outpost_local_seq", "_outpost_apply", "SyncLog", "Item", "Pair"] {
-        assert!(before.iter().any(|(t, n, _)| t == "table" && n == name), "missing table {name}");
+    for name in [
+        "_outpost_meta",
+        "_outpost_cursor",
+        "_outpost_rows",
+        "_outpost_local_seq",
+        "_outpost_apply",
+        "SyncLog",
+        "Item",
+        "Pair",
+    ] {
+        assert!(
+            before.iter().any(|(t, n, _)| t == "table" && n == name),
+            "missing table {name}"
+        );
     }
     assert_eq!(before.iter().filter(|(t, _, _)| t == "trigger").count(), 8);
     let node = replica.node_id();
@@ -115,10 +166,19 @@ fn replica_opens_offline_from_its_snapshot() {
     assert_eq!(opened.node_id(), node);
     assert_eq!(opened.schema(), &schema());
 
-    let missing = Replica::open(&dir.path().join("nope.db")).err().expect("missing file refused");
-    assert!(missing.to_string().contains("run `outpost setup`"), "{missing}");
+    let missing = Replica::open(&dir.path().join("nope.db"))
+        .err()
+        .expect("missing file refused");
+    assert!(
+        missing.to_string().contains("run `outpost setup`"),
+        "{missing}"
+    );
     let junk = dir.path().join("junk.db");
-    std::fs::write(&junk, b"this is not a database, just some text padding it out to a page").expect("write");
+    std::fs::write(
+        &junk,
+        b"this is not a database, just some text padding it out to a page",
+    )
+    .expect("write");
     let err = Replica::open(&junk).err().expect("corrupt file refused");
     assert!(err.to_string().contains("junk.db"), "{err}");
 }
@@ -128,10 +188,15 @@ fn newer_metadata_is_refused() {
     let (dir, replica) = setup();
     replica
         .connection()
-        .execute("UPDATE _outpost_meta SET value = '99' WHERE key = 'meta_version'", [])
+        .execute(
+            "UPDATE _outpost_meta SET value = '99' WHERE key = 'meta_version'",
+            [],
+        )
         .expect("update");
     drop(replica);
-    let err = Replica::open(&dir.path().join("sub/local.db")).err().expect("refused");
+    let err = Replica::open(&dir.path().join("sub/local.db"))
+        .err()
+        .expect("refused");
     assert!(err.to_string().contains("metadata version 99"), "{err}");
 }
 
@@ -139,37 +204,92 @@ fn newer_metadata_is_refused() {
 fn each_operation_is_tracked_once_with_a_growing_local_seq() {
     let (_dir, replica) = setup();
     let c = replica.connection();
-    c.execute("INSERT INTO \"Item\" (id, qty, score) VALUES ('a', 1, 0.5)", []).expect("insert");
-    assert_eq!(entries(&replica), vec![("Item".into(), "[\"a\"]".into(), "PENDING".into(), Some(1), false, None)]);
-    c.execute("UPDATE \"Item\" SET qty = 2 WHERE id = 'a'", []).expect("update");
+    c.execute(
+        "INSERT INTO \"Item\" (id, qty, score) VALUES ('a', 1, 0.5)",
+        [],
+    )
+    .expect("insert");
+    assert_eq!(
+        entries(&replica),
+        vec![(
+            "Item".into(),
+            "[\"a\"]".into(),
+            "PENDING".into(),
+            Some(1),
+            false,
+            None
+        )]
+    );
+    c.execute("UPDATE \"Item\" SET qty = 2 WHERE id = 'a'", [])
+        .expect("update");
     // A row created locally has no base: it did not exist on the server.
-    assert_eq!(entries(&replica), vec![("Item".into(), "[\"a\"]".into(), "PENDING".into(), Some(2), false, None)]);
+    assert_eq!(
+        entries(&replica),
+        vec![(
+            "Item".into(),
+            "[\"a\"]".into(),
+            "PENDING".into(),
+            Some(2),
+            false,
+            None
+        )]
+    );
     // An update that changes nothing is not a change.
-    c.execute("UPDATE \"Item\" SET qty = 2 WHERE id = 'a'", []).expect("no-op update");
+    c.execute("UPDATE \"Item\" SET qty = 2 WHERE id = 'a'", [])
+        .expect("no-op update");
     assert_eq!(entries(&replica)[0].3, Some(2));
-    c.execute("INSERT INTO \"Pair\" (a, b, v) VALUES (7, 'x', 'v')", []).expect("insert pair");
-    c.execute("DELETE FROM \"Item\" WHERE id = 'a'", []).expect("delete");
+    c.execute("INSERT INTO \"Pair\" (a, b, v) VALUES (7, 'x', 'v')", [])
+        .expect("insert pair");
+    c.execute("DELETE FROM \"Item\" WHERE id = 'a'", [])
+        .expect("delete");
     let e = entries(&replica);
     assert_eq!(e[0].1, "[\"a\"]");
     assert_eq!((e[0].3, e[0].4), (Some(4), true));
-    assert_eq!(e[1], ("Pair".into(), "[7,\"x\"]".into(), "PENDING".into(), Some(3), false, None));
+    assert_eq!(
+        e[1],
+        (
+            "Pair".into(),
+            "[7,\"x\"]".into(),
+            "PENDING".into(),
+            Some(3),
+            false,
+            None
+        )
+    );
 }
 
 #[test]
 fn first_change_of_a_synced_row_keeps_its_base() {
     let (_dir, mut replica) = setup();
     insert_synced(&mut replica, "s", 10);
-    assert!(entries(&replica).is_empty(), "a silenced write is not a local change");
+    assert!(
+        entries(&replica).is_empty(),
+        "a silenced write is not a local change"
+    );
     let c = replica.connection();
-    c.execute("UPDATE \"Item\" SET qty = 11 WHERE id = 's'", []).expect("update");
-    c.execute("UPDATE \"Item\" SET qty = 12, score = 2.5 WHERE id = 's'", []).expect("update again");
+    c.execute("UPDATE \"Item\" SET qty = 11 WHERE id = 's'", [])
+        .expect("update");
+    c.execute(
+        "UPDATE \"Item\" SET qty = 12, score = 2.5 WHERE id = 's'",
+        [],
+    )
+    .expect("update again");
     let e = entries(&replica);
     let base = e[0].5.clone().expect("base kept");
-    let values = row_from_json(replica.schema().table("Item").expect("Item"), &base).expect("base row");
-    assert_eq!(values[..3], [Value::Text("s".into()), Value::Int(10), Value::Float(1.5)]);
-    c.execute("DELETE FROM \"Item\" WHERE id = 's'", []).expect("delete");
+    let values =
+        row_from_json(replica.schema().table("Item").expect("Item"), &base).expect("base row");
+    assert_eq!(
+        values[..3],
+        [Value::Text("s".into()), Value::Int(10), Value::Float(1.5)]
+    );
+    c.execute("DELETE FROM \"Item\" WHERE id = 's'", [])
+        .expect("delete");
     let after = entries(&replica);
-    assert_eq!(after[0].5.as_deref(), Some(base.as_str()), "base survives later changes");
+    assert_eq!(
+        after[0].5.as_deref(),
+        Some(base.as_str()),
+        "base survives later changes"
+    );
     assert!(after[0].4);
 }
 
@@ -177,12 +297,21 @@ fn first_change_of_a_synced_row_keeps_its_base() {
 fn a_key_change_is_a_delete_and_an_insert() {
     let (_dir, mut replica) = setup();
     insert_synced(&mut replica, "old", 1);
-    replica.connection().execute("UPDATE \"Item\" SET id = 'new' WHERE id = 'old'", []).expect("update key");
+    replica
+        .connection()
+        .execute("UPDATE \"Item\" SET id = 'new' WHERE id = 'old'", [])
+        .expect("update key");
     let e = entries(&replica);
     assert_eq!(e.len(), 2);
     let (new, old) = (&e[0], &e[1]);
-    assert_eq!((new.1.as_str(), new.4, new.5.is_none()), ("[\"new\"]", false, true));
-    assert_eq!((old.1.as_str(), old.4, old.5.is_some()), ("[\"old\"]", true, true));
+    assert_eq!(
+        (new.1.as_str(), new.4, new.5.is_none()),
+        ("[\"new\"]", false, true)
+    );
+    assert_eq!(
+        (old.1.as_str(), old.4, old.5.is_some()),
+        ("[\"old\"]", true, true)
+    );
     assert!(new.3 > old.3);
 }
 
@@ -192,13 +321,20 @@ fn silencing_holds_inside_the_apply_transaction_only() {
     let path = dir.path().join("sub/local.db");
     replica
         .apply_silenced(|tx| {
-            tx.execute("INSERT INTO \"Item\" (id, qty, score) VALUES ('p', 1, 0)", [])
-                .map_err(LocalError::sqlite("insert"))?;
-            let flag: i64 = tx.query_row("SELECT active FROM _outpost_apply", [], |r| r.get(0)).map_err(LocalError::sqlite("flag"))?;
+            tx.execute(
+                "INSERT INTO \"Item\" (id, qty, score) VALUES ('p', 1, 0)",
+                [],
+            )
+            .map_err(LocalError::sqlite("insert"))?;
+            let flag: i64 = tx
+                .query_row("SELECT active FROM _outpost_apply", [], |r| r.get(0))
+                .map_err(LocalError::sqlite("flag"))?;
             assert_eq!(flag, 1);
             // Another connection never sees the flag set.
             let other = rusqlite::Connection::open(&path).map_err(LocalError::sqlite("open"))?;
-            let seen: i64 = other.query_row("SELECT active FROM _outpost_apply", [], |r| r.get(0)).map_err(LocalError::sqlite("flag"))?;
+            let seen: i64 = other
+                .query_row("SELECT active FROM _outpost_apply", [], |r| r.get(0))
+                .map_err(LocalError::sqlite("flag"))?;
             assert_eq!(seen, 0);
             Ok(())
         })
@@ -206,18 +342,28 @@ fn silencing_holds_inside_the_apply_transaction_only() {
     assert!(entries(&replica).is_empty());
     // A failed apply rolls back its writes and the flag with them.
     let err = replica.apply_silenced(|tx| {
-        tx.execute("INSERT INTO \"Item\" (id, qty, score) VALUES ('q', 1, 0)", [])
-            .map_err(LocalError::sqlite("insert"))?;
+        tx.execute(
+            "INSERT INTO \"Item\" (id, qty, score) VALUES ('q', 1, 0)",
+            [],
+        )
+        .map_err(LocalError::sqlite("insert"))?;
         Err::<(), _>(LocalError::BadSnapshot("boom".into()))
     });
     assert!(err.is_err());
     let c = replica.connection();
-    let flag: i64 = c.query_row("SELECT active FROM _outpost_apply", [], |r| r.get(0)).expect("flag");
+    let flag: i64 = c
+        .query_row("SELECT active FROM _outpost_apply", [], |r| r.get(0))
+        .expect("flag");
     assert_eq!(flag, 0);
-    let q: i64 = c.query_row("SELECT count(*) FROM \"Item\" WHERE id = 'q'", [], |r| r.get(0)).expect("count");
+    let q: i64 = c
+        .query_row("SELECT count(*) FROM \"Item\" WHERE id = 'q'", [], |r| {
+            r.get(0)
+        })
+        .expect("count");
     assert_eq!(q, 0);
     // After the apply, local writes are captured again.
-    c.execute("UPDATE \"Item\" SET qty = 5 WHERE id = 'p'", []).expect("update");
+    c.execute("UPDATE \"Item\" SET qty = 5 WHERE id = 'p'", [])
+        .expect("update");
     assert_eq!(entries(&replica).len(), 1);
 }
 
@@ -225,13 +371,30 @@ fn silencing_holds_inside_the_apply_transaction_only() {
 fn conflict_stays_conflict_and_failed_becomes_pending() {
     let (_dir, replica) = setup();
     let c = replica.connection();
-    c.execute("INSERT INTO \"Item\" (id, qty, score) VALUES ('c', 1, 0), ('f', 1, 0)", []).expect("insert");
-    c.execute("UPDATE _outpost_rows SET status = 'CONFLICT' WHERE pk = '[\"c\"]'", []).expect("mark");
-    c.execute("UPDATE _outpost_rows SET status = 'FAILED', error = 'duplicate key' WHERE pk = '[\"f\"]'", []).expect("mark");
-    c.execute("UPDATE \"Item\" SET qty = 2", []).expect("update both");
+    c.execute(
+        "INSERT INTO \"Item\" (id, qty, score) VALUES ('c', 1, 0), ('f', 1, 0)",
+        [],
+    )
+    .expect("insert");
+    c.execute(
+        "UPDATE _outpost_rows SET status = 'CONFLICT' WHERE pk = '[\"c\"]'",
+        [],
+    )
+    .expect("mark");
+    c.execute(
+        "UPDATE _outpost_rows SET status = 'FAILED', error = 'duplicate key' WHERE pk = '[\"f\"]'",
+        [],
+    )
+    .expect("mark");
+    c.execute("UPDATE \"Item\" SET qty = 2", [])
+        .expect("update both");
     let status = |pk: &str| -> (String, Option<String>) {
-        c.query_row("SELECT status, error FROM _outpost_rows WHERE pk = ?1", [pk], |r| Ok((r.get(0)?, r.get(1)?)))
-            .expect("entry")
+        c.query_row(
+            "SELECT status, error FROM _outpost_rows WHERE pk = ?1",
+            [pk],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("entry")
     };
     assert_eq!(status("[\"c\"]"), ("CONFLICT".into(), None));
     assert_eq!(status("[\"f\"]"), ("PENDING".into(), None));
@@ -248,18 +411,34 @@ fn base_rows_keep_blobs_infinities_nan_and_arrays() {
         Value::Bytes(vec![0, 1, 254, 255]),
         Value::Array(vec![Value::Text("ü".into()), Value::Null]),
     ];
-    let stored: Vec<rusqlite::types::Value> = row.iter().zip(&table.columns).map(|(v, c)| to_sqlite(v, &c.ty)).collect();
+    let stored: Vec<rusqlite::types::Value> = row
+        .iter()
+        .zip(&table.columns)
+        .map(|(v, c)| to_sqlite(v, &c.ty))
+        .collect();
     replica
         .apply_silenced(|tx| {
-            tx.execute("INSERT INTO \"Item\" VALUES (?1, ?2, ?3, ?4, ?5)", rusqlite::params_from_iter(stored.iter()))
-                .map_err(LocalError::sqlite("insert"))?;
+            tx.execute(
+                "INSERT INTO \"Item\" VALUES (?1, ?2, ?3, ?4, ?5)",
+                rusqlite::params_from_iter(stored.iter()),
+            )
+            .map_err(LocalError::sqlite("insert"))?;
             Ok(())
         })
         .expect("apply");
-    replica.connection().execute("UPDATE \"Item\" SET score = 'NaN' WHERE id = 'k'", []).expect("update");
-    replica.connection().execute("UPDATE \"Item\" SET qty = 0 WHERE id = 'k'", []).expect("update");
+    replica
+        .connection()
+        .execute("UPDATE \"Item\" SET score = 'NaN' WHERE id = 'k'", [])
+        .expect("update");
+    replica
+        .connection()
+        .execute("UPDATE \"Item\" SET qty = 0 WHERE id = 'k'", [])
+        .expect("update");
     let base = entries(&replica)[0].5.clone().expect("base");
     assert_eq!(row_from_json(&table, &base).expect("decode"), row);
-    let e = replica.row_entry("Item", "[\"k\"]").expect("entry").expect("present");
+    let e = replica
+        .row_entry("Item", "[\"k\"]")
+        .expect("entry")
+        .expect("present");
     assert_eq!(e.status, "PENDING");
 }

@@ -99,7 +99,10 @@ impl Drop for TestDb {
         let admin = self.admin.clone();
         let name = self.name.clone();
         let _ = std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
                 return;
             };
             rt.block_on(async move {
@@ -139,7 +142,10 @@ fn find_or_start_server() -> anyhow::Result<String> {
 fn answers(conninfo: &str) -> bool {
     let conninfo = conninfo.to_string();
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
             return false;
         };
         rt.block_on(async {
@@ -187,7 +193,10 @@ fn run_pg(tool: &str, args: &[&str]) -> anyhow::Result<()> {
     } else {
         Command::new(&bin)
     };
-    let out = cmd.args(args).output().with_context(|| format!("running {tool}"))?;
+    let out = cmd
+        .args(args)
+        .output()
+        .with_context(|| format!("running {tool}"))?;
     if !out.status.success() {
         bail!(
             "{tool} failed: {}{}",
@@ -202,21 +211,31 @@ fn start_throwaway_cluster() -> anyhow::Result<String> {
     let base = std::env::temp_dir().join("outpost-test-pg");
     fs::create_dir_all(&base)?;
     let lock = fs::File::create(base.join("lock"))?;
-    lock.lock().context("locking the throwaway cluster directory")?;
+    lock.lock()
+        .context("locking the throwaway cluster directory")?;
     let port_file = base.join("port");
     if let Ok(port) = fs::read_to_string(&port_file) {
-        let conninfo = format!("host=127.0.0.1 port={} user=postgres dbname=postgres", port.trim());
+        let conninfo = format!(
+            "host=127.0.0.1 port={} user=postgres dbname=postgres",
+            port.trim()
+        );
         if answers(&conninfo) {
             return Ok(conninfo);
         }
     }
     let data = base.join("data");
     if is_root() {
-        let _ = Command::new("chown").args(["-R", "postgres:postgres"]).arg(&base).status();
+        let _ = Command::new("chown")
+            .args(["-R", "postgres:postgres"])
+            .arg(&base)
+            .status();
     }
     if !data.join("PG_VERSION").exists() {
         let data_s = data.to_string_lossy().to_string();
-        run_pg("initdb", &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"])?;
+        run_pg(
+            "initdb",
+            &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
+        )?;
     }
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let opts = format!(
@@ -239,5 +258,7 @@ fn start_throwaway_cluster() -> anyhow::Result<String> {
     )?;
     let mut f = fs::File::create(&port_file)?;
     write!(f, "{port}")?;
-    Ok(format!("host=127.0.0.1 port={port} user=postgres dbname=postgres"))
+    Ok(format!(
+        "host=127.0.0.1 port={port} user=postgres dbname=postgres"
+    ))
 }

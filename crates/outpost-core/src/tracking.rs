@@ -1,0 +1,743 @@
+//! The SQL of the server's tracking schema: everything outpost installs in
+//! PostgreSQL to capture changes, as pure functions returning SQL text.
+//!
+//! This module owns the *text*; `outpost-remote` runs it (install, upgrade,
+//! uninstall, status). Nothing here does I/O, and every statement is pinned by
+//! an exact-string test below, so a change to the server's schema is always a
+//! visible diff.
+//!
+//! # What is installed
+//!
+//! Everything lives in the PostgreSQL schema [`SCHEMA`] (`outpost`):
+//!
+//! * `outpost.meta(key, value)`: holds `schema_version`, the number of the
+//!   last [`Migration`] applied.
+//! * `outpost.changes(txid, seq, table_name, pk, op, origin, changed_at)`: one
+//!   row per captured change. `txid` is the writing transaction
+//!   (`pg_current_xact_id()`, `xid8`); pulls read it in `(txid, seq)` order
+//!   under the cursor rule (DESIGN §3), helped by the index on `(txid, seq)`.
+//!   `op` is `I`, `U`, `D` or `T` (truncate, `pk` NULL).
+//! * `outpost.row_versions(table_name, pk, version, origin, origin_local_seq,
+//!   deleted, updated_at)`: per row, the `seq` of its latest change (its
+//!   **version**), who made it and whether it is a deletion. A row that has
+//!   not changed since tracking began has no entry: version 0.
+//! * `outpost.nodes(node_id, name, registered_at, last_seen_at,
+//!   applied_local_seq, cursor_txid, cursor_seq)`: the node registry.
+//! * Functions `outpost.capture()`, `outpost.notify()`,
+//!   `outpost.capture_truncate()` and their helper `outpost.record_change(…)`.
+//!
+//! And on every synced table three triggers ([`CAPTURE_TRIGGER`],
+//! [`NOTIFY_TRIGGER`], [`TRUNCATE_TRIGGER`]); see [`create_triggers_sql`].
+//!
+//! # The primary-key form
+//!
+//! A row is identified by a `jsonb` array holding `to_jsonb(value)` of each
+//! primary-key column in key order (`["ckx1"]`, `["ckx1", 7]`). A client
+//! computes the same key with [`pk_key_expr`] (`jsonb_build_array($1::text,
+//! …)`). The capture functions run with `TimeZone = 'UTC'`,
+//! `IntervalStyle = 'postgres'` and `extra_float_digits = 1`, the only
+//! settings that change `to_jsonb`'s text for a supported key type; a client
+//! computing keys must use the same settings (outpost's own sessions do).
+//!
+//! # Who may write
+//!
+//! The trigger functions are `SECURITY DEFINER` (owned by whoever installed
+//! the schema) with a fixed `search_path`, so any role that may write a synced
+//! table is tracked without needing privileges on schema `outpost`.
+//!
+//! # Why the table name is a trigger argument
+//!
+//! The first trigger argument is the table's name, the primary-key columns
+//! follow. `TG_TABLE_NAME` would name the *partition* a row landed in when the
+//! synced table is partitioned; the argument always names the synced table.
+//!
+//! # Upgrades
+//!
+//! [`MIGRATIONS`] is the ordered list of steps, each keyed by the version it
+//! produces. Installing on version *n* applies the steps after *n*; a server
+//! whose version is newer than [`latest_version`] is refused
+//! ([`pending_migrations`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ident::{literal, quote};
+use crate::schema::{Schema, Table};
+
+/// The PostgreSQL schema holding outpost's tracking objects.
+pub const SCHEMA: &str = "outpost";
+
+/// The `LISTEN`/`NOTIFY` channel; the payload is the changed table's name.
+pub const CHANNEL: &str = "outpost_changes";
+
+/// The session setting a node sets (`SET LOCAL outpost.origin = '<node id>'`)
+/// so the changes of its transaction carry its id as `origin`.
+pub const ORIGIN_SETTING: &str = "outpost.origin";
+
+/// The session setting carrying the node's local sequence number of the
+/// change being pushed; it lands in `row_versions.origin_local_seq`.
+pub const LOCAL_SEQ_SETTING: &str = "outpost.local_seq";
+
+/// The row-level trigger recording inserts, updates and deletes.
+pub const CAPTURE_TRIGGER: &str = "outpost_capture";
+
+/// The statement-level trigger sending a notification on [`CHANNEL`].
+pub const NOTIFY_TRIGGER: &str = "outpost_notify";
+
+/// The statement-level trigger recording a `TRUNCATE`.
+pub const TRUNCATE_TRIGGER: &str = "outpost_truncate";
+
+/// The key of the transaction-level advisory lock held by install, upgrade
+/// and uninstall, so two of them never interleave (`"outpost"` in ASCII).
+pub const ADVISORY_LOCK_KEY: i64 = 0x006f_7574_706f_7374;
+
+/// `pg_trigger.tgtype` bit: row-level (otherwise statement-level).
+pub const TGTYPE_ROW: i16 = 1;
+/// `pg_trigger.tgtype` bit: `INSERT`.
+pub const TGTYPE_INSERT: i16 = 4;
+/// `pg_trigger.tgtype` bit: `DELETE`.
+pub const TGTYPE_DELETE: i16 = 8;
+/// `pg_trigger.tgtype` bit: `UPDATE`.
+pub const TGTYPE_UPDATE: i16 = 16;
+/// `pg_trigger.tgtype` bit: `TRUNCATE`.
+pub const TGTYPE_TRUNCATE: i16 = 32;
+
+/// One step of the tracking schema's upgrade path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Migration {
+    /// The `schema_version` this step produces (1, 2, …, without gaps).
+    pub version: i32,
+    /// What the step does, for reports and logs.
+    pub description: &'static str,
+    /// The statements, run in one transaction with the others.
+    pub sql: &'static str,
+}
+
+/// Version 1: the tables, the functions and their grants.
+const V1: &str = r#"CREATE SCHEMA IF NOT EXISTS "outpost";
+
+CREATE TABLE "outpost"."meta" (
+    "key" text PRIMARY KEY,
+    "value" text NOT NULL
+);
+
+CREATE TABLE "outpost"."changes" (
+    "txid" xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    "seq" bigserial PRIMARY KEY,
+    "table_name" text NOT NULL,
+    "pk" jsonb,
+    "op" text NOT NULL CHECK ("op" IN ('I', 'U', 'D', 'T')),
+    "origin" text,
+    "changed_at" timestamptz NOT NULL DEFAULT clock_timestamp(),
+    CHECK (("op" = 'T') = ("pk" IS NULL))
+);
+
+CREATE INDEX "changes_txid_seq" ON "outpost"."changes" ("txid", "seq");
+
+CREATE TABLE "outpost"."row_versions" (
+    "table_name" text NOT NULL,
+    "pk" jsonb NOT NULL,
+    "version" bigint NOT NULL,
+    "origin" text,
+    "origin_local_seq" bigint,
+    "deleted" boolean NOT NULL DEFAULT false,
+    "updated_at" timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY ("table_name", "pk")
+);
+
+CREATE TABLE "outpost"."nodes" (
+    "node_id" uuid PRIMARY KEY,
+    "name" text,
+    "registered_at" timestamptz NOT NULL DEFAULT now(),
+    "last_seen_at" timestamptz,
+    "applied_local_seq" bigint NOT NULL DEFAULT 0,
+    "cursor_txid" xid8,
+    "cursor_seq" bigint
+);
+
+CREATE FUNCTION "outpost"."record_change"(p_table text, p_pk jsonb, p_op text, p_origin text, p_local_seq bigint)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_seq bigint;
+BEGIN
+    INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+    VALUES (p_table, p_pk, p_op, p_origin)
+    RETURNING "seq" INTO v_seq;
+    INSERT INTO "outpost"."row_versions" AS rv
+        ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
+    VALUES (p_table, p_pk, v_seq, p_origin, p_local_seq, p_op = 'D', clock_timestamp())
+    ON CONFLICT ("table_name", "pk") DO UPDATE SET
+        "version" = EXCLUDED."version",
+        "origin" = EXCLUDED."origin",
+        "origin_local_seq" = EXCLUDED."origin_local_seq",
+        "deleted" = EXCLUDED."deleted",
+        "updated_at" = EXCLUDED."updated_at";
+    RETURN v_seq;
+END
+$fn$;
+
+-- Row trigger. TG_ARGV[0] is the synced table's name, TG_ARGV[1..] its
+-- primary-key columns in key order.
+CREATE FUNCTION "outpost"."capture"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $fn$
+DECLARE
+    v_table text := TG_ARGV[0];
+    v_origin text := NULLIF(current_setting('outpost.origin', true), '');
+    v_local_seq bigint := NULLIF(current_setting('outpost.local_seq', true), '')::bigint;
+    v_old jsonb;
+    v_new jsonb;
+    v_old_pk jsonb;
+    v_new_pk jsonb;
+BEGIN
+    IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+        v_new := to_jsonb(NEW);
+        SELECT jsonb_agg(v_new -> c ORDER BY n) INTO v_new_pk
+        FROM unnest(TG_ARGV[1:]) WITH ORDINALITY AS k(c, n);
+    END IF;
+    IF TG_OP = 'DELETE' OR TG_OP = 'UPDATE' THEN
+        v_old := to_jsonb(OLD);
+        SELECT jsonb_agg(v_old -> c ORDER BY n) INTO v_old_pk
+        FROM unnest(TG_ARGV[1:]) WITH ORDINALITY AS k(c, n);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM "outpost"."record_change"(v_table, v_new_pk, 'I', v_origin, v_local_seq);
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM "outpost"."record_change"(v_table, v_old_pk, 'D', v_origin, v_local_seq);
+    ELSIF v_old::text = v_new::text THEN
+        -- Nothing changed (text, not jsonb equality: 1.5 -> 1.50 is a change).
+        NULL;
+    ELSIF v_old_pk = v_new_pk THEN
+        PERFORM "outpost"."record_change"(v_table, v_new_pk, 'U', v_origin, v_local_seq);
+    ELSE
+        PERFORM "outpost"."record_change"(v_table, v_old_pk, 'D', v_origin, v_local_seq);
+        PERFORM "outpost"."record_change"(v_table, v_new_pk, 'I', v_origin, v_local_seq);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- Statement trigger. TG_ARGV[0] is the synced table's name.
+CREATE FUNCTION "outpost"."notify"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+BEGIN
+    PERFORM pg_notify('outpost_changes', TG_ARGV[0]);
+    RETURN NULL;
+END
+$fn$;
+
+-- TRUNCATE trigger. TG_ARGV[0] is the synced table's name.
+CREATE FUNCTION "outpost"."capture_truncate"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $fn$
+DECLARE
+    v_table text := TG_ARGV[0];
+    v_origin text := NULLIF(current_setting('outpost.origin', true), '');
+    v_local_seq bigint := NULLIF(current_setting('outpost.local_seq', true), '')::bigint;
+    v_seq bigint;
+BEGIN
+    INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+    VALUES (v_table, NULL, 'T', v_origin)
+    RETURNING "seq" INTO v_seq;
+    UPDATE "outpost"."row_versions" SET
+        "version" = v_seq,
+        "origin" = v_origin,
+        "origin_local_seq" = v_local_seq,
+        "deleted" = true,
+        "updated_at" = clock_timestamp()
+    WHERE "table_name" = v_table AND NOT "deleted";
+    PERFORM pg_notify('outpost_changes', v_table);
+    RETURN NULL;
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION "outpost"."record_change"(text, jsonb, text, text, bigint) FROM PUBLIC;
+"#;
+
+/// The upgrade path, in order. Never edit a released step: add one.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "tracking tables, capture and notify functions",
+    sql: V1,
+}];
+
+/// The schema version this build installs.
+pub fn latest_version() -> i32 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+/// The server's tracking schema is newer than this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the server's outpost tracking schema is version {installed}, newer than the \
+     version {supported} this outpost knows; upgrade outpost instead"
+)]
+pub struct NewerSchemaVersion {
+    /// The version found in `outpost.meta`.
+    pub installed: i32,
+    /// [`latest_version`].
+    pub supported: i32,
+}
+
+/// The migrations still to apply on a server at version `installed` (`None`:
+/// nothing installed), or an error when the server is newer than this build.
+pub fn pending_migrations(
+    installed: Option<i32>,
+) -> Result<&'static [Migration], NewerSchemaVersion> {
+    let installed = installed.unwrap_or(0);
+    if installed > latest_version() {
+        return Err(NewerSchemaVersion {
+            installed,
+            supported: latest_version(),
+        });
+    }
+    let first = MIGRATIONS
+        .iter()
+        .position(|m| m.version > installed)
+        .unwrap_or(MIGRATIONS.len());
+    Ok(&MIGRATIONS[first..])
+}
+
+/// The statements of one migration step followed by the update of
+/// `schema_version` to its version.
+pub fn migration_sql(m: &Migration) -> String {
+    format!("{}\n{}", m.sql.trim_end(), set_version_sql(m.version))
+}
+
+/// Records `version` as the installed schema version.
+pub fn set_version_sql(version: i32) -> String {
+    format!(
+        "INSERT INTO \"outpost\".\"meta\" (\"key\", \"value\") VALUES ('schema_version', {}) \
+         ON CONFLICT (\"key\") DO UPDATE SET \"value\" = EXCLUDED.\"value\";",
+        literal(&version.to_string())
+    )
+}
+
+/// Whether `outpost.meta` exists (one boolean column).
+pub const META_EXISTS_SQL: &str = "SELECT to_regclass('\"outpost\".\"meta\"') IS NOT NULL";
+
+/// The installed `schema_version` as text (zero or one row); run only when
+/// [`META_EXISTS_SQL`] says the table exists.
+pub const INSTALLED_VERSION_SQL: &str =
+    "SELECT \"value\" FROM \"outpost\".\"meta\" WHERE \"key\" = 'schema_version'";
+
+/// Whether the schema `outpost` exists (one boolean column).
+pub const SCHEMA_EXISTS_SQL: &str =
+    "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = 'outpost')";
+
+/// Takes the install lock for the rest of the transaction.
+pub const LOCK_SQL: &str = "SELECT pg_catalog.pg_advisory_xact_lock(31372865377891188)";
+
+/// Every trigger on any table whose function lives in schema `outpost`,
+/// with what [`InstalledTrigger`] needs: `pg_schema`, `table_name`,
+/// `trigger_name`, `function_name`, `tgtype` (int4), `enabled` (bool),
+/// `plain` (no `WHEN` and no column list), `args` (bytea, `tgargs`) and
+/// `nargs` (int4). Triggers cloned onto partitions are left out: they come
+/// and go with their parent's.
+pub const LIST_TRIGGERS_SQL: &str = "SELECT n.nspname::text AS pg_schema, c.relname::text AS table_name, \
+t.tgname::text AS trigger_name, p.proname::text AS function_name, t.tgtype::int4 AS tgtype, \
+t.tgenabled <> 'D' AS enabled, \
+(t.tgqual IS NULL AND cardinality(t.tgattr::int2[]) = 0) AS plain, \
+t.tgargs AS args, t.tgnargs::int4 AS nargs \
+FROM pg_catalog.pg_trigger t \
+JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid \
+JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace \
+WHERE pn.nspname = 'outpost' AND NOT t.tgisinternal AND t.tgparentid = 0 \
+ORDER BY 1, 2, 3";
+
+/// Drops the tracking schema with everything in it (its triggers on user
+/// tables go with their functions). User tables and data are untouched.
+pub const DROP_SCHEMA_SQL: &str = "DROP SCHEMA IF EXISTS \"outpost\" CASCADE;";
+
+/// A trigger whose function lives in schema `outpost`, as found in
+/// `pg_trigger` or as outpost wants it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InstalledTrigger {
+    /// Schema of the table the trigger is on.
+    pub pg_schema: String,
+    /// The table.
+    pub table: String,
+    /// The trigger's name.
+    pub name: String,
+    /// Its function's name in schema `outpost`.
+    pub function: String,
+    /// `pg_trigger.tgtype`: timing, level and events ([`TGTYPE_ROW`] …).
+    pub tgtype: i16,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Not disabled (`ALTER TABLE … DISABLE TRIGGER`).
+    pub enabled: bool,
+    /// Without a `WHEN` condition or an `UPDATE OF` column list.
+    pub plain: bool,
+}
+
+/// The triggers outpost wants on `table` (in schema `pg_schema`).
+pub fn expected_triggers(pg_schema: &str, table: &Table) -> Vec<InstalledTrigger> {
+    let make = |name: &str, function: &str, tgtype: i16, args: Vec<String>| InstalledTrigger {
+        pg_schema: pg_schema.to_string(),
+        table: table.name.clone(),
+        name: name.to_string(),
+        function: function.to_string(),
+        tgtype,
+        args,
+        enabled: true,
+        plain: true,
+    };
+    let mut capture_args = vec![table.name.clone()];
+    capture_args.extend(table.primary_key.iter().cloned());
+    let dml = TGTYPE_INSERT | TGTYPE_DELETE | TGTYPE_UPDATE;
+    vec![
+        make(CAPTURE_TRIGGER, "capture", TGTYPE_ROW | dml, capture_args),
+        make(NOTIFY_TRIGGER, "notify", dml, vec![table.name.clone()]),
+        make(
+            TRUNCATE_TRIGGER,
+            "capture_truncate",
+            TGTYPE_TRUNCATE,
+            vec![table.name.clone()],
+        ),
+    ]
+}
+
+/// Splits `pg_trigger.tgargs` (each argument followed by a NUL byte) into
+/// its `nargs` arguments.
+pub fn parse_tgargs(raw: &[u8], nargs: usize) -> Vec<String> {
+    raw.split(|b| *b == 0)
+        .take(nargs)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect()
+}
+
+/// What install must do to the triggers: see [`plan_triggers`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TriggerPlan {
+    /// Synced tables whose outpost triggers are missing or differ: their
+    /// three triggers are (re)created by [`create_triggers_sql`].
+    pub recreate: Vec<String>,
+    /// Outpost triggers to drop `(pg_schema, table, trigger)`: on tables no
+    /// longer synced, or unknown ones on synced tables.
+    pub drop: Vec<(String, String, String)>,
+}
+
+impl TriggerPlan {
+    /// True when the triggers are already as wanted.
+    pub fn is_empty(&self) -> bool {
+        self.recreate.is_empty() && self.drop.is_empty()
+    }
+}
+
+/// Compares the outpost triggers found on the server with the ones `schema`
+/// wants. A synced table is recreated unless it has exactly the wanted
+/// triggers, so a second install finds nothing to do.
+pub fn plan_triggers(existing: &[InstalledTrigger], schema: &Schema) -> TriggerPlan {
+    let mut found: BTreeMap<(&str, &str), BTreeSet<&InstalledTrigger>> = BTreeMap::new();
+    for t in existing {
+        found
+            .entry((t.pg_schema.as_str(), t.table.as_str()))
+            .or_default()
+            .insert(t);
+    }
+    let mut plan = TriggerPlan::default();
+    let mut synced: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for table in &schema.tables {
+        let key = (schema.pg_schema.as_str(), table.name.as_str());
+        synced.insert(key);
+        let want = expected_triggers(&schema.pg_schema, table);
+        let have = found.get(&key).cloned().unwrap_or_default();
+        if have != want.iter().collect::<BTreeSet<_>>() {
+            plan.recreate.push(table.name.clone());
+            let wanted_names: BTreeSet<&str> = want.iter().map(|t| t.name.as_str()).collect();
+            // Our three names are replaced by create_triggers_sql; anything
+            // else calling an outpost function goes.
+            for t in have {
+                if !wanted_names.contains(t.name.as_str()) {
+                    plan.drop
+                        .push((t.pg_schema.clone(), t.table.clone(), t.name.clone()));
+                }
+            }
+        }
+    }
+    for t in existing {
+        if !synced.contains(&(t.pg_schema.as_str(), t.table.as_str())) {
+            plan.drop
+                .push((t.pg_schema.clone(), t.table.clone(), t.name.clone()));
+        }
+    }
+    plan.drop.sort();
+    plan
+}
+
+/// Drops one trigger, if it exists.
+pub fn drop_trigger_sql(pg_schema: &str, table: &str, trigger: &str) -> String {
+    format!(
+        "DROP TRIGGER IF EXISTS {} ON {}.{};",
+        quote(trigger),
+        quote(pg_schema),
+        quote(table)
+    )
+}
+
+/// (Re)creates the three outpost triggers on `table`: drop if present, then
+/// create (PostgreSQL 13 has no `CREATE OR REPLACE TRIGGER`).
+pub fn create_triggers_sql(pg_schema: &str, table: &Table) -> String {
+    let target = format!("{}.{}", quote(pg_schema), quote(&table.name));
+    let name_arg = literal(&table.name);
+    let mut capture_args = vec![name_arg.clone()];
+    capture_args.extend(table.primary_key.iter().map(|c| literal(c)));
+    let mut sql = String::new();
+    for (trigger, body) in [
+        (
+            CAPTURE_TRIGGER,
+            format!(
+                "AFTER INSERT OR UPDATE OR DELETE ON {target} FOR EACH ROW \
+                 EXECUTE FUNCTION \"outpost\".\"capture\"({})",
+                capture_args.join(", ")
+            ),
+        ),
+        (
+            NOTIFY_TRIGGER,
+            format!(
+                "AFTER INSERT OR UPDATE OR DELETE ON {target} FOR EACH STATEMENT \
+                 EXECUTE FUNCTION \"outpost\".\"notify\"({name_arg})"
+            ),
+        ),
+        (
+            TRUNCATE_TRIGGER,
+            format!(
+                "AFTER TRUNCATE ON {target} FOR EACH STATEMENT \
+                 EXECUTE FUNCTION \"outpost\".\"capture_truncate\"({name_arg})"
+            ),
+        ),
+    ] {
+        sql.push_str(&drop_trigger_sql(pg_schema, &table.name, trigger));
+        sql.push('\n');
+        sql.push_str(&format!("CREATE TRIGGER {} {body};\n", quote(trigger)));
+    }
+    sql
+}
+
+/// The expression computing a row's key (module doc) from bind parameters
+/// `$first_param…`, one per primary-key column, each cast to the column's
+/// type: `jsonb_build_array($1::text, $2::integer)`.
+pub fn pk_key_expr(table: &Table, first_param: usize) -> String {
+    let parts: Vec<String> = table
+        .primary_key
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let ty = table
+                .column(name)
+                .map_or_else(|| "text".to_string(), |c| c.ty.pg_name.clone());
+            format!("${}::{ty}", first_param + i)
+        })
+        .collect();
+    format!("jsonb_build_array({})", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::Column;
+    use crate::types::{ColumnType, ScalarType};
+
+    fn col(name: &str, scalar: ScalarType, pg_name: &str) -> Column {
+        Column {
+            name: name.into(),
+            ty: ColumnType::scalar(scalar, pg_name),
+            nullable: false,
+            default: None,
+            identity: None,
+            generated: false,
+        }
+    }
+
+    fn post_tag() -> Table {
+        Table {
+            name: "PostTag".into(),
+            columns: vec![
+                col("postId", ScalarType::Text, "text"),
+                col("tagId", ScalarType::Int4, "integer"),
+            ],
+            primary_key: vec!["postId".into(), "tagId".into()],
+            foreign_keys: vec![],
+            uniques: vec![],
+            relations: vec![],
+        }
+    }
+
+    fn schema(tables: Vec<Table>) -> Schema {
+        Schema {
+            pg_schema: "public".into(),
+            tables,
+            enums: vec![],
+        }
+    }
+
+    #[test]
+    fn triggers_sql() {
+        assert_eq!(
+            create_triggers_sql("public", &post_tag()),
+            "DROP TRIGGER IF EXISTS \"outpost_capture\" ON \"public\".\"PostTag\";\n\
+             CREATE TRIGGER \"outpost_capture\" AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"PostTag\" \
+             FOR EACH ROW EXECUTE FUNCTION \"outpost\".\"capture\"('PostTag', 'postId', 'tagId');\n\
+             DROP TRIGGER IF EXISTS \"outpost_notify\" ON \"public\".\"PostTag\";\n\
+             CREATE TRIGGER \"outpost_notify\" AFTER INSERT OR UPDATE OR DELETE ON \"public\".\"PostTag\" \
+             FOR EACH STATEMENT EXECUTE FUNCTION \"outpost\".\"notify\"('PostTag');\n\
+             DROP TRIGGER IF EXISTS \"outpost_truncate\" ON \"public\".\"PostTag\";\n\
+             CREATE TRIGGER \"outpost_truncate\" AFTER TRUNCATE ON \"public\".\"PostTag\" \
+             FOR EACH STATEMENT EXECUTE FUNCTION \"outpost\".\"capture_truncate\"('PostTag');\n"
+        );
+    }
+
+    #[test]
+    fn names_are_quoted() {
+        let mut t = post_tag();
+        t.name = "we\"ird's".into();
+        t.primary_key = vec!["it's".into()];
+        let sql = create_triggers_sql("my schema", &t);
+        assert!(sql.contains("ON \"my schema\".\"we\"\"ird's\" FOR EACH ROW"));
+        assert!(sql.contains("\"capture\"('we\"ird''s', 'it''s')"));
+        assert_eq!(
+            drop_trigger_sql("s", "t\"", "outpost_notify"),
+            "DROP TRIGGER IF EXISTS \"outpost_notify\" ON \"s\".\"t\"\"\";"
+        );
+    }
+
+    #[test]
+    fn version_sql() {
+        assert_eq!(
+            set_version_sql(1),
+            "INSERT INTO \"outpost\".\"meta\" (\"key\", \"value\") VALUES ('schema_version', '1') \
+             ON CONFLICT (\"key\") DO UPDATE SET \"value\" = EXCLUDED.\"value\";"
+        );
+        let sql = migration_sql(&MIGRATIONS[0]);
+        assert!(sql.starts_with("CREATE SCHEMA IF NOT EXISTS \"outpost\";\n"));
+        assert!(sql.ends_with(&format!("FROM PUBLIC;\n{}", set_version_sql(1))));
+    }
+
+    #[test]
+    fn v1_pins_the_capture_rules() {
+        // The decisions the rest of outpost relies on, spelled out.
+        for needle in [
+            "\"txid\" xid8 NOT NULL DEFAULT pg_current_xact_id()",
+            "\"seq\" bigserial PRIMARY KEY",
+            "CREATE INDEX \"changes_txid_seq\" ON \"outpost\".\"changes\" (\"txid\", \"seq\");",
+            "PRIMARY KEY (\"table_name\", \"pk\")",
+            "\"applied_local_seq\" bigint NOT NULL DEFAULT 0",
+            "NULLIF(current_setting('outpost.origin', true), '')",
+            "NULLIF(current_setting('outpost.local_seq', true), '')::bigint",
+            "ELSIF v_old::text = v_new::text THEN",
+            "PERFORM pg_notify('outpost_changes', TG_ARGV[0]);",
+            "SET TimeZone = 'UTC'",
+        ] {
+            assert!(V1.contains(needle), "V1 lacks {needle}");
+        }
+        assert!(
+            V1.contains(CHANNEL) && V1.contains(ORIGIN_SETTING) && V1.contains(LOCAL_SEQ_SETTING)
+        );
+    }
+
+    #[test]
+    fn lock_key_matches_constant() {
+        assert_eq!(
+            LOCK_SQL,
+            format!("SELECT pg_catalog.pg_advisory_xact_lock({ADVISORY_LOCK_KEY})")
+        );
+    }
+
+    #[test]
+    fn migrations_are_ordered_without_gaps() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i32 + 1);
+        }
+        assert_eq!(latest_version(), 1);
+    }
+
+    #[test]
+    fn pending() {
+        assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(1));
+        assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(1));
+        assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(0));
+        let err = pending_migrations(Some(7)).expect_err("newer than known");
+        assert_eq!(
+            err,
+            NewerSchemaVersion {
+                installed: 7,
+                supported: 1
+            }
+        );
+        assert!(
+            err.to_string()
+                .contains("version 7, newer than the version 1")
+        );
+    }
+
+    #[test]
+    fn tgargs() {
+        assert_eq!(
+            parse_tgargs(b"PostTag\0postId\0tagId\0", 3),
+            vec!["PostTag", "postId", "tagId"]
+        );
+        assert_eq!(parse_tgargs(b"", 0), Vec::<String>::new());
+    }
+
+    #[test]
+    fn plan() {
+        let s = schema(vec![post_tag()]);
+        // Nothing installed: create.
+        let p = plan_triggers(&[], &s);
+        assert_eq!(p.recreate, vec!["PostTag".to_string()]);
+        assert!(p.drop.is_empty());
+        // All as wanted: nothing to do.
+        let want = expected_triggers("public", &s.tables[0]);
+        assert!(plan_triggers(&want, &s).is_empty());
+        // A disabled trigger or changed key: recreate.
+        let mut changed = want.clone();
+        changed[0].enabled = false;
+        assert_eq!(plan_triggers(&changed, &s).recreate.len(), 1);
+        let mut changed = want.clone();
+        changed[0].args.pop();
+        assert_eq!(plan_triggers(&changed, &s).recreate.len(), 1);
+        // A stray trigger on a synced table and triggers on an unsynced one.
+        let mut extra = want.clone();
+        let mut stray = want[1].clone();
+        stray.name = "mine".into();
+        extra.push(stray);
+        let mut gone = want[0].clone();
+        gone.table = "Old".into();
+        extra.push(gone);
+        let p = plan_triggers(&extra, &s);
+        assert_eq!(p.recreate, vec!["PostTag".to_string()]);
+        assert_eq!(
+            p.drop,
+            vec![
+                ("public".into(), "Old".into(), "outpost_capture".into()),
+                ("public".into(), "PostTag".into(), "mine".into()),
+            ]
+        );
+    }
+
+    #[test]
+    fn key_expression() {
+        assert_eq!(
+            pk_key_expr(&post_tag(), 3),
+            "jsonb_build_array($3::text, $4::integer)"
+        );
+    }
+}

@@ -1,0 +1,419 @@
+//! Introspection: reads the tables selected for sync from `pg_catalog` into
+//! outpost's [`Schema`] model.
+//!
+//! What is read, per selected table: its columns (name, type, nullability,
+//! default, identity, generated), its primary key in key order, its foreign
+//! keys (columns paired in order, `ON DELETE`/`ON UPDATE` actions), its unique
+//! constraints and unique indexes (without a predicate or expression, the
+//! primary key left out), and the labels of the enum types its columns use.
+//! [`Schema::finish`] then sorts everything and derives the relations.
+//!
+//! # Selection
+//!
+//! The tables of `pg_schema` that are ordinary or partitioned tables
+//! (partitions themselves are skipped: rows are tracked through their parent).
+//! With `include`, exactly those (each must exist, names are case-sensitive);
+//! otherwise all of them, except `_prisma_migrations` (Prisma's bookkeeping)
+//! unless it is named in `include`. Names in `exclude` are always skipped.
+//!
+//! # Refusals
+//!
+//! A selected table without a primary key is refused
+//! ([`RemoteError::NoPrimaryKey`]); so is a column whose type outpost cannot
+//! replicate ([`RemoteError::UnsupportedType`]): anything but the built-in
+//! types of [`crate::codec::oid`], enums and one-dimensional arrays of these.
+//! Domains, composite types, ranges, `money`, `timetz`, `inet`… are refused
+//! rather than replicated approximately.
+//!
+//! Foreign keys to tables in another PostgreSQL schema are left out: the model
+//! names tables without their schema, so such a key could be mistaken for one
+//! to a synced table of the same name.
+//!
+//! For a consistent picture while DDL may run concurrently, pass a
+//! `REPEATABLE READ` transaction as the client.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use outpost_core::schema::{Column, EnumType, FkAction, ForeignKey, Identity, Schema, Table};
+use outpost_core::types::{ColumnType, ScalarType};
+use tokio_postgres::GenericClient;
+
+use crate::codec::oid;
+use crate::error::RemoteError;
+
+/// The table Prisma keeps its migration history in; never synced by default.
+pub const PRISMA_MIGRATIONS: &str = "_prisma_migrations";
+
+const TABLES_SQL: &str = "SELECT c.oid, c.relname::text \
+FROM pg_catalog.pg_class c \
+JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+WHERE n.nspname = $1 AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
+ORDER BY c.relname";
+
+const COLUMNS_SQL: &str = "SELECT a.attrelid, a.attname::text, \
+pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
+pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
+t.oid, t.typname::text, t.typtype::text, \
+e.oid, e.typname::text, e.typtype::text \
+FROM pg_catalog.pg_attribute a \
+JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+LEFT JOIN pg_catalog.pg_type e \
+  ON t.typcategory = 'A' AND e.oid = t.typelem AND e.typarray = t.oid \
+LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
+ORDER BY a.attrelid, a.attnum";
+
+const CONSTRAINTS_SQL: &str = "SELECT con.conrelid, con.conname::text, con.contype::text, \
+ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(n, i) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n \
+      ORDER BY k.i), \
+ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(n, i) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n \
+      ORDER BY k.i), \
+rc.relname::text, rn.nspname::text, con.confdeltype::text, con.confupdtype::text \
+FROM pg_catalog.pg_constraint con \
+LEFT JOIN pg_catalog.pg_class rc ON rc.oid = con.confrelid \
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+WHERE con.conrelid = ANY($1) AND con.contype IN ('p', 'f') AND con.conparentid = 0 \
+ORDER BY con.conrelid, con.conname";
+
+const UNIQUES_SQL: &str = "SELECT i.indrelid, \
+ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n \
+      WHERE k.o <= i.indnkeyatts ORDER BY k.o), \
+i.indnkeyatts::int4 \
+FROM pg_catalog.pg_index i \
+JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid \
+WHERE i.indrelid = ANY($1) AND i.indisunique AND NOT i.indisprimary AND i.indisvalid \
+  AND i.indexprs IS NULL AND i.indpred IS NULL \
+ORDER BY i.indrelid, ic.relname";
+
+const ENUMS_SQL: &str = "SELECT t.typname::text, \
+ARRAY(SELECT e.enumlabel::text FROM pg_catalog.pg_enum e \
+      WHERE e.enumtypid = t.oid ORDER BY e.enumsortorder) \
+FROM pg_catalog.pg_type t WHERE t.oid = ANY($1) ORDER BY t.typname";
+
+/// Reads the tables of `pg_schema` selected by `include`/`exclude` (module
+/// doc) into a finished [`Schema`].
+#[tracing::instrument(skip_all, fields(pg_schema = %pg_schema))]
+pub async fn introspect<C>(
+    client: &C,
+    pg_schema: &str,
+    include: Option<&[String]>,
+    exclude: &[String],
+) -> Result<Schema, RemoteError>
+where
+    C: GenericClient + Sync,
+{
+    let in_schema = |what: &str| format!("reading the {what} of schema {pg_schema:?}");
+
+    let rows = client
+        .query(TABLES_SQL, &[&pg_schema])
+        .await
+        .map_err(|e| RemoteError::db(in_schema("tables"), e))?;
+    let mut all: BTreeMap<String, u32> = BTreeMap::new();
+    for row in &rows {
+        let oid: u32 = get(row, 0, &in_schema("tables"))?;
+        let name: String = get(row, 1, &in_schema("tables"))?;
+        all.insert(name, oid);
+    }
+    let selected = select(&all, pg_schema, include, exclude)?;
+    let oids: Vec<u32> = selected.iter().map(|(_, oid)| *oid).collect();
+    let name_of: BTreeMap<u32, &str> = selected.iter().map(|(n, o)| (*o, n.as_str())).collect();
+
+    // Columns.
+    let what = in_schema("columns");
+    let rows = client
+        .query(COLUMNS_SQL, &[&oids])
+        .await
+        .map_err(|e| RemoteError::db(&what, e))?;
+    let mut columns: BTreeMap<u32, Vec<Column>> = BTreeMap::new();
+    let mut enum_oids: BTreeSet<u32> = BTreeSet::new();
+    for row in &rows {
+        let rel: u32 = get(row, 0, &what)?;
+        let table = name_of.get(&rel).copied().unwrap_or_default();
+        let name: String = get(row, 1, &what)?;
+        let pg_name: String = get(row, 2, &what)?;
+        let not_null: bool = get(row, 3, &what)?;
+        let default: Option<String> = get(row, 4, &what)?;
+        let identity: String = get(row, 5, &what)?;
+        let generated: String = get(row, 6, &what)?;
+        let type_oid: u32 = get(row, 7, &what)?;
+        let type_name: String = get(row, 8, &what)?;
+        let type_kind: String = get(row, 9, &what)?;
+        let elem_oid: Option<u32> = get(row, 10, &what)?;
+        let elem_name: Option<String> = get(row, 11, &what)?;
+        let elem_kind: Option<String> = get(row, 12, &what)?;
+
+        let (scalar, array, scalar_oid, scalar_kind) = match (elem_oid, elem_name, elem_kind) {
+            (Some(eo), Some(en), Some(ek)) => (scalar_type(eo, &ek, &en), true, eo, ek),
+            _ => (
+                scalar_type(type_oid, &type_kind, &type_name),
+                false,
+                type_oid,
+                type_kind,
+            ),
+        };
+        let Some(scalar) = scalar else {
+            return Err(RemoteError::UnsupportedType {
+                table: table.to_string(),
+                column: name,
+                pg_type: pg_name,
+            });
+        };
+        if scalar_kind == "e" {
+            enum_oids.insert(scalar_oid);
+        }
+        let generated = generated == "s";
+        columns.entry(rel).or_default().push(Column {
+            name,
+            ty: ColumnType {
+                scalar,
+                array,
+                pg_name,
+            },
+            nullable: !not_null,
+            // For a generated column pg_attrdef holds the expression, not a
+            // default.
+            default: if generated { None } else { default },
+            identity: match identity.as_str() {
+                "a" => Some(Identity::Always),
+                "d" => Some(Identity::ByDefault),
+                _ => None,
+            },
+            generated,
+        });
+    }
+
+    // Primary and foreign keys.
+    let what = in_schema("constraints");
+    let rows = client
+        .query(CONSTRAINTS_SQL, &[&oids])
+        .await
+        .map_err(|e| RemoteError::db(&what, e))?;
+    let mut primary: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut foreign: BTreeMap<u32, Vec<ForeignKey>> = BTreeMap::new();
+    for row in &rows {
+        let rel: u32 = get(row, 0, &what)?;
+        let name: String = get(row, 1, &what)?;
+        let kind: String = get(row, 2, &what)?;
+        let cols: Vec<String> = get(row, 3, &what)?;
+        if kind == "p" {
+            primary.insert(rel, cols);
+            continue;
+        }
+        let ref_cols: Vec<String> = get(row, 4, &what)?;
+        let ref_table: Option<String> = get(row, 5, &what)?;
+        let ref_schema: Option<String> = get(row, 6, &what)?;
+        let on_delete: String = get(row, 7, &what)?;
+        let on_update: String = get(row, 8, &what)?;
+        let (Some(ref_table), Some(ref_schema)) = (ref_table, ref_schema) else {
+            continue;
+        };
+        if ref_schema != pg_schema {
+            continue;
+        }
+        foreign.entry(rel).or_default().push(ForeignKey {
+            name,
+            columns: cols,
+            ref_table,
+            ref_columns: ref_cols,
+            on_delete: fk_action(&on_delete),
+            on_update: fk_action(&on_update),
+        });
+    }
+
+    // Unique constraints and indexes.
+    let what = in_schema("unique indexes");
+    let rows = client
+        .query(UNIQUES_SQL, &[&oids])
+        .await
+        .map_err(|e| RemoteError::db(&what, e))?;
+    let mut uniques: BTreeMap<u32, Vec<Vec<String>>> = BTreeMap::new();
+    for row in &rows {
+        let rel: u32 = get(row, 0, &what)?;
+        let cols: Vec<String> = get(row, 1, &what)?;
+        let nkeys: i32 = get(row, 2, &what)?;
+        if cols.is_empty() || usize::try_from(nkeys).ok() != Some(cols.len()) {
+            continue;
+        }
+        uniques.entry(rel).or_default().push(cols);
+    }
+
+    // Enums.
+    let what = in_schema("enum types");
+    let enum_oids: Vec<u32> = enum_oids.into_iter().collect();
+    let rows = client
+        .query(ENUMS_SQL, &[&enum_oids])
+        .await
+        .map_err(|e| RemoteError::db(&what, e))?;
+    let mut enums = Vec::with_capacity(rows.len());
+    for row in &rows {
+        enums.push(EnumType {
+            name: get(row, 0, &what)?,
+            labels: get(row, 1, &what)?,
+        });
+    }
+
+    let mut tables = Vec::with_capacity(selected.len());
+    for (name, rel) in &selected {
+        let Some(primary_key) = primary.remove(rel) else {
+            return Err(RemoteError::NoPrimaryKey {
+                table: name.clone(),
+            });
+        };
+        let pk_set: BTreeSet<&String> = primary_key.iter().collect();
+        let mut table_uniques: Vec<Vec<String>> = Vec::new();
+        for u in uniques.remove(rel).unwrap_or_default() {
+            if u.iter().collect::<BTreeSet<_>>() != pk_set && !table_uniques.contains(&u) {
+                table_uniques.push(u);
+            }
+        }
+        tables.push(Table {
+            name: name.clone(),
+            columns: columns.remove(rel).unwrap_or_default(),
+            primary_key,
+            foreign_keys: foreign.remove(rel).unwrap_or_default(),
+            uniques: table_uniques,
+            relations: Vec::new(),
+        });
+    }
+    tracing::debug!(tables = tables.len(), enums = enums.len(), "introspected");
+    Ok(Schema {
+        pg_schema: pg_schema.to_string(),
+        tables,
+        enums,
+    }
+    .finish())
+}
+
+/// The selected `(name, oid)` pairs, by name.
+fn select(
+    all: &BTreeMap<String, u32>,
+    pg_schema: &str,
+    include: Option<&[String]>,
+    exclude: &[String],
+) -> Result<Vec<(String, u32)>, RemoteError> {
+    let excluded = |name: &str| exclude.iter().any(|e| e == name);
+    let mut selected: BTreeMap<String, u32> = BTreeMap::new();
+    match include {
+        Some(names) => {
+            for name in names {
+                if excluded(name) {
+                    continue;
+                }
+                let Some(oid) = all.get(name) else {
+                    return Err(RemoteError::TableNotFound {
+                        table: name.clone(),
+                        pg_schema: pg_schema.to_string(),
+                    });
+                };
+                selected.insert(name.clone(), *oid);
+            }
+        }
+        None => {
+            for (name, oid) in all {
+                if name != PRISMA_MIGRATIONS && !excluded(name) {
+                    selected.insert(name.clone(), *oid);
+                }
+            }
+        }
+    }
+    Ok(selected.into_iter().collect())
+}
+
+/// The scalar type of a type given its OID, `typtype` and name, or `None`
+/// when outpost cannot replicate it.
+pub fn scalar_type(type_oid: u32, typtype: &str, typname: &str) -> Option<ScalarType> {
+    if typtype == "e" {
+        return Some(ScalarType::Enum(typname.to_string()));
+    }
+    if typtype != "b" {
+        return None;
+    }
+    Some(match type_oid {
+        oid::BOOL => ScalarType::Bool,
+        oid::INT2 => ScalarType::Int2,
+        oid::INT4 => ScalarType::Int4,
+        oid::INT8 => ScalarType::Int8,
+        oid::FLOAT4 => ScalarType::Float4,
+        oid::FLOAT8 => ScalarType::Float8,
+        oid::NUMERIC => ScalarType::Numeric,
+        oid::TEXT => ScalarType::Text,
+        oid::VARCHAR => ScalarType::Varchar,
+        oid::BPCHAR => ScalarType::Char,
+        oid::UUID => ScalarType::Uuid,
+        oid::DATE => ScalarType::Date,
+        oid::TIME => ScalarType::Time,
+        oid::TIMESTAMP => ScalarType::Timestamp,
+        oid::TIMESTAMPTZ => ScalarType::Timestamptz,
+        oid::INTERVAL => ScalarType::Interval,
+        oid::JSON => ScalarType::Json,
+        oid::JSONB => ScalarType::Jsonb,
+        oid::BYTEA => ScalarType::Bytea,
+        _ => return None,
+    })
+}
+
+fn fk_action(code: &str) -> FkAction {
+    match code {
+        "r" => FkAction::Restrict,
+        "c" => FkAction::Cascade,
+        "n" => FkAction::SetNull,
+        "d" => FkAction::SetDefault,
+        _ => FkAction::NoAction,
+    }
+}
+
+/// Reads column `idx` of a catalogue row, naming what was being read when
+/// it has an unexpected type.
+fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
+    row: &'a tokio_postgres::Row,
+    idx: usize,
+    what: &str,
+) -> Result<T, RemoteError> {
+    row.try_get(idx).map_err(|e| RemoteError::db(what, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn type_mapping() {
+        assert_eq!(scalar_type(23, "b", "int4"), Some(ScalarType::Int4));
+        assert_eq!(scalar_type(1043, "b", "varchar"), Some(ScalarType::Varchar));
+        assert_eq!(
+            scalar_type(99999, "e", "Role"),
+            Some(ScalarType::Enum("Role".into()))
+        );
+        assert_eq!(scalar_type(869, "b", "inet"), None);
+        assert_eq!(scalar_type(790, "b", "money"), None);
+        assert_eq!(scalar_type(1266, "b", "timetz"), None);
+        assert_eq!(scalar_type(99998, "d", "email"), None);
+        assert_eq!(scalar_type(99997, "c", "address"), None);
+        assert_eq!(scalar_type(3904, "r", "int4range"), None);
+    }
+
+    #[test]
+    fn selection() {
+        let all: BTreeMap<String, u32> = [("User", 1), ("Post", 2), ("_prisma_migrations", 3)]
+            .into_iter()
+            .map(|(n, o)| (n.to_string(), o))
+            .collect();
+        let names = |v: Vec<(String, u32)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
+        let got = select(&all, "public", None, &[]).map(names);
+        assert_eq!(got.ok(), Some(vec!["Post".to_string(), "User".to_string()]));
+        let got = select(&all, "public", None, &["Post".to_string()]).map(names);
+        assert_eq!(got.ok(), Some(vec!["User".to_string()]));
+        let inc = vec!["_prisma_migrations".to_string(), "User".to_string()];
+        let got = select(&all, "public", Some(&inc), &[]).map(names);
+        assert_eq!(
+            got.ok(),
+            Some(vec!["User".to_string(), "_prisma_migrations".to_string()])
+        );
+        let inc = vec!["user".to_string()];
+        let err = select(&all, "public", Some(&inc), &[]).err();
+        assert!(matches!(err, Some(RemoteError::TableNotFound { table, .. }) if table == "user"));
+    }
+}

@@ -1,0 +1,43 @@
+//! # outpost-remote
+//!
+//! outpost's PostgreSQL side; the only crate that talks to the server's
+//! driver. It owns:
+//!
+//! * [`introspect()`] (module [`mod@introspect`]): reading the tables selected for sync from `pg_catalog`
+//!   into the [`outpost_core::Schema`] model, refusing what cannot be
+//!   replicated (a table without a primary key, an unsupported column type);
+//! * [`tracking`]: installing, upgrading, checking and removing the server's
+//!   change-capture schema `outpost` and the triggers on synced tables (the
+//!   SQL comes from [`outpost_core::tracking`]);
+//! * [`codec`]: PostgreSQL's binary wire format to and from
+//!   [`outpost_core::Value`], exactly, for every supported type;
+//! * [`RemoteError`], the crate's error, with [`RemoteError::is_transient`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let (mut client, conn) =
+//!     tokio_postgres::connect("host=127.0.0.1 user=postgres", tokio_postgres::NoTls).await?;
+//! tokio::spawn(conn);
+//! let schema = outpost_remote::introspect(&client, "public", None, &[]).await?;
+//! outpost_remote::tracking::install(&mut client, &schema).await?;
+//! let rows = client.query("SELECT * FROM \"Post\"", &[]).await?;
+//! for row in &rows {
+//!     let values = outpost_remote::codec::row_values(row)?;
+//!     println!("{values:?}");
+//! }
+//! # Ok(()) }
+//! ```
+
+pub use tokio_postgres;
+
+pub mod codec;
+pub mod connect;
+pub mod error;
+pub mod introspect;
+pub mod tracking;
+
+pub use codec::{Bind, PgValue, row_values};
+pub use connect::{CONNECT_TIMEOUT, connect};
+pub use error::RemoteError;
+pub use introspect::introspect;
+pub use tracking::{InstallReport, UninstallReport, install, installed_version, uninstall};

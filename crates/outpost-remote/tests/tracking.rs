@@ -1,0 +1,610 @@
+//! The tracking schema on a real server: install/uninstall are idempotent and
+//! leave user data alone; the triggers record exactly the changes the design
+//! says, with origin, versions and notifications.
+
+use std::time::Duration;
+
+use futures_util::StreamExt as _;
+use outpost_core::Schema;
+use outpost_remote::tracking::{self, status};
+use outpost_remote::{RemoteError, install, installed_version, introspect, uninstall};
+use outpost_testkit::TestDb;
+use tokio_postgres::{AsyncMessage, Client, NoTls};
+
+const SCHEMA_SQL: &str = r#"
+CREATE TYPE "Role" AS ENUM ('USER', 'ADMIN');
+CREATE TABLE "User" (
+    id text PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    role "Role" NOT NULL DEFAULT 'USER',
+    score numeric
+);
+CREATE TABLE "Tag" (id serial PRIMARY KEY, name text UNIQUE NOT NULL);
+CREATE TABLE "PostTag" ("postId" text, "tagId" int REFERENCES "Tag"(id) ON UPDATE CASCADE,
+                        PRIMARY KEY ("postId", "tagId"));
+INSERT INTO "User" VALUES ('u0', 'zero@example.com', 'USER', 1);
+"#;
+
+async fn setup() -> anyhow::Result<(TestDb, Client, Schema)> {
+    let db = TestDb::new().await?;
+    let client = db.client().await?;
+    client.batch_execute(SCHEMA_SQL).await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    Ok((db, client, schema))
+}
+
+/// Everything install may touch, as text: tables, functions, triggers.
+async fn catalogue(client: &Client) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            "SELECT 'table ' || n.nspname || '.' || c.relname || ' ' || c.relkind::text || ' ' || c.oid::text
+               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+              WHERE n.nspname IN ('public', 'outpost')
+             UNION ALL
+             SELECT 'function ' || n.nspname || '.' || p.proname || ' ' || p.oid::text || ' '
+                    || md5(pg_get_functiondef(p.oid))
+               FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+              WHERE n.nspname = 'outpost'
+             UNION ALL
+             SELECT 'trigger ' || c.relname || ' ' || t.tgname || ' ' || t.oid::text || ' '
+                    || pg_get_triggerdef(t.oid)
+               FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+              WHERE NOT t.tgisinternal
+             ORDER BY 1",
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+async fn user_data(client: &Client) -> anyhow::Result<Vec<String>> {
+    let rows = client
+        .query(
+            r#"SELECT u::text FROM "User" u UNION ALL SELECT t::text FROM "Tag" t ORDER BY 1"#,
+            &[],
+        )
+        .await?;
+    Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
+}
+
+#[derive(Debug, PartialEq)]
+struct Change {
+    seq: i64,
+    table: String,
+    pk: Option<String>,
+    op: String,
+    origin: Option<String>,
+}
+
+async fn changes_after(client: &Client, seq: i64) -> anyhow::Result<Vec<Change>> {
+    let rows = client
+        .query(
+            "SELECT seq, table_name, pk::text, op, origin FROM outpost.changes \
+             WHERE seq > $1 ORDER BY txid, seq",
+            &[&seq],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| Change {
+            seq: r.get(0),
+            table: r.get(1),
+            pk: r.get(2),
+            op: r.get(3),
+            origin: r.get(4),
+        })
+        .collect())
+}
+
+async fn last_seq(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one("SELECT coalesce(max(seq), 0) FROM outpost.changes", &[])
+        .await?
+        .get(0))
+}
+
+fn ops(changes: &[Change]) -> Vec<(&str, &str, Option<&str>)> {
+    changes
+        .iter()
+        .map(|c| (c.table.as_str(), c.op.as_str(), c.pk.as_deref()))
+        .collect()
+}
+
+#[tokio::test]
+async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Result<()> {
+    let (db, mut client, schema) = setup().await?;
+    let before_install = catalogue(&client).await?;
+    let data = user_data(&client).await?;
+    assert_eq!(installed_version(&client).await?, None);
+
+    let first = install(&mut client, &schema).await?;
+    assert!(first.changed());
+    assert_eq!(first.from_version, None);
+    assert_eq!(first.to_version, 1);
+    assert_eq!(first.migrations_applied, [1]);
+    assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
+    assert!(first.triggers_dropped.is_empty());
+    assert_eq!(installed_version(&client).await?, Some(1));
+    assert!(status(&client, &schema).await?.up_to_date());
+
+    let installed = catalogue(&client).await?;
+    let second = install(&mut client, &schema).await?;
+    assert!(!second.changed(), "{second:?}");
+    assert_eq!(second.from_version, Some(1));
+    assert_eq!(catalogue(&client).await?, installed);
+    let triggers = installed
+        .iter()
+        .filter(|l| l.starts_with("trigger "))
+        .count();
+    assert_eq!(triggers, 9);
+
+    // Another session installing concurrently-ish also finds nothing to do.
+    let mut other = db.client().await?;
+    assert!(!install(&mut other, &schema).await?.changed());
+
+    // A disabled trigger is repaired; a table leaving the schema loses its
+    // triggers.
+    client
+        .batch_execute(r#"ALTER TABLE "Tag" DISABLE TRIGGER outpost_capture"#)
+        .await?;
+    let st = status(&client, &schema).await?;
+    assert_eq!(st.tables_needing_triggers, ["Tag"]);
+    let mut smaller = schema.clone();
+    smaller.tables.retain(|t| t.name != "PostTag");
+    let report = install(&mut client, &smaller).await?;
+    assert!(report.migrations_applied.is_empty());
+    assert_eq!(report.triggers_installed, ["Tag"]);
+    assert_eq!(
+        report.triggers_dropped,
+        [
+            "public.PostTag.outpost_capture",
+            "public.PostTag.outpost_notify",
+            "public.PostTag.outpost_truncate"
+        ]
+    );
+    assert!(!install(&mut client, &smaller).await?.changed());
+    assert!(!status(&client, &schema).await?.up_to_date());
+    install(&mut client, &schema).await?;
+
+    // Uninstall: user tables and data untouched, schema and triggers gone.
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('rust')"#)
+        .await?;
+    let data = {
+        let mut d = data;
+        d.push("(1,rust)".into());
+        d.sort();
+        d
+    };
+    let report = uninstall(&mut client).await?;
+    assert!(report.schema_dropped);
+    assert_eq!(report.triggers_dropped.len(), 9);
+    assert_eq!(catalogue(&client).await?, before_install);
+    assert_eq!(user_data(&client).await?, data);
+    assert_eq!(installed_version(&client).await?, None);
+    let again = uninstall(&mut client).await?;
+    assert!(!again.changed(), "{again:?}");
+
+    // Install after uninstall works and captures again.
+    let report = install(&mut client, &schema).await?;
+    assert_eq!(report.migrations_applied, [1]);
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
+        .await?;
+    let changes = changes_after(&client, 0).await?;
+    assert_eq!(ops(&changes), [("Tag", "I", Some("[2]"))]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_newer_tracking_schema_is_refused() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+    client
+        .batch_execute("UPDATE outpost.meta SET value = '99' WHERE key = 'schema_version'")
+        .await?;
+    let err = install(&mut client, &schema).await.expect_err("newer");
+    assert!(matches!(err, RemoteError::NewerTrackingSchema(_)), "{err}");
+    assert!(err.to_string().contains("version 99"), "{err}");
+    client
+        .batch_execute("UPDATE outpost.meta SET value = 'x' WHERE key = 'schema_version'")
+        .await?;
+    let err = installed_version(&client).await.expect_err("corrupt");
+    assert!(matches!(err, RemoteError::TrackingCorrupt { .. }), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn triggers_record_each_change_once() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+
+    // Rows that existed before install have no version.
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM outpost.row_versions", &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0);
+
+    client
+        .batch_execute(r#"INSERT INTO "User"(id, email) VALUES ('u1', 'a@example.com')"#)
+        .await?;
+    let c = changes_after(&client, 0).await?;
+    assert_eq!(ops(&c), [("User", "I", Some(r#"["u1"]"#))]);
+    assert_eq!(c[0].origin, None);
+
+    let s = last_seq(&client).await?;
+    client
+        .batch_execute(r#"UPDATE "User" SET role = 'ADMIN' WHERE id = 'u1'"#)
+        .await?;
+    assert_eq!(
+        ops(&changes_after(&client, s).await?),
+        [("User", "U", Some(r#"["u1"]"#))]
+    );
+
+    // A no-op update records nothing, neither does an update of no rows.
+    let s = last_seq(&client).await?;
+    client
+        .batch_execute(r#"UPDATE "User" SET role = 'ADMIN' WHERE id = 'u1'"#)
+        .await?;
+    client
+        .batch_execute(r#"UPDATE "User" SET role = 'ADMIN' WHERE id = 'nobody'"#)
+        .await?;
+    assert_eq!(changes_after(&client, s).await?, []);
+
+    // 1 -> 1.0 is a change of the value PostgreSQL returns.
+    client
+        .batch_execute(r#"UPDATE "User" SET score = 1.0 WHERE id = 'u0'"#)
+        .await?;
+    assert_eq!(
+        ops(&changes_after(&client, s).await?),
+        [("User", "U", Some(r#"["u0"]"#))]
+    );
+
+    // A primary-key change is a delete of the old key and an insert of the new.
+    let s = last_seq(&client).await?;
+    client
+        .batch_execute(r#"UPDATE "User" SET id = 'u2' WHERE id = 'u1'"#)
+        .await?;
+    assert_eq!(
+        ops(&changes_after(&client, s).await?),
+        [
+            ("User", "D", Some(r#"["u1"]"#)),
+            ("User", "I", Some(r#"["u2"]"#))
+        ]
+    );
+
+    let s = last_seq(&client).await?;
+    client
+        .batch_execute(r#"DELETE FROM "User" WHERE id = 'u2'"#)
+        .await?;
+    let deleted = changes_after(&client, s).await?;
+    assert_eq!(ops(&deleted), [("User", "D", Some(r#"["u2"]"#))]);
+
+    // Composite keys in key order, with their JSON types; a cascaded key
+    // update is captured on the child too.
+    let s = last_seq(&client).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Tag"(id, name) VALUES (7, 'x');
+               INSERT INTO "PostTag" VALUES ('p1', 7);
+               UPDATE "Tag" SET id = 8 WHERE id = 7;"#,
+        )
+        .await?;
+    assert_eq!(
+        ops(&changes_after(&client, s).await?),
+        [
+            ("Tag", "I", Some("[7]")),
+            ("PostTag", "I", Some(r#"["p1", 7]"#)),
+            ("Tag", "D", Some("[7]")),
+            ("Tag", "I", Some("[8]")),
+            ("PostTag", "D", Some(r#"["p1", 7]"#)),
+            ("PostTag", "I", Some(r#"["p1", 8]"#)),
+        ]
+    );
+
+    // The key a client computes server-side matches.
+    let user = schema.table("PostTag").expect("PostTag");
+    let expr = outpost_core::tracking::pk_key_expr(user, 1);
+    let key: String = client
+        .query_one(&format!("SELECT ({expr})::text"), &[&"p1", &8i32])
+        .await?
+        .get(0);
+    assert_eq!(key, r#"["p1", 8]"#);
+
+    // Every row's version is the seq of its latest change.
+    let mismatched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outpost.row_versions rv
+              WHERE rv.version <> (SELECT max(c.seq) FROM outpost.changes c
+                                    WHERE c.table_name = rv.table_name AND c.pk = rv.pk)
+                 OR rv.deleted <> ((SELECT c.op FROM outpost.changes c
+                                     WHERE c.seq = rv.version) = 'D')",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(mismatched, 0);
+    let row = client
+        .query_one(
+            r#"SELECT version, deleted FROM outpost.row_versions
+                WHERE table_name = 'User' AND pk = '["u2"]'"#,
+            &[],
+        )
+        .await?;
+    assert_eq!(row.get::<_, i64>(0), deleted[0].seq);
+    assert!(row.get::<_, bool>(1));
+
+    // TRUNCATE: one T change, every tracked row of the table marked deleted.
+    let s = last_seq(&client).await?;
+    client.batch_execute(r#"TRUNCATE "PostTag""#).await?;
+    let c = changes_after(&client, s).await?;
+    assert_eq!(ops(&c), [("PostTag", "T", None)]);
+    let live: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outpost.row_versions WHERE table_name = 'PostTag' AND NOT deleted",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(live, 0);
+    let at_t: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outpost.row_versions WHERE table_name = 'PostTag' AND version = $1",
+            &[&c[0].seq],
+        )
+        .await?
+        .get(0);
+    assert_eq!(at_t, 1); // ["p1", 8]; ["p1", 7] was already deleted
+    Ok(())
+}
+
+#[tokio::test]
+async fn origin_is_set_per_transaction() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+    let node = "0f8fad5b-d9cb-469f-a165-70867728950e";
+
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL outpost.origin = '{node}'; SET LOCAL outpost.local_seq = '42';
+         INSERT INTO \"Tag\"(name) VALUES ('from-node');"
+    ))
+    .await?;
+    tx.commit().await?;
+    let s = last_seq(&client).await?;
+
+    // Same session, next transaction: the setting reads '' now, origin NULL.
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('from-app')"#)
+        .await?;
+    let c = changes_after(&client, 0).await?;
+    assert_eq!(c.len(), 2);
+    assert_eq!(c[0].origin.as_deref(), Some(node));
+    assert_eq!(c[0].seq, s);
+    assert_eq!(c[1].origin, None);
+
+    let rows = client
+        .query(
+            "SELECT pk::text, origin, origin_local_seq FROM outpost.row_versions
+              WHERE table_name = 'Tag' ORDER BY version",
+            &[],
+        )
+        .await?;
+    let got: Vec<(String, Option<String>, Option<i64>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("[1]".to_string(), Some(node.to_string()), Some(42)),
+            ("[2]".to_string(), None, None)
+        ]
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn writers_without_outpost_privileges_are_tracked() -> anyhow::Result<()> {
+    let (db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+    let role = format!("app_{}", &db.name[10..20]);
+    client
+        .batch_execute(&format!(
+            r#"CREATE ROLE {role};
+               GRANT USAGE ON SCHEMA public TO {role};
+               GRANT ALL ON "Tag", "Tag_id_seq" TO {role};
+               SET ROLE {role};
+               INSERT INTO "Tag"(name) VALUES ('by-app');
+               RESET ROLE;"#
+        ))
+        .await?;
+    let c = changes_after(&client, 0).await?;
+    assert_eq!(ops(&c), [("Tag", "I", Some("[1]"))]);
+    uninstall(&mut client).await?;
+    client
+        .batch_execute(&format!("DROP OWNED BY {role}; DROP ROLE {role}"))
+        .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn listeners_are_notified_after_commit() -> anyhow::Result<()> {
+    let (db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+
+    let (listener, mut connection) = tokio_postgres::connect(&db.url, NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+    tokio::spawn(async move {
+        while let Some(Ok(msg)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = msg {
+                let _ = tx.send((n.channel().to_string(), n.payload().to_string()));
+            }
+        }
+    });
+    listener.batch_execute("LISTEN outpost_changes").await?;
+
+    let txn = client.transaction().await?;
+    txn.batch_execute(r#"INSERT INTO "User"(id, email) VALUES ('n1', 'n@example.com')"#)
+        .await?;
+    // Nothing before commit.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), rx.recv())
+            .await
+            .is_err()
+    );
+    txn.commit().await?;
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?;
+    assert_eq!(
+        got,
+        Some(("outpost_changes".to_string(), "User".to_string()))
+    );
+
+    client.batch_execute(r#"TRUNCATE "PostTag""#).await?;
+    let got = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await?;
+    assert_eq!(
+        got,
+        Some(("outpost_changes".to_string(), "PostTag".to_string()))
+    );
+    drop(listener);
+    let _ = tracking::installed_triggers(&client).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn keys_do_not_depend_on_the_writers_session_settings() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let mut client = db.client().await?;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "Reading"(at timestamptz, sensor int, value float8, PRIMARY KEY (at, sensor));
+               CREATE TABLE "Span"(d interval PRIMARY KEY);"#,
+        )
+        .await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    install(&mut client, &schema).await?;
+    client
+        .batch_execute(
+            r#"SET TimeZone = 'Asia/Tokyo'; SET IntervalStyle = 'iso_8601';
+               INSERT INTO "Reading" VALUES ('2024-05-01 09:00:00+09', 1, 0.1);
+               INSERT INTO "Span" VALUES ('1 day 2 hours');
+               RESET TimeZone; RESET IntervalStyle;"#,
+        )
+        .await?;
+    let c = changes_after(&client, 0).await?;
+    assert_eq!(
+        ops(&c),
+        [
+            ("Reading", "I", Some(r#"["2024-05-01T00:00:00+00:00", 1]"#)),
+            ("Span", "I", Some(r#"["1 day 02:00:00"]"#)),
+        ]
+    );
+    // The key a client computes (in UTC) finds the row's version.
+    let reading = schema.table("Reading").expect("Reading");
+    let expr = outpost_core::tracking::pk_key_expr(reading, 1);
+    let at = "2024-05-01T00:00:00Z";
+    client.batch_execute("SET TimeZone = 'UTC'").await?;
+    let n: i64 = client
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM outpost.row_versions WHERE table_name = 'Reading' AND pk = {expr}"
+            ),
+            &[&outpost_remote::Bind(&outpost_core::Value::Text(at.into())), &1i32],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 1);
+    Ok(())
+}
+
+#[tokio::test]
+async fn partitioned_tables_are_tracked_under_their_own_name() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let mut client = db.client().await?;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "Event"(id int, at date, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+               CREATE TABLE "Event_2024" PARTITION OF "Event" FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');"#,
+        )
+        .await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    let first = install(&mut client, &schema).await?;
+    assert_eq!(first.triggers_installed, ["Event"]);
+    assert!(!install(&mut client, &schema).await?.changed());
+    client
+        .batch_execute(
+            r#"INSERT INTO "Event" VALUES (1, '2024-03-01');
+               UPDATE "Event_2024" SET id = 2;
+               TRUNCATE "Event";"#,
+        )
+        .await?;
+    let c = changes_after(&client, 0).await?;
+    assert_eq!(
+        ops(&c),
+        [
+            ("Event", "I", Some(r#"[1, "2024-03-01"]"#)),
+            ("Event", "D", Some(r#"[1, "2024-03-01"]"#)),
+            ("Event", "I", Some(r#"[2, "2024-03-01"]"#)),
+            ("Event", "T", None),
+        ]
+    );
+    let report = uninstall(&mut client).await?;
+    assert_eq!(report.triggers_dropped.len(), 3);
+    let left: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(left, 0);
+    Ok(())
+}
+
+#[tokio::test]
+async fn connection_failures_are_transient_and_sql_errors_are_not() -> anyhow::Result<()> {
+    // Nothing listens on port 1.
+    let err = tokio_postgres::connect(
+        "host=127.0.0.1 port=1 user=postgres connect_timeout=2",
+        NoTls,
+    )
+    .await
+    .err()
+    .map(|e| RemoteError::db("connecting", e))
+    .expect("connection refused");
+    assert!(err.is_transient(), "{err}");
+
+    let db = TestDb::new().await?;
+    let client = db.client().await?;
+    let err = client
+        .batch_execute("SELEC 1")
+        .await
+        .map_err(|e| RemoteError::db("running a typo", e))
+        .expect_err("syntax error");
+    assert!(!err.is_transient());
+    assert!(
+        err.to_string()
+            .starts_with("running a typo: ERROR: syntax error"),
+        "{err}"
+    );
+
+    // A connection killed by the server.
+    let victim = db.client().await?;
+    let pid: i32 = victim
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await?
+        .get(0);
+    client
+        .execute("SELECT pg_terminate_backend($1)", &[&pid])
+        .await?;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let err = victim
+        .query_one("SELECT 1", &[])
+        .await
+        .map_err(|e| RemoteError::db("querying", e))
+        .expect_err("terminated");
+    assert!(err.is_transient(), "{err}");
+    Ok(())
+}

@@ -1,0 +1,298 @@
+//! The `outpost` command line.
+//!
+//! ```text
+//! outpost setup                  create or update the local replica (the seed's `npm run local:setup`)
+//! outpost server install         install or upgrade the tracking schema on PostgreSQL
+//! outpost server uninstall       remove it (user tables and data untouched)
+//! outpost server status          what is installed
+//! outpost config                 the effective configuration, passwords hidden
+//! ```
+//!
+//! Exit status: 0 on success, 1 when the work failed, 2 when the command line
+//! or the configuration is invalid. Errors go to stderr.
+
+mod settings;
+
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+use outpost_core::config::{Config, ConfigError};
+use outpost_core::schema::Schema;
+use outpost_local::Replica;
+use outpost_remote::tokio_postgres::Client;
+use serde_json::json;
+use settings::ConfigFlags;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost",
+    version,
+    about = "A local SQLite replica of a PostgreSQL database that keeps working offline and syncs both ways."
+)]
+struct Cli {
+    #[command(flatten)]
+    config: ConfigFlags,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update the local replica from the server's schema: the
+    /// SQLite file, its tables, metadata and capture triggers. Installs the
+    /// server's tracking schema too, unless told not to. Idempotent.
+    Setup {
+        /// Do not install or upgrade the tracking schema on the server.
+        #[arg(long)]
+        skip_server_install: bool,
+    },
+    /// Manage the tracking schema (`outpost`) on the PostgreSQL server.
+    Server {
+        #[command(subcommand)]
+        action: ServerAction,
+    },
+    /// Show the effective configuration (passwords hidden).
+    Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum ServerAction {
+    /// Install the tracking schema and triggers, or upgrade an older one. Idempotent.
+    #[command(alias = "upgrade")]
+    Install,
+    /// Remove the tracking schema and every trigger it put on user tables.
+    /// User tables and their data are not touched. Idempotent.
+    Uninstall,
+    /// Show the installed tracking version, if any.
+    Status,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = settings::load(&cli.config)?;
+    match cli.command {
+        Command::Setup {
+            skip_server_install,
+        } => setup(&config, skip_server_install, cli.json).await,
+        Command::Server { action } => server(&config, action, cli.json).await,
+        Command::Config => {
+            show_config(&config, cli.json);
+            Ok(())
+        }
+    }
+}
+
+fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+    if json_mode {
+        println!("{value}");
+    } else {
+        println!("{}", text());
+    }
+}
+
+/// Connects to the server with a bounded wait.
+async fn connect(config: &Config) -> anyhow::Result<Client> {
+    let url = config.require_database_url("the command needs the PostgreSQL server")?;
+    Ok(outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?)
+}
+
+async fn introspect(client: &Client, config: &Config) -> anyhow::Result<Schema> {
+    let t = &config.tables;
+    let schema =
+        outpost_remote::introspect(client, &t.pg_schema, t.include.as_deref(), &t.exclude).await?;
+    outpost_core::sqlite::check_schema(&schema).map_err(anyhow::Error::msg)?;
+    Ok(schema)
+}
+
+async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> anyhow::Result<()> {
+    if !config.enable_local_database {
+        bail!("ENABLE_LOCAL_DATABASE is false: there is no local replica to set up");
+    }
+    let path = &config.local_database_path;
+    let mut client = match connect(config).await {
+        Ok(c) => c,
+        Err(e) => {
+            // Offline: a replica that was set up before still opens.
+            let Ok(replica) = Replica::open(path) else {
+                return Err(e.context(format!(
+                    "the replica {} has never been set up, which needs the server",
+                    path.display()
+                )));
+            };
+            let hash = replica.schema_hash()?.unwrap_or_default();
+            print(
+                json_mode,
+                json!({"offline": true, "error": format!("{e:#}"), "path": path, "nodeId": replica.node_id(),
+                       "tables": replica.schema().tables.len(), "schemaHash": hash}),
+                || {
+                    format!(
+                        "server unreachable ({e:#});\nreplica {} opened from its schema snapshot: node {}, {} tables, schema {}",
+                        path.display(),
+                        replica.node_id(),
+                        replica.schema().tables.len(),
+                        &hash[..hash.len().min(12)]
+                    )
+                },
+            );
+            return Ok(());
+        }
+    };
+    let schema = introspect(&client, config).await?;
+    let server = if skip_server_install {
+        None
+    } else {
+        Some(outpost_remote::install(&mut client, &schema).await?)
+    };
+    let (replica, report) = Replica::setup(path, &schema)?;
+    let tables: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    print(
+        json_mode,
+        json!({
+            "offline": false,
+            "path": path,
+            "nodeId": replica.node_id(),
+            "tables": tables,
+            "created": report.created,
+            "rebuilt": report.rebuilt,
+            "dropped": report.dropped,
+            "unchanged": report.unchanged(),
+            "schemaHash": report.schema_hash,
+            "serverTracking": server.as_ref().map(|s| s.to_string()),
+        }),
+        || {
+            let mut out = format!(
+                "replica {} (node {}): {} tables synced: {}\n",
+                path.display(),
+                replica.node_id(),
+                tables.len(),
+                tables.join(", ")
+            );
+            if report.unchanged() {
+                out.push_str("already up to date; nothing changed\n");
+            }
+            for (what, list) in [
+                ("created", &report.created),
+                ("rebuilt", &report.rebuilt),
+                ("dropped", &report.dropped),
+            ] {
+                if !list.is_empty() {
+                    out.push_str(&format!("{what}: {}\n", list.join(", ")));
+                }
+            }
+            if let Some(s) = &server {
+                out.push_str(&format!("server tracking: {s}\n"));
+            }
+            out.trim_end().to_string()
+        },
+    );
+    Ok(())
+}
+
+async fn server(config: &Config, action: ServerAction, json_mode: bool) -> anyhow::Result<()> {
+    let mut client = connect(config).await?;
+    match action {
+        ServerAction::Install => {
+            let schema = introspect(&client, config).await?;
+            let report = outpost_remote::install(&mut client, &schema).await?;
+            print(json_mode, json!({"report": report.to_string()}), || {
+                format!("server tracking: {report}")
+            });
+        }
+        ServerAction::Uninstall => {
+            let removed = outpost_remote::uninstall(&mut client)
+                .await
+                .context("uninstalling the tracking schema")?
+                .changed();
+            print(json_mode, json!({"removed": removed}), || {
+                if removed {
+                    "tracking schema and triggers removed; user tables untouched".into()
+                } else {
+                    "nothing to remove: the tracking schema is not installed".into()
+                }
+            });
+        }
+        ServerAction::Status => {
+            let version = outpost_remote::installed_version(&client).await?;
+            print(
+                json_mode,
+                json!({"installedVersion": version}),
+                || match version {
+                    Some(v) => format!("tracking schema version {v} installed"),
+                    None => "tracking schema not installed".into(),
+                },
+            );
+        }
+    }
+    Ok(())
+}
+
+fn show_config(config: &Config, json_mode: bool) {
+    let url = config.database_url.as_ref().map(|u| u.redacted());
+    let interval = config
+        .sync_interval
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let value = json!({
+        "DATABASE_URL": url,
+        "ENABLE_LOCAL_DATABASE": config.enable_local_database,
+        "LOCAL_DATABASE_URL": format!("file:{}", config.local_database_path.display()),
+        "LOCAL_DATABASE_SYNC_INTERVAL": interval,
+        "ENABLE_OFFLINE_MODE": config.enable_offline_mode,
+        "OUTPOST_SCHEMA": config.tables.pg_schema,
+        "OUTPOST_TABLES": config.tables.include,
+        "OUTPOST_EXCLUDE_TABLES": config.tables.exclude,
+    });
+    print(json_mode, value.clone(), || {
+        value
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(k, v)| {
+                        format!(
+                            "{k}={}",
+                            v.as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+            .unwrap_or_default()
+    });
+}

@@ -1,0 +1,291 @@
+//! The `outpost` binary, black-box: configuration layers, `setup`, and the
+//! server tracking commands, against a real PostgreSQL and SQLite file.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use outpost_testkit::TestDb;
+
+const VARS: &[&str] = &[
+    "DATABASE_URL",
+    "ENABLE_LOCAL_DATABASE",
+    "LOCAL_DATABASE_URL",
+    "LOCAL_DATABASE_SYNC_INTERVAL",
+    "ENABLE_OFFLINE_MODE",
+    "OUTPOST_SCHEMA",
+    "OUTPOST_TABLES",
+    "OUTPOST_EXCLUDE_TABLES",
+];
+
+/// Runs the binary in `dir` with a clean outpost environment plus `env`.
+fn outpost(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+    cmd.current_dir(dir).args(args);
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run outpost")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+const PRISMA_SCHEMA: &str = r#"
+CREATE TYPE "Role" AS ENUM ('USER', 'ADMIN');
+CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text, role "Role" NOT NULL DEFAULT 'USER',
+  "createdAt" timestamptz NOT NULL DEFAULT now());
+CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, price numeric(12,2), tags text[] NOT NULL DEFAULT '{}',
+  metadata jsonb, "userId" text NOT NULL REFERENCES "User"(id));
+CREATE TABLE "_prisma_migrations" (id varchar(36) PRIMARY KEY, checksum text);
+INSERT INTO "User" (id, email) VALUES ('u1', 'a@example.com');
+"#;
+
+#[tokio::test]
+async fn setup_creates_the_replica_and_is_idempotent() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute(PRISMA_SCHEMA)
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("LOCAL_DATABASE_URL", "file:./data/local.db"),
+    ];
+
+    let first = outpost(db.dir(), &env, &["setup"]);
+    let (out, err) = text(&first);
+    assert!(first.status.success(), "stdout: {out}\nstderr: {err}");
+    assert!(out.contains("2 tables synced: Post, User"), "{out}");
+    assert!(db.dir().join("data/local.db").exists());
+
+    let second = outpost(db.dir(), &env, &["setup", "--json"]);
+    let (out, err) = text(&second);
+    assert!(second.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["unchanged"], true, "{out}");
+    assert_eq!(report["tables"], serde_json::json!(["Post", "User"]));
+
+    // The server side was installed by setup.
+    let status = outpost(db.dir(), &env, &["server", "status", "--json"]);
+    let (out, _) = text(&status);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert!(status["installedVersion"].is_number(), "{out}");
+
+    // Local writes are captured in the file setup made.
+    let conn = rusqlite::Connection::open(db.dir().join("data/local.db")).expect("open");
+    conn.execute(
+        r#"INSERT INTO "User" (id, email, role) VALUES ('u2', 'b@example.com', 'ADMIN')"#,
+        [],
+    )
+    .expect("insert");
+    let pending: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM _outpost_rows WHERE status = 'PENDING'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(pending, 1);
+    let created: String = conn
+        .query_row(
+            r#"SELECT "createdAt" FROM "User" WHERE id = 'u2'"#,
+            [],
+            |r| r.get(0),
+        )
+        .expect("default filled");
+    assert_eq!(
+        created.len(),
+        "2025-05-29T13:15:00.000000Z".len(),
+        "{created}"
+    );
+}
+
+#[tokio::test]
+async fn setup_offline_opens_an_existing_replica_and_refuses_a_new_one() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute(PRISMA_SCHEMA)
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let ok = outpost(db.dir(), &[("DATABASE_URL", &url)], &["setup"]);
+    assert!(ok.status.success(), "{:?}", text(&ok));
+
+    // Port 9 on loopback: nothing listens there.
+    let down = "postgres://postgres:topsecret@127.0.0.1:9/app";
+    let offline = outpost(db.dir(), &[("DATABASE_URL", down)], &["setup"]);
+    let (out, err) = text(&offline);
+    assert!(offline.status.success(), "{out}{err}");
+    assert!(out.contains("opened from its schema snapshot"), "{out}");
+    assert!(!out.contains("topsecret") && !err.contains("topsecret"));
+
+    let fresh = outpost(
+        db.dir(),
+        &[
+            ("DATABASE_URL", down),
+            ("LOCAL_DATABASE_URL", "file:./other.db"),
+        ],
+        &["setup"],
+    );
+    let (out, err) = text(&fresh);
+    assert_eq!(fresh.status.code(), Some(1), "{out}{err}");
+    assert!(
+        err.contains("cannot reach the server at postgres://postgres:***@127.0.0.1:9/app"),
+        "{err}"
+    );
+    assert!(err.contains("never been set up"), "{err}");
+    assert!(!err.contains("topsecret"));
+}
+
+#[tokio::test]
+async fn a_table_without_primary_key_is_refused_by_name() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute("CREATE TABLE ok (id int PRIMARY KEY); CREATE TABLE \"AuditLog\" (at timestamptz, what text);")
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let o = outpost(db.dir(), &[("DATABASE_URL", &url)], &["setup"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("AuditLog"), "{err}");
+    assert!(!db.dir().join("local.db").exists(), "nothing written");
+    // Excluding it lets setup go on.
+    let o = outpost(
+        db.dir(),
+        &[
+            ("DATABASE_URL", &url),
+            ("OUTPOST_EXCLUDE_TABLES", "AuditLog"),
+        ],
+        &["setup"],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
+#[test]
+fn bad_configuration_names_the_variable_and_value() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = outpost(
+        dir.path(),
+        &[("LOCAL_DATABASE_SYNC_INTERVAL", "soon")],
+        &["config"],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        err.contains("LOCAL_DATABASE_SYNC_INTERVAL=\"soon\" is invalid"),
+        "{err}"
+    );
+
+    let o = outpost(
+        dir.path(),
+        &[("DATABASE_URL", "mysql://root:hunter2@db/app")],
+        &["config"],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("DATABASE_URL="), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+
+    let o = outpost(dir.path(), &[], &["setup", "--offline-mode", "perhaps"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("ENABLE_OFFLINE_MODE=\"perhaps\""), "{err}");
+}
+
+#[test]
+fn dotenv_environment_and_flags_layer_in_that_order() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(".env"),
+        "# Local Database Configuration\nENABLE_LOCAL_DATABASE=true\nLOCAL_DATABASE_URL=file:./local.db\n\
+LOCAL_DATABASE_SYNC_INTERVAL=300000 # 5 minutes in milliseconds\nENABLE_OFFLINE_MODE=true\n\
+DATABASE_URL=postgres://app:pa55@db.internal:5432/app\n",
+    )
+    .expect("write .env");
+    let show = |env: &[(&str, &str)], args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["config", "--json"];
+        all.extend_from_slice(args);
+        let o = outpost(dir.path(), env, &all);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        assert!(!out.contains("pa55"), "{out}");
+        serde_json::from_str(&out).expect("json")
+    };
+    let from_file = show(&[], &[]);
+    assert_eq!(from_file["LOCAL_DATABASE_SYNC_INTERVAL"], 300000);
+    assert_eq!(
+        from_file["DATABASE_URL"],
+        "postgres://app:***@db.internal:5432/app"
+    );
+    let from_env = show(&[("LOCAL_DATABASE_SYNC_INTERVAL", "1000")], &[]);
+    assert_eq!(from_env["LOCAL_DATABASE_SYNC_INTERVAL"], 1000);
+    let from_flag = show(
+        &[("LOCAL_DATABASE_SYNC_INTERVAL", "1000")],
+        &["--sync-interval", "250", "--tables", "Post,User"],
+    );
+    assert_eq!(from_flag["LOCAL_DATABASE_SYNC_INTERVAL"], 250);
+    assert_eq!(
+        from_flag["OUTPOST_TABLES"],
+        serde_json::json!(["Post", "User"])
+    );
+}
+
+#[tokio::test]
+async fn server_install_and_uninstall_are_idempotent_and_keep_user_data() {
+    let db = TestDb::new().await.expect("test db");
+    let client = db.client().await.expect("client");
+    client.batch_execute(PRISMA_SCHEMA).await.expect("schema");
+    let url = db.database_url();
+    let env = [("DATABASE_URL", url.as_str())];
+    for _ in 0..2 {
+        let o = outpost(db.dir(), &env, &["server", "install"]);
+        assert!(o.status.success(), "{:?}", text(&o));
+    }
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u9', 'z@example.com')"#)
+        .await
+        .expect("insert");
+    let changes: i64 = client
+        .query_one("SELECT count(*) FROM outpost.changes", &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(changes, 1);
+    for expect_removed in [true, false] {
+        let o = outpost(db.dir(), &env, &["server", "uninstall", "--json"]);
+        let (out, err) = text(&o);
+        assert!(o.status.success(), "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+        assert_eq!(v["removed"], expect_removed);
+    }
+    let users: i64 = client
+        .query_one(r#"SELECT count(*) FROM "User""#, &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(users, 2);
+    let schema: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'outpost'",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(schema, 0);
+}
