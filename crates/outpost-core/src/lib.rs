@@ -10,9 +10,11 @@
 //! database.
 
 pub mod config;
+pub mod conflict;
 pub mod ident;
 pub mod schema;
 pub mod sqlite;
+pub mod sync;
 pub mod tracking;
 pub mod types;
 

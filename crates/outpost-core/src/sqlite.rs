@@ -330,7 +330,13 @@ pub const UUID_V4_EXPR: &str = "(lower(hex(randomblob(4)) || '-' || hex(randombl
 
 /// The row-JSON expression for one column of `OLD` or `NEW` (module doc).
 fn json_expr(row: &str, column: &Column) -> String {
-    let c = format!("{row}.{}", quote(&column.name));
+    json_expr_of(&format!("{row}.{}", quote(&column.name)), column)
+}
+
+/// The row-JSON expression for one column's value given as the SQL
+/// expression `c`.
+fn json_expr_of(c: &str, column: &Column) -> String {
+    let c = c.to_string();
     if column.ty.array {
         return c;
     }
@@ -349,6 +355,17 @@ pub fn pk_json(table: &Table, row: &str) -> String {
     format!("json_array({})", parts.join(", "))
 }
 
+/// `SELECT json_array(…)` of bound key values `?1…`: computes a row's
+/// `_outpost_rows.pk` exactly as the triggers do.
+pub fn pk_json_select(table: &Table) -> String {
+    let parts: Vec<String> = table
+        .pk_columns()
+        .enumerate()
+        .map(|(i, c)| json_expr_of(&format!("?{}", i + 1), c))
+        .collect();
+    format!("SELECT json_array({})", parts.join(", "))
+}
+
 /// `json_object(…)` of the whole row: a `base_row`.
 pub fn row_json(table: &Table, row: &str) -> String {
     let parts: Vec<String> = table
@@ -359,7 +376,8 @@ pub fn row_json(table: &Table, row: &str) -> String {
     format!("json_object({})", parts.join(", "))
 }
 
-const NOW_MS: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+/// Now, in canonical timestamptz form (milliseconds padded to six digits).
+const NOW_MS: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
 const SILENT_WHEN: &str = "(SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0";
 
 /// The upsert of one change into `_outpost_rows`. `base` is the row-JSON of
@@ -492,7 +510,7 @@ WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 BEGIN \
 UPDATE \"_outpost_local_seq\" SET seq = seq + 1 WHERE id = 1; \
 INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
 VALUES ('Post', json_array(NEW.\"id\"), 'PENDING', NULL, (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), 0, \
-strftime('%Y-%m-%dT%H:%M:%fZ', 'now')) \
+strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) \
 ON CONFLICT (table_name, pk) DO UPDATE SET \
 status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
 base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \

@@ -54,6 +54,9 @@ pub enum LocalError {
         /// What was found.
         message: String,
     },
+    /// What was asked for is not there (a conflict, a row).
+    #[error("{0}")]
+    NotFound(String),
     /// The stored schema snapshot cannot be read.
     #[error("the replica's schema snapshot is unreadable: {0}")]
     BadSnapshot(String),

@@ -16,7 +16,9 @@
 
 pub mod error;
 pub mod replica;
+pub mod sync;
 pub mod value;
 
 pub use error::LocalError;
 pub use replica::{Replica, RowEntry, SetupReport};
+pub use sync::{ConflictEntry, LogEntry, ModelStats, Policies, ReplicaState, Resolution, Stats};

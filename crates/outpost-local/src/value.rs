@@ -140,3 +140,22 @@ fn stored_from_row_json(
         (_, other) => SqlValue::Text(other.to_string()),
     })
 }
+
+/// A row in row-JSON form (see `outpost_core::sqlite`), as the triggers write
+/// a `base_row`: blobs as uppercase hex, REAL infinities as strings.
+pub fn row_to_json(table: &Table, values: &[Value]) -> String {
+    let mut obj = serde_json::Map::with_capacity(table.columns.len());
+    for (c, v) in table.columns.iter().zip(values) {
+        let json = match to_sqlite(v, &c.ty) {
+            SqlValue::Null => serde_json::Value::Null,
+            SqlValue::Integer(i) => serde_json::Value::from(i),
+            SqlValue::Real(f) if f == f64::INFINITY => serde_json::Value::String("Infinity".into()),
+            SqlValue::Real(f) if f == f64::NEG_INFINITY => serde_json::Value::String("-Infinity".into()),
+            SqlValue::Real(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            SqlValue::Text(s) => serde_json::Value::String(s),
+            SqlValue::Blob(b) => serde_json::Value::String(hex::encode_upper(b)),
+        };
+        obj.insert(c.name.clone(), json);
+    }
+    serde_json::Value::Object(obj).to_string()
+}

@@ -33,6 +33,7 @@ pub use tokio_postgres;
 pub mod codec;
 pub mod connect;
 pub mod error;
+pub mod feed;
 pub mod introspect;
 pub mod tracking;
 

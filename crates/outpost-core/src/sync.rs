@@ -1,0 +1,196 @@
+//! The data a sync moves between the layers: the pull cursor, server rows
+//! with their versions, rows to push and what the server answered. Plain
+//! data; `outpost-remote` fills it from PostgreSQL, `outpost-local` applies it
+//! to the replica, the engine decides in between.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::Value;
+
+/// A position in the server's change feed: the last `(txid, seq)` applied.
+/// Ordered lexicographically, which is the feed's order.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Cursor {
+    /// Transaction id (`xid8`) of the last change applied.
+    pub txid: i64,
+    /// Its sequence number.
+    pub seq: i64,
+}
+
+impl fmt::Display for Cursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {})", self.txid, self.seq)
+    }
+}
+
+/// Sync direction, spelled as in the seed's API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Direction {
+    /// Push, then pull.
+    Bidirectional,
+    /// Push only.
+    ToServer,
+    /// Pull only.
+    FromServer,
+}
+
+impl Direction {
+    /// The seed's spelling (`BIDIRECTIONAL`, `TO_SERVER`, `FROM_SERVER`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Bidirectional => "BIDIRECTIONAL",
+            Direction::ToServer => "TO_SERVER",
+            Direction::FromServer => "FROM_SERVER",
+        }
+    }
+
+    /// Whether this direction pushes.
+    pub fn pushes(self) -> bool {
+        matches!(self, Direction::Bidirectional | Direction::ToServer)
+    }
+
+    /// Whether this direction pulls.
+    pub fn pulls(self) -> bool {
+        matches!(self, Direction::Bidirectional | Direction::FromServer)
+    }
+}
+
+impl fmt::Display for Direction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for Direction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Direction, String> {
+        match s {
+            "BIDIRECTIONAL" => Ok(Direction::Bidirectional),
+            "TO_SERVER" => Ok(Direction::ToServer),
+            "FROM_SERVER" => Ok(Direction::FromServer),
+            other => Err(format!(
+                "unknown direction {other:?}: expected BIDIRECTIONAL, TO_SERVER or FROM_SERVER"
+            )),
+        }
+    }
+}
+
+/// What started a sync run (recorded in `SyncLog.trigger`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// A person or a script asked for it.
+    Manual,
+    /// The periodic interval.
+    Interval,
+    /// The server came back.
+    Reconnect,
+    /// A server change notification.
+    Notify,
+    /// The node started.
+    Startup,
+}
+
+impl Trigger {
+    /// The spelling stored in `SyncLog`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Interval => "interval",
+            Trigger::Reconnect => "reconnect",
+            Trigger::Notify => "notify",
+            Trigger::Startup => "startup",
+        }
+    }
+}
+
+/// A server row as a pull or a push conflict delivers it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerRow {
+    /// The table.
+    pub table: String,
+    /// Primary-key values in key order.
+    pub pk: Vec<Value>,
+    /// All columns in table order; `None` when the row is deleted.
+    pub values: Option<Vec<Value>>,
+    /// The row's version (0: unchanged since tracking began).
+    pub version: i64,
+    /// The node whose push wrote this version, if any.
+    pub origin: Option<String>,
+    /// That node's `local_seq` for the write.
+    pub origin_local_seq: Option<i64>,
+    /// When the version was written (canonical UTC text).
+    pub changed_at: Option<String>,
+}
+
+/// One batch of the change feed, read in one server snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PullBatch {
+    /// Tables truncated on the server (apply before `rows`).
+    pub truncated: Vec<String>,
+    /// The current state of every row changed in the batch (after the last
+    /// truncate of its table).
+    pub rows: Vec<ServerRow>,
+    /// The number of changes the batch covers.
+    pub changes: usize,
+    /// The cursor after the batch (unchanged when it was empty).
+    pub cursor: Cursor,
+    /// More changes are waiting below the horizon.
+    pub more: bool,
+}
+
+/// What the replica expects the server's version of a pushed row to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// This exact version.
+    Version(i64),
+    /// The version the replica's cursor covers (the row was not changed on
+    /// the server since the replica last saw it).
+    AsOfCursor,
+}
+
+/// A local change to push: the row's final state, coalesced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushRow {
+    /// The table.
+    pub table: String,
+    /// The key of the replica's `_outpost_rows` entry.
+    pub local_pk: String,
+    /// Primary-key values in key order.
+    pub pk: Vec<Value>,
+    /// All columns in table order; `None` for a delete.
+    pub values: Option<Vec<Value>>,
+    /// The entry's `local_seq` (the change being pushed).
+    pub local_seq: i64,
+    /// The version the change was based on.
+    pub expected: Expected,
+}
+
+/// What the server did with one pushed row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PushOutcome {
+    /// Written; the row's new version (for a delete of an absent row, its
+    /// current version).
+    Applied {
+        /// The version now on the server.
+        version: i64,
+    },
+    /// This node had already written this change (a retry after a lost
+    /// acknowledgement): nothing written again.
+    AlreadyApplied {
+        /// The version on the server.
+        version: i64,
+    },
+    /// The server's row changed since the replica's base: nothing written;
+    /// the server's current row for resolution.
+    Conflict(ServerRow),
+    /// The server refused the row; nothing written.
+    Failed {
+        /// The server's message, or why the row was not sent.
+        message: String,
+    },
+}

@@ -1,0 +1,1029 @@
+//! The replica's side of a sync: the cursor and replica state, bootstrap
+//! writes, applying a pull batch, planning a push and taking its
+//! acknowledgement, conflicts and their resolution, and the `SyncLog`.
+//!
+//! Every write of server data happens in [`Replica::apply_silenced`], so it is
+//! never mistaken for a local change, and data and the cursor that covers it
+//! commit in one transaction. Conflicts are decided by the one pure function
+//! `outpost_core::conflict::resolve`, here at pull and at push alike.
+
+use std::collections::{BTreeMap, HashMap};
+
+use outpost_core::conflict::{Outcome, Policy, Rules, Side, resolve};
+use outpost_core::ident::{literal, quote};
+use outpost_core::schema::{Schema, Table};
+use outpost_core::sqlite::{pk_json, pk_json_select};
+use outpost_core::sync::{Cursor, Expected, PullBatch, PushOutcome, PushRow, ServerRow};
+use outpost_core::types::{ScalarType, Value};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension as _, params, params_from_iter};
+use serde::Serialize;
+
+use crate::error::LocalError;
+use crate::replica::Replica;
+use crate::value::{from_sqlite, row_from_json, row_to_json, to_sqlite};
+
+/// Where a replica stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplicaState {
+    /// Never bootstrapped.
+    Empty,
+    /// A bootstrap started and has not finished: the replica holds no
+    /// consistent copy and does not claim to be synced.
+    Bootstrapping,
+    /// Bootstrapped; the cursor says how far it has pulled.
+    Ready,
+}
+
+/// Counts for one model in one sync run, in the seed's shape.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelStats {
+    /// Rows looked at.
+    pub records_processed: u64,
+    /// Rows that landed (pushed, pulled, merged).
+    pub records_succeeded: u64,
+    /// Rows the server refused.
+    pub records_failed: u64,
+    /// Rows left in conflict.
+    pub conflicts: u64,
+}
+
+impl ModelStats {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: ModelStats) {
+        self.records_processed += other.records_processed;
+        self.records_succeeded += other.records_succeeded;
+        self.records_failed += other.records_failed;
+        self.conflicts += other.conflicts;
+    }
+}
+
+/// Per-model counts.
+pub type Stats = BTreeMap<String, ModelStats>;
+
+/// How a person resolves a conflict.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// Keep the local row (or deletion) and push it over the server's.
+    KeepLocal,
+    /// Take the server's row (or deletion).
+    KeepServer,
+    /// This row (all columns, table order), pushed over the server's.
+    Merged(Vec<Value>),
+}
+
+/// A row in conflict, with both sides and their common ancestor.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConflictEntry {
+    /// The table.
+    pub table: String,
+    /// The row key (JSON array).
+    pub pk: String,
+    /// The row before the local change (`None`: it did not exist).
+    pub base: Option<Vec<Value>>,
+    /// The local row (`None`: deleted locally).
+    pub local: Option<Vec<Value>>,
+    /// The server's row (`None`: deleted on the server).
+    pub server: Option<Vec<Value>>,
+    /// The server's version.
+    pub server_version: Option<i64>,
+    /// When the local change was made.
+    pub changed_at: Option<String>,
+}
+
+/// A `SyncLog` row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LogEntry {
+    /// Row id.
+    pub id: i64,
+    /// The model.
+    pub model: String,
+    /// `BIDIRECTIONAL`, `TO_SERVER` or `FROM_SERVER`.
+    pub direction: String,
+    /// What started the run.
+    pub trigger: String,
+    /// `RUNNING`, `SUCCESS` or `FAILED`.
+    pub status: String,
+    /// Start time.
+    pub started_at: String,
+    /// End time.
+    pub completed_at: Option<String>,
+    /// Rows looked at.
+    pub records_processed: i64,
+    /// Rows that landed.
+    pub records_succeeded: i64,
+    /// Rows refused.
+    pub records_failed: i64,
+    /// Rows left in conflict.
+    pub conflicts: i64,
+    /// The error, if the run failed for this model.
+    pub error: Option<String>,
+}
+
+/// The conflict policy of each model (`manual` where unset).
+#[derive(Debug, Clone, Default)]
+pub struct Policies(pub HashMap<String, Policy>);
+
+impl Policies {
+    /// The policy for `table`.
+    pub fn of(&self, table: &str) -> Policy {
+        self.0.get(table).copied().unwrap_or_default()
+    }
+}
+
+fn now() -> String {
+    outpost_core::types::timestamptz_from_chrono(chrono::Utc::now())
+}
+
+/// Columns of `updatedAt` kind: both sides changing them is no conflict.
+fn latest_wins(table: &Table) -> Vec<usize> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| {
+            matches!(c.name.as_str(), "updatedAt" | "updated_at")
+                && matches!(c.ty.scalar, ScalarType::Timestamptz | ScalarType::Timestamp)
+                && !c.ty.array
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn generated(table: &Table) -> Vec<usize> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(_, c)| c.generated)
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn table_of<'a>(schema: &'a Schema, name: &str) -> Result<&'a Table, LocalError> {
+    schema
+        .table(name)
+        .ok_or_else(|| LocalError::BadSnapshot(format!("table {name:?} is not in the replica's schema")))
+}
+
+fn pk_where(table: &Table, first: usize) -> String {
+    table
+        .primary_key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("{} = ?{}", quote(c), first + i))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+fn pk_sql(table: &Table, pk: &[Value]) -> Vec<SqlValue> {
+    table.pk_columns().zip(pk).map(|(c, v)| to_sqlite(v, &c.ty)).collect()
+}
+
+/// The `_outpost_rows.pk` of a row with key values `pk`, as the triggers
+/// compute it.
+pub fn local_pk(conn: &Connection, table: &Table, pk: &[Value]) -> Result<String, LocalError> {
+    let mut stmt = conn
+        .prepare_cached(&pk_json_select(table))
+        .map_err(LocalError::sqlite("computing a row key"))?;
+    stmt.query_row(params_from_iter(pk_sql(table, pk)), |r| r.get(0))
+        .map_err(LocalError::sqlite("computing a row key"))
+}
+
+/// The key values of an `_outpost_rows.pk`.
+fn pk_values(table: &Table, pk: &str) -> Result<Vec<Value>, LocalError> {
+    let json: Vec<serde_json::Value> = serde_json::from_str(pk).map_err(|e| LocalError::BadStoredValue {
+        column: format!("{}._outpost_rows.pk", table.name),
+        ty: "JSON array".into(),
+        message: e.to_string(),
+    })?;
+    let mut obj = serde_json::Map::new();
+    for (c, j) in table.primary_key.iter().zip(json) {
+        obj.insert(c.clone(), j);
+    }
+    let full = row_from_json(table, &serde_json::Value::Object(obj).to_string())?;
+    Ok(table
+        .primary_key
+        .iter()
+        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+        .map(|i| full[i].clone())
+        .collect())
+}
+
+/// The local row with key `pk`, if present.
+pub fn read_row(conn: &Connection, table: &Table, pk: &[Value]) -> Result<Option<Vec<Value>>, LocalError> {
+    let sql = format!(
+        "SELECT {} FROM {} WHERE {}",
+        table.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
+        quote(&table.name),
+        pk_where(table, 1)
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(LocalError::sqlite("reading a row"))?;
+    let mut rows = stmt
+        .query(params_from_iter(pk_sql(table, pk)))
+        .map_err(LocalError::sqlite("reading a row"))?;
+    match rows.next().map_err(LocalError::sqlite("reading a row"))? {
+        None => Ok(None),
+        Some(r) => table
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let raw = r.get_ref(i).map_err(LocalError::sqlite("reading a row"))?;
+                from_sqlite(raw, &c.ty, &c.name)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some),
+    }
+}
+
+/// Writes (or deletes, for `None`) a row as the server has it. Call with
+/// capture silenced.
+fn write_row(conn: &Connection, table: &Table, pk: &[Value], values: Option<&[Value]>) -> Result<(), LocalError> {
+    match values {
+        Some(values) => {
+            let sql = format!(
+                "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
+                quote(&table.name),
+                table.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
+                (1..=table.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+            );
+            let vals: Vec<SqlValue> = table.columns.iter().zip(values).map(|(c, v)| to_sqlite(v, &c.ty)).collect();
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.execute(params_from_iter(vals)))
+                .map_err(LocalError::sqlite(format!("writing a row of {}", table.name)))?;
+        }
+        None => {
+            let sql = format!("DELETE FROM {} WHERE {}", quote(&table.name), pk_where(table, 1));
+            conn.prepare_cached(&sql)
+                .and_then(|mut s| s.execute(params_from_iter(pk_sql(table, pk))))
+                .map_err(LocalError::sqlite(format!("deleting a row of {}", table.name)))?;
+        }
+    }
+    Ok(())
+}
+
+/// An entry's columns the engine reads.
+struct EntryState {
+    status: String,
+    server_version: Option<i64>,
+    base_row: Option<String>,
+    local_seq: Option<i64>,
+    changed_at: Option<String>,
+}
+
+fn entry(conn: &Connection, table: &str, pk: &str) -> Result<Option<EntryState>, LocalError> {
+    conn.prepare_cached(
+        "SELECT status, server_version, base_row, local_seq, changed_at FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
+    )
+    .and_then(|mut s| {
+        s.query_row(params![table, pk], |r| {
+            Ok(EntryState {
+                status: r.get(0)?,
+                server_version: r.get(1)?,
+                base_row: r.get(2)?,
+                local_seq: r.get(3)?,
+                changed_at: r.get(4)?,
+            })
+        })
+        .optional()
+    })
+    .map_err(LocalError::sqlite("reading a row's sync state"))
+}
+
+fn mark_synced(conn: &Connection, table: &str, pk: &str, version: i64, deleted: bool) -> Result<(), LocalError> {
+    conn.prepare_cached(
+        "INSERT INTO \"_outpost_rows\" (table_name, pk, status, server_version, deleted) VALUES (?1, ?2, 'SYNCED', ?3, ?4) \
+         ON CONFLICT (table_name, pk) DO UPDATE SET status = 'SYNCED', server_version = excluded.server_version, \
+         base_row = NULL, deleted = excluded.deleted, error = NULL, conflict_row = NULL, conflict_version = NULL",
+    )
+    .and_then(|mut s| s.execute(params![table, pk, version, deleted]))
+    .map_err(LocalError::sqlite("marking a row synced"))?;
+    Ok(())
+}
+
+/// Re-bases a dirty entry on a server version: its base becomes the server
+/// row, so the next push expects that version.
+fn rebase(conn: &Connection, table: &Table, pk: &str, server: &ServerRow) -> Result<(), LocalError> {
+    let base = server.values.as_deref().map(|v| row_to_json(table, v));
+    conn.prepare_cached(
+        "UPDATE \"_outpost_rows\" SET status = 'PENDING', server_version = ?3, base_row = ?4, error = NULL, \
+         conflict_row = NULL, conflict_version = NULL WHERE table_name = ?1 AND pk = ?2",
+    )
+    .and_then(|mut s| s.execute(params![table.name, pk, server.version, base]))
+    .map_err(LocalError::sqlite("re-basing a local change"))?;
+    Ok(())
+}
+
+fn mark_conflict(conn: &Connection, table: &Table, pk: &str, server: &ServerRow) -> Result<(), LocalError> {
+    let row = server.values.as_deref().map(|v| row_to_json(table, v));
+    conn.prepare_cached(
+        "UPDATE \"_outpost_rows\" SET status = 'CONFLICT', conflict_row = ?3, conflict_version = ?4 \
+         WHERE table_name = ?1 AND pk = ?2",
+    )
+    .and_then(|mut s| s.execute(params![table.name, pk, row, server.version]))
+    .map_err(LocalError::sqlite("recording a conflict"))?;
+    Ok(())
+}
+
+/// What happened to one row whose server side moved while it had local
+/// changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settled {
+    /// The server's row was taken.
+    Server,
+    /// The local row stays and will be pushed (possibly merged).
+    Local,
+    /// Left in conflict.
+    Conflict,
+}
+
+/// Decides a dirty row against a newer server row with `resolve` and
+/// applies the outcome. Capture must be silenced.
+fn settle(
+    conn: &Connection,
+    table: &Table,
+    pk: &str,
+    state: &EntryState,
+    server: &ServerRow,
+    policy: Policy,
+) -> Result<Settled, LocalError> {
+    let local = read_row(conn, table, &server.pk)?;
+    let base = match &state.base_row {
+        Some(json) => Some(row_from_json(table, json)?),
+        None => None,
+    };
+    let ignore = generated(table);
+    let latest = latest_wins(table);
+    let rules = Rules {
+        ignore: &ignore,
+        latest_wins: &latest,
+    };
+    let outcome = resolve(
+        base.as_deref(),
+        Side {
+            row: local.as_deref(),
+            changed_at: state.changed_at.as_deref(),
+        },
+        Side {
+            row: server.values.as_deref(),
+            changed_at: server.changed_at.as_deref(),
+        },
+        policy,
+        &rules,
+    );
+    Ok(match outcome {
+        Outcome::TakeServer => {
+            write_row(conn, table, &server.pk, server.values.as_deref())?;
+            mark_synced(conn, &table.name, pk, server.version, server.values.is_none())?;
+            Settled::Server
+        }
+        Outcome::KeepLocal => {
+            rebase(conn, table, pk, server)?;
+            Settled::Local
+        }
+        Outcome::Merged(row) => {
+            write_row(conn, table, &server.pk, Some(&row))?;
+            rebase(conn, table, pk, server)?;
+            Settled::Local
+        }
+        Outcome::Conflict { .. } => {
+            mark_conflict(conn, table, pk, server)?;
+            Settled::Conflict
+        }
+    })
+}
+
+fn cursor_row(conn: &Connection) -> Result<(Cursor, ReplicaState), LocalError> {
+    conn.query_row("SELECT txid, seq, state FROM \"_outpost_cursor\" WHERE id = 1", [], |r| {
+        let state: String = r.get(2)?;
+        Ok((
+            Cursor {
+                txid: r.get(0)?,
+                seq: r.get(1)?,
+            },
+            match state.as_str() {
+                "READY" => ReplicaState::Ready,
+                "BOOTSTRAPPING" => ReplicaState::Bootstrapping,
+                _ => ReplicaState::Empty,
+            },
+        ))
+    })
+    .map_err(LocalError::sqlite("reading the cursor"))
+}
+
+fn set_cursor(conn: &Connection, cursor: Cursor, state: &str) -> Result<(), LocalError> {
+    conn.execute(
+        "UPDATE \"_outpost_cursor\" SET txid = ?1, seq = ?2, state = ?3, updated_at = ?4 WHERE id = 1",
+        params![cursor.txid, cursor.seq, state, now()],
+    )
+    .map_err(LocalError::sqlite("moving the cursor"))?;
+    Ok(())
+}
+
+fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, LocalError> {
+    conn.query_row("SELECT value FROM \"_outpost_meta\" WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+        .map_err(LocalError::sqlite(format!("reading _outpost_meta.{key}")))
+}
+
+fn meta_set(conn: &Connection, key: &str, value: Option<&str>) -> Result<(), LocalError> {
+    match value {
+        Some(v) => conn.execute(
+            "INSERT INTO \"_outpost_meta\" (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![key, v],
+        ),
+        None => conn.execute("DELETE FROM \"_outpost_meta\" WHERE key = ?1", [key]),
+    }
+    .map_err(LocalError::sqlite(format!("writing _outpost_meta.{key}")))?;
+    Ok(())
+}
+
+impl Replica {
+    /// The pull cursor and the replica's state.
+    pub fn cursor(&self) -> Result<(Cursor, ReplicaState), LocalError> {
+        cursor_row(self.connection())
+    }
+
+    // ---- bootstrap ---------------------------------------------------------
+
+    /// Starts (or resumes) a bootstrap. Returns the tables already copied by
+    /// an interrupted earlier attempt, with the feed position of the
+    /// snapshot each was copied from; they are not copied again.
+    pub fn bootstrap_begin(&mut self) -> Result<BTreeMap<String, Cursor>, LocalError> {
+        let (cursor, state) = self.cursor()?;
+        let conn = self.connection();
+        if state == ReplicaState::Bootstrapping {
+            let done: BTreeMap<String, Cursor> = match meta_get(conn, "bootstrap_done")? {
+                Some(j) => serde_json::from_str(&j).unwrap_or_default(),
+                None => BTreeMap::new(),
+            };
+            return Ok(done);
+        }
+        let tx = conn.unchecked_transaction().map_err(LocalError::sqlite("starting a bootstrap"))?;
+        set_cursor(&tx, cursor, "BOOTSTRAPPING")?;
+        meta_set(&tx, "bootstrap_done", Some("{}"))?;
+        tx.commit().map_err(LocalError::sqlite("starting a bootstrap"))?;
+        Ok(BTreeMap::new())
+    }
+
+    /// Empties a table before its rows are copied in, keeping rows with
+    /// local changes not yet on the server (a re-bootstrap loses no local
+    /// write).
+    pub fn bootstrap_clear(&mut self, table: &str) -> Result<(), LocalError> {
+        let schema = self.schema().clone();
+        let t = table_of(&schema, table)?;
+        self.apply_silenced(|tx| {
+            let sql = format!(
+                "DELETE FROM {name} WHERE NOT EXISTS (SELECT 1 FROM \"_outpost_rows\" r WHERE r.table_name = {lit} \
+                 AND r.pk = {key} AND r.status <> 'SYNCED')",
+                name = quote(&t.name),
+                lit = literal(&t.name),
+                key = pk_json(t, &quote(&t.name)),
+            );
+            tx.execute(&sql, []).map_err(LocalError::sqlite(format!("emptying {table}")))?;
+            tx.execute(
+                "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND status = 'SYNCED'",
+                [&t.name],
+            )
+            .map_err(LocalError::sqlite(format!("forgetting synced rows of {table}")))?;
+            Ok(())
+        })
+    }
+
+    /// Writes copied rows in one transaction. Rows whose key has local
+    /// changes are skipped (the local change wins until it is pushed). With
+    /// `done`, the table is recorded as copied from that snapshot in the same
+    /// transaction.
+    pub fn bootstrap_insert(&mut self, table: &str, rows: &[Vec<Value>], done: Option<Cursor>) -> Result<(), LocalError> {
+        let schema = self.schema().clone();
+        let t = table_of(&schema, table)?;
+        let dirty_exists: bool = self
+            .connection()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM \"_outpost_rows\" WHERE table_name = ?1 AND status <> 'SYNCED')",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(LocalError::sqlite("checking local changes"))?;
+        self.apply_silenced(|tx| {
+            let cols = t.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
+            let marks = (1..=t.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            // The common case (nothing local) takes the plain insert.
+            let sql = format!("INSERT OR IGNORE INTO {} ({cols}) VALUES ({marks})", quote(&t.name));
+            let mut stmt = tx.prepare_cached(&sql).map_err(LocalError::sqlite(format!("copying into {table}")))?;
+            for row in rows {
+                if dirty_exists {
+                    let pk: Vec<Value> = t
+                        .primary_key
+                        .iter()
+                        .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+                        .map(|i| row[i].clone())
+                        .collect();
+                    let key = local_pk(tx, t, &pk)?;
+                    if entry(tx, table, &key)?.is_some_and(|e| e.status != "SYNCED") {
+                        continue;
+                    }
+                }
+                let vals = t.columns.iter().zip(row).map(|(c, v)| to_sqlite(v, &c.ty));
+                stmt.execute(params_from_iter(vals))
+                    .map_err(LocalError::sqlite(format!("copying into {table}")))?;
+            }
+            if let Some(cursor) = done {
+                let mut map: BTreeMap<String, Cursor> = match meta_get(tx, "bootstrap_done")? {
+                    Some(j) => serde_json::from_str(&j).unwrap_or_default(),
+                    None => BTreeMap::new(),
+                };
+                map.insert(table.to_string(), cursor);
+                let json = serde_json::to_string(&map).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+                meta_set(tx, "bootstrap_done", Some(&json))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Finishes a bootstrap: the cursor becomes the oldest snapshot any
+    /// table was copied from (later changes are pulled again, harmlessly)
+    /// and the replica is ready.
+    pub fn bootstrap_finish(&mut self) -> Result<Cursor, LocalError> {
+        self.apply_silenced(|tx| {
+            let map: BTreeMap<String, Cursor> = match meta_get(tx, "bootstrap_done")? {
+                Some(j) => serde_json::from_str(&j).unwrap_or_default(),
+                None => BTreeMap::new(),
+            };
+            let cursor = map.values().min().copied().unwrap_or_default();
+            set_cursor(tx, cursor, "READY")?;
+            meta_set(tx, "bootstrap_done", None)?;
+            meta_set(tx, "rebootstrap_tables", None)?;
+            // Rows with local changes kept through a re-bootstrap have no
+            // trustworthy base version any more: make the next push compare.
+            tx.execute(
+                "UPDATE \"_outpost_rows\" SET server_version = -1 WHERE status <> 'SYNCED' AND server_version IS NULL",
+                [],
+            )
+            .map_err(LocalError::sqlite("marking kept local changes"))?;
+            Ok(cursor)
+        })
+    }
+
+    /// Tables the replica needs to copy again (their definition changed).
+    pub fn rebootstrap_tables(&self) -> Result<Vec<String>, LocalError> {
+        Ok(match meta_get(self.connection(), "rebootstrap_tables")? {
+            Some(j) => serde_json::from_str(&j).unwrap_or_default(),
+            None => Vec::new(),
+        })
+    }
+
+    // ---- pull ----------------------------------------------------------------
+
+    /// Applies a pull batch in one transaction, with the cursor when
+    /// `advance` (a pull limited to some models leaves the cursor alone:
+    /// their changes are re-read by the next full pull, harmlessly).
+    ///
+    /// A row without local changes takes the server's state. A row with
+    /// local changes: a version this node wrote itself re-bases it; any
+    /// other goes through `resolve` with the model's policy. Applying a
+    /// version the replica already has changes nothing.
+    pub fn apply_pull(&mut self, batch: &PullBatch, policies: &Policies, advance: bool) -> Result<Stats, LocalError> {
+        let schema = self.schema().clone();
+        let node = self.node_id().to_string();
+        self.apply_silenced(|tx| {
+            let mut stats = Stats::new();
+            for name in &batch.truncated {
+                let t = table_of(&schema, name)?;
+                stats.entry(name.clone()).or_default().records_processed += 1;
+                truncate(tx, t, policies.of(name), &mut stats)?;
+            }
+            for row in &batch.rows {
+                let t = table_of(&schema, &row.table)?;
+                let s = stats.entry(row.table.clone()).or_default();
+                s.records_processed += 1;
+                let key = local_pk(tx, t, &row.pk)?;
+                let state = entry(tx, &row.table, &key)?;
+                match state {
+                    None => {
+                        write_row(tx, t, &row.pk, row.values.as_deref())?;
+                        mark_synced(tx, &row.table, &key, row.version, row.values.is_none())?;
+                        s.records_succeeded += 1;
+                    }
+                    Some(st) if st.status == "SYNCED" => {
+                        if st.server_version != Some(row.version) {
+                            write_row(tx, t, &row.pk, row.values.as_deref())?;
+                            mark_synced(tx, &row.table, &key, row.version, row.values.is_none())?;
+                        }
+                        s.records_succeeded += 1;
+                    }
+                    Some(st) if st.server_version == Some(row.version) => {
+                        // Already based on this version.
+                        s.records_succeeded += 1;
+                    }
+                    Some(st) if st.status == "CONFLICT" => {
+                        mark_conflict(tx, t, &key, row)?;
+                        s.conflicts += 1;
+                    }
+                    Some(st) => {
+                        if row.origin.as_deref() == Some(node.as_str()) {
+                            // Our own push coming back: newer local edits stay.
+                            rebase(tx, t, &key, row)?;
+                            if st.status == "FAILED" {
+                                tx.execute(
+                                    "UPDATE \"_outpost_rows\" SET status = 'FAILED' WHERE table_name = ?1 AND pk = ?2",
+                                    params![row.table, key],
+                                )
+                                .map_err(LocalError::sqlite("keeping a failed row"))?;
+                            }
+                            s.records_succeeded += 1;
+                        } else {
+                            match settle(tx, t, &key, &st, row, policies.of(&row.table))? {
+                                Settled::Conflict => s.conflicts += 1,
+                                _ => s.records_succeeded += 1,
+                            }
+                        }
+                    }
+                }
+            }
+            if advance {
+                set_cursor(tx, batch.cursor, "READY")?;
+            }
+            Ok(stats)
+        })
+    }
+
+    // ---- push ----------------------------------------------------------------
+
+    /// The local changes to push, coalesced (one per row: its final state),
+    /// in foreign-key order: upserts parents first, then deletes children
+    /// first. Rows in `CONFLICT` or `FAILED` are not pushed.
+    pub fn pending_push(&self, tables: Option<&[String]>, limit: usize) -> Result<Vec<PushRow>, LocalError> {
+        let schema = self.schema();
+        let conn = self.connection();
+        let mut by_table: HashMap<String, Vec<(String, i64, bool, Option<i64>)>> = HashMap::new();
+        {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+                     WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
+                )
+                .map_err(LocalError::sqlite("reading local changes"))?;
+            let rows = stmt
+                .query_map([limit as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?, r.get(3)?, r.get(4)?))
+                })
+                .map_err(LocalError::sqlite("reading local changes"))?;
+            for row in rows {
+                let (table, pk, seq, deleted, version) = row.map_err(LocalError::sqlite("reading local changes"))?;
+                if tables.is_some_and(|ts| !ts.contains(&table)) || schema.table(&table).is_none() {
+                    continue;
+                }
+                by_table.entry(table).or_default().push((pk, seq.unwrap_or(0), deleted, version));
+            }
+        }
+        let order = schema.parents_first();
+        let mut upserts = Vec::new();
+        let mut deletes = Vec::new();
+        for t in &order {
+            let Some(list) = by_table.get(&t.name) else { continue };
+            for (pk, seq, deleted, version) in list {
+                let pk_vals = pk_values(t, pk)?;
+                let values = if *deleted { None } else { read_row(conn, t, &pk_vals)? };
+                let row = PushRow {
+                    table: t.name.clone(),
+                    local_pk: pk.clone(),
+                    pk: pk_vals,
+                    local_seq: *seq,
+                    expected: match version {
+                        Some(v) => Expected::Version(*v),
+                        None => Expected::AsOfCursor,
+                    },
+                    values,
+                };
+                if row.values.is_some() {
+                    upserts.push(row);
+                } else {
+                    deletes.push(row);
+                }
+            }
+        }
+        // Children first for deletes: reverse table order.
+        deletes.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|t| t.name == r.table)));
+        upserts.extend(deletes);
+        Ok(upserts)
+    }
+
+    /// Takes the server's answer to a push in one transaction: landed rows
+    /// become `SYNCED` (or stay `PENDING`, re-based, when edited again
+    /// meanwhile); refused rows `FAILED` with the server's message; rows
+    /// whose server version moved on go through `resolve`.
+    pub fn ack_push(&mut self, rows: &[PushRow], outcomes: &[PushOutcome], policies: &Policies) -> Result<Stats, LocalError> {
+        let schema = self.schema().clone();
+        self.apply_silenced(|tx| {
+            let mut stats = Stats::new();
+            for (row, outcome) in rows.iter().zip(outcomes) {
+                let t = table_of(&schema, &row.table)?;
+                let s = stats.entry(row.table.clone()).or_default();
+                s.records_processed += 1;
+                let Some(state) = entry(tx, &row.table, &row.local_pk)? else {
+                    continue;
+                };
+                let edited_since = state.local_seq != Some(row.local_seq);
+                match outcome {
+                    PushOutcome::Applied { version } | PushOutcome::AlreadyApplied { version } => {
+                        s.records_succeeded += 1;
+                        if edited_since {
+                            let base = row.values.as_deref().map(|v| row_to_json(t, v));
+                            tx.execute(
+                                "UPDATE \"_outpost_rows\" SET server_version = ?3, base_row = ?4 WHERE table_name = ?1 AND pk = ?2",
+                                params![row.table, row.local_pk, version, base],
+                            )
+                            .map_err(LocalError::sqlite("recording a pushed version"))?;
+                        } else {
+                            mark_synced(tx, &row.table, &row.local_pk, *version, row.values.is_none())?;
+                        }
+                    }
+                    PushOutcome::Failed { message } => {
+                        s.records_failed += 1;
+                        if !edited_since {
+                            tx.execute(
+                                "UPDATE \"_outpost_rows\" SET status = 'FAILED', error = ?3 WHERE table_name = ?1 AND pk = ?2",
+                                params![row.table, row.local_pk, message],
+                            )
+                            .map_err(LocalError::sqlite("recording a refused row"))?;
+                        }
+                    }
+                    PushOutcome::Conflict(server) => match settle(tx, t, &row.local_pk, &state, server, policies.of(&row.table))? {
+                        Settled::Conflict => s.conflicts += 1,
+                        Settled::Server | Settled::Local => s.records_succeeded += 1,
+                    },
+                }
+            }
+            Ok(stats)
+        })
+    }
+
+    // ---- conflicts and failed rows ------------------------------------------------
+
+    /// Rows in conflict, with both sides and the base.
+    pub fn conflicts(&self) -> Result<Vec<ConflictEntry>, LocalError> {
+        let schema = self.schema();
+        let conn = self.connection();
+        let mut stmt = conn
+            .prepare(
+                "SELECT table_name, pk, base_row, conflict_row, conflict_version, changed_at FROM \"_outpost_rows\" \
+                 WHERE status = 'CONFLICT' ORDER BY table_name, local_seq",
+            )
+            .map_err(LocalError::sqlite("reading conflicts"))?;
+        let raw = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, Option<i64>>(4)?,
+                    r.get::<_, Option<String>>(5)?,
+                ))
+            })
+            .map_err(LocalError::sqlite("reading conflicts"))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(LocalError::sqlite("reading conflicts"))?;
+        let mut out = Vec::with_capacity(raw.len());
+        for (table, pk, base, server, version, changed_at) in raw {
+            let Some(t) = schema.table(&table) else { continue };
+            let key = pk_values(t, &pk)?;
+            out.push(ConflictEntry {
+                base: base.map(|j| row_from_json(t, &j)).transpose()?,
+                local: read_row(conn, t, &key)?,
+                server: server.map(|j| row_from_json(t, &j)).transpose()?,
+                server_version: version,
+                changed_at,
+                table,
+                pk,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Resolves a conflict. Keep local and merged rows are pushed by the next
+    /// sync, over the server version the conflict showed.
+    pub fn resolve_conflict(&mut self, table: &str, pk: &str, resolution: Resolution) -> Result<(), LocalError> {
+        let schema = self.schema().clone();
+        let t = table_of(&schema, table)?;
+        self.apply_silenced(|tx| {
+            let (server_json, version): (Option<String>, Option<i64>) = tx
+                .query_row(
+                    "SELECT conflict_row, conflict_version FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2 AND status = 'CONFLICT'",
+                    params![table, pk],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()
+                .map_err(LocalError::sqlite("reading a conflict"))?
+                .ok_or_else(|| LocalError::NotFound(format!("no conflict on {table} {pk}")))?;
+            let key = pk_values(t, pk)?;
+            let server = ServerRow {
+                table: table.to_string(),
+                pk: key.clone(),
+                values: server_json.map(|j| row_from_json(t, &j)).transpose()?,
+                version: version.unwrap_or(0),
+                origin: None,
+                origin_local_seq: None,
+                changed_at: None,
+            };
+            match resolution {
+                Resolution::KeepServer => {
+                    write_row(tx, t, &key, server.values.as_deref())?;
+                    mark_synced(tx, table, pk, server.version, server.values.is_none())?;
+                }
+                Resolution::KeepLocal => rebase(tx, t, pk, &server)?,
+                Resolution::Merged(values) => {
+                    if values.len() != t.columns.len() {
+                        return Err(LocalError::NotFound(format!(
+                            "a merged row of {table} needs {} values, got {}",
+                            t.columns.len(),
+                            values.len()
+                        )));
+                    }
+                    let merged_key: Vec<Value> = t
+                        .primary_key
+                        .iter()
+                        .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+                        .map(|i| values[i].clone())
+                        .collect();
+                    if merged_key != key {
+                        return Err(LocalError::NotFound(format!("a merged row of {table} cannot change its key")));
+                    }
+                    write_row(tx, t, &key, Some(&values))?;
+                    rebase(tx, t, pk, &server)?;
+                    tx.execute(
+                        "UPDATE \"_outpost_rows\" SET deleted = 0 WHERE table_name = ?1 AND pk = ?2",
+                        params![table, pk],
+                    )
+                    .map_err(LocalError::sqlite("resolving a conflict"))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// Puts a `FAILED` row back in the queue (after its cause was fixed).
+    pub fn retry_failed(&mut self, table: &str, pk: &str) -> Result<bool, LocalError> {
+        let n = self
+            .connection()
+            .execute(
+                "UPDATE \"_outpost_rows\" SET status = 'PENDING', error = NULL WHERE table_name = ?1 AND pk = ?2 AND status = 'FAILED'",
+                params![table, pk],
+            )
+            .map_err(LocalError::sqlite("retrying a failed row"))?;
+        Ok(n > 0)
+    }
+
+    /// Counts of entries by status.
+    pub fn status_counts(&self) -> Result<BTreeMap<(String, String), i64>, LocalError> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT table_name, status, count(*) FROM \"_outpost_rows\" WHERE status <> 'SYNCED' GROUP BY 1, 2",
+            )
+            .map_err(LocalError::sqlite("counting local changes"))?;
+        let rows = stmt
+            .query_map([], |r| Ok(((r.get(0)?, r.get(1)?), r.get(2)?)))
+            .map_err(LocalError::sqlite("counting local changes"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(LocalError::sqlite("counting local changes"))
+    }
+
+    // ---- SyncLog -----------------------------------------------------------------
+
+    /// Records the start of a run for a model; returns the log row's id.
+    pub fn log_start(&self, model: &str, direction: &str, trigger: &str) -> Result<i64, LocalError> {
+        self.connection()
+            .execute(
+                "INSERT INTO \"SyncLog\" (model, direction, trigger, status, \"startedAt\") VALUES (?1, ?2, ?3, 'RUNNING', ?4)",
+                params![model, direction, trigger, now()],
+            )
+            .map_err(LocalError::sqlite("writing the sync log"))?;
+        Ok(self.connection().last_insert_rowid())
+    }
+
+    /// Records the end of a run for a model.
+    pub fn log_finish(&self, id: i64, stats: ModelStats, error: Option<&str>) -> Result<(), LocalError> {
+        self.connection()
+            .execute(
+                "UPDATE \"SyncLog\" SET status = ?2, \"completedAt\" = ?3, \"recordsProcessed\" = ?4, \
+                 \"recordsSucceeded\" = ?5, \"recordsFailed\" = ?6, conflicts = ?7, error = ?8 WHERE id = ?1",
+                params![
+                    id,
+                    if error.is_some() { "FAILED" } else { "SUCCESS" },
+                    now(),
+                    stats.records_processed as i64,
+                    stats.records_succeeded as i64,
+                    stats.records_failed as i64,
+                    stats.conflicts as i64,
+                    error
+                ],
+            )
+            .map_err(LocalError::sqlite("writing the sync log"))?;
+        Ok(())
+    }
+
+    /// The newest `limit` log rows (of one model, when given), newest first.
+    pub fn sync_log(&self, model: Option<&str>, limit: i64, offset: i64) -> Result<Vec<LogEntry>, LocalError> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT id, model, direction, trigger, status, \"startedAt\", \"completedAt\", \"recordsProcessed\", \
+                 \"recordsSucceeded\", \"recordsFailed\", conflicts, error FROM \"SyncLog\" \
+                 WHERE ?1 IS NULL OR model = ?1 ORDER BY id DESC LIMIT ?2 OFFSET ?3",
+            )
+            .map_err(LocalError::sqlite("reading the sync log"))?;
+        let rows = stmt
+            .query_map(params![model, limit, offset], |r| {
+                Ok(LogEntry {
+                    id: r.get(0)?,
+                    model: r.get(1)?,
+                    direction: r.get(2)?,
+                    trigger: r.get(3)?,
+                    status: r.get(4)?,
+                    started_at: r.get(5)?,
+                    completed_at: r.get(6)?,
+                    records_processed: r.get(7)?,
+                    records_succeeded: r.get(8)?,
+                    records_failed: r.get(9)?,
+                    conflicts: r.get(10)?,
+                    error: r.get(11)?,
+                })
+            })
+            .map_err(LocalError::sqlite("reading the sync log"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(LocalError::sqlite("reading the sync log"))
+    }
+
+    /// Every row of a table in key order (for convergence checks and tools).
+    pub fn all_rows(&self, table: &str) -> Result<Vec<Vec<Value>>, LocalError> {
+        let t = table_of(self.schema(), table)?;
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            t.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
+            quote(&t.name),
+            t.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+        );
+        let mut stmt = self.connection().prepare(&sql).map_err(LocalError::sqlite("reading rows"))?;
+        let mut rows = stmt.query([]).map_err(LocalError::sqlite("reading rows"))?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().map_err(LocalError::sqlite("reading rows"))? {
+            out.push(
+                t.columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| from_sqlite(r.get_ref(i).map_err(LocalError::sqlite("reading rows"))?, &c.ty, &c.name))
+                    .collect::<Result<Vec<_>, _>>()?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// A server `TRUNCATE`: rows without local changes go; rows with local
+/// changes go through `resolve` against a deleted server row.
+fn truncate(conn: &Connection, table: &Table, policy: Policy, stats: &mut Stats) -> Result<(), LocalError> {
+    let sql = format!(
+        "DELETE FROM {name} WHERE NOT EXISTS (SELECT 1 FROM \"_outpost_rows\" r WHERE r.table_name = {lit} \
+         AND r.pk = {key} AND r.status <> 'SYNCED')",
+        name = quote(&table.name),
+        lit = literal(&table.name),
+        key = pk_json(table, &quote(&table.name)),
+    );
+    conn.execute(&sql, []).map_err(LocalError::sqlite(format!("truncating {}", table.name)))?;
+    conn.execute(
+        "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND status = 'SYNCED'",
+        [&table.name],
+    )
+    .map_err(LocalError::sqlite(format!("truncating {}", table.name)))?;
+    let dirty: Vec<String> = {
+        let mut stmt = conn
+            .prepare("SELECT pk FROM \"_outpost_rows\" WHERE table_name = ?1 AND status IN ('PENDING', 'FAILED')")
+            .map_err(LocalError::sqlite("reading local changes"))?;
+        let rows = stmt
+            .query_map([&table.name], |r| r.get(0))
+            .map_err(LocalError::sqlite("reading local changes"))?;
+        rows.collect::<Result<_, _>>().map_err(LocalError::sqlite("reading local changes"))?
+    };
+    for pk in dirty {
+        let Some(state) = entry(conn, &table.name, &pk)? else { continue };
+        let server = ServerRow {
+            table: table.name.clone(),
+            pk: pk_values(table, &pk)?,
+            values: None,
+            version: -1,
+            origin: None,
+            origin_local_seq: None,
+            changed_at: None,
+        };
+        if settle(conn, table, &pk, &state, &server, policy)? == Settled::Conflict {
+            stats.entry(table.name.clone()).or_default().conflicts += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,951 @@
+//! The server side of a sync: the change feed read under the cursor rule
+//! ([`pull`]), the bootstrap snapshot streamed with binary `COPY`
+//! ([`Bootstrap`]), the push with its version check and failure isolation
+//! ([`push`]), the node registry and changelog retention.
+//!
+//! Every key crosses as typed values bound with the binary codec; the
+//! server computes its `jsonb` row keys itself (`jsonb_build_array`), in
+//! sessions with the capture function's settings (`TimeZone=UTC`,
+//! `IntervalStyle=postgres`, `extra_float_digits=1`) so the text matches.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
+use outpost_core::ident::quote;
+use outpost_core::schema::{Schema, Table};
+use outpost_core::sync::{Cursor, Expected, PullBatch, PushOutcome, PushRow, ServerRow};
+use outpost_core::types::Value;
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
+use uuid::Uuid;
+
+use crate::codec::{Bind, PgValue};
+use crate::error::{RemoteError, describe};
+
+/// Session settings that make `jsonb_build_array` print keys exactly as the
+/// capture trigger does.
+const KEY_SETTINGS: &str =
+    "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1;";
+
+/// Most bind parameters one statement may carry (PostgreSQL allows 65535).
+const MAX_PARAMS: usize = 30_000;
+
+fn db(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> RemoteError {
+    let action = action.into();
+    move |source| RemoteError::Db { action, source }
+}
+
+fn value_err(action: &str, column: &str, source: tokio_postgres::Error) -> RemoteError {
+    RemoteError::Value {
+        action: action.to_string(),
+        column: column.to_string(),
+        pg_type: String::new(),
+        source,
+    }
+}
+
+fn table_of<'a>(schema: &'a Schema, name: &str) -> Result<&'a Table, RemoteError> {
+    schema.table(name).ok_or_else(|| RemoteError::TrackingCorrupt {
+        message: format!("table {name:?} is not in the synced schema"),
+    })
+}
+
+fn params<'a>(binds: &'a [Bind<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
+    binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect()
+}
+
+/// `"a", "b"` of every column.
+fn column_list(table: &Table, prefix: &str) -> String {
+    table
+        .columns
+        .iter()
+        .map(|c| format!("{prefix}{}", quote(&c.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn pk_type(table: &Table, i: usize) -> String {
+    table
+        .column(&table.primary_key[i])
+        .map_or_else(|| "text".to_string(), |c| c.ty.pg_name.clone())
+}
+
+fn get_value(row: &Row, idx: usize, column: &str) -> Result<Value, RemoteError> {
+    row.try_get::<_, PgValue>(idx)
+        .map(|v| v.0)
+        .map_err(|e| value_err("reading a server row", column, e))
+}
+
+// ---- node registry --------------------------------------------------------
+
+/// Registers the node (or updates its last-seen time) and returns the
+/// highest `local_seq` the server applied for it.
+pub async fn register_node(client: &Client, node: Uuid, name: &str) -> Result<i64, RemoteError> {
+    let row = client
+        .query_one(
+            "INSERT INTO \"outpost\".\"nodes\" (node_id, name, last_seen_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (node_id) DO UPDATE SET last_seen_at = now() RETURNING applied_local_seq",
+            &[&node, &name],
+        )
+        .await
+        .map_err(db("registering the node"))?;
+    Ok(row.get(0))
+}
+
+/// Records the node's cursor, so retention knows what it has seen.
+pub async fn record_cursor(client: &Client, node: Uuid, cursor: Cursor) -> Result<(), RemoteError> {
+    client
+        .execute(
+            "UPDATE \"outpost\".\"nodes\" SET cursor_txid = $2::text::xid8, cursor_seq = $3, last_seen_at = now() \
+             WHERE node_id = $1",
+            &[&node, &cursor.txid.to_string(), &cursor.seq],
+        )
+        .await
+        .map_err(db("recording the node's cursor"))?;
+    Ok(())
+}
+
+/// Where retention stands for a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedPosition {
+    /// Changes up to this point were pruned (`None`: never pruned).
+    pub pruned_through: Option<Cursor>,
+    /// Whether a node at the given cursor missed pruned changes and must
+    /// bootstrap again.
+    pub must_rebootstrap: bool,
+}
+
+/// Whether a node whose cursor is `cursor` can still pull, or fell behind
+/// the retention window.
+pub async fn feed_position(client: &Client, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
+    let row = client
+        .query_opt("SELECT value FROM \"outpost\".\"meta\" WHERE key = 'pruned_through'", &[])
+        .await
+        .map_err(db("reading the retention mark"))?;
+    let pruned_through = row.and_then(|r| {
+        let v: String = r.get(0);
+        let (t, s) = v.split_once(',')?;
+        Some(Cursor {
+            txid: t.parse().ok()?,
+            seq: s.parse().ok()?,
+        })
+    });
+    Ok(FeedPosition {
+        must_rebootstrap: pruned_through.is_some_and(|p| cursor < p),
+        pruned_through,
+    })
+}
+
+/// Deletes changes every registered node has passed, and changes older than
+/// `retention` whatever the nodes' cursors (a node behind them is told to
+/// bootstrap again by [`feed_position`]). Returns how many were deleted.
+pub async fn prune(client: &mut Client, retention: Duration) -> Result<u64, RemoteError> {
+    let tx = client.transaction().await.map_err(db("starting a prune"))?;
+    // All nodes have passed (min cursor); or older than the window.
+    let row = tx
+        .query_one(
+            "WITH passed AS (\
+               SELECT c.txid, c.seq FROM \"outpost\".\"changes\" c \
+               WHERE (SELECT count(*) FROM \"outpost\".\"nodes\") > 0 \
+                 AND NOT EXISTS (SELECT 1 FROM \"outpost\".\"nodes\" n \
+                    WHERE n.cursor_txid IS NULL OR (n.cursor_txid, n.cursor_seq) < (c.txid, c.seq)) \
+               UNION ALL \
+               SELECT c.txid, c.seq FROM \"outpost\".\"changes\" c \
+               WHERE c.changed_at < now() - $1::float8 * interval '1 second' \
+                 AND c.txid < pg_snapshot_xmin(pg_current_snapshot())), \
+             gone AS (DELETE FROM \"outpost\".\"changes\" c USING passed p \
+               WHERE c.txid = p.txid AND c.seq = p.seq RETURNING c.txid::text::int8 AS t, c.seq) \
+             SELECT (SELECT count(*) FROM gone), \
+               (SELECT t::text || ',' || seq FROM gone ORDER BY t DESC, seq DESC LIMIT 1)",
+            &[&retention.as_secs_f64()],
+        )
+        .await
+        .map_err(db("pruning the change log"))?;
+    let count: i64 = row.get(0);
+    if count > 0 {
+        // The highest pruned position: the largest (txid, seq) removed.
+        let top = tx
+            .query_one(
+                "SELECT COALESCE((SELECT value FROM \"outpost\".\"meta\" WHERE key = 'pruned_through'), '0,0')",
+                &[],
+            )
+            .await
+            .map_err(db("reading the retention mark"))?;
+        let old: String = top.get(0);
+        let top_pruned: Option<String> = row.get(1);
+        if let Some(new) = top_pruned {
+            let parse = |s: &str| -> (i64, i64) {
+                let (a, b) = s.split_once(',').unwrap_or(("0", "0"));
+                (a.parse().unwrap_or(0), b.parse().unwrap_or(0))
+            };
+            if parse(&new) > parse(&old) {
+                tx.execute(
+                    "INSERT INTO \"outpost\".\"meta\" (key, value) VALUES ('pruned_through', $1) \
+                     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                    &[&new],
+                )
+                .await
+                .map_err(db("recording the retention mark"))?;
+            }
+        }
+    }
+    tx.commit().await.map_err(db("committing a prune"))?;
+    Ok(count as u64)
+}
+
+/// The age of the oldest open transaction that holds the pull horizon back,
+/// if any transaction with an xid is open.
+pub async fn horizon_age(client: &Client) -> Result<Option<Duration>, RemoteError> {
+    let row = client
+        .query_one(
+            "SELECT EXTRACT(EPOCH FROM max(now() - xact_start))::float8 FROM pg_stat_activity \
+             WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .map_err(db("reading open transactions"))?;
+    let secs: Option<f64> = row.get(0);
+    Ok(secs.filter(|s| *s >= 0.0).map(Duration::from_secs_f64))
+}
+
+// ---- bootstrap --------------------------------------------------------------
+
+/// One consistent snapshot of the server for a bootstrap: a `REPEATABLE
+/// READ` read-only transaction and the cursor it starts the feed from.
+pub struct Bootstrap<'a> {
+    tx: Transaction<'a>,
+    /// The feed position the snapshot covers: every change of a transaction
+    /// below the snapshot's xmin is in it; later ones are pulled (again) from
+    /// here, which is harmless.
+    pub cursor: Cursor,
+}
+
+impl<'a> Bootstrap<'a> {
+    /// Opens the snapshot.
+    pub async fn begin(client: &'a mut Client) -> Result<Bootstrap<'a>, RemoteError> {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db("starting the bootstrap snapshot"))?;
+        let row = tx
+            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8", &[])
+            .await
+            .map_err(db("reading the snapshot's horizon"))?;
+        let xmin: i64 = row.get(0);
+        Ok(Bootstrap {
+            tx,
+            cursor: Cursor { txid: xmin, seq: 0 },
+        })
+    }
+
+    /// The number of rows of a table in the snapshot (for progress).
+    pub async fn count(&self, table: &Table) -> Result<i64, RemoteError> {
+        let row = self
+            .tx
+            .query_one(&format!("SELECT count(*) FROM {}", quote(&table.name)), &[])
+            .await
+            .map_err(db(format!("counting the rows of {}", table.name)))?;
+        Ok(row.get(0))
+    }
+
+    /// Streams every row of `table` in the snapshot with binary `COPY`,
+    /// in primary-key order (SQLite inserts fastest in key order), never
+    /// holding the table in memory.
+    pub async fn rows(
+        &self,
+        pg_schema: &str,
+        table: &'a Table,
+    ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
+        let cols = column_list(table, "");
+        let from = format!("{}.{}", quote(pg_schema), quote(&table.name));
+        let order = table.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let probe = self
+            .tx
+            .prepare(&format!("SELECT {cols} FROM {from} LIMIT 0"))
+            .await
+            .map_err(db(format!("preparing the copy of {}", table.name)))?;
+        let types: Vec<Type> = probe.columns().iter().map(|c| c.type_().clone()).collect();
+        let copy = self
+            .tx
+            .copy_out(&format!("COPY (SELECT {cols} FROM {from} ORDER BY {order}) TO STDOUT (FORMAT binary)"))
+            .await
+            .map_err(db(format!("copying {}", table.name)))?;
+        let name = table.name.clone();
+        let stream = BinaryCopyOutStream::new(copy, &types)
+            .map_err(move |e| RemoteError::Db {
+                action: format!("copying {name}"),
+                source: e,
+            })
+            .map(move |row| {
+                let row = row?;
+                (0..table.columns.len())
+                    .map(|i| {
+                        row.try_get::<PgValue>(i)
+                            .map(|v| v.0)
+                            .map_err(|e| value_err("copying a row", &table.columns[i].name, e))
+                    })
+                    .collect::<Result<Vec<Value>, RemoteError>>()
+            });
+        Ok(stream)
+    }
+
+    /// Ends the snapshot.
+    pub async fn finish(self) -> Result<(), RemoteError> {
+        self.tx.commit().await.map_err(db("ending the bootstrap snapshot"))
+    }
+}
+
+// ---- pull --------------------------------------------------------------------
+
+/// Reads the next batch of the change feed after `cursor` (at most `limit`
+/// changes), under the cursor rule: only changes of transactions below
+/// `pg_snapshot_xmin(pg_current_snapshot())`, in `(txid, seq)` order, and the
+/// current rows they name, all in one `REPEATABLE READ` snapshot. With
+/// `tables`, only their changes are returned (the cursor still covers every
+/// change read).
+pub async fn pull(
+    client: &mut Client,
+    schema: &Schema,
+    cursor: Cursor,
+    limit: i64,
+    tables: Option<&[String]>,
+) -> Result<PullBatch, RemoteError> {
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db("starting a pull"))?;
+    tx.batch_execute(KEY_SETTINGS).await.map_err(db("preparing a pull"))?;
+    let changes = tx
+        .query(
+            "SELECT txid::text::int8, seq, table_name, pk::text, op FROM \"outpost\".\"changes\" \
+             WHERE (txid, seq) > ($1::text::xid8, $2::int8) AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY txid, seq LIMIT $3",
+            &[&cursor.txid.to_string(), &cursor.seq, &limit],
+        )
+        .await
+        .map_err(db("reading the change feed"))?;
+    let mut batch = PullBatch {
+        cursor,
+        changes: changes.len(),
+        more: changes.len() as i64 == limit,
+        ..PullBatch::default()
+    };
+    // Latest change per row, after the last truncate of its table.
+    let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for ch in &changes {
+        let (txid, seq): (i64, i64) = (ch.get(0), ch.get(1));
+        batch.cursor = Cursor { txid, seq };
+        let table: String = ch.get(2);
+        if schema.table(&table).is_none() || tables.is_some_and(|t| !t.contains(&table)) {
+            continue;
+        }
+        let op: String = ch.get(4);
+        if op == "T" {
+            keys.remove(&table);
+            if !batch.truncated.contains(&table) {
+                batch.truncated.push(table);
+            }
+            continue;
+        }
+        let pk: Option<String> = ch.get(3);
+        if let Some(pk) = pk {
+            let list = keys.entry(table).or_default();
+            if !list.contains(&pk) {
+                list.push(pk);
+            }
+        }
+    }
+    for (name, list) in keys {
+        let table = table_of(schema, &name)?;
+        batch.rows.extend(fetch_by_keys(&tx, schema, table, &list).await?);
+    }
+    tx.commit().await.map_err(db("ending a pull"))?;
+    Ok(batch)
+}
+
+/// The current rows (or their absence) and versions for `jsonb` keys.
+async fn fetch_by_keys(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    table: &Table,
+    keys: &[String],
+) -> Result<Vec<ServerRow>, RemoteError> {
+    let key_cols: Vec<String> = (0..table.primary_key.len())
+        .map(|i| format!("(k.key ->> {i})::{} AS \"_k{i}\"", pk_type(table, i)))
+        .collect();
+    let join: Vec<String> = table
+        .primary_key
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("t.{} = (k.key ->> {i})::{}", quote(c), pk_type(table, i)))
+        .collect();
+    let present = quote(&table.primary_key[0]);
+    let sql = format!(
+        "SELECT rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, t.{present} IS NOT NULL, {keys}, {cols} \
+         FROM (SELECT unnest($1::text[])::jsonb AS key) k \
+         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = $2 AND rv.pk = k.key \
+         LEFT JOIN {from} t ON {join}",
+        keys = key_cols.join(", "),
+        cols = column_list(table, "t."),
+        from = format!("{}.{}", quote(&schema.pg_schema), quote(&table.name)),
+        join = join.join(" AND "),
+    );
+    let rows = tx
+        .query(&sql, &[&keys, &table.name])
+        .await
+        .map_err(db(format!("reading changed rows of {}", table.name)))?;
+    rows.iter().map(|r| server_row(r, table, 0)).collect()
+}
+
+/// A [`ServerRow`] from columns `version, origin, origin_local_seq,
+/// updated_at, present, pk…, columns…` starting at `at`.
+fn server_row(r: &Row, table: &Table, at: usize) -> Result<ServerRow, RemoteError> {
+    let npk = table.primary_key.len();
+    let changed_at = match get_value(r, at + 3, "updated_at")? {
+        Value::Text(t) => Some(t),
+        _ => None,
+    };
+    let present: bool = r.get(at + 4);
+    let pk = (0..npk)
+        .map(|i| get_value(r, at + 5 + i, &table.primary_key[i]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let values = if present {
+        Some(
+            table
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| get_value(r, at + 5 + npk + i, &c.name))
+                .collect::<Result<Vec<_>, _>>()?,
+        )
+    } else {
+        None
+    };
+    Ok(ServerRow {
+        table: table.name.clone(),
+        pk,
+        values,
+        version: r.get::<_, Option<i64>>(at).unwrap_or(0),
+        origin: r.get(at + 1),
+        origin_local_seq: r.get(at + 2),
+        changed_at,
+    })
+}
+
+// ---- push --------------------------------------------------------------------
+
+/// Applies pushed rows in one transaction, in the order given (the engine
+/// orders parents first for upserts and children first for deletes), under
+/// `SET LOCAL outpost.origin = <node>`. For each row, in batches:
+///
+/// 1. lock the existing rows (`FOR UPDATE`), read their versions;
+/// 2. skip rows this node already wrote at this `local_seq` (a retry after a
+///    lost acknowledgement); report rows whose version moved on as conflicts
+///    with the server's row; a version written by this node itself is its
+///    own base, never a conflict;
+/// 3. update existing rows, insert absent ones (`ON CONFLICT DO NOTHING` on
+///    the key: a row inserted meanwhile by someone else is a conflict),
+///    delete deleted ones; a statement the server refuses is retried row by
+///    row under savepoints, and only the refused rows fail;
+/// 4. record `origin_local_seq` on the versions written and the node's
+///    highest applied `local_seq`.
+pub async fn push(
+    client: &mut Client,
+    schema: &Schema,
+    node: Uuid,
+    cursor: Cursor,
+    rows: &[PushRow],
+    statement_timeout: Duration,
+) -> Result<Vec<PushOutcome>, RemoteError> {
+    let tx = client.transaction().await.map_err(db("starting a push"))?;
+    tx.batch_execute(&format!(
+        "{KEY_SETTINGS} SET LOCAL outpost.origin = '{node}'; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
+        statement_timeout.as_millis(),
+        statement_timeout.as_millis()
+    ))
+    .await
+    .map_err(db("preparing a push"))?;
+    let mut outcomes: Vec<Option<PushOutcome>> = vec![None; rows.len()];
+    // Consecutive rows of one table and one kind form a group.
+    let mut start = 0;
+    while start < rows.len() {
+        let table = table_of(schema, &rows[start].table)?;
+        let is_delete = rows[start].values.is_none();
+        let per = (MAX_PARAMS / (table.columns.len() + 2)).clamp(1, 1000);
+        let mut end = start + 1;
+        while end < rows.len()
+            && end - start < per
+            && rows[end].table == rows[start].table
+            && rows[end].values.is_none() == is_delete
+        {
+            end += 1;
+        }
+        push_group(&tx, schema, table, node, cursor, &rows[start..end], &mut outcomes[start..end]).await?;
+        start = end;
+    }
+    let max_seq = rows
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, Some(PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. })))
+        .map(|(r, _)| r.local_seq)
+        .max()
+        .unwrap_or(0);
+    tx.execute(
+        "INSERT INTO \"outpost\".\"nodes\" (node_id, last_seen_at, applied_local_seq) VALUES ($1, now(), $2) \
+         ON CONFLICT (node_id) DO UPDATE SET last_seen_at = now(), \
+         applied_local_seq = GREATEST(\"outpost\".\"nodes\".applied_local_seq, EXCLUDED.applied_local_seq)",
+        &[&node, &max_seq],
+    )
+    .await
+    .map_err(db("recording the node's applied changes"))?;
+    tx.commit().await.map_err(db("committing a push"))?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(PushOutcome::Failed {
+                message: "not processed".into(),
+            })
+        })
+        .collect())
+}
+
+/// `(VALUES ($1::t0, $2::t1), …)` of the groups' keys, with the row index.
+fn keys_values(table: &Table, rows: &[PushRow], first_param: usize) -> (String, Vec<Value>) {
+    let npk = table.primary_key.len();
+    let mut params = Vec::with_capacity(rows.len() * npk);
+    let tuples: Vec<String> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let cells: Vec<String> = (0..npk)
+                .map(|j| {
+                    params.push(r.pk.get(j).cloned().unwrap_or(Value::Null));
+                    format!("${}::{}", first_param + params.len() - 1, pk_type(table, j))
+                })
+                .collect();
+            format!("({i}, {})", cells.join(", "))
+        })
+        .collect();
+    (format!("(VALUES {})", tuples.join(", ")), params)
+}
+
+async fn push_group(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    table: &Table,
+    node: Uuid,
+    cursor: Cursor,
+    rows: &[PushRow],
+    outcomes: &mut [Option<PushOutcome>],
+) -> Result<(), RemoteError> {
+    let from = format!("{}.{}", quote(&schema.pg_schema), quote(&table.name));
+    let npk = table.primary_key.len();
+    let kcols: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
+    let pk_quoted: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
+    let (values_sql, key_params) = keys_values(table, rows, 1);
+    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    // 1. Lock what exists, in key order (no deadlock between pushes).
+    let lock_sql = format!(
+        "SELECT 1 FROM {from} t WHERE ({pk}) IN (SELECT {k} FROM {values_sql} v(i, {k})) ORDER BY {pk} FOR UPDATE",
+        pk = pk_quoted.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+        k = kcols.join(", "),
+    );
+    tx.query(&lock_sql, &params(&key_binds))
+        .await
+        .map_err(db(format!("locking rows of {}", table.name)))?;
+    // 2. Versions and current rows.
+    let join: Vec<String> = pk_quoted
+        .iter()
+        .zip(&kcols)
+        .map(|(c, k)| format!("t.{c} = v.{k}"))
+        .collect();
+    let state_sql = format!(
+        "SELECT v.i, c.txid::text::int8, c.seq, rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, \
+         t.{first} IS NOT NULL, {vk}, {cols} \
+         FROM {values_sql} v(i, {k}) \
+         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
+         LEFT JOIN \"outpost\".\"changes\" c ON c.seq = rv.version \
+         LEFT JOIN {from} t ON {join}",
+        first = pk_quoted[0],
+        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        k = kcols.join(", "),
+        cols = column_list(table, "t."),
+        tn = key_params.len() + 1,
+        join = join.join(" AND "),
+    );
+    let mut state_params = params(&key_binds);
+    state_params.push(&table.name);
+    let states = tx
+        .query(&state_sql, &state_params)
+        .await
+        .map_err(db(format!("reading versions of {}", table.name)))?;
+    let node_text = node.to_string();
+    let mut to_write: Vec<usize> = Vec::new();
+    let mut existed: HashMap<usize, bool> = HashMap::new();
+    for st in &states {
+        let i = st.get::<_, i32>(0) as usize;
+        let row = &rows[i];
+        let server = server_row(st, table, 3)?;
+        let change: Option<Cursor> = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
+            (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
+            _ => None,
+        };
+        let own = server.origin.as_deref() == Some(node_text.as_str());
+        if own && server.origin_local_seq.is_some_and(|s| s >= row.local_seq) {
+            outcomes[i] = Some(PushOutcome::AlreadyApplied { version: server.version });
+            continue;
+        }
+        let based_on_current = own
+            || match row.expected {
+                Expected::Version(v) => v == server.version,
+                Expected::AsOfCursor => server.version == 0 || change.is_some_and(|c| c <= cursor),
+            };
+        if !based_on_current {
+            outcomes[i] = Some(PushOutcome::Conflict(server));
+            continue;
+        }
+        existed.insert(i, server.values.is_some());
+        to_write.push(i);
+    }
+    if to_write.is_empty() {
+        return Ok(());
+    }
+    // 3. Write, isolating refused rows.
+    let written = write_rows(tx, &from, table, rows, &to_write, &existed, outcomes).await?;
+    // Rows an insert found already present (inserted meanwhile): conflicts.
+    let mut lost: Vec<usize> = Vec::new();
+    for &i in &to_write {
+        if outcomes[i].is_none() && !written.contains(&i) {
+            lost.push(i);
+        }
+    }
+    if !lost.is_empty() {
+        let subset: Vec<PushRow> = lost.iter().map(|&i| rows[i].clone()).collect();
+        let now = fetch_current(tx, &from, table, &subset).await?;
+        for (j, &i) in lost.iter().enumerate() {
+            outcomes[i] = Some(match now.get(j) {
+                Some(server) => PushOutcome::Conflict(server.clone()),
+                None => PushOutcome::Failed {
+                    message: "the row changed on the server during the push".into(),
+                },
+            });
+        }
+    }
+    // 4. Versions of what was written, with this node's local_seq.
+    let done: Vec<usize> = written.into_iter().collect();
+    if done.is_empty() {
+        return Ok(());
+    }
+    let subset: Vec<PushRow> = done.iter().map(|&i| rows[i].clone()).collect();
+    let (values_sql, key_params) = keys_values(table, &subset, 1);
+    let seqs: Vec<i64> = subset.iter().map(|r| r.local_seq).collect();
+    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    let mut p = params(&key_binds);
+    p.push(&table.name);
+    p.push(&node_text);
+    p.push(&seqs);
+    let sql = format!(
+        "WITH v AS (SELECT i, jsonb_build_array({vk}) AS key FROM {values_sql} v(i, {k})), \
+         upd AS (UPDATE \"outpost\".\"row_versions\" rv SET origin_local_seq = (${s}::int8[])[v.i + 1] FROM v \
+           WHERE rv.table_name = ${tn} AND rv.pk = v.key AND rv.origin = ${o} RETURNING v.i) \
+         SELECT v.i, COALESCE(rv.version, 0) FROM v \
+         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = v.key",
+        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        k = kcols.join(", "),
+        tn = key_params.len() + 1,
+        o = key_params.len() + 2,
+        s = key_params.len() + 3,
+    );
+    let versions = tx
+        .query(&sql, &p)
+        .await
+        .map_err(db(format!("recording versions of {}", table.name)))?;
+    for v in versions {
+        let j = v.get::<_, i32>(0) as usize;
+        if let Some(&i) = done.get(j) {
+            outcomes[i] = Some(PushOutcome::Applied { version: v.get(1) });
+        }
+    }
+    Ok(())
+}
+
+/// The current server rows for `rows`' keys (in the same order).
+async fn fetch_current(
+    tx: &Transaction<'_>,
+    from: &str,
+    table: &Table,
+    rows: &[PushRow],
+) -> Result<Vec<ServerRow>, RemoteError> {
+    let npk = table.primary_key.len();
+    let kcols: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
+    let (values_sql, key_params) = keys_values(table, rows, 1);
+    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    let join: Vec<String> = table
+        .primary_key
+        .iter()
+        .zip(&kcols)
+        .map(|(c, k)| format!("t.{} = v.{k}", quote(c)))
+        .collect();
+    let sql = format!(
+        "SELECT rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, t.{first} IS NOT NULL, {vk}, {cols} \
+         FROM {values_sql} v(i, {k}) \
+         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
+         LEFT JOIN {from} t ON {join} ORDER BY v.i",
+        first = quote(&table.primary_key[0]),
+        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        k = kcols.join(", "),
+        cols = column_list(table, "t."),
+        tn = key_params.len() + 1,
+        join = join.join(" AND "),
+    );
+    let mut p = params(&key_binds);
+    p.push(&table.name);
+    let found = tx
+        .query(&sql, &p)
+        .await
+        .map_err(db(format!("reading rows of {}", table.name)))?;
+    found.iter().map(|r| server_row(r, table, 0)).collect()
+}
+
+/// Columns a push writes: not generated ones.
+fn writable(table: &Table) -> Vec<usize> {
+    (0..table.columns.len()).filter(|&i| !table.columns[i].generated).collect()
+}
+
+/// Writes rows `idx` (deletes, updates of rows that existed, inserts of
+/// absent ones). Returns the indexes written; refused rows get a `Failed`
+/// outcome; inserts that met an existing key are neither.
+async fn write_rows(
+    tx: &Transaction<'_>,
+    from: &str,
+    table: &Table,
+    rows: &[PushRow],
+    idx: &[usize],
+    existed: &HashMap<usize, bool>,
+    outcomes: &mut [Option<PushOutcome>],
+) -> Result<std::collections::BTreeSet<usize>, RemoteError> {
+    let mut written = std::collections::BTreeSet::new();
+    let deletes: Vec<usize> = idx.iter().copied().filter(|&i| rows[i].values.is_none()).collect();
+    let updates: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| rows[i].values.is_some() && existed.get(&i) == Some(&true))
+        .collect();
+    let inserts: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| rows[i].values.is_some() && existed.get(&i) != Some(&true))
+        .collect();
+    for (kind, set) in [(Kind::Delete, deletes), (Kind::Update, updates), (Kind::Insert, inserts)] {
+        if set.is_empty() {
+            continue;
+        }
+        match run_savepointed(tx, from, table, rows, &set, kind).await? {
+            Ok(done) => written.extend(done),
+            Err(_) => {
+                // Row by row: only the refused rows fail.
+                for &i in &set {
+                    match run_savepointed(tx, from, table, rows, &[i], kind).await? {
+                        Ok(done) => written.extend(done),
+                        Err(message) => outcomes[i] = Some(PushOutcome::Failed { message }),
+                    }
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Delete,
+    Update,
+    Insert,
+}
+
+/// Runs one write statement for rows `set` inside a savepoint. The outer
+/// error is a broken connection; the inner one the server's refusal.
+async fn run_savepointed(
+    tx: &Transaction<'_>,
+    from: &str,
+    table: &Table,
+    rows: &[PushRow],
+    set: &[usize],
+    kind: Kind,
+) -> Result<Result<Vec<usize>, String>, RemoteError> {
+    let npk = table.primary_key.len();
+    let pk_quoted: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
+    let cols = writable(table);
+    let mut vals: Vec<Value> = Vec::new();
+    let sql = match kind {
+        Kind::Delete => {
+            let subset: Vec<PushRow> = set.iter().map(|&i| rows[i].clone()).collect();
+            let (values_sql, p) = keys_values(table, &subset, 1);
+            vals = p;
+            let k: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
+            format!(
+                "DELETE FROM {from} t USING {values_sql} v(i, {k}) WHERE {cond} RETURNING v.i",
+                k = k.join(", "),
+                cond = pk_quoted
+                    .iter()
+                    .zip(&k)
+                    .map(|(c, k)| format!("t.{c} = v.{k}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+            )
+        }
+        Kind::Update | Kind::Insert => {
+            let tuples: Vec<String> = set
+                .iter()
+                .enumerate()
+                .map(|(j, &i)| {
+                    let row = rows[i].values.as_deref().unwrap_or(&[]);
+                    let mut cells = vec![j.to_string()];
+                    for &c in &cols {
+                        vals.push(row.get(c).cloned().unwrap_or(Value::Null));
+                        cells.push(format!("${}::{}", vals.len(), table.columns[c].ty.pg_name));
+                    }
+                    format!("({})", cells.join(", "))
+                })
+                .collect();
+            let names: Vec<String> = cols.iter().map(|&c| quote(&table.columns[c].name)).collect();
+            let vnames: Vec<String> = (0..cols.len()).map(|j| format!("c{j}")).collect();
+            if matches!(kind, Kind::Update) {
+                let set_list: Vec<String> = names
+                    .iter()
+                    .zip(&vnames)
+                    .filter(|(n, _)| !pk_quoted.contains(n))
+                    .map(|(n, v)| format!("{n} = v.{v}"))
+                    .collect();
+                let cond: Vec<String> = pk_quoted
+                    .iter()
+                    .map(|c| {
+                        let pos = names.iter().position(|n| n == c).unwrap_or(0);
+                        format!("t.{c} = v.{}", vnames[pos])
+                    })
+                    .collect();
+                if set_list.is_empty() {
+                    // A key-only table: nothing to update, the row exists.
+                    return Ok(Ok(set.to_vec()));
+                }
+                format!(
+                    "UPDATE {from} t SET {sets} FROM (VALUES {tuples}) v(i, {vn}) WHERE {cond} RETURNING v.i",
+                    sets = set_list.join(", "),
+                    tuples = tuples.join(", "),
+                    vn = vnames.join(", "),
+                    cond = cond.join(" AND "),
+                )
+            } else {
+                let overriding = if table
+                    .columns
+                    .iter()
+                    .any(|c| c.identity == Some(outpost_core::schema::Identity::Always))
+                {
+                    " OVERRIDING SYSTEM VALUE"
+                } else {
+                    ""
+                };
+                format!(
+                    "INSERT INTO {from} ({names}){overriding} SELECT {vn} FROM (VALUES {tuples}) v(i, {vn}) ORDER BY v.i \
+                     ON CONFLICT ({pk}) DO NOTHING RETURNING {ret}",
+                    names = names.join(", "),
+                    vn = vnames.join(", "),
+                    tuples = tuples.join(", "),
+                    pk = pk_quoted.join(", "),
+                    ret = pk_quoted.join(", "),
+                )
+            }
+        }
+    };
+    let binds: Vec<Bind<'_>> = vals.iter().map(Bind).collect();
+    tx.batch_execute("SAVEPOINT outpost_row")
+        .await
+        .map_err(db("setting a savepoint"))?;
+    match tx.query(&sql, &params(&binds)).await {
+        Ok(returned) => {
+            tx.batch_execute("RELEASE SAVEPOINT outpost_row")
+                .await
+                .map_err(db("releasing a savepoint"))?;
+            let done = match kind {
+                Kind::Insert => {
+                    // RETURNING gives the keys inserted; match them to rows.
+                    let mut done = Vec::new();
+                    for r in &returned {
+                        let key: Vec<Value> = (0..npk)
+                            .map(|j| get_value(r, j, &table.primary_key[j]))
+                            .collect::<Result<_, _>>()?;
+                        if let Some(&i) = set.iter().find(|&&i| rows[i].pk == key) {
+                            done.push(i);
+                        }
+                    }
+                    done
+                }
+                Kind::Update => returned
+                    .iter()
+                    .filter_map(|r| set.get(r.get::<_, i32>(0) as usize).copied())
+                    .collect(),
+                // A delete of an absent row is done too: the row is gone.
+                Kind::Delete => set.to_vec(),
+            };
+            Ok(Ok(done))
+        }
+        Err(e) => {
+            if crate::error::is_connection_error(&e) {
+                return Err(RemoteError::Db {
+                    action: format!("writing rows of {}", table.name),
+                    source: e,
+                });
+            }
+            tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_row")
+                .await
+                .map_err(db("rolling back to a savepoint"))?;
+            Ok(Err(describe(&e)))
+        }
+    }
+}
+
+/// The number of rows of a synced table on the server.
+pub async fn row_count(client: &Client, schema: &Schema, table: &str) -> Result<i64, RemoteError> {
+    let t = table_of(schema, table)?;
+    let row = client
+        .query_one(
+            &format!("SELECT count(*) FROM {}.{}", quote(&schema.pg_schema), quote(&t.name)),
+            &[],
+        )
+        .await
+        .map_err(db(format!("counting rows of {table}")))?;
+    Ok(row.get(0))
+}
+
+/// Every row of a table, ordered by key (for convergence checks).
+pub async fn all_rows(client: &Client, schema: &Schema, table: &str) -> Result<Vec<Vec<Value>>, RemoteError> {
+    let t = table_of(schema, table)?;
+    let order = t.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {} FROM {}.{} ORDER BY {order}",
+                column_list(t, ""),
+                quote(&schema.pg_schema),
+                quote(&t.name)
+            ),
+            &[],
+        )
+        .await
+        .map_err(db(format!("reading rows of {table}")))?;
+    rows.iter()
+        .map(|r| {
+            (0..t.columns.len())
+                .map(|i| get_value(r, i, &t.columns[i].name))
+                .collect()
+        })
+        .collect()
+}
