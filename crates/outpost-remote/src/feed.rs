@@ -119,7 +119,7 @@ pub struct FeedPosition {
 
 /// Whether a node whose cursor is `cursor` can still pull, or fell behind
 /// the retention window.
-pub async fn feed_position(client: &Client, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
+pub async fn feed_position(client: &impl tokio_postgres::GenericClient, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
     let row = client
         .query_opt("SELECT value FROM \"outpost\".\"meta\" WHERE key = 'pruned_through'", &[])
         .await
@@ -473,6 +473,12 @@ pub async fn push(
     ))
     .await
     .map_err(db("preparing a push"))?;
+    // A version whose change was pruned is covered when the node's cursor
+    // is past everything pruned (otherwise the node must bootstrap again).
+    let pruned_ok = {
+        let pos = feed_position(&tx, cursor).await?;
+        pos.pruned_through.is_some() && !pos.must_rebootstrap
+    };
     let mut outcomes: Vec<Option<PushOutcome>> = vec![None; rows.len()];
     // Consecutive rows of one table and one kind form a group.
     let mut start = 0;
@@ -488,7 +494,8 @@ pub async fn push(
         {
             end += 1;
         }
-        push_group(&tx, schema, table, node, cursor, &rows[start..end], &mut outcomes[start..end]).await?;
+        let ctx = GroupContext { node, cursor, pruned_ok };
+        push_group(&tx, schema, table, &ctx, &rows[start..end], &mut outcomes[start..end]).await?;
         start = end;
     }
     let max_seq = rows
@@ -537,12 +544,18 @@ fn keys_values(table: &Table, rows: &[PushRow], first_param: usize) -> (String, 
     (format!("(VALUES {})", tuples.join(", ")), params)
 }
 
+/// What every group of a push shares.
+struct GroupContext {
+    node: Uuid,
+    cursor: Cursor,
+    pruned_ok: bool,
+}
+
 async fn push_group(
     tx: &Transaction<'_>,
     schema: &Schema,
     table: &Table,
-    node: Uuid,
-    cursor: Cursor,
+    ctx: &GroupContext,
     rows: &[PushRow],
     outcomes: &mut [Option<PushOutcome>],
 ) -> Result<(), RemoteError> {
@@ -587,7 +600,7 @@ async fn push_group(
         .query(&state_sql, &state_params)
         .await
         .map_err(db(format!("reading versions of {}", table.name)))?;
-    let node_text = node.to_string();
+    let node_text = ctx.node.to_string();
     let mut to_write: Vec<usize> = Vec::new();
     let mut existed: HashMap<usize, bool> = HashMap::new();
     for st in &states {
@@ -606,7 +619,10 @@ async fn push_group(
         let based_on_current = own
             || match row.expected {
                 Expected::Version(v) => v == server.version,
-                Expected::AsOfCursor => server.version == 0 || change.is_some_and(|c| c <= cursor),
+                Expected::AsOfCursor => match change {
+                    Some(c) => c <= ctx.cursor,
+                    None => server.version == 0 || ctx.pruned_ok,
+                },
             };
         if !based_on_current {
             outcomes[i] = Some(PushOutcome::Conflict(server));

@@ -1,0 +1,585 @@
+//! The [`Engine`]: one node's sync runs, never two at once.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt as _;
+use outpost_core::config::Config;
+use outpost_core::conflict::Policy;
+use outpost_core::schema::Schema;
+use outpost_core::sync::{Cursor, Direction, PushOutcome, Trigger};
+use outpost_core::types::Value;
+use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
+use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
+use outpost_remote::feed;
+use outpost_remote::tokio_postgres::Client;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::error::EngineError;
+
+/// Rows per pushed server transaction.
+const PUSH_BATCH: usize = 5_000;
+/// Changes per pulled batch (one snapshot, one SQLite transaction).
+const PULL_BATCH: i64 = 5_000;
+/// Rows per SQLite transaction during a bootstrap.
+const BOOTSTRAP_CHUNK: usize = 20_000;
+/// Push rounds in one run: a row merged by conflict resolution goes out in
+/// the next round.
+const PUSH_ROUNDS: usize = 3;
+/// Server-side limits for sync statements, so a sync never hangs on a lock.
+const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Changes older than this are pruned even if a node has not seen them (that
+/// node then bootstraps again).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Progress of a long step, for a progress bar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// Copying a table during a bootstrap.
+    Bootstrap {
+        /// The table.
+        table: String,
+        /// Rows copied so far.
+        rows: u64,
+        /// Rows in the snapshot.
+        total: u64,
+        /// Copy rate so far.
+        rows_per_sec: f64,
+    },
+    /// Pushing local changes.
+    Push {
+        /// Rows sent so far.
+        rows: u64,
+    },
+    /// Pulling server changes.
+    Pull {
+        /// Changes applied so far.
+        changes: u64,
+    },
+}
+
+/// A progress callback.
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// What a sync run does.
+#[derive(Clone)]
+pub struct SyncOptions {
+    /// Push, pull or both.
+    pub direction: Direction,
+    /// Only these models (all when `None`).
+    pub models: Option<Vec<String>>,
+    /// What started the run (for `SyncLog`).
+    pub trigger: Trigger,
+    /// Progress reports.
+    pub progress: Option<ProgressFn>,
+}
+
+impl SyncOptions {
+    /// A run of every model.
+    pub fn new(direction: Direction, trigger: Trigger) -> SyncOptions {
+        SyncOptions {
+            direction,
+            models: None,
+            trigger,
+            progress: None,
+        }
+    }
+}
+
+/// The result of a sync run: the body of the seed's
+/// `POST /api/database/status` response, plus what outpost adds.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncReport {
+    /// No model failed.
+    pub success: bool,
+    /// Counts per model.
+    pub results: BTreeMap<String, ModelStats>,
+    /// The error per model that failed.
+    pub errors: BTreeMap<String, String>,
+    /// When the run ended.
+    pub timestamp: String,
+    /// The direction.
+    pub direction: Direction,
+    /// Whether the run (re)bootstrapped the replica.
+    pub bootstrapped: bool,
+}
+
+/// The node's sync state, from the replica alone (works offline).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EngineStatus {
+    /// The node's id.
+    pub node_id: Uuid,
+    /// `EMPTY`, `BOOTSTRAPPING` or `READY`.
+    pub state: ReplicaState,
+    /// The pull cursor.
+    pub cursor: Cursor,
+    /// Rows with local changes not yet pushed.
+    pub pending: i64,
+    /// Rows in conflict.
+    pub conflicts: i64,
+    /// Rows the server refused.
+    pub failed: i64,
+    /// Per model: `{pending, conflicts, failed}`.
+    pub models: BTreeMap<String, BTreeMap<String, i64>>,
+    /// The newest `SyncLog` row.
+    pub last_sync: Option<LogEntry>,
+}
+
+/// Named places where tests stop a run, as a crash or a lost reply would.
+#[derive(Debug, Default)]
+struct Faults {
+    /// Points that fail with an error once (consumed).
+    fail_once: Mutex<BTreeSet<String>>,
+    /// A point where the process aborts (`OUTPOST_FAULT=crash:<point>`).
+    crash: Option<String>,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let crash = std::env::var("OUTPOST_FAULT")
+            .ok()
+            .and_then(|v| v.strip_prefix("crash:").map(str::to_string));
+        Faults {
+            crash,
+            ..Faults::default()
+        }
+    }
+
+    fn hit(&self, point: &str) -> Result<(), EngineError> {
+        if self.crash.as_deref() == Some(point) {
+            // As abrupt as kill -9: no destructors, no flushing.
+            std::process::abort();
+        }
+        let fired = self.fail_once.lock().map(|mut s| s.remove(point)).unwrap_or(false);
+        if fired {
+            return Err(EngineError::Internal(format!("fault injected at {point}")));
+        }
+        Ok(())
+    }
+}
+
+struct Inner {
+    replica: Arc<Mutex<Replica>>,
+    schema: Schema,
+    node_id: Uuid,
+    config: Config,
+    policies: Mutex<Policies>,
+    running: tokio::sync::Mutex<()>,
+    retention: Mutex<Duration>,
+    faults: Faults,
+}
+
+/// The sync engine of one node. Cheap to clone; clones share the replica,
+/// and runs never overlap (a second run waits for the first).
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl Engine {
+    /// An engine over an open replica.
+    pub fn new(replica: Replica, config: Config) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                schema: replica.schema().clone(),
+                node_id: replica.node_id(),
+                replica: Arc::new(Mutex::new(replica)),
+                config,
+                policies: Mutex::new(Policies::default()),
+                running: tokio::sync::Mutex::new(()),
+                retention: Mutex::new(DEFAULT_RETENTION),
+                faults: Faults::from_env(),
+            }),
+        }
+    }
+
+    /// The node's id.
+    pub fn node_id(&self) -> Uuid {
+        self.inner.node_id
+    }
+
+    /// The replica's schema.
+    pub fn schema(&self) -> &Schema {
+        &self.inner.schema
+    }
+
+    /// Sets a model's conflict policy.
+    pub fn set_policy(&self, model: &str, policy: Policy) -> Result<(), EngineError> {
+        self.check_model(model)?;
+        if let Ok(mut p) = self.inner.policies.lock() {
+            p.0.insert(model.to_string(), policy);
+        }
+        Ok(())
+    }
+
+    /// Sets how long the server keeps changes a node has not seen.
+    pub fn set_retention(&self, retention: Duration) {
+        if let Ok(mut r) = self.inner.retention.lock() {
+            *r = retention;
+        }
+    }
+
+    /// Arms a named fault point to fail once (tests).
+    #[doc(hidden)]
+    pub fn arm_fault(&self, point: &str) {
+        if let Ok(mut s) = self.inner.faults.fail_once.lock() {
+            s.insert(point.to_string());
+        }
+    }
+
+    fn check_model(&self, model: &str) -> Result<(), EngineError> {
+        match self.inner.schema.table(model) {
+            Some(_) => Ok(()),
+            None => Err(EngineError::UnknownModel(model.to_string())),
+        }
+    }
+
+    fn policies(&self) -> Policies {
+        self.inner.policies.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Runs `f` on the replica on a blocking thread.
+    pub async fn with_replica<T, F>(&self, f: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Replica) -> Result<T, outpost_local::LocalError> + Send + 'static,
+    {
+        let replica = self.inner.replica.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = replica
+                .lock()
+                .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
+            f(&mut guard).map_err(EngineError::from)
+        })
+        .await
+        .map_err(|e| EngineError::Internal(format!("a replica task failed: {e}")))?
+    }
+
+    async fn connect(&self) -> Result<Client, EngineError> {
+        let url = self
+            .inner
+            .config
+            .require_database_url("syncing needs the PostgreSQL server")
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+        Ok(outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?)
+    }
+
+    /// The node's sync state from the replica alone.
+    pub async fn status(&self) -> Result<EngineStatus, EngineError> {
+        let node_id = self.inner.node_id;
+        self.with_replica(move |r| {
+            let (cursor, state) = r.cursor()?;
+            let counts = r.status_counts()?;
+            let mut models: BTreeMap<String, BTreeMap<String, i64>> = BTreeMap::new();
+            let (mut pending, mut conflicts, mut failed) = (0, 0, 0);
+            for ((table, status), n) in counts {
+                let key = match status.as_str() {
+                    "PENDING" => {
+                        pending += n;
+                        "pending"
+                    }
+                    "CONFLICT" => {
+                        conflicts += n;
+                        "conflicts"
+                    }
+                    _ => {
+                        failed += n;
+                        "failed"
+                    }
+                };
+                models.entry(table).or_default().insert(key.into(), n);
+            }
+            let last_sync = r.sync_log(None, 1, 0)?.into_iter().next();
+            Ok(EngineStatus {
+                node_id,
+                state,
+                cursor,
+                pending,
+                conflicts,
+                failed,
+                models,
+                last_sync,
+            })
+        })
+        .await
+    }
+
+    /// How long the oldest open server transaction has held the pull horizon
+    /// back, if any is open.
+    pub async fn horizon_age(&self) -> Result<Option<Duration>, EngineError> {
+        let client = self.connect().await?;
+        Ok(feed::horizon_age(&client).await?)
+    }
+
+    /// Rows in conflict.
+    pub async fn conflicts(&self) -> Result<Vec<ConflictEntry>, EngineError> {
+        self.with_replica(|r| r.conflicts()).await
+    }
+
+    /// Resolves a conflict; the next push sends the outcome.
+    pub async fn resolve(&self, model: &str, pk: &str, resolution: Resolution) -> Result<(), EngineError> {
+        self.check_model(model)?;
+        let (model, pk) = (model.to_string(), pk.to_string());
+        self.with_replica(move |r| r.resolve_conflict(&model, &pk, resolution)).await
+    }
+
+    /// The sync log, newest first.
+    pub async fn log(&self, model: Option<String>, limit: i64, offset: i64) -> Result<Vec<LogEntry>, EngineError> {
+        self.with_replica(move |r| r.sync_log(model.as_deref(), limit, offset)).await
+    }
+
+    /// Runs one sync: bootstrap if needed, then push and/or pull. Errors that
+    /// stop the run are reported per model in the [`SyncReport`] (and in
+    /// `SyncLog`); only a bad request (unknown model) is an `Err`.
+    #[tracing::instrument(skip_all, fields(direction = %options.direction, trigger = options.trigger.as_str()))]
+    pub async fn sync(&self, options: SyncOptions) -> Result<SyncReport, EngineError> {
+        if let Some(models) = &options.models {
+            for m in models {
+                self.check_model(m)?;
+            }
+        }
+        let _running = self.inner.running.lock().await;
+        let models: Vec<String> = match &options.models {
+            Some(m) => m.clone(),
+            None => self.inner.schema.tables.iter().map(|t| t.name.clone()).collect(),
+        };
+        let direction = options.direction.as_str();
+        let trigger = options.trigger.as_str();
+        let log_models = models.clone();
+        let log_ids: Vec<(String, i64)> = self
+            .with_replica(move |r| {
+                log_models
+                    .iter()
+                    .map(|m| r.log_start(m, direction, trigger).map(|id| (m.clone(), id)))
+                    .collect()
+            })
+            .await?;
+        let mut stats = Stats::new();
+        let mut bootstrapped = false;
+        let outcome = self.run(&options, &mut stats, &mut bootstrapped).await;
+        let error = outcome.err().map(|e| e.to_string());
+        let mut report = SyncReport {
+            success: error.is_none(),
+            results: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            timestamp: outpost_core::types::timestamptz_from_chrono(chrono::Utc::now()),
+            direction: options.direction,
+            bootstrapped,
+        };
+        for m in &models {
+            report.results.insert(m.clone(), stats.get(m).copied().unwrap_or_default());
+            if let Some(e) = &error {
+                report.errors.insert(m.clone(), e.clone());
+            }
+        }
+        let finished = report.results.clone();
+        let err = error.clone();
+        self.with_replica(move |r| {
+            for (m, id) in &log_ids {
+                r.log_finish(*id, finished.get(m).copied().unwrap_or_default(), err.as_deref())?;
+            }
+            Ok(())
+        })
+        .await?;
+        if let Some(e) = &error {
+            tracing::warn!(error = %e, "sync failed");
+        }
+        Ok(report)
+    }
+
+    async fn run(&self, options: &SyncOptions, stats: &mut Stats, bootstrapped: &mut bool) -> Result<(), EngineError> {
+        let mut client = self.connect().await?;
+        let node = self.inner.node_id;
+        feed::register_node(&client, node, &format!("node {node}")).await?;
+        let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
+        let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
+        let behind = state == ReplicaState::Ready && feed::feed_position(&client, cursor).await?.must_rebootstrap;
+        if state == ReplicaState::Ready && options.direction.pushes() {
+            // Push before any re-bootstrap: local writes go first.
+            self.push(&mut client, options, stats).await?;
+        }
+        if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
+            if behind {
+                tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
+            }
+            self.bootstrap(&mut client, options, state == ReplicaState::Bootstrapping).await?;
+            *bootstrapped = true;
+            if options.direction.pushes() {
+                self.push(&mut client, options, stats).await?;
+            }
+        }
+        if options.direction.pulls() {
+            self.pull(&mut client, options, stats).await?;
+        }
+        Ok(())
+    }
+
+    async fn bootstrap(&self, client: &mut Client, options: &SyncOptions, resuming: bool) -> Result<(), EngineError> {
+        let done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        if resuming {
+            tracing::info!(tables_done = done.len(), "resuming an interrupted bootstrap");
+        }
+        let schema = self.inner.schema.clone();
+        let snapshot = feed::Bootstrap::begin(client).await?;
+        for table in &schema.tables {
+            if done.contains_key(&table.name) {
+                continue;
+            }
+            let total = snapshot.count(table).await?.max(0) as u64;
+            let name = table.name.clone();
+            self.with_replica(move |r| r.bootstrap_clear(&name)).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Vec<Value>>, Option<Cursor>)>(2);
+            let replica = self.inner.replica.clone();
+            let name = table.name.clone();
+            let writer = tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
+                let mut guard = replica
+                    .lock()
+                    .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
+                while let Some((rows, done)) = rx.blocking_recv() {
+                    guard.bootstrap_insert(&name, &rows, done)?;
+                }
+                Ok(())
+            });
+            let started = Instant::now();
+            let mut copied: u64 = 0;
+            let mut chunk = Vec::with_capacity(BOOTSTRAP_CHUNK);
+            let stream = snapshot.rows(&schema.pg_schema, table).await?;
+            futures_util::pin_mut!(stream);
+            let mut first = true;
+            while let Some(row) = stream.next().await {
+                chunk.push(row?);
+                if chunk.len() == BOOTSTRAP_CHUNK {
+                    copied += chunk.len() as u64;
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(BOOTSTRAP_CHUNK));
+                    if tx.send((full, None)).await.is_err() {
+                        break;
+                    }
+                    if first {
+                        first = false;
+                        self.inner.faults.hit("bootstrap-mid-table")?;
+                    }
+                    report(options, Progress::Bootstrap {
+                        table: table.name.clone(),
+                        rows: copied,
+                        total,
+                        rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                    });
+                }
+            }
+            copied += chunk.len() as u64;
+            let _ = tx.send((chunk, Some(snapshot.cursor))).await;
+            drop(tx);
+            writer
+                .await
+                .map_err(|e| EngineError::Internal(format!("the bootstrap writer failed: {e}")))??;
+            report(options, Progress::Bootstrap {
+                table: table.name.clone(),
+                rows: copied,
+                total,
+                rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
+            });
+            tracing::info!(table = %table.name, rows = copied, secs = started.elapsed().as_secs_f64(), "table copied");
+        }
+        snapshot.finish().await?;
+        let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
+        feed::record_cursor(client, self.inner.node_id, cursor).await?;
+        Ok(())
+    }
+
+    async fn push(&self, client: &mut Client, options: &SyncOptions, stats: &mut Stats) -> Result<(), EngineError> {
+        let policies = self.policies();
+        let mut sent: u64 = 0;
+        let mut last_round: Option<Vec<(String, i64, String)>> = None;
+        for _round in 0..PUSH_ROUNDS * 100 {
+            let models = options.models.clone();
+            let rows = self
+                .with_replica(move |r| r.pending_push(models.as_deref(), PUSH_BATCH))
+                .await?;
+            if rows.is_empty() {
+                break;
+            }
+            // Stop when a round would send exactly what the last one did:
+            // nothing moved (every row conflicted again or failed to land).
+            let signature: Vec<(String, i64, String)> = rows
+                .iter()
+                .map(|r| (r.local_pk.clone(), r.local_seq, format!("{:?}", r.expected)))
+                .collect();
+            if last_round.as_ref() == Some(&signature) {
+                break;
+            }
+            last_round = Some(signature);
+            let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
+            self.inner.faults.hit("push-before-send")?;
+            let outcomes = feed::push(
+                client,
+                &self.inner.schema,
+                self.inner.node_id,
+                cursor,
+                &rows,
+                STATEMENT_TIMEOUT,
+            )
+            .await?;
+            // The server committed; a crash or a lost reply here must not
+            // make the retry apply anything twice.
+            self.inner.faults.hit("push-after-commit")?;
+            sent += rows.len() as u64;
+            report(options, Progress::Push { rows: sent });
+            let failed_or_conflict = outcomes
+                .iter()
+                .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
+                .count();
+            let p = policies.clone();
+            let acked = self.with_replica(move |r| r.ack_push(&rows, &outcomes, &p)).await?;
+            merge(stats, acked);
+            tracing::debug!(rows = sent, failed_or_conflict, "push batch acknowledged");
+        }
+        Ok(())
+    }
+
+    async fn pull(&self, client: &mut Client, options: &SyncOptions, stats: &mut Stats) -> Result<(), EngineError> {
+        let policies = self.policies();
+        let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
+        let advance = options.models.is_none();
+        let mut applied: u64 = 0;
+        loop {
+            let batch = feed::pull(client, &self.inner.schema, cursor, PULL_BATCH, options.models.as_deref()).await?;
+            self.inner.faults.hit("pull-before-apply")?;
+            let next = batch.cursor;
+            let more = batch.more;
+            applied += batch.changes as u64;
+            let p = policies.clone();
+            let got = self.with_replica(move |r| r.apply_pull(&batch, &p, advance)).await?;
+            merge(stats, got);
+            report(options, Progress::Pull { changes: applied });
+            cursor = next;
+            if !more {
+                break;
+            }
+        }
+        if advance {
+            feed::record_cursor(client, self.inner.node_id, cursor).await?;
+            let retention = self.inner.retention.lock().map(|r| *r).unwrap_or(DEFAULT_RETENTION);
+            let pruned = feed::prune(client, retention).await?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "pruned the change log");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn merge(into: &mut Stats, from: Stats) {
+    for (k, v) in from {
+        into.entry(k).or_default().add(v);
+    }
+}
+
+fn report(options: &SyncOptions, progress: Progress) {
+    if let Some(f) = &options.progress {
+        f(progress);
+    }
+}

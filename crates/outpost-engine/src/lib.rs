@@ -1,0 +1,39 @@
+//! # outpost-engine
+//!
+//! The sync engine of one node: it drives a sync run between the replica
+//! (`outpost-local`) and the server (`outpost-remote`):
+//!
+//! 1. **Bootstrap** when the replica is empty, was interrupted mid-copy, fell
+//!    behind the server's retention window, or has tables whose definition
+//!    changed: one `REPEATABLE READ` snapshot, each table streamed with binary
+//!    `COPY` into large SQLite transactions, the cursor set from the snapshot.
+//! 2. **Push** (`TO_SERVER`, and first in `BIDIRECTIONAL`): the replica's
+//!    coalesced local changes in foreign-key order, in batches, each batch one
+//!    server transaction; the acknowledgement applied in one SQLite
+//!    transaction; rows merged by conflict resolution go out in a second
+//!    round.
+//! 3. **Pull** (`FROM_SERVER`, and second in `BIDIRECTIONAL`): the change
+//!    feed under the cursor rule, each batch applied with its cursor in one
+//!    SQLite transaction.
+//! 4. One `SyncLog` row per model per run, and results per model in the
+//!    seed's shape ([`SyncReport`]).
+//!
+//! SQLite work runs on blocking threads (`spawn_blocking`), never on an
+//! async worker.
+//!
+//! ```no_run
+//! # async fn demo(replica: outpost_local::Replica, config: outpost_core::config::Config)
+//! # -> Result<(), outpost_engine::EngineError> {
+//! use outpost_core::sync::{Direction, Trigger};
+//! let engine = outpost_engine::Engine::new(replica, config);
+//! let report = engine.sync(outpost_engine::SyncOptions::new(Direction::Bidirectional, Trigger::Manual)).await?;
+//! println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+//! # Ok(()) }
+//! ```
+
+mod engine;
+mod error;
+
+pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncReport};
+pub use error::EngineError;
+pub use outpost_core::conflict::Policy;

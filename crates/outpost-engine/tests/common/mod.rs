@@ -1,0 +1,155 @@
+//! Shared test support: a server with the tracking schema, nodes with their
+//! own replicas, and the convergence check.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use outpost_core::config::Config;
+use outpost_core::schema::Schema;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_core::types::Value;
+use outpost_engine::{Engine, SyncOptions, SyncReport};
+use outpost_local::Replica;
+use outpost_remote::tokio_postgres::Client;
+use outpost_testkit::TestDb;
+
+pub const BLOG: &str = r#"
+CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text, "updatedAt" timestamptz);
+CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, body text, views int NOT NULL DEFAULT 0,
+  "userId" text NOT NULL REFERENCES "User"(id) ON DELETE CASCADE);
+"#;
+
+/// Creates the tables, installs tracking, returns the schema.
+pub async fn server(db: &TestDb, ddl: &str) -> anyhow::Result<(Client, Schema)> {
+    let mut client = db.client().await?;
+    client.batch_execute(ddl).await?;
+    let schema = outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()]).await?;
+    outpost_remote::install(&mut client, &schema).await?;
+    Ok((client, schema))
+}
+
+pub fn config(db: &TestDb, path: &Path) -> anyhow::Result<Config> {
+    let url = db.database_url();
+    let local = format!("file:{}", path.display());
+    Ok(Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local.clone()),
+        _ => None,
+    })?)
+}
+
+/// A node with its own replica file `<name>.db` in the test's directory.
+pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> {
+    let path = db.dir().join(format!("{name}.db"));
+    let (replica, _) = Replica::setup(&path, schema)?;
+    Ok(Engine::new(replica, config(db, &path)?))
+}
+
+pub async fn sync(engine: &Engine, direction: Direction) -> anyhow::Result<SyncReport> {
+    let report = engine.sync(SyncOptions::new(direction, Trigger::Manual)).await?;
+    anyhow::ensure!(report.success, "sync failed: {:?}", report.errors);
+    Ok(report)
+}
+
+/// Runs SQL on a node's replica, as the application would (captured).
+pub async fn local(engine: &Engine, sql: &str) -> anyhow::Result<usize> {
+    let sql = sql.to_string();
+    Ok(engine
+        .with_replica(move |r| {
+            r.connection()
+                .execute_batch(&sql)
+                .map_err(outpost_local::LocalError::sqlite("test write"))?;
+            Ok(r.connection().changes() as usize)
+        })
+        .await?)
+}
+
+pub async fn local_rows(engine: &Engine, table: &str) -> anyhow::Result<Vec<Vec<Value>>> {
+    let t = table.to_string();
+    Ok(engine.with_replica(move |r| r.all_rows(&t)).await?)
+}
+
+pub async fn server_rows(client: &Client, schema: &Schema, table: &str) -> anyhow::Result<Vec<Vec<Value>>> {
+    Ok(outpost_remote::feed::all_rows(client, schema, table).await?)
+}
+
+/// Keys (local pk JSON) of rows in CONFLICT or FAILED.
+pub async fn unsettled(engine: &Engine) -> anyhow::Result<BTreeSet<(String, String)>> {
+    Ok(engine
+        .with_replica(|r| {
+            let mut stmt = r
+                .connection()
+                .prepare("SELECT table_name, pk FROM _outpost_rows WHERE status IN ('CONFLICT', 'FAILED')")
+                .map_err(outpost_local::LocalError::sqlite("test"))?;
+            let rows = stmt
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(outpost_local::LocalError::sqlite("test"))?;
+            rows.collect::<Result<BTreeSet<_>, _>>().map_err(outpost_local::LocalError::sqlite("test"))
+        })
+        .await?)
+}
+
+/// Every replica equals the server row for row, except rows listed as
+/// CONFLICT or FAILED on that node.
+pub async fn assert_converged(client: &Client, schema: &Schema, nodes: &[&Engine]) -> anyhow::Result<usize> {
+    let mut excluded_total = 0;
+    for node in nodes {
+        let skip = unsettled(node).await?;
+        excluded_total += skip.len();
+        for table in &schema.tables {
+            let name = table.name.clone();
+            let key_of = |rows: Vec<Vec<Value>>| -> BTreeMap<String, Vec<Value>> {
+                let idx: Vec<usize> = table
+                    .primary_key
+                    .iter()
+                    .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+                    .collect();
+                rows.into_iter()
+                    .map(|r| {
+                        let key: Vec<serde_json::Value> = idx.iter().map(|&i| r[i].to_json(&table.columns[i].ty)).collect();
+                        (serde_json::to_string(&key).unwrap_or_default(), r)
+                    })
+                    .collect()
+            };
+            let server = key_of(server_rows(client, schema, &name).await?);
+            let local = key_of(local_rows(node, &name).await?);
+            let skipped: BTreeSet<String> = skip
+                .iter()
+                .filter(|(t, _)| *t == name)
+                .map(|(_, pk)| pk.clone())
+                .collect();
+            let keys: BTreeSet<&String> = server.keys().chain(local.keys()).collect();
+            for k in keys {
+                if skipped.contains(k) {
+                    continue;
+                }
+                anyhow::ensure!(
+                    server.get(k) == local.get(k),
+                    "node {} table {name} row {k}: server {:?} vs replica {:?}",
+                    node.node_id(),
+                    server.get(k),
+                    local.get(k)
+                );
+            }
+        }
+    }
+    Ok(excluded_total)
+}
+
+/// Syncs every node until all replicas equal the server (the pull horizon is
+/// cluster-wide, so other tests' transactions can hold a change back for a
+/// moment), then returns the number of rows left in CONFLICT/FAILED.
+pub async fn converge(client: &Client, schema: &Schema, nodes: &[&Engine]) -> anyhow::Result<usize> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        for n in nodes {
+            sync(n, Direction::Bidirectional).await?;
+        }
+        match assert_converged(client, schema, nodes).await {
+            Ok(n) => return Ok(n),
+            Err(e) if std::time::Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+        }
+    }
+}

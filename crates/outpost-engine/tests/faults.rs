@@ -1,0 +1,157 @@
+//! The engine under concurrency, lost acknowledgements, interrupted
+//! bootstraps and the server's retention window.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_engine::SyncOptions;
+use outpost_local::ReplicaState;
+use outpost_testkit::TestDb;
+
+/// A transaction that takes its sequence number first but commits last must
+/// still reach the replica: pulls read only below the xmin horizon. Without
+/// that rule the pull moves past `late`'s position while it is still open
+/// and never delivers it.
+#[tokio::test]
+async fn a_long_open_transaction_is_delivered_after_it_commits() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+
+    let mut slow = db.client().await?;
+    let slow_tx = slow.transaction().await?;
+    slow_tx.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('late', 'late@x')"#).await?;
+    // Interleaved writers commit after `late` took the lowest seq.
+    for i in 0..3 {
+        client
+            .batch_execute(&format!(r#"INSERT INTO "User" (id, email) VALUES ('early{i}', 'e{i}@x')"#))
+            .await?;
+        sync(&a, Direction::FromServer).await?;
+    }
+    let age = a.horizon_age().await?;
+    assert!(age.is_some(), "the open transaction shows in the status");
+    slow_tx.commit().await?;
+    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('after', 'after@x')"#).await?;
+    // Other tests' transactions on the same cluster hold the horizon back
+    // too (it is cluster-wide): pull until it passes.
+    let mut users = Vec::new();
+    for _ in 0..200 {
+        sync(&a, Direction::FromServer).await?;
+        users = local_rows(&a, "User").await?;
+        if users.len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let ids: Vec<String> = users.iter().map(|u| format!("{:?}", u[0])).collect();
+    assert!(ids.iter().any(|i| i.contains("\"late\"")), "late was skipped: {ids:?}");
+    assert_eq!(users.len(), 5);
+    assert_converged(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
+/// The push commits on the server, the reply is lost, the node retries:
+/// nothing twice, no conflict; a row edited again after the lost reply
+/// treats the node's own version as its base.
+#[tokio::test]
+async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#).await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1'), ('p2', 'two', 'u1');
+           UPDATE "User" SET name = 'first' WHERE id = 'u1';"#,
+    )
+    .await?;
+    a.arm_fault("push-after-commit");
+    let lost = a.sync(SyncOptions::new(Direction::ToServer, Trigger::Manual)).await?;
+    assert!(!lost.success, "the reply was dropped");
+    assert_eq!(server_rows(&client, &schema, "Post").await?.len(), 2, "the push itself committed");
+    assert_eq!(a.status().await?.pending, 3, "the node does not know");
+
+    // Edit one of them again before retrying.
+    local(&a, r#"UPDATE "User" SET name = 'second' WHERE id = 'u1'"#).await?;
+    let retry = sync(&a, Direction::Bidirectional).await?;
+    let conflicts: u64 = retry.results.values().map(|s| s.conflicts).sum();
+    assert_eq!(conflicts, 0, "{retry:?}");
+    let changes: i64 = client
+        .query_one("SELECT count(*) FROM outpost.changes WHERE table_name = 'Post'", &[])
+        .await?
+        .get(0);
+    assert_eq!(changes, 2, "each post inserted once");
+    let users = server_rows(&client, &schema, "User").await?;
+    assert_eq!(users[0][2], outpost_core::types::Value::Text("second".into()));
+    assert_eq!(a.status().await?.pending, 0);
+    assert_converged(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
+/// A bootstrap stopped half-way leaves a replica that says so, and the next
+/// sync finishes it.
+#[tokio::test]
+async fn an_interrupted_bootstrap_never_claims_to_be_synced() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) SELECT 'u' || i, 'u' || i || '@x' FROM generate_series(1, 45000) i;
+               INSERT INTO "Post" (id, title, "userId") SELECT 'p' || i, 't', 'u' || i FROM generate_series(1, 100) i;"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    a.arm_fault("bootstrap-mid-table");
+    let broken = a.sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual)).await?;
+    assert!(!broken.success);
+    let status = a.status().await?;
+    assert_eq!(status.state, ReplicaState::Bootstrapping);
+    // Meanwhile the server moves on.
+    client.batch_execute(r#"UPDATE "User" SET name = 'moved' WHERE id = 'u7'; DELETE FROM "Post" WHERE id = 'p3';"#).await?;
+    let fixed = sync(&a, Direction::Bidirectional).await?;
+    assert!(fixed.bootstrapped);
+    assert_eq!(a.status().await?.state, ReplicaState::Ready);
+    assert_converged(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
+/// A node that fell behind the retention window bootstraps again and keeps
+/// its local writes.
+#[tokio::test]
+async fn a_node_behind_the_retention_window_rebootstraps_without_losing_writes() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#).await?;
+    let (a, b) = (node(&db, &schema, "a")?, node(&db, &schema, "b")?);
+    sync(&a, Direction::Bidirectional).await?;
+    sync(&b, Direction::Bidirectional).await?;
+    // b goes offline with a local write; the server changes a lot meanwhile.
+    local(&b, r#"INSERT INTO "Post" (id, title, "userId") VALUES ('offline', 'kept', 'u1')"#).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) SELECT 'x' || i, 'x' || i || '@x' FROM generate_series(1, 50) i;"#)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    a.set_retention(Duration::from_millis(1));
+    // Pruning also waits for the (cluster-wide) horizon: retry a moment.
+    let mut left: i64 = -1;
+    for _ in 0..200 {
+        sync(&a, Direction::Bidirectional).await?;
+        left = client.query_one("SELECT count(*) FROM outpost.changes", &[]).await?.get(0);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(left, 0, "everything older than the window was pruned");
+
+    let report = sync(&b, Direction::Bidirectional).await?;
+    assert!(report.bootstrapped, "b was told to bootstrap again");
+    assert_eq!(server_rows(&client, &schema, "Post").await?.len(), 1, "b's offline write landed");
+    converge(&client, &schema, &[&a, &b]).await?;
+    Ok(())
+}
