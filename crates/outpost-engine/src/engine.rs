@@ -583,3 +583,38 @@ fn report(options: &SyncOptions, progress: Progress) {
         f(progress);
     }
 }
+
+impl Engine {
+    /// The replica's row key (`_outpost_rows.pk`) for a key given in JSON: an
+    /// array of the key columns' JSON forms, or a single value for a
+    /// one-column key (`"p1"`, `7`, `["p1"]`, `[7, "x"]`).
+    pub async fn local_key(&self, model: &str, key: &serde_json::Value) -> Result<String, EngineError> {
+        self.check_model(model)?;
+        let table = self
+            .inner
+            .schema
+            .table(model)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownModel(model.to_string()))?;
+        let parts: Vec<serde_json::Value> = match key {
+            serde_json::Value::Array(a) => a.clone(),
+            other => vec![other.clone()],
+        };
+        if parts.len() != table.primary_key.len() {
+            return Err(EngineError::Config(format!(
+                "{model} has a {}-column key ({}); got {} values",
+                table.primary_key.len(),
+                table.primary_key.join(", "),
+                parts.len()
+            )));
+        }
+        let mut values = Vec::with_capacity(parts.len());
+        for (col, j) in table.pk_columns().zip(&parts) {
+            let v = Value::from_json(j, &col.ty, None)
+                .map_err(|e| EngineError::Config(format!("{model}.{}: {e}", col.name)))?;
+            values.push(v);
+        }
+        self.with_replica(move |r| outpost_local::sync::local_pk(r.connection(), &table, &values))
+            .await
+    }
+}

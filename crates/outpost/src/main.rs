@@ -6,11 +6,16 @@
 //! outpost server uninstall       remove it (user tables and data untouched)
 //! outpost server status          what is installed
 //! outpost config                 the effective configuration, passwords hidden
+//! outpost sync [--direction D] [--model M]...   push and/or pull (the seed's POST /api/database/status)
+//! outpost status                 pending changes, conflicts, failed rows, last sync, the server
+//! outpost conflicts list|show|resolve
+//! outpost log [--model M]        the SyncLog
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the work failed, 2 when the command line
 //! or the configuration is invalid. Errors go to stderr.
 
+mod commands;
 mod settings;
 
 use std::process::ExitCode;
@@ -57,6 +62,41 @@ enum Command {
     },
     /// Show the effective configuration (passwords hidden).
     Config,
+    /// Synchronize the replica with the server. Prints the seed's response
+    /// shape with --json; exits 1 when the sync failed.
+    Sync {
+        /// BIDIRECTIONAL (push then pull), TO_SERVER (push) or FROM_SERVER (pull).
+        #[arg(long, default_value = "BIDIRECTIONAL", value_parser = parse_direction)]
+        direction: outpost_core::sync::Direction,
+        /// Only this model (repeat for several).
+        #[arg(long = "model", value_name = "MODEL")]
+        models: Vec<String>,
+        /// Conflict policy for a model, `Model=policy` (manual, server-wins,
+        /// client-wins, last-write-wins); repeatable.
+        #[arg(long = "policy", value_name = "MODEL=POLICY")]
+        policies: Vec<String>,
+    },
+    /// The node's sync state: pending changes, conflicts, failed rows, the
+    /// last sync, and whether the server is reachable.
+    Status,
+    /// List, show and resolve conflicts.
+    Conflicts {
+        #[command(subcommand)]
+        action: commands::ConflictAction,
+    },
+    /// The sync log (newest first).
+    Log {
+        /// Only this model.
+        #[arg(long)]
+        model: Option<String>,
+        /// How many entries.
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+}
+
+fn parse_direction(s: &str) -> Result<outpost_core::sync::Direction, String> {
+    s.parse()
 }
 
 #[derive(Debug, Subcommand)]
@@ -114,10 +154,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             show_config(&config, cli.json);
             Ok(())
         }
+        Command::Sync { direction, models, policies } => {
+            commands::sync(&config, direction, models, &policies, cli.json).await
+        }
+        Command::Status => commands::status(&config, cli.json).await,
+        Command::Conflicts { action } => commands::conflicts(&config, action, cli.json).await,
+        Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
     }
 }
 
-fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
+pub(crate) fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
     if json_mode {
         println!("{value}");
     } else {

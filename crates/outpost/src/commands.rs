@@ -1,0 +1,310 @@
+//! The sync commands: `sync`, `status`, `conflicts`, `log`.
+
+use std::io::IsTerminal as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use outpost_core::config::Config;
+use outpost_core::schema::Table;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_core::types::Value;
+use outpost_engine::{Engine, Policy, Progress, SyncOptions};
+use outpost_local::{ConflictEntry, Replica, Resolution};
+use serde_json::json;
+
+use crate::print;
+
+/// `outpost conflicts …`
+#[derive(Debug, Subcommand)]
+pub enum ConflictAction {
+    /// Every row in conflict.
+    List,
+    /// One conflict: base, local and server side by side.
+    Show {
+        /// The model (table).
+        model: String,
+        /// The row's key: `p1`, `7`, or a JSON array for composite keys.
+        key: String,
+    },
+    /// Resolve one conflict; the next sync pushes the outcome.
+    Resolve {
+        /// The model (table).
+        model: String,
+        /// The row's key.
+        key: String,
+        /// Keep the local or the server version.
+        #[arg(long, value_parser = ["local", "server"], conflicts_with = "merge")]
+        keep: Option<String>,
+        /// A merged row: a JSON object of the columns to set; the other
+        /// columns come from the server's version.
+        #[arg(long, value_name = "JSON")]
+        merge: Option<String>,
+    },
+}
+
+fn open_engine(config: &Config) -> anyhow::Result<Engine> {
+    if !config.enable_local_database {
+        bail!("ENABLE_LOCAL_DATABASE is false: there is no local replica");
+    }
+    let replica = Replica::open(&config.local_database_path)?;
+    Ok(Engine::new(replica, config.clone()))
+}
+
+fn parse_key(raw: &str) -> serde_json::Value {
+    // `p1` is a string key; `7`, `"p1"` and `[7, "x"]` are JSON.
+    serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
+}
+
+fn row_json(table: &Table, row: &Option<Vec<Value>>) -> serde_json::Value {
+    match row {
+        None => serde_json::Value::Null,
+        Some(values) => serde_json::Value::Object(
+            table
+                .columns
+                .iter()
+                .zip(values)
+                .map(|(c, v)| (c.name.clone(), v.to_json(&c.ty)))
+                .collect(),
+        ),
+    }
+}
+
+fn conflict_json(engine: &Engine, c: &ConflictEntry) -> serde_json::Value {
+    let Some(table) = engine.schema().table(&c.table) else {
+        return json!({"model": c.table, "key": c.pk});
+    };
+    json!({
+        "model": c.table,
+        "key": serde_json::from_str::<serde_json::Value>(&c.pk).unwrap_or(serde_json::Value::Null),
+        "base": row_json(table, &c.base),
+        "local": row_json(table, &c.local),
+        "server": row_json(table, &c.server),
+        "serverVersion": c.server_version,
+        "changedAt": c.changed_at,
+    })
+}
+
+pub async fn sync(
+    config: &Config,
+    direction: Direction,
+    models: Vec<String>,
+    policies: &[String],
+    json_mode: bool,
+) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    for p in policies {
+        let (model, policy) = p
+            .split_once('=')
+            .with_context(|| format!("--policy {p:?}: expected MODEL=POLICY"))?;
+        let policy: Policy = policy.parse().map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}"))?;
+        engine.set_policy(model, policy)?;
+    }
+    let mut options = SyncOptions::new(direction, Trigger::Manual);
+    if !models.is_empty() {
+        options.models = Some(models);
+    }
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    });
+    if let Some(bar) = bar.clone() {
+        options.progress = Some(Arc::new(move |p: Progress| match p {
+            Progress::Bootstrap { table, rows, total, rows_per_sec } => {
+                bar.set_message(format!("bootstrap {table}: {rows}/{total} rows ({rows_per_sec:.0} rows/s)"))
+            }
+            Progress::Push { rows } => bar.set_message(format!("push: {rows} rows sent")),
+            Progress::Pull { changes } => bar.set_message(format!("pull: {changes} changes applied")),
+        }));
+    }
+    let report = engine.sync(options).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    print(json_mode, serde_json::to_value(&report)?, || {
+        let mut out = String::new();
+        for (model, s) in &report.results {
+            out.push_str(&format!(
+                "{model}: {} processed, {} succeeded, {} failed, {} conflicts\n",
+                s.records_processed, s.records_succeeded, s.records_failed, s.conflicts
+            ));
+        }
+        if report.bootstrapped {
+            out.push_str("(the replica was bootstrapped from the server)\n");
+        }
+        out.trim_end().to_string()
+    });
+    if !report.success {
+        let reasons: Vec<String> = report.errors.values().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        bail!("sync {} failed: {}", report.direction, reasons.join("; "));
+    }
+    Ok(())
+}
+
+pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    let status = engine.status().await?;
+    // The server part is best effort: the status works offline.
+    let server = match tokio::time::timeout(Duration::from_secs(5), engine.horizon_age()).await {
+        Ok(Ok(age)) => json!({"reachable": true, "oldestOpenTransactionSecs": age.map(|d| d.as_secs_f64())}),
+        Ok(Err(e)) => json!({"reachable": false, "error": e.to_string()}),
+        Err(_) => json!({"reachable": false, "error": "no answer within 5s"}),
+    };
+    let mut value = serde_json::to_value(&status)?;
+    value["server"] = server.clone();
+    print(json_mode, value, || {
+        let mut out = format!(
+            "node {} ({:?}), cursor {}\npending {}, conflicts {}, failed {}\n",
+            status.node_id, status.state, status.cursor, status.pending, status.conflicts, status.failed
+        );
+        for (model, counts) in &status.models {
+            let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("  {model}: {}\n", parts.join(", ")));
+        }
+        match &status.last_sync {
+            Some(l) => out.push_str(&format!(
+                "last sync: {} {} {} at {}{}\n",
+                l.direction,
+                l.model,
+                l.status,
+                l.completed_at.as_deref().unwrap_or(&l.started_at),
+                l.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+            )),
+            None => out.push_str("never synced\n"),
+        }
+        if server["reachable"] == true {
+            out.push_str("server: reachable");
+            if let Some(age) = server["oldestOpenTransactionSecs"].as_f64() {
+                out.push_str(&format!(
+                    "; an open transaction ({age:.1}s old) holds back changes committed after it started"
+                ));
+            }
+        } else {
+            out.push_str(&format!("server: unreachable ({})", server["error"].as_str().unwrap_or("")));
+        }
+        out
+    });
+    Ok(())
+}
+
+pub async fn conflicts(config: &Config, action: ConflictAction, json_mode: bool) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    match action {
+        ConflictAction::List => {
+            let list = engine.conflicts().await?;
+            let value: Vec<serde_json::Value> = list.iter().map(|c| conflict_json(&engine, c)).collect();
+            print(json_mode, json!(value), || {
+                if list.is_empty() {
+                    return "no conflicts".into();
+                }
+                list.iter()
+                    .map(|c| format!("{} {}", c.table, c.pk))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        ConflictAction::Show { model, key } => {
+            let pk = engine.local_key(&model, &parse_key(&key)).await?;
+            let list = engine.conflicts().await?;
+            let Some(c) = list.iter().find(|c| c.table == model && c.pk == pk) else {
+                bail!("no conflict on {model} {pk}");
+            };
+            let value = conflict_json(&engine, c);
+            print(json_mode, value.clone(), || {
+                let mut out = format!("{model} {pk} (server version {:?})\n", c.server_version);
+                if let Some(table) = engine.schema().table(&model) {
+                    let cell = |side: &str, col: &str| -> String {
+                        match &value[side] {
+                            serde_json::Value::Null => "(deleted)".into(),
+                            row => row[col].to_string(),
+                        }
+                    };
+                    out.push_str(&format!("{:<20} {:<24} {:<24} {:<24}\n", "column", "base", "local", "server"));
+                    for col in &table.columns {
+                        out.push_str(&format!(
+                            "{:<20} {:<24} {:<24} {:<24}\n",
+                            col.name,
+                            cell("base", &col.name),
+                            cell("local", &col.name),
+                            cell("server", &col.name)
+                        ));
+                    }
+                }
+                out.trim_end().to_string()
+            });
+        }
+        ConflictAction::Resolve { model, key, keep, merge } => {
+            let pk = engine.local_key(&model, &parse_key(&key)).await?;
+            let resolution = match (keep.as_deref(), merge) {
+                (Some("local"), None) => Resolution::KeepLocal,
+                (Some("server"), None) => Resolution::KeepServer,
+                (None, Some(merge)) => {
+                    let obj: serde_json::Map<String, serde_json::Value> =
+                        serde_json::from_str(&merge).context("--merge must be a JSON object of column values")?;
+                    let table = engine.schema().table(&model).cloned().context("unknown model")?;
+                    let list = engine.conflicts().await?;
+                    let c = list
+                        .iter()
+                        .find(|c| c.table == model && c.pk == pk)
+                        .with_context(|| format!("no conflict on {model} {pk}"))?;
+                    let mut row = c
+                        .server
+                        .clone()
+                        .or_else(|| c.local.clone())
+                        .context("both sides deleted the row: keep either")?;
+                    for (name, v) in obj {
+                        let i = table
+                            .columns
+                            .iter()
+                            .position(|col| col.name == name)
+                            .with_context(|| format!("{model} has no column {name:?}"))?;
+                        let labels = match &table.columns[i].ty.scalar {
+                            outpost_core::types::ScalarType::Enum(e) => {
+                                engine.schema().enum_type(e).map(|e| e.labels.clone())
+                            }
+                            _ => None,
+                        };
+                        row[i] = Value::from_json(&v, &table.columns[i].ty, labels.as_deref())
+                            .map_err(|e| anyhow::anyhow!("{model}.{name}: {e}"))?;
+                    }
+                    Resolution::Merged(row)
+                }
+                _ => bail!("say how to resolve: --keep local, --keep server, or --merge '{{\"column\": value}}'"),
+            };
+            engine.resolve(&model, &pk, resolution).await?;
+            print(json_mode, json!({"resolved": true, "model": model, "key": pk}), || {
+                format!("resolved {model} {pk}; the next sync pushes it")
+            });
+        }
+    }
+    Ok(())
+}
+
+pub async fn log(config: &Config, model: Option<String>, limit: i64, json_mode: bool) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    let entries = engine.log(model, limit.clamp(1, 10_000), 0).await?;
+    print(json_mode, serde_json::to_value(&entries)?, || {
+        entries
+            .iter()
+            .map(|l| {
+                format!(
+                    "#{} {} {} {} ({}) {} processed {} ok {} failed {} conflicts{}",
+                    l.id,
+                    l.started_at,
+                    l.model,
+                    l.direction,
+                    l.trigger,
+                    l.records_processed,
+                    l.records_succeeded,
+                    l.records_failed,
+                    l.conflicts,
+                    l.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
