@@ -11,7 +11,9 @@ use crate::types::Value;
 
 /// A position in the server's change feed: the last `(txid, seq)` applied.
 /// Ordered lexicographically, which is the feed's order.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub struct Cursor {
     /// Transaction id (`xid8`) of the last change applied.
     pub txid: i64,

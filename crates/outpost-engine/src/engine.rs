@@ -154,7 +154,11 @@ impl Faults {
             // As abrupt as kill -9: no destructors, no flushing.
             std::process::abort();
         }
-        let fired = self.fail_once.lock().map(|mut s| s.remove(point)).unwrap_or(false);
+        let fired = self
+            .fail_once
+            .lock()
+            .map(|mut s| s.remove(point))
+            .unwrap_or(false);
         if fired {
             return Err(EngineError::Internal(format!("fault injected at {point}")));
         }
@@ -239,7 +243,11 @@ impl Engine {
     }
 
     fn policies(&self) -> Policies {
-        self.inner.policies.lock().map(|p| p.clone()).unwrap_or_default()
+        self.inner
+            .policies
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     /// Runs `f` on the replica on a blocking thread.
@@ -321,15 +329,27 @@ impl Engine {
     }
 
     /// Resolves a conflict; the next push sends the outcome.
-    pub async fn resolve(&self, model: &str, pk: &str, resolution: Resolution) -> Result<(), EngineError> {
+    pub async fn resolve(
+        &self,
+        model: &str,
+        pk: &str,
+        resolution: Resolution,
+    ) -> Result<(), EngineError> {
         self.check_model(model)?;
         let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.resolve_conflict(&model, &pk, resolution)).await
+        self.with_replica(move |r| r.resolve_conflict(&model, &pk, resolution))
+            .await
     }
 
     /// The sync log, newest first.
-    pub async fn log(&self, model: Option<String>, limit: i64, offset: i64) -> Result<Vec<LogEntry>, EngineError> {
-        self.with_replica(move |r| r.sync_log(model.as_deref(), limit, offset)).await
+    pub async fn log(
+        &self,
+        model: Option<String>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<LogEntry>, EngineError> {
+        self.with_replica(move |r| r.sync_log(model.as_deref(), limit, offset))
+            .await
     }
 
     /// Runs one sync: bootstrap if needed, then push and/or pull. Errors that
@@ -345,7 +365,13 @@ impl Engine {
         let _running = self.inner.running.lock().await;
         let models: Vec<String> = match &options.models {
             Some(m) => m.clone(),
-            None => self.inner.schema.tables.iter().map(|t| t.name.clone()).collect(),
+            None => self
+                .inner
+                .schema
+                .tables
+                .iter()
+                .map(|t| t.name.clone())
+                .collect(),
         };
         let direction = options.direction.as_str();
         let trigger = options.trigger.as_str();
@@ -371,7 +397,9 @@ impl Engine {
             bootstrapped,
         };
         for m in &models {
-            report.results.insert(m.clone(), stats.get(m).copied().unwrap_or_default());
+            report
+                .results
+                .insert(m.clone(), stats.get(m).copied().unwrap_or_default());
             if let Some(e) = &error {
                 report.errors.insert(m.clone(), e.clone());
             }
@@ -380,7 +408,11 @@ impl Engine {
         let err = error.clone();
         self.with_replica(move |r| {
             for (m, id) in &log_ids {
-                r.log_finish(*id, finished.get(m).copied().unwrap_or_default(), err.as_deref())?;
+                r.log_finish(
+                    *id,
+                    finished.get(m).copied().unwrap_or_default(),
+                    err.as_deref(),
+                )?;
             }
             Ok(())
         })
@@ -391,13 +423,19 @@ impl Engine {
         Ok(report)
     }
 
-    async fn run(&self, options: &SyncOptions, stats: &mut Stats, bootstrapped: &mut bool) -> Result<(), EngineError> {
+    async fn run(
+        &self,
+        options: &SyncOptions,
+        stats: &mut Stats,
+        bootstrapped: &mut bool,
+    ) -> Result<(), EngineError> {
         let mut client = self.connect().await?;
         let node = self.inner.node_id;
         feed::register_node(&client, node, &format!("node {node}")).await?;
         let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
         let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
-        let behind = state == ReplicaState::Ready && feed::feed_position(&client, cursor).await?.must_rebootstrap;
+        let behind = state == ReplicaState::Ready
+            && feed::feed_position(&client, cursor).await?.must_rebootstrap;
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
             self.push(&mut client, options, stats).await?;
@@ -406,7 +444,8 @@ impl Engine {
             if behind {
                 tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
             }
-            self.bootstrap(&mut client, options, state == ReplicaState::Bootstrapping).await?;
+            self.bootstrap(&mut client, options, state == ReplicaState::Bootstrapping)
+                .await?;
             *bootstrapped = true;
             if options.direction.pushes() {
                 self.push(&mut client, options, stats).await?;
@@ -418,10 +457,18 @@ impl Engine {
         Ok(())
     }
 
-    async fn bootstrap(&self, client: &mut Client, options: &SyncOptions, resuming: bool) -> Result<(), EngineError> {
+    async fn bootstrap(
+        &self,
+        client: &mut Client,
+        options: &SyncOptions,
+        resuming: bool,
+    ) -> Result<(), EngineError> {
         let done = self.with_replica(|r| r.bootstrap_begin()).await?;
         if resuming {
-            tracing::info!(tables_done = done.len(), "resuming an interrupted bootstrap");
+            tracing::info!(
+                tables_done = done.len(),
+                "resuming an interrupted bootstrap"
+            );
         }
         let schema = self.inner.schema.clone();
         let snapshot = feed::Bootstrap::begin(client).await?;
@@ -462,26 +509,32 @@ impl Engine {
                         first = false;
                         self.inner.faults.hit("bootstrap-mid-table")?;
                     }
-                    report(options, Progress::Bootstrap {
-                        table: table.name.clone(),
-                        rows: copied,
-                        total,
-                        rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                    });
+                    report(
+                        options,
+                        Progress::Bootstrap {
+                            table: table.name.clone(),
+                            rows: copied,
+                            total,
+                            rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                        },
+                    );
                 }
             }
             copied += chunk.len() as u64;
             let _ = tx.send((chunk, Some(snapshot.cursor))).await;
             drop(tx);
-            writer
-                .await
-                .map_err(|e| EngineError::Internal(format!("the bootstrap writer failed: {e}")))??;
-            report(options, Progress::Bootstrap {
-                table: table.name.clone(),
-                rows: copied,
-                total,
-                rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
-            });
+            writer.await.map_err(|e| {
+                EngineError::Internal(format!("the bootstrap writer failed: {e}"))
+            })??;
+            report(
+                options,
+                Progress::Bootstrap {
+                    table: table.name.clone(),
+                    rows: copied,
+                    total,
+                    rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                },
+            );
             tracing::info!(table = %table.name, rows = copied, secs = started.elapsed().as_secs_f64(), "table copied");
         }
         snapshot.finish().await?;
@@ -490,7 +543,12 @@ impl Engine {
         Ok(())
     }
 
-    async fn push(&self, client: &mut Client, options: &SyncOptions, stats: &mut Stats) -> Result<(), EngineError> {
+    async fn push(
+        &self,
+        client: &mut Client,
+        options: &SyncOptions,
+        stats: &mut Stats,
+    ) -> Result<(), EngineError> {
         let policies = self.policies();
         let mut sent: u64 = 0;
         let mut last_round: Option<Vec<(String, i64, String)>> = None;
@@ -533,26 +591,42 @@ impl Engine {
                 .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
                 .count();
             let p = policies.clone();
-            let acked = self.with_replica(move |r| r.ack_push(&rows, &outcomes, &p)).await?;
+            let acked = self
+                .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
+                .await?;
             merge(stats, acked);
             tracing::debug!(rows = sent, failed_or_conflict, "push batch acknowledged");
         }
         Ok(())
     }
 
-    async fn pull(&self, client: &mut Client, options: &SyncOptions, stats: &mut Stats) -> Result<(), EngineError> {
+    async fn pull(
+        &self,
+        client: &mut Client,
+        options: &SyncOptions,
+        stats: &mut Stats,
+    ) -> Result<(), EngineError> {
         let policies = self.policies();
         let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
         let advance = options.models.is_none();
         let mut applied: u64 = 0;
         loop {
-            let batch = feed::pull(client, &self.inner.schema, cursor, PULL_BATCH, options.models.as_deref()).await?;
+            let batch = feed::pull(
+                client,
+                &self.inner.schema,
+                cursor,
+                PULL_BATCH,
+                options.models.as_deref(),
+            )
+            .await?;
             self.inner.faults.hit("pull-before-apply")?;
             let next = batch.cursor;
             let more = batch.more;
             applied += batch.changes as u64;
             let p = policies.clone();
-            let got = self.with_replica(move |r| r.apply_pull(&batch, &p, advance)).await?;
+            let got = self
+                .with_replica(move |r| r.apply_pull(&batch, &p, advance))
+                .await?;
             merge(stats, got);
             report(options, Progress::Pull { changes: applied });
             cursor = next;
@@ -562,7 +636,12 @@ impl Engine {
         }
         if advance {
             feed::record_cursor(client, self.inner.node_id, cursor).await?;
-            let retention = self.inner.retention.lock().map(|r| *r).unwrap_or(DEFAULT_RETENTION);
+            let retention = self
+                .inner
+                .retention
+                .lock()
+                .map(|r| *r)
+                .unwrap_or(DEFAULT_RETENTION);
             let pruned = feed::prune(client, retention).await?;
             if pruned > 0 {
                 tracing::debug!(pruned, "pruned the change log");
@@ -588,7 +667,11 @@ impl Engine {
     /// The replica's row key (`_outpost_rows.pk`) for a key given in JSON: an
     /// array of the key columns' JSON forms, or a single value for a
     /// one-column key (`"p1"`, `7`, `["p1"]`, `[7, "x"]`).
-    pub async fn local_key(&self, model: &str, key: &serde_json::Value) -> Result<String, EngineError> {
+    pub async fn local_key(
+        &self,
+        model: &str,
+        key: &serde_json::Value,
+    ) -> Result<String, EngineError> {
         self.check_model(model)?;
         let table = self
             .inner

@@ -32,13 +32,20 @@ async fn bootstrap_push_pull_round_trip() -> anyhow::Result<()> {
     assert_eq!(report.results["Post"].records_succeeded, 1, "{report:?}");
     assert_eq!(report.results["User"].records_succeeded, 1, "{report:?}");
     let origin: Option<String> = client
-        .query_one("SELECT origin FROM outpost.row_versions WHERE table_name = 'Post' AND pk = '[\"p2\"]'", &[])
+        .query_one(
+            "SELECT origin FROM outpost.row_versions WHERE table_name = 'Post' AND pk = '[\"p2\"]'",
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(origin, Some(a.node_id().to_string()));
 
     // Server writes come down.
-    client.batch_execute(r#"UPDATE "Post" SET views = 7 WHERE id = 'p1'; DELETE FROM "User" WHERE id = 'u2';"#).await?;
+    client
+        .batch_execute(
+            r#"UPDATE "Post" SET views = 7 WHERE id = 'p1'; DELETE FROM "User" WHERE id = 'u2';"#,
+        )
+        .await?;
     sync(&a, Direction::FromServer).await?;
     assert_converged(&client, &schema, &[&a]).await?;
     let posts = local_rows(&a, "Post").await?;
@@ -96,19 +103,35 @@ async fn field_disjoint_edits_merge_and_same_field_edits_conflict() -> anyhow::R
     assert_eq!(conflicts.len(), 1);
     let c = &conflicts[0];
     assert_eq!(c.pk, "[\"p2\"]");
-    assert_eq!(c.local.as_ref().map(|r| r[1].clone()), Some(Value::Text("local".into())));
-    assert_eq!(c.server.as_ref().map(|r| r[1].clone()), Some(Value::Text("server".into())));
-    assert_eq!(c.base.as_ref().map(|r| r[1].clone()), Some(Value::Text("t".into())));
+    assert_eq!(
+        c.local.as_ref().map(|r| r[1].clone()),
+        Some(Value::Text("local".into()))
+    );
+    assert_eq!(
+        c.server.as_ref().map(|r| r[1].clone()),
+        Some(Value::Text("server".into()))
+    );
+    assert_eq!(
+        c.base.as_ref().map(|r| r[1].clone()),
+        Some(Value::Text("t".into()))
+    );
     // A conflict is never pushed.
     sync(&a, Direction::ToServer).await?;
-    assert_eq!(server_rows(&client, &schema, "Post").await?[1][1], Value::Text("server".into()));
+    assert_eq!(
+        server_rows(&client, &schema, "Post").await?[1][1],
+        Value::Text("server".into())
+    );
 
     // Resolve with a merged row: title from local, the rest from the server.
     let mut merged = c.server.clone().unwrap_or_default();
     merged[1] = Value::Text("merged".into());
-    a.resolve("Post", "[\"p2\"]", Resolution::Merged(merged)).await?;
+    a.resolve("Post", "[\"p2\"]", Resolution::Merged(merged))
+        .await?;
     sync(&a, Direction::Bidirectional).await?;
-    assert_eq!(server_rows(&client, &schema, "Post").await?[1][1], Value::Text("merged".into()));
+    assert_eq!(
+        server_rows(&client, &schema, "Post").await?[1][1],
+        Value::Text("merged".into())
+    );
     assert_eq!(a.conflicts().await?.len(), 0);
     assert_converged(&client, &schema, &[&a]).await?;
     Ok(())
@@ -127,20 +150,31 @@ async fn delete_against_edit_conflicts_both_ways_and_resolves() -> anyhow::Resul
     let a = node(&db, &schema, "a")?;
     sync(&a, Direction::Bidirectional).await?;
     // p1: deleted locally, edited on the server; p2: edited locally, deleted on the server.
-    local(&a, r#"DELETE FROM "Post" WHERE id = 'p1'; UPDATE "Post" SET title = 'mine' WHERE id = 'p2';"#).await?;
+    local(
+        &a,
+        r#"DELETE FROM "Post" WHERE id = 'p1'; UPDATE "Post" SET title = 'mine' WHERE id = 'p2';"#,
+    )
+    .await?;
     client
         .batch_execute(r#"UPDATE "Post" SET title = 'theirs' WHERE id = 'p1'; DELETE FROM "Post" WHERE id = 'p2';"#)
         .await?;
     let report = sync(&a, Direction::Bidirectional).await?;
     assert_eq!(report.results["Post"].conflicts, 2, "{report:?}");
     let conflicts = a.conflicts().await?;
-    let p1 = conflicts.iter().find(|c| c.pk == "[\"p1\"]").expect("p1 conflict");
+    let p1 = conflicts
+        .iter()
+        .find(|c| c.pk == "[\"p1\"]")
+        .expect("p1 conflict");
     assert!(p1.local.is_none() && p1.server.is_some());
-    let p2 = conflicts.iter().find(|c| c.pk == "[\"p2\"]").expect("p2 conflict");
+    let p2 = conflicts
+        .iter()
+        .find(|c| c.pk == "[\"p2\"]")
+        .expect("p2 conflict");
     assert!(p2.local.is_some() && p2.server.is_none());
     // Keep local for p1 (the delete wins), keep server for p2 (the delete wins too).
     a.resolve("Post", "[\"p1\"]", Resolution::KeepLocal).await?;
-    a.resolve("Post", "[\"p2\"]", Resolution::KeepServer).await?;
+    a.resolve("Post", "[\"p2\"]", Resolution::KeepServer)
+        .await?;
     sync(&a, Direction::Bidirectional).await?;
     assert!(server_rows(&client, &schema, "Post").await?.is_empty());
     assert!(local_rows(&a, "Post").await?.is_empty());
@@ -155,21 +189,32 @@ async fn policies_decide_without_a_person() -> anyhow::Result<()> {
     client
         .batch_execute(r#"INSERT INTO "User" (id, email, name) VALUES ('s', 's@x', 'base'), ('c', 'c@x', 'base'), ('l', 'l@x', 'base');"#)
         .await?;
-    for (policy, expect) in [(Policy::ServerWins, "server"), (Policy::ClientWins, "local"), (Policy::LastWriteWins, "server")] {
+    for (policy, expect) in [
+        (Policy::ServerWins, "server"),
+        (Policy::ClientWins, "local"),
+        (Policy::LastWriteWins, "server"),
+    ] {
         let a = node(&db, &schema, &format!("n-{policy}"))?;
         a.set_policy("User", policy)?;
         sync(&a, Direction::Bidirectional).await?;
         local(&a, r#"UPDATE "User" SET name = 'local' WHERE id = 's'"#).await?;
         // The server edit is the later one, for last-write-wins.
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        client.batch_execute(r#"UPDATE "User" SET name = 'server' WHERE id = 's'"#).await?;
+        client
+            .batch_execute(r#"UPDATE "User" SET name = 'server' WHERE id = 's'"#)
+            .await?;
         let report = sync(&a, Direction::Bidirectional).await?;
         assert_eq!(report.results["User"].conflicts, 0, "{policy}");
         let users = server_rows(&client, &schema, "User").await?;
-        let s = users.iter().find(|u| u[0] == Value::Text("s".into())).expect("s");
+        let s = users
+            .iter()
+            .find(|u| u[0] == Value::Text("s".into()))
+            .expect("s");
         assert_eq!(s[2], Value::Text(expect.into()), "{policy}");
         assert_converged(&client, &schema, &[&a]).await?;
-        client.batch_execute(r#"UPDATE "User" SET name = 'base' WHERE id = 's'"#).await?;
+        client
+            .batch_execute(r#"UPDATE "User" SET name = 'base' WHERE id = 's'"#)
+            .await?;
         sync(&a, Direction::Bidirectional).await?;
     }
     Ok(())
@@ -210,31 +255,53 @@ async fn parents_and_children_created_and_deleted_offline_push_in_order() -> any
 async fn a_refused_row_fails_alone_in_a_thousand() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, schema) = server(&db, BLOG).await?;
-    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('taken', 'dup@x')"#).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('taken', 'dup@x')"#)
+        .await?;
     let a = node(&db, &schema, "a")?;
     sync(&a, Direction::Bidirectional).await?;
     let mut sql = String::from("BEGIN;");
     for i in 0..1000 {
-        let email = if i == 500 { "dup@x".to_string() } else { format!("u{i}@x") };
-        sql.push_str(&format!(r#"INSERT INTO "User" (id, email) VALUES ('u{i}', '{email}');"#));
+        let email = if i == 500 {
+            "dup@x".to_string()
+        } else {
+            format!("u{i}@x")
+        };
+        sql.push_str(&format!(
+            r#"INSERT INTO "User" (id, email) VALUES ('u{i}', '{email}');"#
+        ));
     }
     sql.push_str("COMMIT;");
     local(&a, &sql).await?;
     let report = a
-        .sync(outpost_engine::SyncOptions::new(Direction::ToServer, outpost_core::sync::Trigger::Manual))
+        .sync(outpost_engine::SyncOptions::new(
+            Direction::ToServer,
+            outpost_core::sync::Trigger::Manual,
+        ))
         .await?;
     let users = &report.results["User"];
-    assert_eq!((users.records_succeeded, users.records_failed), (999, 1), "{report:?}");
+    assert_eq!(
+        (users.records_succeeded, users.records_failed),
+        (999, 1),
+        "{report:?}"
+    );
     assert_eq!(server_rows(&client, &schema, "User").await?.len(), 1000);
     let status = a.status().await?;
     assert_eq!(status.failed, 1);
     let msg: String = a
         .with_replica(|r| {
             r.connection()
-                .query_row("SELECT error FROM _outpost_rows WHERE status = 'FAILED'", [], |row| row.get(0))
+                .query_row(
+                    "SELECT error FROM _outpost_rows WHERE status = 'FAILED'",
+                    [],
+                    |row| row.get(0),
+                )
                 .map_err(outpost_local::LocalError::sqlite("test"))
         })
         .await?;
-    assert!(msg.contains("duplicate key") && msg.contains("email"), "{msg}");
+    assert!(
+        msg.contains("duplicate key") && msg.contains("email"),
+        "{msg}"
+    );
     Ok(())
 }

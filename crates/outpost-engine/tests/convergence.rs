@@ -20,7 +20,9 @@ fn random_op(rng: &mut StdRng, who: &str, n: usize) -> String {
     let u = rng.random_range(0..USERS);
     let p = rng.random_range(0..POSTS);
     match rng.random_range(0..7) {
-        0 => format!(r#"INSERT INTO "User" (id, email, name) VALUES ('u{u}', '{who}{n}@x', '{who}') ON CONFLICT DO NOTHING"#),
+        0 => format!(
+            r#"INSERT INTO "User" (id, email, name) VALUES ('u{u}', '{who}{n}@x', '{who}') ON CONFLICT DO NOTHING"#
+        ),
         1 => format!(r#"UPDATE "User" SET name = '{who}-{n}' WHERE id = 'u{u}'"#),
         2 => format!(r#"DELETE FROM "User" WHERE id = 'u{u}'"#),
         3 => format!(
@@ -39,7 +41,9 @@ async fn run_seed(seed: u64) -> anyhow::Result<usize> {
     // A common starting point.
     for u in 0..USERS / 2 {
         client
-            .batch_execute(&format!(r#"INSERT INTO "User" (id, email) VALUES ('u{u}', 'seed{u}@x')"#))
+            .batch_execute(&format!(
+                r#"INSERT INTO "User" (id, email) VALUES ('u{u}', 'seed{u}@x')"#
+            ))
             .await?;
     }
     let nodes: Vec<Engine> = vec![node(&db, &schema, "a")?, node(&db, &schema, "b")?];
@@ -65,18 +69,32 @@ async fn run_seed(seed: u64) -> anyhow::Result<usize> {
         }
         for i in 0..nodes.len() {
             let pick = (i + rng.random_range(0..2)) % nodes.len();
-            let dir = [Direction::Bidirectional, Direction::ToServer, Direction::FromServer][rng.random_range(0..3)];
-            let report = nodes[pick].sync(outpost_engine::SyncOptions::new(dir, outpost_core::sync::Trigger::Manual)).await?;
+            let dir = [
+                Direction::Bidirectional,
+                Direction::ToServer,
+                Direction::FromServer,
+            ][rng.random_range(0..3)];
+            let report = nodes[pick]
+                .sync(outpost_engine::SyncOptions::new(
+                    dir,
+                    outpost_core::sync::Trigger::Manual,
+                ))
+                .await?;
             anyhow::ensure!(report.success, "seed {seed}: {:?}", report.errors);
         }
     }
     let refs: Vec<&Engine> = nodes.iter().collect();
-    converge(&client, &schema, &refs).await.map_err(|e| anyhow::anyhow!("seed {seed}: {e}"))
+    converge(&client, &schema, &refs)
+        .await
+        .map_err(|e| anyhow::anyhow!("seed {seed}: {e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_writes_on_two_nodes_and_the_server_converge() -> anyhow::Result<()> {
-    let seeds: u64 = std::env::var("OUTPOST_CONVERGENCE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(6);
+    let seeds: u64 = std::env::var("OUTPOST_CONVERGENCE_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
     let mut unsettled = 0;
     for seed in 0..seeds {
         unsettled += run_seed(seed).await?;

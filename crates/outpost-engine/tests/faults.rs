@@ -24,18 +24,24 @@ async fn a_long_open_transaction_is_delivered_after_it_commits() -> anyhow::Resu
 
     let mut slow = db.client().await?;
     let slow_tx = slow.transaction().await?;
-    slow_tx.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('late', 'late@x')"#).await?;
+    slow_tx
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('late', 'late@x')"#)
+        .await?;
     // Interleaved writers commit after `late` took the lowest seq.
     for i in 0..3 {
         client
-            .batch_execute(&format!(r#"INSERT INTO "User" (id, email) VALUES ('early{i}', 'e{i}@x')"#))
+            .batch_execute(&format!(
+                r#"INSERT INTO "User" (id, email) VALUES ('early{i}', 'e{i}@x')"#
+            ))
             .await?;
         sync(&a, Direction::FromServer).await?;
     }
     let age = a.horizon_age().await?;
     assert!(age.is_some(), "the open transaction shows in the status");
     slow_tx.commit().await?;
-    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('after', 'after@x')"#).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('after', 'after@x')"#)
+        .await?;
     // Other tests' transactions on the same cluster hold the horizon back
     // too (it is cluster-wide): pull until it passes.
     let mut users = Vec::new();
@@ -48,7 +54,10 @@ async fn a_long_open_transaction_is_delivered_after_it_commits() -> anyhow::Resu
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let ids: Vec<String> = users.iter().map(|u| format!("{:?}", u[0])).collect();
-    assert!(ids.iter().any(|i| i.contains("\"late\"")), "late was skipped: {ids:?}");
+    assert!(
+        ids.iter().any(|i| i.contains("\"late\"")),
+        "late was skipped: {ids:?}"
+    );
     assert_eq!(users.len(), 5);
     assert_converged(&client, &schema, &[&a]).await?;
     Ok(())
@@ -61,7 +70,9 @@ async fn a_long_open_transaction_is_delivered_after_it_commits() -> anyhow::Resu
 async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, schema) = server(&db, BLOG).await?;
-    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
     let a = node(&db, &schema, "a")?;
     sync(&a, Direction::Bidirectional).await?;
     local(
@@ -71,9 +82,15 @@ async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
     )
     .await?;
     a.arm_fault("push-after-commit");
-    let lost = a.sync(SyncOptions::new(Direction::ToServer, Trigger::Manual)).await?;
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
     assert!(!lost.success, "the reply was dropped");
-    assert_eq!(server_rows(&client, &schema, "Post").await?.len(), 2, "the push itself committed");
+    assert_eq!(
+        server_rows(&client, &schema, "Post").await?.len(),
+        2,
+        "the push itself committed"
+    );
     assert_eq!(a.status().await?.pending, 3, "the node does not know");
     let landed = post_versions(&client).await?;
 
@@ -82,9 +99,16 @@ async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
     let retry = sync(&a, Direction::Bidirectional).await?;
     let conflicts: u64 = retry.results.values().map(|s| s.conflicts).sum();
     assert_eq!(conflicts, 0, "{retry:?}");
-    assert_eq!(post_versions(&client).await?, landed, "the posts were not written again");
+    assert_eq!(
+        post_versions(&client).await?,
+        landed,
+        "the posts were not written again"
+    );
     let users = server_rows(&client, &schema, "User").await?;
-    assert_eq!(users[0][2], outpost_core::types::Value::Text("second".into()));
+    assert_eq!(
+        users[0][2],
+        outpost_core::types::Value::Text("second".into())
+    );
     assert_eq!(a.status().await?.pending, 0);
     assert_converged(&client, &schema, &[&a]).await?;
     Ok(())
@@ -104,7 +128,9 @@ async fn an_interrupted_bootstrap_never_claims_to_be_synced() -> anyhow::Result<
         .await?;
     let a = node(&db, &schema, "a")?;
     a.arm_fault("bootstrap-mid-table");
-    let broken = a.sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual)).await?;
+    let broken = a
+        .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+        .await?;
     assert!(!broken.success);
     let status = a.status().await?;
     assert_eq!(status.state, ReplicaState::Bootstrapping);
@@ -120,15 +146,22 @@ async fn an_interrupted_bootstrap_never_claims_to_be_synced() -> anyhow::Result<
 /// A node that fell behind the retention window bootstraps again and keeps
 /// its local writes.
 #[tokio::test]
-async fn a_node_behind_the_retention_window_rebootstraps_without_losing_writes() -> anyhow::Result<()> {
+async fn a_node_behind_the_retention_window_rebootstraps_without_losing_writes()
+-> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, schema) = server(&db, BLOG).await?;
-    client.batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
     let (a, b) = (node(&db, &schema, "a")?, node(&db, &schema, "b")?);
     sync(&a, Direction::Bidirectional).await?;
     sync(&b, Direction::Bidirectional).await?;
     // b goes offline with a local write; the server changes a lot meanwhile.
-    local(&b, r#"INSERT INTO "Post" (id, title, "userId") VALUES ('offline', 'kept', 'u1')"#).await?;
+    local(
+        &b,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('offline', 'kept', 'u1')"#,
+    )
+    .await?;
     client
         .batch_execute(r#"INSERT INTO "User" (id, email) SELECT 'x' || i, 'x' || i || '@x' FROM generate_series(1, 50) i;"#)
         .await?;
@@ -138,7 +171,10 @@ async fn a_node_behind_the_retention_window_rebootstraps_without_losing_writes()
     let mut left: i64 = -1;
     for _ in 0..200 {
         sync(&a, Direction::Bidirectional).await?;
-        left = client.query_one("SELECT count(*) FROM outpost.changes", &[]).await?.get(0);
+        left = client
+            .query_one("SELECT count(*) FROM outpost.changes", &[])
+            .await?
+            .get(0);
         if left == 0 {
             break;
         }
@@ -148,14 +184,23 @@ async fn a_node_behind_the_retention_window_rebootstraps_without_losing_writes()
 
     let report = sync(&b, Direction::Bidirectional).await?;
     assert!(report.bootstrapped, "b was told to bootstrap again");
-    assert_eq!(server_rows(&client, &schema, "Post").await?.len(), 1, "b's offline write landed");
+    assert_eq!(
+        server_rows(&client, &schema, "Post").await?.len(),
+        1,
+        "b's offline write landed"
+    );
     converge(&client, &schema, &[&a, &b]).await?;
     Ok(())
 }
 
-async fn post_versions(c: &outpost_remote::tokio_postgres::Client) -> anyhow::Result<Vec<(String, i64)>> {
+async fn post_versions(
+    c: &outpost_remote::tokio_postgres::Client,
+) -> anyhow::Result<Vec<(String, i64)>> {
     let rows = c
         .query("SELECT pk::text, version FROM outpost.row_versions WHERE table_name = 'Post' ORDER BY pk", &[])
         .await?;
-    Ok(rows.iter().map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get::<_, String>(0), r.get::<_, i64>(1)))
+        .collect())
 }

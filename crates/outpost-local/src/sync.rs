@@ -164,9 +164,9 @@ fn generated(table: &Table) -> Vec<usize> {
 }
 
 fn table_of<'a>(schema: &'a Schema, name: &str) -> Result<&'a Table, LocalError> {
-    schema
-        .table(name)
-        .ok_or_else(|| LocalError::BadSnapshot(format!("table {name:?} is not in the replica's schema")))
+    schema.table(name).ok_or_else(|| {
+        LocalError::BadSnapshot(format!("table {name:?} is not in the replica's schema"))
+    })
 }
 
 fn pk_where(table: &Table, first: usize) -> String {
@@ -180,7 +180,11 @@ fn pk_where(table: &Table, first: usize) -> String {
 }
 
 fn pk_sql(table: &Table, pk: &[Value]) -> Vec<SqlValue> {
-    table.pk_columns().zip(pk).map(|(c, v)| to_sqlite(v, &c.ty)).collect()
+    table
+        .pk_columns()
+        .zip(pk)
+        .map(|(c, v)| to_sqlite(v, &c.ty))
+        .collect()
 }
 
 /// The `_outpost_rows.pk` of a row with key values `pk`, as the triggers
@@ -195,11 +199,12 @@ pub fn local_pk(conn: &Connection, table: &Table, pk: &[Value]) -> Result<String
 
 /// The key values of an `_outpost_rows.pk`.
 fn pk_values(table: &Table, pk: &str) -> Result<Vec<Value>, LocalError> {
-    let json: Vec<serde_json::Value> = serde_json::from_str(pk).map_err(|e| LocalError::BadStoredValue {
-        column: format!("{}._outpost_rows.pk", table.name),
-        ty: "JSON array".into(),
-        message: e.to_string(),
-    })?;
+    let json: Vec<serde_json::Value> =
+        serde_json::from_str(pk).map_err(|e| LocalError::BadStoredValue {
+            column: format!("{}._outpost_rows.pk", table.name),
+            ty: "JSON array".into(),
+            message: e.to_string(),
+        })?;
     let mut obj = serde_json::Map::new();
     for (c, j) in table.primary_key.iter().zip(json) {
         obj.insert(c.clone(), j);
@@ -214,14 +219,25 @@ fn pk_values(table: &Table, pk: &str) -> Result<Vec<Value>, LocalError> {
 }
 
 /// The local row with key `pk`, if present.
-pub fn read_row(conn: &Connection, table: &Table, pk: &[Value]) -> Result<Option<Vec<Value>>, LocalError> {
+pub fn read_row(
+    conn: &Connection,
+    table: &Table,
+    pk: &[Value],
+) -> Result<Option<Vec<Value>>, LocalError> {
     let sql = format!(
         "SELECT {} FROM {} WHERE {}",
-        table.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
+        table
+            .columns
+            .iter()
+            .map(|c| quote(&c.name))
+            .collect::<Vec<_>>()
+            .join(", "),
         quote(&table.name),
         pk_where(table, 1)
     );
-    let mut stmt = conn.prepare_cached(&sql).map_err(LocalError::sqlite("reading a row"))?;
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(LocalError::sqlite("reading a row"))?;
     let mut rows = stmt
         .query(params_from_iter(pk_sql(table, pk)))
         .map_err(LocalError::sqlite("reading a row"))?;
@@ -242,25 +258,53 @@ pub fn read_row(conn: &Connection, table: &Table, pk: &[Value]) -> Result<Option
 
 /// Writes (or deletes, for `None`) a row as the server has it. Call with
 /// capture silenced.
-fn write_row(conn: &Connection, table: &Table, pk: &[Value], values: Option<&[Value]>) -> Result<(), LocalError> {
+fn write_row(
+    conn: &Connection,
+    table: &Table,
+    pk: &[Value],
+    values: Option<&[Value]>,
+) -> Result<(), LocalError> {
     match values {
         Some(values) => {
             let sql = format!(
                 "INSERT OR REPLACE INTO {} ({}) VALUES ({})",
                 quote(&table.name),
-                table.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
-                (1..=table.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ")
+                table
+                    .columns
+                    .iter()
+                    .map(|c| quote(&c.name))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                (1..=table.columns.len())
+                    .map(|i| format!("?{i}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
-            let vals: Vec<SqlValue> = table.columns.iter().zip(values).map(|(c, v)| to_sqlite(v, &c.ty)).collect();
+            let vals: Vec<SqlValue> = table
+                .columns
+                .iter()
+                .zip(values)
+                .map(|(c, v)| to_sqlite(v, &c.ty))
+                .collect();
             conn.prepare_cached(&sql)
                 .and_then(|mut s| s.execute(params_from_iter(vals)))
-                .map_err(LocalError::sqlite(format!("writing a row of {}", table.name)))?;
+                .map_err(LocalError::sqlite(format!(
+                    "writing a row of {}",
+                    table.name
+                )))?;
         }
         None => {
-            let sql = format!("DELETE FROM {} WHERE {}", quote(&table.name), pk_where(table, 1));
+            let sql = format!(
+                "DELETE FROM {} WHERE {}",
+                quote(&table.name),
+                pk_where(table, 1)
+            );
             conn.prepare_cached(&sql)
                 .and_then(|mut s| s.execute(params_from_iter(pk_sql(table, pk))))
-                .map_err(LocalError::sqlite(format!("deleting a row of {}", table.name)))?;
+                .map_err(LocalError::sqlite(format!(
+                    "deleting a row of {}",
+                    table.name
+                )))?;
         }
     }
     Ok(())
@@ -294,7 +338,13 @@ fn entry(conn: &Connection, table: &str, pk: &str) -> Result<Option<EntryState>,
     .map_err(LocalError::sqlite("reading a row's sync state"))
 }
 
-fn mark_synced(conn: &Connection, table: &str, pk: &str, version: i64, deleted: bool) -> Result<(), LocalError> {
+fn mark_synced(
+    conn: &Connection,
+    table: &str,
+    pk: &str,
+    version: i64,
+    deleted: bool,
+) -> Result<(), LocalError> {
     conn.prepare_cached(
         "INSERT INTO \"_outpost_rows\" (table_name, pk, status, server_version, deleted) VALUES (?1, ?2, 'SYNCED', ?3, ?4) \
          ON CONFLICT (table_name, pk) DO UPDATE SET status = 'SYNCED', server_version = excluded.server_version, \
@@ -307,7 +357,12 @@ fn mark_synced(conn: &Connection, table: &str, pk: &str, version: i64, deleted: 
 
 /// Re-bases a dirty entry on a server version: its base becomes the server
 /// row, so the next push expects that version.
-fn rebase(conn: &Connection, table: &Table, pk: &str, server: &ServerRow) -> Result<(), LocalError> {
+fn rebase(
+    conn: &Connection,
+    table: &Table,
+    pk: &str,
+    server: &ServerRow,
+) -> Result<(), LocalError> {
     let base = server.values.as_deref().map(|v| row_to_json(table, v));
     conn.prepare_cached(
         "UPDATE \"_outpost_rows\" SET status = 'PENDING', server_version = ?3, base_row = ?4, error = NULL, \
@@ -318,7 +373,12 @@ fn rebase(conn: &Connection, table: &Table, pk: &str, server: &ServerRow) -> Res
     Ok(())
 }
 
-fn mark_conflict(conn: &Connection, table: &Table, pk: &str, server: &ServerRow) -> Result<(), LocalError> {
+fn mark_conflict(
+    conn: &Connection,
+    table: &Table,
+    pk: &str,
+    server: &ServerRow,
+) -> Result<(), LocalError> {
     let row = server.values.as_deref().map(|v| row_to_json(table, v));
     conn.prepare_cached(
         "UPDATE \"_outpost_rows\" SET status = 'CONFLICT', conflict_row = ?3, conflict_version = ?4 \
@@ -378,7 +438,13 @@ fn settle(
     Ok(match outcome {
         Outcome::TakeServer => {
             write_row(conn, table, &server.pk, server.values.as_deref())?;
-            mark_synced(conn, &table.name, pk, server.version, server.values.is_none())?;
+            mark_synced(
+                conn,
+                &table.name,
+                pk,
+                server.version,
+                server.values.is_none(),
+            )?;
             Settled::Server
         }
         Outcome::KeepLocal => {
@@ -398,20 +464,24 @@ fn settle(
 }
 
 fn cursor_row(conn: &Connection) -> Result<(Cursor, ReplicaState), LocalError> {
-    conn.query_row("SELECT txid, seq, state FROM \"_outpost_cursor\" WHERE id = 1", [], |r| {
-        let state: String = r.get(2)?;
-        Ok((
-            Cursor {
-                txid: r.get(0)?,
-                seq: r.get(1)?,
-            },
-            match state.as_str() {
-                "READY" => ReplicaState::Ready,
-                "BOOTSTRAPPING" => ReplicaState::Bootstrapping,
-                _ => ReplicaState::Empty,
-            },
-        ))
-    })
+    conn.query_row(
+        "SELECT txid, seq, state FROM \"_outpost_cursor\" WHERE id = 1",
+        [],
+        |r| {
+            let state: String = r.get(2)?;
+            Ok((
+                Cursor {
+                    txid: r.get(0)?,
+                    seq: r.get(1)?,
+                },
+                match state.as_str() {
+                    "READY" => ReplicaState::Ready,
+                    "BOOTSTRAPPING" => ReplicaState::Bootstrapping,
+                    _ => ReplicaState::Empty,
+                },
+            ))
+        },
+    )
     .map_err(LocalError::sqlite("reading the cursor"))
 }
 
@@ -425,9 +495,13 @@ fn set_cursor(conn: &Connection, cursor: Cursor, state: &str) -> Result<(), Loca
 }
 
 fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>, LocalError> {
-    conn.query_row("SELECT value FROM \"_outpost_meta\" WHERE key = ?1", [key], |r| r.get(0))
-        .optional()
-        .map_err(LocalError::sqlite(format!("reading _outpost_meta.{key}")))
+    conn.query_row(
+        "SELECT value FROM \"_outpost_meta\" WHERE key = ?1",
+        [key],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(LocalError::sqlite(format!("reading _outpost_meta.{key}")))
 }
 
 fn meta_set(conn: &Connection, key: &str, value: Option<&str>) -> Result<(), LocalError> {
@@ -463,10 +537,13 @@ impl Replica {
             };
             return Ok(done);
         }
-        let tx = conn.unchecked_transaction().map_err(LocalError::sqlite("starting a bootstrap"))?;
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(LocalError::sqlite("starting a bootstrap"))?;
         set_cursor(&tx, cursor, "BOOTSTRAPPING")?;
         meta_set(&tx, "bootstrap_done", Some("{}"))?;
-        tx.commit().map_err(LocalError::sqlite("starting a bootstrap"))?;
+        tx.commit()
+            .map_err(LocalError::sqlite("starting a bootstrap"))?;
         Ok(BTreeMap::new())
     }
 
@@ -498,7 +575,12 @@ impl Replica {
     /// changes are skipped (the local change wins until it is pushed). With
     /// `done`, the table is recorded as copied from that snapshot in the same
     /// transaction.
-    pub fn bootstrap_insert(&mut self, table: &str, rows: &[Vec<Value>], done: Option<Cursor>) -> Result<(), LocalError> {
+    pub fn bootstrap_insert(
+        &mut self,
+        table: &str,
+        rows: &[Vec<Value>],
+        done: Option<Cursor>,
+    ) -> Result<(), LocalError> {
         let schema = self.schema().clone();
         let t = table_of(&schema, table)?;
         let dirty_exists: bool = self
@@ -510,11 +592,24 @@ impl Replica {
             )
             .map_err(LocalError::sqlite("checking local changes"))?;
         self.apply_silenced(|tx| {
-            let cols = t.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", ");
-            let marks = (1..=t.columns.len()).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+            let cols = t
+                .columns
+                .iter()
+                .map(|c| quote(&c.name))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let marks = (1..=t.columns.len())
+                .map(|i| format!("?{i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
             // The common case (nothing local) takes the plain insert.
-            let sql = format!("INSERT OR IGNORE INTO {} ({cols}) VALUES ({marks})", quote(&t.name));
-            let mut stmt = tx.prepare_cached(&sql).map_err(LocalError::sqlite(format!("copying into {table}")))?;
+            let sql = format!(
+                "INSERT OR IGNORE INTO {} ({cols}) VALUES ({marks})",
+                quote(&t.name)
+            );
+            let mut stmt = tx
+                .prepare_cached(&sql)
+                .map_err(LocalError::sqlite(format!("copying into {table}")))?;
             for row in rows {
                 if dirty_exists {
                     let pk: Vec<Value> = t
@@ -538,7 +633,8 @@ impl Replica {
                     None => BTreeMap::new(),
                 };
                 map.insert(table.to_string(), cursor);
-                let json = serde_json::to_string(&map).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+                let json = serde_json::to_string(&map)
+                    .map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
                 meta_set(tx, "bootstrap_done", Some(&json))?;
             }
             Ok(())
@@ -587,7 +683,12 @@ impl Replica {
     /// local changes: a version this node wrote itself re-bases it; any
     /// other goes through `resolve` with the model's policy. Applying a
     /// version the replica already has changes nothing.
-    pub fn apply_pull(&mut self, batch: &PullBatch, policies: &Policies, advance: bool) -> Result<Stats, LocalError> {
+    pub fn apply_pull(
+        &mut self,
+        batch: &PullBatch,
+        policies: &Policies,
+        advance: bool,
+    ) -> Result<Stats, LocalError> {
         let schema = self.schema().clone();
         let node = self.node_id().to_string();
         self.apply_silenced(|tx| {
@@ -657,10 +758,16 @@ impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
     /// first. Rows in `CONFLICT` or `FAILED` are not pushed.
-    pub fn pending_push(&self, tables: Option<&[String]>, limit: usize) -> Result<Vec<PushRow>, LocalError> {
+    pub fn pending_push(
+        &self,
+        tables: Option<&[String]>,
+        limit: usize,
+    ) -> Result<Vec<PushRow>, LocalError> {
         let schema = self.schema();
         let conn = self.connection();
-        let mut by_table: HashMap<String, Vec<(String, i64, bool, Option<i64>)>> = HashMap::new();
+        // Per table: (pk, local_seq, deleted, server_version).
+        type Dirty = (String, i64, bool, Option<i64>);
+        let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
         {
             let mut stmt = conn
                 .prepare_cached(
@@ -670,25 +777,41 @@ impl Replica {
                 .map_err(LocalError::sqlite("reading local changes"))?;
             let rows = stmt
                 .query_map([limit as i64], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?, r.get(3)?, r.get(4)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                    ))
                 })
                 .map_err(LocalError::sqlite("reading local changes"))?;
             for row in rows {
-                let (table, pk, seq, deleted, version) = row.map_err(LocalError::sqlite("reading local changes"))?;
+                let (table, pk, seq, deleted, version) =
+                    row.map_err(LocalError::sqlite("reading local changes"))?;
                 if tables.is_some_and(|ts| !ts.contains(&table)) || schema.table(&table).is_none() {
                     continue;
                 }
-                by_table.entry(table).or_default().push((pk, seq.unwrap_or(0), deleted, version));
+                by_table
+                    .entry(table)
+                    .or_default()
+                    .push((pk, seq.unwrap_or(0), deleted, version));
             }
         }
         let order = schema.parents_first();
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
         for t in &order {
-            let Some(list) = by_table.get(&t.name) else { continue };
+            let Some(list) = by_table.get(&t.name) else {
+                continue;
+            };
             for (pk, seq, deleted, version) in list {
                 let pk_vals = pk_values(t, pk)?;
-                let values = if *deleted { None } else { read_row(conn, t, &pk_vals)? };
+                let values = if *deleted {
+                    None
+                } else {
+                    read_row(conn, t, &pk_vals)?
+                };
                 let row = PushRow {
                     table: t.name.clone(),
                     local_pk: pk.clone(),
@@ -717,7 +840,12 @@ impl Replica {
     /// become `SYNCED` (or stay `PENDING`, re-based, when edited again
     /// meanwhile); refused rows `FAILED` with the server's message; rows
     /// whose server version moved on go through `resolve`.
-    pub fn ack_push(&mut self, rows: &[PushRow], outcomes: &[PushOutcome], policies: &Policies) -> Result<Stats, LocalError> {
+    pub fn ack_push(
+        &mut self,
+        rows: &[PushRow],
+        outcomes: &[PushOutcome],
+        policies: &Policies,
+    ) -> Result<Stats, LocalError> {
         let schema = self.schema().clone();
         self.apply_silenced(|tx| {
             let mut stats = Stats::new();
@@ -791,7 +919,9 @@ impl Replica {
             .map_err(LocalError::sqlite("reading conflicts"))?;
         let mut out = Vec::with_capacity(raw.len());
         for (table, pk, base, server, version, changed_at) in raw {
-            let Some(t) = schema.table(&table) else { continue };
+            let Some(t) = schema.table(&table) else {
+                continue;
+            };
             let key = pk_values(t, &pk)?;
             out.push(ConflictEntry {
                 base: base.map(|j| row_from_json(t, &j)).transpose()?,
@@ -808,7 +938,12 @@ impl Replica {
 
     /// Resolves a conflict. Keep local and merged rows are pushed by the next
     /// sync, over the server version the conflict showed.
-    pub fn resolve_conflict(&mut self, table: &str, pk: &str, resolution: Resolution) -> Result<(), LocalError> {
+    pub fn resolve_conflict(
+        &mut self,
+        table: &str,
+        pk: &str,
+        resolution: Resolution,
+    ) -> Result<(), LocalError> {
         let schema = self.schema().clone();
         let t = table_of(&schema, table)?;
         self.apply_silenced(|tx| {
@@ -897,7 +1032,12 @@ impl Replica {
     // ---- SyncLog -----------------------------------------------------------------
 
     /// Records the start of a run for a model; returns the log row's id.
-    pub fn log_start(&self, model: &str, direction: &str, trigger: &str) -> Result<i64, LocalError> {
+    pub fn log_start(
+        &self,
+        model: &str,
+        direction: &str,
+        trigger: &str,
+    ) -> Result<i64, LocalError> {
         self.connection()
             .execute(
                 "INSERT INTO \"SyncLog\" (model, direction, trigger, status, \"startedAt\") VALUES (?1, ?2, ?3, 'RUNNING', ?4)",
@@ -908,7 +1048,12 @@ impl Replica {
     }
 
     /// Records the end of a run for a model.
-    pub fn log_finish(&self, id: i64, stats: ModelStats, error: Option<&str>) -> Result<(), LocalError> {
+    pub fn log_finish(
+        &self,
+        id: i64,
+        stats: ModelStats,
+        error: Option<&str>,
+    ) -> Result<(), LocalError> {
         self.connection()
             .execute(
                 "UPDATE \"SyncLog\" SET status = ?2, \"completedAt\" = ?3, \"recordsProcessed\" = ?4, \
@@ -929,7 +1074,12 @@ impl Replica {
     }
 
     /// The newest `limit` log rows (of one model, when given), newest first.
-    pub fn sync_log(&self, model: Option<&str>, limit: i64, offset: i64) -> Result<Vec<LogEntry>, LocalError> {
+    pub fn sync_log(
+        &self,
+        model: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<LogEntry>, LocalError> {
         let mut stmt = self
             .connection()
             .prepare_cached(
@@ -965,11 +1115,22 @@ impl Replica {
         let t = table_of(self.schema(), table)?;
         let sql = format!(
             "SELECT {} FROM {} ORDER BY {}",
-            t.columns.iter().map(|c| quote(&c.name)).collect::<Vec<_>>().join(", "),
+            t.columns
+                .iter()
+                .map(|c| quote(&c.name))
+                .collect::<Vec<_>>()
+                .join(", "),
             quote(&t.name),
-            t.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ")
+            t.primary_key
+                .iter()
+                .map(|c| quote(c))
+                .collect::<Vec<_>>()
+                .join(", ")
         );
-        let mut stmt = self.connection().prepare(&sql).map_err(LocalError::sqlite("reading rows"))?;
+        let mut stmt = self
+            .connection()
+            .prepare(&sql)
+            .map_err(LocalError::sqlite("reading rows"))?;
         let mut rows = stmt.query([]).map_err(LocalError::sqlite("reading rows"))?;
         let mut out = Vec::new();
         while let Some(r) = rows.next().map_err(LocalError::sqlite("reading rows"))? {
@@ -977,7 +1138,13 @@ impl Replica {
                 t.columns
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| from_sqlite(r.get_ref(i).map_err(LocalError::sqlite("reading rows"))?, &c.ty, &c.name))
+                    .map(|(i, c)| {
+                        from_sqlite(
+                            r.get_ref(i).map_err(LocalError::sqlite("reading rows"))?,
+                            &c.ty,
+                            &c.name,
+                        )
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
             );
         }
@@ -987,7 +1154,12 @@ impl Replica {
 
 /// A server `TRUNCATE`: rows without local changes go; rows with local
 /// changes go through `resolve` against a deleted server row.
-fn truncate(conn: &Connection, table: &Table, policy: Policy, stats: &mut Stats) -> Result<(), LocalError> {
+fn truncate(
+    conn: &Connection,
+    table: &Table,
+    policy: Policy,
+    stats: &mut Stats,
+) -> Result<(), LocalError> {
     let sql = format!(
         "DELETE FROM {name} WHERE NOT EXISTS (SELECT 1 FROM \"_outpost_rows\" r WHERE r.table_name = {lit} \
          AND r.pk = {key} AND r.status <> 'SYNCED')",
@@ -995,7 +1167,8 @@ fn truncate(conn: &Connection, table: &Table, policy: Policy, stats: &mut Stats)
         lit = literal(&table.name),
         key = pk_json(table, &quote(&table.name)),
     );
-    conn.execute(&sql, []).map_err(LocalError::sqlite(format!("truncating {}", table.name)))?;
+    conn.execute(&sql, [])
+        .map_err(LocalError::sqlite(format!("truncating {}", table.name)))?;
     conn.execute(
         "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND status = 'SYNCED'",
         [&table.name],
@@ -1008,10 +1181,13 @@ fn truncate(conn: &Connection, table: &Table, policy: Policy, stats: &mut Stats)
         let rows = stmt
             .query_map([&table.name], |r| r.get(0))
             .map_err(LocalError::sqlite("reading local changes"))?;
-        rows.collect::<Result<_, _>>().map_err(LocalError::sqlite("reading local changes"))?
+        rows.collect::<Result<_, _>>()
+            .map_err(LocalError::sqlite("reading local changes"))?
     };
     for pk in dirty {
-        let Some(state) = entry(conn, &table.name, &pk)? else { continue };
+        let Some(state) = entry(conn, &table.name, &pk)? else {
+            continue;
+        };
         let server = ServerRow {
             table: table.name.clone(),
             pk: pk_values(table, &pk)?,

@@ -150,8 +150,11 @@ pub fn row_to_json(table: &Table, values: &[Value]) -> String {
             SqlValue::Null => serde_json::Value::Null,
             SqlValue::Integer(i) => serde_json::Value::from(i),
             SqlValue::Real(f) if f == f64::INFINITY => serde_json::Value::String("Infinity".into()),
-            SqlValue::Real(f) if f == f64::NEG_INFINITY => serde_json::Value::String("-Infinity".into()),
-            SqlValue::Real(f) => serde_json::Number::from_f64(f).map_or(serde_json::Value::Null, serde_json::Value::Number),
+            SqlValue::Real(f) if f == f64::NEG_INFINITY => {
+                serde_json::Value::String("-Infinity".into())
+            }
+            SqlValue::Real(f) => serde_json::Number::from_f64(f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
             SqlValue::Text(s) => serde_json::Value::String(s),
             SqlValue::Blob(b) => serde_json::Value::String(hex::encode_upper(b)),
         };

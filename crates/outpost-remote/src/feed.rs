@@ -26,8 +26,7 @@ use crate::error::{RemoteError, describe};
 
 /// Session settings that make `jsonb_build_array` print keys exactly as the
 /// capture trigger does.
-const KEY_SETTINGS: &str =
-    "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1;";
+const KEY_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1;";
 
 /// Most bind parameters one statement may carry (PostgreSQL allows 65535).
 const MAX_PARAMS: usize = 30_000;
@@ -47,9 +46,11 @@ fn value_err(action: &str, column: &str, source: tokio_postgres::Error) -> Remot
 }
 
 fn table_of<'a>(schema: &'a Schema, name: &str) -> Result<&'a Table, RemoteError> {
-    schema.table(name).ok_or_else(|| RemoteError::TrackingCorrupt {
-        message: format!("table {name:?} is not in the synced schema"),
-    })
+    schema
+        .table(name)
+        .ok_or_else(|| RemoteError::TrackingCorrupt {
+            message: format!("table {name:?} is not in the synced schema"),
+        })
 }
 
 fn params<'a>(binds: &'a [Bind<'a>]) -> Vec<&'a (dyn ToSql + Sync)> {
@@ -119,9 +120,15 @@ pub struct FeedPosition {
 
 /// Whether a node whose cursor is `cursor` can still pull, or fell behind
 /// the retention window.
-pub async fn feed_position(client: &impl tokio_postgres::GenericClient, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
+pub async fn feed_position(
+    client: &impl tokio_postgres::GenericClient,
+    cursor: Cursor,
+) -> Result<FeedPosition, RemoteError> {
     let row = client
-        .query_opt("SELECT value FROM \"outpost\".\"meta\" WHERE key = 'pruned_through'", &[])
+        .query_opt(
+            "SELECT value FROM \"outpost\".\"meta\" WHERE key = 'pruned_through'",
+            &[],
+        )
         .await
         .map_err(db("reading the retention mark"))?;
     let pruned_through = row.and_then(|r| {
@@ -233,7 +240,10 @@ impl<'a> Bootstrap<'a> {
             .await
             .map_err(db("starting the bootstrap snapshot"))?;
         let row = tx
-            .query_one("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8", &[])
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
+                &[],
+            )
             .await
             .map_err(db("reading the snapshot's horizon"))?;
         let xmin: i64 = row.get(0);
@@ -263,7 +273,12 @@ impl<'a> Bootstrap<'a> {
     ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
         let cols = column_list(table, "");
         let from = format!("{}.{}", quote(pg_schema), quote(&table.name));
-        let order = table.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+        let order = table
+            .primary_key
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", ");
         let probe = self
             .tx
             .prepare(&format!("SELECT {cols} FROM {from} LIMIT 0"))
@@ -272,7 +287,9 @@ impl<'a> Bootstrap<'a> {
         let types: Vec<Type> = probe.columns().iter().map(|c| c.type_().clone()).collect();
         let copy = self
             .tx
-            .copy_out(&format!("COPY (SELECT {cols} FROM {from} ORDER BY {order}) TO STDOUT (FORMAT binary)"))
+            .copy_out(&format!(
+                "COPY (SELECT {cols} FROM {from} ORDER BY {order}) TO STDOUT (FORMAT binary)"
+            ))
             .await
             .map_err(db(format!("copying {}", table.name)))?;
         let name = table.name.clone();
@@ -296,7 +313,10 @@ impl<'a> Bootstrap<'a> {
 
     /// Ends the snapshot.
     pub async fn finish(self) -> Result<(), RemoteError> {
-        self.tx.commit().await.map_err(db("ending the bootstrap snapshot"))
+        self.tx
+            .commit()
+            .await
+            .map_err(db("ending the bootstrap snapshot"))
     }
 }
 
@@ -322,7 +342,9 @@ pub async fn pull(
         .start()
         .await
         .map_err(db("starting a pull"))?;
-    tx.batch_execute(KEY_SETTINGS).await.map_err(db("preparing a pull"))?;
+    tx.batch_execute(KEY_SETTINGS)
+        .await
+        .map_err(db("preparing a pull"))?;
     let changes = tx
         .query(
             "SELECT txid::text::int8, seq, table_name, pk::text, op FROM \"outpost\".\"changes\" \
@@ -365,7 +387,9 @@ pub async fn pull(
     }
     for (name, list) in keys {
         let table = table_of(schema, &name)?;
-        batch.rows.extend(fetch_by_keys(&tx, schema, table, &list).await?);
+        batch
+            .rows
+            .extend(fetch_by_keys(&tx, schema, table, &list).await?);
     }
     tx.commit().await.map_err(db("ending a pull"))?;
     Ok(batch)
@@ -388,6 +412,7 @@ async fn fetch_by_keys(
         .map(|(i, c)| format!("t.{} = (k.key ->> {i})::{}", quote(c), pk_type(table, i)))
         .collect();
     let present = quote(&table.primary_key[0]);
+    let from = format!("{}.{}", quote(&schema.pg_schema), quote(&table.name));
     let sql = format!(
         "SELECT rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, t.{present} IS NOT NULL, {keys}, {cols} \
          FROM (SELECT unnest($1::text[])::jsonb AS key) k \
@@ -395,7 +420,6 @@ async fn fetch_by_keys(
          LEFT JOIN {from} t ON {join}",
         keys = key_cols.join(", "),
         cols = column_list(table, "t."),
-        from = format!("{}.{}", quote(&schema.pg_schema), quote(&table.name)),
         join = join.join(" AND "),
     );
     let rows = tx
@@ -494,14 +518,31 @@ pub async fn push(
         {
             end += 1;
         }
-        let ctx = GroupContext { node, cursor, pruned_ok };
-        push_group(&tx, schema, table, &ctx, &rows[start..end], &mut outcomes[start..end]).await?;
+        let ctx = GroupContext {
+            node,
+            cursor,
+            pruned_ok,
+        };
+        push_group(
+            &tx,
+            schema,
+            table,
+            &ctx,
+            &rows[start..end],
+            &mut outcomes[start..end],
+        )
+        .await?;
         start = end;
     }
     let max_seq = rows
         .iter()
         .zip(&outcomes)
-        .filter(|(_, o)| matches!(o, Some(PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. })))
+        .filter(|(_, o)| {
+            matches!(
+                o,
+                Some(PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. })
+            )
+        })
         .map(|(r, _)| r.local_seq)
         .max()
         .unwrap_or(0);
@@ -568,7 +609,11 @@ async fn push_group(
     // 1. Lock what exists, in key order (no deadlock between pushes).
     let lock_sql = format!(
         "SELECT 1 FROM {from} t WHERE ({pk}) IN (SELECT {k} FROM {values_sql} v(i, {k})) ORDER BY {pk} FOR UPDATE",
-        pk = pk_quoted.iter().map(|c| format!("t.{c}")).collect::<Vec<_>>().join(", "),
+        pk = pk_quoted
+            .iter()
+            .map(|c| format!("t.{c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         k = kcols.join(", "),
     );
     tx.query(&lock_sql, &params(&key_binds))
@@ -588,7 +633,11 @@ async fn push_group(
          LEFT JOIN \"outpost\".\"changes\" c ON c.seq = rv.version \
          LEFT JOIN {from} t ON {join}",
         first = pk_quoted[0],
-        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        vk = kcols
+            .iter()
+            .map(|k| format!("v.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         k = kcols.join(", "),
         cols = column_list(table, "t."),
         tn = key_params.len() + 1,
@@ -607,13 +656,16 @@ async fn push_group(
         let i = st.get::<_, i32>(0) as usize;
         let row = &rows[i];
         let server = server_row(st, table, 3)?;
-        let change: Option<Cursor> = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
-            (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
-            _ => None,
-        };
+        let change: Option<Cursor> =
+            match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
+                (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
+                _ => None,
+            };
         let own = server.origin.as_deref() == Some(node_text.as_str());
         if own && server.origin_local_seq.is_some_and(|s| s >= row.local_seq) {
-            outcomes[i] = Some(PushOutcome::AlreadyApplied { version: server.version });
+            outcomes[i] = Some(PushOutcome::AlreadyApplied {
+                version: server.version,
+            });
             continue;
         }
         let based_on_current = own
@@ -674,7 +726,11 @@ async fn push_group(
            WHERE rv.table_name = ${tn} AND rv.pk = v.key AND rv.origin = ${o} RETURNING v.i) \
          SELECT v.i, COALESCE(rv.version, 0) FROM v \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = v.key",
-        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        vk = kcols
+            .iter()
+            .map(|k| format!("v.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         k = kcols.join(", "),
         tn = key_params.len() + 1,
         o = key_params.len() + 2,
@@ -716,7 +772,11 @@ async fn fetch_current(
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
          LEFT JOIN {from} t ON {join} ORDER BY v.i",
         first = quote(&table.primary_key[0]),
-        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        vk = kcols
+            .iter()
+            .map(|k| format!("v.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         k = kcols.join(", "),
         cols = column_list(table, "t."),
         tn = key_params.len() + 1,
@@ -733,7 +793,9 @@ async fn fetch_current(
 
 /// Columns a push writes: not generated ones.
 fn writable(table: &Table) -> Vec<usize> {
-    (0..table.columns.len()).filter(|&i| !table.columns[i].generated).collect()
+    (0..table.columns.len())
+        .filter(|&i| !table.columns[i].generated)
+        .collect()
 }
 
 /// Writes rows `idx` (deletes, updates of rows that existed, inserts of
@@ -749,7 +811,11 @@ async fn write_rows(
     outcomes: &mut [Option<PushOutcome>],
 ) -> Result<std::collections::BTreeSet<usize>, RemoteError> {
     let mut written = std::collections::BTreeSet::new();
-    let deletes: Vec<usize> = idx.iter().copied().filter(|&i| rows[i].values.is_none()).collect();
+    let deletes: Vec<usize> = idx
+        .iter()
+        .copied()
+        .filter(|&i| rows[i].values.is_none())
+        .collect();
     let updates: Vec<usize> = idx
         .iter()
         .copied()
@@ -760,7 +826,11 @@ async fn write_rows(
         .copied()
         .filter(|&i| rows[i].values.is_some() && existed.get(&i) != Some(&true))
         .collect();
-    for (kind, set) in [(Kind::Delete, deletes), (Kind::Update, updates), (Kind::Insert, inserts)] {
+    for (kind, set) in [
+        (Kind::Delete, deletes),
+        (Kind::Update, updates),
+        (Kind::Insert, inserts),
+    ] {
         if set.is_empty() {
             continue;
         }
@@ -832,7 +902,10 @@ async fn run_savepointed(
                     format!("({})", cells.join(", "))
                 })
                 .collect();
-            let names: Vec<String> = cols.iter().map(|&c| quote(&table.columns[c].name)).collect();
+            let names: Vec<String> = cols
+                .iter()
+                .map(|&c| quote(&table.columns[c].name))
+                .collect();
             let vnames: Vec<String> = (0..cols.len()).map(|j| format!("c{j}")).collect();
             if matches!(kind, Kind::Update) {
                 let set_list: Vec<String> = names
@@ -933,7 +1006,11 @@ pub async fn row_count(client: &Client, schema: &Schema, table: &str) -> Result<
     let t = table_of(schema, table)?;
     let row = client
         .query_one(
-            &format!("SELECT count(*) FROM {}.{}", quote(&schema.pg_schema), quote(&t.name)),
+            &format!(
+                "SELECT count(*) FROM {}.{}",
+                quote(&schema.pg_schema),
+                quote(&t.name)
+            ),
             &[],
         )
         .await
@@ -942,9 +1019,18 @@ pub async fn row_count(client: &Client, schema: &Schema, table: &str) -> Result<
 }
 
 /// Every row of a table, ordered by key (for convergence checks).
-pub async fn all_rows(client: &Client, schema: &Schema, table: &str) -> Result<Vec<Vec<Value>>, RemoteError> {
+pub async fn all_rows(
+    client: &Client,
+    schema: &Schema,
+    table: &str,
+) -> Result<Vec<Vec<Value>>, RemoteError> {
     let t = table_of(schema, table)?;
-    let order = t.primary_key.iter().map(|c| quote(c)).collect::<Vec<_>>().join(", ");
+    let order = t
+        .primary_key
+        .iter()
+        .map(|c| quote(c))
+        .collect::<Vec<_>>()
+        .join(", ");
     let rows = client
         .query(
             &format!(

@@ -98,7 +98,9 @@ pub async fn sync(
         let (model, policy) = p
             .split_once('=')
             .with_context(|| format!("--policy {p:?}: expected MODEL=POLICY"))?;
-        let policy: Policy = policy.parse().map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}"))?;
+        let policy: Policy = policy
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}"))?;
         engine.set_policy(model, policy)?;
     }
     let mut options = SyncOptions::new(direction, Trigger::Manual);
@@ -112,11 +114,18 @@ pub async fn sync(
     });
     if let Some(bar) = bar.clone() {
         options.progress = Some(Arc::new(move |p: Progress| match p {
-            Progress::Bootstrap { table, rows, total, rows_per_sec } => {
-                bar.set_message(format!("bootstrap {table}: {rows}/{total} rows ({rows_per_sec:.0} rows/s)"))
-            }
+            Progress::Bootstrap {
+                table,
+                rows,
+                total,
+                rows_per_sec,
+            } => bar.set_message(format!(
+                "bootstrap {table}: {rows}/{total} rows ({rows_per_sec:.0} rows/s)"
+            )),
             Progress::Push { rows } => bar.set_message(format!("push: {rows} rows sent")),
-            Progress::Pull { changes } => bar.set_message(format!("pull: {changes} changes applied")),
+            Progress::Pull { changes } => {
+                bar.set_message(format!("pull: {changes} changes applied"))
+            }
         }));
     }
     let report = engine.sync(options).await?;
@@ -137,7 +146,13 @@ pub async fn sync(
         out.trim_end().to_string()
     });
     if !report.success {
-        let reasons: Vec<String> = report.errors.values().cloned().collect::<std::collections::BTreeSet<_>>().into_iter().collect();
+        let reasons: Vec<String> = report
+            .errors
+            .values()
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
         bail!("sync {} failed: {}", report.direction, reasons.join("; "));
     }
     Ok(())
@@ -148,7 +163,9 @@ pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
     let status = engine.status().await?;
     // The server part is best effort: the status works offline.
     let server = match tokio::time::timeout(Duration::from_secs(5), engine.horizon_age()).await {
-        Ok(Ok(age)) => json!({"reachable": true, "oldestOpenTransactionSecs": age.map(|d| d.as_secs_f64())}),
+        Ok(Ok(age)) => {
+            json!({"reachable": true, "oldestOpenTransactionSecs": age.map(|d| d.as_secs_f64())})
+        }
         Ok(Err(e)) => json!({"reachable": false, "error": e.to_string()}),
         Err(_) => json!({"reachable": false, "error": "no answer within 5s"}),
     };
@@ -157,7 +174,12 @@ pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
     print(json_mode, value, || {
         let mut out = format!(
             "node {} ({:?}), cursor {}\npending {}, conflicts {}, failed {}\n",
-            status.node_id, status.state, status.cursor, status.pending, status.conflicts, status.failed
+            status.node_id,
+            status.state,
+            status.cursor,
+            status.pending,
+            status.conflicts,
+            status.failed
         );
         for (model, counts) in &status.models {
             let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -170,7 +192,10 @@ pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
                 l.model,
                 l.status,
                 l.completed_at.as_deref().unwrap_or(&l.started_at),
-                l.error.as_deref().map(|e| format!(" ({e})")).unwrap_or_default()
+                l.error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
             )),
             None => out.push_str("never synced\n"),
         }
@@ -182,19 +207,27 @@ pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
                 ));
             }
         } else {
-            out.push_str(&format!("server: unreachable ({})", server["error"].as_str().unwrap_or("")));
+            out.push_str(&format!(
+                "server: unreachable ({})",
+                server["error"].as_str().unwrap_or("")
+            ));
         }
         out
     });
     Ok(())
 }
 
-pub async fn conflicts(config: &Config, action: ConflictAction, json_mode: bool) -> anyhow::Result<()> {
+pub async fn conflicts(
+    config: &Config,
+    action: ConflictAction,
+    json_mode: bool,
+) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
     match action {
         ConflictAction::List => {
             let list = engine.conflicts().await?;
-            let value: Vec<serde_json::Value> = list.iter().map(|c| conflict_json(&engine, c)).collect();
+            let value: Vec<serde_json::Value> =
+                list.iter().map(|c| conflict_json(&engine, c)).collect();
             print(json_mode, json!(value), || {
                 if list.is_empty() {
                     return "no conflicts".into();
@@ -221,7 +254,10 @@ pub async fn conflicts(config: &Config, action: ConflictAction, json_mode: bool)
                             row => row[col].to_string(),
                         }
                     };
-                    out.push_str(&format!("{:<20} {:<24} {:<24} {:<24}\n", "column", "base", "local", "server"));
+                    out.push_str(&format!(
+                        "{:<20} {:<24} {:<24} {:<24}\n",
+                        "column", "base", "local", "server"
+                    ));
                     for col in &table.columns {
                         out.push_str(&format!(
                             "{:<20} {:<24} {:<24} {:<24}\n",
@@ -235,15 +271,25 @@ pub async fn conflicts(config: &Config, action: ConflictAction, json_mode: bool)
                 out.trim_end().to_string()
             });
         }
-        ConflictAction::Resolve { model, key, keep, merge } => {
+        ConflictAction::Resolve {
+            model,
+            key,
+            keep,
+            merge,
+        } => {
             let pk = engine.local_key(&model, &parse_key(&key)).await?;
             let resolution = match (keep.as_deref(), merge) {
                 (Some("local"), None) => Resolution::KeepLocal,
                 (Some("server"), None) => Resolution::KeepServer,
                 (None, Some(merge)) => {
                     let obj: serde_json::Map<String, serde_json::Value> =
-                        serde_json::from_str(&merge).context("--merge must be a JSON object of column values")?;
-                    let table = engine.schema().table(&model).cloned().context("unknown model")?;
+                        serde_json::from_str(&merge)
+                            .context("--merge must be a JSON object of column values")?;
+                    let table = engine
+                        .schema()
+                        .table(&model)
+                        .cloned()
+                        .context("unknown model")?;
                     let list = engine.conflicts().await?;
                     let c = list
                         .iter()
@@ -271,18 +317,27 @@ pub async fn conflicts(config: &Config, action: ConflictAction, json_mode: bool)
                     }
                     Resolution::Merged(row)
                 }
-                _ => bail!("say how to resolve: --keep local, --keep server, or --merge '{{\"column\": value}}'"),
+                _ => bail!(
+                    "say how to resolve: --keep local, --keep server, or --merge '{{\"column\": value}}'"
+                ),
             };
             engine.resolve(&model, &pk, resolution).await?;
-            print(json_mode, json!({"resolved": true, "model": model, "key": pk}), || {
-                format!("resolved {model} {pk}; the next sync pushes it")
-            });
+            print(
+                json_mode,
+                json!({"resolved": true, "model": model, "key": pk}),
+                || format!("resolved {model} {pk}; the next sync pushes it"),
+            );
         }
     }
     Ok(())
 }
 
-pub async fn log(config: &Config, model: Option<String>, limit: i64, json_mode: bool) -> anyhow::Result<()> {
+pub async fn log(
+    config: &Config,
+    model: Option<String>,
+    limit: i64,
+    json_mode: bool,
+) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
     let entries = engine.log(model, limit.clamp(1, 10_000), 0).await?;
     print(json_mode, serde_json::to_value(&entries)?, || {
@@ -300,7 +355,10 @@ pub async fn log(config: &Config, model: Option<String>, limit: i64, json_mode: 
                     l.records_succeeded,
                     l.records_failed,
                     l.conflicts,
-                    l.error.as_deref().map(|e| format!(" — {e}")).unwrap_or_default()
+                    l.error
+                        .as_deref()
+                        .map(|e| format!(" — {e}"))
+                        .unwrap_or_default()
                 )
             })
             .collect::<Vec<_>>()

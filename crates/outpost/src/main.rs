@@ -154,9 +154,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             show_config(&config, cli.json);
             Ok(())
         }
-        Command::Sync { direction, models, policies } => {
-            commands::sync(&config, direction, models, &policies, cli.json).await
-        }
+        Command::Sync {
+            direction,
+            models,
+            policies,
+        } => commands::sync(&config, direction, models, &policies, cli.json).await,
         Command::Status => commands::status(&config, cli.json).await,
         Command::Conflicts { action } => commands::conflicts(&config, action, cli.json).await,
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,

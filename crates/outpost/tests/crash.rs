@@ -31,17 +31,26 @@ fn outpost(dir: &Path, url: &str, fault: Option<&str>, args: &[&str]) -> Command
 
 fn sync_clean(dir: &Path, url: &str) {
     let out = outpost(dir, url, None, &["sync"]).output().expect("run");
-    assert!(out.status.success(), "clean sync failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "clean sync failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// Every replica row equals the server's, and the replica has nothing left to push.
 async fn assert_agree(db: &TestDb, client: &outpost_remote::tokio_postgres::Client) {
     let replica = Replica::open(&db.dir().join("local.db")).expect("open replica");
     let schema = replica.schema().clone();
-    assert!(replica.dirty_rows().expect("dirty").is_empty(), "changes left behind");
+    assert!(
+        replica.dirty_rows().expect("dirty").is_empty(),
+        "changes left behind"
+    );
     for t in &schema.tables {
         let local = replica.all_rows(&t.name).expect("local rows");
-        let server = outpost_remote::feed::all_rows(client, &schema, &t.name).await.expect("server rows");
+        let server = outpost_remote::feed::all_rows(client, &schema, &t.name)
+            .await
+            .expect("server rows");
         assert_eq!(local.len(), server.len(), "table {}", t.name);
         assert!(local == server, "table {} differs", t.name);
     }
@@ -49,7 +58,8 @@ async fn assert_agree(db: &TestDb, client: &outpost_remote::tokio_postgres::Clie
 
 fn local_write(db: &TestDb, sql: &str) {
     let conn = rusqlite::Connection::open(db.dir().join("local.db")).expect("open");
-    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
     conn.execute_batch(sql).expect("local write");
 }
 
@@ -59,16 +69,27 @@ async fn killed_at_each_named_point_then_converges() {
     let client = db.client().await.expect("client");
     client.batch_execute(SCHEMA).await.expect("schema");
     let url = db.database_url();
-    let setup = outpost(db.dir(), &url, None, &["setup"]).output().expect("setup");
-    assert!(setup.status.success(), "{}", String::from_utf8_lossy(&setup.stderr));
+    let setup = outpost(db.dir(), &url, None, &["setup"])
+        .output()
+        .expect("setup");
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
 
     // Bootstrap killed half-way through the big table.
-    let out = outpost(db.dir(), &url, Some("bootstrap-mid-table"), &["sync"]).output().expect("run");
+    let out = outpost(db.dir(), &url, Some("bootstrap-mid-table"), &["sync"])
+        .output()
+        .expect("run");
     assert!(!out.status.success(), "the fault fired");
     sync_clean(db.dir(), &url);
     assert_agree(&db, &client).await;
 
-    for (round, point) in ["push-before-send", "push-after-commit", "pull-before-apply"].iter().enumerate() {
+    for (round, point) in ["push-before-send", "push-after-commit", "pull-before-apply"]
+        .iter()
+        .enumerate()
+    {
         local_write(
             &db,
             &format!(
@@ -85,12 +106,18 @@ async fn killed_at_each_named_point_then_converges() {
             ))
             .await
             .expect("server write");
-        let out = outpost(db.dir(), &url, Some(point), &["sync"]).output().expect("run");
+        let out = outpost(db.dir(), &url, Some(point), &["sync"])
+            .output()
+            .expect("run");
         assert!(!out.status.success(), "the fault at {point} fired");
         sync_clean(db.dir(), &url);
         // Pull until the (cluster-wide) horizon lets the server's write through.
         for _ in 0..100 {
-            let n: i64 = client.query_one(r#"SELECT count(*) FROM "Post""#, &[]).await.expect("count").get(0);
+            let n: i64 = client
+                .query_one(r#"SELECT count(*) FROM "Post""#, &[])
+                .await
+                .expect("count")
+                .get(0);
             let replica = Replica::open(&db.dir().join("local.db")).expect("open");
             if replica.all_rows("Post").expect("rows").len() as i64 == n {
                 break;
@@ -104,7 +131,11 @@ async fn killed_at_each_named_point_then_converges() {
             .await
             .expect("count")
             .get(0);
-        assert_eq!(posts, 2 * (round as i64 + 1), "local posts landed once each after {point}");
+        assert_eq!(
+            posts,
+            2 * (round as i64 + 1),
+            "local posts landed once each after {point}"
+        );
     }
 }
 
@@ -114,7 +145,9 @@ async fn killed_at_random_moments_then_converges() {
     let client = db.client().await.expect("client");
     client.batch_execute(SCHEMA).await.expect("schema");
     let url = db.database_url();
-    let setup = outpost(db.dir(), &url, None, &["setup"]).output().expect("setup");
+    let setup = outpost(db.dir(), &url, None, &["setup"])
+        .output()
+        .expect("setup");
     assert!(setup.status.success());
     let mut seed: u64 = 0x5eed;
     let mut next = || {
@@ -135,11 +168,15 @@ async fn killed_at_random_moments_then_converges() {
                 ),
             );
             client
-                .batch_execute(&format!(r#"UPDATE "User" SET name = 'srv{round}' WHERE id = 'u20'"#))
+                .batch_execute(&format!(
+                    r#"UPDATE "User" SET name = 'srv{round}' WHERE id = 'u20'"#
+                ))
                 .await
                 .expect("server write");
         }
-        let mut child = outpost(db.dir(), &url, None, &["sync"]).spawn().expect("spawn");
+        let mut child = outpost(db.dir(), &url, None, &["sync"])
+            .spawn()
+            .expect("spawn");
         tokio::time::sleep(Duration::from_millis(next() % 400)).await;
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
@@ -147,7 +184,11 @@ async fn killed_at_random_moments_then_converges() {
     sync_clean(db.dir(), &url);
     for _ in 0..100 {
         let replica = Replica::open(&db.dir().join("local.db")).expect("open");
-        let n: i64 = client.query_one(r#"SELECT count(*) FROM "User" WHERE name = 'srv7'"#, &[]).await.expect("c").get(0);
+        let n: i64 = client
+            .query_one(r#"SELECT count(*) FROM "User" WHERE name = 'srv7'"#, &[])
+            .await
+            .expect("c")
+            .get(0);
         let local_has = replica
             .all_rows("User")
             .expect("rows")
@@ -160,6 +201,10 @@ async fn killed_at_random_moments_then_converges() {
         sync_clean(db.dir(), &url);
     }
     assert_agree(&db, &client).await;
-    let posts: i64 = client.query_one(r#"SELECT count(*) FROM "Post""#, &[]).await.expect("count").get(0);
+    let posts: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post""#, &[])
+        .await
+        .expect("count")
+        .get(0);
     assert_eq!(posts, 7 * 300, "every local post landed exactly once");
 }

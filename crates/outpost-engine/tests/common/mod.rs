@@ -24,7 +24,9 @@ CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, body text, views 
 pub async fn server(db: &TestDb, ddl: &str) -> anyhow::Result<(Client, Schema)> {
     let mut client = db.client().await?;
     client.batch_execute(ddl).await?;
-    let schema = outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()]).await?;
+    let schema =
+        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
     outpost_remote::install(&mut client, &schema).await?;
     Ok((client, schema))
 }
@@ -47,7 +49,9 @@ pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> 
 }
 
 pub async fn sync(engine: &Engine, direction: Direction) -> anyhow::Result<SyncReport> {
-    let report = engine.sync(SyncOptions::new(direction, Trigger::Manual)).await?;
+    let report = engine
+        .sync(SyncOptions::new(direction, Trigger::Manual))
+        .await?;
     anyhow::ensure!(report.success, "sync failed: {:?}", report.errors);
     Ok(report)
 }
@@ -70,7 +74,11 @@ pub async fn local_rows(engine: &Engine, table: &str) -> anyhow::Result<Vec<Vec<
     Ok(engine.with_replica(move |r| r.all_rows(&t)).await?)
 }
 
-pub async fn server_rows(client: &Client, schema: &Schema, table: &str) -> anyhow::Result<Vec<Vec<Value>>> {
+pub async fn server_rows(
+    client: &Client,
+    schema: &Schema,
+    table: &str,
+) -> anyhow::Result<Vec<Vec<Value>>> {
     Ok(outpost_remote::feed::all_rows(client, schema, table).await?)
 }
 
@@ -92,7 +100,11 @@ pub async fn unsettled(engine: &Engine) -> anyhow::Result<BTreeSet<(String, Stri
 
 /// Every replica equals the server row for row, except rows listed as
 /// CONFLICT or FAILED on that node.
-pub async fn assert_converged(client: &Client, schema: &Schema, nodes: &[&Engine]) -> anyhow::Result<usize> {
+pub async fn assert_converged(
+    client: &Client,
+    schema: &Schema,
+    nodes: &[&Engine],
+) -> anyhow::Result<usize> {
     let mut excluded_total = 0;
     for node in nodes {
         let skip = unsettled(node).await?;
@@ -107,7 +119,10 @@ pub async fn assert_converged(client: &Client, schema: &Schema, nodes: &[&Engine
                     .collect();
                 rows.into_iter()
                     .map(|r| {
-                        let key: Vec<serde_json::Value> = idx.iter().map(|&i| r[i].to_json(&table.columns[i].ty)).collect();
+                        let key: Vec<serde_json::Value> = idx
+                            .iter()
+                            .map(|&i| r[i].to_json(&table.columns[i].ty))
+                            .collect();
                         (serde_json::to_string(&key).unwrap_or_default(), r)
                     })
                     .collect()
@@ -140,7 +155,11 @@ pub async fn assert_converged(client: &Client, schema: &Schema, nodes: &[&Engine
 /// Syncs every node until all replicas equal the server (the pull horizon is
 /// cluster-wide, so other tests' transactions can hold a change back for a
 /// moment), then returns the number of rows left in CONFLICT/FAILED.
-pub async fn converge(client: &Client, schema: &Schema, nodes: &[&Engine]) -> anyhow::Result<usize> {
+pub async fn converge(
+    client: &Client,
+    schema: &Schema,
+    nodes: &[&Engine],
+) -> anyhow::Result<usize> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         for n in nodes {
