@@ -430,6 +430,11 @@ impl Engine {
         bootstrapped: &mut bool,
     ) -> Result<(), EngineError> {
         let mut client = self.connect().await?;
+        if outpost_remote::installed_version(&client).await?.is_none() {
+            return Err(EngineError::Config(
+                "the server has no outpost tracking schema: run `outpost server install` (or `outpost setup`) first".into(),
+            ));
+        }
         let node = self.inner.node_id;
         feed::register_node(&client, node, &format!("node {node}")).await?;
         let (cursor, state) = self.with_replica(|r| r.cursor()).await?;

@@ -1,0 +1,345 @@
+//! `outpost-bench`: outpost's benchmark harness against a real PostgreSQL and
+//! SQLite. Every scenario is measured beside a baseline doing the same work
+//! the plainest way, in the same run on the same data, and the ratio is
+//! printed (the machine is noisy; absolute times drift, ratios less so).
+//!
+//! ```text
+//! cargo run --release -p outpost-bench                  # default sizes
+//! cargo run --release -p outpost-bench -- --quick       # seconds, for CI
+//! cargo run --release -p outpost-bench -- --rows 200000 --push-rows 20000 --runs 5
+//! ```
+//!
+//! Scenarios (more come with the performance issue):
+//!
+//! * **B1 bootstrap**: a `--rows`-row, 6-column table (uuid, text, int,
+//!   numeric, timestamptz, jsonb) into an empty replica, in a child process
+//!   whose peak RSS is reported. Baseline: binary `COPY TO STDOUT`, decoded,
+//!   and a prepared insert into a SQLite table of the same shape in one
+//!   transaction.
+//! * **B2 push**: `--push-rows` rows inserted locally, pushed. Baseline:
+//!   binary `COPY FROM` of the same rows into an untracked copy of the table.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::Parser;
+use futures_util::{StreamExt as _, pin_mut};
+use outpost_core::config::Config;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_core::types::Value;
+use outpost_engine::{Engine, SyncOptions};
+use outpost_local::Replica;
+use outpost_remote::codec::{Bind, PgValue};
+use outpost_remote::tokio_postgres::binary_copy::{BinaryCopyInWriter, BinaryCopyOutStream};
+use outpost_remote::tokio_postgres::types::{ToSql, Type};
+use outpost_testkit::TestDb;
+
+#[derive(Debug, Parser)]
+#[command(name = "outpost-bench", about = "outpost benchmarks, each beside a baseline from the same run")]
+struct Args {
+    /// Rows of the bootstrap table (B1).
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Rows pushed (B2).
+    #[arg(long, default_value_t = 100_000)]
+    push_rows: u64,
+    /// Runs per scenario (median and spread are reported).
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Small sizes and one run: checks the harness end to end in seconds.
+    #[arg(long)]
+    quick: bool,
+    /// Internal: run one bootstrap in this process and print its figures.
+    #[arg(long, hide = true)]
+    child_bootstrap: Option<PathBuf>,
+    /// Internal: the server for `--child-bootstrap`.
+    #[arg(long, hide = true)]
+    child_url: Option<String>,
+}
+
+const BENCH_TABLE: &str = r#"CREATE TABLE bench (id uuid PRIMARY KEY, name text NOT NULL, n integer NOT NULL,
+  amount numeric(12,2) NOT NULL, at timestamptz NOT NULL, doc jsonb NOT NULL)"#;
+
+fn config(url: &str, path: &Path) -> anyhow::Result<Config> {
+    let local = format!("file:{}", path.display());
+    Ok(Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.to_string()),
+        "LOCAL_DATABASE_URL" => Some(local.clone()),
+        "OUTPOST_TABLES" => Some("bench".to_string()),
+        _ => None,
+    })?)
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in MiB.
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    outpost: Duration,
+    baseline: Duration,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn summarize(name: &str, rows: u64, samples: &[Sample], target: &str) {
+    let rate = |d: Duration| rows as f64 / d.as_secs_f64();
+    let ours: Vec<f64> = samples.iter().map(|s| rate(s.outpost)).collect();
+    let base: Vec<f64> = samples.iter().map(|s| rate(s.baseline)).collect();
+    let ratios: Vec<f64> = samples.iter().map(|s| rate(s.outpost) / rate(s.baseline)).collect();
+    let spread = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        format!("{lo:.0}–{hi:.0}")
+    };
+    println!(
+        "{name:<14} {rows:>9} rows | outpost {:>9.0} rows/s ({}) | baseline {:>9.0} rows/s ({}) | ratio {:.2} ({:.2}–{:.2}) | target {target}",
+        median(ours.clone()),
+        spread(&ours),
+        median(base.clone()),
+        spread(&base),
+        median(ratios.clone()),
+        ratios.iter().copied().fold(f64::INFINITY, f64::min),
+        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    );
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if let (Some(path), Some(url)) = (&args.child_bootstrap, &args.child_url) {
+        return child_bootstrap(path, url).await;
+    }
+    if args.quick {
+        args.rows = args.rows.min(20_000);
+        args.push_rows = args.push_rows.min(5_000);
+        args.runs = 1;
+    }
+    args.runs = args.runs.max(1);
+    let db = TestDb::new().await?;
+    println!(
+        "outpost-bench: {} cores, PostgreSQL at {}, {} run(s) each",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        db.database_url(),
+        args.runs
+    );
+    bootstrap_scenario(&db, &args).await?;
+    push_scenario(&db, &args).await?;
+    Ok(())
+}
+
+// ---- B1 -----------------------------------------------------------------------
+
+async fn bootstrap_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
+    let client = db.client().await?;
+    client.batch_execute(BENCH_TABLE).await?;
+    client
+        .execute(
+            "INSERT INTO bench SELECT gen_random_uuid(), md5(i::text), i, (i % 100000) / 100.0, \
+             now() - i * interval '1 second', jsonb_build_object('i', i, 'tag', 'bench') \
+             FROM generate_series(1, $1::int8) i",
+            &[&(args.rows as i64)],
+        )
+        .await?;
+    client.batch_execute("VACUUM ANALYZE bench").await?;
+    let mut admin = db.client().await?;
+    let schema = outpost_remote::introspect(&admin, "public", Some(&["bench".to_string()]), &[]).await?;
+    outpost_remote::install(&mut admin, &schema).await?;
+    let mut samples = Vec::new();
+    let mut peak = 0.0f64;
+    for run in 0..args.runs {
+        let path = db.dir().join(format!("b1-{run}.db"));
+        let exe = std::env::current_exe()?;
+        let started = Instant::now();
+        let out = std::process::Command::new(exe)
+            .arg("--child-bootstrap")
+            .arg(&path)
+            .arg("--child-url")
+            .arg(db.database_url())
+            .output()
+            .context("running the bootstrap child")?;
+        let outpost = started.elapsed();
+        anyhow::ensure!(out.status.success(), "bootstrap child failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        if let Some(mib) = text.lines().find_map(|l| l.strip_prefix("peak_rss_mib=")) {
+            peak = peak.max(mib.trim().parse().unwrap_or(0.0));
+        }
+        let copied = Replica::open(&path)?.all_rows("bench")?.len() as u64;
+        anyhow::ensure!(copied == args.rows, "bootstrap copied {copied} of {} rows", args.rows);
+        let baseline = baseline_copy_to_sqlite(db, &db.dir().join(format!("b1-base-{run}.db"))).await?;
+        samples.push(Sample { outpost, baseline });
+        let _ = std::fs::remove_file(&path);
+    }
+    summarize("B1 bootstrap", args.rows, &samples, "ratio >= 0.8, peak RSS <= 150 MB");
+    println!("{:<14} peak RSS of the bootstrap process: {peak:.1} MiB", "");
+    Ok(())
+}
+
+async fn child_bootstrap(path: &Path, url: &str) -> anyhow::Result<()> {
+    let cfg = config(url, path)?;
+    let client = outpost_remote::connect(cfg.require_database_url("bench")?, Duration::from_secs(10)).await?;
+    let schema = outpost_remote::introspect(&client, "public", Some(&["bench".to_string()]), &[]).await?;
+    let (replica, _) = Replica::setup(path, &schema)?;
+    let engine = Engine::new(replica, cfg);
+    let report = engine.sync(SyncOptions::new(Direction::FromServer, Trigger::Manual)).await?;
+    anyhow::ensure!(report.success, "bootstrap failed: {:?}", report.errors);
+    println!("peak_rss_mib={:.1}", peak_rss_mib().unwrap_or(0.0));
+    Ok(())
+}
+
+/// The plain way: binary COPY out, decoded, a prepared insert into an
+/// identical SQLite table, one transaction.
+async fn baseline_copy_to_sqlite(db: &TestDb, path: &Path) -> anyhow::Result<Duration> {
+    let client = db.client().await?;
+    let started = Instant::now();
+    let conn = rusqlite::Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE bench (id TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, n INTEGER NOT NULL,
+           amount TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);",
+    )?;
+    let types = [Type::UUID, Type::TEXT, Type::INT4, Type::NUMERIC, Type::TIMESTAMPTZ, Type::JSONB];
+    let copy = client
+        .copy_out("COPY (SELECT id, name, n, amount, at, doc FROM bench ORDER BY id) TO STDOUT (FORMAT binary)")
+        .await?;
+    let stream = BinaryCopyOutStream::new(copy, &types);
+    pin_mut!(stream);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Vec<Value>>>(2);
+    let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let txn = conn.unchecked_transaction()?;
+        {
+            let mut stmt = txn.prepare("INSERT INTO bench VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+            while let Some(chunk) = rx.blocking_recv() {
+                for row in chunk {
+                    let v: Vec<rusqlite::types::Value> = row
+                        .into_iter()
+                        .map(|v| match v {
+                            Value::Int(i) => rusqlite::types::Value::Integer(i),
+                            Value::Text(s) | Value::Json(s) => rusqlite::types::Value::Text(s),
+                            _ => rusqlite::types::Value::Null,
+                        })
+                        .collect();
+                    stmt.execute(rusqlite::params_from_iter(v))?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    });
+    let mut chunk = Vec::with_capacity(20_000);
+    while let Some(row) = stream.next().await {
+        let row = row?;
+        let values: Vec<Value> = (0..6)
+            .map(|i| row.try_get::<PgValue>(i).map(|v| v.0))
+            .collect::<Result<_, _>>()?;
+        chunk.push(values);
+        if chunk.len() == 20_000 {
+            tx.send(std::mem::take(&mut chunk)).await.ok();
+        }
+    }
+    tx.send(chunk).await.ok();
+    drop(tx);
+    writer.await??;
+    Ok(started.elapsed())
+}
+
+// ---- B2 -----------------------------------------------------------------------
+
+fn bench_row(i: u64) -> Vec<Value> {
+    vec![
+        Value::Text(uuid::Uuid::new_v4().to_string()),
+        Value::Text(format!("pushed row {i}")),
+        Value::Int(i as i64),
+        Value::Text(format!("{}.{:02}", i % 100_000, i % 100)),
+        Value::Text(outpost_core::types::format_timestamptz(800_000_000_000_000 + i as i64 * 1_000_000)),
+        Value::Json(format!("{{\"i\": {i}, \"tag\": \"push\"}}")),
+    ]
+}
+
+async fn push_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
+    let mut client = db.client().await?;
+    client
+        .batch_execute("CREATE TABLE pushed (LIKE bench INCLUDING ALL); CREATE TABLE pushed_plain (LIKE bench INCLUDING ALL);")
+        .await?;
+    let schema = outpost_remote::introspect(&client, "public", Some(&["pushed".to_string()]), &[]).await?;
+    outpost_remote::install(&mut client, &schema).await?;
+    let table = schema.table("pushed").context("pushed table")?.clone();
+    let mut samples = Vec::new();
+    for run in 0..args.runs {
+        client.batch_execute("TRUNCATE pushed; TRUNCATE pushed_plain;").await?;
+        let rows: Vec<Vec<Value>> = (0..args.push_rows).map(bench_row).collect();
+        // Outpost: a bootstrapped node, rows written locally, then pushed.
+        let path = db.dir().join(format!("b2-{run}.db"));
+        let (replica, _) = Replica::setup(&path, &schema)?;
+        let cfg = config(&db.database_url(), &path)?;
+        let cfg = Config {
+            tables: outpost_core::config::TableSelection {
+                include: Some(vec!["pushed".into()]),
+                ..cfg.tables
+            },
+            ..cfg
+        };
+        let engine = Engine::new(replica, cfg);
+        let first = engine.sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual)).await?;
+        anyhow::ensure!(first.success, "{:?}", first.errors);
+        let local_rows = rows.clone();
+        let t = table.clone();
+        engine
+            .with_replica(move |r| {
+                let tx = r
+                    .connection()
+                    .unchecked_transaction()
+                    .map_err(outpost_local::LocalError::sqlite("bench"))?;
+                {
+                    let mut stmt = tx
+                        .prepare("INSERT INTO pushed VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+                        .map_err(outpost_local::LocalError::sqlite("bench"))?;
+                    for row in &local_rows {
+                        let v = t
+                            .columns
+                            .iter()
+                            .zip(row)
+                            .map(|(c, v)| outpost_local::value::to_sqlite(v, &c.ty));
+                        stmt.execute(rusqlite::params_from_iter(v))
+                            .map_err(outpost_local::LocalError::sqlite("bench"))?;
+                    }
+                }
+                tx.commit().map_err(outpost_local::LocalError::sqlite("bench"))
+            })
+            .await?;
+        let started = Instant::now();
+        let report = engine.sync(SyncOptions::new(Direction::ToServer, Trigger::Manual)).await?;
+        let outpost = started.elapsed();
+        anyhow::ensure!(report.success, "{:?}", report.errors);
+        let landed: i64 = client.query_one("SELECT count(*) FROM pushed", &[]).await?.get(0);
+        anyhow::ensure!(landed as u64 == args.push_rows, "pushed {landed} of {}", args.push_rows);
+
+        // Baseline: binary COPY FROM into an untracked copy.
+        let started = Instant::now();
+        let sink = client
+            .copy_in("COPY pushed_plain (id, name, n, amount, at, doc) FROM STDIN (FORMAT binary)")
+            .await?;
+        let types = [Type::UUID, Type::TEXT, Type::INT4, Type::NUMERIC, Type::TIMESTAMPTZ, Type::JSONB];
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        pin_mut!(writer);
+        for row in &rows {
+            let binds: Vec<Bind<'_>> = row.iter().map(Bind).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+            writer.as_mut().write(&refs).await?;
+        }
+        writer.finish().await?;
+        let baseline = started.elapsed();
+        samples.push(Sample { outpost, baseline });
+        let _ = std::fs::remove_file(&path);
+    }
+    summarize("B2 push", args.push_rows, &samples, "ratio >= 0.5");
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! The benchmark harness runs end to end in its quick mode, so it never rots.
+//! (It measures nothing here: no timing is asserted.)
+
+#[test]
+fn harness_runs_in_quick_mode() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_outpost-bench"))
+        .arg("--quick")
+        .output()
+        .expect("run outpost-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("B1 bootstrap") && stdout.contains("B2 push"), "{stdout}");
+}
