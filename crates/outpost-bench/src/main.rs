@@ -36,7 +36,10 @@ use outpost_remote::tokio_postgres::types::{ToSql, Type};
 use outpost_testkit::TestDb;
 
 #[derive(Debug, Parser)]
-#[command(name = "outpost-bench", about = "outpost benchmarks, each beside a baseline from the same run")]
+#[command(
+    name = "outpost-bench",
+    about = "outpost benchmarks, each beside a baseline from the same run"
+)]
 struct Args {
     /// Rows of the bootstrap table (B1).
     #[arg(long, default_value_t = 1_000_000)]
@@ -94,7 +97,10 @@ fn summarize(name: &str, rows: u64, samples: &[Sample], target: &str) {
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     let ours: Vec<f64> = samples.iter().map(|s| rate(s.outpost)).collect();
     let base: Vec<f64> = samples.iter().map(|s| rate(s.baseline)).collect();
-    let ratios: Vec<f64> = samples.iter().map(|s| rate(s.outpost) / rate(s.baseline)).collect();
+    let ratios: Vec<f64> = samples
+        .iter()
+        .map(|s| rate(s.outpost) / rate(s.baseline))
+        .collect();
     let spread = |v: &[f64]| {
         let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
@@ -115,6 +121,13 @@ fn summarize(name: &str, rows: u64, samples: &[Sample], target: &str) {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let mut args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     if let (Some(path), Some(url)) = (&args.child_bootstrap, &args.child_url) {
         return child_bootstrap(path, url).await;
     }
@@ -127,7 +140,9 @@ async fn main() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     println!(
         "outpost-bench: {} cores, PostgreSQL at {}, {} run(s) each",
-        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
         db.database_url(),
         args.runs
     );
@@ -151,7 +166,8 @@ async fn bootstrap_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
         .await?;
     client.batch_execute("VACUUM ANALYZE bench").await?;
     let mut admin = db.client().await?;
-    let schema = outpost_remote::introspect(&admin, "public", Some(&["bench".to_string()]), &[]).await?;
+    let schema =
+        outpost_remote::introspect(&admin, "public", Some(&["bench".to_string()]), &[]).await?;
     outpost_remote::install(&mut admin, &schema).await?;
     let mut samples = Vec::new();
     let mut peak = 0.0f64;
@@ -167,29 +183,51 @@ async fn bootstrap_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
             .output()
             .context("running the bootstrap child")?;
         let outpost = started.elapsed();
-        anyhow::ensure!(out.status.success(), "bootstrap child failed: {}", String::from_utf8_lossy(&out.stderr));
+        anyhow::ensure!(
+            out.status.success(),
+            "bootstrap child failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         if let Some(mib) = text.lines().find_map(|l| l.strip_prefix("peak_rss_mib=")) {
             peak = peak.max(mib.trim().parse().unwrap_or(0.0));
         }
         let copied = Replica::open(&path)?.all_rows("bench")?.len() as u64;
-        anyhow::ensure!(copied == args.rows, "bootstrap copied {copied} of {} rows", args.rows);
-        let baseline = baseline_copy_to_sqlite(db, &db.dir().join(format!("b1-base-{run}.db"))).await?;
+        anyhow::ensure!(
+            copied == args.rows,
+            "bootstrap copied {copied} of {} rows",
+            args.rows
+        );
+        let baseline =
+            baseline_copy_to_sqlite(db, &db.dir().join(format!("b1-base-{run}.db"))).await?;
         samples.push(Sample { outpost, baseline });
         let _ = std::fs::remove_file(&path);
     }
-    summarize("B1 bootstrap", args.rows, &samples, "ratio >= 0.8, peak RSS <= 150 MB");
-    println!("{:<14} peak RSS of the bootstrap process: {peak:.1} MiB", "");
+    summarize(
+        "B1 bootstrap",
+        args.rows,
+        &samples,
+        "ratio >= 0.8, peak RSS <= 150 MB",
+    );
+    println!(
+        "{:<14} peak RSS of the bootstrap process: {peak:.1} MiB",
+        ""
+    );
     Ok(())
 }
 
 async fn child_bootstrap(path: &Path, url: &str) -> anyhow::Result<()> {
     let cfg = config(url, path)?;
-    let client = outpost_remote::connect(cfg.require_database_url("bench")?, Duration::from_secs(10)).await?;
-    let schema = outpost_remote::introspect(&client, "public", Some(&["bench".to_string()]), &[]).await?;
+    let client =
+        outpost_remote::connect(cfg.require_database_url("bench")?, Duration::from_secs(10))
+            .await?;
+    let schema =
+        outpost_remote::introspect(&client, "public", Some(&["bench".to_string()]), &[]).await?;
     let (replica, _) = Replica::setup(path, &schema)?;
     let engine = Engine::new(replica, cfg);
-    let report = engine.sync(SyncOptions::new(Direction::FromServer, Trigger::Manual)).await?;
+    let report = engine
+        .sync(SyncOptions::new(Direction::FromServer, Trigger::Manual))
+        .await?;
     anyhow::ensure!(report.success, "bootstrap failed: {:?}", report.errors);
     println!("peak_rss_mib={:.1}", peak_rss_mib().unwrap_or(0.0));
     Ok(())
@@ -206,7 +244,14 @@ async fn baseline_copy_to_sqlite(db: &TestDb, path: &Path) -> anyhow::Result<Dur
          CREATE TABLE bench (id TEXT NOT NULL PRIMARY KEY, name TEXT NOT NULL, n INTEGER NOT NULL,
            amount TEXT NOT NULL, at TEXT NOT NULL, doc TEXT NOT NULL);",
     )?;
-    let types = [Type::UUID, Type::TEXT, Type::INT4, Type::NUMERIC, Type::TIMESTAMPTZ, Type::JSONB];
+    let types = [
+        Type::UUID,
+        Type::TEXT,
+        Type::INT4,
+        Type::NUMERIC,
+        Type::TIMESTAMPTZ,
+        Type::JSONB,
+    ];
     let copy = client
         .copy_out("COPY (SELECT id, name, n, amount, at, doc FROM bench ORDER BY id) TO STDOUT (FORMAT binary)")
         .await?;
@@ -259,7 +304,9 @@ fn bench_row(i: u64) -> Vec<Value> {
         Value::Text(format!("pushed row {i}")),
         Value::Int(i as i64),
         Value::Text(format!("{}.{:02}", i % 100_000, i % 100)),
-        Value::Text(outpost_core::types::format_timestamptz(800_000_000_000_000 + i as i64 * 1_000_000)),
+        Value::Text(outpost_core::types::format_timestamptz(
+            800_000_000_000_000 + i as i64 * 1_000_000,
+        )),
         Value::Json(format!("{{\"i\": {i}, \"tag\": \"push\"}}")),
     ]
 }
@@ -269,12 +316,15 @@ async fn push_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     client
         .batch_execute("CREATE TABLE pushed (LIKE bench INCLUDING ALL); CREATE TABLE pushed_plain (LIKE bench INCLUDING ALL);")
         .await?;
-    let schema = outpost_remote::introspect(&client, "public", Some(&["pushed".to_string()]), &[]).await?;
+    let schema =
+        outpost_remote::introspect(&client, "public", Some(&["pushed".to_string()]), &[]).await?;
     outpost_remote::install(&mut client, &schema).await?;
     let table = schema.table("pushed").context("pushed table")?.clone();
     let mut samples = Vec::new();
     for run in 0..args.runs {
-        client.batch_execute("TRUNCATE pushed; TRUNCATE pushed_plain;").await?;
+        client
+            .batch_execute("TRUNCATE pushed; TRUNCATE pushed_plain;")
+            .await?;
         let rows: Vec<Vec<Value>> = (0..args.push_rows).map(bench_row).collect();
         // Outpost: a bootstrapped node, rows written locally, then pushed.
         let path = db.dir().join(format!("b2-{run}.db"));
@@ -288,7 +338,9 @@ async fn push_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
             ..cfg
         };
         let engine = Engine::new(replica, cfg);
-        let first = engine.sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual)).await?;
+        let first = engine
+            .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+            .await?;
         anyhow::ensure!(first.success, "{:?}", first.errors);
         let local_rows = rows.clone();
         let t = table.clone();
@@ -312,27 +364,45 @@ async fn push_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
                             .map_err(outpost_local::LocalError::sqlite("bench"))?;
                     }
                 }
-                tx.commit().map_err(outpost_local::LocalError::sqlite("bench"))
+                tx.commit()
+                    .map_err(outpost_local::LocalError::sqlite("bench"))
             })
             .await?;
         let started = Instant::now();
-        let report = engine.sync(SyncOptions::new(Direction::ToServer, Trigger::Manual)).await?;
+        let report = engine
+            .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+            .await?;
         let outpost = started.elapsed();
         anyhow::ensure!(report.success, "{:?}", report.errors);
-        let landed: i64 = client.query_one("SELECT count(*) FROM pushed", &[]).await?.get(0);
-        anyhow::ensure!(landed as u64 == args.push_rows, "pushed {landed} of {}", args.push_rows);
+        let landed: i64 = client
+            .query_one("SELECT count(*) FROM pushed", &[])
+            .await?
+            .get(0);
+        anyhow::ensure!(
+            landed as u64 == args.push_rows,
+            "pushed {landed} of {}",
+            args.push_rows
+        );
 
         // Baseline: binary COPY FROM into an untracked copy.
         let started = Instant::now();
         let sink = client
             .copy_in("COPY pushed_plain (id, name, n, amount, at, doc) FROM STDIN (FORMAT binary)")
             .await?;
-        let types = [Type::UUID, Type::TEXT, Type::INT4, Type::NUMERIC, Type::TIMESTAMPTZ, Type::JSONB];
+        let types = [
+            Type::UUID,
+            Type::TEXT,
+            Type::INT4,
+            Type::NUMERIC,
+            Type::TIMESTAMPTZ,
+            Type::JSONB,
+        ];
         let writer = BinaryCopyInWriter::new(sink, &types);
         pin_mut!(writer);
         for row in &rows {
             let binds: Vec<Bind<'_>> = row.iter().map(Bind).collect();
-            let refs: Vec<&(dyn ToSql + Sync)> = binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
+            let refs: Vec<&(dyn ToSql + Sync)> =
+                binds.iter().map(|b| b as &(dyn ToSql + Sync)).collect();
             writer.as_mut().write(&refs).await?;
         }
         writer.finish().await?;

@@ -8,6 +8,13 @@ fn harness_runs_in_quick_mode() {
         .output()
         .expect("run outpost-bench");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("B1 bootstrap") && stdout.contains("B2 push"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("B1 bootstrap") && stdout.contains("B2 push"),
+        "{stdout}"
+    );
 }

@@ -559,9 +559,11 @@ impl Engine {
         let mut last_round: Option<Vec<(String, i64, String)>> = None;
         for _round in 0..PUSH_ROUNDS * 100 {
             let models = options.models.clone();
+            let planned = Instant::now();
             let rows = self
                 .with_replica(move |r| r.pending_push(models.as_deref(), PUSH_BATCH))
                 .await?;
+            let plan_time = planned.elapsed();
             if rows.is_empty() {
                 break;
             }
@@ -577,6 +579,7 @@ impl Engine {
             last_round = Some(signature);
             let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
             self.inner.faults.hit("push-before-send")?;
+            let sending = Instant::now();
             let outcomes = feed::push(
                 client,
                 &self.inner.schema,
@@ -595,12 +598,21 @@ impl Engine {
                 .iter()
                 .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
                 .count();
+            let send_time = sending.elapsed();
             let p = policies.clone();
+            let acking = Instant::now();
             let acked = self
                 .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
                 .await?;
             merge(stats, acked);
-            tracing::debug!(rows = sent, failed_or_conflict, "push batch acknowledged");
+            tracing::debug!(
+                rows = sent,
+                failed_or_conflict,
+                plan_ms = plan_time.as_millis() as u64,
+                send_ms = send_time.as_millis() as u64,
+                ack_ms = acking.elapsed().as_millis() as u64,
+                "push batch acknowledged"
+            );
         }
         Ok(())
     }

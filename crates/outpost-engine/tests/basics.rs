@@ -305,3 +305,43 @@ async fn a_refused_row_fails_alone_in_a_thousand() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn children_of_a_refused_parent_fail_with_the_reason() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('taken', 'dup@x')"#)
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    local(
+        &a,
+        r#"INSERT INTO "User" (id, email) VALUES ('new', 'dup@x');
+           INSERT INTO "Post" (id, title, "userId") VALUES ('child', 't', 'new'), ('fine', 't', 'taken');"#,
+    )
+    .await?;
+    let report = a
+        .sync(outpost_engine::SyncOptions::new(
+            Direction::ToServer,
+            outpost_core::sync::Trigger::Manual,
+        ))
+        .await?;
+    assert_eq!(report.results["User"].records_failed, 1, "{report:?}");
+    assert_eq!(report.results["Post"].records_failed, 1, "{report:?}");
+    assert_eq!(report.results["Post"].records_succeeded, 1, "{report:?}");
+    let msg: String = a
+        .with_replica(|r| {
+            r.connection()
+                .query_row(
+                    "SELECT error FROM _outpost_rows WHERE pk = '[\"child\"]'",
+                    [],
+                    |row| row.get(0),
+                )
+                .map_err(outpost_local::LocalError::sqlite("test"))
+        })
+        .await?;
+    assert!(msg.starts_with("depends on User [\"new\"]"), "{msg}");
+    assert!(msg.contains("duplicate key"), "{msg}");
+    Ok(())
+}

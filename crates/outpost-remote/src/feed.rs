@@ -518,6 +518,13 @@ pub async fn push(
         {
             end += 1;
         }
+        // Children of a row refused earlier in this push fail with a reason
+        // of their own instead of a bare foreign-key error.
+        for i in start..end {
+            if let Some(message) = refused_parent(schema, table, &rows[i], rows, &outcomes) {
+                outcomes[i] = Some(PushOutcome::Failed { message });
+            }
+        }
         let ctx = GroupContext {
             node,
             cursor,
@@ -583,6 +590,64 @@ fn keys_values(table: &Table, rows: &[PushRow], first_param: usize) -> (String, 
         })
         .collect();
     (format!("(VALUES {})", tuples.join(", ")), params)
+}
+
+/// If `row` references (by a foreign key) a row of this push that the server
+/// refused, says which and why.
+fn refused_parent(
+    schema: &Schema,
+    table: &Table,
+    row: &PushRow,
+    rows: &[PushRow],
+    outcomes: &[Option<PushOutcome>],
+) -> Option<String> {
+    let values = row.values.as_ref()?;
+    for fk in &table.foreign_keys {
+        let Some(parent) = schema.table(&fk.ref_table) else {
+            continue;
+        };
+        let child_vals: Vec<&Value> = fk
+            .columns
+            .iter()
+            .filter_map(|c| {
+                table
+                    .columns
+                    .iter()
+                    .position(|x| &x.name == c)
+                    .map(|i| &values[i])
+            })
+            .collect();
+        if child_vals.iter().any(|v| v.is_null()) {
+            continue;
+        }
+        for (other, outcome) in rows.iter().zip(outcomes) {
+            let Some(PushOutcome::Failed { message }) = outcome else {
+                continue;
+            };
+            if other.table != parent.name {
+                continue;
+            }
+            let Some(pvals) = &other.values else { continue };
+            let parent_vals: Vec<&Value> = fk
+                .ref_columns
+                .iter()
+                .filter_map(|c| {
+                    parent
+                        .columns
+                        .iter()
+                        .position(|x| &x.name == c)
+                        .map(|i| &pvals[i])
+                })
+                .collect();
+            if parent_vals == child_vals {
+                return Some(format!(
+                    "depends on {} {} (foreign key {}), which the server refused: {message}",
+                    parent.name, other.local_pk, fk.name
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// What every group of a push shares.
@@ -654,6 +719,9 @@ async fn push_group(
     let mut existed: HashMap<usize, bool> = HashMap::new();
     for st in &states {
         let i = st.get::<_, i32>(0) as usize;
+        if outcomes[i].is_some() {
+            continue;
+        }
         let row = &rows[i];
         let server = server_row(st, table, 3)?;
         let change: Option<Cursor> =
