@@ -317,11 +317,12 @@ struct EntryState {
     base_row: Option<String>,
     local_seq: Option<i64>,
     changed_at: Option<String>,
+    conflict_version: Option<i64>,
 }
 
 fn entry(conn: &Connection, table: &str, pk: &str) -> Result<Option<EntryState>, LocalError> {
     conn.prepare_cached(
-        "SELECT status, server_version, base_row, local_seq, changed_at FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
+        "SELECT status, server_version, base_row, local_seq, changed_at, conflict_version FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
     )
     .and_then(|mut s| {
         s.query_row(params![table, pk], |r| {
@@ -331,6 +332,7 @@ fn entry(conn: &Connection, table: &str, pk: &str) -> Result<Option<EntryState>,
                 base_row: r.get(2)?,
                 local_seq: r.get(3)?,
                 changed_at: r.get(4)?,
+                conflict_version: r.get(5)?,
             })
         })
         .optional()
@@ -722,8 +724,12 @@ impl Replica {
                         s.records_succeeded += 1;
                     }
                     Some(st) if st.status == "CONFLICT" => {
-                        mark_conflict(tx, t, &key, row)?;
-                        s.conflicts += 1;
+                        // Still in conflict; show the newest server side. Only
+                        // a server change the conflict had not seen counts.
+                        if st.conflict_version != Some(row.version) {
+                            mark_conflict(tx, t, &key, row)?;
+                            s.conflicts += 1;
+                        }
                     }
                     Some(st) => {
                         if row.origin.as_deref() == Some(node.as_str()) {

@@ -289,3 +289,102 @@ async fn server_install_and_uninstall_are_idempotent_and_keep_user_data() {
         .get(0);
     assert_eq!(schema, 0);
 }
+
+#[tokio::test]
+async fn sync_status_conflicts_and_log_from_the_command_line() {
+    let db = TestDb::new().await.expect("test db");
+    let client = db.client().await.expect("client");
+    client.batch_execute(PRISMA_SCHEMA).await.expect("schema");
+    let url = db.database_url();
+    let env = [("DATABASE_URL", url.as_str())];
+    assert!(outpost(db.dir(), &env, &["setup"]).status.success());
+
+    // The seed's response shape.
+    let o = outpost(db.dir(), &env, &["sync", "--json"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["success"], true);
+    assert_eq!(report["errors"], serde_json::json!({}));
+    assert!(report["timestamp"].is_string());
+    for field in ["recordsProcessed", "recordsSucceeded", "recordsFailed"] {
+        assert!(report["results"]["User"][field].is_number(), "{out}");
+    }
+
+    // A conflict: the same field edited on both sides.
+    let conn = rusqlite::Connection::open(db.dir().join("local.db")).expect("open");
+    conn.execute(r#"UPDATE "User" SET name = 'local' WHERE id = 'u1'"#, [])
+        .expect("local edit");
+    client
+        .batch_execute(r#"UPDATE "User" SET name = 'server' WHERE id = 'u1'"#)
+        .await
+        .expect("server edit");
+    let o = outpost(db.dir(), &env, &["sync", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    assert_eq!(report["results"]["User"]["conflicts"], 1, "{report}");
+
+    let o = outpost(db.dir(), &env, &["conflicts", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    assert_eq!(list[0]["model"], "User");
+    assert_eq!(list[0]["local"]["name"], "local");
+    assert_eq!(list[0]["server"]["name"], "server");
+    assert_eq!(list[0]["base"]["name"], serde_json::Value::Null);
+    let o = outpost(db.dir(), &env, &["conflicts", "show", "User", "u1"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains("\"local\"") && out.contains("\"server\""),
+        "{out}"
+    );
+    let o = outpost(
+        db.dir(),
+        &env,
+        &[
+            "conflicts",
+            "resolve",
+            "User",
+            "u1",
+            "--merge",
+            r#"{"name": "both"}"#,
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
+    assert!(outpost(db.dir(), &env, &["sync"]).status.success());
+    let name: Option<String> = client
+        .query_one(r#"SELECT name FROM "User" WHERE id = 'u1'"#, &[])
+        .await
+        .expect("row")
+        .get(0);
+    assert_eq!(name.as_deref(), Some("both"));
+
+    let o = outpost(db.dir(), &env, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    assert_eq!(status["conflicts"], 0);
+    assert_eq!(status["server"]["reachable"], true);
+    let o = outpost(db.dir(), &env, &["log", "--model", "User", "--json"]);
+    let log: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    assert_eq!(log.as_array().map(Vec::len), Some(3));
+    assert_eq!(log[0]["model"], "User");
+
+    // Bad input is refused with a reason; an unreachable server fails the sync.
+    let o = outpost(db.dir(), &env, &["sync", "--direction", "SIDEWAYS"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).1.contains("SIDEWAYS"));
+    let o = outpost(db.dir(), &env, &["sync", "--model", "Nope"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("unknown model \"Nope\""),
+        "{}",
+        text(&o).1
+    );
+    let down = [("DATABASE_URL", "postgres://postgres:pw@127.0.0.1:9/x")];
+    let o = outpost(db.dir(), &down, &["sync", "--json"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err.contains("cannot reach the server"), "{err}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json even on failure");
+    assert_eq!(report["success"], false);
+    let o = outpost(db.dir(), &down, &["status"]);
+    assert!(o.status.success(), "status works offline");
+    assert!(text(&o).0.contains("server: unreachable"));
+}
