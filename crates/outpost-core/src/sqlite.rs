@@ -11,6 +11,7 @@
 //! | `_outpost_local_seq` | one row: the last local change number handed out |
 //! | `_outpost_apply` | one row: `active = 1` while the engine applies server changes (silences capture) |
 //! | `_outpost_rows` | one row per replicated row that differs from "untouched since bootstrap" (below) |
+//! | `_outpost_ids` | ranges `next..=last` of ids reserved from the server's sequences, for rows created offline |
 //! | `SyncLog` | the seed's log: one row per model per sync run |
 //!
 //! # `_outpost_rows`
@@ -114,6 +115,8 @@ status TEXT NOT NULL CHECK (status IN ('RUNNING', 'SUCCESS', 'FAILED')), \
 conflicts INTEGER NOT NULL DEFAULT 0, \
 error TEXT)".into(),
         "CREATE INDEX IF NOT EXISTS \"_outpost_synclog_model\" ON \"SyncLog\" (model, id)".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_ids\" (table_name TEXT NOT NULL, column_name TEXT NOT NULL, \
+next INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (table_name, column_name, next)) WITHOUT ROWID".into(),
     ]
 }
 

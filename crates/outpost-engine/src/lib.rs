@@ -35,5 +35,6 @@ mod engine;
 mod error;
 
 pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncReport};
+
 pub use error::EngineError;
 pub use outpost_core::conflict::Policy;

@@ -329,6 +329,14 @@ impl Replica {
         }
         let conn = open_connection(path, false)?;
         check_meta_version(&conn, path)?;
+        if meta(&conn, "schema")?.is_some() {
+            // Tables added to the metadata since the file was made (all
+            // statements are idempotent).
+            for stmt in sqlite::metadata_ddl() {
+                conn.execute_batch(&stmt)
+                    .map_err(LocalError::sqlite("updating the metadata tables"))?;
+            }
+        }
         let Some(json) = meta(&conn, "schema")? else {
             return Err(LocalError::NotSetUp {
                 path: path.to_path_buf(),

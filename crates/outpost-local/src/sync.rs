@@ -1209,3 +1209,93 @@ fn truncate(
     }
     Ok(())
 }
+
+/// A row a remote write changed, to mirror into the replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mirrored {
+    /// The table.
+    pub table: String,
+    /// Primary-key values.
+    pub pk: Vec<Value>,
+    /// The row after the write (`None`: deleted).
+    pub values: Option<Vec<Value>>,
+    /// Its server version after the write.
+    pub version: i64,
+}
+
+impl Replica {
+    /// Mirrors rows the node wrote on the server (remote mode) into the
+    /// replica, as synced at their new versions. A row with local changes
+    /// not yet pushed is left alone: the next sync reconciles it.
+    pub fn mirror(&mut self, rows: &[Mirrored]) -> Result<usize, LocalError> {
+        let schema = self.schema().clone();
+        self.apply_silenced(|tx| {
+            let mut n = 0;
+            for row in rows {
+                let t = table_of(&schema, &row.table)?;
+                let key = local_pk(tx, t, &row.pk)?;
+                if entry(tx, &row.table, &key)?.is_some_and(|e| e.status != "SYNCED") {
+                    continue;
+                }
+                write_row(tx, t, &row.pk, row.values.as_deref())?;
+                mark_synced(tx, &row.table, &key, row.version, row.values.is_none())?;
+                n += 1;
+            }
+            Ok(n)
+        })
+    }
+
+    /// Ids still reserved for `table.column`.
+    pub fn ids_left(&self, table: &str, column: &str) -> Result<i64, LocalError> {
+        self.connection()
+            .query_row(
+                "SELECT COALESCE(sum(last - next + 1), 0) FROM \"_outpost_ids\" WHERE table_name = ?1 AND column_name = ?2",
+                params![table, column],
+                |r| r.get(0),
+            )
+            .map_err(LocalError::sqlite("counting reserved ids"))
+    }
+
+    /// Adds ids reserved from the server's sequence (each a run `next..=last`).
+    pub fn add_ids(&mut self, table: &str, column: &str, runs: &[(i64, i64)]) -> Result<(), LocalError> {
+        let tx = self
+            .connection()
+            .unchecked_transaction()
+            .map_err(LocalError::sqlite("storing reserved ids"))?;
+        for (next, last) in runs {
+            tx.execute(
+                "INSERT OR IGNORE INTO \"_outpost_ids\" (table_name, column_name, next, last) VALUES (?1, ?2, ?3, ?4)",
+                params![table, column, next, last],
+            )
+            .map_err(LocalError::sqlite("storing reserved ids"))?;
+        }
+        tx.commit().map_err(LocalError::sqlite("storing reserved ids"))
+    }
+}
+
+/// Takes the next reserved id for `table.column` (inside the caller's
+/// transaction), or `None` when the block ran out.
+pub fn take_id(conn: &Connection, table: &str, column: &str) -> Result<Option<i64>, LocalError> {
+    let run: Option<(i64, i64)> = conn
+        .query_row(
+            "SELECT next, last FROM \"_outpost_ids\" WHERE table_name = ?1 AND column_name = ?2 ORDER BY next LIMIT 1",
+            params![table, column],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(LocalError::sqlite("taking a reserved id"))?;
+    let Some((next, last)) = run else { return Ok(None) };
+    if next >= last {
+        conn.execute(
+            "DELETE FROM \"_outpost_ids\" WHERE table_name = ?1 AND column_name = ?2 AND next = ?3",
+            params![table, column, next],
+        )
+    } else {
+        conn.execute(
+            "UPDATE \"_outpost_ids\" SET next = next + 1 WHERE table_name = ?1 AND column_name = ?2 AND next = ?3",
+            params![table, column, next],
+        )
+    }
+    .map_err(LocalError::sqlite("taking a reserved id"))?;
+    Ok(Some(next))
+}

@@ -1119,3 +1119,86 @@ pub async fn all_rows(
         })
         .collect()
 }
+
+// ---- ids and versions for the node runtime -----------------------------------------
+
+/// Reserves `n` values from the sequence behind `table.column` (a `serial`
+/// or identity column) for rows the node creates offline. Returns them as
+/// runs `next..=last`; `None` when the column has no sequence.
+pub async fn reserve_ids(
+    client: &Client,
+    pg_schema: &str,
+    table: &str,
+    column: &str,
+    n: i64,
+) -> Result<Option<Vec<(i64, i64)>>, RemoteError> {
+    let qualified = format!("{}.{}", quote(pg_schema), quote(table));
+    let row = client
+        .query_one("SELECT pg_get_serial_sequence($1, $2)", &[&qualified, &column])
+        .await
+        .map_err(db(format!("finding the sequence of {table}.{column}")))?;
+    let Some(seq): Option<String> = row.get(0) else {
+        return Ok(None);
+    };
+    let rows = client
+        .query(
+            "SELECT nextval($1::regclass) FROM generate_series(1, $2::int8) ORDER BY 1",
+            &[&seq, &n],
+        )
+        .await
+        .map_err(db(format!("reserving ids from {seq}")))?;
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for r in rows {
+        let v: i64 = r.get(0);
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == v => *last = v,
+            _ => runs.push((v, v)),
+        }
+    }
+    Ok(Some(runs))
+}
+
+/// The current versions of rows by key, in the order given (0 for a row
+/// never changed since tracking began).
+pub async fn versions_of<C: tokio_postgres::GenericClient + Sync>(
+    client: &C,
+    table: &Table,
+    pks: &[Vec<Value>],
+) -> Result<Vec<i64>, RemoteError> {
+    if pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    client
+        .batch_execute(KEY_SETTINGS)
+        .await
+        .map_err(db("preparing to read versions"))?;
+    let rows: Vec<PushRow> = pks
+        .iter()
+        .map(|pk| PushRow {
+            table: table.name.clone(),
+            local_pk: String::new(),
+            pk: pk.clone(),
+            values: None,
+            local_seq: 0,
+            expected: Expected::AsOfCursor,
+        })
+        .collect();
+    let npk = table.primary_key.len();
+    let kcols: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
+    let (values_sql, key_params) = keys_values(table, &rows, 1);
+    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    let mut p = params(&key_binds);
+    p.push(&table.name);
+    let sql = format!(
+        "SELECT v.i, COALESCE(rv.version, 0) FROM {values_sql} v(i, {k}) \
+         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) ORDER BY v.i",
+        k = kcols.join(", "),
+        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        tn = key_params.len() + 1,
+    );
+    let found = client
+        .query(&sql, &p)
+        .await
+        .map_err(db(format!("reading versions of {}", table.name)))?;
+    Ok(found.iter().map(|r| r.get::<_, i64>(1)).collect())
+}

@@ -11,6 +11,8 @@
 //! starting two clusters). It stays up after the tests; `pg_ctl -D
 //! $TMPDIR/outpost-test-pg/data stop` ends it.
 
+pub mod proxy;
+
 use std::fs;
 use std::io::Write as _;
 use std::net::TcpListener;
@@ -80,6 +82,25 @@ impl TestDb {
             }
         }
         format!("postgres://{user}@{host}:{port}/{}", self.name)
+    }
+
+    /// The server's address (for a proxy in front of it).
+    pub fn server_addr(&self) -> anyhow::Result<std::net::SocketAddr> {
+        let mut host = "127.0.0.1".to_string();
+        let mut port = "5432".to_string();
+        for part in self.admin.split_whitespace() {
+            match part.split_once('=') {
+                Some(("host", v)) => host = v.to_string(),
+                Some(("port", v)) => port = v.to_string(),
+                _ => {}
+            }
+        }
+        Ok(format!("{host}:{port}").parse()?)
+    }
+
+    /// A `postgres://` URL for the test database through `addr` (a proxy).
+    pub fn database_url_via(&self, addr: std::net::SocketAddr) -> String {
+        format!("postgres://postgres@{addr}/{}", self.name)
     }
 
     /// A new connection to the test database; its driver task runs on the

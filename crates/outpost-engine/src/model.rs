@@ -1,0 +1,365 @@
+//! The model service: `outpost.model("Post").find_many(json!({...}))`, the
+//! seed's `useModelService('Post')`. Each call is planned once
+//! (`outpost_query::plan`, which validates every name and value against the
+//! schema) and run where the node's mode sends it:
+//!
+//! * **local**: on the replica; writes go through the capture triggers like
+//!   any other writer's, values the server would have filled are filled
+//!   first ([`fill_defaults`]), and every record carries `syncStatus`;
+//! * **remote**: on the server, in one transaction under the node's origin;
+//!   written rows are mirrored into the replica as synced at their new
+//!   versions.
+//!
+//! In `auto` mode a request whose server connection cannot be opened, or
+//! breaks before anything was committed, runs on the replica instead (the
+//! server rolled the transaction back, so nothing is applied twice). A
+//! connection lost while the commit was in flight is reported as
+//! [`EngineError::OutcomeUnknown`]: the write may or may not have landed, and
+//! it is never replayed blindly.
+//!
+//! # Values filled for rows created offline
+//!
+//! * Defaults SQLite computes the same way (constants, `now()`,
+//!   `CURRENT_DATE`, `gen_random_uuid()`) are column defaults of the replica.
+//! * A text or uuid primary key with no default gets a UUIDv7 (Prisma's
+//!   `@default(cuid())`/`@default(uuid())` live in the client, not the
+//!   database).
+//! * Integer columns fed by a sequence (`serial`, identity) take ids from a
+//!   per-node block reserved from that sequence while online
+//!   ([`NodeOptions::id_block`](crate::NodeOptions), topped up after each
+//!   sync when half used), so an offline row keeps its id when pushed and two
+//!   nodes never collide. When the block runs out offline, the create is
+//!   refused with an error saying so; nothing is guessed.
+
+use std::collections::BTreeMap;
+
+use outpost_core::schema::{Schema, Table};
+use outpost_core::types::{ScalarType, Value};
+use outpost_local::sync::{Mirrored, take_id};
+use outpost_query::{Operation, Plan};
+use serde::de::DeserializeOwned;
+use serde_json::Value as Json;
+
+use crate::engine::Engine;
+use crate::error::EngineError;
+use crate::node::{Mode, Outpost};
+
+/// Operations on one model.
+#[derive(Clone)]
+pub struct ModelService {
+    node: Outpost,
+    model: String,
+}
+
+impl Outpost {
+    /// The model service of a synced table.
+    pub fn model(&self, name: &str) -> Result<ModelService, EngineError> {
+        if self.inner.engine.schema().table(name).is_none() {
+            let names: Vec<&str> = self.inner.engine.schema().tables.iter().map(|t| t.name.as_str()).collect();
+            return Err(EngineError::Query(format!(
+                "unknown model {name:?} (models: {})",
+                names.join(", ")
+            )));
+        }
+        Ok(ModelService {
+            node: self.clone(),
+            model: name.to_string(),
+        })
+    }
+}
+
+fn typed<T: DeserializeOwned>(json: Json) -> Result<T, EngineError> {
+    serde_json::from_value(json).map_err(|e| EngineError::Query(format!("the result does not fit the requested type: {e}")))
+}
+
+fn count_of(json: &Json) -> u64 {
+    json.as_u64().or_else(|| json.get("count").and_then(Json::as_u64)).unwrap_or(0)
+}
+
+impl ModelService {
+    /// The model's name.
+    pub fn name(&self) -> &str {
+        &self.model
+    }
+
+    /// Runs any operation with Prisma's argument object; returns Prisma's
+    /// result shape as JSON.
+    pub async fn run(&self, operation: Operation, args: Json) -> Result<Json, EngineError> {
+        let schema = self.node.inner.engine.schema().clone();
+        let plan = outpost_query::plan(&schema, &self.model, operation, &args)
+            .map_err(|e| EngineError::Query(e.to_string()))?;
+        if !self.node.inner.config.enable_offline_mode && self.node.mode() == Mode::Auto && !self.node.is_online() {
+            // No fallback allowed: try the server, and say so if it is away.
+            return self.run_remote(&schema, &plan).await;
+        }
+        if self.node.using_local() {
+            return self.run_local(schema, plan).await;
+        }
+        match self.run_remote(&schema, &plan).await {
+            Err(EngineError::Unreachable(reason))
+                if self.node.mode() == Mode::Auto && self.node.inner.config.enable_offline_mode =>
+            {
+                tracing::info!(%reason, "server unreachable; running on the replica");
+                if self.node.set_online(false) {
+                    self.node.publish().await;
+                }
+                self.run_local(schema, plan).await
+            }
+            other => other,
+        }
+    }
+
+    async fn run_local(&self, schema: Schema, plan: Plan) -> Result<Json, EngineError> {
+        let is_write = plan.is_write();
+        let out = self
+            .node
+            .inner
+            .engine
+            .with_replica(move |r| {
+                let conn = r.connection();
+                let mut fill = |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
+                outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
+            })
+            .await?;
+        if is_write {
+            self.node.publish().await;
+        }
+        Ok(out.result)
+    }
+
+    async fn run_remote(&self, schema: &Schema, plan: &Plan) -> Result<Json, EngineError> {
+        let unreachable = |e: &dyn std::fmt::Display| {
+            EngineError::Unreachable(format!(
+                "{e}{}",
+                if self.node.inner.config.enable_offline_mode {
+                    ""
+                } else {
+                    " (ENABLE_OFFLINE_MODE is false, so there is no fallback to the replica)"
+                }
+            ))
+        };
+        let mut guard = match self.node.remote_client().await {
+            Ok(g) => g,
+            Err(e) => return Err(unreachable(&e)),
+        };
+        let Some(client) = guard.as_mut() else {
+            return Err(unreachable(&"no connection"));
+        };
+        if !plan.is_write() {
+            return match outpost_remote::query::run(&*client, schema, plan).await {
+                Ok(out) => Ok(out.result),
+                Err(e) if e.is_transient() => {
+                    *guard = None;
+                    Err(unreachable(&e))
+                }
+                Err(e) => Err(EngineError::Remote(e)),
+            };
+        }
+        let node_id = self.node.inner.engine.node_id();
+        let tx = match client.transaction().await {
+            Ok(tx) => tx,
+            Err(e) => {
+                *guard = None;
+                return Err(unreachable(&e));
+            }
+        };
+        let prepared = tx
+            .batch_execute(&format!("SET LOCAL outpost.origin = '{node_id}'"))
+            .await
+            .map_err(|e| outpost_remote::RemoteError::db("starting a write", e));
+        let result = match prepared {
+            Ok(()) => outpost_remote::query::run(&tx, schema, plan).await,
+            Err(e) => Err(e),
+        };
+        let out = match result {
+            Ok(out) => out,
+            Err(e) if e.is_transient() => {
+                // Not committed: the server rolled it back.
+                drop(tx);
+                *guard = None;
+                return Err(unreachable(&e));
+            }
+            Err(e) => return Err(EngineError::Remote(e)),
+        };
+        let mut mirrored = Vec::with_capacity(out.written.len());
+        let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, w) in out.written.iter().enumerate() {
+            by_table.entry(w.table.as_str()).or_default().push(i);
+        }
+        for (table, idx) in by_table {
+            let Some(t) = schema.table(table) else { continue };
+            let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
+            let versions = outpost_remote::feed::versions_of(&tx, t, &pks).await?;
+            for (&i, v) in idx.iter().zip(versions) {
+                let w = &out.written[i];
+                mirrored.push(Mirrored {
+                    table: w.table.clone(),
+                    pk: w.pk.clone(),
+                    values: w.values.clone(),
+                    version: v,
+                });
+            }
+        }
+        if let Err(e) = tx.commit().await {
+            *guard = None;
+            return Err(if outpost_remote::error::is_connection_error(&e) {
+                EngineError::OutcomeUnknown(format!(
+                    "the connection was lost while committing a {:?} on {}: it may or may not have been applied; \
+                     the next sync shows which (it is not retried automatically)",
+                    plan.operation(),
+                    self.model
+                ))
+            } else {
+                EngineError::Remote(outpost_remote::RemoteError::db("committing a write", e))
+            });
+        }
+        drop(guard);
+        self.node.inner.engine.with_replica(move |r| r.mirror(&mirrored)).await?;
+        self.node.publish().await;
+        Ok(out.result)
+    }
+
+    /// `findMany`.
+    pub async fn find_many<T: DeserializeOwned>(&self, args: Json) -> Result<Vec<T>, EngineError> {
+        typed(self.run(Operation::FindMany, args).await?)
+    }
+
+    /// `findFirst`.
+    pub async fn find_first<T: DeserializeOwned>(&self, args: Json) -> Result<Option<T>, EngineError> {
+        typed(self.run(Operation::FindFirst, args).await?)
+    }
+
+    /// `findUnique`.
+    pub async fn find_unique<T: DeserializeOwned>(&self, args: Json) -> Result<Option<T>, EngineError> {
+        typed(self.run(Operation::FindUnique, args).await?)
+    }
+
+    /// `count`.
+    pub async fn count(&self, args: Json) -> Result<u64, EngineError> {
+        Ok(count_of(&self.run(Operation::Count, args).await?))
+    }
+
+    /// `create`.
+    pub async fn create<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+        typed(self.run(Operation::Create, args).await?)
+    }
+
+    /// `createMany`: the number of rows created.
+    pub async fn create_many(&self, args: Json) -> Result<u64, EngineError> {
+        Ok(count_of(&self.run(Operation::CreateMany, args).await?))
+    }
+
+    /// `update`.
+    pub async fn update<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+        typed(self.run(Operation::Update, args).await?)
+    }
+
+    /// `updateMany`: the number of rows updated.
+    pub async fn update_many(&self, args: Json) -> Result<u64, EngineError> {
+        Ok(count_of(&self.run(Operation::UpdateMany, args).await?))
+    }
+
+    /// `upsert`.
+    pub async fn upsert<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+        typed(self.run(Operation::Upsert, args).await?)
+    }
+
+    /// `delete`.
+    pub async fn delete<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+        typed(self.run(Operation::Delete, args).await?)
+    }
+
+    /// `deleteMany`: the number of rows deleted.
+    pub async fn delete_many(&self, args: Json) -> Result<u64, EngineError> {
+        Ok(count_of(&self.run(Operation::DeleteMany, args).await?))
+    }
+}
+
+fn fed_by_sequence(table: &Table, column: &outpost_core::schema::Column) -> bool {
+    let _ = table;
+    matches!(column.ty.scalar, ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8)
+        && !column.ty.array
+        && (column.identity.is_some() || column.default.as_deref().is_some_and(|d| d.starts_with("nextval(")))
+}
+
+/// Fills what the server would have filled for a row created offline (see
+/// the module doc). Runs inside the local write's transaction.
+pub fn fill_defaults(
+    conn: &outpost_local::rusqlite::Connection,
+    table: &Table,
+    row: &mut BTreeMap<String, Value>,
+) -> Result<(), String> {
+    for column in &table.columns {
+        if row.contains_key(&column.name) || column.generated {
+            continue;
+        }
+        if fed_by_sequence(table, column) {
+            match take_id(conn, &table.name, &column.name) {
+                Ok(Some(id)) => {
+                    row.insert(column.name.clone(), Value::Int(id));
+                }
+                Ok(None) => {
+                    return Err(format!(
+                        "no reserved ids left for {}.{}: rows created offline take ids from a block reserved from the \
+                         server's sequence while online; connect to the server to reserve more, or give {} explicitly",
+                        table.name, column.name, column.name
+                    ));
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+            continue;
+        }
+        let is_key = table.primary_key.contains(&column.name);
+        if is_key && column.default.is_none() && !column.ty.array {
+            match column.ty.scalar {
+                ScalarType::Text | ScalarType::Varchar | ScalarType::Uuid => {
+                    row.insert(column.name.clone(), Value::Text(uuid::Uuid::now_v7().to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reserves ids for every sequence-fed column whose block is half used.
+pub(crate) async fn top_up_ids(node: &Outpost) -> Result<(), EngineError> {
+    let schema = node.inner.engine.schema().clone();
+    let wanted: Vec<(String, String)> = schema
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| fed_by_sequence(t, c))
+                .map(|c| (t.name.clone(), c.name.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let block = node.inner.options.id_block;
+    let mut guard = node.remote_client().await?;
+    let Some(client) = guard.as_mut() else { return Ok(()) };
+    for (table, column) in wanted {
+        let (t, c) = (table.clone(), column.clone());
+        let left = node.inner.engine.with_replica(move |r| r.ids_left(&t, &c)).await?;
+        if left >= block / 2 {
+            continue;
+        }
+        if let Some(runs) = outpost_remote::feed::reserve_ids(client, &schema.pg_schema, &table, &column, block - left).await? {
+            let (t, c) = (table.clone(), column.clone());
+            node.inner.engine.with_replica(move |r| r.add_ids(&t, &c, &runs)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Registers outpost's SQLite functions (numeric order, Unicode lower) on
+/// the replica's connection.
+pub(crate) async fn register_sqlite_functions(engine: &Engine) -> Result<(), EngineError> {
+    engine
+        .with_replica(|r| outpost_local::query::register_functions(r.connection()))
+        .await
+}
