@@ -18,6 +18,15 @@
 //!   transaction.
 //! * **B2 push**: `--push-rows` rows inserted locally, pushed. Baseline:
 //!   binary `COPY FROM` of the same rows into an untracked copy of the table.
+//! * **B5 latency**: a server commit until the row is visible in an online
+//!   node's replica (p50, p99), `--latency-commits` single-row commits.
+//! * **B6 capture**: `--capture-rows` local inserts through the capture
+//!   triggers, one per transaction and in batches of 1,000; baseline: the same
+//!   inserts into an untracked table of the same shape in the same file.
+//! * **B8 include**: `find_many` of `--include-rows` posts with their users,
+//!   local and remote; baseline: the same two queries hand-written.
+
+mod node_scenarios;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -40,13 +49,22 @@ use outpost_testkit::TestDb;
     name = "outpost-bench",
     about = "outpost benchmarks, each beside a baseline from the same run"
 )]
-struct Args {
+pub(crate) struct Args {
     /// Rows of the bootstrap table (B1).
     #[arg(long, default_value_t = 1_000_000)]
     rows: u64,
     /// Rows pushed (B2).
     #[arg(long, default_value_t = 100_000)]
     push_rows: u64,
+    /// Rows inserted locally (B6).
+    #[arg(long, default_value_t = 100_000)]
+    capture_rows: u64,
+    /// Server commits timed to the replica (B5).
+    #[arg(long, default_value_t = 1_000)]
+    latency_commits: usize,
+    /// Posts read with their users (B8).
+    #[arg(long, default_value_t = 10_000)]
+    include_rows: u64,
     /// Runs per scenario (median and spread are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -83,7 +101,7 @@ fn peak_rss_mib() -> Option<f64> {
 }
 
 #[derive(Debug, Clone, Copy)]
-struct Sample {
+pub(crate) struct Sample {
     outpost: Duration,
     baseline: Duration,
 }
@@ -93,7 +111,35 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn summarize(name: &str, rows: u64, samples: &[Sample], target: &str) {
+pub(crate) fn summarize(name: &str, rows: u64, samples: &[Sample], target: &str) {
+    let spread = |v: &[f64]| {
+        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (lo, hi)
+    };
+    if target.starts_with("time") {
+        // Time ratio: outpost's time over the baseline's (lower is better).
+        let ours: Vec<f64> = samples
+            .iter()
+            .map(|s| s.outpost.as_secs_f64() * 1000.0)
+            .collect();
+        let base: Vec<f64> = samples
+            .iter()
+            .map(|s| s.baseline.as_secs_f64() * 1000.0)
+            .collect();
+        let ratios: Vec<f64> = samples
+            .iter()
+            .map(|s| s.outpost.as_secs_f64() / s.baseline.as_secs_f64().max(1e-9))
+            .collect();
+        let (rl, rh) = spread(&ratios);
+        println!(
+            "{name:<24} {rows:>9} rows | outpost {:>9.1} ms | baseline {:>9.1} ms | time ratio {:.2} ({rl:.2}–{rh:.2}) | target {target}",
+            median(ours),
+            median(base),
+            median(ratios.clone()),
+        );
+        return;
+    }
     let rate = |d: Duration| rows as f64 / d.as_secs_f64();
     let ours: Vec<f64> = samples.iter().map(|s| rate(s.outpost)).collect();
     let base: Vec<f64> = samples.iter().map(|s| rate(s.baseline)).collect();
@@ -101,20 +147,12 @@ fn summarize(name: &str, rows: u64, samples: &[Sample], target: &str) {
         .iter()
         .map(|s| rate(s.outpost) / rate(s.baseline))
         .collect();
-    let spread = |v: &[f64]| {
-        let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        format!("{lo:.0}–{hi:.0}")
-    };
+    let ((ol, oh), (bl, bh), (rl, rh)) = (spread(&ours), spread(&base), spread(&ratios));
     println!(
-        "{name:<14} {rows:>9} rows | outpost {:>9.0} rows/s ({}) | baseline {:>9.0} rows/s ({}) | ratio {:.2} ({:.2}–{:.2}) | target {target}",
+        "{name:<24} {rows:>9} rows | outpost {:>9.0} rows/s ({ol:.0}–{oh:.0}) | baseline {:>9.0} rows/s ({bl:.0}–{bh:.0}) | ratio {:.2} ({rl:.2}–{rh:.2}) | target {target}",
         median(ours.clone()),
-        spread(&ours),
         median(base.clone()),
-        spread(&base),
         median(ratios.clone()),
-        ratios.iter().copied().fold(f64::INFINITY, f64::min),
-        ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     );
 }
 
@@ -134,6 +172,9 @@ async fn main() -> anyhow::Result<()> {
     if args.quick {
         args.rows = args.rows.min(20_000);
         args.push_rows = args.push_rows.min(5_000);
+        args.capture_rows = args.capture_rows.min(5_000);
+        args.latency_commits = args.latency_commits.min(50);
+        args.include_rows = args.include_rows.min(2_000);
         args.runs = 1;
     }
     args.runs = args.runs.max(1);
@@ -148,6 +189,11 @@ async fn main() -> anyhow::Result<()> {
     );
     bootstrap_scenario(&db, &args).await?;
     push_scenario(&db, &args).await?;
+    let nodes = TestDb::new().await?;
+    node_scenarios::blog(&nodes, 1000, args.include_rows).await?;
+    node_scenarios::find_many_include(&nodes, &args).await?;
+    node_scenarios::capture_overhead(&nodes, &args).await?;
+    node_scenarios::latency(&nodes, args.latency_commits).await?;
     Ok(())
 }
 

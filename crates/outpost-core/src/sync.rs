@@ -143,6 +143,9 @@ pub struct PullBatch {
     pub cursor: Cursor,
     /// More changes are waiting below the horizon.
     pub more: bool,
+    /// Changes exist past the horizon: an open transaction (anywhere on the
+    /// cluster) holds them back; pull again shortly.
+    pub held_back: bool,
 }
 
 /// What the replica expects the server's version of a pushed row to be.

@@ -105,6 +105,9 @@ pub struct SyncReport {
     pub direction: Direction,
     /// Whether the run (re)bootstrapped the replica.
     pub bootstrapped: bool,
+    /// Committed server changes are held back by an open transaction (the
+    /// pull horizon); another pull shortly will bring them.
+    pub held_back: bool,
 }
 
 /// The node's sync state, from the replica alone (works offline).
@@ -386,7 +389,10 @@ impl Engine {
             .await?;
         let mut stats = Stats::new();
         let mut bootstrapped = false;
-        let outcome = self.run(&options, &mut stats, &mut bootstrapped).await;
+        let mut held_back = false;
+        let outcome = self
+            .run(&options, &mut stats, &mut bootstrapped, &mut held_back)
+            .await;
         let error = outcome.err().map(|e| e.to_string());
         let mut report = SyncReport {
             success: error.is_none(),
@@ -395,6 +401,7 @@ impl Engine {
             timestamp: outpost_core::types::timestamptz_from_chrono(chrono::Utc::now()),
             direction: options.direction,
             bootstrapped,
+            held_back,
         };
         for m in &models {
             report
@@ -428,6 +435,7 @@ impl Engine {
         options: &SyncOptions,
         stats: &mut Stats,
         bootstrapped: &mut bool,
+        held_back: &mut bool,
     ) -> Result<(), EngineError> {
         let mut client = self.connect().await?;
         if outpost_remote::installed_version(&client).await?.is_none() {
@@ -457,7 +465,7 @@ impl Engine {
             }
         }
         if options.direction.pulls() {
-            self.pull(&mut client, options, stats).await?;
+            *held_back = self.pull(&mut client, options, stats).await?;
         }
         Ok(())
     }
@@ -622,11 +630,12 @@ impl Engine {
         client: &mut Client,
         options: &SyncOptions,
         stats: &mut Stats,
-    ) -> Result<(), EngineError> {
+    ) -> Result<bool, EngineError> {
         let policies = self.policies();
         let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
         let advance = options.models.is_none();
         let mut applied: u64 = 0;
+        let mut held_back;
         loop {
             let batch = feed::pull(
                 client,
@@ -639,6 +648,7 @@ impl Engine {
             self.inner.faults.hit("pull-before-apply")?;
             let next = batch.cursor;
             let more = batch.more;
+            held_back = batch.held_back;
             applied += batch.changes as u64;
             let p = policies.clone();
             let got = self
@@ -664,7 +674,7 @@ impl Engine {
                 tracing::debug!(pruned, "pruned the change log");
             }
         }
-        Ok(())
+        Ok(held_back)
     }
 }
 

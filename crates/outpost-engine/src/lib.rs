@@ -33,8 +33,13 @@
 
 mod engine;
 mod error;
+mod model;
+mod node;
 
 pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncReport};
 
 pub use error::EngineError;
+pub use model::{ModelService, fill_defaults};
+pub use node::{Mode, NodeOptions, Outpost, Status};
 pub use outpost_core::conflict::Policy;
+pub use outpost_query::Operation;

@@ -55,7 +55,14 @@ impl Outpost {
     /// The model service of a synced table.
     pub fn model(&self, name: &str) -> Result<ModelService, EngineError> {
         if self.inner.engine.schema().table(name).is_none() {
-            let names: Vec<&str> = self.inner.engine.schema().tables.iter().map(|t| t.name.as_str()).collect();
+            let names: Vec<&str> = self
+                .inner
+                .engine
+                .schema()
+                .tables
+                .iter()
+                .map(|t| t.name.as_str())
+                .collect();
             return Err(EngineError::Query(format!(
                 "unknown model {name:?} (models: {})",
                 names.join(", ")
@@ -69,11 +76,14 @@ impl Outpost {
 }
 
 fn typed<T: DeserializeOwned>(json: Json) -> Result<T, EngineError> {
-    serde_json::from_value(json).map_err(|e| EngineError::Query(format!("the result does not fit the requested type: {e}")))
+    serde_json::from_value(json)
+        .map_err(|e| EngineError::Query(format!("the result does not fit the requested type: {e}")))
 }
 
 fn count_of(json: &Json) -> u64 {
-    json.as_u64().or_else(|| json.get("count").and_then(Json::as_u64)).unwrap_or(0)
+    json.as_u64()
+        .or_else(|| json.get("count").and_then(Json::as_u64))
+        .unwrap_or(0)
 }
 
 impl ModelService {
@@ -88,7 +98,10 @@ impl ModelService {
         let schema = self.node.inner.engine.schema().clone();
         let plan = outpost_query::plan(&schema, &self.model, operation, &args)
             .map_err(|e| EngineError::Query(e.to_string()))?;
-        if !self.node.inner.config.enable_offline_mode && self.node.mode() == Mode::Auto && !self.node.is_online() {
+        if !self.node.inner.config.enable_offline_mode
+            && self.node.mode() == Mode::Auto
+            && !self.node.is_online()
+        {
             // No fallback allowed: try the server, and say so if it is away.
             return self.run_remote(&schema, &plan).await;
         }
@@ -117,7 +130,8 @@ impl ModelService {
             .engine
             .with_replica(move |r| {
                 let conn = r.connection();
-                let mut fill = |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
+                let mut fill =
+                    |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
                 outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
             })
             .await?;
@@ -142,81 +156,96 @@ impl ModelService {
             Ok(g) => g,
             Err(e) => return Err(unreachable(&e)),
         };
-        let Some(client) = guard.as_mut() else {
+        // Taken out of the slot while in use; put back only if still healthy.
+        let Some(mut client) = guard.take() else {
             return Err(unreachable(&"no connection"));
         };
         if !plan.is_write() {
-            return match outpost_remote::query::run(&*client, schema, plan).await {
-                Ok(out) => Ok(out.result),
-                Err(e) if e.is_transient() => {
-                    *guard = None;
-                    Err(unreachable(&e))
+            return match outpost_remote::query::run(&client, schema, plan).await {
+                Ok(out) => {
+                    *guard = Some(client);
+                    Ok(out.result)
                 }
-                Err(e) => Err(EngineError::Remote(e)),
+                Err(e) if e.is_transient() => Err(unreachable(&e)),
+                Err(e) => {
+                    *guard = Some(client);
+                    Err(EngineError::Remote(e))
+                }
             };
         }
         let node_id = self.node.inner.engine.node_id();
-        let tx = match client.transaction().await {
-            Ok(tx) => tx,
-            Err(e) => {
-                *guard = None;
-                return Err(unreachable(&e));
-            }
-        };
-        let prepared = tx
-            .batch_execute(&format!("SET LOCAL outpost.origin = '{node_id}'"))
-            .await
-            .map_err(|e| outpost_remote::RemoteError::db("starting a write", e));
-        let result = match prepared {
-            Ok(()) => outpost_remote::query::run(&tx, schema, plan).await,
-            Err(e) => Err(e),
-        };
-        let out = match result {
-            Ok(out) => out,
-            Err(e) if e.is_transient() => {
+        let mirrored = {
+            let tx = match client.transaction().await {
+                Ok(tx) => tx,
+                Err(e) => return Err(unreachable(&e)),
+            };
+            let prepared = tx
+                .batch_execute(&format!("SET LOCAL outpost.origin = '{node_id}'"))
+                .await
+                .map_err(|e| outpost_remote::RemoteError::db("starting a write", e));
+            let result = match prepared {
+                Ok(()) => outpost_remote::query::run(&tx, schema, plan).await,
+                Err(e) => Err(e),
+            };
+            let out = match result {
+                Ok(out) => out,
                 // Not committed: the server rolled it back.
-                drop(tx);
-                *guard = None;
-                return Err(unreachable(&e));
+                Err(e) if e.is_transient() => return Err(unreachable(&e)),
+                Err(e) => {
+                    drop(tx);
+                    *guard = Some(client);
+                    return Err(EngineError::Remote(e));
+                }
+            };
+            let mut mirrored = Vec::with_capacity(out.written.len());
+            let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+            for (i, w) in out.written.iter().enumerate() {
+                by_table.entry(w.table.as_str()).or_default().push(i);
             }
-            Err(e) => return Err(EngineError::Remote(e)),
-        };
-        let mut mirrored = Vec::with_capacity(out.written.len());
-        let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, w) in out.written.iter().enumerate() {
-            by_table.entry(w.table.as_str()).or_default().push(i);
-        }
-        for (table, idx) in by_table {
-            let Some(t) = schema.table(table) else { continue };
-            let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
-            let versions = outpost_remote::feed::versions_of(&tx, t, &pks).await?;
-            for (&i, v) in idx.iter().zip(versions) {
-                let w = &out.written[i];
-                mirrored.push(Mirrored {
-                    table: w.table.clone(),
-                    pk: w.pk.clone(),
-                    values: w.values.clone(),
-                    version: v,
+            for (table, idx) in by_table {
+                let Some(t) = schema.table(table) else {
+                    continue;
+                };
+                let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
+                let versions = match outpost_remote::feed::versions_of(&tx, t, &pks).await {
+                    Ok(v) => v,
+                    Err(e) if e.is_transient() => return Err(unreachable(&e)),
+                    Err(e) => return Err(EngineError::Remote(e)),
+                };
+                for (&i, v) in idx.iter().zip(versions) {
+                    let w = &out.written[i];
+                    mirrored.push(Mirrored {
+                        table: w.table.clone(),
+                        pk: w.pk.clone(),
+                        values: w.values.clone(),
+                        version: v,
+                    });
+                }
+            }
+            if let Err(e) = tx.commit().await {
+                return Err(if outpost_remote::error::is_connection_error(&e) {
+                    EngineError::OutcomeUnknown(format!(
+                        "the connection was lost while committing a {} on {}: it may or may not have been applied; \
+                         the next sync shows which (it is not retried automatically)",
+                        plan.operation(),
+                        self.model
+                    ))
+                } else {
+                    EngineError::Remote(outpost_remote::RemoteError::db("committing a write", e))
                 });
             }
-        }
-        if let Err(e) = tx.commit().await {
-            *guard = None;
-            return Err(if outpost_remote::error::is_connection_error(&e) {
-                EngineError::OutcomeUnknown(format!(
-                    "the connection was lost while committing a {:?} on {}: it may or may not have been applied; \
-                     the next sync shows which (it is not retried automatically)",
-                    plan.operation(),
-                    self.model
-                ))
-            } else {
-                EngineError::Remote(outpost_remote::RemoteError::db("committing a write", e))
-            });
-        }
+            (mirrored, out.result)
+        };
+        *guard = Some(client);
+        let (mirrored, result) = mirrored;
         drop(guard);
-        self.node.inner.engine.with_replica(move |r| r.mirror(&mirrored)).await?;
+        self.node
+            .inner
+            .engine
+            .with_replica(move |r| r.mirror(&mirrored))
+            .await?;
         self.node.publish().await;
-        Ok(out.result)
+        Ok(result)
     }
 
     /// `findMany`.
@@ -225,12 +254,18 @@ impl ModelService {
     }
 
     /// `findFirst`.
-    pub async fn find_first<T: DeserializeOwned>(&self, args: Json) -> Result<Option<T>, EngineError> {
+    pub async fn find_first<T: DeserializeOwned>(
+        &self,
+        args: Json,
+    ) -> Result<Option<T>, EngineError> {
         typed(self.run(Operation::FindFirst, args).await?)
     }
 
     /// `findUnique`.
-    pub async fn find_unique<T: DeserializeOwned>(&self, args: Json) -> Result<Option<T>, EngineError> {
+    pub async fn find_unique<T: DeserializeOwned>(
+        &self,
+        args: Json,
+    ) -> Result<Option<T>, EngineError> {
         typed(self.run(Operation::FindUnique, args).await?)
     }
 
@@ -277,9 +312,15 @@ impl ModelService {
 
 fn fed_by_sequence(table: &Table, column: &outpost_core::schema::Column) -> bool {
     let _ = table;
-    matches!(column.ty.scalar, ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8)
-        && !column.ty.array
-        && (column.identity.is_some() || column.default.as_deref().is_some_and(|d| d.starts_with("nextval(")))
+    matches!(
+        column.ty.scalar,
+        ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8
+    ) && !column.ty.array
+        && (column.identity.is_some()
+            || column
+                .default
+                .as_deref()
+                .is_some_and(|d| d.starts_with("nextval(")))
 }
 
 /// Fills what the server would have filled for a row created offline (see
@@ -313,7 +354,10 @@ pub fn fill_defaults(
         if is_key && column.default.is_none() && !column.ty.array {
             match column.ty.scalar {
                 ScalarType::Text | ScalarType::Varchar | ScalarType::Uuid => {
-                    row.insert(column.name.clone(), Value::Text(uuid::Uuid::now_v7().to_string()));
+                    row.insert(
+                        column.name.clone(),
+                        Value::Text(uuid::Uuid::now_v7().to_string()),
+                    );
                 }
                 _ => {}
             }
@@ -341,16 +385,33 @@ pub(crate) async fn top_up_ids(node: &Outpost) -> Result<(), EngineError> {
     }
     let block = node.inner.options.id_block;
     let mut guard = node.remote_client().await?;
-    let Some(client) = guard.as_mut() else { return Ok(()) };
+    let Some(client) = guard.as_mut() else {
+        return Ok(());
+    };
     for (table, column) in wanted {
         let (t, c) = (table.clone(), column.clone());
-        let left = node.inner.engine.with_replica(move |r| r.ids_left(&t, &c)).await?;
+        let left = node
+            .inner
+            .engine
+            .with_replica(move |r| r.ids_left(&t, &c))
+            .await?;
         if left >= block / 2 {
             continue;
         }
-        if let Some(runs) = outpost_remote::feed::reserve_ids(client, &schema.pg_schema, &table, &column, block - left).await? {
+        if let Some(runs) = outpost_remote::feed::reserve_ids(
+            client,
+            &schema.pg_schema,
+            &table,
+            &column,
+            block - left,
+        )
+        .await?
+        {
             let (t, c) = (table.clone(), column.clone());
-            node.inner.engine.with_replica(move |r| r.add_ids(&t, &c, &runs)).await?;
+            node.inner
+                .engine
+                .with_replica(move |r| r.add_ids(&t, &c, &runs))
+                .await?;
         }
     }
     Ok(())

@@ -58,7 +58,9 @@ impl std::str::FromStr for Mode {
             "auto" => Ok(Mode::Auto),
             "local" => Ok(Mode::Local),
             "remote" => Ok(Mode::Remote),
-            other => Err(format!("unknown mode {other:?}: expected auto, local or remote")),
+            other => Err(format!(
+                "unknown mode {other:?}: expected auto, local or remote"
+            )),
         }
     }
 }
@@ -124,6 +126,9 @@ impl Default for NodeOptions {
 
 type SharedSync = Shared<BoxFuture<'static, Result<SyncReport, String>>>;
 
+/// The running sync: its direction, its generation number and its future.
+type Running = (Direction, u64, SharedSync);
+
 pub(crate) struct NodeInner {
     pub(crate) engine: Engine,
     pub(crate) config: Config,
@@ -132,7 +137,9 @@ pub(crate) struct NodeInner {
     online: AtomicBool,
     status_tx: watch::Sender<Status>,
     cancel: CancellationToken,
-    running: Mutex<Option<(Direction, SharedSync)>>,
+    running: Mutex<Option<Running>>,
+    generation: std::sync::atomic::AtomicU64,
+    retrying: AtomicBool,
     pub(crate) remote: tokio::sync::Mutex<Option<Client>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
@@ -171,7 +178,13 @@ impl Outpost {
                     .map_err(|e| EngineError::Config(e.to_string()))?;
                 let mut client = outpost_remote::connect(url, options.check_timeout).await?;
                 let t = &config.tables;
-                let schema = outpost_remote::introspect(&client, &t.pg_schema, t.include.as_deref(), &t.exclude).await?;
+                let schema = outpost_remote::introspect(
+                    &client,
+                    &t.pg_schema,
+                    t.include.as_deref(),
+                    &t.exclude,
+                )
+                .await?;
                 outpost_core::sqlite::check_schema(&schema).map_err(EngineError::Config)?;
                 if outpost_remote::installed_version(&client).await?.is_none() {
                     outpost_remote::install(&mut client, &schema).await?;
@@ -208,6 +221,8 @@ impl Outpost {
                 status_tx,
                 cancel: CancellationToken::new(),
                 running: Mutex::new(None),
+                generation: std::sync::atomic::AtomicU64::new(0),
+                retrying: AtomicBool::new(false),
                 remote: tokio::sync::Mutex::new(None),
                 tasks: Mutex::new(Vec::new()),
             }),
@@ -275,7 +290,13 @@ impl Outpost {
     /// Recomputes the status and tells subscribers if it changed.
     pub(crate) async fn publish(&self) {
         let engine_status = self.inner.engine.status().await.ok();
-        let remote_db_connected = self.inner.remote.lock().await.as_ref().is_some_and(|c| !c.is_closed());
+        let remote_db_connected = self
+            .inner
+            .remote
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|c| !c.is_closed());
         let status = Status {
             is_online: self.is_online(),
             local_db_connected: engine_status.is_some(),
@@ -303,48 +324,130 @@ impl Outpost {
     /// Runs a sync (trigger `manual`); joins one already running that
     /// covers `direction`.
     pub async fn sync(&self, direction: Direction) -> Result<SyncReport, EngineError> {
-        self.sync_with(SyncOptions::new(direction, Trigger::Manual)).await
+        self.sync_with(SyncOptions::new(direction, Trigger::Manual))
+            .await
     }
 
-    /// Runs a sync with options; never two at once.
+    /// Runs a sync with options; never two at once. A manual request while
+    /// a sync runs joins it when it covers the same direction. A request from
+    /// the monitor (a notification, the interval, a reconnect) waits for it
+    /// and then runs (or joins) the next one, because the running sync may
+    /// have read the server before the change that caused the request.
     pub async fn sync_with(&self, options: SyncOptions) -> Result<SyncReport, EngineError> {
+        let join_running = options.trigger == Trigger::Manual && options.models.is_none();
+        let mut waited = false;
         loop {
             let running = self.inner.running.lock().ok().and_then(|r| r.clone());
-            match running {
-                Some((dir, fut)) => {
-                    let covers = dir == options.direction || dir == Direction::Bidirectional;
-                    let result = fut.await;
-                    if covers && options.models.is_none() {
-                        return result.map_err(EngineError::Internal);
+            let Some((dir, generation, fut)) = running else {
+                break;
+            };
+            let covers = dir == options.direction || dir == Direction::Bidirectional;
+            if covers && (join_running || waited) {
+                return fut.await.map_err(EngineError::Internal);
+            }
+            let _ = fut.await;
+            // That run is over: clear its slot if its owner has not yet (it
+            // may not have been polled since), then the next run (started by
+            // whoever gets there first) is ours to join.
+            let next = match self.inner.running.lock() {
+                Ok(mut r) => {
+                    if r.as_ref().is_some_and(|(_, g, _)| *g == generation) {
+                        *r = None;
                     }
-                    // Not what we asked for: run ours after it.
+                    r.clone()
                 }
-                None => break,
+                Err(_) => None,
+            };
+            waited = true;
+            if next.is_none() {
+                break;
             }
         }
         let engine = self.inner.engine.clone();
         let direction = options.direction;
+        let trigger = options.trigger;
         let fut: BoxFuture<'static, Result<SyncReport, String>> =
             async move { engine.sync(options).await.map_err(|e| e.to_string()) }.boxed();
         let shared = fut.shared();
-        if let Ok(mut r) = self.inner.running.lock() {
-            *r = Some((direction, shared.clone()));
-        }
+        // Decide under the lock, await outside it.
+        let started: Result<u64, SharedSync> = {
+            let mut r = self
+                .inner
+                .running
+                .lock()
+                .map_err(|_| EngineError::Internal("the sync lock was poisoned".into()))?;
+            match r.clone() {
+                // Someone started one while we looked, and it covers ours.
+                Some((dir, _, other)) if dir == direction || dir == Direction::Bidirectional => {
+                    Err(other)
+                }
+                _ => {
+                    let g = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
+                    *r = Some((direction, g, shared.clone()));
+                    Ok(g)
+                }
+            }
+        };
+        let generation = match started {
+            Ok(g) => g,
+            Err(other) => return other.await.map_err(EngineError::Internal),
+        };
         let result = shared.await;
-        if let Ok(mut r) = self.inner.running.lock() {
+        if let Ok(mut r) = self.inner.running.lock()
+            && r.as_ref().is_some_and(|(_, g, _)| *g == generation)
+        {
             *r = None;
         }
         if let Ok(report) = &result {
-            if !report.success && report.errors.values().any(|e| e.contains("cannot reach the server")) {
+            if !report.success
+                && report
+                    .errors
+                    .values()
+                    .any(|e| e.contains("cannot reach the server"))
+            {
                 self.set_online(false);
             }
-            if report.success && self.inner.options.monitor {
+            if report.success {
                 // Keep the id blocks topped up while the server answers.
-                let _ = crate::model::top_up_ids(self).await;
+                if let Err(e) = crate::model::top_up_ids(self).await {
+                    tracing::warn!(error = %e, "could not reserve ids for offline creates");
+                }
+            }
+            if report.success && report.held_back && trigger != Trigger::Manual {
+                self.retry_held_back();
             }
         }
         self.publish().await;
         result.map_err(EngineError::Internal)
+    }
+
+    /// Pulls again shortly while an open server transaction holds committed
+    /// changes back (one retry loop at a time; 10 ms doubling to 1 s).
+    fn retry_held_back(&self) {
+        if self.inner.retrying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let node = self.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(10);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = node.inner.cancel.cancelled() => break,
+                }
+                // Straight to the engine (it never runs two syncs at once):
+                // this loop must not schedule itself again.
+                let options = SyncOptions::new(Direction::FromServer, Trigger::Notify);
+                match node.inner.engine.sync(options).await {
+                    Ok(r) if r.success && r.held_back => {
+                        delay = (delay * 2).min(Duration::from_secs(1))
+                    }
+                    _ => break,
+                }
+            }
+            node.inner.retrying.store(false, Ordering::SeqCst);
+            node.publish().await;
+        });
     }
 
     /// Rows in conflict.
@@ -353,7 +456,12 @@ impl Outpost {
     }
 
     /// Resolves a conflict; the next sync pushes the outcome.
-    pub async fn resolve(&self, model: &str, pk: &str, resolution: Resolution) -> Result<(), EngineError> {
+    pub async fn resolve(
+        &self,
+        model: &str,
+        pk: &str,
+        resolution: Resolution,
+    ) -> Result<(), EngineError> {
         self.inner.engine.resolve(model, pk, resolution).await?;
         self.publish().await;
         Ok(())
@@ -364,10 +472,15 @@ impl Outpost {
     pub async fn shutdown(&self) {
         self.inner.cancel.cancel();
         let running = self.inner.running.lock().ok().and_then(|r| r.clone());
-        if let Some((_, fut)) = running {
+        if let Some((_, _, fut)) = running {
             let _ = fut.await;
         }
-        let tasks: Vec<_> = self.inner.tasks.lock().map(|mut t| t.drain(..).collect()).unwrap_or_default();
+        let tasks: Vec<_> = self
+            .inner
+            .tasks
+            .lock()
+            .map(|mut t| t.drain(..).collect())
+            .unwrap_or_default();
         for t in tasks {
             let _ = t.await;
         }
@@ -375,7 +488,9 @@ impl Outpost {
     }
 
     /// The server connection for model queries, opened on demand.
-    pub(crate) async fn remote_client(&self) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, EngineError> {
+    pub(crate) async fn remote_client(
+        &self,
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, EngineError> {
         let mut guard = self.inner.remote.lock().await;
         if guard.as_ref().is_none_or(|c| c.is_closed()) {
             *guard = None;
@@ -424,11 +539,17 @@ async fn monitor(node: Outpost) {
                     Ok((client, notes)) => {
                         node.set_online(true);
                         node.publish().await;
-                        let trigger = if first { Trigger::Startup } else { Trigger::Reconnect };
+                        let trigger = if first {
+                            Trigger::Startup
+                        } else {
+                            Trigger::Reconnect
+                        };
                         first = false;
                         let n = node.clone();
                         tokio::spawn(async move {
-                            let _ = n.sync_with(SyncOptions::new(Direction::Bidirectional, trigger)).await;
+                            let _ = n
+                                .sync_with(SyncOptions::new(Direction::Bidirectional, trigger))
+                                .await;
                         });
                         online(&node, client, notes).await;
                         MonitorState::Online
@@ -439,7 +560,9 @@ async fn monitor(node: Outpost) {
                             node.publish().await;
                         }
                         first = false;
-                        MonitorState::Offline { attempt: attempt + 1 }
+                        MonitorState::Offline {
+                            attempt: attempt + 1,
+                        }
                     }
                 }
             }
@@ -466,7 +589,10 @@ async fn listen(node: &Outpost) -> Result<(Client, Notes), EngineError> {
         .map_err(|e| EngineError::Config(e.to_string()))?;
     let (client, mut connection) = tokio::time::timeout(
         node.inner.options.check_timeout,
-        outpost_remote::tokio_postgres::connect(url.expose(), outpost_remote::tokio_postgres::NoTls),
+        outpost_remote::tokio_postgres::connect(
+            url.expose(),
+            outpost_remote::tokio_postgres::NoTls,
+        ),
     )
     .await
     .map_err(|_| EngineError::Config("no answer".into()))?
@@ -501,7 +627,8 @@ async fn online(node: &Outpost, client: Client, mut notes: Notes) {
     let mut check = tokio::time::interval(options.check_interval);
     check.tick().await;
     let interval = node.inner.config.sync_interval;
-    let mut periodic = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600 * 24 * 365)));
+    let mut periodic =
+        tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600 * 24 * 365)));
     periodic.tick().await;
     loop {
         tokio::select! {

@@ -60,6 +60,10 @@ pub enum LocalError {
     /// The stored schema snapshot cannot be read.
     #[error("the replica's schema snapshot is unreadable: {0}")]
     BadSnapshot(String),
+    /// A model request that cannot be carried out (bad arguments, record
+    /// not found, unique constraint violated…).
+    #[error(transparent)]
+    Query(#[from] outpost_query::QueryError),
 }
 
 impl LocalError {

@@ -15,6 +15,7 @@
 //! ```
 
 pub mod error;
+pub mod query;
 pub mod replica;
 pub mod sync;
 pub mod value;

@@ -1257,7 +1257,12 @@ impl Replica {
     }
 
     /// Adds ids reserved from the server's sequence (each a run `next..=last`).
-    pub fn add_ids(&mut self, table: &str, column: &str, runs: &[(i64, i64)]) -> Result<(), LocalError> {
+    pub fn add_ids(
+        &mut self,
+        table: &str,
+        column: &str,
+        runs: &[(i64, i64)],
+    ) -> Result<(), LocalError> {
         let tx = self
             .connection()
             .unchecked_transaction()
@@ -1269,7 +1274,8 @@ impl Replica {
             )
             .map_err(LocalError::sqlite("storing reserved ids"))?;
         }
-        tx.commit().map_err(LocalError::sqlite("storing reserved ids"))
+        tx.commit()
+            .map_err(LocalError::sqlite("storing reserved ids"))
     }
 }
 
@@ -1284,7 +1290,9 @@ pub fn take_id(conn: &Connection, table: &str, column: &str) -> Result<Option<i6
         )
         .optional()
         .map_err(LocalError::sqlite("taking a reserved id"))?;
-    let Some((next, last)) = run else { return Ok(None) };
+    let Some((next, last)) = run else {
+        return Ok(None);
+    };
     if next >= last {
         conn.execute(
             "DELETE FROM \"_outpost_ids\" WHERE table_name = ?1 AND column_name = ?2 AND next = ?3",

@@ -92,6 +92,11 @@ pub enum RemoteError {
         #[source]
         source: tokio_postgres::Error,
     },
+
+    /// A model request that cannot be carried out (bad arguments, record
+    /// not found…).
+    #[error(transparent)]
+    Query(#[from] outpost_query::QueryError),
 }
 
 impl RemoteError {

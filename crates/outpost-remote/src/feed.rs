@@ -391,6 +391,17 @@ pub async fn pull(
             .rows
             .extend(fetch_by_keys(&tx, schema, table, &list).await?);
     }
+    if !batch.more {
+        let row = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM \"outpost\".\"changes\" \
+                 WHERE (txid, seq) > ($1::text::xid8, $2::int8) AND txid >= pg_snapshot_xmin(pg_current_snapshot()))",
+                &[&batch.cursor.txid.to_string(), &batch.cursor.seq],
+            )
+            .await
+            .map_err(db("checking for held-back changes"))?;
+        batch.held_back = row.get(0);
+    }
     tx.commit().await.map_err(db("ending a pull"))?;
     Ok(batch)
 }
@@ -1134,7 +1145,10 @@ pub async fn reserve_ids(
 ) -> Result<Option<Vec<(i64, i64)>>, RemoteError> {
     let qualified = format!("{}.{}", quote(pg_schema), quote(table));
     let row = client
-        .query_one("SELECT pg_get_serial_sequence($1, $2)", &[&qualified, &column])
+        .query_one(
+            "SELECT pg_get_serial_sequence($1, $2)",
+            &[&qualified, &column],
+        )
         .await
         .map_err(db(format!("finding the sequence of {table}.{column}")))?;
     let Some(seq): Option<String> = row.get(0) else {
@@ -1142,7 +1156,7 @@ pub async fn reserve_ids(
     };
     let rows = client
         .query(
-            "SELECT nextval($1::regclass) FROM generate_series(1, $2::int8) ORDER BY 1",
+            "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::int8) ORDER BY 1",
             &[&seq, &n],
         )
         .await
@@ -1193,7 +1207,11 @@ pub async fn versions_of<C: tokio_postgres::GenericClient + Sync>(
         "SELECT v.i, COALESCE(rv.version, 0) FROM {values_sql} v(i, {k}) \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) ORDER BY v.i",
         k = kcols.join(", "),
-        vk = kcols.iter().map(|k| format!("v.{k}")).collect::<Vec<_>>().join(", "),
+        vk = kcols
+            .iter()
+            .map(|k| format!("v.{k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
         tn = key_params.len() + 1,
     );
     let found = client

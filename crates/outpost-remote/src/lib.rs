@@ -35,6 +35,7 @@ pub mod connect;
 pub mod error;
 pub mod feed;
 pub mod introspect;
+pub mod query;
 pub mod tracking;
 
 pub use codec::{Bind, PgValue, row_values};

@@ -33,7 +33,9 @@ impl Proxy {
                 }
                 let mut cut = cut_tx.subscribe();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(target).await else { return };
+                    let Ok(server) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     let (mut cr, mut cw) = client.into_split();
                     let (mut sr, mut sw) = server.into_split();
                     tokio::select! {
@@ -44,7 +46,12 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { addr, up, cuts, task })
+        Ok(Proxy {
+            addr,
+            up,
+            cuts,
+            task,
+        })
     }
 
     /// Cuts every open connection and refuses new ones.

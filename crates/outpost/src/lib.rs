@@ -6,7 +6,10 @@
 //!
 //! * [`core`]: schema model, value mapping, generated SQL, configuration;
 //! * [`local`]: the SQLite replica and its capture triggers;
-//! * [`remote`]: PostgreSQL introspection, the tracking schema, the value codec.
+//! * [`remote`]: PostgreSQL introspection, the tracking schema, the value codec;
+//! * [`query`]: the Prisma-like query layer, identical on both databases;
+//! * [`engine`]: sync runs, and the node runtime [`Outpost`] with its model
+//!   service (see `docs/runtime.md`).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -17,5 +20,8 @@
 //! ```
 
 pub use outpost_core as core;
+pub use outpost_engine as engine;
+pub use outpost_engine::{EngineError, Mode, ModelService, NodeOptions, Operation, Outpost, Status};
+pub use outpost_query as query;
 pub use outpost_local as local;
 pub use outpost_remote as remote;

@@ -1,0 +1,247 @@
+//! Scenarios of the node runtime: B5 change latency, B6 capture overhead,
+//! B8 `find_many` with `include` on both databases.
+
+use std::time::{Duration, Instant};
+
+use outpost_core::sync::Direction;
+use outpost_engine::{Mode, NodeOptions, Outpost};
+use outpost_testkit::TestDb;
+use serde_json::{Value as Json, json};
+
+use crate::{Args, Sample, summarize};
+
+const BLOG: &str = r#"
+CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL, name text);
+CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, views int NOT NULL, "userId" text NOT NULL REFERENCES "User"(id));
+"#;
+
+fn node_config(db: &TestDb, name: &str) -> anyhow::Result<outpost_core::config::Config> {
+    let url = db.database_url();
+    let local = format!("file:{}", db.dir().join(name).display());
+    Ok(outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local.clone()),
+        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+        "OUTPOST_TABLES" => Some("User,Post".into()),
+        _ => None,
+    })?)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Sets up the blog tables with `users` users and `posts` posts.
+pub async fn blog(db: &TestDb, users: u64, posts: u64) -> anyhow::Result<()> {
+    let client = db.client().await?;
+    client.batch_execute(BLOG).await?;
+    client
+        .execute(
+            r#"INSERT INTO "User" SELECT 'u' || i, 'u' || i || '@x', 'name ' || i FROM generate_series(1, $1::int8) i"#,
+            &[&(users as i64)],
+        )
+        .await?;
+    client
+        .execute(
+            r#"INSERT INTO "Post" SELECT 'p' || i, 'title ' || i, i % 1000, 'u' || (1 + i % $1::int8) FROM generate_series(1, $2::int8) i"#,
+            &[&(users as i64), &(posts as i64)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// B5: server commit → visible in an online node's replica.
+pub async fn latency(db: &TestDb, commits: usize) -> anyhow::Result<()> {
+    let node = Outpost::open_with(
+        node_config(db, "b5.db")?,
+        NodeOptions {
+            check_interval: Duration::from_secs(5),
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !(node.status().await.is_online && node.status().await.last_sync.is_some()) {
+        anyhow::ensure!(Instant::now() < deadline, "the node did not come online");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let reader = rusqlite::Connection::open(db.dir().join("b5.db"))?;
+    let client = db.client().await?;
+    let mut lat = Vec::with_capacity(commits);
+    for i in 0..commits {
+        let id = format!("lat{i}");
+        let started = Instant::now();
+        client
+            .execute(
+                r#"INSERT INTO "User" (id, email) VALUES ($1, 'l@x')"#,
+                &[&id],
+            )
+            .await?;
+        loop {
+            let seen: bool = reader.query_row(
+                r#"SELECT EXISTS (SELECT 1 FROM "User" WHERE id = ?1)"#,
+                [&id],
+                |r| r.get(0),
+            )?;
+            if seen {
+                break;
+            }
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(10),
+                "commit {i} never arrived"
+            );
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        lat.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    node.shutdown().await;
+    lat.sort_by(|a, b| a.total_cmp(b));
+    println!(
+        "B5 latency     {commits:>9} commits | p50 {:.2} ms | p99 {:.2} ms | max {:.2} ms | target p50 <= 10 ms, p99 <= 50 ms",
+        percentile(&lat, 0.5),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(0.0)
+    );
+    Ok(())
+}
+
+/// B6: local inserts through the capture triggers against the same inserts
+/// into an untracked table of the same shape, in the same file.
+pub async fn capture_overhead(db: &TestDb, args: &Args) -> anyhow::Result<()> {
+    let node = Outpost::open_with(
+        node_config(db, "b6.db")?,
+        NodeOptions {
+            monitor: false,
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
+    node.sync(Direction::Bidirectional).await?;
+    node.shutdown().await;
+    drop(node);
+    let conn = rusqlite::Connection::open(db.dir().join("b6.db"))?;
+    conn.execute_batch(
+        r#"PRAGMA synchronous = NORMAL;
+           CREATE TABLE plain_post (id TEXT NOT NULL PRIMARY KEY, title TEXT NOT NULL, views INTEGER NOT NULL, "userId" TEXT NOT NULL);"#,
+    )?;
+    let rows = args.capture_rows;
+    for (label, batch) in [("one per transaction", 1u64), ("batches of 1,000", 1000u64)] {
+        let mut samples = Vec::new();
+        for run in 0..args.runs {
+            let timed = |table: &str| -> anyhow::Result<Duration> {
+                let started = Instant::now();
+                let sql = format!(
+                    r#"INSERT INTO {table} (id, title, views, "userId") VALUES (?1, 'capture', 1, 'u1')"#
+                );
+                let mut i = 0;
+                while i < rows {
+                    let tx = conn.unchecked_transaction()?;
+                    {
+                        let mut stmt = tx.prepare_cached(&sql)?;
+                        for j in i..(i + batch).min(rows) {
+                            stmt.execute([format!("c{run}_{batch}_{j}")])?;
+                        }
+                    }
+                    tx.commit()?;
+                    i += batch;
+                }
+                Ok(started.elapsed())
+            };
+            let baseline = timed("plain_post")?;
+            let outpost = timed(r#""Post""#)?;
+            samples.push(Sample { outpost, baseline });
+        }
+        let target = if batch == 1 {
+            "time ratio <= 1.3"
+        } else {
+            "time ratio <= 2.0"
+        };
+        summarize(&format!("B6 capture {label}"), rows, &samples, target);
+    }
+    Ok(())
+}
+
+/// B8: `find_many` with `include` over all posts, local and remote, against
+/// hand-written SQL doing the same on each database.
+pub async fn find_many_include(db: &TestDb, args: &Args) -> anyhow::Result<()> {
+    let node = Outpost::open_with(
+        node_config(db, "b8.db")?,
+        NodeOptions {
+            monitor: false,
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
+    node.sync(Direction::Bidirectional).await?;
+    let posts = node.model("Post")?;
+    let query = json!({"include": {"user": true}, "orderBy": {"id": "asc"}});
+    let client = db.client().await?;
+    let sqlite = rusqlite::Connection::open(db.dir().join("b8.db"))?;
+    for mode in [Mode::Local, Mode::Remote] {
+        node.set_mode(mode).await;
+        let mut samples = Vec::new();
+        let mut n = 0;
+        for _ in 0..args.runs {
+            let started = Instant::now();
+            let found: Vec<Json> = posts.find_many(query.clone()).await?;
+            let outpost = started.elapsed();
+            n = found.len() as u64;
+            anyhow::ensure!(
+                found.first().is_some_and(|p| p["user"].is_object()),
+                "include missing"
+            );
+            let started = Instant::now();
+            let hand = match mode {
+                Mode::Remote => {
+                    let posts = client
+                        .query(r#"SELECT id, title, views, "userId" FROM "Post" ORDER BY id COLLATE "C""#, &[])
+                        .await?;
+                    let ids: Vec<String> = posts.iter().map(|r| r.get::<_, String>(3)).collect();
+                    let users = client
+                        .query(
+                            r#"SELECT id, email, name FROM "User" WHERE id = ANY($1)"#,
+                            &[&ids],
+                        )
+                        .await?;
+                    posts.len() + users.len()
+                }
+                _ => {
+                    let mut stmt = sqlite.prepare_cached(
+                        r#"SELECT id, title, views, "userId" FROM "Post" ORDER BY id"#,
+                    )?;
+                    let posts: Vec<(String, String, i64, String)> = stmt
+                        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                        .collect::<Result<_, _>>()?;
+                    let mut ids: Vec<&str> = posts.iter().map(|p| p.3.as_str()).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let list = ids.iter().map(|_| "?").collect::<Vec<_>>().join(",");
+                    let mut ustmt = sqlite.prepare(&format!(
+                        r#"SELECT id, email, name FROM "User" WHERE id IN ({list})"#
+                    ))?;
+                    let users: Vec<(String, String, Option<String>)> = ustmt
+                        .query_map(rusqlite::params_from_iter(ids.iter()), |r| {
+                            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                        })?
+                        .collect::<Result<_, _>>()?;
+                    posts.len() + users.len()
+                }
+            };
+            let baseline = started.elapsed();
+            anyhow::ensure!(hand > 0, "the hand-written query found nothing");
+            samples.push(Sample { outpost, baseline });
+        }
+        let label = if mode == Mode::Local {
+            "B8 local"
+        } else {
+            "B8 remote"
+        };
+        summarize(label, n, &samples, "time ratio <= 1.3");
+    }
+    node.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,311 @@
+//! The node runtime: modes, the connectivity monitor behind a TCP proxy,
+//! notifications, the model service on both databases, offline ids.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use outpost_core::sync::Direction;
+use outpost_engine::{EngineError, Mode, NodeOptions, Outpost};
+use outpost_testkit::TestDb;
+use outpost_testkit::proxy::Proxy;
+use serde_json::{Value as Json, json};
+
+fn fast() -> NodeOptions {
+    NodeOptions {
+        check_interval: Duration::from_millis(100),
+        check_timeout: Duration::from_millis(500),
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..NodeOptions::default()
+    }
+}
+
+fn config_for(
+    db: &TestDb,
+    name: &str,
+    url: &str,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<outpost_core::config::Config> {
+    let local = format!("file:{}", db.dir().join(format!("{name}.db")).display());
+    let mut vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), url.to_string()),
+        ("LOCAL_DATABASE_URL".into(), local),
+        ("LOCAL_DATABASE_SYNC_INTERVAL".into(), "0".into()),
+    ];
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Ok(outpost_core::config::Config::from_lookup(|k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })?)
+}
+
+async fn wait_for(
+    what: &str,
+    mut f: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if f().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("timed out waiting for {what}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_change_reaches_an_idle_online_node_without_the_interval() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    let node = Outpost::open_with(config_for(&db, "n", &db.database_url(), &[])?, fast()).await?;
+    wait_for("online", async || Ok(node.status().await.is_online)).await?;
+    wait_for("first sync", async || {
+        Ok(node.status().await.last_sync.is_some())
+    })
+    .await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('pushed', 'p@x')"#)
+        .await?;
+    // The interval is off: only the notification can bring it.
+    wait_for("the row in the replica", async || {
+        Ok(local_rows(node.engine(), "User").await?.len() == 1)
+    })
+    .await?;
+    node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cutting_the_network_flips_auto_to_local_and_back() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let proxy = Proxy::start(db.server_addr()?).await?;
+    let node = Outpost::open_with(
+        config_for(&db, "n", &db.database_url_via(proxy.addr), &[])?,
+        fast(),
+    )
+    .await?;
+    wait_for("online and bootstrapped", async || {
+        let s = node.status().await;
+        Ok(s.is_online && s.last_sync.is_some())
+    })
+    .await?;
+    let posts = node.model("Post")?;
+    let online: Json = posts
+        .create(json!({"data": {"id": "on", "title": "online", "userId": "u1"}}))
+        .await?;
+    assert_eq!(online["title"], "online");
+    assert_eq!(
+        client
+            .query_one(r#"SELECT count(*) FROM "Post""#, &[])
+            .await?
+            .get::<_, i64>(0),
+        1
+    );
+
+    proxy.cut();
+    let updates = node.subscribe();
+    wait_for("offline", async || Ok(!node.status().await.is_online)).await?;
+    assert!(node.status().await.using_local_database);
+    let offline: Json = posts.create(json!({"data": {"id": "off", "title": "offline", "userId": "u1"}, "include": {"user": true}})).await?;
+    assert_eq!(offline["syncStatus"], "PENDING");
+    assert_eq!(
+        offline["user"]["id"], "u1",
+        "the user comes from the replica"
+    );
+    let all: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
+    assert_eq!(all.len(), 2);
+    assert_eq!(node.status().await.pending, 1);
+    assert!(updates.has_changed()?, "subscribers heard about it");
+
+    proxy.restore();
+    wait_for("back online and pushed", async || {
+        let s = node.status().await;
+        Ok(s.is_online && s.pending == 0)
+    })
+    .await?;
+    assert_eq!(
+        client
+            .query_one(r#"SELECT count(*) FROM "Post""#, &[])
+            .await?
+            .get::<_, i64>(0),
+        2
+    );
+    node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_offline_mode_operations_fail_with_a_clear_error() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _schema) = server(&db, BLOG).await?;
+    let proxy = Proxy::start(db.server_addr()?).await?;
+    let cfg = config_for(
+        &db,
+        "n",
+        &db.database_url_via(proxy.addr),
+        &[("ENABLE_OFFLINE_MODE", "false")],
+    )?;
+    let node = Outpost::open_with(cfg, fast()).await?;
+    wait_for("online", async || Ok(node.status().await.is_online)).await?;
+    proxy.cut();
+    wait_for("offline", async || Ok(!node.status().await.is_online)).await?;
+    assert!(!node.status().await.using_local_database);
+    let err = node
+        .model("User")?
+        .find_many::<Json>(json!({}))
+        .await
+        .expect_err("refused");
+    assert!(matches!(err, EngineError::Unreachable(_)), "{err}");
+    let text = err.to_string();
+    assert!(
+        text.starts_with("server unreachable") && text.contains("ENABLE_OFFLINE_MODE"),
+        "{text}"
+    );
+    node.shutdown().await;
+    Ok(())
+}
+
+const KEYS: &str = r#"
+CREATE TABLE "Tag" (id serial PRIMARY KEY, name text NOT NULL);
+CREATE TABLE "Item" (id uuid PRIMARY KEY DEFAULT gen_random_uuid(), name text NOT NULL);
+CREATE TABLE "Note" (id text PRIMARY KEY, body text NOT NULL);
+CREATE TABLE "Counter" (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, n int NOT NULL DEFAULT 0);
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_creates_with_every_kind_of_key_push_without_collisions() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, KEYS).await?;
+    let options = NodeOptions {
+        monitor: false,
+        ..fast()
+    };
+    let a = Outpost::open_with(
+        config_for(&db, "a", &db.database_url(), &[])?,
+        options.clone(),
+    )
+    .await?;
+    let b = Outpost::open_with(config_for(&db, "b", &db.database_url(), &[])?, options).await?;
+    for n in [&a, &b] {
+        n.sync(Direction::Bidirectional).await?; // bootstrap, and reserve id blocks
+        n.set_mode(Mode::Local).await;
+    }
+    for (n, who) in [(&a, "a"), (&b, "b")] {
+        for i in 0..5 {
+            n.model("Tag")?
+                .create::<Json>(json!({"data": {"name": format!("{who}{i}")}}))
+                .await?;
+            n.model("Item")?
+                .create::<Json>(json!({"data": {"name": format!("{who}{i}")}}))
+                .await?;
+            n.model("Note")?
+                .create::<Json>(json!({"data": {"body": format!("{who}{i}")}}))
+                .await?;
+            n.model("Counter")?
+                .create::<Json>(json!({"data": {"n": i}}))
+                .await?;
+        }
+    }
+    for n in [&a, &b, &a] {
+        let report = n.sync(Direction::Bidirectional).await?;
+        let failed: u64 = report
+            .results
+            .values()
+            .map(|s| s.records_failed + s.conflicts)
+            .sum();
+        assert_eq!(failed, 0, "{report:?}");
+    }
+    for table in ["Tag", "Item", "Note", "Counter"] {
+        let n: i64 = client
+            .query_one(&format!(r#"SELECT count(*) FROM "{table}""#), &[])
+            .await?
+            .get(0);
+        assert_eq!(n, 10, "{table}");
+    }
+    // Online again, the server's own sequence does not collide with them.
+    client
+        .batch_execute(r#"INSERT INTO "Tag" (name) VALUES ('server')"#)
+        .await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exhausted_id_block_refuses_the_create_and_says_why() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _schema) = server(&db, KEYS).await?;
+    let options = NodeOptions {
+        monitor: false,
+        id_block: 3,
+        ..fast()
+    };
+    let a = Outpost::open_with(config_for(&db, "a", &db.database_url(), &[])?, options).await?;
+    a.sync(Direction::Bidirectional).await?;
+    a.set_mode(Mode::Local).await;
+    let tags = a.model("Tag")?;
+    for i in 0..3 {
+        tags.create::<Json>(json!({"data": {"name": format!("t{i}")}}))
+            .await?;
+    }
+    let err = tags
+        .create::<Json>(json!({"data": {"name": "one too many"}}))
+        .await
+        .expect_err("refused");
+    assert!(
+        err.to_string().contains("no reserved ids left for Tag.id"),
+        "{err}"
+    );
+    // An explicit id still works.
+    tags.create::<Json>(json!({"data": {"id": 1_000_000, "name": "explicit"}}))
+        .await?;
+    assert_eq!(tags.count(json!({})).await?, 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_writes_run_under_the_nodes_origin_and_are_mirrored() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    let node = Outpost::open_with(
+        config_for(&db, "n", &db.database_url(), &[])?,
+        NodeOptions {
+            monitor: false,
+            ..fast()
+        },
+    )
+    .await?;
+    node.sync(Direction::Bidirectional).await?;
+    node.set_mode(Mode::Remote).await;
+    let users = node.model("User")?;
+    let u: Json = users
+        .create(json!({"data": {"id": "r1", "email": "r@x", "name": "remote"}}))
+        .await?;
+    assert_eq!(u["name"], "remote");
+    let origin: Option<String> = client
+        .query_one(
+            "SELECT origin FROM outpost.row_versions WHERE pk = '[\"r1\"]'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(origin, Some(node.engine().node_id().to_string()));
+    // Mirrored into the replica as synced: local mode sees it at once.
+    node.set_mode(Mode::Local).await;
+    let local: Option<Json> = users.find_unique(json!({"where": {"id": "r1"}})).await?;
+    assert_eq!(
+        local.as_ref().map(|u| u["syncStatus"].clone()),
+        Some(json!("SYNCED"))
+    );
+    assert_eq!(node.status().await.pending, 0);
+    // A bad request names what is wrong and changes nothing.
+    let err = users
+        .find_many::<Json>(json!({"where": {"emial": "x"}}))
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("emial"), "{err}");
+    Ok(())
+}

@@ -1,0 +1,926 @@
+//! Unit tests: request parsing and its errors, hostile input, and the SQL
+//! of a few requests pinned for each dialect.
+
+use outpost_core::schema::{Column, EnumType, FkAction, ForeignKey, Schema, Table};
+use outpost_core::types::{ColumnType, ScalarType, Value};
+use serde_json::{Value as Json, json};
+
+use crate::exec::{Driver, ExecOptions, execute};
+use crate::plan::Body;
+use crate::sql::{Builder, Statement};
+use crate::{Dialect, Operation, QueryError, plan};
+
+fn col(name: &str, scalar: ScalarType, pg: &str, nullable: bool) -> Column {
+    Column {
+        name: name.into(),
+        ty: ColumnType::scalar(scalar, pg),
+        nullable,
+        default: None,
+        identity: None,
+        generated: false,
+    }
+}
+
+pub(crate) fn schema() -> Schema {
+    let user = Table {
+        name: "User".into(),
+        columns: vec![
+            col("id", ScalarType::Text, "text", false),
+            col("email", ScalarType::Text, "text", false),
+            col("name", ScalarType::Text, "text", true),
+            col("age", ScalarType::Int4, "integer", true),
+            col("score", ScalarType::Numeric, "numeric(10,2)", true),
+            col(
+                "createdAt",
+                ScalarType::Timestamptz,
+                "timestamp with time zone",
+                false,
+            ),
+            col("active", ScalarType::Bool, "boolean", false),
+            col("role", ScalarType::Enum("Role".into()), "\"Role\"", true),
+            col("meta", ScalarType::Jsonb, "jsonb", true),
+        ],
+        primary_key: vec!["id".into()],
+        foreign_keys: vec![],
+        uniques: vec![vec!["email".into()]],
+        relations: vec![],
+    };
+    let post = Table {
+        name: "Post".into(),
+        columns: vec![
+            col("id", ScalarType::Int4, "integer", false),
+            col("title", ScalarType::Text, "text", false),
+            col("views", ScalarType::Int4, "integer", false),
+            col("userId", ScalarType::Text, "text", false),
+            col(
+                "publishedAt",
+                ScalarType::Timestamptz,
+                "timestamp with time zone",
+                true,
+            ),
+        ],
+        primary_key: vec!["id".into()],
+        foreign_keys: vec![ForeignKey {
+            name: "Post_userId_fkey".into(),
+            columns: vec!["userId".into()],
+            ref_table: "User".into(),
+            ref_columns: vec!["id".into()],
+            on_delete: FkAction::Restrict,
+            on_update: FkAction::Cascade,
+        }],
+        uniques: vec![],
+        relations: vec![],
+    };
+    let like = Table {
+        name: "Like".into(),
+        columns: vec![
+            col("userId", ScalarType::Text, "text", false),
+            col("postId", ScalarType::Int4, "integer", false),
+            col(
+                "at",
+                ScalarType::Timestamptz,
+                "timestamp(3) with time zone",
+                true,
+            ),
+        ],
+        primary_key: vec!["userId".into(), "postId".into()],
+        foreign_keys: vec![],
+        uniques: vec![],
+        relations: vec![],
+    };
+    Schema {
+        pg_schema: "public".into(),
+        tables: vec![user, post, like],
+        enums: vec![EnumType {
+            name: "Role".into(),
+            labels: vec!["USER".into(), "ADMIN".into()],
+        }],
+    }
+    .finish()
+}
+
+fn err(model: &str, op: &str, args: Json) -> String {
+    let op: Operation = op.parse().unwrap();
+    match plan(&schema(), model, op, &args) {
+        Ok(p) => panic!("{model}.{op} {args} planned: {p:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn ok(model: &str, op: &str, args: Json) -> crate::Plan {
+    let op: Operation = op.parse().unwrap();
+    plan(&schema(), model, op, &args).unwrap_or_else(|e| panic!("{args}: {e}"))
+}
+
+/// The main statement of a read plan, in a dialect.
+fn select(p: &crate::Plan, dialect: Dialect) -> Statement {
+    let schema = schema();
+    let b = Builder {
+        dialect,
+        schema: &schema,
+    };
+    match &p.body {
+        Body::Read { query, .. } => b
+            .select(query, None, true, dialect == Dialect::Sqlite)
+            .unwrap(),
+        Body::Count(query) => b.count(query).unwrap(),
+        other => panic!("not a read: {other:?}"),
+    }
+}
+
+#[test]
+fn operations_parse() {
+    for (name, op) in Operation::NAMES.iter().zip(Operation::ALL) {
+        assert_eq!(name.parse::<Operation>(), Ok(op));
+        assert_eq!(op.name(), *name);
+    }
+    let err = "findAll".parse::<Operation>().unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "unknown operation \"findAll\" (operations: findMany, findFirst, findUnique, count, create, createMany, update, updateMany, upsert, delete, deleteMany)"
+    );
+    assert!(Operation::Upsert.is_write());
+    assert!(!Operation::Count.is_write());
+}
+
+#[test]
+fn unknown_names_are_refused_and_listed() {
+    let e = plan(&schema(), "Pst", Operation::FindMany, &json!({})).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "unknown model \"Pst\" (models: Like, Post, User)"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"wher": {}})),
+        "unknown argument \"wher\" for Post.findMany (arguments: where, select, include, orderBy, take, skip, cursor, distinct)"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"where": {"titel": "x"}})),
+        "unknown field \"titel\" on model Post (fields: id, title, views, userId, publishedAt, user)"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"where": {"title": {"like": "x%"}}})
+        ),
+        "unknown operator \"like\" on Post.title (operators: equals, not, in, notIn, lt, lte, gt, gte, contains, startsWith, endsWith, mode)"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"where": {"views": {"contains": "1"}}})
+        ),
+        "unknown operator \"contains\" on Post.views (operators: equals, not, in, notIn, lt, lte, gt, gte)"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "findMany",
+            json!({"where": {"age": {"gt": 1, "mode": "insensitive"}}})
+        ),
+        "unknown operator \"mode\" on User.age (operators: equals, not, in, notIn, lt, lte, gt, gte)"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "findMany",
+            json!({"where": {"meta": {"equals": {"a": 1}}}})
+        ),
+        "unknown operator \"equals\" on User.meta (jsonb fields can only be tested for null: equals: null, not: null)"
+    );
+    assert_eq!(
+        err("User", "findMany", json!({"include": {"friends": true}})),
+        "unknown relation \"friends\" on model User (relations: posts)"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "update",
+            json!({"where": {"id": 1}, "data": {"views": {"add": 1}}})
+        ),
+        "unknown operator \"add\" on Post.views (update operations: set, increment, decrement, multiply, divide)"
+    );
+}
+
+#[test]
+fn bad_values_name_field_type_and_value() {
+    assert_eq!(
+        err("Post", "findMany", json!({"where": {"views": true}})),
+        "Post.views: expected an integer, got a boolean (type integer)"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "create",
+            json!({"data": {"id": 1, "title": "t", "views": "ten", "userId": "u"}})
+        ),
+        "Post.views: \"ten\" is not an integer (type integer)"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"where": {"publishedAt": {"lt": "yesterday"}}})
+        ),
+        "Post.publishedAt: \"yesterday\" is not an RFC 3339 timestamp with a time zone (type timestamp with time zone)"
+    );
+    assert_eq!(
+        err("User", "findMany", json!({"where": {"role": "ROOT"}})),
+        "User.role: \"ROOT\" is not a label of enum Role (USER, ADMIN) (type \"Role\")"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "create",
+            json!({"data": {"id": 1, "title": null, "views": 1, "userId": "u"}})
+        ),
+        "Post.title: cannot be null (the field is required) (type text)"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "update",
+            json!({"where": {"id": "u"}, "data": {"score": "123456789.5"}})
+        ),
+        "User.score: numeric field overflow: a field with precision 10, scale 2 must round to an absolute value less than 10^8 (type numeric(10,2))"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "updateMany",
+            json!({"data": {"views": {"divide": 0}}})
+        ),
+        "Post.views: division by zero (type integer)"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"where": {"views": {"lt": null}}})
+        ),
+        "Post.views: lt cannot compare with null (type integer)"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"where": {"title": {"in": "a"}}})),
+        "Post.title: in expects an array, got a string (type text)"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"take": "10"})),
+        "Post.findMany take: expected an integer, got a string \"10\""
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"skip": -1})),
+        "Post.findMany skip: expected a non-negative integer, got a number -1"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!([1])),
+        "Post.findMany: arguments must be an object, got an array"
+    );
+}
+
+#[test]
+fn unsupported_features_say_so() {
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"where": {"user": {"name": "x"}}})
+        ),
+        "relation filters are not supported yet: Post.user in Post.findMany where; set or filter the foreign-key field(s) userId of Post instead"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "findMany",
+            json!({"where": {"posts": {"some": {}}}})
+        ),
+        "relation filters are not supported yet: User.posts in User.findMany where"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "create",
+            json!({"data": {"id": 1, "title": "t", "views": 1, "user": {"connect": {"id": "u"}}}})
+        ),
+        "nested writes are not supported yet: Post.user in Post.create data; set or filter the foreign-key field(s) userId of Post instead"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"take": -3})),
+        "negative take is not supported yet: Post.findMany take: -3; reverse orderBy and use a positive take"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"orderBy": {"user": {"name": "asc"}}})
+        ),
+        "ordering by relation fields is not supported yet: Post.user in Post.findMany orderBy"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"distinct": ["title"]})),
+        "distinct is not supported yet: Post.findMany: sort with orderBy and remove duplicates in the application"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "findMany",
+            json!({"include": {"posts": {"cursor": {"id": 1}}}})
+        ),
+        "cursor is not supported yet: User.findMany include.posts: cursor inside include/select; use skip and take"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "update",
+            json!({"where": {"id": "u"}, "data": {"score": {"increment": 1}}})
+        ),
+        "increment is not supported yet: on numeric(10,2) field User.score; read the value and use set"
+    );
+}
+
+#[test]
+fn unique_wheres_name_a_key_exactly() {
+    assert_eq!(
+        err("User", "findUnique", json!({"where": {"name": "Ann"}})),
+        "User.findUnique: where must name exactly the primary key or a unique constraint of User (id | email); got {name}"
+    );
+    assert_eq!(
+        err(
+            "User",
+            "update",
+            json!({"where": {"id": "u", "email": "e"}, "data": {}})
+        ),
+        "User.update: where must name exactly the primary key or a unique constraint of User (id | email); got {id, email}"
+    );
+    assert_eq!(
+        err("Like", "delete", json!({"where": {"userId": "u"}})),
+        "Like.delete: where must name exactly the primary key or a unique constraint of Like (userId, postId); got {userId}"
+    );
+    assert_eq!(
+        err("User", "findUnique", json!({"where": {"id": null}})),
+        "User.id: a unique where cannot match null (type text)"
+    );
+    // Plain, {equals}, and Prisma's compound form.
+    ok(
+        "User",
+        "findUnique",
+        json!({"where": {"email": {"equals": "a@b"}}}),
+    );
+    ok(
+        "Like",
+        "findUnique",
+        json!({"where": {"userId": "u", "postId": 1}}),
+    );
+    ok(
+        "Like",
+        "findUnique",
+        json!({"where": {"userId_postId": {"userId": "u", "postId": 1}}}),
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"cursor": {"title": "x"}})),
+        "Post.cursor: where must name exactly the primary key or a unique constraint of Post (id); got {title}"
+    );
+}
+
+#[test]
+fn hostile_identifiers_never_reach_sql() {
+    let hostile = "title\"; DROP TABLE x; --";
+    for (model, args) in [
+        ("Post", json!({"where": {hostile: 1}})),
+        ("Post", json!({"orderBy": {hostile: "asc"}})),
+        ("Post", json!({"select": {hostile: true}})),
+        (
+            "Post",
+            json!({"where": {"AND": [{"OR": [{hostile: {"equals": 1}}]}]}}),
+        ),
+        ("Post", json!({"data": {hostile: 1}})),
+    ] {
+        let op = if args.get("data").is_some() {
+            "create"
+        } else {
+            "findMany"
+        };
+        let e = err(model, op, args);
+        assert!(
+            e.starts_with("unknown field \"title\\\"; DROP TABLE x; --\" on model Post"),
+            "{e}"
+        );
+    }
+    assert!(
+        err("User", "findMany", json!({"include": {hostile: true}}))
+            .starts_with("unknown relation")
+    );
+    let e = plan(
+        &schema(),
+        "Post\"; DROP TABLE x; --",
+        Operation::FindMany,
+        &json!({}),
+    )
+    .unwrap_err();
+    assert!(matches!(e, QueryError::UnknownModel { .. }));
+    // A hostile value is bound, never spliced.
+    let p = ok(
+        "Post",
+        "findMany",
+        json!({"where": {"title": "'; DROP TABLE \"Post\"; --"}}),
+    );
+    for d in [Dialect::Sqlite, Dialect::Postgres] {
+        let s = select(&p, d);
+        assert!(!s.sql.contains("DROP"), "{}", s.sql);
+        assert!(
+            s.params
+                .contains(&Value::Text("'; DROP TABLE \"Post\"; --".into()))
+        );
+    }
+}
+
+#[test]
+fn nesting_is_capped() {
+    let mut filter = json!({"views": 1});
+    for _ in 0..20 {
+        filter = json!({"NOT": filter});
+    }
+    assert_eq!(
+        err("Post", "findMany", json!({"where": filter})),
+        "Post.findMany where.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT.NOT: arguments nest more than 16 levels deep"
+    );
+    let mut include = json!(true);
+    for i in 0..20 {
+        include = if i % 2 == 1 {
+            json!({"include": {"user": include}})
+        } else {
+            json!({"include": {"posts": include}})
+        };
+    }
+    let e = err("Post", "findMany", include);
+    assert!(
+        e.ends_with("arguments nest more than 16 levels deep"),
+        "{e}"
+    );
+    // Far deeper JSON is refused before any recursion.
+    let mut deep = json!(1);
+    for _ in 0..1000 {
+        deep = json!([deep]);
+    }
+    assert_eq!(
+        err("Post", "findMany", json!({"where": {"id": {"in": deep}}})),
+        "Post.findMany: arguments nest more than 72 levels deep"
+    );
+    // 16 levels are fine.
+    let mut filter = json!({"views": 1});
+    for _ in 0..15 {
+        filter = json!({"OR": [filter]});
+    }
+    ok("Post", "findMany", json!({"where": filter}));
+}
+
+#[test]
+fn order_by_forms() {
+    let order = |args: Json| match ok("Post", "findMany", args).body {
+        Body::Read { query, .. } => query
+            .order
+            .iter()
+            .map(|k| (k.column, k.desc, k.nulls_first))
+            .collect::<Vec<_>>(),
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        order(json!({"orderBy": {"views": "desc"}})),
+        [(2, true, true)]
+    );
+    assert_eq!(
+        order(json!({"orderBy": [{"views": "asc"}, {"title": "desc"}]})),
+        [(2, false, false), (1, true, true)]
+    );
+    assert_eq!(
+        order(json!({"orderBy": {"publishedAt": {"sort": "asc", "nulls": "first"}}})),
+        [(4, false, true)]
+    );
+    assert_eq!(
+        order(json!({"orderBy": [{"publishedAt": {"sort": "desc", "nulls": "last"}}]})),
+        [(4, true, false)]
+    );
+    assert_eq!(order(json!({"orderBy": []})), []);
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"orderBy": {"views": "asc", "title": "desc"}})
+        ),
+        "Post.findMany orderBy: each orderBy object names exactly one field (got 2); use an array for several: [{\"a\": \"asc\"}, {\"b\": \"desc\"}]"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"orderBy": {"views": "up"}})),
+        "Post.findMany orderBy.views: expected \"asc\" or \"desc\", got a string \"up\""
+    );
+    assert_eq!(
+        err("User", "findMany", json!({"orderBy": {"meta": "asc"}})),
+        "User.findMany orderBy: cannot order by User.meta (type jsonb): values of this type have no common order in the replica and the server"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"orderBy": "views"})),
+        "Post.findMany orderBy: expected an object or an array of objects, got a string"
+    );
+}
+
+#[test]
+fn select_and_include_shapes() {
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"select": {"id": true}, "include": {"user": true}})
+        ),
+        "Post.findMany: use either select or include, not both"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"include": {"title": true}})),
+        "Post.findMany include.title: Post.title is a field, not a relation; include takes relations (user), select takes fields"
+    );
+    assert_eq!(
+        err("Post", "findMany", json!({"select": {"id": false}})),
+        "Post.findMany select: select must choose at least one field"
+    );
+    assert_eq!(
+        err(
+            "Post",
+            "findMany",
+            json!({"include": {"user": {"where": {"id": "u"}}}})
+        ),
+        "unknown argument \"where\" for Post.findMany include.user (arguments: select, include)"
+    );
+    match ok(
+        "Post",
+        "findFirst",
+        json!({"select": {"title": true, "id": true, "user": {"select": {"email": true}}}}),
+    )
+    .body
+    {
+        Body::Read { query, single } => {
+            assert!(single);
+            assert_eq!(query.take, Some(1));
+            assert_eq!(
+                query.shape.fields,
+                [0, 1],
+                "column order, not request order"
+            );
+            assert_eq!(query.shape.relations[0].query.shape.fields, [1]);
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn written_values_get_the_type_modifier() {
+    match ok("User", "create", json!({"data": {"id": "u", "email": "e", "score": "1.005", "createdAt": "2024-01-01T00:00:00+01:00", "active": true}})).body {
+        Body::Create { data, .. } => {
+            assert!(data.contains(&(4, Value::Text("1.01".into()))), "{data:?}");
+            assert!(data.contains(&(5, Value::Text("2023-12-31T23:00:00.000000Z".into()))));
+        }
+        _ => unreachable!(),
+    }
+    match ok(
+        "Like",
+        "create",
+        json!({"data": {"userId": "u", "postId": 1, "at": "2024-01-01T00:00:00.123456Z"}}),
+    )
+    .body
+    {
+        Body::Create { data, .. } => {
+            assert_eq!(
+                data[2],
+                (2, Value::Text("2024-01-01T00:00:00.123000Z".into()))
+            );
+        }
+        _ => unreachable!(),
+    }
+}
+
+// ---- pinned SQL -----------------------------------------------------------
+
+#[test]
+fn pinned_find_many_sql() {
+    let p = ok(
+        "Post",
+        "findMany",
+        json!({"where": {"title": {"contains": "a", "mode": "insensitive"}, "views": {"gt": 3}}, "orderBy": [{"title": "desc"}], "take": 10, "skip": 5}),
+    );
+    let s = select(&p, Dialect::Sqlite);
+    assert_eq!(
+        s.sql,
+        r#"SELECT "Post"."id", "Post"."title", "Post"."views", "Post"."userId", "Post"."publishedAt", COALESCE((SELECT "_outpost_rows"."status" FROM "_outpost_rows" WHERE "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("Post"."id"))), ?) AS "_outpost_status" FROM "Post" WHERE ((instr(outpost_lower("Post"."title"), outpost_lower(?)) > 0)) AND (("Post"."views" > ?)) ORDER BY "Post"."title" DESC NULLS FIRST, "Post"."id" ASC NULLS LAST LIMIT ? OFFSET ?"#
+    );
+    assert_eq!(
+        s.params,
+        [
+            Value::Text("Post".into()),
+            Value::Text("SYNCED".into()),
+            Value::Text("a".into()),
+            Value::Int(3),
+            Value::Int(10),
+            Value::Int(5)
+        ]
+    );
+    let s = select(&p, Dialect::Postgres);
+    assert_eq!(
+        s.sql,
+        r#"SELECT "Post"."id", "Post"."title", "Post"."views", "Post"."userId", "Post"."publishedAt" FROM "public"."Post" WHERE ((strpos(lower("Post"."title"), lower($1::text)) > 0)) AND (("Post"."views" > $2::bigint)) ORDER BY "Post"."title" COLLATE "C" DESC NULLS FIRST, "Post"."id" ASC NULLS LAST LIMIT $3 OFFSET $4"#
+    );
+    assert_eq!(
+        s.params,
+        [
+            Value::Text("a".into()),
+            Value::Int(3),
+            Value::Int(10),
+            Value::Int(5)
+        ]
+    );
+}
+
+#[test]
+fn pinned_numeric_enum_and_text_sql() {
+    let p = ok(
+        "User",
+        "findMany",
+        json!({"where": {"score": {"gte": "1.5"}, "role": {"lt": "ADMIN"}, "NOT": {"name": {"endsWith": "x"}}}, "orderBy": {"role": "asc"}}),
+    );
+    let s = select(&p, Dialect::Sqlite);
+    assert_eq!(
+        s.sql,
+        r#"SELECT "User"."id", "User"."email", "User"."name", "User"."age", "User"."score", "User"."createdAt", "User"."active", "User"."role", "User"."meta", COALESCE((SELECT "_outpost_rows"."status" FROM "_outpost_rows" WHERE "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("User"."id"))), ?) AS "_outpost_status" FROM "User" WHERE (("User"."score" COLLATE "outpost_numeric" >= ?)) AND (((CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) < ?)) AND (NOT ((substr("User"."name", length("User"."name") - length(?) + 1) = ?))) ORDER BY (CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) ASC NULLS LAST, "User"."id" ASC NULLS LAST"#
+    );
+    let s = select(&p, Dialect::Postgres);
+    assert_eq!(
+        s.sql,
+        r#"SELECT "User"."id", "User"."email", "User"."name", "User"."age", "User"."score", "User"."createdAt", "User"."active", "User"."role", "User"."meta" FROM "public"."User" WHERE (("User"."score" >= $1::numeric)) AND (("User"."role" < $2::"Role")) AND (NOT ((right("User"."name", length($3::text)) = $4::text))) ORDER BY "User"."role" ASC NULLS LAST, "User"."id" COLLATE "C" ASC NULLS LAST"#
+    );
+    assert_eq!(
+        s.params,
+        [
+            Value::Text("1.5".into()),
+            Value::Text("ADMIN".into()),
+            Value::Text("x".into()),
+            Value::Text("x".into())
+        ]
+    );
+}
+
+#[test]
+fn pinned_count_and_write_sql() {
+    let schema = schema();
+    let p = ok("Post", "count", json!({"where": {"views": 3}, "take": 2}));
+    assert_eq!(
+        select(&p, Dialect::Sqlite).sql,
+        r#"SELECT COUNT(*) FROM (SELECT 1 FROM "Post" WHERE "Post"."views" = ? ORDER BY "Post"."id" ASC NULLS LAST LIMIT ?) AS "_outpost_count""#
+    );
+    assert_eq!(
+        select(&p, Dialect::Postgres).sql,
+        r#"SELECT COUNT(*) FROM (SELECT 1 FROM "public"."Post" WHERE "Post"."views" = ($1::bigint) ORDER BY "Post"."id" ASC NULLS LAST LIMIT $2) AS "_outpost_count""#
+    );
+    let p = ok(
+        "Post",
+        "updateMany",
+        json!({"where": {"id": {"in": [1, 2]}}, "data": {"views": {"increment": 1}, "title": "x"}}),
+    );
+    let Body::UpdateMany { filter, set } = &p.body else {
+        unreachable!()
+    };
+    let post = schema.table("Post").unwrap();
+    let lite = Builder {
+        dialect: Dialect::Sqlite,
+        schema: &schema,
+    };
+    let pg = Builder {
+        dialect: Dialect::Postgres,
+        schema: &schema,
+    };
+    let s = lite.update(post, set, filter).unwrap();
+    assert_eq!(
+        s.sql,
+        r#"UPDATE "Post" SET "title" = ?, "views" = "views" + ? WHERE "Post"."id" IN (?, ?) RETURNING "id", "title", "views", "userId", "publishedAt""#
+    );
+    assert_eq!(
+        s.params,
+        [
+            Value::Text("x".into()),
+            Value::Int(1),
+            Value::Int(1),
+            Value::Int(2)
+        ]
+    );
+    assert_eq!(
+        pg.update(post, set, filter).unwrap().sql,
+        r#"UPDATE "public"."Post" SET "title" = $1, "views" = "views" + $2 WHERE "Post"."id" IN ($3::bigint, $4::bigint) RETURNING "id", "title", "views", "userId", "publishedAt""#
+    );
+    assert_eq!(
+        pg.delete(post, filter).unwrap().sql,
+        r#"DELETE FROM "public"."Post" WHERE "Post"."id" IN ($1::bigint, $2::bigint) RETURNING "id", "title", "views", "userId", "publishedAt""#
+    );
+    let row = vec![
+        Value::Int(1),
+        Value::Text("t".into()),
+        Value::Int(0),
+        Value::Text("u".into()),
+    ];
+    assert_eq!(
+        lite.insert(post, &[0, 1, 2, 3], std::slice::from_ref(&row), true)
+            .unwrap()
+            .sql,
+        r#"INSERT INTO "Post" ("id", "title", "views", "userId") VALUES (?, ?, ?, ?) ON CONFLICT  DO NOTHING RETURNING "id", "title", "views", "userId", "publishedAt""#
+    );
+    assert_eq!(
+        pg.insert(post, &[0, 1, 2, 3], &[row], false).unwrap().sql,
+        r#"INSERT INTO "public"."Post" ("id", "title", "views", "userId") VALUES ($1, $2, $3, $4) RETURNING "id", "title", "views", "userId", "publishedAt""#
+    );
+}
+
+// ---- execution over a scripted driver ----------------------------------
+
+/// Answers statements from a script and records them.
+struct Scripted {
+    answers: Vec<Vec<Vec<Value>>>,
+    seen: Vec<Statement>,
+    fill: fn(&mut std::collections::BTreeMap<String, Value>) -> Result<(), QueryError>,
+}
+
+impl Driver for Scripted {
+    type Error = QueryError;
+
+    async fn query(&mut self, statement: &Statement) -> Result<Vec<Vec<Value>>, QueryError> {
+        self.seen.push(statement.clone());
+        Ok(if self.answers.is_empty() {
+            Vec::new()
+        } else {
+            self.answers.remove(0)
+        })
+    }
+
+    fn fill(
+        &mut self,
+        _: &outpost_core::Table,
+        row: &mut std::collections::BTreeMap<String, Value>,
+    ) -> Result<(), QueryError> {
+        (self.fill)(row)
+    }
+}
+
+fn run_scripted(
+    model: &str,
+    op: &str,
+    args: Json,
+    driver: &mut Scripted,
+) -> Result<crate::QueryOutput, QueryError> {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let p = ok(model, op, args);
+    let schema = schema();
+    let options = ExecOptions::server();
+    let fut = execute(driver, &schema, &p, &options);
+    let mut fut = std::pin::pin!(fut);
+    match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the scripted driver never waits"),
+    }
+}
+
+fn post_row(id: i64, user: &str) -> Vec<Value> {
+    vec![
+        Value::Int(id),
+        Value::Text(format!("t{id}")),
+        Value::Int(0),
+        Value::Text(user.into()),
+        Value::Null,
+    ]
+}
+
+fn user_row(id: &str) -> Vec<Value> {
+    vec![
+        Value::Text(id.into()),
+        Value::Text(format!("{id}@x")),
+        Value::Null,
+        Value::Null,
+        Value::Null,
+        Value::Text("2024-01-01T00:00:00.000000Z".into()),
+        Value::Bool(true),
+        Value::Null,
+        Value::Null,
+    ]
+}
+
+#[test]
+fn relations_load_with_one_statement_per_level() {
+    let mut d = Scripted {
+        answers: vec![
+            vec![
+                post_row(1, "u1"),
+                post_row(2, "u1"),
+                post_row(3, "u2"),
+                post_row(4, "u3"),
+            ],
+            vec![user_row("u1"), user_row("u2")],
+            vec![
+                post_row(1, "u1"),
+                post_row(2, "u1"),
+                post_row(3, "u2"),
+                post_row(9, "u2"),
+            ],
+        ],
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let out = run_scripted(
+        "Post",
+        "findMany",
+        json!({"select": {"id": true, "user": {"select": {"id": true, "posts": {"select": {"id": true}, "take": 1, "skip": 1}}}}}),
+        &mut d,
+    )
+    .unwrap();
+    assert_eq!(d.seen.len(), 3, "posts, their users, the users' posts");
+    assert_eq!(
+        d.seen[1].params,
+        [
+            Value::Text("u1".into()),
+            Value::Text("u2".into()),
+            Value::Text("u3".into())
+        ]
+    );
+    assert!(
+        d.seen[1]
+            .sql
+            .contains(r#""User"."id" IN ($1::text, $2::text, $3::text)"#),
+        "{}",
+        d.seen[1].sql
+    );
+    assert_eq!(
+        out.result,
+        json!([
+            {"id": 1, "user": {"id": "u1", "posts": [{"id": 2}]}},
+            {"id": 2, "user": {"id": "u1", "posts": [{"id": 2}]}},
+            {"id": 3, "user": {"id": "u2", "posts": [{"id": 9}]}},
+            {"id": 4, "user": null}
+        ])
+    );
+    assert!(out.written.is_empty());
+}
+
+#[test]
+fn inserts_are_filled_and_checked() {
+    // fill adds the id; the row is inserted, then read back.
+    let mut d = Scripted {
+        answers: vec![vec![post_row(7, "u1")], vec![post_row(7, "u1")]],
+        seen: Vec::new(),
+        fill: |row| {
+            row.insert("id".into(), Value::Int(7));
+            Ok(())
+        },
+    };
+    let out = run_scripted(
+        "Post",
+        "create",
+        json!({"data": {"title": "t7", "views": 0, "userId": "u1"}}),
+        &mut d,
+    )
+    .unwrap();
+    assert_eq!(d.seen[0].params[0], Value::Int(7));
+    assert_eq!(out.result["id"], json!(7));
+    assert_eq!(out.written.len(), 1);
+    assert_eq!(out.written[0].pk, [Value::Int(7)]);
+
+    // Without an id (no default), the row is refused before any SQL.
+    let mut d = Scripted {
+        answers: vec![],
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let e = run_scripted(
+        "Post",
+        "create",
+        json!({"data": {"title": "t", "views": 0, "userId": "u1"}}),
+        &mut d,
+    )
+    .unwrap_err();
+    assert_eq!(e.to_string(), "Post.create: missing required field(s) id");
+    assert!(d.seen.is_empty());
+
+    let mut d = Scripted {
+        answers: vec![],
+        seen: Vec::new(),
+        fill: |row| {
+            row.insert("nope".into(), Value::Int(1));
+            Ok(())
+        },
+    };
+    let e = run_scripted(
+        "Post",
+        "create",
+        json!({"data": {"id": 1, "title": "t", "views": 0, "userId": "u1"}}),
+        &mut d,
+    )
+    .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Post: row refused: fill added \"nope\", which is not a field of Post"
+    );
+}
