@@ -21,7 +21,9 @@
 
 pub use outpost_core as core;
 pub use outpost_engine as engine;
-pub use outpost_engine::{EngineError, Mode, ModelService, NodeOptions, Operation, Outpost, Status};
-pub use outpost_query as query;
+pub use outpost_engine::{
+    EngineError, Mode, ModelService, NodeOptions, Operation, Outpost, Status,
+};
 pub use outpost_local as local;
+pub use outpost_query as query;
 pub use outpost_remote as remote;
