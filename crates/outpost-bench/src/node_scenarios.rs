@@ -65,7 +65,14 @@ pub async fn latency(db: &TestDb, commits: usize) -> anyhow::Result<()> {
     )
     .await?;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !(node.status().await.is_online && node.status().await.last_sync.is_some()) {
+    while !(node.status().await.is_online
+        && node
+            .status()
+            .await
+            .last_sync
+            .as_ref()
+            .is_some_and(|l| l.status == "SUCCESS"))
+    {
         anyhow::ensure!(Instant::now() < deadline, "the node did not come online");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

@@ -61,7 +61,12 @@ async fn a_server_change_reaches_an_idle_online_node_without_the_interval() -> a
     let node = Outpost::open_with(config_for(&db, "n", &db.database_url(), &[])?, fast()).await?;
     wait_for("online", async || Ok(node.status().await.is_online)).await?;
     wait_for("first sync", async || {
-        Ok(node.status().await.last_sync.is_some())
+        Ok(node
+            .status()
+            .await
+            .last_sync
+            .as_ref()
+            .is_some_and(|l| l.status == "SUCCESS"))
     })
     .await?;
     client
@@ -91,7 +96,7 @@ async fn cutting_the_network_flips_auto_to_local_and_back() -> anyhow::Result<()
     .await?;
     wait_for("online and bootstrapped", async || {
         let s = node.status().await;
-        Ok(s.is_online && s.last_sync.is_some())
+        Ok(s.is_online && s.last_sync.as_ref().is_some_and(|l| l.status == "SUCCESS"))
     })
     .await?;
     let posts = node.model("Post")?;
