@@ -661,6 +661,15 @@ fn refused_parent(
     None
 }
 
+/// `v.k0, v.k1, …`: the key columns of a `VALUES … v(i, k0, k1…)` list.
+fn qualified_keys(kcols: &[String]) -> String {
+    kcols
+        .iter()
+        .map(|k| format!("v.{k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// What every group of a push shares.
 struct GroupContext {
     node: Uuid,
@@ -709,11 +718,7 @@ async fn push_group(
          LEFT JOIN \"outpost\".\"changes\" c ON c.seq = rv.version \
          LEFT JOIN {from} t ON {join}",
         first = pk_quoted[0],
-        vk = kcols
-            .iter()
-            .map(|k| format!("v.{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        vk = qualified_keys(&kcols),
         k = kcols.join(", "),
         cols = column_list(table, "t."),
         tn = key_params.len() + 1,
@@ -805,11 +810,7 @@ async fn push_group(
            WHERE rv.table_name = ${tn} AND rv.pk = v.key AND rv.origin = ${o} RETURNING v.i) \
          SELECT v.i, COALESCE(rv.version, 0) FROM v \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = v.key",
-        vk = kcols
-            .iter()
-            .map(|k| format!("v.{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        vk = qualified_keys(&kcols),
         k = kcols.join(", "),
         tn = key_params.len() + 1,
         o = key_params.len() + 2,
@@ -851,11 +852,7 @@ async fn fetch_current(
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
          LEFT JOIN {from} t ON {join} ORDER BY v.i",
         first = quote(&table.primary_key[0]),
-        vk = kcols
-            .iter()
-            .map(|k| format!("v.{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        vk = qualified_keys(&kcols),
         k = kcols.join(", "),
         cols = column_list(table, "t."),
         tn = key_params.len() + 1,
@@ -1207,11 +1204,7 @@ pub async fn versions_of<C: tokio_postgres::GenericClient + Sync>(
         "SELECT v.i, COALESCE(rv.version, 0) FROM {values_sql} v(i, {k}) \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) ORDER BY v.i",
         k = kcols.join(", "),
-        vk = kcols
-            .iter()
-            .map(|k| format!("v.{k}"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        vk = qualified_keys(&kcols),
         tn = key_params.len() + 1,
     );
     let found = client
