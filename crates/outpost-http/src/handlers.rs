@@ -1,0 +1,382 @@
+//! The handlers of [`crate::ROUTES`].
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use outpost_core::schema::Table;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_core::types::Value;
+use outpost_engine::{Mode, Operation, SyncOptions};
+use outpost_local::sync::{ConflictEntry, Resolution};
+use serde::Deserialize;
+use serde_json::{Map, Value as Json, json};
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::extract::ApiJson;
+
+type ApiResult = Result<axum::Json<Json>, ApiError>;
+
+fn table<'a>(state: &'a AppState, model: &str) -> Result<&'a Table, ApiError> {
+    let schema = state.node.engine().schema();
+    schema.table(model).ok_or_else(|| {
+        let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+        ApiError::not_found(
+            "unknown_model",
+            format!("unknown model {model:?} (models: {})", names.join(", ")),
+        )
+    })
+}
+
+// ---- status and sync ----------------------------------------------------------
+
+pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
+    let s = state.node.status().await;
+    let last_sync_at = s.last_sync.as_ref().map(|l| {
+        l.completed_at
+            .clone()
+            .unwrap_or_else(|| l.started_at.clone())
+    });
+    Ok(axum::Json(json!({
+        "isOnline": s.is_online,
+        "localDbConnected": s.local_db_connected,
+        "remoteDbConnected": s.remote_db_connected,
+        "timestamp": s.timestamp,
+        "mode": s.mode,
+        "usingLocalDatabase": s.using_local_database,
+        "pendingChanges": s.pending,
+        "conflicts": s.conflicts,
+        "failed": s.failed,
+        "lastSyncAt": last_sync_at,
+    })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SyncBody {
+    direction: Option<String>,
+    models: Option<Vec<String>>,
+}
+
+pub(crate) async fn trigger_sync(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SyncBody>,
+) -> ApiResult {
+    let direction = match body.direction.as_deref() {
+        None => Direction::Bidirectional,
+        Some(d) => Direction::from_str(d)
+            .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_direction", m))?,
+    };
+    if let Some(models) = &body.models {
+        for m in models {
+            table(&state, m).map_err(|e| ApiError {
+                status: StatusCode::BAD_REQUEST,
+                ..e
+            })?;
+        }
+    }
+    let mut options = SyncOptions::new(direction, Trigger::Manual);
+    options.models = body.models;
+    let report = state.node.sync_with(options).await?;
+    serde_json::to_value(report)
+        .map(axum::Json)
+        .map_err(|e| ApiError::internal(&e))
+}
+
+// ---- mode -------------------------------------------------------------------
+
+fn mode_json(state: &AppState) -> Json {
+    json!({ "mode": state.node.mode(), "usingLocalDatabase": state.node.using_local() })
+}
+
+pub(crate) async fn get_mode(State(state): State<AppState>) -> ApiResult {
+    Ok(axum::Json(mode_json(&state)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ModeBody {
+    mode: String,
+}
+
+pub(crate) async fn put_mode(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ModeBody>,
+) -> ApiResult {
+    let mode = Mode::from_str(&body.mode)
+        .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "unknown_mode", m))?;
+    state.node.set_mode(mode).await;
+    Ok(axum::Json(mode_json(&state)))
+}
+
+// ---- models -------------------------------------------------------------------
+
+pub(crate) async fn models(State(state): State<AppState>) -> ApiResult {
+    let engine = state.node.engine();
+    let status = engine.status().await?;
+    let mut out = Vec::new();
+    for t in &engine.schema().tables {
+        let counts = status.models.get(&t.name);
+        let count = |k: &str| counts.and_then(|c| c.get(k)).copied().unwrap_or(0);
+        let last = engine
+            .log(Some(t.name.clone()), 1, 0)
+            .await?
+            .into_iter()
+            .next();
+        out.push(json!({
+            "model": t.name,
+            "pending": count("pending"),
+            "conflicts": count("conflicts"),
+            "failed": count("failed"),
+            "lastSync": last,
+        }));
+    }
+    Ok(axum::Json(json!({ "models": out })))
+}
+
+// ---- conflicts ----------------------------------------------------------------
+
+fn row_json(table: &Table, row: Option<&Vec<Value>>) -> Json {
+    match row {
+        None => Json::Null,
+        Some(values) => Json::Object(
+            table
+                .columns
+                .iter()
+                .zip(values)
+                .map(|(c, v)| (c.name.clone(), v.to_json(&c.ty)))
+                .collect(),
+        ),
+    }
+}
+
+fn conflict_json(state: &AppState, c: &ConflictEntry) -> Json {
+    let key: Json = serde_json::from_str(&c.pk).unwrap_or_else(|_| Json::String(c.pk.clone()));
+    let mut out = json!({
+        "model": c.table,
+        "key": key,
+        "serverVersion": c.server_version,
+        "changedAt": c.changed_at,
+    });
+    if let (Some(t), Some(obj)) = (
+        state.node.engine().schema().table(&c.table),
+        out.as_object_mut(),
+    ) {
+        obj.insert("base".into(), row_json(t, c.base.as_ref()));
+        obj.insert("local".into(), row_json(t, c.local.as_ref()));
+        obj.insert("server".into(), row_json(t, c.server.as_ref()));
+    }
+    out
+}
+
+pub(crate) async fn conflicts(State(state): State<AppState>) -> ApiResult {
+    let list = state.node.conflicts().await?;
+    let out: Vec<Json> = list.iter().map(|c| conflict_json(&state, c)).collect();
+    Ok(axum::Json(json!({ "conflicts": out })))
+}
+
+/// The replica's row key for a key from the URL: JSON (`["a",1]`, `7`,
+/// `"p1"`) or, when that does not fit, the plain string.
+async fn local_key(state: &AppState, model: &str, key: &str) -> Result<String, ApiError> {
+    table(state, model)?;
+    let engine = state.node.engine();
+    if let Ok(json) = serde_json::from_str::<Json>(key)
+        && let Ok(pk) = engine.local_key(model, &json).await
+    {
+        return Ok(pk);
+    }
+    engine
+        .local_key(model, &Json::String(key.to_string()))
+        .await
+        .map_err(|e| match e {
+            outpost_engine::EngineError::Config(m) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_key", m)
+            }
+            other => other.into(),
+        })
+}
+
+async fn find_conflict(
+    state: &AppState,
+    model: &str,
+    key: &str,
+) -> Result<(String, ConflictEntry), ApiError> {
+    let pk = local_key(state, model, key).await?;
+    let entry = state
+        .node
+        .conflicts()
+        .await?
+        .into_iter()
+        .find(|c| c.table == model && c.pk == pk)
+        .ok_or_else(|| {
+            ApiError::not_found("no_conflict", format!("{model} {key} is not in conflict"))
+        })?;
+    Ok((pk, entry))
+}
+
+pub(crate) async fn conflict(
+    State(state): State<AppState>,
+    Path((model, key)): Path<(String, String)>,
+) -> ApiResult {
+    let (_, entry) = find_conflict(&state, &model, &key).await?;
+    Ok(axum::Json(conflict_json(&state, &entry)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResolveBody {
+    keep: Option<String>,
+    merged: Option<Map<String, Json>>,
+}
+
+pub(crate) async fn resolve(
+    State(state): State<AppState>,
+    Path((model, key)): Path<(String, String)>,
+    ApiJson(body): ApiJson<ResolveBody>,
+) -> ApiResult {
+    let (pk, entry) = find_conflict(&state, &model, &key).await?;
+    let resolution = match (body.keep.as_deref(), body.merged) {
+        (Some("local"), None) => Resolution::KeepLocal,
+        (Some("server"), None) => Resolution::KeepServer,
+        (Some(other), None) => {
+            return Err(ApiError::bad_request(format!(
+                "unknown keep {other:?}: expected \"local\" or \"server\""
+            )));
+        }
+        (None, Some(merged)) => {
+            let schema = state.node.engine().schema();
+            let t = table(&state, &model)?;
+            if let Some(unknown) = merged.keys().find(|k| t.column(k).is_none()) {
+                let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
+                return Err(ApiError::bad_request(format!(
+                    "unknown column {unknown:?} on model {model} (columns: {})",
+                    names.join(", ")
+                )));
+            }
+            let fallback = entry.server.as_ref().or(entry.local.as_ref());
+            let mut row = Vec::with_capacity(t.columns.len());
+            for (i, col) in t.columns.iter().enumerate() {
+                let value = match merged.get(&col.name) {
+                    Some(j) => {
+                        let labels = match &col.ty.scalar {
+                            outpost_core::types::ScalarType::Enum(name) => {
+                                schema.enum_type(name).map(|e| e.labels.as_slice())
+                            }
+                            _ => None,
+                        };
+                        Value::from_json(j, &col.ty, labels).map_err(|e| {
+                            ApiError::bad_request(format!("{model}.{}: {e}", col.name))
+                        })?
+                    }
+                    None => fallback.and_then(|r| r.get(i)).cloned().ok_or_else(|| {
+                        ApiError::bad_request(format!(
+                            "merged must give {model}.{}: neither side has the row",
+                            col.name
+                        ))
+                    })?,
+                };
+                row.push(value);
+            }
+            Resolution::Merged(row)
+        }
+        _ => {
+            return Err(ApiError::bad_request(
+                "give exactly one of {\"keep\": \"local\"|\"server\"} or {\"merged\": {column: value}}",
+            ));
+        }
+    };
+    state.node.resolve(&model, &pk, resolution).await?;
+    Ok(axum::Json(
+        json!({ "resolved": true, "model": model, "key": conflict_json(&state, &entry)["key"] }),
+    ))
+}
+
+// ---- log and failed rows ------------------------------------------------------
+
+pub(crate) async fn log(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    if let Some(unknown) = params
+        .keys()
+        .find(|k| !matches!(k.as_str(), "model" | "limit" | "offset"))
+    {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?} (parameters: model, limit, offset)"
+        )));
+    }
+    let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
+        match params.get(name) {
+            None => Ok(default),
+            Some(s) => match s.parse::<i64>() {
+                Ok(n) if (0..=max).contains(&n) => Ok(n),
+                _ => Err(ApiError::bad_request(format!(
+                    "{name} must be an integer from 0 to {max}; got {s:?}"
+                ))),
+            },
+        }
+    };
+    let limit = number("limit", 50, 1000)?;
+    let offset = number("offset", 0, i64::MAX)?;
+    let model = match params.get("model").filter(|m| !m.is_empty()) {
+        Some(m) => Some(
+            table(&state, m)
+                .map_err(|e| ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    ..e
+                })?
+                .name
+                .clone(),
+        ),
+        None => None,
+    };
+    let entries = state.node.engine().log(model, limit, offset).await?;
+    Ok(axum::Json(
+        json!({ "entries": entries, "limit": limit, "offset": offset }),
+    ))
+}
+
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path((model, key)): Path<(String, String)>,
+) -> ApiResult {
+    let pk = local_key(&state, &model, &key).await?;
+    let (m, p) = (model.clone(), pk);
+    let retried = state
+        .node
+        .engine()
+        .with_replica(move |r| r.retry_failed(&m, &p))
+        .await?;
+    if !retried {
+        return Err(ApiError::not_found(
+            "no_failed_row",
+            format!("{model} {key} is not a FAILED row"),
+        ));
+    }
+    // Refreshes the published status (pending and failed counts).
+    state.node.status().await;
+    Ok(axum::Json(json!({ "retried": true, "model": model })))
+}
+
+// ---- the model service --------------------------------------------------------
+
+pub(crate) async fn model_operation(
+    State(state): State<AppState>,
+    Path((model, operation)): Path<(String, String)>,
+    ApiJson(args): ApiJson<Json>,
+) -> ApiResult {
+    table(&state, &model)?;
+    let operation = Operation::from_str(&operation)
+        .map_err(|e| ApiError::not_found("unknown_operation", e.to_string()))?;
+    if !args.is_object() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "the body must be Prisma's argument object (a JSON object)",
+        ));
+    }
+    let service = state.node.model(&model)?;
+    Ok(axum::Json(service.run(operation, args).await?))
+}

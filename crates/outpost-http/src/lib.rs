@@ -1,0 +1,128 @@
+//! # outpost-http
+//!
+//! The HTTP layer of an outpost node: the seed's `/api/database/status`
+//! endpoints, mode, models, conflicts, the sync log and failed rows under
+//! `/api/database`, the model service under `/api/models/{model}/{operation}`,
+//! an OpenAPI document at `/api/openapi.json` and Prometheus metrics at
+//! `/metrics`. No SQL here: everything goes through [`outpost_engine`].
+//!
+//! ```no_run
+//! # async fn demo(node: outpost_engine::Outpost) -> std::io::Result<()> {
+//! let app = outpost_http::router(outpost_http::AppState { node, admin_token: None });
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+//! axum::serve(listener, app).await
+//! # }
+//! ```
+
+mod auth;
+mod error;
+mod extract;
+mod handlers;
+mod metrics;
+mod openapi;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, StatusCode};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+pub use extract::{ApiJson, BODY_LIMIT};
+pub use openapi::openapi;
+
+/// What every handler sees: the node, and the admin token when one is set.
+#[derive(Clone)]
+pub struct AppState {
+    /// The node.
+    pub node: outpost_engine::Outpost,
+    /// When set, every route needs `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+}
+
+/// One route of the API: the single list the router and the OpenAPI
+/// document are both built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// `GET`, `POST` or `PUT`.
+    pub method: &'static str,
+    /// The path, with `{param}` placeholders.
+    pub path: &'static str,
+    /// One line for the document.
+    pub summary: &'static str,
+}
+
+macro_rules! routes {
+    ($($method:ident $path:literal $handler:path => $summary:literal;)*) => {
+        /// Every route the router serves.
+        pub const ROUTES: &[Route] = &[
+            $(Route { method: stringify!($method), path: $path, summary: $summary },)*
+        ];
+
+        fn method_routers() -> Vec<(&'static str, MethodRouter<AppState>)> {
+            vec![$(($path, on(MethodFilter::$method, $handler)),)*]
+        }
+    };
+}
+
+routes! {
+    GET "/api/database/status" handlers::status =>
+        "Database status: online state, connections, mode, pending changes, conflicts.";
+    POST "/api/database/status" handlers::trigger_sync =>
+        "Trigger a sync; body {direction?: BIDIRECTIONAL|TO_SERVER|FROM_SERVER, models?: [..]}.";
+    GET "/api/database/mode" handlers::get_mode => "The mode (auto, local or remote).";
+    PUT "/api/database/mode" handlers::put_mode => "Set the mode; body {mode}.";
+    GET "/api/database/models" handlers::models =>
+        "Per model: pending, conflicts, failed and the last SyncLog entry.";
+    GET "/api/database/conflicts" handlers::conflicts => "Rows in conflict.";
+    GET "/api/database/conflicts/{model}/{key}" handlers::conflict =>
+        "One conflict: base, local and server rows.";
+    POST "/api/database/conflicts/{model}/{key}/resolve" handlers::resolve =>
+        "Resolve a conflict; body {keep: local|server} or {merged: {column: value}}.";
+    GET "/api/database/log" handlers::log => "The sync log, newest first (model, limit, offset).";
+    POST "/api/database/failed/{model}/{key}/retry" handlers::retry =>
+        "Put a FAILED row back in the push queue.";
+    POST "/api/models/{model}/{operation}" handlers::model_operation =>
+        "Run a Prisma operation with Prisma's argument object as body.";
+    GET "/api/openapi.json" openapi::handler => "This document.";
+    GET "/metrics" metrics::handler => "Prometheus metrics.";
+}
+
+/// The HTTP API of `state.node`.
+pub fn router(state: AppState) -> Router {
+    let mut router = Router::new();
+    for (path, method_router) in method_routers() {
+        router = router.route(path, method_router);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found("not_found", format!("no route for {method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: axum::http::Uri) -> ApiError {
+    let allowed: Vec<&str> = ROUTES
+        .iter()
+        .filter(|r| openapi::matches(r.path, uri.path()))
+        .map(|r| r.method)
+        .collect();
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!(
+            "{method} is not allowed on {} (allowed: {})",
+            uri.path(),
+            allowed.join(", ")
+        ),
+    )
+}

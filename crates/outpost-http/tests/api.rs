@@ -1,0 +1,654 @@
+//! The HTTP API against a real PostgreSQL server and SQLite replica, called
+//! without a socket through `tower::ServiceExt::oneshot`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use outpost_core::sync::Direction;
+use outpost_engine::{NodeOptions, Outpost};
+use outpost_http::{AppState, ROUTES, router};
+use outpost_remote::tokio_postgres::Client;
+use outpost_testkit::TestDb;
+use serde_json::{Value as Json, json};
+use tower::ServiceExt;
+
+const BLOG: &str = r#"
+CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text);
+CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, views int NOT NULL DEFAULT 0,
+  "userId" text NOT NULL REFERENCES "User"(id) ON DELETE CASCADE);
+INSERT INTO "User" (id, email, name) VALUES ('u0', 'zero@x', 'Zero');
+"#;
+
+struct Fixture {
+    _db: TestDb,
+    client: Client,
+    node: Outpost,
+    app: Router,
+}
+
+async fn fixture(token: Option<&str>) -> anyhow::Result<Fixture> {
+    let db = TestDb::new().await?;
+    let mut client = db.client().await?;
+    client.batch_execute(BLOG).await?;
+    let schema =
+        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(&mut client, &schema).await?;
+    let local = format!("file:{}", db.dir().join("node.db").display());
+    let url = db.database_url();
+    let config = outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local.clone()),
+        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+        _ => None,
+    })?;
+    let node = Outpost::open_with(
+        config,
+        NodeOptions {
+            monitor: false,
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
+    let report = node.sync(Direction::Bidirectional).await?;
+    anyhow::ensure!(report.success, "first sync failed: {:?}", report.errors);
+    let app = router(AppState {
+        node: node.clone(),
+        admin_token: token.map(str::to_string),
+    });
+    Ok(Fixture {
+        _db: db,
+        client,
+        node,
+        app,
+    })
+}
+
+struct Answer {
+    status: StatusCode,
+    text: String,
+}
+
+impl Answer {
+    fn json(&self) -> Json {
+        serde_json::from_str(&self.text).unwrap_or(Json::Null)
+    }
+
+    fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    }
+}
+
+async fn send(app: &Router, request: Request<Body>) -> anyhow::Result<Answer> {
+    let response = app.clone().oneshot(request).await?;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await?;
+    Ok(Answer {
+        status,
+        text: String::from_utf8(bytes.to_vec())?,
+    })
+}
+
+async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> anyhow::Result<Answer> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if body.is_some() {
+        b = b.header(header::CONTENT_TYPE, "application/json");
+    }
+    send(
+        app,
+        b.body(body.map_or_else(Body::empty, |s| Body::from(s.to_string())))?,
+    )
+    .await
+}
+
+async fn count(client: &Client, table: &str) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one(&format!("SELECT count(*) FROM \"{table}\""), &[])
+        .await?
+        .get(0))
+}
+
+/// The error answer has the `{error: {code, message}}` shape and a 4xx status.
+fn assert_client_error(a: &Answer, status: StatusCode, code: &str, mentions: &str) {
+    assert_eq!(a.status, status, "{}", a.text);
+    assert_eq!(a.error_code(), code, "{}", a.text);
+    let message = a.json()["error"]["message"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    assert!(
+        message.contains(mentions),
+        "{message:?} should mention {mentions:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_and_sync_have_the_seed_shape() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let a = call(&f.app, "GET", "/api/database/status", None).await?;
+    assert_eq!(a.status, StatusCode::OK);
+    let s = a.json();
+    for field in ["isOnline", "localDbConnected", "remoteDbConnected"] {
+        assert!(s[field].is_boolean(), "{field} in {s}");
+    }
+    assert!(s["timestamp"].is_string());
+    assert_eq!(s["mode"], "auto");
+    assert_eq!(s["localDbConnected"], true);
+    for field in ["pendingChanges", "conflicts", "failed"] {
+        assert!(s[field].is_i64(), "{field} in {s}");
+    }
+    assert!(s["lastSyncAt"].is_string(), "{s}");
+    assert!(s["usingLocalDatabase"].is_boolean());
+
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/database/status",
+        Some(r#"{"direction":"BIDIRECTIONAL"}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let r = a.json();
+    assert_eq!(r["success"], true, "{r}");
+    assert!(r["errors"].is_object());
+    assert!(r["timestamp"].is_string());
+    for model in ["User", "Post"] {
+        for field in ["recordsProcessed", "recordsSucceeded", "recordsFailed"] {
+            assert!(
+                r["results"][model][field].is_i64(),
+                "{model}.{field} in {r}"
+            );
+        }
+    }
+    // No body at all: BIDIRECTIONAL; a subset of models.
+    let a = call(&f.app, "POST", "/api/database/status", None).await?;
+    assert_eq!(a.json()["success"], true, "{}", a.text);
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/database/status",
+        Some(r#"{"direction":"FROM_SERVER","models":["User"]}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.json()["results"]["User"].is_object());
+
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/database/status",
+        Some(r#"{"direction":"SIDEWAYS"}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "unknown_direction", "SIDEWAYS");
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/database/status",
+        Some(r#"{"models":["Nope"]}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "unknown_model", "Nope");
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/database/status",
+        Some(r#"{"direction":7}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body", "");
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_api_creates_and_finds_with_include() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data":{"id":"u1","email":"one@x","name":"One"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["email"], "one@x");
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/models/Post/create",
+        Some(r#"{"data":{"id":"p1","title":"Hello","userId":"u1"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/models/Post/findMany",
+        Some(r#"{"include":{"user":true}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let posts = a.json();
+    assert_eq!(posts.as_array().map(Vec::len), Some(1), "{posts}");
+    assert_eq!(posts[0]["user"]["name"], "One", "{posts}");
+    assert_eq!(posts[0]["views"], 0);
+    let a = call(&f.app, "POST", "/api/models/User/count", None).await?;
+    assert_eq!(a.json(), json!(2), "{}", a.text);
+
+    // A duplicate unique value: 409.
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data":{"id":"u2","email":"one@x"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::CONFLICT, "{}", a.text);
+    // Updating a record that is not there: 404.
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/models/User/update",
+        Some(r#"{"where":{"id":"ghost"},"data":{"name":"x"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.text);
+
+    // In local mode the records carry syncStatus. (Without the monitor the
+    // node has not seen the server, so auto mode already wrote u1 and p1 to
+    // the replica.)
+    let a = call(
+        &f.app,
+        "PUT",
+        "/api/database/mode",
+        Some(r#"{"mode":"local"}"#),
+    )
+    .await?;
+    assert_eq!(
+        a.json(),
+        json!({"mode": "local", "usingLocalDatabase": true}),
+        "{}",
+        a.text
+    );
+    let a = call(
+        &f.app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data":{"id":"u3","email":"three@x"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["syncStatus"], "PENDING", "{}", a.text);
+    let a = call(&f.app, "GET", "/api/database/status", None).await?;
+    assert_eq!(a.json()["pendingChanges"], 3, "{}", a.text);
+    let a = call(&f.app, "GET", "/api/database/models", None).await?;
+    let models = a.json();
+    let user = models["models"]
+        .as_array()
+        .and_then(|m| m.iter().find(|m| m["model"] == "User"))
+        .cloned();
+    assert_eq!(
+        user.as_ref().map(|u| u["pending"].clone()),
+        Some(json!(2)),
+        "{models}"
+    );
+    let a = call(&f.app, "GET", "/metrics", None).await?;
+    assert!(a.text.contains("outpost_pending_changes 3"), "{}", a.text);
+    assert!(
+        a.text
+            .contains("outpost_model_pending_changes{model=\"User\"} 2"),
+        "{}",
+        a.text
+    );
+    let a = call(
+        &f.app,
+        "PUT",
+        "/api/database/mode",
+        Some(r#"{"mode":"auto"}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK);
+    let a = call(&f.app, "POST", "/api/database/status", None).await?;
+    assert_eq!(a.json()["success"], true, "{}", a.text);
+    assert_eq!(count(&f.client, "User").await?, 3);
+    let a = call(&f.app, "GET", "/api/database/log?model=User&limit=2", None).await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(
+        a.json()["entries"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        a.text
+    );
+    assert_eq!(a.json()["entries"][0]["model"], "User");
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_is_a_4xx_json_error_and_changes_nothing() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let before = (
+        count(&f.client, "User").await?,
+        count(&f.client, "Post").await?,
+    );
+    let app = &f.app;
+
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data": {"id": "#),
+    )
+    .await?;
+    assert_client_error(
+        &a,
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        "not valid JSON",
+    );
+    let a = send(
+        app,
+        Request::post("/api/models/User/create")
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(r#"{"data":{"id":"t","email":"t@x"}}"#))?,
+    )
+    .await?;
+    assert_client_error(
+        &a,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "text/plain",
+    );
+    let big = format!(
+        r#"{{"data":{{"id":"big","email":"big@x","name":"{}"}}}}"#,
+        "x".repeat(1024 * 1024 + 10)
+    );
+    let a = call(app, "POST", "/api/models/User/create", Some(&big)).await?;
+    assert_client_error(
+        &a,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "larger",
+    );
+    let a = call(app, "POST", "/api/models/Nope/findMany", None).await?;
+    assert_client_error(&a, StatusCode::NOT_FOUND, "unknown_model", "Nope");
+    let a = call(app, "POST", "/api/models/User/dropTable", None).await?;
+    assert_client_error(&a, StatusCode::NOT_FOUND, "unknown_operation", "dropTable");
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/findMany",
+        Some(r#"{"where":{"nickname":"x"}}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "invalid_query", "nickname");
+    let a = call(app, "POST", "/api/models/User/create", Some(r#"[1,2]"#)).await?;
+    assert_client_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+        "object",
+    );
+    for hostile in [
+        r#"{"where":{"x\"; DROP TABLE \"User\"; --":1}}"#,
+        r#"{"where":{"id":{"equals; DROP TABLE \"User\"":1}}}"#,
+        r#"{"orderBy":{"id\" DESC; DELETE FROM \"User\"; --":"asc"}}"#,
+        r#"{"select":{"1; DROP TABLE \"Post\"":true}}"#,
+    ] {
+        let a = call(app, "POST", "/api/models/User/findMany", Some(hostile)).await?;
+        assert!(
+            a.status.is_client_error(),
+            "{hostile}: {} {}",
+            a.status,
+            a.text
+        );
+        assert!(!a.error_code().is_empty(), "{}", a.text);
+        let a = call(app, "POST", "/api/models/User/deleteMany", Some(hostile)).await?;
+        assert!(
+            a.status.is_client_error(),
+            "{hostile}: {} {}",
+            a.status,
+            a.text
+        );
+    }
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data":{"id":"u9","email":"nine@x","x\"; DROP TABLE \"User\"; --":1}}"#),
+    )
+    .await?;
+    assert!(a.status.is_client_error(), "{}", a.text);
+    let a = call(
+        app,
+        "PUT",
+        "/api/database/mode",
+        Some(r#"{"mode":"offline"}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "unknown_mode", "offline");
+    let a = call(app, "GET", "/api/database/log?limit=-1", None).await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "bad_request", "limit");
+    let a = call(app, "GET", "/api/database/log?model=Nope", None).await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "unknown_model", "Nope");
+    let a = call(app, "GET", "/api/database/conflicts/User/u0", None).await?;
+    assert_client_error(&a, StatusCode::NOT_FOUND, "no_conflict", "u0");
+    let a = call(app, "POST", "/api/database/failed/User/u0/retry", None).await?;
+    assert_client_error(&a, StatusCode::NOT_FOUND, "no_failed_row", "u0");
+    let a = call(app, "GET", "/api/nowhere", None).await?;
+    assert_client_error(&a, StatusCode::NOT_FOUND, "not_found", "/api/nowhere");
+    let a = call(app, "DELETE", "/api/database/status", None).await?;
+    assert_client_error(
+        &a,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "GET, POST",
+    );
+
+    let after = (
+        count(&f.client, "User").await?,
+        count(&f.client, "Post").await?,
+    );
+    assert_eq!(before, after);
+    let a = call(app, "POST", "/api/models/User/count", None).await?;
+    assert_eq!(a.json(), json!(before.0), "{}", a.text);
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configured_token_is_required() -> anyhow::Result<()> {
+    let f = fixture(Some("s3cret-token")).await?;
+    for uri in [
+        "/api/database/status",
+        "/metrics",
+        "/api/openapi.json",
+        "/api/database/conflicts",
+    ] {
+        let a = call(&f.app, "GET", uri, None).await?;
+        assert_client_error(&a, StatusCode::UNAUTHORIZED, "unauthorized", "Bearer");
+        for bad in [
+            "Bearer wrong",
+            "Bearer s3cret-toke",
+            "Basic s3cret-token",
+            "s3cret-token",
+        ] {
+            let a = send(
+                &f.app,
+                Request::get(uri)
+                    .header(header::AUTHORIZATION, bad)
+                    .body(Body::empty())?,
+            )
+            .await?;
+            assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{uri} {bad}");
+            assert_eq!(a.error_code(), "unauthorized");
+        }
+        let a = send(
+            &f.app,
+            Request::get(uri)
+                .header(header::AUTHORIZATION, "Bearer s3cret-token")
+                .body(Body::empty())?,
+        )
+        .await?;
+        assert_eq!(a.status, StatusCode::OK, "{uri}: {}", a.text);
+    }
+    // A write without the token changes nothing.
+    let a = call(&f.app, "POST", "/api/models/User/deleteMany", None).await?;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(count(&f.client, "User").await?, 1);
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openapi_documents_every_route_the_router_serves() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let a = call(&f.app, "GET", "/api/openapi.json", None).await?;
+    assert_eq!(a.status, StatusCode::OK);
+    let doc = a.json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    let documented: usize = doc["paths"]
+        .as_object()
+        .map(|p| {
+            p.values()
+                .filter_map(Json::as_object)
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    assert_eq!(documented, ROUTES.len());
+    for route in ROUTES {
+        let op = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
+        assert!(
+            op.is_object(),
+            "{} {} is not documented",
+            route.method,
+            route.path
+        );
+        // The router serves it: no route-level 404 or 405.
+        let uri = route
+            .path
+            .replace("{model}", "User")
+            .replace("{key}", "u0")
+            .replace("{operation}", "findMany");
+        let body = matches!(route.method, "POST" | "PUT").then_some(match route.path {
+            "/api/database/mode" => r#"{"mode":"auto"}"#,
+            p if p.ends_with("/resolve") => r#"{"keep":"server"}"#,
+            _ => "{}",
+        });
+        let a = call(&f.app, route.method, &uri, body).await?;
+        assert_ne!(
+            a.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{} {uri}",
+            route.method
+        );
+        assert_ne!(
+            a.error_code(),
+            "not_found",
+            "{} {uri}: {}",
+            route.method,
+            a.text
+        );
+        assert!(
+            !a.status.is_server_error(),
+            "{} {uri}: {}",
+            route.method,
+            a.text
+        );
+    }
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_is_shown_and_resolved_with_a_merge() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let app = &f.app;
+    call(
+        app,
+        "PUT",
+        "/api/database/mode",
+        Some(r#"{"mode":"local"}"#),
+    )
+    .await?;
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/update",
+        Some(r#"{"where":{"id":"u0"},"data":{"name":"Local"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    f.client
+        .batch_execute(r#"UPDATE "User" SET name = 'Server', email = 'server@x' WHERE id = 'u0'"#)
+        .await?;
+    let a = call(app, "POST", "/api/database/status", None).await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = call(app, "GET", "/api/database/conflicts", None).await?;
+    let list = a.json();
+    assert_eq!(
+        list["conflicts"].as_array().map(Vec::len),
+        Some(1),
+        "{list}"
+    );
+    assert_eq!(list["conflicts"][0]["model"], "User");
+
+    for key in ["u0", "%22u0%22", "%5B%22u0%22%5D"] {
+        let a = call(
+            app,
+            "GET",
+            &format!("/api/database/conflicts/User/{key}"),
+            None,
+        )
+        .await?;
+        assert_eq!(a.status, StatusCode::OK, "{key}: {}", a.text);
+        let c = a.json();
+        assert_eq!(c["local"]["name"], "Local", "{c}");
+        assert_eq!(c["server"]["name"], "Server", "{c}");
+        assert_eq!(c["base"]["name"], "Zero", "{c}");
+    }
+    let a = call(
+        app,
+        "POST",
+        "/api/database/conflicts/User/u0/resolve",
+        Some(r#"{"merged":{"nope":1}}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "bad_request", "nope");
+    let a = call(
+        app,
+        "POST",
+        "/api/database/conflicts/User/u0/resolve",
+        Some(r#"{"keep":"both"}"#),
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "bad_request", "both");
+    let a = call(
+        app,
+        "POST",
+        "/api/database/conflicts/User/u0/resolve",
+        Some(r#"{"merged":{"name":"Merged"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    call(app, "PUT", "/api/database/mode", Some(r#"{"mode":"auto"}"#)).await?;
+    let a = call(app, "POST", "/api/database/status", None).await?;
+    assert_eq!(a.json()["success"], true, "{}", a.text);
+    let row = f
+        .client
+        .query_one(r#"SELECT name, email FROM "User" WHERE id = 'u0'"#, &[])
+        .await?;
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("Merged".into(), "server@x".into())
+    );
+    let a = call(app, "GET", "/api/database/status", None).await?;
+    assert_eq!(a.json()["conflicts"], 0, "{}", a.text);
+    f.node.shutdown().await;
+    Ok(())
+}
