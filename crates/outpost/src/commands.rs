@@ -366,3 +366,55 @@ pub async fn log(
     });
     Ok(())
 }
+
+pub async fn serve(config: &Config, host: std::net::IpAddr, port: u16) -> anyhow::Result<()> {
+    let token = std::env::var("OUTPOST_ADMIN_TOKEN")
+        .ok()
+        .filter(|t| !t.trim().is_empty());
+    if !host.is_loopback() && token.is_none() {
+        bail!(
+            "binding to {host} exposes the admin and model API beyond this machine: set OUTPOST_ADMIN_TOKEN \
+             (clients send it as `Authorization: Bearer <token>`), or bind to 127.0.0.1"
+        );
+    }
+    if token.as_ref().is_some_and(|t| t.len() < 16) {
+        bail!("OUTPOST_ADMIN_TOKEN is too short: use at least 16 characters");
+    }
+    let node = outpost_engine::Outpost::open(config.clone()).await?;
+    let app = outpost_http::router(outpost_http::AppState {
+        node: node.clone(),
+        admin_token: token,
+    });
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("binding {host}:{port}"))?;
+    eprintln!("outpost serving on http://{}", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    // Stop the monitor; a running sync commits or rolls back whole first.
+    node.shutdown().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -10,6 +10,7 @@
 //! outpost status                 pending changes, conflicts, failed rows, last sync, the server
 //! outpost conflicts list|show|resolve
 //! outpost log [--model M]        the SyncLog
+//! outpost serve [--host H] [--port P]   the node and its HTTP API
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the work failed, 2 when the command line
@@ -83,6 +84,18 @@ enum Command {
     Conflicts {
         #[command(subcommand)]
         action: commands::ConflictAction,
+    },
+    /// Run the node: the monitor and sync loop, and the HTTP API on
+    /// `--host`:`--port`. Binding beyond loopback requires OUTPOST_ADMIN_TOKEN
+    /// (sent as `Authorization: Bearer <token>`). Stops on SIGINT/SIGTERM
+    /// after the running sync finishes.
+    Serve {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind.
+        #[arg(long, default_value_t = 3000)]
+        port: u16,
     },
     /// The sync log (newest first).
     Log {
@@ -162,6 +175,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Status => commands::status(&config, cli.json).await,
         Command::Conflicts { action } => commands::conflicts(&config, action, cli.json).await,
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
+        Command::Serve { host, port } => commands::serve(&config, host, port).await,
     }
 }
 

@@ -388,3 +388,79 @@ async fn sync_status_conflicts_and_log_from_the_command_line() {
     assert!(o.status.success(), "status works offline");
     assert!(text(&o).0.contains("server: unreachable"));
 }
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_the_seed_status_and_stops_on_sigterm() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute(PRISMA_SCHEMA)
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    // Off loopback without a token: refused before anything starts.
+    let o = outpost(
+        db.dir(),
+        &[("DATABASE_URL", &url)],
+        &["serve", "--host", "0.0.0.0", "--port", "0"],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).1.contains("OUTPOST_ADMIN_TOKEN"), "{}", text(&o).1);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("port")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .current_dir(db.dir())
+        .args(["serve", "--port", &port.to_string()])
+        .env("DATABASE_URL", &url)
+        .env_remove("OUTPOST_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut body = None;
+    for _ in 0..200 {
+        if let Some(r) = http_get(port, "/api/database/status") {
+            body = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let body = body.expect("the server answered");
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    for field in [
+        "isOnline",
+        "localDbConnected",
+        "remoteDbConnected",
+        "timestamp",
+    ] {
+        assert!(body.contains(&format!("\"{field}\"")), "{body}");
+    }
+    let pid = child.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
+}
