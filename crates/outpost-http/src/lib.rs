@@ -4,7 +4,8 @@
 //! endpoints, mode, models, conflicts, the sync log and failed rows under
 //! `/api/database`, the model service under `/api/models/{model}/{operation}`,
 //! an OpenAPI document at `/api/openapi.json` and Prometheus metrics at
-//! `/metrics`. No SQL here: everything goes through [`outpost_engine`].
+//! `/metrics`, and the Database Sync Manager page at `/admin/database-sync`
+//! (see [`admin`]; not in [`ROUTES`], which lists the JSON API). No SQL here: everything goes through [`outpost_engine`].
 //!
 //! ```no_run
 //! # async fn demo(node: outpost_engine::Outpost) -> std::io::Result<()> {
@@ -14,6 +15,7 @@
 //! # }
 //! ```
 
+pub mod admin;
 mod auth;
 mod error;
 mod extract;
@@ -101,6 +103,8 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             auth::require_token,
         ))
+        // The page checks the token itself (bearer header or `?token=`).
+        .route(admin::PAGE_PATH, axum::routing::get(admin::page))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

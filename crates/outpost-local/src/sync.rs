@@ -1307,3 +1307,39 @@ pub fn take_id(conn: &Connection, table: &str, column: &str) -> Result<Option<i6
     .map_err(LocalError::sqlite("taking a reserved id"))?;
     Ok(Some(next))
 }
+
+/// A row the server refused: its table, key (JSON array) and the server's
+/// message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedEntry {
+    /// The table.
+    pub table: String,
+    /// The row key, a JSON array.
+    pub pk: String,
+    /// The server's message.
+    pub error: Option<String>,
+}
+
+impl Replica {
+    /// Rows in `FAILED`, by table and key (at most `limit`).
+    pub fn failed_rows(&self, limit: i64) -> Result<Vec<FailedEntry>, LocalError> {
+        let mut stmt = self
+            .connection()
+            .prepare_cached(
+                "SELECT table_name, pk, error FROM \"_outpost_rows\" WHERE status = 'FAILED' \
+                 ORDER BY table_name, pk LIMIT ?1",
+            )
+            .map_err(LocalError::sqlite("listing failed rows"))?;
+        let rows = stmt
+            .query_map([limit], |r| {
+                Ok(FailedEntry {
+                    table: r.get(0)?,
+                    pk: r.get(1)?,
+                    error: r.get(2)?,
+                })
+            })
+            .map_err(LocalError::sqlite("listing failed rows"))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(LocalError::sqlite("listing failed rows"))
+    }
+}

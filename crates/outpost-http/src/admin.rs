@@ -1,0 +1,521 @@
+//! The Database Sync Manager page at `/admin/database-sync`.
+//!
+//! Server-rendered HTML (every dynamic string goes through [`escape`]) with a
+//! small inline script: it polls `GET /api/database/status` every few seconds
+//! and, when something changed, fetches the page's live part again
+//! (`?fragment=1`) and swaps it in without a full reload. The buttons call
+//! the JSON API under `/api/database`.
+//!
+//! When the node has an admin token the page needs it too, either as
+//! `Authorization: Bearer <token>` or, for a browser, as `?token=<token>`;
+//! the page then sends it as a bearer token on its own `fetch` calls. The
+//! page is not part of [`crate::ROUTES`] (that list is the JSON API and its
+//! OpenAPI document).
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{Html, IntoResponse, Response};
+use serde_json::Value as Json;
+
+use crate::AppState;
+use crate::auth::constant_time_eq;
+use crate::error::ApiError;
+use crate::handlers;
+
+/// The page's path.
+pub const PAGE_PATH: &str = "/admin/database-sync";
+
+/// Escapes text for HTML element content and quoted attribute values.
+pub(crate) fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A JSON value as display text (strings without quotes), escaped.
+fn text(v: &Json) -> String {
+    match v {
+        Json::Null => String::from("—"),
+        Json::String(s) => escape(s),
+        other => escape(&other.to_string()),
+    }
+}
+
+fn authorized(state: &AppState, headers: &HeaderMap, query: &HashMap<String, String>) -> bool {
+    let Some(token) = state.admin_token.as_deref() else {
+        return true;
+    };
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, rest) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim())
+        });
+    [bearer, query.get("token").map(String::as_str)]
+        .into_iter()
+        .flatten()
+        .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
+}
+
+/// A FAILED row: model, key and the server's message.
+struct FailedRow {
+    model: String,
+    key: String,
+    error: Option<String>,
+}
+
+async fn failed_rows(state: &AppState) -> Result<Vec<FailedRow>, ApiError> {
+    let rows = state
+        .node
+        .engine()
+        .with_replica(|r| r.failed_rows(200))
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|f| FailedRow {
+            model: f.table,
+            key: f.pk,
+            error: f.error,
+        })
+        .collect())
+}
+
+/// The key as the API takes it in a path: a JSON string key as its text,
+/// anything else as JSON.
+/// A one-column key (`["u0"]`) is given as its value (`u0`).
+fn key_param(pk: &str) -> String {
+    match serde_json::from_str::<Json>(pk) {
+        Ok(json) => key_text(&json),
+        Err(_) => pk.to_string(),
+    }
+}
+
+fn key_text(key: &Json) -> String {
+    match key {
+        Json::String(s) => s.clone(),
+        Json::Array(parts) if parts.len() == 1 => key_text(&parts[0]),
+        other => other.to_string(),
+    }
+}
+
+/// `GET /admin/database-sync`.
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    if !authorized(&state, &headers, &query) {
+        let mut response = ApiError::unauthorized(
+            "this page needs Authorization: Bearer <token> or ?token=<token>",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    let live = match live_html(&state).await {
+        Ok(html) => html,
+        Err(e) => return e.into_response(),
+    };
+    let mut response = if query.contains_key("fragment") {
+        Html(live).into_response()
+    } else {
+        let token = if state.admin_token.is_some() {
+            query.get("token").cloned()
+        } else {
+            None
+        };
+        Html(full_page(&live, token.as_deref())).into_response()
+    };
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+async fn live_html(state: &AppState) -> Result<String, ApiError> {
+    let status = handlers::status(State(state.clone())).await?.0;
+    let models = handlers::models(State(state.clone())).await?.0;
+    let conflicts = handlers::conflicts(State(state.clone())).await?.0;
+    let mut log_query = HashMap::new();
+    log_query.insert("limit".to_string(), "20".to_string());
+    let log = handlers::log(State(state.clone()), Query(log_query))
+        .await?
+        .0;
+    let failed = failed_rows(state).await?;
+
+    let mut h = String::new();
+    // Status.
+    let online = status["isOnline"].as_bool().unwrap_or(false);
+    let using_local = status["usingLocalDatabase"].as_bool().unwrap_or(false);
+    let mode = status["mode"].as_str().unwrap_or("auto");
+    let _ = write!(
+        h,
+        r#"<section aria-labelledby="h-status"><h2 id="h-status">Status</h2>
+<dl class="status">
+<dt>Network</dt><dd><span id="st-online" class="badge {cls}">{online}</span></dd>
+<dt>Database in use</dt><dd id="st-db">{db}</dd>
+<dt>Mode</dt><dd id="st-mode">{mode}</dd>
+<dt>Local database</dt><dd>{local}</dd>
+<dt>Remote database</dt><dd>{remote}</dd>
+<dt>Pending changes</dt><dd id="st-pending">{pending}</dd>
+<dt>Conflicts</dt><dd id="st-conflicts">{conflicts}</dd>
+<dt>Failed</dt><dd id="st-failed">{failed}</dd>
+<dt>Last sync</dt><dd id="st-last">{last}</dd>
+</dl>
+<form id="mode-form" class="row"><label for="mode-select">Mode</label>
+<select id="mode-select" name="mode">{options}</select>
+<button type="submit">Set mode</button></form>
+</section>
+"#,
+        cls = if online { "ok" } else { "bad" },
+        online = if online { "Online" } else { "Offline" },
+        db = if using_local {
+            "Local (SQLite)"
+        } else {
+            "Remote (PostgreSQL)"
+        },
+        mode = escape(mode),
+        local = yes_no(&status["localDbConnected"]),
+        remote = yes_no(&status["remoteDbConnected"]),
+        pending = text(&status["pendingChanges"]),
+        conflicts = text(&status["conflicts"]),
+        failed = text(&status["failed"]),
+        last = text(&status["lastSyncAt"]),
+        options = ["auto", "local", "remote"]
+            .iter()
+            .map(|m| format!(
+                r#"<option value="{m}"{}>{m}</option>"#,
+                if *m == mode { " selected" } else { "" }
+            ))
+            .collect::<String>(),
+    );
+
+    // Sync buttons.
+    h.push_str(
+        r#"<section aria-labelledby="h-sync"><h2 id="h-sync">Sync</h2><div class="row">
+<button type="button" data-act="sync" data-direction="BIDIRECTIONAL">Sync both ways</button>
+<button type="button" data-act="sync" data-direction="TO_SERVER">Push to server</button>
+<button type="button" data-act="sync" data-direction="FROM_SERVER">Pull from server</button>
+</div></section>
+"#,
+    );
+
+    // Per model.
+    h.push_str(
+        r#"<section aria-labelledby="h-models"><h2 id="h-models">Models</h2><div class="scroll"><table>
+<thead><tr><th scope="col">Model</th><th scope="col">Pending</th><th scope="col">Conflicts</th><th scope="col">Failed</th><th scope="col">Last sync</th><th scope="col">Result</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>
+"#,
+    );
+    for m in models["models"].as_array().into_iter().flatten() {
+        let name = m["model"].as_str().unwrap_or("");
+        let last = &m["lastSync"];
+        let when = if last.is_null() {
+            String::from("never")
+        } else if last["completedAt"].is_null() {
+            text(&last["startedAt"])
+        } else {
+            text(&last["completedAt"])
+        };
+        let result = if last.is_null() {
+            String::from("—")
+        } else {
+            let mut r = format!(
+                "{} {}: {} processed, {} ok, {} failed, {} conflicts",
+                text(&last["status"]),
+                text(&last["direction"]),
+                text(&last["recordsProcessed"]),
+                text(&last["recordsSucceeded"]),
+                text(&last["recordsFailed"]),
+                text(&last["conflicts"]),
+            );
+            if let Some(e) = last["error"].as_str() {
+                let _ = write!(r, " — {}", escape(e));
+            }
+            r
+        };
+        let _ = writeln!(
+            h,
+            r#"<tr data-model="{n}"><th scope="row">{n}</th><td class="num">{p}</td><td class="num">{c}</td><td class="num">{f}</td><td>{when}</td><td>{result}</td><td><button type="button" data-act="sync-model" data-model="{n}" aria-label="Sync {n}">Sync</button></td></tr>"#,
+            n = escape(name),
+            p = text(&m["pending"]),
+            c = text(&m["conflicts"]),
+            f = text(&m["failed"]),
+        );
+    }
+    h.push_str("</tbody></table></div></section>\n");
+
+    // Conflicts.
+    h.push_str(r#"<section aria-labelledby="h-conflicts"><h2 id="h-conflicts">Conflicts</h2>"#);
+    let list = conflicts["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        h.push_str("<p>No conflicts.</p>");
+    }
+    for c in &list {
+        let model = c["model"].as_str().unwrap_or("");
+        let key = key_text(&c["key"]);
+        let mut columns: Vec<String> = Vec::new();
+        for side in ["base", "local", "server"] {
+            for k in c[side].as_object().into_iter().flat_map(|o| o.keys()) {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+        }
+        let _ = write!(
+            h,
+            r#"<article class="conflict"><h3>{m} <code>{k}</code></h3><div class="scroll"><table>
+<thead><tr><th scope="col">Column</th><th scope="col">Base</th><th scope="col">Local</th><th scope="col">Server</th></tr></thead><tbody>"#,
+            m = escape(model),
+            k = escape(&key),
+        );
+        for col in &columns {
+            let (b, l, s) = (&c["base"][col], &c["local"][col], &c["server"][col]);
+            let differs = l != s;
+            let _ = write!(
+                h,
+                r#"<tr{cls}><th scope="row">{col}</th><td>{b}</td><td>{l}</td><td>{s}</td></tr>"#,
+                cls = if differs { r#" class="diff""# } else { "" },
+                col = escape(col),
+                b = side_text(&c["base"], b),
+                l = side_text(&c["local"], l),
+                s = side_text(&c["server"], s),
+            );
+        }
+        let _ = write!(
+            h,
+            r#"</tbody></table></div><div class="row">
+<button type="button" data-act="resolve" data-keep="local" data-model="{m}" data-key="{k}">Keep local</button>
+<button type="button" data-act="resolve" data-keep="server" data-model="{m}" data-key="{k}">Keep server</button>
+</div></article>
+"#,
+            m = escape(model),
+            k = escape(&key),
+        );
+    }
+    h.push_str("</section>\n");
+
+    // Failed rows.
+    h.push_str(r#"<section aria-labelledby="h-failed"><h2 id="h-failed">Failed rows</h2>"#);
+    if failed.is_empty() {
+        h.push_str("<p>No failed rows.</p>");
+    } else {
+        h.push_str(
+            r#"<div class="scroll"><table><thead><tr><th scope="col">Model</th><th scope="col">Key</th><th scope="col">Server error</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>"#,
+        );
+        for f in &failed {
+            let key = key_param(&f.key);
+            let _ = write!(
+                h,
+                r#"<tr><td>{m}</td><td><code>{k}</code></td><td>{e}</td><td><button type="button" data-act="retry" data-model="{m}" data-key="{k}">Retry</button></td></tr>"#,
+                m = escape(&f.model),
+                k = escape(&key),
+                e = escape(f.error.as_deref().unwrap_or("")),
+            );
+        }
+        h.push_str("</tbody></table></div>");
+    }
+    h.push_str("</section>\n");
+
+    // Sync log.
+    h.push_str(
+        r#"<section aria-labelledby="h-log"><h2 id="h-log">Recent sync log</h2><div class="scroll"><table>
+<thead><tr><th scope="col">Started</th><th scope="col">Model</th><th scope="col">Direction</th><th scope="col">Trigger</th><th scope="col">Status</th><th scope="col">Processed</th><th scope="col">Failed</th><th scope="col">Conflicts</th><th scope="col">Error</th></tr></thead><tbody>
+"#,
+    );
+    for e in log["entries"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            text(&e["startedAt"]),
+            text(&e["model"]),
+            text(&e["direction"]),
+            text(&e["trigger"]),
+            text(&e["status"]),
+            text(&e["recordsProcessed"]),
+            text(&e["recordsFailed"]),
+            text(&e["conflicts"]),
+            text(&e["error"]),
+        );
+    }
+    h.push_str("</tbody></table></div></section>\n");
+    Ok(h)
+}
+
+fn yes_no(v: &Json) -> &'static str {
+    match v.as_bool() {
+        Some(true) => "connected",
+        Some(false) => "not connected",
+        None => "unknown",
+    }
+}
+
+/// A cell of one side of a conflict: "(no row)" when that side has none.
+fn side_text(side: &Json, v: &Json) -> String {
+    if side.is_null() {
+        String::from("<em>(no row)</em>")
+    } else {
+        match v {
+            Json::Null => String::from("<em>null</em>"),
+            other => text(other),
+        }
+    }
+}
+
+/// A string as a JavaScript literal that is safe inside `<script>`.
+fn js_string(s: &str) -> String {
+    Json::String(s.to_string())
+        .to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
+fn full_page(live: &str, token: Option<&str>) -> String {
+    let token = token.map_or_else(|| String::from("null"), js_string);
+    format!(
+        r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Database Sync Manager</title>
+<style>{STYLE}</style></head>
+<body><header><h1>Database Sync Manager</h1></header>
+<div id="result" role="status" aria-live="polite"></div>
+<main id="live">{live}</main>
+<script>const TOKEN = {token};
+{SCRIPT}</script>
+</body></html>
+"#
+    )
+}
+
+const STYLE: &str = r#"
+*{box-sizing:border-box}
+body{font-family:system-ui,sans-serif;margin:0;padding:0 1rem 2rem;line-height:1.4;color:#111;background:#fafafa}
+h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.5rem}h3{font-size:1rem}
+section,article{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}
+.status{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;margin:0}
+.status dt{font-weight:600}.status dd{margin:0}
+.badge{padding:.1rem .5rem;border-radius:1rem;color:#fff}.ok{background:#1a7f37}.bad{background:#b42318}
+.row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:.5rem 0}
+.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+table{border-collapse:collapse;min-width:100%}
+th,td{border-bottom:1px solid #eee;padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}
+td.num{text-align:right}tr.diff td{background:#fff4e5}
+button,select{font:inherit;padding:.4rem .8rem;border:1px solid #555;border-radius:4px;background:#fff;min-height:2.5rem}
+button:hover{background:#eef}
+button:focus-visible,select:focus-visible{outline:3px solid #1f6feb;outline-offset:2px}
+button[disabled]{opacity:.6}
+#result{position:sticky;top:0;background:#fafafa;min-height:1.5rem;padding:.25rem 0;word-break:break-word}
+#result.err{color:#b42318}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+@media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}}
+"#;
+
+const SCRIPT: &str = r#"
+(function () {
+  const headers = TOKEN ? { Authorization: 'Bearer ' + TOKEN } : {};
+  const result = document.getElementById('result');
+  const live = document.getElementById('live');
+  let last = '';
+  function show(msg, err) { result.textContent = msg; result.className = err ? 'err' : ''; }
+  async function api(method, path, body) {
+    const h = Object.assign({}, headers);
+    if (body !== undefined) h['Content-Type'] = 'application/json';
+    const r = await fetch(path, { method: method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    const j = await r.json().catch(function () { return null; });
+    if (!r.ok) throw new Error((j && j.error && j.error.message) || ('HTTP ' + r.status));
+    return j;
+  }
+  async function reload() {
+    const url = location.pathname + '?fragment=1' + (TOKEN ? '&token=' + encodeURIComponent(TOKEN) : '');
+    const r = await fetch(url, { headers: headers });
+    if (!r.ok) return;
+    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset : null;
+    const sel = focused && focused.act ? '[data-act="' + focused.act + '"]' + (focused.model ? '[data-model="' + CSS.escape(focused.model) + '"]' : '') + (focused.direction ? '[data-direction="' + focused.direction + '"]' : '') + (focused.keep ? '[data-keep="' + focused.keep + '"]' : '') : null;
+    live.innerHTML = await r.text();
+    if (sel) { const el = live.querySelector(sel); if (el) el.focus(); }
+  }
+  function summary(rep) {
+    if (!rep || typeof rep !== 'object') return 'done';
+    const parts = [];
+    if ('success' in rep) parts.push(rep.success ? 'success' : 'failed');
+    for (const k of ['pushed', 'pulled', 'conflicts', 'failed']) if (k in rep) parts.push(k + ': ' + JSON.stringify(rep[k]));
+    if (rep.errors && rep.errors.length) parts.push('errors: ' + JSON.stringify(rep.errors));
+    return parts.length ? parts.join(', ') : JSON.stringify(rep);
+  }
+  async function act(btn) {
+    const d = btn.dataset;
+    const m = encodeURIComponent(d.model || ''), k = encodeURIComponent(d.key || '');
+    btn.disabled = true;
+    try {
+      let rep;
+      if (d.act === 'sync') { show('Syncing ' + d.direction + '…'); rep = await api('POST', '/api/database/status', { direction: d.direction }); show('Sync ' + d.direction + ': ' + summary(rep), rep && rep.success === false); }
+      else if (d.act === 'sync-model') { show('Syncing ' + d.model + '…'); rep = await api('POST', '/api/database/status', { direction: 'BIDIRECTIONAL', models: [d.model] }); show('Sync ' + d.model + ': ' + summary(rep), rep && rep.success === false); }
+      else if (d.act === 'resolve') { await api('POST', '/api/database/conflicts/' + m + '/' + k + '/resolve', { keep: d.keep }); show('Resolved ' + d.model + ' ' + d.key + ' (kept ' + d.keep + ')'); }
+      else if (d.act === 'retry') { await api('POST', '/api/database/failed/' + m + '/' + k + '/retry'); show('Queued ' + d.model + ' ' + d.key + ' again'); }
+    } catch (e) { show(String(e.message || e), true); }
+    btn.disabled = false;
+    await reload();
+  }
+  document.addEventListener('click', function (ev) {
+    const btn = ev.target.closest('button[data-act]');
+    if (btn) act(btn);
+  });
+  document.addEventListener('submit', async function (ev) {
+    if (ev.target.id !== 'mode-form') return;
+    ev.preventDefault();
+    const mode = ev.target.querySelector('select').value;
+    try { const r = await api('PUT', '/api/database/mode', { mode: mode }); show('Mode: ' + r.mode + (r.usingLocalDatabase ? ' (local database)' : ' (remote database)')); }
+    catch (e) { show(String(e.message || e), true); }
+    await reload();
+  });
+  async function poll() {
+    try {
+      const s = await api('GET', '/api/database/status');
+      const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt]);
+      if (sig !== last) {
+        const first = last === '';
+        last = sig;
+        const inForm = document.activeElement && document.activeElement.tagName === 'SELECT';
+        if (!first && !inForm) await reload();
+      }
+    } catch (e) { /* offline or server down: keep the last view */ }
+  }
+  poll();
+  setInterval(poll, 3000);
+})();
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::{escape, js_string};
+
+    #[test]
+    fn escapes() {
+        assert_eq!(
+            escape(r#"<script>"a"&'b'</script>"#),
+            "&lt;script&gt;&quot;a&quot;&amp;&#39;b&#39;&lt;/script&gt;"
+        );
+        assert_eq!(js_string("</script>"), r#""\u003c/script\u003e""#);
+    }
+}
