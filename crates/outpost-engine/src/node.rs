@@ -73,7 +73,8 @@ pub struct Status {
     pub is_online: bool,
     /// The replica is open.
     pub local_db_connected: bool,
-    /// The node holds a working connection to the server.
+    /// The node holds a working connection to the server (the monitor's, or
+    /// the model service's).
     pub remote_db_connected: bool,
     /// The mode set.
     pub mode: Mode,
@@ -290,13 +291,15 @@ impl Outpost {
     /// Recomputes the status and tells subscribers if it changed.
     pub(crate) async fn publish(&self) {
         let engine_status = self.inner.engine.status().await.ok();
-        let remote_db_connected = self
-            .inner
-            .remote
-            .lock()
-            .await
-            .as_ref()
-            .is_some_and(|c| !c.is_closed());
+        // The monitor's LISTEN connection counts: it is a working connection.
+        let remote_db_connected = self.is_online()
+            || self
+                .inner
+                .remote
+                .lock()
+                .await
+                .as_ref()
+                .is_some_and(|c| !c.is_closed());
         let status = Status {
             is_online: self.is_online(),
             local_db_connected: engine_status.is_some(),

@@ -417,7 +417,7 @@ section,article{background:#fff;border:1px solid #ddd;border-radius:6px;padding:
 .status dt{font-weight:600}.status dd{margin:0}
 .badge{padding:.1rem .5rem;border-radius:1rem;color:#fff}.ok{background:#1a7f37}.bad{background:#b42318}
 .row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:.5rem 0}
-.scroll{overflow-x:auto;-webkit-overflow-scrolling:touch}
+.scroll{position:relative;overflow-x:auto;-webkit-overflow-scrolling:touch}
 table{border-collapse:collapse;min-width:100%}
 th,td{border-bottom:1px solid #eee;padding:.3rem .5rem;text-align:left;vertical-align:top;white-space:nowrap}
 td.num{text-align:right}tr.diff td{background:#fff4e5}
@@ -427,7 +427,7 @@ button:focus-visible,select:focus-visible{outline:3px solid #1f6feb;outline-offs
 button[disabled]{opacity:.6}
 #result{position:sticky;top:0;background:#fafafa;min-height:1.5rem;padding:.25rem 0;word-break:break-word}
 #result.err{color:#b42318}
-.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+.sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
 @media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}}
 "#;
 
