@@ -127,6 +127,24 @@ impl Cluster {
             // The tools run as `postgres`: hand it the directory (and any
             // files the caller put there, such as a TLS key).
             cluster.run_plain("chown", &["-R", "postgres:postgres"], &[&options.dir])?;
+            // A private parent directory (a root-only $TMPDIR) hides the
+            // cluster from its own server: say so instead of initdb's riddle.
+            let reachable = Command::new("runuser")
+                .args(["-u", "postgres", "--", "test", "-w"])
+                .arg(&options.dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if !reachable {
+                return Err(ClusterError::Tool {
+                    tool: "runuser".into(),
+                    output: format!(
+                        "the postgres user cannot write to {} (a parent directory is private to root); \
+                         point TMPDIR at a directory it can reach, such as /tmp",
+                        options.dir.display()
+                    ),
+                });
+            }
         }
         let data = cluster.data_dir();
         if !data.join("PG_VERSION").exists() {
@@ -360,10 +378,10 @@ pub fn bin_dir() -> Result<PathBuf, ClusterError> {
     if let Some((_, dir)) = versions.into_iter().rev().find(|(_, d)| has_tools(d)) {
         return Ok(dir);
     }
-    if let Some(path) = std::env::var_os("PATH") {
-        if let Some(dir) = std::env::split_paths(&path).find(|d| has_tools(d)) {
-            return Ok(dir);
-        }
+    if let Some(path) = std::env::var_os("PATH")
+        && let Some(dir) = std::env::split_paths(&path).find(|d| has_tools(d))
+    {
+        return Ok(dir);
     }
     Err(ClusterError::NoBinaries {
         searched: "/usr/lib/postgresql/*/bin and $PATH".into(),

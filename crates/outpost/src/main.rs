@@ -11,12 +11,14 @@
 //! outpost conflicts list|show|resolve
 //! outpost log [--model M]        the SyncLog
 //! outpost serve [--host H] [--port P]   the node and its HTTP API
+//! outpost demo [--port P]        a throwaway PostgreSQL with sample data, a replica, the page
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the work failed, 2 when the command line
 //! or the configuration is invalid. Errors go to stderr.
 
 mod commands;
+mod demo;
 mod settings;
 
 use std::process::ExitCode;
@@ -97,6 +99,20 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         port: u16,
     },
+    /// Try outpost in one command: without DATABASE_URL, starts a throwaway
+    /// PostgreSQL (from the installed binaries) with a sample schema (User,
+    /// Post) and rows, sets up a replica, serves the node and the Database
+    /// Sync Manager page and prints its URL. Ctrl-C stops everything and
+    /// removes the throwaway cluster. With DATABASE_URL, uses that database
+    /// and creates the sample tables only if it has neither User nor Post.
+    Demo {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind (default 3000, or a free port if 3000 is taken; 0 for any).
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// The sync log (newest first).
     Log {
         /// Only this model.
@@ -176,6 +192,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Conflicts { action } => commands::conflicts(&config, action, cli.json).await,
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
         Command::Serve { host, port } => commands::serve(&config, host, port).await,
+        Command::Demo { host, port } => demo::demo(config, host, port).await,
     }
 }
 
