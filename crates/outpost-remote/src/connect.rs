@@ -95,7 +95,7 @@ fn explain(tls: &TlsParams, reason: String) -> String {
             "{reason} (the server's certificate is not signed by a trusted CA: \
              give the CA's certificate with sslrootcert=/path/to/ca.crt)"
         )
-    } else if reason.contains("NotValidForName") {
+    } else if reason.contains("NotValidForName") || reason.contains("not valid for name") {
         format!(
             "{reason} (the certificate is not for this host name: connect with the name \
              it was issued for, or use sslmode=verify-ca)"
