@@ -90,18 +90,12 @@ pub async fn sync(
     config: &Config,
     direction: Direction,
     models: Vec<String>,
-    policies: &[String],
+    policies: &[(String, Policy)],
     json_mode: bool,
 ) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    for p in policies {
-        let (model, policy) = p
-            .split_once('=')
-            .with_context(|| format!("--policy {p:?}: expected MODEL=POLICY"))?;
-        let policy: Policy = policy
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}"))?;
-        engine.set_policy(model, policy)?;
+    for (model, policy) in policies {
+        engine.set_policy(model, *policy)?;
     }
     let mut options = SyncOptions::new(direction, Trigger::Manual);
     if !models.is_empty() {

@@ -76,8 +76,8 @@ enum Command {
         models: Vec<String>,
         /// Conflict policy for a model, `Model=policy` (manual, server-wins,
         /// client-wins, last-write-wins); repeatable.
-        #[arg(long = "policy", value_name = "MODEL=POLICY")]
-        policies: Vec<String>,
+        #[arg(long = "policy", value_name = "MODEL=POLICY", value_parser = parse_policy)]
+        policies: Vec<(String, outpost_engine::Policy)>,
     },
     /// The node's sync state: pending changes, conflicts, failed rows, the
     /// last sync, and whether the server is reachable.
@@ -124,6 +124,15 @@ enum Command {
     },
 }
 
+/// `Model=policy`, checked by clap so a bad one stops before anything runs.
+fn parse_policy(s: &str) -> Result<(String, outpost_engine::Policy), String> {
+    let (model, policy) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected MODEL=POLICY"))?;
+    let policy = policy.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((model.to_string(), policy))
+}
+
 fn parse_direction(s: &str) -> Result<outpost_core::sync::Direction, String> {
     s.parse()
 }
@@ -163,7 +172,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConfigError>().is_some() {
+            if e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<settings::EnvFileError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
