@@ -46,24 +46,98 @@ impl Default for TableSelection {
     }
 }
 
+/// libpq's `sslmode`: whether and how the connection to the server is
+/// encrypted. The default, as in libpq, is [`SslMode::Prefer`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SslMode {
+    /// Never TLS.
+    Disable,
+    /// TLS when the server offers it, plaintext otherwise; the certificate
+    /// is not checked (it protects against eavesdropping, not impersonation).
+    #[default]
+    Prefer,
+    /// TLS or no connection; the certificate is not checked unless
+    /// `sslrootcert` is given, which makes it [`SslMode::VerifyCa`] (libpq).
+    Require,
+    /// TLS with a certificate signed by a trusted CA, any host name.
+    VerifyCa,
+    /// TLS with a certificate signed by a trusted CA for the host connected to.
+    VerifyFull,
+}
+
+impl SslMode {
+    fn parse(value: &str) -> Result<SslMode, String> {
+        match value {
+            "disable" => Ok(SslMode::Disable),
+            "prefer" => Ok(SslMode::Prefer),
+            "require" => Ok(SslMode::Require),
+            "verify-ca" => Ok(SslMode::VerifyCa),
+            "verify-full" => Ok(SslMode::VerifyFull),
+            "allow" => Err("sslmode=allow is not supported: use disable or prefer".into()),
+            other => Err(format!(
+                "sslmode={other:?} is not one of disable, prefer, require, verify-ca, verify-full"
+            )),
+        }
+    }
+}
+
+/// The TLS part of a connection string.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TlsParams {
+    /// `sslmode`.
+    pub mode: SslMode,
+    /// `sslrootcert`: a PEM file of trusted CA certificates, or `system`
+    /// for the bundled Mozilla roots.
+    pub root_cert: Option<String>,
+}
+
+/// Connection parameters the driver does not take and outpost handles
+/// itself (they are removed from the string handed to the driver).
+const TLS_KEYS: &[&str] = &["sslmode", "sslrootcert"];
+/// libpq TLS parameters outpost does not implement: refused by name rather
+/// than ignored.
+const UNSUPPORTED_KEYS: &[&str] = &["sslcert", "sslkey", "sslpassword", "sslcrl", "sslcrldir"];
+
 /// A server connection string that never shows its password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl(String);
+pub struct DatabaseUrl {
+    raw: String,
+    driver: String,
+    tls: TlsParams,
+}
 
 impl DatabaseUrl {
     /// Checks the form of a connection string: a `postgres://` or
-    /// `postgresql://` URL with a host, or libpq `key=value` pairs.
+    /// `postgresql://` URL with a host, or libpq `key=value` pairs; reads
+    /// its `sslmode` and `sslrootcert`.
     pub fn parse(raw: &str) -> Result<DatabaseUrl, String> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Err("it is empty".into());
         }
         if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
-            let url = url::Url::parse(raw).map_err(|e| format!("not a valid URL: {e}"))?;
+            let mut url = url::Url::parse(raw).map_err(|e| format!("not a valid URL: {e}"))?;
             if url.host_str().is_none_or(str::is_empty) && !raw.contains("host=") {
                 return Err("the URL has no host".into());
             }
-            return Ok(DatabaseUrl(raw.to_string()));
+            let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            let tls = tls_params(&pairs)?;
+            let driver = if pairs.iter().any(|(k, _)| TLS_KEYS.contains(&k.as_str())) {
+                let rest: Vec<(String, String)> = pairs
+                    .into_iter()
+                    .filter(|(k, _)| !TLS_KEYS.contains(&k.as_str()))
+                    .chain(std::iter::once(("sslmode".into(), driver_mode(tls.mode))))
+                    .collect();
+                url.query_pairs_mut().clear().extend_pairs(rest);
+                url.to_string()
+            } else {
+                raw.to_string()
+            };
+            return Ok(DatabaseUrl {
+                raw: raw.to_string(),
+                driver,
+                tls,
+            });
         }
         if raw.contains("://") {
             let scheme = raw.split("://").next().unwrap_or_default();
@@ -71,22 +145,144 @@ impl DatabaseUrl {
                 "scheme {scheme:?} is not PostgreSQL (use postgres:// or postgresql://)"
             ));
         }
-        if raw.split_whitespace().all(|kv| kv.contains('=')) {
-            return Ok(DatabaseUrl(raw.to_string()));
-        }
-        Err("expected postgres://user@host/db or key=value pairs".into())
+        let pairs = parse_pairs(raw)
+            .ok_or_else(|| "expected postgres://user@host/db or key=value pairs".to_string())?;
+        let tls = tls_params(&pairs)?;
+        let driver = if pairs.iter().any(|(k, _)| TLS_KEYS.contains(&k.as_str())) {
+            pairs
+                .iter()
+                .filter(|(k, _)| !TLS_KEYS.contains(&k.as_str()))
+                .map(|(k, v)| format!("{k}='{}'", v.replace('\\', "\\\\").replace('\'', "\\'")))
+                .chain(std::iter::once(format!(
+                    "sslmode={}",
+                    driver_mode(tls.mode)
+                )))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            raw.to_string()
+        };
+        Ok(DatabaseUrl {
+            raw: raw.to_string(),
+            driver,
+            tls,
+        })
     }
 
-    /// The connection string itself, password included: hand it to the
-    /// driver, never to a log or a message.
+    /// The connection string itself, password included: hand it to a
+    /// person's tools (psql), never to a log or a message.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.raw
+    }
+
+    /// The connection string for the driver (tokio-postgres): password
+    /// included, `sslrootcert` removed and `sslmode=verify-*` given as
+    /// `require` (TLS itself is set up from [`DatabaseUrl::tls`]).
+    pub fn driver_conninfo(&self) -> &str {
+        &self.driver
+    }
+
+    /// The TLS settings of the connection string.
+    pub fn tls(&self) -> &TlsParams {
+        &self.tls
     }
 
     /// The connection string with any password replaced by `***`.
     pub fn redacted(&self) -> String {
-        redact(&self.0)
+        redact(&self.raw)
     }
+}
+
+/// The driver knows only disable, prefer and require; verification is
+/// outpost's (the TLS connector's) business.
+fn driver_mode(mode: SslMode) -> String {
+    match mode {
+        SslMode::Disable => "disable",
+        SslMode::Prefer => "prefer",
+        SslMode::Require | SslMode::VerifyCa | SslMode::VerifyFull => "require",
+    }
+    .into()
+}
+
+fn tls_params(pairs: &[(String, String)]) -> Result<TlsParams, String> {
+    let mut tls = TlsParams::default();
+    for (k, v) in pairs {
+        match k.as_str() {
+            "sslmode" => tls.mode = SslMode::parse(v)?,
+            "sslrootcert" if v.is_empty() => return Err("sslrootcert is empty".into()),
+            "sslrootcert" => tls.root_cert = Some(v.clone()),
+            k if UNSUPPORTED_KEYS.contains(&k) => {
+                return Err(format!(
+                    "{k} is not supported (client certificates are not implemented; \
+                     use password authentication over sslmode=verify-full)"
+                ));
+            }
+            _ => {}
+        }
+    }
+    if tls.mode == SslMode::Require && tls.root_cert.is_some() {
+        // libpq: with a root certificate, require verifies the chain.
+        tls.mode = SslMode::VerifyCa;
+    }
+    Ok(tls)
+}
+
+/// Splits libpq `key=value` pairs (values unquoted, or in single quotes
+/// with backslash escapes). `None` when the text is not of that form.
+fn parse_pairs(raw: &str) -> Option<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut chars = raw.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            break;
+        }
+        let mut key = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            key.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if key.is_empty() || chars.next() != Some('=') {
+            return None;
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'\'') {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\'' => break,
+                    '\\' => value.push(chars.next()?),
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                if c == '\\' {
+                    chars.next();
+                    value.push(chars.next()?);
+                    continue;
+                }
+                value.push(c);
+                chars.next();
+            }
+        }
+        out.push((key, value));
+    }
+    (!out.is_empty()).then_some(out)
 }
 
 impl fmt::Debug for DatabaseUrl {
@@ -408,6 +604,46 @@ mod tests {
             e.to_string()
                 .contains("LOCAL_DATABASE_SYNC_INTERVAL=\"-1\"")
         );
+    }
+
+    #[test]
+    fn sslmode_and_sslrootcert_are_read_and_kept_from_the_driver() {
+        let u = DatabaseUrl::parse("postgres://u:p@h/db").expect("plain");
+        assert_eq!(u.tls(), &TlsParams::default());
+        assert_eq!(u.driver_conninfo(), "postgres://u:p@h/db");
+        let u = DatabaseUrl::parse(
+            "postgres://u:p@h:5433/db?sslmode=verify-full&sslrootcert=/etc/ca.pem&application_name=x",
+        )
+        .expect("url");
+        assert_eq!(u.tls().mode, SslMode::VerifyFull);
+        assert_eq!(u.tls().root_cert.as_deref(), Some("/etc/ca.pem"));
+        assert_eq!(
+            u.driver_conninfo(),
+            "postgres://u:p@h:5433/db?application_name=x&sslmode=require"
+        );
+        let u = DatabaseUrl::parse(
+            "host=h user=u password='a b\\'c' sslmode=require sslrootcert=/ca.pem",
+        )
+        .expect("pairs");
+        assert_eq!(
+            u.tls().mode,
+            SslMode::VerifyCa,
+            "require + root cert = verify-ca"
+        );
+        assert_eq!(
+            u.driver_conninfo(),
+            "host='h' user='u' password='a b\\'c' sslmode=require"
+        );
+        assert_eq!(
+            DatabaseUrl::parse("host=h sslmode=disable").map(|u| u.tls().mode),
+            Ok(SslMode::Disable)
+        );
+        let e = DatabaseUrl::parse("host=h sslmode=verify").unwrap_err();
+        assert!(e.contains("not one of disable, prefer"), "{e}");
+        let e = DatabaseUrl::parse("postgres://h/db?sslcert=/c.pem").unwrap_err();
+        assert!(e.contains("sslcert is not supported"), "{e}");
+        assert!(DatabaseUrl::parse("host=h password='unterminated").is_err());
+        assert!(DatabaseUrl::parse("just words").is_err());
     }
 
     #[test]

@@ -590,16 +590,8 @@ async fn listen(node: &Outpost) -> Result<(Client, Notes), EngineError> {
         .config
         .require_database_url("the monitor needs the server")
         .map_err(|e| EngineError::Config(e.to_string()))?;
-    let (client, mut connection) = tokio::time::timeout(
-        node.inner.options.check_timeout,
-        outpost_remote::tokio_postgres::connect(
-            url.expose(),
-            outpost_remote::tokio_postgres::NoTls,
-        ),
-    )
-    .await
-    .map_err(|_| EngineError::Config("no answer".into()))?
-    .map_err(|e| outpost_remote::RemoteError::db("connecting the monitor", e))?;
+    let (client, mut connection) =
+        outpost_remote::connect_raw(url, node.inner.options.check_timeout).await?;
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

@@ -15,6 +15,18 @@ pub enum LocalError {
         #[source]
         source: rusqlite::Error,
     },
+    /// Another connection (another outpost, or any program writing to the
+    /// file) held a write transaction longer than the busy timeout.
+    #[error(
+        "the replica is locked by another process while {context}: another outpost or a program \
+         writing to the file holds a write transaction (waited {waited_secs}s); let it finish, or stop it, and retry"
+    )]
+    Locked {
+        /// What outpost was doing.
+        context: String,
+        /// How long outpost waited.
+        waited_secs: u64,
+    },
     /// The replica file could not be opened or created.
     #[error("cannot open the replica {path}: {message}")]
     Open {
@@ -70,6 +82,20 @@ impl LocalError {
     /// Wraps a SQLite error with what was being done.
     pub fn sqlite(context: impl Into<String>) -> impl FnOnce(rusqlite::Error) -> LocalError {
         let context = context.into();
-        move |source| LocalError::Sqlite { context, source }
+        move |source| {
+            // Busy after the busy timeout: name the cause plainly.
+            if let rusqlite::Error::SqliteFailure(e, _) = &source
+                && matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                )
+            {
+                return LocalError::Locked {
+                    context,
+                    waited_secs: crate::replica::BUSY_TIMEOUT.as_secs(),
+                };
+            }
+            LocalError::Sqlite { context, source }
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! which the engine applies server changes with capture silenced.
 
 use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -96,10 +96,31 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
             .open(path)
             .map_err(|e| open_err(e.to_string()))?;
     }
+    // A write-protected file is refused before SQLite sees it: SQLite would
+    // quietly open it read-only (or, for root, write to it anyway), and
+    // the first write would fail half-way through a command.
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().readonly()
+    {
+        return Err(open_err(format!(
+            "the file is read-only (mode {:o}); outpost writes to its replica: make it writable (chmod u+w)",
+            meta.permissions().mode() & 0o7777
+        )));
+    }
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+    if conn
+        .is_readonly(rusqlite::MAIN_DB)
+        .map_err(|e| open_err(e.to_string()))?
+    {
+        return Err(open_err(
+            "SQLite opened it read-only (the file or its directory is not writable); \
+             outpost writes to its replica"
+                .into(),
+        ));
+    }
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| open_err(e.to_string()))?;
     // WAL lets readers go on while the engine writes; NORMAL is durable

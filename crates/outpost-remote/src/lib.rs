@@ -11,6 +11,9 @@
 //!   SQL comes from [`outpost_core::tracking`]);
 //! * [`codec`]: PostgreSQL's binary wire format to and from
 //!   [`outpost_core::Value`], exactly, for every supported type;
+//! * [`connect()`](connect::connect): a connection with the `sslmode` of the URL (rustls);
+//! * [`cluster`]: a throwaway PostgreSQL cluster from the installed binaries
+//!   (`outpost demo`, the tests);
 //! * [`RemoteError`], the crate's error, with [`RemoteError::is_transient`].
 //!
 //! ```no_run
@@ -30,6 +33,7 @@
 
 pub use tokio_postgres;
 
+pub mod cluster;
 pub mod codec;
 pub mod connect;
 pub mod error;
@@ -39,7 +43,7 @@ pub mod query;
 pub mod tracking;
 
 pub use codec::{Bind, PgValue, row_values};
-pub use connect::{CONNECT_TIMEOUT, connect};
+pub use connect::{CONNECT_TIMEOUT, connect, connect_raw};
 pub use error::RemoteError;
 pub use introspect::introspect;
 pub use tracking::{InstallReport, UninstallReport, install, installed_version, uninstall};

@@ -5,8 +5,8 @@
 //! Which server: `OUTPOST_TEST_PG` if set (a libpq connection string for a
 //! superuser, e.g. `host=127.0.0.1 port=5432 user=postgres`), else the local
 //! service on 127.0.0.1:5432. If nothing answers there, the first test starts a
-//! throwaway cluster with the `initdb`/`pg_ctl` found under
-//! `/usr/lib/postgresql/*/bin` in `$TMPDIR/outpost-test-pg` on a free port,
+//! throwaway cluster ([`outpost_remote::cluster`]: `initdb`/`pg_ctl` from
+//! `/usr/lib/postgresql/*/bin` or `$PATH`) in `$TMPDIR/outpost-test-pg` on a free port,
 //! shared by every later test process (a file lock keeps two processes from
 //! starting two clusters). It stays up after the tests; `pg_ctl -D
 //! $TMPDIR/outpost-test-pg/data stop` ends it.
@@ -15,13 +15,12 @@ pub mod proxy;
 
 use std::fs;
 use std::io::Write as _;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
+pub use outpost_remote::cluster::{Cluster, ClusterOptions};
 use tokio_postgres::{Client, NoTls};
 
 /// A fresh PostgreSQL database and a SQLite path of one test's own.
@@ -181,53 +180,6 @@ fn answers(conninfo: &str) -> bool {
     .unwrap_or(false)
 }
 
-fn pg_bin(tool: &str) -> anyhow::Result<PathBuf> {
-    let mut versions: Vec<PathBuf> = fs::read_dir("/usr/lib/postgresql")
-        .context("PostgreSQL binaries not found under /usr/lib/postgresql")?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    versions.sort();
-    versions
-        .into_iter()
-        .rev()
-        .map(|v| v.join("bin").join(tool))
-        .find(|p| p.exists())
-        .with_context(|| format!("{tool} not found under /usr/lib/postgresql/*/bin"))
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb
-/// refuses to run as root).
-fn run_pg(tool: &str, args: &[&str]) -> anyhow::Result<()> {
-    let bin = pg_bin(tool)?;
-    let mut cmd = if is_root() {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--"]).arg(&bin);
-        c
-    } else {
-        Command::new(&bin)
-    };
-    let out = cmd
-        .args(args)
-        .output()
-        .with_context(|| format!("running {tool}"))?;
-    if !out.status.success() {
-        bail!(
-            "{tool} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
-}
-
 fn start_throwaway_cluster() -> anyhow::Result<String> {
     let base = std::env::temp_dir().join("outpost-test-pg");
     fs::create_dir_all(&base)?;
@@ -244,42 +196,16 @@ fn start_throwaway_cluster() -> anyhow::Result<String> {
             return Ok(conninfo);
         }
     }
-    let data = base.join("data");
-    if is_root() {
-        let _ = Command::new("chown")
-            .args(["-R", "postgres:postgres"])
-            .arg(&base)
-            .status();
-    }
-    if !data.join("PG_VERSION").exists() {
-        let data_s = data.to_string_lossy().to_string();
-        run_pg(
-            "initdb",
-            &["-D", &data_s, "-A", "trust", "-U", "postgres", "--no-sync"],
-        )?;
-    }
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let opts = format!(
-        "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off -c max_connections=300",
-        base.display()
-    );
-    let log = base.join("log");
-    run_pg(
-        "pg_ctl",
-        &[
-            "-D",
-            &data.to_string_lossy(),
-            "-l",
-            &log.to_string_lossy(),
-            "-o",
-            &opts,
-            "-w",
-            "start",
-        ],
+    // The same machinery as `outpost demo` (outpost_remote::cluster), kept
+    // running for later test processes.
+    let cluster = Cluster::start(
+        ClusterOptions::new(&base)
+            .setting("fsync", "off")
+            .setting("max_connections", "300"),
     )?;
+    let conninfo = cluster.conninfo("postgres");
+    let (port, _) = cluster.keep();
     let mut f = fs::File::create(&port_file)?;
     write!(f, "{port}")?;
-    Ok(format!(
-        "host=127.0.0.1 port={port} user=postgres dbname=postgres"
-    ))
+    Ok(conninfo)
 }

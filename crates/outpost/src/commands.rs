@@ -90,18 +90,12 @@ pub async fn sync(
     config: &Config,
     direction: Direction,
     models: Vec<String>,
-    policies: &[String],
+    policies: &[(String, Policy)],
     json_mode: bool,
 ) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
-    for p in policies {
-        let (model, policy) = p
-            .split_once('=')
-            .with_context(|| format!("--policy {p:?}: expected MODEL=POLICY"))?;
-        let policy: Policy = policy
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--policy {p:?}: {e}"))?;
-        engine.set_policy(model, policy)?;
+    for (model, policy) in policies {
+        engine.set_policy(model, *policy)?;
     }
     let mut options = SyncOptions::new(direction, Trigger::Manual);
     if !models.is_empty() {
@@ -368,6 +362,22 @@ pub async fn log(
 }
 
 pub async fn serve(config: &Config, host: std::net::IpAddr, port: u16) -> anyhow::Result<()> {
+    serve_with(config, host, Some(port), shutdown_signal(), |addr| {
+        eprintln!("outpost serving on http://{addr}");
+    })
+    .await
+}
+
+/// The node and its HTTP API until `shutdown` completes (`serve`, `demo`).
+/// `port: None` means 3000, or a free port if 3000 is taken. `listening`
+/// is called with the bound address before the first request is served.
+pub async fn serve_with(
+    config: &Config,
+    host: std::net::IpAddr,
+    port: Option<u16>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<()> {
     let token = std::env::var("OUTPOST_ADMIN_TOKEN")
         .ok()
         .filter(|t| !t.trim().is_empty());
@@ -380,25 +390,35 @@ pub async fn serve(config: &Config, host: std::net::IpAddr, port: u16) -> anyhow
     if token.as_ref().is_some_and(|t| t.len() < 16) {
         bail!("OUTPOST_ADMIN_TOKEN is too short: use at least 16 characters");
     }
+    // Bind before opening the node, so a taken port fails fast.
+    let listener = match port {
+        Some(port) => tokio::net::TcpListener::bind((host, port))
+            .await
+            .with_context(|| format!("binding {host}:{port}"))?,
+        None => match tokio::net::TcpListener::bind((host, 3000)).await {
+            Ok(l) => l,
+            Err(_) => tokio::net::TcpListener::bind((host, 0))
+                .await
+                .with_context(|| format!("binding {host}"))?,
+        },
+    };
     let node = outpost_engine::Outpost::open(config.clone()).await?;
     let app = outpost_http::router(outpost_http::AppState {
         node: node.clone(),
         admin_token: token,
     });
-    let listener = tokio::net::TcpListener::bind((host, port))
+    listening(listener.local_addr()?);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
         .await
-        .with_context(|| format!("binding {host}:{port}"))?;
-    eprintln!("outpost serving on http://{}", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+        .context("serving HTTP");
     // Stop the monitor; a running sync commits or rolls back whole first.
     node.shutdown().await;
-    Ok(())
+    served
 }
 
-async fn shutdown_signal() {
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };

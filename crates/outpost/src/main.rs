@@ -11,12 +11,14 @@
 //! outpost conflicts list|show|resolve
 //! outpost log [--model M]        the SyncLog
 //! outpost serve [--host H] [--port P]   the node and its HTTP API
+//! outpost demo [--port P]        a throwaway PostgreSQL with sample data, a replica, the page
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the work failed, 2 when the command line
 //! or the configuration is invalid. Errors go to stderr.
 
 mod commands;
+mod demo;
 mod settings;
 
 use std::process::ExitCode;
@@ -74,8 +76,8 @@ enum Command {
         models: Vec<String>,
         /// Conflict policy for a model, `Model=policy` (manual, server-wins,
         /// client-wins, last-write-wins); repeatable.
-        #[arg(long = "policy", value_name = "MODEL=POLICY")]
-        policies: Vec<String>,
+        #[arg(long = "policy", value_name = "MODEL=POLICY", value_parser = parse_policy)]
+        policies: Vec<(String, outpost_engine::Policy)>,
     },
     /// The node's sync state: pending changes, conflicts, failed rows, the
     /// last sync, and whether the server is reachable.
@@ -97,6 +99,20 @@ enum Command {
         #[arg(long, default_value_t = 3000)]
         port: u16,
     },
+    /// Try outpost in one command: without DATABASE_URL, starts a throwaway
+    /// PostgreSQL (from the installed binaries) with a sample schema (User,
+    /// Post) and rows, sets up a replica, serves the node and the Database
+    /// Sync Manager page and prints its URL. Ctrl-C stops everything and
+    /// removes the throwaway cluster. With DATABASE_URL, uses that database
+    /// and creates the sample tables only if it has neither User nor Post.
+    Demo {
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind (default 3000, or a free port if 3000 is taken; 0 for any).
+        #[arg(long)]
+        port: Option<u16>,
+    },
     /// The sync log (newest first).
     Log {
         /// Only this model.
@@ -106,6 +122,15 @@ enum Command {
         #[arg(long, default_value_t = 20)]
         limit: i64,
     },
+}
+
+/// `Model=policy`, checked by clap so a bad one stops before anything runs.
+fn parse_policy(s: &str) -> Result<(String, outpost_engine::Policy), String> {
+    let (model, policy) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected MODEL=POLICY"))?;
+    let policy = policy.parse().map_err(|e| format!("{s:?}: {e}"))?;
+    Ok((model.to_string(), policy))
 }
 
 fn parse_direction(s: &str) -> Result<outpost_core::sync::Direction, String> {
@@ -147,7 +172,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if e.downcast_ref::<ConfigError>().is_some() {
+            if e.downcast_ref::<ConfigError>().is_some()
+                || e.downcast_ref::<settings::EnvFileError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
@@ -176,6 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Conflicts { action } => commands::conflicts(&config, action, cli.json).await,
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
         Command::Serve { host, port } => commands::serve(&config, host, port).await,
+        Command::Demo { host, port } => demo::demo(config, host, port).await,
     }
 }
 

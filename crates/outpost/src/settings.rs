@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context as _;
 use clap::Args;
 use outpost_core::config::Config;
 
@@ -62,13 +61,44 @@ impl ConfigFlags {
     }
 }
 
+/// A `.env` file that cannot be read or parsed: invalid configuration,
+/// like a bad value (exit status 2).
+#[derive(Debug)]
+pub struct EnvFileError(String);
+
+impl std::fmt::Display for EnvFileError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for EnvFileError {}
+
 /// Reads a `.env` file into a map without touching the process environment.
 fn read_env_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
-    let iter =
-        dotenvy::from_path_iter(path).with_context(|| format!("reading {}", path.display()))?;
+    let iter = dotenvy::from_path_iter(path)
+        .map_err(|e| EnvFileError(format!("cannot read {}: {e}", path.display())))?;
     let mut out = HashMap::new();
     for item in iter {
-        let (k, v) = item.with_context(|| format!("{}: malformed line", path.display()))?;
+        let (k, v) = item.map_err(|e| {
+            // dotenvy gives the offending text; find its line for the message.
+            // The text is not repeated: it may hold a password.
+            let line = match &e {
+                dotenvy::Error::LineParse(text, _) => std::fs::read_to_string(path)
+                    .ok()
+                    .and_then(|all| {
+                        let first = text.lines().next().unwrap_or_default().to_string();
+                        all.lines().position(|l| l.trim() == first.trim())
+                    })
+                    .map(|i| format!(" at line {}", i + 1))
+                    .unwrap_or_default(),
+                _ => String::new(),
+            };
+            EnvFileError(format!(
+                "{}: malformed{line}: expected KEY=value (quote values with spaces; close every quote)",
+                path.display()
+            ))
+        })?;
         out.insert(k, v);
     }
     Ok(out)
@@ -82,6 +112,16 @@ pub fn load(flags: &ConfigFlags) -> anyhow::Result<Config> {
         None => HashMap::new(),
     };
     let overrides = flags.overrides();
+    // An empty variable counts as unset (a `.env` convention), but an empty
+    // flag was typed on purpose: refuse it rather than use the default.
+    if let Some((k, _)) = overrides.iter().find(|(_, v)| v.trim().is_empty()) {
+        return Err(outpost_core::config::ConfigError::Invalid {
+            variable: (*k).to_string(),
+            value: String::new(),
+            reason: "the flag was given an empty value; give a value or leave the flag out".into(),
+        }
+        .into());
+    }
     let config = Config::from_lookup(|key| {
         overrides
             .get(key)
