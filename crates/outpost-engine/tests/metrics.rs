@@ -1,0 +1,85 @@
+//! The engine's counters move with real syncs against a real server.
+
+mod common;
+
+use common::*;
+use outpost_core::sync::Direction;
+use outpost_testkit::TestDb;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_syncs_move_the_counters() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u0', 'zero@x'), ('u1', 'one@x')"#)
+        .await?;
+    let engine = node(&db, &schema, "n")?;
+    let zero = engine.metrics();
+    assert_eq!((zero.runs_succeeded, zero.duration_count), (0, 0));
+    assert_eq!(engine.cursor_age().await?, None, "never pulled");
+    assert_eq!(engine.progress(), None);
+
+    // First run: a bootstrap copies the two users.
+    sync(&engine, Direction::Bidirectional).await?;
+    let m = engine.metrics();
+    assert_eq!((m.runs_succeeded, m.runs_failed), (1, 0));
+    assert_eq!(m.rows_bootstrapped, 2);
+    assert_eq!(m.duration_count, 1);
+    assert!(m.duration_sum_secs > 0.0);
+    assert!(engine.cursor_age().await?.is_some_and(|a| a.as_secs() < 60));
+
+    // A local insert is pushed; a server insert is pulled.
+    local(
+        &engine,
+        r#"INSERT INTO "Post" (id, title, views, "userId") VALUES ('p1', 'Hi', 0, 'u0')"#,
+    )
+    .await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u2', 'two@x')"#)
+        .await?;
+    sync(&engine, Direction::Bidirectional).await?;
+    let m = engine.metrics();
+    assert_eq!(m.runs_succeeded, 2);
+    assert_eq!(m.rows_pushed, 1);
+    assert!(m.rows_pulled >= 1, "{m:?}");
+
+    // A refused row (duplicate email) counts as failed; a conflict counts.
+    local(
+        &engine,
+        r#"INSERT INTO "User" (id, email) VALUES ('u9', 'two@x'); UPDATE "User" SET name = 'local' WHERE id = 'u1'"#,
+    )
+    .await?;
+    client
+        .batch_execute(r#"UPDATE "User" SET name = 'server' WHERE id = 'u1'"#)
+        .await?;
+    sync(&engine, Direction::Bidirectional).await?;
+    let m = engine.metrics();
+    assert_eq!(m.failed, 1, "{m:?}");
+    assert_eq!(m.conflicts, 1, "{m:?}");
+    assert_eq!(m.runs_succeeded, 3);
+    assert_eq!(m.duration_count, 3);
+    assert_eq!(engine.progress(), None, "no run under way");
+
+    // A run that cannot reach the server counts as failed.
+    let broken = {
+        let path = db.dir().join("n.db");
+        drop(engine);
+        let replica = outpost_local::Replica::open(&path)?;
+        let config = outpost_core::config::Config::from_lookup(|k| match k {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:1/none".into()),
+            "LOCAL_DATABASE_URL" => Some(format!("file:{}", path.display())),
+            _ => None,
+        })?;
+        outpost_engine::Engine::new(replica, config)
+    };
+    let report = broken
+        .sync(outpost_engine::SyncOptions::new(
+            Direction::Bidirectional,
+            outpost_core::sync::Trigger::Manual,
+        ))
+        .await?;
+    assert!(!report.success);
+    let m = broken.metrics();
+    assert_eq!((m.runs_succeeded, m.runs_failed), (0, 1));
+    Ok(())
+}
