@@ -60,6 +60,26 @@ async fn real_syncs_move_the_counters() -> anyhow::Result<()> {
     assert_eq!(m.duration_count, 3);
     assert_eq!(engine.progress(), None, "no run under way");
 
+    // While a run goes, its progress is visible to anyone holding the engine.
+    local(
+        &engine,
+        r#"UPDATE "User" SET name = 'again' WHERE id = 'u0'"#,
+    )
+    .await?;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (e, s) = (engine.clone(), seen.clone());
+    let mut options =
+        outpost_engine::SyncOptions::new(Direction::ToServer, outpost_core::sync::Trigger::Manual);
+    options.progress = Some(std::sync::Arc::new(move |_| {
+        if let (Some(p), Ok(mut s)) = (e.progress(), s.lock()) {
+            s.push((p.direction, p.phase, p.rows));
+        }
+    }));
+    assert!(engine.sync(options).await?.success);
+    let seen = seen.lock().map(|s| s.clone()).unwrap_or_default();
+    assert_eq!(seen, vec![("TO_SERVER".to_string(), "push".to_string(), 1)]);
+    assert_eq!(engine.progress(), None, "cleared at the end");
+
     // A run that cannot reach the server counts as failed.
     let broken = {
         let path = db.dir().join("n.db");
@@ -80,6 +100,10 @@ async fn real_syncs_move_the_counters() -> anyhow::Result<()> {
         .await?;
     assert!(!report.success);
     let m = broken.metrics();
-    assert_eq!((m.runs_succeeded, m.runs_failed), (0, 1));
+    assert_eq!(
+        (m.runs_succeeded, m.runs_failed),
+        (0, 1),
+        "a new engine starts at zero"
+    );
     Ok(())
 }

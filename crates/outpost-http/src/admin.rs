@@ -490,6 +490,7 @@ fn full_page(live: &str, token: Option<&str>) -> String {
 
 const STYLE: &str = r#"
 *{box-sizing:border-box}
+html{scroll-padding-top:4rem}
 body{font-family:system-ui,sans-serif;margin:0;padding:0 1rem 2rem;line-height:1.4;color:#111;background:#fafafa}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.5rem}h3{font-size:1rem}
 section,article{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}

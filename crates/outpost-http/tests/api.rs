@@ -90,6 +90,7 @@ async fn status_and_sync_have_the_seed_shape() -> anyhow::Result<()> {
     }
     assert!(s["lastSyncAt"].is_string(), "{s}");
     assert!(s["usingLocalDatabase"].is_boolean());
+    assert!(s["syncing"].is_null(), "no run under way: {s}");
 
     let a = call(
         &f.app,
