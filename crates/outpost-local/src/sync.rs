@@ -1437,41 +1437,40 @@ impl Replica {
             )
             .and_then(|mut s| s.query_row(params![status, table], |r| r.get(0)))
             .map_err(LocalError::sqlite(what()))?;
-        let raw: Vec<(String, String, bool, Option<String>, Option<i64>, Option<String>, Option<String>)> = conn
+        let mut entries: Vec<ChangeEntry> = conn
             .prepare_cached(
-                "SELECT table_name, pk, deleted, base_row, local_seq, changed_at, error FROM \"_outpost_rows\" \
+                "SELECT table_name, pk, deleted, base_row IS NULL, local_seq, changed_at, error FROM \"_outpost_rows\" \
                  WHERE status = ?1 AND (?2 IS NULL OR table_name = ?2) \
                  ORDER BY local_seq, table_name, pk LIMIT ?3 OFFSET ?4",
             )
             .and_then(|mut s| {
                 s.query_map(params![status, table, limit, offset], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+                    let (deleted, no_base): (bool, bool) = (r.get(2)?, r.get(3)?);
+                    Ok(ChangeEntry {
+                        table: r.get(0)?,
+                        pk: r.get(1)?,
+                        kind: if deleted {
+                            ChangeKind::Delete
+                        } else if no_base {
+                            ChangeKind::Insert
+                        } else {
+                            ChangeKind::Update
+                        },
+                        values: None,
+                        local_seq: r.get(4)?,
+                        changed_at: r.get(5)?,
+                        error: r.get(6)?,
+                    })
                 })?
                 .collect()
             })
             .map_err(LocalError::sqlite(what()))?;
-        let mut entries = Vec::with_capacity(raw.len());
-        for (name, pk, deleted, base, local_seq, changed_at, error) in raw {
-            let values = match self.schema().table(&name) {
-                Some(t) if !deleted => read_row(conn, t, &pk_values(t, &pk)?)?,
-                _ => None,
-            };
-            let kind = if deleted {
-                ChangeKind::Delete
-            } else if base.is_none() {
-                ChangeKind::Insert
-            } else {
-                ChangeKind::Update
-            };
-            entries.push(ChangeEntry {
-                table: name,
-                pk,
-                kind,
-                values,
-                changed_at,
-                local_seq,
-                error,
-            });
+        for e in &mut entries {
+            if let Some(t) = self.schema().table(&e.table)
+                && e.kind != ChangeKind::Delete
+            {
+                e.values = read_row(conn, t, &pk_values(t, &e.pk)?)?;
+            }
         }
         Ok(ChangePage { entries, total })
     }
