@@ -389,7 +389,7 @@ fn conflicts_html(h: &mut String, conflicts: &Json) {
             };
             let _ = write!(
                 h,
-                r#"<tr{cls}><th scope="row">{col}</th><td>{b}</td><td>{lt}</td><td>{st}</td></tr>"#,
+                r#"<tr{cls}><th scope="row">{col}</th><td data-label="Base">{b}</td><td data-label="Local">{lt}</td><td data-label="Server">{st}</td></tr>"#,
                 cls = if differs { r#" class="diff""# } else { "" },
                 col = escape(col),
                 b = side_text(base, b),
@@ -509,13 +509,20 @@ button[disabled]{opacity:.6}
 #result{position:sticky;top:0;background:#fafafa;min-height:1.5rem;padding:.25rem 0;word-break:break-word}
 #result.err{color:#b42318}
 .sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
-td.wrap,.conflict td{white-space:normal;overflow-wrap:anywhere;min-width:6rem}
+td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:10rem}
+.conflict td{white-space:normal;overflow-wrap:break-word;min-width:6rem}
 .pick{display:flex;gap:.4rem;align-items:flex-start;cursor:pointer}
 .pick input{width:1.2rem;height:1.2rem;margin:.1rem 0 0;flex:none}
 input[type=radio]:focus-visible{outline:3px solid #1f6feb;outline-offset:2px}
 .note{color:#444;font-size:.9rem}
 .progress{background:#e7f0ff;border:1px solid #9bbcf5;border-radius:6px;padding:.4rem .75rem;margin:.5rem 0}
-@media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}}
+@media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}
+.conflict thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+.conflict table,.conflict tbody,.conflict tr,.conflict th,.conflict td{display:block;min-width:0}
+.conflict tr{border-bottom:1px solid #ddd;padding:.3rem 0}
+.conflict th,.conflict td{border:0;padding:.15rem .25rem}
+.conflict td{display:flex;gap:.5rem;align-items:flex-start}
+.conflict td::before{content:attr(data-label);font-weight:600;width:4.5rem;flex:none}}
 "#;
 
 const SCRIPT: &str = r#"

@@ -199,22 +199,22 @@ async fn a_conflict_is_shown_side_by_side_and_escaped() -> anyhow::Result<()> {
     // only the server did.
     assert!(
         html.contains(concat!(
-            r#"<tr class="diff"><th scope="row">name</th><td>Zero</td>"#,
-            r#"<td><label class="pick"><input type="radio" name="pick:User:u0:name" value="local" data-col="name" checked><span class="sr">Use the local name: </span>&lt;script&gt;alert(1)&lt;/script&gt;</label></td>"#,
-            r#"<td><label class="pick"><input type="radio" name="pick:User:u0:name" value="server" data-col="name"><span class="sr">Use the server name: </span>Server side</label></td></tr>"#
+            r#"<tr class="diff"><th scope="row">name</th><td data-label="Base">Zero</td>"#,
+            r#"<td data-label="Local"><label class="pick"><input type="radio" name="pick:User:u0:name" value="local" data-col="name" checked><span class="sr">Use the local name: </span>&lt;script&gt;alert(1)&lt;/script&gt;</label></td>"#,
+            r#"<td data-label="Server"><label class="pick"><input type="radio" name="pick:User:u0:name" value="server" data-col="name"><span class="sr">Use the server name: </span>Server side</label></td></tr>"#
         )),
         "{html}"
     );
     assert!(
         html.contains(concat!(
-            r#"<tr class="diff"><th scope="row">email</th><td>zero@x</td>"#,
-            r#"<td><label class="pick"><input type="radio" name="pick:User:u0:email" value="local" data-col="email"><span class="sr">Use the local email: </span>zero@x</label></td>"#,
-            r#"<td><label class="pick"><input type="radio" name="pick:User:u0:email" value="server" data-col="email" checked><span class="sr">Use the server email: </span>server@x</label></td></tr>"#
+            r#"<tr class="diff"><th scope="row">email</th><td data-label="Base">zero@x</td>"#,
+            r#"<td data-label="Local"><label class="pick"><input type="radio" name="pick:User:u0:email" value="local" data-col="email"><span class="sr">Use the local email: </span>zero@x</label></td>"#,
+            r#"<td data-label="Server"><label class="pick"><input type="radio" name="pick:User:u0:email" value="server" data-col="email" checked><span class="sr">Use the server email: </span>server@x</label></td></tr>"#
         )),
         "{html}"
     );
     assert!(
-        html.contains(r#"<tr><th scope="row">id</th><td>u0</td><td>u0</td><td>u0</td></tr>"#),
+        html.contains(r#"<tr><th scope="row">id</th><td data-label="Base">u0</td><td data-label="Local">u0</td><td data-label="Server">u0</td></tr>"#),
         "{html}"
     );
     assert!(
