@@ -11,13 +11,14 @@ use outpost_core::schema::Schema;
 use outpost_core::sync::{Cursor, Direction, PushOutcome, Trigger};
 use outpost_core::types::Value;
 use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
-use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
+use outpost_local::{ChangePage, ConflictEntry, Discarded, LogEntry, Replica, Resolution};
 use outpost_remote::feed;
 use outpost_remote::tokio_postgres::Client;
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::EngineError;
+use crate::metrics::{MetricsSnapshot, SyncMetrics, SyncProgress};
 
 /// Rows per pushed server transaction.
 const PUSH_BATCH: usize = 5_000;
@@ -178,6 +179,7 @@ struct Inner {
     running: tokio::sync::Mutex<()>,
     retention: Mutex<Duration>,
     faults: Faults,
+    metrics: SyncMetrics,
 }
 
 /// The sync engine of one node. Cheap to clone; clones share the replica,
@@ -200,6 +202,7 @@ impl Engine {
                 running: tokio::sync::Mutex::new(()),
                 retention: Mutex::new(DEFAULT_RETENTION),
                 faults: Faults::from_env(),
+                metrics: SyncMetrics::default(),
             }),
         }
     }
@@ -390,10 +393,28 @@ impl Engine {
         let mut stats = Stats::new();
         let mut bootstrapped = false;
         let mut held_back = false;
+        let started = Instant::now();
+        self.inner.metrics.set_progress(|p| {
+            *p = Some(SyncProgress {
+                direction: direction.to_string(),
+                trigger: trigger.to_string(),
+                phase: "connecting".into(),
+                rows: 0,
+                table: None,
+                started_at: outpost_core::types::timestamptz_from_chrono(chrono::Utc::now()),
+            })
+        });
         let outcome = self
             .run(&options, &mut stats, &mut bootstrapped, &mut held_back)
             .await;
         let error = outcome.err().map(|e| e.to_string());
+        self.inner.metrics.finish_run(
+            error.is_none(),
+            started.elapsed(),
+            stats.values().map(|s| s.conflicts).sum(),
+            stats.values().map(|s| s.records_failed).sum(),
+        );
+        self.inner.metrics.set_progress(|p| *p = None);
         let mut report = SyncReport {
             success: error.is_none(),
             results: BTreeMap::new(),
@@ -522,7 +543,7 @@ impl Engine {
                         first = false;
                         self.inner.faults.hit("bootstrap-mid-table")?;
                     }
-                    report(
+                    self.report(
                         options,
                         Progress::Bootstrap {
                             table: table.name.clone(),
@@ -539,7 +560,8 @@ impl Engine {
             writer.await.map_err(|e| {
                 EngineError::Internal(format!("the bootstrap writer failed: {e}"))
             })??;
-            report(
+            SyncMetrics::add(&self.inner.metrics.rows_bootstrapped, copied);
+            self.report(
                 options,
                 Progress::Bootstrap {
                     table: table.name.clone(),
@@ -601,7 +623,17 @@ impl Engine {
             // make the retry apply anything twice.
             self.inner.faults.hit("push-after-commit")?;
             sent += rows.len() as u64;
-            report(options, Progress::Push { rows: sent });
+            let landed = outcomes
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. }
+                    )
+                })
+                .count();
+            SyncMetrics::add(&self.inner.metrics.rows_pushed, landed as u64);
+            self.report(options, Progress::Push { rows: sent });
             let failed_or_conflict = outcomes
                 .iter()
                 .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
@@ -650,12 +682,13 @@ impl Engine {
             let more = batch.more;
             held_back = batch.held_back;
             applied += batch.changes as u64;
+            SyncMetrics::add(&self.inner.metrics.rows_pulled, batch.changes as u64);
             let p = policies.clone();
             let got = self
                 .with_replica(move |r| r.apply_pull(&batch, &p, advance))
                 .await?;
             merge(stats, got);
-            report(options, Progress::Pull { changes: applied });
+            self.report(options, Progress::Pull { changes: applied });
             cursor = next;
             if !more {
                 break;
@@ -684,9 +717,98 @@ fn merge(into: &mut Stats, from: Stats) {
     }
 }
 
-fn report(options: &SyncOptions, progress: Progress) {
-    if let Some(f) = &options.progress {
-        f(progress);
+impl Engine {
+    /// Publishes progress to the run's callback and to [`Engine::progress`].
+    fn report(&self, options: &SyncOptions, progress: Progress) {
+        let (phase, rows, table) = match &progress {
+            Progress::Bootstrap { table, rows, .. } => ("bootstrap", *rows, Some(table.clone())),
+            Progress::Push { rows } => ("push", *rows, None),
+            Progress::Pull { changes } => ("pull", *changes, None),
+        };
+        self.inner.metrics.set_progress(|p| {
+            if let Some(p) = p {
+                p.phase = phase.into();
+                p.rows = rows;
+                p.table = table;
+            }
+        });
+        if let Some(f) = &options.progress {
+            f(progress);
+        }
+    }
+
+    /// The node's sync counters (totals since it opened).
+    pub fn metrics(&self) -> MetricsSnapshot {
+        self.inner.metrics.snapshot()
+    }
+
+    /// The run under way, if one is: direction, phase, rows so far.
+    pub fn progress(&self) -> Option<SyncProgress> {
+        self.inner.metrics.progress()
+    }
+
+    /// How long ago the pull cursor last moved (a full pull or a
+    /// bootstrap): the replication lag as far as this node can tell. `None`
+    /// before the first pull.
+    pub async fn cursor_age(&self) -> Result<Option<Duration>, EngineError> {
+        let at = self.with_replica(|r| r.cursor_updated_at()).await?;
+        Ok(at
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| {
+                (chrono::Utc::now() - t.with_timezone(&chrono::Utc))
+                    .to_std()
+                    .unwrap_or_default()
+            }))
+    }
+
+    /// Local changes not yet pushed, oldest first, a page at a time.
+    pub async fn pending_changes(
+        &self,
+        model: Option<String>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<ChangePage, EngineError> {
+        self.with_replica(move |r| r.pending_changes(model.as_deref(), limit, offset))
+            .await
+    }
+
+    /// Rows the server refused, oldest first, a page at a time.
+    pub async fn failed_changes(
+        &self,
+        model: Option<String>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<ChangePage, EngineError> {
+        self.with_replica(move |r| r.failed_changes(model.as_deref(), limit, offset))
+            .await
+    }
+
+    /// Drops the local change of a refused row and puts the server's row
+    /// back (see `Replica::discard_failed`); `None` when it is not `FAILED`.
+    pub async fn discard_failed(
+        &self,
+        model: &str,
+        pk: &str,
+    ) -> Result<Option<Discarded>, EngineError> {
+        self.check_model(model)?;
+        let (model, pk) = (model.to_string(), pk.to_string());
+        self.with_replica(move |r| r.discard_failed(&model, &pk))
+            .await
+    }
+
+    /// Puts a refused row back in the push queue; `false` when it is not
+    /// `FAILED`.
+    pub async fn retry_failed(&self, model: &str, pk: &str) -> Result<bool, EngineError> {
+        self.check_model(model)?;
+        let (model, pk) = (model.to_string(), pk.to_string());
+        self.with_replica(move |r| r.retry_failed(&model, &pk))
+            .await
+    }
+
+    /// How many `SyncLog` rows there are (of one model, when given).
+    pub async fn log_count(&self, model: Option<String>) -> Result<i64, EngineError> {
+        self.with_replica(move |r| r.sync_log_count(model.as_deref()))
+            .await
     }
 }
 

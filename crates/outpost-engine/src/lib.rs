@@ -17,6 +17,10 @@
 //!    SQLite transaction.
 //! 4. One `SyncLog` row per model per run, and results per model in the
 //!    seed's shape ([`SyncReport`]).
+//! 5. Counters of every run (outcome, duration, rows pushed and pulled,
+//!    conflicts, refused rows) and the running run's progress
+//!    ([`Engine::metrics`], [`Engine::progress`]), for `/metrics` and the
+//!    page.
 //!
 //! SQLite work runs on blocking threads (`spawn_blocking`), never on an
 //! async worker.
@@ -33,12 +37,14 @@
 
 mod engine;
 mod error;
+mod metrics;
 mod model;
 mod node;
 
 pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncReport};
 
 pub use error::EngineError;
+pub use metrics::{DURATION_BUCKETS, MetricsSnapshot, SyncProgress};
 pub use model::{ModelService, fill_defaults};
 pub use node::{Mode, NodeOptions, Outpost, Status};
 pub use outpost_core::conflict::Policy;

@@ -470,6 +470,27 @@ impl Outpost {
         Ok(())
     }
 
+    /// Drops the local change of a row the server refused and puts the
+    /// server's row back (or removes it, when the server has none); `None`
+    /// when the row is not `FAILED`. See `Replica::discard_failed`.
+    pub async fn discard_failed(
+        &self,
+        model: &str,
+        pk: &str,
+    ) -> Result<Option<outpost_local::Discarded>, EngineError> {
+        let out = self.inner.engine.discard_failed(model, pk).await?;
+        self.publish().await;
+        Ok(out)
+    }
+
+    /// Puts a refused row back in the push queue; `false` when it is not
+    /// `FAILED`.
+    pub async fn retry_failed(&self, model: &str, pk: &str) -> Result<bool, EngineError> {
+        let out = self.inner.engine.retry_failed(model, pk).await?;
+        self.publish().await;
+        Ok(out)
+    }
+
     /// Stops the monitor and waits for a running sync to finish (a sync
     /// commits or rolls back as a whole; nothing is left half-applied).
     pub async fn shutdown(&self) {

@@ -1,10 +1,18 @@
 //! The Database Sync Manager page at `/admin/database-sync`.
 //!
+//! Sections: status and mode, sync buttons (three directions, and per model),
+//! models, pending changes, conflicts side by side (base, local, server) with
+//! a local/server choice per differing field plus keep-local and keep-server,
+//! failed rows with the server's error (retry, discard), and the sync log.
+//!
 //! Server-rendered HTML (every dynamic string goes through [`escape`]) with a
 //! small inline script: it polls `GET /api/database/status` every few seconds
 //! and, when something changed, fetches the page's live part again
-//! (`?fragment=1`) and swaps it in without a full reload. The buttons call
-//! the JSON API under `/api/database`.
+//! (`?fragment=1`) and swaps it in without a full reload, keeping radio
+//! choices and focus. While a sync started from the page runs it polls
+//! faster and shows the run's phase and rows (`syncing` in the status). The
+//! buttons call the JSON API under `/api/database`; every control is a real
+//! button, select or labelled radio, so the page works from the keyboard.
 //!
 //! When the node has an admin token the page needs it too, either as
 //! `Authorization: Bearer <token>` or, for a browser, as `?token=<token>`;
@@ -70,39 +78,15 @@ fn authorized(state: &AppState, headers: &HeaderMap, query: &HashMap<String, Str
         .any(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
 }
 
-/// A FAILED row: model, key and the server's message.
-struct FailedRow {
-    model: String,
-    key: String,
-    error: Option<String>,
+/// Rows shown in the pending and failed lists (the API pages the rest).
+const LIST_LIMIT: usize = 50;
+
+fn page_query(limit: usize) -> HashMap<String, String> {
+    HashMap::from([("limit".to_string(), limit.to_string())])
 }
 
-async fn failed_rows(state: &AppState) -> Result<Vec<FailedRow>, ApiError> {
-    let rows = state
-        .node
-        .engine()
-        .with_replica(|r| r.failed_rows(200))
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|f| FailedRow {
-            model: f.table,
-            key: f.pk,
-            error: f.error,
-        })
-        .collect())
-}
-
-/// The key as the API takes it in a path: a JSON string key as its text,
-/// anything else as JSON.
-/// A one-column key (`["u0"]`) is given as its value (`u0`).
-fn key_param(pk: &str) -> String {
-    match serde_json::from_str::<Json>(pk) {
-        Ok(json) => key_text(&json),
-        Err(_) => pk.to_string(),
-    }
-}
-
+/// A key from the API as the page shows it and puts in paths: a one-column
+/// key (`["u0"]`) as its value (`u0`), others as JSON.
 fn key_text(key: &Json) -> String {
     match key {
         Json::String(s) => s.clone(),
@@ -153,12 +137,15 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     let status = handlers::status(State(state.clone())).await?.0;
     let models = handlers::models(State(state.clone())).await?.0;
     let conflicts = handlers::conflicts(State(state.clone())).await?.0;
-    let mut log_query = HashMap::new();
-    log_query.insert("limit".to_string(), "20".to_string());
-    let log = handlers::log(State(state.clone()), Query(log_query))
+    let log = handlers::log(State(state.clone()), Query(page_query(20)))
         .await?
         .0;
-    let failed = failed_rows(state).await?;
+    let failed = handlers::failed(State(state.clone()), Query(page_query(LIST_LIMIT)))
+        .await?
+        .0;
+    let pending = handlers::pending(State(state.clone()), Query(page_query(LIST_LIMIT)))
+        .await?
+        .0;
 
     let mut h = String::new();
     // Status.
@@ -261,80 +248,9 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     }
     h.push_str("</tbody></table></div></section>\n");
 
-    // Conflicts.
-    h.push_str(r#"<section aria-labelledby="h-conflicts"><h2 id="h-conflicts">Conflicts</h2>"#);
-    let list = conflicts["conflicts"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    if list.is_empty() {
-        h.push_str("<p>No conflicts.</p>");
-    }
-    for c in &list {
-        let model = c["model"].as_str().unwrap_or("");
-        let key = key_text(&c["key"]);
-        let mut columns: Vec<String> = Vec::new();
-        for side in ["base", "local", "server"] {
-            for k in c[side].as_object().into_iter().flat_map(|o| o.keys()) {
-                if !columns.contains(k) {
-                    columns.push(k.clone());
-                }
-            }
-        }
-        let _ = write!(
-            h,
-            r#"<article class="conflict"><h3>{m} <code>{k}</code></h3><div class="scroll"><table>
-<thead><tr><th scope="col">Column</th><th scope="col">Base</th><th scope="col">Local</th><th scope="col">Server</th></tr></thead><tbody>"#,
-            m = escape(model),
-            k = escape(&key),
-        );
-        for col in &columns {
-            let (b, l, s) = (&c["base"][col], &c["local"][col], &c["server"][col]);
-            let differs = l != s;
-            let _ = write!(
-                h,
-                r#"<tr{cls}><th scope="row">{col}</th><td>{b}</td><td>{l}</td><td>{s}</td></tr>"#,
-                cls = if differs { r#" class="diff""# } else { "" },
-                col = escape(col),
-                b = side_text(&c["base"], b),
-                l = side_text(&c["local"], l),
-                s = side_text(&c["server"], s),
-            );
-        }
-        let _ = write!(
-            h,
-            r#"</tbody></table></div><div class="row">
-<button type="button" data-act="resolve" data-keep="local" data-model="{m}" data-key="{k}">Keep local</button>
-<button type="button" data-act="resolve" data-keep="server" data-model="{m}" data-key="{k}">Keep server</button>
-</div></article>
-"#,
-            m = escape(model),
-            k = escape(&key),
-        );
-    }
-    h.push_str("</section>\n");
-
-    // Failed rows.
-    h.push_str(r#"<section aria-labelledby="h-failed"><h2 id="h-failed">Failed rows</h2>"#);
-    if failed.is_empty() {
-        h.push_str("<p>No failed rows.</p>");
-    } else {
-        h.push_str(
-            r#"<div class="scroll"><table><thead><tr><th scope="col">Model</th><th scope="col">Key</th><th scope="col">Server error</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>"#,
-        );
-        for f in &failed {
-            let key = key_param(&f.key);
-            let _ = write!(
-                h,
-                r#"<tr><td>{m}</td><td><code>{k}</code></td><td>{e}</td><td><button type="button" data-act="retry" data-model="{m}" data-key="{k}">Retry</button></td></tr>"#,
-                m = escape(&f.model),
-                k = escape(&key),
-                e = escape(f.error.as_deref().unwrap_or("")),
-            );
-        }
-        h.push_str("</tbody></table></div>");
-    }
-    h.push_str("</section>\n");
+    pending_html(&mut h, &pending);
+    conflicts_html(&mut h, &conflicts);
+    failed_html(&mut h, &failed);
 
     // Sync log.
     h.push_str(
@@ -359,6 +275,169 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     }
     h.push_str("</tbody></table></div></section>\n");
     Ok(h)
+}
+
+/// "Showing 50 of 120." under a list cut at [`LIST_LIMIT`].
+fn shown_of(list: &[Json], total: &Json) -> String {
+    let total = total.as_i64().unwrap_or(0);
+    if (list.len() as i64) < total {
+        format!(
+            r#"<p class="note">Showing the oldest {} of {total}; the API pages through all of them.</p>"#,
+            list.len()
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A row's values as compact `column: value` text, escaped.
+fn values_text(values: &Json) -> String {
+    match values.as_object() {
+        None => String::from("<em>(deleted)</em>"),
+        Some(obj) => obj
+            .iter()
+            .map(|(k, v)| format!("{}: {}", escape(k), text(v)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
+fn pending_html(h: &mut String, pending: &Json) {
+    let list = pending["changes"].as_array().cloned().unwrap_or_default();
+    h.push_str(r#"<section aria-labelledby="h-pending"><h2 id="h-pending">Pending changes</h2>"#);
+    if list.is_empty() {
+        h.push_str("<p>No pending changes.</p></section>\n");
+        return;
+    }
+    h.push_str(
+        r#"<div class="scroll"><table id="pending"><thead><tr><th scope="col">Model</th><th scope="col">Key</th><th scope="col">Operation</th><th scope="col">Changed</th><th scope="col">Values</th></tr></thead><tbody>"#,
+    );
+    for c in &list {
+        let _ = write!(
+            h,
+            r#"<tr><td>{m}</td><td><code>{k}</code></td><td>{op}</td><td>{when}</td><td class="wrap">{v}</td></tr>"#,
+            m = text(&c["model"]),
+            k = escape(&key_text(&c["key"])),
+            op = text(&c["operation"]),
+            when = text(&c["changedAt"]),
+            v = values_text(&c["values"]),
+        );
+    }
+    h.push_str("</tbody></table></div>");
+    h.push_str(&shown_of(&list, &pending["total"]));
+    h.push_str("</section>\n");
+}
+
+/// Conflicts side by side. When both sides have the row, each column that
+/// differs gets a local/server radio pair (default: the side that changed it
+/// since the base, local when both did) and a "Resolve with chosen fields"
+/// button that sends `{merged}`; the keep-local and keep-server buttons
+/// resolve the whole row.
+fn conflicts_html(h: &mut String, conflicts: &Json) {
+    h.push_str(r#"<section aria-labelledby="h-conflicts"><h2 id="h-conflicts">Conflicts</h2>"#);
+    let list = conflicts["conflicts"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if list.is_empty() {
+        h.push_str("<p>No conflicts.</p>");
+    }
+    for c in &list {
+        let model = c["model"].as_str().unwrap_or("");
+        let key = key_text(&c["key"]);
+        let (base, local, server) = (&c["base"], &c["local"], &c["server"]);
+        let choose = local.is_object() && server.is_object();
+        let mut columns: Vec<String> = Vec::new();
+        for side in [base, local, server] {
+            for k in side.as_object().into_iter().flat_map(|o| o.keys()) {
+                if !columns.contains(k) {
+                    columns.push(k.clone());
+                }
+            }
+        }
+        let _ = write!(
+            h,
+            r#"<article class="conflict"><h3>{m} <code>{k}</code></h3>
+<form class="merge" data-model="{m}" data-key="{k}"><div class="scroll"><table>
+<thead><tr><th scope="col">Column</th><th scope="col">Base</th><th scope="col">Local</th><th scope="col">Server</th></tr></thead><tbody>"#,
+            m = escape(model),
+            k = escape(&key),
+        );
+        let mut choices = 0;
+        for col in &columns {
+            let (b, l, s) = (&base[col], &local[col], &server[col]);
+            let differs = l != s;
+            let (lt, st) = (side_text(local, l), side_text(server, s));
+            let (lt, st) = if choose && differs {
+                choices += 1;
+                // Default: the side that changed the column since the base.
+                let pick_server = base.is_object() && l == b;
+                let name = escape(&format!("pick:{model}:{key}:{col}"));
+                let radio = |side: &str, checked: bool, shown: &str| {
+                    format!(
+                        r#"<label class="pick"><input type="radio" name="{name}" value="{side}" data-col="{c}"{chk}><span class="sr">Use the {side} {c}: </span>{shown}</label>"#,
+                        c = escape(col),
+                        chk = if checked { " checked" } else { "" },
+                    )
+                };
+                (
+                    radio("local", !pick_server, &lt),
+                    radio("server", pick_server, &st),
+                )
+            } else {
+                (lt, st)
+            };
+            let _ = write!(
+                h,
+                r#"<tr{cls}><th scope="row">{col}</th><td data-label="Base">{b}</td><td data-label="Local">{lt}</td><td data-label="Server">{st}</td></tr>"#,
+                cls = if differs { r#" class="diff""# } else { "" },
+                col = escape(col),
+                b = side_text(base, b),
+            );
+        }
+        h.push_str(r#"</tbody></table></div><div class="row">"#);
+        if choices > 0 {
+            h.push_str(r#"<button type="submit">Resolve with chosen fields</button>"#);
+        }
+        let _ = write!(
+            h,
+            r#"
+<button type="button" data-act="resolve" data-keep="local" data-model="{m}" data-key="{k}">Keep local</button>
+<button type="button" data-act="resolve" data-keep="server" data-model="{m}" data-key="{k}">Keep server</button>
+</div></form></article>
+"#,
+            m = escape(model),
+            k = escape(&key),
+        );
+    }
+    h.push_str("</section>\n");
+}
+
+fn failed_html(h: &mut String, failed: &Json) {
+    let list = failed["failed"].as_array().cloned().unwrap_or_default();
+    h.push_str(r#"<section aria-labelledby="h-failed"><h2 id="h-failed">Failed rows</h2>"#);
+    if list.is_empty() {
+        h.push_str("<p>No failed rows.</p></section>\n");
+        return;
+    }
+    h.push_str(
+        r#"<p class="note">The server refused these changes. Retry after fixing the cause, or discard the local change to take the server's row back.</p>
+<div class="scroll"><table><thead><tr><th scope="col">Model</th><th scope="col">Key</th><th scope="col">Operation</th><th scope="col">Server error</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>"#,
+    );
+    for f in &list {
+        let key = key_text(&f["key"]);
+        let _ = write!(
+            h,
+            r#"<tr><td>{m}</td><td><code>{k}</code></td><td>{op}</td><td class="wrap">{e}</td><td><div class="row"><button type="button" data-act="retry" data-model="{m}" data-key="{k}">Retry</button><button type="button" data-act="discard" data-model="{m}" data-key="{k}" aria-label="Discard the local change to {m} {k}">Discard</button></div></td></tr>"#,
+            m = text(&f["model"]),
+            k = escape(&key),
+            op = text(&f["operation"]),
+            e = text(&f["error"]),
+        );
+    }
+    h.push_str("</tbody></table></div>");
+    h.push_str(&shown_of(&list, &failed["total"]));
+    h.push_str("</section>\n");
 }
 
 fn yes_no(v: &Json) -> &'static str {
@@ -400,6 +479,7 @@ fn full_page(live: &str, token: Option<&str>) -> String {
 <style>{STYLE}</style></head>
 <body><header><h1>Database Sync Manager</h1></header>
 <div id="result" role="status" aria-live="polite"></div>
+<p id="progress" class="progress" aria-live="polite" hidden></p>
 <main id="live">{live}</main>
 <script>const TOKEN = {token};
 {SCRIPT}</script>
@@ -410,6 +490,7 @@ fn full_page(live: &str, token: Option<&str>) -> String {
 
 const STYLE: &str = r#"
 *{box-sizing:border-box}
+html{scroll-padding-top:4rem}
 body{font-family:system-ui,sans-serif;margin:0;padding:0 1rem 2rem;line-height:1.4;color:#111;background:#fafafa}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.5rem}h3{font-size:1rem}
 section,article{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}
@@ -428,13 +509,27 @@ button[disabled]{opacity:.6}
 #result{position:sticky;top:0;background:#fafafa;min-height:1.5rem;padding:.25rem 0;word-break:break-word}
 #result.err{color:#b42318}
 .sr{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap;border:0}
-@media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}}
+td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:10rem}
+.conflict td{white-space:normal;overflow-wrap:break-word;min-width:6rem}
+.pick{display:flex;gap:.4rem;align-items:flex-start;cursor:pointer}
+.pick input{width:1.2rem;height:1.2rem;margin:.1rem 0 0;flex:none}
+input[type=radio]:focus-visible{outline:3px solid #1f6feb;outline-offset:2px}
+.note{color:#444;font-size:.9rem}
+.progress{background:#e7f0ff;border:1px solid #9bbcf5;border-radius:6px;padding:.4rem .75rem;margin:.5rem 0}
+@media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}
+.conflict thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
+.conflict table,.conflict tbody,.conflict tr,.conflict th,.conflict td{display:block;min-width:0}
+.conflict tr{border-bottom:1px solid #ddd;padding:.3rem 0}
+.conflict th,.conflict td{border:0;padding:.15rem .25rem}
+.conflict td{display:flex;gap:.5rem;align-items:flex-start}
+.conflict td::before{content:attr(data-label);font-weight:600;width:4.5rem;flex:none}}
 "#;
 
 const SCRIPT: &str = r#"
 (function () {
   const headers = TOKEN ? { Authorization: 'Bearer ' + TOKEN } : {};
   const result = document.getElementById('result');
+  const progress = document.getElementById('progress');
   const live = document.getElementById('live');
   let last = '';
   function show(msg, err) { result.textContent = msg; result.className = err ? 'err' : ''; }
@@ -446,52 +541,94 @@ const SCRIPT: &str = r#"
     if (!r.ok) throw new Error((j && j.error && j.error.message) || ('HTTP ' + r.status));
     return j;
   }
+  function path(d, kind, action) { return '/api/database/' + kind + '/' + encodeURIComponent(d.model || '') + '/' + encodeURIComponent(d.key || '') + (action ? '/' + action : ''); }
+  // Swaps in a fresh live part, keeping radio choices and the focused control.
   async function reload() {
     const url = location.pathname + '?fragment=1' + (TOKEN ? '&token=' + encodeURIComponent(TOKEN) : '');
     const r = await fetch(url, { headers: headers });
     if (!r.ok) return;
-    const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset : null;
-    const sel = focused && focused.act ? '[data-act="' + focused.act + '"]' + (focused.model ? '[data-model="' + CSS.escape(focused.model) + '"]' : '') + (focused.direction ? '[data-direction="' + focused.direction + '"]' : '') + (focused.keep ? '[data-keep="' + focused.keep + '"]' : '') : null;
-    live.innerHTML = await r.text();
-    if (sel) { const el = live.querySelector(sel); if (el) el.focus(); }
+    const html = await r.text();
+    const picks = {};
+    live.querySelectorAll('input[type=radio]:checked').forEach(function (i) { picks[i.name] = i.value; });
+    const a = document.activeElement;
+    const same = function (el) {
+      if (!a || !live.contains(a) || el.tagName !== a.tagName || el.type !== a.type) return false;
+      if (a.type === 'radio') return el.name === a.name && el.value === a.value;
+      if (a.type === 'submit') { const f = a.form, g = el.form; return !!f && !!g && f.dataset.model === g.dataset.model && f.dataset.key === g.dataset.key; }
+      const x = a.dataset, y = el.dataset;
+      return ['act', 'model', 'key', 'keep', 'direction'].every(function (k) { return x[k] === y[k]; }) && (a.id || '') === (el.id || '');
+    };
+    const hadFocus = a && live.contains(a);
+    live.innerHTML = html;
+    live.querySelectorAll('input[type=radio]').forEach(function (i) { if (picks[i.name] !== undefined) i.checked = picks[i.name] === i.value; });
+    if (hadFocus) { const el = Array.from(live.querySelectorAll('button, input, select')).find(same); if (el) el.focus(); }
+  }
+  function showProgress(s) {
+    const p = s && s.syncing;
+    if (!p) { progress.hidden = true; progress.textContent = ''; return; }
+    progress.hidden = false;
+    progress.textContent = 'Sync running: ' + p.direction + ' (' + p.trigger + '), ' + p.phase + (p.table ? ' ' + p.table : '') + ', ' + p.rows + ' rows so far';
   }
   function summary(rep) {
     if (!rep || typeof rep !== 'object') return 'done';
-    const parts = [];
-    if ('success' in rep) parts.push(rep.success ? 'success' : 'failed');
-    for (const k of ['pushed', 'pulled', 'conflicts', 'failed']) if (k in rep) parts.push(k + ': ' + JSON.stringify(rep[k]));
-    if (rep.errors && rep.errors.length) parts.push('errors: ' + JSON.stringify(rep.errors));
-    return parts.length ? parts.join(', ') : JSON.stringify(rep);
+    let processed = 0, failed = 0, conflicts = 0;
+    for (const m in (rep.results || {})) { const r = rep.results[m]; processed += r.recordsProcessed || 0; failed += r.recordsFailed || 0; conflicts += r.conflicts || 0; }
+    const errs = Object.keys(rep.errors || {});
+    return (rep.success ? 'success' : 'failed') + ': ' + processed + ' rows processed, ' + failed + ' failed, ' + conflicts + ' conflicts' + (errs.length ? ' (' + rep.errors[errs[0]] + ')' : '');
+  }
+  // While a sync started here runs, the status is polled fast for progress.
+  async function syncing(label, body) {
+    show('Syncing ' + label + '…');
+    const timer = setInterval(function () { api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
+    try { const rep = await api('POST', '/api/database/status', body); show('Sync ' + label + ' ' + summary(rep), rep && rep.success === false); }
+    finally { clearInterval(timer); showProgress(null); }
   }
   async function act(btn) {
     const d = btn.dataset;
-    const m = encodeURIComponent(d.model || ''), k = encodeURIComponent(d.key || '');
+    if (d.act === 'discard' && !confirm('Discard the local change to ' + d.model + ' ' + d.key + ' and take the server\'s row?')) return;
     btn.disabled = true;
     try {
-      let rep;
-      if (d.act === 'sync') { show('Syncing ' + d.direction + '…'); rep = await api('POST', '/api/database/status', { direction: d.direction }); show('Sync ' + d.direction + ': ' + summary(rep), rep && rep.success === false); }
-      else if (d.act === 'sync-model') { show('Syncing ' + d.model + '…'); rep = await api('POST', '/api/database/status', { direction: 'BIDIRECTIONAL', models: [d.model] }); show('Sync ' + d.model + ': ' + summary(rep), rep && rep.success === false); }
-      else if (d.act === 'resolve') { await api('POST', '/api/database/conflicts/' + m + '/' + k + '/resolve', { keep: d.keep }); show('Resolved ' + d.model + ' ' + d.key + ' (kept ' + d.keep + ')'); }
-      else if (d.act === 'retry') { await api('POST', '/api/database/failed/' + m + '/' + k + '/retry'); show('Queued ' + d.model + ' ' + d.key + ' again'); }
+      if (d.act === 'sync') await syncing(d.direction, { direction: d.direction });
+      else if (d.act === 'sync-model') await syncing(d.model, { direction: 'BIDIRECTIONAL', models: [d.model] });
+      else if (d.act === 'resolve') { await api('POST', path(d, 'conflicts', 'resolve'), { keep: d.keep }); show('Resolved ' + d.model + ' ' + d.key + ' (kept ' + d.keep + ')'); }
+      else if (d.act === 'retry') { await api('POST', path(d, 'failed', 'retry')); show('Queued ' + d.model + ' ' + d.key + ' again'); }
+      else if (d.act === 'discard') { await api('POST', path(d, 'failed', 'discard')); show('Discarded the local change to ' + d.model + ' ' + d.key); }
     } catch (e) { show(String(e.message || e), true); }
     btn.disabled = false;
     await reload();
   }
+  // Field-by-field merge: the server's row with the columns picked "local" taken from the local row.
+  async function merge(form) {
+    const d = form.dataset;
+    const c = await api('GET', path(d, 'conflicts'));
+    const merged = Object.assign({}, c.server);
+    form.querySelectorAll('input[type=radio]:checked').forEach(function (i) { if (i.value === 'local') merged[i.dataset.col] = c.local[i.dataset.col]; });
+    await api('POST', path(d, 'conflicts', 'resolve'), { merged: merged });
+    show('Resolved ' + d.model + ' ' + d.key + ' with the chosen fields');
+  }
   document.addEventListener('click', function (ev) {
     const btn = ev.target.closest('button[data-act]');
-    if (btn) act(btn);
+    if (btn) { ev.preventDefault(); act(btn); }
   });
   document.addEventListener('submit', async function (ev) {
-    if (ev.target.id !== 'mode-form') return;
     ev.preventDefault();
-    const mode = ev.target.querySelector('select').value;
-    try { const r = await api('PUT', '/api/database/mode', { mode: mode }); show('Mode: ' + r.mode + (r.usingLocalDatabase ? ' (local database)' : ' (remote database)')); }
-    catch (e) { show(String(e.message || e), true); }
+    const form = ev.target;
+    if (form.id === 'mode-form') {
+      const mode = form.querySelector('select').value;
+      try { const r = await api('PUT', '/api/database/mode', { mode: mode }); show('Mode: ' + r.mode + (r.usingLocalDatabase ? ' (local database)' : ' (remote database)')); }
+      catch (e) { show(String(e.message || e), true); }
+    } else if (form.classList.contains('merge')) {
+      const b = form.querySelector('button[type=submit]');
+      if (b) b.disabled = true;
+      try { await merge(form); } catch (e) { show(String(e.message || e), true); }
+      if (b) b.disabled = false;
+    }
     await reload();
   });
   async function poll() {
     try {
       const s = await api('GET', '/api/database/status');
+      showProgress(s);
       const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt]);
       if (sig !== last) {
         const first = last === '';

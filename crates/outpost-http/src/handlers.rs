@@ -9,7 +9,7 @@ use outpost_core::schema::Table;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_core::types::Value;
 use outpost_engine::{Mode, Operation, SyncOptions};
-use outpost_local::sync::{ConflictEntry, Resolution};
+use outpost_local::sync::{ChangeEntry, ChangePage, ConflictEntry, Resolution};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
@@ -50,6 +50,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
         "conflicts": s.conflicts,
         "failed": s.failed,
         "lastSyncAt": last_sync_at,
+        // The run under way (direction, phase, rows so far), for live progress.
+        "syncing": state.node.engine().progress(),
     })))
 }
 
@@ -152,8 +154,13 @@ fn row_json(table: &Table, row: Option<&Vec<Value>>) -> Json {
     }
 }
 
+/// A replica row key (`["u0"]`) as JSON; the text itself if it is not JSON.
+fn key_json(pk: &str) -> Json {
+    serde_json::from_str(pk).unwrap_or_else(|_| Json::String(pk.to_string()))
+}
+
 fn conflict_json(state: &AppState, c: &ConflictEntry) -> Json {
-    let key: Json = serde_json::from_str(&c.pk).unwrap_or_else(|_| Json::String(c.pk.clone()));
+    let key = key_json(&c.pk);
     let mut out = json!({
         "model": c.table,
         "key": key,
@@ -293,49 +300,138 @@ pub(crate) async fn resolve(
     ))
 }
 
-// ---- log and failed rows ------------------------------------------------------
+// ---- log, pending changes and failed rows ------------------------------------
+
+/// The paging and filter parameters of the list endpoints: `model` (checked
+/// against the schema), `limit` (0 to 1000, default 50) and `offset`.
+struct Paging {
+    model: Option<String>,
+    limit: i64,
+    offset: i64,
+}
+
+impl Paging {
+    fn parse(state: &AppState, params: &HashMap<String, String>) -> Result<Paging, ApiError> {
+        if let Some(unknown) = params
+            .keys()
+            .find(|k| !matches!(k.as_str(), "model" | "limit" | "offset"))
+        {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {unknown:?} (parameters: model, limit, offset)"
+            )));
+        }
+        let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
+            match params.get(name) {
+                None => Ok(default),
+                Some(s) => match s.parse::<i64>() {
+                    Ok(n) if (0..=max).contains(&n) => Ok(n),
+                    _ => Err(ApiError::bad_request(format!(
+                        "{name} must be an integer from 0 to {max}; got {s:?}"
+                    ))),
+                },
+            }
+        };
+        let limit = number("limit", 50, 1000)?;
+        let offset = number("offset", 0, i64::MAX)?;
+        let model = match params.get("model").filter(|m| !m.is_empty()) {
+            Some(m) => Some(
+                table(state, m)
+                    .map_err(|e| ApiError {
+                        status: StatusCode::BAD_REQUEST,
+                        ..e
+                    })?
+                    .name
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok(Paging {
+            model,
+            limit,
+            offset,
+        })
+    }
+}
 
 pub(crate) async fn log(
     State(state): State<AppState>,
     Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
-    if let Some(unknown) = params
-        .keys()
-        .find(|k| !matches!(k.as_str(), "model" | "limit" | "offset"))
-    {
-        return Err(ApiError::bad_request(format!(
-            "unknown query parameter {unknown:?} (parameters: model, limit, offset)"
-        )));
+    let p = Paging::parse(&state, &params)?;
+    let engine = state.node.engine();
+    let entries = engine.log(p.model.clone(), p.limit, p.offset).await?;
+    let total = engine.log_count(p.model).await?;
+    Ok(axum::Json(json!({
+        "entries": entries,
+        "total": total,
+        "limit": p.limit,
+        "offset": p.offset,
+    })))
+}
+
+/// A pending or failed row: model, key, operation, the local row, when.
+fn change_json(state: &AppState, c: &ChangeEntry) -> Json {
+    let values = state
+        .node
+        .engine()
+        .schema()
+        .table(&c.table)
+        .map_or(Json::Null, |t| row_json(t, c.values.as_ref()));
+    let mut out = json!({
+        "model": c.table,
+        "key": key_json(&c.pk),
+        "operation": c.kind,
+        "values": values,
+        "changedAt": c.changed_at,
+        "localSeq": c.local_seq,
+    });
+    if let (Some(error), Some(obj)) = (&c.error, out.as_object_mut()) {
+        obj.insert("error".into(), Json::String(error.clone()));
     }
-    let number = |name: &str, default: i64, max: i64| -> Result<i64, ApiError> {
-        match params.get(name) {
-            None => Ok(default),
-            Some(s) => match s.parse::<i64>() {
-                Ok(n) if (0..=max).contains(&n) => Ok(n),
-                _ => Err(ApiError::bad_request(format!(
-                    "{name} must be an integer from 0 to {max}; got {s:?}"
-                ))),
-            },
-        }
-    };
-    let limit = number("limit", 50, 1000)?;
-    let offset = number("offset", 0, i64::MAX)?;
-    let model = match params.get("model").filter(|m| !m.is_empty()) {
-        Some(m) => Some(
-            table(&state, m)
-                .map_err(|e| ApiError {
-                    status: StatusCode::BAD_REQUEST,
-                    ..e
-                })?
-                .name
-                .clone(),
-        ),
-        None => None,
-    };
-    let entries = state.node.engine().log(model, limit, offset).await?;
-    Ok(axum::Json(
-        json!({ "entries": entries, "limit": limit, "offset": offset }),
-    ))
+    out
+}
+
+fn page_json(state: &AppState, field: &str, page: &ChangePage, p: &Paging) -> Json {
+    let list: Vec<Json> = page.entries.iter().map(|c| change_json(state, c)).collect();
+    let mut out = Map::new();
+    out.insert(field.into(), Json::Array(list));
+    out.insert("total".into(), json!(page.total));
+    out.insert("limit".into(), json!(p.limit));
+    out.insert("offset".into(), json!(p.offset));
+    Json::Object(out)
+}
+
+pub(crate) async fn pending(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let p = Paging::parse(&state, &params)?;
+    let page = state
+        .node
+        .engine()
+        .pending_changes(p.model.clone(), p.limit, p.offset)
+        .await?;
+    Ok(axum::Json(page_json(&state, "changes", &page, &p)))
+}
+
+pub(crate) async fn failed(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    let p = Paging::parse(&state, &params)?;
+    let page = state
+        .node
+        .engine()
+        .failed_changes(p.model.clone(), p.limit, p.offset)
+        .await?;
+    Ok(axum::Json(page_json(&state, "failed", &page, &p)))
+}
+
+fn no_failed_row(model: &str, key: &str) -> ApiError {
+    ApiError::not_found(
+        "no_failed_row",
+        format!("{model} {key} is not a FAILED row"),
+    )
 }
 
 pub(crate) async fn retry(
@@ -343,21 +439,32 @@ pub(crate) async fn retry(
     Path((model, key)): Path<(String, String)>,
 ) -> ApiResult {
     let pk = local_key(&state, &model, &key).await?;
-    let (m, p) = (model.clone(), pk);
-    let retried = state
-        .node
-        .engine()
-        .with_replica(move |r| r.retry_failed(&m, &p))
-        .await?;
-    if !retried {
-        return Err(ApiError::not_found(
-            "no_failed_row",
-            format!("{model} {key} is not a FAILED row"),
-        ));
+    if !state.node.retry_failed(&model, &pk).await? {
+        return Err(no_failed_row(&model, &key));
     }
-    // Refreshes the published status (pending and failed counts).
-    state.node.status().await;
-    Ok(axum::Json(json!({ "retried": true, "model": model })))
+    Ok(axum::Json(
+        json!({ "retried": true, "model": model, "key": key_json(&pk) }),
+    ))
+}
+
+pub(crate) async fn discard(
+    State(state): State<AppState>,
+    Path((model, key)): Path<(String, String)>,
+) -> ApiResult {
+    let pk = local_key(&state, &model, &key).await?;
+    let discarded = state
+        .node
+        .discard_failed(&model, &pk)
+        .await?
+        .ok_or_else(|| no_failed_row(&model, &key))?;
+    let t = table(&state, &model)?;
+    Ok(axum::Json(json!({
+        "discarded": true,
+        "model": model,
+        "key": key_json(&pk),
+        "row": row_json(t, discarded.row.as_ref()),
+        "serverVersion": discarded.server_version,
+    })))
 }
 
 // ---- the model service --------------------------------------------------------

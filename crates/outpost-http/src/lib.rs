@@ -1,8 +1,8 @@
 //! # outpost-http
 //!
 //! The HTTP layer of an outpost node: the seed's `/api/database/status`
-//! endpoints, mode, models, conflicts, the sync log and failed rows under
-//! `/api/database`, the model service under `/api/models/{model}/{operation}`,
+//! endpoints, mode, models, pending changes, conflicts, failed rows (retry,
+//! discard) and the sync log under `/api/database`, the model service under `/api/models/{model}/{operation}`,
 //! an OpenAPI document at `/api/openapi.json` and Prometheus metrics at
 //! `/metrics`, and the Database Sync Manager page at `/admin/database-sync`
 //! (see [`admin`]; not in [`ROUTES`], which lists the JSON API). No SQL here: everything goes through [`outpost_engine`].
@@ -81,9 +81,16 @@ routes! {
         "One conflict: base, local and server rows.";
     POST "/api/database/conflicts/{model}/{key}/resolve" handlers::resolve =>
         "Resolve a conflict; body {keep: local|server} or {merged: {column: value}}.";
-    GET "/api/database/log" handlers::log => "The sync log, newest first (model, limit, offset).";
+    GET "/api/database/log" handlers::log =>
+        "The sync log, newest first, with its total (query: model, limit, offset).";
+    GET "/api/database/pending" handlers::pending =>
+        "Local changes not yet pushed, oldest first, with their total (query: model, limit, offset).";
+    GET "/api/database/failed" handlers::failed =>
+        "Rows the server refused, with its error and their total (query: model, limit, offset).";
     POST "/api/database/failed/{model}/{key}/retry" handlers::retry =>
         "Put a FAILED row back in the push queue.";
+    POST "/api/database/failed/{model}/{key}/discard" handlers::discard =>
+        "Drop a FAILED row's local change: the server's row comes back (or the row goes, if the server has none).";
     POST "/api/models/{model}/{operation}" handlers::model_operation =>
         "Run a Prisma operation with Prisma's argument object as body.";
     GET "/api/openapi.json" openapi::handler => "This document.";

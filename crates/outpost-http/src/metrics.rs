@@ -1,4 +1,10 @@
-//! `GET /metrics`: gauges from the node's status, Prometheus text format.
+//! `GET /metrics`, Prometheus text format: gauges from the node's status
+//! (online, pending changes, conflicts, failed rows, per model too, the
+//! replication lag) and the engine's counters of its sync runs (runs by
+//! result, a duration histogram, rows pushed, pulled and copied, conflicts
+//! and refused rows). The counters live in the engine
+//! ([`outpost_engine::Engine::metrics`]) so every run counts, whoever started
+//! it; they restart from zero with the node.
 
 use std::fmt::Write;
 
@@ -21,6 +27,87 @@ fn gauge(out: &mut String, name: &str, help: &str, value: i64) {
         out,
         "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
     );
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
+    );
+}
+
+/// The engine's counters and the replication lag.
+fn sync_metrics(
+    out: &mut String,
+    m: &outpost_engine::MetricsSnapshot,
+    running: bool,
+    lag: Option<std::time::Duration>,
+) {
+    let name = "outpost_sync_runs_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Sync runs finished, by result.\n# TYPE {name} counter\n{name}{{result=\"success\"}} {}\n{name}{{result=\"failure\"}} {}",
+        m.runs_succeeded, m.runs_failed
+    );
+    let name = "outpost_sync_duration_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} How long sync runs took.\n# TYPE {name} histogram"
+    );
+    for (le, n) in &m.duration_buckets {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{le}\"}} {n}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {count}\n{name}_sum {sum}\n{name}_count {count}",
+        count = m.duration_count,
+        sum = m.duration_sum_secs
+    );
+    gauge(
+        out,
+        "outpost_sync_running",
+        "1 while a sync run is under way.",
+        i64::from(running),
+    );
+    counter(
+        out,
+        "outpost_rows_pushed_total",
+        "Rows the server took from pushes.",
+        m.rows_pushed,
+    );
+    counter(
+        out,
+        "outpost_rows_pulled_total",
+        "Server changes applied by pulls.",
+        m.rows_pulled,
+    );
+    counter(
+        out,
+        "outpost_rows_bootstrapped_total",
+        "Rows copied by bootstraps.",
+        m.rows_bootstrapped,
+    );
+    counter(
+        out,
+        "outpost_sync_conflicts_total",
+        "Rows sync runs left in conflict.",
+        m.conflicts,
+    );
+    counter(
+        out,
+        "outpost_sync_failed_rows_total",
+        "Rows the server refused during pushes.",
+        m.failed,
+    );
+    // No sample before the first pull: there is no lag to speak of yet.
+    if let Some(lag) = lag {
+        let name = "outpost_replication_lag_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Seconds since the pull cursor last moved (the last full pull).\n# TYPE {name} gauge\n{name} {}",
+            lag.as_secs_f64()
+        );
+    }
 }
 
 pub(crate) async fn handler(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
@@ -97,6 +184,13 @@ pub(crate) async fn handler(State(state): State<AppState>) -> Result<impl IntoRe
             let _ = writeln!(out, "{name}{{model=\"{}\"}} {n}", escape(&table.name));
         }
     }
+    let node_engine = state.node.engine();
+    sync_metrics(
+        &mut out,
+        &node_engine.metrics(),
+        node_engine.progress().is_some(),
+        node_engine.cursor_age().await?,
+    );
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -54,7 +54,11 @@ pub fn openapi() -> Json_ {
                 "5XX": { "description": "A server-side failure", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } }
             }
         });
-        if route.path == "/api/database/log"
+        // The paged lists take the same query parameters.
+        if matches!(
+            route.path,
+            "/api/database/log" | "/api/database/pending" | "/api/database/failed"
+        ) && route.method == "GET"
             && let Some(p) = op["parameters"].as_array_mut()
         {
             for (name, ty) in [

@@ -122,6 +122,16 @@ async fn the_page_shows_status_sync_buttons_and_models() -> anyhow::Result<()> {
     );
     assert!(html.contains("No conflicts."), "{html}");
     assert!(html.contains("Recent sync log"), "{html}");
+    // The pending change, with its operation and values.
+    assert!(
+        html.contains(r#"<tr><td>Post</td><td><code>p1</code></td><td>insert</td>"#),
+        "{html}"
+    );
+    assert!(html.contains("title: Hello"), "{html}");
+    assert!(
+        html.contains(r#"<p id="progress" class="progress" aria-live="polite" hidden></p>"#),
+        "{html}"
+    );
     assert!(html.contains("const TOKEN = null;"), "{html}");
 
     // The live part alone, for the page's polling.
@@ -184,15 +194,35 @@ async fn a_conflict_is_shown_side_by_side_and_escaped() -> anyhow::Result<()> {
         html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
         "{html}"
     );
-    // Base, local and server side by side.
+    // Base, local and server side by side, a local/server choice per
+    // differing field: local by default where local changed it, server where
+    // only the server did.
     assert!(
-        html.contains(r#"<tr class="diff"><th scope="row">name</th><td>Zero</td><td>&lt;script&gt;alert(1)&lt;/script&gt;</td><td>Server side</td></tr>"#),
+        html.contains(concat!(
+            r#"<tr class="diff"><th scope="row">name</th><td data-label="Base">Zero</td>"#,
+            r#"<td data-label="Local"><label class="pick"><input type="radio" name="pick:User:u0:name" value="local" data-col="name" checked><span class="sr">Use the local name: </span>&lt;script&gt;alert(1)&lt;/script&gt;</label></td>"#,
+            r#"<td data-label="Server"><label class="pick"><input type="radio" name="pick:User:u0:name" value="server" data-col="name"><span class="sr">Use the server name: </span>Server side</label></td></tr>"#
+        )),
         "{html}"
     );
     assert!(
-        html.contains(
-            r#"<tr class="diff"><th scope="row">email</th><td>zero@x</td><td>zero@x</td><td>server@x</td>"#
-        ),
+        html.contains(concat!(
+            r#"<tr class="diff"><th scope="row">email</th><td data-label="Base">zero@x</td>"#,
+            r#"<td data-label="Local"><label class="pick"><input type="radio" name="pick:User:u0:email" value="local" data-col="email"><span class="sr">Use the local email: </span>zero@x</label></td>"#,
+            r#"<td data-label="Server"><label class="pick"><input type="radio" name="pick:User:u0:email" value="server" data-col="email" checked><span class="sr">Use the server email: </span>server@x</label></td></tr>"#
+        )),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<tr><th scope="row">id</th><td data-label="Base">u0</td><td data-label="Local">u0</td><td data-label="Server">u0</td></tr>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<form class="merge" data-model="User" data-key="u0">"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<button type="submit">Resolve with chosen fields</button>"#),
         "{html}"
     );
     assert!(
@@ -293,6 +323,11 @@ async fn a_failed_row_shows_the_server_error_and_a_retry_button() -> anyhow::Res
         html.contains(r#"data-act="retry" data-model="User" data-key="u9">Retry</button>"#),
         "{html}"
     );
+    assert!(
+        html.contains(r#"<button type="button" data-act="discard" data-model="User" data-key="u9" aria-label="Discard the local change to User u9">Discard</button>"#),
+        "{html}"
+    );
+    assert!(html.contains("<td>insert</td>"), "{html}");
     assert!(
         html.contains("duplicate key value violates unique constraint &quot;User_email_key&quot;"),
         "{html}"

@@ -90,6 +90,7 @@ async fn status_and_sync_have_the_seed_shape() -> anyhow::Result<()> {
     }
     assert!(s["lastSyncAt"].is_string(), "{s}");
     assert!(s["usingLocalDatabase"].is_boolean());
+    assert!(s["syncing"].is_null(), "no run under way: {s}");
 
     let a = call(
         &f.app,
@@ -597,6 +598,382 @@ async fn a_conflict_is_shown_and_resolved_with_a_merge() -> anyhow::Result<()> {
     );
     let a = call(app, "GET", "/api/database/status", None).await?;
     assert_eq!(a.json()["conflicts"], 0, "{}", a.text);
+    f.node.shutdown().await;
+    Ok(())
+}
+
+/// The value of one sample (`name` with its labels, exactly) in Prometheus text.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+async fn local_mode(app: &Router) -> anyhow::Result<()> {
+    let a = call(
+        app,
+        "PUT",
+        "/api/database/mode",
+        Some(r#"{"mode":"local"}"#),
+    )
+    .await?;
+    anyhow::ensure!(a.status == StatusCode::OK, "{}", a.text);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_changes_are_listed_a_page_at_a_time() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let app = &f.app;
+    local_mode(app).await?;
+    for body in [
+        r#"{"data":{"id":"u1","email":"one@x","name":"One"}}"#,
+        r#"{"where":{"id":"u0"},"data":{"name":"Renamed"}}"#,
+    ] {
+        let op = if body.contains("where") {
+            "update"
+        } else {
+            "create"
+        };
+        let a = call(app, "POST", &format!("/api/models/User/{op}"), Some(body)).await?;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    }
+    let a = call(
+        app,
+        "POST",
+        "/api/models/Post/create",
+        Some(r#"{"data":{"id":"p1","title":"Hello","userId":"u1"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = call(
+        app,
+        "POST",
+        "/api/models/Post/delete",
+        Some(r#"{"where":{"id":"p1"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+
+    let a = call(app, "GET", "/api/database/pending", None).await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let p = a.json();
+    assert_eq!(
+        (p["total"].clone(), p["limit"].clone(), p["offset"].clone()),
+        (json!(3), json!(50), json!(0)),
+        "{p}"
+    );
+    let changes = p["changes"].as_array().cloned().unwrap_or_default();
+    let summary: Vec<(String, Json, String)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["model"].as_str().unwrap_or("").to_string(),
+                c["key"].clone(),
+                c["operation"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("User".into(), json!(["u1"]), "insert".into()),
+            ("User".into(), json!(["u0"]), "update".into()),
+            ("Post".into(), json!(["p1"]), "delete".into()),
+        ],
+        "{p}"
+    );
+    assert_eq!(changes[0]["values"]["email"], "one@x", "{p}");
+    assert_eq!(changes[1]["values"]["name"], "Renamed", "{p}");
+    assert!(changes[2]["values"].is_null(), "{p}");
+    assert!(changes.iter().all(|c| c["changedAt"].is_string()), "{p}");
+
+    let a = call(app, "GET", "/api/database/pending?limit=1&offset=1", None).await?;
+    let p = a.json();
+    assert_eq!(p["total"], 3, "{p}");
+    assert_eq!(p["changes"].as_array().map(Vec::len), Some(1), "{p}");
+    assert_eq!(p["changes"][0]["key"], json!(["u0"]), "{p}");
+    let a = call(app, "GET", "/api/database/pending?model=Post", None).await?;
+    assert_eq!(a.json()["total"], 1, "{}", a.text);
+    assert_eq!(a.json()["changes"][0]["model"], "Post", "{}", a.text);
+
+    // Bad paging or filters: 400, nothing listed or changed.
+    for (uri, mentions) in [
+        ("/api/database/pending?limit=abc", "limit"),
+        ("/api/database/pending?limit=5000", "limit"),
+        ("/api/database/pending?offset=-3", "offset"),
+        ("/api/database/pending?page=2", "page"),
+        ("/api/database/failed?limit=-1", "limit"),
+    ] {
+        let a = call(app, "GET", uri, None).await?;
+        assert_client_error(&a, StatusCode::BAD_REQUEST, "bad_request", mentions);
+    }
+    let a = call(
+        app,
+        "GET",
+        "/api/database/pending?model=Nope%3B%20DROP",
+        None,
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "unknown_model", "Nope; DROP");
+
+    // The sync log is paged and filtered the same way, with its total.
+    call(app, "POST", "/api/database/status", None).await?;
+    let a = call(app, "GET", "/api/database/log?model=Post&limit=1", None).await?;
+    let log = a.json();
+    assert_eq!(log["total"], 2, "{log}");
+    assert_eq!(log["entries"].as_array().map(Vec::len), Some(1), "{log}");
+    assert_eq!(log["entries"][0]["model"], "Post", "{log}");
+    let a = call(app, "GET", "/api/database/log?offset=1&limit=1000", None).await?;
+    assert_eq!(a.json()["total"], 4, "{}", a.text);
+    assert_eq!(
+        a.json()["entries"].as_array().map(Vec::len),
+        Some(3),
+        "{}",
+        a.text
+    );
+    let a = call(app, "GET", "/api/database/pending", None).await?;
+    assert_eq!(a.json()["total"], 0, "pushed: {}", a.text);
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_rows_are_listed_and_discarding_puts_the_server_row_back() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let app = &f.app;
+    local_mode(app).await?;
+    // A new row and an edit of an existing one, both refused by the server.
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data":{"id":"u9","email":"taken@x","name":"Nine"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/update",
+        Some(r#"{"where":{"id":"u0"},"data":{"email":"taken2@x","name":"Mine"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    // Meanwhile, on the server, both emails were taken.
+    f.client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u7', 'taken@x'), ('u8', 'taken2@x')"#,
+        )
+        .await?;
+    let a = call(
+        app,
+        "POST",
+        "/api/database/status",
+        Some(r#"{"direction":"TO_SERVER"}"#),
+    )
+    .await?;
+    assert_eq!(
+        a.json()["results"]["User"]["recordsFailed"],
+        2,
+        "{}",
+        a.text
+    );
+
+    let a = call(app, "GET", "/api/database/failed", None).await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    let list = a.json();
+    assert_eq!(list["total"], 2, "{list}");
+    let failed = list["failed"].as_array().cloned().unwrap_or_default();
+    assert_eq!(failed[0]["key"], json!(["u9"]), "{list}");
+    assert_eq!(failed[0]["operation"], "insert", "{list}");
+    assert_eq!(failed[1]["operation"], "update", "{list}");
+    assert_eq!(failed[1]["values"]["name"], "Mine", "{list}");
+    for f in &failed {
+        assert!(
+            f["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("duplicate key")),
+            "{list}"
+        );
+    }
+    let a = call(
+        app,
+        "GET",
+        "/api/database/failed?limit=1&offset=1&model=User",
+        None,
+    )
+    .await?;
+    assert_eq!(a.json()["failed"][0]["key"], json!(["u0"]), "{}", a.text);
+    let a = call(app, "GET", "/api/database/failed?model=Post", None).await?;
+    assert_eq!(a.json()["total"], 0, "{}", a.text);
+
+    // Bad input changes nothing: the two rows are still FAILED.
+    for (uri, status, code) in [
+        (
+            "/api/database/failed/User/u1/discard",
+            StatusCode::NOT_FOUND,
+            "no_failed_row",
+        ),
+        (
+            "/api/database/failed/Nope/u9/discard",
+            StatusCode::NOT_FOUND,
+            "unknown_model",
+        ),
+        (
+            "/api/database/failed/User/%22u1%22/discard",
+            StatusCode::NOT_FOUND,
+            "no_failed_row",
+        ),
+    ] {
+        let a = call(app, "POST", uri, None).await?;
+        assert_client_error(&a, status, code, "");
+    }
+    let a = call(app, "GET", "/api/database/failed/User/u9/discard", None).await?;
+    assert_client_error(
+        &a,
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "POST",
+    );
+    assert_eq!(
+        call(app, "GET", "/api/database/failed", None).await?.json()["total"],
+        2
+    );
+
+    // Discarding the edit brings the server's row back, synced.
+    let a = call(app, "POST", "/api/database/failed/User/u0/discard", None).await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert_eq!(a.json()["row"]["email"], "zero@x", "{}", a.text);
+    assert_eq!(a.json()["row"]["name"], "Zero", "{}", a.text);
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/findUnique",
+        Some(r#"{"where":{"id":"u0"}}"#),
+    )
+    .await?;
+    assert_eq!(a.json()["email"], "zero@x", "{}", a.text);
+    assert_eq!(a.json()["syncStatus"], "SYNCED", "{}", a.text);
+    // Discarding the new row removes it: the server never had it.
+    let a = call(
+        app,
+        "POST",
+        "/api/database/failed/User/%5B%22u9%22%5D/discard",
+        None,
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    assert!(a.json()["row"].is_null(), "{}", a.text);
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/findUnique",
+        Some(r#"{"where":{"id":"u9"}}"#),
+    )
+    .await?;
+    assert!(a.json().is_null(), "{}", a.text);
+    let a = call(app, "POST", "/api/database/failed/User/u9/discard", None).await?;
+    assert_client_error(&a, StatusCode::NOT_FOUND, "no_failed_row", "u9");
+
+    let s = call(app, "GET", "/api/database/status", None).await?.json();
+    assert_eq!(
+        (s["failed"].clone(), s["pendingChanges"].clone()),
+        (json!(0), json!(0)),
+        "{s}"
+    );
+    // Nothing went to the server, and a sync has nothing to push.
+    let a = call(app, "POST", "/api/database/status", None).await?;
+    assert_eq!(a.json()["success"], true, "{}", a.text);
+    let row = f
+        .client
+        .query_one(r#"SELECT email, name FROM "User" WHERE id = 'u0'"#, &[])
+        .await?;
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("zero@x".into(), "Zero".into())
+    );
+    assert_eq!(count(&f.client, "User").await?, 3);
+    f.node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_real_syncs() -> anyhow::Result<()> {
+    let f = fixture(None).await?;
+    let app = &f.app;
+    let before = call(app, "GET", "/metrics", None).await?.text;
+    let runs = |t: &str| sample(t, "outpost_sync_runs_total{result=\"success\"}").unwrap_or(-1.0);
+    assert_eq!(runs(&before), 1.0, "the fixture's first sync: {before}");
+    assert_eq!(
+        sample(&before, "outpost_rows_bootstrapped_total"),
+        Some(1.0),
+        "{before}"
+    );
+    assert_eq!(
+        sample(&before, "outpost_sync_running"),
+        Some(0.0),
+        "{before}"
+    );
+    assert!(
+        sample(&before, "outpost_replication_lag_seconds")
+            .is_some_and(|l| (0.0..60.0).contains(&l)),
+        "{before}"
+    );
+
+    local_mode(app).await?;
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/create",
+        Some(r#"{"data":{"id":"u1","email":"one@x"}}"#),
+    )
+    .await?;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.text);
+    f.client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('s1', 's1@x')"#)
+        .await?;
+    let a = call(app, "POST", "/api/database/status", None).await?;
+    assert_eq!(a.json()["success"], true, "{}", a.text);
+    let after = call(app, "GET", "/metrics", None).await?.text;
+    assert_eq!(runs(&after), 2.0, "{after}");
+    assert_eq!(
+        sample(&after, "outpost_sync_runs_total{result=\"failure\"}"),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(&after, "outpost_rows_pushed_total"),
+        Some(1.0),
+        "{after}"
+    );
+    // The server's row is pulled, though an open transaction anywhere on the
+    // shared server may hold it back for a moment (the pull horizon).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut text = after.clone();
+    while sample(&text, "outpost_rows_pulled_total").unwrap_or(0.0) < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "never pulled: {text}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        call(
+            app,
+            "POST",
+            "/api/database/status",
+            Some(r#"{"direction":"FROM_SERVER"}"#),
+        )
+        .await?;
+        text = call(app, "GET", "/metrics", None).await?.text;
+    }
+    assert_eq!(
+        sample(&after, "outpost_sync_duration_seconds_count"),
+        Some(2.0),
+        "{after}"
+    );
+    assert_eq!(
+        sample(&after, "outpost_sync_duration_seconds_bucket{le=\"+Inf\"}"),
+        Some(2.0),
+        "{after}"
+    );
+    assert!(after.contains("# TYPE outpost_sync_duration_seconds histogram"));
+    assert_eq!(sample(&after, "outpost_sync_conflicts_total"), Some(0.0));
+    assert_eq!(sample(&after, "outpost_sync_failed_rows_total"), Some(0.0));
     f.node.shutdown().await;
     Ok(())
 }

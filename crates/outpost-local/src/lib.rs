@@ -22,7 +22,10 @@ pub mod value;
 
 pub use error::LocalError;
 pub use replica::{Replica, RowEntry, SetupReport};
-pub use sync::{ConflictEntry, LogEntry, ModelStats, Policies, ReplicaState, Resolution, Stats};
+pub use sync::{
+    ChangeEntry, ChangeKind, ChangePage, ConflictEntry, Discarded, LogEntry, ModelStats, Policies,
+    ReplicaState, Resolution, Stats,
+};
 
 /// The SQLite driver, for callers that run code on the replica's connection.
 pub use rusqlite;

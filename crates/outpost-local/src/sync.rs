@@ -1,6 +1,7 @@
 //! The replica's side of a sync: the cursor and replica state, bootstrap
 //! writes, applying a pull batch, planning a push and taking its
-//! acknowledgement, conflicts and their resolution, and the `SyncLog`.
+//! acknowledgement, conflicts and their resolution, the `SyncLog`, and the
+//! lists a person works from: pending changes, failed rows (retry or discard).
 //!
 //! Every write of server data happens in [`Replica::apply_silenced`], so it is
 //! never mistaken for a local change, and data and the cursor that covers it
@@ -1341,5 +1342,202 @@ impl Replica {
             .map_err(LocalError::sqlite("listing failed rows"))?;
         rows.collect::<Result<_, _>>()
             .map_err(LocalError::sqlite("listing failed rows"))
+    }
+}
+
+// ---- pending changes, failed rows and discarding a refused change ---------------
+
+/// What a local change does on the server when pushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// The row did not exist before the local change (or the server had
+    /// deleted it): the push creates it.
+    Insert,
+    /// The row existed and was changed locally.
+    Update,
+    /// The row was deleted locally.
+    Delete,
+}
+
+/// One row with a local change the server does not have yet: `PENDING`
+/// (waiting for the next push) or `FAILED` (refused; `error` says why).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeEntry {
+    /// The table.
+    pub table: String,
+    /// The row key, a JSON array (`_outpost_rows.pk`).
+    pub pk: String,
+    /// What the push does.
+    pub kind: ChangeKind,
+    /// The local row now (`None`: deleted locally).
+    pub values: Option<Vec<Value>>,
+    /// When the row was last changed locally.
+    pub changed_at: Option<String>,
+    /// The number of its latest local change.
+    pub local_seq: Option<i64>,
+    /// The server's message, for a `FAILED` row.
+    pub error: Option<String>,
+}
+
+/// A page of [`ChangeEntry`]s and how many there are in all.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangePage {
+    /// The entries, oldest change first.
+    pub entries: Vec<ChangeEntry>,
+    /// Entries matching the filter, over all pages.
+    pub total: i64,
+}
+
+/// What discarding a refused change left in the replica.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Discarded {
+    /// The row as the server has it, now back in the replica (`None`: the
+    /// server has no such row, so it is gone locally too).
+    pub row: Option<Vec<Value>>,
+    /// The server version the row is at (`None`: as of the cursor).
+    pub server_version: Option<i64>,
+}
+
+impl Replica {
+    /// Local changes not yet pushed (`PENDING`), of one table when given,
+    /// oldest change first, `limit` from `offset`.
+    pub fn pending_changes(
+        &self,
+        table: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<ChangePage, LocalError> {
+        self.changes("PENDING", table, limit, offset)
+    }
+
+    /// Rows the server refused (`FAILED`), with its message, of one table
+    /// when given, oldest change first, `limit` from `offset`.
+    pub fn failed_changes(
+        &self,
+        table: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<ChangePage, LocalError> {
+        self.changes("FAILED", table, limit, offset)
+    }
+
+    fn changes(
+        &self,
+        status: &str,
+        table: Option<&str>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<ChangePage, LocalError> {
+        let what = || format!("listing {} rows", status.to_ascii_lowercase());
+        let conn = self.connection();
+        let total: i64 = conn
+            .prepare_cached(
+                "SELECT count(*) FROM \"_outpost_rows\" WHERE status = ?1 AND (?2 IS NULL OR table_name = ?2)",
+            )
+            .and_then(|mut s| s.query_row(params![status, table], |r| r.get(0)))
+            .map_err(LocalError::sqlite(what()))?;
+        let mut entries: Vec<ChangeEntry> = conn
+            .prepare_cached(
+                "SELECT table_name, pk, deleted, base_row IS NULL, local_seq, changed_at, error FROM \"_outpost_rows\" \
+                 WHERE status = ?1 AND (?2 IS NULL OR table_name = ?2) \
+                 ORDER BY local_seq, table_name, pk LIMIT ?3 OFFSET ?4",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![status, table, limit, offset], |r| {
+                    let (deleted, no_base): (bool, bool) = (r.get(2)?, r.get(3)?);
+                    Ok(ChangeEntry {
+                        table: r.get(0)?,
+                        pk: r.get(1)?,
+                        kind: if deleted {
+                            ChangeKind::Delete
+                        } else if no_base {
+                            ChangeKind::Insert
+                        } else {
+                            ChangeKind::Update
+                        },
+                        values: None,
+                        local_seq: r.get(4)?,
+                        changed_at: r.get(5)?,
+                        error: r.get(6)?,
+                    })
+                })?
+                .collect()
+            })
+            .map_err(LocalError::sqlite(what()))?;
+        for e in &mut entries {
+            if let Some(t) = self.schema().table(&e.table)
+                && e.kind != ChangeKind::Delete
+            {
+                e.values = read_row(conn, t, &pk_values(t, &e.pk)?)?;
+            }
+        }
+        Ok(ChangePage { entries, total })
+    }
+
+    /// Drops the local change of a `FAILED` row and puts back the server's
+    /// version of the row: `base_row` at `server_version`, which is the
+    /// newest server state the replica has seen for it (a pull that moves
+    /// the server side re-bases the entry, so the two stay together). When
+    /// the server has no such row (a refused insert, or a row the server
+    /// deleted) the row goes locally too. Works offline; server changes not
+    /// yet pulled arrive with the next pull, as for any synced row.
+    ///
+    /// Returns `None` (and changes nothing) when the row is not `FAILED`.
+    pub fn discard_failed(
+        &mut self,
+        table: &str,
+        pk: &str,
+    ) -> Result<Option<Discarded>, LocalError> {
+        let schema = self.schema().clone();
+        let t = table_of(&schema, table)?;
+        self.apply_silenced(|tx| {
+            let Some(state) = entry(tx, table, pk)?.filter(|s| s.status == "FAILED") else {
+                return Ok(None);
+            };
+            let key = pk_values(t, pk)?;
+            let row = state
+                .base_row
+                .as_deref()
+                .map(|j| row_from_json(t, j))
+                .transpose()?;
+            write_row(tx, t, &key, row.as_deref())?;
+            match state.server_version {
+                Some(v) => mark_synced(tx, table, pk, v, row.is_none())?,
+                // No version: the row is the server's as of the cursor, which
+                // is what "no entry" means.
+                None => {
+                    tx.execute(
+                        "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
+                        params![table, pk],
+                    )
+                    .map_err(LocalError::sqlite("discarding a failed row"))?;
+                }
+            }
+            Ok(Some(Discarded {
+                row,
+                server_version: state.server_version,
+            }))
+        })
+    }
+
+    /// Count of `SyncLog` rows, of one model when given.
+    pub fn sync_log_count(&self, model: Option<&str>) -> Result<i64, LocalError> {
+        self.connection()
+            .prepare_cached("SELECT count(*) FROM \"SyncLog\" WHERE ?1 IS NULL OR model = ?1")
+            .and_then(|mut s| s.query_row(params![model], |r| r.get(0)))
+            .map_err(LocalError::sqlite("counting the sync log"))
+    }
+
+    /// When the pull cursor last moved (a full pull or a bootstrap), as
+    /// stored: the age of the replica's copy of the server.
+    pub fn cursor_updated_at(&self) -> Result<Option<String>, LocalError> {
+        self.connection()
+            .query_row(
+                "SELECT updated_at FROM \"_outpost_cursor\" WHERE id = 1",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(LocalError::sqlite("reading the cursor"))
     }
 }

@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt as _;
 use outpost_core::schema::{Column, Schema, Table};
 use outpost_core::types::{ColumnType, ScalarType, Value};
 use outpost_local::value::{row_from_json, to_sqlite};
-use outpost_local::{LocalError, Replica};
+use outpost_local::{ChangeKind, LocalError, Replica};
 use rusqlite::params;
 
 fn col(name: &str, scalar: ScalarType, array: bool) -> Column {
@@ -441,4 +441,120 @@ fn base_rows_keep_blobs_infinities_nan_and_arrays() {
         .expect("entry")
         .expect("present");
     assert_eq!(e.status, "PENDING");
+}
+
+fn qty(row: &Option<Vec<Value>>) -> Option<Value> {
+    row.as_ref().map(|r| r[1].clone())
+}
+
+#[test]
+fn pending_changes_are_listed_with_their_kind_and_paged() {
+    let (_dir, mut replica) = setup();
+    insert_synced(&mut replica, "a", 1);
+    insert_synced(&mut replica, "b", 2);
+    let c = replica.connection();
+    c.execute("UPDATE \"Item\" SET qty = 5 WHERE id = 'a'", [])
+        .expect("update");
+    c.execute("INSERT INTO \"Item\" (id, qty) VALUES ('n', 9)", [])
+        .expect("insert");
+    c.execute("DELETE FROM \"Item\" WHERE id = 'b'", [])
+        .expect("delete");
+    let page = replica.pending_changes(None, 10, 0).expect("pending");
+    assert_eq!(page.total, 3);
+    let got: Vec<(&str, ChangeKind, Option<Value>)> = page
+        .entries
+        .iter()
+        .map(|e| (e.pk.as_str(), e.kind, qty(&e.values)))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("[\"a\"]", ChangeKind::Update, Some(Value::Int(5))),
+            ("[\"n\"]", ChangeKind::Insert, Some(Value::Int(9))),
+            ("[\"b\"]", ChangeKind::Delete, None),
+        ]
+    );
+    assert!(page.entries.iter().all(|e| e.changed_at.is_some()));
+    let second = replica.pending_changes(None, 1, 1).expect("page");
+    assert_eq!((second.total, second.entries.len()), (3, 1));
+    assert_eq!(second.entries[0].pk, "[\"n\"]");
+    let pair = replica.pending_changes(Some("Pair"), 10, 0).expect("pair");
+    assert_eq!((pair.total, pair.entries.len()), (0, 0));
+    // FAILED rows are listed apart, with the server's message.
+    c.execute(
+        "UPDATE _outpost_rows SET status = 'FAILED', error = 'duplicate key' WHERE pk = '[\"n\"]'",
+        [],
+    )
+    .expect("mark");
+    assert_eq!(replica.pending_changes(None, 10, 0).expect("p").total, 2);
+    let failed = replica.failed_changes(Some("Item"), 10, 0).expect("failed");
+    assert_eq!(failed.total, 1);
+    assert_eq!(failed.entries[0].error.as_deref(), Some("duplicate key"));
+}
+
+#[test]
+fn discarding_a_failed_row_puts_the_server_row_back() {
+    let (_dir, mut replica) = setup();
+    insert_synced(&mut replica, "a", 1);
+    insert_synced(&mut replica, "v", 3);
+    let c = replica.connection();
+    c.execute("UPDATE \"Item\" SET qty = 5 WHERE id IN ('a', 'v')", [])
+        .expect("update");
+    c.execute(
+        "INSERT INTO \"Item\" (id, qty) VALUES ('n', 9), ('p', 4)",
+        [],
+    )
+    .expect("insert");
+    c.execute(
+        "UPDATE _outpost_rows SET status = 'FAILED', error = 'refused' WHERE pk <> '[\"p\"]'",
+        [],
+    )
+    .expect("mark");
+    // `v` was re-based on server version 7 before it was refused.
+    c.execute(
+        "UPDATE _outpost_rows SET server_version = 7 WHERE pk = '[\"v\"]'",
+        [],
+    )
+    .expect("version");
+
+    // As of the cursor: the old row comes back, and no entry is left.
+    let d = replica.discard_failed("Item", "[\"a\"]").expect("discard");
+    assert_eq!(d.as_ref().map(|d| qty(&d.row)), Some(Some(Value::Int(1))));
+    assert_eq!(d.and_then(|d| d.server_version), None);
+    // At a server version: synced at that version.
+    let d = replica.discard_failed("Item", "[\"v\"]").expect("discard");
+    assert_eq!(d.and_then(|d| d.server_version), Some(7));
+    // A refused insert: the row goes.
+    let d = replica.discard_failed("Item", "[\"n\"]").expect("discard");
+    assert_eq!(d.map(|d| d.row), Some(None));
+    // Not FAILED: nothing happens.
+    assert_eq!(
+        replica.discard_failed("Item", "[\"p\"]").expect("pending"),
+        None
+    );
+    assert_eq!(
+        replica.discard_failed("Item", "[\"zz\"]").expect("absent"),
+        None
+    );
+
+    let rows: Vec<(String, i64)> = replica
+        .all_rows("Item")
+        .expect("rows")
+        .into_iter()
+        .map(|r| match (&r[0], &r[1]) {
+            (Value::Text(id), Value::Int(q)) => (id.clone(), *q),
+            other => panic!("unexpected row {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        rows,
+        vec![("a".into(), 1), ("p".into(), 4), ("v".into(), 3)]
+    );
+    // Discarding is not a local change: only `p` is pending, `v` is synced.
+    let e = entries(&replica);
+    let states: Vec<(&str, &str)> = e
+        .iter()
+        .map(|(_, pk, status, ..)| (pk.as_str(), status.as_str()))
+        .collect();
+    assert_eq!(states, vec![("[\"p\"]", "PENDING"), ("[\"v\"]", "SYNCED")]);
 }

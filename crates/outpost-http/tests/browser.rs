@@ -1,0 +1,366 @@
+//! The Database Sync Manager page in real headless Chromium, driven over
+//! WebDriver (`fantoccini`) through Debian's `chromedriver`, against a node
+//! whose server connection runs through a TCP proxy the test can cut.
+//!
+//! Needs `/usr/bin/chromium` and `chromedriver` (`apt-get install chromium
+//! chromium-driver`; `.ci/run` installs them). Without them the test fails
+//! and says so: a browser test that silently skips proves nothing.
+
+use std::net::{SocketAddr, TcpListener as StdListener, TcpStream as StdStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::key::Key;
+use fantoccini::{Client, ClientBuilder, Locator};
+use outpost_engine::{Mode, NodeOptions, Outpost};
+use outpost_http::{AppState, router};
+use outpost_testkit::TestDb;
+use outpost_testkit::proxy::Proxy;
+use serde_json::{Value as Json, json};
+
+mod common;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const INSTALL: &str = "apt-get install chromium chromium-driver";
+
+/// `chromedriver` on the PATH or where Debian puts it.
+fn chromedriver() -> anyhow::Result<PathBuf> {
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("chromedriver"))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    let found = on_path
+        .into_iter()
+        .chain([PathBuf::from("/usr/bin/chromedriver")])
+        .find(|p| p.is_file());
+    match found {
+        Some(p) if std::path::Path::new(CHROMIUM).is_file() => Ok(p),
+        Some(_) => anyhow::bail!("{CHROMIUM} is missing: the browser test needs it ({INSTALL})"),
+        None => anyhow::bail!("chromedriver is missing: the browser test needs it ({INSTALL})"),
+    }
+}
+
+/// The chromedriver process; killed when the test ends, pass or fail.
+struct Driver {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(StdListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn start_driver() -> anyhow::Result<Driver> {
+    let path = chromedriver()?;
+    let port = free_port()?;
+    let child = Command::new(&path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("cannot start {}: {e} ({INSTALL})", path.display()))?;
+    let driver = Driver { child, port };
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while StdStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(driver)
+}
+
+async fn browser(driver: &Driver, profile: &std::path::Path) -> anyhow::Result<Client> {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": CHROMIUM,
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1200,900",
+                format!("--user-data-dir={}", profile.display()),
+            ],
+        }),
+    );
+    let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    Ok(ClientBuilder::new(connector)
+        .capabilities(caps)
+        .connect(&format!("http://127.0.0.1:{}", driver.port))
+        .await?)
+}
+
+/// Waits until the element's text satisfies `ok`; fails with what it saw.
+async fn wait_text(c: &Client, css: &str, ok: impl Fn(&str) -> bool) -> anyhow::Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut seen = String::from("(no element)");
+    while Instant::now() < deadline {
+        if let Ok(el) = c.find(Locator::Css(css)).await
+            && let Ok(t) = el.text().await
+        {
+            if ok(&t) {
+                return Ok(t);
+            }
+            seen = t;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("timed out waiting on {css}; it shows {seen:?}")
+}
+
+async fn wait_for(
+    what: &str,
+    mut f: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    anyhow::bail!("timed out waiting for {what}")
+}
+
+/// Clicks the element as a person would: scrolled into the middle of the
+/// window first, clear of the sticky message bar at the top.
+async fn press(c: &Client, css: &str) -> anyhow::Result<()> {
+    let el = c.find(Locator::Css(css)).await?;
+    c.execute(
+        "arguments[0].scrollIntoView({block: 'center'});",
+        vec![serde_json::to_value(&el)?],
+    )
+    .await?;
+    el.click().await?;
+    Ok(())
+}
+
+/// The JSON API as the page's own origin answers it, fetched by the browser.
+async fn fetch_json(c: &Client, path: &str) -> anyhow::Result<Json> {
+    Ok(c.execute(
+        "return fetch(arguments[0]).then(function (r) { return r.json(); });",
+        vec![json!(path)],
+    )
+    .await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_works_in_headless_chromium() -> anyhow::Result<()> {
+    let driver = start_driver().await?;
+
+    let db = TestDb::new().await?;
+    let mut server = db.client().await?;
+    server.batch_execute(common::BLOG).await?;
+    let schema =
+        outpost_remote::introspect(&server, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(&mut server, &schema).await?;
+    let proxy = Proxy::start(db.server_addr()?).await?;
+    let url = db.database_url_via(proxy.addr);
+    let local = format!("file:{}", db.dir().join("node.db").display());
+    let config = outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local.clone()),
+        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+        _ => None,
+    })?;
+    let node = Outpost::open_with(
+        config,
+        NodeOptions {
+            check_interval: Duration::from_millis(100),
+            check_timeout: Duration::from_millis(500),
+            backoff_base: Duration::from_millis(20),
+            backoff_max: Duration::from_millis(200),
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
+    wait_for("online and bootstrapped", async || {
+        let s = node.status().await;
+        Ok(s.is_online && s.last_sync.is_some_and(|l| l.status == "SUCCESS"))
+    })
+    .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = router(AppState {
+        node: node.clone(),
+        admin_token: None,
+    });
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let profile = tempfile::tempdir()?;
+    let c = browser(&driver, profile.path()).await?;
+    let outcome = drive(&c, &base, &node, &server, &proxy).await;
+    let _ = c.close().await;
+    http.abort();
+    node.shutdown().await;
+    outcome
+}
+
+async fn drive(
+    c: &Client,
+    base: &str,
+    node: &Outpost,
+    server: &outpost_remote::tokio_postgres::Client,
+    proxy: &Proxy,
+) -> anyhow::Result<()> {
+    // The status.
+    c.goto(&format!("{base}/admin/database-sync")).await?;
+    assert_eq!(c.title().await?, "Database Sync Manager");
+    wait_text(c, "#st-online", |t| t == "Online").await?;
+    wait_text(c, "#st-db", |t| t == "Remote (PostgreSQL)").await?;
+
+    // Switch the mode with the form.
+    c.find(Locator::Css("#mode-select"))
+        .await?
+        .select_by_value("local")
+        .await?;
+    press(c, "#mode-form button").await?;
+    wait_text(c, "#st-mode", |t| t == "local").await?;
+    wait_text(c, "#st-db", |t| t == "Local (SQLite)").await?;
+    assert_eq!(node.mode(), Mode::Local);
+
+    // A local write shows up as pending; a sync from the page pushes it.
+    let _: Json = node
+        .model("Post")?
+        .create(json!({"data": {"id": "p1", "title": "Written offline", "userId": "u0"}}))
+        .await?;
+    wait_text(c, "#st-pending", |t| t == "1").await?;
+    wait_text(c, "#pending", |t| t.contains("p1") && t.contains("insert")).await?;
+    press(
+        c,
+        r#"button[data-act="sync"][data-direction="BIDIRECTIONAL"]"#,
+    )
+    .await?;
+    wait_text(c, "#result", |t| t.contains("Sync BIDIRECTIONAL success")).await?;
+    wait_text(c, "#st-pending", |t| t == "0").await?;
+    let pushed: i64 = server
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(pushed, 1, "the page's sync pushed the row");
+    assert!(
+        c.find(Locator::Css("#progress"))
+            .await?
+            .attr("hidden")
+            .await?
+            .is_some(),
+        "no progress shown once the sync is over"
+    );
+
+    // Both sides edit the same user: a conflict on the page.
+    let _: Json = node
+        .model("User")?
+        .update(json!({"where": {"id": "u0"}, "data": {"name": "Local", "email": "local@x"}}))
+        .await?;
+    server
+        .batch_execute(r#"UPDATE "User" SET name = 'Server', email = 'server@x' WHERE id = 'u0'"#)
+        .await?;
+    press(
+        c,
+        r#"button[data-act="sync"][data-direction="FROM_SERVER"]"#,
+    )
+    .await?;
+    wait_text(c, "#st-conflicts", |t| t == "1").await?;
+    wait_text(c, "article.conflict h3", |t| {
+        t.contains("User") && t.contains("u0")
+    })
+    .await?;
+    // Field by field, from the keyboard: the local name (the default, both
+    // sides changed it) and the server's email.
+    let name_local = c
+        .find(Locator::Css(
+            r#"input[name="pick:User:u0:name"][value="local"]"#,
+        ))
+        .await?;
+    assert!(name_local.is_selected().await?);
+    let email_server = c
+        .find(Locator::Css(
+            r#"input[name="pick:User:u0:email"][value="server"]"#,
+        ))
+        .await?;
+    assert!(
+        !email_server.is_selected().await?,
+        "local changed the email: local by default"
+    );
+    email_server
+        .send_keys(&char::from(Key::Space).to_string())
+        .await?;
+    assert!(email_server.is_selected().await?);
+    c.find(Locator::Css("form.merge button[type=submit]"))
+        .await?
+        .send_keys(&char::from(Key::Enter).to_string())
+        .await?;
+    wait_text(c, "#result", |t| t.contains("with the chosen fields")).await?;
+    wait_text(c, "#st-conflicts", |t| t == "0").await?;
+    let list = fetch_json(c, "/api/database/conflicts").await?;
+    assert_eq!(
+        list["conflicts"],
+        json!([]),
+        "gone from the JSON API: {list}"
+    );
+    let row: Json = node
+        .model("User")?
+        .find_unique(json!({"where": {"id": "u0"}}))
+        .await?
+        .unwrap_or(Json::Null);
+    assert_eq!(
+        (row["name"].clone(), row["email"].clone()),
+        (json!("Local"), json!("server@x")),
+        "{row}"
+    );
+    press(c, r#"button[data-act="sync"][data-direction="TO_SERVER"]"#).await?;
+    wait_text(c, "#result", |t| t.contains("Sync TO_SERVER success")).await?;
+    let r = server
+        .query_one(r#"SELECT name, email FROM "User" WHERE id = 'u0'"#, &[])
+        .await?;
+    assert_eq!(
+        (r.get::<_, String>(0), r.get::<_, String>(1)),
+        ("Local".into(), "server@x".into())
+    );
+
+    // Back to auto, then the server goes away: offline, on the replica.
+    c.find(Locator::Css("#mode-select"))
+        .await?
+        .select_by_value("auto")
+        .await?;
+    press(c, "#mode-form button").await?;
+    wait_text(c, "#st-db", |t| t == "Remote (PostgreSQL)").await?;
+    proxy.cut();
+    wait_text(c, "#st-online", |t| t == "Offline").await?;
+    wait_text(c, "#st-db", |t| t == "Local (SQLite)").await?;
+    proxy.restore();
+    wait_text(c, "#st-online", |t| t == "Online").await?;
+
+    // Phone width: nothing scrolls the page sideways.
+    c.set_window_size(390, 844).await?;
+    let widths = c
+        .execute(
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await?;
+    let (scroll, client) = (
+        widths[0].as_i64().unwrap_or(0),
+        widths[1].as_i64().unwrap_or(0),
+    );
+    assert!(
+        scroll <= client,
+        "the page is {scroll}px wide in a {client}px window"
+    );
+    Ok(())
+}
