@@ -16,6 +16,11 @@ PG_HOST=${FUZZ_PG_HOST:-127.0.0.1}
 PG_PORT=${FUZZ_PG_PORT:-5432}
 BIN=${OUTPOST_BIN:-target/debug/outpost}
 EXAMPLES=${FUZZ_EXAMPLES:-100}
+# Every check but positive_data_acceptance: the document cannot say which
+# keys a model's key column takes or which Prisma arguments an operation
+# needs, so a schema-valid request may still be refused (with a 4xx naming
+# the problem, which the other checks hold to the document).
+CHECKS=${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_headers_conformance,response_schema_conformance,negative_data_rejection,missing_required_header,unsupported_method,ignored_auth,use_after_free,ensure_resource_availability}
 DB="outpost_fuzz_$$"
 TOKEN="fuzz-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 WORK=$(mktemp -d)
@@ -71,9 +76,9 @@ done
 before=$(psql "$BASE/$DB" -Atc 'SELECT count(*) FROM outpost.changes')
 st run "http://127.0.0.1:$PORT/api/openapi.json" \
   --header "Authorization: Bearer $TOKEN" \
-  --checks all \
+  --checks "$CHECKS" \
   --max-examples "$EXAMPLES" \
-  --workers 2 \
+  --workers 1 \
   --seed "${FUZZ_SEED:-1}" \
   --report har --report-har-path "$WORK/run.har" \
   "$@"

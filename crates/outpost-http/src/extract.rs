@@ -13,7 +13,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 /// A JSON request body. It needs `Content-Type: application/json` (or
 /// `…+json`) unless the body is empty, in which case `T` is read from `{}`.
 /// Rejections: 415 (content type), 413 (over [`BODY_LIMIT`]), 400 (malformed
-/// JSON), 422 (well-formed JSON of the wrong shape).
+/// JSON), 422 (well-formed JSON of the wrong shape, or not an object).
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
@@ -78,6 +78,25 @@ where
                 format!("the request body is not valid JSON: {e}"),
             )
         })?;
+        // Every body of this API is an object; serde would also read a
+        // struct from an array, which no client means.
+        if !json.is_object() {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!(
+                    "the request body must be a JSON object; got {}",
+                    match json {
+                        serde_json::Value::Null => "null",
+                        serde_json::Value::Bool(_) => "a boolean",
+                        serde_json::Value::Number(_) => "a number",
+                        serde_json::Value::String(_) => "a string",
+                        serde_json::Value::Array(_) => "an array",
+                        serde_json::Value::Object(_) => "an object",
+                    }
+                ),
+            ));
+        }
         let value = serde_json::from_value(json).map_err(|e| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -31,7 +31,7 @@ use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
 pub use extract::{ApiJson, BODY_LIMIT};
-pub use openapi::openapi;
+pub use openapi::{openapi, openapi_for};
 
 /// What every handler sees: the node, and the admin token when one is set.
 #[derive(Clone)]

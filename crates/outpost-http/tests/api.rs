@@ -342,6 +342,14 @@ async fn bad_input_is_a_4xx_json_error_and_changes_nothing() -> anyhow::Result<(
         "invalid_body",
         "object",
     );
+    // serde would read the sync options from an array; the API does not.
+    let a = call(app, "POST", "/api/database/status", Some("[]")).await?;
+    assert_client_error(
+        &a,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+        "must be a JSON object; got an array",
+    );
     for hostile in [
         r#"{"where":{"x\"; DROP TABLE \"User\"; --":1}}"#,
         r#"{"where":{"id":{"equals; DROP TABLE \"User\"":1}}}"#,
@@ -470,6 +478,20 @@ async fn openapi_documents_every_route_the_router_serves() -> anyhow::Result<()>
         })
         .unwrap_or(0);
     assert_eq!(documented, ROUTES.len());
+    // Precise enough for a fuzzer: the node's models and Prisma's operations.
+    let params = &doc["paths"]["/api/models/{model}/{operation}"]["post"]["parameters"];
+    assert_eq!(
+        params[0]["schema"]["enum"],
+        serde_json::json!(["Post", "User"])
+    );
+    assert_eq!(params[1]["schema"]["enum"][0], "findMany");
+    let mode = &doc["paths"]["/api/database/mode"]["put"]["requestBody"]["content"]["application/json"]
+        ["schema"];
+    assert_eq!(mode["required"], serde_json::json!(["mode"]));
+    assert_eq!(
+        mode["properties"]["mode"]["enum"],
+        serde_json::json!(["auto", "local", "remote"])
+    );
     for route in ROUTES {
         let op = &doc["paths"][route.path][route.method.to_ascii_lowercase()];
         assert!(
