@@ -291,6 +291,32 @@ impl Cluster {
         Ok(())
     }
 
+    /// Restarts the server the hard way (`pg_ctl -m immediate restart`:
+    /// every backend is killed and the server recovers from its WAL, as
+    /// after a crash), on the same port and settings (pg_ctl reuses the
+    /// options of the last start).
+    pub fn crash_restart(&mut self) -> Result<(), ClusterError> {
+        let data = self.data_dir();
+        let log = self.dir.join("log");
+        self.run_tool(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "-t".as_ref(),
+                "60".as_ref(),
+                "restart".as_ref(),
+            ],
+        )?;
+        self.running = true;
+        Ok(())
+    }
+
     /// Leaves the server running and its directory in place.
     pub fn keep(mut self) -> (u16, PathBuf) {
         self.running = false;
