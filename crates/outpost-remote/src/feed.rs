@@ -1041,13 +1041,26 @@ async fn run_savepointed(
                 .map_err(db("releasing a savepoint"))?;
             let done = match kind {
                 Kind::Insert => {
-                    // RETURNING gives the keys inserted; match them to rows.
+                    // RETURNING gives the keys inserted; match them to rows
+                    // through a map (a linear search per row was quadratic
+                    // in the group size). `Value` has no `Hash`: its debug
+                    // text stands in.
+                    let by_key: HashMap<String, usize> = set
+                        .iter()
+                        .map(|&i| (format!("{:?}", rows[i].pk), i))
+                        .collect();
                     let mut done = Vec::new();
                     for r in &returned {
                         let key: Vec<Value> = (0..npk)
                             .map(|j| get_value(r, j, &table.primary_key[j]))
                             .collect::<Result<_, _>>()?;
-                        if let Some(&i) = set.iter().find(|&&i| rows[i].pk == key) {
+                        // A miss (keys equal but spelled differently, like
+                        // -0.0 and 0.0) falls back to the exact comparison.
+                        let found = by_key
+                            .get(&format!("{key:?}"))
+                            .copied()
+                            .or_else(|| set.iter().copied().find(|&i| rows[i].pk == key));
+                        if let Some(i) = found {
                             done.push(i);
                         }
                     }
