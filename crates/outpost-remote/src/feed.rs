@@ -362,6 +362,9 @@ pub async fn pull(
     };
     // Latest change per row, after the last truncate of its table.
     let mut keys: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Keys already listed, per table: a linear `contains` on the list was
+    // quadratic in the batch size (B3).
+    let mut seen: HashMap<String, std::collections::HashSet<String>> = HashMap::new();
     for ch in &changes {
         let (txid, seq): (i64, i64) = (ch.get(0), ch.get(1));
         batch.cursor = Cursor { txid, seq };
@@ -372,6 +375,7 @@ pub async fn pull(
         let op: String = ch.get(4);
         if op == "T" {
             keys.remove(&table);
+            seen.remove(&table);
             if !batch.truncated.contains(&table) {
                 batch.truncated.push(table);
             }
@@ -379,9 +383,8 @@ pub async fn pull(
         }
         let pk: Option<String> = ch.get(3);
         if let Some(pk) = pk {
-            let list = keys.entry(table).or_default();
-            if !list.contains(&pk) {
-                list.push(pk);
+            if seen.entry(table.clone()).or_default().insert(pk.clone()) {
+                keys.entry(table).or_default().push(pk);
             }
         }
     }
