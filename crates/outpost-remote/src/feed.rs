@@ -382,10 +382,10 @@ pub async fn pull(
             continue;
         }
         let pk: Option<String> = ch.get(3);
-        if let Some(pk) = pk {
-            if seen.entry(table.clone()).or_default().insert(pk.clone()) {
-                keys.entry(table).or_default().push(pk);
-            }
+        if let Some(pk) = pk
+            && seen.entry(table.clone()).or_default().insert(pk.clone())
+        {
+            keys.entry(table).or_default().push(pk);
         }
     }
     for (name, list) in keys {
