@@ -23,11 +23,16 @@
 //!   not changed since tracking began has no entry: version 0.
 //! * `outpost.nodes(node_id, name, registered_at, last_seen_at,
 //!   applied_local_seq, cursor_txid, cursor_seq)`: the node registry.
-//! * Functions `outpost.capture()`, `outpost.notify()`,
-//!   `outpost.capture_truncate()` and their helper `outpost.record_change(…)`.
+//! * Functions `outpost.capture_rows()` (statement level, version 2),
+//!   `outpost.capture()` (row level), `outpost.notify()`,
+//!   `outpost.capture_truncate()` and the row trigger's helper
+//!   `outpost.record_change(…)`.
 //!
-//! And on every synced table three triggers ([`CAPTURE_TRIGGER`],
-//! [`NOTIFY_TRIGGER`], [`TRUNCATE_TRIGGER`]); see [`create_triggers_sql`].
+//! And on every synced table its capture triggers
+//! ([`CAPTURE_INSERT_TRIGGER`], [`CAPTURE_UPDATE_TRIGGER`],
+//! [`CAPTURE_DELETE_TRIGGER`]; [`CAPTURE_TRIGGER`] on a partitioned table, see
+//! [`Capture`]), [`NOTIFY_TRIGGER`] and [`TRUNCATE_TRIGGER`]; see
+//! [`create_triggers_sql`].
 //!
 //! # The primary-key form
 //!
