@@ -704,6 +704,19 @@ async fn push_group(
             .join(", "),
         k = kcols.join(", "),
     );
+    // These two statements look a group's rows up by key. Left to itself
+    // the planner hashes the group and scans the whole table and its
+    // `row_versions` (stale statistics of a growing table): a push then
+    // costs O(table) per group (256 ms per 5,000 rows at the start of a
+    // 100,000-row push, 1,165 ms at its end). Index lookups only, for these
+    // two statements alone (the version update below must keep its plan).
+    tx.batch_execute(
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+         SET LOCAL enable_material = off;",
+    )
+    .await
+    .map_err(db("planning a push group"))?;
     tx.query(&lock_sql, &params(&key_binds))
         .await
         .map_err(db(format!("locking rows of {}", table.name)))?;
@@ -733,6 +746,13 @@ async fn push_group(
         .query(&state_sql, &state_params)
         .await
         .map_err(db(format!("reading versions of {}", table.name)))?;
+    tx.batch_execute(
+        "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; \
+         SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on; \
+         SET LOCAL enable_material = on;",
+    )
+    .await
+    .map_err(db("planning a push group"))?;
     let node_text = ctx.node.to_string();
     let mut to_write: Vec<usize> = Vec::new();
     let mut existed: HashMap<usize, bool> = HashMap::new();
