@@ -9,7 +9,7 @@
 //! cargo run --release -p outpost-bench -- --rows 200000 --push-rows 20000 --runs 5
 //! ```
 //!
-//! Scenarios (more come with the performance issue):
+//! Scenarios (`--only B2,B6` runs a subset):
 //!
 //! * **B1 bootstrap**: a `--rows`-row, 6-column table (uuid, text, int,
 //!   numeric, timestamptz, jsonb) into an empty replica, in a child process
@@ -18,6 +18,16 @@
 //!   transaction.
 //! * **B2 push**: `--push-rows` rows inserted locally, pushed. Baseline:
 //!   binary `COPY FROM` of the same rows into an untracked copy of the table.
+//! * **B3 pull**: `--pull-rows` server-side updates pulled by an up-to-date
+//!   replica. Baseline: the same rows read with binary `COPY` and applied by
+//!   a prepared `UPDATE` loop in one SQLite transaction.
+//! * **B4 size**: `--offline-changes` local changes (60% updates, 30%
+//!   inserts, 10% deletes) synced with a `--b4-large-rows` table against the
+//!   same with a `--b4-small-rows` table; the figure is time(large) /
+//!   time(small).
+//! * **B7 fleet**: `--nodes` nodes with `--node-changes` pending inserts
+//!   each, all syncing at once, then checked row for row against the server.
+//!   Baseline: one node syncing all those inserts.
 //! * **B5 latency**: a server commit until the row is visible in an online
 //!   node's replica (p50, p99), `--latency-commits` single-row commits.
 //! * **B6 capture**: `--capture-rows` local inserts through the capture
@@ -27,6 +37,7 @@
 //!   local and remote; baseline: the same two queries hand-written.
 
 mod node_scenarios;
+mod sync_scenarios;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -65,6 +76,27 @@ pub(crate) struct Args {
     /// Posts read with their users (B8).
     #[arg(long, default_value_t = 10_000)]
     include_rows: u64,
+    /// Server-side updates pulled (B3).
+    #[arg(long, default_value_t = 100_000)]
+    pull_rows: u64,
+    /// Offline changes synced (B4).
+    #[arg(long, default_value_t = 100)]
+    offline_changes: u64,
+    /// Rows of B4's small table (the baseline).
+    #[arg(long, default_value_t = 10_000)]
+    b4_small_rows: u64,
+    /// Rows of B4's large table.
+    #[arg(long, default_value_t = 1_000_000)]
+    b4_large_rows: u64,
+    /// Nodes syncing at once (B7).
+    #[arg(long, default_value_t = 20)]
+    nodes: usize,
+    /// Pending changes per node (B7).
+    #[arg(long, default_value_t = 1_000)]
+    node_changes: u64,
+    /// Only these scenarios, comma-separated (`--only B2,B6`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
     /// Runs per scenario (median and spread are reported).
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -82,7 +114,7 @@ pub(crate) struct Args {
 const BENCH_TABLE: &str = r#"CREATE TABLE bench (id uuid PRIMARY KEY, name text NOT NULL, n integer NOT NULL,
   amount numeric(12,2) NOT NULL, at timestamptz NOT NULL, doc jsonb NOT NULL)"#;
 
-fn config(url: &str, path: &Path) -> anyhow::Result<Config> {
+pub(crate) fn config(url: &str, path: &Path) -> anyhow::Result<Config> {
     let local = format!("file:{}", path.display());
     Ok(Config::from_lookup(|k| match k {
         "DATABASE_URL" => Some(url.to_string()),
@@ -175,6 +207,12 @@ async fn main() -> anyhow::Result<()> {
         args.capture_rows = args.capture_rows.min(5_000);
         args.latency_commits = args.latency_commits.min(50);
         args.include_rows = args.include_rows.min(2_000);
+        args.pull_rows = args.pull_rows.min(5_000);
+        args.offline_changes = args.offline_changes.min(20);
+        args.b4_small_rows = args.b4_small_rows.min(1_000);
+        args.b4_large_rows = args.b4_large_rows.min(20_000);
+        args.nodes = args.nodes.min(3);
+        args.node_changes = args.node_changes.min(100);
         args.runs = 1;
     }
     args.runs = args.runs.max(1);
@@ -187,21 +225,48 @@ async fn main() -> anyhow::Result<()> {
         db.database_url(),
         args.runs
     );
-    bootstrap_scenario(&db, &args).await?;
-    push_scenario(&db, &args).await?;
-    let nodes = TestDb::new().await?;
-    node_scenarios::blog(&nodes, 1000, args.include_rows).await?;
-    node_scenarios::find_many_include(&nodes, &args).await?;
-    node_scenarios::capture_overhead(&nodes, &args).await?;
-    node_scenarios::latency(&nodes, args.latency_commits).await?;
+    let wanted =
+        |name: &str| args.only.is_empty() || args.only.iter().any(|o| o.eq_ignore_ascii_case(name));
+    if wanted("B1") || wanted("B2") {
+        // B2's table is created `LIKE bench`.
+        bootstrap_scenario(&db, &args, wanted("B1")).await?;
+    }
+    if wanted("B2") {
+        push_scenario(&db, &args).await?;
+    }
+    if wanted("B3") {
+        sync_scenarios::pull_updates(&db, &args).await?;
+    }
+    if wanted("B4") {
+        sync_scenarios::sync_vs_size(&db, &args).await?;
+    }
+    if wanted("B7") {
+        sync_scenarios::fleet(&db, &args).await?;
+    }
+    if wanted("B5") || wanted("B6") || wanted("B8") {
+        let nodes = TestDb::new().await?;
+        node_scenarios::blog(&nodes, 1000, args.include_rows).await?;
+        if wanted("B8") {
+            node_scenarios::find_many_include(&nodes, &args).await?;
+        }
+        if wanted("B6") {
+            node_scenarios::capture_overhead(&nodes, &args).await?;
+        }
+        if wanted("B5") {
+            node_scenarios::latency(&nodes, args.latency_commits).await?;
+        }
+    }
     Ok(())
 }
 
 // ---- B1 -----------------------------------------------------------------------
 
-async fn bootstrap_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
+async fn bootstrap_scenario(db: &TestDb, args: &Args, measure: bool) -> anyhow::Result<()> {
     let client = db.client().await?;
     client.batch_execute(BENCH_TABLE).await?;
+    if !measure {
+        return Ok(());
+    }
     client
         .execute(
             "INSERT INTO bench SELECT gen_random_uuid(), md5(i::text), i, (i % 100000) / 100.0, \
@@ -344,7 +409,7 @@ async fn baseline_copy_to_sqlite(db: &TestDb, path: &Path) -> anyhow::Result<Dur
 
 // ---- B2 -----------------------------------------------------------------------
 
-fn bench_row(i: u64) -> Vec<Value> {
+pub(crate) fn bench_row(i: u64) -> Vec<Value> {
     vec![
         Value::Text(uuid::Uuid::new_v4().to_string()),
         Value::Text(format!("pushed row {i}")),

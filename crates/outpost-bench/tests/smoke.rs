@@ -14,7 +14,18 @@ fn harness_runs_in_quick_mode() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("B1 bootstrap") && stdout.contains("B2 push"),
+        [
+            "B1 bootstrap",
+            "B2 push",
+            "B3 pull",
+            "B4 ",
+            "B5 latency",
+            "B6 capture",
+            "B7 ",
+            "B8 local"
+        ]
+        .iter()
+        .all(|s| stdout.contains(s)),
         "{stdout}"
     );
 }

@@ -180,6 +180,11 @@ struct Inner {
     retention: Mutex<Duration>,
     faults: Faults,
     metrics: SyncMetrics,
+    /// The server connection of the last successful run, kept for the next
+    /// one: a notification-driven pull then costs no connection set-up
+    /// (B5). Dropped after any failed run, so a broken connection is never
+    /// reused.
+    client: Mutex<Option<Client>>,
 }
 
 /// The sync engine of one node. Cheap to clone; clones share the replica,
@@ -203,6 +208,7 @@ impl Engine {
                 retention: Mutex::new(DEFAULT_RETENTION),
                 faults: Faults::from_env(),
                 metrics: SyncMetrics::default(),
+                client: Mutex::new(None),
             }),
         }
     }
@@ -458,35 +464,77 @@ impl Engine {
         bootstrapped: &mut bool,
         held_back: &mut bool,
     ) -> Result<(), EngineError> {
-        let mut client = self.connect().await?;
-        if outpost_remote::installed_version(&client).await?.is_none() {
+        let cached = self
+            .inner
+            .client
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+            .filter(|c| !c.is_closed());
+        // The version check doubles as the reused connection's liveness
+        // check: a connection that died since is replaced, not failed on.
+        let (mut client, version, reused) = match cached {
+            Some(c) => match outpost_remote::installed_version(&c).await {
+                Ok(v) => (c, v, true),
+                Err(_) => {
+                    let c = self.connect().await?;
+                    let v = outpost_remote::installed_version(&c).await?;
+                    (c, v, false)
+                }
+            },
+            None => {
+                let c = self.connect().await?;
+                let v = outpost_remote::installed_version(&c).await?;
+                (c, v, false)
+            }
+        };
+        if version.is_none() {
             return Err(EngineError::Config(
                 "the server has no outpost tracking schema: run `outpost server install` (or `outpost setup`) first".into(),
             ));
         }
         let node = self.inner.node_id;
-        feed::register_node(&client, node, &format!("node {node}")).await?;
+        if !reused {
+            // Registered by the run that opened this connection.
+            feed::register_node(&client, node, &format!("node {node}")).await?;
+        }
+        self.run_on(&mut client, options, stats, bootstrapped, held_back)
+            .await?;
+        if let Ok(mut slot) = self.inner.client.lock() {
+            *slot = Some(client);
+        }
+        Ok(())
+    }
+
+    async fn run_on(
+        &self,
+        client: &mut Client,
+        options: &SyncOptions,
+        stats: &mut Stats,
+        bootstrapped: &mut bool,
+        held_back: &mut bool,
+    ) -> Result<(), EngineError> {
         let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
         let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
         let behind = state == ReplicaState::Ready
-            && feed::feed_position(&client, cursor).await?.must_rebootstrap;
+            && feed::feed_position(client, cursor).await?.must_rebootstrap;
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
-            self.push(&mut client, options, stats).await?;
+            self.push(client, options, stats).await?;
         }
         if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
             if behind {
                 tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
             }
-            self.bootstrap(&mut client, options, state == ReplicaState::Bootstrapping)
+            self.bootstrap(client, options, state == ReplicaState::Bootstrapping)
                 .await?;
             *bootstrapped = true;
             if options.direction.pushes() {
-                self.push(&mut client, options, stats).await?;
+                self.push(client, options, stats).await?;
             }
         }
         if options.direction.pulls() {
-            *held_back = self.pull(&mut client, options, stats).await?;
+            *held_back = self.pull(client, options, stats).await?;
         }
         Ok(())
     }
@@ -696,6 +744,11 @@ impl Engine {
         }
         if advance {
             feed::record_cursor(client, self.inner.node_id, cursor).await?;
+        }
+        // A notification-driven pull skips the prune: it runs after every
+        // server commit (B5), and the other runs (manual, interval,
+        // reconnect) prune often enough.
+        if advance && options.trigger != Trigger::Notify {
             let retention = self
                 .inner
                 .retention

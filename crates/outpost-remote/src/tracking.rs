@@ -18,6 +18,8 @@
 //! # Ok(()) }
 //! ```
 
+use std::collections::BTreeSet;
+
 use outpost_core::schema::Schema;
 use outpost_core::tracking::{self, InstalledTrigger, TriggerPlan};
 use tokio_postgres::{Client, GenericClient};
@@ -184,12 +186,36 @@ where
     Ok(out)
 }
 
-async fn plan<C>(client: &C, schema: &Schema) -> Result<TriggerPlan, RemoteError>
+/// The partitioned tables of `schema`: they keep row-level capture.
+async fn partitioned<C>(client: &C, schema: &Schema) -> Result<BTreeSet<String>, RemoteError>
+where
+    C: GenericClient + Sync,
+{
+    let rows = client
+        .query(tracking::PARTITIONED_TABLES_SQL, &[&schema.pg_schema])
+        .await
+        .map_err(|e| RemoteError::db("listing partitioned tables", e))?;
+    rows.iter()
+        .map(|r| {
+            r.try_get::<_, String>(0)
+                .map_err(|e| RemoteError::db("listing partitioned tables", e))
+        })
+        .collect()
+}
+
+async fn plan<C>(
+    client: &C,
+    schema: &Schema,
+) -> Result<(TriggerPlan, BTreeSet<String>), RemoteError>
 where
     C: GenericClient + Sync,
 {
     let existing = installed_triggers(client).await?;
-    Ok(tracking::plan_triggers(&existing, schema))
+    let row_capture = partitioned(client, schema).await?;
+    Ok((
+        tracking::plan_triggers(&existing, schema, &row_capture),
+        row_capture,
+    ))
 }
 
 fn dropped_names(plan: &TriggerPlan) -> Vec<String> {
@@ -206,7 +232,7 @@ where
     C: GenericClient + Sync,
 {
     let installed = installed_version(client).await?;
-    let plan = plan(client, schema).await?;
+    let (plan, _) = plan(client, schema).await?;
     Ok(TrackingStatus {
         installed_version: installed,
         latest_version: tracking::latest_version(),
@@ -251,7 +277,7 @@ pub async fn install(client: &mut Client, schema: &Schema) -> Result<InstallRepo
         migrations_applied.push(m.version);
     }
 
-    let plan = plan(&tx, schema).await?;
+    let (plan, row_capture) = plan(&tx, schema).await?;
     for (pg_schema, table, trigger) in &plan.drop {
         tx.batch_execute(&tracking::drop_trigger_sql(pg_schema, table, trigger))
             .await
@@ -266,17 +292,22 @@ pub async fn install(client: &mut Client, schema: &Schema) -> Result<InstallRepo
         let Some(table) = schema.table(name) else {
             continue;
         };
-        tx.batch_execute(&tracking::create_triggers_sql(&schema.pg_schema, table))
-            .await
-            .map_err(|e| {
-                RemoteError::db(
-                    format!(
-                        "installing the outpost triggers on table {:?}.{name:?}",
-                        schema.pg_schema
-                    ),
-                    e,
-                )
-            })?;
+        let capture = tracking::capture_of(&row_capture, name);
+        tx.batch_execute(&tracking::create_triggers_sql(
+            &schema.pg_schema,
+            table,
+            capture,
+        ))
+        .await
+        .map_err(|e| {
+            RemoteError::db(
+                format!(
+                    "installing the outpost triggers on table {:?}.{name:?}",
+                    schema.pg_schema
+                ),
+                e,
+            )
+        })?;
     }
     tx.commit()
         .await

@@ -120,23 +120,23 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 1);
-    assert_eq!(first.migrations_applied, [1]);
+    assert_eq!(first.to_version, 2);
+    assert_eq!(first.migrations_applied, [1, 2]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(1));
+    assert_eq!(installed_version(&client).await?, Some(2));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(1));
+    assert_eq!(second.from_version, Some(2));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
         .filter(|l| l.starts_with("trigger "))
         .count();
-    assert_eq!(triggers, 9);
+    assert_eq!(triggers, 15);
 
     // Another session installing concurrently-ish also finds nothing to do.
     let mut other = db.client().await?;
@@ -145,7 +145,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     // A disabled trigger is repaired; a table leaving the schema loses its
     // triggers.
     client
-        .batch_execute(r#"ALTER TABLE "Tag" DISABLE TRIGGER outpost_capture"#)
+        .batch_execute(r#"ALTER TABLE "Tag" DISABLE TRIGGER outpost_capture_ins"#)
         .await?;
     let st = status(&client, &schema).await?;
     assert_eq!(st.tables_needing_triggers, ["Tag"]);
@@ -157,7 +157,9 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     assert_eq!(
         report.triggers_dropped,
         [
-            "public.PostTag.outpost_capture",
+            "public.PostTag.outpost_capture_del",
+            "public.PostTag.outpost_capture_ins",
+            "public.PostTag.outpost_capture_upd",
             "public.PostTag.outpost_notify",
             "public.PostTag.outpost_truncate"
         ]
@@ -178,7 +180,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     };
     let report = uninstall(&mut client).await?;
     assert!(report.schema_dropped);
-    assert_eq!(report.triggers_dropped.len(), 9);
+    assert_eq!(report.triggers_dropped.len(), 15);
     assert_eq!(catalogue(&client).await?, before_install);
     assert_eq!(user_data(&client).await?, data);
     assert_eq!(installed_version(&client).await?, None);
@@ -187,7 +189,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1]);
+    assert_eq!(report.migrations_applied, [1, 2]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -606,5 +608,68 @@ async fn connection_failures_are_transient_and_sql_errors_are_not() -> anyhow::R
         .map_err(|e| RemoteError::db("querying", e))
         .expect_err("terminated");
     assert!(err.is_transient(), "{err}");
+    Ok(())
+}
+
+/// A server installed at version 1 (row-level capture) upgrades to
+/// statement-level capture, and both record the same changes for the same
+/// statements (keys, ops, order, versions).
+#[tokio::test]
+async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = setup().await?;
+    // Version 1 as an older outpost installed it.
+    let v1 = &outpost_core::tracking::MIGRATIONS[0];
+    client
+        .batch_execute(&outpost_core::tracking::migration_sql(v1))
+        .await?;
+    for t in &schema.tables {
+        client
+            .batch_execute(&outpost_core::tracking::create_triggers_sql(
+                "public",
+                t,
+                outpost_core::tracking::Capture::Row,
+            ))
+            .await?;
+    }
+    assert_eq!(installed_version(&client).await?, Some(1));
+    let statements = r#"
+        INSERT INTO "User" VALUES ('u1', 'a@x', 'USER', 1.5), ('u2', 'b@x', 'ADMIN', NULL);
+        UPDATE "User" SET score = 1.50 WHERE id = 'u1';
+        UPDATE "User" SET score = score WHERE id IN ('u0', 'u1');
+        INSERT INTO "Tag"(name) VALUES ('a'), ('b');
+        INSERT INTO "PostTag" SELECT 'p1', id FROM "Tag";
+        UPDATE "Tag" SET id = id + 10 WHERE name = 'a';
+        DELETE FROM "PostTag" WHERE "postId" = 'p1';
+        DELETE FROM "User" WHERE id = 'u2';
+    "#;
+    let undo = r#"DELETE FROM "PostTag"; DELETE FROM "Tag"; DELETE FROM "User" WHERE id <> 'u0';
+        ALTER SEQUENCE "Tag_id_seq" RESTART WITH 1;"#;
+    let shape = |c: Vec<Change>| -> Vec<(String, Option<String>, String)> {
+        c.into_iter().map(|c| (c.table, c.pk, c.op)).collect()
+    };
+    let before = last_seq(&client).await?;
+    client.batch_execute(statements).await?;
+    let row_level = shape(changes_after(&client, before).await?);
+    client.batch_execute(undo).await?;
+
+    let report = install(&mut client, &schema).await?;
+    assert_eq!(report.from_version, Some(1));
+    assert_eq!(report.migrations_applied, [2]);
+    assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
+    assert!(status(&client, &schema).await?.up_to_date());
+    let before = last_seq(&client).await?;
+    client.batch_execute(statements).await?;
+    let statement_level = shape(changes_after(&client, before).await?);
+    assert_eq!(statement_level, row_level);
+    // The row versions follow the last change of each key.
+    let stale: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outpost.row_versions rv WHERE rv.version <> \
+             (SELECT max(seq) FROM outpost.changes c WHERE c.table_name = rv.table_name AND c.pk = rv.pk)",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(stale, 0);
     Ok(())
 }
