@@ -46,15 +46,16 @@ async fn bootstrap_push_pull_round_trip() -> anyhow::Result<()> {
             r#"UPDATE "Post" SET views = 7 WHERE id = 'p1'; DELETE FROM "User" WHERE id = 'u2';"#,
         )
         .await?;
-    sync(&a, Direction::FromServer).await?;
-    assert_converged(&client, &schema, &[&a]).await?;
+    // Until quiet: an open transaction anywhere on the shared cluster can
+    // hold these changes back for a moment (the pull horizon).
+    converge(&client, &schema, &[&a]).await?;
     let posts = local_rows(&a, "Post").await?;
     assert_eq!(posts.len(), 1, "the cascade deleted p2 with u2");
     assert_eq!(posts[0][3], Value::Int(7));
 
-    // One SyncLog row per model per run.
+    // One SyncLog row per model per run (at least three runs).
     let log = a.log(None, 100, 0).await?;
-    assert_eq!(log.len(), 6);
+    assert!(log.len() >= 6 && log.len() % 2 == 0, "{log:?}");
     assert!(log.iter().all(|l| l.status == "SUCCESS"));
     let status = a.status().await?;
     assert_eq!((status.pending, status.conflicts, status.failed), (0, 0, 0));

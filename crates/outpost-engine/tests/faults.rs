@@ -139,7 +139,9 @@ async fn an_interrupted_bootstrap_never_claims_to_be_synced() -> anyhow::Result<
     let fixed = sync(&a, Direction::Bidirectional).await?;
     assert!(fixed.bootstrapped);
     assert_eq!(a.status().await?.state, ReplicaState::Ready);
-    assert_converged(&client, &schema, &[&a]).await?;
+    // Until quiet: the server's later changes reach the resumed tables by
+    // pull, which an open transaction on the shared cluster may delay.
+    converge(&client, &schema, &[&a]).await?;
     Ok(())
 }
 

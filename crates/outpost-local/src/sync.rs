@@ -890,7 +890,10 @@ impl Replica {
                     }
                     PushOutcome::Conflict(server) => match settle(tx, t, &row.local_pk, &state, server, policies.of(&row.table))? {
                         Settled::Conflict => s.conflicts += 1,
-                        Settled::Server | Settled::Local => s.records_succeeded += 1,
+                        Settled::Server => s.records_succeeded += 1,
+                        // Queued again: the next push round sends it and
+                        // counts it then, so a run counts each row once.
+                        Settled::Local => s.records_processed -= 1,
                     },
                 }
             }
