@@ -11,6 +11,7 @@
 //! starting two clusters). It stays up after the tests; `pg_ctl -D
 //! $TMPDIR/outpost-test-pg/data stop` ends it.
 
+pub mod cluster;
 pub mod proxy;
 
 use std::fs;
@@ -195,7 +196,7 @@ fn pg_bin(tool: &str) -> anyhow::Result<PathBuf> {
         .with_context(|| format!("{tool} not found under /usr/lib/postgresql/*/bin"))
 }
 
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     Command::new("id")
         .arg("-u")
         .output()
@@ -205,7 +206,7 @@ fn is_root() -> bool {
 
 /// Runs a PostgreSQL tool, as the `postgres` user when we are root (initdb
 /// refuses to run as root).
-fn run_pg(tool: &str, args: &[&str]) -> anyhow::Result<()> {
+pub(crate) fn run_pg(tool: &str, args: &[&str]) -> anyhow::Result<()> {
     let bin = pg_bin(tool)?;
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
