@@ -734,11 +734,23 @@ impl Replica {
                     Some(st) => {
                         if row.origin.as_deref() == Some(node.as_str()) {
                             // Our own push coming back: newer local edits stay.
+                            // A refused edit stays refused, with the server's
+                            // reason (re-basing clears it).
+                            let reason: Option<String> = if st.status == "FAILED" {
+                                tx.query_row(
+                                    "SELECT error FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
+                                    params![row.table, key],
+                                    |r| r.get(0),
+                                )
+                                .map_err(LocalError::sqlite("reading a failed row"))?
+                            } else {
+                                None
+                            };
                             rebase(tx, t, &key, row)?;
                             if st.status == "FAILED" {
                                 tx.execute(
-                                    "UPDATE \"_outpost_rows\" SET status = 'FAILED' WHERE table_name = ?1 AND pk = ?2",
-                                    params![row.table, key],
+                                    "UPDATE \"_outpost_rows\" SET status = 'FAILED', error = ?3 WHERE table_name = ?1 AND pk = ?2",
+                                    params![row.table, key, reason],
                                 )
                                 .map_err(LocalError::sqlite("keeping a failed row"))?;
                             }

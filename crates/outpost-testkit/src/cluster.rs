@@ -57,7 +57,8 @@ impl Cluster {
 
     fn pg_ctl(&self, action: &[&str]) -> anyhow::Result<()> {
         let opts = format!(
-            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off -c max_connections=200",
+            // fsync off is safe here: a restart kills processes, not the OS.
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );

@@ -1,0 +1,88 @@
+//! Bugs the fault campaign (`crates/outpost/tests/campaign.rs`) found, each
+//! reduced to the smallest sequence that shows it. See
+//! `docs/reliability.md` for the campaign and the list.
+
+mod common;
+
+use common::*;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_engine::SyncOptions;
+use outpost_testkit::TestDb;
+
+/// `FAILED` rows keep the server's reason, also when a pull brings back the
+/// node's own earlier push of that row (found by campaign seed 9: a pushed
+/// edit whose acknowledgement was lost, then a second edit the server
+/// refused; the pull re-based the row and wiped its error).
+#[tokio::test]
+async fn a_failed_row_keeps_its_reason_when_its_own_earlier_push_is_pulled() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, schema) = server(&db, BLOG).await?;
+    let a = node(&db, &schema, "a")?;
+    _client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1');"#,
+        )
+        .await?;
+    sync(&a, Direction::Bidirectional).await?;
+    // An edit lands on the server; its acknowledgement is lost.
+    local(&a, r#"UPDATE "Post" SET title = 'edited' WHERE id = 'p1'"#).await?;
+    a.arm_fault("push-after-commit");
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success);
+    // A second edit the server refuses (no such user).
+    local(
+        &a,
+        r#"UPDATE "Post" SET "userId" = 'ghost' WHERE id = 'p1'"#,
+    )
+    .await?;
+    sync(&a, Direction::ToServer).await?;
+    let failed = a.with_replica(|r| r.failed_rows(10)).await?;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(failed[0].error.as_deref().is_some_and(|e| !e.is_empty()));
+    // The pull brings back the first edit, written by this very node.
+    // (The pull horizon is cluster-wide: other tests' transactions can hold
+    // the change back for a moment.)
+    for _ in 0..200 {
+        sync(&a, Direction::FromServer).await?;
+        if server_version(&a, "Post").await?.is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        server_version(&a, "Post").await?.is_some(),
+        "the pull brought it"
+    );
+    let failed = a.with_replica(|r| r.failed_rows(10)).await?;
+    assert_eq!(failed.len(), 1, "still failed: {failed:?}");
+    assert!(
+        failed[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("foreign key")),
+        "the reason is kept: {failed:?}"
+    );
+    Ok(())
+}
+
+/// The `server_version` of the only `_outpost_rows` entry of `table`.
+async fn server_version(
+    engine: &outpost_engine::Engine,
+    table: &str,
+) -> anyhow::Result<Option<i64>> {
+    let t = table.to_string();
+    Ok(engine
+        .with_replica(move |r| {
+            r.connection()
+                .query_row(
+                    "SELECT server_version FROM _outpost_rows WHERE table_name = ?1",
+                    [t],
+                    |row| row.get(0),
+                )
+                .map_err(outpost_local::LocalError::sqlite("reading a version"))
+        })
+        .await?)
+}
