@@ -86,3 +86,49 @@ async fn server_version(
         })
         .await?)
 }
+
+/// A row whose insert landed but whose acknowledgement was lost, then was
+/// deleted by another node, is not inserted again by the retry (found by
+/// campaign seed 3 of the second run: the retry saw "inserted here, absent
+/// there" as a local insert the server had never seen, and resurrected the
+/// deleted row). The node lists the row as a conflict instead.
+#[tokio::test]
+async fn a_retried_insert_does_not_resurrect_a_row_deleted_after_it_landed() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let (a, b) = (node(&db, &schema, "a")?, node(&db, &schema, "b")?);
+    sync(&a, Direction::Bidirectional).await?;
+    sync(&b, Direction::Bidirectional).await?;
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'mine', 'u1')"#,
+    )
+    .await?;
+    a.arm_fault("push-after-commit");
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success, "the acknowledgement was dropped");
+    // b sees the post and deletes it.
+    for _ in 0..200 {
+        sync(&b, Direction::FromServer).await?;
+        if !local_rows(&b, "Post").await?.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(local(&b, r#"DELETE FROM "Post" WHERE id = 'p1'"#).await?, 1);
+    sync(&b, Direction::ToServer).await?;
+    assert!(server_rows(&client, &schema, "Post").await?.is_empty());
+    // a retries.
+    sync(&a, Direction::Bidirectional).await?;
+    assert!(
+        server_rows(&client, &schema, "Post").await?.is_empty(),
+        "the deleted row came back"
+    );
+    converge(&client, &schema, &[&a, &b]).await?;
+    Ok(())
+}

@@ -424,19 +424,37 @@ fn settle(
         ignore: &ignore,
         latest_wins: &latest,
     };
-    let outcome = resolve(
-        base.as_deref(),
-        Side {
-            row: local.as_deref(),
-            changed_at: state.changed_at.as_deref(),
-        },
-        Side {
-            row: server.values.as_deref(),
-            changed_at: server.changed_at.as_deref(),
-        },
-        policy,
-        &rules,
-    );
+    // A local insert (no base) against a key the server has a tombstone
+    // for (deleted, version > 0): the key existed there and was deleted,
+    // possibly this very insert whose acknowledgement was lost. "Absent on
+    // both sides" would read as "the server never saw it" and push it again,
+    // resurrecting a deleted row; under `manual` it is a delete against an
+    // edit instead.
+    let tombstone = base.is_none()
+        && local.is_some()
+        && server.values.is_none()
+        && server.version > 0
+        && policy == Policy::Manual;
+    let outcome = if tombstone {
+        Outcome::Conflict {
+            kind: outpost_core::conflict::ConflictKind::ChangedLocallyDeletedOnServer,
+            fields: Vec::new(),
+        }
+    } else {
+        resolve(
+            base.as_deref(),
+            Side {
+                row: local.as_deref(),
+                changed_at: state.changed_at.as_deref(),
+            },
+            Side {
+                row: server.values.as_deref(),
+                changed_at: server.changed_at.as_deref(),
+            },
+            policy,
+            &rules,
+        )
+    };
     Ok(match outcome {
         Outcome::TakeServer => {
             write_row(conn, table, &server.pk, server.values.as_deref())?;

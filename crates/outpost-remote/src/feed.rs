@@ -239,6 +239,15 @@ impl<'a> Bootstrap<'a> {
             .start()
             .await
             .map_err(db("starting the bootstrap snapshot"))?;
+        // Streaming a huge table can outlast any statement limit the
+        // session has (the client writes SQLite as it reads, so the COPY runs
+        // as long as that takes); the session's lock_timeout still bounds
+        // waiting for a table lock.
+        tx.batch_execute(
+            "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0;",
+        )
+        .await
+        .map_err(db("lifting the statement limit for the bootstrap"))?;
         let row = tx
             .query_one(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
