@@ -169,6 +169,10 @@ fn sound() -> FinalState {
     }
 }
 
+fn posts(tables: &mut check::Tables) -> &mut Vec<(String, Row)> {
+    tables.entry("Post".to_string()).or_default()
+}
+
 fn classes(state: &FinalState) -> Vec<&'static str> {
     check::check(state).into_iter().map(|a| a.class).collect()
 }
@@ -181,13 +185,12 @@ fn the_checker_passes_a_sound_state() {
 #[test]
 fn the_checker_catches_a_diverged_replica_and_a_missing_server_change() {
     let mut s = sound();
-    s.replicas[1]
-        .tables
-        .get_mut("Post")
-        .map(|r| r[0].1.insert("title".into(), json!("t1")));
+    posts(&mut s.replicas[1].tables)[0]
+        .1
+        .insert("title".into(), json!("t1"));
     assert_eq!(classes(&s), vec!["diverged"]);
     let mut s = sound();
-    s.replicas[0].tables.get_mut("Post").map(|r| r.pop());
+    posts(&mut s.replicas[0].tables).pop();
     assert_eq!(classes(&s), vec!["diverged"]);
     // Listed as CONFLICT: excused.
     s.replicas[0].unsettled.insert(
@@ -249,16 +252,13 @@ fn the_checker_catches_a_lost_acknowledged_write() {
 #[test]
 fn the_checker_catches_duplicates_resurrections_and_stuck_rows() {
     let mut s = sound();
-    s.server.get_mut("Post").map(|r| r.push(row("p3", "t3")));
+    posts(&mut s.server).push(row("p3", "t3"));
     for r in &mut s.replicas {
-        r.tables.get_mut("Post").map(|r| r.push(row("p3", "t3")));
+        posts(&mut r.tables).push(row("p3", "t3"));
     }
     assert_eq!(classes(&s), vec!["duplicate"; 3]);
     let mut s = sound();
-    s.replicas[0]
-        .tables
-        .get_mut("Post")
-        .map(|r| r.push(row("p1", "t2")));
+    posts(&mut s.replicas[0].tables).push(row("p1", "t2"));
     assert_eq!(classes(&s), vec!["duplicate"]);
     let mut s = sound();
     s.audit.push(event(6, "p9", "I", &["t10"]));

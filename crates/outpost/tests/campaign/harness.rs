@@ -540,13 +540,13 @@ impl Run {
     fn record(
         &mut self,
         actor: Actor,
-        table: &str,
+        op: &Op,
         id: &str,
-        kind: Kind,
         token: Option<String>,
         ack: Ack,
         via: &'static str,
     ) {
+        let (table, kind) = (op.table(), op.kind());
         let n = self.log.len() as u64 + 1;
         self.log.push(Write {
             id: n,
@@ -811,30 +811,14 @@ impl Run {
             match result {
                 Ok(Some(id)) => {
                     self.learn(&op, &id);
-                    self.record(
-                        Actor::Node(i),
-                        op.table(),
-                        &id,
-                        op.kind(),
-                        Some(token),
-                        Ack::Acked,
-                        via,
-                    );
+                    self.record(Actor::Node(i), &op, &id, Some(token), Ack::Acked, via);
                     return;
                 }
                 Ok(None) => return,
                 Err(EngineError::OutcomeUnknown(_)) => {
                     if let Some(id) = op_id(&op) {
                         self.learn(&op, &id);
-                        self.record(
-                            Actor::Node(i),
-                            op.table(),
-                            &id,
-                            op.kind(),
-                            Some(token),
-                            Ack::Unknown,
-                            via,
-                        );
+                        self.record(Actor::Node(i), &op, &id, Some(token), Ack::Unknown, via);
                     }
                     return;
                 }
@@ -863,15 +847,7 @@ impl Run {
             } else {
                 via
             };
-            self.record(
-                Actor::Node(i),
-                op.table(),
-                &id,
-                op.kind(),
-                Some(token),
-                Ack::Acked,
-                via,
-            );
+            self.record(Actor::Node(i), &op, &id, Some(token), Ack::Acked, via);
         }
     }
 
@@ -943,15 +919,7 @@ impl Run {
                     self.writers[w].open = None;
                 } else if lost_connection {
                     self.learn(&op, &id);
-                    self.record(
-                        Actor::Server,
-                        op.table(),
-                        &id,
-                        op.kind(),
-                        Some(token),
-                        Ack::Unknown,
-                        "server",
-                    );
+                    self.record(Actor::Server, &op, &id, Some(token), Ack::Unknown, "server");
                 }
             }
         }
