@@ -132,3 +132,109 @@ async fn a_retried_insert_does_not_resurrect_a_row_deleted_after_it_landed() -> 
     converge(&client, &schema, &[&a, &b]).await?;
     Ok(())
 }
+
+/// A node's later write on the server (remote mode) is not undone by its
+/// own earlier offline edit of that row (found by campaign seed 31 of the
+/// 200-seed run: the offline edit, pushed after the remote delete, was
+/// trusted as "based on this node's own version" and inserted the deleted
+/// row again). Only versions a push wrote count as the node's own base;
+/// here the two writes clash and the row is listed as a conflict.
+#[tokio::test]
+async fn an_earlier_offline_edit_does_not_undo_a_later_remote_delete() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email, name) VALUES ('u1', 'u1@x', 'first')"#)
+        .await?;
+    let path = db.dir().join("app.db");
+    outpost_local::Replica::setup(&path, &schema)?;
+    let app = outpost_engine::Outpost::open_with(
+        config(&db, &path)?,
+        outpost_engine::NodeOptions {
+            monitor: false,
+            ..outpost_engine::NodeOptions::default()
+        },
+    )
+    .await?;
+    let report = app.sync(Direction::Bidirectional).await?;
+    assert!(report.success, "{report:?}");
+    // Offline: an edit, queued.
+    app.set_mode(outpost_engine::Mode::Local).await;
+    let _: serde_json::Value = app
+        .model("User")?
+        .update(serde_json::json!({"where": {"id": "u1"}, "data": {"name": "offline"}}))
+        .await?;
+    // Online again, before any sync: the application deletes the row.
+    app.set_mode(outpost_engine::Mode::Remote).await;
+    let _: serde_json::Value = app
+        .model("User")?
+        .delete(serde_json::json!({"where": {"id": "u1"}}))
+        .await?;
+    assert!(server_rows(&client, &schema, "User").await?.is_empty());
+    let report = app.sync(Direction::Bidirectional).await?;
+    assert!(report.success, "{report:?}");
+    assert!(
+        server_rows(&client, &schema, "User").await?.is_empty(),
+        "the earlier offline edit brought the deleted row back"
+    );
+    let conflicts = app.conflicts().await?;
+    assert_eq!(conflicts.len(), 1, "the clash is listed: {conflicts:?}");
+    app.shutdown().await;
+    Ok(())
+}
+
+/// The mirror of a remote-mode write never overwrites a newer server
+/// version a concurrent pull already applied (found by campaign seed 46 of
+/// the 200-seed run: a sync in another process pulled the row's delete
+/// between the write's commit and its mirror, the mirror then wrote the
+/// older row back as synced, and the cursor had moved past the delete, so
+/// the replica kept a row the server no longer had).
+#[tokio::test]
+async fn a_late_mirror_does_not_overwrite_a_newer_pulled_version() -> anyhow::Result<()> {
+    use outpost_core::sync::{PullBatch, ServerRow};
+    use outpost_core::types::Value;
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1');"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    let post = local_rows(&a, "Post").await?.remove(0);
+    let key = vec![Value::Text("p1".into())];
+    // A pull applies version 100 of p1: deleted.
+    let batch = PullBatch {
+        rows: vec![ServerRow {
+            table: "Post".into(),
+            pk: key.clone(),
+            values: None,
+            version: 100,
+            origin: None,
+            origin_local_seq: None,
+            changed_at: None,
+        }],
+        ..PullBatch::default()
+    };
+    a.with_replica(move |r| r.apply_pull(&batch, &outpost_local::Policies::default(), false))
+        .await?;
+    // Then the mirror of an earlier remote write (version 99) arrives.
+    let mut edited = post.clone();
+    edited[1] = Value::Text("remote edit".into());
+    a.with_replica(move |r| {
+        r.mirror(&[outpost_local::sync::Mirrored {
+            table: "Post".into(),
+            pk: key,
+            values: Some(edited),
+            version: 99,
+        }])
+    })
+    .await?;
+    assert!(
+        local_rows(&a, "Post").await?.is_empty(),
+        "the older mirrored row came back over the newer delete"
+    );
+    Ok(())
+}

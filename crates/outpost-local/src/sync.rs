@@ -750,8 +750,12 @@ impl Replica {
                         }
                     }
                     Some(st) => {
-                        if row.origin.as_deref() == Some(node.as_str()) {
-                            // Our own push coming back: newer local edits stay.
+                        // Our own push coming back (a remote-mode write has
+                        // no local_seq: it goes through `settle` like others).
+                        if row.origin.as_deref() == Some(node.as_str())
+                            && row.origin_local_seq.is_some()
+                        {
+                            // Newer local edits stay.
                             // A refused edit stays refused, with the server's
                             // reason (re-basing clears it).
                             let reason: Option<String> = if st.status == "FAILED" {
@@ -1264,7 +1268,12 @@ impl Replica {
             for row in rows {
                 let t = table_of(&schema, &row.table)?;
                 let key = local_pk(tx, t, &row.pk)?;
-                if entry(tx, &row.table, &key)?.is_some_and(|e| e.status != "SYNCED") {
+                // A pull (possibly another process's sync) may already have
+                // applied a newer version between the write's commit and now:
+                // versions only grow, so an older one must not overwrite it.
+                if entry(tx, &row.table, &key)?.is_some_and(|e| {
+                    e.status != "SYNCED" || e.server_version.is_some_and(|v| v > row.version)
+                }) {
                     continue;
                 }
                 write_row(tx, t, &row.pk, row.values.as_deref())?;

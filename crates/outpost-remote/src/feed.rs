@@ -761,7 +761,12 @@ async fn push_group(
             });
             continue;
         }
-        let based_on_current = own
+        // Only a version one of this node's pushes wrote is its own base (a
+        // retry after a lost acknowledgement). A version its model service
+        // wrote in remote mode (no local_seq) is a later write that the
+        // queued row never saw: compare it like anyone else's.
+        let own_push = own && server.origin_local_seq.is_some();
+        let based_on_current = own_push
             || match row.expected {
                 Expected::Version(v) => v == server.version,
                 Expected::AsOfCursor => match change {
