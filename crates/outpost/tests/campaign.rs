@@ -63,7 +63,11 @@ async fn campaign() -> anyhow::Result<()> {
     let mut total = Figures::default();
     let mut failures = Vec::new();
     let started = std::time::Instant::now();
-    for seed in seeds() {
+    for (n, seed) in seeds().into_iter().enumerate() {
+        if n > 0 && n % 25 == 0 {
+            // A long run stopped early still leaves its figures.
+            println!("after {n} seeds: {total}");
+        }
         let t = std::time::Instant::now();
         match harness::run_seed(&cluster, seed, shape).await {
             Ok(outcome) => {
