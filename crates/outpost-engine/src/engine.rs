@@ -524,7 +524,17 @@ impl Engine {
         options: &SyncOptions,
         resuming: bool,
     ) -> Result<(), EngineError> {
-        let done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        // Tables finished by an interrupted attempt are kept only while the
+        // changes after their snapshot are still in the log: the cursor
+        // starts from the oldest snapshot, and a pruned change would never
+        // reach them. Otherwise copy everything again.
+        if let Some(oldest) = done.values().min().copied()
+            && feed::feed_position(client, oldest).await?.must_rebootstrap
+        {
+            tracing::warn!(%oldest, "changes after the interrupted bootstrap's snapshot were pruned; copying every table again");
+            done.clear();
+        }
         if resuming {
             tracing::info!(
                 tables_done = done.len(),

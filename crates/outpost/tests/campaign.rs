@@ -83,6 +83,7 @@ async fn campaign() -> anyhow::Result<()> {
                     for a in &outcome.anomalies {
                         println!("  [{}] {}", a.class, a.detail);
                     }
+                    explain(&outcome.state, &outcome.anomalies);
                     failures.push(seed);
                 }
             }
@@ -109,6 +110,37 @@ async fn campaign() -> anyhow::Result<()> {
             .join("\n")
     );
     Ok(())
+}
+
+/// The history of every key an anomaly names: the harness's writes, the
+/// server's audit events, and each replica's unsettled entry.
+fn explain(state: &FinalState, anomalies: &[check::Anomaly]) {
+    let keys: std::collections::BTreeSet<&str> = state
+        .log
+        .iter()
+        .map(|w| w.pk.as_str())
+        .chain(state.audit.iter().map(|e| e.pk.as_str()))
+        .filter(|k| anomalies.iter().any(|a| a.detail.contains(*k)))
+        .collect();
+    for k in keys {
+        println!("  history of {k}:");
+        for w in state.log.iter().filter(|w| w.pk == k) {
+            println!(
+                "    write #{} {:?} {:?} {:?} via {} ({:?})",
+                w.id, w.actor, w.kind, w.token, w.via, w.ack
+            );
+        }
+        for e in state.audit.iter().filter(|e| e.pk == k) {
+            println!("    server event {} {} {:?}", e.seq, e.op, e.tokens);
+        }
+        for (i, r) in state.replicas.iter().enumerate() {
+            for ((t, pk), u) in &r.unsettled {
+                if pk == k {
+                    println!("    node {i}: {t} {} {:?}", u.status, u.reason);
+                }
+            }
+        }
+    }
 }
 
 // ---- the checker catches what it claims to catch ----------------------------------

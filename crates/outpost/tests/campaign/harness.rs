@@ -300,6 +300,8 @@ pub struct Outcome {
     pub figures: Figures,
     /// What the checker found (empty: sound).
     pub anomalies: Vec<Anomaly>,
+    /// The end state the checker judged (to explain an anomaly).
+    pub state: FinalState,
 }
 
 /// Runs one seed against the campaign's cluster.
@@ -474,6 +476,7 @@ async fn run_in(
     Ok(Outcome {
         figures: run.figures,
         anomalies,
+        state,
     })
 }
 
