@@ -294,3 +294,67 @@ async fn a_resumed_bootstrap_recopies_tables_whose_changes_were_pruned() -> anyh
     converge(&client, &schema, &[&a, &b]).await?;
     Ok(())
 }
+
+/// A remote-mode write mirrored while the replica bootstraps does not leave
+/// a stale copied row behind (found by campaign seed 80 of the third run: a
+/// remote delete was mirrored between a table's clearing and its copy from
+/// an older snapshot; the copy put the row back while its entry said
+/// "deleted at the newest version", so the re-pulled delete was skipped as
+/// already applied). During a bootstrap nothing is mirrored: the copy or the
+/// pull after it brings the write.
+#[tokio::test]
+async fn a_mirror_during_a_bootstrap_does_not_hide_a_later_delete() -> anyhow::Result<()> {
+    use outpost_core::sync::{PullBatch, ServerRow};
+    use outpost_core::types::Value;
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1');"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    let post = local_rows(&a, "Post").await?.remove(0);
+    let key = vec![Value::Text("p1".into())];
+    let (k1, k2) = (key.clone(), key.clone());
+    a.with_replica(move |r| {
+        // A bootstrap starts and clears Post; the copy (older snapshot,
+        // p1 present) is still on its way when the mirror of a remote
+        // delete (version 100) arrives.
+        let (cursor, _) = r.cursor()?;
+        r.bootstrap_begin()?;
+        r.bootstrap_clear("Post")?;
+        r.mirror(&[outpost_local::sync::Mirrored {
+            table: "Post".into(),
+            pk: k1,
+            values: None,
+            version: 100,
+        }])?;
+        r.bootstrap_insert("Post", &[post], Some(cursor))?;
+        r.bootstrap_insert("User", &[], Some(cursor))?;
+        r.bootstrap_finish()?;
+        // The pull after the bootstrap delivers the delete.
+        let batch = PullBatch {
+            rows: vec![ServerRow {
+                table: "Post".into(),
+                pk: k2,
+                values: None,
+                version: 100,
+                origin: None,
+                origin_local_seq: None,
+                changed_at: None,
+            }],
+            ..PullBatch::default()
+        };
+        r.apply_pull(&batch, &outpost_local::Policies::default(), false)?;
+        Ok(())
+    })
+    .await?;
+    assert!(
+        local_rows(&a, "Post").await?.is_empty(),
+        "the copied row hid the delete"
+    );
+    Ok(())
+}

@@ -1264,6 +1264,14 @@ impl Replica {
     pub fn mirror(&mut self, rows: &[Mirrored]) -> Result<usize, LocalError> {
         let schema = self.schema().clone();
         self.apply_silenced(|tx| {
+            // During a bootstrap (possibly another process's) a mirrored row
+            // could land between a table's clearing and its copy from an
+            // older snapshot, and its entry would then hide the copy's stale
+            // row from later pulls. Mirror nothing: the copy, or the pull
+            // after it, brings the write.
+            if cursor_row(tx)?.1 != ReplicaState::Ready {
+                return Ok(0);
+            }
             let mut n = 0;
             for row in rows {
                 let t = table_of(&schema, &row.table)?;
