@@ -29,8 +29,11 @@ const BOOTSTRAP_CHUNK: usize = 20_000;
 /// Push rounds in one run: a row merged by conflict resolution goes out in
 /// the next round.
 const PUSH_ROUNDS: usize = 3;
-/// Server-side limits for sync statements, so a sync never hangs on a lock.
-const STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Server-side limits for sync statements (`statement_timeout`) and for
+/// waiting on a lock (`lock_timeout`), so a sync never hangs on a lock or a
+/// runaway statement. A bootstrap's `COPY` is exempt from the statement
+/// limit (a huge table may take longer to stream) but not from the lock one.
+pub const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Changes older than this are pruned even if a node has not seen them (that
 /// node then bootstraps again).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -178,6 +181,9 @@ struct Inner {
     policies: Mutex<Policies>,
     running: tokio::sync::Mutex<()>,
     retention: Mutex<Duration>,
+    /// `(statement_timeout, lock_timeout)` of sync sessions.
+    timeouts: Mutex<(Duration, Duration)>,
+    push_batch: std::sync::atomic::AtomicUsize,
     faults: Faults,
     metrics: SyncMetrics,
     /// The server connection of the last successful run, kept for the next
@@ -206,6 +212,8 @@ impl Engine {
                 policies: Mutex::new(Policies::default()),
                 running: tokio::sync::Mutex::new(()),
                 retention: Mutex::new(DEFAULT_RETENTION),
+                timeouts: Mutex::new((SERVER_TIMEOUT, SERVER_TIMEOUT)),
+                push_batch: std::sync::atomic::AtomicUsize::new(PUSH_BATCH),
                 faults: Faults::from_env(),
                 metrics: SyncMetrics::default(),
                 client: Mutex::new(None),
@@ -237,6 +245,31 @@ impl Engine {
         if let Ok(mut r) = self.inner.retention.lock() {
             *r = retention;
         }
+    }
+
+    /// Sets the server-side `statement_timeout` and `lock_timeout` of sync
+    /// sessions (default [`SERVER_TIMEOUT`] each).
+    pub fn set_server_timeouts(&self, statement: Duration, lock: Duration) {
+        if let Ok(mut t) = self.inner.timeouts.lock() {
+            *t = (statement, lock);
+        }
+    }
+
+    fn timeouts(&self) -> (Duration, Duration) {
+        self.inner
+            .timeouts
+            .lock()
+            .map(|t| *t)
+            .unwrap_or((SERVER_TIMEOUT, SERVER_TIMEOUT))
+    }
+
+    /// Sets the rows per pushed server transaction (tests: several batches
+    /// without thousands of rows).
+    #[doc(hidden)]
+    pub fn set_push_batch(&self, rows: usize) {
+        self.inner
+            .push_batch
+            .store(rows.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Arms a named fault point to fail once (tests).
@@ -285,7 +318,22 @@ impl Engine {
             .config
             .require_database_url("syncing needs the PostgreSQL server")
             .map_err(|e| EngineError::Config(e.to_string()))?;
-        Ok(outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?)
+        let client = outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?;
+        // Every statement of the session is bounded (pull, registry,
+        // retention); a push sets its own per transaction, a bootstrap lifts
+        // the statement limit for its COPY.
+        let (statement, lock) = self.timeouts();
+        client
+            .batch_execute(&format!(
+                "SET statement_timeout = {}; SET lock_timeout = {};",
+                statement.as_millis(),
+                lock.as_millis()
+            ))
+            .await
+            .map_err(|e| {
+                outpost_remote::RemoteError::db("setting the sync session's timeouts", e)
+            })?;
+        Ok(client)
     }
 
     /// The node's sync state from the replica alone.
@@ -545,7 +593,17 @@ impl Engine {
         options: &SyncOptions,
         resuming: bool,
     ) -> Result<(), EngineError> {
-        let done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        // Tables finished by an interrupted attempt are kept only while the
+        // changes after their snapshot are still in the log: the cursor
+        // starts from the oldest snapshot, and a pruned change would never
+        // reach them. Otherwise copy everything again.
+        if let Some(oldest) = done.values().min().copied()
+            && feed::feed_position(client, oldest).await?.must_rebootstrap
+        {
+            tracing::warn!(%oldest, "changes after the interrupted bootstrap's snapshot were pruned; copying every table again");
+            done.clear();
+        }
         if resuming {
             tracing::info!(
                 tables_done = done.len(),
@@ -638,8 +696,12 @@ impl Engine {
         for _round in 0..PUSH_ROUNDS * 100 {
             let models = options.models.clone();
             let planned = Instant::now();
+            let batch = self
+                .inner
+                .push_batch
+                .load(std::sync::atomic::Ordering::Relaxed);
             let rows = self
-                .with_replica(move |r| r.pending_push(models.as_deref(), PUSH_BATCH))
+                .with_replica(move |r| r.pending_push(models.as_deref(), batch))
                 .await?;
             let plan_time = planned.elapsed();
             if rows.is_empty() {
@@ -664,7 +726,7 @@ impl Engine {
                 self.inner.node_id,
                 cursor,
                 &rows,
-                STATEMENT_TIMEOUT,
+                self.timeouts().0,
             )
             .await?;
             // The server committed; a crash or a lost reply here must not

@@ -425,19 +425,37 @@ fn settle(
         ignore: &ignore,
         latest_wins: &latest,
     };
-    let outcome = resolve(
-        base.as_deref(),
-        Side {
-            row: local.as_deref(),
-            changed_at: state.changed_at.as_deref(),
-        },
-        Side {
-            row: server.values.as_deref(),
-            changed_at: server.changed_at.as_deref(),
-        },
-        policy,
-        &rules,
-    );
+    // A local insert (no base) against a key the server has a tombstone
+    // for (deleted, version > 0): the key existed there and was deleted,
+    // possibly this very insert whose acknowledgement was lost. "Absent on
+    // both sides" would read as "the server never saw it" and push it again,
+    // resurrecting a deleted row; under `manual` it is a delete against an
+    // edit instead.
+    let tombstone = base.is_none()
+        && local.is_some()
+        && server.values.is_none()
+        && server.version > 0
+        && policy == Policy::Manual;
+    let outcome = if tombstone {
+        Outcome::Conflict {
+            kind: outpost_core::conflict::ConflictKind::ChangedLocallyDeletedOnServer,
+            fields: Vec::new(),
+        }
+    } else {
+        resolve(
+            base.as_deref(),
+            Side {
+                row: local.as_deref(),
+                changed_at: state.changed_at.as_deref(),
+            },
+            Side {
+                row: server.values.as_deref(),
+                changed_at: server.changed_at.as_deref(),
+            },
+            policy,
+            &rules,
+        )
+    };
     Ok(match outcome {
         Outcome::TakeServer => {
             write_row(conn, table, &server.pk, server.values.as_deref())?;
@@ -733,13 +751,29 @@ impl Replica {
                         }
                     }
                     Some(st) => {
-                        if row.origin.as_deref() == Some(node.as_str()) {
-                            // Our own push coming back: newer local edits stay.
+                        // Our own push coming back (a remote-mode write has
+                        // no local_seq: it goes through `settle` like others).
+                        if row.origin.as_deref() == Some(node.as_str())
+                            && row.origin_local_seq.is_some()
+                        {
+                            // Newer local edits stay.
+                            // A refused edit stays refused, with the server's
+                            // reason (re-basing clears it).
+                            let reason: Option<String> = if st.status == "FAILED" {
+                                tx.query_row(
+                                    "SELECT error FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
+                                    params![row.table, key],
+                                    |r| r.get(0),
+                                )
+                                .map_err(LocalError::sqlite("reading a failed row"))?
+                            } else {
+                                None
+                            };
                             rebase(tx, t, &key, row)?;
                             if st.status == "FAILED" {
                                 tx.execute(
-                                    "UPDATE \"_outpost_rows\" SET status = 'FAILED' WHERE table_name = ?1 AND pk = ?2",
-                                    params![row.table, key],
+                                    "UPDATE \"_outpost_rows\" SET status = 'FAILED', error = ?3 WHERE table_name = ?1 AND pk = ?2",
+                                    params![row.table, key, reason],
                                 )
                                 .map_err(LocalError::sqlite("keeping a failed row"))?;
                             }
@@ -1234,11 +1268,24 @@ impl Replica {
     pub fn mirror(&mut self, rows: &[Mirrored]) -> Result<usize, LocalError> {
         let schema = self.schema().clone();
         self.apply_silenced(|tx| {
+            // During a bootstrap (possibly another process's) a mirrored row
+            // could land between a table's clearing and its copy from an
+            // older snapshot, and its entry would then hide the copy's stale
+            // row from later pulls. Mirror nothing: the copy, or the pull
+            // after it, brings the write.
+            if cursor_row(tx)?.1 != ReplicaState::Ready {
+                return Ok(0);
+            }
             let mut n = 0;
             for row in rows {
                 let t = table_of(&schema, &row.table)?;
                 let key = local_pk(tx, t, &row.pk)?;
-                if entry(tx, &row.table, &key)?.is_some_and(|e| e.status != "SYNCED") {
+                // A pull (possibly another process's sync) may already have
+                // applied a newer version between the write's commit and now:
+                // versions only grow, so an older one must not overwrite it.
+                if entry(tx, &row.table, &key)?.is_some_and(|e| {
+                    e.status != "SYNCED" || e.server_version.is_some_and(|v| v > row.version)
+                }) {
                     continue;
                 }
                 write_row(tx, t, &row.pk, row.values.as_deref())?;

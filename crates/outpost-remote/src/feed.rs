@@ -239,6 +239,15 @@ impl<'a> Bootstrap<'a> {
             .start()
             .await
             .map_err(db("starting the bootstrap snapshot"))?;
+        // Streaming a huge table can outlast any statement limit the
+        // session has (the client writes SQLite as it reads, so the COPY runs
+        // as long as that takes); the session's lock_timeout still bounds
+        // waiting for a table lock.
+        tx.batch_execute(
+            "SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0;",
+        )
+        .await
+        .map_err(db("lifting the statement limit for the bootstrap"))?;
         let row = tx
             .query_one(
                 "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
@@ -775,7 +784,12 @@ async fn push_group(
             });
             continue;
         }
-        let based_on_current = own
+        // Only a version one of this node's pushes wrote is its own base (a
+        // retry after a lost acknowledgement). A version its model service
+        // wrote in remote mode (no local_seq) is a later write that the
+        // queued row never saw: compare it like anyone else's.
+        let own_push = own && server.origin_local_seq.is_some();
+        let based_on_current = own_push
             || match row.expected {
                 Expected::Version(v) => v == server.version,
                 Expected::AsOfCursor => match change {

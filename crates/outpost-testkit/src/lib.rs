@@ -11,6 +11,7 @@
 //! starting two clusters). It stays up after the tests; `pg_ctl -D
 //! $TMPDIR/outpost-test-pg/data stop` ends it.
 
+pub mod cluster;
 pub mod proxy;
 
 use std::fs;

@@ -1,0 +1,311 @@
+//! The fault campaign: seeds of random workload and random faults against
+//! N nodes (`outpost sync` child processes plus the application's model
+//! service) and one PostgreSQL on a cluster the campaign starts for itself
+//! (it restarts it; the shared server on 5432 is never touched). After each
+//! seed every node syncs until quiet and the checker (`campaign/check.rs`,
+//! which documents exactly what is asserted) must find nothing.
+//!
+//! * CI: `cargo test -p outpost --test campaign` runs the fixed seeds
+//!   `1..=20`.
+//! * One seed: `OUTPOST_CAMPAIGN_SEED=17 cargo test -p outpost --test campaign -- --nocapture`.
+//! * A long run: `OUTPOST_CAMPAIGN_SEEDS=500 cargo test --release -p outpost --test campaign -- --nocapture`
+//!   (seeds `1..=500`; `OUTPOST_CAMPAIGN_FIRST=1000` moves the start;
+//!   `OUTPOST_CAMPAIGN_NODES` and `OUTPOST_CAMPAIGN_ROUNDS` change the shape).
+//!
+//! See `docs/reliability.md` for the fault model and the figures.
+
+#[path = "campaign/check.rs"]
+mod check;
+#[path = "campaign/harness.rs"]
+mod harness;
+
+use std::sync::Arc;
+
+use check::{Ack, Actor, AuditEvent, FinalState, Kind, ReplicaState, Row, Unsettled, Write};
+use harness::{Figures, Shape};
+use serde_json::json;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn seeds() -> Vec<u64> {
+    if let Some(one) = env_u64("OUTPOST_CAMPAIGN_SEED") {
+        return vec![one];
+    }
+    let first = env_u64("OUTPOST_CAMPAIGN_FIRST").unwrap_or(1);
+    let n = env_u64("OUTPOST_CAMPAIGN_SEEDS").unwrap_or(20);
+    (first..first + n).collect()
+}
+
+fn shape() -> Shape {
+    let mut s = Shape::default();
+    if let Some(n) = env_u64("OUTPOST_CAMPAIGN_NODES") {
+        s.nodes = n.max(1) as usize;
+    }
+    if let Some(r) = env_u64("OUTPOST_CAMPAIGN_ROUNDS") {
+        s.rounds = r.max(1) as usize;
+    }
+    s
+}
+
+fn replay(seed: u64) -> String {
+    format!(
+        "replay: OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn campaign() -> anyhow::Result<()> {
+    let cluster =
+        Arc::new(tokio::task::spawn_blocking(outpost_testkit::cluster::Cluster::start).await??);
+    let shape = shape();
+    let mut total = Figures::default();
+    let mut failures = Vec::new();
+    let started = std::time::Instant::now();
+    for (n, seed) in seeds().into_iter().enumerate() {
+        if n > 0 && n % 25 == 0 {
+            // A long run stopped early still leaves its figures.
+            println!("after {n} seeds: {total}");
+        }
+        let t = std::time::Instant::now();
+        match harness::run_seed(&cluster, seed, shape).await {
+            Ok(outcome) => {
+                total.add(&outcome.figures);
+                if outcome.anomalies.is_empty() {
+                    println!("seed {seed}: sound ({:.1}s)", t.elapsed().as_secs_f64());
+                } else {
+                    println!(
+                        "seed {seed}: {} anomalies; {}",
+                        outcome.anomalies.len(),
+                        replay(seed)
+                    );
+                    for a in &outcome.anomalies {
+                        println!("  [{}] {}", a.class, a.detail);
+                    }
+                    explain(&outcome.state, &outcome.anomalies);
+                    failures.push(seed);
+                }
+            }
+            Err(e) => {
+                println!(
+                    "seed {seed}: the run itself failed: {e:#}; {}",
+                    replay(seed)
+                );
+                failures.push(seed);
+            }
+        }
+    }
+    println!(
+        "campaign: {total}\n  {:.1}s in all",
+        started.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(
+        failures.is_empty(),
+        "seeds {failures:?} failed; {}",
+        failures
+            .iter()
+            .map(|s| replay(*s))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    Ok(())
+}
+
+/// The history of every key an anomaly names: the harness's writes, the
+/// server's audit events, and each replica's unsettled entry.
+fn explain(state: &FinalState, anomalies: &[check::Anomaly]) {
+    let keys: std::collections::BTreeSet<&str> = state
+        .log
+        .iter()
+        .map(|w| w.pk.as_str())
+        .chain(state.audit.iter().map(|e| e.pk.as_str()))
+        .filter(|k| anomalies.iter().any(|a| a.detail.contains(*k)))
+        .collect();
+    for k in keys {
+        println!("  history of {k}:");
+        for w in state.log.iter().filter(|w| w.pk == k) {
+            println!(
+                "    write #{} {:?} {:?} {:?} via {} ({:?})",
+                w.id, w.actor, w.kind, w.token, w.via, w.ack
+            );
+        }
+        for e in state.audit.iter().filter(|e| e.pk == k) {
+            println!("    server event {} {} {:?}", e.seq, e.op, e.tokens);
+        }
+        for (i, r) in state.replicas.iter().enumerate() {
+            for ((t, pk), u) in &r.unsettled {
+                if pk == k {
+                    println!("    node {i}: {t} {} {:?}", u.status, u.reason);
+                }
+            }
+        }
+    }
+}
+
+// ---- the checker catches what it claims to catch ----------------------------------
+
+fn row(id: &str, title: &str) -> (String, Row) {
+    let r: Row = [
+        ("id".to_string(), json!(id)),
+        ("title".to_string(), json!(title)),
+    ]
+    .into_iter()
+    .collect();
+    (format!("[\"{id}\"]"), r)
+}
+
+fn write(id: u64, actor: Actor, pk: &str, kind: Kind, token: Option<&str>) -> Write {
+    Write {
+        id,
+        actor,
+        table: "Post".into(),
+        pk: format!("[\"{pk}\"]"),
+        kind,
+        token: token.map(str::to_string),
+        ack: Ack::Acked,
+        via: "test",
+    }
+}
+
+fn event(seq: i64, pk: &str, op: &str, tokens: &[&str]) -> AuditEvent {
+    AuditEvent {
+        seq,
+        table: "Post".into(),
+        pk: format!("[\"{pk}\"]"),
+        op: op.into(),
+        tokens: tokens.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// A sound state: two nodes equal to the server, writes in the history.
+fn sound() -> FinalState {
+    let rows = vec![row("p1", "t2"), row("p2", "t3")];
+    let replica = ReplicaState {
+        tables: [("Post".to_string(), rows.clone())].into_iter().collect(),
+        unsettled: Default::default(),
+    };
+    FinalState {
+        server: [("Post".to_string(), rows)].into_iter().collect(),
+        replicas: vec![replica.clone(), replica],
+        audit: vec![
+            event(1, "p1", "I", &["t1"]),
+            event(2, "p1", "U", &["t2"]),
+            event(3, "p2", "I", &["t3"]),
+            event(4, "p9", "I", &["t9"]),
+            event(5, "p9", "D", &[]),
+        ],
+        log: vec![
+            write(1, Actor::Node(0), "p1", Kind::Insert, Some("t1")),
+            write(2, Actor::Node(1), "p1", Kind::Update, Some("t2")),
+            write(3, Actor::Server, "p2", Kind::Insert, Some("t3")),
+            write(4, Actor::Node(0), "p9", Kind::Delete, None),
+        ],
+        token_columns: vec!["title".into()],
+    }
+}
+
+fn posts(tables: &mut check::Tables) -> &mut Vec<(String, Row)> {
+    tables.entry("Post".to_string()).or_default()
+}
+
+fn classes(state: &FinalState) -> Vec<&'static str> {
+    check::check(state).into_iter().map(|a| a.class).collect()
+}
+
+#[test]
+fn the_checker_passes_a_sound_state() {
+    assert_eq!(check::check(&sound()), vec![]);
+}
+
+#[test]
+fn the_checker_catches_a_diverged_replica_and_a_missing_server_change() {
+    let mut s = sound();
+    posts(&mut s.replicas[1].tables)[0]
+        .1
+        .insert("title".into(), json!("t1"));
+    assert_eq!(classes(&s), vec!["diverged"]);
+    let mut s = sound();
+    posts(&mut s.replicas[0].tables).pop();
+    assert_eq!(classes(&s), vec!["diverged"]);
+    // Listed as CONFLICT: excused.
+    s.replicas[0].unsettled.insert(
+        ("Post".into(), "[\"p2\"]".into()),
+        Unsettled {
+            status: "CONFLICT".into(),
+            reason: None,
+        },
+    );
+    assert_eq!(classes(&s), Vec::<&str>::new());
+}
+
+#[test]
+fn the_checker_catches_a_lost_acknowledged_write() {
+    let mut s = sound();
+    // Node 1 says it wrote t7 on p2; the server never saw it.
+    s.log
+        .push(write(5, Actor::Node(1), "p2", Kind::Update, Some("t7")));
+    assert_eq!(classes(&s), vec!["lost-write"]);
+    // Listed as FAILED with a reason on that node: excused (and the row
+    // may differ there).
+    s.replicas[1].unsettled.insert(
+        ("Post".into(), "[\"p2\"]".into()),
+        Unsettled {
+            status: "FAILED".into(),
+            reason: Some("violates foreign key".into()),
+        },
+    );
+    assert_eq!(classes(&s), Vec::<&str>::new());
+    // Without the reason it is an anomaly of its own.
+    s.replicas[1].unsettled.insert(
+        ("Post".into(), "[\"p2\"]".into()),
+        Unsettled {
+            status: "FAILED".into(),
+            reason: None,
+        },
+    );
+    assert_eq!(classes(&s), vec!["no-reason"]);
+    // A delete acknowledged but the row still on the server.
+    let mut s = sound();
+    s.log
+        .push(write(5, Actor::Node(0), "p2", Kind::Delete, None));
+    assert_eq!(classes(&s), vec!["lost-write"]);
+    // Superseded by the same node's later write to that row: fine.
+    let mut s = sound();
+    s.log
+        .push(write(5, Actor::Node(1), "p2", Kind::Update, Some("t7")));
+    s.log
+        .push(write(6, Actor::Node(1), "p2", Kind::Update, Some("t3")));
+    assert_eq!(classes(&s), Vec::<&str>::new());
+    // An unknown outcome need not have landed.
+    let mut s = sound();
+    let mut w = write(5, Actor::Node(1), "p2", Kind::Update, Some("t7"));
+    w.ack = Ack::Unknown;
+    s.log.push(w);
+    assert_eq!(classes(&s), Vec::<&str>::new());
+}
+
+#[test]
+fn the_checker_catches_duplicates_resurrections_and_stuck_rows() {
+    let mut s = sound();
+    posts(&mut s.server).push(row("p3", "t3"));
+    for r in &mut s.replicas {
+        posts(&mut r.tables).push(row("p3", "t3"));
+    }
+    assert_eq!(classes(&s), vec!["duplicate"; 3]);
+    let mut s = sound();
+    posts(&mut s.replicas[0].tables).push(row("p1", "t2"));
+    assert_eq!(classes(&s), vec!["duplicate"]);
+    let mut s = sound();
+    s.audit.push(event(6, "p9", "I", &["t10"]));
+    assert_eq!(classes(&s), vec!["resurrected"]);
+    let mut s = sound();
+    s.replicas[0].unsettled.insert(
+        ("Post".into(), "[\"p1\"]".into()),
+        Unsettled {
+            status: "PENDING".into(),
+            reason: None,
+        },
+    );
+    assert_eq!(classes(&s), vec!["pending"]);
+}

@@ -1,0 +1,1273 @@
+//! One campaign run for one seed: N nodes and one PostgreSQL database on
+//! the campaign's own cluster, a random workload and random faults, then
+//! every node syncs until quiet and [`check`](super::check) judges the end
+//! state against the harness's independent log of acknowledged writes.
+//!
+//! * **Nodes**: a replica file each, a TCP [`Proxy`] between the node and
+//!   the server, the application's handle [`Outpost`] (model service, monitor
+//!   off) and sync runs as child processes (`outpost sync`) that may be
+//!   killed with SIGKILL at any moment, or abort at a named fault point.
+//! * **Node writes** go three ways: plain SQL on the replica file (any
+//!   program may write it; triggers capture), the model service in local
+//!   mode, and the model service in remote mode (written on the server,
+//!   mirrored into the replica; a write the server cannot take while
+//!   unreachable is written locally instead, as `auto` mode would).
+//! * **Server writes**: three writers with their own connections; some hold
+//!   a transaction open across rounds (the cursor rule's hard case).
+//! * **Faults**: connection cut (for a round, for a long time, in the middle
+//!   of a sync), SIGKILL of a sync at a random moment, abort at a named
+//!   point, a dropped push acknowledgement, PostgreSQL restarted (immediate
+//!   mode: crash recovery), the change log pruned under an offline node.
+//!
+//! Randomness comes from the seed only (timings are real, so a replay is
+//! faithful in its choices, not necessarily in its interleavings).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use outpost::core::config::Config;
+use outpost::core::schema::Schema;
+use outpost::core::sync::Direction;
+use outpost::local::Replica;
+use outpost::remote::tokio_postgres::{self, Client, NoTls};
+use outpost::{EngineError, Mode, NodeOptions, Outpost};
+use outpost_testkit::cluster::Cluster;
+use outpost_testkit::proxy::Proxy;
+use serde_json::{Value as Json, json};
+
+use super::check::{
+    Ack, Actor, Anomaly, AuditEvent, FinalState, Kind, ReplicaState, Tables, Unsettled, Write,
+};
+
+/// The server's schema: related tables with a foreign key (cascading), a
+/// unique column (duplicates become FAILED rows), and an audit history in a
+/// schema outpost does not sync.
+const DDL: &str = r#"
+CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text);
+CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, body text,
+  "userId" text NOT NULL REFERENCES "User"(id) ON DELETE CASCADE);
+CREATE SCHEMA campaign;
+CREATE TABLE campaign.audit (seq bigserial PRIMARY KEY, tbl text NOT NULL, pk text NOT NULL,
+  op text NOT NULL, tokens text[] NOT NULL);
+CREATE FUNCTION campaign.record() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    INSERT INTO campaign.audit (tbl, pk, op, tokens)
+      VALUES (TG_TABLE_NAME, jsonb_build_array(OLD.id)::text, 'D', '{}');
+    RETURN OLD;
+  END IF;
+  INSERT INTO campaign.audit (tbl, pk, op, tokens)
+    VALUES (TG_TABLE_NAME, jsonb_build_array(NEW.id)::text, left(TG_OP, 1),
+      array_remove(ARRAY[to_jsonb(NEW) ->> 'name', to_jsonb(NEW) ->> 'title', to_jsonb(NEW) ->> 'body'], NULL));
+  RETURN NEW;
+END $$;
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON "User" FOR EACH ROW EXECUTE FUNCTION campaign.record();
+CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON "Post" FOR EACH ROW EXECUTE FUNCTION campaign.record();
+"#;
+
+/// Columns that carry write tokens.
+pub const TOKEN_COLUMNS: [&str; 3] = ["name", "title", "body"];
+
+/// Named points where `outpost sync` aborts (`OUTPOST_FAULT=crash:<point>`).
+const CRASH_POINTS: [&str; 4] = [
+    "bootstrap-mid-table",
+    "push-before-send",
+    "push-after-commit",
+    "pull-before-apply",
+];
+
+/// How big a run is.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    /// Nodes.
+    pub nodes: usize,
+    /// Rounds of workload and faults.
+    pub rounds: usize,
+    /// Writes per round (nodes and server together).
+    pub ops_per_round: usize,
+}
+
+impl Default for Shape {
+    fn default() -> Shape {
+        Shape {
+            nodes: 4,
+            rounds: 8,
+            ops_per_round: 10,
+        }
+    }
+}
+
+/// Counts of one run (or many, added up).
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    /// Seeds run.
+    pub runs: u64,
+    /// Writes attempted and acknowledged, by path and kind.
+    pub ops: BTreeMap<String, u64>,
+    /// Faults injected, by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Sync runs, by kind.
+    pub syncs: BTreeMap<String, u64>,
+    /// Rows left in CONFLICT / FAILED at the end (listed, not lost).
+    pub conflicts: u64,
+    /// Rows left FAILED at the end.
+    pub failed: u64,
+    /// Anomalies found.
+    pub anomalies: u64,
+}
+
+impl Figures {
+    /// Adds another run's counts.
+    pub fn add(&mut self, other: &Figures) {
+        self.runs += other.runs;
+        for (k, v) in &other.ops {
+            *self.ops.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.faults {
+            *self.faults.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &other.syncs {
+            *self.syncs.entry(k.clone()).or_default() += v;
+        }
+        self.conflicts += other.conflicts;
+        self.failed += other.failed;
+        self.anomalies += other.anomalies;
+    }
+
+    fn fault(&mut self, kind: &str) {
+        *self.faults.entry(kind.to_string()).or_default() += 1;
+    }
+
+    fn op(&mut self, key: String) {
+        *self.ops.entry(key).or_default() += 1;
+    }
+
+    fn sync(&mut self, kind: &str) {
+        *self.syncs.entry(kind.to_string()).or_default() += 1;
+    }
+}
+
+impl std::fmt::Display for Figures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let acked: u64 = self
+            .ops
+            .iter()
+            .filter(|(k, _)| k.ends_with(":acked"))
+            .map(|(_, v)| v)
+            .sum();
+        let attempted: u64 = self
+            .ops
+            .iter()
+            .filter(|(k, _)| k.ends_with(":tried"))
+            .map(|(_, v)| v)
+            .sum();
+        let faults: u64 = self.faults.values().sum();
+        writeln!(
+            f,
+            "runs {}, writes tried {attempted}, acknowledged {acked}, faults {faults}, anomalies {}; left listed: {} conflict, {} failed",
+            self.runs, self.anomalies, self.conflicts, self.failed
+        )?;
+        writeln!(f, "  faults: {:?}", self.faults)?;
+        writeln!(f, "  syncs: {:?}", self.syncs)?;
+        write!(f, "  writes: {:?}", self.ops)
+    }
+}
+
+/// SplitMix64: a small reproducible generator (no dependency).
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator for `seed`.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed ^ 0x9E37_79B9_7F4A_7C15)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> Option<&'a T> {
+        if items.is_empty() {
+            None
+        } else {
+            items.get(self.below(items.len() as u64) as usize)
+        }
+    }
+}
+
+fn key(id: &str) -> String {
+    serde_json::to_string(&json!([id])).unwrap_or_default()
+}
+
+/// A node of the campaign.
+struct Node {
+    dir: PathBuf,
+    path: PathBuf,
+    proxy: Arc<Proxy>,
+    app: Outpost,
+    /// Cut until this round (exclusive); 0 when online.
+    offline_until: usize,
+    /// Rounds in a row without a completed sync (for the retention fault).
+    idle_rounds: usize,
+}
+
+/// A direct server writer; `open` holds the writes of its open transaction
+/// and when it commits. Its session has a short `lock_timeout`: the harness
+/// is one task, so a writer waiting for a lock another writer of the harness
+/// holds would wait for ever.
+struct ServerWriter {
+    client: Option<Client>,
+    open: Option<(Vec<Write>, Instant)>,
+}
+
+/// A write the workload wants to make.
+#[derive(Debug, Clone)]
+enum Op {
+    InsertUser { id: String, email: String },
+    UpdateUser { id: String },
+    DeleteUser { id: String },
+    InsertPost { id: Option<String>, user: String },
+    UpdatePost { id: String, column: &'static str },
+    DeletePost { id: String },
+}
+
+impl Op {
+    fn table(&self) -> &'static str {
+        match self {
+            Op::InsertUser { .. } | Op::UpdateUser { .. } | Op::DeleteUser { .. } => "User",
+            _ => "Post",
+        }
+    }
+
+    fn kind(&self) -> Kind {
+        match self {
+            Op::InsertUser { .. } | Op::InsertPost { .. } => Kind::Insert,
+            Op::UpdateUser { .. } | Op::UpdatePost { .. } => Kind::Update,
+            _ => Kind::Delete,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Op::InsertUser { .. } => "insert-user",
+            Op::UpdateUser { .. } => "update-user",
+            Op::DeleteUser { .. } => "delete-user",
+            Op::InsertPost { .. } => "insert-post",
+            Op::UpdatePost { .. } => "update-post",
+            Op::DeletePost { .. } => "delete-post",
+        }
+    }
+}
+
+/// The state of one run.
+struct Run {
+    seed: u64,
+    shape: Shape,
+    rng: Rng,
+    conninfo: String,
+    nodes: Vec<Node>,
+    writers: Vec<ServerWriter>,
+    users: Vec<String>,
+    posts: Vec<String>,
+    next_id: u64,
+    log: Vec<Write>,
+    figures: Figures,
+    _dir: tempfile::TempDir,
+}
+
+/// The result of one seed.
+pub struct Outcome {
+    /// Its figures.
+    pub figures: Figures,
+    /// What the checker found (empty: sound).
+    pub anomalies: Vec<Anomaly>,
+    /// The end state the checker judged (to explain an anomaly).
+    pub state: FinalState,
+}
+
+/// Runs one seed against the campaign's cluster.
+pub async fn run_seed(cluster: &Arc<Cluster>, seed: u64, shape: Shape) -> anyhow::Result<Outcome> {
+    let dbname = format!("campaign_{seed}_{}", uuid::Uuid::new_v4().simple());
+    let admin = connect(&cluster.conninfo("postgres")).await?;
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{dbname}\""))
+        .await
+        .context("creating the seed's database")?;
+    let conninfo = cluster.conninfo(&dbname);
+    let result = run_in(cluster, seed, shape, &dbname, conninfo).await;
+    // Best effort: the database goes whether the run passed or not.
+    if let Ok(admin) = connect(&cluster.conninfo("postgres")).await {
+        let _ = admin
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS \"{dbname}\" WITH (FORCE)"
+            ))
+            .await;
+    }
+    result
+}
+
+async fn connect(conninfo: &str) -> anyhow::Result<Client> {
+    let (client, conn) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_postgres::connect(conninfo, NoTls),
+    )
+    .await
+    .context("connecting: timed out")??;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Waits for the cluster to answer again (after a restart).
+async fn server_up(conninfo: &str) -> anyhow::Result<Client> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match connect(conninfo).await {
+            Ok(c) => return Ok(c),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+async fn run_in(
+    cluster: &Arc<Cluster>,
+    seed: u64,
+    shape: Shape,
+    dbname: &str,
+    conninfo: String,
+) -> anyhow::Result<Outcome> {
+    let mut rng = Rng::new(seed);
+    let mut client = connect(&conninfo).await?;
+    client
+        .batch_execute(DDL)
+        .await
+        .context("creating the schema")?;
+    // A common starting point.
+    let mut users = Vec::new();
+    let mut posts = Vec::new();
+    for i in 0..6 {
+        let id = format!("u{i}");
+        client
+            .execute(
+                r#"INSERT INTO "User" (id, email, name) VALUES ($1, $2, $3)"#,
+                &[&id, &format!("seed{i}@x"), &format!("t-seed-u{i}")],
+            )
+            .await?;
+        users.push(id);
+    }
+    for i in 0..8 {
+        let id = format!("p{i}");
+        client
+            .execute(
+                r#"INSERT INTO "Post" (id, title, "userId") VALUES ($1, $2, $3)"#,
+                &[&id, &format!("t-seed-p{i}"), &users[i % users.len()]],
+            )
+            .await?;
+        posts.push(id);
+    }
+    let schema = outpost::remote::introspect(&client, "public", None, &[]).await?;
+    outpost::remote::install(&mut client, &schema).await?;
+    let dir = tempfile::tempdir()?;
+    let mut nodes = Vec::new();
+    for i in 0..shape.nodes {
+        let ndir = dir.path().join(format!("node{i}"));
+        std::fs::create_dir_all(&ndir)?;
+        let path = ndir.join("local.db");
+        let s = schema.clone();
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || Replica::setup(&p, &s)).await??;
+        let proxy = Arc::new(Proxy::start(cluster.addr()).await?);
+        let url = format!("postgres://postgres@{}/{dbname}", proxy.addr);
+        let local = format!("file:{}", path.display());
+        let config = Config::from_lookup(|k| match k {
+            "DATABASE_URL" => Some(url.clone()),
+            "LOCAL_DATABASE_URL" => Some(local.clone()),
+            "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+            _ => None,
+        })?;
+        let app = Outpost::open_with(
+            config,
+            NodeOptions {
+                monitor: false,
+                id_block: 50,
+                ..NodeOptions::default()
+            },
+        )
+        .await?;
+        app.set_mode(Mode::Local).await;
+        let report = app.sync(Direction::Bidirectional).await?;
+        anyhow::ensure!(
+            report.success,
+            "first sync of node {i}: {:?}",
+            report.errors
+        );
+        nodes.push(Node {
+            dir: ndir,
+            path,
+            proxy,
+            app,
+            offline_until: 0,
+            idle_rounds: 0,
+        });
+    }
+    let _ = rng.next();
+    let mut run = Run {
+        seed,
+        shape,
+        rng,
+        conninfo,
+        nodes,
+        writers: (0..3)
+            .map(|_| ServerWriter {
+                client: None,
+                open: None,
+            })
+            .collect(),
+        users,
+        posts,
+        next_id: 0,
+        log: Vec::new(),
+        figures: Figures {
+            runs: 1,
+            ..Figures::default()
+        },
+        _dir: dir,
+    };
+    for round in 0..shape.rounds {
+        run.round(cluster, round).await?;
+    }
+    run.quiesce().await?;
+    let state = run.final_state(&schema).await?;
+    let anomalies = super::check::check(&state);
+    run.figures.anomalies = anomalies.len() as u64;
+    for r in &state.replicas {
+        for u in r.unsettled.values() {
+            match u.status.as_str() {
+                "CONFLICT" => run.figures.conflicts += 1,
+                "FAILED" => run.figures.failed += 1,
+                _ => {}
+            }
+        }
+    }
+    for n in &run.nodes {
+        n.app.shutdown().await;
+    }
+    Ok(Outcome {
+        figures: run.figures,
+        anomalies,
+        state,
+    })
+}
+
+/// A sync child process and what was done to it.
+struct Child {
+    node: usize,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Run {
+    fn token(&mut self) -> String {
+        self.next_id += 1;
+        format!("t{}", self.next_id)
+    }
+
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.next_id += 1;
+        format!("{prefix}{}-{}", self.seed, self.next_id)
+    }
+
+    fn random_op(&mut self) -> Option<Op> {
+        let roll = self.rng.below(100);
+        Some(match roll {
+            0..=14 => {
+                let id = self.fresh("u");
+                // Now and then an email another user already has: the
+                // server refuses it (FAILED on push, an error online).
+                let email = if self.rng.chance(0.1) {
+                    format!("seed{}@x", self.rng.below(6))
+                } else {
+                    format!("{id}@x")
+                };
+                Op::InsertUser { id, email }
+            }
+            15..=29 => Op::UpdateUser {
+                id: self.rng.pick(&self.users)?.clone(),
+            },
+            30..=35 => Op::DeleteUser {
+                id: self.rng.pick(&self.users)?.clone(),
+            },
+            36..=55 => {
+                let user = self.rng.pick(&self.users)?.clone();
+                let id = if self.rng.chance(0.7) {
+                    Some(self.fresh("p"))
+                } else {
+                    None
+                };
+                Op::InsertPost { id, user }
+            }
+            56..=89 => Op::UpdatePost {
+                id: self.rng.pick(&self.posts)?.clone(),
+                column: if self.rng.chance(0.5) {
+                    "title"
+                } else {
+                    "body"
+                },
+            },
+            _ => Op::DeletePost {
+                id: self.rng.pick(&self.posts)?.clone(),
+            },
+        })
+    }
+
+    fn record(
+        &mut self,
+        actor: Actor,
+        op: &Op,
+        id: &str,
+        token: Option<String>,
+        ack: Ack,
+        via: &'static str,
+    ) {
+        let (table, kind) = (op.table(), op.kind());
+        let n = self.log.len() as u64 + 1;
+        self.log.push(Write {
+            id: n,
+            actor,
+            table: table.to_string(),
+            pk: key(id),
+            kind,
+            token,
+            ack,
+            via,
+        });
+        self.figures.op(format!(
+            "{via}:{}",
+            if ack == Ack::Acked {
+                "acked"
+            } else {
+                "unknown"
+            }
+        ));
+    }
+
+    fn learn(&mut self, op: &Op, id: &str) {
+        match op {
+            Op::InsertUser { .. } => self.users.push(id.to_string()),
+            Op::InsertPost { .. } => self.posts.push(id.to_string()),
+            _ => {}
+        }
+    }
+
+    async fn round(&mut self, cluster: &Arc<Cluster>, round: usize) -> anyhow::Result<()> {
+        // Connectivity for this round: restore what ended, cut some more.
+        for i in 0..self.nodes.len() {
+            let node = &mut self.nodes[i];
+            if node.offline_until > 0 && node.offline_until <= round {
+                node.offline_until = 0;
+                node.proxy.restore();
+            }
+        }
+        if self.rng.chance(0.3) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            if self.nodes[i].offline_until == 0 {
+                let long = self.rng.chance(0.3);
+                let rounds = if long {
+                    4 + self.rng.below(3) as usize
+                } else {
+                    1 + self.rng.below(2) as usize
+                };
+                self.figures.fault(if long {
+                    "offline-long"
+                } else {
+                    "connection-cut"
+                });
+                self.nodes[i].offline_until = round + rounds;
+                self.nodes[i].proxy.cut();
+            }
+        }
+        // Sync runs as child processes, for the nodes the dice pick.
+        let mut children = Vec::new();
+        for i in 0..self.nodes.len() {
+            if !self.rng.chance(0.7) {
+                continue;
+            }
+            children.push(self.spawn_sync(i)?);
+        }
+        // A server restart in the middle of it all, now and then.
+        let restart = if self.rng.chance(0.06) {
+            self.figures.fault("postgres-restart");
+            let delay = Duration::from_millis(self.rng.below(300));
+            let c = cluster.clone();
+            Some(tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                tokio::task::spawn_blocking(move || c.restart()).await
+            }))
+        } else {
+            None
+        };
+        // Writes meanwhile, on nodes and on the server.
+        for _ in 0..self.shape.ops_per_round {
+            let Some(op) = self.random_op() else { continue };
+            let who = self.rng.below(self.nodes.len() as u64 + 2) as usize;
+            if who < self.nodes.len() {
+                self.node_write(who, op).await;
+            } else {
+                let w = self.rng.below(self.writers.len() as u64) as usize;
+                self.server_write(w, op).await;
+            }
+            if self.rng.chance(0.3) {
+                tokio::time::sleep(Duration::from_millis(self.rng.below(40))).await;
+            }
+            self.finish_due(false).await;
+        }
+        // Wait for the syncs, ending long transactions when they are due
+        // (a sync may be waiting for their locks).
+        let waited = Instant::now();
+        while !children.iter().all(|c| c.task.is_finished()) {
+            self.finish_due(false).await;
+            if waited.elapsed() > Duration::from_secs(180) {
+                anyhow::bail!("a sync child never ended");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for c in children {
+            let _ = c.task.await;
+            self.nodes[c.node].idle_rounds = 0;
+        }
+        if let Some(r) = restart {
+            match r.await {
+                Ok(Ok(Ok(()))) => {}
+                other => anyhow::bail!("restarting PostgreSQL failed: {other:?}"),
+            }
+            server_up(&self.conninfo).await?;
+        }
+        // The harness's own syncs below would wait for these locks.
+        self.finish_due(true).await;
+        // In-process syncs: a dropped acknowledgement, or pruning the
+        // change log while a node has been away for a while.
+        let i = self.rng.below(self.nodes.len() as u64) as usize;
+        if self.nodes[i].offline_until == 0 {
+            let long_away = self
+                .nodes
+                .iter()
+                .any(|n| n.idle_rounds >= 3 || n.offline_until > round + 1);
+            if long_away && self.rng.chance(0.5) {
+                self.figures.fault("changelog-pruned");
+                self.nodes[i]
+                    .app
+                    .engine()
+                    .set_retention(Duration::from_millis(1));
+                let _ = self.nodes[i].app.sync(Direction::Bidirectional).await;
+                self.nodes[i]
+                    .app
+                    .engine()
+                    .set_retention(Duration::from_secs(7 * 24 * 3600));
+                self.figures.sync("in-process");
+            } else if self.rng.chance(0.3) {
+                self.figures.fault("ack-dropped");
+                self.nodes[i].app.engine().arm_fault("push-after-commit");
+                let _ = self.nodes[i].app.sync(Direction::Bidirectional).await;
+                self.figures.sync("in-process");
+            }
+        }
+        for n in &mut self.nodes {
+            n.idle_rounds += 1;
+        }
+        Ok(())
+    }
+
+    fn spawn_sync(&mut self, i: usize) -> anyhow::Result<Child> {
+        let node = &self.nodes[i];
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_outpost"));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("sync.log"))?;
+        cmd.arg("sync")
+            .current_dir(&node.dir)
+            .env(
+                "DATABASE_URL",
+                format!("postgres://postgres@{}/{}", node.proxy.addr, self.dbname()),
+            )
+            .env(
+                "LOCAL_DATABASE_URL",
+                format!("file:{}", node.path.display()),
+            )
+            .env("LOCAL_DATABASE_SYNC_INTERVAL", "0")
+            .env_remove("OUTPOST_FAULT")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let roll = self.rng.below(100);
+        let mut kill_after = None;
+        let mut cut_after = None;
+        match roll {
+            0..=11 => {
+                let point = *self.rng.pick(&CRASH_POINTS).unwrap_or(&"push-after-commit");
+                cmd.env("OUTPOST_FAULT", format!("crash:{point}"));
+                self.figures.fault(&format!("abort-at:{point}"));
+            }
+            12..=29 => {
+                kill_after = Some(Duration::from_millis(self.rng.below(250)));
+                self.figures.fault("sigkill");
+            }
+            30..=37 if self.nodes[i].offline_until == 0 => {
+                cut_after = Some(Duration::from_millis(self.rng.below(200)));
+                self.figures.fault("cut-mid-sync");
+            }
+            _ => {}
+        }
+        self.figures.sync("child-process");
+        let mut child = cmd.spawn().context("starting outpost sync")?;
+        let cut = cut_after.map(|d| (d, self.nodes[i].proxy.clone()));
+        let task = tokio::spawn(async move {
+            let cutter = cut.map(|(d, proxy)| {
+                tokio::spawn(async move {
+                    tokio::time::sleep(d).await;
+                    proxy.cut();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    proxy.restore();
+                })
+            });
+            match kill_after {
+                Some(d) => {
+                    tokio::select! {
+                        _ = child.wait() => {}
+                        _ = tokio::time::sleep(d) => {
+                            let _ = child.start_kill(); // SIGKILL
+                            let _ = child.wait().await;
+                        }
+                    }
+                }
+                None => {
+                    if tokio::time::timeout(Duration::from_secs(90), child.wait())
+                        .await
+                        .is_err()
+                    {
+                        let _ = child.start_kill();
+                        let _ = child.wait().await;
+                    }
+                }
+            }
+            if let Some(c) = cutter {
+                let _ = c.await;
+            }
+        });
+        Ok(Child { node: i, task })
+    }
+
+    fn dbname(&self) -> String {
+        self.conninfo
+            .split_whitespace()
+            .find_map(|p| p.strip_prefix("dbname="))
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// A write on node `i`, by one of the three paths.
+    async fn node_write(&mut self, i: usize, op: Op) {
+        let path = self.rng.below(3);
+        let token = self.token();
+        let via = match path {
+            0 => "replica-sql",
+            1 => "model-local",
+            _ => "model-remote",
+        };
+        self.figures.op(format!("{via}:tried"));
+        self.figures.op(format!("op:{}", op.name()));
+        if path == 2 {
+            let app = self.nodes[i].app.clone();
+            app.set_mode(Mode::Remote).await;
+            // Bounded: a lock held by one of the harness's own open server
+            // transactions would block it for ever. Timed out = unknown.
+            let result =
+                match tokio::time::timeout(Duration::from_secs(2), model_write(&app, &op, &token))
+                    .await
+                {
+                    Ok(r) => r,
+                    Err(_) => Err(EngineError::OutcomeUnknown("timed out".into())),
+                };
+            app.set_mode(Mode::Local).await;
+            match result {
+                Ok(Some(id)) => {
+                    self.learn(&op, &id);
+                    self.record(Actor::Node(i), &op, &id, Some(token), Ack::Acked, via);
+                    return;
+                }
+                Ok(None) => return,
+                Err(EngineError::OutcomeUnknown(_)) => {
+                    if let Some(id) = op_id(&op) {
+                        self.learn(&op, &id);
+                        self.record(Actor::Node(i), &op, &id, Some(token), Ack::Unknown, via);
+                    }
+                    return;
+                }
+                Err(EngineError::Unreachable(_)) => {
+                    // As `auto` mode does: the server is away, write locally.
+                }
+                Err(_) => return,
+            }
+        }
+        let result = if path == 0 {
+            let p = self.nodes[i].path.clone();
+            let (o, t) = (op.clone(), token.clone());
+            tokio::task::spawn_blocking(move || sql_write(&p, &o, &t))
+                .await
+                .unwrap_or(Ok(None))
+        } else {
+            let app = self.nodes[i].app.clone();
+            model_write(&app, &op, &token)
+                .await
+                .map_err(|e| e.to_string())
+        };
+        if let Ok(Some(id)) = result {
+            self.learn(&op, &id);
+            let via = if path == 2 {
+                "model-remote-fallback"
+            } else {
+                via
+            };
+            self.record(Actor::Node(i), &op, &id, Some(token), Ack::Acked, via);
+        }
+    }
+
+    /// A write by server writer `w`: autocommit, or inside a long
+    /// transaction (started now and then; its writes count when it commits).
+    async fn server_write(&mut self, w: usize, op: Op) {
+        self.figures.op("server:tried".into());
+        if self.writers[w]
+            .client
+            .as_ref()
+            .is_none_or(|c| c.is_closed())
+        {
+            self.writers[w].open = None;
+            self.writers[w].client = match connect(&self.conninfo).await {
+                Ok(c) if c.batch_execute("SET lock_timeout = '300ms'").await.is_ok() => Some(c),
+                _ => None,
+            };
+        }
+        let token = self.token();
+        let start_tx = self.writers[w].open.is_none() && self.rng.chance(0.15);
+        let until = Instant::now() + Duration::from_millis(100 + self.rng.below(900));
+        let Some(client) = self.writers[w].client.as_ref() else {
+            return;
+        };
+        if start_tx {
+            if client.batch_execute("BEGIN").await.is_err() {
+                return;
+            }
+            self.figures.fault("long-server-transaction");
+            self.writers[w].open = Some((Vec::new(), until));
+        }
+        let Some(client) = self.writers[w].client.as_ref() else {
+            return;
+        };
+        let id = op_id(&op).unwrap_or_else(|| format!("p{}-{}", self.seed, self.next_id));
+        let result = server_sql(client, &op, &id, &token).await;
+        let in_tx = self.writers[w].open.is_some();
+        match result {
+            Ok(0) => {}
+            Ok(_) => {
+                self.learn(&op, &id);
+                let n = self.log.len() as u64 + 1;
+                let write = Write {
+                    id: n,
+                    actor: Actor::Server,
+                    table: op.table().into(),
+                    pk: key(&id),
+                    kind: op.kind(),
+                    token: Some(token),
+                    ack: Ack::Acked,
+                    via: "server",
+                };
+                if in_tx {
+                    if let Some((pending, _)) = self.writers[w].open.as_mut() {
+                        pending.push(write);
+                    }
+                } else {
+                    self.log.push(write);
+                    self.figures.op("server:acked".into());
+                }
+            }
+            Err(e) => {
+                let lost_connection = e.is_closed() || e.code().is_none();
+                if in_tx {
+                    // The transaction is aborted: nothing of it lands.
+                    if let Some(c) = self.writers[w].client.as_ref() {
+                        let _ = c.batch_execute("ROLLBACK").await;
+                    }
+                    self.writers[w].open = None;
+                } else if lost_connection {
+                    self.learn(&op, &id);
+                    self.record(Actor::Server, &op, &id, Some(token), Ack::Unknown, "server");
+                }
+            }
+        }
+    }
+
+    /// Commits the long transactions whose time came (all with `force`).
+    async fn finish_due(&mut self, force: bool) {
+        for w in 0..self.writers.len() {
+            let due = self.writers[w]
+                .open
+                .as_ref()
+                .is_some_and(|(_, until)| force || *until <= Instant::now());
+            if due {
+                self.finish_tx(w).await;
+            }
+        }
+    }
+
+    async fn finish_tx(&mut self, w: usize) {
+        let Some((pending, _)) = self.writers[w].open.take() else {
+            return;
+        };
+        let Some(client) = self.writers[w].client.as_ref() else {
+            return;
+        };
+        let ack = match client.batch_execute("COMMIT").await {
+            Ok(()) => Ack::Acked,
+            Err(e) if e.is_closed() || e.code().is_none() => Ack::Unknown,
+            Err(_) => return,
+        };
+        for mut write in pending {
+            write.id = self.log.len() as u64 + 1;
+            write.ack = ack;
+            self.figures.op(format!(
+                "server:{}",
+                if ack == Ack::Acked {
+                    "acked"
+                } else {
+                    "unknown"
+                }
+            ));
+            self.log.push(write);
+        }
+    }
+
+    /// Ends the faults and syncs every node until quiet: every report a
+    /// success, nothing pending, every replica equal to the server.
+    async fn quiesce(&mut self) -> anyhow::Result<()> {
+        for n in &mut self.nodes {
+            n.proxy.restore();
+            n.offline_until = 0;
+        }
+        server_up(&self.conninfo).await?;
+        for w in 0..self.writers.len() {
+            if self.writers[w]
+                .client
+                .as_ref()
+                .is_none_or(|c| c.is_closed())
+            {
+                self.writers[w].open = None;
+            }
+            self.finish_tx(w).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let mut last_error = String::new();
+        loop {
+            let mut quiet = true;
+            for (i, n) in self.nodes.iter().enumerate() {
+                self.figures
+                    .syncs
+                    .entry("until-quiet".into())
+                    .and_modify(|v| *v += 1)
+                    .or_insert(1);
+                match n.app.sync(Direction::Bidirectional).await {
+                    Ok(r) if r.success && !r.held_back => {
+                        let s = r.results.values().map(|s| s.records_processed).sum::<u64>();
+                        if s > 0 || r.bootstrapped {
+                            quiet = false;
+                        }
+                    }
+                    Ok(r) => {
+                        quiet = false;
+                        last_error = format!("node {i}: {:?}", r.errors);
+                    }
+                    Err(e) => {
+                        quiet = false;
+                        last_error = format!("node {i}: {e}");
+                    }
+                }
+            }
+            if quiet {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("the nodes never went quiet; last error: {last_error}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn final_state(&self, schema: &Schema) -> anyhow::Result<FinalState> {
+        let client = connect(&self.conninfo).await?;
+        let mut server = Tables::new();
+        for t in &schema.tables {
+            let rows = outpost::remote::feed::all_rows(&client, schema, &t.name).await?;
+            server.insert(t.name.clone(), to_rows(t, rows));
+        }
+        let audit = client
+            .query(
+                "SELECT seq, tbl, pk, op, tokens FROM campaign.audit ORDER BY seq",
+                &[],
+            )
+            .await?
+            .iter()
+            .map(|r| AuditEvent {
+                seq: r.get(0),
+                table: r.get(1),
+                pk: r.get(2),
+                op: r.get(3),
+                tokens: r.get(4),
+            })
+            .collect();
+        let mut replicas = Vec::new();
+        for n in &self.nodes {
+            let s = schema.clone();
+            let state = n
+                .app
+                .engine()
+                .with_replica(move |r| {
+                    let mut tables = Tables::new();
+                    for t in &s.tables {
+                        tables.insert(t.name.clone(), to_rows(t, r.all_rows(&t.name)?));
+                    }
+                    let mut stmt = r
+                        .connection()
+                        .prepare("SELECT table_name, pk, status, error FROM _outpost_rows WHERE status <> 'SYNCED'")
+                        .map_err(outpost::local::LocalError::sqlite("campaign"))?;
+                    let unsettled = stmt
+                        .query_map([], |row| {
+                            Ok((
+                                (row.get(0)?, row.get(1)?),
+                                Unsettled {
+                                    status: row.get(2)?,
+                                    reason: row.get(3)?,
+                                },
+                            ))
+                        })
+                        .map_err(outpost::local::LocalError::sqlite("campaign"))?
+                        .collect::<Result<BTreeMap<_, _>, _>>()
+                        .map_err(outpost::local::LocalError::sqlite("campaign"))?;
+                    Ok(ReplicaState { tables, unsettled })
+                })
+                .await?;
+            replicas.push(state);
+        }
+        Ok(FinalState {
+            server,
+            replicas,
+            audit,
+            log: self.log.clone(),
+            token_columns: TOKEN_COLUMNS.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+}
+
+fn to_rows(
+    t: &outpost::core::schema::Table,
+    rows: Vec<Vec<outpost::core::types::Value>>,
+) -> Vec<(String, super::check::Row)> {
+    let key_idx: Vec<usize> = t
+        .primary_key
+        .iter()
+        .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+        .collect();
+    rows.into_iter()
+        .map(|r| {
+            let pk: Vec<Json> = key_idx
+                .iter()
+                .map(|&i| r[i].to_json(&t.columns[i].ty))
+                .collect();
+            let row = t
+                .columns
+                .iter()
+                .zip(&r)
+                .map(|(c, v)| (c.name.clone(), v.to_json(&c.ty)))
+                .collect();
+            (serde_json::to_string(&pk).unwrap_or_default(), row)
+        })
+        .collect()
+}
+
+fn op_id(op: &Op) -> Option<String> {
+    match op {
+        Op::InsertUser { id, .. }
+        | Op::UpdateUser { id }
+        | Op::DeleteUser { id }
+        | Op::UpdatePost { id, .. }
+        | Op::DeletePost { id } => Some(id.clone()),
+        Op::InsertPost { id, .. } => id.clone(),
+    }
+}
+
+/// The write as plain SQL on the replica file (captured by its triggers).
+/// `Ok(Some(id))` when a row was written and committed.
+fn sql_write(path: &std::path::Path, op: &Op, token: &str) -> Result<Option<String>, String> {
+    use outpost::local::rusqlite::{Connection, params};
+    let conn = Connection::open(path).map_err(|e| e.to_string())?;
+    conn.busy_timeout(Duration::from_secs(20))
+        .map_err(|e| e.to_string())?;
+    let (n, id) = match op {
+        Op::InsertUser { id, email } => (
+            conn.execute(
+                r#"INSERT INTO "User" (id, email, name) VALUES (?1, ?2, ?3)"#,
+                params![id, email, token],
+            ),
+            id.clone(),
+        ),
+        Op::UpdateUser { id } => (
+            conn.execute(
+                r#"UPDATE "User" SET name = ?1 WHERE id = ?2"#,
+                params![token, id],
+            ),
+            id.clone(),
+        ),
+        Op::DeleteUser { id } => (
+            conn.execute(r#"DELETE FROM "User" WHERE id = ?1"#, params![id]),
+            id.clone(),
+        ),
+        Op::InsertPost { id, user } => {
+            let id = id.clone().unwrap_or_else(|| format!("px-{token}"));
+            (
+                conn.execute(
+                    r#"INSERT INTO "Post" (id, title, "userId") VALUES (?1, ?2, ?3)"#,
+                    params![id, token, user],
+                ),
+                id,
+            )
+        }
+        Op::UpdatePost { id, column } => (
+            conn.execute(
+                &format!(r#"UPDATE "Post" SET "{column}" = ?1 WHERE id = ?2"#),
+                params![token, id],
+            ),
+            id.clone(),
+        ),
+        Op::DeletePost { id } => (
+            conn.execute(r#"DELETE FROM "Post" WHERE id = ?1"#, params![id]),
+            id.clone(),
+        ),
+    };
+    match n {
+        Ok(0) => Ok(None),
+        Ok(_) => Ok(Some(id)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The write through the model service (in the node's current mode).
+async fn model_write(app: &Outpost, op: &Op, token: &str) -> Result<Option<String>, EngineError> {
+    let out: Json = match op {
+        Op::InsertUser { id, email } => {
+            app.model("User")?
+                .create(json!({"data": {"id": id, "email": email, "name": token}}))
+                .await?
+        }
+        Op::UpdateUser { id } => {
+            app.model("User")?
+                .update(json!({"where": {"id": id}, "data": {"name": token}}))
+                .await?
+        }
+        Op::DeleteUser { id } => {
+            app.model("User")?
+                .delete(json!({"where": {"id": id}}))
+                .await?
+        }
+        Op::InsertPost { id, user } => {
+            let mut data = json!({"title": token, "userId": user});
+            if let Some(id) = id {
+                data["id"] = json!(id);
+            }
+            app.model("Post")?.create(json!({"data": data})).await?
+        }
+        Op::UpdatePost { id, column } => {
+            app.model("Post")?
+                .update(json!({"where": {"id": id}, "data": {*column: token}}))
+                .await?
+        }
+        Op::DeletePost { id } => {
+            app.model("Post")?
+                .delete(json!({"where": {"id": id}}))
+                .await?
+        }
+    };
+    Ok(out.get("id").and_then(Json::as_str).map(str::to_string))
+}
+
+/// The write on the server; the number of rows it touched.
+async fn server_sql(
+    client: &Client,
+    op: &Op,
+    id: &str,
+    token: &str,
+) -> Result<u64, tokio_postgres::Error> {
+    match op {
+        Op::InsertUser { email, .. } => {
+            client
+                .execute(
+                    r#"INSERT INTO "User" (id, email, name) VALUES ($1, $2, $3)"#,
+                    &[&id, email, &token],
+                )
+                .await
+        }
+        Op::UpdateUser { .. } => {
+            client
+                .execute(
+                    r#"UPDATE "User" SET name = $1 WHERE id = $2"#,
+                    &[&token, &id],
+                )
+                .await
+        }
+        Op::DeleteUser { .. } => {
+            client
+                .execute(r#"DELETE FROM "User" WHERE id = $1"#, &[&id])
+                .await
+        }
+        Op::InsertPost { user, .. } => {
+            client
+                .execute(
+                    r#"INSERT INTO "Post" (id, title, "userId") VALUES ($1, $2, $3)"#,
+                    &[&id, &token, user],
+                )
+                .await
+        }
+        Op::UpdatePost { column, .. } => {
+            client
+                .execute(
+                    &format!(r#"UPDATE "Post" SET "{column}" = $1 WHERE id = $2"#),
+                    &[&token, &id],
+                )
+                .await
+        }
+        Op::DeletePost { .. } => {
+            client
+                .execute(r#"DELETE FROM "Post" WHERE id = $1"#, &[&id])
+                .await
+        }
+    }
+}
