@@ -46,7 +46,9 @@ impl Cluster {
             .inner
             .lock()
             .map_err(|_| anyhow::anyhow!("the cluster lock is poisoned"))?;
-        inner.crash_restart().context("restarting the dedicated cluster")
+        inner
+            .crash_restart()
+            .context("restarting the dedicated cluster")
     }
 
     /// A libpq connection string for `dbname` as the superuser.
