@@ -323,6 +323,42 @@ async fn bad_input_is_a_4xx_json_error_and_changes_nothing() -> anyhow::Result<(
         "payload_too_large",
         "larger",
     );
+    // Nesting past serde_json's depth limit, and a where clause nested
+    // within it: refused or answered, never a stack overflow or a 5xx.
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    let a = call(app, "POST", "/api/models/User/findMany", Some(&deep)).await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "malformed_json", "recursion");
+    let nested_where = format!(
+        r#"{{"where":{}{{"id":"u1"}}{}}}"#,
+        r#"{"AND":["#.repeat(60),
+        "]}".repeat(60)
+    );
+    let a = call(
+        app,
+        "POST",
+        "/api/models/User/findMany",
+        Some(&nested_where),
+    )
+    .await?;
+    assert!(
+        a.status == StatusCode::OK || a.status.is_client_error(),
+        "{} {}",
+        a.status,
+        a.text
+    );
+    // Bytes that are not UTF-8.
+    let a = send(
+        app,
+        Request::builder()
+            .method("POST")
+            .uri("/api/models/User/create")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(
+                b"{\"data\":{\"id\":\"\xff\xfe\",\"email\":\"x\"}}".to_vec(),
+            ))?,
+    )
+    .await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "malformed_json", "");
     let a = call(app, "POST", "/api/models/Nope/findMany", None).await?;
     assert_client_error(&a, StatusCode::NOT_FOUND, "unknown_model", "Nope");
     let a = call(app, "POST", "/api/models/User/dropTable", None).await?;
