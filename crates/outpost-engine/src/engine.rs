@@ -253,6 +253,11 @@ impl Engine {
         if let Ok(mut t) = self.inner.timeouts.lock() {
             *t = (statement, lock);
         }
+        // The limits are set when a session opens: the kept connection
+        // still has the old ones, so the next run opens a new one.
+        if let Ok(mut slot) = self.inner.client.lock() {
+            *slot = None;
+        }
     }
 
     fn timeouts(&self) -> (Duration, Duration) {
