@@ -1,34 +1,12 @@
 //! The `outpost` binary, black-box: configuration layers, `setup`, and the
 //! server tracking commands, against a real PostgreSQL and SQLite file.
 
-use std::path::Path;
 use std::process::{Command, Output};
 
 use outpost_testkit::TestDb;
 
-const VARS: &[&str] = &[
-    "DATABASE_URL",
-    "ENABLE_LOCAL_DATABASE",
-    "LOCAL_DATABASE_URL",
-    "LOCAL_DATABASE_SYNC_INTERVAL",
-    "ENABLE_OFFLINE_MODE",
-    "OUTPOST_SCHEMA",
-    "OUTPOST_TABLES",
-    "OUTPOST_EXCLUDE_TABLES",
-];
-
-/// Runs the binary in `dir` with a clean outpost environment plus `env`.
-fn outpost(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
-    cmd.current_dir(dir).args(args);
-    for v in VARS {
-        cmd.env_remove(v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run outpost")
-}
+mod common;
+use common::outpost;
 
 fn text(o: &Output) -> (String, String) {
     (

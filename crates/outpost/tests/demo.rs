@@ -11,18 +11,8 @@ use std::time::{Duration, Instant};
 
 use outpost_testkit::TestDb;
 
-const VARS: &[&str] = &[
-    "DATABASE_URL",
-    "ENABLE_LOCAL_DATABASE",
-    "LOCAL_DATABASE_URL",
-    "LOCAL_DATABASE_SYNC_INTERVAL",
-    "ENABLE_OFFLINE_MODE",
-    "OUTPOST_SCHEMA",
-    "OUTPOST_TABLES",
-    "OUTPOST_EXCLUDE_TABLES",
-    "OUTPOST_ADMIN_TOKEN",
-    "OUTPOST_PG_BINDIR",
-];
+mod common;
+use common::VARS;
 
 fn demo_command(dir: &std::path::Path) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));

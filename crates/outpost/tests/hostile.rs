@@ -5,33 +5,13 @@
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use outpost_testkit::TestDb;
 
-const VARS: &[&str] = &[
-    "DATABASE_URL",
-    "ENABLE_LOCAL_DATABASE",
-    "LOCAL_DATABASE_URL",
-    "LOCAL_DATABASE_SYNC_INTERVAL",
-    "ENABLE_OFFLINE_MODE",
-    "OUTPOST_SCHEMA",
-    "OUTPOST_TABLES",
-    "OUTPOST_EXCLUDE_TABLES",
-];
-
-fn outpost(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
-    cmd.current_dir(dir).args(args);
-    for v in VARS {
-        cmd.env_remove(v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().expect("run outpost")
-}
+mod common;
+use common::outpost;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
