@@ -131,10 +131,23 @@ pub async fn capture_overhead(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     node.shutdown().await;
     drop(node);
     let conn = rusqlite::Connection::open(db.dir().join("b6.db"))?;
-    conn.execute_batch(
-        r#"PRAGMA synchronous = NORMAL;
-           CREATE TABLE plain_post (id TEXT NOT NULL PRIMARY KEY, title TEXT NOT NULL, views INTEGER NOT NULL, "userId" TEXT NOT NULL);"#,
-    )?;
+    conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+    // The baseline table is the replica's `Post` as outpost created it (same
+    // columns, key and indexes) without the capture triggers.
+    let ddl: Vec<String> = conn
+        .prepare(
+            "SELECT sql FROM sqlite_master WHERE tbl_name = 'Post' AND type IN ('table', 'index') \
+             AND sql IS NOT NULL ORDER BY type DESC",
+        )?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(ddl.len() >= 2, "the replica's Post table has no index: {ddl:?}");
+    for sql in ddl {
+        conn.execute_batch(
+            &sql.replace("\"Post\"", "plain_post")
+                .replace("_outpost_ix_Post", "plain_ix"),
+        )?;
+    }
     let rows = args.capture_rows;
     for (label, batch) in [("one per transaction", 1u64), ("batches of 1,000", 1000u64)] {
         let mut samples = Vec::new();

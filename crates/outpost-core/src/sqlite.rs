@@ -8,7 +8,8 @@
 //! |---|---|
 //! | `_outpost_meta(key, value)` | `node_id`, `meta_version`, `schema` (the [`Schema`] as JSON), `schema_hash`, `created_at` |
 //! | `_outpost_cursor` | one row: the pull cursor `(txid, seq)` and the replica `state` (`EMPTY`, `BOOTSTRAPPING`, `READY`) |
-//! | `_outpost_local_seq` | one row: the last local change number handed out |
+//! | `_outpost_local_seq` | one row: the last local change folded into `_outpost_rows` |
+//! | `_outpost_changes` | the capture log: one row per local change not yet folded (below) |
 //! | `_outpost_apply` | one row: `active = 1` while the engine applies server changes (silences capture) |
 //! | `_outpost_rows` | one row per replicated row that differs from "untouched since bootstrap" (below) |
 //! | `_outpost_ids` | ranges `next..=last` of ids reserved from the server's sequences, for rows created offline |
@@ -43,15 +44,29 @@
 //! stored as the text `NaN`), every other stored value as itself (arrays and
 //! JSON columns are text). `outpost-local` reads it back by column type.
 //!
-//! # Capture triggers
+//! # Capture triggers and the change log
 //!
 //! Four triggers per table, all `AFTER … FOR EACH ROW` and all silent while
 //! `_outpost_apply.active = 1`: `_outpost_ins_T`, `_outpost_upd_T` (key
 //! unchanged and some column changed), `_outpost_updkey_T` (key changed:
 //! recorded as a delete of the old key and an insert of the new one) and
-//! `_outpost_del_T`. Each takes the next `local_seq` and upserts the row's
-//! entry: `PENDING` (a `CONFLICT` stays `CONFLICT`), `base_row` saved only on
-//! the first local change of a `SYNCED` (or new) entry.
+//! `_outpost_del_T`. Each appends one row to `_outpost_changes(local_seq,
+//! table_name, pk, base_row, deleted, changed_at)`: the change's number is
+//! the log's rowid (`INTEGER PRIMARY KEY`, so SQLite hands out the largest
+//! plus one), `base_row` is the row before the change, `changed_at` a Julian
+//! day number. An append to a rowid table is the cheapest write SQLite has;
+//! the former per-change upsert into `_outpost_rows` cost five times the
+//! application's own insert (docs/performance.md, B6).
+//!
+//! [`FOLD_CHANGES`] folds the log into `_outpost_rows`, one entry per row:
+//! `PENDING` (a `CONFLICT` stays `CONFLICT`, a `FAILED` row is queued again),
+//! `base_row` from the row's first logged change when the entry was
+//! `SYNCED` or absent, `local_seq`, `deleted` and `changed_at` from its
+//! latest. `outpost-local` folds at the start of every operation that reads
+//! or writes `_outpost_rows`, inside the same transaction, so no decision is
+//! taken on a stale entry. Folded log rows are deleted except the newest,
+//! which keeps the rowid sequence growing; `_outpost_local_seq.seq` is the
+//! newest folded number, so only log rows above it are unfolded.
 //!
 //! Foreign keys and unique constraints are not declared in the replica:
 //! pulled changes arrive table by table and offline writes are checked by the
@@ -64,7 +79,7 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 1;
+pub const META_VERSION: i64 = 2;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
@@ -101,6 +116,8 @@ conflict_version INTEGER, \
 changed_at TEXT, \
 PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
         "CREATE INDEX IF NOT EXISTS \"_outpost_rows_dirty\" ON \"_outpost_rows\" (status, local_seq) WHERE status <> 'SYNCED'".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_changes\" (local_seq INTEGER PRIMARY KEY, table_name TEXT NOT NULL, \
+pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL)".into(),
         "CREATE TABLE IF NOT EXISTS \"SyncLog\" (\
 id INTEGER PRIMARY KEY AUTOINCREMENT, \
 model TEXT NOT NULL, \
@@ -383,22 +400,31 @@ pub fn row_json(table: &Table, row: &str) -> String {
 const NOW_MS: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
 const SILENT_WHEN: &str = "(SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0";
 
-/// The upsert of one change into `_outpost_rows`. `base` is the row-JSON of
-/// the row before the change (`NULL` for an insert).
+/// The append of one change to the log. `base` is the row-JSON of the row
+/// before the change (`NULL` for an insert).
 fn record_change(table: &Table, pk: &str, base: &str, deleted: bool) -> String {
     format!(
-        "INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
-VALUES ({name}, {pk}, 'PENDING', {base}, (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), {del}, {NOW_MS}) \
-ON CONFLICT (table_name, pk) DO UPDATE SET \
-status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
-base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
-local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at;",
+        "INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
+VALUES ({name}, {pk}, {base}, {del}, julianday('now'));",
         name = literal(&table.name),
         del = deleted as i32,
     )
 }
 
-const NEXT_SEQ: &str = "UPDATE \"_outpost_local_seq\" SET seq = seq + 1 WHERE id = 1;";
+/// Folds the unfolded part of the change log (`local_seq > ?1`, the value of
+/// `_outpost_local_seq.seq`) into `_outpost_rows` (module doc). The caller
+/// then deletes the folded log rows but the newest and stores its number.
+pub const FOLD_CHANGES: &str = "INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
+SELECT table_name, pk, 'PENDING', first_base, local_seq, deleted, strftime('%Y-%m-%dT%H:%M:%f000Z', changed_at) \
+FROM (SELECT table_name, pk, local_seq, deleted, changed_at, \
+first_value(base_row) OVER (PARTITION BY table_name, pk ORDER BY local_seq) AS first_base, \
+row_number() OVER (PARTITION BY table_name, pk ORDER BY local_seq DESC) AS newest \
+FROM \"_outpost_changes\" WHERE local_seq > ?1) \
+WHERE newest = 1 \
+ON CONFLICT (table_name, pk) DO UPDATE SET \
+status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
+base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
+local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at";
 
 /// The names of a table's capture triggers.
 pub fn trigger_names(table: &Table) -> [String; 4] {
@@ -423,12 +449,12 @@ pub fn capture_triggers(table: &Table) -> Vec<String> {
         .join(" AND ");
     vec![
         format!(
-            "CREATE TRIGGER IF NOT EXISTS {} AFTER INSERT ON {t} WHEN {SILENT_WHEN} BEGIN {NEXT_SEQ} {} END",
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER INSERT ON {t} WHEN {SILENT_WHEN} BEGIN {} END",
             quote(&ins),
             record_change(table, &pk_json(table, "NEW"), "NULL", false)
         ),
         format!(
-            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND ({key_same}) AND NOT ({all_same}) BEGIN {NEXT_SEQ} {} END",
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND ({key_same}) AND NOT ({all_same}) BEGIN {} END",
             quote(&upd),
             record_change(
                 table,
@@ -438,13 +464,13 @@ pub fn capture_triggers(table: &Table) -> Vec<String> {
             )
         ),
         format!(
-            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND NOT ({key_same}) BEGIN {NEXT_SEQ} {} {NEXT_SEQ} {} END",
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND NOT ({key_same}) BEGIN {} {} END",
             quote(&updkey),
             record_change(table, &pk_json(table, "OLD"), &row_json(table, "OLD"), true),
             record_change(table, &pk_json(table, "NEW"), "NULL", false)
         ),
         format!(
-            "CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {t} WHEN {SILENT_WHEN} BEGIN {NEXT_SEQ} {} END",
+            "CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {t} WHEN {SILENT_WHEN} BEGIN {} END",
             quote(&del),
             record_change(table, &pk_json(table, "OLD"), &row_json(table, "OLD"), true)
         ),
@@ -510,14 +536,8 @@ mod tests {
             triggers[0],
             "CREATE TRIGGER IF NOT EXISTS \"_outpost_ins_Post\" AFTER INSERT ON \"Post\" \
 WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 BEGIN \
-UPDATE \"_outpost_local_seq\" SET seq = seq + 1 WHERE id = 1; \
-INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
-VALUES ('Post', json_array(NEW.\"id\"), 'PENDING', NULL, (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), 0, \
-strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) \
-ON CONFLICT (table_name, pk) DO UPDATE SET \
-status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
-base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
-local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at; END"
+INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
+VALUES ('Post', json_array(NEW.\"id\"), NULL, 0, julianday('now')); END"
         );
         assert_eq!(
             row_json(&post(), "OLD"),

@@ -166,20 +166,126 @@ fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), LocalError>
     Ok(())
 }
 
+/// Refuses a file made by a newer outpost, and brings an older one up to
+/// [`META_VERSION`] in one transaction (a crash leaves it as it was).
 fn check_meta_version(conn: &Connection, path: &Path) -> Result<(), LocalError> {
-    if let Some(v) = meta(conn, "meta_version")? {
-        let found: i64 = v
-            .parse()
-            .map_err(|_| LocalError::BadSnapshot(format!("meta_version {v:?} is not a number")))?;
-        if found > META_VERSION {
-            return Err(LocalError::TooNew {
-                path: path.to_path_buf(),
-                found,
-                supported: META_VERSION,
-            });
+    let Some(v) = meta(conn, "meta_version")? else {
+        return Ok(());
+    };
+    let found: i64 = v
+        .parse()
+        .map_err(|_| LocalError::BadSnapshot(format!("meta_version {v:?} is not a number")))?;
+    if found > META_VERSION {
+        return Err(LocalError::TooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: META_VERSION,
+        });
+    }
+    if found < META_VERSION {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(LocalError::sqlite("starting the replica's migration"))?;
+        let migrated = migrate(conn, found).and_then(|()| {
+            conn.execute_batch("COMMIT")
+                .map_err(LocalError::sqlite("committing the replica's migration"))
+        });
+        if migrated.is_err() {
+            // The error to report is the migration's, not the rollback's.
+            let _ = conn.execute_batch("ROLLBACK");
         }
+        migrated?;
     }
     Ok(())
+}
+
+/// Migrates the metadata from version `from` to [`META_VERSION`].
+fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
+    let err = || LocalError::sqlite(format!("migrating the replica from version {from}"));
+    for stmt in sqlite::metadata_ddl() {
+        conn.execute_batch(&stmt).map_err(err())?;
+    }
+    if from < 2 {
+        // Version 2 captures into the `_outpost_changes` log. Its rowids
+        // continue the change numbers already handed out, which are all
+        // folded (version 1 wrote `_outpost_rows` directly): a placeholder
+        // row carries the last one.
+        conn.execute(
+            "INSERT INTO \"_outpost_changes\" (local_seq, table_name, pk, deleted) \
+             SELECT seq, '', '[]', 0 FROM \"_outpost_local_seq\" WHERE id = 1 AND seq > 0 \
+             AND NOT EXISTS (SELECT 1 FROM \"_outpost_changes\")",
+            [],
+        )
+        .map_err(err())?;
+        if let Some(json) = meta(conn, "schema")? {
+            let schema: Schema =
+                serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+            for table in &schema.tables {
+                for name in sqlite::trigger_names(table) {
+                    conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&name)))
+                        .map_err(err())?;
+                }
+                for stmt in sqlite::capture_triggers(table) {
+                    conn.execute_batch(&stmt).map_err(err())?;
+                }
+            }
+        }
+    }
+    set_meta(conn, "meta_version", &META_VERSION.to_string())
+}
+
+/// Folds the capture log into `_outpost_rows` (`outpost_core::sqlite`,
+/// "Capture triggers and the change log"); returns how many entries it
+/// wrote. Inside a transaction it folds in it; outside, in its own
+/// `BEGIN IMMEDIATE` one. Nothing to fold costs one indexed read and
+/// takes no write lock.
+pub(crate) fn fold(conn: &Connection) -> Result<usize, LocalError> {
+    let unfolded = |conn: &Connection| -> Result<Option<(i64, i64)>, LocalError> {
+        let (folded, newest): (i64, Option<i64>) = conn
+            .prepare_cached(
+                "SELECT (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), \
+                 (SELECT max(local_seq) FROM \"_outpost_changes\")",
+            )
+            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
+            .map_err(LocalError::sqlite("reading the change log"))?;
+        Ok(newest.filter(|n| *n > folded).map(|n| (folded, n)))
+    };
+    if unfolded(conn)?.is_none() {
+        return Ok(0);
+    }
+    let own = conn.is_autocommit();
+    if own {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(LocalError::sqlite("starting to fold the change log"))?;
+    }
+    let folded = (|| {
+        // Read again: another writer may have appended before the lock.
+        let Some((folded, newest)) = unfolded(conn)? else {
+            return Ok(0);
+        };
+        let err = || LocalError::sqlite("folding the change log");
+        let n = conn
+            .prepare_cached(sqlite::FOLD_CHANGES)
+            .and_then(|mut s| s.execute([folded]))
+            .map_err(err())?;
+        conn.prepare_cached("DELETE FROM \"_outpost_changes\" WHERE local_seq < ?1")
+            .and_then(|mut s| s.execute([newest]))
+            .map_err(err())?;
+        conn.prepare_cached("UPDATE \"_outpost_local_seq\" SET seq = ?1 WHERE id = 1")
+            .and_then(|mut s| s.execute([newest]))
+            .map_err(err())?;
+        Ok(n)
+    })();
+    if own {
+        match &folded {
+            Ok(_) => conn
+                .execute_batch("COMMIT")
+                .map_err(LocalError::sqlite("committing the folded change log"))?,
+            Err(_) => {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+        }
+    }
+    folded
 }
 
 fn pending_count(tx: &Connection, table: &str) -> Result<i64, LocalError> {
@@ -241,6 +347,8 @@ impl Replica {
         if meta(&tx, "meta_version")?.is_none() {
             set_meta(&tx, "meta_version", &META_VERSION.to_string())?;
         }
+        // Changes captured since the last fold count as local changes below.
+        fold(&tx)?;
         let node_id = match meta(&tx, "node_id")? {
             Some(id) => Uuid::parse_str(&id)
                 .map_err(|_| LocalError::BadSnapshot(format!("node_id {id:?} is not a UUID")))?,
@@ -422,6 +530,8 @@ impl Replica {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(LocalError::sqlite("starting an apply transaction"))?;
+        // Every decision `f` takes must see the application's latest writes.
+        fold(&tx)?;
         tx.execute("UPDATE \"_outpost_apply\" SET active = 1 WHERE id = 1", [])
             .map_err(LocalError::sqlite("silencing capture"))?;
         let out = f(&tx)?;
@@ -432,6 +542,13 @@ impl Replica {
         Ok(out)
     }
 
+    /// Folds the capture log into `_outpost_rows` now (every method that
+    /// reads `_outpost_rows` does it first); returns the entries written.
+    /// For code that reads `_outpost_rows` itself.
+    pub fn fold_changes(&self) -> Result<usize, LocalError> {
+        fold(&self.conn)
+    }
+
     /// Entries of `_outpost_rows` that are not `SYNCED`, oldest change first.
     pub fn dirty_rows(&self) -> Result<Vec<RowEntry>, LocalError> {
         self.entries("WHERE status <> 'SYNCED' ORDER BY local_seq")
@@ -439,6 +556,7 @@ impl Replica {
 
     /// The entry of one row, if it has one.
     pub fn row_entry(&self, table: &str, pk: &str) -> Result<Option<RowEntry>, LocalError> {
+        fold(&self.conn)?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -452,6 +570,7 @@ FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
     }
 
     fn entries(&self, clause: &str) -> Result<Vec<RowEntry>, LocalError> {
+        fold(&self.conn)?;
         let sql = format!(
             "SELECT table_name, pk, status, server_version, base_row, local_seq, deleted, error FROM \"_outpost_rows\" {clause}"
         );

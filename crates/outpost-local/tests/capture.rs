@@ -62,6 +62,8 @@ fn schema() -> Schema {
 type Entry = (String, String, String, Option<i64>, bool, Option<String>);
 
 fn entries(r: &Replica) -> Vec<Entry> {
+    // Capture appends to a log; the replica folds it before reading entries.
+    r.fold_changes().expect("fold");
     let mut stmt = r
         .connection()
         .prepare("SELECT table_name, pk, status, local_seq, deleted, base_row FROM _outpost_rows ORDER BY table_name, pk")
@@ -376,11 +378,13 @@ fn conflict_stays_conflict_and_failed_becomes_pending() {
         [],
     )
     .expect("insert");
+    replica.fold_changes().expect("fold");
     c.execute(
         "UPDATE _outpost_rows SET status = 'CONFLICT' WHERE pk = '[\"c\"]'",
         [],
     )
     .expect("mark");
+    replica.fold_changes().expect("fold");
     c.execute(
         "UPDATE _outpost_rows SET status = 'FAILED', error = 'duplicate key' WHERE pk = '[\"f\"]'",
         [],
@@ -389,6 +393,7 @@ fn conflict_stays_conflict_and_failed_becomes_pending() {
     c.execute("UPDATE \"Item\" SET qty = 2", [])
         .expect("update both");
     let status = |pk: &str| -> (String, Option<String>) {
+        replica.fold_changes().expect("fold");
         c.query_row(
             "SELECT status, error FROM _outpost_rows WHERE pk = ?1",
             [pk],
@@ -481,6 +486,7 @@ fn pending_changes_are_listed_with_their_kind_and_paged() {
     let pair = replica.pending_changes(Some("Pair"), 10, 0).expect("pair");
     assert_eq!((pair.total, pair.entries.len()), (0, 0));
     // FAILED rows are listed apart, with the server's message.
+    replica.fold_changes().expect("fold");
     c.execute(
         "UPDATE _outpost_rows SET status = 'FAILED', error = 'duplicate key' WHERE pk = '[\"n\"]'",
         [],
@@ -505,12 +511,14 @@ fn discarding_a_failed_row_puts_the_server_row_back() {
         [],
     )
     .expect("insert");
+    replica.fold_changes().expect("fold");
     c.execute(
         "UPDATE _outpost_rows SET status = 'FAILED', error = 'refused' WHERE pk <> '[\"p\"]'",
         [],
     )
     .expect("mark");
     // `v` was re-based on server version 7 before it was refused.
+    replica.fold_changes().expect("fold");
     c.execute(
         "UPDATE _outpost_rows SET server_version = 7 WHERE pk = '[\"v\"]'",
         [],
@@ -557,4 +565,147 @@ fn discarding_a_failed_row_puts_the_server_row_back() {
         .map(|(_, pk, status, ..)| (pk.as_str(), status.as_str()))
         .collect();
     assert_eq!(states, vec![("[\"p\"]", "PENDING"), ("[\"v\"]", "SYNCED")]);
+}
+
+/// The log rows not yet folded.
+fn unfolded(r: &Replica) -> i64 {
+    r.connection()
+        .query_row(
+            "SELECT count(*) FROM _outpost_changes WHERE local_seq > (SELECT seq FROM _outpost_local_seq)",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count")
+}
+
+#[test]
+fn changes_between_folds_become_one_entry_per_row() {
+    let (_dir, mut replica) = setup();
+    insert_synced(&mut replica, "s", 10);
+    let c = replica.connection();
+    c.execute("UPDATE \"Item\" SET qty = 11 WHERE id = 's'", [])
+        .expect("update");
+    c.execute("UPDATE \"Item\" SET qty = 12 WHERE id = 's'", [])
+        .expect("update again");
+    c.execute("DELETE FROM \"Item\" WHERE id = 's'", [])
+        .expect("delete");
+    c.execute("INSERT INTO \"Item\" (id, qty) VALUES ('n', 1)", [])
+        .expect("insert");
+    c.execute("UPDATE \"Item\" SET qty = 2 WHERE id = 'n'", [])
+        .expect("update new");
+    assert_eq!(unfolded(&replica), 5);
+    assert_eq!(replica.fold_changes().expect("fold"), 2);
+    assert_eq!(unfolded(&replica), 0);
+    assert_eq!(replica.fold_changes().expect("fold again"), 0);
+    let e = entries(&replica);
+    assert_eq!(e.len(), 2, "{e:?}");
+    let n = &e[0];
+    assert_eq!(
+        (n.1.as_str(), n.2.as_str(), n.3, n.4, n.5.as_deref()),
+        ("[\"n\"]", "PENDING", Some(5), false, None)
+    );
+    let s = &e[1];
+    assert_eq!(
+        (s.1.as_str(), s.2.as_str(), s.3, s.4),
+        ("[\"s\"]", "PENDING", Some(3), true)
+    );
+    // The base is the row before its first change, not before its last.
+    let base = row_from_json(
+        replica.schema().table("Item").expect("Item"),
+        s.5.as_deref().expect("base"),
+    )
+    .expect("base row");
+    assert_eq!(base[1], Value::Int(10));
+    // Numbers keep growing after a fold emptied the log.
+    replica
+        .connection()
+        .execute("INSERT INTO \"Item\" (id, qty) VALUES ('m', 1)", [])
+        .expect("insert after fold");
+    let m = entries(&replica)
+        .into_iter()
+        .find(|e| e.1 == "[\"m\"]")
+        .expect("m");
+    assert_eq!(m.3, Some(6));
+    let pending = replica.pending_changes(None, 10, 0).expect("pending");
+    assert_eq!(pending.total, 3);
+}
+
+/// The version 1 insert trigger of `Item`: an upsert into `_outpost_rows`.
+const V1_TRIGGER: &str = "CREATE TRIGGER \"_outpost_ins_Item\" AFTER INSERT ON \"Item\" \
+WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 BEGIN \
+UPDATE \"_outpost_local_seq\" SET seq = seq + 1 WHERE id = 1; \
+INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
+VALUES ('Item', json_array(NEW.\"id\"), 'PENDING', NULL, (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), 0, \
+strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')) \
+ON CONFLICT (table_name, pk) DO UPDATE SET \
+status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
+base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
+local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at; END";
+
+#[test]
+fn a_version_1_replica_is_migrated_on_open() {
+    let (dir, replica) = setup();
+    // Make the file what version 1 left: capture straight into
+    // `_outpost_rows`, no log, four changes numbered already.
+    let c = replica.connection();
+    for t in ["Item", "Pair"] {
+        for k in ["ins", "upd", "updkey", "del"] {
+            c.execute_batch(&format!("DROP TRIGGER \"_outpost_{k}_{t}\""))
+                .expect("drop trigger");
+        }
+    }
+    c.execute_batch(&format!(
+        "DROP TABLE _outpost_changes; {V1_TRIGGER}; \
+         UPDATE _outpost_local_seq SET seq = 3; \
+         UPDATE _outpost_meta SET value = '1' WHERE key = 'meta_version'"
+    ))
+    .expect("make version 1");
+    c.execute("INSERT INTO \"Item\" (id, qty) VALUES ('old', 1)", [])
+        .expect("version 1 insert");
+    drop(replica);
+
+    let replica = Replica::open(&dir.path().join("sub/local.db")).expect("open migrates");
+    let version: String = replica
+        .connection()
+        .query_row(
+            "SELECT value FROM _outpost_meta WHERE key = 'meta_version'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("version");
+    assert_eq!(version, "2");
+    let triggers: Vec<String> = replica
+        .connection()
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(triggers.len(), 8);
+    assert!(
+        triggers
+            .iter()
+            .all(|t| t.contains("_outpost_changes") && !t.contains("_outpost_local_seq")),
+        "{triggers:?}"
+    );
+    replica
+        .connection()
+        .execute("UPDATE \"Item\" SET qty = 2 WHERE id = 'old'", [])
+        .expect("update");
+    replica
+        .connection()
+        .execute("INSERT INTO \"Pair\" (a, b, v) VALUES (1, 'x', 'v')", [])
+        .expect("insert");
+    let e = entries(&replica);
+    let seqs: Vec<(String, Option<i64>)> = e.iter().map(|e| (e.1.clone(), e.3)).collect();
+    // `old` was change 4 in version 1; the numbers go on from there.
+    assert_eq!(
+        seqs,
+        vec![("[\"old\"]".into(), Some(5)), ("[1,\"x\"]".into(), Some(6))]
+    );
+    // Setup on the migrated file changes nothing more.
+    drop(replica);
+    let (_, report) = Replica::setup(&dir.path().join("sub/local.db"), &schema()).expect("setup");
+    assert!(report.unchanged(), "{report:?}");
 }

@@ -66,14 +66,10 @@ async fn setup_creates_the_replica_and_is_idempotent() {
         [],
     )
     .expect("insert");
-    let pending: i64 = conn
-        .query_row(
-            "SELECT count(*) FROM _outpost_rows WHERE status = 'PENDING'",
-            [],
-            |r| r.get(0),
-        )
-        .expect("count");
-    assert_eq!(pending, 1);
+    let status = outpost(db.dir(), &env, &["status", "--json"]);
+    let (out, _) = text(&status);
+    let status: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(status["pending"], 1, "{out}");
     let created: String = conn
         .query_row(
             r#"SELECT "createdAt" FROM "User" WHERE id = 'u2'"#,

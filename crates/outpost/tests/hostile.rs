@@ -193,6 +193,7 @@ fn contents(path: &Path) -> String {
         "Post",
         "_outpost_meta",
         "_outpost_rows",
+        "_outpost_changes",
         "_outpost_cursor",
         "SyncLog",
     ] {

@@ -1056,6 +1056,7 @@ impl Run {
                     for t in &s.tables {
                         tables.insert(t.name.clone(), to_rows(t, r.all_rows(&t.name)?));
                     }
+                    r.fold_changes()?;
                     let mut stmt = r
                         .connection()
                         .prepare("SELECT table_name, pk, status, error FROM _outpost_rows WHERE status <> 'SYNCED'")
