@@ -129,8 +129,6 @@ impl ModelService {
             .inner
             .engine
             .with_replica(move |r| {
-                // `syncStatus` reads `_outpost_rows`: fold what was captured.
-                r.fold_changes()?;
                 let conn = r.connection();
                 let mut fill =
                     |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);

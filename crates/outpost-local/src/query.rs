@@ -81,12 +81,18 @@ struct Local<'c, 'f, 'g> {
     conn: &'c Connection,
     fill: &'f mut Fill<'g>,
     model: String,
+    sync_status: bool,
 }
 
 impl Driver for Local<'_, '_, '_> {
     type Error = LocalError;
 
     async fn query(&mut self, statement: &Statement) -> Result<Vec<Vec<Value>>, LocalError> {
+        if self.sync_status {
+            // `syncStatus` reads `_outpost_rows`: fold what capture logged,
+            // including this plan's own writes.
+            crate::replica::fold(self.conn)?;
+        }
         let context = || format!("running a query on {}", self.model);
         let mut stmt =
             self.conn
@@ -166,6 +172,7 @@ pub fn run(
         conn,
         fill,
         model: plan.model().to_string(),
+        sync_status,
     };
     let options = ExecOptions::replica(sync_status);
     if !plan.is_write() {
