@@ -141,7 +141,10 @@ pub async fn capture_overhead(db: &TestDb, args: &Args) -> anyhow::Result<()> {
         )?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?;
-    anyhow::ensure!(ddl.len() >= 2, "the replica's Post table has no index: {ddl:?}");
+    anyhow::ensure!(
+        ddl.len() >= 2,
+        "the replica's Post table has no index: {ddl:?}"
+    );
     for sql in ddl {
         conn.execute_batch(
             &sql.replace("\"Post\"", "plain_post")
