@@ -396,8 +396,6 @@ pub fn row_json(table: &Table, row: &str) -> String {
     format!("json_object({})", parts.join(", "))
 }
 
-/// Now, in canonical timestamptz form (milliseconds padded to six digits).
-const NOW_MS: &str = "strftime('%Y-%m-%dT%H:%M:%f000Z', 'now')";
 const SILENT_WHEN: &str = "(SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0";
 
 /// The append of one change to the log. `base` is the row-JSON of the row
