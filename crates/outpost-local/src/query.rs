@@ -91,7 +91,7 @@ impl Driver for Local<'_, '_, '_> {
         if self.sync_status {
             // `syncStatus` reads `_outpost_rows`: fold what capture logged,
             // including this plan's own writes.
-            crate::replica::fold(self.conn)?;
+            crate::replica::fold_for_read(self.conn)?;
         }
         let context = || format!("running a query on {}", self.model);
         let mut stmt =

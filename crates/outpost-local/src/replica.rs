@@ -239,6 +239,19 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
 /// `BEGIN IMMEDIATE` one. Nothing to fold costs one indexed read and
 /// takes no write lock.
 pub(crate) fn fold(conn: &Connection) -> Result<usize, LocalError> {
+    fold_with(conn, true)
+}
+
+/// [`fold`] for a read (a status, a listing, a query): when another
+/// connection holds the write lock, it does not wait for it and reads
+/// without the changes logged since the last fold, rather than block a
+/// status page behind an application's long transaction. Decisions (pull,
+/// push, resolve) always fold first in their own write transaction.
+pub(crate) fn fold_for_read(conn: &Connection) -> Result<usize, LocalError> {
+    fold_with(conn, false)
+}
+
+fn fold_with(conn: &Connection, wait: bool) -> Result<usize, LocalError> {
     let unfolded = |conn: &Connection| -> Result<Option<(i64, i64)>, LocalError> {
         let (folded, newest): (i64, Option<i64>) = conn
             .prepare_cached(
@@ -254,8 +267,21 @@ pub(crate) fn fold(conn: &Connection) -> Result<usize, LocalError> {
     }
     let own = conn.is_autocommit();
     if own {
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .map_err(LocalError::sqlite("starting to fold the change log"))?;
+        let begun = if wait {
+            conn.execute_batch("BEGIN IMMEDIATE")
+        } else {
+            conn.busy_timeout(Duration::ZERO).and_then(|()| {
+                let begun = conn.execute_batch("BEGIN IMMEDIATE");
+                conn.busy_timeout(BUSY_TIMEOUT).and(begun)
+            })
+        };
+        match begun.map_err(LocalError::sqlite("starting to fold the change log")) {
+            Err(LocalError::Locked { .. }) if !wait => {
+                tracing::debug!("replica busy: read without folding the change log");
+                return Ok(0);
+            }
+            other => other?,
+        }
     }
     let folded = (|| {
         // Read again: another writer may have appended before the lock.
@@ -556,7 +582,7 @@ impl Replica {
 
     /// The entry of one row, if it has one.
     pub fn row_entry(&self, table: &str, pk: &str) -> Result<Option<RowEntry>, LocalError> {
-        fold(&self.conn)?;
+        fold_for_read(&self.conn)?;
         let mut stmt = self
             .conn
             .prepare_cached(
@@ -570,7 +596,7 @@ FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
     }
 
     fn entries(&self, clause: &str) -> Result<Vec<RowEntry>, LocalError> {
-        fold(&self.conn)?;
+        fold_for_read(&self.conn)?;
         let sql = format!(
             "SELECT table_name, pk, status, server_version, base_row, local_seq, deleted, error FROM \"_outpost_rows\" {clause}"
         );

@@ -940,7 +940,7 @@ impl Replica {
 
     /// Rows in conflict, with both sides and the base.
     pub fn conflicts(&self) -> Result<Vec<ConflictEntry>, LocalError> {
-        crate::replica::fold(self.connection())?;
+        crate::replica::fold_for_read(self.connection())?;
         let schema = self.schema();
         let conn = self.connection();
         let mut stmt = conn
@@ -1063,7 +1063,7 @@ impl Replica {
 
     /// Counts of entries by status.
     pub fn status_counts(&self) -> Result<BTreeMap<(String, String), i64>, LocalError> {
-        crate::replica::fold(self.connection())?;
+        crate::replica::fold_for_read(self.connection())?;
         let mut stmt = self
             .connection()
             .prepare_cached(
@@ -1378,7 +1378,7 @@ pub struct FailedEntry {
 impl Replica {
     /// Rows in `FAILED`, by table and key (at most `limit`).
     pub fn failed_rows(&self, limit: i64) -> Result<Vec<FailedEntry>, LocalError> {
-        crate::replica::fold(self.connection())?;
+        crate::replica::fold_for_read(self.connection())?;
         let mut stmt = self
             .connection()
             .prepare_cached(
@@ -1484,7 +1484,7 @@ impl Replica {
         limit: i64,
         offset: i64,
     ) -> Result<ChangePage, LocalError> {
-        crate::replica::fold(self.connection())?;
+        crate::replica::fold_for_read(self.connection())?;
         let what = || format!("listing {} rows", status.to_ascii_lowercase());
         let conn = self.connection();
         let total: i64 = conn

@@ -709,3 +709,28 @@ fn a_version_1_replica_is_migrated_on_open() {
     let (_, report) = Replica::setup(&dir.path().join("sub/local.db"), &schema()).expect("setup");
     assert!(report.unchanged(), "{report:?}");
 }
+
+#[test]
+fn reads_do_not_wait_for_an_applications_write_transaction() {
+    let (dir, replica) = setup();
+    let app = rusqlite::Connection::open(dir.path().join("sub/local.db")).expect("open");
+    app.execute("INSERT INTO \"Item\" (id, qty) VALUES ('a', 1)", [])
+        .expect("insert");
+    // The application now holds the write lock with more changes under way.
+    app.execute_batch("BEGIN IMMEDIATE; INSERT INTO \"Item\" (id, qty) VALUES ('b', 1);")
+        .expect("begin");
+    // Reads answer at once, without the changes logged since the last fold,
+    // instead of failing with "locked" after the busy timeout.
+    assert_eq!(replica.status_counts().expect("status").len(), 0);
+    assert_eq!(
+        replica.pending_changes(None, 10, 0).expect("pending").total,
+        0
+    );
+    assert!(replica.conflicts().expect("conflicts").is_empty());
+    // A fold that must happen waits, and says plainly why it gave up.
+    let err = replica.fold_changes().err().expect("locked");
+    assert!(matches!(err, LocalError::Locked { .. }), "{err}");
+    app.execute_batch("COMMIT").expect("commit");
+    let pending = replica.pending_changes(None, 10, 0).expect("pending");
+    assert_eq!(pending.total, 2);
+}
