@@ -728,7 +728,7 @@ fn reads_do_not_wait_for_an_applications_write_transaction() {
     );
     assert!(replica.conflicts().expect("conflicts").is_empty());
     // A fold that must happen waits, and says plainly why it gave up.
-    let err = replica.fold_changes().err().expect("locked");
+    let err = replica.fold_changes().expect_err("locked");
     assert!(matches!(err, LocalError::Locked { .. }), "{err}");
     app.execute_batch("COMMIT").expect("commit");
     let pending = replica.pending_changes(None, 10, 0).expect("pending");
