@@ -81,6 +81,7 @@
 //! `createMany` split over several `INSERT`s) is atomic only inside the
 //! caller's transaction.
 
+mod assemble;
 pub mod error;
 pub mod exec;
 mod plan;
