@@ -1,11 +1,11 @@
 //! Carrying out a [`Plan`] over a database [`Driver`]: the statements of
 //! each operation in order, relations loaded level by level (one statement
 //! per relation per level, `WHERE key IN (parent keys)`, whatever the number
-//! of parent rows), records assembled in Prisma's shape, and every written
-//! row reported. The same code runs against the replica and the server, so
-//! both give the same results for the same data; only the SQL dialect and
-//! two replica-only duties ([`ExecOptions::check_uniques`], the `fill`
-//! callback) differ.
+//! of parent rows), records assembled in Prisma's shape (`assemble`), and
+//! every written row reported. The same code runs against the replica and
+//! the server, so both give the same results for the same data; only the
+//! SQL dialect and the replica-only duties ([`ExecOptions::check_uniques`],
+//! `syncStatus`, the `fill` callback) differ.
 //!
 //! The driver is async so that the server's driver can await the network;
 //! the replica's driver completes every call at once and runs
