@@ -317,6 +317,32 @@ impl Engine {
         .map_err(|e| EngineError::Internal(format!("a replica task failed: {e}")))?
     }
 
+    /// Runs `f` on the replica on the calling thread, where the runtime
+    /// lets a task block (`block_in_place` on a multi-threaded runtime),
+    /// else as [`Engine::with_replica`] does. For reads with large results:
+    /// built on a blocking thread, they are allocated in that thread's
+    /// allocator arena, which gives the memory back once the caller has
+    /// freed it, and faults it in again page by page on the next read
+    /// (B8: twice the time of a 10,000-record `findMany`).
+    pub(crate) async fn with_replica_here<T, F>(&self, f: F) -> Result<T, EngineError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Replica) -> Result<T, outpost_local::LocalError> + Send + 'static,
+    {
+        let multi_threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if !multi_threaded {
+            return self.with_replica(f).await;
+        }
+        let replica = self.inner.replica.clone();
+        tokio::task::block_in_place(move || {
+            let mut guard = replica
+                .lock()
+                .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
+            f(&mut guard).map_err(EngineError::from)
+        })
+    }
+
     async fn connect(&self) -> Result<Client, EngineError> {
         let url = self
             .inner

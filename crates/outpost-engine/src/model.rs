@@ -31,6 +31,7 @@
 //!   nodes never collide. When the block runs out offline, the create is
 //!   refused with an error saying so; nothing is guessed.
 
+use std::any::Any;
 use std::collections::BTreeMap;
 
 use outpost_core::schema::{Schema, Table};
@@ -75,7 +76,40 @@ impl Outpost {
     }
 }
 
-fn typed<T: DeserializeOwned>(json: Json) -> Result<T, EngineError> {
+/// `u` itself when `U` is `T`.
+fn as_is<T: 'static, U: Default + 'static>(u: U) -> Result<T, U> {
+    let mut slot = Some(u);
+    match (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+    {
+        Some(t) => Ok(t),
+        None => Err(slot.unwrap_or_default()),
+    }
+}
+
+/// The result as `T`. JSON asked for as JSON (`Json`, `Vec<Json>`,
+/// `Option<Json>`) is handed over as built: deserializing it again would
+/// rebuild every record (a second pass as costly as building them).
+fn typed<T: DeserializeOwned + 'static>(json: Json) -> Result<T, EngineError> {
+    let json = match as_is::<T, _>(json) {
+        Ok(t) => return Ok(t),
+        Err(json) => json,
+    };
+    let json = match json {
+        Json::Array(items) => match as_is::<T, _>(items) {
+            Ok(t) => return Ok(t),
+            Err(items) => Json::Array(items),
+        },
+        Json::Null => match as_is::<T, Option<Json>>(None) {
+            Ok(t) => return Ok(t),
+            Err(_) => Json::Null,
+        },
+        other => match as_is::<T, _>(Some(other)) {
+            Ok(t) => return Ok(t),
+            Err(other) => other.unwrap_or_default(),
+        },
+    };
     serde_json::from_value(json)
         .map_err(|e| EngineError::Query(format!("the result does not fit the requested type: {e}")))
 }
@@ -124,17 +158,20 @@ impl ModelService {
 
     async fn run_local(&self, schema: Schema, plan: Plan) -> Result<Json, EngineError> {
         let is_write = plan.is_write();
-        let out = self
-            .node
-            .inner
-            .engine
-            .with_replica(move |r| {
-                let conn = r.connection();
-                let mut fill =
-                    |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
-                outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
-            })
-            .await?;
+        let run = move |r: &mut outpost_local::Replica| {
+            let conn = r.connection();
+            let mut fill =
+                |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
+            outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
+        };
+        let engine = &self.node.inner.engine;
+        // A read's records are built where the caller will use and drop
+        // them (see `with_replica_here`).
+        let out = if is_write {
+            engine.with_replica(run).await?
+        } else {
+            engine.with_replica_here(run).await?
+        };
         if is_write {
             self.node.publish().await;
         }
@@ -249,12 +286,15 @@ impl ModelService {
     }
 
     /// `findMany`.
-    pub async fn find_many<T: DeserializeOwned>(&self, args: Json) -> Result<Vec<T>, EngineError> {
+    pub async fn find_many<T: DeserializeOwned + 'static>(
+        &self,
+        args: Json,
+    ) -> Result<Vec<T>, EngineError> {
         typed(self.run(Operation::FindMany, args).await?)
     }
 
     /// `findFirst`.
-    pub async fn find_first<T: DeserializeOwned>(
+    pub async fn find_first<T: DeserializeOwned + 'static>(
         &self,
         args: Json,
     ) -> Result<Option<T>, EngineError> {
@@ -262,7 +302,7 @@ impl ModelService {
     }
 
     /// `findUnique`.
-    pub async fn find_unique<T: DeserializeOwned>(
+    pub async fn find_unique<T: DeserializeOwned + 'static>(
         &self,
         args: Json,
     ) -> Result<Option<T>, EngineError> {
@@ -275,7 +315,10 @@ impl ModelService {
     }
 
     /// `create`.
-    pub async fn create<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+    pub async fn create<T: DeserializeOwned + 'static>(
+        &self,
+        args: Json,
+    ) -> Result<T, EngineError> {
         typed(self.run(Operation::Create, args).await?)
     }
 
@@ -285,7 +328,10 @@ impl ModelService {
     }
 
     /// `update`.
-    pub async fn update<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+    pub async fn update<T: DeserializeOwned + 'static>(
+        &self,
+        args: Json,
+    ) -> Result<T, EngineError> {
         typed(self.run(Operation::Update, args).await?)
     }
 
@@ -295,12 +341,18 @@ impl ModelService {
     }
 
     /// `upsert`.
-    pub async fn upsert<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+    pub async fn upsert<T: DeserializeOwned + 'static>(
+        &self,
+        args: Json,
+    ) -> Result<T, EngineError> {
         typed(self.run(Operation::Upsert, args).await?)
     }
 
     /// `delete`.
-    pub async fn delete<T: DeserializeOwned>(&self, args: Json) -> Result<T, EngineError> {
+    pub async fn delete<T: DeserializeOwned + 'static>(
+        &self,
+        args: Json,
+    ) -> Result<T, EngineError> {
         typed(self.run(Operation::Delete, args).await?)
     }
 
@@ -423,4 +475,54 @@ pub(crate) async fn register_sqlite_functions(engine: &Engine) -> Result<(), Eng
     engine
         .with_replica(|r| outpost_local::query::register_functions(r.connection()))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Post {
+        id: i64,
+        title: String,
+    }
+
+    #[test]
+    fn results_as_json_or_as_types_alike() {
+        let records = json!([{"id": 1, "title": "a"}, {"id": 2, "title": "b"}]);
+        // JSON handed over as it is, and the same through serde.
+        let as_json: Vec<Json> = typed(records.clone()).unwrap();
+        assert_eq!(Json::Array(as_json), records);
+        let whole: Json = typed(records.clone()).unwrap();
+        assert_eq!(whole, records);
+        let posts: Vec<Post> = typed(records.clone()).unwrap();
+        assert_eq!(
+            posts[1],
+            Post {
+                id: 2,
+                title: "b".into()
+            }
+        );
+        // One record or none.
+        let one: Option<Json> = typed(records[0].clone()).unwrap();
+        assert_eq!(one, Some(records[0].clone()));
+        let none: Option<Json> = typed(Json::Null).unwrap();
+        assert_eq!(none, None);
+        let post: Option<Post> = typed(records[0].clone()).unwrap();
+        assert_eq!(
+            post,
+            Some(Post {
+                id: 1,
+                title: "a".into()
+            })
+        );
+        let value: Json = typed(Json::Null).unwrap();
+        assert_eq!(value, Json::Null);
+        // What does not fit is refused either way.
+        assert!(typed::<Vec<Json>>(json!({"count": 1})).is_err());
+        assert!(typed::<Vec<Post>>(json!([{"id": "x"}])).is_err());
+    }
 }

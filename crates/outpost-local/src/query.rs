@@ -5,7 +5,8 @@
 //!
 //! Writes are plain SQL on the replicated tables, so the capture triggers
 //! record them as local changes like any other writer's; each write runs in
-//! one savepoint, so a failing write changes nothing.
+//! one savepoint, so a failing write changes nothing. Reads run in one too,
+//! so all their statements see the same state of the file.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -151,7 +152,8 @@ fn run_ready<T>(fut: impl Future<Output = Result<T, LocalError>>) -> Result<T, L
 
 /// Runs a plan on the replica. Local writes go through the capture
 /// triggers (plain SQL on the replicated tables; capture is not
-/// silenced), inside one savepoint, so a failing write changes nothing.
+/// silenced), inside one savepoint, so a failing write changes nothing;
+/// a read's statements run in one savepoint too (one snapshot).
 ///
 /// `fill` is called for every row about to be inserted (`create`,
 /// `createMany`, `upsert`'s create) with the row's column values given so
@@ -175,9 +177,9 @@ pub fn run(
         sync_status,
     };
     let options = ExecOptions::replica(sync_status);
-    if !plan.is_write() {
-        return run_ready(execute(&mut driver, schema, plan, &options));
-    }
+    // A read runs several statements (a relation level each, and the check
+    // for sync metadata before each), so it too runs in one savepoint: one
+    // snapshot of the file, whoever else writes to it.
     conn.execute_batch("SAVEPOINT outpost_query")
         .map_err(LocalError::sqlite(format!(
             "starting {} on {}",

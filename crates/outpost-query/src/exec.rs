@@ -1,22 +1,23 @@
 //! Carrying out a [`Plan`] over a database [`Driver`]: the statements of
 //! each operation in order, relations loaded level by level (one statement
 //! per relation per level, `WHERE key IN (parent keys)`, whatever the number
-//! of parent rows), records assembled in Prisma's shape, and every written
-//! row reported. The same code runs against the replica and the server, so
-//! both give the same results for the same data; only the SQL dialect and
-//! two replica-only duties ([`ExecOptions::check_uniques`], the `fill`
-//! callback) differ.
+//! of parent rows), records assembled in Prisma's shape (`assemble`), and
+//! every written row reported. The same code runs against the replica and
+//! the server, so both give the same results for the same data; only the
+//! SQL dialect and the replica-only duties ([`ExecOptions::check_uniques`],
+//! `syncStatus`, the `fill` callback) differ.
 //!
 //! The driver is async so that the server's driver can await the network;
 //! the replica's driver completes every call at once and runs
 //! [`execute`]'s future with a no-op waker (`outpost-local`).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use outpost_core::schema::{Schema, Table};
 use outpost_core::types::{ScalarType, Value};
 use serde_json::{Map, Value as Json};
 
+use crate::assemble::{self, Level, Row, indexes, key};
 use crate::error::QueryError;
 use crate::plan::{Assignment, Body, Class, Data, Filter, Query, Shape, Unique};
 use crate::sql::{Builder, Statement};
@@ -111,20 +112,6 @@ pub async fn execute<D: Driver>(
     })
 }
 
-/// A row read: every column, and its sync status when asked for.
-#[derive(Debug, Clone)]
-struct Row {
-    values: Vec<Value>,
-    status: Option<String>,
-}
-
-struct Node<'q> {
-    query: &'q Query,
-    rows: Vec<Row>,
-    /// The node loading each of `query.shape.relations`, in order.
-    children: Vec<usize>,
-}
-
 struct Exec<'a, D: Driver> {
     driver: &'a mut D,
     sql: Builder<'a>,
@@ -132,13 +119,6 @@ struct Exec<'a, D: Driver> {
     model: String,
     operation: &'static str,
     written: Vec<WrittenRow>,
-}
-
-fn indexes(t: &Table, names: &[String]) -> Vec<usize> {
-    names
-        .iter()
-        .filter_map(|n| t.columns.iter().position(|c| &c.name == n))
-        .collect()
 }
 
 fn pk_of(t: &Table, values: &[Value]) -> Vec<Value> {
@@ -151,7 +131,7 @@ fn pk_of(t: &Table, values: &[Value]) -> Vec<Value> {
 /// A key to match rows by in Rust: equal for values the databases compare
 /// equal (`numeric` by value, `char(n)` without trailing spaces); `None`
 /// when a part is NULL (which matches nothing).
-fn key_string(t: &Table, cols: &[usize], values: &[Value]) -> Option<String> {
+pub(crate) fn key_string(t: &Table, cols: &[usize], values: &[Value]) -> Option<String> {
     let mut out = String::new();
     for i in cols {
         let c = &t.columns[*i];
@@ -236,7 +216,7 @@ impl<D: Driver> Exec<'_, D> {
     async fn run(&mut self, body: &Body) -> Result<Json, D::Error> {
         match body {
             Body::Read { query, single } => {
-                let (_, records) = self.read(query).await?;
+                let (_, records) = self.read(query, false).await?;
                 Ok(if *single {
                     records.into_iter().next().unwrap_or(Json::Null)
                 } else {
@@ -293,7 +273,7 @@ impl<D: Driver> Exec<'_, D> {
                 let mut q = Query::all(t.clone());
                 q.filter = unique.filter.clone();
                 q.shape = shape.clone();
-                let (rows, records) = self.read(&q).await?;
+                let (rows, records) = self.read(&q, true).await?;
                 let (Some(row), Some(record)) =
                     (rows.into_iter().next(), records.into_iter().next())
                 else {
@@ -307,7 +287,7 @@ impl<D: Driver> Exec<'_, D> {
                 let pk_cols = indexes(&t, &t.primary_key);
                 let stmt = self
                     .sql
-                    .delete(&t, &Filter::key(&pk_cols, &pk_of(&t, &row.values)))?;
+                    .delete(&t, &Filter::key(&pk_cols, &pk_of(&t, &row)))?;
                 for gone in self.rows(&stmt, false).await? {
                     self.written.push(WrittenRow {
                         table: t.name.clone(),
@@ -360,23 +340,36 @@ impl<D: Driver> Exec<'_, D> {
         let mut q = Query::all(t.clone());
         q.filter = Filter::key(&indexes(t, &t.primary_key), pk);
         q.shape = shape.clone();
-        let (_, records) = self.read(&q).await?;
+        let (_, records) = self.read(&q, false).await?;
         Ok(records.into_iter().next().unwrap_or(Json::Null))
     }
 
-    /// The rows of a read and their records with every relation loaded.
-    async fn read(&mut self, q: &Query) -> Result<(Vec<Row>, Vec<Json>), D::Error> {
-        let status = self.options.sync_status;
-        let stmt = self.sql.select(q, None, true, status)?;
-        let rows = self.rows(&stmt, status).await?;
-        let mut nodes = vec![Node {
+    /// Whether any row of `t` has a `_outpost_rows` entry: when none has,
+    /// every row is `SYNCED` and the read skips the per-row lookup.
+    async fn has_status_entries(&mut self, t: &Table) -> Result<bool, D::Error> {
+        let stmt = self.sql.status_probe(t);
+        Ok(self.count_of(&stmt).await? > 0)
+    }
+
+    /// The records of a read with every relation loaded, and the root rows'
+    /// values when `keep` (for a delete).
+    async fn read(
+        &mut self,
+        q: &Query,
+        keep: bool,
+    ) -> Result<(Vec<Vec<Value>>, Vec<Json>), D::Error> {
+        let status = self.options.sync_status && self.options.dialect == Dialect::Sqlite;
+        let joined = status && self.has_status_entries(&q.table).await?;
+        let stmt = self.sql.select(q, None, true, joined)?;
+        let rows = self.rows(&stmt, joined).await?;
+        let mut levels = vec![Level {
             query: q,
             rows,
             children: Vec::new(),
         }];
         let mut i = 0;
-        while i < nodes.len() {
-            let query = nodes[i].query;
+        while i < levels.len() {
+            let query = levels[i].query;
             for load in &query.shape.relations {
                 let local = indexes(&query.table, &load.relation.local_columns);
                 let target = indexes(&load.query.table, &load.relation.target_columns);
@@ -389,50 +382,46 @@ impl<D: Driver> Exec<'_, D> {
                         load.relation.name
                     )));
                 }
-                let mut seen = HashSet::new();
-                let mut keys: Vec<Vec<Value>> = Vec::new();
-                for row in &nodes[i].rows {
-                    if let Some(k) = key_string(&query.table, &local, &row.values)
-                        && seen.insert(k)
-                    {
-                        keys.push(local.iter().map(|c| row.values[*c].clone()).collect());
+                // The parents' distinct keys, in the order first seen.
+                let keys: Vec<Vec<Value>> = {
+                    let mut seen = HashSet::new();
+                    let mut keys = Vec::new();
+                    for row in &levels[i].rows {
+                        if let Some(k) = key(&query.table, &local, &row.values)
+                            && seen.insert(k)
+                        {
+                            keys.push(local.iter().map(|c| row.values[*c].clone()).collect());
+                        }
+                    }
+                    keys
+                };
+                let mut child_rows = Vec::new();
+                if !keys.is_empty() {
+                    let joined = status && self.has_status_entries(&load.query.table).await?;
+                    let per = (MAX_KEY_PARAMS / target.len().max(1)).max(1);
+                    for chunk in keys.chunks(per) {
+                        let stmt =
+                            self.sql
+                                .select(&load.query, Some((&target, chunk)), false, joined)?;
+                        child_rows.extend(self.rows(&stmt, joined).await?);
                     }
                 }
-                let mut child_rows = Vec::new();
-                let per = (MAX_KEY_PARAMS / target.len().max(1)).max(1);
-                for chunk in keys.chunks(per) {
-                    let stmt =
-                        self.sql
-                            .select(&load.query, Some((&target, chunk)), false, status)?;
-                    child_rows.extend(self.rows(&stmt, status).await?);
-                }
-                nodes.push(Node {
+                levels.push(Level {
                     query: &load.query,
                     rows: child_rows,
                     children: Vec::new(),
                 });
-                let id = nodes.len() - 1;
-                nodes[i].children.push(id);
+                let id = levels.len() - 1;
+                levels[i].children.push(id);
             }
             i += 1;
         }
-        // Children of each node grouped by their key to the parent.
-        let mut groups: Vec<HashMap<String, Vec<usize>>> = vec![HashMap::new(); nodes.len()];
-        for node in &nodes {
-            for (load, child) in node.query.shape.relations.iter().zip(&node.children) {
-                let target = indexes(&load.query.table, &load.relation.target_columns);
-                for (r, row) in nodes[*child].rows.iter().enumerate() {
-                    if let Some(k) = key_string(&load.query.table, &target, &row.values) {
-                        groups[*child].entry(k).or_default().push(r);
-                    }
-                }
-            }
-        }
-        let records = (0..nodes[0].rows.len())
-            .map(|r| record(&nodes, &groups, 0, r))
-            .collect();
-        let rows = std::mem::take(&mut nodes[0].rows);
-        Ok((rows, records))
+        let kept = if keep {
+            levels[0].rows.iter().map(|r| r.values.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok((kept, assemble::records(levels, status)))
     }
 
     /// Names → indexes of a row to insert, checked for unknown names (from
@@ -784,48 +773,4 @@ impl<D: Driver> Exec<'_, D> {
         }
         Ok(rows.len())
     }
-}
-
-/// The JSON record of row `r` of node `n`, with its relations.
-fn record(nodes: &[Node<'_>], groups: &[HashMap<String, Vec<usize>>], n: usize, r: usize) -> Json {
-    let node = &nodes[n];
-    let t = &node.query.table;
-    let row = &node.rows[r];
-    let shape = &node.query.shape;
-    let mut m = Map::new();
-    for &i in &shape.fields {
-        let c = &t.columns[i];
-        m.insert(c.name.clone(), row.values[i].to_json(&c.ty));
-    }
-    if let Some(status) = &row.status {
-        m.insert("syncStatus".into(), Json::String(status.clone()));
-    }
-    for (load, &child) in shape.relations.iter().zip(&node.children) {
-        let local = indexes(t, &load.relation.local_columns);
-        let matches: &[usize] = key_string(t, &local, &row.values)
-            .and_then(|k| groups[child].get(&k))
-            .map_or(&[], Vec::as_slice);
-        let value = match load.relation.kind {
-            outpost_core::schema::RelationKind::ToOne => matches
-                .first()
-                .map_or(Json::Null, |&cr| record(nodes, groups, child, cr)),
-            outpost_core::schema::RelationKind::ToMany => {
-                let skip = usize::try_from(load.query.skip).unwrap_or(usize::MAX);
-                let take = load
-                    .query
-                    .take
-                    .map_or(usize::MAX, |t| usize::try_from(t).unwrap_or(usize::MAX));
-                Json::Array(
-                    matches
-                        .iter()
-                        .skip(skip)
-                        .take(take)
-                        .map(|&cr| record(nodes, groups, child, cr))
-                        .collect(),
-                )
-            }
-        };
-        m.insert(load.relation.name.clone(), value);
-    }
-    Json::Object(m)
 }

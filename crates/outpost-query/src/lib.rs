@@ -59,9 +59,10 @@
 //! (`Expr::cust_with_exprs`) carry what it has no builder for: `COLLATE`,
 //! PostgreSQL casts (`$1::timestamptz`, so the server knows each parameter's
 //! type), `instr`/`strpos`/`right`/`substr`, `lower`/`outpost_lower`,
-//! `rtrim`, and the replica's `_outpost_rows` lookup for `syncStatus`
-//! (written by `outpost_core::sqlite::pk_json`, exactly as the capture
-//! triggers compute the key). The values sea-query collects are mapped back
+//! `rtrim`, and the key of the replica's `LEFT JOIN "_outpost_rows"` for
+//! `syncStatus` (written by `outpost_core::sqlite::pk_json`, exactly as the
+//! capture triggers compute it; the join is left out, every row `SYNCED`,
+//! when a probe finds no entry for the table). The values sea-query collects are mapped back
 //! to outpost [`Value`]s ([`sql::Statement::params`]):
 //! integers stay `i64`, decimals and timestamps stay text; `json` and array
 //! values travel as their JSON text, which is the replica's storage form
@@ -81,6 +82,7 @@
 //! `createMany` split over several `INSERT`s) is atomic only inside the
 //! caller's transaction.
 
+mod assemble;
 pub mod error;
 pub mod exec;
 mod plan;

@@ -27,6 +27,8 @@ use crate::text::{LOWER_FUNCTION, NUMERIC_COLLATION};
 const CURSOR_ALIAS: &str = "_outpost_cursor";
 /// Name of the extra result column carrying a replica row's sync status.
 pub const STATUS_COLUMN: &str = "_outpost_status";
+/// The replica's per-row sync metadata, read for the status.
+const STATUS_TABLE: &str = "_outpost_rows";
 
 /// One SQL statement with its parameters and the type of each result
 /// column, ready for a driver.
@@ -523,22 +525,37 @@ impl Builder<'_> {
         any
     }
 
-    fn status_expr(&self, t: &Table) -> Expr {
-        let rows = "_outpost_rows";
+    /// `LEFT JOIN "_outpost_rows"` on the row's entry: its primary key
+    /// (`table_name`, `pk`) with `pk` computed as the capture triggers do
+    /// (`outpost_core::sqlite::pk_json`), so at most one entry per row.
+    fn status_join(&self, s: &mut SelectStatement, t: &Table) {
+        let rows = Alias::new(STATUS_TABLE);
+        s.left_join(
+            rows.clone(),
+            Condition::all()
+                .add(Expr::col((rows.clone(), Alias::new("table_name"))).eq(t.name.as_str()))
+                .add(
+                    Expr::col((rows, Alias::new("pk"))).eq(Expr::cust(pk_json(t, &quote(&t.name)))),
+                ),
+        );
+    }
+
+    /// Whether `t` has any `_outpost_rows` entry (a primary-key prefix
+    /// lookup): `1` or `0` as `count`.
+    pub(crate) fn status_probe(&self, t: &Table) -> Statement {
+        let mut inner = Sql::select();
+        inner
+            .expr(Expr::cust("1"))
+            .from(Alias::new(STATUS_TABLE))
+            .and_where(Expr::col(Alias::new("table_name")).eq(t.name.as_str()));
         let mut s = Sql::select();
-        s.expr(Expr::col((Alias::new(rows), Alias::new("status"))))
-            .from(Alias::new(rows))
-            .and_where(Expr::col((Alias::new(rows), Alias::new("table_name"))).eq(t.name.as_str()))
-            .and_where(
-                Expr::col((Alias::new(rows), Alias::new("pk")))
-                    .eq(Expr::cust(pk_json(t, &quote(&t.name)))),
-            );
-        self.tmpl(
-            "COALESCE({0}, {1})",
-            &[
-                Expr::SubQuery(None, Box::new(s.into_sub_query_statement())),
-                Expr::val("SYNCED"),
-            ],
+        s.expr(Expr::exists(inner));
+        self.finish(
+            &s,
+            vec![ResultColumn {
+                name: "count".into(),
+                ty: count_type(),
+            }],
         )
     }
 
@@ -570,14 +587,21 @@ impl Builder<'_> {
             s.expr(self.col(here, c));
         }
         let mut columns = Self::table_columns(t);
-        if status && !self.pg() {
-            s.expr_as(self.status_expr(t), Alias::new(STATUS_COLUMN));
+        let status = status && !self.pg();
+        if status {
+            s.expr_as(
+                Expr::col((Alias::new(STATUS_TABLE), Alias::new("status"))),
+                Alias::new(STATUS_COLUMN),
+            );
             columns.push(ResultColumn {
                 name: STATUS_COLUMN.into(),
                 ty: ColumnType::scalar(ScalarType::Text, "text"),
             });
         }
         s.from(self.table_ref(t));
+        if status {
+            self.status_join(&mut s, t);
+        }
         self.restrict(&mut s, q, keys, window)?;
         for key in self.order_keys(q) {
             let c = &t.columns[key.column];

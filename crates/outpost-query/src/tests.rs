@@ -610,13 +610,12 @@ fn pinned_find_many_sql() {
     let s = select(&p, Dialect::Sqlite);
     assert_eq!(
         s.sql,
-        r#"SELECT "Post"."id", "Post"."title", "Post"."views", "Post"."userId", "Post"."publishedAt", COALESCE((SELECT "_outpost_rows"."status" FROM "_outpost_rows" WHERE "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("Post"."id"))), ?) AS "_outpost_status" FROM "Post" WHERE ((instr(outpost_lower("Post"."title"), outpost_lower(?)) > 0)) AND (("Post"."views" > ?)) ORDER BY "Post"."title" DESC NULLS FIRST, "Post"."id" ASC NULLS LAST LIMIT ? OFFSET ?"#
+        r#"SELECT "Post"."id", "Post"."title", "Post"."views", "Post"."userId", "Post"."publishedAt", "_outpost_rows"."status" AS "_outpost_status" FROM "Post" LEFT JOIN "_outpost_rows" ON "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("Post"."id")) WHERE ((instr(outpost_lower("Post"."title"), outpost_lower(?)) > 0)) AND (("Post"."views" > ?)) ORDER BY "Post"."title" DESC NULLS FIRST, "Post"."id" ASC NULLS LAST LIMIT ? OFFSET ?"#
     );
     assert_eq!(
         s.params,
         [
             Value::Text("Post".into()),
-            Value::Text("SYNCED".into()),
             Value::Text("a".into()),
             Value::Int(3),
             Value::Int(10),
@@ -649,7 +648,7 @@ fn pinned_numeric_enum_and_text_sql() {
     let s = select(&p, Dialect::Sqlite);
     assert_eq!(
         s.sql,
-        r#"SELECT "User"."id", "User"."email", "User"."name", "User"."age", "User"."score", "User"."createdAt", "User"."active", "User"."role", "User"."meta", COALESCE((SELECT "_outpost_rows"."status" FROM "_outpost_rows" WHERE "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("User"."id"))), ?) AS "_outpost_status" FROM "User" WHERE (("User"."score" COLLATE "outpost_numeric" >= ?)) AND (((CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) < ?)) AND (NOT ((substr("User"."name", length("User"."name") - length(?) + 1) = ?))) ORDER BY (CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) ASC NULLS LAST, "User"."id" ASC NULLS LAST"#
+        r#"SELECT "User"."id", "User"."email", "User"."name", "User"."age", "User"."score", "User"."createdAt", "User"."active", "User"."role", "User"."meta", "_outpost_rows"."status" AS "_outpost_status" FROM "User" LEFT JOIN "_outpost_rows" ON "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("User"."id")) WHERE (("User"."score" COLLATE "outpost_numeric" >= ?)) AND (((CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) < ?)) AND (NOT ((substr("User"."name", length("User"."name") - length(?) + 1) = ?))) ORDER BY (CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) ASC NULLS LAST, "User"."id" ASC NULLS LAST"#
     );
     let s = select(&p, Dialect::Postgres);
     assert_eq!(
@@ -772,12 +771,22 @@ fn run_scripted(
     args: Json,
     driver: &mut Scripted,
 ) -> Result<crate::QueryOutput, QueryError> {
+    run_scripted_on(&schema(), model, op, args, driver, ExecOptions::server())
+}
+
+fn run_scripted_on(
+    schema: &Schema,
+    model: &str,
+    op: &str,
+    args: Json,
+    driver: &mut Scripted,
+    options: ExecOptions,
+) -> Result<crate::QueryOutput, QueryError> {
     use std::future::Future;
     use std::task::{Context, Poll, Waker};
-    let p = ok(model, op, args);
-    let schema = schema();
-    let options = ExecOptions::server();
-    let fut = execute(driver, &schema, &p, &options);
+    let op: Operation = op.parse().unwrap();
+    let p = plan(schema, model, op, &args).unwrap_or_else(|e| panic!("{args}: {e}"));
+    let fut = execute(driver, schema, &p, &options);
     let mut fut = std::pin::pin!(fut);
     match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(out) => out,
@@ -923,4 +932,152 @@ fn inserts_are_filled_and_checked() {
         e.to_string(),
         "Post: row refused: fill added \"nope\", which is not a field of Post"
     );
+}
+
+#[test]
+fn sync_status_is_joined_only_for_tables_with_entries() {
+    // Posts have no _outpost_rows entry (the probe says 0): no join, every
+    // post SYNCED. Users have entries: joined, NULL meaning SYNCED.
+    let with_status = |mut row: Vec<Value>, status: Option<&str>| {
+        row.push(status.map_or(Value::Null, |s| Value::Text(s.into())));
+        row
+    };
+    let mut d = Scripted {
+        answers: vec![
+            vec![vec![Value::Int(0)]],
+            vec![post_row(1, "u1"), post_row(2, "u2"), post_row(3, "u1")],
+            vec![vec![Value::Int(1)]],
+            vec![
+                with_status(user_row("u1"), Some("PENDING")),
+                with_status(user_row("u2"), None),
+            ],
+        ],
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let out = run_scripted_on(
+        &schema(),
+        "Post",
+        "findMany",
+        json!({"select": {"id": true, "user": {"select": {"id": true}}}}),
+        &mut d,
+        ExecOptions::replica(true),
+    )
+    .unwrap();
+    assert_eq!(d.seen.len(), 4);
+    assert_eq!(
+        d.seen[0].sql,
+        r#"SELECT EXISTS(SELECT 1 FROM "_outpost_rows" WHERE "table_name" = ?)"#
+    );
+    assert_eq!(d.seen[0].params, [Value::Text("Post".into())]);
+    assert!(
+        !d.seen[1].sql.contains("_outpost_rows"),
+        "{}",
+        d.seen[1].sql
+    );
+    assert_eq!(d.seen[2].params, [Value::Text("User".into())]);
+    assert!(
+        d.seen[3].sql.contains(r#"LEFT JOIN "_outpost_rows""#),
+        "{}",
+        d.seen[3].sql
+    );
+    assert_eq!(
+        out.result,
+        json!([
+            {"id": 1, "syncStatus": "SYNCED", "user": {"id": "u1", "syncStatus": "PENDING"}},
+            {"id": 2, "syncStatus": "SYNCED", "user": {"id": "u2", "syncStatus": "SYNCED"}},
+            {"id": 3, "syncStatus": "SYNCED", "user": {"id": "u1", "syncStatus": "PENDING"}}
+        ])
+    );
+    // Field order is the output's order.
+    let keys: Vec<&String> = out.result[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "syncStatus", "user"]);
+}
+
+#[test]
+fn a_column_named_like_the_status_field_gives_way_in_place() {
+    // As when each record was built by inserting its fields in order: the
+    // status overwrites the column's value, in the column's position.
+    let t = Table {
+        name: "Note".into(),
+        columns: vec![
+            col("id", ScalarType::Int8, "bigint", false),
+            col("syncStatus", ScalarType::Text, "text", true),
+            col("body", ScalarType::Text, "text", true),
+        ],
+        primary_key: vec!["id".into()],
+        foreign_keys: vec![],
+        uniques: vec![],
+        relations: vec![],
+    };
+    let schema = Schema {
+        pg_schema: "public".into(),
+        tables: vec![t],
+        enums: vec![],
+    }
+    .finish();
+    let row = |id: i64| {
+        vec![
+            Value::Int(id),
+            Value::Text("mine".into()),
+            Value::Text(format!("b{id}")),
+        ]
+    };
+    let mut d = Scripted {
+        answers: vec![vec![vec![Value::Int(0)]], vec![row(1), row(2)]],
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let out = run_scripted_on(
+        &schema,
+        "Note",
+        "findMany",
+        json!({}),
+        &mut d,
+        ExecOptions::replica(true),
+    )
+    .unwrap();
+    assert_eq!(
+        out.result,
+        json!([
+            {"id": 1, "syncStatus": "SYNCED", "body": "b1"},
+            {"id": 2, "syncStatus": "SYNCED", "body": "b2"}
+        ])
+    );
+    let keys: Vec<&String> = out.result[1].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "syncStatus", "body"]);
+    // Without the status, the column's own value.
+    let mut d = Scripted {
+        answers: vec![vec![row(1)]],
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let out = run_scripted_on(
+        &schema,
+        "Note",
+        "findMany",
+        json!({}),
+        &mut d,
+        ExecOptions::server(),
+    )
+    .unwrap();
+    assert_eq!(
+        out.result,
+        json!([{"id": 1, "syncStatus": "mine", "body": "b1"}])
+    );
+}
+
+#[test]
+fn a_deleted_record_is_read_before_its_delete() {
+    let mut d = Scripted {
+        answers: vec![vec![post_row(4, "u1")], vec![post_row(4, "u1")]],
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let out = run_scripted("Post", "delete", json!({"where": {"id": 4}}), &mut d).unwrap();
+    assert_eq!(out.result["title"], json!("t4"));
+    assert_eq!(d.seen[1].params, [Value::Int(4)]);
+    assert_eq!(out.written.len(), 1);
+    assert_eq!(out.written[0].pk, [Value::Int(4)]);
+    assert_eq!(out.written[0].values, None);
 }
