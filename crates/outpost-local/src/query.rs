@@ -82,6 +82,7 @@ struct Local<'c, 'f, 'g> {
     conn: &'c Connection,
     fill: &'f mut Fill<'g>,
     model: String,
+    /// Fold the change log before each statement (a write with `syncStatus`).
     sync_status: bool,
 }
 
@@ -90,9 +91,9 @@ impl Driver for Local<'_, '_, '_> {
 
     async fn query(&mut self, statement: &Statement) -> Result<Vec<Vec<Value>>, LocalError> {
         if self.sync_status {
-            // `syncStatus` reads `_outpost_rows`: fold what capture logged,
-            // including this plan's own writes.
-            crate::replica::fold_for_read(self.conn)?;
+            // A write's records carry `syncStatus`: fold what its own
+            // statements logged (the savepoint holds the write lock by then).
+            crate::replica::fold(self.conn)?;
         }
         let context = || format!("running a query on {}", self.model);
         let mut stmt =
@@ -174,8 +175,13 @@ pub fn run(
         conn,
         fill,
         model: plan.model().to_string(),
-        sync_status,
+        sync_status: sync_status && plan.is_write(),
     };
+    if sync_status {
+        // `syncStatus` reads `_outpost_rows`: fold what capture logged
+        // before the savepoint, in a transaction of its own.
+        crate::replica::fold_for_read(conn)?;
+    }
     let options = ExecOptions::replica(sync_status);
     // A read runs several statements (a relation level each, and the check
     // for sync metadata before each), so it too runs in one savepoint: one
