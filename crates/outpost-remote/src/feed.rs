@@ -351,18 +351,29 @@ pub async fn pull(
         .start()
         .await
         .map_err(db("starting a pull"))?;
-    tx.batch_execute(KEY_SETTINGS)
+    // The batch must come from an ordered walk of the `(txid, seq)` index
+    // that stops at `limit`. Unqualified, `ORDER BY txid` named the int8
+    // output column, which no index has, and with a freshly grown changelog
+    // (stale statistics) the planner sorted every change past the cursor
+    // anyway: each 5,000-change batch of a 100,000-change pull cost 60–100 ms
+    // (`EXPLAIN ANALYZE`: Bitmap Heap Scan + top-N heapsort of 100,000 rows),
+    // against 3 ms for the index scan. Sorting is switched off for this one
+    // statement so the plan does not depend on statistics.
+    tx.batch_execute(&format!("{KEY_SETTINGS} SET LOCAL enable_sort = off;"))
         .await
         .map_err(db("preparing a pull"))?;
     let changes = tx
         .query(
-            "SELECT txid::text::int8, seq, table_name, pk::text, op FROM \"outpost\".\"changes\" \
-             WHERE (txid, seq) > ($1::text::xid8, $2::int8) AND txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY txid, seq LIMIT $3",
+            "SELECT c.txid::text::int8, c.seq, c.table_name, c.pk::text, c.op FROM \"outpost\".\"changes\" c \
+             WHERE (c.txid, c.seq) > ($1::text::xid8, $2::int8) AND c.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY c.txid, c.seq LIMIT $3",
             &[&cursor.txid.to_string(), &cursor.seq, &limit],
         )
         .await
         .map_err(db("reading the change feed"))?;
+    tx.batch_execute("SET LOCAL enable_sort = on")
+        .await
+        .map_err(db("preparing a pull"))?;
     let mut batch = PullBatch {
         cursor,
         changes: changes.len(),
