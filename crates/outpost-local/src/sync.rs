@@ -719,15 +719,13 @@ fn pull_key(conn: &Connection, table: &Table, pk: &[Value]) -> Result<String, Lo
 
 fn pk_json_rust(table: &Table, pk: &[Value]) -> Option<String> {
     let mut out = String::from("[");
-    let mut n = 0;
-    for (c, v) in table.pk_columns().zip(pk) {
+    for (n, (c, v)) in table.pk_columns().zip(pk).enumerate() {
         if !c.ty.array && matches!(c.ty.sqlite_decl(), "REAL" | "BLOB") {
             return None;
         }
         if n > 0 {
             out.push(',');
         }
-        n += 1;
         match to_sqlite(v, &c.ty) {
             SqlValue::Integer(i) => out.push_str(&i.to_string()),
             SqlValue::Text(s) => json_string(&mut out, &s),
