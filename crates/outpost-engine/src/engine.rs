@@ -808,32 +808,58 @@ impl Engine {
         let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
         let advance = options.models.is_none();
         let mut applied: u64 = 0;
-        let mut held_back;
-        loop {
-            let batch = feed::pull(
-                client,
-                &self.inner.schema,
-                cursor,
-                PULL_BATCH,
-                options.models.as_deref(),
-            )
-            .await?;
+        let mut held_back = false;
+        let schema = &self.inner.schema;
+        let models = options.models.as_deref();
+        // The read of the next batch overlaps the SQLite apply of this one
+        // (the server and the replica work at the same time; B3). The read
+        // only needs the cursor the current batch ends at, and batches are
+        // still applied strictly in order, each with its own cursor.
+        let reading = Instant::now();
+        let mut ahead = Some((
+            feed::pull(client, schema, cursor, PULL_BATCH, models).await?,
+            reading.elapsed(),
+        ));
+        while let Some((batch, read_time)) = ahead.take() {
             self.inner.faults.hit("pull-before-apply")?;
             let next = batch.cursor;
             let more = batch.more;
+            let (changes, rows) = (batch.changes, batch.rows.len());
             held_back = batch.held_back;
             applied += batch.changes as u64;
             SyncMetrics::add(&self.inner.metrics.rows_pulled, batch.changes as u64);
             let p = policies.clone();
-            let got = self
-                .with_replica(move |r| r.apply_pull(&batch, &p, advance))
-                .await?;
-            merge(stats, got);
+            let applying = Instant::now();
+            let apply = async {
+                let got = self
+                    .with_replica(move |r| r.apply_pull(&batch, &p, advance))
+                    .await;
+                (got, applying.elapsed())
+            };
+            // Both run to the end (`join`, not `select`): an apply is never
+            // abandoned half-way, and its error wins over the read's.
+            let ((got, apply_time), read) = if more {
+                let read = async {
+                    let reading = Instant::now();
+                    let batch = feed::pull(client, schema, next, PULL_BATCH, models).await;
+                    batch.map(|b| (b, reading.elapsed()))
+                };
+                let (applied, read) = tokio::join!(apply, read);
+                (applied, Some(read))
+            } else {
+                (apply.await, None)
+            };
+            merge(stats, got?);
+            tracing::debug!(
+                changes,
+                rows,
+                read_ms = read_time.as_millis() as u64,
+                apply_ms = apply_time.as_millis() as u64,
+                "pull batch applied"
+            );
             self.report(options, Progress::Pull { changes: applied });
             cursor = next;
-            if !more {
-                break;
-            }
+            ahead = read.transpose()?;
         }
         if advance {
             feed::record_cursor(client, self.inner.node_id, cursor).await?;
