@@ -133,6 +133,8 @@ fn one_batch_meets_every_kind_of_entry() {
         .expect("local edit");
     c.execute("UPDATE \"Item\" SET qty = 50 WHERE id = 'e'", [])
         .expect("local edit");
+    // Capture logs the edits; the replica folds them into `_outpost_rows`.
+    r.fold_changes().expect("fold");
     c.execute(
         "UPDATE _outpost_rows SET status = 'CONFLICT', conflict_version = 5 WHERE pk = '[\"e\"]'",
         [],
@@ -240,6 +242,7 @@ fn one_batch_meets_every_kind_of_entry() {
     r.connection()
         .execute("UPDATE \"Pair\" SET v = 'local' WHERE a = 1", [])
         .expect("local edit");
+    r.fold_changes().expect("fold");
     let pairs: Vec<(String, String, Option<i64>)> = r
         .connection()
         .prepare("SELECT pk, status, server_version FROM _outpost_rows WHERE table_name = 'Pair'")
