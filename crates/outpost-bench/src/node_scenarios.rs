@@ -223,13 +223,23 @@ pub async fn find_many_include(db: &TestDb, args: &Args) -> anyhow::Result<()> {
                     let posts = client
                         .query(r#"SELECT id, title, views, "userId" FROM "Post" ORDER BY id COLLATE "C""#, &[])
                         .await?;
-                    let ids: Vec<String> = posts.iter().map(|r| r.get::<_, String>(3)).collect();
-                    let users = client
+                    // Every value decoded, as outpost returns every value.
+                    let posts: Vec<(String, String, i32, String)> = posts
+                        .iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+                        .collect::<Result<_, outpost_remote::tokio_postgres::Error>>()?;
+                    let mut ids: Vec<&str> = posts.iter().map(|p| p.3.as_str()).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    let users: Vec<(String, String, Option<String>)> = client
                         .query(
                             r#"SELECT id, email, name FROM "User" WHERE id = ANY($1)"#,
                             &[&ids],
                         )
-                        .await?;
+                        .await?
+                        .iter()
+                        .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                        .collect::<Result<_, outpost_remote::tokio_postgres::Error>>()?;
                     posts.len() + users.len()
                 }
                 _ => {
