@@ -346,3 +346,52 @@ async fn children_of_a_refused_parent_fail_with_the_reason() -> anyhow::Result<(
     assert!(msg.contains("duplicate key"), "{msg}");
     Ok(())
 }
+
+/// A table with an array column travels as a `VALUES` list (an array of
+/// arrays does not `unnest` one level), the others as typed arrays: both
+/// push inserts, updates, deletes and a refused row the same way.
+#[tokio::test]
+async fn array_columns_push_like_scalar_ones() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(
+        &db,
+        r#"CREATE TABLE "Tagged" (id text PRIMARY KEY, tags text[], n integer CHECK (n >= 0));
+           CREATE TABLE "Plain" (id text PRIMARY KEY, n integer CHECK (n >= 0));
+           INSERT INTO "Tagged" VALUES ('t0', '{x}', 0), ('t9', '{z}', 9);
+           INSERT INTO "Plain" VALUES ('p0', 0), ('p9', 9);"#,
+    )
+    .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    local(
+        &a,
+        r#"INSERT INTO "Tagged" (id, tags, n) VALUES ('t1', '["a","b"]', 1), ('t2', NULL, -2);
+           UPDATE "Tagged" SET n = 5 WHERE id = 't0'; DELETE FROM "Tagged" WHERE id = 't9';
+           INSERT INTO "Plain" (id, n) VALUES ('p1', 1), ('p2', -2);
+           UPDATE "Plain" SET n = 5 WHERE id = 'p0'; DELETE FROM "Plain" WHERE id = 'p9';"#,
+    )
+    .await?;
+    let report = sync(&a, Direction::ToServer).await?;
+    for t in ["Tagged", "Plain"] {
+        assert_eq!(report.results[t].records_succeeded, 3, "{t}: {report:?}");
+        assert_eq!(report.results[t].records_failed, 1, "{t}: {report:?}");
+    }
+    let tagged = server_rows(&client, &schema, "Tagged").await?;
+    assert_eq!(tagged.len(), 2, "{tagged:?}");
+    assert_eq!(tagged[1][0], Value::Text("t1".into()));
+    assert_eq!(
+        tagged[1][1],
+        Value::Array(vec![Value::Text("a".into()), Value::Text("b".into())])
+    );
+    let plain = server_rows(&client, &schema, "Plain").await?;
+    assert_eq!(
+        plain,
+        vec![
+            vec![Value::Text("p0".into()), Value::Int(5)],
+            vec![Value::Text("p1".into()), Value::Int(1)],
+        ]
+    );
+    let status = a.status().await?;
+    assert_eq!((status.pending, status.failed), (0, 2));
+    Ok(())
+}

@@ -358,6 +358,68 @@ fn mark_synced(
     Ok(())
 }
 
+/// The common case of a push acknowledgement, set-wise: every row that
+/// landed (applied, or already applied) and whose entry was not edited since
+/// it was read (same `local_seq`) becomes `SYNCED` with its new version, in
+/// one statement (per row, an entry read and an upsert cost more than the
+/// push's server work for plain inserts). Returns the indexes of the rows so
+/// settled; the others (no entry, edited since, refused, conflicts) are left
+/// for the row-by-row path.
+fn mark_pushed_synced(
+    conn: &Connection,
+    rows: &[PushRow],
+    outcomes: &[PushOutcome],
+) -> Result<std::collections::HashSet<usize>, LocalError> {
+    let mut landed = Vec::new();
+    let mut index: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, (row, outcome)) in rows.iter().zip(outcomes).enumerate() {
+        if let PushOutcome::Applied { version } | PushOutcome::AlreadyApplied { version } = outcome
+        {
+            landed.push(serde_json::json!([
+                row.table,
+                row.local_pk,
+                row.local_seq,
+                version,
+                i64::from(row.values.is_none())
+            ]));
+            index.insert((row.table.as_str(), row.local_pk.as_str()), i);
+        }
+    }
+    let mut done = std::collections::HashSet::new();
+    if landed.is_empty() {
+        return Ok(done);
+    }
+    let list = serde_json::Value::Array(landed).to_string();
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE \"_outpost_rows\" SET status = 'SYNCED', server_version = a.v, base_row = NULL, \
+             deleted = a.d, error = NULL, conflict_row = NULL, conflict_version = NULL \
+             FROM (SELECT value ->> 0 AS t, value ->> 1 AS k, value ->> 2 AS s, \
+                          value ->> 3 AS v, value ->> 4 AS d FROM json_each(?1)) AS a \
+             WHERE table_name = a.t AND pk = a.k AND local_seq = a.s \
+             RETURNING table_name, pk",
+        )
+        .map_err(LocalError::sqlite("marking pushed rows synced"))?;
+    let mut found = stmt
+        .query([&list])
+        .map_err(LocalError::sqlite("marking pushed rows synced"))?;
+    while let Some(r) = found
+        .next()
+        .map_err(LocalError::sqlite("marking pushed rows synced"))?
+    {
+        let table: String = r
+            .get(0)
+            .map_err(LocalError::sqlite("marking pushed rows synced"))?;
+        let pk: String = r
+            .get(1)
+            .map_err(LocalError::sqlite("marking pushed rows synced"))?;
+        if let Some(&i) = index.get(&(table.as_str(), pk.as_str())) {
+            done.insert(i);
+        }
+    }
+    Ok(done)
+}
+
 /// Re-bases a dirty entry on a server version: its base becomes the server
 /// row, so the next push expects that version.
 fn rebase(
@@ -1155,10 +1217,15 @@ impl Replica {
         let schema = self.schema().clone();
         self.apply_silenced(|tx| {
             let mut stats = Stats::new();
-            for (row, outcome) in rows.iter().zip(outcomes) {
+            let synced = mark_pushed_synced(tx, rows, outcomes)?;
+            for (i, (row, outcome)) in rows.iter().zip(outcomes).enumerate() {
                 let t = table_of(&schema, &row.table)?;
                 let s = stats.entry(row.table.clone()).or_default();
                 s.records_processed += 1;
+                if synced.contains(&i) {
+                    s.records_succeeded += 1;
+                    continue;
+                }
                 let Some(state) = entry(tx, &row.table, &row.local_pk)? else {
                     continue;
                 };

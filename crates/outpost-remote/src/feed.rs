@@ -7,18 +7,22 @@
 //! server computes its `jsonb` row keys itself (`jsonb_build_array`), in
 //! sessions with the capture function's settings (`TimeZone=UTC`,
 //! `IntervalStyle=postgres`, `extra_float_digits=1`) so the text matches.
+//! A push sends a group's rows as one typed array per column (`unnest`), so
+//! its statements have the same text for every group and are prepared once
+//! per push; tables with array columns keep `VALUES` lists.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
+use futures_util::future::{try_join3, try_join4};
+use futures_util::{Stream, StreamExt as _, TryFutureExt as _, TryStreamExt as _};
 use outpost_core::ident::quote;
 use outpost_core::schema::{Schema, Table};
 use outpost_core::sync::{Cursor, Expected, PullBatch, PushOutcome, PushRow, ServerRow};
 use outpost_core::types::Value;
 use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, IsolationLevel, Row, Transaction};
+use tokio_postgres::{Client, IsolationLevel, Row, Statement, Transaction};
 use uuid::Uuid;
 
 use crate::codec::{Bind, PgValue};
@@ -30,6 +34,9 @@ const KEY_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle 
 
 /// Most bind parameters one statement may carry (PostgreSQL allows 65535).
 const MAX_PARAMS: usize = 30_000;
+
+/// Most rows of one push statement when they travel as typed arrays.
+const PUSH_GROUP: usize = 5_000;
 
 fn db(action: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> RemoteError {
     let action = action.into();
@@ -532,8 +539,14 @@ pub async fn push(
     statement_timeout: Duration,
 ) -> Result<Vec<PushOutcome>, RemoteError> {
     let tx = client.transaction().await.map_err(db("starting a push"))?;
+    // Generic plans: a push's statements are prepared once and run per
+    // group; a custom plan would fold the group's arrays into constants and
+    // plan them again every time (tens of ms for 5,000 rows). The generic
+    // estimate (a few rows per array) also favours the index lookups the
+    // push wants.
     tx.batch_execute(&format!(
-        "{KEY_SETTINGS} SET LOCAL outpost.origin = '{node}'; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {};",
+        "{KEY_SETTINGS} SET LOCAL outpost.origin = '{node}'; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
+         SET LOCAL plan_cache_mode = force_generic_plan;",
         statement_timeout.as_millis(),
         statement_timeout.as_millis()
     ))
@@ -546,12 +559,19 @@ pub async fn push(
         pos.pruned_through.is_some() && !pos.must_rebootstrap
     };
     let mut outcomes: Vec<Option<PushOutcome>> = vec![None; rows.len()];
+    let mut cache = Statements::new();
     // Consecutive rows of one table and one kind form a group.
     let mut start = 0;
     while start < rows.len() {
         let table = table_of(schema, &rows[start].table)?;
         let is_delete = rows[start].values.is_none();
-        let per = (MAX_PARAMS / (table.columns.len() + 2)).clamp(1, 1000);
+        // Typed arrays take any number of rows in a handful of parameters;
+        // a `VALUES` list is bounded by the parameter limit.
+        let per = if unnestable(table) {
+            PUSH_GROUP
+        } else {
+            (MAX_PARAMS / (table.columns.len() + 2)).clamp(1, 1000)
+        };
         let mut end = start + 1;
         while end < rows.len()
             && end - start < per
@@ -577,6 +597,7 @@ pub async fn push(
             schema,
             table,
             &ctx,
+            &mut cache,
             &rows[start..end],
             &mut outcomes[start..end],
         )
@@ -614,24 +635,114 @@ pub async fn push(
         .collect())
 }
 
-/// `(VALUES ($1::t0, $2::t1), …)` of the groups' keys, with the row index.
-fn keys_values(table: &Table, rows: &[PushRow], first_param: usize) -> (String, Vec<Value>) {
+/// The rows of one push statement as a derived table `v(i, n0, n1…)`, `i`
+/// being the row's index in the list (from 0).
+struct Source {
+    sql: String,
+    params: Vec<Value>,
+    /// The text is the same for every group (typed arrays): worth keeping
+    /// prepared for the rest of the push.
+    cacheable: bool,
+}
+
+/// Whether a table's rows can travel as `unnest` arrays: not with array
+/// columns (`int[][]` is `int[]` to PostgreSQL, so an array of arrays would
+/// not `unnest` one level).
+fn unnestable(table: &Table) -> bool {
+    !table.columns.iter().any(|c| c.ty.array)
+}
+
+/// `v(i, names…)` of `cells[row][column]`, typed `types[column]`, bound from
+/// parameter `first_param`: one typed array per column expanded by
+/// `unnest … WITH ORDINALITY` (the statement is parsed and planned like a
+/// small one, whatever the group size; a `VALUES` list of 6,000 parameters
+/// cost more to parse and plan than to run), or a `VALUES` list when the
+/// table has array columns.
+fn source(
+    unnest: bool,
+    names: &[String],
+    types: &[String],
+    cells: Vec<Vec<Value>>,
+    first_param: usize,
+) -> Source {
+    if unnest {
+        let mut columns: Vec<Vec<Value>> = vec![Vec::with_capacity(cells.len()); names.len()];
+        for row in cells {
+            for (column, v) in columns.iter_mut().zip(row) {
+                column.push(v);
+            }
+        }
+        let arrays: Vec<String> = types
+            .iter()
+            .enumerate()
+            .map(|(j, t)| format!("${}::{t}[]", first_param + j))
+            .collect();
+        Source {
+            sql: format!(
+                "(SELECT (u.o - 1)::int4 AS i, {n} FROM unnest({a}) WITH ORDINALITY u({n}, o)) v",
+                n = names.join(", "),
+                a = arrays.join(", "),
+            ),
+            params: columns.into_iter().map(Value::Array).collect(),
+            cacheable: true,
+        }
+    } else {
+        let mut params = Vec::new();
+        let tuples: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let mut c = vec![i.to_string()];
+                for (v, t) in row.into_iter().zip(types) {
+                    params.push(v);
+                    c.push(format!("${}::{t}", first_param + params.len() - 1));
+                }
+                format!("({})", c.join(", "))
+            })
+            .collect();
+        Source {
+            sql: format!("(VALUES {}) v(i, {})", tuples.join(", "), names.join(", ")),
+            params,
+            cacheable: false,
+        }
+    }
+}
+
+/// `v(i, k0, k1…)` of the rows' keys.
+fn key_source(table: &Table, rows: &[&PushRow]) -> Source {
     let npk = table.primary_key.len();
-    let mut params = Vec::with_capacity(rows.len() * npk);
-    let tuples: Vec<String> = rows
+    let names: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
+    let types: Vec<String> = (0..npk).map(|i| pk_type(table, i)).collect();
+    let cells = rows
         .iter()
-        .enumerate()
-        .map(|(i, r)| {
-            let cells: Vec<String> = (0..npk)
-                .map(|j| {
-                    params.push(r.pk.get(j).cloned().unwrap_or(Value::Null));
-                    format!("${}::{}", first_param + params.len() - 1, pk_type(table, j))
-                })
-                .collect();
-            format!("({i}, {})", cells.join(", "))
+        .map(|r| {
+            (0..npk)
+                .map(|j| r.pk.get(j).cloned().unwrap_or(Value::Null))
+                .collect()
         })
         .collect();
-    (format!("(VALUES {})", tuples.join(", ")), params)
+    source(unnestable(table), &names, &types, cells, 1)
+}
+
+/// Statements prepared during one push, by text.
+type Statements = HashMap<String, Statement>;
+
+/// The prepared statement for `sql`, kept for the next group when its text
+/// does not depend on the group.
+async fn statement(
+    tx: &Transaction<'_>,
+    cache: &mut Statements,
+    cacheable: bool,
+    sql: &str,
+) -> Result<Statement, tokio_postgres::Error> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = tx.prepare(sql).await?;
+    if cacheable {
+        cache.insert(sql.to_string(), s.clone());
+    }
+    Ok(s)
 }
 
 /// If `row` references (by a foreign key) a row of this push that the server
@@ -692,7 +803,7 @@ fn refused_parent(
     None
 }
 
-/// `v.k0, v.k1, …`: the key columns of a `VALUES … v(i, k0, k1…)` list.
+/// `v.k0, v.k1, …`: the key columns of a `v(i, k0, k1…)` source.
 fn qualified_keys(kcols: &[String]) -> String {
     kcols
         .iter()
@@ -708,11 +819,24 @@ struct GroupContext {
     pruned_ok: bool,
 }
 
+/// The lock, state and version statements look a group's rows up by key. Left to
+/// itself the planner hashes the group and scans the whole table and its
+/// `row_versions` (stale statistics of a growing table): a push then costs
+/// O(table) per group (256 ms per 5,000 rows at the start of a 100,000-row
+/// push, 1,165 ms at its end). Index lookups only, for these statements.
+const INDEX_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+     SET LOCAL enable_material = off;";
+const PLANNER_DEFAULTS: &str = "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; \
+     SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on; \
+     SET LOCAL enable_material = on;";
+
 async fn push_group(
     tx: &Transaction<'_>,
     schema: &Schema,
     table: &Table,
     ctx: &GroupContext,
+    cache: &mut Statements,
     rows: &[PushRow],
     outcomes: &mut [Option<PushOutcome>],
 ) -> Result<(), RemoteError> {
@@ -720,34 +844,20 @@ async fn push_group(
     let npk = table.primary_key.len();
     let kcols: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
     let pk_quoted: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
-    let (values_sql, key_params) = keys_values(table, rows, 1);
-    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    let all: Vec<&PushRow> = rows.iter().collect();
+    let keys = key_source(table, &all);
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
     // 1. Lock what exists, in key order (no deadlock between pushes).
     let lock_sql = format!(
-        "SELECT 1 FROM {from} t WHERE ({pk}) IN (SELECT {k} FROM {values_sql} v(i, {k})) ORDER BY {pk} FOR UPDATE",
+        "SELECT 1 FROM {from} t WHERE ({pk}) IN (SELECT {k} FROM {src}) ORDER BY {pk} FOR UPDATE",
         pk = pk_quoted
             .iter()
             .map(|c| format!("t.{c}"))
             .collect::<Vec<_>>()
             .join(", "),
         k = kcols.join(", "),
+        src = keys.sql,
     );
-    // These two statements look a group's rows up by key. Left to itself
-    // the planner hashes the group and scans the whole table and its
-    // `row_versions` (stale statistics of a growing table): a push then
-    // costs O(table) per group (256 ms per 5,000 rows at the start of a
-    // 100,000-row push, 1,165 ms at its end). Index lookups only, for these
-    // two statements alone (the version update below must keep its plan).
-    tx.batch_execute(
-        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
-         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-         SET LOCAL enable_material = off;",
-    )
-    .await
-    .map_err(db("planning a push group"))?;
-    tx.query(&lock_sql, &params(&key_binds))
-        .await
-        .map_err(db(format!("locking rows of {}", table.name)))?;
     // 2. Versions and current rows.
     let join: Vec<String> = pk_quoted
         .iter()
@@ -757,30 +867,42 @@ async fn push_group(
     let state_sql = format!(
         "SELECT v.i, c.txid::text::int8, c.seq, rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, \
          t.{first} IS NOT NULL, {vk}, {cols} \
-         FROM {values_sql} v(i, {k}) \
+         FROM {src} \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
          LEFT JOIN \"outpost\".\"changes\" c ON c.seq = rv.version \
          LEFT JOIN {from} t ON {join}",
         first = pk_quoted[0],
         vk = qualified_keys(&kcols),
-        k = kcols.join(", "),
+        src = keys.sql,
         cols = column_list(table, "t."),
-        tn = key_params.len() + 1,
+        tn = keys.params.len() + 1,
         join = join.join(" AND "),
     );
-    let mut state_params = params(&key_binds);
-    state_params.push(&table.name);
-    let states = tx
-        .query(&state_sql, &state_params)
+    let started = std::time::Instant::now();
+    let lock = statement(tx, cache, keys.cacheable, &lock_sql)
+        .await
+        .map_err(db(format!("locking rows of {}", table.name)))?;
+    let state = statement(tx, cache, keys.cacheable, &state_sql)
         .await
         .map_err(db(format!("reading versions of {}", table.name)))?;
-    tx.batch_execute(
-        "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; \
-         SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on; \
-         SET LOCAL enable_material = on;",
+    let lock_params = params(&key_binds);
+    let mut state_params = params(&key_binds);
+    state_params.push(&table.name);
+    // One round trip: tokio-postgres pipelines requests polled together, and
+    // the server runs them in order (the state read, in its own snapshot,
+    // sees the rows as locked).
+    let (_, _, states, _) = try_join4(
+        tx.batch_execute(INDEX_ONLY)
+            .map_err(db("planning a push group")),
+        tx.query(&lock, &lock_params)
+            .map_err(db(format!("locking rows of {}", table.name))),
+        tx.query(&state, &state_params)
+            .map_err(db(format!("reading versions of {}", table.name))),
+        tx.batch_execute(PLANNER_DEFAULTS)
+            .map_err(db("planning a push group")),
     )
-    .await
-    .map_err(db("planning a push group"))?;
+    .await?;
+    let read_time = started.elapsed();
     let node_text = ctx.node.to_string();
     let mut to_write: Vec<usize> = Vec::new();
     let mut existed: HashMap<usize, bool> = HashMap::new();
@@ -827,7 +949,8 @@ async fn push_group(
         return Ok(());
     }
     // 3. Write, isolating refused rows.
-    let written = write_rows(tx, &from, table, rows, &to_write, &existed, outcomes).await?;
+    let writing = std::time::Instant::now();
+    let written = write_rows(tx, &from, table, cache, rows, &to_write, &existed, outcomes).await?;
     // Rows an insert found already present (inserted meanwhile): conflicts.
     let mut lost: Vec<usize> = Vec::new();
     for &i in &to_write {
@@ -836,8 +959,8 @@ async fn push_group(
         }
     }
     if !lost.is_empty() {
-        let subset: Vec<PushRow> = lost.iter().map(|&i| rows[i].clone()).collect();
-        let now = fetch_current(tx, &from, table, &subset).await?;
+        let subset: Vec<&PushRow> = lost.iter().map(|&i| &rows[i]).collect();
+        let now = fetch_current(tx, &from, table, cache, &subset).await?;
         for (j, &i) in lost.iter().enumerate() {
             outcomes[i] = Some(match now.get(j) {
                 Some(server) => PushOutcome::Conflict(server.clone()),
@@ -847,41 +970,77 @@ async fn push_group(
             });
         }
     }
+    let write_time = writing.elapsed();
     // 4. Versions of what was written, with this node's local_seq.
+    let versioning = std::time::Instant::now();
     let done: Vec<usize> = written.into_iter().collect();
     if done.is_empty() {
         return Ok(());
     }
-    let subset: Vec<PushRow> = done.iter().map(|&i| rows[i].clone()).collect();
-    let (values_sql, key_params) = keys_values(table, &subset, 1);
-    let seqs: Vec<i64> = subset.iter().map(|r| r.local_seq).collect();
-    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
-    let mut p = params(&key_binds);
+    let mut names = kcols.clone();
+    names.push("s".into());
+    let mut types: Vec<String> = (0..npk).map(|i| pk_type(table, i)).collect();
+    types.push("int8".into());
+    let cells: Vec<Vec<Value>> = done
+        .iter()
+        .map(|&i| {
+            let r = &rows[i];
+            let mut c: Vec<Value> = (0..npk)
+                .map(|j| r.pk.get(j).cloned().unwrap_or(Value::Null))
+                .collect();
+            c.push(Value::Int(r.local_seq));
+            c
+        })
+        .collect();
+    let src = source(unnestable(table), &names, &types, cells, 1);
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+    let mut p = params(&binds);
     p.push(&table.name);
     p.push(&node_text);
-    p.push(&seqs);
+    // The entries are found by key once (index lookups, like the lock and
+    // state statements: left to itself the planner hashed every entry of
+    // the table, twice); the update reaches them by `ctid`. An `UPDATE …
+    // FROM` joined by key was planned as a scan of the table's entries per
+    // pushed row when hash joins were off.
     let sql = format!(
-        "WITH v AS (SELECT i, jsonb_build_array({vk}) AS key FROM {values_sql} v(i, {k})), \
-         upd AS (UPDATE \"outpost\".\"row_versions\" rv SET origin_local_seq = (${s}::int8[])[v.i + 1] FROM v \
-           WHERE rv.table_name = ${tn} AND rv.pk = v.key AND rv.origin = ${o} RETURNING v.i) \
-         SELECT v.i, COALESCE(rv.version, 0) FROM v \
-         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = v.key",
+        "WITH w AS (SELECT v.i, jsonb_build_array({vk}) AS key, v.s FROM {src}), \
+         f AS MATERIALIZED (SELECT w.i, w.s, r.ctid AS tid, r.version, r.origin FROM w \
+           LEFT JOIN LATERAL (SELECT x.ctid, x.version, x.origin FROM \"outpost\".\"row_versions\" x \
+             WHERE x.table_name = ${tn} AND x.pk = w.key) r ON true), \
+         upd AS (UPDATE \"outpost\".\"row_versions\" rv SET origin_local_seq = f.s FROM f \
+           WHERE rv.ctid = f.tid AND f.origin = ${o} RETURNING f.i) \
+         SELECT f.i, COALESCE(f.version, 0) FROM f",
         vk = qualified_keys(&kcols),
-        k = kcols.join(", "),
-        tn = key_params.len() + 1,
-        o = key_params.len() + 2,
-        s = key_params.len() + 3,
+        src = src.sql,
+        tn = src.params.len() + 1,
+        o = src.params.len() + 2,
     );
-    let versions = tx
-        .query(&sql, &p)
+    let versions_stmt = statement(tx, cache, src.cacheable, &sql)
         .await
         .map_err(db(format!("recording versions of {}", table.name)))?;
+    let (_, versions, _) = try_join3(
+        tx.batch_execute(INDEX_ONLY)
+            .map_err(db("planning a push group")),
+        tx.query(&versions_stmt, &p)
+            .map_err(db(format!("recording versions of {}", table.name))),
+        tx.batch_execute(PLANNER_DEFAULTS)
+            .map_err(db("planning a push group")),
+    )
+    .await?;
     for v in versions {
         let j = v.get::<_, i32>(0) as usize;
         if let Some(&i) = done.get(j) {
             outcomes[i] = Some(PushOutcome::Applied { version: v.get(1) });
         }
     }
+    tracing::debug!(
+        table = %table.name,
+        rows = rows.len(),
+        read_ms = read_time.as_millis() as u64,
+        write_ms = write_time.as_millis() as u64,
+        version_ms = versioning.elapsed().as_millis() as u64,
+        "push group"
+    );
     Ok(())
 }
 
@@ -890,12 +1049,13 @@ async fn fetch_current(
     tx: &Transaction<'_>,
     from: &str,
     table: &Table,
-    rows: &[PushRow],
+    cache: &mut Statements,
+    rows: &[&PushRow],
 ) -> Result<Vec<ServerRow>, RemoteError> {
     let npk = table.primary_key.len();
     let kcols: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
-    let (values_sql, key_params) = keys_values(table, rows, 1);
-    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    let keys = key_source(table, rows);
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
     let join: Vec<String> = table
         .primary_key
         .iter()
@@ -904,22 +1064,24 @@ async fn fetch_current(
         .collect();
     let sql = format!(
         "SELECT rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, t.{first} IS NOT NULL, {vk}, {cols} \
-         FROM {values_sql} v(i, {k}) \
+         FROM {src} \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
          LEFT JOIN {from} t ON {join} ORDER BY v.i",
         first = quote(&table.primary_key[0]),
         vk = qualified_keys(&kcols),
-        k = kcols.join(", "),
+        src = keys.sql,
         cols = column_list(table, "t."),
-        tn = key_params.len() + 1,
+        tn = keys.params.len() + 1,
         join = join.join(" AND "),
     );
     let mut p = params(&key_binds);
     p.push(&table.name);
-    let found = tx
-        .query(&sql, &p)
-        .await
-        .map_err(db(format!("reading rows of {}", table.name)))?;
+    let found = async {
+        let s = statement(tx, cache, keys.cacheable, &sql).await?;
+        tx.query(&s, &p).await
+    }
+    .await
+    .map_err(db(format!("reading rows of {}", table.name)))?;
     found.iter().map(|r| server_row(r, table, 0)).collect()
 }
 
@@ -933,10 +1095,12 @@ fn writable(table: &Table) -> Vec<usize> {
 /// Writes rows `idx` (deletes, updates of rows that existed, inserts of
 /// absent ones). Returns the indexes written; refused rows get a `Failed`
 /// outcome; inserts that met an existing key are neither.
+#[allow(clippy::too_many_arguments)]
 async fn write_rows(
     tx: &Transaction<'_>,
     from: &str,
     table: &Table,
+    cache: &mut Statements,
     rows: &[PushRow],
     idx: &[usize],
     existed: &HashMap<usize, bool>,
@@ -966,12 +1130,12 @@ async fn write_rows(
         if set.is_empty() {
             continue;
         }
-        match run_savepointed(tx, from, table, rows, &set, kind).await? {
+        match run_savepointed(tx, from, table, cache, rows, &set, kind).await? {
             Ok(done) => written.extend(done),
             Err(_) => {
                 // Row by row: only the refused rows fail.
                 for &i in &set {
-                    match run_savepointed(tx, from, table, rows, &[i], kind).await? {
+                    match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
                         Ok(done) => written.extend(done),
                         Err(message) => outcomes[i] = Some(PushOutcome::Failed { message }),
                     }
@@ -995,6 +1159,7 @@ async fn run_savepointed(
     tx: &Transaction<'_>,
     from: &str,
     table: &Table,
+    cache: &mut Statements,
     rows: &[PushRow],
     set: &[usize],
     kind: Kind,
@@ -1002,44 +1167,44 @@ async fn run_savepointed(
     let npk = table.primary_key.len();
     let pk_quoted: Vec<String> = table.primary_key.iter().map(|c| quote(c)).collect();
     let cols = writable(table);
-    let mut vals: Vec<Value> = Vec::new();
-    let sql = match kind {
+    let subset: Vec<&PushRow> = set.iter().map(|&i| &rows[i]).collect();
+    let (sql, src) = match kind {
         Kind::Delete => {
-            let subset: Vec<PushRow> = set.iter().map(|&i| rows[i].clone()).collect();
-            let (values_sql, p) = keys_values(table, &subset, 1);
-            vals = p;
+            let src = key_source(table, &subset);
             let k: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
-            format!(
-                "DELETE FROM {from} t USING {values_sql} v(i, {k}) WHERE {cond} RETURNING v.i",
-                k = k.join(", "),
+            let sql = format!(
+                "DELETE FROM {from} t USING {src} WHERE {cond} RETURNING v.i",
+                src = src.sql,
                 cond = pk_quoted
                     .iter()
                     .zip(&k)
                     .map(|(c, k)| format!("t.{c} = v.{k}"))
                     .collect::<Vec<_>>()
                     .join(" AND "),
-            )
+            );
+            (sql, src)
         }
         Kind::Update | Kind::Insert => {
-            let tuples: Vec<String> = set
+            let vnames: Vec<String> = (0..cols.len()).map(|j| format!("c{j}")).collect();
+            let types: Vec<String> = cols
                 .iter()
-                .enumerate()
-                .map(|(j, &i)| {
-                    let row = rows[i].values.as_deref().unwrap_or(&[]);
-                    let mut cells = vec![j.to_string()];
-                    for &c in &cols {
-                        vals.push(row.get(c).cloned().unwrap_or(Value::Null));
-                        cells.push(format!("${}::{}", vals.len(), table.columns[c].ty.pg_name));
-                    }
-                    format!("({})", cells.join(", "))
+                .map(|&c| table.columns[c].ty.pg_name.clone())
+                .collect();
+            let cells: Vec<Vec<Value>> = subset
+                .iter()
+                .map(|r| {
+                    let row = r.values.as_deref().unwrap_or(&[]);
+                    cols.iter()
+                        .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+                        .collect()
                 })
                 .collect();
+            let src = source(unnestable(table), &vnames, &types, cells, 1);
             let names: Vec<String> = cols
                 .iter()
                 .map(|&c| quote(&table.columns[c].name))
                 .collect();
-            let vnames: Vec<String> = (0..cols.len()).map(|j| format!("c{j}")).collect();
-            if matches!(kind, Kind::Update) {
+            let sql = if matches!(kind, Kind::Update) {
                 let set_list: Vec<String> = names
                     .iter()
                     .zip(&vnames)
@@ -1058,10 +1223,9 @@ async fn run_savepointed(
                     return Ok(Ok(set.to_vec()));
                 }
                 format!(
-                    "UPDATE {from} t SET {sets} FROM (VALUES {tuples}) v(i, {vn}) WHERE {cond} RETURNING v.i",
+                    "UPDATE {from} t SET {sets} FROM {src} WHERE {cond} RETURNING v.i",
                     sets = set_list.join(", "),
-                    tuples = tuples.join(", "),
-                    vn = vnames.join(", "),
+                    src = src.sql,
                     cond = cond.join(" AND "),
                 )
             } else {
@@ -1075,22 +1239,33 @@ async fn run_savepointed(
                     ""
                 };
                 format!(
-                    "INSERT INTO {from} ({names}){overriding} SELECT {vn} FROM (VALUES {tuples}) v(i, {vn}) ORDER BY v.i \
+                    "INSERT INTO {from} ({names}){overriding} SELECT {vn} FROM {src} ORDER BY v.i \
                      ON CONFLICT ({pk}) DO NOTHING RETURNING {ret}",
                     names = names.join(", "),
-                    vn = vnames.join(", "),
-                    tuples = tuples.join(", "),
+                    vn = vnames
+                        .iter()
+                        .map(|v| format!("v.{v}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    src = src.sql,
                     pk = pk_quoted.join(", "),
                     ret = pk_quoted.join(", "),
                 )
-            }
+            };
+            (sql, src)
         }
     };
-    let binds: Vec<Bind<'_>> = vals.iter().map(Bind).collect();
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
     tx.batch_execute("SAVEPOINT outpost_row")
         .await
         .map_err(db("setting a savepoint"))?;
-    match tx.query(&sql, &params(&binds)).await {
+    // Prepared inside the savepoint: a statement the server cannot even
+    // prepare (a column gone on the server) is a refusal like any other.
+    let result = match statement(tx, cache, src.cacheable, &sql).await {
+        Ok(s) => tx.query(&s, &params(&binds)).await,
+        Err(e) => Err(e),
+    };
+    match result {
         Ok(returned) => {
             tx.batch_execute("RELEASE SAVEPOINT outpost_row")
                 .await
@@ -1265,16 +1440,17 @@ pub async fn versions_of<C: tokio_postgres::GenericClient + Sync>(
         .collect();
     let npk = table.primary_key.len();
     let kcols: Vec<String> = (0..npk).map(|i| format!("k{i}")).collect();
-    let (values_sql, key_params) = keys_values(table, &rows, 1);
-    let key_binds: Vec<Bind<'_>> = key_params.iter().map(Bind).collect();
+    let refs: Vec<&PushRow> = rows.iter().collect();
+    let keys = key_source(table, &refs);
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
     let mut p = params(&key_binds);
     p.push(&table.name);
     let sql = format!(
-        "SELECT v.i, COALESCE(rv.version, 0) FROM {values_sql} v(i, {k}) \
+        "SELECT v.i, COALESCE(rv.version, 0) FROM {src} \
          LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) ORDER BY v.i",
-        k = kcols.join(", "),
+        src = keys.sql,
         vk = qualified_keys(&kcols),
-        tn = key_params.len() + 1,
+        tn = keys.params.len() + 1,
     );
     let found = client
         .query(&sql, &p)
