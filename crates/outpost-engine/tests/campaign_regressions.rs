@@ -358,3 +358,45 @@ async fn a_mirror_during_a_bootstrap_does_not_hide_a_later_delete() -> anyhow::R
     );
     Ok(())
 }
+
+/// A row this node inserted, whose acknowledgement was lost, then updated on
+/// the server and deleted here before the node pulled it again, is listed as
+/// a conflict, not silently put back (found by campaign seed 1024 of the
+/// third session's run: the delete's entry had no base, as a row created
+/// here, so "absent in the base and here, present on the server" read as an
+/// insert and delete the server had never seen, and the server's row won
+/// without a word; the local delete was lost).
+#[tokio::test]
+async fn a_local_delete_of_an_own_insert_updated_on_the_server_is_a_conflict() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'mine', 'u1')"#,
+    )
+    .await?;
+    a.arm_fault("push-after-commit");
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success, "the acknowledgement was dropped");
+    client
+        .batch_execute(r#"UPDATE "Post" SET title = 'theirs' WHERE id = 'p1'"#)
+        .await?;
+    assert_eq!(local(&a, r#"DELETE FROM "Post" WHERE id = 'p1'"#).await?, 1);
+    sync(&a, Direction::ToServer).await?;
+    let server = server_rows(&client, &schema, "Post").await?;
+    let conflicts = a.with_replica(|r| r.conflicts()).await?;
+    assert!(
+        server.is_empty() || conflicts.iter().any(|c| c.pk == "[\"p1\"]"),
+        "the local delete was dropped: server {server:?}, conflicts {conflicts:?}"
+    );
+    assert_eq!(server.len(), 1, "the server's update was not overwritten");
+    Ok(())
+}

@@ -498,9 +498,22 @@ fn settle(
         && server.values.is_none()
         && server.version > 0
         && policy == Policy::Manual;
+    // The mirror case: a row inserted here and deleted here, against a key
+    // the server has. The insert may have landed (its acknowledgement lost)
+    // and been changed there since; "absent in the base and here" would
+    // read as an insert and delete the server never saw and take the
+    // server's row without a word, losing the delete. Under `manual` it is
+    // a delete against an edit.
+    let deleted_own_insert =
+        base.is_none() && local.is_none() && server.values.is_some() && policy == Policy::Manual;
     let outcome = if tombstone {
         Outcome::Conflict {
             kind: outpost_core::conflict::ConflictKind::ChangedLocallyDeletedOnServer,
+            fields: Vec::new(),
+        }
+    } else if deleted_own_insert {
+        Outcome::Conflict {
+            kind: outpost_core::conflict::ConflictKind::DeletedLocallyChangedOnServer,
             fields: Vec::new(),
         }
     } else {
