@@ -200,6 +200,17 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
+/// Runs `f` with the replica's lock held.
+fn locked<T>(
+    replica: &std::sync::Mutex<Replica>,
+    f: impl FnOnce(&mut Replica) -> Result<T, outpost_local::LocalError>,
+) -> Result<T, EngineError> {
+    let mut guard = replica
+        .lock()
+        .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
+    f(&mut guard).map_err(EngineError::from)
+}
+
 impl Engine {
     /// An engine over an open replica.
     pub fn new(replica: Replica, config: Config) -> Engine {
@@ -307,14 +318,9 @@ impl Engine {
         F: FnOnce(&mut Replica) -> Result<T, outpost_local::LocalError> + Send + 'static,
     {
         let replica = self.inner.replica.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut guard = replica
-                .lock()
-                .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
-            f(&mut guard).map_err(EngineError::from)
-        })
-        .await
-        .map_err(|e| EngineError::Internal(format!("a replica task failed: {e}")))?
+        tokio::task::spawn_blocking(move || locked(&replica, f))
+            .await
+            .map_err(|e| EngineError::Internal(format!("a replica task failed: {e}")))?
     }
 
     /// Runs `f` on the replica on the calling thread, where the runtime
@@ -334,13 +340,7 @@ impl Engine {
         if !multi_threaded {
             return self.with_replica(f).await;
         }
-        let replica = self.inner.replica.clone();
-        tokio::task::block_in_place(move || {
-            let mut guard = replica
-                .lock()
-                .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
-            f(&mut guard).map_err(EngineError::from)
-        })
+        tokio::task::block_in_place(move || locked(&self.inner.replica, f))
     }
 
     async fn connect(&self) -> Result<Client, EngineError> {

@@ -87,6 +87,22 @@ async fn server_version(
         .await?)
 }
 
+/// Inserts post `p1` (of user `u1`) on `node` and pushes it; the push lands
+/// but its acknowledgement is dropped, so the row stays pending there.
+async fn insert_post_losing_the_ack(node: &outpost_engine::Engine) -> anyhow::Result<()> {
+    local(
+        node,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'mine', 'u1')"#,
+    )
+    .await?;
+    node.arm_fault("push-after-commit");
+    let lost = node
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success, "the acknowledgement was dropped");
+    Ok(())
+}
+
 /// A row whose insert landed but whose acknowledgement was lost, then was
 /// deleted by another node, is not inserted again by the retry (found by
 /// campaign seed 3 of the second run: the retry saw "inserted here, absent
@@ -102,16 +118,7 @@ async fn a_retried_insert_does_not_resurrect_a_row_deleted_after_it_landed() -> 
     let (a, b) = (node(&db, &schema, "a")?, node(&db, &schema, "b")?);
     sync(&a, Direction::Bidirectional).await?;
     sync(&b, Direction::Bidirectional).await?;
-    local(
-        &a,
-        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'mine', 'u1')"#,
-    )
-    .await?;
-    a.arm_fault("push-after-commit");
-    let lost = a
-        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
-        .await?;
-    assert!(!lost.success, "the acknowledgement was dropped");
+    insert_post_losing_the_ack(&a).await?;
     // b sees the post and deletes it.
     for _ in 0..200 {
         sync(&b, Direction::FromServer).await?;
@@ -376,16 +383,7 @@ async fn a_local_delete_of_an_own_insert_updated_on_the_server_is_a_conflict() -
         .await?;
     let a = node(&db, &schema, "a")?;
     sync(&a, Direction::Bidirectional).await?;
-    local(
-        &a,
-        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'mine', 'u1')"#,
-    )
-    .await?;
-    a.arm_fault("push-after-commit");
-    let lost = a
-        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
-        .await?;
-    assert!(!lost.success, "the acknowledgement was dropped");
+    insert_post_losing_the_ack(&a).await?;
     client
         .batch_execute(r#"UPDATE "Post" SET title = 'theirs' WHERE id = 'p1'"#)
         .await?;
