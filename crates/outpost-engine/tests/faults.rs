@@ -114,6 +114,70 @@ async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A push group records its highest `local_seq` on every version it writes
+/// (`outpost_remote::feed`, "origin_local_seq"). A row whose own change was
+/// not the group's highest, edited again after the group's reply was lost,
+/// must still be pushed: its new change is numbered above the whole group.
+/// Its group neighbour is skipped as already applied.
+#[tokio::test]
+async fn a_row_edited_after_a_lost_acknowledgement_lands_whatever_its_place_in_the_group()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    // p1's change comes first, p2's last: the group's highest is p2's.
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1');
+           INSERT INTO "Post" (id, title, "userId") VALUES ('p2', 'two', 'u1');"#,
+    )
+    .await?;
+    a.arm_fault("push-after-commit");
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success, "the reply was dropped");
+    let landed = post_versions(&client).await?;
+    assert_eq!(landed.len(), 2, "the push itself committed");
+    let recorded = client
+        .query(
+            "SELECT origin_local_seq FROM outpost.row_versions WHERE table_name = 'Post' ORDER BY pk",
+            &[],
+        )
+        .await?;
+    let seqs: Vec<Option<i64>> = recorded.iter().map(|r| r.get(0)).collect();
+    assert!(
+        seqs[0].is_some() && seqs[0] == seqs[1],
+        "one local_seq per group: {seqs:?}"
+    );
+
+    local(
+        &a,
+        r#"UPDATE "Post" SET title = 'one, again' WHERE id = 'p1'"#,
+    )
+    .await?;
+    let retry = sync(&a, Direction::Bidirectional).await?;
+    assert!(retry.success, "{retry:?}");
+    let conflicts: u64 = retry.results.values().map(|s| s.conflicts).sum();
+    assert_eq!(conflicts, 0, "{retry:?}");
+    let posts = server_rows(&client, &schema, "Post").await?;
+    assert_eq!(
+        posts[0][1],
+        outpost_core::types::Value::Text("one, again".into()),
+        "the later edit reached the server"
+    );
+    let now = post_versions(&client).await?;
+    assert_ne!(now[0], landed[0], "p1 was written again");
+    assert_eq!(now[1], landed[1], "p2 was not");
+    assert_eq!(a.status().await?.pending, 0);
+    assert_converged(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
 /// A bootstrap stopped half-way leaves a replica that says so, and the next
 /// sync finishes it.
 #[tokio::test]

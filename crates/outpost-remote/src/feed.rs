@@ -10,6 +10,19 @@
 //! A push sends a group's rows as one typed array per column (`unnest`), so
 //! its statements have the same text for every group and are prepared once
 //! per push; tables with array columns keep `VALUES` lists.
+//!
+//! # `origin_local_seq`
+//!
+//! A push group's writes run with `outpost.local_seq` set to the highest
+//! `local_seq` of the group's rows, and the capture trigger stores it as
+//! `row_versions.origin_local_seq` of every version it writes. A retry skips
+//! a row whose version has this node as origin and an `origin_local_seq` at
+//! or above the row's own `local_seq`. The group's highest is as good as the
+//! row's own for that test: a row's pushed change is its latest when the
+//! push was planned, and any later change of the row is numbered above
+//! every change that existed then, so above the group's highest as well.
+//! One value per group lets the capture write it in the statement that
+//! writes the version, instead of a second update of every version.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -528,8 +541,9 @@ fn server_row(r: &Row, table: &Table, at: usize) -> Result<ServerRow, RemoteErro
 ///    the key: a row inserted meanwhile by someone else is a conflict),
 ///    delete deleted ones; a statement the server refuses is retried row by
 ///    row under savepoints, and only the refused rows fail;
-/// 4. record `origin_local_seq` on the versions written and the node's
-///    highest applied `local_seq`.
+/// 4. read the versions written (their `origin_local_seq` is set by the
+///    capture: module doc) and record the node's highest applied
+///    `local_seq`.
 pub async fn push(
     client: &mut Client,
     schema: &Schema,
@@ -948,8 +962,23 @@ async fn push_group(
     if to_write.is_empty() {
         return Ok(());
     }
-    // 3. Write, isolating refused rows.
+    // 3. Write, isolating refused rows. The capture records
+    // `outpost.local_seq` as each written version's `origin_local_seq`: the
+    // group's highest. That is all a retry's check needs (module doc,
+    // "origin_local_seq"), and it spares a second write of every version.
     let writing = std::time::Instant::now();
+    let group_seq = to_write
+        .iter()
+        .map(|&i| rows[i].local_seq)
+        .max()
+        .unwrap_or(0)
+        .to_string();
+    tx.execute(
+        "SELECT set_config('outpost.local_seq', $1, true)",
+        &[&group_seq],
+    )
+    .await
+    .map_err(db("starting a push group"))?;
     let written = write_rows(tx, &from, table, cache, rows, &to_write, &existed, outcomes).await?;
     // Rows an insert found already present (inserted meanwhile): conflicts.
     let mut lost: Vec<usize> = Vec::new();
@@ -971,58 +1000,43 @@ async fn push_group(
         }
     }
     let write_time = writing.elapsed();
-    // 4. Versions of what was written, with this node's local_seq.
+    // 4. The versions of what was written.
     let versioning = std::time::Instant::now();
     let done: Vec<usize> = written.into_iter().collect();
     if done.is_empty() {
         return Ok(());
     }
-    let mut names = kcols.clone();
-    names.push("s".into());
-    let mut types: Vec<String> = (0..npk).map(|i| pk_type(table, i)).collect();
-    types.push("int8".into());
+    let types: Vec<String> = (0..npk).map(|i| pk_type(table, i)).collect();
     let cells: Vec<Vec<Value>> = done
         .iter()
         .map(|&i| {
-            let r = &rows[i];
-            let mut c: Vec<Value> = (0..npk)
-                .map(|j| r.pk.get(j).cloned().unwrap_or(Value::Null))
-                .collect();
-            c.push(Value::Int(r.local_seq));
-            c
+            (0..npk)
+                .map(|j| rows[i].pk.get(j).cloned().unwrap_or(Value::Null))
+                .collect()
         })
         .collect();
-    let src = source(unnestable(table), &names, &types, cells, 1);
+    let src = source(unnestable(table), &kcols, &types, cells, 1);
     let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
     let mut p = params(&binds);
     p.push(&table.name);
-    p.push(&node_text);
-    // The entries are found by key once (index lookups, like the lock and
-    // state statements: left to itself the planner hashed every entry of
-    // the table, twice); the update reaches them by `ctid`. An `UPDATE …
-    // FROM` joined by key was planned as a scan of the table's entries per
-    // pushed row when hash joins were off.
+    // Entries by key through the index (left to itself the planner hashed
+    // every entry of the table).
     let sql = format!(
-        "WITH w AS (SELECT v.i, jsonb_build_array({vk}) AS key, v.s FROM {src}), \
-         f AS MATERIALIZED (SELECT w.i, w.s, r.ctid AS tid, r.version, r.origin FROM w \
-           LEFT JOIN LATERAL (SELECT x.ctid, x.version, x.origin FROM \"outpost\".\"row_versions\" x \
-             WHERE x.table_name = ${tn} AND x.pk = w.key) r ON true), \
-         upd AS (UPDATE \"outpost\".\"row_versions\" rv SET origin_local_seq = f.s FROM f \
-           WHERE rv.ctid = f.tid AND f.origin = ${o} RETURNING f.i) \
-         SELECT f.i, COALESCE(f.version, 0) FROM f",
+        "SELECT v.i, COALESCE(r.version, 0) FROM {src} \
+         LEFT JOIN LATERAL (SELECT x.version FROM \"outpost\".\"row_versions\" x \
+           WHERE x.table_name = ${tn} AND x.pk = jsonb_build_array({vk})) r ON true",
         vk = qualified_keys(&kcols),
         src = src.sql,
         tn = src.params.len() + 1,
-        o = src.params.len() + 2,
     );
     let versions_stmt = statement(tx, cache, src.cacheable, &sql)
         .await
-        .map_err(db(format!("recording versions of {}", table.name)))?;
+        .map_err(db(format!("reading versions of {}", table.name)))?;
     let (_, versions, _) = try_join3(
         tx.batch_execute(INDEX_ONLY)
             .map_err(db("planning a push group")),
         tx.query(&versions_stmt, &p)
-            .map_err(db(format!("recording versions of {}", table.name))),
+            .map_err(db(format!("reading versions of {}", table.name))),
         tx.batch_execute(PLANNER_DEFAULTS)
             .map_err(db("planning a push group")),
     )
