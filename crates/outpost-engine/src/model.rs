@@ -39,6 +39,7 @@ use outpost_core::types::{ScalarType, Value};
 use outpost_local::sync::{Mirrored, take_id};
 use outpost_query::{Operation, Plan, Records};
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
 use crate::engine::Engine;
@@ -120,12 +121,23 @@ fn is_json<T: 'static>() -> bool {
     TypeId::of::<T>() == TypeId::of::<Json>()
 }
 
-/// What an operation gave.
-enum Output {
+/// What an operation gave: write it as JSON with serde ([`Serialize`]),
+/// which gives Prisma's result shape either way.
+pub enum Output {
     /// Prisma's result shape.
     Json(Json),
-    /// A read's rows, for typed results.
+    /// A read's rows: serialized straight from them (the same JSON text as
+    /// the records), or deserialized into types.
     Records(Records),
+}
+
+impl Serialize for Output {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Output::Json(json) => json.serialize(serializer),
+            Output::Records(records) => records.serialize(serializer),
+        }
+    }
 }
 
 fn count_of(json: &Json) -> u64 {
@@ -149,6 +161,21 @@ impl ModelService {
                 "a read gave rows where JSON was asked for".into(),
             )),
         }
+    }
+
+    /// Runs any operation as [`ModelService::run`] does, for a caller that
+    /// writes the result as JSON (the HTTP API): a read's records are not
+    /// built as `serde_json::Value`s but serialized from the rows.
+    pub async fn run_output(
+        &self,
+        operation: Operation,
+        args: Json,
+    ) -> Result<Output, EngineError> {
+        let read = matches!(
+            operation,
+            Operation::FindMany | Operation::FindFirst | Operation::FindUnique
+        );
+        self.execute(operation, args, read).await
     }
 
     /// The records of a read (`findMany`, `findFirst`, `findUnique`) as

@@ -1,13 +1,14 @@
 //! Typed reads: `find_many::<T>` (and `find_first`, `find_unique`) with a
 //! user struct gives what `serde_json::from_value::<T>` gives for the JSON
 //! records, on the replica and on the server, and a value of the wrong type
-//! is an error, not a panic.
+//! is an error, not a panic; reads serialized from their rows
+//! (`run_output`, the HTTP API's path) give the records' JSON text.
 
 mod common;
 
 use common::*;
 use outpost_core::sync::Direction;
-use outpost_engine::{EngineError, Mode, ModelService, NodeOptions, Outpost};
+use outpost_engine::{EngineError, Mode, ModelService, NodeOptions, Operation, Outpost};
 use outpost_testkit::TestDb;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -207,6 +208,35 @@ async fn typed_reads_equal_the_json_records_on_both_databases() -> anyhow::Resul
             for (a, j) in any.iter().zip(&json) {
                 assert_eq!(a.0.to_string(), j.to_string(), "{mode:?} {args}");
             }
+        }
+
+        // Serialized from the rows (the HTTP API's path): the same text.
+        for (model, op, args) in [
+            (
+                &posts,
+                Operation::FindMany,
+                json!({"include": {"user": true}, "orderBy": {"id": "asc"}}),
+            ),
+            (
+                &users,
+                Operation::FindMany,
+                json!({"include": {"posts": {"include": {"user": true}}}}),
+            ),
+            (
+                &posts,
+                Operation::FindFirst,
+                json!({"where": {"id": "p3"}, "include": {"user": true}}),
+            ),
+            (
+                &users,
+                Operation::FindUnique,
+                json!({"where": {"id": "nobody"}}),
+            ),
+            (&users, Operation::Count, json!({})),
+        ] {
+            let json = model.run(op, args.clone()).await?;
+            let written = serde_json::to_string(&model.run_output(op, args.clone()).await?)?;
+            assert_eq!(written, json.to_string(), "{mode:?} {op} {args}");
         }
 
         // One record, or none.

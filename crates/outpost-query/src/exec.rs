@@ -142,7 +142,7 @@ pub async fn execute_read<D: Driver>(
     if *single {
         levels[0].rows.truncate(1);
     }
-    Ok(Records::new(levels, status))
+    Ok(Records::new(levels, status, *single))
 }
 
 struct Exec<'a, D: Driver> {

@@ -34,7 +34,8 @@ use serde::de::{
     self, DeserializeOwned, DeserializeSeed, Deserializer, IntoDeserializer, MapAccess, SeqAccess,
     Unexpected, Visitor,
 };
-use serde::forward_to_deserialize_any;
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Serialize, Serializer, forward_to_deserialize_any};
 use serde_json::Value as Json;
 
 use crate::assemble::{Level, Links, Row, Template, link};
@@ -44,6 +45,8 @@ use crate::assemble::{Level, Links, Row, Template, link};
 pub struct Records {
     shapes: Vec<Shape>,
     levels: Vec<LevelRows>,
+    /// A `findFirst`/`findUnique`: serialized as one record or `null`.
+    single: bool,
 }
 
 impl fmt::Debug for Records {
@@ -150,7 +153,7 @@ impl de::Error for ReadError {
 impl Records {
     /// The records of `levels` (as `assemble::records` takes them);
     /// `status`: the rows carry their sync status.
-    pub(crate) fn new(levels: Vec<Level<'_>>, status: bool) -> Records {
+    pub(crate) fn new(levels: Vec<Level<'_>>, status: bool, single: bool) -> Records {
         let mut shapes = Vec::with_capacity(levels.len());
         for level in &levels {
             let query = level.query;
@@ -202,7 +205,11 @@ impl Records {
             .zip(left)
             .map(|(l, left)| LevelRows { rows: l.rows, left })
             .collect();
-        Records { shapes, levels }
+        Records {
+            shapes,
+            levels,
+            single,
+        }
     }
 
     /// How many records.
@@ -694,5 +701,101 @@ impl<'de> Deserializer<'de> for ValueDe<'_> {
     forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
         bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+    }
+}
+
+/// The read's result in Prisma's shape, written straight from the rows:
+/// the same JSON text as serializing the JSON records (`assemble`), for a
+/// response body without `serde_json::Value`s in between.
+impl Serialize for Records {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let record = |row: usize| RecordSer {
+            records: self,
+            level: 0,
+            row,
+        };
+        if self.single {
+            return match self.len() {
+                0 => serializer.serialize_unit(),
+                _ => record(0).serialize(serializer),
+            };
+        }
+        let mut seq = serializer.serialize_seq(Some(self.len()))?;
+        for row in 0..self.len() {
+            seq.serialize_element(&record(row))?;
+        }
+        seq.end()
+    }
+}
+
+struct RecordSer<'a> {
+    records: &'a Records,
+    level: usize,
+    row: usize,
+}
+
+impl Serialize for RecordSer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let shape = &self.records.shapes[self.level];
+        let row = &self.records.levels[self.level].rows[self.row];
+        let mut map = serializer.serialize_map(Some(shape.entries.len()))?;
+        for (name, slot) in &shape.entries {
+            match *slot {
+                Slot::Field(col) => {
+                    map.serialize_entry(name, &ValueSer(&row.values[col], false))?
+                }
+                Slot::Status => {
+                    map.serialize_entry(name, row.status.as_deref().unwrap_or("SYNCED"))?
+                }
+                Slot::Relation(e) => {
+                    let rel = &shape.relations[e];
+                    let child = |&cr: &u32| RecordSer {
+                        records: self.records,
+                        level: rel.child,
+                        row: cr as usize,
+                    };
+                    let matched = rel.links.of(self.row);
+                    if rel.to_many {
+                        map.serialize_entry(name, &ManySer(matched.iter().map(child).collect()))?;
+                    } else {
+                        map.serialize_entry(name, &matched.first().map(child))?;
+                    }
+                }
+            }
+        }
+        map.end()
+    }
+}
+
+struct ManySer<'a>(Vec<RecordSer<'a>>);
+
+impl Serialize for ManySer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(&self.0)
+    }
+}
+
+/// A value in its JSON form; `.1`: an array element.
+struct ValueSer<'a>(&'a Value, bool);
+
+impl Serialize for ValueSer<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Null => serializer.serialize_unit(),
+            Value::Bool(b) => serializer.serialize_bool(*b),
+            Value::Int(i) if i.unsigned_abs() > outpost_core::types::MAX_SAFE_JSON_INT as u64 => {
+                serializer.collect_str(i)
+            }
+            Value::Int(i) => serializer.serialize_i64(*i),
+            Value::Float(f) if f.is_finite() => serializer.serialize_f64(*f),
+            Value::Text(s) => serializer.serialize_str(s),
+            Value::Json(s) if self.1 => serializer.serialize_str(s),
+            Value::Json(s) => match serde_json::from_str::<Json>(s) {
+                Ok(doc) => doc.serialize(serializer),
+                Err(_) => serializer.serialize_str(s),
+            },
+            Value::Array(items) => serializer.collect_seq(items.iter().map(|v| ValueSer(v, true))),
+            other => other.to_json(&ANY).serialize(serializer),
+        }
     }
 }

@@ -1133,6 +1133,8 @@ fn agrees<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
         one => vec![one.clone()],
     };
     let expected: Result<Vec<T>, _> = items.into_iter().map(serde_json::from_value).collect();
+    // Serialized, the same JSON text.
+    assert_eq!(serde_json::to_string(&records).unwrap(), json.to_string());
     let got = records.deserialize::<T>();
     match (expected, got) {
         (Ok(a), Ok(b)) => {
