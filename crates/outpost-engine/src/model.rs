@@ -10,6 +10,12 @@
 //!   written rows are mirrored into the replica as synced at their new
 //!   versions.
 //!
+//! Reads into the caller's own types (`find_many::<T>` with `T` other than
+//! `serde_json::Value`) run the read as rows (`outpost_query::Records`) and
+//! deserialize `T` from them, with the result `serde_json::from_value` of
+//! the JSON records would give, without building those records;
+//! [`ModelService::run_output`] serializes reads from the rows the same way.
+//!
 //! In `auto` mode a request whose server connection cannot be opened, or
 //! breaks before anything was committed, runs on the replica instead (the
 //! server rolled the transaction back, so nothing is applied twice). A
