@@ -16,6 +16,10 @@
 //! self-describing targets (`serde_json::Value`, `#[serde(flatten)]`,
 //! untagged enums) see the same thing.
 //!
+//! `Records` also implements `Serialize`: Prisma's result shape (an array,
+//! or one record or `null` for `findFirst`/`findUnique`) with the same JSON
+//! text as serializing the JSON records, for response bodies.
+//!
 //! Cost: no map or key is built. Text moves from the row into the target
 //! on a row's last visit; a row several parents include (a user of many
 //! posts) is copied for the others, as the JSON records clone it.
