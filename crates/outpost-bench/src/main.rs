@@ -34,7 +34,9 @@
 //!   triggers, one per transaction and in batches of 1,000; baseline: the same
 //!   inserts into an untracked table of the same shape in the same file.
 //! * **B8 include**: `find_many` of `--include-rows` posts with their users,
-//!   local and remote; baseline: the same two queries hand-written.
+//!   local and remote, into a struct (`typed`, the target's line) and as
+//!   JSON (`json`); baseline: the same two queries hand-written, every value
+//!   decoded into tuples.
 
 mod node_scenarios;
 mod sync_scenarios;

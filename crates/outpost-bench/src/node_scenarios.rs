@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use outpost_core::sync::Direction;
 use outpost_engine::{Mode, NodeOptions, Outpost};
 use outpost_testkit::TestDb;
+use serde::Deserialize;
 use serde_json::{Value as Json, json};
 
 use crate::{Args, Sample, summarize};
@@ -188,8 +189,28 @@ pub async fn capture_overhead(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// B8: `find_many` with `include` over all posts, local and remote, against
-/// hand-written SQL doing the same on each database.
+/// B8's typed result: every column of the post and of its user.
+#[derive(Deserialize)]
+struct BenchUser {
+    id: String,
+    email: String,
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct BenchPost {
+    id: String,
+    title: String,
+    views: i64,
+    #[serde(rename = "userId")]
+    user_id: String,
+    user: BenchUser,
+}
+
+/// B8: `find_many` with `include` over all posts, local and remote, into
+/// a struct (`find_many::<BenchPost>`) and as JSON (`find_many::<Json>`),
+/// against hand-written SQL doing the same on each database (every value
+/// decoded into tuples), all three in each run on the same data.
 pub async fn find_many_include(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     let node = Outpost::open_with(
         node_config(db, "b8.db")?,
@@ -206,17 +227,32 @@ pub async fn find_many_include(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     let sqlite = rusqlite::Connection::open(db.dir().join("b8.db"))?;
     for mode in [Mode::Local, Mode::Remote] {
         node.set_mode(mode).await;
-        let mut samples = Vec::new();
+        let (mut typed_samples, mut json_samples) = (Vec::new(), Vec::new());
         let mut n = 0;
         for _ in 0..args.runs {
             let started = Instant::now();
             let found: Vec<Json> = posts.find_many(query.clone()).await?;
-            let outpost = started.elapsed();
+            let json_time = started.elapsed();
             n = found.len() as u64;
             anyhow::ensure!(
                 found.first().is_some_and(|p| p["user"].is_object()),
                 "include missing"
             );
+            drop(found);
+            let started = Instant::now();
+            let found: Vec<BenchPost> = posts.find_many(query.clone()).await?;
+            let typed_time = started.elapsed();
+            anyhow::ensure!(
+                found.len() as u64 == n
+                    && found.iter().all(|p| p.user.id == p.user_id
+                        && !p.id.is_empty()
+                        && !p.title.is_empty()
+                        && p.views >= 0
+                        && !p.user.email.is_empty()
+                        && p.user.name.is_some()),
+                "the typed read differs"
+            );
+            drop(found);
             let started = Instant::now();
             let hand = match mode {
                 Mode::Remote => {
@@ -266,14 +302,32 @@ pub async fn find_many_include(db: &TestDb, args: &Args) -> anyhow::Result<()> {
             };
             let baseline = started.elapsed();
             anyhow::ensure!(hand > 0, "the hand-written query found nothing");
-            samples.push(Sample { outpost, baseline });
+            typed_samples.push(Sample {
+                outpost: typed_time,
+                baseline,
+            });
+            json_samples.push(Sample {
+                outpost: json_time,
+                baseline,
+            });
         }
-        let label = if mode == Mode::Local {
-            "B8 local"
+        let place = if mode == Mode::Local {
+            "local"
         } else {
-            "B8 remote"
+            "remote"
         };
-        summarize(label, n, &samples, "time ratio <= 1.3");
+        summarize(
+            &format!("B8 {place} typed"),
+            n,
+            &typed_samples,
+            "time ratio <= 1.3",
+        );
+        summarize(
+            &format!("B8 {place} json"),
+            n,
+            &json_samples,
+            "time ratio, for comparison",
+        );
     }
     node.shutdown().await;
     Ok(())

@@ -45,7 +45,7 @@ pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncRe
 
 pub use error::EngineError;
 pub use metrics::{DURATION_BUCKETS, MetricsSnapshot, SyncProgress};
-pub use model::{ModelService, fill_defaults};
+pub use model::{ModelService, Output as ModelOutput, fill_defaults};
 pub use node::{Mode, NodeOptions, Outpost, Status};
 pub use outpost_core::conflict::Policy;
 pub use outpost_query::Operation;

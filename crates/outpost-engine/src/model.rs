@@ -10,6 +10,12 @@
 //!   written rows are mirrored into the replica as synced at their new
 //!   versions.
 //!
+//! Reads into the caller's own types (`find_many::<T>` with `T` other than
+//! `serde_json::Value`) run the read as rows (`outpost_query::Records`) and
+//! deserialize `T` from them, with the result `serde_json::from_value` of
+//! the JSON records would give, without building those records;
+//! [`ModelService::run_output`] serializes reads from the rows the same way.
+//!
 //! In `auto` mode a request whose server connection cannot be opened, or
 //! breaks before anything was committed, runs on the replica instead (the
 //! server rolled the transaction back, so nothing is applied twice). A
@@ -31,14 +37,15 @@
 //!   nodes never collide. When the block runs out offline, the create is
 //!   refused with an error saying so; nothing is guessed.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 
 use outpost_core::schema::{Schema, Table};
 use outpost_core::types::{ScalarType, Value};
 use outpost_local::sync::{Mirrored, take_id};
-use outpost_query::{Operation, Plan};
+use outpost_query::{Operation, Plan, Records};
 use serde::de::DeserializeOwned;
+use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
 use crate::engine::Engine;
@@ -114,6 +121,31 @@ fn typed<T: DeserializeOwned + 'static>(json: Json) -> Result<T, EngineError> {
         .map_err(|e| EngineError::Query(format!("the result does not fit the requested type: {e}")))
 }
 
+/// Whether `T` is `serde_json::Value`: such reads keep the JSON records as
+/// built.
+fn is_json<T: 'static>() -> bool {
+    TypeId::of::<T>() == TypeId::of::<Json>()
+}
+
+/// What an operation gave: write it as JSON with serde ([`Serialize`]),
+/// which gives Prisma's result shape either way.
+pub enum Output {
+    /// Prisma's result shape.
+    Json(Json),
+    /// A read's rows: serialized straight from them (the same JSON text as
+    /// the records), or deserialized into types.
+    Records(Records),
+}
+
+impl Serialize for Output {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Output::Json(json) => json.serialize(serializer),
+            Output::Records(records) => records.serialize(serializer),
+        }
+    }
+}
+
 fn count_of(json: &Json) -> u64 {
     json.as_u64()
         .or_else(|| json.get("count").and_then(Json::as_u64))
@@ -129,6 +161,55 @@ impl ModelService {
     /// Runs any operation with Prisma's argument object; returns Prisma's
     /// result shape as JSON.
     pub async fn run(&self, operation: Operation, args: Json) -> Result<Json, EngineError> {
+        match self.execute(operation, args, false).await? {
+            Output::Json(json) => Ok(json),
+            Output::Records(_) => Err(EngineError::Internal(
+                "a read gave rows where JSON was asked for".into(),
+            )),
+        }
+    }
+
+    /// Runs any operation as [`ModelService::run`] does, for a caller that
+    /// writes the result as JSON (the HTTP API): a read's records are not
+    /// built as `serde_json::Value`s but serialized from the rows.
+    pub async fn run_output(
+        &self,
+        operation: Operation,
+        args: Json,
+    ) -> Result<Output, EngineError> {
+        let read = matches!(
+            operation,
+            Operation::FindMany | Operation::FindFirst | Operation::FindUnique
+        );
+        self.execute(operation, args, read).await
+    }
+
+    /// The records of a read (`findMany`, `findFirst`, `findUnique`) as
+    /// `T`s, deserialized from the rows read without JSON records in
+    /// between (`outpost_query::records`).
+    async fn read_as<T: DeserializeOwned>(
+        &self,
+        operation: Operation,
+        args: Json,
+    ) -> Result<Vec<T>, EngineError> {
+        match self.execute(operation, args, true).await? {
+            Output::Records(records) => records.deserialize().map_err(|e| {
+                EngineError::Query(format!("the result does not fit the requested type: {e}"))
+            }),
+            Output::Json(_) => Err(EngineError::Internal(
+                "a read gave JSON where rows were asked for".into(),
+            )),
+        }
+    }
+
+    /// Plans and routes an operation (module doc); `records`: a read gives
+    /// its rows ([`Output::Records`]) instead of JSON records.
+    async fn execute(
+        &self,
+        operation: Operation,
+        args: Json,
+        records: bool,
+    ) -> Result<Output, EngineError> {
         let schema = self.node.inner.engine.schema().clone();
         let plan = outpost_query::plan(&schema, &self.model, operation, &args)
             .map_err(|e| EngineError::Query(e.to_string()))?;
@@ -137,12 +218,12 @@ impl ModelService {
             && !self.node.is_online()
         {
             // No fallback allowed: try the server, and say so if it is away.
-            return self.run_remote(&schema, &plan).await;
+            return self.run_remote(&schema, &plan, records).await;
         }
         if self.node.using_local() {
-            return self.run_local(schema, plan).await;
+            return self.run_local(schema, plan, records).await;
         }
-        match self.run_remote(&schema, &plan).await {
+        match self.run_remote(&schema, &plan, records).await {
             Err(EngineError::Unreachable(reason))
                 if self.node.mode() == Mode::Auto && self.node.inner.config.enable_offline_mode =>
             {
@@ -150,21 +231,33 @@ impl ModelService {
                 if self.node.set_online(false) {
                     self.node.publish().await;
                 }
-                self.run_local(schema, plan).await
+                self.run_local(schema, plan, records).await
             }
             other => other,
         }
     }
 
-    async fn run_local(&self, schema: Schema, plan: Plan) -> Result<Json, EngineError> {
+    async fn run_local(
+        &self,
+        schema: Schema,
+        plan: Plan,
+        records: bool,
+    ) -> Result<Output, EngineError> {
         let is_write = plan.is_write();
+        let engine = &self.node.inner.engine;
+        if records && !is_write {
+            let read = move |r: &mut outpost_local::Replica| {
+                outpost_local::query::read(r.connection(), &schema, &plan, true)
+            };
+            // Deserialized by the caller, on this thread (see below).
+            return Ok(Output::Records(engine.with_replica_here(read).await?));
+        }
         let run = move |r: &mut outpost_local::Replica| {
             let conn = r.connection();
             let mut fill =
                 |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
             outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
         };
-        let engine = &self.node.inner.engine;
         // A read's records are built where the caller will use and drop
         // them (see `with_replica_here`).
         let out = if is_write {
@@ -175,10 +268,15 @@ impl ModelService {
         if is_write {
             self.node.publish().await;
         }
-        Ok(out.result)
+        Ok(Output::Json(out.result))
     }
 
-    async fn run_remote(&self, schema: &Schema, plan: &Plan) -> Result<Json, EngineError> {
+    async fn run_remote(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        records: bool,
+    ) -> Result<Output, EngineError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             EngineError::Unreachable(format!(
                 "{e}{}",
@@ -198,10 +296,19 @@ impl ModelService {
             return Err(unreachable(&"no connection"));
         };
         if !plan.is_write() {
-            return match outpost_remote::query::run(&client, schema, plan).await {
+            let out = if records {
+                outpost_remote::query::read(&client, schema, plan)
+                    .await
+                    .map(Output::Records)
+            } else {
+                outpost_remote::query::run(&client, schema, plan)
+                    .await
+                    .map(|out| Output::Json(out.result))
+            };
+            return match out {
                 Ok(out) => {
                     *guard = Some(client);
-                    Ok(out.result)
+                    Ok(out)
                 }
                 Err(e) if e.is_transient() => Err(unreachable(&e)),
                 Err(e) => {
@@ -282,31 +389,51 @@ impl ModelService {
             .with_replica(move |r| r.mirror(&mirrored))
             .await?;
         self.node.publish().await;
-        Ok(result)
+        Ok(Output::Json(result))
     }
 
-    /// `findMany`.
+    /// `findMany`. `T = serde_json::Value` gives the JSON records; any
+    /// other `T` is deserialized straight from the rows read (no JSON
+    /// records in between), with the same result as
+    /// `serde_json::from_value::<T>` of each JSON record.
     pub async fn find_many<T: DeserializeOwned + 'static>(
         &self,
         args: Json,
     ) -> Result<Vec<T>, EngineError> {
-        typed(self.run(Operation::FindMany, args).await?)
+        if is_json::<T>() {
+            return typed(self.run(Operation::FindMany, args).await?);
+        }
+        self.read_as(Operation::FindMany, args).await
     }
 
-    /// `findFirst`.
+    /// `findFirst`; `T` as for [`ModelService::find_many`].
     pub async fn find_first<T: DeserializeOwned + 'static>(
         &self,
         args: Json,
     ) -> Result<Option<T>, EngineError> {
-        typed(self.run(Operation::FindFirst, args).await?)
+        if is_json::<T>() {
+            return typed(self.run(Operation::FindFirst, args).await?);
+        }
+        Ok(self
+            .read_as(Operation::FindFirst, args)
+            .await?
+            .into_iter()
+            .next())
     }
 
-    /// `findUnique`.
+    /// `findUnique`; `T` as for [`ModelService::find_many`].
     pub async fn find_unique<T: DeserializeOwned + 'static>(
         &self,
         args: Json,
     ) -> Result<Option<T>, EngineError> {
-        typed(self.run(Operation::FindUnique, args).await?)
+        if is_json::<T>() {
+            return typed(self.run(Operation::FindUnique, args).await?);
+        }
+        Ok(self
+            .read_as(Operation::FindUnique, args)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// `count`.

@@ -473,7 +473,7 @@ pub(crate) async fn model_operation(
     State(state): State<AppState>,
     Path((model, operation)): Path<(String, String)>,
     ApiJson(args): ApiJson<Json>,
-) -> ApiResult {
+) -> Result<axum::Json<outpost_engine::ModelOutput>, ApiError> {
     table(&state, &model)?;
     let operation = Operation::from_str(&operation)
         .map_err(|e| ApiError::not_found("unknown_operation", e.to_string()))?;
@@ -485,5 +485,6 @@ pub(crate) async fn model_operation(
         ));
     }
     let service = state.node.model(&model)?;
-    Ok(axum::Json(service.run(operation, args).await?))
+    // Reads are written from their rows, without JSON records in between.
+    Ok(axum::Json(service.run_output(operation, args).await?))
 }

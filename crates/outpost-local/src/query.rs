@@ -16,7 +16,9 @@ use std::task::{Context, Poll, Waker};
 use outpost_core::schema::{Schema, Table};
 use outpost_core::types::Value;
 use outpost_query::text::{LOWER_FUNCTION, NUMERIC_COLLATION, compare_numeric, lower};
-use outpost_query::{Driver, ExecOptions, Plan, QueryError, QueryOutput, Statement, execute};
+use outpost_query::{
+    Driver, ExecOptions, Plan, QueryError, QueryOutput, Records, Statement, execute, execute_read,
+};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
@@ -183,6 +185,43 @@ pub fn run(
         crate::replica::fold_for_read(conn)?;
     }
     let options = ExecOptions::replica(sync_status);
+    in_savepoint(conn, plan, || {
+        run_ready(execute(&mut driver, schema, plan, &options))
+    })
+}
+
+/// Runs a read plan (`findMany`, `findFirst`, `findUnique`) on the replica
+/// as [`run`] does, and returns its rows unassembled
+/// ([`outpost_query::Records`]), for the caller to deserialize into its
+/// own types without JSON records in between.
+pub fn read(
+    conn: &Connection,
+    schema: &Schema,
+    plan: &Plan,
+    sync_status: bool,
+) -> Result<Records, LocalError> {
+    let mut no_fill = |_: &Table, _: &mut BTreeMap<String, Value>| Ok(());
+    let mut driver = Local {
+        conn,
+        fill: &mut no_fill,
+        model: plan.model().to_string(),
+        sync_status: false,
+    };
+    if sync_status {
+        crate::replica::fold_for_read(conn)?;
+    }
+    let options = ExecOptions::replica(sync_status);
+    in_savepoint(conn, plan, || {
+        run_ready(execute_read(&mut driver, schema, plan, &options))
+    })
+}
+
+/// Runs `f` in one savepoint, rolled back when it fails.
+fn in_savepoint<T>(
+    conn: &Connection,
+    plan: &Plan,
+    f: impl FnOnce() -> Result<T, LocalError>,
+) -> Result<T, LocalError> {
     // A read runs several statements (a relation level each, and the check
     // for sync metadata before each), so it too runs in one savepoint: one
     // snapshot of the file, whoever else writes to it.
@@ -192,7 +231,7 @@ pub fn run(
             plan.operation(),
             plan.model()
         )))?;
-    let out = run_ready(execute(&mut driver, schema, plan, &options));
+    let out = f();
     let end = if out.is_ok() {
         conn.execute_batch("RELEASE outpost_query")
     } else {

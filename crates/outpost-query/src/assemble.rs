@@ -129,13 +129,13 @@ const NONE: u32 = u32::MAX;
 
 /// The child rows each parent row of one relation gets: parent row `r`'s
 /// are `matched[offsets[r]..offsets[r + 1]]`, in the child level's order.
-struct Links {
+pub(crate) struct Links {
     offsets: Vec<u32>,
     matched: Vec<u32>,
 }
 
 impl Links {
-    fn of(&self, r: usize) -> &[u32] {
+    pub(crate) fn of(&self, r: usize) -> &[u32] {
         let (a, b) = (self.offsets[r] as usize, self.offsets[r + 1] as usize);
         &self.matched[a..b]
     }
@@ -143,7 +143,7 @@ impl Links {
 
 /// Matches the rows of `parent` to the rows of `child` for relation `load`,
 /// counting in `uses` how many parents take each child row.
-fn link(parent: &Level<'_>, child: &Level<'_>, load: &Load, uses: &mut [u32]) -> Links {
+pub(crate) fn link(parent: &Level<'_>, child: &Level<'_>, load: &Load, uses: &mut [u32]) -> Links {
     let pt = &parent.query.table;
     let ct = &child.query.table;
     let local = indexes(pt, &load.relation.local_columns);
@@ -199,16 +199,16 @@ fn link(parent: &Level<'_>, child: &Level<'_>, load: &Load, uses: &mut [u32]) ->
 }
 
 /// The object every record of a level starts from.
-struct Template {
+pub(crate) struct Template {
     /// The field names in output order: scalar fields, `syncStatus`,
     /// relations.
-    names: Vec<String>,
+    pub(crate) names: Vec<String>,
     /// `names` with `null` values, when the names are distinct.
     map: Option<Map<String, Json>>,
 }
 
 impl Template {
-    fn of(query: &Query, status: bool) -> Template {
+    pub(crate) fn of(query: &Query, status: bool) -> Template {
         let t = &query.table;
         let shape = &query.shape;
         let mut names: Vec<String> = shape

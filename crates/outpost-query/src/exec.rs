@@ -20,6 +20,7 @@ use serde_json::{Map, Value as Json};
 use crate::assemble::{self, Level, Row, indexes, key};
 use crate::error::QueryError;
 use crate::plan::{Assignment, Body, Class, Data, Filter, Query, Shape, Unique};
+use crate::records::Records;
 use crate::sql::{Builder, Statement};
 use crate::text::numeric_key;
 use crate::{Dialect, Plan, QueryOutput, WrittenRow};
@@ -110,6 +111,38 @@ pub async fn execute<D: Driver>(
         result,
         written: ex.written,
     })
+}
+
+/// Carries out a read plan (`findMany`, `findFirst`, `findUnique`) and
+/// returns its rows unassembled, for the caller to deserialize into its own
+/// types ([`Records::deserialize`]) without building JSON records. A
+/// `findFirst`/`findUnique` gives at most one record. Any other plan is
+/// refused.
+pub async fn execute_read<D: Driver>(
+    driver: &mut D,
+    schema: &Schema,
+    plan: &Plan,
+    options: &ExecOptions,
+) -> Result<Records, D::Error> {
+    let mut ex = Exec {
+        driver,
+        sql: Builder {
+            dialect: options.dialect,
+            schema,
+        },
+        options: *options,
+        model: plan.model.clone(),
+        operation: plan.operation.name(),
+        written: Vec::new(),
+    };
+    let Body::Read { query, single } = &plan.body else {
+        return Err(ex.internal(format!("{} is not a read", plan.operation)));
+    };
+    let (mut levels, status) = ex.levels(query).await?;
+    if *single {
+        levels[0].rows.truncate(1);
+    }
+    Ok(Records::new(levels, status, *single))
 }
 
 struct Exec<'a, D: Driver> {
@@ -358,6 +391,18 @@ impl<D: Driver> Exec<'_, D> {
         q: &Query,
         keep: bool,
     ) -> Result<(Vec<Vec<Value>>, Vec<Json>), D::Error> {
+        let (levels, status) = self.levels(q).await?;
+        let kept = if keep {
+            levels[0].rows.iter().map(|r| r.values.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        Ok((kept, assemble::records(levels, status)))
+    }
+
+    /// The rows of a read: the root level's, then each relation level's
+    /// (parents before children); and whether they carry `syncStatus`.
+    async fn levels<'q>(&mut self, q: &'q Query) -> Result<(Vec<Level<'q>>, bool), D::Error> {
         let status = self.options.sync_status && self.options.dialect == Dialect::Sqlite;
         let joined = status && self.has_status_entries(&q.table).await?;
         let stmt = self.sql.select(q, None, true, joined)?;
@@ -416,12 +461,7 @@ impl<D: Driver> Exec<'_, D> {
             }
             i += 1;
         }
-        let kept = if keep {
-            levels[0].rows.iter().map(|r| r.values.clone()).collect()
-        } else {
-            Vec::new()
-        };
-        Ok((kept, assemble::records(levels, status)))
+        Ok((levels, status))
     }
 
     /// Names → indexes of a row to insert, checked for unknown names (from

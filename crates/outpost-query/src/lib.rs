@@ -86,6 +86,7 @@ mod assemble;
 pub mod error;
 pub mod exec;
 mod plan;
+pub mod records;
 pub mod sql;
 pub mod text;
 
@@ -96,9 +97,10 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use error::QueryError;
-pub use exec::{Driver, ExecOptions, execute};
+pub use exec::{Driver, ExecOptions, execute, execute_read};
 pub use outpost_core::{Schema, Table, Value};
 pub use plan::{MAX_NESTING, Plan, plan};
+pub use records::{ReadError, Records};
 pub use sql::Statement;
 
 /// A model operation, spelled as Prisma spells it.

@@ -1081,3 +1081,464 @@ fn a_deleted_record_is_read_before_its_delete() {
     assert_eq!(out.written[0].pk, [Value::Int(4)]);
     assert_eq!(out.written[0].values, None);
 }
+
+// ---- typed reads ---------------------------------------------------------
+
+/// The same read, once as JSON records (`execute`) and once as
+/// [`crate::Records`] (`execute_read`), each over its own copy of the
+/// script.
+fn both_ways(
+    schema: &Schema,
+    model: &str,
+    op: &str,
+    args: Json,
+    answers: Vec<Vec<Vec<Value>>>,
+    options: ExecOptions,
+) -> (Json, crate::Records) {
+    use std::future::Future;
+    use std::task::{Context, Poll, Waker};
+    let mut d = Scripted {
+        answers: answers.clone(),
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let json = run_scripted_on(schema, model, op, args.clone(), &mut d, options)
+        .unwrap()
+        .result;
+    let mut d = Scripted {
+        answers,
+        seen: Vec::new(),
+        fill: |_| Ok(()),
+    };
+    let op: Operation = op.parse().unwrap();
+    let p = plan(schema, model, op, &args).unwrap();
+    let fut = crate::execute_read(&mut d, schema, &p, &options);
+    let mut fut = std::pin::pin!(fut);
+    let records = match fut.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(out) => out.unwrap(),
+        Poll::Pending => panic!("the scripted driver never waits"),
+    };
+    (json, records)
+}
+
+/// `Records::deserialize::<T>` gives what `serde_json::from_value::<T>`
+/// gives for each JSON record: the same values, or an error for both.
+fn agrees<T: serde::de::DeserializeOwned + PartialEq + std::fmt::Debug>(
+    json: &Json,
+    records: crate::Records,
+) -> Result<Vec<T>, String> {
+    let items = match json {
+        Json::Array(items) => items.clone(),
+        Json::Null => vec![],
+        one => vec![one.clone()],
+    };
+    let expected: Result<Vec<T>, _> = items.into_iter().map(serde_json::from_value).collect();
+    // Serialized, the same JSON text.
+    assert_eq!(serde_json::to_string(&records).unwrap(), json.to_string());
+    let got = records.deserialize::<T>();
+    match (expected, got) {
+        (Ok(a), Ok(b)) => {
+            assert_eq!(a, b);
+            Ok(b)
+        }
+        (Err(_), Err(e)) => Err(e.to_string()),
+        (a, b) => panic!("from_value gave {a:?}, Records::deserialize gave {b:?}"),
+    }
+}
+
+fn thing_schema() -> Schema {
+    let arr = |name: &str, scalar: ScalarType, pg: &str| Column {
+        ty: ColumnType {
+            scalar,
+            array: true,
+            pg_name: pg.into(),
+        },
+        ..col(name, ScalarType::Text, pg, true)
+    };
+    let thing = Table {
+        name: "Thing".into(),
+        columns: vec![
+            col("id", ScalarType::Int8, "bigint", false),
+            col("big", ScalarType::Int8, "bigint", true),
+            col("f", ScalarType::Float8, "double precision", true),
+            col("n", ScalarType::Numeric, "numeric", true),
+            col("by", ScalarType::Bytea, "bytea", true),
+            col("j", ScalarType::Jsonb, "jsonb", true),
+            col("at", ScalarType::Timestamptz, "timestamptz", true),
+            col("mood", ScalarType::Enum("Mood".into()), "\"Mood\"", true),
+            col("ok", ScalarType::Bool, "boolean", true),
+            arr("tags", ScalarType::Text, "text[]"),
+            arr("nums", ScalarType::Int8, "bigint[]"),
+            arr("docs", ScalarType::Jsonb, "jsonb[]"),
+        ],
+        primary_key: vec!["id".into()],
+        foreign_keys: vec![],
+        uniques: vec![],
+        relations: vec![],
+    };
+    Schema {
+        pg_schema: "public".into(),
+        tables: vec![thing],
+        enums: vec![EnumType {
+            name: "Mood".into(),
+            labels: vec!["happy".into(), "sad".into()],
+        }],
+    }
+    .finish()
+}
+
+fn thing_rows() -> Vec<Vec<Value>> {
+    let big = 9_007_199_254_740_993;
+    vec![
+        vec![
+            Value::Int(1),
+            Value::Int(big),
+            Value::Float(1.5),
+            Value::Text("1.50".into()),
+            Value::Bytes(vec![0, 1, 255]),
+            Value::Json(r#"{"a": [1, 2.5, null], "b": "x", "n": -3}"#.into()),
+            Value::Text("2024-01-01T00:00:00.000000Z".into()),
+            Value::Text("happy".into()),
+            Value::Bool(true),
+            Value::Array(vec![Value::Text("x".into()), Value::Null]),
+            Value::Array(vec![Value::Int(big), Value::Int(-1), Value::Int(2)]),
+            Value::Array(vec![
+                Value::Json("null".into()),
+                Value::Json(r#"{"k":1}"#.into()),
+            ]),
+        ],
+        vec![
+            Value::Int(2),
+            Value::Int(-big),
+            Value::Float(f64::NAN),
+            Value::Text("NaN".into()),
+            Value::Bytes(vec![]),
+            Value::Json("null".into()),
+            Value::Null,
+            Value::Text("sad".into()),
+            Value::Bool(false),
+            Value::Array(vec![]),
+            Value::Null,
+            Value::Null,
+        ],
+        vec![
+            Value::Int(3),
+            Value::Int(-7),
+            Value::Float(f64::NEG_INFINITY),
+            Value::Null,
+            Value::Null,
+            Value::Json("not json".into()),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Array(vec![Value::Null]),
+            Value::Array(vec![]),
+        ],
+        vec![
+            Value::Int(4),
+            Value::Int(0),
+            Value::Float(-0.0),
+            Value::Text("-12345678901234567890.000001".into()),
+            Value::Null,
+            Value::Json("[1, \"two\", {\"three\": 3}]".into()),
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ],
+    ]
+}
+
+#[test]
+fn typed_reads_give_what_the_json_records_give() {
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    // Every value kind, read as JSON, as self-describing types and as
+    // structs: the same as `from_value` of the JSON records.
+    let schema = thing_schema();
+    let (json, records) = both_ways(
+        &schema,
+        "Thing",
+        "findMany",
+        json!({}),
+        vec![thing_rows()],
+        ExecOptions::server(),
+    );
+    let got: Vec<Json> = agrees(&json, records).unwrap();
+    assert_eq!(Json::Array(got.clone()), json);
+    // Keys in the same order (Json equality ignores it).
+    for (a, b) in got.iter().zip(json.as_array().unwrap()) {
+        let ka: Vec<&String> = a.as_object().unwrap().keys().collect();
+        let kb: Vec<&String> = b.as_object().unwrap().keys().collect();
+        assert_eq!(ka, kb);
+    }
+    assert_eq!(got[0]["big"], json!("9007199254740993"));
+    assert_eq!(got[0]["by"], json!("AAH/"));
+    assert_eq!(got[1]["f"], json!("NaN"));
+
+    let run = || {
+        both_ways(
+            &schema,
+            "Thing",
+            "findMany",
+            json!({}),
+            vec![thing_rows()],
+            ExecOptions::server(),
+        )
+    };
+    let (json, records) = run();
+    agrees::<BTreeMap<String, Json>>(&json, records).unwrap();
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Mood {
+        Happy,
+        Sad,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Thing {
+        id: u32,
+        big: Json,
+        f: Json,
+        n: Option<String>,
+        by: Option<String>,
+        j: Option<Json>,
+        at: Option<String>,
+        mood: Option<Mood>,
+        ok: Option<bool>,
+        tags: Option<Vec<Option<String>>>,
+        nums: Option<Vec<Json>>,
+        docs: Option<Vec<String>>,
+    }
+    let (json, records) = run();
+    let things: Vec<Thing> = agrees(&json, records).unwrap();
+    assert_eq!(things[0].mood, Some(Mood::Happy));
+    assert_eq!(
+        things[1].j, None,
+        "the document null is None, as from_value has it"
+    );
+    assert_eq!(
+        things[0].docs,
+        Some(vec!["null".into(), r#"{"k":1}"#.into()])
+    );
+
+    // A struct with a newtype, an untagged enum, a flattened rest, an
+    // ignored field.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Id(i64);
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(untagged)]
+    enum Big {
+        Number(i64),
+        Text(String),
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Partial {
+        id: Id,
+        big: Big,
+        #[serde(flatten)]
+        rest: BTreeMap<String, Json>,
+    }
+    let (json, records) = run();
+    let partial: Vec<Partial> = agrees(&json, records).unwrap();
+    assert_eq!(partial[2].big, Big::Number(-7));
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Few {
+        id: i64,
+    }
+    let (json, records) = run();
+    agrees::<Few>(&json, records).unwrap();
+
+    // Values that do not fit: an error for both, naming where.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Wrong {
+        id: i64,
+        big: i64,
+    }
+    let (json, records) = run();
+    let e = agrees::<Wrong>(&json, records).unwrap_err();
+    assert_eq!(
+        e,
+        "[0].big: invalid type: string \"9007199254740993\", expected i64"
+    );
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Missing {
+        id: i64,
+        nope: String,
+    }
+    let (json, records) = run();
+    let e = agrees::<Missing>(&json, records).unwrap_err();
+    assert_eq!(e, "[0]: missing field `nope`");
+    let (json, records) = run();
+    let e = agrees::<(i64, i64)>(&json, records).unwrap_err();
+    assert!(e.starts_with("[0]: invalid type: map"), "{e}");
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct BadMood {
+        mood: Option<u8>,
+    }
+    let (json, records) = run();
+    let e = agrees::<BadMood>(&json, records).unwrap_err();
+    assert_eq!(e, "[0].mood: invalid type: string \"happy\", expected u8");
+}
+
+#[test]
+fn typed_reads_of_relations_and_status_give_what_the_json_records_give() {
+    use serde::Deserialize;
+
+    // Shared users with their own to-many posts (each visited as often as
+    // its posts are), a missing user, syncStatus from the rows.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Inner {
+        id: i64,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct User {
+        id: String,
+        posts: Vec<Inner>,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Post {
+        id: i64,
+        user: Option<User>,
+    }
+    let answers = || {
+        vec![
+            vec![
+                post_row(1, "u1"),
+                post_row(2, "u1"),
+                post_row(3, "u2"),
+                post_row(4, "u3"),
+            ],
+            vec![user_row("u1"), user_row("u2")],
+            vec![
+                post_row(1, "u1"),
+                post_row(2, "u1"),
+                post_row(3, "u2"),
+                post_row(9, "u2"),
+            ],
+        ]
+    };
+    let args = json!({"select": {"id": true, "user": {"select": {"id": true, "posts": {"select": {"id": true}, "take": 1, "skip": 1}}}}});
+    let run = || {
+        both_ways(
+            &schema(),
+            "Post",
+            "findMany",
+            args.clone(),
+            answers(),
+            ExecOptions::server(),
+        )
+    };
+    let (json, records) = run();
+    let got: Vec<Json> = agrees(&json, records).unwrap();
+    assert_eq!(Json::Array(got), json);
+    let (json, records) = run();
+    let posts: Vec<Post> = agrees(&json, records).unwrap();
+    assert_eq!(posts[1].user.as_ref().map(|u| u.posts.len()), Some(1));
+    assert_eq!(posts[3].user, None);
+    // A user is required: the missing one is an error, with its place.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Strict {
+        user: User,
+    }
+    let (json, records) = run();
+    let e = agrees::<Strict>(&json, records).unwrap_err();
+    assert_eq!(e, "[3].user: invalid type: null, expected struct User");
+    // Wrong type deep inside.
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct DeepInner {
+        id: String,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct DeepUser {
+        posts: Vec<DeepInner>,
+    }
+    #[derive(Debug, PartialEq, Deserialize)]
+    struct Deep {
+        user: Option<DeepUser>,
+    }
+    let (json, records) = run();
+    let e = agrees::<Deep>(&json, records).unwrap_err();
+    assert_eq!(
+        e,
+        "[0].user.posts[0].id: invalid type: integer `2`, expected a string"
+    );
+
+    // findFirst: at most one record; syncStatus on the replica.
+    let with_status = |mut row: Vec<Value>, status: Option<&str>| {
+        row.push(status.map_or(Value::Null, |s| Value::Text(s.into())));
+        row
+    };
+    let answers = vec![
+        vec![vec![Value::Int(1)]],
+        vec![
+            with_status(post_row(1, "u1"), Some("PENDING")),
+            with_status(post_row(2, "u1"), None),
+        ],
+        vec![vec![Value::Int(0)]],
+        vec![user_row("u1")],
+    ];
+    for op in ["findMany", "findFirst"] {
+        let (json, records) = both_ways(
+            &schema(),
+            "Post",
+            op,
+            json!({"include": {"user": true}}),
+            answers.clone(),
+            ExecOptions::replica(true),
+        );
+        let got: Vec<Json> = agrees(&json, records).unwrap();
+        assert_eq!(got[0]["syncStatus"], "PENDING");
+        assert_eq!(got[0]["user"]["syncStatus"], "SYNCED");
+        if op == "findFirst" {
+            assert_eq!(got, std::slice::from_ref(&json));
+        } else {
+            assert_eq!(Json::Array(got), json);
+        }
+    }
+}
+
+#[test]
+fn typed_reads_keep_a_repeated_name_in_place() {
+    // A column called syncStatus: first position, the status's value.
+    let t = Table {
+        name: "Note".into(),
+        columns: vec![
+            col("id", ScalarType::Int8, "bigint", false),
+            col("syncStatus", ScalarType::Text, "text", true),
+            col("body", ScalarType::Text, "text", true),
+        ],
+        primary_key: vec!["id".into()],
+        foreign_keys: vec![],
+        uniques: vec![],
+        relations: vec![],
+    };
+    let schema = Schema {
+        pg_schema: "public".into(),
+        tables: vec![t],
+        enums: vec![],
+    }
+    .finish();
+    let row = vec![
+        Value::Int(1),
+        Value::Text("mine".into()),
+        Value::Text("b".into()),
+    ];
+    let (json, records) = both_ways(
+        &schema,
+        "Note",
+        "findMany",
+        json!({}),
+        vec![vec![vec![Value::Int(0)]], vec![row]],
+        ExecOptions::replica(true),
+    );
+    let got: Vec<Json> = agrees(&json, records).unwrap();
+    let keys: Vec<&String> = got[0].as_object().unwrap().keys().collect();
+    assert_eq!(keys, ["id", "syncStatus", "body"]);
+    assert_eq!(got[0]["syncStatus"], "SYNCED");
+}

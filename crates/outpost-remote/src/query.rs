@@ -12,7 +12,9 @@ use std::collections::BTreeMap;
 
 use outpost_core::schema::{Schema, Table};
 use outpost_core::types::{ColumnType, ScalarType, Value};
-use outpost_query::{Driver, ExecOptions, Plan, QueryError, QueryOutput, Statement, execute};
+use outpost_query::{
+    Driver, ExecOptions, Plan, QueryError, QueryOutput, Records, Statement, execute, execute_read,
+};
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::{Kind, ToSql, Type};
 
@@ -114,6 +116,22 @@ pub async fn run<C: GenericClient + Sync>(
     execute(&mut driver, schema, plan, &ExecOptions::server()).await
 }
 
+/// Runs a read plan (`findMany`, `findFirst`, `findUnique`) on the server
+/// and returns its rows unassembled ([`outpost_query::Records`]), for the
+/// caller to deserialize into its own types without JSON records in
+/// between.
+pub async fn read<C: GenericClient + Sync>(
+    client: &C,
+    schema: &Schema,
+    plan: &Plan,
+) -> Result<Records, RemoteError> {
+    let mut driver = Remote {
+        client,
+        model: plan.model().to_string(),
+    };
+    execute_read(&mut driver, schema, plan, &ExecOptions::server()).await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +143,7 @@ mod tests {
         // The node runs queries on tokio's multi-threaded runtime.
         fn check(client: &tokio_postgres::Client, schema: &Schema, plan: &Plan) {
             assert_send(&run(client, schema, plan));
+            assert_send(&read(client, schema, plan));
         }
         fn check_tx(tx: &tokio_postgres::Transaction<'_>, schema: &Schema, plan: &Plan) {
             assert_send(&run(tx, schema, plan));
