@@ -120,17 +120,17 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 2);
-    assert_eq!(first.migrations_applied, [1, 2]);
+    assert_eq!(first.to_version, 3);
+    assert_eq!(first.migrations_applied, [1, 2, 3]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(2));
+    assert_eq!(installed_version(&client).await?, Some(3));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(2));
+    assert_eq!(second.from_version, Some(3));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
@@ -189,7 +189,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1, 2]);
+    assert_eq!(report.migrations_applied, [1, 2, 3]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -654,7 +654,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
 
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(1));
-    assert_eq!(report.migrations_applied, [2]);
+    assert_eq!(report.migrations_applied, [2, 3]);
     assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(status(&client, &schema).await?.up_to_date());
     let before = last_seq(&client).await?;
@@ -672,4 +672,64 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
         .get(0);
     assert_eq!(stale, 0);
     Ok(())
+}
+
+/// A server at version 2 gains the key index of version 3 (and only that);
+/// a second install finds nothing to do; the index is what entry lookups by
+/// key use.
+#[tokio::test]
+async fn version_2_upgrades_to_the_hash_key_index() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = setup().await?;
+    for m in &outpost_core::tracking::MIGRATIONS[..2] {
+        client
+            .batch_execute(&outpost_core::tracking::migration_sql(m))
+            .await?;
+    }
+    for t in &schema.tables {
+        client
+            .batch_execute(&outpost_core::tracking::create_triggers_sql(
+                "public",
+                t,
+                outpost_core::tracking::Capture::Statement,
+            ))
+            .await?;
+    }
+    assert_eq!(installed_version(&client).await?, Some(2));
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('a'), ('b')"#)
+        .await?;
+    assert_eq!(hash_key_index(&client).await?, 0);
+    let report = install(&mut client, &schema).await?;
+    assert_eq!(report.from_version, Some(2));
+    assert_eq!(report.migrations_applied, [3]);
+    assert!(report.triggers_installed.is_empty(), "{report:?}");
+    assert_eq!(hash_key_index(&client).await?, 1);
+    assert!(!install(&mut client, &schema).await?.changed());
+    // Entries written before the upgrade and after it are found by key.
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('c')"#)
+        .await?;
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outpost.row_versions WHERE table_name = 'Tag' AND pk IN ('[2]', '[3]')",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(found, 2);
+    Ok(())
+}
+
+/// How many valid hash indexes on `row_versions.pk` exist (0 or 1).
+async fn hash_key_index(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname \
+             JOIN pg_index x ON x.indexrelid = c.oid \
+             WHERE i.schemaname = 'outpost' AND i.indexname = 'row_versions_pk_hash' \
+               AND i.indexdef LIKE '%USING hash (pk)%' AND x.indisvalid",
+            &[],
+        )
+        .await?
+        .get(0))
 }
