@@ -157,20 +157,22 @@ pub async fn feed_position(
 /// bootstrap again by [`feed_position`]). Returns how many were deleted.
 pub async fn prune(client: &mut Client, retention: Duration) -> Result<u64, RemoteError> {
     let tx = client.transaction().await.map_err(db("starting a prune"))?;
-    // All nodes have passed (min cursor); or older than the window.
+    // All nodes have passed: at or before the lowest cursor, when every
+    // registered node has one (no node: nothing has been passed); or older
+    // than the window. One scan of the log: the previous form tested every
+    // change against every node and deleted them through a join on
+    // `(txid, seq)`, three times as long (770 against 250 ms for 100,000
+    // changes, one node; in B3 it ran inside every full pull).
     let row = tx
         .query_one(
-            "WITH passed AS (\
-               SELECT c.txid, c.seq FROM \"outpost\".\"changes\" c \
-               WHERE (SELECT count(*) FROM \"outpost\".\"nodes\") > 0 \
-                 AND NOT EXISTS (SELECT 1 FROM \"outpost\".\"nodes\" n \
-                    WHERE n.cursor_txid IS NULL OR (n.cursor_txid, n.cursor_seq) < (c.txid, c.seq)) \
-               UNION ALL \
-               SELECT c.txid, c.seq FROM \"outpost\".\"changes\" c \
-               WHERE c.changed_at < now() - $1::float8 * interval '1 second' \
-                 AND c.txid < pg_snapshot_xmin(pg_current_snapshot())), \
-             gone AS (DELETE FROM \"outpost\".\"changes\" c USING passed p \
-               WHERE c.txid = p.txid AND c.seq = p.seq RETURNING c.txid::text::int8 AS t, c.seq) \
+            "WITH gone AS (DELETE FROM \"outpost\".\"changes\" c \
+               WHERE (c.txid, c.seq) <= (SELECT n.cursor_txid, n.cursor_seq FROM \"outpost\".\"nodes\" n \
+                   WHERE NOT EXISTS (SELECT 1 FROM \"outpost\".\"nodes\" x \
+                     WHERE x.cursor_txid IS NULL OR x.cursor_seq IS NULL) \
+                   ORDER BY n.cursor_txid, n.cursor_seq LIMIT 1) \
+                 OR (c.changed_at < now() - $1::float8 * interval '1 second' \
+                   AND c.txid < pg_snapshot_xmin(pg_current_snapshot())) \
+               RETURNING c.txid::text::int8 AS t, c.seq) \
              SELECT (SELECT count(*) FROM gone), \
                (SELECT t::text || ',' || seq FROM gone ORDER BY t DESC, seq DESC LIMIT 1)",
             &[&retention.as_secs_f64()],

@@ -733,3 +733,64 @@ async fn hash_key_index(client: &Client) -> anyhow::Result<i64> {
         .await?
         .get(0))
 }
+
+/// Retention by cursors: a change is pruned once every registered node's
+/// cursor is at or past it; no node, or a node without a cursor yet, keeps
+/// everything; the retention mark records the highest change pruned.
+#[tokio::test]
+async fn prune_deletes_what_every_node_has_passed() -> anyhow::Result<()> {
+    use outpost_core::sync::Cursor;
+    use outpost_remote::feed::{feed_position, prune, record_cursor, register_node};
+
+    let (_db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+    for name in ["a", "b", "c"] {
+        // One transaction each: three txids.
+        client
+            .execute(r#"INSERT INTO "Tag"(name) VALUES ($1)"#, &[&name])
+            .await?;
+    }
+    let changes: Vec<Cursor> = client
+        .query(
+            "SELECT txid::text::int8, seq FROM outpost.changes ORDER BY txid, seq",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Cursor {
+            txid: r.get(0),
+            seq: r.get(1),
+        })
+        .collect();
+    assert_eq!(changes.len(), 3);
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(prune(&mut client, week).await?, 0, "no node");
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    register_node(&client, a, "a").await?;
+    register_node(&client, b, "b").await?;
+    record_cursor(&client, a, changes[2]).await?;
+    assert_eq!(prune(&mut client, week).await?, 0, "b has no cursor yet");
+    record_cursor(&client, b, changes[1]).await?;
+    assert_eq!(prune(&mut client, week).await?, 2);
+    assert_eq!(change_count(&client).await?, 1);
+    let pos = feed_position(&client, changes[0]).await?;
+    assert_eq!(pos.pruned_through, Some(changes[1]));
+    assert!(pos.must_rebootstrap);
+    assert!(!feed_position(&client, changes[1]).await?.must_rebootstrap);
+    assert_eq!(prune(&mut client, week).await?, 0, "nothing new passed");
+    record_cursor(&client, b, changes[2]).await?;
+    assert_eq!(prune(&mut client, week).await?, 1);
+    assert_eq!(change_count(&client).await?, 0);
+    assert_eq!(
+        feed_position(&client, changes[2]).await?.pruned_through,
+        Some(changes[2])
+    );
+    Ok(())
+}
+
+async fn change_count(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one("SELECT count(*) FROM outpost.changes", &[])
+        .await?
+        .get(0))
+}
