@@ -184,6 +184,8 @@ struct Inner {
     /// `(statement_timeout, lock_timeout)` of sync sessions.
     timeouts: Mutex<(Duration, Duration)>,
     push_batch: std::sync::atomic::AtomicUsize,
+    /// Changes per pulled batch ([`PULL_BATCH`]; tests set it smaller).
+    pull_batch: std::sync::atomic::AtomicI64,
     faults: Faults,
     metrics: SyncMetrics,
     /// The server connection of the last successful run, kept for the next
@@ -225,6 +227,7 @@ impl Engine {
                 retention: Mutex::new(DEFAULT_RETENTION),
                 timeouts: Mutex::new((SERVER_TIMEOUT, SERVER_TIMEOUT)),
                 push_batch: std::sync::atomic::AtomicUsize::new(PUSH_BATCH),
+                pull_batch: std::sync::atomic::AtomicI64::new(PULL_BATCH),
                 faults: Faults::from_env(),
                 metrics: SyncMetrics::default(),
                 client: Mutex::new(None),
@@ -286,6 +289,15 @@ impl Engine {
         self.inner
             .push_batch
             .store(rows.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Sets the changes per pulled batch (tests: many batches, each reusing
+    /// the statements the first one prepared, without thousands of rows).
+    #[doc(hidden)]
+    pub fn set_pull_batch(&self, changes: i64) {
+        self.inner
+            .pull_batch
+            .store(changes.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Arms a named fault point to fail once (tests).
@@ -816,8 +828,13 @@ impl Engine {
         // only needs the cursor the current batch ends at, and batches are
         // still applied strictly in order, each with its own cursor.
         let reading = Instant::now();
+        let mut statements = feed::PullStatements::default();
+        let limit = self
+            .inner
+            .pull_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
         let mut ahead = Some((
-            feed::pull(client, schema, cursor, PULL_BATCH, models).await?,
+            feed::pull(client, schema, cursor, limit, models, &mut statements).await?,
             reading.elapsed(),
         ));
         while let Some((batch, read_time)) = ahead.take() {
@@ -841,7 +858,8 @@ impl Engine {
             let ((got, apply_time), read) = if more {
                 let read = async {
                     let reading = Instant::now();
-                    let batch = feed::pull(client, schema, next, PULL_BATCH, models).await;
+                    let batch =
+                        feed::pull(client, schema, next, limit, models, &mut statements).await;
                     batch.map(|b| (b, reading.elapsed()))
                 };
                 let (applied, read) = tokio::join!(apply, read);

@@ -120,17 +120,17 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 2);
-    assert_eq!(first.migrations_applied, [1, 2]);
+    assert_eq!(first.to_version, 3);
+    assert_eq!(first.migrations_applied, [1, 2, 3]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(2));
+    assert_eq!(installed_version(&client).await?, Some(3));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(2));
+    assert_eq!(second.from_version, Some(3));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
@@ -189,7 +189,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1, 2]);
+    assert_eq!(report.migrations_applied, [1, 2, 3]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -654,7 +654,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
 
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(1));
-    assert_eq!(report.migrations_applied, [2]);
+    assert_eq!(report.migrations_applied, [2, 3]);
     assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(status(&client, &schema).await?.up_to_date());
     let before = last_seq(&client).await?;
@@ -672,4 +672,125 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
         .get(0);
     assert_eq!(stale, 0);
     Ok(())
+}
+
+/// A server at version 2 gains the key index of version 3 (and only that);
+/// a second install finds nothing to do; the index is what entry lookups by
+/// key use.
+#[tokio::test]
+async fn version_2_upgrades_to_the_hash_key_index() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = setup().await?;
+    for m in &outpost_core::tracking::MIGRATIONS[..2] {
+        client
+            .batch_execute(&outpost_core::tracking::migration_sql(m))
+            .await?;
+    }
+    for t in &schema.tables {
+        client
+            .batch_execute(&outpost_core::tracking::create_triggers_sql(
+                "public",
+                t,
+                outpost_core::tracking::Capture::Statement,
+            ))
+            .await?;
+    }
+    assert_eq!(installed_version(&client).await?, Some(2));
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('a'), ('b')"#)
+        .await?;
+    assert_eq!(hash_key_index(&client).await?, 0);
+    let report = install(&mut client, &schema).await?;
+    assert_eq!(report.from_version, Some(2));
+    assert_eq!(report.migrations_applied, [3]);
+    assert!(report.triggers_installed.is_empty(), "{report:?}");
+    assert_eq!(hash_key_index(&client).await?, 1);
+    assert!(!install(&mut client, &schema).await?.changed());
+    // Entries written before the upgrade and after it are found by key.
+    client
+        .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('c')"#)
+        .await?;
+    let found: i64 = client
+        .query_one(
+            "SELECT count(*) FROM outpost.row_versions WHERE table_name = 'Tag' AND pk IN ('[2]', '[3]')",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(found, 2);
+    Ok(())
+}
+
+/// How many valid hash indexes on `row_versions.pk` exist (0 or 1).
+async fn hash_key_index(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM pg_indexes i JOIN pg_class c ON c.relname = i.indexname \
+             JOIN pg_index x ON x.indexrelid = c.oid \
+             WHERE i.schemaname = 'outpost' AND i.indexname = 'row_versions_pk_hash' \
+               AND i.indexdef LIKE '%USING hash (pk)%' AND x.indisvalid",
+            &[],
+        )
+        .await?
+        .get(0))
+}
+
+/// Retention by cursors: a change is pruned once every registered node's
+/// cursor is at or past it; no node, or a node without a cursor yet, keeps
+/// everything; the retention mark records the highest change pruned.
+#[tokio::test]
+async fn prune_deletes_what_every_node_has_passed() -> anyhow::Result<()> {
+    use outpost_core::sync::Cursor;
+    use outpost_remote::feed::{feed_position, prune, record_cursor, register_node};
+
+    let (_db, mut client, schema) = setup().await?;
+    install(&mut client, &schema).await?;
+    for name in ["a", "b", "c"] {
+        // One transaction each: three txids.
+        client
+            .execute(r#"INSERT INTO "Tag"(name) VALUES ($1)"#, &[&name])
+            .await?;
+    }
+    let changes: Vec<Cursor> = client
+        .query(
+            "SELECT txid::text::int8, seq FROM outpost.changes ORDER BY txid, seq",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| Cursor {
+            txid: r.get(0),
+            seq: r.get(1),
+        })
+        .collect();
+    assert_eq!(changes.len(), 3);
+    let week = Duration::from_secs(7 * 24 * 3600);
+    assert_eq!(prune(&mut client, week).await?, 0, "no node");
+    let (a, b) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    register_node(&client, a, "a").await?;
+    register_node(&client, b, "b").await?;
+    record_cursor(&client, a, changes[2]).await?;
+    assert_eq!(prune(&mut client, week).await?, 0, "b has no cursor yet");
+    record_cursor(&client, b, changes[1]).await?;
+    assert_eq!(prune(&mut client, week).await?, 2);
+    assert_eq!(change_count(&client).await?, 1);
+    let pos = feed_position(&client, changes[0]).await?;
+    assert_eq!(pos.pruned_through, Some(changes[1]));
+    assert!(pos.must_rebootstrap);
+    assert!(!feed_position(&client, changes[1]).await?.must_rebootstrap);
+    assert_eq!(prune(&mut client, week).await?, 0, "nothing new passed");
+    record_cursor(&client, b, changes[2]).await?;
+    assert_eq!(prune(&mut client, week).await?, 1);
+    assert_eq!(change_count(&client).await?, 0);
+    assert_eq!(
+        feed_position(&client, changes[2]).await?.pruned_through,
+        Some(changes[2])
+    );
+    Ok(())
+}
+
+async fn change_count(client: &Client) -> anyhow::Result<i64> {
+    Ok(client
+        .query_one("SELECT count(*) FROM outpost.changes", &[])
+        .await?
+        .get(0))
 }
