@@ -86,6 +86,22 @@ impl ExecOptions {
     }
 }
 
+impl<'a, D: Driver> Exec<'a, D> {
+    fn new(driver: &'a mut D, schema: &'a Schema, plan: &Plan, options: &ExecOptions) -> Self {
+        Exec {
+            driver,
+            sql: Builder {
+                dialect: options.dialect,
+                schema,
+            },
+            options: *options,
+            model: plan.model.clone(),
+            operation: plan.operation.name(),
+            written: Vec::new(),
+        }
+    }
+}
+
 /// Carries out `plan` over `driver`. For a write, the caller provides the
 /// transaction (a SQLite savepoint, the server's transaction) that makes it
 /// all-or-nothing.
@@ -95,17 +111,7 @@ pub async fn execute<D: Driver>(
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<QueryOutput, D::Error> {
-    let mut ex = Exec {
-        driver,
-        sql: Builder {
-            dialect: options.dialect,
-            schema,
-        },
-        options: *options,
-        model: plan.model.clone(),
-        operation: plan.operation.name(),
-        written: Vec::new(),
-    };
+    let mut ex = Exec::new(driver, schema, plan, options);
     let result = ex.run(&plan.body).await?;
     Ok(QueryOutput {
         result,
@@ -124,17 +130,7 @@ pub async fn execute_read<D: Driver>(
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<Records, D::Error> {
-    let mut ex = Exec {
-        driver,
-        sql: Builder {
-            dialect: options.dialect,
-            schema,
-        },
-        options: *options,
-        model: plan.model.clone(),
-        operation: plan.operation.name(),
-        written: Vec::new(),
-    };
+    let mut ex = Exec::new(driver, schema, plan, options);
     let Body::Read { query, single } = &plan.body else {
         return Err(ex.internal(format!("{} is not a read", plan.operation)));
     };
