@@ -149,6 +149,34 @@ async fn press(c: &Client, css: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Types `key` into the element from the keyboard, scrolled into view first.
+/// The page swaps its live fragment every few seconds and a loaded CI machine
+/// can catch the element mid-swap ("element not interactable", or stale):
+/// find it again and retry until it takes the key.
+async fn key_on(c: &Client, css: &str, key: Key) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tried = async {
+            let el = c.find(Locator::Css(css)).await?;
+            c.execute(
+                "arguments[0].scrollIntoView({block: 'center'});",
+                vec![serde_json::to_value(&el)?],
+            )
+            .await?;
+            el.send_keys(&char::from(key).to_string()).await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("typing into {css}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// The JSON API as the page's own origin answers it, fetched by the browser.
 async fn fetch_json(c: &Client, path: &str) -> anyhow::Result<Json> {
     Ok(c.execute(
@@ -297,14 +325,10 @@ async fn drive(
         !email_server.is_selected().await?,
         "local changed the email: local by default"
     );
-    email_server
-        .send_keys(&char::from(Key::Space).to_string())
-        .await?;
-    assert!(email_server.is_selected().await?);
-    c.find(Locator::Css("form.merge button[type=submit]"))
-        .await?
-        .send_keys(&char::from(Key::Enter).to_string())
-        .await?;
+    let email_css = r#"input[name="pick:User:u0:email"][value="server"]"#;
+    key_on(c, email_css, Key::Space).await?;
+    assert!(c.find(Locator::Css(email_css)).await?.is_selected().await?);
+    key_on(c, "form.merge button[type=submit]", Key::Enter).await?;
     wait_text(c, "#result", |t| t.contains("with the chosen fields")).await?;
     wait_text(c, "#st-conflicts", |t| t == "0").await?;
     let list = fetch_json(c, "/api/database/conflicts").await?;
