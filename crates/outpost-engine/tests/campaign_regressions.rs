@@ -377,12 +377,7 @@ async fn a_mirror_during_a_bootstrap_does_not_hide_a_later_delete() -> anyhow::R
 async fn a_local_delete_of_an_own_insert_updated_on_the_server_is_a_conflict() -> anyhow::Result<()>
 {
     let db = TestDb::new().await?;
-    let (client, schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
-        .await?;
-    let a = node(&db, &schema, "a")?;
-    sync(&a, Direction::Bidirectional).await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
     insert_post_losing_the_ack(&a).await?;
     client
         .batch_execute(r#"UPDATE "Post" SET title = 'theirs' WHERE id = 'p1'"#)

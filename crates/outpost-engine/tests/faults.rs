@@ -69,12 +69,7 @@ async fn a_long_open_transaction_is_delivered_after_it_commits() -> anyhow::Resu
 #[tokio::test]
 async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
-    let (client, schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
-        .await?;
-    let a = node(&db, &schema, "a")?;
-    sync(&a, Direction::Bidirectional).await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
     local(
         &a,
         r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1'), ('p2', 'two', 'u1');
@@ -123,12 +118,7 @@ async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
 async fn a_row_edited_after_a_lost_acknowledgement_lands_whatever_its_place_in_the_group()
 -> anyhow::Result<()> {
     let db = TestDb::new().await?;
-    let (client, schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
-        .await?;
-    let a = node(&db, &schema, "a")?;
-    sync(&a, Direction::Bidirectional).await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
     // p1's change comes first, p2's last: the group's highest is p2's.
     local(
         &a,

@@ -29,12 +29,7 @@ async fn failed_with(
 #[tokio::test]
 async fn pulls_and_bootstraps_give_up_on_a_lock_after_the_lock_timeout() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
-    let (client, schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
-        .await?;
-    let a = node(&db, &schema, "a")?;
-    sync(&a, Direction::Bidirectional).await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
     let fresh = node(&db, &schema, "fresh")?;
     for n in [&a, &fresh] {
         // The statement limit stays long: the lock limit must be what fires.

@@ -48,6 +48,18 @@ pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> 
     Ok(Engine::new(replica, config(db, &path)?))
 }
 
+/// The blog schema with one user, `u1`, and a node `a` synced to it: the
+/// start of most single-node engine tests.
+pub async fn blog_with_user(db: &TestDb) -> anyhow::Result<(Client, Schema, Engine)> {
+    let (client, schema) = server(db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let a = node(db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    Ok((client, schema, a))
+}
+
 pub async fn sync(engine: &Engine, direction: Direction) -> anyhow::Result<SyncReport> {
     let report = engine
         .sync(SyncOptions::new(direction, Trigger::Manual))
