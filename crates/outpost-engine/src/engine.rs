@@ -191,8 +191,15 @@ struct Inner {
     /// The server connection of the last successful run, kept for the next
     /// one: a notification-driven pull then costs no connection set-up
     /// (B5). Dropped after any failed run, so a broken connection is never
-    /// reused.
-    client: Mutex<Option<Client>>,
+    /// reused. Its prepared pull statements are kept with it.
+    client: Mutex<Option<Kept>>,
+}
+
+/// The server connection kept between runs, with the statements prepared on
+/// it.
+struct Kept {
+    client: Client,
+    statements: feed::PullStatements,
 }
 
 /// The sync engine of one node. Cheap to clone; clones share the replica,
@@ -555,28 +562,30 @@ impl Engine {
         bootstrapped: &mut bool,
         held_back: &mut bool,
     ) -> Result<(), EngineError> {
-        let cached = self
+        let kept = self
             .inner
             .client
             .lock()
             .ok()
             .and_then(|mut c| c.take())
-            .filter(|c| !c.is_closed());
-        // The version check doubles as the reused connection's liveness
-        // check: a connection that died since is replaced, not failed on.
-        let (mut client, version, reused) = match cached {
-            Some(c) => match outpost_remote::installed_version(&c).await {
-                Ok(v) => (c, v, true),
-                Err(_) => {
-                    let c = self.connect().await?;
-                    let v = outpost_remote::installed_version(&c).await?;
-                    (c, v, false)
-                }
+            .filter(|k| !k.client.is_closed());
+        // A kept connection is checked (alive, tracking schema there,
+        // retention mark) in one round trip; anything unexpected and a new
+        // connection checks step by step, saying what is wrong.
+        let probed = match kept {
+            Some(k) => match feed::probe(&k.client).await {
+                Ok((Some(version), pruned)) => Some((k, version, pruned)),
+                _ => None,
             },
+            None => None,
+        };
+        let (mut kept, version, pruned_through, reused) = match probed {
+            Some((k, version, pruned)) => (k, Some(version), Some(pruned), true),
             None => {
-                let c = self.connect().await?;
-                let v = outpost_remote::installed_version(&c).await?;
-                (c, v, false)
+                let client = self.connect().await?;
+                let version = outpost_remote::installed_version(&client).await?;
+                let statements = feed::PullStatements::default();
+                (Kept { client, statements }, version, None, false)
             }
         };
         if version.is_none() {
@@ -587,19 +596,33 @@ impl Engine {
         let node = self.inner.node_id;
         if !reused {
             // Registered by the run that opened this connection.
-            feed::register_node(&client, node, &format!("node {node}")).await?;
+            feed::register_node(&kept.client, node, &format!("node {node}")).await?;
         }
-        self.run_on(&mut client, options, stats, bootstrapped, held_back)
-            .await?;
+        let Kept { client, statements } = &mut kept;
+        self.run_on(
+            client,
+            statements,
+            pruned_through,
+            options,
+            stats,
+            bootstrapped,
+            held_back,
+        )
+        .await?;
         if let Ok(mut slot) = self.inner.client.lock() {
-            *slot = Some(client);
+            *slot = Some(kept);
         }
         Ok(())
     }
 
+    /// One run on a checked connection; `pruned_through` is the retention
+    /// mark when the check read it already.
+    #[allow(clippy::too_many_arguments)]
     async fn run_on(
         &self,
         client: &mut Client,
+        statements: &mut feed::PullStatements,
+        pruned_through: Option<Option<Cursor>>,
         options: &SyncOptions,
         stats: &mut Stats,
         bootstrapped: &mut bool,
@@ -608,7 +631,10 @@ impl Engine {
         let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
         let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
         let behind = state == ReplicaState::Ready
-            && feed::feed_position(client, cursor).await?.must_rebootstrap;
+            && match pruned_through {
+                Some(mark) => feed::FeedPosition::at(cursor, mark).must_rebootstrap,
+                None => feed::feed_position(client, cursor).await?.must_rebootstrap,
+            };
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
             self.push(client, options, stats).await?;
@@ -625,7 +651,7 @@ impl Engine {
             }
         }
         if options.direction.pulls() {
-            *held_back = self.pull(client, options, stats).await?;
+            *held_back = self.pull(client, statements, options, stats).await?;
         }
         Ok(())
     }
@@ -813,6 +839,7 @@ impl Engine {
     async fn pull(
         &self,
         client: &mut Client,
+        statements: &mut feed::PullStatements,
         options: &SyncOptions,
         stats: &mut Stats,
     ) -> Result<bool, EngineError> {
@@ -828,13 +855,12 @@ impl Engine {
         // only needs the cursor the current batch ends at, and batches are
         // still applied strictly in order, each with its own cursor.
         let reading = Instant::now();
-        let mut statements = feed::PullStatements::default();
         let limit = self
             .inner
             .pull_batch
             .load(std::sync::atomic::Ordering::Relaxed);
         let mut ahead = Some((
-            feed::pull(client, schema, cursor, limit, models, &mut statements).await?,
+            feed::pull(client, schema, cursor, limit, models, statements).await?,
             reading.elapsed(),
         ));
         while let Some((batch, read_time)) = ahead.take() {
@@ -858,8 +884,7 @@ impl Engine {
             let ((got, apply_time), read) = if more {
                 let read = async {
                     let reading = Instant::now();
-                    let batch =
-                        feed::pull(client, schema, next, limit, models, &mut statements).await;
+                    let batch = feed::pull(client, schema, next, limit, models, statements).await;
                     batch.map(|b| (b, reading.elapsed()))
                 };
                 let (applied, read) = tokio::join!(apply, read);

@@ -12,7 +12,7 @@
 //!   2^attempt, capped at `backoff_max`, ±25 %); on success go `Online` and
 //!   sync (`reconnect`).
 //! * `Online`: hold a `LISTEN outpost_changes` connection; a notification
-//!   syncs within milliseconds (`notify`, debounced by `notify_debounce`);
+//!   syncs at once (`notify`; `notify_debounce` can add a window);
 //!   every `check_interval` a `SELECT 1` bounded by `check_timeout` checks the
 //!   server; every `LOCAL_DATABASE_SYNC_INTERVAL` a sync runs (`interval`).
 //!   Any failure goes `Offline`.
@@ -103,7 +103,11 @@ pub struct NodeOptions {
     pub backoff_base: Duration,
     /// Longest backoff while offline.
     pub backoff_max: Duration,
-    /// Notifications arriving within this window trigger one sync.
+    /// Notifications arriving within this window trigger one sync. Zero
+    /// (the default) syncs at once: notifications that arrive while a sync
+    /// runs already coalesce into the one run that follows it, so a window
+    /// only adds latency (B5) unless the server sends bursts spread over
+    /// more than one transaction.
     pub notify_debounce: Duration,
     /// Ids reserved per table from the server's sequences, for offline creates.
     pub id_block: i64,
@@ -118,7 +122,7 @@ impl Default for NodeOptions {
             check_timeout: Duration::from_secs(3),
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
-            notify_debounce: Duration::from_millis(2),
+            notify_debounce: Duration::ZERO,
             id_block: 1000,
             monitor: true,
         }
@@ -653,7 +657,9 @@ async fn online(node: &Outpost, client: Client, mut notes: Notes) {
                 if note.is_none() {
                     return; // the LISTEN connection ended
                 }
-                tokio::time::sleep(options.notify_debounce).await;
+                if !options.notify_debounce.is_zero() {
+                    tokio::time::sleep(options.notify_debounce).await;
+                }
                 while notes.try_recv().is_ok() {}
                 let n = node.clone();
                 tokio::spawn(async move {

@@ -183,3 +183,50 @@ async fn a_push_holds_row_locks_for_one_batch_at_most() -> anyhow::Result<()> {
     converge(&client, &schema, &[&a]).await?;
     Ok(())
 }
+
+/// The connection a node keeps between runs is checked before each: the
+/// tracking schema dropped meanwhile gives the clear error, not a failure
+/// of some statement prepared on the old connection.
+#[tokio::test]
+async fn a_kept_connection_notices_the_tracking_schema_is_gone() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema, a) = blog_with_user(&db).await?;
+    sync(&a, Direction::FromServer).await?;
+    client.batch_execute("DROP SCHEMA outpost CASCADE").await?;
+    let error = failed_with(&a, Direction::FromServer).await?;
+    assert!(
+        error.contains("no outpost tracking schema"),
+        "unexpected error: {error}"
+    );
+    Ok(())
+}
+
+/// A column whose type changes on the server between two pulls (the
+/// statements prepared on the kept connection describe the old type) does
+/// not stop the node: the row arrives with its new value.
+#[tokio::test]
+async fn a_column_type_change_between_pulls_does_not_break_the_kept_statements()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(r#"UPDATE "User" SET email = 'first@x' WHERE id = 'u1'"#)
+        .await?;
+    // Until quiet (another test's open transaction can hold changes back),
+    // so the pull statements were prepared and used.
+    converge(&client, &schema, &[&a]).await?;
+    client
+        .batch_execute(
+            r#"ALTER TABLE "User" ALTER COLUMN email TYPE varchar(200);
+               UPDATE "User" SET email = 'second@x' WHERE id = 'u1'"#,
+        )
+        .await?;
+    sync(&a, Direction::FromServer).await?;
+    converge(&client, &schema, &[&a]).await?;
+    let rows = local_rows(&a, "User").await?;
+    assert!(
+        format!("{rows:?}").contains("second@x"),
+        "the update after the type change arrived: {rows:?}"
+    );
+    Ok(())
+}

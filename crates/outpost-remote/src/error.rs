@@ -121,6 +121,23 @@ impl RemoteError {
     }
 }
 
+impl RemoteError {
+    /// True when a prepared statement no longer matches its tables (a
+    /// column's type changed on the server since it was prepared:
+    /// `cached plan must not change result type`); preparing it again
+    /// fixes it.
+    pub fn is_stale_statement(&self) -> bool {
+        match self {
+            RemoteError::Db { source, .. } => source.as_db_error().is_some_and(|e| {
+                *e.code() == tokio_postgres::error::SqlState::FEATURE_NOT_SUPPORTED
+                    && e.message()
+                        .contains("cached plan must not change result type")
+            }),
+            _ => false,
+        }
+    }
+}
+
 /// Whether a driver error is about the connection rather than the request.
 pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     if e.is_closed() {

@@ -43,7 +43,12 @@ use crate::error::{RemoteError, describe};
 
 /// Session settings that make `jsonb_build_array` print keys exactly as the
 /// capture trigger does.
-const KEY_SETTINGS: &str = "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1;";
+macro_rules! key_settings {
+    () => {
+        "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1;"
+    };
+}
+const KEY_SETTINGS: &str = key_settings!();
 
 /// Most bind parameters one statement may carry (PostgreSQL allows 65535).
 const MAX_PARAMS: usize = 30_000;
@@ -159,10 +164,51 @@ pub async fn feed_position(
             seq: s.parse().ok()?,
         })
     });
-    Ok(FeedPosition {
-        must_rebootstrap: pruned_through.is_some_and(|p| cursor < p),
-        pruned_through,
-    })
+    Ok(FeedPosition::at(cursor, pruned_through))
+}
+
+impl FeedPosition {
+    /// Where a node at `cursor` stands against the retention mark.
+    pub fn at(cursor: Cursor, pruned_through: Option<Cursor>) -> FeedPosition {
+        FeedPosition {
+            must_rebootstrap: pruned_through.is_some_and(|p| cursor < p),
+            pruned_through,
+        }
+    }
+}
+
+/// What a kept connection checks before a sync, in one round trip (B5):
+/// the installed tracking version (`None` when the `meta` row is missing)
+/// and the retention mark. Fails when the tracking schema is gone or the
+/// connection is dead; the caller then opens a new connection and checks
+/// step by step ([`crate::installed_version`], [`feed_position`]), which
+/// says which.
+pub async fn probe(client: &Client) -> Result<(Option<i32>, Option<Cursor>), RemoteError> {
+    let messages = client
+        .simple_query(
+            "SELECT key, value FROM \"outpost\".\"meta\" WHERE key IN ('schema_version', 'pruned_through')",
+        )
+        .await
+        .map_err(db("checking the server"))?;
+    let (mut version, mut pruned_through) = (None, None);
+    for message in messages {
+        let tokio_postgres::SimpleQueryMessage::Row(row) = message else {
+            continue;
+        };
+        match (row.get(0), row.get(1)) {
+            (Some("schema_version"), Some(v)) => version = v.trim().parse::<i32>().ok(),
+            (Some("pruned_through"), Some(v)) => {
+                pruned_through = v.split_once(',').and_then(|(t, s)| {
+                    Some(Cursor {
+                        txid: t.parse().ok()?,
+                        seq: s.parse().ok()?,
+                    })
+                })
+            }
+            _ => {}
+        }
+    }
+    Ok((version, pruned_through))
 }
 
 /// Deletes changes every registered node has passed, and changes older than
@@ -367,6 +413,26 @@ pub async fn pull(
     tables: Option<&[String]>,
     cache: &mut PullStatements,
 ) -> Result<PullBatch, RemoteError> {
+    match pull_once(client, schema, cursor, limit, tables, cache).await {
+        // A kept statement outlived a column type change on the server:
+        // prepare everything again and read the batch again.
+        Err(e) if e.is_stale_statement() => {
+            tracing::debug!(error = %e, "a pull statement went stale; preparing again");
+            cache.0.clear();
+            pull_once(client, schema, cursor, limit, tables, cache).await
+        }
+        other => other,
+    }
+}
+
+async fn pull_once(
+    client: &mut Client,
+    schema: &Schema,
+    cursor: Cursor,
+    limit: i64,
+    tables: Option<&[String]>,
+    cache: &mut PullStatements,
+) -> Result<PullBatch, RemoteError> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -392,26 +458,37 @@ pub async fn pull(
     // transaction (a cost penalty, not a ban: a statement with no other plan
     // still gets one).
     //
-    // The statements are prepared once per pull run ([`PullStatements`]) and
-    // run with a generic plan: a custom plan folded each batch's 5,000-key
+    // The statements are prepared once per connection ([`PullStatements`],
+    // kept with it) and run with a generic plan: a custom plan folded each batch's 5,000-key
     // arrays into constants and planned them again every batch.
-    tx.batch_execute(&format!(
-        "{KEY_SETTINGS} SET LOCAL enable_sort = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-         SET LOCAL plan_cache_mode = force_generic_plan;"
-    ))
-    .await
-    .map_err(db("preparing a pull"))?;
+    //
+    // The statements, prepared once per connection, go out together with
+    // the settings in one round trip (tokio-postgres pipelines requests
+    // polled together, and sends them in the order of `join!`). The
+    // held-back check runs with the batch's start cursor: a change past it
+    // at or after the snapshot's xmin is necessarily past every change of
+    // the batch (those are all before xmin), so it answers the same as
+    // asking after the batch's end, without waiting for the batch.
+    let feed = statement(&tx, &mut cache.0, true, PULL_FEED_SQL)
+        .await
+        .map_err(db("reading the change feed"))?;
+    let held = statement(&tx, &mut cache.0, true, PULL_HELD_BACK_SQL)
+        .await
+        .map_err(db("checking for held-back changes"))?;
     let started = std::time::Instant::now();
-    let feed_sql = "SELECT c.txid::text::int8, c.seq, c.table_name, c.pk::text, c.op FROM \"outpost\".\"changes\" c \
-             WHERE (c.txid, c.seq) > ($1::text::xid8, $2::int8) AND c.txid < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY c.txid, c.seq LIMIT $3";
-    let feed = statement(&tx, &mut cache.0, true, feed_sql)
-        .await
-        .map_err(db("reading the change feed"))?;
-    let changes = tx
-        .query(&feed, &[&cursor.txid.to_string(), &cursor.seq, &limit])
-        .await
-        .map_err(db("reading the change feed"))?;
+    let txid = cursor.txid.to_string();
+    let feed_params: [&(dyn ToSql + Sync); 3] = [&txid, &cursor.seq, &limit];
+    let held_params: [&(dyn ToSql + Sync); 2] = [&txid, &cursor.seq];
+    let (settings, changes, held_back) = tokio::join!(
+        tx.batch_execute(PULL_SETTINGS),
+        tx.query(&feed, &feed_params),
+        tx.query_one(&held, &held_params),
+    );
+    settings.map_err(db("preparing a pull"))?;
+    let changes = changes.map_err(db("reading the change feed"))?;
+    let held_back: bool = held_back
+        .and_then(|r| r.try_get(0))
+        .map_err(db("checking for held-back changes"))?;
     let feed_time = started.elapsed();
     let mut batch = PullBatch {
         cursor,
@@ -463,23 +540,36 @@ pub async fn pull(
         fetch_ms = fetching.elapsed().as_millis() as u64,
         "pull batch read"
     );
-    if !batch.more {
-        let row = tx
-            .query_one(
-                "SELECT EXISTS (SELECT 1 FROM \"outpost\".\"changes\" \
-                 WHERE (txid, seq) > ($1::text::xid8, $2::int8) AND txid >= pg_snapshot_xmin(pg_current_snapshot()))",
-                &[&batch.cursor.txid.to_string(), &batch.cursor.seq],
-            )
-            .await
-            .map_err(db("checking for held-back changes"))?;
-        batch.held_back = row.get(0);
-    }
-    tx.commit().await.map_err(db("ending a pull"))?;
+    batch.held_back = !batch.more && held_back;
+    // Read only: ending it by a rollback is the same as a commit, and
+    // dropping the transaction sends the rollback without waiting for its
+    // answer (one round trip less per batch; the next request on the
+    // connection queues behind it).
+    drop(tx);
     Ok(batch)
 }
 
-/// Statements of one pull run (every batch of it), by text: prepared once,
-/// run with a generic plan.
+/// Planner settings of a pull's read-only transaction (why: [`pull`]).
+const PULL_SETTINGS: &str = concat!(
+    key_settings!(),
+    " SET LOCAL enable_sort = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;",
+    " SET LOCAL plan_cache_mode = force_generic_plan;"
+);
+
+/// The change feed after a cursor, up to the snapshot's xmin (DESIGN.md §4).
+const PULL_FEED_SQL: &str = "SELECT c.txid::text::int8, c.seq, c.table_name, c.pk::text, c.op FROM \"outpost\".\"changes\" c \
+     WHERE (c.txid, c.seq) > ($1::text::xid8, $2::int8) AND c.txid < pg_snapshot_xmin(pg_current_snapshot()) \
+     ORDER BY c.txid, c.seq LIMIT $3";
+
+/// Whether a change after the cursor is held back by a transaction still
+/// open in the snapshot.
+const PULL_HELD_BACK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM \"outpost\".\"changes\" \
+     WHERE (txid, seq) > ($1::text::xid8, $2::int8) AND txid >= pg_snapshot_xmin(pg_current_snapshot()))";
+
+/// Statements of pulls on one connection, by text: prepared once, run with
+/// a generic plan. Kept with the connection they were prepared on; a
+/// failed run drops both (so a statement a schema change invalidated is
+/// prepared again on the next connection).
 #[derive(Default)]
 pub struct PullStatements(Statements);
 
