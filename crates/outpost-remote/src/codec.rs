@@ -35,8 +35,9 @@ use std::fmt::Write as _;
 use bytes::{BufMut, BytesMut};
 use outpost_core::Value;
 use outpost_core::types::{
-    Interval, USECS_PER_DAY, format_date, format_time, format_timestamp, format_timestamptz,
-    normalise_numeric, parse_date, parse_interval, parse_time, parse_timestamp, parse_timestamptz,
+    Interval, TIMESTAMP_TEXT_RANGE, USECS_PER_DAY, format_date, format_time, format_timestamp,
+    format_timestamptz, normalise_numeric, parse_date, parse_interval, parse_time, parse_timestamp,
+    parse_timestamptz,
 };
 use postgres_types::{FromSql, IsNull, Kind, ToSql, Type, to_sql_checked};
 
@@ -331,13 +332,18 @@ fn decode_scalar(ty: &Type, raw: &[u8]) -> Result<Value, CodecError> {
         }
         oid::TIMESTAMP | oid::TIMESTAMPTZ => {
             let us = r.i64()?;
+            let known = TIMESTAMP_TEXT_RANGE.contains(&us);
             let (text, back) = if ty.oid() == oid::TIMESTAMP {
                 let t = format_timestamp(us);
-                let back = parse_timestamp(&t);
+                let back = if known { Some(us) } else { parse_timestamp(&t) };
                 (t, back)
             } else {
                 let t = format_timestamptz(us);
-                let back = parse_timestamptz(&t);
+                let back = if known {
+                    Some(us)
+                } else {
+                    parse_timestamptz(&t)
+                };
                 (t, back)
             };
             if back != Some(us) {
