@@ -269,7 +269,7 @@ impl Engine {
     }
 
     /// Sets the server-side `statement_timeout` and `lock_timeout` of sync
-    /// sessions (default [`SERVER_TIMEOUT`] each).
+    /// sessions (default 30 s each, `SERVER_TIMEOUT`).
     pub fn set_server_timeouts(&self, statement: Duration, lock: Duration) {
         if let Ok(mut t) = self.inner.timeouts.lock() {
             *t = (statement, lock);

@@ -5,7 +5,7 @@
 //! a local/server choice per differing field plus keep-local and keep-server,
 //! failed rows with the server's error (retry, discard), and the sync log.
 //!
-//! Server-rendered HTML (every dynamic string goes through [`escape`]) with a
+//! Server-rendered HTML (every dynamic string goes through `escape`) with a
 //! small inline script: it polls `GET /api/database/status` every few seconds
 //! and, when something changed, fetches the page's live part again
 //! (`?fragment=1`) and swaps it in without a full reload, keeping radio
