@@ -34,7 +34,10 @@ async fn a_long_open_transaction_is_delivered_after_it_commits() -> anyhow::Resu
                 r#"INSERT INTO "User" (id, email) VALUES ('early{i}', 'e{i}@x')"#
             ))
             .await?;
-        sync(&a, Direction::FromServer).await?;
+        let report = sync(&a, Direction::FromServer).await?;
+        // `late`'s change is at or past the horizon while it is open, and
+        // so is every change committed after it: the run says so.
+        assert!(report.held_back, "run {i} did not report held-back changes");
     }
     let age = a.horizon_age().await?;
     assert!(age.is_some(), "the open transaction shows in the status");

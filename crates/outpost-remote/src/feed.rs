@@ -462,6 +462,17 @@ async fn pull_once(
     // kept with it) and run with a generic plan: a custom plan folded each batch's 5,000-key
     // arrays into constants and planned them again every batch.
     //
+    // A kept generic plan is made from the statistics of its first run and
+    // stays until an `ANALYZE` invalidates it, so the settings also rule out
+    // what is only cheap on a small table: sequential and bitmap scans and
+    // materialized inner sides. Planned while the tables were nearly empty
+    // (a fresh install, or B3's replica connecting before the updates), the
+    // held-back check scanned the whole change log every batch (16 ms at
+    // 100,000 changes), and the rows-by-key fetch joined every entry of
+    // `row_versions` against every key. `jit` is off because the penalty
+    // those settings add to a plan's cost would otherwise set off JIT
+    // compilation for the few statements that keep a penalized node.
+    //
     // The statements, prepared once per connection, go out together with
     // the settings in one round trip (tokio-postgres pipelines requests
     // polled together, and sends them in the order of `join!`). The
@@ -553,7 +564,8 @@ async fn pull_once(
 const PULL_SETTINGS: &str = concat!(
     key_settings!(),
     " SET LOCAL enable_sort = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;",
-    " SET LOCAL plan_cache_mode = force_generic_plan;"
+    " SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_material = off;",
+    " SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_generic_plan;"
 );
 
 /// The change feed after a cursor, up to the snapshot's xmin (DESIGN.md §4).
@@ -562,9 +574,13 @@ const PULL_FEED_SQL: &str = "SELECT c.txid::text::int8, c.seq, c.table_name, c.p
      ORDER BY c.txid, c.seq LIMIT $3";
 
 /// Whether a change after the cursor is held back by a transaction still
-/// open in the snapshot.
+/// open in the snapshot: `(txid, seq) > cursor AND txid >= xmin`, written so
+/// that the index walk starts at the larger of the two txids. With the row
+/// comparison as an index condition, the walk started at the cursor and
+/// stepped over every change after it (the whole backlog, at every batch).
 const PULL_HELD_BACK_SQL: &str = "SELECT EXISTS (SELECT 1 FROM \"outpost\".\"changes\" \
-     WHERE (txid, seq) > ($1::text::xid8, $2::int8) AND txid >= pg_snapshot_xmin(pg_current_snapshot()))";
+     WHERE txid >= greatest(pg_snapshot_xmin(pg_current_snapshot()), $1::text::xid8) \
+     AND (txid <> $1::text::xid8 OR seq > $2::int8))";
 
 /// Statements of pulls on one connection, by text: prepared once, run with
 /// a generic plan. Kept with the connection they were prepared on; a
