@@ -239,6 +239,83 @@ async fn offline_creates_with_every_kind_of_key_push_without_collisions() -> any
     Ok(())
 }
 
+const RELATED_KEYS: &str = r#"
+CREATE TABLE "Owner" (id uuid PRIMARY KEY, name text NOT NULL);
+CREATE TABLE "Thing" (id serial PRIMARY KEY, "ownerId" uuid NOT NULL REFERENCES "Owner"(id), label text NOT NULL);
+CREATE TABLE "Part" (id bigint PRIMARY KEY, "thingId" int NOT NULL REFERENCES "Thing"(id));
+INSERT INTO "Owner" VALUES ('00000000-0000-0000-0000-00000000000a', 'a'), ('00000000-0000-0000-0000-00000000000b', 'b');
+INSERT INTO "Thing" ("ownerId", label)
+  SELECT CASE WHEN i % 3 = 0 THEN '00000000-0000-0000-0000-00000000000b'::uuid ELSE '00000000-0000-0000-0000-00000000000a'::uuid END, 't' || i
+  FROM generate_series(1, 12) i;
+INSERT INTO "Part" SELECT 9000000000 + i, 1 + i % 10 FROM generate_series(1, 30) i;
+"#;
+
+/// Relations loaded by integer and uuid keys (matched on the server with
+/// one typed array parameter) give the same records remote and local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relations_on_integer_and_uuid_keys_read_the_same_remote_and_local() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _schema) = server(&db, RELATED_KEYS).await?;
+    let node = Outpost::open_with(
+        config_for(&db, "a", &db.database_url(), &[])?,
+        NodeOptions {
+            monitor: false,
+            ..fast()
+        },
+    )
+    .await?;
+    node.sync(Direction::Bidirectional).await?;
+    let reads = [
+        (
+            "Thing",
+            json!({"include": {"owner": true, "parts": {"orderBy": {"id": "asc"}}}, "orderBy": {"id": "asc"}}),
+        ),
+        (
+            "Owner",
+            json!({"include": {"things": {"include": {"parts": {"orderBy": {"id": "asc"}}}, "orderBy": {"id": "asc"}}}, "orderBy": {"id": "asc"}}),
+        ),
+        (
+            "Part",
+            json!({"include": {"thing": {"include": {"owner": true}}}, "orderBy": {"id": "asc"}}),
+        ),
+    ];
+    for (model, args) in reads {
+        node.set_mode(Mode::Remote).await;
+        let remote: Vec<Json> = node.model(model)?.find_many(args.clone()).await?;
+        node.set_mode(Mode::Local).await;
+        let mut local: Vec<Json> = node.model(model)?.find_many(args.clone()).await?;
+        // Only the replica's records carry `syncStatus`.
+        fn unstatus(v: &mut Json) {
+            match v {
+                Json::Object(m) => {
+                    m.remove("syncStatus");
+                    m.values_mut().for_each(unstatus);
+                }
+                Json::Array(a) => a.iter_mut().for_each(unstatus),
+                _ => {}
+            }
+        }
+        local.iter_mut().for_each(unstatus);
+        assert_eq!(remote, local, "{model} {args}");
+        assert!(!remote.is_empty(), "{model}: nothing read");
+    }
+    // Every relation found its rows.
+    node.set_mode(Mode::Remote).await;
+    let things: Vec<Json> = node
+        .model("Thing")?
+        .find_many(json!({"include": {"owner": true, "parts": true}}))
+        .await?;
+    assert_eq!(things.len(), 12);
+    assert!(things.iter().all(|t| t["owner"]["id"] == t["ownerId"]));
+    let parts: usize = things
+        .iter()
+        .map(|t| t["parts"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(parts, 30, "{things:?}");
+    node.shutdown().await;
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_exhausted_id_block_refuses_the_create_and_says_why() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
