@@ -1097,13 +1097,16 @@ struct GroupContext {
 /// itself the planner hashes the group and scans the whole table and its
 /// `row_versions` (stale statistics of a growing table): a push then costs
 /// O(table) per group (256 ms per 5,000 rows at the start of a 100,000-row
-/// push, 1,165 ms at its end). Index lookups only, for these statements.
+/// push, 1,165 ms at its end). Index lookups only, for these statements,
+/// and no JIT (the penalty of a disabled node would set it off, as in
+/// [`pull`]). Afterwards the server's own settings again (`DEFAULT`: what
+/// the configuration, role or database sets, not necessarily `on`).
 const INDEX_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
      SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-     SET LOCAL enable_material = off;";
-const PLANNER_DEFAULTS: &str = "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; \
-     SET LOCAL enable_hashjoin = on; SET LOCAL enable_mergejoin = on; \
-     SET LOCAL enable_material = on;";
+     SET LOCAL enable_material = off; SET LOCAL jit = off;";
+const PLANNER_DEFAULTS: &str = "SET LOCAL enable_seqscan = DEFAULT; SET LOCAL enable_bitmapscan = DEFAULT; \
+     SET LOCAL enable_hashjoin = DEFAULT; SET LOCAL enable_mergejoin = DEFAULT; \
+     SET LOCAL enable_material = DEFAULT; SET LOCAL jit = DEFAULT;";
 
 async fn push_group(
     tx: &Transaction<'_>,
