@@ -527,8 +527,8 @@ impl Builder<'_> {
             if self.pg() && any_key(&c.ty) {
                 // One array parameter, not one parameter per key: the
                 // server parses, binds and plans one value instead of up
-                // to `MAX_KEY_PARAMS` (B8: 0.8 ms of planning for 1,000
-                // keys), and the client encodes one.
+                // to `MAX_KEY_PARAMS` (B8's 1,000 keys: 0.45 against
+                // 0.9 ms on the server), and the client encodes one.
                 let array = ColumnType {
                     array: true,
                     ..c.ty.clone()

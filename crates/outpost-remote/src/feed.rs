@@ -50,6 +50,20 @@ macro_rules! key_settings {
 }
 const KEY_SETTINGS: &str = key_settings!();
 
+/// Planner settings that leave a statement index lookups only (no
+/// sequential or bitmap scans, hash or merge joins, materialized inner
+/// sides) and no JIT, which the cost penalty of a disabled node would
+/// otherwise set off. Used by the pull and by the push's key lookups:
+/// their plans are kept (generic) while the tables grow, so they must not
+/// depend on the statistics of their first run.
+macro_rules! index_only {
+    () => {
+        "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
+         SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
+         SET LOCAL enable_material = off; SET LOCAL jit = off;"
+    };
+}
+
 /// Most bind parameters one statement may carry (PostgreSQL allows 65535).
 const MAX_PARAMS: usize = 30_000;
 
@@ -563,9 +577,9 @@ async fn pull_once(
 /// Planner settings of a pull's read-only transaction (why: [`pull`]).
 const PULL_SETTINGS: &str = concat!(
     key_settings!(),
-    " SET LOCAL enable_sort = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off;",
-    " SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_material = off;",
-    " SET LOCAL jit = off; SET LOCAL plan_cache_mode = force_generic_plan;"
+    " ",
+    index_only!(),
+    " SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_generic_plan;"
 );
 
 /// The change feed after a cursor, up to the snapshot's xmin (DESIGN.md §4).
@@ -1097,13 +1111,11 @@ struct GroupContext {
 /// itself the planner hashes the group and scans the whole table and its
 /// `row_versions` (stale statistics of a growing table): a push then costs
 /// O(table) per group (256 ms per 5,000 rows at the start of a 100,000-row
-/// push, 1,165 ms at its end). Index lookups only, for these statements,
-/// and no JIT (the penalty of a disabled node would set it off, as in
-/// [`pull`]). Afterwards the server's own settings again (`DEFAULT`: what
-/// the configuration, role or database sets, not necessarily `on`).
-const INDEX_ONLY: &str = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; \
-     SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off; \
-     SET LOCAL enable_material = off; SET LOCAL jit = off;";
+/// push, 1,165 ms at its end). Index lookups only, for these statements
+/// ([`index_only!`]). Afterwards the server's own settings again
+/// (`DEFAULT`: what the configuration, role or database sets, not
+/// necessarily `on`).
+const INDEX_ONLY: &str = index_only!();
 const PLANNER_DEFAULTS: &str = "SET LOCAL enable_seqscan = DEFAULT; SET LOCAL enable_bitmapscan = DEFAULT; \
      SET LOCAL enable_hashjoin = DEFAULT; SET LOCAL enable_mergejoin = DEFAULT; \
      SET LOCAL enable_material = DEFAULT; SET LOCAL jit = DEFAULT;";
