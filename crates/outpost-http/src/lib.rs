@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! # async fn demo(node: outpost_engine::Outpost) -> std::io::Result<()> {
-//! let app = outpost_http::router(outpost_http::AppState { node, admin_token: None });
+//! let app = outpost_http::router(outpost_http::AppState { node, admin_token: None, cors_origins: Vec::new() });
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
 //! axum::serve(listener, app).await
 //! # }
@@ -40,6 +40,10 @@ pub struct AppState {
     pub node: outpost_engine::Outpost,
     /// When set, every route needs `Authorization: Bearer <token>`.
     pub admin_token: Option<String>,
+    /// Browser origins (`scheme://host:port`) other than the node's own that
+    /// may call the API (`OUTPOST_CORS_ORIGINS`, comma-separated; none by
+    /// default).
+    pub cors_origins: Vec<String>,
 }
 
 /// One route of the API: the single list the router and the OpenAPI

@@ -227,6 +227,7 @@ async fn the_page_works_in_headless_chromium() -> anyhow::Result<()> {
     let app = router(AppState {
         node: node.clone(),
         admin_token: None,
+        cors_origins: Vec::new(),
     });
     let http = tokio::spawn(async move { axum::serve(listener, app).await });
 

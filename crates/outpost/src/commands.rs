@@ -390,6 +390,15 @@ pub async fn serve_with(
     if token.as_ref().is_some_and(|t| t.len() < 16) {
         bail!("OUTPOST_ADMIN_TOKEN is too short: use at least 16 characters");
     }
+    let cors_origins: Vec<String> = std::env::var("OUTPOST_CORS_ORIGINS")
+        .ok()
+        .map(|v| {
+            v.split(',')
+                .map(|o| o.trim().trim_end_matches('/').to_string())
+                .filter(|o| !o.is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
     // Bind before opening the node, so a taken port fails fast.
     let listener = match port {
         Some(port) => tokio::net::TcpListener::bind((host, port))
@@ -406,6 +415,7 @@ pub async fn serve_with(
     let app = outpost_http::router(outpost_http::AppState {
         node: node.clone(),
         admin_token: token,
+        cors_origins,
     });
     listening(listener.local_addr()?);
     let served = axum::serve(listener, app)

@@ -52,6 +52,7 @@ pub async fn fixture(token: Option<&str>) -> anyhow::Result<Fixture> {
     let app = router(AppState {
         node: node.clone(),
         admin_token: token.map(str::to_string),
+        cors_origins: Vec::new(),
     });
     Ok(Fixture {
         _db: db,
