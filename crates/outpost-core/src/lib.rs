@@ -12,11 +12,13 @@
 pub mod config;
 pub mod conflict;
 pub mod ident;
+pub mod ids;
 pub mod schema;
 pub mod sqlite;
 pub mod sync;
 pub mod tracking;
 pub mod types;
 
+pub use ids::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
 pub use schema::{Column, ForeignKey, Relation, RelationKind, Schema, Table};
 pub use types::{ColumnType, ScalarType, Value, ValueError};
