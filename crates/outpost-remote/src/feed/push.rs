@@ -46,7 +46,7 @@ const PUSH_GROUP: usize = 5_000;
 ///    delete deleted ones; a statement the server refuses is retried row by
 ///    row under savepoints, and only the refused rows fail;
 /// 4. read the versions written (their `origin_local_seq` is set by the
-///    capture: module doc) and record the node's highest applied
+///    capture: the feed's module doc) and record the node's highest applied
 ///    `local_seq`.
 pub async fn push(
     client: &mut Client,
@@ -147,8 +147,6 @@ pub async fn push(
         })
         .collect())
 }
-
-/// The rows of one push statement as a derived table `v(i, n0, n1…)`, `i`
 
 /// If `row` references (by a foreign key) a row of this push that the server
 /// refused, says which and why.
@@ -298,7 +296,7 @@ async fn push_group(
     }
     // 3. Write, isolating refused rows. The capture records
     // `outpost.local_seq` as each written version's `origin_local_seq`: the
-    // group's highest. That is all a retry's check needs (module doc,
+    // group's highest. That is all a retry's check needs (feed module doc,
     // "origin_local_seq"), and it spares a second write of every version.
     let writing = std::time::Instant::now();
     let group_seq = to_write
