@@ -17,6 +17,8 @@
 //! * [`RemoteError`], the crate's error, with its [`ErrorClass`]
 //!   ([`RemoteError::is_unreachable`], [`RemoteError::is_auth`],
 //!   [`RemoteError::is_refused`], [`RemoteError::is_transient`]);
+//! * [`feed`]: the server side of a sync, one module per concern (node
+//!   registry, retention, bootstrap, pull, push, id blocks);
 //! * [`session`]: the settings outpost's transactions run with.
 //!
 //! ```no_run
