@@ -9,6 +9,7 @@
 //! Everything here is a plain function over plain data, tested without a
 //! database.
 
+pub mod accept;
 pub mod config;
 pub mod conflict;
 pub mod ident;
