@@ -456,8 +456,16 @@ mod tests {
                 input(b, l, l, Some(5), Manual),
                 S::TakeServer,
             ),
-            ("server-wins", input(b, l, s, Some(5), ServerWins), S::TakeServer),
-            ("client-wins", input(b, l, s, Some(5), ClientWins), S::Rebase),
+            (
+                "server-wins",
+                input(b, l, s, Some(5), ServerWins),
+                S::TakeServer,
+            ),
+            (
+                "client-wins",
+                input(b, l, s, Some(5), ClientWins),
+                S::Rebase,
+            ),
             (
                 "last-write-wins, times unknown",
                 input(b, l, s, Some(5), LastWriteWins),
@@ -507,13 +515,7 @@ mod tests {
     #[test]
     fn last_write_wins_follows_the_change_times() {
         let (b, l, s) = (row(&[1, 1]), row(&[1, 2]), row(&[1, 3]));
-        let mut i = input(
-            Some(&b),
-            Some(&l),
-            Some(&s),
-            Some(5),
-            Policy::LastWriteWins,
-        );
+        let mut i = input(Some(&b), Some(&l), Some(&s), Some(5), Policy::LastWriteWins);
         i.local_changed_at = Some("2026-01-01T00:00:02Z");
         i.server_changed_at = Some("2026-01-01T00:00:01Z");
         assert_eq!(settle(&i), Settlement::Rebase);
