@@ -113,7 +113,23 @@ pub enum LocalError {
         #[from]
         source: serde_json::Error,
     },
-    /// The stored schema snapshot cannot be read.
+    /// A metadata value (`_outpost_meta`) is missing or does not parse.
+    #[error(
+        "the replica's schema snapshot is unreadable: {}",
+        match .value {
+            Some(v) => format!("{key} {v:?} is not {expected}"),
+            None => format!("{key} missing or not {expected}"),
+        }
+    )]
+    BadMetadata {
+        /// The `_outpost_meta` key.
+        key: &'static str,
+        /// What is stored (`None`: nothing usable).
+        value: Option<String>,
+        /// What it should be ("a number", "a UUID").
+        expected: &'static str,
+    },
+    /// The schema snapshot cannot be used (the message says why).
     #[error("the replica's schema snapshot is unreadable: {0}")]
     BadSnapshot(String),
     /// A model request that cannot be carried out (bad arguments, record
@@ -191,6 +207,15 @@ mod tests {
             kept.to_string(),
             "the replica's schema snapshot is unreadable: table \"Post\" is no longer synced but has \
              local changes not yet on the server; sync them first"
+        );
+        let meta = LocalError::BadMetadata {
+            key: "meta_version",
+            value: Some("x".into()),
+            expected: "a number",
+        };
+        assert_eq!(
+            meta.to_string(),
+            "the replica's schema snapshot is unreadable: meta_version \"x\" is not a number"
         );
         let busy = LocalError::sqlite("writing")(rusqlite::Error::SqliteFailure(
             rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),

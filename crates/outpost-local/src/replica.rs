@@ -120,9 +120,11 @@ fn check_meta_version(conn: &Connection, path: &Path) -> Result<(), LocalError> 
     let Some(v) = meta_if_present(conn, "meta_version")? else {
         return Ok(());
     };
-    let found: i64 = v
-        .parse()
-        .map_err(|_| LocalError::BadSnapshot(format!("meta_version {v:?} is not a number")))?;
+    let found: i64 = v.parse().map_err(|_| LocalError::BadMetadata {
+        key: "meta_version",
+        value: Some(v.clone()),
+        expected: "a number",
+    })?;
     if found > META_VERSION {
         return Err(LocalError::TooNew {
             path: path.to_path_buf(),
@@ -231,8 +233,11 @@ impl Replica {
         // Changes captured since the last fold count as local changes below.
         fold(&tx)?;
         let node_id = match meta_if_present(&tx, "node_id")? {
-            Some(id) => Uuid::parse_str(&id)
-                .map_err(|_| LocalError::BadSnapshot(format!("node_id {id:?} is not a UUID")))?,
+            Some(id) => Uuid::parse_str(&id).map_err(|_| LocalError::BadMetadata {
+                key: "node_id",
+                value: Some(id.clone()),
+                expected: "a UUID",
+            })?,
             None => {
                 let id = Uuid::new_v4();
                 meta_set(&tx, "node_id", Some(&id.to_string()))?;
@@ -351,7 +356,11 @@ impl Replica {
         let schema: Schema = serde_json::from_str(&json)?;
         let node_id = meta_if_present(&conn, "node_id")?
             .and_then(|id| Uuid::parse_str(&id).ok())
-            .ok_or_else(|| LocalError::BadSnapshot("node_id missing or not a UUID".into()))?;
+            .ok_or(LocalError::BadMetadata {
+                key: "node_id",
+                value: None,
+                expected: "a UUID",
+            })?;
         // A crash cannot leave capture silenced (the flag is only ever set
         // inside a transaction), but a hand edit could: never start silenced.
         conn.execute(
