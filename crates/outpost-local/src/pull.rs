@@ -9,7 +9,7 @@ use outpost_core::conflict::Policy;
 use outpost_core::schema::Table;
 use outpost_core::settle::{BaseVersion, PullDecision, Pulled, decide_pull};
 use outpost_core::sync::{PullBatch, ServerRow};
-use outpost_core::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
+use outpost_core::{LocalSeq, NodeId, ReplicaState, Version};
 use rusqlite::Connection;
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
@@ -185,33 +185,21 @@ impl Replica {
                     }
                 };
                 let state = pt.entries.remove(key.as_str());
-                // No local change (the common case): carried out set-wise,
-                // without a statement of its own for the entry.
-                if state
-                    .as_ref()
-                    .is_none_or(|st| st.status == RowStatus::Synced)
-                {
-                    match decide_pull(
-                        state.as_ref().map(RowEntry::state).as_ref(),
-                        &pulled(row),
-                        node,
-                    ) {
-                        PullDecision::TakeServer => {
-                            pt.writer.write(tx, t, &row.pk, row.values.as_deref())?;
-                            pt.synced.push((
-                                key.clone(),
-                                Version(row.version),
-                                row.values.is_none(),
-                            ));
-                            s.records_succeeded += 1;
-                        }
-                        PullDecision::AlreadyBased => s.records_succeeded += 1,
-                        // A synced entry decides nothing else; should it,
-                        // the row-by-row way carries it out.
-                        _ => apply_pulled_row(tx, t, row, key, state, node, policy, s)?,
+                match decide_pull(
+                    state.as_ref().map(RowEntry::state).as_ref(),
+                    &pulled(row),
+                    node,
+                ) {
+                    // No local change (the common case): written set-wise,
+                    // without a statement of its own for the entry.
+                    PullDecision::TakeServer => {
+                        pt.writer.write(tx, t, &row.pk, row.values.as_deref())?;
+                        pt.synced
+                            .push((key.clone(), Version(row.version), row.values.is_none()));
+                        s.records_succeeded += 1;
                     }
-                } else {
-                    apply_pulled_row(tx, t, row, key, state, node, policy, s)?;
+                    PullDecision::AlreadyBased => s.records_succeeded += 1,
+                    _ => apply_pulled_row(tx, t, row, key, state, node, policy, s)?,
                 }
             }
             for (name, pt) in &tables {

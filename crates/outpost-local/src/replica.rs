@@ -15,6 +15,8 @@ use crate::error::LocalError;
 use crate::fold::fold;
 use crate::meta::{meta_if_present, meta_set};
 use crate::rows::has_dirty;
+// Kept at their old paths.
+pub use crate::rows::RowEntry;
 pub use crate::settings::BUSY_TIMEOUT;
 use crate::sql;
 
