@@ -15,6 +15,7 @@ pub mod conflict;
 pub mod ident;
 pub mod ids;
 pub mod schema;
+pub mod settle;
 pub mod sqlite;
 pub mod sync;
 pub mod tracking;
