@@ -53,16 +53,25 @@ async fn pull_statements_planned_on_empty_tables_stay_index_walks() -> anyhow::R
         .await?;
 
     // The first pull prepares and plans every statement on one change.
+    // The horizon is cluster-wide: another database's open transaction can
+    // hold the change back, so pull until it arrives (bounded).
     let mut statements = PullStatements::default();
-    let first = feed::pull(
-        &mut client,
-        &schema,
-        Cursor::default(),
-        5_000,
-        None,
-        &mut statements,
-    )
-    .await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let first = loop {
+        let batch = feed::pull(
+            &mut client,
+            &schema,
+            Cursor::default(),
+            5_000,
+            None,
+            &mut statements,
+        )
+        .await?;
+        if !batch.rows.is_empty() || std::time::Instant::now() > deadline {
+            break batch;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
     assert_eq!(first.rows.len(), 1);
 
     client
@@ -72,6 +81,7 @@ async fn pull_statements_planned_on_empty_tables_stay_index_walks() -> anyhow::R
         )
         .await?;
     let before = reads(&client).await?;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     assert_eq!(
         before.len(),
         3,
@@ -84,8 +94,12 @@ async fn pull_statements_planned_on_empty_tables_stay_index_walks() -> anyhow::R
         let batch = feed::pull(&mut client, &schema, cursor, 5_000, None, &mut statements).await?;
         pulled += batch.rows.len();
         cursor = batch.cursor;
-        if !batch.more {
+        if pulled >= 20_000 || std::time::Instant::now() > deadline {
             break;
+        }
+        if !batch.more {
+            // Held back by an open transaction elsewhere on the cluster.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
     }
     assert_eq!(pulled, 20_000, "every inserted row pulled");
