@@ -537,6 +537,17 @@ impl Replica {
         meta(&self.conn, "schema_hash")
     }
 
+    /// A node setting kept in the replica across restarts (`mode`), stored
+    /// in `_outpost_meta` as `setting.<key>`.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, LocalError> {
+        meta(&self.conn, &format!("setting.{key}"))
+    }
+
+    /// Stores a node setting (see [`Replica::setting`]).
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), LocalError> {
+        set_meta(&self.conn, &format!("setting.{key}"), value)
+    }
+
     /// The read-write connection. Writes through it are captured like any
     /// other writer's.
     pub fn connection(&self) -> &Connection {

@@ -63,9 +63,11 @@ pub async fn connect_raw(
     url: &DatabaseUrl,
     timeout: Duration,
 ) -> Result<(Client, Connection), RemoteError> {
+    // The driver's messages may quote the connection string (a bad
+    // option, say): scrubbed of the password like the server's name.
     let unreachable = |reason: String| RemoteError::Unreachable {
         server: url.redacted(),
-        reason,
+        reason: url.scrub(&reason),
     };
     let config: tokio_postgres::Config = url
         .driver_conninfo()
