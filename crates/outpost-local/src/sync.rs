@@ -1138,8 +1138,8 @@ impl Replica {
             for (row, key) in order.into_iter().map(|i| (&batch.rows[i], &keys[i])) {
                 let t = table_of(&schema, &row.table)?;
                 let s = stats.entry(row.table.clone()).or_default();
-                s.records_processed += 1;
                 if !unique {
+                    s.records_processed += 1;
                     let state = entry(tx, &row.table, key)?;
                     apply_pulled_row(tx, t, row, key, state, &node, policies, s)?;
                     continue;
@@ -1165,13 +1165,18 @@ impl Replica {
                 if state.as_ref().is_none_or(|st| st.status == "SYNCED") {
                     // No local change: the common case, without a statement
                     // of its own for the entry.
+                    // A version the replica already has (the echo of this
+                    // node's own push) is not a change pulled: not counted,
+                    // so the run that only sees echoes moved nothing.
                     if state.is_none_or(|st| st.server_version != Some(row.version)) {
                         pt.writer.write(tx, t, &row.pk, row.values.as_deref())?;
                         pt.synced
                             .push((key.clone(), row.version, row.values.is_none()));
+                        s.records_processed += 1;
+                        s.records_succeeded += 1;
                     }
-                    s.records_succeeded += 1;
                 } else {
+                    s.records_processed += 1;
                     apply_pulled_row(tx, t, row, key, state, &node, policies, s)?;
                 }
             }
