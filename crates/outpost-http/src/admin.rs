@@ -179,7 +179,7 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
 <dl class="status">
 <dt>Network</dt><dd><span id="st-online" class="badge {cls}">{online}</span></dd>
 <dt>Database in use</dt><dd id="st-db">{db}</dd>
-<dt>Mode</dt><dd id="st-mode">{mode} (kept across restarts)</dd>
+<dt>Mode</dt><dd><span id="st-mode">{mode}</span> (kept across restarts)</dd>
 <dt>Local database</dt><dd>{local}</dd>
 <dt>Remote database</dt><dd>{remote}</dd>
 <dt>Pending changes</dt><dd id="st-pending">{pending}</dd>
@@ -525,8 +525,8 @@ html{scroll-padding-top:4rem}
 body{font-family:system-ui,sans-serif;margin:0;padding:0 1rem 2rem;line-height:1.4;color:#111;background:#fafafa}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.5rem}h3{font-size:1rem}
 section,article{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}
-.status{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;margin:0}
-.status dt{font-weight:600}.status dd{margin:0}
+.status{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.25rem 1rem;margin:0}
+.status dt{font-weight:600}.status dd{margin:0;overflow-wrap:anywhere}
 .badge{padding:.1rem .5rem;border-radius:1rem;color:#fff}.ok{background:#1a7f37}.bad{background:#b42318}
 .row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:.5rem 0}
 .scroll{position:relative;overflow-x:auto;-webkit-overflow-scrolling:touch}

@@ -473,7 +473,10 @@ async fn the_mode_is_kept_across_restarts() -> anyhow::Result<()> {
     let page = send(&app, "GET", "/admin/database-sync", &[], "")
         .await?
         .text;
-    assert!(page.contains("local (kept across restarts)"), "{page}");
+    assert!(
+        page.contains(r#"<span id="st-mode">local</span> (kept across restarts)"#),
+        "{page}"
+    );
     node.shutdown().await;
     Ok(())
 }
