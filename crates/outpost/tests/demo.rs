@@ -135,6 +135,39 @@ fn demo_serves_a_seeded_throwaway_cluster_and_removes_it_on_sigterm() {
     let url_line = wait_for(&rx, &mut seen, "/admin/database-sync");
     assert!(url_line.contains("http://127.0.0.1:"), "{url_line}");
     let addr = addr_of(&url_line);
+    // The demo names its database, so the quick start's server-side edit
+    // can be made; the connection string it prints works.
+    let db_line = wait_for(&rx, &mut seen, "Server database (DATABASE_URL): ");
+    let printed = db_line
+        .rsplit("Server database (DATABASE_URL): ")
+        .next()
+        .expect("url")
+        .trim()
+        .to_string();
+    assert!(printed.starts_with("postgres"), "{db_line}");
+    let psql_line = wait_for(&rx, &mut seen, "Try a server-side edit: psql ");
+    assert!(psql_line.contains(&printed), "{psql_line}");
+    assert!(psql_line.contains("UPDATE \"Post\""), "{psql_line}");
+    let edited = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let (client, conn) = outpost_remote::tokio_postgres::connect(
+                &printed,
+                outpost_remote::tokio_postgres::NoTls,
+            )
+            .await?;
+            tokio::spawn(conn);
+            client
+                .execute(
+                    r#"UPDATE "Post" SET title = 'Edited on the server' WHERE id = 'p1'"#,
+                    &[],
+                )
+                .await
+        })
+        .expect("the printed connection string works");
+    assert_eq!(edited, 1, "the psql line's edit finds its row");
     assert!(dir.join("data").is_dir(), "the cluster lives in {dir:?}");
     assert!(process_alive(pid), "postgres runs");
 
