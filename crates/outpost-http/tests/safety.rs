@@ -53,6 +53,9 @@ async fn send(
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// Request headers, body, and the status it must get.
+type Attempt<'a> = (&'a [(&'a str, &'a str)], &'a str, StatusCode);
 const HOST: (&str, &str) = ("host", "127.0.0.1:3102");
 
 /// The posts as the node's model service sees them (the node starts
@@ -86,7 +89,7 @@ async fn foreign_origins_and_non_json_writes_are_refused_before_any_work() -> an
     let delete = "/api/models/Post/deleteMany";
 
     // What a page on another origin can send without a preflight.
-    let refused: &[(&[(&str, &str)], &str, StatusCode)] = &[
+    let refused: &[Attempt] = &[
         // fetch(…, {method: 'POST', mode: 'no-cors'}): no body, no type.
         (
             &[HOST, ("origin", "http://evil.example")],

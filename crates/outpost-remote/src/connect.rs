@@ -76,6 +76,17 @@ pub async fn connect_raw(
     let tls = tls_connector(url.tls()).map_err(unreachable)?;
     match tokio::time::timeout(timeout, config.connect(tls)).await {
         Ok(Ok(pair)) => Ok(pair),
+        Ok(Err(e))
+            if e.code().is_some_and(|c| {
+                c.code().starts_with("28")
+                    || *c == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME
+            }) =>
+        {
+            Err(RemoteError::LoginRefused {
+                server: url.redacted(),
+                reason: url.scrub(&describe(&e)),
+            })
+        }
         Ok(Err(e)) => Err(unreachable(explain(url.tls(), describe(&e)))),
         Err(_) => Err(unreachable(format!(
             "no answer within {}s",

@@ -45,6 +45,20 @@ pub enum RemoteError {
         reason: String,
     },
 
+    /// The server answered but refused the login: a wrong password or
+    /// user (SQLSTATE class 28), or a database that does not exist (3D000).
+    /// Not a network problem, so not worded as one.
+    #[error(
+        "the server at {server} refused the login: {reason} (check the user, password and \
+         database name in DATABASE_URL)"
+    )]
+    LoginRefused {
+        /// The server, password hidden.
+        server: String,
+        /// The server's message.
+        reason: String,
+    },
+
     /// A selected table has no primary key.
     #[error(
         "table {table:?} has no primary key; outpost needs one to identify rows \
@@ -115,7 +129,9 @@ impl RemoteError {
     pub fn is_transient(&self) -> bool {
         match self {
             RemoteError::Db { source, .. } => is_connection_error(source),
-            RemoteError::Unreachable { .. } => true,
+            // The node cannot use the server either way: offline, as for
+            // an unreachable one (the message says which it is).
+            RemoteError::Unreachable { .. } | RemoteError::LoginRefused { .. } => true,
             _ => false,
         }
     }

@@ -285,4 +285,15 @@ async fn cli_messages_are_plain_words() {
     assert!(err.contains("no_such_database_here"), "{err}");
     assert!(err.contains("does not exist"), "{err}");
     assert!(!err.contains("has never been set up"), "{err}");
+    assert!(err.contains("refused the login"), "{err}");
+
+    // A login the server refuses (here an unknown role; a wrong password
+    // is the same class of error) says so, not "cannot reach".
+    let stranger = url.replace("postgres@", "no_such_role_here@");
+    let o = outpost(db.dir(), &[("DATABASE_URL", stranger.as_str())], &["sync"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("refused the login"), "{err}");
+    assert!(err.contains("no_such_role_here"), "{err}");
+    assert!(!err.contains("cannot reach"), "{err}");
 }
