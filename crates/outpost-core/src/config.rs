@@ -104,6 +104,9 @@ pub struct DatabaseUrl {
     raw: String,
     driver: String,
     tls: TlsParams,
+    /// The password as written and as the server sees it (decoded,
+    /// unquoted), for [`DatabaseUrl::scrub`].
+    secrets: Vec<String>,
 }
 
 impl DatabaseUrl {
@@ -121,6 +124,25 @@ impl DatabaseUrl {
                 return Err("the URL has no host".into());
             }
             let pairs: Vec<(String, String)> = url.query_pairs().into_owned().collect();
+            let mut secrets: Vec<String> = pairs
+                .iter()
+                .filter(|(k, _)| is_password_key(k))
+                .map(|(_, v)| v.clone())
+                .collect();
+            // As written too (percent-encoded), for messages that echo it.
+            secrets.extend(
+                url.query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .filter_map(|param| {
+                        let (k, v) = param.split_once('=')?;
+                        is_password_key(&percent_decode(k)).then(|| v.to_string())
+                    }),
+            );
+            if let Some(p) = url.password() {
+                secrets.push(p.to_string());
+                secrets.push(percent_decode_userinfo(p));
+            }
             let tls = tls_params(&pairs)?;
             let driver = if pairs.iter().any(|(k, _)| TLS_KEYS.contains(&k.as_str())) {
                 let rest: Vec<(String, String)> = pairs
@@ -137,6 +159,7 @@ impl DatabaseUrl {
                 raw: raw.to_string(),
                 driver,
                 tls,
+                secrets: clean_secrets(secrets),
             });
         }
         if raw.contains("://") {
@@ -162,10 +185,16 @@ impl DatabaseUrl {
         } else {
             raw.to_string()
         };
+        let secrets = pairs
+            .iter()
+            .filter(|(k, _)| is_password_key(k))
+            .map(|(_, v)| v.clone())
+            .collect();
         Ok(DatabaseUrl {
             raw: raw.to_string(),
             driver,
             tls,
+            secrets: clean_secrets(secrets),
         })
     }
 
@@ -191,6 +220,32 @@ impl DatabaseUrl {
     pub fn redacted(&self) -> String {
         redact(&self.raw)
     }
+
+    /// `text` with this connection string's password replaced by `***`
+    /// wherever it appears: for messages built by others (the driver's
+    /// errors) that might echo it.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            out = out.replace(secret.as_str(), "***");
+        }
+        out
+    }
+}
+
+/// Longest first, so a password that contains another form of itself is
+/// replaced whole; empty ones dropped.
+fn clean_secrets(mut secrets: Vec<String>) -> Vec<String> {
+    // Also as written inside libpq quotes, where `'` and `\` are escaped.
+    let escaped: Vec<String> = secrets
+        .iter()
+        .map(|s| s.replace('\\', "\\\\").replace('\'', "\\'"))
+        .collect();
+    secrets.extend(escaped);
+    secrets.retain(|s| !s.is_empty());
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    secrets.dedup();
+    secrets
 }
 
 /// The driver knows only disable, prefer and require; verification is
@@ -297,42 +352,172 @@ impl fmt::Display for DatabaseUrl {
     }
 }
 
-/// Replaces the password of a connection string (URL or key=value) by `***`.
+/// Replaces every password of a connection string by `***`, in every form
+/// libpq accepts: `user:pass@` in a URL (multi-host too), a `password`
+/// query parameter (any case, percent-encoded key), and `password=value` pairs
+/// with spaces around `=`, single-quoted values with escapes, or a key in
+/// upper case. It errs on the side of hiding: an unterminated quote hides
+/// the rest of the text, and a `password` word not followed by `=` hides
+/// the word after it (the string is malformed, and its message may be
+/// shown).
 pub fn redact(raw: &str) -> String {
-    if let Some(scheme_end) = raw.find("://") {
-        let rest = &raw[scheme_end + 3..];
-        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-        if let Some(at) = rest[..authority_end].rfind('@') {
-            let userinfo = &rest[..at];
-            if let Some(colon) = userinfo.find(':') {
-                return format!(
-                    "{}{}:***{}",
-                    &raw[..scheme_end + 3],
-                    &userinfo[..colon],
-                    &rest[at..]
-                );
-            }
-        }
-        // A password may also come as a query parameter.
-        return redact_pairs(raw, '&');
+    if let Some(scheme_end) = url_scheme_end(raw) {
+        return redact_url(raw, scheme_end);
     }
-    redact_pairs(raw, ' ')
+    redact_pairs(raw)
 }
 
-fn redact_pairs(raw: &str, sep: char) -> String {
+/// The index just past `scheme://` when `raw` starts with a URL scheme.
+fn url_scheme_end(raw: &str) -> Option<usize> {
+    let start = raw.len() - raw.trim_start().len();
+    let sep = raw.find("://")?;
+    let scheme = &raw[start..sep];
+    let mut chars = scheme.chars();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphabetic());
+    (first_ok && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+        .then_some(sep + 3)
+}
+
+/// Whether a parameter name is, or carries, a password (`password`,
+/// `PASSWORD`, `sslpassword`).
+fn is_password_key(key: &str) -> bool {
+    key.trim().to_ascii_lowercase().contains("password")
+}
+
+fn redact_url(raw: &str, scheme_end: usize) -> String {
+    let rest = &raw[scheme_end..];
+    // The query starts at the first `?`; a password may hold `/` or `@`
+    // unencoded, so the userinfo ends at the last `@` before the query.
+    let query_start = rest.find('?').unwrap_or(rest.len());
     let mut out = String::with_capacity(raw.len());
-    let mut rest = raw;
-    while let Some(i) = rest.find("password=") {
-        let at_boundary = i == 0 || matches!(rest.as_bytes()[i - 1], b' ' | b'&' | b'?');
-        out.push_str(&rest[..i + "password=".len()]);
-        rest = &rest[i + "password=".len()..];
-        if at_boundary {
-            let end = rest.find(sep).unwrap_or(rest.len());
-            out.push_str("***");
-            rest = &rest[end..];
+    out.push_str(&raw[..scheme_end]);
+    let before_query = &rest[..query_start];
+    match before_query.rfind('@') {
+        Some(at) => {
+            let userinfo = &before_query[..at];
+            match userinfo.find(':') {
+                Some(colon) => {
+                    out.push_str(&userinfo[..colon]);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if query_start < rest.len() {
+        out.push('?');
+        let query = &rest[query_start + 1..];
+        let params: Vec<String> = query
+            .split('&')
+            .map(|param| match param.split_once('=') {
+                Some((k, _)) if is_password_key(&percent_decode(k)) => format!("{k}=***"),
+                _ => param.to_string(),
+            })
+            .collect();
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// Percent-decodes a URL's userinfo (no `+` for space there), lossily.
+fn percent_decode_userinfo(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&h), Some(&l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push(((hex(h).unwrap_or(0) << 4) | hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
         }
     }
-    out.push_str(rest);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-decodes a URL query key (lossily: it is only compared).
+fn percent_decode(s: &str) -> String {
+    url::form_urlencoded::parse(format!("{s}=").as_bytes())
+        .next()
+        .map(|(k, _)| k.into_owned())
+        .unwrap_or_default()
+}
+
+/// libpq `key = value` pairs: keeps the text as written except the values
+/// of password keys.
+fn redact_pairs(raw: &str) -> String {
+    let bytes: Vec<(usize, char)> = raw.char_indices().collect();
+    let mut out = String::with_capacity(raw.len());
+    let mut i = 0;
+    let mut hide_next_word = false;
+    let skip_ws = |mut i: usize| {
+        while i < bytes.len() && bytes[i].1.is_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    let pos = |i: usize| bytes.get(i).map_or(raw.len(), |(p, _)| *p);
+    while i < bytes.len() {
+        let ws_end = skip_ws(i);
+        out.push_str(&raw[pos(i)..pos(ws_end)]);
+        i = ws_end;
+        if i >= bytes.len() {
+            break;
+        }
+        // The key (or a stray word).
+        let key_start = i;
+        while i < bytes.len() && bytes[i].1 != '=' && !bytes[i].1.is_whitespace() {
+            i += 1;
+        }
+        let key = &raw[pos(key_start)..pos(i)];
+        if hide_next_word && !key.is_empty() {
+            out.push_str("***");
+            hide_next_word = false;
+            continue;
+        }
+        out.push_str(key);
+        let eq = skip_ws(i);
+        if bytes.get(eq).map(|b| b.1) != Some('=') {
+            // Not `key=`: a malformed string whose message may echo it.
+            hide_next_word = is_password_key(key);
+            continue;
+        }
+        let value_start = skip_ws(eq + 1);
+        out.push_str(&raw[pos(i)..pos(value_start)]);
+        // The value: quoted (to the closing quote, or the end) or a word.
+        let mut j = value_start;
+        if bytes.get(j).map(|b| b.1) == Some('\'') {
+            j += 1;
+            while j < bytes.len() && bytes[j].1 != '\'' {
+                if bytes[j].1 == '\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            j = (j + 1).min(bytes.len());
+        } else {
+            while j < bytes.len() && !bytes[j].1.is_whitespace() {
+                if bytes[j].1 == '\\' {
+                    j += 1;
+                }
+                j += 1;
+            }
+            j = j.min(bytes.len());
+        }
+        if is_password_key(key) {
+            out.push_str("***");
+        } else {
+            out.push_str(&raw[pos(value_start)..pos(j)]);
+        }
+        i = j;
+    }
     out
 }
 
@@ -659,5 +844,156 @@ mod tests {
             "postgres://h/db?user=u&password=***&sslmode=require"
         );
         assert_eq!(redact("postgres://u:p@ss@h/db"), "postgres://u:***@h/db");
+    }
+
+    #[test]
+    fn every_libpq_password_form_is_redacted() {
+        let cases = [
+            (
+                "host=127.0.0.1 port=5498 user=postgres password = S3cretPW! dbname=app",
+                "host=127.0.0.1 port=5498 user=postgres password = *** dbname=app",
+            ),
+            ("host=h password= S3cret", "host=h password= ***"),
+            (
+                "host=h PASSWORD=S3cret user=u",
+                "host=h PASSWORD=*** user=u",
+            ),
+            (
+                "host=h password='a b\\'c' user=u",
+                "host=h password=*** user=u",
+            ),
+            ("host=h password='unterminated rest", "host=h password=***"),
+            (
+                "host=h password S3cret user=u",
+                "host=h password *** user=u",
+            ),
+            ("sslpassword=S3cret host=h", "sslpassword=*** host=h"),
+            (
+                "postgres://u:p%40ss/w@h1:5432,h2:5433/db",
+                "postgres://u:***@h1:5432,h2:5433/db",
+            ),
+            (
+                "postgresql://h/db?user=u&PASSWORD=S3cret",
+                "postgresql://h/db?user=u&PASSWORD=***",
+            ),
+            (
+                "postgres://h/db?pass%77ord=S3cret&x=1",
+                "postgres://h/db?pass%77ord=***&x=1",
+            ),
+        ];
+        for (raw, want) in cases {
+            assert_eq!(redact(raw), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn scrub_hides_the_password_in_any_text() {
+        let u = DatabaseUrl::parse("host=h user=u password = 'S3 cret'").expect("pairs");
+        assert_eq!(
+            u.scrub("password authentication failed: S3 cret"),
+            "password authentication failed: ***"
+        );
+        let u = DatabaseUrl::parse("postgres://u:S3%2Fcret@h/db").expect("url");
+        assert_eq!(u.scrub("x S3/cret y S3%2Fcret"), "x *** y ***");
+    }
+
+    mod generated {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A password with a prefix no other part of the string has, so a
+        /// match is the password and nothing else.
+        fn password() -> impl Strategy<Value = String> {
+            "[A-Za-z0-9!#%&()*+,./:;<>?@^_{|}~ '\\=-]{1,12}".prop_map(|s| format!("Zq{s}"))
+        }
+
+        fn quote(p: &str) -> String {
+            format!("'{}'", p.replace('\\', "\\\\").replace('\'', "\\'"))
+        }
+
+        /// For a query value (`+` is a space there).
+        fn encode(p: &str) -> String {
+            url::form_urlencoded::byte_serialize(p.as_bytes()).collect()
+        }
+
+        /// For a URL's userinfo: every byte but letters and digits escaped.
+        fn encode_userinfo(p: &str) -> String {
+            p.bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect()
+        }
+
+        /// Connection strings in every form libpq takes, some malformed.
+        fn conninfo() -> impl Strategy<Value = (String, String)> {
+            (
+                password(),
+                0usize..8,
+                prop::sample::select(vec!["password", "PASSWORD", "Password"]),
+                prop::sample::select(vec!["=", " = ", "= ", " ="]),
+                prop::sample::select(vec!["", " junk", " 'open", " =", " host"]),
+            )
+                .prop_map(|(pw, form, key, eq, tail)| {
+                    let s = match form {
+                        0 => format!("host=127.0.0.1 user=app {key}{eq}{} dbname=app", quote(&pw)),
+                        1 if !pw.contains([' ', '\'', '\\']) => {
+                            format!("host=h {key}{eq}{pw} port=5432")
+                        }
+                        1 => format!("{key}{eq}{} host=h", quote(&pw)),
+                        2 => format!(
+                            "postgres://app:{}@db.example:5432/app",
+                            encode_userinfo(&pw)
+                        ),
+                        3 => format!(
+                            "postgresql://app:{}@h1:5432,h2:5433/app",
+                            encode_userinfo(&pw)
+                        ),
+                        4 => format!(
+                            "postgres://h/app?user=u&{key}={}&sslmode=disable",
+                            encode(&pw)
+                        ),
+                        5 => format!("host=h {key} {}", quote(&pw)),
+                        6 => format!("mysql://root:{}@h/db", encode_userinfo(&pw)),
+                        _ => format!("user=u {key}{eq}{}", quote(&pw)),
+                    };
+                    (format!("{s}{tail}"), pw)
+                })
+        }
+
+        fn leaks(text: &str, pw: &str) -> bool {
+            text.contains(pw)
+                || text.contains(&encode(pw))
+                || text.contains(&encode_userinfo(pw))
+                || text.contains(&quote(pw))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            #[test]
+            fn no_form_and_no_error_shows_the_password((raw, pw) in conninfo()) {
+                prop_assert!(!leaks(&redact(&raw), &pw), "redact({raw:?}) = {:?}", redact(&raw));
+                match config(&[("DATABASE_URL", raw.as_str())]) {
+                    Ok(c) => {
+                        let url = c.database_url.clone().expect("set");
+                        for shown in [url.to_string(), format!("{url:?}"), format!("{c:?}"), url.redacted()] {
+                            prop_assert!(!leaks(&shown, &pw), "{raw:?} shown as {shown:?}");
+                        }
+                        let echoed = format!("connection refused for {raw} ({pw})");
+                        prop_assert!(!leaks(&url.scrub(&echoed), &pw), "scrub kept it: {raw:?}");
+                    }
+                    Err(e) => {
+                        for shown in [e.to_string(), format!("{e:?}")] {
+                            prop_assert!(!leaks(&shown, &pw), "{raw:?} refused as {shown:?}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

@@ -294,6 +294,24 @@ impl Table {
         self.relations.iter().find(|r| r.name == name)
     }
 
+    /// Whether a create that leaves `column` out gets a generated id (a
+    /// UUIDv7) from outpost: a text or uuid primary-key column with no
+    /// server default. The same rule holds online and offline, so the same
+    /// application code works in both.
+    pub fn takes_generated_id(&self, column: &Column) -> bool {
+        self.primary_key.contains(&column.name)
+            && column.default.is_none()
+            && column.identity.is_none()
+            && !column.generated
+            && !column.ty.array
+            && matches!(
+                column.ty.scalar,
+                crate::types::ScalarType::Text
+                    | crate::types::ScalarType::Varchar
+                    | crate::types::ScalarType::Uuid
+            )
+    }
+
     /// The primary-key columns, in key order.
     pub fn pk_columns(&self) -> impl Iterator<Item = &Column> {
         self.primary_key.iter().filter_map(|n| self.column(n))

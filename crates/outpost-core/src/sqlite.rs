@@ -275,7 +275,10 @@ pub fn sqlite_default(column: &Column) -> Option<String> {
             return Some("(strftime('%Y-%m-%dT%H:%M:%f000', 'now'))".into());
         }
         ScalarType::Date if lower == "current_date" => return Some("(date('now'))".into()),
-        ScalarType::Uuid if lower == "gen_random_uuid()" || lower == "uuid_generate_v4()" => {
+        // With or without a cast (`(gen_random_uuid())::text`, as
+        // PostgreSQL prints `gen_random_uuid()::text`): SQLite stores uuids
+        // as their text, so the same expression serves text columns.
+        ScalarType::Uuid | ScalarType::Text | ScalarType::Varchar if is_random_uuid(&lower) => {
             return Some(UUID_V4_EXPR.into());
         }
         ScalarType::Bool => {
@@ -322,6 +325,22 @@ pub fn sqlite_default(column: &Column) -> Option<String> {
         }
         _ => None,
     }
+}
+
+/// `gen_random_uuid()` or `uuid_generate_v4()`, in parentheses or not,
+/// with a cast to a text or uuid type or none.
+fn is_random_uuid(lower: &str) -> bool {
+    let mut e = lower.trim();
+    for cast in ["::text", "::character varying", "::varchar", "::uuid"] {
+        if let Some(rest) = e.strip_suffix(cast) {
+            e = rest.trim();
+            break;
+        }
+    }
+    while let Some(inner) = e.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+        e = inner.trim();
+    }
+    matches!(e, "gen_random_uuid()" | "uuid_generate_v4()")
 }
 
 /// `'it''s'::text` → `it's`; `NULL` and expressions → `None`.
@@ -596,6 +615,22 @@ WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 AND NOT (OLD.\"id\
             Some(UUID_V4_EXPR)
         );
         assert_eq!(d(ScalarType::Text, "upper('x'::text)"), None);
+        for cast in [
+            "(gen_random_uuid())::text",
+            "gen_random_uuid()::text",
+            "(uuid_generate_v4())::character varying",
+            "gen_random_uuid()::uuid",
+        ] {
+            assert_eq!(
+                d(ScalarType::Text, cast).as_deref(),
+                Some(UUID_V4_EXPR),
+                "{cast}"
+            );
+        }
+        assert_eq!(
+            d(ScalarType::Text, "(gen_random_uuid())::text || 'x'"),
+            None
+        );
         assert_eq!(d(ScalarType::Jsonb, "'{}'::jsonb").as_deref(), Some("'{}'"));
     }
 

@@ -132,8 +132,10 @@ pub struct EngineStatus {
     pub failed: i64,
     /// Per model: `{pending, conflicts, failed}`.
     pub models: BTreeMap<String, BTreeMap<String, i64>>,
-    /// The newest `SyncLog` row.
+    /// The newest `SyncLog` row: the last attempt, failed or not.
     pub last_sync: Option<LogEntry>,
+    /// The newest `SyncLog` row that succeeded.
+    pub last_success: Option<LogEntry>,
 }
 
 /// Named places where tests stop a run, as a crash or a lost reply would.
@@ -412,6 +414,7 @@ impl Engine {
                 models.entry(table).or_default().insert(key.into(), n);
             }
             let last_sync = r.sync_log(None, 1, 0)?.into_iter().next();
+            let last_success = r.last_successful_sync()?;
             Ok(EngineStatus {
                 node_id,
                 state,
@@ -421,6 +424,7 @@ impl Engine {
                 failed,
                 models,
                 last_sync,
+                last_success,
             })
         })
         .await
@@ -538,13 +542,18 @@ impl Engine {
         }
         let finished = report.results.clone();
         let err = error.clone();
+        // A notification pull that moved nothing is the echo of a push (the
+        // server notifies about the push's own writes): not a run worth a
+        // log line next to the push itself.
+        let quiet = options.trigger == Trigger::Notify && error.is_none();
         self.with_replica(move |r| {
             for (m, id) in &log_ids {
-                r.log_finish(
-                    *id,
-                    finished.get(m).copied().unwrap_or_default(),
-                    err.as_deref(),
-                )?;
+                let stats = finished.get(m).copied().unwrap_or_default();
+                if quiet && stats == ModelStats::default() {
+                    r.log_discard(*id)?;
+                } else {
+                    r.log_finish(*id, stats, err.as_deref())?;
+                }
             }
             Ok(())
         })

@@ -529,17 +529,11 @@ pub fn fill_defaults(
             }
             continue;
         }
-        let is_key = table.primary_key.contains(&column.name);
-        if is_key && column.default.is_none() && !column.ty.array {
-            match column.ty.scalar {
-                ScalarType::Text | ScalarType::Varchar | ScalarType::Uuid => {
-                    row.insert(
-                        column.name.clone(),
-                        Value::Text(uuid::Uuid::now_v7().to_string()),
-                    );
-                }
-                _ => {}
-            }
+        if table.takes_generated_id(column) {
+            row.insert(
+                column.name.clone(),
+                Value::Text(uuid::Uuid::now_v7().to_string()),
+            );
         }
     }
     Ok(())

@@ -50,6 +50,17 @@ pub enum Mode {
     Remote,
 }
 
+impl Mode {
+    /// `auto`, `local` or `remote`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Auto => "auto",
+            Mode::Local => "local",
+            Mode::Remote => "remote",
+        }
+    }
+}
+
 impl std::str::FromStr for Mode {
     type Err = String;
 
@@ -202,12 +213,24 @@ impl Outpost {
             }
             Err(e) => return Err(e.into()),
         };
+        // The mode a person chose survives a restart (kept in the replica).
+        let mode = match replica.setting("mode") {
+            Ok(Some(m)) => m.parse().unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "ignoring the stored mode");
+                Mode::Auto
+            }),
+            Ok(None) => Mode::Auto,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the stored mode; using auto");
+                Mode::Auto
+            }
+        };
         let engine = Engine::new(replica, config.clone());
         let initial = Status {
             is_online: false,
             local_db_connected: true,
             remote_db_connected: false,
-            mode: Mode::Auto,
+            mode,
             using_local_database: config.enable_offline_mode,
             pending: 0,
             conflicts: 0,
@@ -221,7 +244,7 @@ impl Outpost {
                 engine,
                 config,
                 options,
-                mode: Mutex::new(Mode::Auto),
+                mode: Mutex::new(mode),
                 online: AtomicBool::new(false),
                 status_tx,
                 cancel: CancellationToken::new(),
@@ -251,7 +274,11 @@ impl Outpost {
     /// The node's current status.
     pub async fn status(&self) -> Status {
         self.publish().await;
-        self.inner.status_tx.borrow().clone()
+        let mut status = self.inner.status_tx.borrow().clone();
+        // The channel keeps the time of the last change; an answer carries
+        // the time it was given.
+        status.timestamp = now_text();
+        status
     }
 
     /// Status updates: the receiver sees every change of online state, mode,
@@ -265,10 +292,21 @@ impl Outpost {
         self.inner.mode.lock().map(|m| *m).unwrap_or_default()
     }
 
-    /// Sets where operations go.
+    /// Sets where operations go, and keeps it in the replica for the next
+    /// start.
     pub async fn set_mode(&self, mode: Mode) {
         if let Ok(mut m) = self.inner.mode.lock() {
             *m = mode;
+        }
+        let text = mode.as_str();
+        if let Err(e) = self
+            .inner
+            .engine
+            .with_replica(move |r| r.set_setting("mode", text))
+            .await
+        {
+            // The mode holds for this run either way.
+            tracing::warn!(error = %e, "cannot store the mode in the replica");
         }
         self.publish().await;
     }

@@ -133,6 +133,27 @@ pub(crate) async fn page(
     response
 }
 
+/// The last attempt in words: when, and how it ended (with its error).
+fn attempt_text(attempt: &serde_json::Value) -> String {
+    if attempt.is_null() {
+        return String::from("none yet");
+    }
+    let outcome = match attempt["status"].as_str() {
+        Some("SUCCESS") => String::from("succeeded"),
+        Some("RUNNING") => String::from("running"),
+        _ => match attempt["error"].as_str() {
+            Some(e) => format!("failed: {}", escape(e)),
+            None => String::from("failed"),
+        },
+    };
+    format!(
+        "{} {} ({}), {outcome}",
+        text(&attempt["at"]),
+        text(&attempt["direction"]),
+        text(&attempt["trigger"]),
+    )
+}
+
 async fn live_html(state: &AppState) -> Result<String, ApiError> {
     let status = handlers::status(State(state.clone())).await?.0;
     let models = handlers::models(State(state.clone())).await?.0;
@@ -158,13 +179,14 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
 <dl class="status">
 <dt>Network</dt><dd><span id="st-online" class="badge {cls}">{online}</span></dd>
 <dt>Database in use</dt><dd id="st-db">{db}</dd>
-<dt>Mode</dt><dd id="st-mode">{mode}</dd>
+<dt>Mode</dt><dd><span id="st-mode">{mode}</span> (kept across restarts)</dd>
 <dt>Local database</dt><dd>{local}</dd>
 <dt>Remote database</dt><dd>{remote}</dd>
 <dt>Pending changes</dt><dd id="st-pending">{pending}</dd>
 <dt>Conflicts</dt><dd id="st-conflicts">{conflicts}</dd>
 <dt>Failed</dt><dd id="st-failed">{failed}</dd>
-<dt>Last sync</dt><dd id="st-last">{last}</dd>
+<dt>Last successful sync</dt><dd id="st-last">{last}</dd>
+<dt>Last attempt</dt><dd id="st-attempt">{attempt}</dd>
 </dl>
 <form id="mode-form" class="row"><label for="mode-select">Mode</label>
 <select id="mode-select" name="mode">{options}</select>
@@ -184,7 +206,12 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
         pending = text(&status["pendingChanges"]),
         conflicts = text(&status["conflicts"]),
         failed = text(&status["failed"]),
-        last = text(&status["lastSyncAt"]),
+        last = if status["lastSyncAt"].is_null() {
+            String::from("never")
+        } else {
+            text(&status["lastSyncAt"])
+        },
+        attempt = attempt_text(&status["lastAttempt"]),
         options = ["auto", "local", "remote"]
             .iter()
             .map(|m| format!(
@@ -207,7 +234,7 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     // Per model.
     h.push_str(
         r#"<section aria-labelledby="h-models"><h2 id="h-models">Models</h2><div class="scroll"><table>
-<thead><tr><th scope="col">Model</th><th scope="col">Pending</th><th scope="col">Conflicts</th><th scope="col">Failed</th><th scope="col">Last sync</th><th scope="col">Result</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>
+<thead><tr><th scope="col">Model</th><th scope="col">Pending</th><th scope="col">Conflicts</th><th scope="col">Failed</th><th scope="col">Last sync</th><th scope="col">Result of your last sync</th><th scope="col"><span class="sr">Actions</span></th></tr></thead><tbody>
 "#,
     );
     for m in models["models"].as_array().into_iter().flatten() {
@@ -220,6 +247,10 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
         } else {
             text(&last["completedAt"])
         };
+        // The result of the user's own last sync stays until they start
+        // another; the automatic pulls that follow it do not replace it.
+        let mine = &m["lastManualSync"];
+        let last = if mine.is_null() { last } else { mine };
         let result = if last.is_null() {
             String::from("—")
         } else {
@@ -494,8 +525,8 @@ html{scroll-padding-top:4rem}
 body{font-family:system-ui,sans-serif;margin:0;padding:0 1rem 2rem;line-height:1.4;color:#111;background:#fafafa}
 h1{font-size:1.4rem}h2{font-size:1.15rem;margin-top:1.5rem}h3{font-size:1rem}
 section,article{background:#fff;border:1px solid #ddd;border-radius:6px;padding:.5rem 1rem;margin:.75rem 0}
-.status{display:grid;grid-template-columns:max-content 1fr;gap:.25rem 1rem;margin:0}
-.status dt{font-weight:600}.status dd{margin:0}
+.status{display:grid;grid-template-columns:max-content minmax(0,1fr);gap:.25rem 1rem;margin:0}
+.status dt{font-weight:600}.status dd{margin:0;overflow-wrap:anywhere}
 .badge{padding:.1rem .5rem;border-radius:1rem;color:#fff}.ok{background:#1a7f37}.bad{background:#b42318}
 .row{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center;margin:.5rem 0}
 .scroll{position:relative;overflow-x:auto;-webkit-overflow-scrolling:touch}
@@ -535,8 +566,10 @@ const SCRIPT: &str = r#"
   function show(msg, err) { result.textContent = msg; result.className = err ? 'err' : ''; }
   async function api(method, path, body) {
     const h = Object.assign({}, headers);
-    if (body !== undefined) h['Content-Type'] = 'application/json';
-    const r = await fetch(path, { method: method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+    // Every write says JSON, bodyless ones too: the node refuses others.
+    const write = method !== 'GET';
+    if (write) h['Content-Type'] = 'application/json';
+    const r = await fetch(path, { method: method, headers: h, body: write ? JSON.stringify(body === undefined ? {} : body) : undefined });
     const j = await r.json().catch(function () { return null; });
     if (!r.ok) throw new Error((j && j.error && j.error.message) || ('HTTP ' + r.status));
     return j;
@@ -629,7 +662,7 @@ const SCRIPT: &str = r#"
     try {
       const s = await api('GET', '/api/database/status');
       showProgress(s);
-      const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt]);
+      const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt, s.lastAttempt]);
       if (sig !== last) {
         const first = last === '';
         last = sig;

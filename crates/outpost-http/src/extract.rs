@@ -4,11 +4,16 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::{StatusCode, header};
 use serde::de::DeserializeOwned;
+use std::time::Duration;
 
 use crate::error::ApiError;
 
 /// The largest request body accepted (1 MiB).
 pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// How long a request body may take to arrive, all of it: a client that
+/// trickles its body is answered 408 and the connection closes.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A JSON request body. It needs `Content-Type: application/json` (or
 /// `…+json`) unless the body is empty, in which case `T` is read from `{}`.
@@ -17,7 +22,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct ApiJson<T>(pub T);
 
-fn is_json(content_type: &str) -> bool {
+pub(crate) fn is_json(content_type: &str) -> bool {
     let mime = content_type
         .split(';')
         .next()
@@ -39,7 +44,18 @@ where
             .headers()
             .get(header::CONTENT_TYPE)
             .map(|v| v.to_str().unwrap_or("(not text)").to_string());
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+        let read = tokio::time::timeout(BODY_READ_TIMEOUT, Bytes::from_request(req, state));
+        let read = read.await.map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {}s",
+                    BODY_READ_TIMEOUT.as_secs()
+                ),
+            )
+        })?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,

@@ -34,10 +34,21 @@ fn table<'a>(state: &'a AppState, model: &str) -> Result<&'a Table, ApiError> {
 
 pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
     let s = state.node.status().await;
-    let last_sync_at = s.last_sync.as_ref().map(|l| {
-        l.completed_at
-            .clone()
-            .unwrap_or_else(|| l.started_at.clone())
+    // The last success and the last attempt are different facts: a failed
+    // attempt does not make the replica any less recent.
+    let engine_status = state.node.engine().status().await?;
+    let last_sync_at = engine_status
+        .last_success
+        .as_ref()
+        .and_then(|l| l.completed_at.clone());
+    let last_attempt = engine_status.last_sync.as_ref().map(|l| {
+        json!({
+            "at": l.completed_at.clone().unwrap_or_else(|| l.started_at.clone()),
+            "status": l.status,
+            "direction": l.direction,
+            "trigger": l.trigger,
+            "error": l.error,
+        })
     });
     Ok(axum::Json(json!({
         "isOnline": s.is_online,
@@ -50,6 +61,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
         "conflicts": s.conflicts,
         "failed": s.failed,
         "lastSyncAt": last_sync_at,
+        "lastAttempt": last_attempt,
         // The run under way (direction, phase, rows so far), for live progress.
         "syncing": state.node.engine().progress(),
     })))
@@ -127,12 +139,18 @@ pub(crate) async fn models(State(state): State<AppState>) -> ApiResult {
             .await?
             .into_iter()
             .next();
+        let name = t.name.clone();
+        let manual = engine
+            .with_replica(move |r| r.last_sync_by(&name, "manual"))
+            .await?;
         out.push(json!({
             "model": t.name,
             "pending": count("pending"),
             "conflicts": count("conflicts"),
             "failed": count("failed"),
             "lastSync": last,
+            // The user's own last run: automatic runs after it do not hide it.
+            "lastManualSync": manual,
         }));
     }
     Ok(axum::Json(json!({ "models": out })))
@@ -434,9 +452,16 @@ fn no_failed_row(model: &str, key: &str) -> ApiError {
     )
 }
 
+/// The body of an action without arguments: empty or `{}` (with
+/// `Content-Type: application/json`, which every write needs).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoArguments {}
+
 pub(crate) async fn retry(
     State(state): State<AppState>,
     Path((model, key)): Path<(String, String)>,
+    ApiJson(NoArguments {}): ApiJson<NoArguments>,
 ) -> ApiResult {
     let pk = local_key(&state, &model, &key).await?;
     if !state.node.retry_failed(&model, &pk).await? {
@@ -450,6 +475,7 @@ pub(crate) async fn retry(
 pub(crate) async fn discard(
     State(state): State<AppState>,
     Path((model, key)): Path<(String, String)>,
+    ApiJson(NoArguments {}): ApiJson<NoArguments>,
 ) -> ApiResult {
     let pk = local_key(&state, &model, &key).await?;
     let discarded = state

@@ -22,6 +22,8 @@ mod extract;
 mod handlers;
 mod metrics;
 mod openapi;
+mod origin;
+pub mod server;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,8 +32,9 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
-pub use extract::{ApiJson, BODY_LIMIT};
+pub use extract::{ApiJson, BODY_LIMIT, BODY_READ_TIMEOUT};
 pub use openapi::{openapi, openapi_for};
+pub use server::serve;
 
 /// What every handler sees: the node, and the admin token when one is set.
 #[derive(Clone)]
@@ -116,8 +119,20 @@ pub fn router(state: AppState) -> Router {
         ))
         // The page checks the token itself (bearer header or `?token=`).
         .route(admin::PAGE_PATH, axum::routing::get(admin::page))
+        // Before the token check and any handler: a foreign web page is
+        // refused without learning whether a token is needed.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::guard,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(TraceLayer::new_for_http())
+        // The span names the path only: the query may carry the page's
+        // `?token=`, which must never reach a log.
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &axum::http::Request<_>| {
+                tracing::debug_span!("request", method = %req.method(), path = %req.uri().path())
+            }),
+        )
         .with_state(state)
 }
 

@@ -99,6 +99,11 @@ fn request_body(method: &str, path: &str, models: &[String]) -> Option<Json_> {
             }
         }),
         ("POST", "/api/models/{model}/{operation}") => json!({ "type": "object" }),
+        // Actions without arguments: an empty body or `{}`, sent as JSON
+        // like every write (the browser-safety rule).
+        ("POST", _) => {
+            json!({ "type": "object", "additionalProperties": false, "maxProperties": 0 })
+        }
         _ => return None,
     };
     Some(json!({

@@ -42,7 +42,8 @@ async fn send(app: &Router, request: Request<Body>) -> anyhow::Result<Answer> {
 
 async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> anyhow::Result<Answer> {
     let mut b = Request::builder().method(method).uri(uri);
-    if body.is_some() {
+    // Every write says JSON, bodyless ones too (the browser-safety rule).
+    if body.is_some() || method != "GET" {
         b = b.header(header::CONTENT_TYPE, "application/json");
     }
     send(

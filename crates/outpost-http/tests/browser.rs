@@ -389,3 +389,100 @@ async fn drive(
     );
     Ok(())
 }
+
+/// A page on another origin (another port of 127.0.0.1) that the test
+/// opens in the browser, as a user would open any web page.
+async fn serve_other_origin() -> anyhow::Result<(String, tokio::task::JoinHandle<()>)> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            axum::response::Html("<!doctype html><title>Elsewhere</title><p>Just a page.</p>")
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok((base, task))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_on_another_origin_cannot_write_and_the_admin_page_still_can() -> anyhow::Result<()>
+{
+    let driver = start_driver().await?;
+    let f = common::fixture(None).await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let node_base = format!("http://{}", listener.local_addr()?);
+    let app = f.app.clone();
+    // Served as `outpost serve` serves it (timeouts included).
+    let http = tokio::spawn(outpost_http::serve(
+        listener,
+        app,
+        std::future::pending::<()>(),
+    ));
+    let (other, other_task) = serve_other_origin().await?;
+    let profile = tempfile::tempdir()?;
+    let c = browser(&driver, profile.path()).await?;
+    let outcome = async {
+        // A row the foreign page will try to delete (the node has no
+        // monitor, so it is offline and the row lives in the replica).
+        let created: Json = f
+            .node
+            .model("Post")?
+            .create(json!({"data": {"id": "p1", "title": "Keep me", "userId": "u0"}}))
+            .await?;
+        anyhow::ensure!(created["id"] == "p1", "{created}");
+        let count = async || -> anyhow::Result<usize> {
+            let rows: Vec<Json> = f.node.model("Post")?.find_many(json!({})).await?;
+            Ok(rows.len())
+        };
+
+        c.goto(&format!("{other}/")).await?;
+        let tried: Json = c
+            .execute_async(
+                r#"const [base, done] = arguments;
+                const attempts = [
+                  ['no-cors, no body', base + '/api/models/Post/deleteMany', {method: 'POST', mode: 'no-cors'}],
+                  ['no-cors, text body', base + '/api/models/Post/deleteMany', {method: 'POST', mode: 'no-cors', body: '{}'}],
+                  ['cors, no body', base + '/api/models/Post/deleteMany', {method: 'POST'}],
+                  ['cors, JSON', base + '/api/models/Post/deleteMany', {method: 'POST', headers: {'Content-Type': 'application/json'}, body: '{}'}],
+                  ['no-cors, JSON mode', base + '/api/database/mode', {method: 'PUT', mode: 'no-cors', headers: {'Content-Type': 'application/json'}, body: '{"mode":"local"}'}],
+                  ['cors, JSON mode', base + '/api/database/mode', {method: 'PUT', headers: {'Content-Type': 'application/json'}, body: '{"mode":"local"}'}],
+                ];
+                Promise.all(attempts.map(function (a) {
+                  return fetch(a[1], a[2]).then(function (r) { return a[0] + ': ' + r.type + ' ' + r.status; },
+                                                function (e) { return a[0] + ': refused (' + e.message + ')'; });
+                })).then(done);"#,
+                vec![json!(node_base)],
+            )
+            .await?;
+        // Whatever the browser reports (opaque answers, network errors),
+        // nothing changed on the node.
+        assert_eq!(count().await?, 1, "the row is still there after {tried}");
+        assert_eq!(f.node.mode(), Mode::Auto, "the mode is unchanged after {tried}");
+        for line in tried.as_array().into_iter().flatten() {
+            let line = line.as_str().unwrap_or_default();
+            assert!(!line.ends_with(" 200"), "a foreign write was answered 200: {line}");
+        }
+
+        // The page's own forms and scripts still write.
+        c.goto(&format!("{node_base}/admin/database-sync")).await?;
+        c.find(Locator::Css("#mode-select"))
+            .await?
+            .select_by_value("local")
+            .await?;
+        press(&c, "#mode-form button[type=submit]").await?;
+        wait_text(&c, "#result", |t| t.starts_with("Mode: local")).await?;
+        anyhow::ensure!(f.node.mode() == Mode::Local, "the page set the mode");
+        press(&c, r#"button[data-act="sync"][data-direction="BIDIRECTIONAL"]"#).await?;
+        wait_text(&c, "#result", |t| t.starts_with("Sync")).await?;
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    http.abort();
+    other_task.abort();
+    f.node.shutdown().await;
+    outcome
+}

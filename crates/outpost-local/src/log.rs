@@ -56,6 +56,15 @@ impl Replica {
         Ok(self.connection().last_insert_rowid())
     }
 
+    /// Removes a run's log row (a run that turned out to be nothing worth
+    /// showing).
+    pub fn log_discard(&self, id: i64) -> Result<(), LocalError> {
+        self.connection()
+            .execute("DELETE FROM \"SyncLog\" WHERE id = ?1", params![id])
+            .map_err(LocalError::sqlite("writing the sync log"))?;
+        Ok(())
+    }
+
     /// Records the end of a run for a model.
     pub fn log_finish(
         &self,
@@ -117,6 +126,47 @@ impl Replica {
             .map_err(LocalError::sqlite("reading the sync log"))?;
         rows.collect::<Result<_, _>>()
             .map_err(LocalError::sqlite("reading the sync log"))
+    }
+
+    /// The newest `SyncLog` row that ended in `SUCCESS`: the last time the
+    /// replica and the server were known to agree, which a failed attempt
+    /// after it does not change.
+    pub fn last_successful_sync(&self) -> Result<Option<LogEntry>, LocalError> {
+        self.newest_log_entry(None, Some("SUCCESS"), None)
+    }
+
+    /// The newest `SyncLog` row of `model` started by `trigger` (`manual`:
+    /// the user's own run, which automatic runs after it must not hide).
+    pub fn last_sync_by(&self, model: &str, trigger: &str) -> Result<Option<LogEntry>, LocalError> {
+        self.newest_log_entry(Some(model), None, Some(trigger))
+    }
+
+    fn newest_log_entry(
+        &self,
+        model: Option<&str>,
+        status: Option<&str>,
+        trigger: Option<&str>,
+    ) -> Result<Option<LogEntry>, LocalError> {
+        let id: Option<i64> = self
+            .connection()
+            .prepare_cached(
+                "SELECT max(id) FROM \"SyncLog\" WHERE (?1 IS NULL OR model = ?1) \
+                 AND (?2 IS NULL OR status = ?2) AND (?3 IS NULL OR trigger = ?3)",
+            )
+            .and_then(|mut s| s.query_row(params![model, status, trigger], |r| r.get(0)))
+            .map_err(LocalError::sqlite("reading the sync log"))?;
+        let Some(id) = id else {
+            return Ok(None);
+        };
+        let newer: i64 = self
+            .connection()
+            .prepare_cached(
+                "SELECT count(*) FROM \"SyncLog\" WHERE (?1 IS NULL OR model = ?1) AND id > ?2",
+            )
+            .and_then(|mut s| s.query_row(params![model, id], |r| r.get(0)))
+            .map_err(LocalError::sqlite("reading the sync log"))?;
+        // The row at that position of the newest-first log is row `id`.
+        Ok(self.sync_log(model, 1, newer)?.into_iter().next())
     }
 
     /// Count of `SyncLog` rows, of one model when given.

@@ -9,7 +9,7 @@ use outpost_core::conflict::Policy;
 use outpost_core::schema::Table;
 use outpost_core::settle::{BaseVersion, PullDecision, Pulled, decide_pull};
 use outpost_core::sync::{PullBatch, ServerRow};
-use outpost_core::{LocalSeq, NodeId, ReplicaState, Version};
+use outpost_core::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
 use rusqlite::Connection;
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
@@ -161,8 +161,8 @@ impl Replica {
                 let t = table_of(&schema, &row.table)?;
                 let policy = policies.of(&row.table);
                 let s = stats.entry(row.table.clone()).or_default();
-                s.records_processed += 1;
                 if !unique {
+                    s.records_processed += 1;
                     let state = entry(tx, &row.table, key)?;
                     apply_pulled_row(tx, t, row, key, state, node, policy, s)?;
                     continue;
@@ -185,6 +185,9 @@ impl Replica {
                     }
                 };
                 let state = pt.entries.remove(key.as_str());
+                let no_local_change = state
+                    .as_ref()
+                    .is_none_or(|st| st.status == RowStatus::Synced);
                 match decide_pull(
                     state.as_ref().map(RowEntry::state).as_ref(),
                     &pulled(row),
@@ -196,10 +199,22 @@ impl Replica {
                         pt.writer.write(tx, t, &row.pk, row.values.as_deref())?;
                         pt.synced
                             .push((key.clone(), Version(row.version), row.values.is_none()));
+                        s.records_processed += 1;
                         s.records_succeeded += 1;
                     }
-                    PullDecision::AlreadyBased => s.records_succeeded += 1,
-                    _ => apply_pulled_row(tx, t, row, key, state, node, policy, s)?,
+                    // A version the replica already has with no local
+                    // change (the echo of this node's own push) is not a
+                    // change pulled: not counted, so a run that only sees
+                    // echoes moved nothing.
+                    PullDecision::AlreadyBased if no_local_change => {}
+                    PullDecision::AlreadyBased => {
+                        s.records_processed += 1;
+                        s.records_succeeded += 1;
+                    }
+                    _ => {
+                        s.records_processed += 1;
+                        apply_pulled_row(tx, t, row, key, state, node, policy, s)?;
+                    }
                 }
             }
             for (name, pt) in &tables {

@@ -398,6 +398,17 @@ impl Replica {
         meta_if_present(&self.conn, "schema_hash")
     }
 
+    /// A node setting kept in the replica across restarts (`mode`), stored
+    /// in `_outpost_meta` as `setting.<key>`.
+    pub fn setting(&self, key: &str) -> Result<Option<String>, LocalError> {
+        meta_if_present(&self.conn, &format!("setting.{key}"))
+    }
+
+    /// Stores a node setting (see [`Replica::setting`]).
+    pub fn set_setting(&self, key: &str, value: &str) -> Result<(), LocalError> {
+        meta_set(&self.conn, &format!("setting.{key}"), Some(value))
+    }
+
     /// The read-write connection. Writes through it are captured like any
     /// other writer's.
     pub fn connection(&self) -> &Connection {

@@ -63,9 +63,11 @@ pub async fn connect_raw(
     url: &DatabaseUrl,
     timeout: Duration,
 ) -> Result<(Client, Connection), RemoteError> {
+    // The driver's messages may quote the connection string (a bad
+    // option, say): scrubbed of the password like the server's name.
     let unreachable = |reason: String| RemoteError::Unreachable {
         server: url.redacted(),
-        reason,
+        reason: url.scrub(&reason),
         auth: false,
     };
     let config: tokio_postgres::Config = url
@@ -75,11 +77,18 @@ pub async fn connect_raw(
     let tls = tls_connector(url.tls()).map_err(unreachable)?;
     match tokio::time::timeout(timeout, config.connect(tls)).await {
         Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(RemoteError::Unreachable {
-            server: url.redacted(),
-            reason: explain(url.tls(), describe(&e)),
-            auth: crate::error::classify(&e) == crate::error::ErrorClass::Auth,
-        }),
+        Ok(Err(e))
+            if e.code().is_some_and(|c| {
+                c.code().starts_with("28")
+                    || *c == tokio_postgres::error::SqlState::INVALID_CATALOG_NAME
+            }) =>
+        {
+            Err(RemoteError::LoginRefused {
+                server: url.redacted(),
+                reason: url.scrub(&describe(&e)),
+            })
+        }
+        Ok(Err(e)) => Err(unreachable(explain(url.tls(), describe(&e)))),
         Err(_) => Err(unreachable(format!(
             "no answer within {}s",
             timeout.as_secs()

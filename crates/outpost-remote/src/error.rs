@@ -55,6 +55,20 @@ pub enum RemoteError {
         auth: bool,
     },
 
+    /// The server answered but refused the login: a wrong password or
+    /// user (SQLSTATE class 28), or a database that does not exist (3D000).
+    /// Not a network problem, so not worded as one.
+    #[error(
+        "the server at {server} refused the login: {reason} (check the user, password and \
+         database name in DATABASE_URL)"
+    )]
+    LoginRefused {
+        /// The server, password hidden.
+        server: String,
+        /// The server's message.
+        reason: String,
+    },
+
     /// A selected table has no primary key.
     #[error(
         "table {table:?} has no primary key; outpost needs one to identify rows \
@@ -147,6 +161,7 @@ impl RemoteError {
             RemoteError::Db { source, .. } => classify(source),
             RemoteError::Unreachable { auth: true, .. } => ErrorClass::Auth,
             RemoteError::Unreachable { auth: false, .. } => ErrorClass::Unreachable,
+            RemoteError::LoginRefused { .. } => ErrorClass::Auth,
             // A value that does not decode is outpost's to fix, unless the
             // connection broke while reading it.
             RemoteError::Value { source, .. } => match classify(source) {
@@ -185,7 +200,10 @@ impl RemoteError {
     /// connect again). Retry later, or go offline. Never true for a
     /// statement the server rejected.
     pub fn is_transient(&self) -> bool {
-        matches!(self, RemoteError::Unreachable { .. }) || self.is_unreachable()
+        matches!(
+            self,
+            RemoteError::Unreachable { .. } | RemoteError::LoginRefused { .. }
+        ) || self.is_unreachable()
     }
 }
 

@@ -94,8 +94,21 @@ impl<C: GenericClient + Sync> Driver for Remote<'_, C> {
         rows.iter().map(row_values).collect()
     }
 
-    fn fill(&mut self, _: &Table, _: &mut BTreeMap<String, Value>) -> Result<(), RemoteError> {
-        // The server fills its own defaults.
+    fn fill(
+        &mut self,
+        table: &Table,
+        row: &mut BTreeMap<String, Value>,
+    ) -> Result<(), RemoteError> {
+        // The server fills its own defaults. A text or uuid key it has no
+        // default for gets the id the replica would give it offline.
+        for column in &table.columns {
+            if !row.contains_key(&column.name) && table.takes_generated_id(column) {
+                row.insert(
+                    column.name.clone(),
+                    Value::Text(uuid::Uuid::now_v7().to_string()),
+                );
+            }
+        }
         Ok(())
     }
 }

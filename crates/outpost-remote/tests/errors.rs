@@ -84,7 +84,7 @@ async fn a_broken_connection_is_unreachable() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
-async fn an_unknown_role_is_an_auth_failure_with_the_same_message() -> anyhow::Result<()> {
+async fn an_unknown_role_is_an_auth_failure_that_says_so() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let client = db.client().await?;
     client
@@ -98,12 +98,13 @@ async fn an_unknown_role_is_an_auth_failure_with_the_same_message() -> anyhow::R
         let url = format!("postgres://{user}@{addr}/{}", db.name);
         let err = connect(&url).await.expect_err("login refused");
         assert_class(&err, ErrorClass::Auth);
-        // Connecting failed: still transient, as before (the node works
-        // offline until it can log in), and the message is unchanged.
+        // Connecting failed: still transient (the node works offline
+        // until it can log in), and the message says the login was refused,
+        // not that the server is unreachable.
         assert!(err.is_transient());
         assert!(
             err.to_string()
-                .starts_with(&format!("cannot reach the server at {url}: FATAL: ")),
+                .starts_with(&format!("the server at {url} refused the login: FATAL: ")),
             "{err}"
         );
         assert!(err.to_string().contains("[SQLSTATE 28"), "{err}");

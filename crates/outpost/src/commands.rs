@@ -52,6 +52,27 @@ fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     Ok(Engine::new(replica, config.clone()))
 }
 
+/// An unknown model name is an error, never an empty answer.
+fn known_model(engine: &Engine, model: &str) -> anyhow::Result<()> {
+    if engine.schema().table(model).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = engine
+        .schema()
+        .tables
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    bail!(
+        "unknown model {model:?}: the replica has {}",
+        if names.is_empty() {
+            "no models".to_string()
+        } else {
+            names.join(", ")
+        }
+    )
+}
+
 fn parse_key(raw: &str) -> serde_json::Value {
     // `p1` is a string key; `7`, `"p1"` and `[7, "x"]` are JSON.
     serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
@@ -163,48 +184,76 @@ pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
         Ok(Err(e)) => json!({"reachable": false, "error": e.to_string()}),
         Err(_) => json!({"reachable": false, "error": "no answer within 5s"}),
     };
+    // The mode the node keeps in the replica (the page's or the API's
+    // choice); `auto` until someone picks another.
+    let mode = engine
+        .with_replica(|r| r.setting("mode"))
+        .await?
+        .unwrap_or_else(|| "auto".into());
     let mut value = serde_json::to_value(&status)?;
     value["server"] = server.clone();
+    value["mode"] = json!(mode);
     print(json_mode, value, || {
-        let mut out = format!(
-            "node {} ({:?}), cursor {}\npending {}, conflicts {}, failed {}\n",
-            status.node_id,
-            status.state,
-            status.cursor,
-            status.pending,
-            status.conflicts,
-            status.failed
-        );
-        for (model, counts) in &status.models {
-            let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            out.push_str(&format!("  {model}: {}\n", parts.join(", ")));
-        }
-        match &status.last_sync {
-            Some(l) => out.push_str(&format!(
-                "last sync: {} {} {} at {}{}\n",
-                l.direction,
-                l.model,
-                l.status,
-                l.completed_at.as_deref().unwrap_or(&l.started_at),
-                l.error
-                    .as_deref()
-                    .map(|e| format!(" ({e})"))
-                    .unwrap_or_default()
-            )),
-            None => out.push_str("never synced\n"),
-        }
+        let mut out = String::new();
+        out.push_str(&format!(
+            "mode: {mode} ({})\n",
+            match mode.as_str() {
+                "local" => "reads and writes go to the local replica",
+                "remote" => "reads and writes go to the server",
+                _ => "the server while it answers, the local replica while it does not",
+            }
+        ));
         if server["reachable"] == true {
-            out.push_str("server: reachable");
+            out.push_str("server: online");
             if let Some(age) = server["oldestOpenTransactionSecs"].as_f64() {
                 out.push_str(&format!(
                     "; an open transaction ({age:.1}s old) holds back changes committed after it started"
                 ));
             }
+            out.push('\n');
         } else {
             out.push_str(&format!(
-                "server: unreachable ({})",
-                server["error"].as_str().unwrap_or("")
+                "server: offline ({})\n",
+                server["error"].as_str().unwrap_or("no answer")
             ));
+        }
+        match &status.last_success {
+            Some(l) => out.push_str(&format!(
+                "last successful sync: {}\n",
+                l.completed_at.as_deref().unwrap_or(&l.started_at)
+            )),
+            None => out.push_str("last successful sync: never\n"),
+        }
+        if let Some(l) = &status.last_sync
+            && l.status != "SUCCESS"
+        {
+            out.push_str(&format!(
+                "last attempt: {} {}, {}\n",
+                l.completed_at.as_deref().unwrap_or(&l.started_at),
+                l.direction.to_lowercase().replace('_', " "),
+                match (&l.status[..], &l.error) {
+                    ("RUNNING", _) => "still running".to_string(),
+                    (_, Some(e)) => format!("failed: {e}"),
+                    _ => "failed".to_string(),
+                }
+            ));
+        }
+        match status.state {
+            outpost_local::sync::ReplicaState::Ready => {}
+            outpost_local::sync::ReplicaState::Empty => out.push_str(
+                "the replica has not been filled from the server yet: run `outpost sync`\n",
+            ),
+            outpost_local::sync::ReplicaState::Bootstrapping => out.push_str(
+                "the first copy from the server was interrupted: run `outpost sync` to finish it\n",
+            ),
+        }
+        out.push_str(&format!(
+            "local changes not yet pushed: {}; conflicts: {}; rows the server refused: {}",
+            status.pending, status.conflicts, status.failed
+        ));
+        for (model, counts) in &status.models {
+            let parts: Vec<String> = counts.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            out.push_str(&format!("\n  {model}: {}", parts.join(", ")));
         }
         out
     });
@@ -240,7 +289,10 @@ pub async fn conflicts(
             };
             let value = conflict_json(&engine, c);
             print(json_mode, value.clone(), || {
-                let mut out = format!("{model} {pk} (server version {:?})\n", c.server_version);
+                let mut out = match c.server_version {
+                    Some(v) => format!("{model} {pk} (server version {v})\n"),
+                    None => format!("{model} {pk} (deleted on the server)\n"),
+                };
                 if let Some(table) = engine.schema().table(&model) {
                     let cell = |side: &str, col: &str| -> String {
                         match &value[side] {
@@ -333,6 +385,9 @@ pub async fn log(
     json_mode: bool,
 ) -> anyhow::Result<()> {
     let engine = open_engine(config)?;
+    if let Some(m) = &model {
+        known_model(&engine, m)?;
+    }
     let entries = engine.log(model, limit.clamp(1, 10_000), 0).await?;
     print(json_mode, serde_json::to_value(&entries)?, || {
         entries
@@ -418,8 +473,7 @@ pub async fn serve_with(
         cors_origins,
     });
     listening(listener.local_addr()?);
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
+    let served = outpost_http::serve(listener, app, shutdown)
         .await
         .context("serving HTTP");
     // Stop the monitor; a running sync commits or rolls back whole first.

@@ -182,10 +182,24 @@ async fn run(
     let shutdown = async move {
         let _ = stop.wait_for(|s| *s).await;
     };
-    commands::serve_with(config, host, port, shutdown, |addr| {
-        println!("Database Sync Manager: http://{addr}/admin/database-sync");
-        println!("API: http://{addr}/api/database/status");
-        println!("Press Ctrl-C to stop.");
+    let server = url.redacted();
+    let masked = server != url.expose();
+    commands::serve_with(config, host, port, shutdown, move |addr| {
+        let mut lines = vec![
+            format!("Database Sync Manager: http://{addr}/admin/database-sync"),
+            format!("API: http://{addr}/api/database/status"),
+            format!("Server database (DATABASE_URL): {server}"),
+            // A server-side edit to try, as the quick start invites.
+            format!(
+                "Try a server-side edit: psql '{}' -c \"UPDATE \\\"Post\\\" SET title = 'Edited on the server' WHERE id = 'p1'\"",
+                server.replace('\'', "'\\''")
+            ),
+        ];
+        if masked {
+            lines.push("(the password is shown as ***: use your own)".into());
+        }
+        lines.push("Press Ctrl-C to stop.".into());
+        crate::write_stdout(&lines.join("\n"));
     })
     .await
 }

@@ -208,10 +208,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 pub(crate) fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
-    if json_mode {
-        println!("{value}");
-    } else {
-        println!("{}", text());
+    let out = if json_mode { value.to_string() } else { text() };
+    write_stdout(&out);
+}
+
+/// Writes a line to stdout. A reader that went away (`outpost status |
+/// head -3`) is not an error of ours: the rest is dropped quietly, as
+/// other command-line tools do, instead of `println!`'s panic.
+pub(crate) fn write_stdout(text: &str) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+    if let Err(e) = written
+        && e.kind() != std::io::ErrorKind::BrokenPipe
+    {
+        eprintln!("error: writing to stdout: {e}");
     }
 }
 
@@ -238,9 +249,18 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
         Ok(c) => c,
         Err(e) => {
             // Offline: a replica that was set up before still opens.
+            // Only an unreachable server falls back to the stored snapshot;
+            // any other failure (a wrong password, a bad database name) is
+            // the error itself.
+            let unreachable = e
+                .downcast_ref::<outpost_remote::RemoteError>()
+                .is_some_and(|r| matches!(r, outpost_remote::RemoteError::Unreachable { .. }));
+            if !unreachable {
+                return Err(e);
+            }
             let Ok(replica) = Replica::open(path) else {
                 return Err(e.context(format!(
-                    "the replica {} has never been set up, which needs the server",
+                    "setting up {}: a first setup reads the schema from the server",
                     path.display()
                 )));
             };
@@ -373,12 +393,22 @@ fn show_config(config: &Config, json_mode: bool) {
             .map(|o| {
                 o.iter()
                     .map(|(k, v)| {
-                        format!(
-                            "{k}={}",
-                            v.as_str()
-                                .map(str::to_string)
-                                .unwrap_or_else(|| v.to_string())
-                        )
+                        let shown = match v {
+                            serde_json::Value::String(s) => s.clone(),
+                            // Unset: say what that means, not `null`.
+                            serde_json::Value::Null => match k.as_str() {
+                                "DATABASE_URL" => "(not set)".into(),
+                                "OUTPOST_TABLES" => "(all tables with a primary key)".into(),
+                                _ => "(not set)".into(),
+                            },
+                            serde_json::Value::Array(items) => items
+                                .iter()
+                                .map(|i| i.as_str().map_or_else(|| i.to_string(), str::to_string))
+                                .collect::<Vec<_>>()
+                                .join(","),
+                            other => other.to_string(),
+                        };
+                        format!("{k}={shown}")
                     })
                     .collect::<Vec<_>>()
                     .join("\n")

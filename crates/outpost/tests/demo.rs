@@ -77,6 +77,29 @@ fn http_get(addr: &str, path: &str) -> String {
     out
 }
 
+/// A JSON request as the application (or the page's script) sends it;
+/// the status code and the JSON answer.
+fn http_json(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("send");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read");
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, json_body(&out))
+}
+
 fn json_body(response: &str) -> serde_json::Value {
     let body = response.split("\r\n\r\n").nth(1).expect("body");
     serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {response}"))
@@ -135,6 +158,19 @@ fn demo_serves_a_seeded_throwaway_cluster_and_removes_it_on_sigterm() {
     let url_line = wait_for(&rx, &mut seen, "/admin/database-sync");
     assert!(url_line.contains("http://127.0.0.1:"), "{url_line}");
     let addr = addr_of(&url_line);
+    // The demo names its database, so the quick start's server-side edit
+    // can be made; the connection string it prints works.
+    let db_line = wait_for(&rx, &mut seen, "Server database (DATABASE_URL): ");
+    let printed = db_line
+        .rsplit("Server database (DATABASE_URL): ")
+        .next()
+        .expect("url")
+        .trim()
+        .to_string();
+    assert!(printed.starts_with("postgres"), "{db_line}");
+    let psql_line = wait_for(&rx, &mut seen, "Try a server-side edit: psql ");
+    assert!(psql_line.contains(&printed), "{psql_line}");
+    assert!(psql_line.contains(r#"UPDATE \"Post\""#), "{psql_line}");
     assert!(dir.join("data").is_dir(), "the cluster lives in {dir:?}");
     assert!(process_alive(pid), "postgres runs");
 
@@ -158,6 +194,108 @@ fn demo_serves_a_seeded_throwaway_cluster_and_removes_it_on_sigterm() {
         text.contains("\"User\"") && text.contains("\"Post\""),
         "{text}"
     );
+
+    // The quick start, step by step: local mode, a create without an id,
+    // an edit, the same field edited on the server through the printed
+    // connection string, a sync that finds the conflict, resolve, sync.
+    let (code, mode) = http_json(&addr, "PUT", "/api/database/mode", r#"{"mode": "local"}"#);
+    assert_eq!(
+        (code, mode["mode"].as_str()),
+        (200, Some("local")),
+        "{mode}"
+    );
+    let (code, created) = http_json(
+        &addr,
+        "POST",
+        "/api/models/Post/create",
+        r#"{"data": {"title": "Written offline", "userId": "u2"}}"#,
+    );
+    assert_eq!(code, 200, "create without an id in local mode: {created}");
+    assert!(
+        created["id"].as_str().is_some_and(|id| id.len() == 36),
+        "{created}"
+    );
+    assert!(created["createdAt"].is_string(), "{created}");
+    let (code, edited_locally) = http_json(
+        &addr,
+        "POST",
+        "/api/models/Post/update",
+        r#"{"where": {"id": "p1"}, "data": {"title": "Edited locally"}}"#,
+    );
+    assert_eq!(code, 200, "{edited_locally}");
+    let edited = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let (client, conn) = outpost_remote::tokio_postgres::connect(
+                &printed,
+                outpost_remote::tokio_postgres::NoTls,
+            )
+            .await?;
+            tokio::spawn(conn);
+            client
+                .execute(
+                    r#"UPDATE "Post" SET title = 'Edited on the server' WHERE id = 'p1'"#,
+                    &[],
+                )
+                .await
+        })
+        .expect("the printed connection string works");
+    assert_eq!(edited, 1, "the psql line's edit finds its row");
+    let (code, report) = http_json(&addr, "POST", "/api/database/status", "{}");
+    assert_eq!(code, 200, "{report}");
+    let mut conflicts = serde_json::Value::Null;
+    for _ in 0..50 {
+        conflicts = json_body(&http_get(&addr, "/api/database/conflicts"));
+        if conflicts.to_string().contains("\"p1\"") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        conflicts.to_string().contains("\"p1\""),
+        "p1 in conflict: {conflicts} after {report}"
+    );
+    let (code, resolved) = http_json(
+        &addr,
+        "POST",
+        "/api/database/conflicts/Post/p1/resolve",
+        r#"{"keep": "local"}"#,
+    );
+    assert_eq!(code, 200, "{resolved}");
+    let (code, report) = http_json(&addr, "POST", "/api/database/status", "{}");
+    assert_eq!(
+        (code, report["success"].as_bool()),
+        (200, Some(true)),
+        "{report}"
+    );
+    let on_server = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(async {
+            let (client, conn) = outpost_remote::tokio_postgres::connect(
+                &printed,
+                outpost_remote::tokio_postgres::NoTls,
+            )
+            .await?;
+            tokio::spawn(conn);
+            let title: String = client
+                .query_one(r#"SELECT title FROM "Post" WHERE id = 'p1'"#, &[])
+                .await?
+                .get(0);
+            let offline: i64 = client
+                .query_one(
+                    r#"SELECT count(*) FROM "Post" WHERE title = 'Written offline'"#,
+                    &[],
+                )
+                .await?
+                .get(0);
+            Ok::<_, outpost_remote::tokio_postgres::Error>((title, offline))
+        })
+        .expect("server");
+    assert_eq!(on_server, ("Edited locally".to_string(), 1));
 
     sigterm(&child);
     let exit = child.wait().expect("wait");
