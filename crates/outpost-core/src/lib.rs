@@ -11,6 +11,7 @@
 
 pub mod config;
 pub mod conflict;
+pub mod forms;
 pub mod ident;
 pub mod schema;
 pub mod sqlite;

@@ -2012,6 +2012,7 @@ mod pull_key_tests {
                 scalar,
                 array,
                 pg_name: name.into(),
+                domain: None,
             },
             nullable: false,
             default: None,
