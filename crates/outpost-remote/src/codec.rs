@@ -900,6 +900,8 @@ pub fn encode(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Co
         return Ok(IsNull::Yes);
     }
     match ty.kind() {
+        // Before the array arm: an array of them is an array literal.
+        _ if sent_as_text(ty) => encode_as_text(value, ty, out),
         Kind::Enum(_) => match value {
             Value::Text(s) => encode_text(ty, s, out),
             v => Err(mismatch(ty, v)),
@@ -909,7 +911,6 @@ pub fn encode(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Co
             v => Err(mismatch(ty, v)),
         },
         Kind::Domain(base) => return encode(value, base, out),
-        _ if sent_as_text(ty) => encode_as_text(value, ty, out),
         Kind::Simple if is_citext(ty) => match value {
             Value::Text(s) => encode_text(ty, s, out),
             v => Err(mismatch(ty, v)),
