@@ -284,8 +284,10 @@ impl Builder<'_> {
     fn send_fn(c: &Column) -> Option<String> {
         let exact = c.ty.scalar.geometry().is_some() || c.ty.scalar == ScalarType::Xml;
         (exact && !c.ty.array)
-            .then(|| c.ty.scalar.pg_type_name().map(|n| format!("{n}_send")))
+            .then(|| c.ty.scalar.pg_type_name())
             .flatten()
+            // `polygon`'s is named after its internal name.
+            .map(|n| format!("{}_send", if n == "polygon" { "poly" } else { n }))
     }
 
     /// The expression a column is tested for equality by.
