@@ -436,7 +436,7 @@ pub fn parse_geometry(kind: Geometry, s: &str) -> Option<(bool, Vec<f64>)> {
         Geometry::Point => nums.len() == 2,
         Geometry::Line | Geometry::Circle => nums.len() == 3,
         Geometry::Lseg | Geometry::Box => nums.len() == 4,
-        Geometry::Path | Geometry::Polygon => !nums.is_empty() && nums.len() % 2 == 0,
+        Geometry::Path | Geometry::Polygon => !nums.is_empty() && nums.len().is_multiple_of(2),
     };
     if !ok {
         return None;

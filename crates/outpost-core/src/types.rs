@@ -22,7 +22,11 @@
 //! | `json`, `jsonb` | `Json` (the exact JSON text) | `TEXT` | the JSON value |
 //! | `bytea` | `Bytes` | `BLOB` | base64 string (standard alphabet, padded) |
 //! | enum | `Text` (the label) | `TEXT` | string |
-//! | one-dimensional array of any of these | `Array` (elements may be `Null`) | `TEXT` holding the JSON form | JSON array of the elements' JSON forms; `json`/`jsonb` elements as their JSON text in a string |
+//! | domain | as its base type | as its base type | as its base type |
+//! | `citext` | `Text` | `TEXT COLLATE NOCASE` | string |
+//! | `oid` | `Int` | `INTEGER` | number |
+//! | `inet`, `cidr`, `macaddr(8)`, `timetz`, `money`, `bit`, `varbit`, `xml`, ranges, multiranges, `tsvector`, `tsquery`, geometric types | `Text` in the canonical forms of [`crate::forms`] | `TEXT` | string |
+//! | array of any of these, any number of dimensions | `Array` (elements may be `Null`; nested for more dimensions) | `TEXT` holding the JSON form | JSON array of the elements' JSON forms; `json`/`jsonb` elements as their JSON text in a string |
 //!
 //! Dates and timestamps always carry four-digit years between 0000 and 9999
 //! and six fractional digits, so in SQLite text order is time order; years
@@ -298,7 +302,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// `json`/`jsonb`: the JSON text exactly as PostgreSQL returned it.
     Json(String),
-    /// A one-dimensional array.
+    /// An array; a multi-dimensional one is an array of (equally long)
+    /// arrays.
     Array(Vec<Value>),
 }
 

@@ -9,7 +9,11 @@
 //!   the server expects (`&Bind(&value)`, or [`binds`] for a slice).
 //!
 //! Decoding goes by the type's OID for built-in scalars, by its kind for
-//! enums, arrays and domains. `numeric` is converted between its binary form
+//! enums, arrays, ranges and domains. The types kept as text beyond the
+//! basic ones are written in the canonical forms of
+//! [`outpost_core::forms`] and parsed back to the same binary value;
+//! `tsvector` and `tsquery` (and arrays of them) are sent to the server in
+//! text form ([`Bind`]'s `encode_format`), which its input function parses. `numeric` is converted between its binary form
 //! (base-10000 digits) and the decimal text PostgreSQL prints, by
 //! [`numeric_from_binary`] and [`numeric_to_binary`]; dates and times between
 //! microsecond counts and outpost's canonical text by the helpers of
@@ -288,8 +292,9 @@ fn variant_name(value: &Value) -> &'static str {
 }
 
 /// Whether the codec can read and write values of `ty`: the built-in
-/// scalars of [`oid`], enums, domains over those, and one-dimensional arrays
-/// of them.
+/// scalars of [`oid`], `citext`, enums, the built-in ranges and
+/// multiranges, domains over those, and arrays of them (any number of
+/// dimensions).
 pub fn supports(ty: &Type) -> bool {
     match ty.kind() {
         Kind::Simple => oid::is_supported_scalar(ty.oid()) || is_citext(ty),

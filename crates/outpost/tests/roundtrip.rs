@@ -608,7 +608,7 @@ fn geo(kind: outpost_core::forms::Geometry, n: std::ops::Range<usize>) -> BoxedS
                 // (PostgreSQL takes |x| < 1e-6 for zero.)
                 Geometry::Line if nums[0].abs() < 1e-5 => nums[0] = 1.0,
                 Geometry::Circle => nums[2] = nums[2].abs(),
-                Geometry::Path | Geometry::Polygon if nums.len() % 2 == 1 => {
+                Geometry::Path | Geometry::Polygon if !nums.len().is_multiple_of(2) => {
                     nums.pop();
                 }
                 _ => {}
