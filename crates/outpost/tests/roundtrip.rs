@@ -709,7 +709,7 @@ fn grid(s: impl Strategy<Value = Value> + Clone + 'static, dims: usize) -> Boxed
 
 fn more_row() -> impl Strategy<Value = Vec<Value>> {
     use outpost_core::forms::{
-        Geometry, Inet, format_bits, format_mac, format_money, format_multirange, format_timetz,
+        Geometry, Inet, format_mac, format_money, format_multirange, format_timetz,
     };
     let inet = (any::<bool>(), any::<[u8; 16]>(), any::<u8>())
         .prop_map(|(v4, bytes, bits)| {
@@ -778,7 +778,7 @@ fn more_row() -> impl Strategy<Value = Vec<Value>> {
             nullable(any::<u32>().prop_map(|o| Value::Int(o.into()))),
             t(r4.clone()),
             t(range_of(any::<i64>(), |i| i.to_string())),
-            t(range_of(any::<i64>(), |c| format_money(c))),
+            t(range_of(any::<i64>(), format_money)),
             t(range_of(-2_451_545i32..100_000_000, format_date)),
             t(range_of(
                 -211_813_488_000_000_000i64..9_223_371_331_200_000_000i64,
@@ -824,7 +824,6 @@ fn more_row() -> impl Strategy<Value = Vec<Value>> {
         nullable(array(r4.prop_map(Value::Text))),
     )
         .prop_map(|(a, b, c, d)| {
-            let _ = format_bits;
             let mut v = vec![a.0, a.1, a.2, a.3, a.4, a.5, a.6, a.7, a.8, a.9, a.10, a.11];
             v.extend([b.0, b.1, b.2, b.3, b.4, b.5, b.6, b.7, b.8, b.9, b.10, b.11]);
             v.extend([c.0, c.1, c.2, c.3, c.4, c.5, c.6, c.7, c.8, c.9, c.10, c.11]);
