@@ -238,7 +238,9 @@ async fn offline_changes(
         .with_replica(move |r| {
             let t = schema
                 .table(table)
-                .ok_or_else(|| LocalError::NotFound(format!("no table {table}")))?;
+                .ok_or_else(|| LocalError::UnknownTable {
+                    table: table.to_string(),
+                })?;
             let c = r.connection();
             let tx = c.unchecked_transaction().map_err(sq)?;
             let ids: Vec<String> = {
@@ -334,7 +336,9 @@ async fn local_inserts(engine: &Engine, n: u64, tag: u64) -> anyhow::Result<()> 
         .with_replica(move |r| {
             let t = schema
                 .table("fleet")
-                .ok_or_else(|| LocalError::NotFound("no table fleet".into()))?;
+                .ok_or_else(|| LocalError::UnknownTable {
+                    table: "fleet".into(),
+                })?;
             let tx = r.connection().unchecked_transaction().map_err(sq)?;
             {
                 let mut stmt = tx

@@ -9,15 +9,19 @@
 //! Everything here is a plain function over plain data, tested without a
 //! database.
 
+pub mod accept;
 pub mod config;
 pub mod conflict;
 pub mod forms;
 pub mod ident;
+pub mod ids;
 pub mod schema;
+pub mod settle;
 pub mod sqlite;
 pub mod sync;
 pub mod tracking;
 pub mod types;
 
+pub use ids::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
 pub use schema::{Column, ForeignKey, Relation, RelationKind, Schema, Table};
 pub use types::{ColumnType, ScalarType, Value, ValueError};

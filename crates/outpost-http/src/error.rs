@@ -141,7 +141,11 @@ impl From<EngineError> for ApiError {
                 )
             }
             EngineError::Local(LocalError::Query(q)) => from_query(q),
-            EngineError::Local(LocalError::NotFound(m)) => ApiError::not_found("not_found", m),
+            // A merged row that does not fit has always been answered 404
+            // with the conflict's `not_found` code.
+            EngineError::Local(l) if l.is_not_found() || l.is_refused() => {
+                ApiError::not_found("not_found", l.to_string())
+            }
             EngineError::Remote(r) => from_remote(r),
             EngineError::Local(_) | EngineError::Internal(_) => ApiError::internal(&e),
         }

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::settings::BUSY_TIMEOUT;
+
 /// What can go wrong with the local replica. Messages name the file, table
 /// or column involved.
 #[derive(Debug, thiserror::Error)]
@@ -66,10 +68,68 @@ pub enum LocalError {
         /// What was found.
         message: String,
     },
-    /// What was asked for is not there (a conflict, a row).
-    #[error("{0}")]
-    NotFound(String),
-    /// The stored schema snapshot cannot be read.
+    /// A conflict was to be resolved on a row that is not in conflict.
+    #[error("no conflict on {table} {pk}")]
+    NoConflict {
+        /// The table.
+        table: String,
+        /// The row key (JSON array).
+        pk: String,
+    },
+    /// A merged row given to resolve a conflict does not fit the table.
+    #[error("a merged row of {table} {problem}")]
+    BadMergedRow {
+        /// The table.
+        table: String,
+        /// What is wrong with it ("needs 3 values, got 2").
+        problem: String,
+    },
+    /// A table named in a call is not in the replica's schema snapshot.
+    #[error(
+        "the replica's schema snapshot is unreadable: table {table:?} is not in the replica's schema"
+    )]
+    UnknownTable {
+        /// The table.
+        table: String,
+    },
+    /// `setup` would drop or rebuild a table that still has local changes
+    /// not yet on the server (they would be lost).
+    #[error(
+        "the replica's schema snapshot is unreadable: table {table:?} {}; sync them first",
+        if *.dropped { "is no longer synced but has local changes not yet on the server" }
+        else { "changed on the server but has local changes not yet pushed" }
+    )]
+    TableHasLocalChanges {
+        /// The table.
+        table: String,
+        /// It is no longer synced (else: its definition changed).
+        dropped: bool,
+    },
+    /// Metadata stored as JSON (the schema snapshot, bootstrap progress) or
+    /// a statement's JSON parameter could not be read or written.
+    #[error("the replica's schema snapshot is unreadable: {source}")]
+    Json {
+        /// The JSON error.
+        #[from]
+        source: serde_json::Error,
+    },
+    /// A metadata value (`_outpost_meta`) is missing or does not parse.
+    #[error(
+        "the replica's schema snapshot is unreadable: {}",
+        match .value {
+            Some(v) => format!("{key} {v:?} is not {expected}"),
+            None => format!("{key} missing or not {expected}"),
+        }
+    )]
+    BadMetadata {
+        /// The `_outpost_meta` key.
+        key: &'static str,
+        /// What is stored (`None`: nothing usable).
+        value: Option<String>,
+        /// What it should be ("a number", "a UUID").
+        expected: &'static str,
+    },
+    /// The schema snapshot cannot be used (the message says why).
     #[error("the replica's schema snapshot is unreadable: {0}")]
     BadSnapshot(String),
     /// A model request that cannot be carried out (bad arguments, record
@@ -92,10 +152,78 @@ impl LocalError {
             {
                 return LocalError::Locked {
                     context,
-                    waited_secs: crate::replica::BUSY_TIMEOUT.as_secs(),
+                    waited_secs: BUSY_TIMEOUT.as_secs(),
                 };
             }
             LocalError::Sqlite { context, source }
         }
+    }
+
+    /// Whether retrying later may succeed: another connection held the
+    /// replica's write lock past the busy timeout.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, LocalError::Locked { .. })
+    }
+
+    /// Whether what the call named is not there (a conflict to resolve).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, LocalError::NoConflict { .. })
+    }
+
+    /// Whether the call's own input was refused and nothing was written: a
+    /// merged row that does not fit, a model request that cannot be carried
+    /// out. The replica is as it was; the same call fails again.
+    pub fn is_refused(&self) -> bool {
+        matches!(self, LocalError::BadMergedRow { .. } | LocalError::Query(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_classes() {
+        let no = LocalError::NoConflict {
+            table: "Post".into(),
+            pk: "[\"p1\"]".into(),
+        };
+        assert_eq!(no.to_string(), "no conflict on Post [\"p1\"]");
+        assert!(no.is_not_found() && !no.is_refused() && !no.is_transient());
+        let merged = LocalError::BadMergedRow {
+            table: "Post".into(),
+            problem: "cannot change its key".into(),
+        };
+        assert_eq!(
+            merged.to_string(),
+            "a merged row of Post cannot change its key"
+        );
+        assert!(merged.is_refused() && !merged.is_not_found());
+        let kept = LocalError::TableHasLocalChanges {
+            table: "Post".into(),
+            dropped: true,
+        };
+        assert_eq!(
+            kept.to_string(),
+            "the replica's schema snapshot is unreadable: table \"Post\" is no longer synced but has \
+             local changes not yet on the server; sync them first"
+        );
+        let meta = LocalError::BadMetadata {
+            key: "meta_version",
+            value: Some("x".into()),
+            expected: "a number",
+        };
+        assert_eq!(
+            meta.to_string(),
+            "the replica's schema snapshot is unreadable: meta_version \"x\" is not a number"
+        );
+        let busy = LocalError::sqlite("writing")(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_BUSY),
+            None,
+        ));
+        assert!(busy.is_transient(), "{busy}");
+        assert!(busy.to_string().contains("waited 5s"), "{busy}");
+        let other = LocalError::sqlite("writing")(rusqlite::Error::InvalidQuery);
+        assert!(!other.is_transient());
     }
 }

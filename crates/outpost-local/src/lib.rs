@@ -1,11 +1,17 @@
 //! # outpost-local
 //!
-//! The SQLite replica of one node: the file and its metadata tables
-//! ([`replica`]), the storage form of values ([`value`]), and the capture
-//! triggers that turn every local write into a tracked change (their SQL is
-//! generated in `outpost_core::sqlite`, which documents the tables).
+//! The SQLite replica of one node: the file and its setup ([`replica`]),
+//! its metadata and cursor ([`meta`]), the capture log folded into per-row
+//! sync state ([`fold`], [`rows`]), the storage form of values ([`value`])
+//! and of the sync vocabulary ([`stored`]), and the replica's side of a sync
+//! by concern: [`bootstrap`], [`pull`], [`push`], [`conflicts`], [`review`],
+//! [`log`], [`ids`], [`mirror`] (with [`sync`] keeping the run's counts and
+//! the old paths). The capture triggers' SQL is generated in
+//! `outpost_core::sqlite`, which documents the tables; the statements built
+//! here at run time are in [`sql`].
 //!
-//! Only this crate touches rusqlite.
+//! Only this crate touches rusqlite. Decisions are not taken here: the pull
+//! settlement is `outpost_core::settle`, conflicts `outpost_core::conflict`.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), outpost_local::LocalError> {
@@ -14,14 +20,31 @@
 //! # Ok(()) }
 //! ```
 
+pub mod bootstrap;
+pub mod conflicts;
+pub mod data;
 pub mod error;
+pub mod fold;
+pub mod ids;
+pub mod keys;
+pub mod log;
+pub mod meta;
+pub mod mirror;
+pub mod pull;
+pub mod push;
 pub mod query;
 pub mod replica;
+pub mod review;
+pub mod rows;
+pub mod settings;
+pub mod sql;
+pub mod stored;
 pub mod sync;
 pub mod value;
 
 pub use error::LocalError;
-pub use replica::{Replica, RowEntry, SetupReport};
+pub use replica::{Replica, SetupReport};
+pub use rows::RowEntry;
 pub use sync::{
     ChangeEntry, ChangeKind, ChangePage, ConflictEntry, Discarded, LogEntry, ModelStats, Policies,
     ReplicaState, Resolution, Stats,

@@ -95,7 +95,7 @@ impl Driver for Local<'_, '_, '_> {
         if self.sync_status {
             // A write's records carry `syncStatus`: fold what its own
             // statements logged (the savepoint holds the write lock by then).
-            crate::replica::fold(self.conn)?;
+            crate::fold::fold(self.conn)?;
         }
         let context = || format!("running a query on {}", self.model);
         let mut stmt =
@@ -182,7 +182,7 @@ pub fn run(
     if sync_status {
         // `syncStatus` reads `_outpost_rows`: fold what capture logged
         // before the savepoint, in a transaction of its own.
-        crate::replica::fold_for_read(conn)?;
+        crate::fold::fold_for_read(conn)?;
     }
     let options = ExecOptions::replica(sync_status);
     in_savepoint(conn, plan, || {
@@ -208,7 +208,7 @@ pub fn read(
         sync_status: false,
     };
     if sync_status {
-        crate::replica::fold_for_read(conn)?;
+        crate::fold::fold_for_read(conn)?;
     }
     let options = ExecOptions::replica(sync_status);
     in_savepoint(conn, plan, || {

@@ -5,20 +5,20 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use outpost_core::ident::quote;
 use outpost_core::schema::{Schema, Table};
 use outpost_core::sqlite::{self, META_VERSION};
-use rusqlite::{
-    Connection, OpenFlags, OptionalExtension as _, Transaction, TransactionBehavior, params,
-};
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use uuid::Uuid;
 
 use crate::error::LocalError;
-
-/// How long a writer waits for another connection's lock before giving up.
-pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+use crate::fold::fold;
+use crate::meta::{meta_if_present, meta_set};
+use crate::rows::has_dirty;
+// Kept at their old paths.
+pub use crate::rows::RowEntry;
+pub use crate::settings::BUSY_TIMEOUT;
+use crate::sql;
 
 /// An open replica: one read-write connection to the SQLite file, its node
 /// id and the schema snapshot it was laid out from.
@@ -55,27 +55,6 @@ impl SetupReport {
             && self.rebuilt.is_empty()
             && self.dropped.is_empty()
     }
-}
-
-/// One entry of `_outpost_rows` (see `outpost_core::sqlite`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RowEntry {
-    /// The table.
-    pub table: String,
-    /// The key, a JSON array.
-    pub pk: String,
-    /// `SYNCED`, `PENDING`, `CONFLICT` or `FAILED`.
-    pub status: String,
-    /// Server version the row is based on (`None`: as of the cursor).
-    pub server_version: Option<i64>,
-    /// The row before its first local change, in row-JSON form.
-    pub base_row: Option<String>,
-    /// Number of the latest local change.
-    pub local_seq: Option<i64>,
-    /// The local row is deleted.
-    pub deleted: bool,
-    /// The server's message for a `FAILED` row.
-    pub error: Option<String>,
 }
 
 fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> {
@@ -137,44 +116,17 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
     Ok(conn)
 }
 
-fn meta(conn: &Connection, key: &str) -> Result<Option<String>, LocalError> {
-    let has_meta: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_outpost_meta'",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(LocalError::sqlite("reading the replica's catalogue"))?;
-    if !has_meta {
-        return Ok(None);
-    }
-    conn.query_row(
-        "SELECT value FROM \"_outpost_meta\" WHERE key = ?1",
-        [key],
-        |r| r.get(0),
-    )
-    .optional()
-    .map_err(LocalError::sqlite(format!("reading _outpost_meta.{key}")))
-}
-
-fn set_meta(conn: &Connection, key: &str, value: &str) -> Result<(), LocalError> {
-    conn.execute(
-        "INSERT INTO \"_outpost_meta\" (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-        params![key, value],
-    )
-    .map_err(LocalError::sqlite(format!("writing _outpost_meta.{key}")))?;
-    Ok(())
-}
-
 /// Refuses a file made by a newer outpost, and brings an older one up to
 /// [`META_VERSION`] in one transaction (a crash leaves it as it was).
 fn check_meta_version(conn: &Connection, path: &Path) -> Result<(), LocalError> {
-    let Some(v) = meta(conn, "meta_version")? else {
+    let Some(v) = meta_if_present(conn, "meta_version")? else {
         return Ok(());
     };
-    let found: i64 = v
-        .parse()
-        .map_err(|_| LocalError::BadSnapshot(format!("meta_version {v:?} is not a number")))?;
+    let found: i64 = v.parse().map_err(|_| LocalError::BadMetadata {
+        key: "meta_version",
+        value: Some(v.clone()),
+        expected: "a number",
+    })?;
     if found > META_VERSION {
         return Err(LocalError::TooNew {
             path: path.to_path_buf(),
@@ -216,12 +168,11 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
             [],
         )
         .map_err(err())?;
-        if let Some(json) = meta(conn, "schema")? {
-            let schema: Schema =
-                serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
+        if let Some(json) = meta_if_present(conn, "schema")? {
+            let schema: Schema = serde_json::from_str(&json)?;
             for table in &schema.tables {
                 for name in sqlite::trigger_names(table) {
-                    conn.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&name)))
+                    conn.execute_batch(&sql::drop_trigger(&name))
                         .map_err(err())?;
                 }
                 for stmt in sqlite::capture_triggers(table) {
@@ -230,107 +181,15 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
             }
         }
     }
-    set_meta(conn, "meta_version", &META_VERSION.to_string())
-}
-
-/// Folds the capture log into `_outpost_rows` (`outpost_core::sqlite`,
-/// "Capture triggers and the change log"); returns how many entries it
-/// wrote. Inside a transaction it folds in it; outside, in its own
-/// `BEGIN IMMEDIATE` one. Nothing to fold costs one indexed read and
-/// takes no write lock.
-pub(crate) fn fold(conn: &Connection) -> Result<usize, LocalError> {
-    fold_with(conn, true)
-}
-
-/// [`fold`] for a read (a status, a listing, a query): when another
-/// connection holds the write lock, it does not wait for it and reads
-/// without the changes logged since the last fold, rather than block a
-/// status page behind an application's long transaction. Decisions (pull,
-/// push, resolve) always fold first in their own write transaction.
-pub(crate) fn fold_for_read(conn: &Connection) -> Result<usize, LocalError> {
-    fold_with(conn, false)
-}
-
-fn fold_with(conn: &Connection, wait: bool) -> Result<usize, LocalError> {
-    let unfolded = |conn: &Connection| -> Result<Option<(i64, i64)>, LocalError> {
-        let (folded, newest): (i64, Option<i64>) = conn
-            .prepare_cached(
-                "SELECT (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), \
-                 (SELECT max(local_seq) FROM \"_outpost_changes\")",
-            )
-            .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
-            .map_err(LocalError::sqlite("reading the change log"))?;
-        Ok(newest.filter(|n| *n > folded).map(|n| (folded, n)))
-    };
-    if unfolded(conn)?.is_none() {
-        return Ok(0);
-    }
-    let own = conn.is_autocommit();
-    if own {
-        let begun = if wait {
-            conn.execute_batch("BEGIN IMMEDIATE")
-        } else {
-            conn.busy_timeout(Duration::ZERO).and_then(|()| {
-                let begun = conn.execute_batch("BEGIN IMMEDIATE");
-                conn.busy_timeout(BUSY_TIMEOUT).and(begun)
-            })
-        };
-        match begun.map_err(LocalError::sqlite("starting to fold the change log")) {
-            Err(LocalError::Locked { .. }) if !wait => {
-                tracing::debug!("replica busy: read without folding the change log");
-                return Ok(0);
-            }
-            other => other?,
-        }
-    }
-    let folded = (|| {
-        // Read again: another writer may have appended before the lock.
-        let Some((folded, newest)) = unfolded(conn)? else {
-            return Ok(0);
-        };
-        let err = || LocalError::sqlite("folding the change log");
-        let n = conn
-            .prepare_cached(sqlite::FOLD_CHANGES)
-            .and_then(|mut s| s.execute([folded]))
-            .map_err(err())?;
-        conn.prepare_cached("DELETE FROM \"_outpost_changes\" WHERE local_seq < ?1")
-            .and_then(|mut s| s.execute([newest]))
-            .map_err(err())?;
-        conn.prepare_cached("UPDATE \"_outpost_local_seq\" SET seq = ?1 WHERE id = 1")
-            .and_then(|mut s| s.execute([newest]))
-            .map_err(err())?;
-        Ok(n)
-    })();
-    if own {
-        match &folded {
-            Ok(_) => conn
-                .execute_batch("COMMIT")
-                .map_err(LocalError::sqlite("committing the folded change log"))?,
-            Err(_) => {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-        }
-    }
-    folded
-}
-
-fn pending_count(tx: &Connection, table: &str) -> Result<i64, LocalError> {
-    tx.query_row(
-        "SELECT count(*) FROM \"_outpost_rows\" WHERE table_name = ?1 AND status <> 'SYNCED'",
-        [table],
-        |r| r.get(0),
-    )
-    .map_err(LocalError::sqlite(format!(
-        "counting local changes of {table}"
-    )))
+    meta_set(conn, "meta_version", Some(&META_VERSION.to_string()))
 }
 
 fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
     for name in sqlite::trigger_names(table) {
-        tx.execute_batch(&format!("DROP TRIGGER IF EXISTS {}", quote(&name)))
+        tx.execute_batch(&sql::drop_trigger(&name))
             .map_err(LocalError::sqlite(format!("dropping trigger {name}")))?;
     }
-    tx.execute_batch(&format!("DROP TABLE IF EXISTS {}", quote(&table.name)))
+    tx.execute_batch(&sql::drop_table(&table.name))
         .map_err(LocalError::sqlite(format!("dropping table {}", table.name)))?;
     tx.execute(
         "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1",
@@ -370,25 +229,26 @@ impl Replica {
             tx.execute_batch(&stmt)
                 .map_err(LocalError::sqlite("creating the metadata tables"))?;
         }
-        if meta(&tx, "meta_version")?.is_none() {
-            set_meta(&tx, "meta_version", &META_VERSION.to_string())?;
+        if meta_if_present(&tx, "meta_version")?.is_none() {
+            meta_set(&tx, "meta_version", Some(&META_VERSION.to_string()))?;
         }
         // Changes captured since the last fold count as local changes below.
         fold(&tx)?;
-        let node_id = match meta(&tx, "node_id")? {
-            Some(id) => Uuid::parse_str(&id)
-                .map_err(|_| LocalError::BadSnapshot(format!("node_id {id:?} is not a UUID")))?,
+        let node_id = match meta_if_present(&tx, "node_id")? {
+            Some(id) => Uuid::parse_str(&id).map_err(|_| LocalError::BadMetadata {
+                key: "node_id",
+                value: Some(id.clone()),
+                expected: "a UUID",
+            })?,
             None => {
                 let id = Uuid::new_v4();
-                set_meta(&tx, "node_id", &id.to_string())?;
-                set_meta(&tx, "created_at", &chrono::Utc::now().to_rfc3339())?;
+                meta_set(&tx, "node_id", Some(&id.to_string()))?;
+                meta_set(&tx, "created_at", Some(&chrono::Utc::now().to_rfc3339()))?;
                 id
             }
         };
-        let old: Option<Schema> = match meta(&tx, "schema")? {
-            Some(json) => Some(
-                serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?,
-            ),
+        let old: Option<Schema> = match meta_if_present(&tx, "schema")? {
+            Some(json) => Some(serde_json::from_str(&json)?),
             None => None,
         };
         let hash = schema.hash();
@@ -398,11 +258,11 @@ impl Replica {
                 .iter()
                 .filter(|t| schema.table(&t.name).is_none())
             {
-                if pending_count(&tx, &gone.name)? > 0 {
-                    return Err(LocalError::BadSnapshot(format!(
-                        "table {:?} is no longer synced but has local changes not yet on the server; sync them first",
-                        gone.name
-                    )));
+                if has_dirty(&tx, &gone.name)? {
+                    return Err(LocalError::TableHasLocalChanges {
+                        table: gone.name.clone(),
+                        dropped: true,
+                    });
                 }
                 drop_table(&tx, gone)?;
                 report.dropped.push(gone.name.clone());
@@ -413,11 +273,11 @@ impl Replica {
             match before {
                 Some(b) if b == table => {}
                 Some(b) => {
-                    if pending_count(&tx, &table.name)? > 0 {
-                        return Err(LocalError::BadSnapshot(format!(
-                            "table {:?} changed on the server but has local changes not yet pushed; sync them first",
-                            table.name
-                        )));
+                    if has_dirty(&tx, &table.name)? {
+                        return Err(LocalError::TableHasLocalChanges {
+                            table: table.name.clone(),
+                            dropped: false,
+                        });
                     }
                     drop_table(&tx, b)?;
                     report.rebuilt.push(table.name.clone());
@@ -441,23 +301,21 @@ impl Replica {
             }
         }
         if old.as_ref().map(Schema::hash) != Some(hash.clone()) {
-            let json = serde_json::to_string(schema)
-                .map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
-            set_meta(&tx, "schema", &json)?;
-            set_meta(&tx, "schema_hash", &hash)?;
+            let json = serde_json::to_string(schema)?;
+            meta_set(&tx, "schema", Some(&json))?;
+            meta_set(&tx, "schema_hash", Some(&hash))?;
         }
         if !report.rebuilt.is_empty() {
             // Their rows come back only with a bootstrap: say so to the engine.
-            let mut pending: Vec<String> = match meta(&tx, "rebootstrap_tables")? {
+            let mut pending: Vec<String> = match meta_if_present(&tx, "rebootstrap_tables")? {
                 Some(j) => serde_json::from_str(&j).unwrap_or_default(),
                 None => Vec::new(),
             };
             pending.extend(report.rebuilt.iter().cloned());
             pending.sort();
             pending.dedup();
-            let json = serde_json::to_string(&pending)
-                .map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
-            set_meta(&tx, "rebootstrap_tables", &json)?;
+            let json = serde_json::to_string(&pending)?;
+            meta_set(&tx, "rebootstrap_tables", Some(&json))?;
         }
         tx.commit()
             .map_err(LocalError::sqlite("committing setup"))?;
@@ -484,7 +342,7 @@ impl Replica {
         }
         let conn = open_connection(path, false)?;
         check_meta_version(&conn, path)?;
-        if meta(&conn, "schema")?.is_some() {
+        if meta_if_present(&conn, "schema")?.is_some() {
             // Tables added to the metadata since the file was made (all
             // statements are idempotent).
             for stmt in sqlite::metadata_ddl() {
@@ -492,16 +350,19 @@ impl Replica {
                     .map_err(LocalError::sqlite("updating the metadata tables"))?;
             }
         }
-        let Some(json) = meta(&conn, "schema")? else {
+        let Some(json) = meta_if_present(&conn, "schema")? else {
             return Err(LocalError::NotSetUp {
                 path: path.to_path_buf(),
             });
         };
-        let schema: Schema =
-            serde_json::from_str(&json).map_err(|e| LocalError::BadSnapshot(e.to_string()))?;
-        let node_id = meta(&conn, "node_id")?
+        let schema: Schema = serde_json::from_str(&json)?;
+        let node_id = meta_if_present(&conn, "node_id")?
             .and_then(|id| Uuid::parse_str(&id).ok())
-            .ok_or_else(|| LocalError::BadSnapshot("node_id missing or not a UUID".into()))?;
+            .ok_or(LocalError::BadMetadata {
+                key: "node_id",
+                value: None,
+                expected: "a UUID",
+            })?;
         // A crash cannot leave capture silenced (the flag is only ever set
         // inside a transaction), but a hand edit could: never start silenced.
         conn.execute(
@@ -534,7 +395,7 @@ impl Replica {
 
     /// The hash stored with the schema snapshot.
     pub fn schema_hash(&self) -> Result<Option<String>, LocalError> {
-        meta(&self.conn, "schema_hash")
+        meta_if_present(&self.conn, "schema_hash")
     }
 
     /// The read-write connection. Writes through it are captured like any
@@ -567,60 +428,4 @@ impl Replica {
             .map_err(LocalError::sqlite("committing applied changes"))?;
         Ok(out)
     }
-
-    /// Folds the capture log into `_outpost_rows` now (every method that
-    /// reads `_outpost_rows` does it first); returns the entries written.
-    /// For code that reads `_outpost_rows` itself.
-    pub fn fold_changes(&self) -> Result<usize, LocalError> {
-        fold(&self.conn)
-    }
-
-    /// Entries of `_outpost_rows` that are not `SYNCED`, oldest change first.
-    pub fn dirty_rows(&self) -> Result<Vec<RowEntry>, LocalError> {
-        self.entries("WHERE status <> 'SYNCED' ORDER BY local_seq")
-    }
-
-    /// The entry of one row, if it has one.
-    pub fn row_entry(&self, table: &str, pk: &str) -> Result<Option<RowEntry>, LocalError> {
-        fold_for_read(&self.conn)?;
-        let mut stmt = self
-            .conn
-            .prepare_cached(
-                "SELECT table_name, pk, status, server_version, base_row, local_seq, deleted, error \
-FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
-            )
-            .map_err(LocalError::sqlite("reading _outpost_rows"))?;
-        stmt.query_row(params![table, pk], entry_from_row)
-            .optional()
-            .map_err(LocalError::sqlite("reading _outpost_rows"))
-    }
-
-    fn entries(&self, clause: &str) -> Result<Vec<RowEntry>, LocalError> {
-        fold_for_read(&self.conn)?;
-        let sql = format!(
-            "SELECT table_name, pk, status, server_version, base_row, local_seq, deleted, error FROM \"_outpost_rows\" {clause}"
-        );
-        let mut stmt = self
-            .conn
-            .prepare(&sql)
-            .map_err(LocalError::sqlite("reading _outpost_rows"))?;
-        let rows = stmt
-            .query_map([], entry_from_row)
-            .map_err(LocalError::sqlite("reading _outpost_rows"))?;
-        rows.collect::<Result<Vec<_>, _>>()
-            .map_err(LocalError::sqlite("reading _outpost_rows"))
-    }
-}
-
-fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowEntry> {
-    Ok(RowEntry {
-        table: r.get(0)?,
-        pk: r.get(1)?,
-        status: r.get(2)?,
-        server_version: r.get(3)?,
-        base_row: r.get(4)?,
-        local_seq: r.get(5)?,
-        deleted: r.get(6)?,
-        error: r.get(7)?,
-    })
 }

@@ -397,7 +397,7 @@ fn base_rows_keep_blobs_infinities_nan_and_arrays() {
         .row_entry("Item", "[\"k\"]")
         .expect("entry")
         .expect("present");
-    assert_eq!(e.status, "PENDING");
+    assert_eq!(e.status, outpost_core::RowStatus::Pending);
 }
 
 fn qty(row: &Option<Vec<Value>>) -> Option<Value> {

@@ -54,9 +54,13 @@ fn row(r: &Replica, id: &str) -> Option<(i64, f64)> {
 
 /// `(status, server_version, deleted)` of an entry.
 fn state(r: &Replica, table: &str, pk: &str) -> Option<(String, Option<i64>, bool)> {
-    r.row_entry(table, pk)
-        .expect("entry")
-        .map(|e| (e.status, e.server_version, e.deleted))
+    r.row_entry(table, pk).expect("entry").map(|e| {
+        (
+            e.status.to_string(),
+            e.server_version.to_stored(),
+            e.deleted,
+        )
+    })
 }
 
 const TRICKY: &str = "q\"u\\o'te\n\u{1}é😀";

@@ -66,6 +66,7 @@ pub async fn connect_raw(
     let unreachable = |reason: String| RemoteError::Unreachable {
         server: url.redacted(),
         reason,
+        auth: false,
     };
     let config: tokio_postgres::Config = url
         .driver_conninfo()
@@ -74,7 +75,11 @@ pub async fn connect_raw(
     let tls = tls_connector(url.tls()).map_err(unreachable)?;
     match tokio::time::timeout(timeout, config.connect(tls)).await {
         Ok(Ok(pair)) => Ok(pair),
-        Ok(Err(e)) => Err(unreachable(explain(url.tls(), describe(&e)))),
+        Ok(Err(e)) => Err(RemoteError::Unreachable {
+            server: url.redacted(),
+            reason: explain(url.tls(), describe(&e)),
+            auth: crate::error::classify(&e) == crate::error::ErrorClass::Auth,
+        }),
         Err(_) => Err(unreachable(format!(
             "no answer within {}s",
             timeout.as_secs()

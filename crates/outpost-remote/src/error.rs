@@ -1,7 +1,13 @@
 //! [`RemoteError`]: everything that can go wrong talking to PostgreSQL, with
-//! the table, column and operation in its fields and message, and the
-//! [`RemoteError::is_transient`] classifier that drives retry and offline
-//! switching.
+//! the table, column and operation in its fields and message, and its
+//! [`ErrorClass`]: the connection failed ([`RemoteError::is_unreachable`]),
+//! the login was refused ([`RemoteError::is_auth`]), the server rejected a
+//! statement ([`RemoteError::is_refused`]), or outpost cannot use what it
+//! got. [`RemoteError::is_transient`] drives retry and offline switching.
+//!
+//! The class comes from the driver's error, never from a message:
+//! [`tokio_postgres::Error::as_db_error`]'s SQLSTATE, [`tokio_postgres::Error::is_closed`],
+//! and the kind of an I/O error among its causes ([`classify`]).
 
 use std::error::Error as _;
 
@@ -46,13 +52,17 @@ pub enum RemoteError {
         refusals: Vec<RemoteError>,
     },
 
-    /// The server could not be reached.
+    /// The server could not be reached, or refused the login.
     #[error("cannot reach the server at {server}: {reason}")]
     Unreachable {
         /// The server, password hidden.
         server: String,
         /// Why.
         reason: String,
+        /// The server refused the login (SQLSTATE class 28: wrong password,
+        /// unknown role, no `pg_hba.conf` entry), rather than the
+        /// connection failing.
+        auth: bool,
     },
 
     /// A selected table has no primary key.
@@ -109,6 +119,29 @@ pub enum RemoteError {
     Query(#[from] outpost_query::QueryError),
 }
 
+/// What kind of failure an error is, for callers that act on it (go
+/// offline, tell the user to fix the login, mark a row failed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The connection itself failed or broke: refused, reset, timed out,
+    /// TLS, closed; the server shutting down or starting, too many
+    /// connections (SQLSTATE class 08, 57P01–57P03, 53300). Says nothing
+    /// about the request: retry later, or work offline.
+    Unreachable,
+    /// The server refused the login (SQLSTATE class 28, or the driver could
+    /// not authenticate). Retrying with the same credentials fails again.
+    Auth,
+    /// The server rejected a statement (a constraint, a bad value, a column
+    /// gone, a timeout on a lock…), or the driver could not send it (too
+    /// many parameters, a value it cannot encode). The connection is fine;
+    /// the same request fails again.
+    Refused,
+    /// What outpost itself cannot use: a schema it cannot replicate, a
+    /// damaged or newer tracking schema, a value it cannot decode, a model
+    /// request that cannot be carried out.
+    Invalid,
+}
+
 impl RemoteError {
     /// Wraps a driver error with what was being done.
     pub fn db(action: impl Into<String>, source: tokio_postgres::Error) -> RemoteError {
@@ -118,16 +151,52 @@ impl RemoteError {
         }
     }
 
-    /// True for errors that say nothing about the request, only that the
-    /// server could not be reached or the connection broke (I/O errors, a
-    /// closed connection, a timeout, SQLSTATE class 08, server shutting down
-    /// or starting, too many connections): retry later, or go offline.
-    pub fn is_transient(&self) -> bool {
+    /// The error's class (see [`ErrorClass`]).
+    pub fn class(&self) -> ErrorClass {
         match self {
-            RemoteError::Db { source, .. } => is_connection_error(source),
-            RemoteError::Unreachable { .. } => true,
-            _ => false,
+            RemoteError::Db { source, .. } => classify(source),
+            RemoteError::Unreachable { auth: true, .. } => ErrorClass::Auth,
+            RemoteError::Unreachable { auth: false, .. } => ErrorClass::Unreachable,
+            // A value that does not decode is outpost's to fix, unless the
+            // connection broke while reading it.
+            RemoteError::Value { source, .. } => match classify(source) {
+                ErrorClass::Unreachable => ErrorClass::Unreachable,
+                _ => ErrorClass::Invalid,
+            },
+            RemoteError::UnsupportedType { .. }
+            | RemoteError::Unreplicable { .. }
+            | RemoteError::NoPrimaryKey { .. }
+            | RemoteError::TableNotFound { .. }
+            | RemoteError::NewerTrackingSchema(_)
+            | RemoteError::TrackingCorrupt { .. }
+            | RemoteError::Query(_) => ErrorClass::Invalid,
         }
+    }
+
+    /// The connection itself failed or broke ([`ErrorClass::Unreachable`]).
+    pub fn is_unreachable(&self) -> bool {
+        self.class() == ErrorClass::Unreachable
+    }
+
+    /// The server refused the login ([`ErrorClass::Auth`]).
+    pub fn is_auth(&self) -> bool {
+        self.class() == ErrorClass::Auth
+    }
+
+    /// The server rejected a statement, or it could not be sent
+    /// ([`ErrorClass::Refused`]); the connection is fine.
+    pub fn is_refused(&self) -> bool {
+        self.class() == ErrorClass::Refused
+    }
+
+    /// True for errors that say nothing about the request, only that the
+    /// server could not be used right now: the connection failed or broke
+    /// ([`Self::is_unreachable`]), or connecting failed in any way,
+    /// a refused login included (the node works offline until it can
+    /// connect again). Retry later, or go offline. Never true for a
+    /// statement the server rejected.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, RemoteError::Unreachable { .. }) || self.is_unreachable()
     }
 }
 
@@ -148,27 +217,77 @@ impl RemoteError {
     }
 }
 
-/// Whether a driver error is about the connection rather than the request.
-pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+/// The class of a driver error:
+///
+/// * a server error by its SQLSTATE: class 28 is [`ErrorClass::Auth`];
+///   class 08, `57P01`–`57P03` (shutting down, starting) and `53300` (too
+///   many connections) are [`ErrorClass::Unreachable`]; any other is
+///   [`ErrorClass::Refused`];
+/// * otherwise by the driver's kind of error: a closed connection, an I/O
+///   or TLS failure, a failed connect, a timeout, a garbled answer are
+///   unreachable; a failed authentication is auth; a request the driver
+///   could not encode (more than 65,535 parameters, a NUL in the text, a
+///   value its type refuses) or with the wrong number of parameters is
+///   refused (nothing was sent; the connection is untouched); a result it
+///   could not decode, and a bad configuration, are invalid.
+pub fn classify(e: &tokio_postgres::Error) -> ErrorClass {
     if e.is_closed() {
-        return true;
+        return ErrorClass::Unreachable;
     }
     if let Some(code) = e.code() {
         let code = code.code();
-        return code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300");
+        return if code.starts_with("28") {
+            ErrorClass::Auth
+        } else if code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300") {
+            ErrorClass::Unreachable
+        } else {
+            ErrorClass::Refused
+        };
     }
-    // The driver's Timeout kind has no cause and no public accessor.
-    if e.to_string() == "timeout waiting for server" {
-        return true;
-    }
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        if c.is::<std::io::Error>() {
-            return true;
+    match driver_kind(e).as_str() {
+        "Io" | "Tls" | "Connect" | "Timeout" | "Closed" | "UnexpectedMessage" | "Parse" => {
+            ErrorClass::Unreachable
         }
-        cause = c.source();
+        "Authentication" => ErrorClass::Auth,
+        "Encode" | "ToSql" | "Parameters" | "Db" => ErrorClass::Refused,
+        "FromSql" | "Column" | "ColumnCount" | "RowCount" | "Config" | "ConfigParse" => {
+            ErrorClass::Invalid
+        }
+        // A kind a later driver adds: an I/O failure among its causes is
+        // the connection's.
+        _ => {
+            let mut cause = e.source();
+            while let Some(c) = cause {
+                if c.is::<std::io::Error>() {
+                    return ErrorClass::Unreachable;
+                }
+                cause = c.source();
+            }
+            ErrorClass::Refused
+        }
     }
-    false
+}
+
+/// The driver's kind of error (`Io`, `Encode`, `ToSql`…). tokio-postgres
+/// keeps it private and names it only in its `Debug` form
+/// (`Error { kind: Encode, cause: … }`), whose variant names are the
+/// enum's own: the name is read from there, never from a message.
+fn driver_kind(e: &tokio_postgres::Error) -> String {
+    let debug = format!("{e:?}");
+    debug
+        .split_once("kind: ")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Whether a driver error is about the connection rather than the request
+/// ([`classify`] says [`ErrorClass::Unreachable`]).
+pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
+    classify(e) == ErrorClass::Unreachable
 }
 
 /// The driver's message followed by its causes: tokio-postgres prints only

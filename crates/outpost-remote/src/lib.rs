@@ -14,7 +14,12 @@
 //! * [`connect()`](connect::connect): a connection with the `sslmode` of the URL (rustls);
 //! * [`cluster`]: a throwaway PostgreSQL cluster from the installed binaries
 //!   (`outpost demo`, the tests);
-//! * [`RemoteError`], the crate's error, with [`RemoteError::is_transient`].
+//! * [`RemoteError`], the crate's error, with its [`ErrorClass`]
+//!   ([`RemoteError::is_unreachable`], [`RemoteError::is_auth`],
+//!   [`RemoteError::is_refused`], [`RemoteError::is_transient`]);
+//! * [`feed`]: the server side of a sync, one module per concern (node
+//!   registry, retention, bootstrap, pull, push, id blocks);
+//! * [`session`]: the settings outpost's transactions run with.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,10 +45,11 @@ pub mod error;
 pub mod feed;
 pub mod introspect;
 pub mod query;
+pub mod session;
 pub mod tracking;
 
 pub use codec::{Bind, PgValue, row_values};
 pub use connect::{CONNECT_TIMEOUT, connect, connect_raw};
-pub use error::RemoteError;
+pub use error::{ErrorClass, RemoteError};
 pub use introspect::introspect;
 pub use tracking::{InstallReport, UninstallReport, install, installed_version, uninstall};

@@ -1,0 +1,118 @@
+//! Bootstrap writes: starting or resuming a copy of the server, clearing a
+//! table (keeping rows with local changes), writing copied rows with the
+//! table's completion in the same transaction, and finishing: the cursor
+//! and state `READY` (docs/protocol.md, "## Bootstrap").
+
+use std::collections::BTreeMap;
+
+use outpost_core::settle::BaseVersion;
+use outpost_core::sync::Cursor;
+use outpost_core::types::Value;
+use outpost_core::{ReplicaState, RowStatus};
+use rusqlite::params_from_iter;
+
+use crate::data::{clear_synced, key_of, table_of};
+use crate::error::LocalError;
+use crate::keys::local_pk;
+use crate::meta::{meta_json, meta_set, set_cursor};
+use crate::replica::Replica;
+use crate::rows::{entry, has_dirty};
+use crate::sql;
+use crate::stored::Sql;
+use crate::value::to_sqlite;
+
+impl Replica {
+    /// Starts (or resumes) a bootstrap. Returns the tables already copied by
+    /// an interrupted earlier attempt, with the feed position of the
+    /// snapshot each was copied from; they are not copied again.
+    pub fn bootstrap_begin(&mut self) -> Result<BTreeMap<String, Cursor>, LocalError> {
+        let (cursor, state) = self.cursor()?;
+        let conn = self.connection();
+        if state == ReplicaState::Bootstrapping {
+            return meta_json(conn, "bootstrap_done");
+        }
+        let tx = conn
+            .unchecked_transaction()
+            .map_err(LocalError::sqlite("starting a bootstrap"))?;
+        set_cursor(&tx, cursor, ReplicaState::Bootstrapping)?;
+        meta_set(&tx, "bootstrap_done", Some("{}"))?;
+        tx.commit()
+            .map_err(LocalError::sqlite("starting a bootstrap"))?;
+        Ok(BTreeMap::new())
+    }
+
+    /// Empties a table before its rows are copied in, keeping rows with
+    /// local changes not yet on the server (a re-bootstrap loses no local
+    /// write).
+    pub fn bootstrap_clear(&mut self, table: &str) -> Result<(), LocalError> {
+        let schema = self.schema().clone();
+        let t = table_of(&schema, table)?;
+        self.apply_silenced(|tx| clear_synced(tx, t, &format!("emptying {table}")))
+    }
+
+    /// Writes copied rows in one transaction. Rows whose key has local
+    /// changes are skipped (the local change wins until it is pushed). With
+    /// `done`, the table is recorded as copied from that snapshot in the same
+    /// transaction.
+    pub fn bootstrap_insert(
+        &mut self,
+        table: &str,
+        rows: &[Vec<Value>],
+        done: Option<Cursor>,
+    ) -> Result<(), LocalError> {
+        let schema = self.schema().clone();
+        let t = table_of(&schema, table)?;
+        let dirty_exists = has_dirty(self.connection(), table)?;
+        self.apply_silenced(|tx| {
+            // The common case (nothing local) takes the plain insert.
+            let sql = sql::insert_or_ignore(t);
+            let mut stmt = tx
+                .prepare_cached(&sql)
+                .map_err(LocalError::sqlite(format!("copying into {table}")))?;
+            for row in rows {
+                if dirty_exists {
+                    let key = local_pk(tx, t, &key_of(t, row))?;
+                    if entry(tx, table, &key)?.is_some_and(|e| e.status != RowStatus::Synced) {
+                        continue;
+                    }
+                }
+                let vals = t.columns.iter().zip(row).map(|(c, v)| to_sqlite(v, &c.ty));
+                stmt.execute(params_from_iter(vals))
+                    .map_err(LocalError::sqlite(format!("copying into {table}")))?;
+            }
+            if let Some(cursor) = done {
+                let mut map: BTreeMap<String, Cursor> = meta_json(tx, "bootstrap_done")?;
+                map.insert(table.to_string(), cursor);
+                let json = serde_json::to_string(&map)?;
+                meta_set(tx, "bootstrap_done", Some(&json))?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Finishes a bootstrap: the cursor becomes the oldest snapshot any
+    /// table was copied from (later changes are pulled again, harmlessly)
+    /// and the replica is ready.
+    pub fn bootstrap_finish(&mut self) -> Result<Cursor, LocalError> {
+        self.apply_silenced(|tx| {
+            let map: BTreeMap<String, Cursor> = meta_json(tx, "bootstrap_done")?;
+            let cursor = map.values().min().copied().unwrap_or_default();
+            set_cursor(tx, cursor, ReplicaState::Ready)?;
+            meta_set(tx, "bootstrap_done", None)?;
+            meta_set(tx, "rebootstrap_tables", None)?;
+            // Rows with local changes kept through a re-bootstrap have no
+            // trustworthy base version any more: make the next push compare.
+            tx.execute(
+                "UPDATE \"_outpost_rows\" SET server_version = ?1 WHERE status <> 'SYNCED' AND server_version IS NULL",
+                [Sql(BaseVersion::Unknown)],
+            )
+            .map_err(LocalError::sqlite("marking kept local changes"))?;
+            Ok(cursor)
+        })
+    }
+
+    /// Tables the replica needs to copy again (their definition changed).
+    pub fn rebootstrap_tables(&self) -> Result<Vec<String>, LocalError> {
+        meta_json(self.connection(), "rebootstrap_tables")
+    }
+}

@@ -1,0 +1,115 @@
+//! The bootstrap snapshot: one `REPEATABLE READ` read-only transaction,
+//! the cursor the feed starts from, and every table streamed with binary
+//! `COPY` in key order.
+
+use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
+use outpost_core::schema::Table;
+use outpost_core::sync::Cursor;
+use outpost_core::types::Value;
+use tokio_postgres::binary_copy::BinaryCopyOutStream;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, IsolationLevel, Transaction};
+
+use super::sql;
+use super::support::{db, value_err};
+use crate::codec::PgValue;
+use crate::error::RemoteError;
+use crate::session;
+
+/// One consistent snapshot of the server for a bootstrap: a `REPEATABLE
+/// READ` read-only transaction and the cursor it starts the feed from.
+pub struct Bootstrap<'a> {
+    tx: Transaction<'a>,
+    /// The feed position the snapshot covers: every change of a transaction
+    /// below the snapshot's xmin is in it; later ones are pulled (again) from
+    /// here, which is harmless.
+    pub cursor: Cursor,
+}
+
+impl<'a> Bootstrap<'a> {
+    /// Opens the snapshot.
+    pub async fn begin(client: &'a mut Client) -> Result<Bootstrap<'a>, RemoteError> {
+        let tx = client
+            .build_transaction()
+            .isolation_level(IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db("starting the bootstrap snapshot"))?;
+        // Streaming a huge table can outlast any statement limit the
+        // session has (the client writes SQLite as it reads, so the COPY runs
+        // as long as that takes); the session's lock_timeout still bounds
+        // waiting for a table lock.
+        tx.batch_execute(session::BOOTSTRAP_SETTINGS)
+            .await
+            .map_err(db("lifting the statement limit for the bootstrap"))?;
+        let row = tx
+            .query_one(
+                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8",
+                &[],
+            )
+            .await
+            .map_err(db("reading the snapshot's horizon"))?;
+        let xmin: i64 = row.get(0);
+        Ok(Bootstrap {
+            tx,
+            cursor: Cursor { txid: xmin, seq: 0 },
+        })
+    }
+
+    /// The number of rows of a table in the snapshot (for progress).
+    pub async fn count(&self, table: &Table) -> Result<i64, RemoteError> {
+        let row = self
+            .tx
+            .query_one(&sql::count_rows(table), &[])
+            .await
+            .map_err(db(format!("counting the rows of {}", table.name)))?;
+        Ok(row.get(0))
+    }
+
+    /// Streams every row of `table` in the snapshot with binary `COPY`,
+    /// in primary-key order (SQLite inserts fastest in key order), never
+    /// holding the table in memory.
+    pub async fn rows(
+        &self,
+        pg_schema: &str,
+        table: &'a Table,
+    ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
+        let probe = self
+            .tx
+            .prepare(&sql::copy_probe(pg_schema, table))
+            .await
+            .map_err(db(format!("preparing the copy of {}", table.name)))?;
+        let types: Vec<Type> = probe.columns().iter().map(|c| c.type_().clone()).collect();
+        let copy = self
+            .tx
+            .copy_out(&sql::copy_out(pg_schema, table))
+            .await
+            .map_err(db(format!("copying {}", table.name)))?;
+        let name = table.name.clone();
+        let stream = BinaryCopyOutStream::new(copy, &types)
+            .map_err(move |e| RemoteError::Db {
+                action: format!("copying {name}"),
+                source: e,
+            })
+            .map(move |row| {
+                let row = row?;
+                (0..table.columns.len())
+                    .map(|i| {
+                        row.try_get::<PgValue>(i)
+                            .map(|v| v.0)
+                            .map_err(|e| value_err("copying a row", &table.columns[i].name, e))
+                    })
+                    .collect::<Result<Vec<Value>, RemoteError>>()
+            });
+        Ok(stream)
+    }
+
+    /// Ends the snapshot.
+    pub async fn finish(self) -> Result<(), RemoteError> {
+        self.tx
+            .commit()
+            .await
+            .map_err(db("ending the bootstrap snapshot"))
+    }
+}

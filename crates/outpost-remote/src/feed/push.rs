@@ -1,0 +1,596 @@
+//! The push: rows applied in one transaction under the node's origin, in
+//! groups of one table and one kind; each group locked and read, each row
+//! decided by [`outpost_core::accept::decide`] (written, a conflict, already
+//! applied), written with failure isolation (a refused statement is retried
+//! row by row under savepoints), and its new version read back. Also
+//! [`versions_of`], the versions a remote-mode write reads back.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Duration;
+
+use futures_util::TryFutureExt as _;
+use futures_util::future::{try_join3, try_join4};
+use outpost_core::accept::{self, Acceptance, OnServer, Pushed, Pusher, Write};
+use outpost_core::schema::{Schema, Table};
+use outpost_core::sync::{Cursor, PushOutcome, PushRow, ServerRow};
+use outpost_core::types::Value;
+use outpost_core::{LocalSeq, NodeId, Version};
+use tokio_postgres::{Client, Transaction};
+use uuid::Uuid;
+
+use super::retention::feed_position;
+use super::sql::{self, Source};
+use super::support::{Statements, db, get_value, params, server_row, statement, table_of};
+use crate::codec::Bind;
+use crate::error::{RemoteError, describe};
+use crate::session;
+
+/// Most bind parameters one statement may carry (PostgreSQL allows 65535).
+const MAX_PARAMS: usize = 30_000;
+
+/// Most rows of one push statement when they travel as typed arrays.
+const PUSH_GROUP: usize = 5_000;
+
+/// Applies pushed rows in one transaction, in the order given (the engine
+/// orders parents first for upserts and children first for deletes), under
+/// `SET LOCAL outpost.origin = <node>`. For each row, in batches:
+///
+/// 1. lock the existing rows (`FOR UPDATE`), read their versions;
+/// 2. decide each row ([`accept::decide`]): skip rows this node already
+///    wrote at this `local_seq` (a retry after a lost acknowledgement);
+///    report rows whose version moved on as conflicts with the server's row;
+///    a version written by one of this node's pushes is its own base, never
+///    a conflict;
+/// 3. update existing rows, insert absent ones (`ON CONFLICT DO NOTHING` on
+///    the key: a row inserted meanwhile by someone else is a conflict),
+///    delete deleted ones; a statement the server refuses is retried row by
+///    row under savepoints, and only the refused rows fail;
+/// 4. read the versions written (their `origin_local_seq` is set by the
+///    capture: the feed's module doc) and record the node's highest applied
+///    `local_seq`.
+pub async fn push(
+    client: &mut Client,
+    schema: &Schema,
+    node: Uuid,
+    cursor: Cursor,
+    rows: &[PushRow],
+    statement_timeout: Duration,
+) -> Result<Vec<PushOutcome>, RemoteError> {
+    let tx = client.transaction().await.map_err(db("starting a push"))?;
+    // Generic plans: a push's statements are prepared once and run per
+    // group; a custom plan would fold the group's arrays into constants and
+    // plan them again every time (tens of ms for 5,000 rows). The generic
+    // estimate (a few rows per array) also favours the index lookups the
+    // push wants.
+    tx.batch_execute(&session::push(NodeId(node), statement_timeout))
+        .await
+        .map_err(db("preparing a push"))?;
+    // A version whose change was pruned is covered when the node's cursor
+    // is past everything pruned (otherwise the node must bootstrap again).
+    let pruned_ok = {
+        let pos = feed_position(&tx, cursor).await?;
+        pos.pruned_through.is_some() && !pos.must_rebootstrap
+    };
+    let mut outcomes: Vec<Option<PushOutcome>> = vec![None; rows.len()];
+    let mut cache = Statements::new();
+    // Consecutive rows of one table and one kind form a group.
+    let mut start = 0;
+    while start < rows.len() {
+        let table = table_of(schema, &rows[start].table)?;
+        let is_delete = rows[start].values.is_none();
+        // Typed arrays take any number of rows in a handful of parameters;
+        // a `VALUES` list is bounded by the parameter limit.
+        let per = if sql::unnestable(table) {
+            PUSH_GROUP
+        } else {
+            (MAX_PARAMS / (table.columns.len() + 2)).clamp(1, 1000)
+        };
+        let mut end = start + 1;
+        while end < rows.len()
+            && end - start < per
+            && rows[end].table == rows[start].table
+            && rows[end].values.is_none() == is_delete
+        {
+            end += 1;
+        }
+        // Children of a row refused earlier in this push fail with a reason
+        // of their own instead of a bare foreign-key error.
+        for i in start..end {
+            if let Some(message) = refused_parent(schema, table, &rows[i], rows, &outcomes) {
+                outcomes[i] = Some(PushOutcome::Failed { message });
+            }
+        }
+        let ctx = Pusher {
+            node: NodeId(node),
+            cursor,
+            pruned_ok,
+        };
+        push_group(
+            &tx,
+            schema,
+            table,
+            &ctx,
+            &mut cache,
+            &rows[start..end],
+            &mut outcomes[start..end],
+        )
+        .await?;
+        start = end;
+    }
+    let max_seq = rows
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| {
+            matches!(
+                o,
+                Some(PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. })
+            )
+        })
+        .map(|(r, _)| r.local_seq)
+        .max()
+        .unwrap_or(0);
+    tx.execute(
+        "INSERT INTO \"outpost\".\"nodes\" (node_id, last_seen_at, applied_local_seq) VALUES ($1, now(), $2) \
+         ON CONFLICT (node_id) DO UPDATE SET last_seen_at = now(), \
+         applied_local_seq = GREATEST(\"outpost\".\"nodes\".applied_local_seq, EXCLUDED.applied_local_seq)",
+        &[&node, &max_seq],
+    )
+    .await
+    .map_err(db("recording the node's applied changes"))?;
+    tx.commit().await.map_err(db("committing a push"))?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| {
+            o.unwrap_or(PushOutcome::Failed {
+                message: "not processed".into(),
+            })
+        })
+        .collect())
+}
+
+/// If `row` references (by a foreign key) a row of this push that the server
+/// refused, says which and why.
+fn refused_parent(
+    schema: &Schema,
+    table: &Table,
+    row: &PushRow,
+    rows: &[PushRow],
+    outcomes: &[Option<PushOutcome>],
+) -> Option<String> {
+    let values = row.values.as_ref()?;
+    for fk in &table.foreign_keys {
+        let Some(parent) = schema.table(&fk.ref_table) else {
+            continue;
+        };
+        let child_vals: Vec<&Value> = fk
+            .columns
+            .iter()
+            .filter_map(|c| {
+                table
+                    .columns
+                    .iter()
+                    .position(|x| &x.name == c)
+                    .map(|i| &values[i])
+            })
+            .collect();
+        if child_vals.iter().any(|v| v.is_null()) {
+            continue;
+        }
+        for (other, outcome) in rows.iter().zip(outcomes) {
+            let Some(PushOutcome::Failed { message }) = outcome else {
+                continue;
+            };
+            if other.table != parent.name {
+                continue;
+            }
+            let Some(pvals) = &other.values else { continue };
+            let parent_vals: Vec<&Value> = fk
+                .ref_columns
+                .iter()
+                .filter_map(|c| {
+                    parent
+                        .columns
+                        .iter()
+                        .position(|x| &x.name == c)
+                        .map(|i| &pvals[i])
+                })
+                .collect();
+            if parent_vals == child_vals {
+                return Some(format!(
+                    "depends on {} {} (foreign key {}), which the server refused: {message}",
+                    parent.name, other.local_pk, fk.name
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// The lock, state and version statements look a group's rows up by key.
+/// Left to itself the planner hashes the group and scans the whole table
+/// and its `row_versions` (stale statistics of a growing table): a push then
+/// costs O(table) per group (256 ms per 5,000 rows at the start of a
+/// 100,000-row push, 1,165 ms at its end). Index lookups only, for these
+/// statements ([`session::INDEX_ONLY`]), and afterwards the server's own
+/// settings again ([`session::PLANNER_DEFAULTS`]).
+async fn push_group(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    table: &Table,
+    by: &Pusher,
+    cache: &mut Statements,
+    rows: &[PushRow],
+    outcomes: &mut [Option<PushOutcome>],
+) -> Result<(), RemoteError> {
+    let from = sql::qualified(&schema.pg_schema, &table.name);
+    let all: Vec<&PushRow> = rows.iter().collect();
+    let keys = sql::key_source(table, &all);
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
+    // 1. Lock what exists, in key order (no deadlock between pushes).
+    let lock_sql = sql::lock_rows(&from, table, &keys);
+    // 2. Versions and current rows.
+    let state_sql = sql::row_states(&from, table, &keys);
+    let started = std::time::Instant::now();
+    let lock = statement(tx, cache, keys.cacheable, &lock_sql)
+        .await
+        .map_err(db(format!("locking rows of {}", table.name)))?;
+    let state = statement(tx, cache, keys.cacheable, &state_sql)
+        .await
+        .map_err(db(format!("reading versions of {}", table.name)))?;
+    let lock_params = params(&key_binds);
+    let mut state_params = params(&key_binds);
+    state_params.push(&table.name);
+    // One round trip: tokio-postgres pipelines requests polled together, and
+    // the server runs them in order (the state read, in its own snapshot,
+    // sees the rows as locked).
+    let (_, _, states, _) = try_join4(
+        tx.batch_execute(session::INDEX_ONLY)
+            .map_err(db("planning a push group")),
+        tx.query(&lock, &lock_params)
+            .map_err(db(format!("locking rows of {}", table.name))),
+        tx.query(&state, &state_params)
+            .map_err(db(format!("reading versions of {}", table.name))),
+        tx.batch_execute(session::PLANNER_DEFAULTS)
+            .map_err(db("planning a push group")),
+    )
+    .await?;
+    let read_time = started.elapsed();
+    // The decision is outpost_core::accept's; this only carries it out.
+    let me = by.node.to_string();
+    let mut to_write: Vec<(usize, Write)> = Vec::new();
+    for st in &states {
+        let i = st.get::<_, i32>(0) as usize;
+        if outcomes[i].is_some() {
+            continue;
+        }
+        let row = &rows[i];
+        let server = server_row(st, table, 3)?;
+        let change = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
+            (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
+            _ => None,
+        };
+        let found = OnServer {
+            version: Version(server.version),
+            origin: origin_of(server.origin.as_deref(), by.node, &me),
+            origin_local_seq: server.origin_local_seq.map(LocalSeq),
+            present: server.values.is_some(),
+            change,
+        };
+        let pushed = Pushed {
+            expected: row.expected,
+            local_seq: LocalSeq(row.local_seq),
+            delete: row.values.is_none(),
+        };
+        match accept::decide(&pushed, &found, by) {
+            Acceptance::AlreadyApplied => {
+                outcomes[i] = Some(PushOutcome::AlreadyApplied {
+                    version: server.version,
+                })
+            }
+            Acceptance::Conflict => outcomes[i] = Some(PushOutcome::Conflict(server)),
+            Acceptance::Write(write) => to_write.push((i, write)),
+        }
+    }
+    if to_write.is_empty() {
+        return Ok(());
+    }
+    // 3. Write, isolating refused rows. The capture records
+    // `outpost.local_seq` as each written version's `origin_local_seq`: the
+    // group's highest. That is all a retry's check needs (feed module doc,
+    // "origin_local_seq"), and it spares a second write of every version.
+    let writing = std::time::Instant::now();
+    let group_seq = to_write
+        .iter()
+        .map(|&(i, _)| rows[i].local_seq)
+        .max()
+        .unwrap_or(0)
+        .to_string();
+    tx.execute(session::SET_LOCAL_SEQ, &[&group_seq])
+        .await
+        .map_err(db("starting a push group"))?;
+    let written = write_rows(tx, &from, table, cache, rows, &to_write, outcomes).await?;
+    // Rows an insert found already present (inserted meanwhile): conflicts.
+    let lost: Vec<usize> = to_write
+        .iter()
+        .map(|&(i, _)| i)
+        .filter(|i| outcomes[*i].is_none() && !written.contains(i))
+        .collect();
+    if !lost.is_empty() {
+        let subset: Vec<&PushRow> = lost.iter().map(|&i| &rows[i]).collect();
+        let now = fetch_current(tx, &from, table, cache, &subset).await?;
+        for (j, &i) in lost.iter().enumerate() {
+            outcomes[i] = Some(match now.get(j) {
+                Some(server) => PushOutcome::Conflict(server.clone()),
+                None => PushOutcome::Failed {
+                    message: "the row changed on the server during the push".into(),
+                },
+            });
+        }
+    }
+    let write_time = writing.elapsed();
+    // 4. The versions of what was written.
+    let versioning = std::time::Instant::now();
+    let done: Vec<usize> = written.into_iter().collect();
+    if done.is_empty() {
+        return Ok(());
+    }
+    let src = sql::key_values(table, done.iter().map(|&i| rows[i].pk.clone()).collect());
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+    let mut p = params(&binds);
+    p.push(&table.name);
+    let versions_stmt = statement(
+        tx,
+        cache,
+        src.cacheable,
+        &sql::written_versions(table, &src),
+    )
+    .await
+    .map_err(db(format!("reading versions of {}", table.name)))?;
+    let (_, versions, _) = try_join3(
+        tx.batch_execute(session::INDEX_ONLY)
+            .map_err(db("planning a push group")),
+        tx.query(&versions_stmt, &p)
+            .map_err(db(format!("reading versions of {}", table.name))),
+        tx.batch_execute(session::PLANNER_DEFAULTS)
+            .map_err(db("planning a push group")),
+    )
+    .await?;
+    for v in versions {
+        let j = v.get::<_, i32>(0) as usize;
+        if let Some(&i) = done.get(j) {
+            outcomes[i] = Some(PushOutcome::Applied { version: v.get(1) });
+        }
+    }
+    tracing::debug!(
+        table = %table.name,
+        rows = rows.len(),
+        read_ms = read_time.as_millis() as u64,
+        write_ms = write_time.as_millis() as u64,
+        version_ms = versioning.elapsed().as_millis() as u64,
+        "push group"
+    );
+    Ok(())
+}
+
+/// The node a version's `origin` names. This node only when the text is
+/// exactly its id as its pushes write it (another spelling of the same
+/// UUID was not written by them); `None` for no origin or one that is not a
+/// node id.
+fn origin_of(origin: Option<&str>, me: NodeId, me_text: &str) -> Option<NodeId> {
+    match origin {
+        Some(o) if o == me_text => Some(me),
+        Some(o) => o.parse::<NodeId>().ok().filter(|n| *n != me),
+        None => None,
+    }
+}
+
+/// The current server rows for `rows`' keys (in the same order).
+async fn fetch_current(
+    tx: &Transaction<'_>,
+    from: &str,
+    table: &Table,
+    cache: &mut Statements,
+    rows: &[&PushRow],
+) -> Result<Vec<ServerRow>, RemoteError> {
+    let keys = sql::key_source(table, rows);
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
+    let text = sql::current_rows(from, table, &keys);
+    let mut p = params(&key_binds);
+    p.push(&table.name);
+    let found = async {
+        let s = statement(tx, cache, keys.cacheable, &text).await?;
+        tx.query(&s, &p).await
+    }
+    .await
+    .map_err(db(format!("reading rows of {}", table.name)))?;
+    found.iter().map(|r| server_row(r, table, 0)).collect()
+}
+
+/// Columns a push writes: not generated ones.
+fn writable(table: &Table) -> Vec<usize> {
+    (0..table.columns.len())
+        .filter(|&i| !table.columns[i].generated)
+        .collect()
+}
+
+/// Writes the rows decided `to_write`, deletes first, then updates of rows
+/// that exist, then inserts of absent ones. Returns the indexes written;
+/// refused rows get a `Failed` outcome; inserts that met an existing key
+/// are neither.
+async fn write_rows(
+    tx: &Transaction<'_>,
+    from: &str,
+    table: &Table,
+    cache: &mut Statements,
+    rows: &[PushRow],
+    to_write: &[(usize, Write)],
+    outcomes: &mut [Option<PushOutcome>],
+) -> Result<BTreeSet<usize>, RemoteError> {
+    let mut written = BTreeSet::new();
+    for kind in [Write::Delete, Write::Update, Write::Insert] {
+        let set: Vec<usize> = to_write
+            .iter()
+            .filter(|(_, w)| *w == kind)
+            .map(|&(i, _)| i)
+            .collect();
+        if set.is_empty() {
+            continue;
+        }
+        match run_savepointed(tx, from, table, cache, rows, &set, kind).await? {
+            Ok(done) => written.extend(done),
+            Err(_) => {
+                // Row by row: only the refused rows fail.
+                for &i in &set {
+                    match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
+                        Ok(done) => written.extend(done),
+                        Err(message) => outcomes[i] = Some(PushOutcome::Failed { message }),
+                    }
+                }
+            }
+        }
+    }
+    Ok(written)
+}
+
+/// Runs one write statement for rows `set` inside a savepoint. The outer
+/// error is a broken connection; the inner one the server's refusal.
+async fn run_savepointed(
+    tx: &Transaction<'_>,
+    from: &str,
+    table: &Table,
+    cache: &mut Statements,
+    rows: &[PushRow],
+    set: &[usize],
+    kind: Write,
+) -> Result<Result<Vec<usize>, String>, RemoteError> {
+    let npk = table.primary_key.len();
+    let subset: Vec<&PushRow> = set.iter().map(|&i| &rows[i]).collect();
+    let (text, src): (String, Source) = match kind {
+        Write::Delete => {
+            let src = sql::key_source(table, &subset);
+            (sql::delete_rows(from, table, &src), src)
+        }
+        Write::Update | Write::Insert => {
+            let cols = writable(table);
+            let types: Vec<String> = cols
+                .iter()
+                .map(|&c| table.columns[c].ty.pg_name.clone())
+                .collect();
+            let cells: Vec<Vec<Value>> = subset
+                .iter()
+                .map(|r| {
+                    let row = r.values.as_deref().unwrap_or(&[]);
+                    cols.iter()
+                        .map(|&c| row.get(c).cloned().unwrap_or(Value::Null))
+                        .collect()
+                })
+                .collect();
+            let src = sql::source(
+                sql::unnestable(table),
+                &sql::value_names(&cols),
+                &types,
+                cells,
+                1,
+            );
+            let text = if kind == Write::Update {
+                match sql::update_rows(from, table, &cols, &src) {
+                    Some(text) => text,
+                    // A key-only table: nothing to update, the row exists.
+                    None => return Ok(Ok(set.to_vec())),
+                }
+            } else {
+                sql::insert_rows(from, table, &cols, &src)
+            };
+            (text, src)
+        }
+    };
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+    tx.batch_execute("SAVEPOINT outpost_row")
+        .await
+        .map_err(db("setting a savepoint"))?;
+    // Prepared inside the savepoint: a statement the server cannot even
+    // prepare (a column gone on the server) is a refusal like any other.
+    let result = match statement(tx, cache, src.cacheable, &text).await {
+        Ok(s) => tx.query(&s, &params(&binds)).await,
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(returned) => {
+            tx.batch_execute("RELEASE SAVEPOINT outpost_row")
+                .await
+                .map_err(db("releasing a savepoint"))?;
+            let done = match kind {
+                Write::Insert => {
+                    // RETURNING gives the keys inserted; match them to rows
+                    // through a map (a linear search per row was quadratic
+                    // in the group size). `Value` has no `Hash`: its debug
+                    // text stands in.
+                    let by_key: HashMap<String, usize> = set
+                        .iter()
+                        .map(|&i| (format!("{:?}", rows[i].pk), i))
+                        .collect();
+                    let mut done = Vec::new();
+                    for r in &returned {
+                        let key: Vec<Value> = (0..npk)
+                            .map(|j| get_value(r, j, &table.primary_key[j]))
+                            .collect::<Result<_, _>>()?;
+                        // A miss (keys equal but spelled differently, like
+                        // -0.0 and 0.0) falls back to the exact comparison.
+                        let found = by_key
+                            .get(&format!("{key:?}"))
+                            .copied()
+                            .or_else(|| set.iter().copied().find(|&i| rows[i].pk == key));
+                        if let Some(i) = found {
+                            done.push(i);
+                        }
+                    }
+                    done
+                }
+                Write::Update => returned
+                    .iter()
+                    .filter_map(|r| set.get(r.get::<_, i32>(0) as usize).copied())
+                    .collect(),
+                // A delete of an absent row is done too: the row is gone.
+                Write::Delete => set.to_vec(),
+            };
+            Ok(Ok(done))
+        }
+        Err(e) => {
+            if crate::error::is_connection_error(&e) {
+                return Err(RemoteError::Db {
+                    action: format!("writing rows of {}", table.name),
+                    source: e,
+                });
+            }
+            tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_row")
+                .await
+                .map_err(db("rolling back to a savepoint"))?;
+            Ok(Err(describe(&e)))
+        }
+    }
+}
+
+/// The current versions of rows by key, in the order given (0 for a row
+/// never changed since tracking began).
+pub async fn versions_of<C: tokio_postgres::GenericClient + Sync>(
+    client: &C,
+    table: &Table,
+    pks: &[Vec<Value>],
+) -> Result<Vec<i64>, RemoteError> {
+    if pks.is_empty() {
+        return Ok(Vec::new());
+    }
+    client
+        .batch_execute(session::KEY_SETTINGS)
+        .await
+        .map_err(db("preparing to read versions"))?;
+    let keys = sql::key_values(table, pks.to_vec());
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
+    let mut p = params(&key_binds);
+    p.push(&table.name);
+    let found = client
+        .query(&sql::versions_by_key(table, &keys), &p)
+        .await
+        .map_err(db(format!("reading versions of {}", table.name)))?;
+    Ok(found.iter().map(|r| r.get::<_, i64>(1)).collect())
+}
