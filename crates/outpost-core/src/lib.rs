@@ -12,6 +12,7 @@
 pub mod accept;
 pub mod config;
 pub mod conflict;
+pub mod forms;
 pub mod ident;
 pub mod ids;
 pub mod schema;

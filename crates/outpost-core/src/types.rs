@@ -22,7 +22,11 @@
 //! | `json`, `jsonb` | `Json` (the exact JSON text) | `TEXT` | the JSON value |
 //! | `bytea` | `Bytes` | `BLOB` | base64 string (standard alphabet, padded) |
 //! | enum | `Text` (the label) | `TEXT` | string |
-//! | one-dimensional array of any of these | `Array` (elements may be `Null`) | `TEXT` holding the JSON form | JSON array of the elements' JSON forms; `json`/`jsonb` elements as their JSON text in a string |
+//! | domain | as its base type | as its base type | as its base type |
+//! | `citext` | `Text` | `TEXT COLLATE NOCASE` | string |
+//! | `oid` | `Int` | `INTEGER` | number |
+//! | `inet`, `cidr`, `macaddr(8)`, `timetz`, `money`, `bit`, `varbit`, `xml`, ranges, multiranges, `tsvector`, `tsquery`, geometric types | `Text` in the canonical forms of [`crate::forms`] | `TEXT` | string |
+//! | array of any of these, any number of dimensions | `Array` (elements may be `Null`; nested for more dimensions) | `TEXT` holding the JSON form | JSON array of the elements' JSON forms; `json`/`jsonb` elements as their JSON text in a string |
 //!
 //! Dates and timestamps always carry four-digit years between 0000 and 9999
 //! and six fractional digits, so in SQLite text order is time order; years
@@ -41,6 +45,8 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, NaiveDateTime, NaiveTime, Timelike};
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
+
+use crate::forms;
 
 /// The largest integer a JSON number carries exactly in every client (2^53).
 pub const MAX_SAFE_JSON_INT: i64 = 1 << 53;
@@ -89,18 +95,154 @@ pub enum ScalarType {
     Bytea,
     /// A user enum type, by name.
     Enum(String),
+    /// `citext` (the extension's case-insensitive text)
+    Citext,
+    /// `inet`
+    Inet,
+    /// `cidr`
+    Cidr,
+    /// `macaddr`
+    Macaddr,
+    /// `macaddr8`
+    Macaddr8,
+    /// `time with time zone`
+    Timetz,
+    /// `money`, in cents (the server's `lc_monetary` has two fractional
+    /// digits; setup checks)
+    Money,
+    /// `bit(n)`
+    Bit,
+    /// `bit varying`
+    Varbit,
+    /// `xml`
+    Xml,
+    /// `oid`
+    Oid,
+    /// `tsvector`
+    Tsvector,
+    /// `tsquery`
+    Tsquery,
+    /// `point`
+    Point,
+    /// `line`
+    Line,
+    /// `lseg`
+    Lseg,
+    /// `box`
+    Box,
+    /// `path`
+    Path,
+    /// `polygon`
+    Polygon,
+    /// `circle`
+    Circle,
+    /// A built-in range type, by its element type (`int4range` is
+    /// `Range(Int4)`).
+    Range(std::boxed::Box<ScalarType>),
+    /// A built-in multirange type, by its element type.
+    Multirange(std::boxed::Box<ScalarType>),
 }
 
-/// A column's type: a scalar, or a one-dimensional array of it.
+impl ScalarType {
+    /// The built-in type's name as PostgreSQL resolves it in a cast (`inet`,
+    /// `int4range`), for the types that have one fixed name; `None` for
+    /// enums.
+    pub fn pg_type_name(&self) -> Option<&'static str> {
+        use ScalarType as S;
+        Some(match self {
+            S::Bool => "boolean",
+            S::Int2 => "smallint",
+            S::Int4 => "integer",
+            S::Int8 => "bigint",
+            S::Float4 => "real",
+            S::Float8 => "double precision",
+            S::Numeric => "numeric",
+            S::Text => "text",
+            S::Varchar => "varchar",
+            S::Char => "bpchar",
+            S::Uuid => "uuid",
+            S::Date => "date",
+            S::Time => "time",
+            S::Timestamp => "timestamp",
+            S::Timestamptz => "timestamptz",
+            S::Interval => "interval",
+            S::Json => "json",
+            S::Jsonb => "jsonb",
+            S::Bytea => "bytea",
+            S::Enum(_) => return None,
+            S::Citext => "citext",
+            S::Inet => "inet",
+            S::Cidr => "cidr",
+            S::Macaddr => "macaddr",
+            S::Macaddr8 => "macaddr8",
+            S::Timetz => "timetz",
+            S::Money => "money",
+            S::Bit => "bit",
+            S::Varbit => "varbit",
+            S::Xml => "xml",
+            S::Oid => "oid",
+            S::Tsvector => "tsvector",
+            S::Tsquery => "tsquery",
+            S::Point => "point",
+            S::Line => "line",
+            S::Lseg => "lseg",
+            S::Box => "box",
+            S::Path => "path",
+            S::Polygon => "polygon",
+            S::Circle => "circle",
+            S::Range(e) => match **e {
+                S::Int4 => "int4range",
+                S::Int8 => "int8range",
+                S::Numeric => "numrange",
+                S::Date => "daterange",
+                S::Timestamp => "tsrange",
+                _ => "tstzrange",
+            },
+            S::Multirange(e) => match **e {
+                S::Int4 => "int4multirange",
+                S::Int8 => "int8multirange",
+                S::Numeric => "nummultirange",
+                S::Date => "datemultirange",
+                S::Timestamp => "tsmultirange",
+                _ => "tstzmultirange",
+            },
+        })
+    }
+
+    /// The geometric kind of a geometric type.
+    pub fn geometry(&self) -> Option<crate::forms::Geometry> {
+        use crate::forms::Geometry as G;
+        Some(match self {
+            ScalarType::Point => G::Point,
+            ScalarType::Line => G::Line,
+            ScalarType::Lseg => G::Lseg,
+            ScalarType::Box => G::Box,
+            ScalarType::Path => G::Path,
+            ScalarType::Polygon => G::Polygon,
+            ScalarType::Circle => G::Circle,
+            _ => return None,
+        })
+    }
+}
+
+/// A column's type: a scalar, or an array of it (of any number of
+/// dimensions: PostgreSQL does not tell `int[]` from `int[][]`).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ColumnType {
-    /// The element type.
+    /// The element type (a domain's base type, resolved through nested
+    /// domains).
     pub scalar: ScalarType,
-    /// True for `scalar[]`.
+    /// True for `scalar[]` (and for an array of a domain, or a domain over
+    /// an array).
     pub array: bool,
-    /// The type as PostgreSQL prints it (`numeric(12,2)`, `text[]`, `"Role"`),
-    /// used in casts and messages.
+    /// The type as PostgreSQL prints it (`numeric(12,2)`, `text[]`, `"Role"`,
+    /// a domain's name), used in casts and messages.
     pub pg_name: String,
+    /// The domain the column is declared with (the element's domain for an
+    /// array of a domain), if any: replicated as its base type, its checks
+    /// enforced by the server when a push writes the value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
 }
 
 impl ColumnType {
@@ -110,6 +252,7 @@ impl ColumnType {
             scalar,
             array: false,
             pg_name: pg_name.into(),
+            domain: None,
         }
     }
 
@@ -120,7 +263,14 @@ impl ColumnType {
             return "TEXT";
         }
         match self.scalar {
-            ScalarType::Bool | ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 => "INTEGER",
+            ScalarType::Bool
+            | ScalarType::Int2
+            | ScalarType::Int4
+            | ScalarType::Int8
+            | ScalarType::Oid => "INTEGER",
+            // SQLite's case-insensitive collation is what `citext`'s `=`
+            // and order come to for ASCII (docs/types.md).
+            ScalarType::Citext => "TEXT COLLATE NOCASE",
             ScalarType::Float4 | ScalarType::Float8 => "REAL",
             ScalarType::Bytea => "BLOB",
             _ => "TEXT",
@@ -152,7 +302,8 @@ pub enum Value {
     Bytes(Vec<u8>),
     /// `json`/`jsonb`: the JSON text exactly as PostgreSQL returned it.
     Json(String),
-    /// A one-dimensional array.
+    /// An array; a multi-dimensional one is an array of (equally long)
+    /// arrays.
     Array(Vec<Value>),
 }
 
@@ -259,6 +410,8 @@ impl Value {
             return items
                 .iter()
                 .map(|j| match j {
+                    // A multi-dimensional array: arrays of arrays.
+                    Json::Array(_) => Value::from_json(j, ty, enum_labels),
                     Json::String(text) if json_elements => serde_json::from_str::<Json>(text)
                         .map(|_| Value::Json(text.clone()))
                         .map_err(|e| bad(ty, format!("element {text:?} is not JSON text: {e}"))),
@@ -275,7 +428,7 @@ impl Value {
                     format!("expected true or false, got {}", kind(json)),
                 )),
             },
-            ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 => {
+            ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 | ScalarType::Oid => {
                 let i = match json {
                     Json::Number(n) => n
                         .as_i64()
@@ -289,6 +442,7 @@ impl Value {
                 let (lo, hi) = match ty.scalar {
                     ScalarType::Int2 => (i16::MIN as i64, i16::MAX as i64),
                     ScalarType::Int4 => (i32::MIN as i64, i32::MAX as i64),
+                    ScalarType::Oid => (0, u32::MAX as i64),
                     _ => (i64::MIN, i64::MAX),
                 };
                 if i < lo || i > hi {
@@ -359,6 +513,7 @@ impl ColumnType {
             scalar: self.scalar.clone(),
             array: false,
             pg_name: self.pg_name.trim_end_matches("[]").to_string(),
+            domain: self.domain.clone(),
         }
     }
 }
@@ -519,8 +674,172 @@ fn normalise_text(
                 format!("{s:?} is not an interval (P<months>M<days>DT<seconds>S)"),
             )
         }),
-        _ => Err(bad(ty, "expected a value of another JSON type")),
+        ScalarType::Citext | ScalarType::Xml | ScalarType::Tsvector | ScalarType::Tsquery => {
+            // Checked by the server when pushed: outpost has no parser for
+            // XML or text search syntax (docs/types.md).
+            if s.contains('\0') {
+                Err(bad(ty, "text cannot contain a NUL character"))
+            } else {
+                Ok(s.to_string())
+            }
+        }
+        ScalarType::Inet | ScalarType::Cidr => {
+            let cidr = ty.scalar == ScalarType::Cidr;
+            forms::Inet::parse(s, cidr)
+                .map(|i| i.to_text(cidr))
+                .ok_or_else(|| {
+                    bad(
+                        ty,
+                        format!(
+                            "{s:?} is not an IPv4 or IPv6 address with an optional /prefix{}",
+                            if cidr {
+                                " and no bits set right of the prefix"
+                            } else {
+                                ""
+                            }
+                        ),
+                    )
+                })
+        }
+        ScalarType::Macaddr | ScalarType::Macaddr8 => {
+            let len = if ty.scalar == ScalarType::Macaddr {
+                6
+            } else {
+                8
+            };
+            forms::parse_mac(s, len)
+                .map(|m| forms::format_mac(&m))
+                .ok_or_else(|| bad(ty, format!("{s:?} is not a MAC address of {len} bytes")))
+        }
+        ScalarType::Timetz => forms::parse_timetz(s)
+            .map(|(t, z)| forms::format_timetz(t, z))
+            .ok_or_else(|| {
+                bad(
+                    ty,
+                    format!("{s:?} is not a time with a zone (HH:MM:SS.ffffff+HH:MM)"),
+                )
+            }),
+        ScalarType::Money => forms::parse_money(s)
+            .map(forms::format_money)
+            .ok_or_else(|| {
+                bad(
+                    ty,
+                    format!(
+                        "{s:?} is not an amount (a decimal with at most two fractional digits)"
+                    ),
+                )
+            }),
+        ScalarType::Bit | ScalarType::Varbit => {
+            if s.bytes().all(|b| b == b'0' || b == b'1') {
+                Ok(s.to_string())
+            } else {
+                Err(bad(ty, format!("{s:?} is not a bit string (0s and 1s)")))
+            }
+        }
+        ScalarType::Range(elem) => normalise_range(s, elem)
+            .map(|r| r.to_text())
+            .ok_or_else(|| bad(ty, format!("{s:?} is not a range of {}", elem_name(elem)))),
+        ScalarType::Multirange(elem) => forms::parse_multirange(s)
+            .and_then(|rs| {
+                rs.iter()
+                    .map(|r| normalise_range(&r.to_text(), elem))
+                    .collect::<Option<Vec<_>>>()
+            })
+            .map(|rs| forms::format_multirange(&rs))
+            .ok_or_else(|| {
+                bad(
+                    ty,
+                    format!("{s:?} is not a multirange of {}", elem_name(elem)),
+                )
+            }),
+        other => match other.geometry() {
+            Some(g) => forms::parse_geometry(g, s)
+                .map(|(closed, nums)| forms::format_geometry(g, closed, &nums))
+                .ok_or_else(|| bad(ty, format!("{s:?} is not a {}", ty.pg_name))),
+            None => Err(bad(ty, "expected a value of another JSON type")),
+        },
     }
+}
+
+fn elem_name(elem: &ScalarType) -> &'static str {
+    elem.pg_type_name().unwrap_or("values")
+}
+
+/// A range's text with each bound in its element's canonical form, and the
+/// bounds of the discrete types (`int4`, `int8`, `date`) in PostgreSQL's
+/// canonical `[lower,upper)` form, so equality in the replica agrees with
+/// the server's.
+fn normalise_range(s: &str, elem: &ScalarType) -> Option<forms::Range> {
+    use forms::{Range, RangeBound};
+    let range = Range::parse(s)?;
+    let Range::Bounds { lower, upper } = range else {
+        return Some(Range::Empty);
+    };
+    let ety = ColumnType::scalar(elem.clone(), elem_name(elem));
+    let norm = |b: Option<RangeBound>| -> Option<Option<RangeBound>> {
+        match b {
+            None => Some(None),
+            Some(b) => {
+                let v = Value::from_json(&Json::String(b.value.clone()), &ety, None).ok()?;
+                let value = match v {
+                    Value::Int(i) => i.to_string(),
+                    Value::Text(t) => t,
+                    _ => return None,
+                };
+                Some(Some(RangeBound {
+                    value,
+                    inclusive: b.inclusive,
+                }))
+            }
+        }
+    };
+    let (mut lower, mut upper) = (norm(lower)?, norm(upper)?);
+    // The discrete types' successor: the canonical form includes the lower
+    // bound and excludes the upper one.
+    let next = |v: &str| -> Option<String> {
+        match elem {
+            ScalarType::Int4 | ScalarType::Int8 => {
+                let i: i64 = v.parse().ok()?;
+                let n = i.checked_add(1)?;
+                if *elem == ScalarType::Int4 && n > i32::MAX as i64 {
+                    return None;
+                }
+                Some(n.to_string())
+            }
+            ScalarType::Date => Some(format_date(parse_date(v)?.checked_add(1)?)),
+            _ => Some(v.to_string()),
+        }
+    };
+    let discrete = matches!(elem, ScalarType::Int4 | ScalarType::Int8 | ScalarType::Date);
+    // PostgreSQL leaves an infinite date bound as it is.
+    let finite = |b: &RangeBound| {
+        *elem != ScalarType::Date || !matches!(parse_date(&b.value), Some(i32::MAX | i32::MIN))
+    };
+    if discrete {
+        if let Some(b) = lower.as_mut().filter(|b| !b.inclusive && finite(b)) {
+            b.value = next(&b.value)?;
+            b.inclusive = true;
+        }
+        if let Some(b) = upper.as_mut().filter(|b| b.inclusive && finite(b)) {
+            b.value = next(&b.value)?;
+            b.inclusive = false;
+        }
+        if let (Some(l), Some(u)) = (&lower, &upper) {
+            let empty = match elem {
+                ScalarType::Date => parse_date(&l.value)? >= parse_date(&u.value)?,
+                _ => l.value.parse::<i64>().ok()? >= u.value.parse::<i64>().ok()?,
+            };
+            if empty {
+                return Some(Range::Empty);
+            }
+        }
+    } else if let (Some(l), Some(u)) = (&lower, &upper)
+        && l.value == u.value
+        && !(l.inclusive && u.inclusive)
+    {
+        return Some(Range::Empty);
+    }
+    Some(Range::Bounds { lower, upper })
 }
 
 // ---- dates and times, as PostgreSQL's binary form counts them -------------
@@ -985,6 +1304,7 @@ mod tests {
             scalar: ScalarType::Text,
             array: true,
             pg_name: "text[]".into(),
+            domain: None,
         };
         let v = Value::from_json(&serde_json::json!(["a", null]), &arr, None);
         assert_eq!(

@@ -123,6 +123,7 @@ mod pull_key_tests {
                 scalar,
                 array,
                 pg_name: name.into(),
+                domain: None,
             },
             nullable: false,
             default: None,

@@ -165,6 +165,7 @@ mod tests {
                 scalar: ScalarType::Text,
                 array: false,
                 pg_name: "text".into(),
+                domain: None,
             },
             nullable: false,
             default: None,

@@ -64,9 +64,10 @@ pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<V
     };
     match (&ty.scalar, raw) {
         (ScalarType::Bool, ValueRef::Integer(i)) => Ok(Value::Bool(i != 0)),
-        (ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8, ValueRef::Integer(i)) => {
-            Ok(Value::Int(i))
-        }
+        (
+            ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 | ScalarType::Oid,
+            ValueRef::Integer(i),
+        ) => Ok(Value::Int(i)),
         (ScalarType::Float4 | ScalarType::Float8, ValueRef::Real(f)) => Ok(Value::Float(f)),
         (ScalarType::Float4 | ScalarType::Float8, ValueRef::Integer(i)) => {
             Ok(Value::Float(i as f64))
@@ -83,6 +84,7 @@ pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<V
             | ScalarType::Int2
             | ScalarType::Int4
             | ScalarType::Int8
+            | ScalarType::Oid
             | ScalarType::Float4
             | ScalarType::Float8
             | ScalarType::Bytea

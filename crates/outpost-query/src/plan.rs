@@ -264,6 +264,14 @@ pub(crate) enum Class {
     Bytes,
     Enum,
     Array,
+    /// `citext`: compared and ordered ASCII-case-insensitively on both
+    /// databases (`COLLATE "C"` on the server, the replica column's
+    /// `NOCASE`).
+    Citext,
+    /// Types whose stored text the replica cannot order like the server
+    /// (network addresses, `timetz`, bit strings, ranges, geometry, text
+    /// search, `xml`): equality only, on the canonical form.
+    Opaque,
 }
 
 impl Class {
@@ -287,12 +295,29 @@ impl Class {
             ScalarType::Json | ScalarType::Jsonb => Class::Json,
             ScalarType::Bytea => Class::Bytes,
             ScalarType::Enum(_) => Class::Enum,
+            ScalarType::Oid => Class::Int,
+            // A decimal text with two fractional digits: ordered by the
+            // replica's numeric collation like `numeric`.
+            ScalarType::Money => Class::Numeric,
+            // Fixed-width lower-case hex, byte order: text order and text
+            // matching agree with the server's, as for uuids.
+            ScalarType::Macaddr | ScalarType::Macaddr8 => Class::Uuid,
+            ScalarType::Citext => Class::Citext,
+            _ => Class::Opaque,
         }
+    }
+
+    /// `equals`, `in`, `notIn`, `not` and unique lookups.
+    pub(crate) fn equatable(self) -> bool {
+        self.comparable() || self == Class::Opaque
     }
 
     /// `equals`, `in`, `lt`…, `orderBy`, `cursor`.
     pub(crate) fn comparable(self) -> bool {
-        !matches!(self, Class::Interval | Class::Json | Class::Array)
+        !matches!(
+            self,
+            Class::Interval | Class::Json | Class::Array | Class::Opaque
+        )
     }
 
     /// `contains`, `startsWith`, `endsWith`, `mode`.
@@ -741,16 +766,23 @@ impl Parser<'_> {
             if class.textual() {
                 ops.extend(["contains", "startsWith", "endsWith", "mode"]);
             }
-            if !class.comparable() {
+            if !class.equatable() {
                 return format!(
                     "{} fields can only be tested for null: equals: null, not: null",
+                    c.ty.pg_name
+                );
+            }
+            if !class.comparable() {
+                return format!(
+                    "{} fields have no common order in the replica and the server: equals, not, in, notIn",
                     c.ty.pg_name
                 );
             }
             format!("operators: {}", ops.join(", "))
         };
         let comparable = |operator: &str| -> Result<(), QueryError> {
-            if class.comparable() {
+            let equality = matches!(operator, "equals" | "not" | "in" | "notIn");
+            if class.comparable() || (equality && class.equatable()) {
                 Ok(())
             } else {
                 Err(op_err(operator, allowed_ops()))
@@ -1163,7 +1195,7 @@ impl Parser<'_> {
                     message: "a unique where cannot match null".into(),
                 });
             }
-            if !Class::of(&c.ty).comparable() {
+            if !Class::of(&c.ty).equatable() {
                 return Err(QueryError::BadArgument {
                     context: format!("{ctx}.{name}"),
                     message: format!("cannot look records up by a {} field", c.ty.pg_name),

@@ -541,6 +541,7 @@ const ANY: ColumnType = ColumnType {
     scalar: ScalarType::Text,
     array: false,
     pg_name: String::new(),
+    domain: None,
 };
 
 /// One value, moved or borrowed from its row.

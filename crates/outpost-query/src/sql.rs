@@ -98,23 +98,16 @@ fn from_sea(v: sea_query::Value) -> Value {
 /// each parameter's type (the base type: a filter value is not rounded to
 /// the column's modifier).
 fn pg_cast(ty: &ColumnType) -> String {
-    match &ty.scalar {
-        ScalarType::Bool => "boolean".into(),
-        ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8 => "bigint".into(),
-        ScalarType::Float4 | ScalarType::Float8 => "double precision".into(),
-        ScalarType::Numeric => "numeric".into(),
-        ScalarType::Text | ScalarType::Varchar => "text".into(),
-        ScalarType::Char => "bpchar".into(),
-        ScalarType::Uuid => "uuid".into(),
-        ScalarType::Date => "date".into(),
-        ScalarType::Time => "time".into(),
-        ScalarType::Timestamp => "timestamp".into(),
-        ScalarType::Timestamptz => "timestamptz".into(),
-        ScalarType::Interval => "interval".into(),
-        ScalarType::Json => "json".into(),
-        ScalarType::Jsonb => "jsonb".into(),
-        ScalarType::Bytea => "bytea".into(),
-        ScalarType::Enum(_) => ty.element().pg_name,
+    match ty.scalar.pg_type_name() {
+        // Integers widen to bigint and floats to double precision: a filter
+        // value is not rounded to the column's size.
+        Some(_) if matches!(ty.scalar, ScalarType::Int2 | ScalarType::Int4) => "bigint".into(),
+        Some(_) if ty.scalar == ScalarType::Float4 => "double precision".into(),
+        Some(_) if ty.scalar == ScalarType::Varchar => "text".into(),
+        // `bit` is `bit(1)` in a cast: it would refuse a longer value.
+        Some(_) if ty.scalar == ScalarType::Bit => "varbit".into(),
+        Some(name) => name.into(),
+        None => ty.element().pg_name,
     }
 }
 
@@ -259,7 +252,9 @@ impl Builder<'_> {
         let x = self.col(alias, c);
         let class = Class::of(&c.ty);
         match (self.dialect, class) {
-            (Dialect::Postgres, Class::Text | Class::Char) => self.tmpl("{0} COLLATE \"C\"", &[x]),
+            (Dialect::Postgres, Class::Text | Class::Char | Class::Citext) => {
+                self.tmpl("{0} COLLATE \"C\"", &[x])
+            }
             (Dialect::Sqlite, Class::Numeric) => {
                 self.tmpl(&format!("{{0}} COLLATE {}", quote(NUMERIC_COLLATION)), &[x])
             }
@@ -283,10 +278,26 @@ impl Builder<'_> {
         self.typed(c, v)
     }
 
+    /// The server's binary send function of a type whose `=` is not
+    /// exact equality (the geometric types compare areas or within an
+    /// epsilon, `xml` has none): equality compares the binary values.
+    fn send_fn(c: &Column) -> Option<String> {
+        let exact = c.ty.scalar.geometry().is_some() || c.ty.scalar == ScalarType::Xml;
+        (exact && !c.ty.array)
+            .then(|| c.ty.scalar.pg_type_name())
+            .flatten()
+            // `polygon`'s is named after its internal name.
+            .map(|n| format!("{}_send", if n == "polygon" { "poly" } else { n }))
+    }
+
     /// The expression a column is tested for equality by.
     fn eq_lhs(&self, alias: &str, c: &Column) -> Expr {
         let x = self.col(alias, c);
+        if let (Dialect::Postgres, Some(f)) = (self.dialect, Self::send_fn(c)) {
+            return self.tmpl(&format!("{f}({{0}})"), &[x]);
+        }
         match (self.dialect, Class::of(&c.ty)) {
+            (Dialect::Postgres, Class::Citext) => self.tmpl("{0} COLLATE \"C\"", &[x]),
             (Dialect::Sqlite, Class::Numeric) => {
                 self.tmpl(&format!("{{0}} COLLATE {}", quote(NUMERIC_COLLATION)), &[x])
             }
@@ -297,6 +308,9 @@ impl Builder<'_> {
 
     /// A value tested for equality with `eq_lhs(c)`.
     fn eq_value(&self, c: &Column, v: &Value) -> Expr {
+        if let (Dialect::Postgres, Some(f)) = (self.dialect, Self::send_fn(c)) {
+            return self.tmpl(&format!("{f}({{0}})"), &[self.typed(c, v)]);
+        }
         match (self.dialect, Class::of(&c.ty)) {
             (Dialect::Sqlite, Class::Char) => self.tmpl("rtrim({0})", &[self.raw(v, &c.ty)]),
             _ => self.typed(c, v),

@@ -1148,6 +1148,7 @@ fn thing_schema() -> Schema {
             scalar,
             array: true,
             pg_name: pg.into(),
+            domain: None,
         },
         ..col(name, ScalarType::Text, pg, true)
     };

@@ -9,7 +9,11 @@
 //!   the server expects (`&Bind(&value)`, or [`binds`] for a slice).
 //!
 //! Decoding goes by the type's OID for built-in scalars, by its kind for
-//! enums, arrays and domains. `numeric` is converted between its binary form
+//! enums, arrays, ranges and domains. The types kept as text beyond the
+//! basic ones are written in the canonical forms of
+//! [`outpost_core::forms`] and parsed back to the same binary value;
+//! `tsvector` and `tsquery` (and arrays of them) are sent to the server in
+//! text form ([`Bind`]'s `encode_format`), which its input function parses. `numeric` is converted between its binary form
 //! (base-10000 digits) and the decimal text PostgreSQL prints, by
 //! [`numeric_from_binary`] and [`numeric_to_binary`]; dates and times between
 //! microsecond counts and outpost's canonical text by the helpers of
@@ -34,6 +38,11 @@ use std::fmt::Write as _;
 
 use bytes::{BufMut, BytesMut};
 use outpost_core::Value;
+use outpost_core::forms::{
+    Geometry, Inet, Range, RangeBound, TsQuery, format_bits, format_geometry, format_mac,
+    format_money, format_multirange, format_timetz, format_tsvector, parse_bits, parse_geometry,
+    parse_mac, parse_money, parse_multirange, parse_timetz,
+};
 use outpost_core::types::{
     Interval, TIMESTAMP_TEXT_RANGE, USECS_PER_DAY, format_date, format_time, format_timestamp,
     format_timestamptz, normalise_numeric, parse_date, parse_interval, parse_time, parse_timestamp,
@@ -83,6 +92,68 @@ pub mod oid {
     pub const UUID: u32 = 2950;
     /// `jsonb`
     pub const JSONB: u32 = 3802;
+    /// `oid`
+    pub const OID: u32 = 26;
+    /// `xml`
+    pub const XML: u32 = 142;
+    /// `point`
+    pub const POINT: u32 = 600;
+    /// `lseg`
+    pub const LSEG: u32 = 601;
+    /// `path`
+    pub const PATH: u32 = 602;
+    /// `box`
+    pub const BOX: u32 = 603;
+    /// `polygon`
+    pub const POLYGON: u32 = 604;
+    /// `line`
+    pub const LINE: u32 = 628;
+    /// `cidr`
+    pub const CIDR: u32 = 650;
+    /// `circle`
+    pub const CIRCLE: u32 = 718;
+    /// `macaddr8`
+    pub const MACADDR8: u32 = 774;
+    /// `money`
+    pub const MONEY: u32 = 790;
+    /// `macaddr`
+    pub const MACADDR: u32 = 829;
+    /// `inet`
+    pub const INET: u32 = 869;
+    /// `time with time zone`
+    pub const TIMETZ: u32 = 1266;
+    /// `bit`
+    pub const BIT: u32 = 1560;
+    /// `bit varying`
+    pub const VARBIT: u32 = 1562;
+    /// `tsvector`
+    pub const TSVECTOR: u32 = 3614;
+    /// `tsquery`
+    pub const TSQUERY: u32 = 3615;
+    /// `int4range`
+    pub const INT4RANGE: u32 = 3904;
+    /// `numrange`
+    pub const NUMRANGE: u32 = 3906;
+    /// `tsrange`
+    pub const TSRANGE: u32 = 3908;
+    /// `tstzrange`
+    pub const TSTZRANGE: u32 = 3910;
+    /// `daterange`
+    pub const DATERANGE: u32 = 3912;
+    /// `int8range`
+    pub const INT8RANGE: u32 = 3926;
+    /// `int4multirange`
+    pub const INT4MULTIRANGE: u32 = 4451;
+    /// `nummultirange`
+    pub const NUMMULTIRANGE: u32 = 4532;
+    /// `tsmultirange`
+    pub const TSMULTIRANGE: u32 = 4533;
+    /// `tstzmultirange`
+    pub const TSTZMULTIRANGE: u32 = 4534;
+    /// `datemultirange`
+    pub const DATEMULTIRANGE: u32 = 4535;
+    /// `int8multirange`
+    pub const INT8MULTIRANGE: u32 = 4536;
 
     /// Whether `oid` is one of the scalar types above.
     pub fn is_supported_scalar(oid: u32) -> bool {
@@ -106,7 +177,32 @@ pub mod oid {
                 | NUMERIC
                 | UUID
                 | JSONB
+                | OID
+                | XML
+                | POINT
+                | LSEG
+                | PATH
+                | BOX
+                | POLYGON
+                | LINE
+                | CIDR
+                | CIRCLE
+                | MACADDR8
+                | MONEY
+                | MACADDR
+                | INET
+                | TIMETZ
+                | BIT
+                | VARBIT
+                | TSVECTOR
+                | TSQUERY
         )
+    }
+
+    /// Whether `oid` is the element type of a built-in range: the ranges
+    /// and multiranges outpost replicates.
+    pub fn is_range_element(oid: u32) -> bool {
+        matches!(oid, INT4 | INT8 | NUMERIC | DATE | TIMESTAMP | TIMESTAMPTZ)
     }
 }
 
@@ -145,15 +241,14 @@ pub enum CodecError {
         /// What is wrong.
         message: String,
     },
-    /// Arrays with more than one dimension are not replicated.
-    #[error(
-        "{pg_type} value has {dims} dimensions; outpost replicates only one-dimensional arrays"
-    )]
-    MultiDimensional {
+    /// A multi-dimensional array value whose sub-arrays differ in length
+    /// (PostgreSQL's arrays are rectangular).
+    #[error("{pg_type} value is not rectangular: {message}")]
+    Ragged {
         /// The array type's name.
         pg_type: String,
-        /// How many dimensions it has.
-        dims: i64,
+        /// Where the lengths differ.
+        message: String,
     },
 }
 
@@ -197,14 +292,33 @@ fn variant_name(value: &Value) -> &'static str {
 }
 
 /// Whether the codec can read and write values of `ty`: the built-in
-/// scalars of [`oid`], enums, domains over those, and one-dimensional arrays
-/// of them.
+/// scalars of [`oid`], `citext`, enums, the built-in ranges and
+/// multiranges, domains over those, and arrays of them (any number of
+/// dimensions).
 pub fn supports(ty: &Type) -> bool {
     match ty.kind() {
-        Kind::Simple => oid::is_supported_scalar(ty.oid()),
+        Kind::Simple => oid::is_supported_scalar(ty.oid()) || is_citext(ty),
         Kind::Enum(_) => true,
         Kind::Array(elem) => !matches!(elem.kind(), Kind::Array(_)) && supports(elem),
         Kind::Domain(base) => supports(base),
+        Kind::Range(elem) | Kind::Multirange(elem) => oid::is_range_element(elem.oid()),
+        _ => false,
+    }
+}
+
+/// The `citext` extension's type: its OID differs per database, its binary
+/// form is `text`'s.
+fn is_citext(ty: &Type) -> bool {
+    matches!(ty.kind(), Kind::Simple) && ty.name() == "citext"
+}
+
+/// Whether values of `ty` are sent to the server in text form: the text
+/// search types, whose text outpost keeps but does not parse (the server's
+/// input function does), and arrays of them.
+fn sent_as_text(ty: &Type) -> bool {
+    match ty.kind() {
+        Kind::Simple => matches!(ty.oid(), oid::TSVECTOR | oid::TSQUERY),
+        Kind::Array(elem) | Kind::Domain(elem) => sent_as_text(elem),
         _ => false,
     }
 }
@@ -274,7 +388,10 @@ pub fn decode(ty: &Type, raw: &[u8]) -> Result<Value, CodecError> {
         Kind::Enum(_) => decode_text(ty, raw).map(Value::Text),
         Kind::Array(elem) => decode_array(ty, elem, raw),
         Kind::Domain(base) => decode(base, raw),
+        Kind::Simple if is_citext(ty) => decode_text(ty, raw).map(Value::Text),
         Kind::Simple => decode_scalar(ty, raw),
+        Kind::Range(elem) => decode_range(ty, elem, raw).map(|r| Value::Text(r.to_text())),
+        Kind::Multirange(elem) => decode_multirange(ty, elem, raw).map(Value::Text),
         _ => Err(CodecError::Unsupported {
             pg_type: ty.name().to_string(),
         }),
@@ -367,6 +484,96 @@ fn decode_scalar(ty: &Type, raw: &[u8]) -> Result<Value, CodecError> {
                 .to_string(),
             )
         }
+        oid::OID => Value::Int(r.u32()?.into()),
+        oid::XML => return decode_text(ty, raw).map(Value::Text),
+        oid::MONEY => Value::Text(format_money(r.i64()?)),
+        oid::MACADDR | oid::MACADDR8 => {
+            let n = if ty.oid() == oid::MACADDR { 6 } else { 8 };
+            Value::Text(format_mac(r.take(n)?))
+        }
+        oid::INET | oid::CIDR => {
+            let [_family, bits, _is_cidr, nb] = r.array::<4>()?;
+            let bytes = r.take(nb.into())?;
+            let inet = Inet::from_octets(bytes, bits)
+                .ok_or_else(|| malformed(ty, format!("{nb}-byte address with /{bits}")))?;
+            Value::Text(inet.to_text(ty.oid() == oid::CIDR))
+        }
+        oid::TIMETZ => {
+            let us = r.i64()?;
+            let zone = r.i32()?;
+            if !(0..=USECS_PER_DAY).contains(&us) {
+                return Err(malformed(ty, format!("time of {us} microseconds")));
+            }
+            Value::Text(format_timetz(us, zone))
+        }
+        oid::BIT | oid::VARBIT => {
+            let len = r.i32()?;
+            let len = usize::try_from(len).map_err(|_| malformed(ty, format!("{len} bits")))?;
+            let bits = format_bits(len, r.buf)
+                .ok_or_else(|| malformed(ty, format!("{len} bits in {} bytes", r.buf.len())))?;
+            return Ok(Value::Text(bits));
+        }
+        oid::POINT | oid::LSEG | oid::BOX | oid::LINE | oid::CIRCLE => {
+            let (kind, n) = match ty.oid() {
+                oid::POINT => (Geometry::Point, 2),
+                oid::LSEG => (Geometry::Lseg, 4),
+                oid::BOX => (Geometry::Box, 4),
+                oid::LINE => (Geometry::Line, 3),
+                _ => (Geometry::Circle, 3),
+            };
+            let nums = (0..n)
+                .map(|_| r.array().map(f64::from_be_bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Text(format_geometry(kind, true, &nums))
+        }
+        oid::PATH | oid::POLYGON => {
+            let (kind, closed) = if ty.oid() == oid::PATH {
+                let [c] = r.array::<1>()?;
+                (Geometry::Path, c != 0)
+            } else {
+                (Geometry::Polygon, true)
+            };
+            let n = r.i32()?;
+            let n = usize::try_from(n).map_err(|_| malformed(ty, format!("{n} points")))?;
+            if n > r.buf.len() / 16 {
+                return Err(malformed(
+                    ty,
+                    format!("{n} points in {} bytes", r.buf.len()),
+                ));
+            }
+            let nums = (0..2 * n)
+                .map(|_| r.array().map(f64::from_be_bytes))
+                .collect::<Result<Vec<_>, _>>()?;
+            Value::Text(format_geometry(kind, closed, &nums))
+        }
+        oid::TSVECTOR => {
+            let n = r.i32()?;
+            let n = usize::try_from(n).map_err(|_| malformed(ty, format!("{n} lexemes")))?;
+            if n > r.buf.len() / 3 {
+                return Err(malformed(
+                    ty,
+                    format!("{n} lexemes in {} bytes", r.buf.len()),
+                ));
+            }
+            let mut entries = Vec::with_capacity(n);
+            for _ in 0..n {
+                let lexeme = cstring(&mut r)?;
+                let npos = r.u16()?;
+                let positions = (0..npos).map(|_| r.u16()).collect::<Result<Vec<_>, _>>()?;
+                entries.push((lexeme, positions));
+            }
+            Value::Text(format_tsvector(&entries))
+        }
+        oid::TSQUERY => {
+            let n = r.i32()?;
+            let n = usize::try_from(n).map_err(|_| malformed(ty, format!("{n} items")))?;
+            if n == 0 {
+                r.finish()?;
+                return Ok(Value::Text(String::new()));
+            }
+            let query = tsquery_node(&mut r, n.min(65_536), 0)?;
+            Value::Text(query.to_text())
+        }
         _ => {
             return Err(CodecError::Unsupported {
                 pg_type: ty.name().to_string(),
@@ -375,6 +582,113 @@ fn decode_scalar(ty: &Type, raw: &[u8]) -> Result<Value, CodecError> {
     };
     r.finish()?;
     Ok(value)
+}
+
+/// A NUL-terminated UTF-8 string.
+fn cstring(r: &mut Reader<'_>) -> Result<String, CodecError> {
+    let end = r
+        .buf
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| malformed(r.ty, "string without its NUL terminator"))?;
+    let s = decode_text(r.ty, &r.buf[..end])?;
+    r.buf = &r.buf[end + 1..];
+    Ok(s)
+}
+
+/// One node of a binary `tsquery`: items in prefix order, an operator
+/// followed by its right operand, then its left one (`tsquerysend`).
+fn tsquery_node(r: &mut Reader<'_>, budget: usize, depth: usize) -> Result<TsQuery, CodecError> {
+    if depth > 1000 || budget == 0 {
+        return Err(malformed(r.ty, "tsquery nested too deep"));
+    }
+    let [kind] = r.array::<1>()?;
+    match kind {
+        1 => {
+            let [weights, prefix] = r.array::<2>()?;
+            let text = cstring(r)?;
+            Ok(TsQuery::Lexeme {
+                text,
+                weights,
+                prefix: prefix != 0,
+            })
+        }
+        2 => {
+            let [op] = r.array::<1>()?;
+            let distance = if op == 4 { r.i16()? } else { 0 };
+            let first = Box::new(tsquery_node(r, budget - 1, depth + 1)?);
+            if op == 1 {
+                return Ok(TsQuery::Not(first));
+            }
+            let left = Box::new(tsquery_node(r, budget - 1, depth + 1)?);
+            match op {
+                2 => Ok(TsQuery::And(left, first)),
+                3 => Ok(TsQuery::Or(left, first)),
+                4 => Ok(TsQuery::Phrase(left, first, distance)),
+                o => Err(malformed(r.ty, format!("tsquery operator {o}"))),
+            }
+        }
+        k => Err(malformed(r.ty, format!("tsquery item type {k}"))),
+    }
+}
+
+const RANGE_EMPTY: u8 = 0x01;
+const RANGE_LB_INC: u8 = 0x02;
+const RANGE_UB_INC: u8 = 0x04;
+const RANGE_LB_INF: u8 = 0x08;
+const RANGE_UB_INF: u8 = 0x10;
+
+/// A binary range (`range_send`): a flags byte, then each finite bound as a
+/// length-prefixed element.
+fn decode_range(ty: &Type, elem: &Type, raw: &[u8]) -> Result<Range, CodecError> {
+    let mut r = Reader { ty, buf: raw };
+    let [flags] = r.array::<1>()?;
+    if flags & RANGE_EMPTY != 0 {
+        r.finish()?;
+        return Ok(Range::Empty);
+    }
+    let mut bound = |inf: u8, inc: u8| -> Result<Option<RangeBound>, CodecError> {
+        if flags & inf != 0 {
+            return Ok(None);
+        }
+        let n = r.i32()?;
+        let n = usize::try_from(n).map_err(|_| malformed(ty, format!("bound of {n} bytes")))?;
+        let value = match decode(elem, r.take(n)?)? {
+            Value::Int(i) => i.to_string(),
+            Value::Text(t) => t,
+            v => return Err(mismatch(elem, &v)),
+        };
+        Ok(Some(RangeBound {
+            value,
+            inclusive: flags & inc != 0,
+        }))
+    };
+    let lower = bound(RANGE_LB_INF, RANGE_LB_INC)?;
+    let upper = bound(RANGE_UB_INF, RANGE_UB_INC)?;
+    r.finish()?;
+    Ok(Range::Bounds { lower, upper })
+}
+
+/// A binary multirange: a count, then length-prefixed ranges.
+fn decode_multirange(ty: &Type, elem: &Type, raw: &[u8]) -> Result<String, CodecError> {
+    let mut r = Reader { ty, buf: raw };
+    let n = r.i32()?;
+    let n = usize::try_from(n).map_err(|_| malformed(ty, format!("{n} ranges")))?;
+    if n > r.buf.len() / 5 {
+        return Err(malformed(
+            ty,
+            format!("{n} ranges in {} bytes", r.buf.len()),
+        ));
+    }
+    let mut ranges = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = r.i32()?;
+        let len =
+            usize::try_from(len).map_err(|_| malformed(ty, format!("range of {len} bytes")))?;
+        ranges.push(decode_range(ty, elem, r.take(len)?)?);
+    }
+    r.finish()?;
+    Ok(format_multirange(&ranges))
 }
 
 fn decode_array(ty: &Type, elem: &Type, raw: &[u8]) -> Result<Value, CodecError> {
@@ -388,33 +702,33 @@ fn decode_array(ty: &Type, elem: &Type, raw: &[u8]) -> Result<Value, CodecError>
             format!("element type {elem_oid}, expected {}", elem.oid()),
         ));
     }
-    match dims {
-        0 => {
-            r.finish()?;
-            return Ok(Value::Array(Vec::new()));
-        }
-        1 => {}
-        d if d < 0 => return Err(malformed(ty, format!("{d} dimensions"))),
-        d => {
-            return Err(CodecError::MultiDimensional {
-                pg_type: ty.name().to_string(),
-                dims: d.into(),
-            });
-        }
+    // PostgreSQL allows at most 6 dimensions (MAXDIM).
+    if !(0..=6).contains(&dims) {
+        return Err(malformed(ty, format!("{dims} dimensions")));
     }
-    let len = r.i32()?;
-    let _lower_bound = r.i32()?; // normalised to 1: Value::Array has none
-    let len = usize::try_from(len).map_err(|_| malformed(ty, format!("length {len}")))?;
+    if dims == 0 {
+        r.finish()?;
+        return Ok(Value::Array(Vec::new()));
+    }
+    let mut lens = Vec::with_capacity(dims as usize);
+    let mut total: usize = 1;
+    for _ in 0..dims {
+        let len = r.i32()?;
+        let _lower_bound = r.i32()?; // normalised to 1: Value::Array has none
+        let len = usize::try_from(len).map_err(|_| malformed(ty, format!("length {len}")))?;
+        total = total.saturating_mul(len);
+        lens.push(len);
+    }
     // Each element takes at least its 4-byte length: refuse absurd lengths
     // before allocating.
-    if len > r.buf.len() / 4 {
+    if total > r.buf.len() / 4 {
         return Err(malformed(
             ty,
-            format!("{len} elements in {} bytes", r.buf.len()),
+            format!("{total} elements in {} bytes", r.buf.len()),
         ));
     }
-    let mut items = Vec::with_capacity(len);
-    for _ in 0..len {
+    let mut items = Vec::with_capacity(total);
+    for _ in 0..total {
         let n = r.i32()?;
         if n < 0 {
             items.push(Value::Null);
@@ -424,6 +738,15 @@ fn decode_array(ty: &Type, elem: &Type, raw: &[u8]) -> Result<Value, CodecError>
         }
     }
     r.finish()?;
+    // A multi-dimensional array is an array of arrays, innermost last.
+    for &len in lens[1..].iter().rev() {
+        let mut it = items.into_iter();
+        let groups = total / len.max(1);
+        items = (0..groups)
+            .map(|_| Value::Array(it.by_ref().take(len).collect()))
+            .collect();
+        total = groups;
+    }
     Ok(Value::Array(items))
 }
 
@@ -582,6 +905,8 @@ pub fn encode(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Co
         return Ok(IsNull::Yes);
     }
     match ty.kind() {
+        // Before the array arm: an array of them is an array literal.
+        _ if sent_as_text(ty) => encode_as_text(value, ty, out),
         Kind::Enum(_) => match value {
             Value::Text(s) => encode_text(ty, s, out),
             v => Err(mismatch(ty, v)),
@@ -591,12 +916,128 @@ pub fn encode(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<IsNull, Co
             v => Err(mismatch(ty, v)),
         },
         Kind::Domain(base) => return encode(value, base, out),
+        Kind::Simple if is_citext(ty) => match value {
+            Value::Text(s) => encode_text(ty, s, out),
+            v => Err(mismatch(ty, v)),
+        },
         Kind::Simple => encode_scalar(value, ty, out),
+        Kind::Range(elem) => match value {
+            Value::Text(s) => {
+                let range = Range::parse(s).ok_or_else(|| invalid(ty, s, "expected a range"))?;
+                encode_range(&range, ty, elem, out)
+            }
+            v => Err(mismatch(ty, v)),
+        },
+        Kind::Multirange(elem) => match value {
+            Value::Text(s) => {
+                let ranges = parse_multirange(s)
+                    .ok_or_else(|| invalid(ty, s, "expected {range, range…}"))?;
+                let n =
+                    i32::try_from(ranges.len()).map_err(|_| invalid(ty, s, "too many ranges"))?;
+                out.put_i32(n);
+                for range in &ranges {
+                    let at = out.len();
+                    out.put_i32(0);
+                    encode_range(range, ty, elem, out)?;
+                    let n = i32::try_from(out.len() - at - 4)
+                        .map_err(|_| invalid(ty, s, "range too large"))?;
+                    out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+                }
+                Ok(())
+            }
+            v => Err(mismatch(ty, v)),
+        },
         _ => Err(CodecError::Unsupported {
             pg_type: ty.name().to_string(),
         }),
     }?;
     Ok(IsNull::No)
+}
+
+/// The text form of a value sent as text ([`sent_as_text`]): the value's
+/// own text, or an array literal `{"…","…",NULL}` of them (nested for a
+/// multi-dimensional array).
+fn encode_as_text(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<(), CodecError> {
+    match value {
+        Value::Text(s) => encode_text(ty, s, out),
+        Value::Array(items) => {
+            out.put_u8(b'{');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.put_u8(b',');
+                }
+                match item {
+                    Value::Null => out.put_slice(b"NULL"),
+                    Value::Array(_) => encode_as_text(item, ty, out)?,
+                    Value::Text(s) => {
+                        if s.contains('\0') {
+                            return Err(invalid(ty, s, "text cannot contain a NUL character"));
+                        }
+                        out.put_u8(b'"');
+                        for c in s.chars() {
+                            if c == '"' || c == '\\' {
+                                out.put_u8(b'\\');
+                            }
+                            let mut buf = [0u8; 4];
+                            out.put_slice(c.encode_utf8(&mut buf).as_bytes());
+                        }
+                        out.put_u8(b'"');
+                    }
+                    v => return Err(mismatch(ty, v)),
+                }
+            }
+            out.put_u8(b'}');
+            Ok(())
+        }
+        v => Err(mismatch(ty, v)),
+    }
+}
+
+/// A range in binary form (see [`decode_range`]).
+fn encode_range(
+    range: &Range,
+    ty: &Type,
+    elem: &Type,
+    out: &mut BytesMut,
+) -> Result<(), CodecError> {
+    let (lower, upper) = match range {
+        Range::Empty => {
+            out.put_u8(RANGE_EMPTY);
+            return Ok(());
+        }
+        Range::Bounds { lower, upper } => (lower, upper),
+    };
+    let mut flags = 0u8;
+    match lower {
+        None => flags |= RANGE_LB_INF,
+        Some(b) if b.inclusive => flags |= RANGE_LB_INC,
+        Some(_) => {}
+    }
+    match upper {
+        None => flags |= RANGE_UB_INF,
+        Some(b) if b.inclusive => flags |= RANGE_UB_INC,
+        Some(_) => {}
+    }
+    out.put_u8(flags);
+    for b in [lower, upper].into_iter().flatten() {
+        let v = if matches!(elem.oid(), oid::INT4 | oid::INT8) {
+            Value::Int(
+                b.value
+                    .trim()
+                    .parse()
+                    .map_err(|_| invalid(ty, &b.value, "bound is not an integer"))?,
+            )
+        } else {
+            Value::Text(b.value.clone())
+        };
+        let at = out.len();
+        out.put_i32(0);
+        encode(&v, elem, out)?;
+        let n =
+            i32::try_from(out.len() - at - 4).map_err(|_| invalid(ty, &b.value, "too large"))?;
+        out[at..at + 4].copy_from_slice(&n.to_be_bytes());
+    }
+    Ok(())
 }
 
 fn encode_text(ty: &Type, s: &str, out: &mut BytesMut) -> Result<(), CodecError> {
@@ -691,6 +1132,68 @@ fn encode_scalar(value: &Value, ty: &Type, out: &mut BytesMut) -> Result<(), Cod
             out.put_i32(i.days);
             out.put_i32(i.months);
         }
+        (oid::OID, Value::Int(i)) => out.put_u32(int_in(ty, *i, 0, u32::MAX.into())? as u32),
+        (oid::XML, Value::Text(s)) => encode_text(ty, s, out)?,
+        (oid::MONEY, Value::Text(s)) => out.put_i64(parse_money(s).ok_or_else(|| {
+            invalid(
+                ty,
+                s,
+                "expected a decimal with at most two fractional digits",
+            )
+        })?),
+        (oid::MACADDR | oid::MACADDR8, Value::Text(s)) => {
+            let n = if ty.oid() == oid::MACADDR { 6 } else { 8 };
+            out.put_slice(&parse_mac(s, n).ok_or_else(|| invalid(ty, s, "expected a MAC address"))?)
+        }
+        (oid::INET | oid::CIDR, Value::Text(s)) => {
+            let cidr = ty.oid() == oid::CIDR;
+            let inet = Inet::parse(s, cidr).ok_or_else(|| invalid(ty, s, "expected an address"))?;
+            let bytes = inet.octets();
+            // PGSQL_AF_INET is AF_INET (2), PGSQL_AF_INET6 one more.
+            out.put_u8(if bytes.len() == 4 { 2 } else { 3 });
+            out.put_u8(inet.bits);
+            out.put_u8(u8::from(cidr));
+            out.put_u8(bytes.len() as u8);
+            out.put_slice(&bytes);
+        }
+        (oid::TIMETZ, Value::Text(s)) => {
+            let (us, zone) =
+                parse_timetz(s).ok_or_else(|| invalid(ty, s, "expected HH:MM:SS.ffffff+HH:MM"))?;
+            out.put_i64(us);
+            out.put_i32(zone);
+        }
+        (oid::BIT | oid::VARBIT, Value::Text(s)) => {
+            let bytes = parse_bits(s).ok_or_else(|| invalid(ty, s, "expected 0s and 1s"))?;
+            out.put_i32(i32::try_from(s.len()).map_err(|_| invalid(ty, s, "too long"))?);
+            out.put_slice(&bytes);
+        }
+        (
+            oid::POINT | oid::LSEG | oid::BOX | oid::LINE | oid::CIRCLE | oid::PATH | oid::POLYGON,
+            Value::Text(s),
+        ) => {
+            let kind = match ty.oid() {
+                oid::POINT => Geometry::Point,
+                oid::LSEG => Geometry::Lseg,
+                oid::BOX => Geometry::Box,
+                oid::LINE => Geometry::Line,
+                oid::CIRCLE => Geometry::Circle,
+                oid::PATH => Geometry::Path,
+                _ => Geometry::Polygon,
+            };
+            let (closed, nums) = parse_geometry(kind, s)
+                .ok_or_else(|| invalid(ty, s, format!("expected a {}", ty.name())))?;
+            if kind == Geometry::Path {
+                out.put_u8(u8::from(closed));
+            }
+            if matches!(kind, Geometry::Path | Geometry::Polygon) {
+                out.put_i32(
+                    i32::try_from(nums.len() / 2).map_err(|_| invalid(ty, s, "too many points"))?,
+                );
+            }
+            for f in nums {
+                out.put_f64(f);
+            }
+        }
         (o, v) if oid::is_supported_scalar(o) => return Err(mismatch(ty, v)),
         _ => {
             return Err(CodecError::Unsupported {
@@ -707,22 +1210,66 @@ fn encode_array(
     items: &[Value],
     out: &mut BytesMut,
 ) -> Result<(), CodecError> {
-    let len = i32::try_from(items.len())
-        .map_err(|_| invalid(ty, &format!("{} elements", items.len()), "too long"))?;
-    out.put_i32(i32::from(!items.is_empty()));
-    out.put_i32(i32::from(items.iter().any(Value::is_null)));
+    if items.is_empty() {
+        out.put_i32(0);
+        out.put_i32(0);
+        out.put_u32(elem.oid());
+        return Ok(());
+    }
+    // A multi-dimensional array: its shape from the nesting, which must be
+    // rectangular, then the elements in row-major order.
+    let mut lens = vec![items.len()];
+    let mut level: Vec<&Value> = items.iter().collect();
+    while let Some(Value::Array(first)) = level.first() {
+        let n = first.len();
+        let mut next = Vec::with_capacity(level.len() * n);
+        for v in &level {
+            match v {
+                Value::Array(sub) if sub.len() == n => next.extend(sub.iter()),
+                _ => {
+                    return Err(CodecError::Ragged {
+                        pg_type: ty.name().to_string(),
+                        message: format!(
+                            "dimension {} mixes sub-arrays of {n} elements with other values",
+                            lens.len() + 1
+                        ),
+                    });
+                }
+            }
+        }
+        lens.push(n);
+        level = next;
+    }
+    if level.iter().any(|v| matches!(v, Value::Array(_))) {
+        return Err(CodecError::Ragged {
+            pg_type: ty.name().to_string(),
+            message: format!("dimension {} mixes arrays and values", lens.len()),
+        });
+    }
+    if lens.len() > 6 {
+        return Err(invalid(
+            ty,
+            &format!("{} dimensions", lens.len()),
+            "at most 6",
+        ));
+    }
+    if lens.contains(&0) {
+        // `{{}}` is the empty array to PostgreSQL.
+        out.put_i32(0);
+        out.put_i32(0);
+        out.put_u32(elem.oid());
+        return Ok(());
+    }
+    out.put_i32(lens.len() as i32);
+    out.put_i32(i32::from(level.iter().any(|v| v.is_null())));
     out.put_u32(elem.oid());
-    if !items.is_empty() {
-        out.put_i32(len);
+    for &n in &lens {
+        out.put_i32(
+            i32::try_from(n).map_err(|_| invalid(ty, &format!("{n} elements"), "too long"))?,
+        );
         out.put_i32(1);
     }
-    for item in items {
-        if let Value::Array(_) = item {
-            return Err(CodecError::MultiDimensional {
-                pg_type: ty.name().to_string(),
-                dims: 2,
-            });
-        }
+    for item in level {
         let at = out.len();
         out.put_i32(0);
         match encode(item, elem, out)? {
@@ -774,6 +1321,14 @@ impl ToSql for Bind<'_> {
 
     fn accepts(ty: &Type) -> bool {
         supports(ty)
+    }
+
+    fn encode_format(&self, ty: &Type) -> postgres_types::Format {
+        if sent_as_text(ty) {
+            postgres_types::Format::Text
+        } else {
+            postgres_types::Format::Binary
+        }
     }
 
     to_sql_checked!();
@@ -897,6 +1452,25 @@ mod tests {
         assert!(decode(&Type::JSONB, &[]).is_err());
         assert!(decode(&Type::TIME, &(USECS_PER_DAY + 1).to_be_bytes()).is_err());
         assert!(decode(&Type::INET, &[0; 8]).is_err());
+        for ty in [
+            Type::INET,
+            Type::MACADDR,
+            Type::TIMETZ,
+            Type::MONEY,
+            Type::VARBIT,
+            Type::POINT,
+            Type::PATH,
+            Type::POLYGON,
+            Type::TS_VECTOR,
+            Type::TSQUERY,
+            Type::INT4_RANGE,
+            Type::TSTZ_RANGE,
+            Type::INT4MULTI_RANGE,
+        ] {
+            for raw in [&[1, 2, 3][..], &[0xFF; 40][..]] {
+                assert!(decode(&ty, raw).is_err(), "{ty} {raw:?}");
+            }
+        }
     }
 
     #[test]
@@ -913,11 +1487,32 @@ mod tests {
         let _ = encode(&empty, &Type::TEXT_ARRAY, &mut out);
         assert_eq!(out.to_vec(), vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 25]);
         assert_eq!(decode(&Type::TEXT_ARRAY, &out), Ok(empty));
-        let nested = Value::Array(vec![Value::Array(vec![])]);
+        // Multi-dimensional: arrays of arrays, rectangular.
+        let grid = Value::Array(vec![
+            Value::Array(vec![Value::Int(1), Value::Null, Value::Int(3)]),
+            Value::Array(vec![Value::Int(4), Value::Int(5), Value::Int(6)]),
+        ]);
+        let mut out = BytesMut::new();
+        assert!(encode(&grid, &Type::INT4_ARRAY, &mut out).is_ok());
+        assert_eq!(&out[..12], &[0, 0, 0, 2, 0, 0, 0, 1, 0, 0, 0, 23]);
+        assert_eq!(decode(&Type::INT4_ARRAY, &out), Ok(grid));
+        let ragged = Value::Array(vec![
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Int(1), Value::Int(2)]),
+        ]);
         assert!(matches!(
-            encode(&nested, &Type::INT4_ARRAY, &mut BytesMut::new()),
-            Err(CodecError::MultiDimensional { .. })
+            encode(&ragged, &Type::INT4_ARRAY, &mut BytesMut::new()),
+            Err(CodecError::Ragged { .. })
         ));
+        let mixed = Value::Array(vec![Value::Int(1), Value::Array(vec![Value::Int(1)])]);
+        assert!(matches!(
+            encode(&mixed, &Type::INT4_ARRAY, &mut BytesMut::new()),
+            Err(CodecError::Ragged { .. })
+        ));
+        let nested_empty = Value::Array(vec![Value::Array(vec![])]);
+        let mut out = BytesMut::new();
+        assert!(encode(&nested_empty, &Type::INT4_ARRAY, &mut out).is_ok());
+        assert_eq!(decode(&Type::INT4_ARRAY, &out), Ok(Value::Array(vec![])));
     }
 
     #[test]

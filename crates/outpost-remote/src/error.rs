@@ -28,18 +28,28 @@ pub enum RemoteError {
 
     /// A selected table has a column whose type outpost cannot replicate.
     #[error(
-        "table {table:?}, column {column:?}: type {pg_type} cannot be replicated (outpost \
-         supports boolean, integers, real/double precision, numeric, text, varchar, char, \
-         uuid, date, time, timestamp, timestamptz, interval, json, jsonb, bytea, enums and \
-         one-dimensional arrays of these); exclude the table or change the column's type"
+        "table {table:?}, column {column:?}: type {pg_type} cannot be replicated: {reason}; \
+         exclude the table (OUTPOST_EXCLUDE_TABLES={table}) or change the column's type \
+         (docs/types.md lists the types outpost replicates)"
     )]
     UnsupportedType {
         /// The table.
         table: String,
         /// The column.
         column: String,
-        /// Its type as PostgreSQL prints it (`inet`, `money`, `integer[][]`).
+        /// Its type as PostgreSQL prints it (`hstore`, a composite type).
         pg_type: String,
+        /// Why it is refused.
+        reason: String,
+    },
+
+    /// Several selected tables or columns cannot be replicated: every one
+    /// of them, found in one run, each with its reason.
+    #[error("{}", describe_refusals(.refusals))]
+    Unreplicable {
+        /// Each table without a primary key and each column of an
+        /// unsupported type, in table and column order.
+        refusals: Vec<RemoteError>,
     },
 
     /// The server could not be reached, or refused the login.
@@ -169,6 +179,7 @@ impl RemoteError {
                 _ => ErrorClass::Invalid,
             },
             RemoteError::UnsupportedType { .. }
+            | RemoteError::Unreplicable { .. }
             | RemoteError::NoPrimaryKey { .. }
             | RemoteError::TableNotFound { .. }
             | RemoteError::NewerTrackingSchema(_)
@@ -321,6 +332,50 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
     s
 }
 
+/// The message of [`RemoteError::Unreplicable`]: one line per refusal, then
+/// the exclusion that lets setup go on.
+fn describe_refusals(refusals: &[RemoteError]) -> String {
+    let mut tables: Vec<&str> = refusals
+        .iter()
+        .filter_map(|r| match r {
+            RemoteError::UnsupportedType { table, .. } | RemoteError::NoPrimaryKey { table } => {
+                Some(table.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    tables.dedup();
+    let mut out = format!(
+        "{} problems in {} selected tables; outpost cannot replicate them as they are:",
+        refusals.len(),
+        tables.len()
+    );
+    for r in refusals {
+        let line = match r {
+            RemoteError::UnsupportedType {
+                table,
+                column,
+                pg_type,
+                reason,
+            } => format!(
+                "table {table:?}, column {column:?}: type {pg_type} cannot be replicated: {reason}"
+            ),
+            RemoteError::NoPrimaryKey { table } => {
+                format!("table {table:?} has no primary key (add one)")
+            }
+            other => other.to_string(),
+        };
+        out.push_str("\n  - ");
+        out.push_str(&line);
+    }
+    out.push_str(&format!(
+        "\nexclude these tables (OUTPOST_EXCLUDE_TABLES={}) or change the columns named \
+         (docs/types.md lists the types outpost replicates)",
+        tables.join(",")
+    ));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -329,11 +384,36 @@ mod tests {
     fn messages_name_what_they_are_about() {
         let e = RemoteError::UnsupportedType {
             table: "Log".into(),
-            column: "ip".into(),
-            pg_type: "inet".into(),
+            column: "tags".into(),
+            pg_type: "hstore".into(),
+            reason: "an extension's type outpost has no mapping for".into(),
         };
         let msg = e.to_string();
-        assert!(msg.starts_with("table \"Log\", column \"ip\": type inet cannot be replicated"));
+        assert!(
+            msg.starts_with(
+                "table \"Log\", column \"tags\": type hstore cannot be replicated: an extension's"
+            ),
+            "{msg}"
+        );
+        assert!(msg.contains("OUTPOST_EXCLUDE_TABLES=Log"), "{msg}");
+        let all = RemoteError::Unreplicable {
+            refusals: vec![
+                e,
+                RemoteError::NoPrimaryKey {
+                    table: "Note".into(),
+                },
+            ],
+        };
+        let msg = all.to_string();
+        assert!(
+            msg.contains("\n  - table \"Log\", column \"tags\""),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("\n  - table \"Note\" has no primary key"),
+            "{msg}"
+        );
+        assert!(msg.contains("OUTPOST_EXCLUDE_TABLES=Log,Note"), "{msg}");
         let e = RemoteError::NoPrimaryKey {
             table: "Log".into(),
         };

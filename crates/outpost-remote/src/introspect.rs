@@ -16,14 +16,25 @@
 //! otherwise all of them, except `_prisma_migrations` (Prisma's bookkeeping)
 //! unless it is named in `include`. Names in `exclude` are always skipped.
 //!
+//! # Types
+//!
+//! Each column's type is resolved through domains (recursively; the
+//! declared domain's name is kept in [`ColumnType::domain`]) and arrays (an
+//! array of a domain, a domain over an array) to a [`ScalarType`]: the
+//! built-in types of [`crate::codec::oid`], `citext`, enums, the built-in
+//! ranges and multiranges. The server enforces a domain's checks when a push
+//! writes a value; the replica does not.
+//!
 //! # Refusals
 //!
-//! A selected table without a primary key is refused
-//! ([`RemoteError::NoPrimaryKey`]); so is a column whose type outpost cannot
-//! replicate ([`RemoteError::UnsupportedType`]): anything but the built-in
-//! types of [`crate::codec::oid`], enums and one-dimensional arrays of these.
-//! Domains, composite types, ranges, `money`, `timetz`, `inet`… are refused
-//! rather than replicated approximately.
+//! A selected table without a primary key is refused, and so is a column
+//! whose type outpost cannot replicate exactly (a composite type, another
+//! extension's type, a range over another element type, `money` when the
+//! server's `lc_monetary` does not have two fractional digits). All of them
+//! are found in one run: one refusal is returned as
+//! [`RemoteError::NoPrimaryKey`] or [`RemoteError::UnsupportedType`],
+//! several as [`RemoteError::Unreplicable`] listing each one and the
+//! exclusion that lets setup go on.
 //!
 //! Foreign keys to tables in another PostgreSQL schema are left out: the model
 //! names tables without their schema, so such a key could be mistaken for one
@@ -53,15 +64,31 @@ ORDER BY c.relname";
 const COLUMNS_SQL: &str = "SELECT a.attrelid, a.attname::text, \
 pg_catalog.format_type(a.atttypid, a.atttypmod), a.attnotnull, \
 pg_catalog.pg_get_expr(d.adbin, d.adrelid), a.attidentity::text, a.attgenerated::text, \
-t.oid, t.typname::text, t.typtype::text, \
-e.oid, e.typname::text, e.typtype::text \
+a.atttypid \
 FROM pg_catalog.pg_attribute a \
-JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
-LEFT JOIN pg_catalog.pg_type e \
-  ON t.typcategory = 'A' AND e.oid = t.typelem AND e.typarray = t.oid \
 LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
 WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
 ORDER BY a.attrelid, a.attnum";
+
+/// Every type the columns use and the types they are made of: a domain's
+/// base type, an array's element type, through any nesting.
+const TYPES_SQL: &str = "WITH RECURSIVE ty(oid) AS ( \
+  SELECT a.atttypid FROM pg_catalog.pg_attribute a \
+  WHERE a.attrelid = ANY($1) AND a.attnum > 0 AND NOT a.attisdropped \
+  UNION \
+  SELECT x.oid FROM ty JOIN pg_catalog.pg_type t ON t.oid = ty.oid \
+  CROSS JOIN LATERAL (VALUES (t.typbasetype), \
+    (CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE 0 END)) x(oid) \
+  WHERE x.oid <> 0) \
+SELECT t.oid, t.typname::text, t.typtype::text, t.typbasetype, \
+CASE WHEN t.typcategory = 'A' AND e.typarray = t.oid THEN t.typelem ELSE 0 END::oid, \
+pg_catalog.format_type(t.oid, NULL) \
+FROM ty JOIN pg_catalog.pg_type t ON t.oid = ty.oid \
+LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem";
+
+/// The number of fractional digits of `money` under the database's
+/// `lc_monetary`.
+const MONEY_SCALE_SQL: &str = "SELECT pg_catalog.scale((0::money)::numeric)";
 
 const CONSTRAINTS_SQL: &str = "SELECT con.conrelid, con.conname::text, con.contype::text, \
 ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(n, i) \
@@ -127,8 +154,29 @@ where
         .query(COLUMNS_SQL, &[&oids])
         .await
         .map_err(|e| RemoteError::db(&what, e))?;
+    let what_types = in_schema("column types");
+    let type_rows = client
+        .query(TYPES_SQL, &[&oids])
+        .await
+        .map_err(|e| RemoteError::db(&what_types, e))?;
+    let mut types: BTreeMap<u32, PgTypeInfo> = BTreeMap::new();
+    for row in &type_rows {
+        let oid: u32 = get(row, 0, &what_types)?;
+        types.insert(
+            oid,
+            PgTypeInfo {
+                name: get(row, 1, &what_types)?,
+                kind: get(row, 2, &what_types)?,
+                base: get(row, 3, &what_types)?,
+                elem: get(row, 4, &what_types)?,
+                shown: get(row, 5, &what_types)?,
+            },
+        );
+    }
+    let mut refusals: Vec<(String, Option<String>, RemoteError)> = Vec::new();
+    let mut money_columns: Vec<(String, String, String)> = Vec::new();
     let mut columns: BTreeMap<u32, Vec<Column>> = BTreeMap::new();
-    let mut enum_oids: BTreeSet<u32> = BTreeSet::new();
+    let mut enum_names: BTreeSet<String> = BTreeSet::new();
     for row in &rows {
         let rel: u32 = get(row, 0, &what)?;
         let table = name_of.get(&rel).copied().unwrap_or_default();
@@ -139,38 +187,37 @@ where
         let identity: String = get(row, 5, &what)?;
         let generated: String = get(row, 6, &what)?;
         let type_oid: u32 = get(row, 7, &what)?;
-        let type_name: String = get(row, 8, &what)?;
-        let type_kind: String = get(row, 9, &what)?;
-        let elem_oid: Option<u32> = get(row, 10, &what)?;
-        let elem_name: Option<String> = get(row, 11, &what)?;
-        let elem_kind: Option<String> = get(row, 12, &what)?;
 
-        let (scalar, array, scalar_oid, scalar_kind) = match (elem_oid, elem_name, elem_kind) {
-            (Some(eo), Some(en), Some(ek)) => (scalar_type(eo, &ek, &en), true, eo, ek),
-            _ => (
-                scalar_type(type_oid, &type_kind, &type_name),
-                false,
-                type_oid,
-                type_kind,
-            ),
+        let resolved = match resolve(&types, type_oid, 0) {
+            Ok(r) => r,
+            Err(reason) => {
+                refusals.push((
+                    table.to_string(),
+                    Some(name.clone()),
+                    RemoteError::UnsupportedType {
+                        table: table.to_string(),
+                        column: name,
+                        pg_type: pg_name,
+                        reason,
+                    },
+                ));
+                continue;
+            }
         };
-        let Some(scalar) = scalar else {
-            return Err(RemoteError::UnsupportedType {
-                table: table.to_string(),
-                column: name,
-                pg_type: pg_name,
-            });
-        };
-        if scalar_kind == "e" {
-            enum_oids.insert(scalar_oid);
+        if let ScalarType::Enum(e) = &resolved.scalar {
+            enum_names.insert(e.clone());
+        }
+        if resolved.scalar == ScalarType::Money {
+            money_columns.push((table.to_string(), name.clone(), pg_name.clone()));
         }
         let generated = generated == "s";
         columns.entry(rel).or_default().push(Column {
             name,
             ty: ColumnType {
-                scalar,
-                array,
+                scalar: resolved.scalar,
+                array: resolved.array,
                 pg_name,
+                domain: resolved.domain,
             },
             nullable: !not_null,
             // For a generated column pg_attrdef holds the expression, not a
@@ -184,6 +231,38 @@ where
             generated,
         });
     }
+    if !money_columns.is_empty() {
+        let what = in_schema("money format");
+        let row = client
+            .query_one(MONEY_SCALE_SQL, &[])
+            .await
+            .map_err(|e| RemoteError::db(&what, e))?;
+        let scale: i32 = get(&row, 0, &what)?;
+        if scale != 2 {
+            // outpost keeps money as cents; another lc_monetary would make
+            // every amount mean something else.
+            for (table, column, pg_type) in money_columns {
+                refusals.push((
+                    table.clone(),
+                    Some(column.clone()),
+                    RemoteError::UnsupportedType {
+                        table,
+                        column,
+                        pg_type,
+                        reason: format!(
+                            "the server's lc_monetary gives money {scale} fractional digits and \
+                             outpost keeps amounts exact only with 2 (store it as numeric)"
+                        ),
+                    },
+                ));
+            }
+        }
+    }
+    let enum_oids: Vec<u32> = types
+        .iter()
+        .filter(|(_, t)| t.kind == "e" && enum_names.contains(&t.name))
+        .map(|(oid, _)| *oid)
+        .collect();
 
     // Primary and foreign keys.
     let what = in_schema("constraints");
@@ -242,7 +321,6 @@ where
 
     // Enums.
     let what = in_schema("enum types");
-    let enum_oids: Vec<u32> = enum_oids.into_iter().collect();
     let rows = client
         .query(ENUMS_SQL, &[&enum_oids])
         .await
@@ -258,9 +336,14 @@ where
     let mut tables = Vec::with_capacity(selected.len());
     for (name, rel) in &selected {
         let Some(primary_key) = primary.remove(rel) else {
-            return Err(RemoteError::NoPrimaryKey {
-                table: name.clone(),
-            });
+            refusals.push((
+                name.clone(),
+                None,
+                RemoteError::NoPrimaryKey {
+                    table: name.clone(),
+                },
+            ));
+            continue;
         };
         let pk_set: BTreeSet<&String> = primary_key.iter().collect();
         let mut table_uniques: Vec<Vec<String>> = Vec::new();
@@ -277,6 +360,14 @@ where
             uniques: table_uniques,
             relations: Vec::new(),
         });
+    }
+    // Every refusal of the run at once, so one setup names them all.
+    refusals.sort_by(|a, b| (&a.0, a.1.is_some(), &a.1).cmp(&(&b.0, b.1.is_some(), &b.1)));
+    let mut refusals: Vec<RemoteError> = refusals.into_iter().map(|(_, _, e)| e).collect();
+    match refusals.len() {
+        0 => {}
+        1 => return Err(refusals.remove(0)),
+        _ => return Err(RemoteError::Unreplicable { refusals }),
     }
     tracing::debug!(tables = tables.len(), enums = enums.len(), "introspected");
     Ok(Schema {
@@ -322,14 +413,112 @@ fn select(
     Ok(selected.into_iter().collect())
 }
 
+/// A row of `pg_type`, as [`resolve`] needs it.
+struct PgTypeInfo {
+    name: String,
+    /// `typtype`: `b` base, `d` domain, `e` enum, `c` composite, `r` range,
+    /// `m` multirange, `p` pseudo.
+    kind: String,
+    /// A domain's base type.
+    base: u32,
+    /// An array type's element type (0 for other types).
+    elem: u32,
+    /// The type as `format_type` prints it.
+    shown: String,
+}
+
+/// A column type resolved through domains and arrays.
+#[derive(Debug, Clone, PartialEq)]
+struct Resolved {
+    scalar: ScalarType,
+    array: bool,
+    domain: Option<String>,
+}
+
+/// Resolves the type `oid` to what outpost replicates, or says why it
+/// cannot.
+fn resolve(types: &BTreeMap<u32, PgTypeInfo>, oid: u32, depth: usize) -> Result<Resolved, String> {
+    let Some(t) = types.get(&oid) else {
+        return Err(format!("its type (OID {oid}) was not found in pg_type"));
+    };
+    if depth > 32 {
+        return Err(format!("domain {} nests too deeply", t.shown));
+    }
+    match t.kind.as_str() {
+        "d" => {
+            let mut r = resolve(types, t.base, depth + 1).map_err(|why| {
+                format!("it is a domain over {}, and {why}", shown(types, t.base))
+            })?;
+            // The declared domain: the outermost one.
+            r.domain = Some(t.name.clone());
+            Ok(r)
+        }
+        _ if t.elem != 0 => {
+            let r = resolve(types, t.elem, depth + 1)?;
+            if r.array {
+                return Err(format!(
+                    "it is an array of {}, itself an array type (a domain over an array)",
+                    shown(types, t.elem)
+                ));
+            }
+            Ok(Resolved { array: true, ..r })
+        }
+        kind => scalar_type(oid, kind, &t.name)
+            .map(|scalar| Resolved {
+                scalar,
+                array: false,
+                domain: None,
+            })
+            .ok_or_else(|| unsupported_reason(kind, &t.shown)),
+    }
+}
+
+fn shown(types: &BTreeMap<u32, PgTypeInfo>, oid: u32) -> String {
+    types
+        .get(&oid)
+        .map_or_else(|| format!("OID {oid}"), |t| t.shown.clone())
+}
+
+/// Why a type of kind `typtype` is not replicated, and what to do instead.
+fn unsupported_reason(typtype: &str, shown: &str) -> String {
+    match typtype {
+        "c" => format!(
+            "{shown} is a composite type, which outpost does not replicate (its fields could \
+             not be checked or compared in the replica; a jsonb column carries the same data)"
+        ),
+        "r" | "m" => format!(
+            "{shown} is not one of the built-in ranges outpost replicates (int4, int8, num, \
+             date, ts, tstz ranges and multiranges)"
+        ),
+        "p" => format!("{shown} is a pseudo-type"),
+        _ => format!(
+            "outpost has no exact mapping for {shown} (docs/types.md lists the types it has)"
+        ),
+    }
+}
+
 /// The scalar type of a type given its OID, `typtype` and name, or `None`
 /// when outpost cannot replicate it.
 pub fn scalar_type(type_oid: u32, typtype: &str, typname: &str) -> Option<ScalarType> {
     if typtype == "e" {
         return Some(ScalarType::Enum(typname.to_string()));
     }
-    if typtype != "b" {
-        return None;
+    let range_elem = |o: u32| -> Option<ScalarType> {
+        Some(match o {
+            oid::INT4RANGE | oid::INT4MULTIRANGE => ScalarType::Int4,
+            oid::INT8RANGE | oid::INT8MULTIRANGE => ScalarType::Int8,
+            oid::NUMRANGE | oid::NUMMULTIRANGE => ScalarType::Numeric,
+            oid::DATERANGE | oid::DATEMULTIRANGE => ScalarType::Date,
+            oid::TSRANGE | oid::TSMULTIRANGE => ScalarType::Timestamp,
+            oid::TSTZRANGE | oid::TSTZMULTIRANGE => ScalarType::Timestamptz,
+            _ => return None,
+        })
+    };
+    match typtype {
+        "r" => return range_elem(type_oid).map(|e| ScalarType::Range(Box::new(e))),
+        "m" => return range_elem(type_oid).map(|e| ScalarType::Multirange(Box::new(e))),
+        "b" => {}
+        _ => return None,
     }
     Some(match type_oid {
         oid::BOOL => ScalarType::Bool,
@@ -351,6 +540,27 @@ pub fn scalar_type(type_oid: u32, typtype: &str, typname: &str) -> Option<Scalar
         oid::JSON => ScalarType::Json,
         oid::JSONB => ScalarType::Jsonb,
         oid::BYTEA => ScalarType::Bytea,
+        oid::OID => ScalarType::Oid,
+        oid::XML => ScalarType::Xml,
+        oid::POINT => ScalarType::Point,
+        oid::LSEG => ScalarType::Lseg,
+        oid::PATH => ScalarType::Path,
+        oid::BOX => ScalarType::Box,
+        oid::POLYGON => ScalarType::Polygon,
+        oid::LINE => ScalarType::Line,
+        oid::CIDR => ScalarType::Cidr,
+        oid::CIRCLE => ScalarType::Circle,
+        oid::MACADDR8 => ScalarType::Macaddr8,
+        oid::MONEY => ScalarType::Money,
+        oid::MACADDR => ScalarType::Macaddr,
+        oid::INET => ScalarType::Inet,
+        oid::TIMETZ => ScalarType::Timetz,
+        oid::BIT => ScalarType::Bit,
+        oid::VARBIT => ScalarType::Varbit,
+        oid::TSVECTOR => ScalarType::Tsvector,
+        oid::TSQUERY => ScalarType::Tsquery,
+        // An extension's type: its OID differs per database.
+        _ if typname == "citext" => ScalarType::Citext,
         _ => return None,
     })
 }
@@ -387,12 +597,22 @@ mod tests {
             scalar_type(99999, "e", "Role"),
             Some(ScalarType::Enum("Role".into()))
         );
-        assert_eq!(scalar_type(869, "b", "inet"), None);
-        assert_eq!(scalar_type(790, "b", "money"), None);
-        assert_eq!(scalar_type(1266, "b", "timetz"), None);
+        assert_eq!(scalar_type(869, "b", "inet"), Some(ScalarType::Inet));
+        assert_eq!(scalar_type(790, "b", "money"), Some(ScalarType::Money));
+        assert_eq!(scalar_type(1266, "b", "timetz"), Some(ScalarType::Timetz));
+        assert_eq!(scalar_type(99999, "b", "citext"), Some(ScalarType::Citext));
+        assert_eq!(scalar_type(99998, "b", "hstore"), None);
         assert_eq!(scalar_type(99998, "d", "email"), None);
         assert_eq!(scalar_type(99997, "c", "address"), None);
-        assert_eq!(scalar_type(3904, "r", "int4range"), None);
+        assert_eq!(
+            scalar_type(3904, "r", "int4range"),
+            Some(ScalarType::Range(Box::new(ScalarType::Int4)))
+        );
+        assert_eq!(
+            scalar_type(4534, "m", "tstzmultirange"),
+            Some(ScalarType::Multirange(Box::new(ScalarType::Timestamptz)))
+        );
+        assert_eq!(scalar_type(99996, "r", "floatrange"), None);
     }
 
     #[test]

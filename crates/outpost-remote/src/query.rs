@@ -55,6 +55,7 @@ fn coerce(v: &Value, ty: &Type, model: &str) -> Result<Value, RemoteError> {
                 scalar,
                 array: true,
                 pg_name: ty.name().to_string(),
+                domain: None,
             };
             Value::from_json(&json, &column, None).map_err(|e| bad(e.to_string()))
         }

@@ -516,25 +516,38 @@ async fn bad_values_and_types_are_clear_errors() -> anyhow::Result<()> {
     let msg = outpost_remote::error::describe(&err);
     assert!(msg.contains("\"31/12/2024\" is not a valid date"), "{msg}");
 
-    // Multi-dimensional arrays are refused, naming the problem; other lower
+    // Multi-dimensional arrays read as arrays of arrays; other lower
     // bounds are normalised to 1.
     let row = client
         .query_one("SELECT '{{1,2},{3,4}}'::int[], '[0:2]={7,8,9}'::int[]", &[])
         .await?;
-    let err = row.try_get::<_, PgValue>(0).expect_err("2-D array");
+    let PgValue(grid) = row.try_get(0)?;
+    assert_eq!(
+        grid,
+        arr(vec![
+            arr(vec![Value::Int(1), Value::Int(2)]),
+            arr(vec![Value::Int(3), Value::Int(4)])
+        ])
+    );
+    // A ragged one is refused before it reaches the server, naming why.
+    let ragged = arr(vec![arr(vec![Value::Int(1)]), arr(vec![])]);
+    let err = client
+        .query_one("SELECT $1::int[]", &[&Bind(&ragged)])
+        .await
+        .expect_err("ragged array");
     let msg = outpost_remote::error::describe(&err);
-    assert!(msg.contains("2 dimensions"), "{msg}");
+    assert!(msg.contains("not rectangular"), "{msg}");
     let PgValue(v) = row.try_get(1)?;
     assert_eq!(v, arr(vec![Value::Int(7), Value::Int(8), Value::Int(9)]));
 
     // row_values names the column it could not read.
     let row = client
-        .query_one("SELECT 1::int AS n, '10.0.0.1'::inet AS addr", &[])
+        .query_one("SELECT 1::int AS n, '0/16B6C50'::pg_lsn AS lsn", &[])
         .await?;
-    let err = row_values(&row).expect_err("inet");
-    assert!(matches!(&err, RemoteError::Value { column, .. } if column == "addr"));
+    let err = row_values(&row).expect_err("pg_lsn");
+    assert!(matches!(&err, RemoteError::Value { column, .. } if column == "lsn"));
     assert!(
-        err.to_string().contains("column \"addr\" (type inet)"),
+        err.to_string().contains("column \"lsn\" (type pg_lsn)"),
         "{err}"
     );
     let row = client

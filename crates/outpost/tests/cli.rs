@@ -153,6 +153,51 @@ async fn a_table_without_primary_key_is_refused_by_name() {
     assert!(o.status.success(), "{:?}", text(&o));
 }
 
+/// One `setup` run names every table and column it cannot replicate, and
+/// the exclusion it prints lets the next run go on; the domains, `citext`,
+/// `tsvector` and multi-dimensional arrays of the same schema are accepted.
+#[tokio::test]
+async fn setup_names_every_unreplicable_column_in_one_run() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute(
+            "CREATE EXTENSION IF NOT EXISTS citext;
+             CREATE DOMAIN year AS integer CHECK (VALUE > 1900);
+             CREATE TYPE pair AS (a int, b int);
+             CREATE TYPE floatrange AS RANGE (subtype = float8);
+             CREATE TABLE film (id int PRIMARY KEY, made year, title citext, doc tsvector, grid int[][]);
+             CREATE TABLE odd (id int PRIMARY KEY, p pair, r floatrange);
+             CREATE TABLE log (at timestamptz, what text);",
+        )
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let o = outpost(db.dir(), &[("DATABASE_URL", &url)], &["setup"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for needle in [
+        "table \"log\" has no primary key",
+        "table \"odd\", column \"p\": type pair cannot be replicated: pair is a composite type",
+        "table \"odd\", column \"r\": type floatrange cannot be replicated",
+        "OUTPOST_EXCLUDE_TABLES=log,odd",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing from {err}");
+    }
+    assert!(!err.contains("film"), "{err}");
+    assert!(!db.dir().join("local.db").exists(), "nothing written");
+    let o = outpost(
+        db.dir(),
+        &[
+            ("DATABASE_URL", &url),
+            ("OUTPOST_EXCLUDE_TABLES", "log,odd"),
+        ],
+        &["setup"],
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+}
+
 #[test]
 fn bad_configuration_names_the_variable_and_value() {
     let dir = tempfile::tempdir().expect("tempdir");

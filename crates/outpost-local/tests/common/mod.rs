@@ -11,6 +11,7 @@ fn col(name: &str, scalar: ScalarType, array: bool) -> Column {
             scalar,
             array,
             pg_name: name.into(),
+            domain: None,
         },
         nullable: name != "id",
         default: None,
