@@ -229,7 +229,10 @@ mod tests {
 
     #[test]
     fn numbers_serialize_as_plain_integers() {
-        assert_eq!(serde_json::to_string(&Version(7)).ok().as_deref(), Some("7"));
+        assert_eq!(
+            serde_json::to_string(&Version(7)).ok().as_deref(),
+            Some("7")
+        );
         assert_eq!(
             serde_json::to_string(&LocalSeq(-3)).ok().as_deref(),
             Some("-3")

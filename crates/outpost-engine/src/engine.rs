@@ -1,6 +1,6 @@
 //! The [`Engine`]: one node's sync runs, never two at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -11,13 +11,14 @@ use outpost_core::schema::Schema;
 use outpost_core::sync::{Cursor, Direction, PushOutcome, Trigger};
 use outpost_core::types::Value;
 use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
-use outpost_local::{ChangePage, ConflictEntry, Discarded, LogEntry, Replica, Resolution};
+use outpost_local::{LogEntry, Replica};
 use outpost_remote::feed;
 use outpost_remote::tokio_postgres::Client;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::EngineError;
+use crate::error::{EngineError, ErrorKind};
+use crate::faults::{FaultPoint, Faults};
 use crate::metrics::{MetricsSnapshot, SyncMetrics, SyncProgress};
 
 /// Rows per pushed server transaction.
@@ -34,6 +35,49 @@ const PUSH_ROUNDS: usize = 3;
 /// runaway statement. A bootstrap's `COPY` is exempt from the statement
 /// limit (a huge table may take longer to stream) but not from the lock one.
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sync session may sit idle inside a transaction before the
+/// server ends it (`idle_in_transaction_session_timeout`): a node that
+/// vanished mid-push never holds its batch's row locks for longer.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Added to the server's own limits for the node's deadline on one round
+/// trip: the server gives up first and says why; the node's deadline fires
+/// only when the server cannot answer at all (a stalled path).
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The bounds of a sync's server work. Every round trip of a run (connect,
+/// each statement, each pushed batch, each pulled batch, each chunk of a
+/// bootstrap's copy) has a deadline; a run past one is abandoned, its
+/// connection dropped, and the next run starts on a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerTimeouts {
+    /// The sessions' `statement_timeout` (not applied to a bootstrap's COPY).
+    pub statement: Duration,
+    /// The sessions' `lock_timeout`.
+    pub lock: Duration,
+    /// The sessions' `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction: Duration,
+    /// The node's own deadline on one round trip.
+    pub round_trip: Duration,
+}
+
+impl ServerTimeouts {
+    /// The given server limits, with the round-trip deadline derived from
+    /// them (statement + lock + 5 s).
+    pub fn new(statement: Duration, lock: Duration) -> ServerTimeouts {
+        ServerTimeouts {
+            statement,
+            lock,
+            idle_in_transaction: IDLE_IN_TRANSACTION_TIMEOUT,
+            round_trip: statement + lock + DEADLINE_MARGIN,
+        }
+    }
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> ServerTimeouts {
+        ServerTimeouts::new(SERVER_TIMEOUT, SERVER_TIMEOUT)
+    }
+}
 /// Changes older than this are pruned even if a node has not seen them (that
 /// node then bootstraps again).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -112,6 +156,9 @@ pub struct SyncReport {
     /// Committed server changes are held back by an open transaction (the
     /// pull horizon); another pull shortly will bring them.
     pub held_back: bool,
+    /// Why the run failed, when it did.
+    #[serde(skip)]
+    pub error_kind: Option<ErrorKind>,
 }
 
 /// The node's sync state, from the replica alone (works offline).
@@ -136,43 +183,6 @@ pub struct EngineStatus {
     pub last_sync: Option<LogEntry>,
 }
 
-/// Named places where tests stop a run, as a crash or a lost reply would.
-#[derive(Debug, Default)]
-struct Faults {
-    /// Points that fail with an error once (consumed).
-    fail_once: Mutex<BTreeSet<String>>,
-    /// A point where the process aborts (`OUTPOST_FAULT=crash:<point>`).
-    crash: Option<String>,
-}
-
-impl Faults {
-    fn from_env() -> Faults {
-        let crash = std::env::var("OUTPOST_FAULT")
-            .ok()
-            .and_then(|v| v.strip_prefix("crash:").map(str::to_string));
-        Faults {
-            crash,
-            ..Faults::default()
-        }
-    }
-
-    fn hit(&self, point: &str) -> Result<(), EngineError> {
-        if self.crash.as_deref() == Some(point) {
-            // As abrupt as kill -9: no destructors, no flushing.
-            std::process::abort();
-        }
-        let fired = self
-            .fail_once
-            .lock()
-            .map(|mut s| s.remove(point))
-            .unwrap_or(false);
-        if fired {
-            return Err(EngineError::Internal(format!("fault injected at {point}")));
-        }
-        Ok(())
-    }
-}
-
 struct Inner {
     replica: Arc<Mutex<Replica>>,
     schema: Schema,
@@ -181,8 +191,11 @@ struct Inner {
     policies: Mutex<Policies>,
     running: tokio::sync::Mutex<()>,
     retention: Mutex<Duration>,
-    /// `(statement_timeout, lock_timeout)` of sync sessions.
-    timeouts: Mutex<(Duration, Duration)>,
+    /// The bounds of sync sessions.
+    timeouts: Mutex<ServerTimeouts>,
+    /// Bumped to abandon the run under way (the monitor saw the server
+    /// stop answering).
+    abandon: tokio::sync::watch::Sender<u64>,
     push_batch: std::sync::atomic::AtomicUsize,
     /// Changes per pulled batch ([`PULL_BATCH`]; tests set it smaller).
     pull_batch: std::sync::atomic::AtomicI64,
@@ -193,6 +206,17 @@ struct Inner {
     /// (B5). Dropped after any failed run, so a broken connection is never
     /// reused. Its prepared pull statements are kept with it.
     client: Mutex<Option<Kept>>,
+}
+
+/// What a run has done so far, carried through its phases.
+#[derive(Debug, Default)]
+struct RunState {
+    /// Counts per model.
+    stats: Stats,
+    /// The run (re)bootstrapped the replica.
+    bootstrapped: bool,
+    /// The pull found committed changes held back by an open transaction.
+    held_back: bool,
 }
 
 /// The server connection kept between runs, with the statements prepared on
@@ -232,7 +256,8 @@ impl Engine {
                 policies: Mutex::new(Policies::default()),
                 running: tokio::sync::Mutex::new(()),
                 retention: Mutex::new(DEFAULT_RETENTION),
-                timeouts: Mutex::new((SERVER_TIMEOUT, SERVER_TIMEOUT)),
+                timeouts: Mutex::new(ServerTimeouts::default()),
+                abandon: tokio::sync::watch::channel(0).0,
                 push_batch: std::sync::atomic::AtomicUsize::new(PUSH_BATCH),
                 pull_batch: std::sync::atomic::AtomicI64::new(PULL_BATCH),
                 faults: Faults::from_env(),
@@ -271,8 +296,13 @@ impl Engine {
     /// Sets the server-side `statement_timeout` and `lock_timeout` of sync
     /// sessions (default 30 s each, `SERVER_TIMEOUT`).
     pub fn set_server_timeouts(&self, statement: Duration, lock: Duration) {
+        self.set_timeouts(ServerTimeouts::new(statement, lock));
+    }
+
+    /// Sets every bound of sync sessions ([`ServerTimeouts`]).
+    pub fn set_timeouts(&self, timeouts: ServerTimeouts) {
         if let Ok(mut t) = self.inner.timeouts.lock() {
-            *t = (statement, lock);
+            *t = timeouts;
         }
         // The limits are set when a session opens: the kept connection
         // still has the old ones, so the next run opens a new one.
@@ -281,12 +311,17 @@ impl Engine {
         }
     }
 
-    fn timeouts(&self) -> (Duration, Duration) {
-        self.inner
-            .timeouts
-            .lock()
-            .map(|t| *t)
-            .unwrap_or((SERVER_TIMEOUT, SERVER_TIMEOUT))
+    /// The bounds of sync sessions.
+    pub fn timeouts(&self) -> ServerTimeouts {
+        self.inner.timeouts.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Abandons the run under way, if any: it ends at once with an
+    /// `Unreachable` error and its server connection is dropped (a sync
+    /// commits or rolls back as a whole on both sides, so nothing is left
+    /// half-applied). The monitor calls it when its probe fails.
+    pub fn abandon_running(&self) {
+        self.inner.abandon.send_modify(|n| *n += 1);
     }
 
     /// Sets the rows per pushed server transaction (tests: several batches
@@ -307,15 +342,14 @@ impl Engine {
             .store(changes.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Arms a named fault point to fail once (tests).
-    #[doc(hidden)]
-    pub fn arm_fault(&self, point: &str) {
-        if let Ok(mut s) = self.inner.faults.fail_once.lock() {
-            s.insert(point.to_string());
-        }
+    /// Arms a fault point to fail once (tests; only with the `faults`
+    /// feature).
+    #[cfg(feature = "faults")]
+    pub fn arm_fault(&self, point: FaultPoint) {
+        self.inner.faults.arm(point);
     }
 
-    fn check_model(&self, model: &str) -> Result<(), EngineError> {
+    pub(crate) fn check_model(&self, model: &str) -> Result<(), EngineError> {
         match self.inner.schema.table(model) {
             Some(_) => Ok(()),
             None => Err(EngineError::UnknownModel(model.to_string())),
@@ -368,22 +402,39 @@ impl Engine {
             .config
             .require_database_url("syncing needs the PostgreSQL server")
             .map_err(|e| EngineError::Config(e.to_string()))?;
-        let client = outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?;
+        let t = self.timeouts();
+        let client =
+            outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT.min(t.round_trip)).await?;
         // Every statement of the session is bounded (pull, registry,
         // retention); a push sets its own per transaction, a bootstrap lifts
-        // the statement limit for its COPY.
-        let (statement, lock) = self.timeouts();
-        client
-            .batch_execute(&format!(
-                "SET statement_timeout = {}; SET lock_timeout = {};",
-                statement.as_millis(),
-                lock.as_millis()
-            ))
-            .await
-            .map_err(|e| {
+        // the statement limit for its COPY. A session idle in a transaction
+        // (its node gone silent) is ended by the server.
+        let set = session_settings_sql(&t);
+        self.bounded("setting the sync session's timeouts", async {
+            client.batch_execute(&set).await.map_err(|e| {
                 outpost_remote::RemoteError::db("setting the sync session's timeouts", e)
-            })?;
+            })
+        })
+        .await?;
         Ok(client)
+    }
+
+    /// Runs one server round trip under the run's deadline
+    /// ([`ServerTimeouts::round_trip`]); past it the caller's run fails as
+    /// unreachable and drops its connection.
+    async fn bounded<T, E>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, EngineError>
+    where
+        EngineError: From<E>,
+    {
+        let deadline = self.timeouts().round_trip;
+        match tokio::time::timeout(deadline, work).await {
+            Ok(r) => r.map_err(EngineError::from),
+            Err(_) => Err(stalled(what, deadline)),
+        }
     }
 
     /// The node's sync state from the replica alone.
@@ -430,35 +481,7 @@ impl Engine {
     /// back, if any is open.
     pub async fn horizon_age(&self) -> Result<Option<Duration>, EngineError> {
         let client = self.connect().await?;
-        Ok(feed::horizon_age(&client).await?)
-    }
-
-    /// Rows in conflict.
-    pub async fn conflicts(&self) -> Result<Vec<ConflictEntry>, EngineError> {
-        self.with_replica(|r| r.conflicts()).await
-    }
-
-    /// Resolves a conflict; the next push sends the outcome.
-    pub async fn resolve(
-        &self,
-        model: &str,
-        pk: &str,
-        resolution: Resolution,
-    ) -> Result<(), EngineError> {
-        self.check_model(model)?;
-        let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.resolve_conflict(&model, &pk, resolution))
-            .await
-    }
-
-    /// The sync log, newest first.
-    pub async fn log(
-        &self,
-        model: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Vec<LogEntry>, EngineError> {
-        self.with_replica(move |r| r.sync_log(model.as_deref(), limit, offset))
+        self.bounded("reading the pull horizon", feed::horizon_age(&client))
             .await
     }
 
@@ -494,9 +517,7 @@ impl Engine {
                     .collect()
             })
             .await?;
-        let mut stats = Stats::new();
-        let mut bootstrapped = false;
-        let mut held_back = false;
+        let mut run = RunState::default();
         let started = Instant::now();
         self.inner.metrics.set_progress(|p| {
             *p = Some(SyncProgress {
@@ -508,9 +529,23 @@ impl Engine {
                 started_at: outpost_core::types::timestamptz_from_chrono(chrono::Utc::now()),
             })
         });
-        let outcome = self
-            .run(&options, &mut stats, &mut bootstrapped, &mut held_back)
-            .await;
+        // Only a request made during this run abandons it.
+        let mut abandon = self.inner.abandon.subscribe();
+        abandon.borrow_and_update();
+        let outcome = tokio::select! {
+            r = self.run(&options, &mut run) => r,
+            _ = abandon.changed() => Err(EngineError::Unreachable(
+                "the sync was abandoned: the server stopped answering the node's probe \
+                 (the next sync starts on a new connection)"
+                    .into(),
+            )),
+        };
+        let RunState {
+            stats,
+            bootstrapped,
+            held_back,
+        } = run;
+        let error_kind = outcome.as_ref().err().map(EngineError::kind);
         let error = outcome.err().map(|e| e.to_string());
         self.inner.metrics.finish_run(
             error.is_none(),
@@ -527,6 +562,7 @@ impl Engine {
             direction: options.direction,
             bootstrapped,
             held_back,
+            error_kind,
         };
         for m in &models {
             report
@@ -555,13 +591,10 @@ impl Engine {
         Ok(report)
     }
 
-    async fn run(
-        &self,
-        options: &SyncOptions,
-        stats: &mut Stats,
-        bootstrapped: &mut bool,
-        held_back: &mut bool,
-    ) -> Result<(), EngineError> {
+    /// Phase 1, connect: the kept connection when it passes its check, else
+    /// a new one (the node registered on it); then the phases on it, and the
+    /// connection kept for the next run only when this one succeeded.
+    async fn run(&self, options: &SyncOptions, run: &mut RunState) -> Result<(), EngineError> {
         let kept = self
             .inner
             .client
@@ -573,7 +606,10 @@ impl Engine {
         // retention mark) in one round trip; anything unexpected and a new
         // connection checks step by step, saying what is wrong.
         let probed = match kept {
-            Some(k) => match feed::probe(&k.client).await {
+            Some(k) => match self
+                .bounded("checking the kept connection", feed::probe(&k.client))
+                .await
+            {
                 Ok((Some(version), pruned)) => Some((k, version, pruned)),
                 _ => None,
             },
@@ -583,7 +619,12 @@ impl Engine {
             Some((k, version, pruned)) => (k, Some(version), Some(pruned), true),
             None => {
                 let client = self.connect().await?;
-                let version = outpost_remote::installed_version(&client).await?;
+                let version = self
+                    .bounded(
+                        "reading the tracking schema's version",
+                        outpost_remote::installed_version(&client),
+                    )
+                    .await?;
                 let statements = feed::PullStatements::default();
                 (Kept { client, statements }, version, None, false)
             }
@@ -596,48 +637,51 @@ impl Engine {
         let node = self.inner.node_id;
         if !reused {
             // Registered by the run that opened this connection.
-            feed::register_node(&kept.client, node, &format!("node {node}")).await?;
+            let name = format!("node {node}");
+            self.bounded(
+                "registering the node",
+                feed::register_node(&kept.client, node, &name),
+            )
+            .await?;
         }
         let Kept { client, statements } = &mut kept;
-        self.run_on(
-            client,
-            statements,
-            pruned_through,
-            options,
-            stats,
-            bootstrapped,
-            held_back,
-        )
-        .await?;
+        self.run_on(client, statements, pruned_through, options, run)
+            .await?;
         if let Ok(mut slot) = self.inner.client.lock() {
             *slot = Some(kept);
         }
         Ok(())
     }
 
-    /// One run on a checked connection; `pruned_through` is the retention
-    /// mark when the check read it already.
-    #[allow(clippy::too_many_arguments)]
+    /// The phases on a checked connection: 2 push (a ready replica's local
+    /// writes go first), 3 bootstrap when needed (then push again), 4 pull.
+    /// `pruned_through` is the retention mark when the check read it
+    /// already.
     async fn run_on(
         &self,
         client: &mut Client,
         statements: &mut feed::PullStatements,
         pruned_through: Option<Option<Cursor>>,
         options: &SyncOptions,
-        stats: &mut Stats,
-        bootstrapped: &mut bool,
-        held_back: &mut bool,
+        run: &mut RunState,
     ) -> Result<(), EngineError> {
         let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
         let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
         let behind = state == ReplicaState::Ready
             && match pruned_through {
                 Some(mark) => feed::FeedPosition::at(cursor, mark).must_rebootstrap,
-                None => feed::feed_position(client, cursor).await?.must_rebootstrap,
+                None => {
+                    self.bounded(
+                        "reading the feed position",
+                        feed::feed_position(client, cursor),
+                    )
+                    .await?
+                    .must_rebootstrap
+                }
             };
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
-            self.push(client, options, stats).await?;
+            self.push(client, options, &mut run.stats).await?;
         }
         if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
             if behind {
@@ -645,13 +689,15 @@ impl Engine {
             }
             self.bootstrap(client, options, state == ReplicaState::Bootstrapping)
                 .await?;
-            *bootstrapped = true;
+            run.bootstrapped = true;
             if options.direction.pushes() {
-                self.push(client, options, stats).await?;
+                self.push(client, options, &mut run.stats).await?;
             }
         }
         if options.direction.pulls() {
-            *held_back = self.pull(client, statements, options, stats).await?;
+            run.held_back = self
+                .pull(client, statements, options, &mut run.stats)
+                .await?;
         }
         Ok(())
     }
@@ -668,7 +714,13 @@ impl Engine {
         // starts from the oldest snapshot, and a pruned change would never
         // reach them. Otherwise copy everything again.
         if let Some(oldest) = done.values().min().copied()
-            && feed::feed_position(client, oldest).await?.must_rebootstrap
+            && self
+                .bounded(
+                    "reading the feed position",
+                    feed::feed_position(client, oldest),
+                )
+                .await?
+                .must_rebootstrap
         {
             tracing::warn!(%oldest, "changes after the interrupted bootstrap's snapshot were pruned; copying every table again");
             done.clear();
@@ -680,12 +732,20 @@ impl Engine {
             );
         }
         let schema = self.inner.schema.clone();
-        let snapshot = feed::Bootstrap::begin(client).await?;
+        let snapshot = self
+            .bounded(
+                "starting the bootstrap snapshot",
+                feed::Bootstrap::begin(client),
+            )
+            .await?;
         for table in &schema.tables {
             if done.contains_key(&table.name) {
                 continue;
             }
-            let total = snapshot.count(table).await?.max(0) as u64;
+            let total = self
+                .bounded("counting a table's rows", snapshot.count(table))
+                .await?
+                .max(0) as u64;
             let name = table.name.clone();
             self.with_replica(move |r| r.bootstrap_clear(&name)).await?;
             let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Vec<Value>>, Option<Cursor>)>(2);
@@ -703,10 +763,24 @@ impl Engine {
             let started = Instant::now();
             let mut copied: u64 = 0;
             let mut chunk = Vec::with_capacity(BOOTSTRAP_CHUNK);
-            let stream = snapshot.rows(&schema.pg_schema, table).await?;
+            let stream = self
+                .bounded(
+                    "starting a table's copy",
+                    snapshot.rows(&schema.pg_schema, table),
+                )
+                .await?;
+            let deadline = self.timeouts().round_trip;
             futures_util::pin_mut!(stream);
             let mut first = true;
-            while let Some(row) = stream.next().await {
+            // One deadline per row would cost a timer each: the deadline
+            // covers a chunk instead.
+            let mut chunk_deadline = tokio::time::Instant::now() + deadline;
+            loop {
+                let row = match tokio::time::timeout_at(chunk_deadline, stream.next()).await {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break,
+                    Err(_) => return Err(stalled("copying a table", deadline)),
+                };
                 chunk.push(row?);
                 if chunk.len() == BOOTSTRAP_CHUNK {
                     copied += chunk.len() as u64;
@@ -714,9 +788,10 @@ impl Engine {
                     if tx.send((full, None)).await.is_err() {
                         break;
                     }
+                    chunk_deadline = tokio::time::Instant::now() + deadline;
                     if first {
                         first = false;
-                        self.inner.faults.hit("bootstrap-mid-table")?;
+                        self.inner.faults.hit(FaultPoint::BootstrapMidTable)?;
                     }
                     self.report(
                         options,
@@ -747,9 +822,14 @@ impl Engine {
             );
             tracing::info!(table = %table.name, rows = copied, secs = started.elapsed().as_secs_f64(), "table copied");
         }
-        snapshot.finish().await?;
+        self.bounded("ending the bootstrap snapshot", snapshot.finish())
+            .await?;
         let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
-        feed::record_cursor(client, self.inner.node_id, cursor).await?;
+        self.bounded(
+            "recording the cursor",
+            feed::record_cursor(client, self.inner.node_id, cursor),
+        )
+        .await?;
         Ok(())
     }
 
@@ -761,7 +841,12 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let policies = self.policies();
         let mut sent: u64 = 0;
-        let mut last_round: Option<Vec<(String, i64, String)>> = None;
+        // Rounds in a row in which no row left the queue (every row was
+        // only queued again, merged by a conflict policy).
+        let mut requeued_only = 0;
+        // A backstop, as before: a run pushes at most this many batches (an
+        // application writing as fast as the push drains keeps the rest
+        // for the next run).
         for _round in 0..PUSH_ROUNDS * 100 {
             let models = options.models.clone();
             let planned = Instant::now();
@@ -776,31 +861,25 @@ impl Engine {
             if rows.is_empty() {
                 break;
             }
-            // Stop when a round would send exactly what the last one did:
-            // nothing moved (every row conflicted again or failed to land).
-            let signature: Vec<(String, i64, String)> = rows
-                .iter()
-                .map(|r| (r.local_pk.clone(), r.local_seq, format!("{:?}", r.expected)))
-                .collect();
-            if last_round.as_ref() == Some(&signature) {
-                break;
-            }
-            last_round = Some(signature);
             let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
-            self.inner.faults.hit("push-before-send")?;
+            self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
             let sending = Instant::now();
-            let outcomes = feed::push(
-                client,
-                &self.inner.schema,
-                self.inner.node_id,
-                cursor,
-                &rows,
-                self.timeouts().0,
-            )
-            .await?;
+            let outcomes = self
+                .bounded(
+                    "pushing a batch",
+                    feed::push(
+                        client,
+                        &self.inner.schema,
+                        self.inner.node_id,
+                        cursor,
+                        &rows,
+                        self.timeouts().statement,
+                    ),
+                )
+                .await?;
             // The server committed; a crash or a lost reply here must not
             // make the retry apply anything twice.
-            self.inner.faults.hit("push-after-commit")?;
+            self.inner.faults.hit(FaultPoint::PushAfterCommit)?;
             sent += rows.len() as u64;
             let landed = outcomes
                 .iter()
@@ -823,7 +902,23 @@ impl Engine {
             let acked = self
                 .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
                 .await?;
+            // A row moved when it left the queue: landed, refused, or parked
+            // as a conflict. A merged row goes out in the next round; when
+            // rounds only queue rows again, the run stops after
+            // PUSH_ROUNDS of them (the next run tries again).
+            let moved: u64 = acked
+                .values()
+                .map(|s| s.records_succeeded + s.records_failed + s.conflicts)
+                .sum();
             merge(stats, acked);
+            if moved == 0 {
+                requeued_only += 1;
+                if requeued_only >= PUSH_ROUNDS {
+                    break;
+                }
+            } else {
+                requeued_only = 0;
+            }
             tracing::debug!(
                 rows = sent,
                 failed_or_conflict,
@@ -859,12 +954,15 @@ impl Engine {
             .inner
             .pull_batch
             .load(std::sync::atomic::Ordering::Relaxed);
-        let mut ahead = Some((
-            feed::pull(client, schema, cursor, limit, models, statements).await?,
-            reading.elapsed(),
-        ));
+        let first = self
+            .bounded(
+                "pulling a batch",
+                feed::pull(client, schema, cursor, limit, models, statements),
+            )
+            .await?;
+        let mut ahead = Some((first, reading.elapsed()));
         while let Some((batch, read_time)) = ahead.take() {
-            self.inner.faults.hit("pull-before-apply")?;
+            self.inner.faults.hit(FaultPoint::PullBeforeApply)?;
             let next = batch.cursor;
             let more = batch.more;
             let (changes, rows) = (batch.changes, batch.rows.len());
@@ -884,7 +982,12 @@ impl Engine {
             let ((got, apply_time), read) = if more {
                 let read = async {
                     let reading = Instant::now();
-                    let batch = feed::pull(client, schema, next, limit, models, statements).await;
+                    let batch = self
+                        .bounded(
+                            "pulling a batch",
+                            feed::pull(client, schema, next, limit, models, statements),
+                        )
+                        .await;
                     batch.map(|b| (b, reading.elapsed()))
                 };
                 let (applied, read) = tokio::join!(apply, read);
@@ -905,7 +1008,11 @@ impl Engine {
             ahead = read.transpose()?;
         }
         if advance {
-            feed::record_cursor(client, self.inner.node_id, cursor).await?;
+            self.bounded(
+                "recording the cursor",
+                feed::record_cursor(client, self.inner.node_id, cursor),
+            )
+            .await?;
         }
         // A notification-driven pull skips the prune: it runs after every
         // server commit (B5), and the other runs (manual, interval,
@@ -917,13 +1024,33 @@ impl Engine {
                 .lock()
                 .map(|r| *r)
                 .unwrap_or(DEFAULT_RETENTION);
-            let pruned = feed::prune(client, retention).await?;
+            let pruned = self
+                .bounded("pruning the change log", feed::prune(client, retention))
+                .await?;
             if pruned > 0 {
                 tracing::debug!(pruned, "pruned the change log");
             }
         }
         Ok(held_back)
     }
+}
+
+/// The error of a round trip past its deadline.
+fn stalled(what: &str, deadline: Duration) -> EngineError {
+    EngineError::Unreachable(format!(
+        "{what}: no answer from the server within {} ms; the connection was dropped",
+        deadline.as_millis()
+    ))
+}
+
+/// The settings of a sync session ([`ServerTimeouts`]).
+fn session_settings_sql(t: &ServerTimeouts) -> String {
+    format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+        t.statement.as_millis(),
+        t.lock.as_millis(),
+        t.idle_in_transaction.as_millis()
+    )
 }
 
 fn merge(into: &mut Stats, from: Stats) {
@@ -975,93 +1102,21 @@ impl Engine {
                     .unwrap_or_default()
             }))
     }
-
-    /// Local changes not yet pushed, oldest first, a page at a time.
-    pub async fn pending_changes(
-        &self,
-        model: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<ChangePage, EngineError> {
-        self.with_replica(move |r| r.pending_changes(model.as_deref(), limit, offset))
-            .await
-    }
-
-    /// Rows the server refused, oldest first, a page at a time.
-    pub async fn failed_changes(
-        &self,
-        model: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<ChangePage, EngineError> {
-        self.with_replica(move |r| r.failed_changes(model.as_deref(), limit, offset))
-            .await
-    }
-
-    /// Drops the local change of a refused row and puts the server's row
-    /// back (see `Replica::discard_failed`); `None` when it is not `FAILED`.
-    pub async fn discard_failed(
-        &self,
-        model: &str,
-        pk: &str,
-    ) -> Result<Option<Discarded>, EngineError> {
-        self.check_model(model)?;
-        let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.discard_failed(&model, &pk))
-            .await
-    }
-
-    /// Puts a refused row back in the push queue; `false` when it is not
-    /// `FAILED`.
-    pub async fn retry_failed(&self, model: &str, pk: &str) -> Result<bool, EngineError> {
-        self.check_model(model)?;
-        let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.retry_failed(&model, &pk))
-            .await
-    }
-
-    /// How many `SyncLog` rows there are (of one model, when given).
-    pub async fn log_count(&self, model: Option<String>) -> Result<i64, EngineError> {
-        self.with_replica(move |r| r.sync_log_count(model.as_deref()))
-            .await
-    }
 }
 
-impl Engine {
-    /// The replica's row key (`_outpost_rows.pk`) for a key given in JSON: an
-    /// array of the key columns' JSON forms, or a single value for a
-    /// one-column key (`"p1"`, `7`, `["p1"]`, `[7, "x"]`).
-    pub async fn local_key(
-        &self,
-        model: &str,
-        key: &serde_json::Value,
-    ) -> Result<String, EngineError> {
-        self.check_model(model)?;
-        let table = self
-            .inner
-            .schema
-            .table(model)
-            .cloned()
-            .ok_or_else(|| EngineError::UnknownModel(model.to_string()))?;
-        let parts: Vec<serde_json::Value> = match key {
-            serde_json::Value::Array(a) => a.clone(),
-            other => vec![other.clone()],
-        };
-        if parts.len() != table.primary_key.len() {
-            return Err(EngineError::Config(format!(
-                "{model} has a {}-column key ({}); got {} values",
-                table.primary_key.len(),
-                table.primary_key.join(", "),
-                parts.len()
-            )));
-        }
-        let mut values = Vec::with_capacity(parts.len());
-        for (col, j) in table.pk_columns().zip(&parts) {
-            let v = Value::from_json(j, &col.ty, None)
-                .map_err(|e| EngineError::Config(format!("{model}.{}: {e}", col.name)))?;
-            values.push(v);
-        }
-        self.with_replica(move |r| outpost_local::sync::local_pk(r.connection(), &table, &values))
-            .await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_sessions_are_bounded_on_the_server() {
+        let t = ServerTimeouts::new(Duration::from_secs(30), Duration::from_millis(1500));
+        assert_eq!(t.round_trip, Duration::from_millis(36_500));
+        assert_eq!(t.idle_in_transaction, IDLE_IN_TRANSACTION_TIMEOUT);
+        assert_eq!(
+            session_settings_sql(&t),
+            "SET statement_timeout = 30000; SET lock_timeout = 1500; \
+             SET idle_in_transaction_session_timeout = 10000;"
+        );
     }
 }

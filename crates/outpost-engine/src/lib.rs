@@ -37,13 +37,20 @@
 
 mod engine;
 mod error;
+mod faults;
 mod metrics;
 mod model;
 mod node;
+mod review;
+mod schedule;
 
-pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncReport};
+pub use engine::{
+    Engine, EngineStatus, IDLE_IN_TRANSACTION_TIMEOUT, Progress, ProgressFn, SERVER_TIMEOUT,
+    ServerTimeouts, SyncOptions, SyncReport,
+};
 
-pub use error::EngineError;
+pub use error::{EngineError, ErrorKind};
+pub use faults::FaultPoint;
 pub use metrics::{DURATION_BUCKETS, MetricsSnapshot, SyncProgress};
 pub use model::{ModelService, Output as ModelOutput, fill_defaults};
 pub use node::{Mode, NodeOptions, Outpost, Status};

@@ -48,8 +48,10 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::engine::Engine;
-use crate::error::EngineError;
+use crate::error::{EngineError, ErrorKind, remote_kind};
 use crate::node::{Mode, Outpost};
 
 /// Operations on one model.
@@ -224,10 +226,12 @@ impl ModelService {
             return self.run_local(schema, plan, records).await;
         }
         match self.run_remote(&schema, &plan, records).await {
-            Err(EngineError::Unreachable(reason))
-                if self.node.mode() == Mode::Auto && self.node.inner.config.enable_offline_mode =>
+            Err(e)
+                if e.is_unreachable()
+                    && self.node.mode() == Mode::Auto
+                    && self.node.inner.config.enable_offline_mode =>
             {
-                tracing::info!(%reason, "server unreachable; running on the replica");
+                tracing::info!(reason = %e, "server unreachable; running on the replica");
                 if self.node.set_online(false) {
                     self.node.publish().await;
                 }
@@ -271,11 +275,31 @@ impl ModelService {
         Ok(Output::Json(out.result))
     }
 
+    /// Runs a request on the server under the node's request deadline
+    /// ([`Outpost::bounded_request`]).
     async fn run_remote(
         &self,
         schema: &Schema,
         plan: &Plan,
         records: bool,
+    ) -> Result<Output, EngineError> {
+        let sent = AtomicBool::new(false);
+        let what = format!("a {} on {}", plan.operation(), self.model);
+        self.node
+            .bounded_request(
+                &what,
+                &sent,
+                self.run_remote_unbounded(schema, plan, records, &sent),
+            )
+            .await
+    }
+
+    async fn run_remote_unbounded(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        records: bool,
+        sent: &AtomicBool,
     ) -> Result<Output, EngineError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             EngineError::Unreachable(format!(
@@ -310,10 +334,10 @@ impl ModelService {
                     *guard = Some(client);
                     Ok(out)
                 }
-                Err(e) if e.is_transient() => Err(unreachable(&e)),
+                Err(e) if remote_kind(&e).is_unreachable() => Err(unreachable(&e)),
                 Err(e) => {
                     *guard = Some(client);
-                    Err(EngineError::Remote(e))
+                    Err(refused_as_asked(e))
                 }
             };
         }
@@ -324,9 +348,15 @@ impl ModelService {
                 Err(e) => return Err(unreachable(&e)),
             };
             let prepared = tx
-                .batch_execute(&format!("SET LOCAL outpost.origin = '{node_id}'"))
+                .batch_execute(&remote_write_settings_sql(
+                    node_id,
+                    self.node.inner.options.request_timeout,
+                ))
                 .await
                 .map_err(|e| outpost_remote::RemoteError::db("starting a write", e));
+            // From here the write is on its way: if the request gives up
+            // now, its outcome is unknown.
+            sent.store(true, Ordering::SeqCst);
             let result = match prepared {
                 Ok(()) => outpost_remote::query::run(&tx, schema, plan).await,
                 Err(e) => Err(e),
@@ -334,11 +364,15 @@ impl ModelService {
             let out = match result {
                 Ok(out) => out,
                 // Not committed: the server rolled it back.
-                Err(e) if e.is_transient() => return Err(unreachable(&e)),
+                Err(e) if remote_kind(&e).is_unreachable() => return Err(unreachable(&e)),
                 Err(e) => {
                     drop(tx);
-                    *guard = Some(client);
-                    return Err(EngineError::Remote(e));
+                    // A protocol error ends the server session: keep the
+                    // connection only while it is open.
+                    if !client.is_closed() {
+                        *guard = Some(client);
+                    }
+                    return Err(refused_as_asked(e));
                 }
             };
             let mut mirrored = Vec::with_capacity(out.written.len());
@@ -353,7 +387,7 @@ impl ModelService {
                 let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
                 let versions = match outpost_remote::feed::versions_of(&tx, t, &pks).await {
                     Ok(v) => v,
-                    Err(e) if e.is_transient() => return Err(unreachable(&e)),
+                    Err(e) if remote_kind(&e).is_unreachable() => return Err(unreachable(&e)),
                     Err(e) => return Err(EngineError::Remote(e)),
                 };
                 for (&i, v) in idx.iter().zip(versions) {
@@ -489,6 +523,36 @@ impl ModelService {
     }
 }
 
+/// The settings of a remote-mode write transaction: the node's origin (so
+/// its own pull skips the change) and an idle limit, so a write whose node
+/// went silent mid-transaction never holds its locks for long.
+fn remote_write_settings_sql(node_id: uuid::Uuid, request_timeout: std::time::Duration) -> String {
+    format!(
+        "SET LOCAL outpost.origin = '{node_id}'; SET LOCAL idle_in_transaction_session_timeout = {};",
+        request_timeout.as_millis().max(1)
+    )
+}
+
+/// PostgreSQL's limit on the bind parameters of one statement.
+const MAX_BIND_PARAMETERS: usize = 65_535;
+
+/// A server error of the request itself. One the server took as a protocol
+/// violation (a statement with more bind parameters than the wire format
+/// can carry: a very long `in` list) names the limit, since the server's
+/// own message does not.
+fn refused_as_asked(e: outpost_remote::RemoteError) -> EngineError {
+    if remote_kind(&e) == ErrorKind::Refused {
+        let cause = e.to_string();
+        if cause.contains("08P01") || cause.contains("too many") || cause.contains("parameters") {
+            return EngineError::Refused(format!(
+                "the request is too large for the server: one statement carries at most {MAX_BIND_PARAMETERS} \
+                 values (e.g. in an `in` list); split it into smaller requests ({cause})"
+            ));
+        }
+    }
+    EngineError::Remote(e)
+}
+
 fn fed_by_sequence(table: &Table, column: &outpost_core::schema::Column) -> bool {
     let _ = table;
     matches!(
@@ -615,6 +679,16 @@ mod tests {
     struct Post {
         id: i64,
         title: String,
+    }
+
+    #[test]
+    fn remote_writes_carry_the_origin_and_an_idle_limit() {
+        let id = uuid::Uuid::nil();
+        assert_eq!(
+            remote_write_settings_sql(id, std::time::Duration::from_secs(10)),
+            "SET LOCAL outpost.origin = '00000000-0000-0000-0000-000000000000'; \
+             SET LOCAL idle_in_transaction_session_timeout = 10000;"
+        );
     }
 
     #[test]

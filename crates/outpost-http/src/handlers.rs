@@ -252,42 +252,10 @@ pub(crate) async fn resolve(
                 "unknown keep {other:?}: expected \"local\" or \"server\""
             )));
         }
-        (None, Some(merged)) => {
-            let schema = state.node.engine().schema();
-            let t = table(&state, &model)?;
-            if let Some(unknown) = merged.keys().find(|k| t.column(k).is_none()) {
-                let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
-                return Err(ApiError::bad_request(format!(
-                    "unknown column {unknown:?} on model {model} (columns: {})",
-                    names.join(", ")
-                )));
-            }
-            let fallback = entry.server.as_ref().or(entry.local.as_ref());
-            let mut row = Vec::with_capacity(t.columns.len());
-            for (i, col) in t.columns.iter().enumerate() {
-                let value = match merged.get(&col.name) {
-                    Some(j) => {
-                        let labels = match &col.ty.scalar {
-                            outpost_core::types::ScalarType::Enum(name) => {
-                                schema.enum_type(name).map(|e| e.labels.as_slice())
-                            }
-                            _ => None,
-                        };
-                        Value::from_json(j, &col.ty, labels).map_err(|e| {
-                            ApiError::bad_request(format!("{model}.{}: {e}", col.name))
-                        })?
-                    }
-                    None => fallback.and_then(|r| r.get(i)).cloned().ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "merged must give {model}.{}: neither side has the row",
-                            col.name
-                        ))
-                    })?,
-                };
-                row.push(value);
-            }
-            Resolution::Merged(row)
-        }
+        (None, Some(merged)) => state
+            .node
+            .engine()
+            .merged_resolution(&model, &entry, &merged)?,
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of {\"keep\": \"local\"|\"server\"} or {\"merged\": {column: value}}",

@@ -582,7 +582,7 @@ const PULL_SETTINGS: &str = concat!(
     " SET LOCAL enable_sort = off; SET LOCAL plan_cache_mode = force_generic_plan;"
 );
 
-/// The change feed after a cursor, up to the snapshot's xmin (DESIGN.md §4).
+/// The change feed after a cursor, up to the snapshot's xmin (docs/design.md §4).
 const PULL_FEED_SQL: &str = "SELECT c.txid::text::int8, c.seq, c.table_name, c.pk::text, c.op FROM \"outpost\".\"changes\" c \
      WHERE (c.txid, c.seq) > ($1::text::xid8, $2::int8) AND c.txid < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY c.txid, c.seq LIMIT $3";

@@ -40,6 +40,7 @@ pub mod error;
 pub mod feed;
 pub mod introspect;
 pub mod query;
+pub mod session;
 pub mod tracking;
 
 pub use codec::{Bind, PgValue, row_values};

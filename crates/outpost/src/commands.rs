@@ -279,37 +279,12 @@ pub async fn conflicts(
                     let obj: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_str(&merge)
                             .context("--merge must be a JSON object of column values")?;
-                    let table = engine
-                        .schema()
-                        .table(&model)
-                        .cloned()
-                        .context("unknown model")?;
                     let list = engine.conflicts().await?;
                     let c = list
                         .iter()
                         .find(|c| c.table == model && c.pk == pk)
                         .with_context(|| format!("no conflict on {model} {pk}"))?;
-                    let mut row = c
-                        .server
-                        .clone()
-                        .or_else(|| c.local.clone())
-                        .context("both sides deleted the row: keep either")?;
-                    for (name, v) in obj {
-                        let i = table
-                            .columns
-                            .iter()
-                            .position(|col| col.name == name)
-                            .with_context(|| format!("{model} has no column {name:?}"))?;
-                        let labels = match &table.columns[i].ty.scalar {
-                            outpost_core::types::ScalarType::Enum(e) => {
-                                engine.schema().enum_type(e).map(|e| e.labels.clone())
-                            }
-                            _ => None,
-                        };
-                        row[i] = Value::from_json(&v, &table.columns[i].ty, labels.as_deref())
-                            .map_err(|e| anyhow::anyhow!("{model}.{name}: {e}"))?;
-                    }
-                    Resolution::Merged(row)
+                    engine.merged_resolution(&model, c, &obj)?
                 }
                 _ => bail!(
                     "say how to resolve: --keep local, --keep server, or --merge '{{\"column\": value}}'"
