@@ -13,6 +13,7 @@ use outpost_core::types::Value;
 use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
 use outpost_local::{LogEntry, Replica};
 use outpost_remote::feed;
+use outpost_remote::session::SyncConnection;
 use outpost_remote::tokio_postgres::Client;
 use serde::Serialize;
 use uuid::Uuid;
@@ -205,7 +206,7 @@ struct Inner {
     /// one: a notification-driven pull then costs no connection set-up
     /// (B5). Dropped after any failed run, so a broken connection is never
     /// reused. Its prepared pull statements are kept with it.
-    client: Mutex<Option<Kept>>,
+    client: Mutex<Option<SyncConnection>>,
 }
 
 /// What a run has done so far, carried through its phases.
@@ -217,13 +218,6 @@ struct RunState {
     bootstrapped: bool,
     /// The pull found committed changes held back by an open transaction.
     held_back: bool,
-}
-
-/// The server connection kept between runs, with the statements prepared on
-/// it.
-struct Kept {
-    client: Client,
-    statements: feed::PullStatements,
 }
 
 /// The sync engine of one node. Cheap to clone; clones share the replica,
@@ -396,27 +390,19 @@ impl Engine {
         tokio::task::block_in_place(move || locked(&self.inner.replica, f))
     }
 
-    async fn connect(&self) -> Result<Client, EngineError> {
+    async fn connect(&self) -> Result<SyncConnection, EngineError> {
         let url = self
             .inner
             .config
             .require_database_url("syncing needs the PostgreSQL server")
             .map_err(|e| EngineError::Config(e.to_string()))?;
         let t = self.timeouts();
-        let client =
-            outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT.min(t.round_trip)).await?;
         // Every statement of the session is bounded (pull, registry,
         // retention); a push sets its own per transaction, a bootstrap lifts
         // the statement limit for its COPY. A session idle in a transaction
         // (its node gone silent) is ended by the server.
-        let set = session_settings_sql(&t);
-        self.bounded("setting the sync session's timeouts", async {
-            client.batch_execute(&set).await.map_err(|e| {
-                outpost_remote::RemoteError::db("setting the sync session's timeouts", e)
-            })
-        })
-        .await?;
-        Ok(client)
+        let timeout = outpost_remote::CONNECT_TIMEOUT.min(t.round_trip);
+        Ok(SyncConnection::connect(url, timeout, &session_settings_sql(&t)).await?)
     }
 
     /// Runs one server round trip under the run's deadline
@@ -480,8 +466,8 @@ impl Engine {
     /// How long the oldest open server transaction has held the pull horizon
     /// back, if any is open.
     pub async fn horizon_age(&self) -> Result<Option<Duration>, EngineError> {
-        let client = self.connect().await?;
-        self.bounded("reading the pull horizon", feed::horizon_age(&client))
+        let conn = self.connect().await?;
+        self.bounded("reading the pull horizon", feed::horizon_age(conn.client()))
             .await
     }
 
@@ -601,13 +587,13 @@ impl Engine {
             .lock()
             .ok()
             .and_then(|mut c| c.take())
-            .filter(|k| !k.client.is_closed());
+            .filter(SyncConnection::is_open);
         // A kept connection is checked (alive, tracking schema there,
         // retention mark) in one round trip; anything unexpected and a new
         // connection checks step by step, saying what is wrong.
         let probed = match kept {
             Some(k) => match self
-                .bounded("checking the kept connection", feed::probe(&k.client))
+                .bounded("checking the kept connection", feed::probe(k.client()))
                 .await
             {
                 Ok((Some(version), pruned)) => Some((k, version, pruned)),
@@ -622,11 +608,10 @@ impl Engine {
                 let version = self
                     .bounded(
                         "reading the tracking schema's version",
-                        outpost_remote::installed_version(&client),
+                        outpost_remote::installed_version(client.client()),
                     )
                     .await?;
-                let statements = feed::PullStatements::default();
-                (Kept { client, statements }, version, None, false)
+                (client, version, None, false)
             }
         };
         if version.is_none() {
@@ -640,11 +625,11 @@ impl Engine {
             let name = format!("node {node}");
             self.bounded(
                 "registering the node",
-                feed::register_node(&kept.client, node, &name),
+                feed::register_node(kept.client(), node, &name),
             )
             .await?;
         }
-        let Kept { client, statements } = &mut kept;
+        let (client, statements) = kept.parts();
         self.run_on(client, statements, pruned_through, options, run)
             .await?;
         if let Ok(mut slot) = self.inner.client.lock() {

@@ -35,6 +35,7 @@
 //! # Ok(()) }
 //! ```
 
+mod defaults;
 mod engine;
 mod error;
 mod faults;
@@ -52,7 +53,10 @@ pub use engine::{
 pub use error::{EngineError, ErrorKind};
 pub use faults::FaultPoint;
 pub use metrics::{DURATION_BUCKETS, MetricsSnapshot, SyncProgress};
-pub use model::{ModelService, Output as ModelOutput, fill_defaults};
+pub use model::{ModelService, Output as ModelOutput};
 pub use node::{Mode, NodeOptions, Outpost, Status};
 pub use outpost_core::conflict::Policy;
+/// The replica's review types the engine's API hands out (so callers need
+/// not depend on `outpost-local`).
+pub use outpost_local::{ChangeEntry, ChangePage, ConflictEntry, Discarded, LogEntry, Resolution};
 pub use outpost_query::Operation;

@@ -28,14 +28,17 @@ use outpost_core::config::Config;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
 use outpost_remote::session::Listener;
-use outpost_remote::tokio_postgres::Client;
+use outpost_remote::session::ModelSession;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::defaults::fed_by_sequence;
 use crate::engine::{Engine, SyncOptions, SyncReport};
 use crate::error::EngineError;
-use crate::schedule::Request;
+use crate::schedule::{Request, SyncResult};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 
 /// Where operations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
@@ -145,10 +148,10 @@ pub(crate) struct NodeInner {
     /// give up at once.
     pub(crate) went_offline: tokio::sync::Notify,
     status_tx: watch::Sender<Status>,
-    pub(crate) cancel: CancellationToken,
+    cancel: CancellationToken,
     /// Requests to the sync scheduler (`schedule.rs`).
     scheduler: tokio::sync::mpsc::UnboundedSender<Request>,
-    pub(crate) remote: tokio::sync::Mutex<Option<Client>>,
+    pub(crate) remote: tokio::sync::Mutex<Option<ModelSession>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -235,9 +238,19 @@ impl Outpost {
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        crate::model::register_sqlite_functions(&node.inner.engine).await?;
+        // outpost's SQLite functions (numeric order, Unicode lower) on the
+        // replica's connection, for the model service's local reads.
+        node.inner
+            .engine
+            .with_replica(|r| outpost_local::query::register_functions(r.connection()))
+            .await?;
         node.publish().await;
-        let scheduler = tokio::spawn(crate::schedule::scheduler(node.clone(), scheduler_rx));
+        let runner = node.clone();
+        let scheduler = tokio::spawn(crate::schedule::scheduler(
+            move |options| run_sync(runner.clone(), options),
+            node.inner.cancel.clone(),
+            scheduler_rx,
+        ));
         if let Ok(mut t) = node.inner.tasks.lock() {
             t.push(scheduler);
         }
@@ -312,7 +325,7 @@ impl Outpost {
         // in use counts as connected.
         let remote_db_connected = self.is_online()
             || match self.inner.remote.try_lock() {
-                Ok(slot) => slot.as_ref().is_some_and(|c| !c.is_closed()),
+                Ok(slot) => slot.as_ref().is_some_and(ModelSession::is_open),
                 Err(_) => true,
             };
         let status = Status {
@@ -380,7 +393,7 @@ impl Outpost {
     pub(crate) async fn top_up_ids(&self) {
         let sent = AtomicBool::new(false);
         let topped = self
-            .bounded_request("reserving ids", &sent, crate::model::top_up_ids(self))
+            .bounded_request("reserving ids", &sent, reserve_ids(self))
             .await;
         if let Err(e) = topped {
             tracing::warn!(error = %e, "could not reserve ids for offline creates");
@@ -446,17 +459,17 @@ impl Outpost {
     /// The server connection for model queries, opened on demand.
     pub(crate) async fn remote_client(
         &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, EngineError> {
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<ModelSession>>, EngineError> {
         let mut guard = self.inner.remote.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+        if guard.as_ref().is_none_or(|c| !c.is_open()) {
             *guard = None;
             let url = self
                 .inner
                 .config
                 .require_database_url("remote mode needs the server")
                 .map_err(|e| EngineError::Config(e.to_string()))?;
-            let client = outpost_remote::connect(url, self.inner.options.check_timeout).await?;
-            *guard = Some(client);
+            let session = ModelSession::connect(url, self.inner.options.check_timeout).await?;
+            *guard = Some(session);
         }
         Ok(guard)
     }
@@ -496,6 +509,71 @@ impl Outpost {
             EngineError::Unreachable(format!("{what}: {reason}"))
         })
     }
+}
+
+/// Reserves ids for every sequence-fed column whose block is half used.
+async fn reserve_ids(node: &Outpost) -> Result<(), EngineError> {
+    let schema = node.inner.engine.schema().clone();
+    let wanted: Vec<(String, String)> = schema
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| fed_by_sequence(t, c))
+                .map(|c| (t.name.clone(), c.name.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let block = node.inner.options.id_block;
+    let guard = node.remote_client().await?;
+    let Some(session) = guard.as_ref() else {
+        return Ok(());
+    };
+    for (table, column) in wanted {
+        let (t, c) = (table.clone(), column.clone());
+        let left = node
+            .inner
+            .engine
+            .with_replica(move |r| r.ids_left(&t, &c))
+            .await?;
+        if left >= block / 2 {
+            continue;
+        }
+        if let Some(runs) = session
+            .reserve_ids(&schema.pg_schema, &table, &column, block - left)
+            .await?
+        {
+            let (t, c) = (table.clone(), column.clone());
+            node.inner
+                .engine
+                .with_replica(move |r| r.add_ids(&t, &c, &runs))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One run and what follows it: offline when the server could not be
+/// reached, ids topped up while it answers, the status published.
+fn run_sync(node: Outpost, options: SyncOptions) -> BoxFuture<'static, SyncResult> {
+    async move {
+        let result = node.inner.engine.sync(options).await;
+        if let Ok(report) = &result {
+            if report.error_kind.is_some_and(|k| k.is_unreachable()) {
+                node.set_online(false);
+            }
+            if report.success {
+                node.top_up_ids().await;
+            }
+        }
+        node.publish().await;
+        result.map_err(|e| e.to_string())
+    }
+    .boxed()
 }
 
 fn backoff(options: &NodeOptions, attempt: u32) -> Duration {

@@ -19,13 +19,12 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
 use futures_util::future::{BoxFuture, OptionFuture};
 use outpost_core::sync::{Direction, Trigger};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::engine::{SyncOptions, SyncReport};
-use crate::node::Outpost;
 
 /// What a waiting caller receives: the report, or why the run could not
 /// start (the message of the engine's error).
@@ -61,8 +60,11 @@ const RETRY_FIRST: Duration = Duration::from_millis(10);
 const RETRY_MAX: Duration = Duration::from_secs(1);
 
 /// The scheduler task (module doc).
-pub(crate) async fn scheduler(node: Outpost, mut requests: mpsc::UnboundedReceiver<Request>) {
-    let cancel = node.inner.cancel.clone();
+pub(crate) async fn scheduler(
+    run: impl Fn(SyncOptions) -> BoxFuture<'static, SyncResult> + Send + 'static,
+    cancel: CancellationToken,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
     let mut queue: VecDeque<Run> = VecDeque::new();
     let mut running: Option<(Run, BoxFuture<'static, SyncResult>)> = None;
     // The held-back retry: when the next one is due, and its delay.
@@ -71,7 +73,7 @@ pub(crate) async fn scheduler(node: Outpost, mut requests: mpsc::UnboundedReceiv
         if running.is_none()
             && let Some(next) = queue.pop_front()
         {
-            let fut = run(node.clone(), next.options.clone());
+            let fut = run(next.options.clone());
             running = Some((next, fut));
         }
         if running.is_none() && cancel.is_cancelled() {
@@ -157,25 +159,6 @@ fn far_future() -> tokio::time::Instant {
 
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     tokio::time::sleep_until(at.unwrap_or_else(far_future)).await
-}
-
-/// One run and what follows it: offline when the server could not be
-/// reached, ids topped up while it answers, the status published.
-fn run(node: Outpost, options: SyncOptions) -> BoxFuture<'static, SyncResult> {
-    async move {
-        let result = node.inner.engine.sync(options).await;
-        if let Ok(report) = &result {
-            if report.error_kind.is_some_and(|k| k.is_unreachable()) {
-                node.set_online(false);
-            }
-            if report.success {
-                node.top_up_ids().await;
-            }
-        }
-        node.publish().await;
-        result.map_err(|e| e.to_string())
-    }
-    .boxed()
 }
 
 #[cfg(test)]

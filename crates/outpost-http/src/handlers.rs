@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use outpost_core::schema::Table;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_core::types::Value;
+use outpost_engine::{ChangeEntry, ChangePage, ConflictEntry, Resolution};
 use outpost_engine::{Mode, Operation, SyncOptions};
-use outpost_local::sync::{ChangeEntry, ChangePage, ConflictEntry, Resolution};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
@@ -255,7 +255,12 @@ pub(crate) async fn resolve(
         (None, Some(merged)) => state
             .node
             .engine()
-            .merged_resolution(&model, &entry, &merged)?,
+            .merged_resolution(&model, &entry, &merged)
+            // A bad merged row is a bad body, as the other shapes are.
+            .map_err(|e| match e.kind() {
+                outpost_engine::ErrorKind::BadInput => ApiError::bad_request(e.to_string()),
+                _ => ApiError::from(e),
+            })?,
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of {\"keep\": \"local\"|\"server\"} or {\"merged\": {column: value}}",
