@@ -126,6 +126,19 @@ impl Engine {
             .await
     }
 
+    /// The replica's row key for a key typed by a person (a URL segment, a
+    /// command-line argument): JSON (`["a",1]`, `7`, `"p1"`) or, when that
+    /// does not fit the model's key, the plain string (`p1`, or `7` for a
+    /// text key). One rule for the HTTP API and the CLI.
+    pub async fn local_key_from_text(&self, model: &str, raw: &str) -> Result<String, EngineError> {
+        if let Ok(json) = serde_json::from_str::<Json>(raw)
+            && let Ok(pk) = self.local_key(model, &json).await
+        {
+            return Ok(pk);
+        }
+        self.local_key(model, &Json::String(raw.to_string())).await
+    }
+
     /// The resolution that writes a merged row: each column the value
     /// `merged` gives it, else the server's value, else the local one (when
     /// the server deleted the row). An unknown column, a value of the wrong

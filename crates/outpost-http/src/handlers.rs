@@ -188,14 +188,10 @@ pub(crate) async fn conflicts(State(state): State<AppState>) -> ApiResult {
 /// `"p1"`) or, when that does not fit, the plain string.
 async fn local_key(state: &AppState, model: &str, key: &str) -> Result<String, ApiError> {
     table(state, model)?;
-    let engine = state.node.engine();
-    if let Ok(json) = serde_json::from_str::<Json>(key)
-        && let Ok(pk) = engine.local_key(model, &json).await
-    {
-        return Ok(pk);
-    }
-    engine
-        .local_key(model, &Json::String(key.to_string()))
+    state
+        .node
+        .engine()
+        .local_key_from_text(model, key)
         .await
         .map_err(|e| match e {
             outpost_engine::EngineError::Config(m) => {

@@ -52,11 +52,6 @@ fn open_engine(config: &Config) -> anyhow::Result<Engine> {
     Ok(Engine::new(replica, config.clone()))
 }
 
-fn parse_key(raw: &str) -> serde_json::Value {
-    // `p1` is a string key; `7`, `"p1"` and `[7, "x"]` are JSON.
-    serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
-}
-
 fn row_json(table: &Table, row: &Option<Vec<Value>>) -> serde_json::Value {
     match row {
         None => serde_json::Value::Null,
@@ -233,7 +228,7 @@ pub async fn conflicts(
             });
         }
         ConflictAction::Show { model, key } => {
-            let pk = engine.local_key(&model, &parse_key(&key)).await?;
+            let pk = engine.local_key_from_text(&model, &key).await?;
             let list = engine.conflicts().await?;
             let Some(c) = list.iter().find(|c| c.table == model && c.pk == pk) else {
                 bail!("no conflict on {model} {pk}");
@@ -271,7 +266,7 @@ pub async fn conflicts(
             keep,
             merge,
         } => {
-            let pk = engine.local_key(&model, &parse_key(&key)).await?;
+            let pk = engine.local_key_from_text(&model, &key).await?;
             let resolution = match (keep.as_deref(), merge) {
                 (Some("local"), None) => Resolution::KeepLocal,
                 (Some("server"), None) => Resolution::KeepServer,
