@@ -15,7 +15,7 @@
 //! * `outpost.changes(txid, seq, table_name, pk, op, origin, changed_at)`: one
 //!   row per captured change. `txid` is the writing transaction
 //!   (`pg_current_xact_id()`, `xid8`); pulls read it in `(txid, seq)` order
-//!   under the cursor rule (DESIGN §3), helped by the index on `(txid, seq)`.
+//!   under the cursor rule (docs/design.md §3), helped by the index on `(txid, seq)`.
 //!   `op` is `I`, `U`, `D` or `T` (truncate, `pk` NULL).
 //! * `outpost.row_versions(table_name, pk, version, origin, origin_local_seq,
 //!   deleted, updated_at)`: per row, the `seq` of its latest change (its

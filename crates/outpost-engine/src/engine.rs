@@ -1,23 +1,24 @@
 //! The [`Engine`]: one node's sync runs, never two at once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt as _;
 use outpost_core::config::Config;
 use outpost_core::conflict::Policy;
 use outpost_core::schema::Schema;
-use outpost_core::sync::{Cursor, Direction, PushOutcome, Trigger};
-use outpost_core::types::Value;
+use outpost_core::sync::{Cursor, Direction, Trigger};
 use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
-use outpost_local::{ChangePage, ConflictEntry, Discarded, LogEntry, Replica, Resolution};
+use outpost_local::{LogEntry, Replica};
+use outpost_remote::connections::SyncConnection;
 use outpost_remote::feed;
-use outpost_remote::tokio_postgres::Client;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::error::EngineError;
+mod run;
+
+use crate::error::{EngineError, ErrorKind};
+use crate::faults::Faults;
 use crate::metrics::{MetricsSnapshot, SyncMetrics, SyncProgress};
 
 /// Rows per pushed server transaction.
@@ -34,6 +35,49 @@ const PUSH_ROUNDS: usize = 3;
 /// runaway statement. A bootstrap's `COPY` is exempt from the statement
 /// limit (a huge table may take longer to stream) but not from the lock one.
 pub const SERVER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a sync session may sit idle inside a transaction before the
+/// server ends it (`idle_in_transaction_session_timeout`): a node that
+/// vanished mid-push never holds its batch's row locks for longer.
+pub const IDLE_IN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// Added to the server's own limits for the node's deadline on one round
+/// trip: the server gives up first and says why; the node's deadline fires
+/// only when the server cannot answer at all (a stalled path).
+const DEADLINE_MARGIN: Duration = Duration::from_secs(5);
+
+/// The bounds of a sync's server work. Every round trip of a run (connect,
+/// each statement, each pushed batch, each pulled batch, each chunk of a
+/// bootstrap's copy) has a deadline; a run past one is abandoned, its
+/// connection dropped, and the next run starts on a new one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerTimeouts {
+    /// The sessions' `statement_timeout` (not applied to a bootstrap's COPY).
+    pub statement: Duration,
+    /// The sessions' `lock_timeout`.
+    pub lock: Duration,
+    /// The sessions' `idle_in_transaction_session_timeout`.
+    pub idle_in_transaction: Duration,
+    /// The node's own deadline on one round trip.
+    pub round_trip: Duration,
+}
+
+impl ServerTimeouts {
+    /// The given server limits, with the round-trip deadline derived from
+    /// them (statement + lock + 5 s).
+    pub fn new(statement: Duration, lock: Duration) -> ServerTimeouts {
+        ServerTimeouts {
+            statement,
+            lock,
+            idle_in_transaction: IDLE_IN_TRANSACTION_TIMEOUT,
+            round_trip: statement + lock + DEADLINE_MARGIN,
+        }
+    }
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> ServerTimeouts {
+        ServerTimeouts::new(SERVER_TIMEOUT, SERVER_TIMEOUT)
+    }
+}
 /// Changes older than this are pruned even if a node has not seen them (that
 /// node then bootstraps again).
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
@@ -112,6 +156,9 @@ pub struct SyncReport {
     /// Committed server changes are held back by an open transaction (the
     /// pull horizon); another pull shortly will bring them.
     pub held_back: bool,
+    /// Why the run failed, when it did.
+    #[serde(skip)]
+    pub error_kind: Option<ErrorKind>,
 }
 
 /// The node's sync state, from the replica alone (works offline).
@@ -138,43 +185,6 @@ pub struct EngineStatus {
     pub last_success: Option<LogEntry>,
 }
 
-/// Named places where tests stop a run, as a crash or a lost reply would.
-#[derive(Debug, Default)]
-struct Faults {
-    /// Points that fail with an error once (consumed).
-    fail_once: Mutex<BTreeSet<String>>,
-    /// A point where the process aborts (`OUTPOST_FAULT=crash:<point>`).
-    crash: Option<String>,
-}
-
-impl Faults {
-    fn from_env() -> Faults {
-        let crash = std::env::var("OUTPOST_FAULT")
-            .ok()
-            .and_then(|v| v.strip_prefix("crash:").map(str::to_string));
-        Faults {
-            crash,
-            ..Faults::default()
-        }
-    }
-
-    fn hit(&self, point: &str) -> Result<(), EngineError> {
-        if self.crash.as_deref() == Some(point) {
-            // As abrupt as kill -9: no destructors, no flushing.
-            std::process::abort();
-        }
-        let fired = self
-            .fail_once
-            .lock()
-            .map(|mut s| s.remove(point))
-            .unwrap_or(false);
-        if fired {
-            return Err(EngineError::Internal(format!("fault injected at {point}")));
-        }
-        Ok(())
-    }
-}
-
 struct Inner {
     replica: Arc<Mutex<Replica>>,
     schema: Schema,
@@ -183,8 +193,11 @@ struct Inner {
     policies: Mutex<Policies>,
     running: tokio::sync::Mutex<()>,
     retention: Mutex<Duration>,
-    /// `(statement_timeout, lock_timeout)` of sync sessions.
-    timeouts: Mutex<(Duration, Duration)>,
+    /// The bounds of sync sessions.
+    timeouts: Mutex<ServerTimeouts>,
+    /// Bumped to abandon the run under way (the monitor saw the server
+    /// stop answering).
+    abandon: tokio::sync::watch::Sender<u64>,
     push_batch: std::sync::atomic::AtomicUsize,
     /// Changes per pulled batch ([`PULL_BATCH`]; tests set it smaller).
     pull_batch: std::sync::atomic::AtomicI64,
@@ -194,14 +207,18 @@ struct Inner {
     /// one: a notification-driven pull then costs no connection set-up
     /// (B5). Dropped after any failed run, so a broken connection is never
     /// reused. Its prepared pull statements are kept with it.
-    client: Mutex<Option<Kept>>,
+    client: Mutex<Option<SyncConnection>>,
 }
 
-/// The server connection kept between runs, with the statements prepared on
-/// it.
-struct Kept {
-    client: Client,
-    statements: feed::PullStatements,
+/// What a run has done so far, carried through its phases.
+#[derive(Debug, Default)]
+struct RunState {
+    /// Counts per model.
+    stats: Stats,
+    /// The run (re)bootstrapped the replica.
+    bootstrapped: bool,
+    /// The pull found committed changes held back by an open transaction.
+    held_back: bool,
 }
 
 /// The sync engine of one node. Cheap to clone; clones share the replica,
@@ -234,7 +251,8 @@ impl Engine {
                 policies: Mutex::new(Policies::default()),
                 running: tokio::sync::Mutex::new(()),
                 retention: Mutex::new(DEFAULT_RETENTION),
-                timeouts: Mutex::new((SERVER_TIMEOUT, SERVER_TIMEOUT)),
+                timeouts: Mutex::new(ServerTimeouts::default()),
+                abandon: tokio::sync::watch::channel(0).0,
                 push_batch: std::sync::atomic::AtomicUsize::new(PUSH_BATCH),
                 pull_batch: std::sync::atomic::AtomicI64::new(PULL_BATCH),
                 faults: Faults::from_env(),
@@ -273,8 +291,13 @@ impl Engine {
     /// Sets the server-side `statement_timeout` and `lock_timeout` of sync
     /// sessions (default 30 s each, `SERVER_TIMEOUT`).
     pub fn set_server_timeouts(&self, statement: Duration, lock: Duration) {
+        self.set_timeouts(ServerTimeouts::new(statement, lock));
+    }
+
+    /// Sets every bound of sync sessions ([`ServerTimeouts`]).
+    pub fn set_timeouts(&self, timeouts: ServerTimeouts) {
         if let Ok(mut t) = self.inner.timeouts.lock() {
-            *t = (statement, lock);
+            *t = timeouts;
         }
         // The limits are set when a session opens: the kept connection
         // still has the old ones, so the next run opens a new one.
@@ -283,16 +306,25 @@ impl Engine {
         }
     }
 
-    fn timeouts(&self) -> (Duration, Duration) {
-        self.inner
-            .timeouts
-            .lock()
-            .map(|t| *t)
-            .unwrap_or((SERVER_TIMEOUT, SERVER_TIMEOUT))
+    /// The bounds of sync sessions.
+    pub fn timeouts(&self) -> ServerTimeouts {
+        self.inner.timeouts.lock().map(|t| *t).unwrap_or_default()
+    }
+
+    /// Abandons the run under way, if any: it ends at once with an
+    /// `Unreachable` error and its server connection is dropped (a sync
+    /// commits or rolls back as a whole on both sides, so nothing is left
+    /// half-applied). The monitor calls it when its probe fails.
+    pub fn abandon_running(&self) {
+        self.inner.abandon.send_modify(|n| *n += 1);
     }
 
     /// Sets the rows per pushed server transaction (tests: several batches
     /// without thousands of rows).
+    ///
+    /// Hidden: a test hook; the batch size is not a tuning knob (see
+    /// docs/performance.md). Not behind the `faults` feature because the
+    /// engine's own integration tests use it without fault points.
     #[doc(hidden)]
     pub fn set_push_batch(&self, rows: usize) {
         self.inner
@@ -302,6 +334,8 @@ impl Engine {
 
     /// Sets the changes per pulled batch (tests: many batches, each reusing
     /// the statements the first one prepared, without thousands of rows).
+    ///
+    /// Hidden: a test hook, as [`Engine::set_push_batch`].
     #[doc(hidden)]
     pub fn set_pull_batch(&self, changes: i64) {
         self.inner
@@ -309,15 +343,14 @@ impl Engine {
             .store(changes.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
-    /// Arms a named fault point to fail once (tests).
-    #[doc(hidden)]
-    pub fn arm_fault(&self, point: &str) {
-        if let Ok(mut s) = self.inner.faults.fail_once.lock() {
-            s.insert(point.to_string());
-        }
+    /// Arms a fault point to fail once (tests; only with the `faults`
+    /// feature).
+    #[cfg(feature = "faults")]
+    pub fn arm_fault(&self, point: crate::faults::FaultPoint) {
+        self.inner.faults.arm(point);
     }
 
-    fn check_model(&self, model: &str) -> Result<(), EngineError> {
+    pub(crate) fn check_model(&self, model: &str) -> Result<(), EngineError> {
         match self.inner.schema.table(model) {
             Some(_) => Ok(()),
             None => Err(EngineError::UnknownModel(model.to_string())),
@@ -333,6 +366,11 @@ impl Engine {
     }
 
     /// Runs `f` on the replica on a blocking thread.
+    ///
+    /// Hidden: a hook for tests and the benchmark harness, which read and
+    /// write the replica's tables directly as another program would. An
+    /// application uses the model service and the review operations.
+    #[doc(hidden)]
     pub async fn with_replica<T, F>(&self, f: F) -> Result<T, EngineError>
     where
         T: Send + 'static,
@@ -364,28 +402,37 @@ impl Engine {
         tokio::task::block_in_place(move || locked(&self.inner.replica, f))
     }
 
-    async fn connect(&self) -> Result<Client, EngineError> {
+    async fn connect(&self) -> Result<SyncConnection, EngineError> {
         let url = self
             .inner
             .config
             .require_database_url("syncing needs the PostgreSQL server")
             .map_err(|e| EngineError::Config(e.to_string()))?;
-        let client = outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?;
+        let t = self.timeouts();
         // Every statement of the session is bounded (pull, registry,
         // retention); a push sets its own per transaction, a bootstrap lifts
-        // the statement limit for its COPY.
-        let (statement, lock) = self.timeouts();
-        client
-            .batch_execute(&format!(
-                "SET statement_timeout = {}; SET lock_timeout = {};",
-                statement.as_millis(),
-                lock.as_millis()
-            ))
-            .await
-            .map_err(|e| {
-                outpost_remote::RemoteError::db("setting the sync session's timeouts", e)
-            })?;
-        Ok(client)
+        // the statement limit for its COPY. A session idle in a transaction
+        // (its node gone silent) is ended by the server.
+        let timeout = outpost_remote::CONNECT_TIMEOUT.min(t.round_trip);
+        Ok(SyncConnection::connect(url, timeout, &session_settings_sql(&t)).await?)
+    }
+
+    /// Runs one server round trip under the run's deadline
+    /// ([`ServerTimeouts::round_trip`]); past it the caller's run fails as
+    /// unreachable and drops its connection.
+    async fn bounded<T, E>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, EngineError>
+    where
+        EngineError: From<E>,
+    {
+        let deadline = self.timeouts().round_trip;
+        match tokio::time::timeout(deadline, work).await {
+            Ok(r) => r.map_err(EngineError::from),
+            Err(_) => Err(stalled(what, deadline)),
+        }
     }
 
     /// The node's sync state from the replica alone.
@@ -433,36 +480,8 @@ impl Engine {
     /// How long the oldest open server transaction has held the pull horizon
     /// back, if any is open.
     pub async fn horizon_age(&self) -> Result<Option<Duration>, EngineError> {
-        let client = self.connect().await?;
-        Ok(feed::horizon_age(&client).await?)
-    }
-
-    /// Rows in conflict.
-    pub async fn conflicts(&self) -> Result<Vec<ConflictEntry>, EngineError> {
-        self.with_replica(|r| r.conflicts()).await
-    }
-
-    /// Resolves a conflict; the next push sends the outcome.
-    pub async fn resolve(
-        &self,
-        model: &str,
-        pk: &str,
-        resolution: Resolution,
-    ) -> Result<(), EngineError> {
-        self.check_model(model)?;
-        let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.resolve_conflict(&model, &pk, resolution))
-            .await
-    }
-
-    /// The sync log, newest first.
-    pub async fn log(
-        &self,
-        model: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Vec<LogEntry>, EngineError> {
-        self.with_replica(move |r| r.sync_log(model.as_deref(), limit, offset))
+        let conn = self.connect().await?;
+        self.bounded("reading the pull horizon", feed::horizon_age(conn.client()))
             .await
     }
 
@@ -498,9 +517,7 @@ impl Engine {
                     .collect()
             })
             .await?;
-        let mut stats = Stats::new();
-        let mut bootstrapped = false;
-        let mut held_back = false;
+        let mut run = RunState::default();
         let started = Instant::now();
         self.inner.metrics.set_progress(|p| {
             *p = Some(SyncProgress {
@@ -512,9 +529,23 @@ impl Engine {
                 started_at: outpost_core::types::timestamptz_from_chrono(chrono::Utc::now()),
             })
         });
-        let outcome = self
-            .run(&options, &mut stats, &mut bootstrapped, &mut held_back)
-            .await;
+        // Only a request made during this run abandons it.
+        let mut abandon = self.inner.abandon.subscribe();
+        abandon.borrow_and_update();
+        let outcome = tokio::select! {
+            r = self.run(&options, &mut run) => r,
+            _ = abandon.changed() => Err(EngineError::Unreachable(
+                "the sync was abandoned: the server stopped answering the node's probe \
+                 (the next sync starts on a new connection)"
+                    .into(),
+            )),
+        };
+        let RunState {
+            stats,
+            bootstrapped,
+            held_back,
+        } = run;
+        let error_kind = outcome.as_ref().err().map(EngineError::kind);
         let error = outcome.err().map(|e| e.to_string());
         self.inner.metrics.finish_run(
             error.is_none(),
@@ -531,6 +562,7 @@ impl Engine {
             direction: options.direction,
             bootstrapped,
             held_back,
+            error_kind,
         };
         for m in &models {
             report
@@ -563,382 +595,24 @@ impl Engine {
         }
         Ok(report)
     }
-
-    async fn run(
-        &self,
-        options: &SyncOptions,
-        stats: &mut Stats,
-        bootstrapped: &mut bool,
-        held_back: &mut bool,
-    ) -> Result<(), EngineError> {
-        let kept = self
-            .inner
-            .client
-            .lock()
-            .ok()
-            .and_then(|mut c| c.take())
-            .filter(|k| !k.client.is_closed());
-        // A kept connection is checked (alive, tracking schema there,
-        // retention mark) in one round trip; anything unexpected and a new
-        // connection checks step by step, saying what is wrong.
-        let probed = match kept {
-            Some(k) => match feed::probe(&k.client).await {
-                Ok((Some(version), pruned)) => Some((k, version, pruned)),
-                _ => None,
-            },
-            None => None,
-        };
-        let (mut kept, version, pruned_through, reused) = match probed {
-            Some((k, version, pruned)) => (k, Some(version), Some(pruned), true),
-            None => {
-                let client = self.connect().await?;
-                let version = outpost_remote::installed_version(&client).await?;
-                let statements = feed::PullStatements::default();
-                (Kept { client, statements }, version, None, false)
-            }
-        };
-        if version.is_none() {
-            return Err(EngineError::Config(
-                "the server has no outpost tracking schema: run `outpost server install` (or `outpost setup`) first".into(),
-            ));
-        }
-        let node = self.inner.node_id;
-        if !reused {
-            // Registered by the run that opened this connection.
-            feed::register_node(&kept.client, node, &format!("node {node}")).await?;
-        }
-        let Kept { client, statements } = &mut kept;
-        self.run_on(
-            client,
-            statements,
-            pruned_through,
-            options,
-            stats,
-            bootstrapped,
-            held_back,
-        )
-        .await?;
-        if let Ok(mut slot) = self.inner.client.lock() {
-            *slot = Some(kept);
-        }
-        Ok(())
-    }
-
-    /// One run on a checked connection; `pruned_through` is the retention
-    /// mark when the check read it already.
-    #[allow(clippy::too_many_arguments)]
-    async fn run_on(
-        &self,
-        client: &mut Client,
-        statements: &mut feed::PullStatements,
-        pruned_through: Option<Option<Cursor>>,
-        options: &SyncOptions,
-        stats: &mut Stats,
-        bootstrapped: &mut bool,
-        held_back: &mut bool,
-    ) -> Result<(), EngineError> {
-        let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
-        let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
-        let behind = state == ReplicaState::Ready
-            && match pruned_through {
-                Some(mark) => feed::FeedPosition::at(cursor, mark).must_rebootstrap,
-                None => feed::feed_position(client, cursor).await?.must_rebootstrap,
-            };
-        if state == ReplicaState::Ready && options.direction.pushes() {
-            // Push before any re-bootstrap: local writes go first.
-            self.push(client, options, stats).await?;
-        }
-        if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
-            if behind {
-                tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
-            }
-            self.bootstrap(client, options, state == ReplicaState::Bootstrapping)
-                .await?;
-            *bootstrapped = true;
-            if options.direction.pushes() {
-                self.push(client, options, stats).await?;
-            }
-        }
-        if options.direction.pulls() {
-            *held_back = self.pull(client, statements, options, stats).await?;
-        }
-        Ok(())
-    }
-
-    async fn bootstrap(
-        &self,
-        client: &mut Client,
-        options: &SyncOptions,
-        resuming: bool,
-    ) -> Result<(), EngineError> {
-        let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
-        // Tables finished by an interrupted attempt are kept only while the
-        // changes after their snapshot are still in the log: the cursor
-        // starts from the oldest snapshot, and a pruned change would never
-        // reach them. Otherwise copy everything again.
-        if let Some(oldest) = done.values().min().copied()
-            && feed::feed_position(client, oldest).await?.must_rebootstrap
-        {
-            tracing::warn!(%oldest, "changes after the interrupted bootstrap's snapshot were pruned; copying every table again");
-            done.clear();
-        }
-        if resuming {
-            tracing::info!(
-                tables_done = done.len(),
-                "resuming an interrupted bootstrap"
-            );
-        }
-        let schema = self.inner.schema.clone();
-        let snapshot = feed::Bootstrap::begin(client).await?;
-        for table in &schema.tables {
-            if done.contains_key(&table.name) {
-                continue;
-            }
-            let total = snapshot.count(table).await?.max(0) as u64;
-            let name = table.name.clone();
-            self.with_replica(move |r| r.bootstrap_clear(&name)).await?;
-            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Vec<Value>>, Option<Cursor>)>(2);
-            let replica = self.inner.replica.clone();
-            let name = table.name.clone();
-            let writer = tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
-                let mut guard = replica
-                    .lock()
-                    .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
-                while let Some((rows, done)) = rx.blocking_recv() {
-                    guard.bootstrap_insert(&name, &rows, done)?;
-                }
-                Ok(())
-            });
-            let started = Instant::now();
-            let mut copied: u64 = 0;
-            let mut chunk = Vec::with_capacity(BOOTSTRAP_CHUNK);
-            let stream = snapshot.rows(&schema.pg_schema, table).await?;
-            futures_util::pin_mut!(stream);
-            let mut first = true;
-            while let Some(row) = stream.next().await {
-                chunk.push(row?);
-                if chunk.len() == BOOTSTRAP_CHUNK {
-                    copied += chunk.len() as u64;
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(BOOTSTRAP_CHUNK));
-                    if tx.send((full, None)).await.is_err() {
-                        break;
-                    }
-                    if first {
-                        first = false;
-                        self.inner.faults.hit("bootstrap-mid-table")?;
-                    }
-                    self.report(
-                        options,
-                        Progress::Bootstrap {
-                            table: table.name.clone(),
-                            rows: copied,
-                            total,
-                            rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                        },
-                    );
-                }
-            }
-            copied += chunk.len() as u64;
-            let _ = tx.send((chunk, Some(snapshot.cursor))).await;
-            drop(tx);
-            writer.await.map_err(|e| {
-                EngineError::Internal(format!("the bootstrap writer failed: {e}"))
-            })??;
-            SyncMetrics::add(&self.inner.metrics.rows_bootstrapped, copied);
-            self.report(
-                options,
-                Progress::Bootstrap {
-                    table: table.name.clone(),
-                    rows: copied,
-                    total,
-                    rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
-                },
-            );
-            tracing::info!(table = %table.name, rows = copied, secs = started.elapsed().as_secs_f64(), "table copied");
-        }
-        snapshot.finish().await?;
-        let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
-        feed::record_cursor(client, self.inner.node_id, cursor).await?;
-        Ok(())
-    }
-
-    async fn push(
-        &self,
-        client: &mut Client,
-        options: &SyncOptions,
-        stats: &mut Stats,
-    ) -> Result<(), EngineError> {
-        let policies = self.policies();
-        let mut sent: u64 = 0;
-        let mut last_round: Option<Vec<(String, i64, String)>> = None;
-        for _round in 0..PUSH_ROUNDS * 100 {
-            let models = options.models.clone();
-            let planned = Instant::now();
-            let batch = self
-                .inner
-                .push_batch
-                .load(std::sync::atomic::Ordering::Relaxed);
-            let rows = self
-                .with_replica(move |r| r.pending_push(models.as_deref(), batch))
-                .await?;
-            let plan_time = planned.elapsed();
-            if rows.is_empty() {
-                break;
-            }
-            // Stop when a round would send exactly what the last one did:
-            // nothing moved (every row conflicted again or failed to land).
-            let signature: Vec<(String, i64, String)> = rows
-                .iter()
-                .map(|r| (r.local_pk.clone(), r.local_seq, format!("{:?}", r.expected)))
-                .collect();
-            if last_round.as_ref() == Some(&signature) {
-                break;
-            }
-            last_round = Some(signature);
-            let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
-            self.inner.faults.hit("push-before-send")?;
-            let sending = Instant::now();
-            let outcomes = feed::push(
-                client,
-                &self.inner.schema,
-                self.inner.node_id,
-                cursor,
-                &rows,
-                self.timeouts().0,
-            )
-            .await?;
-            // The server committed; a crash or a lost reply here must not
-            // make the retry apply anything twice.
-            self.inner.faults.hit("push-after-commit")?;
-            sent += rows.len() as u64;
-            let landed = outcomes
-                .iter()
-                .filter(|o| {
-                    matches!(
-                        o,
-                        PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. }
-                    )
-                })
-                .count();
-            SyncMetrics::add(&self.inner.metrics.rows_pushed, landed as u64);
-            self.report(options, Progress::Push { rows: sent });
-            let failed_or_conflict = outcomes
-                .iter()
-                .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
-                .count();
-            let send_time = sending.elapsed();
-            let p = policies.clone();
-            let acking = Instant::now();
-            let acked = self
-                .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
-                .await?;
-            merge(stats, acked);
-            tracing::debug!(
-                rows = sent,
-                failed_or_conflict,
-                plan_ms = plan_time.as_millis() as u64,
-                send_ms = send_time.as_millis() as u64,
-                ack_ms = acking.elapsed().as_millis() as u64,
-                "push batch acknowledged"
-            );
-        }
-        Ok(())
-    }
-
-    async fn pull(
-        &self,
-        client: &mut Client,
-        statements: &mut feed::PullStatements,
-        options: &SyncOptions,
-        stats: &mut Stats,
-    ) -> Result<bool, EngineError> {
-        let policies = self.policies();
-        let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
-        let advance = options.models.is_none();
-        let mut applied: u64 = 0;
-        let mut held_back = false;
-        let schema = &self.inner.schema;
-        let models = options.models.as_deref();
-        // The read of the next batch overlaps the SQLite apply of this one
-        // (the server and the replica work at the same time; B3). The read
-        // only needs the cursor the current batch ends at, and batches are
-        // still applied strictly in order, each with its own cursor.
-        let reading = Instant::now();
-        let limit = self
-            .inner
-            .pull_batch
-            .load(std::sync::atomic::Ordering::Relaxed);
-        let mut ahead = Some((
-            feed::pull(client, schema, cursor, limit, models, statements).await?,
-            reading.elapsed(),
-        ));
-        while let Some((batch, read_time)) = ahead.take() {
-            self.inner.faults.hit("pull-before-apply")?;
-            let next = batch.cursor;
-            let more = batch.more;
-            let (changes, rows) = (batch.changes, batch.rows.len());
-            held_back = batch.held_back;
-            applied += batch.changes as u64;
-            SyncMetrics::add(&self.inner.metrics.rows_pulled, batch.changes as u64);
-            let p = policies.clone();
-            let applying = Instant::now();
-            let apply = async {
-                let got = self
-                    .with_replica(move |r| r.apply_pull(&batch, &p, advance))
-                    .await;
-                (got, applying.elapsed())
-            };
-            // Both run to the end (`join`, not `select`): an apply is never
-            // abandoned half-way, and its error wins over the read's.
-            let ((got, apply_time), read) = if more {
-                let read = async {
-                    let reading = Instant::now();
-                    let batch = feed::pull(client, schema, next, limit, models, statements).await;
-                    batch.map(|b| (b, reading.elapsed()))
-                };
-                let (applied, read) = tokio::join!(apply, read);
-                (applied, Some(read))
-            } else {
-                (apply.await, None)
-            };
-            merge(stats, got?);
-            tracing::debug!(
-                changes,
-                rows,
-                read_ms = read_time.as_millis() as u64,
-                apply_ms = apply_time.as_millis() as u64,
-                "pull batch applied"
-            );
-            self.report(options, Progress::Pull { changes: applied });
-            cursor = next;
-            ahead = read.transpose()?;
-        }
-        if advance {
-            feed::record_cursor(client, self.inner.node_id, cursor).await?;
-        }
-        // A notification-driven pull skips the prune: it runs after every
-        // server commit (B5), and the other runs (manual, interval,
-        // reconnect) prune often enough.
-        if advance && options.trigger != Trigger::Notify {
-            let retention = self
-                .inner
-                .retention
-                .lock()
-                .map(|r| *r)
-                .unwrap_or(DEFAULT_RETENTION);
-            let pruned = feed::prune(client, retention).await?;
-            if pruned > 0 {
-                tracing::debug!(pruned, "pruned the change log");
-            }
-        }
-        Ok(held_back)
-    }
 }
 
-fn merge(into: &mut Stats, from: Stats) {
-    for (k, v) in from {
-        into.entry(k).or_default().add(v);
-    }
+/// The error of a round trip past its deadline.
+fn stalled(what: &str, deadline: Duration) -> EngineError {
+    EngineError::Unreachable(format!(
+        "{what}: no answer from the server within {} ms; the connection was dropped",
+        deadline.as_millis()
+    ))
+}
+
+/// The settings of a sync session ([`ServerTimeouts`]).
+fn session_settings_sql(t: &ServerTimeouts) -> String {
+    format!(
+        "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+        t.statement.as_millis(),
+        t.lock.as_millis(),
+        t.idle_in_transaction.as_millis()
+    )
 }
 
 impl Engine {
@@ -984,93 +658,21 @@ impl Engine {
                     .unwrap_or_default()
             }))
     }
-
-    /// Local changes not yet pushed, oldest first, a page at a time.
-    pub async fn pending_changes(
-        &self,
-        model: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<ChangePage, EngineError> {
-        self.with_replica(move |r| r.pending_changes(model.as_deref(), limit, offset))
-            .await
-    }
-
-    /// Rows the server refused, oldest first, a page at a time.
-    pub async fn failed_changes(
-        &self,
-        model: Option<String>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<ChangePage, EngineError> {
-        self.with_replica(move |r| r.failed_changes(model.as_deref(), limit, offset))
-            .await
-    }
-
-    /// Drops the local change of a refused row and puts the server's row
-    /// back (see `Replica::discard_failed`); `None` when it is not `FAILED`.
-    pub async fn discard_failed(
-        &self,
-        model: &str,
-        pk: &str,
-    ) -> Result<Option<Discarded>, EngineError> {
-        self.check_model(model)?;
-        let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.discard_failed(&model, &pk))
-            .await
-    }
-
-    /// Puts a refused row back in the push queue; `false` when it is not
-    /// `FAILED`.
-    pub async fn retry_failed(&self, model: &str, pk: &str) -> Result<bool, EngineError> {
-        self.check_model(model)?;
-        let (model, pk) = (model.to_string(), pk.to_string());
-        self.with_replica(move |r| r.retry_failed(&model, &pk))
-            .await
-    }
-
-    /// How many `SyncLog` rows there are (of one model, when given).
-    pub async fn log_count(&self, model: Option<String>) -> Result<i64, EngineError> {
-        self.with_replica(move |r| r.sync_log_count(model.as_deref()))
-            .await
-    }
 }
 
-impl Engine {
-    /// The replica's row key (`_outpost_rows.pk`) for a key given in JSON: an
-    /// array of the key columns' JSON forms, or a single value for a
-    /// one-column key (`"p1"`, `7`, `["p1"]`, `[7, "x"]`).
-    pub async fn local_key(
-        &self,
-        model: &str,
-        key: &serde_json::Value,
-    ) -> Result<String, EngineError> {
-        self.check_model(model)?;
-        let table = self
-            .inner
-            .schema
-            .table(model)
-            .cloned()
-            .ok_or_else(|| EngineError::UnknownModel(model.to_string()))?;
-        let parts: Vec<serde_json::Value> = match key {
-            serde_json::Value::Array(a) => a.clone(),
-            other => vec![other.clone()],
-        };
-        if parts.len() != table.primary_key.len() {
-            return Err(EngineError::Config(format!(
-                "{model} has a {}-column key ({}); got {} values",
-                table.primary_key.len(),
-                table.primary_key.join(", "),
-                parts.len()
-            )));
-        }
-        let mut values = Vec::with_capacity(parts.len());
-        for (col, j) in table.pk_columns().zip(&parts) {
-            let v = Value::from_json(j, &col.ty, None)
-                .map_err(|e| EngineError::Config(format!("{model}.{}: {e}", col.name)))?;
-            values.push(v);
-        }
-        self.with_replica(move |r| outpost_local::sync::local_pk(r.connection(), &table, &values))
-            .await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_sessions_are_bounded_on_the_server() {
+        let t = ServerTimeouts::new(Duration::from_secs(30), Duration::from_millis(1500));
+        assert_eq!(t.round_trip, Duration::from_millis(36_500));
+        assert_eq!(t.idle_in_transaction, IDLE_IN_TRANSACTION_TIMEOUT);
+        assert_eq!(
+            session_settings_sql(&t),
+            "SET statement_timeout = 30000; SET lock_timeout = 1500; \
+             SET idle_in_transaction_session_timeout = 10000;"
+        );
     }
 }

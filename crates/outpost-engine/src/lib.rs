@@ -35,17 +35,28 @@
 //! # Ok(()) }
 //! ```
 
+mod defaults;
 mod engine;
 mod error;
+mod faults;
 mod metrics;
 mod model;
 mod node;
+mod review;
+mod schedule;
 
-pub use engine::{Engine, EngineStatus, Progress, ProgressFn, SyncOptions, SyncReport};
+pub use engine::{
+    Engine, EngineStatus, IDLE_IN_TRANSACTION_TIMEOUT, Progress, ProgressFn, SERVER_TIMEOUT,
+    ServerTimeouts, SyncOptions, SyncReport,
+};
 
-pub use error::EngineError;
+pub use error::{EngineError, ErrorKind};
+pub use faults::FaultPoint;
 pub use metrics::{DURATION_BUCKETS, MetricsSnapshot, SyncProgress};
-pub use model::{ModelService, Output as ModelOutput, fill_defaults};
+pub use model::{ModelService, Output as ModelOutput};
 pub use node::{Mode, NodeOptions, Outpost, Status};
 pub use outpost_core::conflict::Policy;
+/// The replica's review types the engine's API hands out (so callers need
+/// not depend on `outpost-local`).
+pub use outpost_local::{ChangeEntry, ChangePage, ConflictEntry, Discarded, LogEntry, Resolution};
 pub use outpost_query::Operation;

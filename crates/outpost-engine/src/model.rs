@@ -41,15 +41,18 @@ use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 
 use outpost_core::schema::{Schema, Table};
-use outpost_core::types::{ScalarType, Value};
-use outpost_local::sync::{Mirrored, take_id};
+use outpost_core::types::Value;
+use outpost_local::sync::Mirrored;
 use outpost_query::{Operation, Plan, Records};
+use outpost_remote::connections::WriteError;
 use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
-use crate::engine::Engine;
-use crate::error::EngineError;
+use std::sync::atomic::AtomicBool;
+
+use crate::defaults::fill_defaults;
+use crate::error::{EngineError, ErrorKind, remote_kind};
 use crate::node::{Mode, Outpost};
 
 /// Operations on one model.
@@ -224,10 +227,12 @@ impl ModelService {
             return self.run_local(schema, plan, records).await;
         }
         match self.run_remote(&schema, &plan, records).await {
-            Err(EngineError::Unreachable(reason))
-                if self.node.mode() == Mode::Auto && self.node.inner.config.enable_offline_mode =>
+            Err(e)
+                if e.is_unreachable()
+                    && self.node.mode() == Mode::Auto
+                    && self.node.inner.config.enable_offline_mode =>
             {
-                tracing::info!(%reason, "server unreachable; running on the replica");
+                tracing::info!(reason = %e, "server unreachable; running on the replica");
                 if self.node.set_online(false) {
                     self.node.publish().await;
                 }
@@ -271,11 +276,31 @@ impl ModelService {
         Ok(Output::Json(out.result))
     }
 
+    /// Runs a request on the server under the node's request deadline
+    /// ([`Outpost::bounded_request`]).
     async fn run_remote(
         &self,
         schema: &Schema,
         plan: &Plan,
         records: bool,
+    ) -> Result<Output, EngineError> {
+        let sent = AtomicBool::new(false);
+        let what = format!("a {} on {}", plan.operation(), self.model);
+        self.node
+            .bounded_request(
+                &what,
+                &sent,
+                self.run_remote_unbounded(schema, plan, records, &sent),
+            )
+            .await
+    }
+
+    async fn run_remote_unbounded(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        records: bool,
+        sent: &AtomicBool,
     ) -> Result<Output, EngineError> {
         let unreachable = |e: &dyn std::fmt::Display| {
             EngineError::Unreachable(format!(
@@ -292,97 +317,65 @@ impl ModelService {
             Err(e) => return Err(unreachable(&e)),
         };
         // Taken out of the slot while in use; put back only if still healthy.
-        let Some(mut client) = guard.take() else {
+        let Some(mut session) = guard.take() else {
             return Err(unreachable(&"no connection"));
         };
         if !plan.is_write() {
             let out = if records {
-                outpost_remote::query::read(&client, schema, plan)
-                    .await
-                    .map(Output::Records)
+                session.read(schema, plan).await.map(Output::Records)
             } else {
-                outpost_remote::query::run(&client, schema, plan)
-                    .await
-                    .map(|out| Output::Json(out.result))
+                session.run(schema, plan).await.map(Output::Json)
             };
             return match out {
                 Ok(out) => {
-                    *guard = Some(client);
+                    *guard = Some(session);
                     Ok(out)
                 }
-                Err(e) if e.is_transient() => Err(unreachable(&e)),
+                Err(e) if remote_kind(&e).is_unreachable() => Err(unreachable(&e)),
                 Err(e) => {
-                    *guard = Some(client);
-                    Err(EngineError::Remote(e))
+                    // A protocol error ends the server session: keep the
+                    // connection only while it is open.
+                    if session.is_open() {
+                        *guard = Some(session);
+                    }
+                    Err(refused_as_asked(e))
                 }
             };
         }
-        let node_id = self.node.inner.engine.node_id();
-        let mirrored = {
-            let tx = match client.transaction().await {
-                Ok(tx) => tx,
-                Err(e) => return Err(unreachable(&e)),
-            };
-            let prepared = tx
-                .batch_execute(&format!("SET LOCAL outpost.origin = '{node_id}'"))
-                .await
-                .map_err(|e| outpost_remote::RemoteError::db("starting a write", e));
-            let result = match prepared {
-                Ok(()) => outpost_remote::query::run(&tx, schema, plan).await,
-                Err(e) => Err(e),
-            };
-            let out = match result {
-                Ok(out) => out,
-                // Not committed: the server rolled it back.
-                Err(e) if e.is_transient() => return Err(unreachable(&e)),
-                Err(e) => {
-                    drop(tx);
-                    *guard = Some(client);
-                    return Err(EngineError::Remote(e));
+        let origin = self.node.inner.engine.node_id();
+        let idle_limit = self.node.inner.options.request_timeout;
+        let (result, written) = match session.write(schema, plan, origin, idle_limit, sent).await {
+            Ok(done) => done,
+            // Not committed: the server rolled it back.
+            Err(WriteError::NotApplied(e)) if remote_kind(&e).is_unreachable() => {
+                return Err(unreachable(&e));
+            }
+            Err(WriteError::NotApplied(e)) => {
+                if session.is_open() {
+                    *guard = Some(session);
                 }
-            };
-            let mut mirrored = Vec::with_capacity(out.written.len());
-            let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-            for (i, w) in out.written.iter().enumerate() {
-                by_table.entry(w.table.as_str()).or_default().push(i);
+                return Err(refused_as_asked(e));
             }
-            for (table, idx) in by_table {
-                let Some(t) = schema.table(table) else {
-                    continue;
-                };
-                let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
-                let versions = match outpost_remote::feed::versions_of(&tx, t, &pks).await {
-                    Ok(v) => v,
-                    Err(e) if e.is_transient() => return Err(unreachable(&e)),
-                    Err(e) => return Err(EngineError::Remote(e)),
-                };
-                for (&i, v) in idx.iter().zip(versions) {
-                    let w = &out.written[i];
-                    mirrored.push(Mirrored {
-                        table: w.table.clone(),
-                        pk: w.pk.clone(),
-                        values: w.values.clone(),
-                        version: v,
-                    });
-                }
+            Err(WriteError::CommitLost(_)) => {
+                return Err(EngineError::OutcomeUnknown(format!(
+                    "the connection was lost while committing a {} on {}: it may or may not have been applied; \
+                     the next sync shows which (it is not retried automatically)",
+                    plan.operation(),
+                    self.model
+                )));
             }
-            if let Err(e) = tx.commit().await {
-                return Err(if outpost_remote::error::is_connection_error(&e) {
-                    EngineError::OutcomeUnknown(format!(
-                        "the connection was lost while committing a {} on {}: it may or may not have been applied; \
-                         the next sync shows which (it is not retried automatically)",
-                        plan.operation(),
-                        self.model
-                    ))
-                } else {
-                    EngineError::Remote(outpost_remote::RemoteError::db("committing a write", e))
-                });
-            }
-            (mirrored, out.result)
         };
-        *guard = Some(client);
-        let (mirrored, result) = mirrored;
+        *guard = Some(session);
         drop(guard);
+        let mirrored: Vec<Mirrored> = written
+            .into_iter()
+            .map(|w| Mirrored {
+                table: w.table,
+                pk: w.pk,
+                values: w.values,
+                version: w.version,
+            })
+            .collect();
         self.node
             .inner
             .engine
@@ -489,113 +482,24 @@ impl ModelService {
     }
 }
 
-fn fed_by_sequence(table: &Table, column: &outpost_core::schema::Column) -> bool {
-    let _ = table;
-    matches!(
-        column.ty.scalar,
-        ScalarType::Int2 | ScalarType::Int4 | ScalarType::Int8
-    ) && !column.ty.array
-        && (column.identity.is_some()
-            || column
-                .default
-                .as_deref()
-                .is_some_and(|d| d.starts_with("nextval(")))
-}
+/// PostgreSQL's limit on the bind parameters of one statement.
+const MAX_BIND_PARAMETERS: usize = 65_535;
 
-/// Fills what the server would have filled for a row created offline (see
-/// the module doc). Runs inside the local write's transaction.
-pub fn fill_defaults(
-    conn: &outpost_local::rusqlite::Connection,
-    table: &Table,
-    row: &mut BTreeMap<String, Value>,
-) -> Result<(), String> {
-    for column in &table.columns {
-        if row.contains_key(&column.name) || column.generated {
-            continue;
-        }
-        if fed_by_sequence(table, column) {
-            match take_id(conn, &table.name, &column.name) {
-                Ok(Some(id)) => {
-                    row.insert(column.name.clone(), Value::Int(id));
-                }
-                Ok(None) => {
-                    return Err(format!(
-                        "no reserved ids left for {}.{}: rows created offline take ids from a block reserved from the \
-                         server's sequence while online; connect to the server to reserve more, or give {} explicitly",
-                        table.name, column.name, column.name
-                    ));
-                }
-                Err(e) => return Err(e.to_string()),
-            }
-            continue;
-        }
-        if table.takes_generated_id(column) {
-            row.insert(
-                column.name.clone(),
-                Value::Text(uuid::Uuid::now_v7().to_string()),
-            );
+/// A server error of the request itself. One the server took as a protocol
+/// violation (a statement with more bind parameters than the wire format
+/// can carry: a very long `in` list) names the limit, since the server's
+/// own message does not.
+fn refused_as_asked(e: outpost_remote::RemoteError) -> EngineError {
+    if remote_kind(&e) == ErrorKind::Refused {
+        let cause = e.to_string();
+        if cause.contains("08P01") || cause.contains("too many") || cause.contains("parameters") {
+            return EngineError::Refused(format!(
+                "the request is too large for the server: one statement carries at most {MAX_BIND_PARAMETERS} \
+                 values (e.g. in an `in` list); split it into smaller requests ({cause})"
+            ));
         }
     }
-    Ok(())
-}
-
-/// Reserves ids for every sequence-fed column whose block is half used.
-pub(crate) async fn top_up_ids(node: &Outpost) -> Result<(), EngineError> {
-    let schema = node.inner.engine.schema().clone();
-    let wanted: Vec<(String, String)> = schema
-        .tables
-        .iter()
-        .flat_map(|t| {
-            t.columns
-                .iter()
-                .filter(|c| fed_by_sequence(t, c))
-                .map(|c| (t.name.clone(), c.name.clone()))
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let block = node.inner.options.id_block;
-    let mut guard = node.remote_client().await?;
-    let Some(client) = guard.as_mut() else {
-        return Ok(());
-    };
-    for (table, column) in wanted {
-        let (t, c) = (table.clone(), column.clone());
-        let left = node
-            .inner
-            .engine
-            .with_replica(move |r| r.ids_left(&t, &c))
-            .await?;
-        if left >= block / 2 {
-            continue;
-        }
-        if let Some(runs) = outpost_remote::feed::reserve_ids(
-            client,
-            &schema.pg_schema,
-            &table,
-            &column,
-            block - left,
-        )
-        .await?
-        {
-            let (t, c) = (table.clone(), column.clone());
-            node.inner
-                .engine
-                .with_replica(move |r| r.add_ids(&t, &c, &runs))
-                .await?;
-        }
-    }
-    Ok(())
-}
-
-/// Registers outpost's SQLite functions (numeric order, Unicode lower) on
-/// the replica's connection.
-pub(crate) async fn register_sqlite_functions(engine: &Engine) -> Result<(), EngineError> {
-    engine
-        .with_replica(|r| outpost_local::query::register_functions(r.connection()))
-        .await
+    EngineError::Remote(e)
 }
 
 #[cfg(test)]

@@ -24,18 +24,21 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt as _;
-use futures_util::future::{BoxFuture, Shared};
 use outpost_core::config::Config;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
-use outpost_remote::tokio_postgres::{AsyncMessage, Client};
+use outpost_remote::connections::Listener;
+use outpost_remote::connections::ModelSession;
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::defaults::fed_by_sequence;
 use crate::engine::{Engine, SyncOptions, SyncReport};
 use crate::error::EngineError;
+use crate::schedule::{Request, SyncResult};
+use futures_util::FutureExt as _;
+use futures_util::future::BoxFuture;
 
 /// Where operations go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, Default)]
@@ -108,8 +111,13 @@ pub struct Status {
 pub struct NodeOptions {
     /// How often the server is checked while online.
     pub check_interval: Duration,
-    /// How long a check (or a connection attempt) may take.
+    /// How long a check (or a connection attempt) may take. A server that
+    /// stops answering is noticed within `check_interval + check_timeout`.
     pub check_timeout: Duration,
+    /// How long a model-service request may wait on the server. Past it a
+    /// read in `auto` mode runs on the replica, a write that was sent is
+    /// answered as "outcome unknown", and the node goes offline.
+    pub request_timeout: Duration,
     /// First backoff while offline.
     pub backoff_base: Duration,
     /// Longest backoff while offline.
@@ -129,8 +137,9 @@ pub struct NodeOptions {
 impl Default for NodeOptions {
     fn default() -> NodeOptions {
         NodeOptions {
-            check_interval: Duration::from_secs(5),
-            check_timeout: Duration::from_secs(3),
+            check_interval: Duration::from_secs(2),
+            check_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(30),
             notify_debounce: Duration::ZERO,
@@ -140,23 +149,20 @@ impl Default for NodeOptions {
     }
 }
 
-type SharedSync = Shared<BoxFuture<'static, Result<SyncReport, String>>>;
-
-/// The running sync: its direction, its generation number and its future.
-type Running = (Direction, u64, SharedSync);
-
 pub(crate) struct NodeInner {
     pub(crate) engine: Engine,
     pub(crate) config: Config,
     pub(crate) options: NodeOptions,
     mode: Mutex<Mode>,
     online: AtomicBool,
+    /// Woken when the node goes offline: requests waiting on the server
+    /// give up at once.
+    pub(crate) went_offline: tokio::sync::Notify,
     status_tx: watch::Sender<Status>,
     cancel: CancellationToken,
-    running: Mutex<Option<Running>>,
-    generation: std::sync::atomic::AtomicU64,
-    retrying: AtomicBool,
-    pub(crate) remote: tokio::sync::Mutex<Option<Client>>,
+    /// Requests to the sync scheduler (`schedule.rs`).
+    scheduler: tokio::sync::mpsc::UnboundedSender<Request>,
+    pub(crate) remote: tokio::sync::Mutex<Option<ModelSession>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -239,6 +245,7 @@ impl Outpost {
             timestamp: now_text(),
         };
         let (status_tx, _) = watch::channel(initial);
+        let (scheduler_tx, scheduler_rx) = tokio::sync::mpsc::unbounded_channel();
         let node = Outpost {
             inner: Arc::new(NodeInner {
                 engine,
@@ -246,17 +253,30 @@ impl Outpost {
                 options,
                 mode: Mutex::new(mode),
                 online: AtomicBool::new(false),
+                went_offline: tokio::sync::Notify::new(),
                 status_tx,
                 cancel: CancellationToken::new(),
-                running: Mutex::new(None),
-                generation: std::sync::atomic::AtomicU64::new(0),
-                retrying: AtomicBool::new(false),
+                scheduler: scheduler_tx,
                 remote: tokio::sync::Mutex::new(None),
                 tasks: Mutex::new(Vec::new()),
             }),
         };
-        crate::model::register_sqlite_functions(&node.inner.engine).await?;
+        // outpost's SQLite functions (numeric order, Unicode lower) on the
+        // replica's connection, for the model service's local reads.
+        node.inner
+            .engine
+            .with_replica(|r| outpost_local::query::register_functions(r.connection()))
+            .await?;
         node.publish().await;
+        let runner = node.clone();
+        let scheduler = tokio::spawn(crate::schedule::scheduler(
+            move |options| run_sync(runner.clone(), options),
+            node.inner.cancel.clone(),
+            scheduler_rx,
+        ));
+        if let Ok(mut t) = node.inner.tasks.lock() {
+            t.push(scheduler);
+        }
         if node.inner.options.monitor {
             let monitor = tokio::spawn(monitor(node.clone()));
             if let Ok(mut t) = node.inner.tasks.lock() {
@@ -327,21 +347,25 @@ impl Outpost {
     }
 
     pub(crate) fn set_online(&self, online: bool) -> bool {
-        self.inner.online.swap(online, Ordering::SeqCst) != online
+        let changed = self.inner.online.swap(online, Ordering::SeqCst) != online;
+        if changed && !online {
+            self.inner.went_offline.notify_waiters();
+        }
+        changed
     }
 
     /// Recomputes the status and tells subscribers if it changed.
     pub(crate) async fn publish(&self) {
         let engine_status = self.inner.engine.status().await.ok();
         // The monitor's LISTEN connection counts: it is a working connection.
+        // Never waits on a request holding the model service's connection
+        // (the status must answer while the server does not): a connection
+        // in use counts as connected.
         let remote_db_connected = self.is_online()
-            || self
-                .inner
-                .remote
-                .lock()
-                .await
-                .as_ref()
-                .is_some_and(|c| !c.is_closed());
+            || match self.inner.remote.try_lock() {
+                Ok(slot) => slot.as_ref().is_some_and(ModelSession::is_open),
+                Err(_) => true,
+            };
         let status = Status {
             is_online: self.is_online(),
             local_db_connected: engine_status.is_some(),
@@ -373,126 +397,45 @@ impl Outpost {
             .await
     }
 
-    /// Runs a sync with options; never two at once. A manual request while
-    /// a sync runs joins it when it covers the same direction. A request from
-    /// the monitor (a notification, the interval, a reconnect) waits for it
-    /// and then runs (or joins) the next one, because the running sync may
-    /// have read the server before the change that caused the request.
+    /// Runs a sync with options; never two at once (see the scheduler,
+    /// `schedule.rs`). A manual request of every model while a sync runs
+    /// joins it when it covers the same direction. A request from the
+    /// monitor (a notification, the interval, a reconnect) waits for it and
+    /// then runs (or joins) the next one, because the running sync may have
+    /// read the server before the change that caused the request.
     pub async fn sync_with(&self, options: SyncOptions) -> Result<SyncReport, EngineError> {
-        let join_running = options.trigger == Trigger::Manual && options.models.is_none();
-        let mut waited = false;
-        loop {
-            let running = self.inner.running.lock().ok().and_then(|r| r.clone());
-            let Some((dir, generation, fut)) = running else {
-                break;
-            };
-            let covers = dir == options.direction || dir == Direction::Bidirectional;
-            if covers && (join_running || waited) {
-                return fut.await.map_err(EngineError::Internal);
-            }
-            let _ = fut.await;
-            // That run is over: clear its slot if its owner has not yet (it
-            // may not have been polled since), then the next run (started by
-            // whoever gets there first) is ours to join.
-            let next = match self.inner.running.lock() {
-                Ok(mut r) => {
-                    if r.as_ref().is_some_and(|(_, g, _)| *g == generation) {
-                        *r = None;
-                    }
-                    r.clone()
-                }
-                Err(_) => None,
-            };
-            waited = true;
-            if next.is_none() {
-                break;
-            }
-        }
-        let engine = self.inner.engine.clone();
-        let direction = options.direction;
-        let trigger = options.trigger;
-        let fut: BoxFuture<'static, Result<SyncReport, String>> =
-            async move { engine.sync(options).await.map_err(|e| e.to_string()) }.boxed();
-        let shared = fut.shared();
-        // Decide under the lock, await outside it.
-        let started: Result<u64, SharedSync> = {
-            let mut r = self
-                .inner
-                .running
-                .lock()
-                .map_err(|_| EngineError::Internal("the sync lock was poisoned".into()))?;
-            match r.clone() {
-                // Someone started one while we looked, and it covers ours.
-                Some((dir, _, other)) if dir == direction || dir == Direction::Bidirectional => {
-                    Err(other)
-                }
-                _ => {
-                    let g = self.inner.generation.fetch_add(1, Ordering::SeqCst) + 1;
-                    *r = Some((direction, g, shared.clone()));
-                    Ok(g)
-                }
-            }
-        };
-        let generation = match started {
-            Ok(g) => g,
-            Err(other) => return other.await.map_err(EngineError::Internal),
-        };
-        let result = shared.await;
-        if let Ok(mut r) = self.inner.running.lock()
-            && r.as_ref().is_some_and(|(_, g, _)| *g == generation)
-        {
-            *r = None;
-        }
-        if let Ok(report) = &result {
-            if !report.success
-                && report
-                    .errors
-                    .values()
-                    .any(|e| e.contains("cannot reach the server"))
-            {
-                self.set_online(false);
-            }
-            if report.success {
-                // Keep the id blocks topped up while the server answers.
-                if let Err(e) = crate::model::top_up_ids(self).await {
-                    tracing::warn!(error = %e, "could not reserve ids for offline creates");
-                }
-            }
-            if report.success && report.held_back && trigger != Trigger::Manual {
-                self.retry_held_back();
-            }
-        }
-        self.publish().await;
-        result.map_err(EngineError::Internal)
+        let (reply, result) = tokio::sync::oneshot::channel();
+        self.inner
+            .scheduler
+            .send(Request {
+                options,
+                reply: Some(reply),
+            })
+            .map_err(|_| EngineError::Internal("the node is shut down".into()))?;
+        result
+            .await
+            .map_err(|_| EngineError::Internal("the node shut down before the sync ran".into()))?
+            .map_err(EngineError::Internal)
     }
 
-    /// Pulls again shortly while an open server transaction holds committed
-    /// changes back (one retry loop at a time; 10 ms doubling to 1 s).
-    fn retry_held_back(&self) {
-        if self.inner.retrying.swap(true, Ordering::SeqCst) {
-            return;
-        }
-        let node = self.clone();
-        tokio::spawn(async move {
-            let mut delay = Duration::from_millis(10);
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = node.inner.cancel.cancelled() => break,
-                }
-                // Straight to the engine (it never runs two syncs at once):
-                // this loop must not schedule itself again.
-                let options = SyncOptions::new(Direction::FromServer, Trigger::Notify);
-                match node.inner.engine.sync(options).await {
-                    Ok(r) if r.success && r.held_back => {
-                        delay = (delay * 2).min(Duration::from_secs(1))
-                    }
-                    _ => break,
-                }
-            }
-            node.inner.retrying.store(false, Ordering::SeqCst);
-            node.publish().await;
+    /// Asks for a sync without waiting for it (the monitor).
+    fn request_sync(&self, direction: Direction, trigger: Trigger) {
+        let _ = self.inner.scheduler.send(Request {
+            options: SyncOptions::new(direction, trigger),
+            reply: None,
         });
+    }
+
+    /// Keeps the id blocks for offline creates topped up while the server
+    /// answers (after each successful sync).
+    pub(crate) async fn top_up_ids(&self) {
+        let sent = AtomicBool::new(false);
+        let topped = self
+            .bounded_request("reserving ids", &sent, reserve_ids(self))
+            .await;
+        if let Err(e) = topped {
+            tracing::warn!(error = %e, "could not reserve ids for offline creates");
+        }
     }
 
     /// Rows in conflict.
@@ -536,11 +479,9 @@ impl Outpost {
     /// Stops the monitor and waits for a running sync to finish (a sync
     /// commits or rolls back as a whole; nothing is left half-applied).
     pub async fn shutdown(&self) {
+        // The scheduler finishes the running sync, the monitor stops; both
+        // are awaited.
         self.inner.cancel.cancel();
-        let running = self.inner.running.lock().ok().and_then(|r| r.clone());
-        if let Some((_, _, fut)) = running {
-            let _ = fut.await;
-        }
         let tasks: Vec<_> = self
             .inner
             .tasks
@@ -556,20 +497,121 @@ impl Outpost {
     /// The server connection for model queries, opened on demand.
     pub(crate) async fn remote_client(
         &self,
-    ) -> Result<tokio::sync::MutexGuard<'_, Option<Client>>, EngineError> {
+    ) -> Result<tokio::sync::MutexGuard<'_, Option<ModelSession>>, EngineError> {
         let mut guard = self.inner.remote.lock().await;
-        if guard.as_ref().is_none_or(|c| c.is_closed()) {
+        if guard.as_ref().is_none_or(|c| !c.is_open()) {
             *guard = None;
             let url = self
                 .inner
                 .config
                 .require_database_url("remote mode needs the server")
                 .map_err(|e| EngineError::Config(e.to_string()))?;
-            let client = outpost_remote::connect(url, self.inner.options.check_timeout).await?;
-            *guard = Some(client);
+            let session = ModelSession::connect(url, self.inner.options.check_timeout).await?;
+            *guard = Some(session);
         }
         Ok(guard)
     }
+
+    /// Runs `work` (a model request on the server) under the request
+    /// deadline; it gives up early when the node goes offline. `sent` tells
+    /// whether a write had reached the server when it gave up: such a write
+    /// is "outcome unknown", anything else is unreachable (and may run on
+    /// the replica). Either way the node goes offline, and the request's
+    /// connection is dropped with it.
+    pub(crate) async fn bounded_request<T>(
+        &self,
+        what: &str,
+        sent: &AtomicBool,
+        work: impl std::future::Future<Output = Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        let deadline = self.inner.options.request_timeout;
+        let offline = self.inner.went_offline.notified();
+        tokio::pin!(offline);
+        offline.as_mut().enable();
+        let reason = tokio::select! {
+            r = tokio::time::timeout(deadline, work) => match r {
+                Ok(r) => return r,
+                Err(_) => format!("no answer from the server within {} ms", deadline.as_millis()),
+            },
+            _ = &mut offline => "the server stopped answering the node's probe".to_string(),
+        };
+        if self.set_online(false) {
+            self.publish().await;
+        }
+        Err(if sent.load(Ordering::SeqCst) {
+            EngineError::OutcomeUnknown(format!(
+                "{what}: {reason} while it was in flight: it may or may not have been applied; \
+                 the next sync shows which (it is not retried automatically)"
+            ))
+        } else {
+            EngineError::Unreachable(format!("{what}: {reason}"))
+        })
+    }
+}
+
+/// Reserves ids for every sequence-fed column whose block is half used.
+async fn reserve_ids(node: &Outpost) -> Result<(), EngineError> {
+    let schema = node.inner.engine.schema().clone();
+    let wanted: Vec<(String, String)> = schema
+        .tables
+        .iter()
+        .flat_map(|t| {
+            t.columns
+                .iter()
+                .filter(|c| fed_by_sequence(t, c))
+                .map(|c| (t.name.clone(), c.name.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let block = node.inner.options.id_block;
+    let guard = node.remote_client().await?;
+    let Some(session) = guard.as_ref() else {
+        return Ok(());
+    };
+    for (table, column) in wanted {
+        let (t, c) = (table.clone(), column.clone());
+        let left = node
+            .inner
+            .engine
+            .with_replica(move |r| r.ids_left(&t, &c))
+            .await?;
+        if left >= block / 2 {
+            continue;
+        }
+        if let Some(runs) = session
+            .reserve_ids(&schema.pg_schema, &table, &column, block - left)
+            .await?
+        {
+            let (t, c) = (table.clone(), column.clone());
+            node.inner
+                .engine
+                .with_replica(move |r| r.add_ids(&t, &c, &runs))
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// One run and what follows it: offline when the server could not be
+/// reached, ids topped up while it answers, the status published.
+fn run_sync(node: Outpost, options: SyncOptions) -> BoxFuture<'static, SyncResult> {
+    async move {
+        let result = node.inner.engine.sync(options).await;
+        if let Ok(report) = &result {
+            if report.error_kind.is_some_and(|k| k.is_unreachable()) {
+                node.set_online(false);
+            }
+            if report.success {
+                node.top_up_ids().await;
+            }
+        }
+        node.publish().await;
+        result.map_err(|e| e.to_string())
+    }
+    .boxed()
 }
 
 fn backoff(options: &NodeOptions, attempt: u32) -> Duration {
@@ -602,7 +644,7 @@ async fn monitor(node: Outpost) {
                     }
                 }
                 match listen(&node).await {
-                    Ok((client, notes)) => {
+                    Ok(listener) => {
                         node.set_online(true);
                         node.publish().await;
                         let trigger = if first {
@@ -611,13 +653,8 @@ async fn monitor(node: Outpost) {
                             Trigger::Reconnect
                         };
                         first = false;
-                        let n = node.clone();
-                        tokio::spawn(async move {
-                            let _ = n
-                                .sync_with(SyncOptions::new(Direction::Bidirectional, trigger))
-                                .await;
-                        });
-                        online(&node, client, notes).await;
+                        node.request_sync(Direction::Bidirectional, trigger);
+                        online(&node, listener).await;
                         MonitorState::Online
                     }
                     Err(e) => {
@@ -644,42 +681,18 @@ async fn monitor(node: Outpost) {
     }
 }
 
-type Notes = tokio::sync::mpsc::UnboundedReceiver<()>;
-
-/// Opens the LISTEN connection; notifications arrive on the channel.
-async fn listen(node: &Outpost) -> Result<(Client, Notes), EngineError> {
+/// Opens the LISTEN connection (the monitor's probe, too).
+async fn listen(node: &Outpost) -> Result<Listener, EngineError> {
     let url = node
         .inner
         .config
         .require_database_url("the monitor needs the server")
         .map_err(|e| EngineError::Config(e.to_string()))?;
-    let (client, mut connection) =
-        outpost_remote::connect_raw(url, node.inner.options.check_timeout).await?;
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
-        use futures_util::StreamExt as _;
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(AsyncMessage::Notification(_)) => {
-                    if tx.send(()).is_err() {
-                        return;
-                    }
-                }
-                Ok(_) => {}
-                Err(_) => return,
-            }
-        }
-    });
-    client
-        .batch_execute("LISTEN outpost_changes")
-        .await
-        .map_err(|e| outpost_remote::RemoteError::db("listening for changes", e))?;
-    Ok((client, rx))
+    Ok(Listener::open(url, node.inner.options.check_timeout).await?)
 }
 
 /// The online loop: returns when the server stops answering or on shutdown.
-async fn online(node: &Outpost, client: Client, mut notes: Notes) {
+async fn online(node: &Outpost, mut listener: Listener) {
     let options = node.inner.options.clone();
     let cancel = node.inner.cancel.clone();
     let mut check = tokio::time::interval(options.check_interval);
@@ -691,33 +704,33 @@ async fn online(node: &Outpost, client: Client, mut notes: Notes) {
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
-            note = notes.recv() => {
+            note = listener.notified() => {
                 if note.is_none() {
                     return; // the LISTEN connection ended
                 }
                 if !options.notify_debounce.is_zero() {
                     tokio::time::sleep(options.notify_debounce).await;
                 }
-                while notes.try_recv().is_ok() {}
-                let n = node.clone();
-                tokio::spawn(async move {
-                    let _ = n.sync_with(SyncOptions::new(Direction::FromServer, Trigger::Notify)).await;
-                });
+                listener.drain();
+                node.request_sync(Direction::FromServer, Trigger::Notify);
             }
             _ = check.tick() => {
-                let ok = matches!(
-                    tokio::time::timeout(options.check_timeout, client.simple_query("SELECT 1")).await,
-                    Ok(Ok(_))
-                );
-                if !ok {
+                if !listener.probe(options.check_timeout).await {
+                    // The probe decides: a sync waiting on the same path is
+                    // abandoned now rather than at its own deadline.
+                    node.inner.engine.abandon_running();
                     return;
+                }
+                // Something else (a request, a sync) found the server away
+                // while the probe still reaches it: back online at once.
+                if node.set_online(true) {
+                    node.publish().await;
+                    tracing::info!("server reachable again; operations use it");
+                    node.request_sync(Direction::Bidirectional, Trigger::Reconnect);
                 }
             }
             _ = periodic.tick(), if interval.is_some() => {
-                let n = node.clone();
-                tokio::spawn(async move {
-                    let _ = n.sync_with(SyncOptions::new(Direction::Bidirectional, Trigger::Interval)).await;
-                });
+                node.request_sync(Direction::Bidirectional, Trigger::Interval);
             }
         }
     }

@@ -539,3 +539,22 @@ async fn pulls_rows_of_every_key_type() -> anyhow::Result<()> {
     assert_converged(&client, &schema, &[&a]).await?;
     Ok(())
 }
+
+/// Keys typed by a person (a URL segment, a CLI argument) follow one rule:
+/// JSON when it fits the model's key, else the plain string.
+#[tokio::test]
+async fn typed_keys_are_json_or_the_plain_string() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _schema, a) = blog_with_user(&db).await?;
+    let plain = a.local_key("User", &serde_json::json!("u1")).await?;
+    assert_eq!(a.local_key_from_text("User", "u1").await?, plain);
+    assert_eq!(a.local_key_from_text("User", "\"u1\"").await?, plain);
+    assert_eq!(a.local_key_from_text("User", "[\"u1\"]").await?, plain);
+    // `7` is JSON, but a number does not fit a text key: the string "7".
+    assert_eq!(
+        a.local_key_from_text("User", "7").await?,
+        a.local_key("User", &serde_json::json!("7")).await?
+    );
+    assert!(a.local_key_from_text("Nope", "u1").await.is_err());
+    Ok(())
+}

@@ -27,7 +27,7 @@ async fn a_failed_row_keeps_its_reason_when_its_own_earlier_push_is_pulled() -> 
     sync(&a, Direction::Bidirectional).await?;
     // An edit lands on the server; its acknowledgement is lost.
     local(&a, r#"UPDATE "Post" SET title = 'edited' WHERE id = 'p1'"#).await?;
-    a.arm_fault("push-after-commit");
+    a.arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
     let lost = a
         .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
         .await?;
@@ -95,7 +95,7 @@ async fn insert_post_losing_the_ack(node: &outpost_engine::Engine) -> anyhow::Re
         r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'mine', 'u1')"#,
     )
     .await?;
-    node.arm_fault("push-after-commit");
+    node.arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
     let lost = node
         .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
         .await?;
@@ -268,7 +268,7 @@ async fn a_resumed_bootstrap_recopies_tables_whose_changes_were_pruned() -> anyh
     let b = node(&db, &schema, "b")?;
     sync(&b, Direction::Bidirectional).await?;
     let a = node(&db, &schema, "a")?;
-    a.arm_fault("bootstrap-mid-table");
+    a.arm_fault(outpost_engine::FaultPoint::BootstrapMidTable);
     let broken = a
         .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
         .await?;

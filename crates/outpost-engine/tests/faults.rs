@@ -79,7 +79,7 @@ async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
            UPDATE "User" SET name = 'first' WHERE id = 'u1';"#,
     )
     .await?;
-    a.arm_fault("push-after-commit");
+    a.arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
     let lost = a
         .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
         .await?;
@@ -129,7 +129,7 @@ async fn a_row_edited_after_a_lost_acknowledgement_lands_whatever_its_place_in_t
            INSERT INTO "Post" (id, title, "userId") VALUES ('p2', 'two', 'u1');"#,
     )
     .await?;
-    a.arm_fault("push-after-commit");
+    a.arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
     let lost = a
         .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
         .await?;
@@ -184,7 +184,7 @@ async fn an_interrupted_bootstrap_never_claims_to_be_synced() -> anyhow::Result<
         )
         .await?;
     let a = node(&db, &schema, "a")?;
-    a.arm_fault("bootstrap-mid-table");
+    a.arm_fault(outpost_engine::FaultPoint::BootstrapMidTable);
     let broken = a
         .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
         .await?;

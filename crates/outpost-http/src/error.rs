@@ -3,10 +3,7 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use outpost_engine::EngineError;
-use outpost_local::LocalError;
-use outpost_query::QueryError;
-use outpost_remote::RemoteError;
+use outpost_engine::{EngineError, ErrorKind};
 use serde_json::json;
 
 /// An error answer: an HTTP status, a stable machine-readable code and a
@@ -70,91 +67,44 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn from_query(e: &QueryError) -> ApiError {
-    if e.is_not_found() {
-        ApiError::not_found("not_found", e.to_string())
-    } else if e.is_conflict() {
-        ApiError::new(StatusCode::CONFLICT, "unique_violation", e.to_string())
-    } else if e.is_invalid_request() {
-        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string())
-    } else if let QueryError::Refused { .. } = e {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "refused", e.to_string())
-    } else {
-        ApiError::internal(e)
-    }
-}
-
-fn from_remote(e: &RemoteError) -> ApiError {
-    if let RemoteError::Query(q) = e {
-        return from_query(q);
-    }
-    if e.is_transient() {
-        tracing::warn!(error = %e, "server unreachable");
-        return ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unreachable",
-            "the server cannot be reached",
-        );
-    }
-    let db = match e {
-        RemoteError::Db { source, .. } | RemoteError::Value { source, .. } => source.as_db_error(),
-        _ => None,
-    };
-    if let Some(db) = db {
-        let code = db.code().code();
-        let message = db.message().to_string();
-        tracing::info!(error = %e, "the server refused a request");
-        if code == "23505" {
-            return ApiError::new(StatusCode::CONFLICT, "unique_violation", message);
-        }
-        if code.starts_with("23") {
-            return ApiError::new(StatusCode::CONFLICT, "constraint_violation", message);
-        }
-        if code.starts_with("22") {
-            return ApiError::new(StatusCode::BAD_REQUEST, "invalid_value", message);
-        }
-    }
-    ApiError::internal(e)
-}
-
 impl From<EngineError> for ApiError {
+    /// The status from the error's [`ErrorKind`], the code from
+    /// [`EngineError::code`], the message from
+    /// [`EngineError::public_message`]: the engine classifies, this maps.
     fn from(e: EngineError) -> ApiError {
-        match &e {
-            EngineError::Query(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", m),
-            EngineError::UnknownModel(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "unknown_model", e.to_string())
+        let code = e.code();
+        let status = match e.kind() {
+            _ if code == "internal" => return ApiError::internal(&e),
+            ErrorKind::Internal => return ApiError::internal(&e),
+            ErrorKind::BadInput => StatusCode::BAD_REQUEST,
+            ErrorKind::NotFound => StatusCode::NOT_FOUND,
+            ErrorKind::Conflict => StatusCode::CONFLICT,
+            ErrorKind::Refused => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorKind::OutcomeUnknown => StatusCode::BAD_GATEWAY,
+            ErrorKind::Unreachable | ErrorKind::Auth | ErrorKind::Transient => {
+                tracing::warn!(error = %e, "the server could not serve a request");
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            EngineError::Unreachable(_) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unreachable",
-                e.to_string(),
-            ),
-            EngineError::OutcomeUnknown(_) => {
-                ApiError::new(StatusCode::BAD_GATEWAY, "outcome_unknown", e.to_string())
+            ErrorKind::Config => {
+                tracing::error!(error = %e, "configuration does not allow a request");
+                StatusCode::SERVICE_UNAVAILABLE
             }
-            EngineError::Config(m) => {
-                tracing::error!(error = %m, "configuration does not allow a request");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "not_configured",
-                    m.to_string(),
-                )
-            }
-            EngineError::Local(LocalError::Query(q)) => from_query(q),
-            // A merged row that does not fit has always been answered 404
-            // with the conflict's `not_found` code.
-            EngineError::Local(l) if l.is_not_found() || l.is_refused() => {
-                ApiError::not_found("not_found", l.to_string())
-            }
-            EngineError::Remote(r) => from_remote(r),
-            EngineError::Local(_) | EngineError::Internal(_) => ApiError::internal(&e),
+        };
+        if matches!(
+            status,
+            StatusCode::CONFLICT | StatusCode::UNPROCESSABLE_ENTITY
+        ) {
+            tracing::info!(error = %e, "a request was refused");
         }
+        ApiError::new(status, code, e.public_message())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use outpost_local::LocalError;
+    use outpost_query::QueryError;
 
     #[test]
     fn engine_errors_map_to_statuses() {
@@ -171,6 +121,11 @@ mod tests {
                 "invalid_query",
             ),
             (EngineError::UnknownModel("X".into()), 400, "unknown_model"),
+            (
+                EngineError::Refused("too many values".into()),
+                422,
+                "refused",
+            ),
             (
                 EngineError::Internal("secret detail".into()),
                 500,

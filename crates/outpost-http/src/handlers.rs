@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use outpost_core::schema::Table;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_core::types::Value;
+use outpost_engine::{ChangeEntry, ChangePage, ConflictEntry, Resolution};
 use outpost_engine::{Mode, Operation, SyncOptions};
-use outpost_local::sync::{ChangeEntry, ChangePage, ConflictEntry, Resolution};
 use serde::Deserialize;
 use serde_json::{Map, Value as Json, json};
 
@@ -206,14 +206,10 @@ pub(crate) async fn conflicts(State(state): State<AppState>) -> ApiResult {
 /// `"p1"`) or, when that does not fit, the plain string.
 async fn local_key(state: &AppState, model: &str, key: &str) -> Result<String, ApiError> {
     table(state, model)?;
-    let engine = state.node.engine();
-    if let Ok(json) = serde_json::from_str::<Json>(key)
-        && let Ok(pk) = engine.local_key(model, &json).await
-    {
-        return Ok(pk);
-    }
-    engine
-        .local_key(model, &Json::String(key.to_string()))
+    state
+        .node
+        .engine()
+        .local_key_from_text(model, key)
         .await
         .map_err(|e| match e {
             outpost_engine::EngineError::Config(m) => {
@@ -270,42 +266,15 @@ pub(crate) async fn resolve(
                 "unknown keep {other:?}: expected \"local\" or \"server\""
             )));
         }
-        (None, Some(merged)) => {
-            let schema = state.node.engine().schema();
-            let t = table(&state, &model)?;
-            if let Some(unknown) = merged.keys().find(|k| t.column(k).is_none()) {
-                let names: Vec<&str> = t.columns.iter().map(|c| c.name.as_str()).collect();
-                return Err(ApiError::bad_request(format!(
-                    "unknown column {unknown:?} on model {model} (columns: {})",
-                    names.join(", ")
-                )));
-            }
-            let fallback = entry.server.as_ref().or(entry.local.as_ref());
-            let mut row = Vec::with_capacity(t.columns.len());
-            for (i, col) in t.columns.iter().enumerate() {
-                let value = match merged.get(&col.name) {
-                    Some(j) => {
-                        let labels = match &col.ty.scalar {
-                            outpost_core::types::ScalarType::Enum(name) => {
-                                schema.enum_type(name).map(|e| e.labels.as_slice())
-                            }
-                            _ => None,
-                        };
-                        Value::from_json(j, &col.ty, labels).map_err(|e| {
-                            ApiError::bad_request(format!("{model}.{}: {e}", col.name))
-                        })?
-                    }
-                    None => fallback.and_then(|r| r.get(i)).cloned().ok_or_else(|| {
-                        ApiError::bad_request(format!(
-                            "merged must give {model}.{}: neither side has the row",
-                            col.name
-                        ))
-                    })?,
-                };
-                row.push(value);
-            }
-            Resolution::Merged(row)
-        }
+        (None, Some(merged)) => state
+            .node
+            .engine()
+            .merged_resolution(&model, &entry, &merged)
+            // A bad merged row is a bad body, as the other shapes are.
+            .map_err(|e| match e.kind() {
+                outpost_engine::ErrorKind::BadInput => ApiError::bad_request(e.to_string()),
+                _ => ApiError::from(e),
+            })?,
         _ => {
             return Err(ApiError::bad_request(
                 "give exactly one of {\"keep\": \"local\"|\"server\"} or {\"merged\": {column: value}}",

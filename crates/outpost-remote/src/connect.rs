@@ -38,6 +38,14 @@ use crate::error::{RemoteError, describe};
 /// How long to wait for the server before calling it unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// TCP keepalive idle time and interval on every connection: a path that
+/// silently stopped forwarding is noticed by the kernel even while the
+/// connection is idle (the kept sync connection, `LISTEN`).
+pub const KEEPALIVE: Duration = Duration::from_secs(5);
+/// How long sent data may stay unacknowledged before the kernel drops the
+/// connection (`TCP_USER_TIMEOUT`).
+pub const TCP_USER_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// A connection's driver half (for LISTEN, which polls it for
 /// notifications).
 pub type Connection = tokio_postgres::Connection<
@@ -70,10 +78,11 @@ pub async fn connect_raw(
         reason: url.scrub(&reason),
         auth: false,
     };
-    let config: tokio_postgres::Config = url
-        .driver_conninfo()
+    let conninfo = url.driver_conninfo();
+    let mut config: tokio_postgres::Config = conninfo
         .parse()
         .map_err(|e: tokio_postgres::Error| unreachable(describe(&e)))?;
+    bound_socket(&mut config, conninfo);
     let tls = tls_connector(url.tls()).map_err(unreachable)?;
     match tokio::time::timeout(timeout, config.connect(tls)).await {
         Ok(Ok(pair)) => Ok(pair),
@@ -93,6 +102,21 @@ pub async fn connect_raw(
             "no answer within {}s",
             timeout.as_secs()
         ))),
+    }
+}
+
+/// Keepalives and a user timeout on the socket, unless the connection
+/// string sets them itself (`keepalives=0`, `tcp_user_timeout=…`).
+fn bound_socket(config: &mut tokio_postgres::Config, conninfo: &str) {
+    if !conninfo.contains("keepalives") {
+        config
+            .keepalives(true)
+            .keepalives_idle(KEEPALIVE)
+            .keepalives_interval(KEEPALIVE)
+            .keepalives_retries(3);
+    }
+    if !conninfo.contains("tcp_user_timeout") {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
     }
 }
 

@@ -41,6 +41,7 @@ pub use tokio_postgres;
 pub mod cluster;
 pub mod codec;
 pub mod connect;
+pub mod connections;
 pub mod error;
 pub mod feed;
 pub mod introspect;

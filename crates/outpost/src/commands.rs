@@ -73,11 +73,6 @@ fn known_model(engine: &Engine, model: &str) -> anyhow::Result<()> {
     )
 }
 
-fn parse_key(raw: &str) -> serde_json::Value {
-    // `p1` is a string key; `7`, `"p1"` and `[7, "x"]` are JSON.
-    serde_json::from_str(raw).unwrap_or_else(|_| serde_json::Value::String(raw.to_string()))
-}
-
 fn row_json(table: &Table, row: &Option<Vec<Value>>) -> serde_json::Value {
     match row {
         None => serde_json::Value::Null,
@@ -282,7 +277,7 @@ pub async fn conflicts(
             });
         }
         ConflictAction::Show { model, key } => {
-            let pk = engine.local_key(&model, &parse_key(&key)).await?;
+            let pk = engine.local_key_from_text(&model, &key).await?;
             let list = engine.conflicts().await?;
             let Some(c) = list.iter().find(|c| c.table == model && c.pk == pk) else {
                 bail!("no conflict on {model} {pk}");
@@ -323,7 +318,7 @@ pub async fn conflicts(
             keep,
             merge,
         } => {
-            let pk = engine.local_key(&model, &parse_key(&key)).await?;
+            let pk = engine.local_key_from_text(&model, &key).await?;
             let resolution = match (keep.as_deref(), merge) {
                 (Some("local"), None) => Resolution::KeepLocal,
                 (Some("server"), None) => Resolution::KeepServer,
@@ -331,37 +326,12 @@ pub async fn conflicts(
                     let obj: serde_json::Map<String, serde_json::Value> =
                         serde_json::from_str(&merge)
                             .context("--merge must be a JSON object of column values")?;
-                    let table = engine
-                        .schema()
-                        .table(&model)
-                        .cloned()
-                        .context("unknown model")?;
                     let list = engine.conflicts().await?;
                     let c = list
                         .iter()
                         .find(|c| c.table == model && c.pk == pk)
                         .with_context(|| format!("no conflict on {model} {pk}"))?;
-                    let mut row = c
-                        .server
-                        .clone()
-                        .or_else(|| c.local.clone())
-                        .context("both sides deleted the row: keep either")?;
-                    for (name, v) in obj {
-                        let i = table
-                            .columns
-                            .iter()
-                            .position(|col| col.name == name)
-                            .with_context(|| format!("{model} has no column {name:?}"))?;
-                        let labels = match &table.columns[i].ty.scalar {
-                            outpost_core::types::ScalarType::Enum(e) => {
-                                engine.schema().enum_type(e).map(|e| e.labels.clone())
-                            }
-                            _ => None,
-                        };
-                        row[i] = Value::from_json(&v, &table.columns[i].ty, labels.as_deref())
-                            .map_err(|e| anyhow::anyhow!("{model}.{name}: {e}"))?;
-                    }
-                    Resolution::Merged(row)
+                    engine.merged_resolution(&model, c, &obj)?
                 }
                 _ => bail!(
                     "say how to resolve: --keep local, --keep server, or --merge '{{\"column\": value}}'"

@@ -358,6 +358,29 @@ async fn sync_status_conflicts_and_log_from_the_command_line() {
         out.contains("\"local\"") && out.contains("\"server\""),
         "{out}"
     );
+    // The merged row follows the rule the HTTP API uses (one function): an
+    // unknown column is refused, named, and the conflict stays.
+    let o = outpost(
+        db.dir(),
+        &env,
+        &[
+            "conflicts",
+            "resolve",
+            "User",
+            "u1",
+            "--merge",
+            r#"{"nope": 1}"#,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        text(&o).1.contains("unknown column \"nope\" on model User"),
+        "{}",
+        text(&o).1
+    );
+    let o = outpost(db.dir(), &env, &["conflicts", "list", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&text(&o).0).expect("json");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
     let o = outpost(
         db.dir(),
         &env,

@@ -686,7 +686,10 @@ impl Run {
                 self.figures.sync("in-process");
             } else if self.rng.chance(0.3) {
                 self.figures.fault("ack-dropped");
-                self.nodes[i].app.engine().arm_fault("push-after-commit");
+                self.nodes[i]
+                    .app
+                    .engine()
+                    .arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
                 let _ = self.nodes[i].app.sync(Direction::Bidirectional).await;
                 self.figures.sync("in-process");
             }

@@ -1,0 +1,477 @@
+//! The phases of a sync run, in order: connect (the kept connection when
+//! it passes its check, else a new one, the node registered on it), push
+//! (a ready replica's local writes first), bootstrap when needed (then push
+//! again), pull. One state value ([`RunState`]) carries what the run did;
+//! every server round trip is bounded (`Engine::bounded`).
+
+use std::time::Instant;
+
+use futures_util::StreamExt as _;
+use outpost_core::sync::{Cursor, PushOutcome, Trigger};
+use outpost_core::types::Value;
+use outpost_local::sync::{ReplicaState, Stats};
+use outpost_remote::connections::SyncConnection;
+use outpost_remote::feed;
+use outpost_remote::tokio_postgres::Client;
+
+use super::{
+    BOOTSTRAP_CHUNK, DEFAULT_RETENTION, Engine, PUSH_ROUNDS, Progress, RunState, SyncOptions,
+    stalled,
+};
+use crate::error::EngineError;
+use crate::faults::FaultPoint;
+use crate::metrics::SyncMetrics;
+
+impl Engine {
+    /// Phase 1, connect: the kept connection when it passes its check, else
+    /// a new one (the node registered on it); then the phases on it, and the
+    /// connection kept for the next run only when this one succeeded.
+    pub(super) async fn run(
+        &self,
+        options: &SyncOptions,
+        run: &mut RunState,
+    ) -> Result<(), EngineError> {
+        let kept = self
+            .inner
+            .client
+            .lock()
+            .ok()
+            .and_then(|mut c| c.take())
+            .filter(SyncConnection::is_open);
+        // A kept connection is checked (alive, tracking schema there,
+        // retention mark) in one round trip; anything unexpected and a new
+        // connection checks step by step, saying what is wrong.
+        let probed = match kept {
+            Some(k) => match self
+                .bounded("checking the kept connection", feed::probe(k.client()))
+                .await
+            {
+                Ok((Some(version), pruned)) => Some((k, version, pruned)),
+                _ => None,
+            },
+            None => None,
+        };
+        let (mut kept, version, pruned_through, reused) = match probed {
+            Some((k, version, pruned)) => (k, Some(version), Some(pruned), true),
+            None => {
+                let client = self.connect().await?;
+                let version = self
+                    .bounded(
+                        "reading the tracking schema's version",
+                        outpost_remote::installed_version(client.client()),
+                    )
+                    .await?;
+                (client, version, None, false)
+            }
+        };
+        if version.is_none() {
+            return Err(EngineError::Config(
+                "the server has no outpost tracking schema: run `outpost server install` (or `outpost setup`) first".into(),
+            ));
+        }
+        let node = self.inner.node_id;
+        if !reused {
+            // Registered by the run that opened this connection.
+            let name = format!("node {node}");
+            self.bounded(
+                "registering the node",
+                feed::register_node(kept.client(), node, &name),
+            )
+            .await?;
+        }
+        let (client, statements) = kept.parts();
+        self.run_on(client, statements, pruned_through, options, run)
+            .await?;
+        if let Ok(mut slot) = self.inner.client.lock() {
+            *slot = Some(kept);
+        }
+        Ok(())
+    }
+
+    /// The phases on a checked connection: 2 push (a ready replica's local
+    /// writes go first), 3 bootstrap when needed (then push again), 4 pull.
+    /// `pruned_through` is the retention mark when the check read it
+    /// already.
+    async fn run_on(
+        &self,
+        client: &mut Client,
+        statements: &mut feed::PullStatements,
+        pruned_through: Option<Option<Cursor>>,
+        options: &SyncOptions,
+        run: &mut RunState,
+    ) -> Result<(), EngineError> {
+        let (cursor, state) = self.with_replica(|r| r.cursor()).await?;
+        let rebootstrap_tables = self.with_replica(|r| r.rebootstrap_tables()).await?;
+        let behind = state == ReplicaState::Ready
+            && match pruned_through {
+                Some(mark) => feed::FeedPosition::at(cursor, mark).must_rebootstrap,
+                None => {
+                    self.bounded(
+                        "reading the feed position",
+                        feed::feed_position(client, cursor),
+                    )
+                    .await?
+                    .must_rebootstrap
+                }
+            };
+        if state == ReplicaState::Ready && options.direction.pushes() {
+            // Push before any re-bootstrap: local writes go first.
+            self.push(client, options, &mut run.stats).await?;
+        }
+        if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
+            if behind {
+                tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
+            }
+            self.bootstrap(client, options, state == ReplicaState::Bootstrapping)
+                .await?;
+            run.bootstrapped = true;
+            if options.direction.pushes() {
+                self.push(client, options, &mut run.stats).await?;
+            }
+        }
+        if options.direction.pulls() {
+            run.held_back = self
+                .pull(client, statements, options, &mut run.stats)
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn bootstrap(
+        &self,
+        client: &mut Client,
+        options: &SyncOptions,
+        resuming: bool,
+    ) -> Result<(), EngineError> {
+        let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        // Tables finished by an interrupted attempt are kept only while the
+        // changes after their snapshot are still in the log: the cursor
+        // starts from the oldest snapshot, and a pruned change would never
+        // reach them. Otherwise copy everything again.
+        if let Some(oldest) = done.values().min().copied()
+            && self
+                .bounded(
+                    "reading the feed position",
+                    feed::feed_position(client, oldest),
+                )
+                .await?
+                .must_rebootstrap
+        {
+            tracing::warn!(%oldest, "changes after the interrupted bootstrap's snapshot were pruned; copying every table again");
+            done.clear();
+        }
+        if resuming {
+            tracing::info!(
+                tables_done = done.len(),
+                "resuming an interrupted bootstrap"
+            );
+        }
+        let schema = self.inner.schema.clone();
+        let snapshot = self
+            .bounded(
+                "starting the bootstrap snapshot",
+                feed::Bootstrap::begin(client),
+            )
+            .await?;
+        for table in &schema.tables {
+            if done.contains_key(&table.name) {
+                continue;
+            }
+            let total = self
+                .bounded("counting a table's rows", snapshot.count(table))
+                .await?
+                .max(0) as u64;
+            let name = table.name.clone();
+            self.with_replica(move |r| r.bootstrap_clear(&name)).await?;
+            let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Vec<Value>>, Option<Cursor>)>(2);
+            let replica = self.inner.replica.clone();
+            let name = table.name.clone();
+            let writer = tokio::task::spawn_blocking(move || -> Result<(), EngineError> {
+                let mut guard = replica
+                    .lock()
+                    .map_err(|_| EngineError::Internal("the replica lock was poisoned".into()))?;
+                while let Some((rows, done)) = rx.blocking_recv() {
+                    guard.bootstrap_insert(&name, &rows, done)?;
+                }
+                Ok(())
+            });
+            let started = Instant::now();
+            let mut copied: u64 = 0;
+            let mut chunk = Vec::with_capacity(BOOTSTRAP_CHUNK);
+            let stream = self
+                .bounded(
+                    "starting a table's copy",
+                    snapshot.rows(&schema.pg_schema, table),
+                )
+                .await?;
+            let deadline = self.timeouts().round_trip;
+            futures_util::pin_mut!(stream);
+            let mut first = true;
+            // One deadline per row would cost a timer each: the deadline
+            // covers a chunk instead.
+            let mut chunk_deadline = tokio::time::Instant::now() + deadline;
+            loop {
+                let row = match tokio::time::timeout_at(chunk_deadline, stream.next()).await {
+                    Ok(Some(row)) => row,
+                    Ok(None) => break,
+                    Err(_) => return Err(stalled("copying a table", deadline)),
+                };
+                chunk.push(row?);
+                if chunk.len() == BOOTSTRAP_CHUNK {
+                    copied += chunk.len() as u64;
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(BOOTSTRAP_CHUNK));
+                    if tx.send((full, None)).await.is_err() {
+                        break;
+                    }
+                    chunk_deadline = tokio::time::Instant::now() + deadline;
+                    if first {
+                        first = false;
+                        self.inner.faults.hit(FaultPoint::BootstrapMidTable)?;
+                    }
+                    self.report(
+                        options,
+                        Progress::Bootstrap {
+                            table: table.name.clone(),
+                            rows: copied,
+                            total,
+                            rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                        },
+                    );
+                }
+            }
+            copied += chunk.len() as u64;
+            let _ = tx.send((chunk, Some(snapshot.cursor))).await;
+            drop(tx);
+            writer.await.map_err(|e| {
+                EngineError::Internal(format!("the bootstrap writer failed: {e}"))
+            })??;
+            SyncMetrics::add(&self.inner.metrics.rows_bootstrapped, copied);
+            self.report(
+                options,
+                Progress::Bootstrap {
+                    table: table.name.clone(),
+                    rows: copied,
+                    total,
+                    rows_per_sec: copied as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                },
+            );
+            tracing::info!(table = %table.name, rows = copied, secs = started.elapsed().as_secs_f64(), "table copied");
+        }
+        self.bounded("ending the bootstrap snapshot", snapshot.finish())
+            .await?;
+        let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
+        self.bounded(
+            "recording the cursor",
+            feed::record_cursor(client, self.inner.node_id, cursor),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn push(
+        &self,
+        client: &mut Client,
+        options: &SyncOptions,
+        stats: &mut Stats,
+    ) -> Result<(), EngineError> {
+        let policies = self.policies();
+        let mut sent: u64 = 0;
+        // Rounds in a row in which no row left the queue (every row was
+        // only queued again, merged by a conflict policy).
+        let mut requeued_only = 0;
+        // A backstop, as before: a run pushes at most this many batches (an
+        // application writing as fast as the push drains keeps the rest
+        // for the next run).
+        for _round in 0..PUSH_ROUNDS * 100 {
+            let models = options.models.clone();
+            let planned = Instant::now();
+            let batch = self
+                .inner
+                .push_batch
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let rows = self
+                .with_replica(move |r| r.pending_push(models.as_deref(), batch))
+                .await?;
+            let plan_time = planned.elapsed();
+            if rows.is_empty() {
+                break;
+            }
+            let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
+            self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
+            let sending = Instant::now();
+            let outcomes = self
+                .bounded(
+                    "pushing a batch",
+                    feed::push(
+                        client,
+                        &self.inner.schema,
+                        self.inner.node_id,
+                        cursor,
+                        &rows,
+                        self.timeouts().statement,
+                    ),
+                )
+                .await?;
+            // The server committed; a crash or a lost reply here must not
+            // make the retry apply anything twice.
+            self.inner.faults.hit(FaultPoint::PushAfterCommit)?;
+            sent += rows.len() as u64;
+            let landed = outcomes
+                .iter()
+                .filter(|o| {
+                    matches!(
+                        o,
+                        PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. }
+                    )
+                })
+                .count();
+            SyncMetrics::add(&self.inner.metrics.rows_pushed, landed as u64);
+            self.report(options, Progress::Push { rows: sent });
+            let failed_or_conflict = outcomes
+                .iter()
+                .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
+                .count();
+            let send_time = sending.elapsed();
+            let p = policies.clone();
+            let acking = Instant::now();
+            let acked = self
+                .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
+                .await?;
+            // A row moved when it left the queue: landed, refused, or parked
+            // as a conflict. A merged row goes out in the next round; when
+            // rounds only queue rows again, the run stops after
+            // PUSH_ROUNDS of them (the next run tries again).
+            let moved: u64 = acked
+                .values()
+                .map(|s| s.records_succeeded + s.records_failed + s.conflicts)
+                .sum();
+            merge(stats, acked);
+            if moved == 0 {
+                requeued_only += 1;
+                if requeued_only >= PUSH_ROUNDS {
+                    break;
+                }
+            } else {
+                requeued_only = 0;
+            }
+            tracing::debug!(
+                rows = sent,
+                failed_or_conflict,
+                plan_ms = plan_time.as_millis() as u64,
+                send_ms = send_time.as_millis() as u64,
+                ack_ms = acking.elapsed().as_millis() as u64,
+                "push batch acknowledged"
+            );
+        }
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        client: &mut Client,
+        statements: &mut feed::PullStatements,
+        options: &SyncOptions,
+        stats: &mut Stats,
+    ) -> Result<bool, EngineError> {
+        let policies = self.policies();
+        let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
+        let advance = options.models.is_none();
+        let mut applied: u64 = 0;
+        let mut held_back = false;
+        let schema = &self.inner.schema;
+        let models = options.models.as_deref();
+        // The read of the next batch overlaps the SQLite apply of this one
+        // (the server and the replica work at the same time; B3). The read
+        // only needs the cursor the current batch ends at, and batches are
+        // still applied strictly in order, each with its own cursor.
+        let reading = Instant::now();
+        let limit = self
+            .inner
+            .pull_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let first = self
+            .bounded(
+                "pulling a batch",
+                feed::pull(client, schema, cursor, limit, models, statements),
+            )
+            .await?;
+        let mut ahead = Some((first, reading.elapsed()));
+        while let Some((batch, read_time)) = ahead.take() {
+            self.inner.faults.hit(FaultPoint::PullBeforeApply)?;
+            let next = batch.cursor;
+            let more = batch.more;
+            let (changes, rows) = (batch.changes, batch.rows.len());
+            held_back = batch.held_back;
+            applied += batch.changes as u64;
+            SyncMetrics::add(&self.inner.metrics.rows_pulled, batch.changes as u64);
+            let p = policies.clone();
+            let applying = Instant::now();
+            let apply = async {
+                let got = self
+                    .with_replica(move |r| r.apply_pull(&batch, &p, advance))
+                    .await;
+                (got, applying.elapsed())
+            };
+            // Both run to the end (`join`, not `select`): an apply is never
+            // abandoned half-way, and its error wins over the read's.
+            let ((got, apply_time), read) = if more {
+                let read = async {
+                    let reading = Instant::now();
+                    let batch = self
+                        .bounded(
+                            "pulling a batch",
+                            feed::pull(client, schema, next, limit, models, statements),
+                        )
+                        .await;
+                    batch.map(|b| (b, reading.elapsed()))
+                };
+                let (applied, read) = tokio::join!(apply, read);
+                (applied, Some(read))
+            } else {
+                (apply.await, None)
+            };
+            merge(stats, got?);
+            tracing::debug!(
+                changes,
+                rows,
+                read_ms = read_time.as_millis() as u64,
+                apply_ms = apply_time.as_millis() as u64,
+                "pull batch applied"
+            );
+            self.report(options, Progress::Pull { changes: applied });
+            cursor = next;
+            ahead = read.transpose()?;
+        }
+        if advance {
+            self.bounded(
+                "recording the cursor",
+                feed::record_cursor(client, self.inner.node_id, cursor),
+            )
+            .await?;
+        }
+        // A notification-driven pull skips the prune: it runs after every
+        // server commit (B5), and the other runs (manual, interval,
+        // reconnect) prune often enough.
+        if advance && options.trigger != Trigger::Notify {
+            let retention = self
+                .inner
+                .retention
+                .lock()
+                .map(|r| *r)
+                .unwrap_or(DEFAULT_RETENTION);
+            let pruned = self
+                .bounded("pruning the change log", feed::prune(client, retention))
+                .await?;
+            if pruned > 0 {
+                tracing::debug!(pruned, "pruned the change log");
+            }
+        }
+        Ok(held_back)
+    }
+}
+
+fn merge(into: &mut Stats, from: Stats) {
+    for (k, v) in from {
+        into.entry(k).or_default().add(v);
+    }
+}

@@ -1,0 +1,311 @@
+//! A path that stops forwarding without refusing (the proxy's stall: bytes
+//! are accepted and held), and a request the server rejects: the node stays
+//! responsive, notices the stall within its documented bound, never reports
+//! a stuck write as written, abandons a stalled sync, and does not go
+//! offline for a request's own error.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_engine::{ErrorKind, NodeOptions, Outpost, ServerTimeouts, SyncOptions};
+use outpost_testkit::TestDb;
+use outpost_testkit::proxy::Proxy;
+use serde_json::{Value as Json, json};
+
+/// Short timings: a stall is noticed within `check_interval + check_timeout`
+/// (0.7 s here).
+fn fast() -> NodeOptions {
+    NodeOptions {
+        check_interval: Duration::from_millis(200),
+        check_timeout: Duration::from_millis(500),
+        request_timeout: Duration::from_secs(3),
+        backoff_base: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(200),
+        ..NodeOptions::default()
+    }
+}
+
+fn config_for(db: &TestDb, name: &str, url: &str) -> anyhow::Result<outpost_core::config::Config> {
+    let local = format!("file:{}", db.dir().join(format!("{name}.db")).display());
+    let vars: Vec<(String, String)> = vec![
+        ("DATABASE_URL".into(), url.to_string()),
+        ("LOCAL_DATABASE_URL".into(), local),
+        ("LOCAL_DATABASE_SYNC_INTERVAL".into(), "0".into()),
+    ];
+    Ok(outpost_core::config::Config::from_lookup(|k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })?)
+}
+
+async fn wait_for(
+    what: &str,
+    mut f: impl AsyncFnMut() -> anyhow::Result<bool>,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if f().await? {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    anyhow::bail!("timed out waiting for {what}")
+}
+
+async fn count(client: &outpost_remote::tokio_postgres::Client, sql: &str) -> anyhow::Result<i64> {
+    Ok(client.query_one(sql, &[]).await?.get(0))
+}
+
+/// The issue's scenario: a create is on the server (waiting on a lock) when
+/// the path stalls. The status keeps answering within a second, the node
+/// goes offline within the bound, the stuck create is "outcome unknown"
+/// (not written, not replayed), a create made offline lands when the path
+/// flows again, and nothing is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_path_keeps_the_node_responsive_and_the_stuck_write_unknown() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let proxy = Proxy::start(db.server_addr()?).await?;
+    let node = Outpost::open_with(
+        config_for(&db, "n", &db.database_url_via(proxy.addr))?,
+        fast(),
+    )
+    .await?;
+    wait_for("online and bootstrapped", async || {
+        let s = node.status().await;
+        Ok(s.is_online && s.last_sync.as_ref().is_some_and(|l| l.status == "SUCCESS"))
+    })
+    .await?;
+    let posts = node.model("Post")?;
+    // Opens the model service's connection.
+    let _: Json = posts
+        .create(json!({"data": {"id": "before", "title": "t", "userId": "u1"}}))
+        .await?;
+
+    // Hold the table so the next create waits on the server, in flight.
+    let mut locker = db.client().await?;
+    let lock = locker.transaction().await?;
+    lock.batch_execute(r#"LOCK TABLE "Post" IN ACCESS EXCLUSIVE MODE"#)
+        .await?;
+    let stuck = {
+        let posts = posts.clone();
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = posts
+                .create::<Json>(json!({"data": {"id": "stuck", "title": "t", "userId": "u1"}}))
+                .await;
+            (r, started.elapsed())
+        })
+    };
+    wait_for("the create waiting on the lock", async || {
+        Ok(count(
+            &client,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT%'",
+        )
+        .await?
+            == 1)
+    })
+    .await?;
+
+    proxy.stall();
+    let stalled_at = Instant::now();
+    lock.rollback().await?;
+    // The status answers within a second throughout, and offline comes
+    // within check_interval + check_timeout (plus scheduling slack).
+    let mut offline_after = None;
+    while stalled_at.elapsed() < Duration::from_secs(5) {
+        let asked = Instant::now();
+        let status = tokio::time::timeout(Duration::from_secs(1), node.status())
+            .await
+            .map_err(|_| anyhow::anyhow!("the status did not answer within a second"))?;
+        assert!(asked.elapsed() < Duration::from_secs(1));
+        if !status.is_online && offline_after.is_none() {
+            assert!(status.using_local_database);
+            offline_after = Some(stalled_at.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let offline_after = offline_after.ok_or_else(|| anyhow::anyhow!("never went offline"))?;
+    assert!(
+        offline_after < Duration::from_millis(2000),
+        "offline after {offline_after:?}"
+    );
+
+    let (result, took) = stuck.await?;
+    let err = result.expect_err("the stuck create cannot be reported as written");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(
+        took < fast().request_timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+
+    // New operations go to the replica.
+    let after: Json = posts
+        .create(json!({"data": {"id": "after", "title": "t", "userId": "u1"}}))
+        .await?;
+    assert_eq!(after["syncStatus"], "PENDING");
+
+    proxy.flow();
+    wait_for("back online and pushed", async || {
+        let s = node.status().await;
+        Ok(s.is_online && s.pending == 0)
+    })
+    .await?;
+    assert_eq!(
+        count(&client, r#"SELECT count(*) FROM "Post" WHERE id = 'after'"#).await?,
+        1
+    );
+    // The stuck create was rolled back by the server (never committed),
+    // and nothing replayed it.
+    assert_eq!(
+        count(&client, r#"SELECT count(*) FROM "Post" WHERE id = 'stuck'"#).await?,
+        0
+    );
+    assert_eq!(count(&client, r#"SELECT count(*) FROM "Post""#).await?, 2);
+    node.shutdown().await;
+    Ok(())
+}
+
+/// A one-second stall in the middle of a push (connections open then stay
+/// dead, new ones flow, as after a NAT lost its mappings): the run ends
+/// within its deadline, the server ends the session idle in the batch's
+/// transaction, the next sync completes, nothing lost or doubled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_mid_push_ends_the_sync_within_its_deadline() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let proxy = Proxy::start(db.server_addr()?).await?;
+    let path = db.dir().join("a.db");
+    let (replica, _) = outpost_local::Replica::setup(&path, &schema)?;
+    let a = outpost_engine::Engine::new(
+        replica,
+        config_for(&db, "a", &db.database_url_via(proxy.addr))?,
+    );
+    let timeouts = ServerTimeouts {
+        statement: Duration::from_secs(2),
+        lock: Duration::from_secs(2),
+        idle_in_transaction: Duration::from_secs(1),
+        round_trip: Duration::from_secs(2),
+    };
+    a.set_timeouts(timeouts);
+    sync(&a, Direction::Bidirectional).await?;
+    const ROWS: i64 = 4000;
+    local(
+        &a,
+        &format!(
+            r#"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {ROWS})
+               INSERT INTO "Post" (id, title, views, "userId") SELECT 'p' || i, 't', 0, 'u1' FROM n"#
+        ),
+    )
+    .await?;
+    a.set_push_batch(50);
+
+    let runner = a.clone();
+    let run = tokio::spawn(async move {
+        runner
+            .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+            .await
+    });
+    wait_for("the push under way", async || {
+        Ok(a.progress()
+            .is_some_and(|p| p.phase == "push" && p.rows >= 100))
+    })
+    .await?;
+    proxy.stall();
+    let stalled_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    proxy.flow_new();
+
+    let report = run.await??;
+    let ended = stalled_at.elapsed();
+    assert!(
+        !report.success,
+        "the stalled run cannot succeed: {report:?}"
+    );
+    assert_eq!(
+        report.error_kind,
+        Some(ErrorKind::Unreachable),
+        "{report:?}"
+    );
+    assert!(
+        ended < timeouts.round_trip + Duration::from_secs(2),
+        "the run ended {ended:?} after the stall"
+    );
+    // The server ends the session left in the batch's transaction.
+    let dbname: String = client
+        .query_one("SELECT current_database()", &[])
+        .await?
+        .get(0);
+    let idle_sql = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = '{dbname}' \
+         AND state LIKE 'idle in transaction%'"
+    );
+    let deadline = stalled_at + timeouts.idle_in_transaction + Duration::from_secs(5);
+    loop {
+        if count(&client, &idle_sql).await? == 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "a session stays idle in transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(
+        count(&client, r#"SELECT count(*) FROM "Post""#).await?,
+        ROWS
+    );
+    assert_eq!(
+        count(&client, r#"SELECT count(DISTINCT id) FROM "Post""#).await?,
+        ROWS
+    );
+    assert_converged(&client, &schema, &[&a]).await?;
+    assert_eq!(a.status().await?.pending, 0);
+    Ok(())
+}
+
+/// A request the server rejects (more values in `in` than one statement can
+/// carry) is an error of that request, named as such; the node stays online
+/// and keeps using the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejected_oversize_request_leaves_the_node_online() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let node = Outpost::open_with(config_for(&db, "n", &db.database_url())?, fast()).await?;
+    wait_for("online", async || Ok(node.status().await.is_online)).await?;
+    let ids: Vec<String> = (0..100_000).map(|i| format!("id{i}")).collect();
+    let err = node
+        .model("User")?
+        .find_many::<Json>(json!({"where": {"id": {"in": ids}}}))
+        .await
+        .expect_err("too many values for one statement");
+    let text = err.to_string();
+    let head = &text[..text.len().min(400)];
+    assert_eq!(err.kind(), ErrorKind::Refused, "{head}");
+    assert!(text.contains("65535"), "{head}");
+    let s = node.status().await;
+    assert!(s.is_online && !s.using_local_database, "{s:?}");
+    // The next request is served (by the server: the node is online).
+    let found: Option<Json> = node
+        .model("User")?
+        .find_unique(json!({"where": {"id": "u1"}}))
+        .await?;
+    assert!(found.is_some());
+    assert!(node.status().await.is_online);
+    node.shutdown().await;
+    Ok(())
+}

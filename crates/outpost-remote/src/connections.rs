@@ -1,0 +1,312 @@
+//! Long-lived connections the node keeps (the settings they run with are
+//! in [`crate::session`]), as types that hold their driver:
+//! [`Listener`], the monitor's `LISTEN outpost_changes` connection, which is
+//! also its probe of the server, and [`ModelSession`], the model service's
+//! connection (reads, and writes in one transaction under the node's
+//! origin). The node never holds a driver client itself; it bounds every
+//! call here with its own deadline.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use outpost_core::schema::Schema;
+use outpost_core::types::Value;
+use outpost_query::{Plan, Records};
+use serde_json::Value as Json;
+
+use futures_util::StreamExt as _;
+use outpost_core::config::DatabaseUrl;
+use tokio::sync::mpsc;
+use tokio_postgres::{AsyncMessage, Client};
+
+use crate::error::RemoteError;
+
+/// The channel the server's change triggers notify (`outpost.notify()`).
+pub const CHANGES_CHANNEL: &str = "outpost_changes";
+
+/// A connection listening for change notifications. Dropping it closes the
+/// connection and stops its driver task.
+pub struct Listener {
+    client: Client,
+    notes: mpsc::UnboundedReceiver<()>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl Listener {
+    /// Connects and runs `LISTEN`, each within `timeout`.
+    pub async fn open(url: &DatabaseUrl, timeout: Duration) -> Result<Listener, RemoteError> {
+        let (client, mut connection) = crate::connect::connect_raw(url, timeout).await?;
+        let (tx, notes) = mpsc::unbounded_channel();
+        let driver = tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(msg) = messages.next().await {
+                match msg {
+                    Ok(AsyncMessage::Notification(_)) => {
+                        if tx.send(()).is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+            }
+        });
+        let listener = Listener {
+            client,
+            notes,
+            driver,
+        };
+        let sql = format!("LISTEN {CHANGES_CHANNEL}");
+        match tokio::time::timeout(timeout, listener.client.batch_execute(&sql)).await {
+            Ok(Ok(())) => Ok(listener),
+            Ok(Err(e)) => Err(RemoteError::db("listening for changes", e)),
+            Err(_) => Err(RemoteError::Unreachable {
+                auth: false,
+                server: url.redacted(),
+                reason: format!(
+                    "listening for changes: no answer within {} ms",
+                    timeout.as_millis()
+                ),
+            }),
+        }
+    }
+
+    /// The next notification; `None` when the connection ended.
+    pub async fn notified(&mut self) -> Option<()> {
+        self.notes.recv().await
+    }
+
+    /// Drops the notifications that arrived meanwhile (one sync covers
+    /// them all).
+    pub fn drain(&mut self) {
+        while self.notes.try_recv().is_ok() {}
+    }
+
+    /// Whether the server answers a `SELECT 1` on this connection within
+    /// `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.client.simple_query("SELECT 1")).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        !self.client.is_closed()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+/// The sync engine's connection, kept between runs together with the pull
+/// statements prepared on it (a notification-driven pull then costs no
+/// connection set-up). The engine drops it after any failed run.
+pub struct SyncConnection {
+    client: Client,
+    statements: crate::feed::PullStatements,
+}
+
+impl SyncConnection {
+    /// Connects within `timeout` and applies the session's `settings` (its
+    /// limits), within `timeout` too.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        timeout: Duration,
+        settings: &str,
+    ) -> Result<SyncConnection, RemoteError> {
+        let client = crate::connect::connect(url, timeout).await?;
+        match tokio::time::timeout(timeout, client.batch_execute(settings)).await {
+            Ok(Ok(())) => Ok(SyncConnection {
+                client,
+                statements: crate::feed::PullStatements::default(),
+            }),
+            Ok(Err(e)) => Err(RemoteError::db("setting the sync session's limits", e)),
+            Err(_) => Err(RemoteError::Unreachable {
+                auth: false,
+                server: url.redacted(),
+                reason: format!(
+                    "setting the sync session's limits: no answer within {} ms",
+                    timeout.as_millis()
+                ),
+            }),
+        }
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        !self.client.is_closed()
+    }
+
+    /// The connection, for the feed's functions.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The connection and its prepared pull statements, for the feed's
+    /// functions.
+    pub fn parts(&mut self) -> (&mut Client, &mut crate::feed::PullStatements) {
+        (&mut self.client, &mut self.statements)
+    }
+}
+
+/// A row a model-service write left on the server, with its new version
+/// (what the replica mirrors).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenRow {
+    /// The table.
+    pub table: String,
+    /// Primary-key values.
+    pub pk: Vec<Value>,
+    /// The row after the write (`None`: deleted).
+    pub values: Option<Vec<Value>>,
+    /// Its server version after the write.
+    pub version: i64,
+}
+
+/// How a write failed.
+#[derive(Debug)]
+pub enum WriteError {
+    /// Nothing was committed: the server rolled the transaction back (or
+    /// never began it).
+    NotApplied(RemoteError),
+    /// The connection was lost while the commit was in flight: the write
+    /// may or may not have been applied.
+    CommitLost(RemoteError),
+}
+
+/// The settings of a model-service write transaction: the node's origin (so
+/// its own pull skips the change) and an idle limit, so a write whose node
+/// went silent mid-transaction never holds its locks for long.
+pub fn write_settings_sql(origin: uuid::Uuid, idle_limit: Duration) -> String {
+    format!(
+        "{} SET LOCAL idle_in_transaction_session_timeout = {};",
+        crate::session::origin(outpost_core::NodeId(origin)),
+        idle_limit.as_millis().max(1)
+    )
+}
+
+/// The model service's connection to the server.
+pub struct ModelSession {
+    client: Client,
+}
+
+impl ModelSession {
+    /// Connects within `timeout`.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        timeout: Duration,
+    ) -> Result<ModelSession, RemoteError> {
+        Ok(ModelSession {
+            client: crate::connect::connect(url, timeout).await?,
+        })
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        !self.client.is_closed()
+    }
+
+    /// A read, as rows.
+    pub async fn read(&self, schema: &Schema, plan: &Plan) -> Result<Records, RemoteError> {
+        crate::query::read(&self.client, schema, plan).await
+    }
+
+    /// A read, as Prisma's JSON result.
+    pub async fn run(&self, schema: &Schema, plan: &Plan) -> Result<Json, RemoteError> {
+        Ok(crate::query::run(&self.client, schema, plan).await?.result)
+    }
+
+    /// A write in one transaction under `origin`; its result and the rows it
+    /// left, with their versions. `sent` is set once the write's statements
+    /// are on their way (from then on, a caller that gives up cannot know
+    /// whether it landed).
+    pub async fn write(
+        &mut self,
+        schema: &Schema,
+        plan: &Plan,
+        origin: uuid::Uuid,
+        idle_limit: Duration,
+        sent: &AtomicBool,
+    ) -> Result<(Json, Vec<WrittenRow>), WriteError> {
+        let tx = self
+            .client
+            .transaction()
+            .await
+            .map_err(|e| WriteError::NotApplied(RemoteError::db("starting a write", e)))?;
+        let prepared = tx
+            .batch_execute(&write_settings_sql(origin, idle_limit))
+            .await
+            .map_err(|e| RemoteError::db("starting a write", e));
+        sent.store(true, Ordering::SeqCst);
+        let out = match prepared {
+            Ok(()) => crate::query::run(&tx, schema, plan).await,
+            Err(e) => Err(e),
+        }
+        .map_err(WriteError::NotApplied)?;
+        let mut written = Vec::with_capacity(out.written.len());
+        let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, w) in out.written.iter().enumerate() {
+            by_table.entry(w.table.as_str()).or_default().push(i);
+        }
+        for (table, idx) in by_table {
+            let Some(t) = schema.table(table) else {
+                continue;
+            };
+            let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
+            let versions = crate::feed::versions_of(&tx, t, &pks)
+                .await
+                .map_err(WriteError::NotApplied)?;
+            for (&i, version) in idx.iter().zip(versions) {
+                let w = &out.written[i];
+                written.push(WrittenRow {
+                    table: w.table.clone(),
+                    pk: w.pk.clone(),
+                    values: w.values.clone(),
+                    version,
+                });
+            }
+        }
+        if let Err(e) = tx.commit().await {
+            let lost = crate::error::is_connection_error(&e);
+            let e = RemoteError::db("committing a write", e);
+            return Err(if lost {
+                WriteError::CommitLost(e)
+            } else {
+                WriteError::NotApplied(e)
+            });
+        }
+        Ok((out.result, written))
+    }
+
+    /// Reserves `n` ids from a column's sequence (see
+    /// [`crate::feed::reserve_ids`]).
+    pub async fn reserve_ids(
+        &self,
+        pg_schema: &str,
+        table: &str,
+        column: &str,
+        n: i64,
+    ) -> Result<Option<Vec<(i64, i64)>>, RemoteError> {
+        crate::feed::reserve_ids(&self.client, pg_schema, table, column, n).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_carry_the_origin_and_an_idle_limit() {
+        assert_eq!(
+            write_settings_sql(uuid::Uuid::nil(), Duration::from_secs(10)),
+            "SET LOCAL outpost.origin = '00000000-0000-0000-0000-000000000000'; \
+             SET LOCAL idle_in_transaction_session_timeout = 10000;"
+        );
+    }
+}
