@@ -17,7 +17,9 @@
 
 pub mod admin;
 mod auth;
+mod cors;
 mod error;
+mod events;
 mod extract;
 mod handlers;
 mod metrics;
@@ -97,6 +99,8 @@ routes! {
         "Drop a FAILED row's local change: the server's row comes back (or the row goes, if the server has none).";
     POST "/api/models/{model}/{operation}" handlers::model_operation =>
         "Run a Prisma operation with Prisma's argument object as body.";
+    GET "/api/database/events" events::handler =>
+        "Live events (Server-Sent Events): status, progress, sync results, changed models.";
     GET "/api/openapi.json" openapi::handler => "This document.";
     GET "/metrics" metrics::handler => "Prometheus metrics.";
 }
@@ -116,7 +120,12 @@ pub fn router(state: AppState) -> Router {
         ))
         // The page checks the token itself (bearer header or `?token=`).
         .route(admin::PAGE_PATH, axum::routing::get(admin::page))
+        .layer(axum::middleware::from_fn(events::note_writes))
+        .layer(axum::Extension(events::Hub::new()))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost but for tracing: preflights are answered before the
+        // bearer check (browsers send no credentials on them).
+        .layer(cors::layer(&state))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
