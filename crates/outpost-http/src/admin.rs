@@ -6,8 +6,9 @@
 //! failed rows with the server's error (retry, discard), and the sync log.
 //!
 //! Server-rendered HTML (every dynamic string goes through `escape`) with a
-//! small inline script: it polls `GET /api/database/status` every few seconds
-//! and, when something changed, fetches the page's live part again
+//! small inline script: it follows the live events (`GET
+//! /api/database/events`), or while those are unavailable polls `GET
+//! /api/database/status` every few seconds, and, when something changed, fetches the page's live part again
 //! (`?fragment=1`) and swaps it in without a full reload, keeping radio
 //! choices and focus. While a sync started from the page runs it polls
 //! faster and shows the run's phase and rows (`syncing` in the status). The
@@ -579,7 +580,7 @@ const SCRIPT: &str = r#"
   // While a sync started here runs, the status is polled fast for progress.
   async function syncing(label, body) {
     show('Syncing ' + label + '…');
-    const timer = setInterval(function () { api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
+    const timer = setInterval(function () { if (!streaming) api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
     try { const rep = await api('POST', '/api/database/status', body); show('Sync ' + label + ' ' + summary(rep), rep && rep.success === false); }
     finally { clearInterval(timer); showProgress(null); }
   }
@@ -625,19 +626,58 @@ const SCRIPT: &str = r#"
     }
     await reload();
   });
-  async function poll() {
-    try {
-      const s = await api('GET', '/api/database/status');
-      showProgress(s);
-      const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt]);
-      if (sig !== last) {
-        const first = last === '';
-        last = sig;
-        const inForm = document.activeElement && document.activeElement.tagName === 'SELECT';
-        if (!first && !inForm) await reload();
-      }
-    } catch (e) { /* offline or server down: keep the last view */ }
+  async function onStatus(s) {
+    showProgress(s);
+    const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt]);
+    if (sig !== last) {
+      const first = last === '';
+      last = sig;
+      const inForm = document.activeElement && document.activeElement.tagName === 'SELECT';
+      if (!first && !inForm) await reload();
+    }
   }
+  async function poll() {
+    if (streaming) return;
+    try { await onStatus(await api('GET', '/api/database/status')); }
+    catch (e) { /* offline or server down: keep the last view */ }
+  }
+  // Live events (GET /api/database/events, Server-Sent Events read over
+  // fetch so the bearer token goes along): status changes, the progress of
+  // any run, and data changes. While the stream is open the polling below
+  // stands by; it takes over when the stream fails, which retries in 5 s.
+  let streaming = false;
+  async function stream() {
+    try {
+      const r = await fetch('/api/database/events', { headers: Object.assign({ Accept: 'text/event-stream' }, headers) });
+      if (!r.ok || !r.body) throw new Error('HTTP ' + r.status);
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = '';
+      streaming = true;
+      for (;;) {
+        const c = await reader.read();
+        if (c.done) break;
+        buf += dec.decode(c.value, { stream: true }).replace(/\r\n?/g, '\n');
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i); buf = buf.slice(i + 2);
+          let name = 'message', data = '';
+          block.split('\n').forEach(function (l) {
+            if (l.startsWith('event:')) name = l.slice(6).trim();
+            else if (l.startsWith('data:')) data += l.slice(5).trim();
+          });
+          let d = null;
+          try { d = JSON.parse(data); } catch (e) { continue; }
+          if (name === 'status') await onStatus(d);
+          else if (name === 'progress') showProgress({ syncing: d });
+          else if (name === 'changed' && !(document.activeElement && document.activeElement.tagName === 'SELECT')) await reload();
+        }
+      }
+    } catch (e) { /* fall back to polling */ }
+    streaming = false;
+    setTimeout(stream, 5000);
+  }
+  stream();
   poll();
   setInterval(poll, 3000);
 })();

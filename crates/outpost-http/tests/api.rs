@@ -529,7 +529,10 @@ async fn openapi_documents_every_route_the_router_serves() -> anyhow::Result<()>
     );
     let post = &doc["components"]["schemas"]["Post"]["properties"];
     assert_eq!(post["title"]["type"], "string");
-    assert_eq!(post["user"]["anyOf"][0]["$ref"], "#/components/schemas/User");
+    assert_eq!(
+        post["user"]["anyOf"][0]["$ref"],
+        "#/components/schemas/User"
+    );
     let create = &doc["components"]["schemas"]["PostCreateInput"];
     assert!(
         create["required"]
@@ -537,7 +540,8 @@ async fn openapi_documents_every_route_the_router_serves() -> anyhow::Result<()>
             .is_some_and(|r| r.contains(&serde_json::json!("title"))),
         "{create}"
     );
-    let status = &doc["paths"]["/api/database/status"]["get"]["responses"]["200"]["content"]["application/json"]["schema"];
+    let status = &doc["paths"]["/api/database/status"]["get"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
     assert_eq!(status["$ref"], "#/components/schemas/DatabaseStatus");
     let mode = &doc["components"]["schemas"]["ModeRequest"];
     assert_eq!(mode["required"], serde_json::json!(["mode"]));
@@ -548,7 +552,10 @@ async fn openapi_documents_every_route_the_router_serves() -> anyhow::Result<()>
     // Without the node's schema, the templated route with the models as its values.
     let generic = outpost_http::openapi_for(&["Post".to_string(), "User".to_string()]);
     let params = &generic["paths"]["/api/models/{model}/{operation}"]["post"]["parameters"];
-    assert_eq!(params[0]["schema"]["enum"], serde_json::json!(["Post", "User"]));
+    assert_eq!(
+        params[0]["schema"]["enum"],
+        serde_json::json!(["Post", "User"])
+    );
     assert_eq!(params[1]["schema"]["enum"][0], "findMany");
     for route in ROUTES {
         if route.path == "/api/database/events" {

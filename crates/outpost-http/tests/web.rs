@@ -25,7 +25,10 @@ fn app_with(f: &Fixture, origins: &[&str], token: Option<&str>) -> Router {
     })
 }
 
-async fn headers_of(app: &Router, request: Request<Body>) -> anyhow::Result<(StatusCode, HeaderMap)> {
+async fn headers_of(
+    app: &Router,
+    request: Request<Body>,
+) -> anyhow::Result<(StatusCode, HeaderMap)> {
     let response = app.clone().oneshot(request).await?;
     Ok((response.status(), response.headers().clone()))
 }
@@ -43,7 +46,7 @@ fn preflight(origin: &str, path: &str) -> anyhow::Result<Request<Body>> {
         .body(Body::empty())?)
 }
 
-fn header<'a>(h: &'a HeaderMap, name: header::HeaderName) -> &'a str {
+fn header(h: &HeaderMap, name: header::HeaderName) -> &str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
@@ -59,11 +62,21 @@ async fn cors_lets_configured_origins_in_with_the_token() -> anyhow::Result<()> 
     assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), APP);
     assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), "true");
     let allowed = header(&h, header::ACCESS_CONTROL_ALLOW_HEADERS).to_ascii_lowercase();
-    assert!(allowed.contains("authorization") && allowed.contains("content-type"), "{allowed}");
+    assert!(
+        allowed.contains("authorization") && allowed.contains("content-type"),
+        "{allowed}"
+    );
     assert!(header(&h, header::ACCESS_CONTROL_ALLOW_METHODS).contains("POST"));
     // The trailing `/` of a configured origin does not matter.
-    let (_, h) = headers_of(&app, preflight("https://other.example", "/api/database/status")?).await?;
-    assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), "https://other.example");
+    let (_, h) = headers_of(
+        &app,
+        preflight("https://other.example", "/api/database/status")?,
+    )
+    .await?;
+    assert_eq!(
+        header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+        "https://other.example"
+    );
 
     // The real request: the answer names the origin, so the page may read it.
     let request = Request::get("/api/database/status")
@@ -73,7 +86,11 @@ async fn cors_lets_configured_origins_in_with_the_token() -> anyhow::Result<()> 
     let (status, h) = headers_of(&app, request).await?;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), APP);
-    assert!(header(&h, header::VARY).to_ascii_lowercase().contains("origin"));
+    assert!(
+        header(&h, header::VARY)
+            .to_ascii_lowercase()
+            .contains("origin")
+    );
     // Without the token the answer is still 401, readable by the page.
     let request = Request::get("/api/database/status")
         .header(header::ORIGIN, APP)
@@ -97,13 +114,21 @@ async fn cors_refuses_other_origins_and_is_off_by_default() -> anyhow::Result<()
         (app_with(&f, &[], None), APP),
     ] {
         let (_, h) = headers_of(&app, preflight(origin, "/api/models/Post/create")?).await?;
-        assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), "", "{origin}");
+        assert_eq!(
+            header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "",
+            "{origin}"
+        );
         assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_CREDENTIALS), "true");
         let request = Request::get("/api/database/status")
             .header(header::ORIGIN, origin)
             .body(Body::empty())?;
         let (_, h) = headers_of(&app, request).await?;
-        assert_eq!(header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN), "", "{origin}");
+        assert_eq!(
+            header(&h, header::ACCESS_CONTROL_ALLOW_ORIGIN),
+            "",
+            "{origin}"
+        );
     }
     // An OPTIONS that is not a preflight is still a method the API does not have.
     let app = app_with(&f, &[APP], None);
@@ -168,17 +193,28 @@ async fn events_carry_status_writes_and_sync_results() -> anyhow::Result<()> {
 
     // The current status first.
     let e = next_event(&mut body, &mut buf, &["event: status"]).await?;
-    assert!(e.contains(r#""isOnline""#) && e.contains(r#""pendingChanges":0"#), "{e}");
+    assert!(
+        e.contains(r#""isOnline""#) && e.contains(r#""pendingChanges":0"#),
+        "{e}"
+    );
 
     // A write through the model service: which model changed, and the new count.
     let put = |path: &str, body: &str| {
         Request::builder()
-            .method(if path.ends_with("mode") { "PUT" } else { "POST" })
+            .method(if path.ends_with("mode") {
+                "PUT"
+            } else {
+                "POST"
+            })
             .uri(path)
             .header(header::CONTENT_TYPE, "application/json")
             .body(Body::from(body.to_string()))
     };
-    let r = f.app.clone().oneshot(put("/api/database/mode", r#"{"mode":"local"}"#)?).await?;
+    let r = f
+        .app
+        .clone()
+        .oneshot(put("/api/database/mode", r#"{"mode":"local"}"#)?)
+        .await?;
     assert_eq!(r.status(), StatusCode::OK);
     let e = next_event(&mut body, &mut buf, &["event: status", r#""mode":"local""#]).await?;
     assert!(e.contains(r#""usingLocalDatabase":true"#), "{e}");
@@ -191,8 +227,18 @@ async fn events_carry_status_writes_and_sync_results() -> anyhow::Result<()> {
         )?)
         .await?;
     assert_eq!(r.status(), StatusCode::OK);
-    next_event(&mut body, &mut buf, &["event: changed", r#""User""#, r#""source":"write""#]).await?;
-    next_event(&mut body, &mut buf, &["event: status", r#""pendingChanges":1"#]).await?;
+    next_event(
+        &mut body,
+        &mut buf,
+        &["event: changed", r#""User""#, r#""source":"write""#],
+    )
+    .await?;
+    next_event(
+        &mut body,
+        &mut buf,
+        &["event: status", r#""pendingChanges":1"#],
+    )
+    .await?;
     // A read is no change.
     let r = f
         .app
@@ -203,20 +249,39 @@ async fn events_carry_status_writes_and_sync_results() -> anyhow::Result<()> {
 
     // A server change and a sync: the run's results, then which models moved.
     f.client
-        .batch_execute(r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p9', 'from the server', 'u0')"#)
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p9', 'from the server', 'u0')"#,
+        )
         .await?;
-    let r = f.app.clone().oneshot(put("/api/database/status", "{}")?).await?;
+    let r = f
+        .app
+        .clone()
+        .oneshot(put("/api/database/status", "{}")?)
+        .await?;
     assert_eq!(r.status(), StatusCode::OK);
     let mut skipped = Vec::new();
     let e = next_event_skipping(&mut body, &mut buf, &["event: sync"], &mut skipped).await?;
-    assert!(e.contains(r#""model":"Post""#) && e.contains(r#""status":"SUCCESS""#), "{e}");
+    assert!(
+        e.contains(r#""model":"Post""#) && e.contains(r#""status":"SUCCESS""#),
+        "{e}"
+    );
     assert!(
         !skipped.iter().any(|e| e.contains("event: changed")),
         "a read announced a change: {skipped:?}"
     );
-    let e = next_event(&mut body, &mut buf, &["event: changed", r#""source":"sync""#]).await?;
+    let e = next_event(
+        &mut body,
+        &mut buf,
+        &["event: changed", r#""source":"sync""#],
+    )
+    .await?;
     assert!(e.contains(r#""Post""#) && e.contains(r#""User""#), "{e}");
-    next_event(&mut body, &mut buf, &["event: status", r#""pendingChanges":0"#]).await?;
+    next_event(
+        &mut body,
+        &mut buf,
+        &["event: status", r#""pendingChanges":0"#],
+    )
+    .await?;
     f.node.shutdown().await;
     Ok(())
 }
