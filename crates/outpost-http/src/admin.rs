@@ -7,8 +7,9 @@
 //!
 //! Server-rendered HTML (every dynamic string goes through `escape`) with a
 //! small inline script: it follows the live events (`GET
-//! /api/database/events`), or while those are unavailable polls `GET
-//! /api/database/status` every few seconds, and, when something changed, fetches the page's live part again
+//! /api/database/events`: status and progress), or while those are
+//! unavailable polls `GET /api/database/status` every few seconds, and, when
+//! something changed, fetches the page's live part again
 //! (`?fragment=1`) and swaps it in without a full reload, keeping radio
 //! choices and focus. While a sync started from the page runs it polls
 //! faster and shows the run's phase and rows (`syncing` in the status). The
@@ -543,8 +544,18 @@ const SCRIPT: &str = r#"
     return j;
   }
   function path(d, kind, action) { return '/api/database/' + kind + '/' + encodeURIComponent(d.model || '') + '/' + encodeURIComponent(d.key || '') + (action ? '/' + action : ''); }
-  // Swaps in a fresh live part, keeping radio choices and the focused control.
-  async function reload() {
+  // Swaps in a fresh live part, keeping radio choices and the focused
+  // control. Calls while one runs coalesce into one more afterwards.
+  let reloading = null, again = false;
+  function reload() {
+    if (reloading) { again = true; return reloading; }
+    reloading = swap().finally(function () {
+      reloading = null;
+      if (again) { again = false; return reload(); }
+    });
+    return reloading;
+  }
+  async function swap() {
     const url = location.pathname + '?fragment=1' + (TOKEN ? '&token=' + encodeURIComponent(TOKEN) : '');
     const r = await fetch(url, { headers: headers });
     if (!r.ok) return;
@@ -564,8 +575,12 @@ const SCRIPT: &str = r#"
     live.querySelectorAll('input[type=radio]').forEach(function (i) { if (picks[i.name] !== undefined) i.checked = picks[i.name] === i.value; });
     if (hadFocus) { const el = Array.from(live.querySelectorAll('button, input, select')).find(same); if (el) el.focus(); }
   }
+  // Runs known to be over: a progress event still on its way about one is stale.
+  const ended = new Set();
+  let shown = null;
   function showProgress(s) {
-    const p = s && s.syncing;
+    const p = s && s.syncing && !ended.has(s.syncing.startedAt) ? s.syncing : null;
+    shown = p ? p.startedAt : shown;
     if (!p) { progress.hidden = true; progress.textContent = ''; return; }
     progress.hidden = false;
     progress.textContent = 'Sync running: ' + p.direction + ' (' + p.trigger + '), ' + p.phase + (p.table ? ' ' + p.table : '') + ', ' + p.rows + ' rows so far';
@@ -582,7 +597,7 @@ const SCRIPT: &str = r#"
     show('Syncing ' + label + '…');
     const timer = setInterval(function () { if (!streaming) api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
     try { const rep = await api('POST', '/api/database/status', body); show('Sync ' + label + ' ' + summary(rep), rep && rep.success === false); }
-    finally { clearInterval(timer); showProgress(null); }
+    finally { clearInterval(timer); if (shown) ended.add(shown); showProgress(null); }
   }
   async function act(btn) {
     const d = btn.dataset;
@@ -668,9 +683,11 @@ const SCRIPT: &str = r#"
           });
           let d = null;
           try { d = JSON.parse(data); } catch (e) { continue; }
-          if (name === 'status') await onStatus(d);
+          // Everything the page shows follows the status (counts, last
+          // sync), so `changed` (data) events need nothing here. Not
+          // awaited: the next events are read while the page reloads.
+          if (name === 'status') onStatus(d);
           else if (name === 'progress') showProgress({ syncing: d });
-          else if (name === 'changed' && !(document.activeElement && document.activeElement.tagName === 'SELECT')) await reload();
         }
       }
     } catch (e) { /* fall back to polling */ }

@@ -125,7 +125,10 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         // Outermost but for tracing: preflights are answered before the
         // bearer check (browsers send no credentials on them).
-        .layer(cors::layer(&state))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::cors,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
