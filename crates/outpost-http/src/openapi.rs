@@ -547,6 +547,22 @@ fn args_schema(n: &str, op: &str) -> Json_ {
         ),
         _ => (json!({ "where": w }), &[]),
     };
+    // The query layer reads an optional argument given as null as absent.
+    let props = match props {
+        Json_::Object(m) => Json_::Object(
+            m.into_iter()
+                .map(|(k, v)| {
+                    let v = if required.contains(&k.as_str()) {
+                        v
+                    } else {
+                        nullable(v)
+                    };
+                    (k, v)
+                })
+                .collect(),
+        ),
+        other => other,
+    };
     json!({ "type": "object", "additionalProperties": false, "required": required, "properties": props })
 }
 
