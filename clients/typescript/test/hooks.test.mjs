@@ -148,3 +148,23 @@ test('useModelChanges fires for server changes the node pulls', async () => {
   psql(node.db, `INSERT INTO "Post" (id, title) VALUES ('h3', 'pulled')`);
   await until(() => seen.includes('Post'), 10_000, 'the pulled change');
 });
+
+test('without the event stream the hooks fall back to polling the status', async () => {
+  // A fetch that cannot open the event stream (a proxy that buffers it, say).
+  const noEvents = (input, init) =>
+    String(input).endsWith('/api/database/events') ? Promise.reject(new TypeError('blocked')) : fetch(input, init);
+  function Mode() {
+    const { mode, live } = useDatabase();
+    return h('p', null, `mode=${mode} live=${live}`);
+  }
+  render(h(OutpostProvider, { url: node.url, token: node.token, fetch: noEvents }, h(Mode)));
+  await screen.findByText('mode=auto live=false');
+  // Another client changes the mode: the next poll (every 3 s) shows it.
+  const other = new OutpostClient({ url: node.url, token: node.token });
+  await other.setMode('local');
+  try {
+    await screen.findByText('mode=local live=false', {}, { timeout: 8000 });
+  } finally {
+    await other.setMode('auto');
+  }
+});
