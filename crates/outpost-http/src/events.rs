@@ -117,13 +117,19 @@ fn all_models(node: &Outpost) -> Vec<String> {
 }
 
 impl Listener {
-    /// The newest `SyncLog` id now (0 when there is none).
+    /// The newest finished `SyncLog` id now (0 when there is none): a run
+    /// under way when the client connects is reported when it ends.
     async fn newest_log_id(node: &Outpost) -> i64 {
         node.engine()
-            .log(None, 1, 0)
+            .log(None, 200, 0)
             .await
             .ok()
-            .and_then(|l| l.first().map(|e| e.id))
+            .and_then(|l| {
+                l.iter()
+                    .filter(|e| e.status != "RUNNING")
+                    .map(|e| e.id)
+                    .max()
+            })
             .unwrap_or(0)
     }
 
