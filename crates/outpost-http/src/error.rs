@@ -142,6 +142,20 @@ impl From<EngineError> for ApiError {
             }
             EngineError::Local(LocalError::Query(q)) => from_query(q),
             EngineError::Local(LocalError::NotFound(m)) => ApiError::not_found("not_found", m),
+            // A write the replica's own constraints refuse (a duplicate key
+            // in local mode): the request's fault, as on the server.
+            EngineError::Local(LocalError::Sqlite { source, .. })
+                if source.sqlite_error_code()
+                    == Some(outpost_local::rusqlite::ErrorCode::ConstraintViolation) =>
+            {
+                tracing::info!(error = %e, "the replica refused a write");
+                let message = source.to_string();
+                if message.contains("UNIQUE") || message.contains("PRIMARY KEY") {
+                    ApiError::new(StatusCode::CONFLICT, "unique_violation", message)
+                } else {
+                    ApiError::new(StatusCode::CONFLICT, "constraint_violation", message)
+                }
+            }
             EngineError::Remote(r) => from_remote(r),
             EngineError::Local(_) | EngineError::Internal(_) => ApiError::internal(&e),
         }
@@ -187,5 +201,37 @@ mod tests {
             assert_eq!((a.status.as_u16(), a.code), (status, code));
             assert!(!a.message.contains("secret detail"), "{a}");
         }
+    }
+
+    #[test]
+    fn replica_constraint_violations_are_conflicts() -> Result<(), outpost_local::rusqlite::Error> {
+        let conn = outpost_local::rusqlite::Connection::open_in_memory()?;
+        conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INT CHECK (n > 0)); INSERT INTO t VALUES ('a', 1);")?;
+        for (sql, code) in [
+            ("INSERT INTO t VALUES ('a', 2)", "unique_violation"),
+            ("INSERT INTO t VALUES ('b', -1)", "constraint_violation"),
+        ] {
+            let source = conn
+                .execute(sql, [])
+                .err()
+                .ok_or(outpost_local::rusqlite::Error::QueryReturnedNoRows)?;
+            let a = ApiError::from(EngineError::Local(LocalError::Sqlite {
+                context: "running a query on t".into(),
+                source,
+            }));
+            assert_eq!(a.status.as_u16(), 409, "{sql}: {a}");
+            assert_eq!(a.code, code, "{sql}");
+        }
+        // Anything else from SQLite stays an internal error.
+        let source = conn
+            .execute("SELECT * FROM missing", [])
+            .err()
+            .ok_or(outpost_local::rusqlite::Error::QueryReturnedNoRows)?;
+        let a = ApiError::from(EngineError::Local(LocalError::Sqlite {
+            context: "x".into(),
+            source,
+        }));
+        assert_eq!(a.status.as_u16(), 500);
+        Ok(())
     }
 }
