@@ -149,6 +149,8 @@ impl EngineError {
             | EngineError::Remote(RemoteError::Query(q)) => query_code(q),
             EngineError::Local(e) => match local_kind(e) {
                 ErrorKind::NotFound => "not_found",
+                ErrorKind::Conflict if e.violated_constraint() == Some(true) => "unique_violation",
+                ErrorKind::Conflict => "constraint_violation",
                 ErrorKind::Transient => "busy",
                 ErrorKind::Config => "not_configured",
                 _ => "internal",
@@ -228,6 +230,9 @@ fn local_kind(e: &LocalError) -> ErrorKind {
     match e {
         LocalError::Query(q) => query_kind(q),
         l if l.is_not_found() => ErrorKind::NotFound,
+        // A write the replica's own constraints refuse (a duplicate key in
+        // local mode): the request's fault, as on the server.
+        l if l.violated_constraint().is_some() => ErrorKind::Conflict,
         // A merged row that does not fit: the caller's input.
         l if l.is_refused() => ErrorKind::BadInput,
         LocalError::Locked { .. } => ErrorKind::Transient,

@@ -6,8 +6,10 @@
 //! failed rows with the server's error (retry, discard), and the sync log.
 //!
 //! Server-rendered HTML (every dynamic string goes through `escape`) with a
-//! small inline script: it polls `GET /api/database/status` every few seconds
-//! and, when something changed, fetches the page's live part again
+//! small inline script: it follows the live events (`GET
+//! /api/database/events`: status and progress), or while those are
+//! unavailable polls `GET /api/database/status` every few seconds, and, when
+//! something changed, fetches the page's live part again
 //! (`?fragment=1`) and swaps it in without a full reload, keeping radio
 //! choices and focus. While a sync started from the page runs it polls
 //! faster and shows the run's phase and rows (`syncing` in the status). The
@@ -575,8 +577,18 @@ const SCRIPT: &str = r#"
     return j;
   }
   function path(d, kind, action) { return '/api/database/' + kind + '/' + encodeURIComponent(d.model || '') + '/' + encodeURIComponent(d.key || '') + (action ? '/' + action : ''); }
-  // Swaps in a fresh live part, keeping radio choices and the focused control.
-  async function reload() {
+  // Swaps in a fresh live part, keeping radio choices and the focused
+  // control. Calls while one runs coalesce into one more afterwards.
+  let reloading = null, again = false;
+  function reload() {
+    if (reloading) { again = true; return reloading; }
+    reloading = swap().finally(function () {
+      reloading = null;
+      if (again) { again = false; return reload(); }
+    });
+    return reloading;
+  }
+  async function swap() {
     const url = location.pathname + '?fragment=1' + (TOKEN ? '&token=' + encodeURIComponent(TOKEN) : '');
     const r = await fetch(url, { headers: headers });
     if (!r.ok) return;
@@ -596,8 +608,12 @@ const SCRIPT: &str = r#"
     live.querySelectorAll('input[type=radio]').forEach(function (i) { if (picks[i.name] !== undefined) i.checked = picks[i.name] === i.value; });
     if (hadFocus) { const el = Array.from(live.querySelectorAll('button, input, select')).find(same); if (el) el.focus(); }
   }
+  // Runs known to be over: a progress event still on its way about one is stale.
+  const ended = new Set();
+  let shown = null;
   function showProgress(s) {
-    const p = s && s.syncing;
+    const p = s && s.syncing && !ended.has(s.syncing.startedAt) ? s.syncing : null;
+    shown = p ? p.startedAt : shown;
     if (!p) { progress.hidden = true; progress.textContent = ''; return; }
     progress.hidden = false;
     progress.textContent = 'Sync running: ' + p.direction + ' (' + p.trigger + '), ' + p.phase + (p.table ? ' ' + p.table : '') + ', ' + p.rows + ' rows so far';
@@ -612,9 +628,9 @@ const SCRIPT: &str = r#"
   // While a sync started here runs, the status is polled fast for progress.
   async function syncing(label, body) {
     show('Syncing ' + label + '…');
-    const timer = setInterval(function () { api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
+    const timer = setInterval(function () { if (!streaming) api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
     try { const rep = await api('POST', '/api/database/status', body); show('Sync ' + label + ' ' + summary(rep), rep && rep.success === false); }
-    finally { clearInterval(timer); showProgress(null); }
+    finally { clearInterval(timer); if (shown) ended.add(shown); showProgress(null); }
   }
   async function act(btn) {
     const d = btn.dataset;
@@ -658,19 +674,60 @@ const SCRIPT: &str = r#"
     }
     await reload();
   });
-  async function poll() {
-    try {
-      const s = await api('GET', '/api/database/status');
-      showProgress(s);
-      const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt, s.lastAttempt]);
-      if (sig !== last) {
-        const first = last === '';
-        last = sig;
-        const inForm = document.activeElement && document.activeElement.tagName === 'SELECT';
-        if (!first && !inForm) await reload();
-      }
-    } catch (e) { /* offline or server down: keep the last view */ }
+  async function onStatus(s) {
+    showProgress(s);
+    const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt, s.lastAttempt]);
+    if (sig !== last) {
+      const first = last === '';
+      last = sig;
+      const inForm = document.activeElement && document.activeElement.tagName === 'SELECT';
+      if (!first && !inForm) await reload();
+    }
   }
+  async function poll() {
+    if (streaming) return;
+    try { await onStatus(await api('GET', '/api/database/status')); }
+    catch (e) { /* offline or server down: keep the last view */ }
+  }
+  // Live events (GET /api/database/events, Server-Sent Events read over
+  // fetch so the bearer token goes along): status changes, the progress of
+  // any run, and data changes. While the stream is open the polling below
+  // stands by; it takes over when the stream fails, which retries in 5 s.
+  let streaming = false;
+  async function stream() {
+    try {
+      const r = await fetch('/api/database/events', { headers: Object.assign({ Accept: 'text/event-stream' }, headers) });
+      if (!r.ok || !r.body) throw new Error('HTTP ' + r.status);
+      const reader = r.body.getReader();
+      const dec = new TextDecoder();
+      let buf = '';
+      streaming = true;
+      for (;;) {
+        const c = await reader.read();
+        if (c.done) break;
+        buf += dec.decode(c.value, { stream: true }).replace(/\r\n?/g, '\n');
+        let i;
+        while ((i = buf.indexOf('\n\n')) >= 0) {
+          const block = buf.slice(0, i); buf = buf.slice(i + 2);
+          let name = 'message', data = '';
+          block.split('\n').forEach(function (l) {
+            if (l.startsWith('event:')) name = l.slice(6).trim();
+            else if (l.startsWith('data:')) data += l.slice(5).trim();
+          });
+          let d = null;
+          try { d = JSON.parse(data); } catch (e) { continue; }
+          // Everything the page shows follows the status (counts, last
+          // sync), so `changed` (data) events need nothing here. Not
+          // awaited: the next events are read while the page reloads.
+          if (name === 'status') onStatus(d);
+          else if (name === 'progress') showProgress({ syncing: d });
+        }
+      }
+    } catch (e) { /* fall back to polling */ }
+    streaming = false;
+    setTimeout(stream, 5000);
+  }
+  stream();
   poll();
   setInterval(poll, 3000);
 })();

@@ -147,4 +147,36 @@ mod tests {
             assert!(!a.message.contains("secret detail"), "{a}");
         }
     }
+
+    #[test]
+    fn replica_constraint_violations_are_conflicts() -> Result<(), outpost_local::rusqlite::Error> {
+        let conn = outpost_local::rusqlite::Connection::open_in_memory()?;
+        conn.execute_batch("CREATE TABLE t (id TEXT PRIMARY KEY, n INT CHECK (n > 0)); INSERT INTO t VALUES ('a', 1);")?;
+        for (sql, code) in [
+            ("INSERT INTO t VALUES ('a', 2)", "unique_violation"),
+            ("INSERT INTO t VALUES ('b', -1)", "constraint_violation"),
+        ] {
+            let source = conn
+                .execute(sql, [])
+                .err()
+                .ok_or(outpost_local::rusqlite::Error::QueryReturnedNoRows)?;
+            let a = ApiError::from(EngineError::Local(LocalError::Sqlite {
+                context: "running a query on t".into(),
+                source,
+            }));
+            assert_eq!(a.status.as_u16(), 409, "{sql}: {a}");
+            assert_eq!(a.code, code, "{sql}");
+        }
+        // Anything else from SQLite stays an internal error.
+        let source = conn
+            .execute("SELECT * FROM missing", [])
+            .err()
+            .ok_or(outpost_local::rusqlite::Error::QueryReturnedNoRows)?;
+        let a = ApiError::from(EngineError::Local(LocalError::Sqlite {
+            context: "x".into(),
+            source,
+        }));
+        assert_eq!(a.status.as_u16(), 500);
+        Ok(())
+    }
 }

@@ -17,7 +17,9 @@
 
 pub mod admin;
 mod auth;
+mod cors;
 mod error;
+mod events;
 mod extract;
 mod handlers;
 mod metrics;
@@ -100,6 +102,8 @@ routes! {
         "Drop a FAILED row's local change: the server's row comes back (or the row goes, if the server has none).";
     POST "/api/models/{model}/{operation}" handlers::model_operation =>
         "Run a Prisma operation with Prisma's argument object as body.";
+    GET "/api/database/events" events::handler =>
+        "Live events (Server-Sent Events): status, progress, sync results, changed models.";
     GET "/api/openapi.json" openapi::handler => "This document.";
     GET "/metrics" metrics::handler => "Prometheus metrics.";
 }
@@ -119,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         ))
         // The page checks the token itself (bearer header or `?token=`).
         .route(admin::PAGE_PATH, axum::routing::get(admin::page))
+        .layer(axum::middleware::from_fn(events::note_writes))
+        .layer(axum::Extension(events::Hub::new()))
         // Before the token check and any handler: a foreign web page is
         // refused without learning whether a token is needed.
         .layer(axum::middleware::from_fn_with_state(
@@ -126,6 +132,13 @@ pub fn router(state: AppState) -> Router {
             origin::guard,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        // Outermost but for tracing: preflights from listed origins are
+        // answered before the guard and the bearer check (browsers send no
+        // credentials on them); the same list decides in both.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            cors::cors,
+        ))
         // The span names the path only: the query may carry the page's
         // `?token=`, which must never reach a log.
         .layer(

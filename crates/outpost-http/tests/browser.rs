@@ -137,16 +137,32 @@ async fn wait_for(
 }
 
 /// Clicks the element as a person would: scrolled into the middle of the
-/// window first, clear of the sticky message bar at the top.
+/// window first, clear of the sticky message bar at the top. The page swaps
+/// its live fragment as soon as the node's events say something changed, so
+/// the element can go stale between finding and clicking it: find it again
+/// and retry, as `key_on` does.
 async fn press(c: &Client, css: &str) -> anyhow::Result<()> {
-    let el = c.find(Locator::Css(css)).await?;
-    c.execute(
-        "arguments[0].scrollIntoView({block: 'center'});",
-        vec![serde_json::to_value(&el)?],
-    )
-    .await?;
-    el.click().await?;
-    Ok(())
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tried = async {
+            let el = c.find(Locator::Css(css)).await?;
+            c.execute(
+                "arguments[0].scrollIntoView({block: 'center'});",
+                vec![serde_json::to_value(&el)?],
+            )
+            .await?;
+            el.click().await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("clicking {css}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
 }
 
 /// Types `key` into the element from the keyboard, scrolled into view first.

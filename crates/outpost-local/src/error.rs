@@ -165,6 +165,22 @@ impl LocalError {
         matches!(self, LocalError::Locked { .. })
     }
 
+    /// The replica's own constraint the write broke, if that is what
+    /// failed: `Some(true)` for a duplicate key (`UNIQUE` or
+    /// `PRIMARY KEY`), `Some(false)` for another constraint. A write the
+    /// request asked for, refused as the server would refuse it.
+    pub fn violated_constraint(&self) -> Option<bool> {
+        match self {
+            LocalError::Sqlite { source, .. }
+                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
+            {
+                let message = source.to_string();
+                Some(message.contains("UNIQUE") || message.contains("PRIMARY KEY"))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether what the call named is not there (a conflict to resolve).
     pub fn is_not_found(&self) -> bool {
         matches!(self, LocalError::NoConflict { .. })

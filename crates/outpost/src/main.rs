@@ -12,6 +12,7 @@
 //! outpost log [--model M]        the SyncLog
 //! outpost serve [--host H] [--port P]   the node and its HTTP API
 //! outpost demo [--port P]        a throwaway PostgreSQL with sample data, a replica, the page
+//! outpost generate typescript [--out F]   TypeScript model types for outpost-client
 //! ```
 //!
 //! Exit status: 0 on success, 1 when the work failed, 2 when the command line
@@ -19,6 +20,7 @@
 
 mod commands;
 mod demo;
+mod generate;
 mod settings;
 
 use std::process::ExitCode;
@@ -113,6 +115,12 @@ enum Command {
         #[arg(long)]
         port: Option<u16>,
     },
+    /// Write code from the node's schema (the replica's, so it works
+    /// offline; run `outpost setup` first).
+    Generate {
+        #[command(subcommand)]
+        target: GenerateTarget,
+    },
     /// The sync log (newest first).
     Log {
         /// Only this model.
@@ -135,6 +143,20 @@ fn parse_policy(s: &str) -> Result<(String, outpost_engine::Policy), String> {
 
 fn parse_direction(s: &str) -> Result<outpost_core::sync::Direction, String> {
     s.parse()
+}
+
+/// `outpost generate …`
+#[derive(Debug, Subcommand)]
+enum GenerateTarget {
+    /// TypeScript types of every model in the style of Prisma's client
+    /// (`Post`, `PostWhereInput`, `PostInclude`, `PostCreateInput`, …),
+    /// registered with the `outpost-client` package so its model services
+    /// and hooks are typed.
+    Typescript {
+        /// Write to this file instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -204,7 +226,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
         Command::Serve { host, port } => commands::serve(&config, host, port).await,
         Command::Demo { host, port } => demo::demo(config, host, port).await,
+        Command::Generate {
+            target: GenerateTarget::Typescript { out },
+        } => generate_typescript(&config, out.as_deref()),
     }
+}
+
+fn generate_typescript(
+    config: &outpost_core::config::Config,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let path = &config.local_database_path;
+    let replica = Replica::open(path).with_context(|| {
+        format!(
+            "reading the schema from the replica {} (run `outpost setup` first)",
+            path.display()
+        )
+    })?;
+    let text = generate::typescript(replica.schema());
+    match out {
+        Some(file) => {
+            std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 pub(crate) fn print(json_mode: bool, value: serde_json::Value, text: impl FnOnce() -> String) {
