@@ -186,7 +186,7 @@ pub enum Settlement {
 
 /// Decides a local change against a newer server row: the two overrides
 /// for a local insert's key under `manual`, then
-/// [`resolve`](crate::conflict::resolve). First matching row of the table in
+/// [`resolve`]. First matching row of the table in
 /// `docs/protocol.md` "## Pull".
 pub fn settle(input: &SettleInput<'_>) -> Settlement {
     let manual = input.policy == Policy::Manual;

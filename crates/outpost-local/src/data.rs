@@ -1,6 +1,6 @@
 //! The replicated tables' rows: reading a row by key, writing or deleting
 //! it as the server has it (with capture silenced by the caller), and the
-//! per-batch [`RowWriter`] of a pull.
+//! per-batch `RowWriter` of a pull.
 
 use outpost_core::schema::{Schema, Table};
 use outpost_core::types::Value;

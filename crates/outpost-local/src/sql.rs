@@ -2,7 +2,7 @@
 //! and writes by key, bootstrap copies, truncation), as plain functions
 //! pinned by exact-string tests like the DDL and triggers of
 //! `outpost_core::sqlite`. Identifiers are quoted; values are always bound
-//! (`?n`), except the table name in [`delete_synced_rows`], a quoted literal
+//! (`?n`), except the table name in `delete_synced_rows`, a quoted literal
 //! computed from the schema.
 
 use outpost_core::ident::{literal, quote};
