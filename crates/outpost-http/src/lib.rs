@@ -123,6 +123,8 @@ pub fn router(state: AppState) -> Router {
         ))
         // The page checks the token itself (bearer header or `?token=`).
         .route(admin::PAGE_PATH, axum::routing::get(admin::page))
+        // Writes must be JSON; only for routes the router serves.
+        .route_layer(axum::middleware::from_fn(origin::json_writes))
         .layer(axum::middleware::from_fn(events::note_writes))
         .layer(axum::Extension(events::Hub::new()))
         // Before the token check and any handler: a foreign web page is

@@ -19,7 +19,9 @@
 //! 2. **Content type.** A state-changing request (`POST`, `PUT`, `PATCH`,
 //!    `DELETE`) must say `Content-Type: application/json`, with or without
 //!    a body: a browser sends that type cross-origin only after a CORS
-//!    preflight, which only the origins above pass. Answered 415.
+//!    preflight, which only the origins above pass. Answered 415. Checked
+//!    by [`json_writes`], a route layer, so a method or path the API does
+//!    not serve still answers 405 or 404.
 //!
 //! Clients that are not browsers (curl, the application's server) send no
 //! `Origin` and no `Sec-Fetch-Site`, so only rule 2 concerns them. The CORS
@@ -34,7 +36,7 @@ use crate::AppState;
 use crate::error::ApiError;
 use crate::extract::is_json;
 
-/// Refuses cross-origin and non-JSON state-changing requests (module doc).
+/// Refuses cross-origin requests (module doc, rule 1).
 pub(crate) async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Err(refusal) = check(&state, request.method(), request.headers()) {
         return refusal.into_response();
@@ -89,6 +91,21 @@ fn check(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), A
             }
         }
     }
+    Ok(())
+}
+
+/// State-changing requests must say `Content-Type: application/json`
+/// (bodyless ones too). A route layer: it runs only for a method and path
+/// the router serves, so an undeclared method still answers 405 and an
+/// unknown path 404.
+pub(crate) async fn json_writes(request: Request, next: Next) -> Response {
+    if let Err(refusal) = check_content_type(request.method(), request.headers()) {
+        return refusal.into_response();
+    }
+    next.run(request).await
+}
+
+fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), ApiError> {
     let changes_state = matches!(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
