@@ -27,7 +27,7 @@
 //! `Origin` and no `Sec-Fetch-Site`, so only rule 2 concerns them. The CORS
 //! headers themselves (answers to preflights) come from the `cors` module.
 
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -95,11 +95,19 @@ fn check(state: &AppState, method: &Method, headers: &HeaderMap) -> Result<(), A
 }
 
 /// State-changing requests must say `Content-Type: application/json`
-/// (bodyless ones too). A route layer: it runs only for a method and path
-/// the router serves, so an undeclared method still answers 405 and an
-/// unknown path 404.
+/// (bodyless ones too). A route layer that checks only a method and path
+/// the API declares ([`crate::ROUTES`]), so an undeclared method still
+/// answers 405 and an unknown path 404.
 pub(crate) async fn json_writes(request: Request, next: Next) -> Response {
-    if let Err(refusal) = check_content_type(request.method(), request.headers()) {
+    let declared = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|path| {
+            crate::ROUTES
+                .iter()
+                .any(|r| r.path == path.as_str() && r.method == request.method().as_str())
+        });
+    if declared && let Err(refusal) = check_content_type(request.method(), request.headers()) {
         return refusal.into_response();
     }
     next.run(request).await

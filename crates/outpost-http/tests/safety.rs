@@ -143,6 +143,26 @@ async fn foreign_origins_and_non_json_writes_are_refused_before_any_work() -> an
         assert_eq!(code, want, "{}", a.text);
         assert_eq!(posts(&f.app).await?, 1, "nothing deleted by {headers:?}");
     }
+    // The JSON rule covers the API's own writes only: a method a path does
+    // not serve still answers 405, an unknown path 404 (schemathesis'
+    // unsupported_method check).
+    for (method, path, status) in [
+        ("PUT", "/metrics", StatusCode::METHOD_NOT_ALLOWED),
+        (
+            "PUT",
+            "/api/database/conflicts",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        (
+            "POST",
+            "/admin/database-sync",
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+        ("POST", "/api/nowhere", StatusCode::NOT_FOUND),
+    ] {
+        let a = send(&f.app, method, path, &[HOST], "").await?;
+        assert_eq!(a.status, status, "{method} {path}: {}", a.text);
+    }
     // A mode switch from a foreign page: refused, mode unchanged.
     let a = send(
         &f.app,
