@@ -608,11 +608,17 @@ const SCRIPT: &str = r#"
     live.querySelectorAll('input[type=radio]').forEach(function (i) { if (picks[i.name] !== undefined) i.checked = picks[i.name] === i.value; });
     if (hadFocus) { const el = Array.from(live.querySelectorAll('button, input, select')).find(same); if (el) el.focus(); }
   }
-  // Runs known to be over: a progress event still on its way about one is stale.
+  // Runs known to be over: a progress event still on its way about one is
+  // stale. Runs take turns, so one that started before the last known end
+  // (both times from the node's clock) is over too, even if this page never
+  // showed it.
   const ended = new Set();
-  let shown = null;
+  let shown = null, lastEnd = NaN;
+  function stale(p) {
+    return ended.has(p.startedAt) || Date.parse(p.startedAt) < lastEnd;
+  }
   function showProgress(s) {
-    const p = s && s.syncing && !ended.has(s.syncing.startedAt) ? s.syncing : null;
+    const p = s && s.syncing && !stale(s.syncing) ? s.syncing : null;
     shown = p ? p.startedAt : shown;
     if (!p) { progress.hidden = true; progress.textContent = ''; return; }
     progress.hidden = false;
@@ -629,7 +635,12 @@ const SCRIPT: &str = r#"
   async function syncing(label, body) {
     show('Syncing ' + label + '…');
     const timer = setInterval(function () { if (!streaming) api('GET', '/api/database/status').then(showProgress, function () {}); }, 300);
-    try { const rep = await api('POST', '/api/database/status', body); show('Sync ' + label + ' ' + summary(rep), rep && rep.success === false); }
+    try {
+      const rep = await api('POST', '/api/database/status', body);
+      const end = Date.parse(rep && rep.timestamp);
+      if (!Number.isNaN(end) && !(end <= lastEnd)) lastEnd = end;
+      show('Sync ' + label + ' ' + summary(rep), rep && rep.success === false);
+    }
     finally { clearInterval(timer); if (shown) ended.add(shown); showProgress(null); }
   }
   async function act(btn) {
