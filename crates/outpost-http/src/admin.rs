@@ -595,6 +595,12 @@ const SCRIPT: &str = r#"
     const html = await r.text();
     const picks = {};
     live.querySelectorAll('input[type=radio]:checked').forEach(function (i) { picks[i.name] = i.value; });
+    // A choice made in a drop-down but not applied yet survives the swap too.
+    const chosen = {};
+    live.querySelectorAll('select[id]').forEach(function (s) {
+      const d = Array.from(s.options).find(function (o) { return o.defaultSelected; });
+      if (d && d.value !== s.value) chosen[s.id] = s.value;
+    });
     const a = document.activeElement;
     const same = function (el) {
       if (!a || !live.contains(a) || el.tagName !== a.tagName || el.type !== a.type) return false;
@@ -606,6 +612,7 @@ const SCRIPT: &str = r#"
     const hadFocus = a && live.contains(a);
     live.innerHTML = html;
     live.querySelectorAll('input[type=radio]').forEach(function (i) { if (picks[i.name] !== undefined) i.checked = picks[i.name] === i.value; });
+    Object.keys(chosen).forEach(function (id) { const s = document.getElementById(id); if (s) s.value = chosen[id]; });
     if (hadFocus) { const el = Array.from(live.querySelectorAll('button, input, select')).find(same); if (el) el.focus(); }
   }
   // Runs known to be over: a progress event still on its way about one is
@@ -615,7 +622,7 @@ const SCRIPT: &str = r#"
   const ended = new Set();
   let shown = null, lastEnd = NaN;
   function stale(p) {
-    return ended.has(p.startedAt) || Date.parse(p.startedAt) < lastEnd;
+    return ended.has(p.startedAt) || Date.parse(p.startedAt) <= lastEnd;
   }
   function showProgress(s) {
     const p = s && s.syncing && !stale(s.syncing) ? s.syncing : null;

@@ -165,6 +165,46 @@ async fn press(c: &Client, css: &str) -> anyhow::Result<()> {
     }
 }
 
+/// Picks `value` in the drop-down, retrying when the live part was swapped
+/// between finding and choosing (a stale element), as `press` does.
+async fn choose(c: &Client, css: &str, value: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tried = async {
+            c.find(Locator::Css(css))
+                .await?
+                .select_by_value(value)
+                .await?;
+            anyhow::Ok(())
+        }
+        .await;
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("choosing {value} in {css}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Whether the radio button or option is selected, found afresh (retrying
+/// across a swap of the live part).
+async fn selected(c: &Client, css: &str) -> anyhow::Result<bool> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let tried =
+            async { anyhow::Ok(c.find(Locator::Css(css)).await?.is_selected().await?) }.await;
+        match tried {
+            Ok(v) => return Ok(v),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e.context(format!("reading {css}")));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// Types `key` into the element from the keyboard, scrolled into view first.
 /// The page swaps its live fragment every few seconds and a loaded CI machine
 /// can catch the element mid-swap ("element not interactable", or stale):
@@ -270,10 +310,7 @@ async fn drive(
     wait_text(c, "#st-db", |t| t == "Remote (PostgreSQL)").await?;
 
     // Switch the mode with the form.
-    c.find(Locator::Css("#mode-select"))
-        .await?
-        .select_by_value("local")
-        .await?;
+    choose(c, "#mode-select", "local").await?;
     press(c, "#mode-form button").await?;
     wait_text(c, "#st-mode", |t| t == "local").await?;
     wait_text(c, "#st-db", |t| t == "Local (SQLite)").await?;
@@ -298,13 +335,25 @@ async fn drive(
         .await?
         .get(0);
     assert_eq!(pushed, 1, "the page's sync pushed the row");
-    assert!(
-        c.find(Locator::Css("#progress"))
+    // The progress line goes away once the sync is over and stays away: a
+    // progress event about the finished run that arrives after its result
+    // must not bring it back. (The push's own server change can wake a
+    // short pull of the node's own, shown while it runs: hence a bounded
+    // wait, then a check that it stays hidden.)
+    let hidden = async || -> anyhow::Result<bool> {
+        Ok(c.find(Locator::Css("#progress"))
             .await?
             .attr("hidden")
             .await?
-            .is_some(),
-        "no progress shown once the sync is over"
+            .is_some())
+    };
+    wait_for("no progress shown once the sync is over", hidden).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let progress = c.find(Locator::Css("#progress")).await?;
+    assert!(
+        progress.attr("hidden").await?.is_some() || node.engine().progress().is_some(),
+        "a finished sync's progress came back: {:?}",
+        progress.text().await?
     );
 
     // Both sides edit the same user: a conflict on the page.
@@ -327,24 +376,14 @@ async fn drive(
     .await?;
     // Field by field, from the keyboard: the local name (the default, both
     // sides changed it) and the server's email.
-    let name_local = c
-        .find(Locator::Css(
-            r#"input[name="pick:User:u0:name"][value="local"]"#,
-        ))
-        .await?;
-    assert!(name_local.is_selected().await?);
-    let email_server = c
-        .find(Locator::Css(
-            r#"input[name="pick:User:u0:email"][value="server"]"#,
-        ))
-        .await?;
+    assert!(selected(c, r#"input[name="pick:User:u0:name"][value="local"]"#).await?);
+    let email_css = r#"input[name="pick:User:u0:email"][value="server"]"#;
     assert!(
-        !email_server.is_selected().await?,
+        !selected(c, email_css).await?,
         "local changed the email: local by default"
     );
-    let email_css = r#"input[name="pick:User:u0:email"][value="server"]"#;
     key_on(c, email_css, Key::Space).await?;
-    assert!(c.find(Locator::Css(email_css)).await?.is_selected().await?);
+    assert!(selected(c, email_css).await?);
     key_on(c, "form.merge button[type=submit]", Key::Enter).await?;
     wait_text(c, "#result", |t| t.contains("with the chosen fields")).await?;
     wait_text(c, "#st-conflicts", |t| t == "0").await?;
@@ -375,10 +414,25 @@ async fn drive(
     );
 
     // Back to auto, then the server goes away: offline, on the replica.
-    c.find(Locator::Css("#mode-select"))
-        .await?
-        .select_by_value("auto")
+    // A choice not applied yet survives the page's live update: a local
+    // write changes the status, the page swaps its live part, and the
+    // drop-down still says what the person picked.
+    // (The person clicks elsewhere first: while the drop-down has the focus
+    // the page holds its updates back.)
+    choose(c, "#mode-select", "auto").await?;
+    c.execute("document.activeElement.blur();", vec![]).await?;
+    let _: Json = node
+        .model("Post")?
+        .create(json!({"data": {"id": "p2", "title": "While choosing", "userId": "u0"}}))
         .await?;
+    wait_text(c, "#pending", |t| t.contains("p2")).await?;
+    let picked = c
+        .execute(
+            "return document.getElementById('mode-select').value;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(picked, json!("auto"), "the pick survived the live update");
     press(c, "#mode-form button").await?;
     wait_text(c, "#st-db", |t| t == "Remote (PostgreSQL)").await?;
     proxy.cut();
@@ -484,10 +538,7 @@ async fn a_page_on_another_origin_cannot_write_and_the_admin_page_still_can() ->
 
         // The page's own forms and scripts still write.
         c.goto(&format!("{node_base}/admin/database-sync")).await?;
-        c.find(Locator::Css("#mode-select"))
-            .await?
-            .select_by_value("local")
-            .await?;
+        choose(&c, "#mode-select", "local").await?;
         press(&c, "#mode-form button[type=submit]").await?;
         wait_text(&c, "#result", |t| t.starts_with("Mode: local")).await?;
         anyhow::ensure!(f.node.mode() == Mode::Local, "the page set the mode");
