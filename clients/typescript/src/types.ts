@@ -40,6 +40,16 @@ export interface DatabaseStatus {
   conflicts: number;
   failed: number;
   lastSyncAt: string | null;
+  /** The last run attempted, whatever its outcome (`at`: when it ended). */
+  lastAttempt?: {
+    at: string;
+    status: string;
+    direction: string;
+    trigger: string;
+    error: string | null;
+  } | null;
+  /** Seconds since the pull cursor last moved; null before the first pull. */
+  replicationLagSeconds?: number | null;
   syncing: SyncProgress | null;
 }
 

@@ -3,7 +3,9 @@
 //! Sections: status and mode, sync buttons (three directions, and per model),
 //! models, pending changes, conflicts side by side (base, local, server) with
 //! a local/server choice per differing field plus keep-local and keep-server,
-//! failed rows with the server's error (retry, discard), and the sync log.
+//! failed rows with the server's error (retry, discard), and the sync log
+//! with charts of the recent runs (rows, duration) and the replication lag.
+//! Times show as "3 min ago" with the exact time on hover.
 //!
 //! Server-rendered HTML (every dynamic string goes through `escape`) with a
 //! small inline script: it follows the live events (`GET
@@ -60,6 +62,18 @@ fn text(v: &Json) -> String {
         Json::Null => String::from("—"),
         Json::String(s) => escape(s),
         other => escape(&other.to_string()),
+    }
+}
+
+/// A time from the API as a `<time>` element: the exact time as text and on
+/// hover; the script turns the text into "3 min ago" and keeps it current.
+fn time_html(v: &Json, none: &str) -> String {
+    match v.as_str() {
+        Some(t) => {
+            let t = escape(t);
+            format!(r#"<time datetime="{t}" title="{t}">{t}</time>"#)
+        }
+        None => String::from(none),
     }
 }
 
@@ -150,7 +164,7 @@ fn attempt_text(attempt: &serde_json::Value) -> String {
     };
     format!(
         "{} {} ({}), {outcome}",
-        text(&attempt["at"]),
+        time_html(&attempt["at"], "—"),
         text(&attempt["direction"]),
         text(&attempt["trigger"]),
     )
@@ -160,7 +174,7 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     let status = handlers::status(State(state.clone())).await?.0;
     let models = handlers::models(State(state.clone())).await?.0;
     let conflicts = handlers::conflicts(State(state.clone())).await?.0;
-    let log = handlers::log(State(state.clone()), Query(page_query(20)))
+    let log = handlers::log(State(state.clone()), Query(page_query(CHART_ENTRIES)))
         .await?
         .0;
     let failed = handlers::failed(State(state.clone()), Query(page_query(LIST_LIMIT)))
@@ -189,6 +203,8 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
 <dt>Failed</dt><dd id="st-failed">{failed}</dd>
 <dt>Last successful sync</dt><dd id="st-last">{last}</dd>
 <dt>Last attempt</dt><dd id="st-attempt">{attempt}</dd>
+<dt>Replication lag</dt><dd><span id="st-lag"{lag_attr}>{lag}</span>
+<svg id="lag-chart" class="spark" viewBox="0 0 240 40" preserveAspectRatio="none" role="img" aria-label="Replication lag over the last minutes, as this page sampled it"><title>Replication lag over the last minutes</title></svg></dd>
 </dl>
 <form id="mode-form" class="row"><label for="mode-select">Mode</label>
 <select id="mode-select" name="mode">{options}</select>
@@ -208,11 +224,13 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
         pending = text(&status["pendingChanges"]),
         conflicts = text(&status["conflicts"]),
         failed = text(&status["failed"]),
-        last = if status["lastSyncAt"].is_null() {
-            String::from("never")
-        } else {
-            text(&status["lastSyncAt"])
-        },
+        last = time_html(&status["lastSyncAt"], "never"),
+        lag_attr = status["replicationLagSeconds"]
+            .as_f64()
+            .map_or_else(String::new, |l| format!(r#" data-lag="{l}""#)),
+        lag = status["replicationLagSeconds"]
+            .as_f64()
+            .map_or_else(|| String::from("no pull yet"), lag_text),
         attempt = attempt_text(&status["lastAttempt"]),
         options = ["auto", "local", "remote"]
             .iter()
@@ -245,9 +263,9 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
         let when = if last.is_null() {
             String::from("never")
         } else if last["completedAt"].is_null() {
-            text(&last["startedAt"])
+            time_html(&last["startedAt"], "—")
         } else {
-            text(&last["completedAt"])
+            time_html(&last["completedAt"], "—")
         };
         // The result of the user's own last sync stays until they start
         // another; the automatic pulls that follow it do not replace it.
@@ -285,17 +303,20 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     conflicts_html(&mut h, &conflicts);
     failed_html(&mut h, &failed);
 
-    // Sync log.
+    // Sync log: the recent runs as charts, then the newest rows.
+    let entries = log["entries"].as_array().cloned().unwrap_or_default();
+    h.push_str(r#"<section aria-labelledby="h-log"><h2 id="h-log">Recent sync log</h2>"#);
+    runs_chart_html(&mut h, &runs(&entries));
     h.push_str(
-        r#"<section aria-labelledby="h-log"><h2 id="h-log">Recent sync log</h2><div class="scroll"><table>
+        r#"<div class="scroll"><table>
 <thead><tr><th scope="col">Started</th><th scope="col">Model</th><th scope="col">Direction</th><th scope="col">Trigger</th><th scope="col">Status</th><th scope="col">Processed</th><th scope="col">Failed</th><th scope="col">Conflicts</th><th scope="col">Error</th></tr></thead><tbody>
 "#,
     );
-    for e in log["entries"].as_array().into_iter().flatten() {
+    for e in entries.iter().take(LOG_ROWS) {
         let _ = writeln!(
             h,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
-            text(&e["startedAt"]),
+            time_html(&e["startedAt"], "—"),
             text(&e["model"]),
             text(&e["direction"]),
             text(&e["trigger"]),
@@ -308,6 +329,152 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
     }
     h.push_str("</tbody></table></div></section>\n");
     Ok(h)
+}
+
+/// Log rows read for the charts (the API pages the rest).
+const CHART_ENTRIES: usize = 200;
+/// Log rows shown in the table.
+const LOG_ROWS: usize = 20;
+/// Runs drawn in the charts.
+const CHART_RUNS: usize = 30;
+
+/// Seconds of lag in words: "0.4 s", "12 s", "3 min", "2 h".
+fn lag_text(secs: f64) -> String {
+    if secs < 10.0 {
+        format!("{secs:.1} s")
+    } else if secs < 120.0 {
+        format!("{secs:.0} s")
+    } else if secs < 7200.0 {
+        format!("{:.0} min", secs / 60.0)
+    } else {
+        format!("{:.0} h", secs / 3600.0)
+    }
+}
+
+/// One sync run as the charts show it: its log rows (one per model) folded.
+#[derive(Debug, PartialEq)]
+struct Run {
+    started_at: String,
+    direction: String,
+    trigger: String,
+    rows: i64,
+    millis: Option<i64>,
+    failed: bool,
+}
+
+/// Folds log rows (newest first) into runs, oldest first, at most
+/// [`CHART_RUNS`]. A run writes one row per model, started together, so
+/// neighbours with the same direction and trigger started within a second
+/// of each other are one run; runs take turns, so two distinct runs of the
+/// same kind that close together are rare and drawn as one. Rows still
+/// `RUNNING` are left out (the progress line shows them).
+fn runs(entries: &[Json]) -> Vec<Run> {
+    let at = |v: &Json| {
+        v.as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.timestamp_millis())
+    };
+    let mut out: Vec<(Run, i64, i64)> = Vec::new(); // run, first start, last end
+    for e in entries {
+        if e["status"] == "RUNNING" {
+            continue;
+        }
+        let (Some(start), direction, trigger) = (
+            at(&e["startedAt"]),
+            e["direction"].as_str().unwrap_or(""),
+            e["trigger"].as_str().unwrap_or(""),
+        ) else {
+            continue;
+        };
+        let end = at(&e["completedAt"]);
+        let rows = e["recordsProcessed"].as_i64().unwrap_or(0);
+        let failed = e["status"] == "FAILED";
+        if let Some((run, first, last)) = out.last_mut()
+            && run.direction == direction
+            && run.trigger == trigger
+            && (start - *first).abs() < 1000
+        {
+            run.rows += rows;
+            run.failed |= failed;
+            *first = (*first).min(start);
+            if let Some(end) = end {
+                *last = (*last).max(end);
+            }
+            run.millis = Some(*last - *first).filter(|_| *last > 0);
+            if start <= *first {
+                run.started_at = e["startedAt"].as_str().unwrap_or("").to_string();
+            }
+            continue;
+        }
+        if out.len() == CHART_RUNS {
+            break;
+        }
+        out.push((
+            Run {
+                started_at: e["startedAt"].as_str().unwrap_or("").to_string(),
+                direction: direction.to_string(),
+                trigger: trigger.to_string(),
+                rows,
+                millis: end.map(|end| end - start),
+                failed,
+            },
+            start,
+            end.unwrap_or(0),
+        ));
+    }
+    out.reverse();
+    out.into_iter().map(|(r, _, _)| r).collect()
+}
+
+/// Two small bar charts of the recent runs, oldest on the left: rows moved
+/// and duration. Each bar says its run exactly on hover (`<title>`); failed
+/// runs are drawn in red. Plain SVG from the server: nothing to load.
+fn runs_chart_html(h: &mut String, runs: &[Run]) {
+    if runs.is_empty() {
+        h.push_str(r#"<p class="note">No finished runs yet.</p>"#);
+        return;
+    }
+    let chart = |h: &mut String, id: &str, label: &str, value: &dyn Fn(&Run) -> i64, unit: &str| {
+        let max = runs.iter().map(value).max().unwrap_or(0).max(1);
+        let (w, ht) = (240.0_f64, 60.0_f64);
+        let slot = w / CHART_RUNS as f64;
+        let _ = write!(
+            h,
+            r#"<figure class="chart"><figcaption>{label} <span class="note">(max {max}{unit})</span></figcaption><svg id="{id}" viewBox="0 0 240 60" preserveAspectRatio="none" role="img" aria-label="{label} of the last {n} runs">"#,
+            n = runs.len(),
+        );
+        for (i, r) in runs.iter().enumerate() {
+            let v = value(r);
+            let bar = (v as f64 / max as f64 * (ht - 2.0)).max(1.0);
+            let _ = write!(
+                h,
+                r#"<rect class="{cls}" x="{x:.1}" y="{y:.1}" width="{bw:.1}" height="{bar:.1}"><title>{when} {dir} ({trig}): {rows} rows, {dur}{failed}</title></rect>"#,
+                cls = if r.failed { "bar bad" } else { "bar" },
+                x = i as f64 * slot + 1.0,
+                y = ht - bar,
+                bw = (slot - 2.0).max(1.0),
+                when = escape(&r.started_at),
+                dir = escape(&r.direction),
+                trig = escape(&r.trigger),
+                rows = r.rows,
+                dur = r
+                    .millis
+                    .map_or_else(|| String::from("duration unknown"), |m| format!("{m} ms")),
+                failed = if r.failed { ", failed" } else { "" },
+            );
+        }
+        h.push_str("</svg></figure>");
+    };
+    h.push_str(r#"<div class="charts">"#);
+    chart(h, "runs-rows", "Rows per run", &|r| r.rows, " rows");
+    chart(
+        h,
+        "runs-time",
+        "Duration per run",
+        &|r| r.millis.unwrap_or(0),
+        " ms",
+    );
+    h.push_str("</div>");
 }
 
 /// "Showing 50 of 120." under a list cut at [`LIST_LIMIT`].
@@ -352,7 +519,7 @@ fn pending_html(h: &mut String, pending: &Json) {
             m = text(&c["model"]),
             k = escape(&key_text(&c["key"])),
             op = text(&c["operation"]),
-            when = text(&c["changedAt"]),
+            when = time_html(&c["changedAt"], "—"),
             v = values_text(&c["values"]),
         );
     }
@@ -548,6 +715,12 @@ td.wrap{white-space:normal;overflow-wrap:anywhere;min-width:10rem}
 .pick input{width:1.2rem;height:1.2rem;margin:.1rem 0 0;flex:none}
 input[type=radio]:focus-visible{outline:3px solid #1f6feb;outline-offset:2px}
 .note{color:#444;font-size:.9rem}
+.charts{display:flex;flex-wrap:wrap;gap:.5rem 1.5rem}
+.chart{margin:.25rem 0;flex:1 1 14rem;max-width:28rem}
+.chart svg{width:100%;height:4rem;background:#f5f7fa;border-radius:4px;display:block}
+.bar{fill:#1f6feb}.bar.bad{fill:#b42318}
+.spark{width:12rem;max-width:100%;height:1.6rem;vertical-align:middle;margin-left:.5rem;background:#f5f7fa;border-radius:4px}
+.spark polyline{fill:none;stroke:#1f6feb;stroke-width:1.5}
 .progress{background:#e7f0ff;border:1px solid #9bbcf5;border-radius:6px;padding:.4rem .75rem;margin:.5rem 0}
 @media (max-width:600px){body{padding:0 .5rem}section,article{padding:.5rem}
 .conflict thead{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
@@ -614,6 +787,51 @@ const SCRIPT: &str = r#"
     live.querySelectorAll('input[type=radio]').forEach(function (i) { if (picks[i.name] !== undefined) i.checked = picks[i.name] === i.value; });
     Object.keys(chosen).forEach(function (id) { const s = document.getElementById(id); if (s) s.value = chosen[id]; });
     if (hadFocus) { const el = Array.from(live.querySelectorAll('button, input, select')).find(same); if (el) el.focus(); }
+    relTimes();
+    drawLag();
+  }
+  // Times read as "3 min ago" (exact on hover), against the node's clock:
+  // `skew` is the node's time minus this browser's, from the last status.
+  let skew = 0;
+  function ago(iso) {
+    const t = Date.parse(iso);
+    if (Number.isNaN(t)) return null;
+    const s = Math.round((Date.now() + skew - t) / 1000), a = Math.abs(s);
+    if (a < 5) return 'just now';
+    const v = a < 60 ? a + ' s' : a < 3600 ? Math.round(a / 60) + ' min' : a < 86400 ? Math.round(a / 3600) + ' h' : Math.round(a / 86400) + ' d';
+    return s < 0 ? 'in ' + v : v + ' ago';
+  }
+  function relTimes() {
+    document.querySelectorAll('time[datetime]').forEach(function (el) {
+      const r = ago(el.getAttribute('datetime'));
+      if (r) el.textContent = r;
+    });
+  }
+  // Replication lag as this page samples it (the node keeps no history):
+  // the status's `replicationLagSeconds` every few seconds, the last ten
+  // minutes drawn as a line.
+  const lags = [];
+  function lagWords(x) { return x < 10 ? x.toFixed(1) + ' s' : x < 120 ? Math.round(x) + ' s' : x < 7200 ? Math.round(x / 60) + ' min' : Math.round(x / 3600) + ' h'; }
+  function sampleLag(s) {
+    const x = s && s.replicationLagSeconds;
+    if (typeof x !== 'number') return;
+    const now = Date.now();
+    lags.push([now, x]);
+    while (lags.length && lags[0][0] < now - 600000) lags.shift();
+    const el = document.getElementById('st-lag');
+    if (el) { el.textContent = lagWords(x); el.dataset.lag = String(x); }
+    drawLag();
+  }
+  function drawLag() {
+    const svg = document.getElementById('lag-chart');
+    if (!svg || lags.length < 2) return;
+    const t0 = lags[0][0], span = Math.max(lags[lags.length - 1][0] - t0, 1);
+    const top = Math.max.apply(null, lags.map(function (p) { return p[1]; }).concat([1]));
+    const pts = lags.map(function (p) { return ((p[0] - t0) / span * 240).toFixed(1) + ',' + (38 - p[1] / top * 36).toFixed(1); }).join(' ');
+    let line = svg.querySelector('polyline');
+    if (!line) { line = document.createElementNS('http://www.w3.org/2000/svg', 'polyline'); svg.appendChild(line); }
+    line.setAttribute('points', pts);
+    svg.querySelector('title').textContent = 'Replication lag over the last ' + Math.max(1, Math.round(span / 60000)) + ' min: now ' + lagWords(lags[lags.length - 1][1]) + ', at most ' + lagWords(top);
   }
   // Runs known to be over: a progress event still on its way about one is
   // stale. Runs take turns, so one that started before the last known end
@@ -653,6 +871,7 @@ const SCRIPT: &str = r#"
   async function act(btn) {
     const d = btn.dataset;
     if (d.act === 'discard' && !confirm('Discard the local change to ' + d.model + ' ' + d.key + ' and take the server\'s row?')) return;
+    if (d.act === 'resolve' && d.keep === 'server' && !confirm('Keep the server\'s row for ' + d.model + ' ' + d.key + '? Your local change to it will be discarded.')) return;
     btn.disabled = true;
     try {
       if (d.act === 'sync') await syncing(d.direction, { direction: d.direction });
@@ -693,6 +912,9 @@ const SCRIPT: &str = r#"
     await reload();
   });
   async function onStatus(s) {
+    const t = Date.parse(s && s.timestamp);
+    if (!Number.isNaN(t)) skew = t - Date.now();
+    sampleLag(s);
     showProgress(s);
     const sig = JSON.stringify([s.isOnline, s.mode, s.usingLocalDatabase, s.pendingChanges, s.conflicts, s.failed, s.lastSyncAt, s.lastAttempt]);
     if (sig !== last) {
@@ -748,12 +970,114 @@ const SCRIPT: &str = r#"
   stream();
   poll();
   setInterval(poll, 3000);
+  relTimes();
+  setInterval(relTimes, 15000);
+  // The lag moves without any status change: sample it while streaming too.
+  setInterval(function () { if (streaming) api('GET', '/api/database/status').then(sampleLag, function () {}); }, 5000);
 })();
 "#;
 
 #[cfg(test)]
 mod tests {
-    use super::{escape, js_string};
+    use super::{Run, escape, js_string, lag_text, runs};
+    use serde_json::json;
+
+    fn entry(
+        id: i64,
+        model: &str,
+        trigger: &str,
+        start: &str,
+        end: Option<&str>,
+        rows: i64,
+        status: &str,
+    ) -> serde_json::Value {
+        json!({"id": id, "model": model, "direction": "BIDIRECTIONAL", "trigger": trigger,
+               "status": status, "startedAt": start, "completedAt": end, "recordsProcessed": rows})
+    }
+
+    #[test]
+    fn log_rows_fold_into_runs_oldest_first() {
+        // Newest first, as the API lists them: a manual run of two models
+        // (started a few ms apart), before it an interval run, and a run
+        // still going (left to the progress line).
+        let entries = [
+            entry(
+                6,
+                "Post",
+                "manual",
+                "2026-12-05T10:00:10.000Z",
+                None,
+                0,
+                "RUNNING",
+            ),
+            entry(
+                5,
+                "Post",
+                "manual",
+                "2026-12-05T10:00:00.004Z",
+                Some("2026-12-05T10:00:00.250Z"),
+                7,
+                "FAILED",
+            ),
+            entry(
+                4,
+                "User",
+                "manual",
+                "2026-12-05T10:00:00.001Z",
+                Some("2026-12-05T10:00:00.120Z"),
+                3,
+                "SUCCESS",
+            ),
+            entry(
+                3,
+                "Post",
+                "interval",
+                "2026-12-05T09:59:00.002Z",
+                Some("2026-12-05T09:59:00.050Z"),
+                0,
+                "SUCCESS",
+            ),
+            entry(
+                2,
+                "User",
+                "interval",
+                "2026-12-05T09:59:00.000Z",
+                Some("2026-12-05T09:59:00.040Z"),
+                1,
+                "SUCCESS",
+            ),
+        ];
+        let got = runs(&entries);
+        assert_eq!(
+            got,
+            vec![
+                Run {
+                    started_at: "2026-12-05T09:59:00.000Z".into(),
+                    direction: "BIDIRECTIONAL".into(),
+                    trigger: "interval".into(),
+                    rows: 1,
+                    millis: Some(50),
+                    failed: false,
+                },
+                Run {
+                    started_at: "2026-12-05T10:00:00.001Z".into(),
+                    direction: "BIDIRECTIONAL".into(),
+                    trigger: "manual".into(),
+                    rows: 10,
+                    millis: Some(249),
+                    failed: true,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn lag_in_words() {
+        assert_eq!(lag_text(0.42), "0.4 s");
+        assert_eq!(lag_text(42.4), "42 s");
+        assert_eq!(lag_text(600.0), "10 min");
+        assert_eq!(lag_text(3.0 * 3600.0), "3 h");
+    }
 
     #[test]
     fn escapes() {

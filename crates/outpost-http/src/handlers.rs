@@ -37,6 +37,7 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
     // The last success and the last attempt are different facts: a failed
     // attempt does not make the replica any less recent.
     let engine_status = state.node.engine().status().await?;
+    let lag = state.node.engine().cursor_age().await?;
     let last_sync_at = engine_status
         .last_success
         .as_ref()
@@ -62,6 +63,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> ApiResult {
         "failed": s.failed,
         "lastSyncAt": last_sync_at,
         "lastAttempt": last_attempt,
+        // Seconds since the pull cursor last moved; null before the first pull.
+        "replicationLagSeconds": lag.map(|d| d.as_secs_f64()),
         // The run under way (direction, phase, rows so far), for live progress.
         "syncing": state.node.engine().progress(),
     })))

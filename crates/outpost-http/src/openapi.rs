@@ -115,6 +115,14 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
                 "conflicts": int(),
                 "failed": int(),
                 "lastSyncAt": nullable(string()),
+                "lastAttempt": nullable(object(
+                    json!({
+                        "at": string(), "status": string(), "direction": string(),
+                        "trigger": string(), "error": nullable(string())
+                    }),
+                    &["at", "status", "direction", "trigger", "error"],
+                )),
+                "replicationLagSeconds": nullable(json!({ "type": "number", "minimum": 0 })),
                 "syncing": nullable(r("SyncProgress"))
             }),
             &[

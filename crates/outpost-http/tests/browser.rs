@@ -356,6 +356,36 @@ async fn drive(
         progress.text().await?
     );
 
+    // Times read "… ago" with the exact time on hover; the finished run is
+    // a bar in the charts, saying its rows on hover; the lag is shown.
+    wait_text(c, "#st-last time", |t| {
+        t.ends_with(" ago") || t == "just now"
+    })
+    .await?;
+    let exact = c
+        .find(Locator::Css("#st-last time"))
+        .await?
+        .attr("title")
+        .await?
+        .unwrap_or_default();
+    anyhow::ensure!(
+        exact.starts_with("20") && exact.contains('T'),
+        "the exact time on hover: {exact:?}"
+    );
+    let bars = c
+        .execute(
+            "return Array.from(document.querySelectorAll('#runs-rows rect title')).map(function (t) { return t.textContent; });",
+            vec![],
+        )
+        .await?;
+    let bars: Vec<String> = serde_json::from_value(bars)?;
+    anyhow::ensure!(
+        bars.iter()
+            .any(|b| b.contains("BIDIRECTIONAL (manual): ") && b.contains(" rows, ")),
+        "the page's sync is a bar in the chart: {bars:?}"
+    );
+    wait_text(c, "#st-lag", |t| t.ends_with(" s") || t.ends_with(" min")).await?;
+
     // Both sides edit the same user: a conflict on the page.
     let _: Json = node
         .model("User")?
@@ -374,6 +404,21 @@ async fn drive(
         t.contains("User") && t.contains("u0")
     })
     .await?;
+    // "Keep server" would discard the local edit: the page asks first, and
+    // saying no keeps the conflict as it was.
+    press(c, r#"button[data-act="resolve"][data-keep="server"]"#).await?;
+    let asked = c.get_alert_text().await?;
+    anyhow::ensure!(
+        asked.contains("local change") && asked.contains("u0"),
+        "the confirmation says what is lost: {asked:?}"
+    );
+    c.dismiss_alert().await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_text(c, "#st-conflicts", |t| t == "1").await?;
+    anyhow::ensure!(
+        !node.conflicts().await?.is_empty(),
+        "dismissing the confirmation resolved nothing"
+    );
     // Field by field, from the keyboard: the local name (the default, both
     // sides changed it) and the server's email.
     assert!(selected(c, r#"input[name="pick:User:u0:name"][value="local"]"#).await?);
