@@ -13,6 +13,18 @@
 //! | `OUTPOST_SCHEMA` | `public` | the PostgreSQL schema whose tables are synced |
 //! | `OUTPOST_TABLES` | all with a primary key | comma-separated tables to sync |
 //! | `OUTPOST_EXCLUDE_TABLES` | none | comma-separated tables not to sync (`_prisma_migrations` never is) |
+//! | `OUTPOST_STATEMENT_TIMEOUT` | `30000` | ms: the server's `statement_timeout` for sync sessions |
+//! | `OUTPOST_LOCK_TIMEOUT` | `30000` | ms: the server's `lock_timeout` for sync sessions |
+//! | `OUTPOST_IDLE_IN_TRANSACTION_TIMEOUT` | `10000` | ms: the server drops a sync session idle inside a transaction this long (a vanished node's locks) |
+//! | `OUTPOST_REQUEST_TIMEOUT` | `10000` | ms: a model-service call's deadline on the server in `auto` mode (past it: outcome unknown, then the replica) |
+//! | `OUTPOST_CHECK_INTERVAL` | `2000` | ms between the monitor's probes of the server |
+//! | `OUTPOST_CHECK_TIMEOUT` | `2000` | ms a probe may take before the server counts as unreachable |
+//!
+//! Timeouts are whole milliseconds, at least 1 and at most a day: every
+//! round trip of the node has a bound (none can be turned off). The
+//! connection's own `connect_timeout`, `keepalives_idle`, `keepalives_interval`,
+//! `keepalives_count` and `tcp_user_timeout` are libpq parameters of
+//! `DATABASE_URL` (outpost's defaults apply where the URL has none).
 //!
 //! Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` in any case. A bad
 //! value is refused with an error that names the variable and the value;
@@ -537,6 +549,80 @@ pub struct Config {
     pub enable_offline_mode: bool,
     /// Which tables are synced.
     pub tables: TableSelection,
+    /// The node's bounds on the server.
+    pub timeouts: Timeouts,
+}
+
+/// The node's bounds on the server (module doc: `OUTPOST_*_TIMEOUT`,
+/// `OUTPOST_CHECK_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    /// `statement_timeout` of sync sessions.
+    pub statement: Duration,
+    /// `lock_timeout` of sync sessions.
+    pub lock: Duration,
+    /// `idle_in_transaction_session_timeout` of sync sessions.
+    pub idle_in_transaction: Duration,
+    /// A model-service call's deadline on the server (`auto` mode).
+    pub request: Duration,
+    /// Between the monitor's probes.
+    pub check_interval: Duration,
+    /// How long a probe may take.
+    pub check_timeout: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            statement: Duration::from_secs(30),
+            lock: Duration::from_secs(30),
+            idle_in_transaction: Duration::from_secs(10),
+            request: Duration::from_secs(10),
+            check_interval: Duration::from_secs(2),
+            check_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl Timeouts {
+    /// The timeouts from a variable lookup; unset ones keep their defaults.
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Timeouts, ConfigError> {
+        let mut t = Timeouts::default();
+        for (variable, field) in [
+            ("OUTPOST_STATEMENT_TIMEOUT", &mut t.statement),
+            ("OUTPOST_LOCK_TIMEOUT", &mut t.lock),
+            (
+                "OUTPOST_IDLE_IN_TRANSACTION_TIMEOUT",
+                &mut t.idle_in_transaction,
+            ),
+            ("OUTPOST_REQUEST_TIMEOUT", &mut t.request),
+            ("OUTPOST_CHECK_INTERVAL", &mut t.check_interval),
+            ("OUTPOST_CHECK_TIMEOUT", &mut t.check_timeout),
+        ] {
+            if let Some(v) = get(variable) {
+                *field = parse_timeout(variable, &v)?;
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// The longest timeout accepted: a day.
+const MAX_TIMEOUT_MS: u64 = 24 * 3600 * 1000;
+
+fn parse_timeout(variable: &str, value: &str) -> Result<Duration, ConfigError> {
+    let ms: u64 = value
+        .trim()
+        .parse()
+        .map_err(|_| invalid(variable, value, "expected a whole number of milliseconds"))?;
+    if ms == 0 || ms > MAX_TIMEOUT_MS {
+        return Err(invalid(
+            variable,
+            value,
+            format!("expected 1 to {MAX_TIMEOUT_MS} milliseconds (every round trip has a bound)"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 /// A configuration value that was refused.
@@ -690,6 +776,7 @@ impl Config {
             sync_interval,
             enable_offline_mode: flag("ENABLE_OFFLINE_MODE", true)?,
             tables,
+            timeouts: Timeouts::from_lookup(get)?,
         })
     }
 
@@ -715,6 +802,42 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn timeouts_default_and_are_configurable_in_milliseconds() {
+        let c = config(&[]).expect("defaults");
+        assert_eq!(c.timeouts, Timeouts::default());
+        assert_eq!(c.timeouts.statement, Duration::from_secs(30));
+        assert_eq!(c.timeouts.check_interval, Duration::from_secs(2));
+        let c = config(&[
+            ("OUTPOST_STATEMENT_TIMEOUT", "1500"),
+            ("OUTPOST_LOCK_TIMEOUT", " 250 "),
+            ("OUTPOST_IDLE_IN_TRANSACTION_TIMEOUT", "4000"),
+            ("OUTPOST_REQUEST_TIMEOUT", "7000"),
+            ("OUTPOST_CHECK_INTERVAL", "500"),
+            ("OUTPOST_CHECK_TIMEOUT", "800"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.timeouts,
+            Timeouts {
+                statement: Duration::from_millis(1500),
+                lock: Duration::from_millis(250),
+                idle_in_transaction: Duration::from_millis(4000),
+                request: Duration::from_millis(7000),
+                check_interval: Duration::from_millis(500),
+                check_timeout: Duration::from_millis(800),
+            }
+        );
+        for bad in ["0", "-5", "1.5", "soon", "86400001"] {
+            let e = config(&[("OUTPOST_CHECK_TIMEOUT", bad)]).expect_err(bad);
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("OUTPOST_CHECK_TIMEOUT={bad:?} is invalid")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -73,6 +73,17 @@ impl ServerTimeouts {
     }
 }
 
+impl ServerTimeouts {
+    /// The bounds configured (`OUTPOST_STATEMENT_TIMEOUT`, `…_LOCK_…`,
+    /// `…_IDLE_IN_TRANSACTION_…`), with the round-trip deadline derived.
+    pub fn from_config(t: &outpost_core::config::Timeouts) -> ServerTimeouts {
+        ServerTimeouts {
+            idle_in_transaction: t.idle_in_transaction,
+            ..ServerTimeouts::new(t.statement, t.lock)
+        }
+    }
+}
+
 impl Default for ServerTimeouts {
     fn default() -> ServerTimeouts {
         ServerTimeouts::new(SERVER_TIMEOUT, SERVER_TIMEOUT)
@@ -242,6 +253,7 @@ fn locked<T>(
 impl Engine {
     /// An engine over an open replica.
     pub fn new(replica: Replica, config: Config) -> Engine {
+        let timeouts = ServerTimeouts::from_config(&config.timeouts);
         Engine {
             inner: Arc::new(Inner {
                 schema: replica.schema().clone(),
@@ -251,7 +263,7 @@ impl Engine {
                 policies: Mutex::new(Policies::default()),
                 running: tokio::sync::Mutex::new(()),
                 retention: Mutex::new(DEFAULT_RETENTION),
-                timeouts: Mutex::new(ServerTimeouts::default()),
+                timeouts: Mutex::new(timeouts),
                 abandon: tokio::sync::watch::channel(0).0,
                 push_batch: std::sync::atomic::AtomicUsize::new(PUSH_BATCH),
                 pull_batch: std::sync::atomic::AtomicI64::new(PULL_BATCH),

@@ -134,6 +134,20 @@ pub struct NodeOptions {
     pub monitor: bool,
 }
 
+impl NodeOptions {
+    /// The default timings with the configured timeouts (`OUTPOST_REQUEST_TIMEOUT`,
+    /// `OUTPOST_CHECK_INTERVAL`, `OUTPOST_CHECK_TIMEOUT`).
+    pub fn from_config(config: &Config) -> NodeOptions {
+        let t = &config.timeouts;
+        NodeOptions {
+            check_interval: t.check_interval,
+            check_timeout: t.check_timeout,
+            request_timeout: t.request,
+            ..NodeOptions::default()
+        }
+    }
+}
+
 impl Default for NodeOptions {
     fn default() -> NodeOptions {
         NodeOptions {
@@ -177,10 +191,12 @@ fn now_text() -> String {
 }
 
 impl Outpost {
-    /// Opens the node with default timings: the replica from its file (set
-    /// up from the server first if the file is new), and the monitor.
+    /// Opens the node with default timings and the configured timeouts: the
+    /// replica from its file (set up from the server first if the file is
+    /// new), and the monitor.
     pub async fn open(config: Config) -> Result<Outpost, EngineError> {
-        Outpost::open_with(config, NodeOptions::default()).await
+        let options = NodeOptions::from_config(&config);
+        Outpost::open_with(config, options).await
     }
 
     /// Opens the node with the given timings.

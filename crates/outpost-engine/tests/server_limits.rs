@@ -230,3 +230,84 @@ async fn a_column_type_change_between_pulls_does_not_break_the_kept_statements()
     );
     Ok(())
 }
+
+/// `OUTPOST_STATEMENT_TIMEOUT` reaches the server's sessions: a push whose
+/// statement runs past it (a slow `BEFORE` trigger) is cancelled by the
+/// server and the run fails saying so; the edit stays pending and lands once
+/// the limit is raised.
+#[tokio::test]
+async fn the_configured_statement_timeout_bounds_the_push() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema, _) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN PERFORM pg_sleep(1.5); RETURN NEW; END $$;
+               CREATE TRIGGER slow BEFORE INSERT ON "User" FOR EACH ROW EXECUTE FUNCTION slow();"#,
+        )
+        .await?;
+    let path = db.dir().join("short.db");
+    let (replica, _) = outpost_local::Replica::setup(&path, &schema)?;
+    let url = db.database_url();
+    let local_url = format!("file:{}", path.display());
+    let config = outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local_url.clone()),
+        "OUTPOST_STATEMENT_TIMEOUT" => Some("300".into()),
+        _ => None,
+    })?;
+    let short = outpost_engine::Engine::new(replica, config);
+    assert_eq!(short.timeouts().statement, Duration::from_millis(300));
+    sync(&short, Direction::Bidirectional).await?;
+    local(
+        &short,
+        r#"INSERT INTO "User" (id, email) VALUES ('slow', 'slow@x')"#,
+    )
+    .await?;
+    let error = failed_with(&short, Direction::ToServer).await?;
+    assert!(error.contains("statement timeout"), "{error}");
+    let landed: i64 = client
+        .query_one(r#"SELECT count(*) FROM "User" WHERE id = 'slow'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(landed, 0, "the cancelled push wrote nothing");
+    short.set_server_timeouts(Duration::from_secs(30), Duration::from_secs(30));
+    sync(&short, Direction::ToServer).await?;
+    let landed: i64 = client
+        .query_one(r#"SELECT count(*) FROM "User" WHERE id = 'slow'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(landed, 1, "the edit was kept and landed");
+    Ok(())
+}
+
+/// A row locked on the server by someone else makes the push give up after
+/// the lock timeout without blaming the row: the run fails, the edit stays
+/// pending (not `FAILED`), and it lands once the lock is gone.
+#[tokio::test]
+async fn a_push_that_meets_a_lock_keeps_its_rows_pending() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema, a) = blog_with_user(&db).await?;
+    a.set_server_timeouts(Duration::from_secs(600), Duration::from_millis(200));
+    local(
+        &a,
+        r#"UPDATE "User" SET name = 'from the node' WHERE id = 'u1'"#,
+    )
+    .await?;
+    let mut locker = db.client().await?;
+    let tx = locker.transaction().await?;
+    tx.batch_execute(r#"SELECT * FROM "User" WHERE id = 'u1' FOR UPDATE"#)
+        .await?;
+    let error = failed_with(&a, Direction::ToServer).await?;
+    assert!(error.contains("lock timeout"), "{error}");
+    let status = a.status().await?;
+    assert_eq!((status.pending, status.failed), (1, 0), "{status:?}");
+    tx.rollback().await?;
+    sync(&a, Direction::ToServer).await?;
+    let name: Option<String> = client
+        .query_one(r#"SELECT name FROM "User" WHERE id = 'u1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(name.as_deref(), Some("from the node"));
+    Ok(())
+}

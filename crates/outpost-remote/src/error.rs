@@ -308,6 +308,16 @@ pub fn is_connection_error(e: &tokio_postgres::Error) -> bool {
     classify(e) == ErrorClass::Unreachable
 }
 
+/// Whether the server gave up on a statement for a reason of the moment,
+/// not of the statement: a statement or lock timeout, a deadlock, a
+/// serialization failure (SQLSTATE 57014, 55P03, 40P01, 40001). The same
+/// write may succeed later, so a push never blames its rows for it: the run
+/// fails and the rows stay pending for the next one.
+pub fn is_transient(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|c| matches!(c.code(), "57014" | "55P03" | "40P01" | "40001"))
+}
+
 /// The driver's message followed by its causes: tokio-postgres prints only
 /// `db error` for a server error, the server's message is in the cause.
 pub fn describe(e: &tokio_postgres::Error) -> String {

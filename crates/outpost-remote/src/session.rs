@@ -77,14 +77,15 @@ pub fn origin(node: NodeId) -> String {
 }
 
 /// The settings of a push transaction: the key settings, the node as origin,
-/// the statement and lock limits (both `timeout`), and generic plans (a
+/// the statement and lock limits, and generic plans (a
 /// push's statements are prepared once and run for every group; a custom
 /// plan would fold each group's arrays into constants and plan them again).
-pub fn push(node: NodeId, timeout: Duration) -> String {
-    let ms = timeout.as_millis();
+pub fn push(node: NodeId, statement: Duration, lock: Duration) -> String {
     format!(
-        "{KEY_SETTINGS} {origin} SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+        "{KEY_SETTINGS} {origin} SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}; \
          SET LOCAL plan_cache_mode = force_generic_plan;",
+        statement.as_millis(),
+        lock.as_millis(),
         origin = origin(node),
     )
 }
@@ -120,10 +121,14 @@ mod tests {
     #[test]
     fn push_settings_are_exact() {
         assert_eq!(
-            push(node(), Duration::from_millis(30_000)),
+            push(
+                node(),
+                Duration::from_millis(30_000),
+                Duration::from_millis(1_500)
+            ),
             "SET LOCAL TimeZone = 'UTC'; SET LOCAL IntervalStyle = 'postgres'; SET LOCAL extra_float_digits = 1; \
              SET LOCAL outpost.origin = '6f1c3c8e-8a3b-4f7e-9a53-2d0c5e6a1b01'; \
-             SET LOCAL statement_timeout = 30000; SET LOCAL lock_timeout = 30000; \
+             SET LOCAL statement_timeout = 30000; SET LOCAL lock_timeout = 1500; \
              SET LOCAL plan_cache_mode = force_generic_plan;"
         );
     }

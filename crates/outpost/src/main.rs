@@ -418,6 +418,7 @@ async fn server(config: &Config, action: ServerAction, json_mode: bool) -> anyho
 }
 
 fn show_config(config: &Config, json_mode: bool) {
+    let ms = |d: std::time::Duration| d.as_millis() as u64;
     let url = config.database_url.as_ref().map(|u| u.redacted());
     let interval = config
         .sync_interval
@@ -432,6 +433,12 @@ fn show_config(config: &Config, json_mode: bool) {
         "OUTPOST_SCHEMA": config.tables.pg_schema,
         "OUTPOST_TABLES": config.tables.include,
         "OUTPOST_EXCLUDE_TABLES": config.tables.exclude,
+        "OUTPOST_STATEMENT_TIMEOUT": ms(config.timeouts.statement),
+        "OUTPOST_LOCK_TIMEOUT": ms(config.timeouts.lock),
+        "OUTPOST_IDLE_IN_TRANSACTION_TIMEOUT": ms(config.timeouts.idle_in_transaction),
+        "OUTPOST_REQUEST_TIMEOUT": ms(config.timeouts.request),
+        "OUTPOST_CHECK_INTERVAL": ms(config.timeouts.check_interval),
+        "OUTPOST_CHECK_TIMEOUT": ms(config.timeouts.check_timeout),
     });
     print(json_mode, value.clone(), || {
         value

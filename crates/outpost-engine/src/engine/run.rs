@@ -308,7 +308,10 @@ impl Engine {
                         self.inner.node_id,
                         cursor,
                         &rows,
-                        self.timeouts().statement,
+                        {
+                            let t = self.timeouts();
+                            (t.statement, t.lock)
+                        },
                     ),
                 )
                 .await?;

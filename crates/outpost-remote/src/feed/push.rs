@@ -54,7 +54,7 @@ pub async fn push(
     node: Uuid,
     cursor: Cursor,
     rows: &[PushRow],
-    statement_timeout: Duration,
+    (statement_timeout, lock_timeout): (Duration, Duration),
 ) -> Result<Vec<PushOutcome>, RemoteError> {
     let tx = client.transaction().await.map_err(db("starting a push"))?;
     // Generic plans: a push's statements are prepared once and run per
@@ -62,9 +62,13 @@ pub async fn push(
     // plan them again every time (tens of ms for 5,000 rows). The generic
     // estimate (a few rows per array) also favours the index lookups the
     // push wants.
-    tx.batch_execute(&session::push(NodeId(node), statement_timeout))
-        .await
-        .map_err(db("preparing a push"))?;
+    tx.batch_execute(&session::push(
+        NodeId(node),
+        statement_timeout,
+        lock_timeout,
+    ))
+    .await
+    .map_err(db("preparing a push"))?;
     // A version whose change was pruned is covered when the node's cursor
     // is past everything pruned (otherwise the node must bootstrap again).
     let pruned_ok = {
@@ -556,7 +560,9 @@ async fn run_savepointed(
             Ok(Ok(done))
         }
         Err(e) => {
-            if crate::error::is_connection_error(&e) {
+            // A broken connection, or a timeout/deadlock of the moment, is
+            // not the rows' fault: the push fails, the rows stay pending.
+            if crate::error::is_connection_error(&e) || crate::error::is_transient(&e) {
                 return Err(RemoteError::Db {
                     action: format!("writing rows of {}", table.name),
                     source: e,
