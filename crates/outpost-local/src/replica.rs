@@ -89,7 +89,13 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+    let mut conn =
+        Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+    // Every transaction of the node takes the write lock when it begins
+    // (waiting up to the busy timeout): a deferred one that reads first and
+    // then writes fails at once with "database is locked" when another
+    // connection committed meanwhile, whatever the timeout.
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
     if conn
         .is_readonly(rusqlite::MAIN_DB)
         .map_err(|e| open_err(e.to_string()))?
