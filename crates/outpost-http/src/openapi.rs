@@ -190,7 +190,7 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
         object(
             json!({
                 "id": int(), "model": string(), "direction": string(), "trigger": string(),
-                "status": { "type": "string", "enum": ["RUNNING", "SUCCESS", "FAILED"] },
+                "status": { "type": "string", "enum": ["RUNNING", "SUCCESS", "FAILED", "INTERRUPTED"] },
                 "startedAt": string(), "completedAt": nullable(string()),
                 "recordsProcessed": int(), "recordsSucceeded": int(), "recordsFailed": int(),
                 "conflicts": int(), "error": nullable(string())
