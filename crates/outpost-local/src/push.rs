@@ -96,10 +96,125 @@ fn mark_pushed_synced(
     Ok(done)
 }
 
+/// Per table: (pk, local_seq, deleted, base version) of a pending entry.
+type Dirty = (String, LocalSeq, bool, BaseVersion);
+
+fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
+    Ok((
+        r.get(from)?,
+        r.get::<_, Option<Sql<LocalSeq>>>(from + 1)?
+            .map_or(LocalSeq(0), |s| s.0),
+        r.get(from + 2)?,
+        r.get::<_, Sql<BaseVersion>>(from + 3)?.0,
+    ))
+}
+
+/// The oldest `limit` pending entries, those of the tables `wanted` by
+/// table, and how many were read (wanted or not).
+fn pending_by_age(
+    conn: &Connection,
+    limit: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<(HashMap<String, Vec<Dirty>>, usize), LocalError> {
+    let err = || LocalError::sqlite("reading local changes");
+    let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+             WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
+        )
+        .map_err(err())?;
+    let rows = stmt
+        .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((r.get::<_, String>(0)?, dirty_row(r, 1)?))
+        })
+        .map_err(err())?;
+    let mut read = 0;
+    for row in rows {
+        let (table, dirty) = row.map_err(err())?;
+        read += 1;
+        if wanted(&table) {
+            by_table.entry(table).or_default().push(dirty);
+        }
+    }
+    Ok((by_table, read))
+}
+
+/// Up to `limit` pending entries of the tables `wanted`, taken in push
+/// order over the whole pending set: upserts table by table parents first,
+/// then deletes children first; within one table and kind, oldest first.
+fn pending_in_push_order(
+    conn: &Connection,
+    schema: &outpost_core::schema::Schema,
+    limit: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<HashMap<String, Vec<Dirty>>, LocalError> {
+    let err = || LocalError::sqlite("reading local changes");
+    // Which (table, kind) have pending entries at all: one pass.
+    let mut present: HashSet<(String, bool)> = HashSet::new();
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT table_name, deleted FROM \"_outpost_rows\" WHERE status = 'PENDING'",
+            )
+            .map_err(err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
+            .map_err(err())?;
+        for row in rows {
+            present.insert(row.map_err(err())?);
+        }
+    }
+    let order = schema.parents_first();
+    let phases = order
+        .iter()
+        .map(|t| (t, false))
+        .chain(order.iter().rev().map(|t| (t, true)));
+    let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
+    let mut left = limit;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+             WHERE status = 'PENDING' AND table_name = ?1 AND deleted = ?2 \
+             ORDER BY local_seq LIMIT ?3",
+        )
+        .map_err(err())?;
+    for (t, deleted) in phases {
+        if left == 0 {
+            break;
+        }
+        if !wanted(&t.name) || !present.contains(&(t.name.clone(), deleted)) {
+            continue;
+        }
+        let rows = stmt
+            .query_map(
+                params![t.name, deleted, i64::try_from(left).unwrap_or(i64::MAX)],
+                |r| dirty_row(r, 0),
+            )
+            .map_err(err())?;
+        for row in rows {
+            by_table
+                .entry(t.name.clone())
+                .or_default()
+                .push(row.map_err(err())?);
+            left -= 1;
+        }
+    }
+    Ok(by_table)
+}
+
 impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
     /// first. Rows in `CONFLICT` or `FAILED` are not pushed.
+    ///
+    /// When more than `limit` rows are pending, the batch is chosen in that
+    /// order over the whole pending set, not by age: every pending upsert
+    /// of a parent table goes before any of its children's, and every
+    /// pending delete of a child table before its parents'. A parent edited
+    /// after many other changes therefore lands no later than its children
+    /// (by `local_seq` alone, it would come in a later batch, and its new
+    /// children would fail on the server for want of it).
     pub fn pending_push(
         &self,
         tables: Option<&[String]>,
@@ -108,40 +223,12 @@ impl Replica {
         fold(self.connection())?;
         let schema = self.schema();
         let conn = self.connection();
-        // Per table: (pk, local_seq, deleted, base version).
-        type Dirty = (String, LocalSeq, bool, BaseVersion);
-        let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
-                     WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
-                )
-                .map_err(LocalError::sqlite("reading local changes"))?;
-            let rows = stmt
-                .query_map([limit as i64], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get::<_, Option<Sql<LocalSeq>>>(2)?,
-                        r.get(3)?,
-                        r.get::<_, Sql<BaseVersion>>(4)?.0,
-                    ))
-                })
-                .map_err(LocalError::sqlite("reading local changes"))?;
-            for row in rows {
-                let (table, pk, seq, deleted, version) =
-                    row.map_err(LocalError::sqlite("reading local changes"))?;
-                if tables.is_some_and(|ts| !ts.contains(&table)) || schema.table(&table).is_none() {
-                    continue;
-                }
-                by_table.entry(table).or_default().push((
-                    pk,
-                    seq.map_or(LocalSeq(0), |s| s.0),
-                    deleted,
-                    version,
-                ));
-            }
+        let wanted =
+            |table: &str| !tables.is_some_and(|ts| !ts.iter().any(|t| t == table)) && schema.table(table).is_some();
+        // The common case, everything pending fits: one read by age.
+        let (mut by_table, read) = pending_by_age(conn, limit.saturating_add(1), &wanted)?;
+        if read > limit {
+            by_table = pending_in_push_order(conn, schema, limit, &wanted)?;
         }
         let order = schema.parents_first();
         let mut upserts = Vec::new();

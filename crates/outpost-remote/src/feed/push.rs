@@ -41,10 +41,12 @@ const PUSH_GROUP: usize = 5_000;
 ///    report rows whose version moved on as conflicts with the server's row;
 ///    a version written by one of this node's pushes is its own base, never
 ///    a conflict;
-/// 3. update existing rows, insert absent ones (`ON CONFLICT DO NOTHING` on
-///    the key: a row inserted meanwhile by someone else is a conflict),
-///    delete deleted ones; a statement the server refuses is retried row by
-///    row under savepoints, and only the refused rows fail;
+/// 3. delete deleted rows, insert absent ones (`ON CONFLICT DO NOTHING` on
+///    the key: a row inserted meanwhile by someone else is a conflict), then
+///    update existing ones (an update may reference a row just inserted); a
+///    statement the server refuses is retried row by row under savepoints,
+///    parents first, again while a pass writes anything, and only the
+///    refused rows fail (a row whose parent was refused says so);
 /// 4. read the versions written (their `origin_local_seq` is set by the
 ///    capture: the feed's module doc) and record the node's highest applied
 ///    `local_seq`.
@@ -308,7 +310,7 @@ async fn push_group(
     tx.execute(session::SET_LOCAL_SEQ, &[&group_seq])
         .await
         .map_err(db("starting a push group"))?;
-    let written = write_rows(tx, &from, table, cache, rows, &to_write, outcomes).await?;
+    let written = write_rows(tx, schema, &from, table, cache, rows, &to_write, outcomes).await?;
     // Rows an insert found already present (inserted meanwhile): conflicts.
     let lost: Vec<usize> = to_write
         .iter()
@@ -413,12 +415,22 @@ fn writable(table: &Table) -> Vec<usize> {
         .collect()
 }
 
-/// Writes the rows decided `to_write`, deletes first, then updates of rows
-/// that exist, then inserts of absent ones. Returns the indexes written;
-/// refused rows get a `Failed` outcome; inserts that met an existing key
-/// are neither.
+/// Writes the rows decided `to_write`: deletes, then inserts of absent
+/// rows, then updates of existing ones (an update may point at a row this
+/// group inserts: `insert Node 2; update Node 1 set parent = 2`). Returns
+/// the indexes written; refused rows get a `Failed` outcome; inserts that
+/// met an existing key are neither.
+///
+/// A statement the server refuses is retried row by row, parents within
+/// the group first, so that only the refused rows fail; rows refused then
+/// are tried again while a pass writes anything (a row may have needed one
+/// written after it). A row still refused whose parent in this push was
+/// refused too fails saying so (`depends on …`), not with a bare
+/// foreign-key error.
+#[allow(clippy::too_many_arguments)]
 async fn write_rows(
     tx: &Transaction<'_>,
+    schema: &Schema,
     from: &str,
     table: &Table,
     cache: &mut Statements,
@@ -427,7 +439,9 @@ async fn write_rows(
     outcomes: &mut [Option<PushOutcome>],
 ) -> Result<BTreeSet<usize>, RemoteError> {
     let mut written = BTreeSet::new();
-    for kind in [Write::Delete, Write::Update, Write::Insert] {
+    // (row, kind, the server's last refusal)
+    let mut refused: Vec<(usize, Write, String)> = Vec::new();
+    for kind in [Write::Delete, Write::Insert, Write::Update] {
         let set: Vec<usize> = to_write
             .iter()
             .filter(|(_, w)| *w == kind)
@@ -440,16 +454,122 @@ async fn write_rows(
             Ok(done) => written.extend(done),
             Err(_) => {
                 // Row by row: only the refused rows fail.
-                for &i in &set {
+                for i in parents_first_within(table, rows, &set) {
                     match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
                         Ok(done) => written.extend(done),
-                        Err(message) => outcomes[i] = Some(PushOutcome::Failed { message }),
+                        Err(message) => refused.push((i, kind, message)),
                     }
                 }
             }
         }
     }
+    // Again while a pass writes something: each pass settles at least one
+    // row, so this ends; a chain written children first needs one pass per
+    // level, and the rows left are refused for a reason of their own (or
+    // their parent's).
+    while !refused.is_empty() {
+        let before = refused.len();
+        let mut still = Vec::new();
+        for (i, kind, _) in refused {
+            match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
+                Ok(done) => written.extend(done),
+                Err(again) => still.push((i, kind, again)),
+            }
+        }
+        refused = still;
+        if refused.len() == before {
+            break;
+        }
+    }
+    let failed: Vec<usize> = refused.iter().map(|(i, _, _)| *i).collect();
+    for (i, _, message) in refused {
+        outcomes[i] = Some(PushOutcome::Failed { message });
+    }
+    // A row whose parent (in this group) was refused says so; parents
+    // first, so a grandchild names its parent's reason.
+    for i in parents_first_within(table, rows, &failed) {
+        let own = outcomes[i].take();
+        let reason = refused_parent(schema, table, &rows[i], rows, outcomes);
+        outcomes[i] = match reason {
+            Some(message) => Some(PushOutcome::Failed { message }),
+            None => own,
+        };
+    }
     Ok(written)
+}
+
+/// `set` reordered so that a row another row of `set` references through a
+/// foreign key of the table to itself comes before it (a tree's parents
+/// before its children; a cycle is cut anywhere). Other tables' keys and
+/// rows without a parent in `set` keep their order.
+fn parents_first_within(table: &Table, rows: &[PushRow], set: &[usize]) -> Vec<usize> {
+    let own: Vec<_> = table
+        .foreign_keys
+        .iter()
+        .filter(|fk| fk.ref_table == table.name)
+        .collect();
+    if own.is_empty() || set.len() < 2 {
+        return set.to_vec();
+    }
+    let position = |name: &String| table.columns.iter().position(|c| &c.name == name);
+    // The text of a row's values in `cols` (`Value` has no `Hash`: its
+    // debug text stands in, as for the insert's keys); None when a column
+    // is missing or a value is NULL (no reference).
+    let key = |i: usize, cols: &[String]| -> Option<String> {
+        let values = rows[i].values.as_ref()?;
+        let picked: Option<Vec<&Value>> = cols
+            .iter()
+            .map(|c| position(c).and_then(|j| values.get(j)))
+            .collect();
+        let picked = picked?;
+        if picked.iter().any(|v| v.is_null()) {
+            return None;
+        }
+        Some(format!("{picked:?}"))
+    };
+    let mut referenced: HashMap<(usize, String), usize> = HashMap::new();
+    for (f, fk) in own.iter().enumerate() {
+        for &i in set {
+            if let Some(k) = key(i, &fk.ref_columns) {
+                referenced.insert((f, k), i);
+            }
+        }
+    }
+    let parents = |i: usize| -> Vec<usize> {
+        own.iter()
+            .enumerate()
+            .filter_map(|(f, fk)| key(i, &fk.columns).and_then(|k| referenced.get(&(f, k))))
+            .copied()
+            .filter(|&p| p != i)
+            .collect()
+    };
+    // Depth-first, post-order, without recursion (a chain may be a whole
+    // group long). 1: being visited, 2: placed.
+    let mut state: HashMap<usize, u8> = HashMap::new();
+    let mut out = Vec::with_capacity(set.len());
+    for &root in set {
+        let mut stack = vec![(root, false)];
+        while let Some((n, expanded)) = stack.pop() {
+            if expanded {
+                if state.get(&n) != Some(&2) {
+                    state.insert(n, 2);
+                    out.push(n);
+                }
+                continue;
+            }
+            if state.contains_key(&n) {
+                continue;
+            }
+            state.insert(n, 1);
+            stack.push((n, true));
+            for p in parents(n) {
+                if !state.contains_key(&p) {
+                    stack.push((p, false));
+                }
+            }
+        }
+    }
+    out
 }
 
 /// Runs one write statement for rows `set` inside a savepoint. The outer
