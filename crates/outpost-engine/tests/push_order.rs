@@ -142,6 +142,57 @@ async fn self_referencing_inserts_and_updates_land_in_one_push() -> anyhow::Resu
 }
 
 #[tokio::test]
+async fn a_self_referencing_parent_edited_after_more_than_a_batch_lands_with_its_children()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, SCHEMA).await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    a.set_push_batch(10);
+    // A tree 100 <- 101 <- 102, then 25 other nodes, then an edit of the
+    // root and of the middle: by age both come batches after 102.
+    local(
+        &a,
+        r#"INSERT INTO "Node" (id, label) VALUES (100, 'root');
+           INSERT INTO "Node" (id, parent_id) VALUES (101, 100);
+           INSERT INTO "Node" (id, parent_id) VALUES (102, 101);"#,
+    )
+    .await?;
+    local(
+        &a,
+        r#"WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 25)
+           INSERT INTO "Node" (id, label) SELECT i, 'other' FROM n;"#,
+    )
+    .await?;
+    local(
+        &a,
+        r#"UPDATE "Node" SET label = 'edited' WHERE id IN (100, 101)"#,
+    )
+    .await?;
+    let report = sync(&a, Direction::ToServer).await?;
+    assert_eq!(failed(&a).await?, vec![]);
+    assert_eq!(report.results["Node"].records_failed, 0);
+    let nodes = server_nodes(&client).await?;
+    assert_eq!(nodes.len(), 28);
+    assert!(nodes.contains(&(101, Some(100))) && nodes.contains(&(102, Some(101))));
+    let labels: Vec<Option<String>> = client
+        .query(
+            r#"SELECT label FROM "Node" WHERE id IN (100, 101) ORDER BY id"#,
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        labels,
+        vec![Some("edited".to_string()), Some("edited".to_string())]
+    );
+    assert_eq!(a.with_replica(|r| r.dirty_rows()).await?.len(), 0);
+    Ok(())
+}
+
+#[tokio::test]
 async fn one_bad_row_fails_alone_with_its_true_dependants() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, schema) = server(&db, SCHEMA).await?;

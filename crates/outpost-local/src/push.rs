@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use outpost_core::settle::BaseVersion;
-use outpost_core::sync::{Expected, PushOutcome, PushRow};
+use outpost_core::sync::{Expected, PushOutcome, PushRow, parents_first_within};
 use outpost_core::{LocalSeq, Version};
 use rusqlite::{Connection, params};
 
@@ -203,6 +203,132 @@ fn pending_in_push_order(
     Ok(by_table)
 }
 
+/// `upserts` (one batch of a larger pending set, in table order) with the
+/// pending upserts of rows they reference through a foreign key of their
+/// own table to its primary key (a tree's parents), which the batch left
+/// for later, added in front of their table's rows, recursively. Batches
+/// are taken table by table, so a parent in another table is never later
+/// than its child's batch; within one table they go oldest first, and a
+/// parent edited after more than a batch of its table's changes would
+/// come after its children.
+fn with_pending_self_parents(
+    conn: &Connection,
+    schema: &outpost_core::schema::Schema,
+    upserts: Vec<PushRow>,
+) -> Result<Vec<PushRow>, LocalError> {
+    let mut seen: HashSet<(String, String)> = upserts
+        .iter()
+        .map(|r| (r.table.clone(), r.local_pk.clone()))
+        .collect();
+    // Parents found, per table, in the order found (children before
+    // their parents: reversed when placed).
+    let mut found: HashMap<String, Vec<PushRow>> = HashMap::new();
+    let mut queue: Vec<(String, Vec<outpost_core::types::Value>)> = Vec::new();
+    let refs = |table: &str, values: &[outpost_core::types::Value]| {
+        let mut out = Vec::new();
+        let Some(t) = schema.table(table) else {
+            return out;
+        };
+        for fk in t.foreign_keys.iter().filter(|fk| fk.ref_table == t.name) {
+            // Only references to the primary key name an entry directly.
+            if fk.ref_columns != t.primary_key {
+                continue;
+            }
+            let key: Option<Vec<outpost_core::types::Value>> = fk
+                .columns
+                .iter()
+                .map(|c| {
+                    t.columns
+                        .iter()
+                        .position(|x| &x.name == c)
+                        .and_then(|i| values.get(i))
+                        .filter(|v| !v.is_null())
+                        .cloned()
+                })
+                .collect();
+            if let Some(key) = key {
+                out.push(key);
+            }
+        }
+        out
+    };
+    for r in &upserts {
+        if let Some(values) = &r.values {
+            for key in refs(&r.table, values) {
+                queue.push((r.table.clone(), key));
+            }
+        }
+    }
+    while let Some((table, key)) = queue.pop() {
+        let t = table_of(schema, &table)?;
+        let pk = crate::keys::local_pk(conn, t, &key)?;
+        if !seen.insert((table.clone(), pk.clone())) {
+            continue;
+        }
+        let Some(e) = entry(conn, &table, &pk)? else {
+            continue;
+        };
+        if e.status != outpost_core::RowStatus::Pending || e.deleted {
+            continue;
+        }
+        let Some(values) = read_row(conn, t, &key)? else {
+            continue;
+        };
+        for k in refs(&table, &values) {
+            queue.push((table.clone(), k));
+        }
+        found.entry(table.clone()).or_default().push(PushRow {
+            table: table.clone(),
+            local_pk: pk,
+            pk: key,
+            local_seq: e.local_seq.map_or(0, |s| s.get()),
+            expected: expected(e.server_version),
+            values: Some(values),
+        });
+    }
+    if found.is_empty() {
+        return Ok(upserts);
+    }
+    let mut out = Vec::with_capacity(upserts.len() + found.values().map(Vec::len).sum::<usize>());
+    for r in upserts {
+        if let Some(mut parents) = found.remove(&r.table) {
+            parents.reverse();
+            out.extend(parents);
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// `upserts` (in runs of one table) with each run of a table that
+/// references itself reordered parents first: the push writes a table's
+/// rows in groups of at most a few thousand, and a child in an earlier
+/// group than its parent would fail for want of it.
+fn self_parents_first(
+    schema: &outpost_core::schema::Schema,
+    upserts: Vec<PushRow>,
+) -> Vec<PushRow> {
+    let mut order = Vec::with_capacity(upserts.len());
+    let mut start = 0;
+    while start < upserts.len() {
+        let mut end = start + 1;
+        while end < upserts.len() && upserts[end].table == upserts[start].table {
+            end += 1;
+        }
+        let run: Vec<usize> = (start..end).collect();
+        match schema.table(&upserts[start].table) {
+            Some(t) => order.extend(parents_first_within(t, &upserts, &run)),
+            None => order.extend(run),
+        }
+        start = end;
+    }
+    let mut slots: Vec<Option<PushRow>> = upserts.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}
+
 impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
@@ -227,7 +353,8 @@ impl Replica {
             |table: &str| !tables.is_some_and(|ts| !ts.iter().any(|t| t == table)) && schema.table(table).is_some();
         // The common case, everything pending fits: one read by age.
         let (mut by_table, read) = pending_by_age(conn, limit.saturating_add(1), &wanted)?;
-        if read > limit {
+        let truncated = read > limit;
+        if truncated {
             by_table = pending_in_push_order(conn, schema, limit, &wanted)?;
         }
         let order = schema.parents_first();
@@ -259,6 +386,10 @@ impl Replica {
                 }
             }
         }
+        if truncated {
+            upserts = with_pending_self_parents(conn, schema, upserts)?;
+        }
+        let mut upserts = self_parents_first(schema, upserts);
         // Children first for deletes: reverse table order.
         deletes.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|t| t.name == r.table)));
         upserts.extend(deletes);

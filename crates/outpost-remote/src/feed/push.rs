@@ -12,7 +12,7 @@ use futures_util::TryFutureExt as _;
 use futures_util::future::{try_join3, try_join4};
 use outpost_core::accept::{self, Acceptance, OnServer, Pushed, Pusher, Write};
 use outpost_core::schema::{Schema, Table};
-use outpost_core::sync::{Cursor, PushOutcome, PushRow, ServerRow};
+use outpost_core::sync::{Cursor, PushOutcome, PushRow, ServerRow, parents_first_within};
 use outpost_core::types::Value;
 use outpost_core::{LocalSeq, NodeId, Version};
 use tokio_postgres::{Client, Transaction};
@@ -496,80 +496,6 @@ async fn write_rows(
         };
     }
     Ok(written)
-}
-
-/// `set` reordered so that a row another row of `set` references through a
-/// foreign key of the table to itself comes before it (a tree's parents
-/// before its children; a cycle is cut anywhere). Other tables' keys and
-/// rows without a parent in `set` keep their order.
-fn parents_first_within(table: &Table, rows: &[PushRow], set: &[usize]) -> Vec<usize> {
-    let own: Vec<_> = table
-        .foreign_keys
-        .iter()
-        .filter(|fk| fk.ref_table == table.name)
-        .collect();
-    if own.is_empty() || set.len() < 2 {
-        return set.to_vec();
-    }
-    let position = |name: &String| table.columns.iter().position(|c| &c.name == name);
-    // The text of a row's values in `cols` (`Value` has no `Hash`: its
-    // debug text stands in, as for the insert's keys); None when a column
-    // is missing or a value is NULL (no reference).
-    let key = |i: usize, cols: &[String]| -> Option<String> {
-        let values = rows[i].values.as_ref()?;
-        let picked: Option<Vec<&Value>> = cols
-            .iter()
-            .map(|c| position(c).and_then(|j| values.get(j)))
-            .collect();
-        let picked = picked?;
-        if picked.iter().any(|v| v.is_null()) {
-            return None;
-        }
-        Some(format!("{picked:?}"))
-    };
-    let mut referenced: HashMap<(usize, String), usize> = HashMap::new();
-    for (f, fk) in own.iter().enumerate() {
-        for &i in set {
-            if let Some(k) = key(i, &fk.ref_columns) {
-                referenced.insert((f, k), i);
-            }
-        }
-    }
-    let parents = |i: usize| -> Vec<usize> {
-        own.iter()
-            .enumerate()
-            .filter_map(|(f, fk)| key(i, &fk.columns).and_then(|k| referenced.get(&(f, k))))
-            .copied()
-            .filter(|&p| p != i)
-            .collect()
-    };
-    // Depth-first, post-order, without recursion (a chain may be a whole
-    // group long). 1: being visited, 2: placed.
-    let mut state: HashMap<usize, u8> = HashMap::new();
-    let mut out = Vec::with_capacity(set.len());
-    for &root in set {
-        let mut stack = vec![(root, false)];
-        while let Some((n, expanded)) = stack.pop() {
-            if expanded {
-                if state.get(&n) != Some(&2) {
-                    state.insert(n, 2);
-                    out.push(n);
-                }
-                continue;
-            }
-            if state.contains_key(&n) {
-                continue;
-            }
-            state.insert(n, 1);
-            stack.push((n, true));
-            for p in parents(n) {
-                if !state.contains_key(&p) {
-                    stack.push((p, false));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// Runs one write statement for rows `set` inside a savepoint. The outer
