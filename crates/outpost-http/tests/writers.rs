@@ -153,11 +153,7 @@ async fn the_model_service_and_an_immediate_writer_share_the_file_without_500s()
     let external = external
         .join()
         .map_err(|_| anyhow::anyhow!("the external writer panicked"))??;
-    assert!(
-        acked.len() > 20,
-        "the model service wrote: {}",
-        acked.len()
-    );
+    assert!(acked.len() > 20, "the model service wrote: {}", acked.len());
     assert!(
         external.len() > 20,
         "the other program wrote: {}",

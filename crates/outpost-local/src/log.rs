@@ -89,7 +89,10 @@ impl Replica {
     /// run goes on without it (its rows then look interrupted to a process
     /// opening the file meanwhile, which is wrong only in what it shows).
     pub fn run_lock(&self) -> RunLock {
-        match self.open_run_lock().and_then(|f| f.lock_shared().map(|()| f)) {
+        match self
+            .open_run_lock()
+            .and_then(|f| f.lock_shared().map(|()| f))
+        {
             Ok(f) => RunLock { _file: Some(f) },
             Err(e) => {
                 tracing::warn!(path = %self.run_lock_path().display(), error = %e, "cannot take the sync run lock");
@@ -126,7 +129,9 @@ impl Replica {
                  WHERE status = 'RUNNING'",
                 params![now(), INTERRUPTED_MESSAGE],
             )
-            .map_err(LocalError::sqlite("closing the sync log rows of interrupted runs"))?;
+            .map_err(LocalError::sqlite(
+                "closing the sync log rows of interrupted runs",
+            ))?;
         if closed > 0 {
             tracing::warn!(
                 rows = closed,

@@ -349,8 +349,9 @@ impl Replica {
         fold(self.connection())?;
         let schema = self.schema();
         let conn = self.connection();
-        let wanted =
-            |table: &str| !tables.is_some_and(|ts| !ts.iter().any(|t| t == table)) && schema.table(table).is_some();
+        let wanted = |table: &str| {
+            tables.is_none_or(|ts| ts.iter().any(|t| t == table)) && schema.table(table).is_some()
+        };
         // The common case, everything pending fits: one read by age.
         let (mut by_table, read) = pending_by_age(conn, limit.saturating_add(1), &wanted)?;
         let truncated = read > limit;

@@ -100,7 +100,10 @@ impl Driver for Local<'_, '_, '_> {
         // Through `LocalError::sqlite`: a lock held past the busy timeout is
         // `Locked` (retry later), not an internal error.
         let context = || LocalError::sqlite(format!("running a query on {}", self.model));
-        let mut stmt = self.conn.prepare_cached(&statement.sql).map_err(context())?;
+        let mut stmt = self
+            .conn
+            .prepare_cached(&statement.sql)
+            .map_err(context())?;
         let mut rows = stmt
             .query(params_from_iter(statement.params.iter().map(param)))
             .map_err(context())?;
@@ -230,8 +233,13 @@ fn in_savepoint<T>(
     }
     let out = f();
     let end = if out.is_ok() {
-        conn.execute_batch("RELEASE outpost_query")
-            .and_then(|()| if own_tx { conn.execute_batch("COMMIT") } else { Ok(()) })
+        conn.execute_batch("RELEASE outpost_query").and_then(|()| {
+            if own_tx {
+                conn.execute_batch("COMMIT")
+            } else {
+                Ok(())
+            }
+        })
     } else {
         conn.execute_batch("ROLLBACK TO outpost_query; RELEASE outpost_query")
     };

@@ -89,8 +89,7 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let mut conn =
-        Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
     // Every transaction of the node takes the write lock when it begins
     // (waiting up to the busy timeout): a deferred one that reads first and
     // then writes fails at once with "database is locked" when another

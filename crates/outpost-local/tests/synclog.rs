@@ -32,14 +32,14 @@ fn a_run_left_running_is_closed_as_interrupted_when_the_replica_is_opened() {
     let (_dir, path) = setup();
     let (done, killed) = {
         let r = Replica::open(&path).expect("open");
-        let done = r.log_start("Item", "BIDIRECTIONAL", "manual").expect("start");
+        let done = r
+            .log_start("Item", "BIDIRECTIONAL", "manual")
+            .expect("start");
         r.log_finish(done, ModelStats::default(), None)
             .expect("finish");
         // What a killed run leaves: its rows opened, never closed, and (its
         // process gone) no lock held.
-        let killed = r
-            .log_start("Item", "TO_SERVER", "interval")
-            .expect("start");
+        let killed = r.log_start("Item", "TO_SERVER", "interval").expect("start");
         assert_eq!(row(&r, killed).0, "RUNNING");
         (done, killed)
     };

@@ -239,7 +239,10 @@ async fn a_killed_run_is_logged_interrupted_when_the_replica_is_next_opened() {
         String::from_utf8_lossy(&setup.stderr)
     );
     sync_clean(db.dir(), &url);
-    local_write(&db, r#"INSERT INTO "Note" (id, body) VALUES ('n1', 'kept')"#);
+    local_write(
+        &db,
+        r#"INSERT INTO "Note" (id, body) VALUES ('n1', 'kept')"#,
+    );
     let out = outpost(db.dir(), &url, Some("push-before-send"), &["sync"])
         .output()
         .expect("run");
