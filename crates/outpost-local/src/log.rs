@@ -106,6 +106,15 @@ impl Replica {
     /// time and [`INTERRUPTED_MESSAGE`]; only when no run of any process
     /// holds the run lock. Returns the rows closed.
     pub fn close_interrupted_runs(&self) -> Result<usize, LocalError> {
+        // A read first: the common case (nothing open) takes no lock at all.
+        let open: bool = self
+            .connection()
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM \"SyncLog\" WHERE status = 'RUNNING')")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(LocalError::sqlite("reading the sync log"))?;
+        if !open {
+            return Ok(0);
+        }
         let file = match self.open_run_lock() {
             Ok(f) => f,
             Err(e) => {
