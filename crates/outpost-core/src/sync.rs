@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
-use crate::schema::Table;
+use crate::schema::{Schema, Table};
 use crate::types::Value;
 
 /// A position in the server's change feed: the last `(txid, seq)` applied.
@@ -275,4 +275,63 @@ pub fn parents_first_within(table: &Table, rows: &[PushRow], set: &[usize]) -> V
         }
     }
     out
+}
+
+/// If `row` (of `table`) references, by a foreign key, a row of `rows` whose
+/// outcome is `Failed` (the server refused it), says which and why: the
+/// `FAILED` reason of a row whose parent was refused.
+pub fn refused_parent(
+    schema: &Schema,
+    table: &Table,
+    row: &PushRow,
+    rows: &[PushRow],
+    outcomes: &[Option<PushOutcome>],
+) -> Option<String> {
+    let values = row.values.as_ref()?;
+    for fk in &table.foreign_keys {
+        let Some(parent) = schema.table(&fk.ref_table) else {
+            continue;
+        };
+        let child_vals: Vec<&Value> = fk
+            .columns
+            .iter()
+            .filter_map(|c| {
+                table
+                    .columns
+                    .iter()
+                    .position(|x| &x.name == c)
+                    .map(|i| &values[i])
+            })
+            .collect();
+        if child_vals.iter().any(|v| v.is_null()) {
+            continue;
+        }
+        for (other, outcome) in rows.iter().zip(outcomes) {
+            let Some(PushOutcome::Failed { message }) = outcome else {
+                continue;
+            };
+            if other.table != parent.name {
+                continue;
+            }
+            let Some(pvals) = &other.values else { continue };
+            let parent_vals: Vec<&Value> = fk
+                .ref_columns
+                .iter()
+                .filter_map(|c| {
+                    parent
+                        .columns
+                        .iter()
+                        .position(|x| &x.name == c)
+                        .map(|i| &pvals[i])
+                })
+                .collect();
+            if parent_vals == child_vals {
+                return Some(format!(
+                    "depends on {} {} (foreign key {}), which the server refused: {message}",
+                    parent.name, other.local_pk, fk.name
+                ));
+            }
+        }
+    }
+    None
 }

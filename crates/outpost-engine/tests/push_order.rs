@@ -244,3 +244,52 @@ async fn one_bad_row_fails_alone_with_its_true_dependants() -> anyhow::Result<()
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn children_of_a_row_refused_in_an_earlier_batch_fail_saying_so() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, SCHEMA).await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    // The server takes an email the node has not pulled yet.
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('srv', 'taken@x')"#)
+        .await?;
+    a.set_push_batch(3);
+    local(
+        &a,
+        r#"INSERT INTO "User" (id, email) VALUES ('bad', 'taken@x'), ('g1', 'g1@x'), ('g2', 'g2@x');
+           INSERT INTO "Post" (id, title, "userId") VALUES
+             ('b1', 't', 'bad'), ('b2', 't', 'bad'), ('b3', 't', 'bad'), ('b4', 't', 'bad'),
+             ('ok', 't', 'g1');"#,
+    )
+    .await?;
+    let report = sync(&a, Direction::ToServer).await?;
+    assert_eq!(report.results["User"].records_failed, 1);
+    assert_eq!(report.results["Post"].records_failed, 4);
+    assert_eq!(report.results["Post"].records_succeeded, 1);
+    let failed = failed(&a).await?;
+    let (bad, posts): (Vec<_>, Vec<_>) = failed.iter().partition(|(t, _, _)| t == "User");
+    assert_eq!(bad.len(), 1);
+    let bad_reason = &bad[0].2;
+    assert!(bad_reason.contains("duplicate key"), "{bad_reason}");
+    assert_eq!(
+        posts.iter().map(|(_, k, _)| k.as_str()).collect::<Vec<_>>(),
+        vec![r#"["b1"]"#, r#"["b2"]"#, r#"["b3"]"#, r#"["b4"]"#]
+    );
+    for (_, k, reason) in &posts {
+        assert!(
+            reason.starts_with(r#"depends on User ["bad"] (foreign key "#)
+                && reason.ends_with(bad_reason.as_str()),
+            "{k}: {reason}"
+        );
+    }
+    let on_server: Vec<String> = client
+        .query(r#"SELECT id FROM "Post" ORDER BY id"#, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(on_server, vec!["ok".to_string()]);
+    Ok(())
+}

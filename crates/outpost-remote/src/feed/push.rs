@@ -12,7 +12,9 @@ use futures_util::TryFutureExt as _;
 use futures_util::future::{try_join3, try_join4};
 use outpost_core::accept::{self, Acceptance, OnServer, Pushed, Pusher, Write};
 use outpost_core::schema::{Schema, Table};
-use outpost_core::sync::{Cursor, PushOutcome, PushRow, ServerRow, parents_first_within};
+use outpost_core::sync::{
+    Cursor, PushOutcome, PushRow, ServerRow, parents_first_within, refused_parent,
+};
 use outpost_core::types::Value;
 use outpost_core::{LocalSeq, NodeId, Version};
 use tokio_postgres::{Client, Transaction};
@@ -148,64 +150,6 @@ pub async fn push(
             })
         })
         .collect())
-}
-
-/// If `row` references (by a foreign key) a row of this push that the server
-/// refused, says which and why.
-fn refused_parent(
-    schema: &Schema,
-    table: &Table,
-    row: &PushRow,
-    rows: &[PushRow],
-    outcomes: &[Option<PushOutcome>],
-) -> Option<String> {
-    let values = row.values.as_ref()?;
-    for fk in &table.foreign_keys {
-        let Some(parent) = schema.table(&fk.ref_table) else {
-            continue;
-        };
-        let child_vals: Vec<&Value> = fk
-            .columns
-            .iter()
-            .filter_map(|c| {
-                table
-                    .columns
-                    .iter()
-                    .position(|x| &x.name == c)
-                    .map(|i| &values[i])
-            })
-            .collect();
-        if child_vals.iter().any(|v| v.is_null()) {
-            continue;
-        }
-        for (other, outcome) in rows.iter().zip(outcomes) {
-            let Some(PushOutcome::Failed { message }) = outcome else {
-                continue;
-            };
-            if other.table != parent.name {
-                continue;
-            }
-            let Some(pvals) = &other.values else { continue };
-            let parent_vals: Vec<&Value> = fk
-                .ref_columns
-                .iter()
-                .filter_map(|c| {
-                    parent
-                        .columns
-                        .iter()
-                        .position(|x| &x.name == c)
-                        .map(|i| &pvals[i])
-                })
-                .collect();
-            if parent_vals == child_vals {
-                return Some(format!(
-                    "depends on {} {} (foreign key {}), which the server refused: {message}",
-                    parent.name, other.local_pk, fk.name
-                ));
-            }
-        }
-    }
-    None
 }
 
 /// The lock, state and version statements look a group's rows up by key.
