@@ -5,7 +5,10 @@
 //!
 //! Writes are plain SQL on the replicated tables, so the capture triggers
 //! record them as local changes like any other writer's; each write runs in
-//! one savepoint, so a failing write changes nothing. Reads run in one too,
+//! one savepoint of a transaction begun `IMMEDIATE` (the write lock taken
+//! up front, waiting out the busy timeout), so a failing write changes
+//! nothing and a busy file is `LocalError::Locked`, never a half-way
+//! "database is locked". Reads run in one too,
 //! so all their statements see the same state of the file.
 
 use std::collections::BTreeMap;
