@@ -277,10 +277,22 @@ fn with_pending_self_parents(
         for k in refs(&table, &values) {
             queue.push((table.clone(), k));
         }
+        // The key as the row itself has it (the referencing columns may be
+        // of another, compatible type).
+        let own_key: Vec<outpost_core::types::Value> = t
+            .primary_key
+            .iter()
+            .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+            .filter_map(|i| values.get(i).cloned())
+            .collect();
         found.entry(table.clone()).or_default().push(PushRow {
             table: table.clone(),
             local_pk: pk,
-            pk: key,
+            pk: if own_key.len() == key.len() {
+                own_key
+            } else {
+                key
+            },
             local_seq: e.local_seq.map_or(0, |s| s.get()),
             expected: expected(e.server_version),
             values: Some(values),
