@@ -79,7 +79,7 @@ export interface LogEntry {
   model: string;
   direction: Direction;
   trigger: string;
-  /** `RUNNING`, `SUCCESS` or `FAILED`. */
+  /** `RUNNING`, `SUCCESS`, `FAILED` or `INTERRUPTED` (its process stopped before the run ended). */
   status: string;
   startedAt: string;
   completedAt: string | null;

@@ -13,7 +13,7 @@
 //! | `_outpost_apply` | one row: `active = 1` while the engine applies server changes (silences capture) |
 //! | `_outpost_rows` | one row per replicated row that differs from "untouched since bootstrap" (below) |
 //! | `_outpost_ids` | ranges `next..=last` of ids reserved from the server's sequences, for rows created offline |
-//! | `SyncLog` | the seed's log: one row per model per sync run |
+//! | `SyncLog` | the seed's log: one row per model per sync run; `status` `RUNNING`, `SUCCESS`, `FAILED`, or `INTERRUPTED` (its process stopped before the run ended: closed when the replica is next opened; version 3) |
 //!
 //! # `_outpost_rows`
 //!
@@ -79,13 +79,36 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 2;
+pub const META_VERSION: i64 = 3;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
 
 /// The seed's sync log table in the replica.
 pub const SYNC_LOG: &str = "SyncLog";
+
+/// The index of [`SYNC_LOG`] by model.
+pub const SYNC_LOG_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS \"_outpost_synclog_model\" ON \"SyncLog\" (model, id)";
+
+/// `CREATE TABLE` of [`SYNC_LOG`]. `INTERRUPTED` (version 3): a run whose
+/// process stopped before it ended, closed when the replica is next opened.
+pub fn sync_log_table() -> String {
+    "CREATE TABLE IF NOT EXISTS \"SyncLog\" (\
+id INTEGER PRIMARY KEY AUTOINCREMENT, \
+model TEXT NOT NULL, \
+direction TEXT NOT NULL CHECK (direction IN ('BIDIRECTIONAL', 'TO_SERVER', 'FROM_SERVER')), \
+trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'interval', 'reconnect', 'notify', 'startup')), \
+status TEXT NOT NULL CHECK (status IN ('RUNNING', 'SUCCESS', 'FAILED', 'INTERRUPTED')), \
+\"startedAt\" TEXT NOT NULL, \
+\"completedAt\" TEXT, \
+\"recordsProcessed\" INTEGER NOT NULL DEFAULT 0, \
+\"recordsSucceeded\" INTEGER NOT NULL DEFAULT 0, \
+\"recordsFailed\" INTEGER NOT NULL DEFAULT 0, \
+conflicts INTEGER NOT NULL DEFAULT 0, \
+error TEXT)"
+        .into()
+}
 
 /// Most columns a synced table may have: `json_object` in the triggers
 /// takes two arguments per column and SQLite allows 1000.
@@ -118,20 +141,8 @@ PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
         "CREATE INDEX IF NOT EXISTS \"_outpost_rows_dirty\" ON \"_outpost_rows\" (status, local_seq) WHERE status <> 'SYNCED'".into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_changes\" (local_seq INTEGER PRIMARY KEY, table_name TEXT NOT NULL, \
 pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL)".into(),
-        "CREATE TABLE IF NOT EXISTS \"SyncLog\" (\
-id INTEGER PRIMARY KEY AUTOINCREMENT, \
-model TEXT NOT NULL, \
-direction TEXT NOT NULL CHECK (direction IN ('BIDIRECTIONAL', 'TO_SERVER', 'FROM_SERVER')), \
-trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'interval', 'reconnect', 'notify', 'startup')), \
-status TEXT NOT NULL CHECK (status IN ('RUNNING', 'SUCCESS', 'FAILED')), \
-\"startedAt\" TEXT NOT NULL, \
-\"completedAt\" TEXT, \
-\"recordsProcessed\" INTEGER NOT NULL DEFAULT 0, \
-\"recordsSucceeded\" INTEGER NOT NULL DEFAULT 0, \
-\"recordsFailed\" INTEGER NOT NULL DEFAULT 0, \
-conflicts INTEGER NOT NULL DEFAULT 0, \
-error TEXT)".into(),
-        "CREATE INDEX IF NOT EXISTS \"_outpost_synclog_model\" ON \"SyncLog\" (model, id)".into(),
+        sync_log_table(),
+        SYNC_LOG_INDEX.into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_ids\" (table_name TEXT NOT NULL, column_name TEXT NOT NULL, \
 next INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (table_name, column_name, next)) WITHOUT ROWID".into(),
     ]

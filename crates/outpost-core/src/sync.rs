@@ -7,6 +7,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::HashMap;
+
+use crate::schema::{Schema, Table};
 use crate::types::Value;
 
 /// A position in the server's change feed: the last `(txid, seq)` applied.
@@ -198,4 +201,137 @@ pub enum PushOutcome {
         /// The server's message, or why the row was not sent.
         message: String,
     },
+}
+
+/// `set` reordered so that a row another row of `set` references through a
+/// foreign key of the table to itself comes before it (a tree's parents
+/// before its children; a cycle is cut anywhere). Other tables' keys and
+/// rows without a parent in `set` keep their order.
+pub fn parents_first_within(table: &Table, rows: &[PushRow], set: &[usize]) -> Vec<usize> {
+    let own: Vec<_> = table
+        .foreign_keys
+        .iter()
+        .filter(|fk| fk.ref_table == table.name)
+        .collect();
+    if own.is_empty() || set.len() < 2 {
+        return set.to_vec();
+    }
+    let position = |name: &String| table.columns.iter().position(|c| &c.name == name);
+    // The text of a row's values in `cols` (`Value` has no `Hash`: its
+    // debug text stands in, as for the insert's keys); None when a column
+    // is missing or a value is NULL (no reference).
+    let key = |i: usize, cols: &[String]| -> Option<String> {
+        let values = rows[i].values.as_ref()?;
+        let picked: Option<Vec<&Value>> = cols
+            .iter()
+            .map(|c| position(c).and_then(|j| values.get(j)))
+            .collect();
+        let picked = picked?;
+        if picked.iter().any(|v| v.is_null()) {
+            return None;
+        }
+        Some(format!("{picked:?}"))
+    };
+    let mut referenced: HashMap<(usize, String), usize> = HashMap::new();
+    for (f, fk) in own.iter().enumerate() {
+        for &i in set {
+            if let Some(k) = key(i, &fk.ref_columns) {
+                referenced.insert((f, k), i);
+            }
+        }
+    }
+    let parents = |i: usize| -> Vec<usize> {
+        own.iter()
+            .enumerate()
+            .filter_map(|(f, fk)| key(i, &fk.columns).and_then(|k| referenced.get(&(f, k))))
+            .copied()
+            .filter(|&p| p != i)
+            .collect()
+    };
+    // Depth-first, post-order, without recursion (a chain may be a whole
+    // group long). 1: being visited, 2: placed.
+    let mut state: HashMap<usize, u8> = HashMap::new();
+    let mut out = Vec::with_capacity(set.len());
+    for &root in set {
+        let mut stack = vec![(root, false)];
+        while let Some((n, expanded)) = stack.pop() {
+            if expanded {
+                if state.get(&n) != Some(&2) {
+                    state.insert(n, 2);
+                    out.push(n);
+                }
+                continue;
+            }
+            if state.contains_key(&n) {
+                continue;
+            }
+            state.insert(n, 1);
+            stack.push((n, true));
+            for p in parents(n) {
+                if !state.contains_key(&p) {
+                    stack.push((p, false));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// If `row` (of `table`) references, by a foreign key, a row of `rows` whose
+/// outcome is `Failed` (the server refused it), says which and why: the
+/// `FAILED` reason of a row whose parent was refused.
+pub fn refused_parent(
+    schema: &Schema,
+    table: &Table,
+    row: &PushRow,
+    rows: &[PushRow],
+    outcomes: &[Option<PushOutcome>],
+) -> Option<String> {
+    let values = row.values.as_ref()?;
+    for fk in &table.foreign_keys {
+        let Some(parent) = schema.table(&fk.ref_table) else {
+            continue;
+        };
+        let child_vals: Vec<&Value> = fk
+            .columns
+            .iter()
+            .filter_map(|c| {
+                table
+                    .columns
+                    .iter()
+                    .position(|x| &x.name == c)
+                    .map(|i| &values[i])
+            })
+            .collect();
+        if child_vals.iter().any(|v| v.is_null()) {
+            continue;
+        }
+        for (other, outcome) in rows.iter().zip(outcomes) {
+            let Some(PushOutcome::Failed { message }) = outcome else {
+                continue;
+            };
+            if other.table != parent.name {
+                continue;
+            }
+            let Some(pvals) = &other.values else { continue };
+            let parent_vals: Vec<&Value> = fk
+                .ref_columns
+                .iter()
+                .filter_map(|c| {
+                    parent
+                        .columns
+                        .iter()
+                        .position(|x| &x.name == c)
+                        .map(|i| &pvals[i])
+                })
+                .collect();
+            if parent_vals == child_vals {
+                return Some(format!(
+                    "depends on {} {} (foreign key {}), which the server refused: {message}",
+                    parent.name, other.local_pk, fk.name
+                ));
+            }
+        }
+    }
+    None
 }

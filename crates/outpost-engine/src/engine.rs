@@ -521,12 +521,17 @@ impl Engine {
         let direction = options.direction.as_str();
         let trigger = options.trigger.as_str();
         let log_models = models.clone();
-        let log_ids: Vec<(String, i64)> = self
+        // The run lock is held from before the log rows are written until
+        // after they are closed: while it is held, no process opening the
+        // replica takes them for a killed run's (`Replica::run_lock`).
+        let (_run_lock, log_ids) = self
             .with_replica(move |r| {
-                log_models
+                let lock = r.run_lock();
+                let ids = log_models
                     .iter()
                     .map(|m| r.log_start(m, direction, trigger).map(|id| (m.clone(), id)))
-                    .collect()
+                    .collect::<Result<Vec<(String, i64)>, _>>()?;
+                Ok((lock, ids))
             })
             .await?;
         let mut run = RunState::default();

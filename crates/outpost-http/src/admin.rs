@@ -157,6 +157,7 @@ fn attempt_text(attempt: &serde_json::Value) -> String {
     let outcome = match attempt["status"].as_str() {
         Some("SUCCESS") => String::from("succeeded"),
         Some("RUNNING") => String::from("running"),
+        Some("INTERRUPTED") => String::from("interrupted: its process stopped before it finished"),
         _ => match attempt["error"].as_str() {
             Some(e) => format!("failed: {}", escape(e)),
             None => String::from("failed"),

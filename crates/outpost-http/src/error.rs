@@ -63,7 +63,18 @@ impl std::fmt::Display for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = json!({ "error": { "code": self.code, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is "not now": the replica's lock or the server may
+            // be free again soon. A lock waits out the busy timeout before
+            // answering, so a second is enough; the server, a little more.
+            let secs = if self.code == "busy" { "1" } else { "5" };
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static(secs),
+            );
+        }
+        response
     }
 }
 

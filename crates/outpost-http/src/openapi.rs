@@ -198,7 +198,7 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
         object(
             json!({
                 "id": int(), "model": string(), "direction": string(), "trigger": string(),
-                "status": { "type": "string", "enum": ["RUNNING", "SUCCESS", "FAILED"] },
+                "status": { "type": "string", "enum": ["RUNNING", "SUCCESS", "FAILED", "INTERRUPTED"] },
                 "startedAt": string(), "completedAt": nullable(string()),
                 "recordsProcessed": int(), "recordsSucceeded": int(), "recordsFailed": int(),
                 "conflicts": int(), "error": nullable(string())
@@ -682,6 +682,14 @@ fn operation(
         "responses": {
             "200": ok,
             "4XX": { "description": "A bad request: the error names the problem", "content": error },
+            "503": {
+                "description": "Not now: the replica is locked by another writer past the busy timeout (`busy`), or the server cannot be reached; nothing was written, retry after `Retry-After` seconds",
+                "headers": { "Retry-After": {
+                    "description": "Seconds to wait before retrying",
+                    "schema": { "type": "integer", "minimum": 0 }
+                } },
+                "content": error
+            },
             "5XX": { "description": "A server-side failure (the server or the replica)", "content": error }
         }
     });

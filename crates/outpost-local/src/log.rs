@@ -1,5 +1,19 @@
 //! The `SyncLog` table: one row per model per sync run, opened at the start
-//! and closed at the end, in the seed's shape.
+//! and closed at the end, in the seed's shape; and the closing of rows a
+//! killed run left `RUNNING` ([`Replica::close_interrupted_runs`]).
+//!
+//! Whether a `RUNNING` row's run is still going is told by a lock file
+//! beside the replica (`<replica>-sync.lock`): every run holds a shared
+//! `flock` on it from before its rows are written until they are closed
+//! ([`Replica::run_lock`]); the operating system drops the lock with the
+//! process, however it ends. Whoever gets the exclusive lock therefore
+//! knows that no run of any process is going, and every `RUNNING` row is a
+//! dead run's.
+
+use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::PathBuf;
 
 use rusqlite::params;
 use serde::Serialize;
@@ -21,7 +35,8 @@ pub struct LogEntry {
     pub direction: String,
     /// What started the run.
     pub trigger: String,
-    /// `RUNNING`, `SUCCESS` or `FAILED`.
+    /// `RUNNING`, `SUCCESS`, `FAILED`, or `INTERRUPTED` (its process
+    /// stopped before the run ended).
     pub status: String,
     /// Start time.
     pub started_at: String,
@@ -39,7 +54,103 @@ pub struct LogEntry {
     pub error: Option<String>,
 }
 
+/// A run's hold on the replica's lock file (module doc): while it lives,
+/// no other process closes the run's `RUNNING` rows.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: Option<File>,
+}
+
+/// The message of a row closed as `INTERRUPTED`.
+pub const INTERRUPTED_MESSAGE: &str = "interrupted: the process running this sync stopped before it \
+     finished (killed or crashed); whatever it pushed or pulled was committed or rolled back whole, \
+     and the next sync carries on";
+
 impl Replica {
+    fn run_lock_path(&self) -> PathBuf {
+        let mut name = OsString::from(self.path().as_os_str());
+        name.push("-sync.lock");
+        PathBuf::from(name)
+    }
+
+    fn open_run_lock(&self) -> std::io::Result<File> {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(self.run_lock_path())
+    }
+
+    /// Takes the shared run lock (module doc) for a run about to write its
+    /// `SyncLog` rows; waits only while another process is closing
+    /// interrupted rows. A lock file that cannot be used is logged and the
+    /// run goes on without it (its rows then look interrupted to a process
+    /// opening the file meanwhile, which is wrong only in what it shows).
+    pub fn run_lock(&self) -> RunLock {
+        match self
+            .open_run_lock()
+            .and_then(|f| f.lock_shared().map(|()| f))
+        {
+            Ok(f) => RunLock { _file: Some(f) },
+            Err(e) => {
+                tracing::warn!(path = %self.run_lock_path().display(), error = %e, "cannot take the sync run lock");
+                RunLock { _file: None }
+            }
+        }
+    }
+
+    /// Closes the `SyncLog` rows left `RUNNING` by runs whose process
+    /// stopped (killed, crashed, lost power) as `INTERRUPTED`, with an end
+    /// time and [`INTERRUPTED_MESSAGE`]; only when no run of any process
+    /// holds the run lock. Returns the rows closed.
+    pub fn close_interrupted_runs(&self) -> Result<usize, LocalError> {
+        // A read first: the common case (nothing open) takes no lock at all.
+        let open: bool = self
+            .connection()
+            .prepare_cached("SELECT EXISTS (SELECT 1 FROM \"SyncLog\" WHERE status = 'RUNNING')")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(LocalError::sqlite("reading the sync log"))?;
+        if !open {
+            return Ok(0);
+        }
+        let file = match self.open_run_lock() {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(path = %self.run_lock_path().display(), error = %e, "cannot open the sync run lock");
+                return Ok(0);
+            }
+        };
+        match file.try_lock() {
+            Ok(()) => {}
+            // A run is going (in this process or another): its rows are live.
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(0),
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(path = %self.run_lock_path().display(), error = %e, "cannot take the sync run lock");
+                return Ok(0);
+            }
+        }
+        let closed = self
+            .connection()
+            .execute(
+                "UPDATE \"SyncLog\" SET status = 'INTERRUPTED', \"completedAt\" = ?1, error = ?2 \
+                 WHERE status = 'RUNNING'",
+                params![now(), INTERRUPTED_MESSAGE],
+            )
+            .map_err(LocalError::sqlite(
+                "closing the sync log rows of interrupted runs",
+            ))?;
+        if closed > 0 {
+            tracing::warn!(
+                rows = closed,
+                "closed sync log rows of runs interrupted by the end of their process as INTERRUPTED"
+            );
+        }
+        drop(file);
+        Ok(closed)
+    }
+
     /// Records the start of a run for a model; returns the log row's id.
     pub fn log_start(
         &self,

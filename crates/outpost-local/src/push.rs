@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 
 use outpost_core::settle::BaseVersion;
-use outpost_core::sync::{Expected, PushOutcome, PushRow};
+use outpost_core::sync::{Expected, PushOutcome, PushRow, parents_first_within};
 use outpost_core::{LocalSeq, Version};
 use rusqlite::{Connection, params};
 
@@ -96,10 +96,263 @@ fn mark_pushed_synced(
     Ok(done)
 }
 
+/// Per table: (pk, local_seq, deleted, base version) of a pending entry.
+type Dirty = (String, LocalSeq, bool, BaseVersion);
+
+fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
+    Ok((
+        r.get(from)?,
+        r.get::<_, Option<Sql<LocalSeq>>>(from + 1)?
+            .map_or(LocalSeq(0), |s| s.0),
+        r.get(from + 2)?,
+        r.get::<_, Sql<BaseVersion>>(from + 3)?.0,
+    ))
+}
+
+/// The oldest `limit` pending entries, those of the tables `wanted` by
+/// table, and how many were read (wanted or not).
+fn pending_by_age(
+    conn: &Connection,
+    limit: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<(HashMap<String, Vec<Dirty>>, usize), LocalError> {
+    let err = || LocalError::sqlite("reading local changes");
+    let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+             WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
+        )
+        .map_err(err())?;
+    let rows = stmt
+        .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((r.get::<_, String>(0)?, dirty_row(r, 1)?))
+        })
+        .map_err(err())?;
+    let mut read = 0;
+    for row in rows {
+        let (table, dirty) = row.map_err(err())?;
+        read += 1;
+        if wanted(&table) {
+            by_table.entry(table).or_default().push(dirty);
+        }
+    }
+    Ok((by_table, read))
+}
+
+/// Up to `limit` pending entries of the tables `wanted`, taken in push
+/// order over the whole pending set: upserts table by table parents first,
+/// then deletes children first; within one table and kind, oldest first.
+fn pending_in_push_order(
+    conn: &Connection,
+    schema: &outpost_core::schema::Schema,
+    limit: usize,
+    wanted: &dyn Fn(&str) -> bool,
+) -> Result<HashMap<String, Vec<Dirty>>, LocalError> {
+    let err = || LocalError::sqlite("reading local changes");
+    // Which (table, kind) have pending entries at all: one pass.
+    let mut present: HashSet<(String, bool)> = HashSet::new();
+    {
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT DISTINCT table_name, deleted FROM \"_outpost_rows\" WHERE status = 'PENDING'",
+            )
+            .map_err(err())?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
+            .map_err(err())?;
+        for row in rows {
+            present.insert(row.map_err(err())?);
+        }
+    }
+    let order = schema.parents_first();
+    let phases = order
+        .iter()
+        .map(|t| (t, false))
+        .chain(order.iter().rev().map(|t| (t, true)));
+    let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
+    let mut left = limit;
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+             WHERE status = 'PENDING' AND table_name = ?1 AND deleted = ?2 \
+             ORDER BY local_seq LIMIT ?3",
+        )
+        .map_err(err())?;
+    for (t, deleted) in phases {
+        if left == 0 {
+            break;
+        }
+        if !wanted(&t.name) || !present.contains(&(t.name.clone(), deleted)) {
+            continue;
+        }
+        let rows = stmt
+            .query_map(
+                params![t.name, deleted, i64::try_from(left).unwrap_or(i64::MAX)],
+                |r| dirty_row(r, 0),
+            )
+            .map_err(err())?;
+        for row in rows {
+            by_table
+                .entry(t.name.clone())
+                .or_default()
+                .push(row.map_err(err())?);
+            left -= 1;
+        }
+    }
+    Ok(by_table)
+}
+
+/// `upserts` (one batch of a larger pending set, in table order) with the
+/// pending upserts of rows they reference through a foreign key of their
+/// own table to its primary key (a tree's parents), which the batch left
+/// for later, added in front of their table's rows, recursively. Batches
+/// are taken table by table, so a parent in another table is never later
+/// than its child's batch; within one table they go oldest first, and a
+/// parent edited after more than a batch of its table's changes would
+/// come after its children.
+fn with_pending_self_parents(
+    conn: &Connection,
+    schema: &outpost_core::schema::Schema,
+    upserts: Vec<PushRow>,
+) -> Result<Vec<PushRow>, LocalError> {
+    let mut seen: HashSet<(String, String)> = upserts
+        .iter()
+        .map(|r| (r.table.clone(), r.local_pk.clone()))
+        .collect();
+    // Parents found, per table, in the order found (children before
+    // their parents: reversed when placed).
+    let mut found: HashMap<String, Vec<PushRow>> = HashMap::new();
+    let mut queue: Vec<(String, Vec<outpost_core::types::Value>)> = Vec::new();
+    let refs = |table: &str, values: &[outpost_core::types::Value]| {
+        let mut out = Vec::new();
+        let Some(t) = schema.table(table) else {
+            return out;
+        };
+        for fk in t.foreign_keys.iter().filter(|fk| fk.ref_table == t.name) {
+            // Only references to the primary key name an entry directly.
+            if fk.ref_columns != t.primary_key {
+                continue;
+            }
+            let key: Option<Vec<outpost_core::types::Value>> = fk
+                .columns
+                .iter()
+                .map(|c| {
+                    t.columns
+                        .iter()
+                        .position(|x| &x.name == c)
+                        .and_then(|i| values.get(i))
+                        .filter(|v| !v.is_null())
+                        .cloned()
+                })
+                .collect();
+            if let Some(key) = key {
+                out.push(key);
+            }
+        }
+        out
+    };
+    for r in &upserts {
+        if let Some(values) = &r.values {
+            for key in refs(&r.table, values) {
+                queue.push((r.table.clone(), key));
+            }
+        }
+    }
+    while let Some((table, key)) = queue.pop() {
+        let t = table_of(schema, &table)?;
+        let pk = crate::keys::local_pk(conn, t, &key)?;
+        if !seen.insert((table.clone(), pk.clone())) {
+            continue;
+        }
+        let Some(e) = entry(conn, &table, &pk)? else {
+            continue;
+        };
+        if e.status != outpost_core::RowStatus::Pending || e.deleted {
+            continue;
+        }
+        let Some(values) = read_row(conn, t, &key)? else {
+            continue;
+        };
+        for k in refs(&table, &values) {
+            queue.push((table.clone(), k));
+        }
+        // The key as the row itself has it (the referencing columns may be
+        // of another, compatible type).
+        let own_key: Vec<outpost_core::types::Value> = t
+            .primary_key
+            .iter()
+            .filter_map(|k| t.columns.iter().position(|c| &c.name == k))
+            .filter_map(|i| values.get(i).cloned())
+            .collect();
+        found.entry(table.clone()).or_default().push(PushRow {
+            table: table.clone(),
+            local_pk: pk,
+            pk: if own_key.len() == key.len() {
+                own_key
+            } else {
+                key
+            },
+            local_seq: e.local_seq.map_or(0, |s| s.get()),
+            expected: expected(e.server_version),
+            values: Some(values),
+        });
+    }
+    if found.is_empty() {
+        return Ok(upserts);
+    }
+    let mut out = Vec::with_capacity(upserts.len() + found.values().map(Vec::len).sum::<usize>());
+    for r in upserts {
+        if let Some(mut parents) = found.remove(&r.table) {
+            parents.reverse();
+            out.extend(parents);
+        }
+        out.push(r);
+    }
+    Ok(out)
+}
+
+/// `upserts` (in runs of one table) with each run of a table that
+/// references itself reordered parents first: the push writes a table's
+/// rows in groups of at most a few thousand, and a child in an earlier
+/// group than its parent would fail for want of it.
+fn self_parents_first(
+    schema: &outpost_core::schema::Schema,
+    upserts: Vec<PushRow>,
+) -> Vec<PushRow> {
+    let mut order = Vec::with_capacity(upserts.len());
+    let mut start = 0;
+    while start < upserts.len() {
+        let mut end = start + 1;
+        while end < upserts.len() && upserts[end].table == upserts[start].table {
+            end += 1;
+        }
+        let run: Vec<usize> = (start..end).collect();
+        match schema.table(&upserts[start].table) {
+            Some(t) => order.extend(parents_first_within(t, &upserts, &run)),
+            None => order.extend(run),
+        }
+        start = end;
+    }
+    let mut slots: Vec<Option<PushRow>> = upserts.into_iter().map(Some).collect();
+    order
+        .into_iter()
+        .filter_map(|i| slots.get_mut(i).and_then(Option::take))
+        .collect()
+}
+
 impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
     /// first. Rows in `CONFLICT` or `FAILED` are not pushed.
+    ///
+    /// When more than `limit` rows are pending, the batch is chosen in that
+    /// order over the whole pending set, not by age: every pending upsert
+    /// of a parent table goes before any of its children's, and every
+    /// pending delete of a child table before its parents'. A parent edited
+    /// after many other changes therefore lands no later than its children
+    /// (by `local_seq` alone, it would come in a later batch, and its new
+    /// children would fail on the server for want of it).
     pub fn pending_push(
         &self,
         tables: Option<&[String]>,
@@ -108,40 +361,14 @@ impl Replica {
         fold(self.connection())?;
         let schema = self.schema();
         let conn = self.connection();
-        // Per table: (pk, local_seq, deleted, base version).
-        type Dirty = (String, LocalSeq, bool, BaseVersion);
-        let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
-        {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
-                     WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
-                )
-                .map_err(LocalError::sqlite("reading local changes"))?;
-            let rows = stmt
-                .query_map([limit as i64], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get(1)?,
-                        r.get::<_, Option<Sql<LocalSeq>>>(2)?,
-                        r.get(3)?,
-                        r.get::<_, Sql<BaseVersion>>(4)?.0,
-                    ))
-                })
-                .map_err(LocalError::sqlite("reading local changes"))?;
-            for row in rows {
-                let (table, pk, seq, deleted, version) =
-                    row.map_err(LocalError::sqlite("reading local changes"))?;
-                if tables.is_some_and(|ts| !ts.contains(&table)) || schema.table(&table).is_none() {
-                    continue;
-                }
-                by_table.entry(table).or_default().push((
-                    pk,
-                    seq.map_or(LocalSeq(0), |s| s.0),
-                    deleted,
-                    version,
-                ));
-            }
+        let wanted = |table: &str| {
+            tables.is_none_or(|ts| ts.iter().any(|t| t == table)) && schema.table(table).is_some()
+        };
+        // The common case, everything pending fits: one read by age.
+        let (mut by_table, read) = pending_by_age(conn, limit.saturating_add(1), &wanted)?;
+        let truncated = read > limit;
+        if truncated {
+            by_table = pending_in_push_order(conn, schema, limit, &wanted)?;
         }
         let order = schema.parents_first();
         let mut upserts = Vec::new();
@@ -172,6 +399,10 @@ impl Replica {
                 }
             }
         }
+        if truncated {
+            upserts = with_pending_self_parents(conn, schema, upserts)?;
+        }
+        let mut upserts = self_parents_first(schema, upserts);
         // Children first for deletes: reverse table order.
         deletes.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|t| t.name == r.table)));
         upserts.extend(deletes);

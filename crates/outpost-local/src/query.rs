@@ -5,7 +5,10 @@
 //!
 //! Writes are plain SQL on the replicated tables, so the capture triggers
 //! record them as local changes like any other writer's; each write runs in
-//! one savepoint, so a failing write changes nothing. Reads run in one too,
+//! one savepoint of a transaction begun `IMMEDIATE` (the write lock taken
+//! up front, waiting out the busy timeout), so a failing write changes
+//! nothing and a busy file is `LocalError::Locked`, never a half-way
+//! "database is locked". Reads run in one too,
 //! so all their statements see the same state of the file.
 
 use std::collections::BTreeMap;
@@ -97,31 +100,21 @@ impl Driver for Local<'_, '_, '_> {
             // statements logged (the savepoint holds the write lock by then).
             crate::fold::fold(self.conn)?;
         }
-        let context = || format!("running a query on {}", self.model);
-        let mut stmt =
-            self.conn
-                .prepare_cached(&statement.sql)
-                .map_err(|e| LocalError::Sqlite {
-                    context: context(),
-                    source: e,
-                })?;
+        // Through `LocalError::sqlite`: a lock held past the busy timeout is
+        // `Locked` (retry later), not an internal error.
+        let context = || LocalError::sqlite(format!("running a query on {}", self.model));
+        let mut stmt = self
+            .conn
+            .prepare_cached(&statement.sql)
+            .map_err(context())?;
         let mut rows = stmt
             .query(params_from_iter(statement.params.iter().map(param)))
-            .map_err(|e| LocalError::Sqlite {
-                context: context(),
-                source: e,
-            })?;
+            .map_err(context())?;
         let mut out = Vec::new();
-        while let Some(row) = rows.next().map_err(|e| LocalError::Sqlite {
-            context: context(),
-            source: e,
-        })? {
+        while let Some(row) = rows.next().map_err(context())? {
             let mut values = Vec::with_capacity(statement.columns.len());
             for (i, c) in statement.columns.iter().enumerate() {
-                let raw = row.get_ref(i).map_err(|e| LocalError::Sqlite {
-                    context: context(),
-                    source: e,
-                })?;
+                let raw = row.get_ref(i).map_err(context())?;
                 values.push(from_sqlite(raw, &c.ty, &c.name)?);
             }
             out.push(values);
@@ -216,33 +209,54 @@ pub fn read(
     })
 }
 
-/// Runs `f` in one savepoint, rolled back when it fails.
+/// Runs `f` in one savepoint, rolled back when it fails. A write outside
+/// any transaction first begins one `IMMEDIATE`: it takes the write lock
+/// up front, waiting up to the busy timeout, instead of upgrading a read
+/// lock half-way (an upgrade fails at once when another connection wrote
+/// meanwhile); a lock still held after the timeout is `LocalError::Locked`.
 fn in_savepoint<T>(
     conn: &Connection,
     plan: &Plan,
     f: impl FnOnce() -> Result<T, LocalError>,
 ) -> Result<T, LocalError> {
+    let what = || format!("starting {} on {}", plan.operation(), plan.model());
+    let own_tx = plan.is_write() && conn.is_autocommit();
+    if own_tx {
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(LocalError::sqlite(what()))?;
+    }
     // A read runs several statements (a relation level each, and the check
     // for sync metadata before each), so it too runs in one savepoint: one
     // snapshot of the file, whoever else writes to it.
-    conn.execute_batch("SAVEPOINT outpost_query")
-        .map_err(LocalError::sqlite(format!(
-            "starting {} on {}",
-            plan.operation(),
-            plan.model()
-        )))?;
+    if let Err(e) = conn.execute_batch("SAVEPOINT outpost_query") {
+        if own_tx {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        return Err(LocalError::sqlite(what())(e));
+    }
     let out = f();
     let end = if out.is_ok() {
-        conn.execute_batch("RELEASE outpost_query")
+        conn.execute_batch("RELEASE outpost_query").and_then(|()| {
+            if own_tx {
+                conn.execute_batch("COMMIT")
+            } else {
+                Ok(())
+            }
+        })
     } else {
         conn.execute_batch("ROLLBACK TO outpost_query; RELEASE outpost_query")
     };
+    if own_tx && !conn.is_autocommit() {
+        // A failed write (or a failed commit) leaves nothing behind.
+        let _ = conn.execute_batch("ROLLBACK");
+    }
     match (out, end) {
         (Ok(out), Ok(())) => Ok(out),
         (Err(e), _) => Err(e),
-        (Ok(_), Err(e)) => Err(LocalError::Sqlite {
-            context: format!("committing {} on {}", plan.operation(), plan.model()),
-            source: e,
-        }),
+        (Ok(_), Err(e)) => Err(LocalError::sqlite(format!(
+            "committing {} on {}",
+            plan.operation(),
+            plan.model()
+        ))(e)),
     }
 }

@@ -89,7 +89,12 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> 
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_NO_MUTEX
         | OpenFlags::SQLITE_OPEN_URI;
-    let conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| open_err(e.to_string()))?;
+    // Every transaction of the node takes the write lock when it begins
+    // (waiting up to the busy timeout): a deferred one that reads first and
+    // then writes fails at once with "database is locked" when another
+    // connection committed meanwhile, whatever the timeout.
+    conn.set_transaction_behavior(TransactionBehavior::Immediate);
     if conn
         .is_readonly(rusqlite::MAIN_DB)
         .map_err(|e| open_err(e.to_string()))?
@@ -180,6 +185,32 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
                 }
             }
         }
+    }
+    if from < 3 {
+        // Version 3 lets `SyncLog.status` be `INTERRUPTED`: SQLite cannot
+        // change a CHECK, so the table is copied into its new definition
+        // (ids and the AUTOINCREMENT counter kept).
+        conn.execute_batch(
+            "ALTER TABLE \"SyncLog\" RENAME TO \"_outpost_synclog_v2\"; \
+             DROP INDEX IF EXISTS \"_outpost_synclog_model\";",
+        )
+        .map_err(err())?;
+        conn.execute_batch(&sqlite::sync_log_table())
+            .map_err(err())?;
+        conn.execute_batch(
+            "INSERT INTO \"SyncLog\" (id, model, direction, trigger, status, \"startedAt\", \"completedAt\", \
+             \"recordsProcessed\", \"recordsSucceeded\", \"recordsFailed\", conflicts, error) \
+             SELECT id, model, direction, trigger, status, \"startedAt\", \"completedAt\", \
+             \"recordsProcessed\", \"recordsSucceeded\", \"recordsFailed\", conflicts, error \
+             FROM \"_outpost_synclog_v2\"; \
+             INSERT INTO sqlite_sequence (name, seq) SELECT 'SyncLog', 0 \
+             WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'SyncLog'); \
+             UPDATE sqlite_sequence SET seq = max(seq, coalesce((SELECT seq FROM sqlite_sequence \
+             WHERE name = '_outpost_synclog_v2'), 0)) WHERE name = 'SyncLog'; \
+             DROP TABLE \"_outpost_synclog_v2\";",
+        )
+        .map_err(err())?;
+        conn.execute_batch(sqlite::SYNC_LOG_INDEX).map_err(err())?;
     }
     meta_set(conn, "meta_version", Some(&META_VERSION.to_string()))
 }
@@ -370,12 +401,19 @@ impl Replica {
             [],
         )
         .map_err(LocalError::sqlite("resetting the apply flag"))?;
-        Ok(Replica {
+        let replica = Replica {
             conn,
             path: path.to_path_buf(),
             node_id,
             schema,
-        })
+        };
+        // Best effort: a log row left open by a killed run must not read
+        // "running" forever, but failing to close it is no reason to refuse
+        // the file.
+        if let Err(e) = replica.close_interrupted_runs() {
+            tracing::warn!(error = %e, "could not close the sync log rows of interrupted runs");
+        }
+        Ok(replica)
     }
 
     /// The replica's file.

@@ -625,7 +625,7 @@ fn a_version_1_replica_is_migrated_on_open() {
             |r| r.get(0),
         )
         .expect("version");
-    assert_eq!(version, "2");
+    assert_eq!(version, outpost_core::sqlite::META_VERSION.to_string());
     let triggers: Vec<String> = replica
         .connection()
         .prepare("SELECT sql FROM sqlite_master WHERE type = 'trigger' ORDER BY name")

@@ -228,6 +228,9 @@ pub async fn status(config: &Config, json_mode: bool) -> anyhow::Result<()> {
                 l.direction.to_lowercase().replace('_', " "),
                 match (&l.status[..], &l.error) {
                     ("RUNNING", _) => "still running".to_string(),
+                    ("INTERRUPTED", _) => {
+                        "interrupted: its process stopped before it finished".to_string()
+                    }
                     (_, Some(e)) => format!("failed: {e}"),
                     _ => "failed".to_string(),
                 }

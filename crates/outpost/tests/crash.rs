@@ -208,3 +208,75 @@ async fn killed_at_random_moments_then_converges() {
         .get(0);
     assert_eq!(posts, 7 * 300, "every local post landed exactly once");
 }
+
+/// `(status, count)` of the replica's `SyncLog`, read as any program would.
+fn log_statuses(db: &TestDb) -> Vec<(String, i64)> {
+    let conn = rusqlite::Connection::open(db.dir().join("local.db")).expect("open");
+    let mut stmt = conn
+        .prepare("SELECT status, count(*) FROM \"SyncLog\" GROUP BY status ORDER BY status")
+        .expect("prepare");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_run_is_logged_interrupted_when_the_replica_is_next_opened() {
+    let db = TestDb::new().await.expect("db");
+    let client = db.client().await.expect("client");
+    client
+        .batch_execute(r#"CREATE TABLE "Note" (id text PRIMARY KEY, body text NOT NULL);"#)
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let setup = outpost(db.dir(), &url, None, &["setup"])
+        .output()
+        .expect("setup");
+    assert!(
+        setup.status.success(),
+        "{}",
+        String::from_utf8_lossy(&setup.stderr)
+    );
+    sync_clean(db.dir(), &url);
+    local_write(
+        &db,
+        r#"INSERT INTO "Note" (id, body) VALUES ('n1', 'kept')"#,
+    );
+    let out = outpost(db.dir(), &url, Some("push-before-send"), &["sync"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success(), "the fault fired");
+    // The killed process left its row open.
+    assert_eq!(
+        log_statuses(&db),
+        vec![("RUNNING".to_string(), 1), ("SUCCESS".to_string(), 1)]
+    );
+    // The next start (here `status`) closes it, and says so.
+    let status = outpost(db.dir(), &url, None, &["status"])
+        .stdout(Stdio::piped())
+        .output()
+        .expect("status");
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("interrupted: its process stopped before it finished"),
+        "{text}"
+    );
+    assert_eq!(
+        log_statuses(&db),
+        vec![("INTERRUPTED".to_string(), 1), ("SUCCESS".to_string(), 1)]
+    );
+    // Nothing was lost: the next sync pushes the note.
+    sync_clean(db.dir(), &url);
+    let n: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Note" WHERE body = 'kept'"#, &[])
+        .await
+        .expect("count")
+        .get(0);
+    assert_eq!(n, 1);
+    assert_eq!(
+        log_statuses(&db),
+        vec![("INTERRUPTED".to_string(), 1), ("SUCCESS".to_string(), 2)]
+    );
+}

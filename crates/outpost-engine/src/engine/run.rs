@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
-use outpost_core::sync::{Cursor, PushOutcome, Trigger};
+use outpost_core::sync::{Cursor, PushOutcome, PushRow, Trigger, refused_parent};
 use outpost_core::types::Value;
 use outpost_local::sync::{ReplicaState, Stats};
 use outpost_remote::connections::SyncConnection;
@@ -279,6 +279,10 @@ impl Engine {
         // Rounds in a row in which no row left the queue (every row was
         // only queued again, merged by a conflict policy).
         let mut requeued_only = 0;
+        // Rows the server refused in earlier rounds of this run: a row of a
+        // later round that references one is not sent (the server would
+        // refuse it with a bare foreign-key error) but fails saying which.
+        let mut refused: (Vec<PushRow>, Vec<Option<PushOutcome>>) = (Vec::new(), Vec::new());
         // A backstop, as before: a run pushes at most this many batches (an
         // application writing as fast as the push drains keeps the rest
         // for the next run).
@@ -299,22 +303,56 @@ impl Engine {
             let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
             self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
             let sending = Instant::now();
-            let outcomes = self
-                .bounded(
+            let schema = &self.inner.schema;
+            let held: Vec<Option<PushOutcome>> = rows
+                .iter()
+                .map(|r| {
+                    let t = schema.table(&r.table)?;
+                    refused_parent(schema, t, r, &refused.0, &refused.1)
+                        .map(|message| PushOutcome::Failed { message })
+                })
+                .collect();
+            let to_send: Vec<PushRow> = rows
+                .iter()
+                .zip(&held)
+                .filter(|(_, h)| h.is_none())
+                .map(|(r, _)| r.clone())
+                .collect();
+            let mut sent_outcomes = if to_send.is_empty() {
+                Vec::new()
+            } else {
+                self.bounded(
                     "pushing a batch",
                     feed::push(
                         client,
-                        &self.inner.schema,
+                        schema,
                         self.inner.node_id,
                         cursor,
-                        &rows,
+                        &to_send,
                         {
                             let t = self.timeouts();
                             (t.statement, t.lock)
                         },
                     ),
                 )
-                .await?;
+                .await?
+            }
+            .into_iter();
+            let outcomes: Vec<PushOutcome> = held
+                .into_iter()
+                .map(|h| {
+                    h.or_else(|| sent_outcomes.next())
+                        .unwrap_or(PushOutcome::Failed {
+                            message: "not processed".into(),
+                        })
+                })
+                .collect();
+            for (r, o) in rows.iter().zip(&outcomes) {
+                if matches!(o, PushOutcome::Failed { .. }) && r.values.is_some() {
+                    refused.0.push(r.clone());
+                    refused.1.push(Some(o.clone()));
+                }
+            }
             // The server committed; a crash or a lost reply here must not
             // make the retry apply anything twice.
             self.inner.faults.hit(FaultPoint::PushAfterCommit)?;

@@ -12,7 +12,9 @@ use futures_util::TryFutureExt as _;
 use futures_util::future::{try_join3, try_join4};
 use outpost_core::accept::{self, Acceptance, OnServer, Pushed, Pusher, Write};
 use outpost_core::schema::{Schema, Table};
-use outpost_core::sync::{Cursor, PushOutcome, PushRow, ServerRow};
+use outpost_core::sync::{
+    Cursor, PushOutcome, PushRow, ServerRow, parents_first_within, refused_parent,
+};
 use outpost_core::types::Value;
 use outpost_core::{LocalSeq, NodeId, Version};
 use tokio_postgres::{Client, Transaction};
@@ -41,10 +43,12 @@ const PUSH_GROUP: usize = 5_000;
 ///    report rows whose version moved on as conflicts with the server's row;
 ///    a version written by one of this node's pushes is its own base, never
 ///    a conflict;
-/// 3. update existing rows, insert absent ones (`ON CONFLICT DO NOTHING` on
-///    the key: a row inserted meanwhile by someone else is a conflict),
-///    delete deleted ones; a statement the server refuses is retried row by
-///    row under savepoints, and only the refused rows fail;
+/// 3. delete deleted rows, insert absent ones (`ON CONFLICT DO NOTHING` on
+///    the key: a row inserted meanwhile by someone else is a conflict), then
+///    update existing ones (an update may reference a row just inserted); a
+///    statement the server refuses is retried row by row under savepoints,
+///    parents first, again while a pass writes anything, and only the
+///    refused rows fail (a row whose parent was refused says so);
 /// 4. read the versions written (their `origin_local_seq` is set by the
 ///    capture: the feed's module doc) and record the node's highest applied
 ///    `local_seq`.
@@ -152,64 +156,6 @@ pub async fn push(
         .collect())
 }
 
-/// If `row` references (by a foreign key) a row of this push that the server
-/// refused, says which and why.
-fn refused_parent(
-    schema: &Schema,
-    table: &Table,
-    row: &PushRow,
-    rows: &[PushRow],
-    outcomes: &[Option<PushOutcome>],
-) -> Option<String> {
-    let values = row.values.as_ref()?;
-    for fk in &table.foreign_keys {
-        let Some(parent) = schema.table(&fk.ref_table) else {
-            continue;
-        };
-        let child_vals: Vec<&Value> = fk
-            .columns
-            .iter()
-            .filter_map(|c| {
-                table
-                    .columns
-                    .iter()
-                    .position(|x| &x.name == c)
-                    .map(|i| &values[i])
-            })
-            .collect();
-        if child_vals.iter().any(|v| v.is_null()) {
-            continue;
-        }
-        for (other, outcome) in rows.iter().zip(outcomes) {
-            let Some(PushOutcome::Failed { message }) = outcome else {
-                continue;
-            };
-            if other.table != parent.name {
-                continue;
-            }
-            let Some(pvals) = &other.values else { continue };
-            let parent_vals: Vec<&Value> = fk
-                .ref_columns
-                .iter()
-                .filter_map(|c| {
-                    parent
-                        .columns
-                        .iter()
-                        .position(|x| &x.name == c)
-                        .map(|i| &pvals[i])
-                })
-                .collect();
-            if parent_vals == child_vals {
-                return Some(format!(
-                    "depends on {} {} (foreign key {}), which the server refused: {message}",
-                    parent.name, other.local_pk, fk.name
-                ));
-            }
-        }
-    }
-    None
-}
-
 /// The lock, state and version statements look a group's rows up by key.
 /// Left to itself the planner hashes the group and scans the whole table
 /// and its `row_versions` (stale statistics of a growing table): a push then
@@ -312,7 +258,7 @@ async fn push_group(
     tx.execute(session::SET_LOCAL_SEQ, &[&group_seq])
         .await
         .map_err(db("starting a push group"))?;
-    let written = write_rows(tx, &from, table, cache, rows, &to_write, outcomes).await?;
+    let written = write_rows(tx, schema, &from, table, cache, rows, &to_write, outcomes).await?;
     // Rows an insert found already present (inserted meanwhile): conflicts.
     let lost: Vec<usize> = to_write
         .iter()
@@ -417,12 +363,22 @@ fn writable(table: &Table) -> Vec<usize> {
         .collect()
 }
 
-/// Writes the rows decided `to_write`, deletes first, then updates of rows
-/// that exist, then inserts of absent ones. Returns the indexes written;
-/// refused rows get a `Failed` outcome; inserts that met an existing key
-/// are neither.
+/// Writes the rows decided `to_write`: deletes, then inserts of absent
+/// rows, then updates of existing ones (an update may point at a row this
+/// group inserts: `insert Node 2; update Node 1 set parent = 2`). Returns
+/// the indexes written; refused rows get a `Failed` outcome; inserts that
+/// met an existing key are neither.
+///
+/// A statement the server refuses is retried row by row, parents within
+/// the group first, so that only the refused rows fail; rows refused then
+/// are tried again while a pass writes anything (a row may have needed one
+/// written after it). A row still refused whose parent in this push was
+/// refused too fails saying so (`depends on …`), not with a bare
+/// foreign-key error.
+#[allow(clippy::too_many_arguments)]
 async fn write_rows(
     tx: &Transaction<'_>,
+    schema: &Schema,
     from: &str,
     table: &Table,
     cache: &mut Statements,
@@ -431,7 +387,9 @@ async fn write_rows(
     outcomes: &mut [Option<PushOutcome>],
 ) -> Result<BTreeSet<usize>, RemoteError> {
     let mut written = BTreeSet::new();
-    for kind in [Write::Delete, Write::Update, Write::Insert] {
+    // (row, kind, the server's last refusal)
+    let mut refused: Vec<(usize, Write, String)> = Vec::new();
+    for kind in [Write::Delete, Write::Insert, Write::Update] {
         let set: Vec<usize> = to_write
             .iter()
             .filter(|(_, w)| *w == kind)
@@ -444,14 +402,46 @@ async fn write_rows(
             Ok(done) => written.extend(done),
             Err(_) => {
                 // Row by row: only the refused rows fail.
-                for &i in &set {
+                for i in parents_first_within(table, rows, &set) {
                     match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
                         Ok(done) => written.extend(done),
-                        Err(message) => outcomes[i] = Some(PushOutcome::Failed { message }),
+                        Err(message) => refused.push((i, kind, message)),
                     }
                 }
             }
         }
+    }
+    // Again while a pass writes something: each pass settles at least one
+    // row, so this ends; a chain written children first needs one pass per
+    // level, and the rows left are refused for a reason of their own (or
+    // their parent's).
+    while !refused.is_empty() {
+        let before = refused.len();
+        let mut still = Vec::new();
+        for (i, kind, _) in refused {
+            match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
+                Ok(done) => written.extend(done),
+                Err(again) => still.push((i, kind, again)),
+            }
+        }
+        refused = still;
+        if refused.len() == before {
+            break;
+        }
+    }
+    let failed: Vec<usize> = refused.iter().map(|(i, _, _)| *i).collect();
+    for (i, _, message) in refused {
+        outcomes[i] = Some(PushOutcome::Failed { message });
+    }
+    // A row whose parent (in this group) was refused says so; parents
+    // first, so a grandchild names its parent's reason.
+    for i in parents_first_within(table, rows, &failed) {
+        let own = outcomes[i].take();
+        let reason = refused_parent(schema, table, &rows[i], rows, outcomes);
+        outcomes[i] = match reason {
+            Some(message) => Some(PushOutcome::Failed { message }),
+            None => own,
+        };
     }
     Ok(written)
 }
