@@ -166,10 +166,6 @@ async fn restore_keeps_every_later_edit(how: Backup) -> anyhow::Result<()> {
         }
     }
 
-    // The file was recognised as not the one the server last heard from.
-    assert_ne!(a.node_id(), old_id, "the restored replica is a new node");
-    let former = a.with_replica(|r| r.former_node_ids()).await?;
-    assert_eq!(former, [old_id]);
     // Other rows and other fields: on the server, merged with the lost
     // timeline's edits.
     assert_eq!(
@@ -197,6 +193,10 @@ async fn restore_keeps_every_later_edit(how: Backup) -> anyhow::Result<()> {
             .any(|r| r[0] == Value::Text("p1".into()) && r[1] == Value::Text("after restore".into())),
         "{local_p1:?}"
     );
+    // The file was recognised as not the one the server last heard from.
+    assert_ne!(a.node_id(), old_id, "the restored replica is a new node");
+    let former = a.with_replica(|r| r.former_node_ids()).await?;
+    assert_eq!(former, [old_id]);
     a.resolve("Post", "[\"p1\"]", Resolution::KeepLocal).await?;
     assert_eq!(converge(&client, &schema, &[&a]).await?, 0);
     assert_eq!(post(&client, "p1").await?.0, "after restore");
@@ -286,10 +286,7 @@ async fn a_copied_replica_running_beside_the_original_becomes_a_new_node() -> an
     .await?;
     sync_until_clean(&a).await?;
     sync_until_clean(&b).await?;
-    assert_eq!(a.node_id(), a_id, "the original keeps its id");
-    assert_ne!(b.node_id(), a_id, "the copy became a new node");
     assert_eq!(converge(&client, &schema, &[&a, &b]).await?, 0);
-    assert_eq!(a.node_id(), a_id);
 
     assert_eq!(
         post(&client, "p1").await?,
@@ -300,6 +297,8 @@ async fn a_copied_replica_running_beside_the_original_becomes_a_new_node() -> an
     assert_eq!(post(&client, "pb").await?.0, "by b");
     // The edit both files held was pushed once.
     assert_eq!(writes_of(&client, "u1").await?, 1);
+    assert_eq!(a.node_id(), a_id, "the original keeps its id");
+    assert_ne!(b.node_id(), a_id, "the copy became a new node");
 
     // Both keep syncing under their own ids.
     local(&a, r#"UPDATE "Post" SET views = 1 WHERE id = 'pb'"#).await?;
@@ -343,7 +342,6 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
 
     // The open node notices at its next run.
     sync(&a, Direction::Bidirectional).await?;
-    assert!(a.schema().table("Post").is_some_and(|t| t.column("extra").is_some()));
     local(&a, r#"UPDATE "Post" SET title = 'edited' WHERE id = 'p1'"#).await?;
     sync_until_clean(&a).await?;
     // A node started afresh on the file (a restart) edits another row.
@@ -376,6 +374,7 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
     );
     // The replica holds the new column's values too.
     assert_eq!(converge(&client, &new_schema, &[&a]).await?, 0);
+    assert!(a.schema().table("Post").is_some_and(|t| t.column("extra").is_some()));
     Ok(())
 }
 
