@@ -307,7 +307,9 @@ impl Engine {
             if let Ok(mut slot) = self.inner.schema.write() {
                 *slot = Arc::new(schema);
             }
-            tracing::warn!("the replica's schema snapshot was changed by another process; reloaded");
+            tracing::warn!(
+                "the replica's schema snapshot was changed by another process; reloaded"
+            );
         }
         Ok(changed.schema)
     }

@@ -68,11 +68,7 @@ impl Outpost {
     pub fn model(&self, name: &str) -> Result<ModelService, EngineError> {
         let schema = self.inner.engine.schema();
         if schema.table(name).is_none() {
-            let names: Vec<&str> = schema
-                .tables
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect();
+            let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
             return Err(EngineError::Query(format!(
                 "unknown model {name:?} (models: {})",
                 names.join(", ")

@@ -127,7 +127,11 @@ async fn restore_keeps_every_later_edit(how: Backup) -> anyhow::Result<()> {
     audit_users(&client).await?;
 
     // An edit still pending when the backup is taken.
-    local(&a, r#"UPDATE "User" SET name = 'at backup' WHERE id = 'u1'"#).await?;
+    local(
+        &a,
+        r#"UPDATE "User" SET name = 'at backup' WHERE id = 'u1'"#,
+    )
+    .await?;
     let backup = db.dir().join("backup.db");
     back_up(how, &path, &backup)?;
 
@@ -188,9 +192,9 @@ async fn restore_keeps_every_later_edit(how: Backup) -> anyhow::Result<()> {
     assert_eq!(post(&client, "p1").await?.0, "lost timeline");
     let local_p1 = local_rows(&a, "Post").await?;
     assert!(
-        local_p1
-            .iter()
-            .any(|r| r[0] == Value::Text("p1".into()) && r[1] == Value::Text("after restore".into())),
+        local_p1.iter().any(
+            |r| r[0] == Value::Text("p1".into()) && r[1] == Value::Text("after restore".into())
+        ),
         "{local_p1:?}"
     );
     // The file was recognised as not the one the server last heard from.
@@ -264,7 +268,11 @@ async fn a_copied_replica_running_beside_the_original_becomes_a_new_node() -> an
     converge(&client, &schema, &[&a]).await?;
     audit_users(&client).await?;
     // Pending on the original when it is copied: the copy holds it too.
-    local(&a, r#"UPDATE "User" SET name = 'before copy' WHERE id = 'u1'"#).await?;
+    local(
+        &a,
+        r#"UPDATE "User" SET name = 'before copy' WHERE id = 'u1'"#,
+    )
+    .await?;
     let copy = db.dir().join("b.db");
     back_up(Backup::CheckpointedCopy, &db.dir().join("a.db"), &copy)?;
     let b = open(&db, &copy)?;
@@ -363,8 +371,10 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
     let rows = client
         .query(r#"SELECT id, title, extra FROM "Post" ORDER BY id"#, &[])
         .await?;
-    let got: Vec<(String, String, Option<String>)> =
-        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect();
+    let got: Vec<(String, String, Option<String>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
     assert_eq!(
         got,
         [
@@ -374,7 +384,11 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
     );
     // The replica holds the new column's values too.
     assert_eq!(converge(&client, &new_schema, &[&a]).await?, 0);
-    assert!(a.schema().table("Post").is_some_and(|t| t.column("extra").is_some()));
+    assert!(
+        a.schema()
+            .table("Post")
+            .is_some_and(|t| t.column("extra").is_some())
+    );
     Ok(())
 }
 
@@ -397,7 +411,10 @@ async fn a_stale_snapshot_never_writes() -> anyhow::Result<()> {
         .with_replica(|r| r.apply_silenced(|_| Ok(())))
         .await
         .expect_err("a stale snapshot must not write");
-    assert!(err.to_string().contains("changed by another process"), "{err}");
+    assert!(
+        err.to_string().contains("changed by another process"),
+        "{err}"
+    );
     assert!(a.refresh().await?, "the snapshot is reloaded");
     a.with_replica(|r| r.apply_silenced(|_| Ok(()))).await?;
     assert!(!a.refresh().await?, "nothing changed since");

@@ -58,11 +58,7 @@ fn known_model(engine: &Engine, model: &str) -> anyhow::Result<()> {
     if schema.table(model).is_some() {
         return Ok(());
     }
-    let names: Vec<&str> = schema
-        .tables
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     bail!(
         "unknown model {model:?}: the replica has {}",
         if names.is_empty() {

@@ -169,7 +169,9 @@ impl Engine {
         for attempt in 0..2 {
             let node = self.node_id();
             let Some(&current) = known.last() else {
-                return Err(EngineError::Internal("the replica has no incarnation".into()));
+                return Err(EngineError::Internal(
+                    "the replica has no incarnation".into(),
+                ));
             };
             match self
                 .bounded(
@@ -197,7 +199,9 @@ impl Engine {
                     );
                     let known = self.with_replica(|r| r.incarnations()).await?;
                     let Some(&current) = known.last() else {
-                        return Err(EngineError::Internal("the replica has no incarnation".into()));
+                        return Err(EngineError::Internal(
+                            "the replica has no incarnation".into(),
+                        ));
                     };
                     return match self
                         .bounded(
