@@ -142,6 +142,23 @@ impl Replica {
         Ok(new)
     }
 
+    /// Whether the file holds local edits not yet on the server: `PENDING`
+    /// or `FAILED` entries, or captured changes not folded yet. Only these
+    /// can be mistaken for the node's own pushes by another history of the
+    /// file, so a run without them skips the identity check until it
+    /// pushes. Two indexed reads; writes nothing.
+    pub fn has_local_edits(&self) -> Result<bool, LocalError> {
+        self.connection()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM \"_outpost_rows\" WHERE status IN ('PENDING', 'FAILED')) \
+                 OR COALESCE((SELECT max(local_seq) FROM \"_outpost_changes\"), 0) \
+                    > (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1)",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(LocalError::sqlite("looking for local edits"))
+    }
+
     /// Node ids this file had before it became a new node, oldest first.
     pub fn former_node_ids(&self) -> Result<Vec<Uuid>, LocalError> {
         let ids: Vec<String> = match meta_get(self.connection(), "former_node_ids")? {

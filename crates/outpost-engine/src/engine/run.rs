@@ -22,6 +22,14 @@ use crate::error::EngineError;
 use crate::faults::FaultPoint;
 use crate::metrics::SyncMetrics;
 
+/// The run's node-identity checks (`outpost_local::identity`).
+pub(super) struct Identity {
+    /// The server records incarnations (tracking version 4 or later).
+    enabled: bool,
+    /// This run claimed the file's incarnation already.
+    claimed: bool,
+}
+
 impl Engine {
     /// Phase 1, connect: the kept connection when it passes its check, else
     /// a new one (the node registered on it); then the phases on it, and the
@@ -81,19 +89,24 @@ impl Engine {
         }
         // Servers before tracking version 4 have no incarnations: the
         // identity checks wait for `outpost server upgrade`.
-        let identity = version.is_some_and(|v| v >= 4);
-        if identity {
-            // Before anything is pulled or pushed: a restored or copied
-            // replica must not take the server's versions of its old
-            // identity for its own.
-            self.claim_identity(kept.client(), false).await?;
-        } else {
+        let mut identity = Identity {
+            enabled: version.is_some_and(|v| v >= 4),
+            claimed: false,
+        };
+        if !identity.enabled {
             tracing::warn!(
                 "the server's tracking schema predates node incarnations: restored or copied replicas are not detected until `outpost server upgrade`"
             );
         }
         let (client, statements) = kept.parts();
-        self.run_on(client, statements, pruned_through, identity, options, run)
+        self.run_on(
+            client,
+            statements,
+            pruned_through,
+            &mut identity,
+            options,
+            run,
+        )
             .await?;
         if let Ok(mut slot) = self.inner.client.lock() {
             *slot = Some(kept);
@@ -110,7 +123,7 @@ impl Engine {
         client: &mut Client,
         statements: &mut feed::PullStatements,
         pruned_through: Option<Option<Cursor>>,
-        identity: bool,
+        identity: &mut Identity,
         options: &SyncOptions,
         run: &mut RunState,
     ) -> Result<(), EngineError> {
@@ -141,6 +154,17 @@ impl Engine {
             run.bootstrapped = true;
             if options.direction.pushes() {
                 self.push(client, identity, options, &mut run.stats).await?;
+            }
+        }
+        if options.direction.pulls() && identity.enabled && !identity.claimed {
+            // Before a pull: a restored or copied replica must not take the
+            // server's versions from another history of the file as the
+            // base of its own edits. Without local edits there is nothing
+            // to mistake (and an empty run pays no round trip); a run that
+            // pushed has claimed already.
+            if self.with_replica(|r| r.has_local_edits()).await? {
+                self.claim_identity(client, false).await?;
+                identity.claimed = true;
             }
         }
         if options.direction.pulls() {
@@ -355,7 +379,7 @@ impl Engine {
     async fn push(
         &self,
         client: &mut Client,
-        identity: bool,
+        identity: &mut Identity,
         options: &SyncOptions,
         stats: &mut Stats,
     ) -> Result<(), EngineError> {
@@ -382,10 +406,11 @@ impl Engine {
                 break;
             }
             let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
-            if identity {
+            if identity.enabled {
                 // A new incarnation after the rows were read: everything
                 // pushed under it is in any backup that knows it.
                 self.claim_identity(client, true).await?;
+                identity.claimed = true;
             }
             self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
             let sending = Instant::now();
