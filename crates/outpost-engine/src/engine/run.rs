@@ -107,7 +107,7 @@ impl Engine {
             options,
             run,
         )
-            .await?;
+        .await?;
         if let Ok(mut slot) = self.inner.client.lock() {
             *slot = Some(kept);
         }
