@@ -93,7 +93,10 @@ impl Engine {
             enabled: version.is_some_and(|v| v >= 4),
             claimed: false,
         };
-        if !identity.enabled {
+        // Said once per process, not at every run.
+        static OLD_SERVER_SAID: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        if !identity.enabled && !OLD_SERVER_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
             tracing::warn!(
                 "the server's tracking schema predates node incarnations: restored or copied replicas are not detected until `outpost server upgrade`"
             );
