@@ -420,3 +420,102 @@ async fn a_stale_snapshot_never_writes() -> anyhow::Result<()> {
     assert!(!a.refresh().await?, "nothing changed since");
     Ok(())
 }
+
+/// The same through a running node's model service in local mode (what
+/// `outpost serve` answers): `setup` runs beside it after a server
+/// `ADD COLUMN` filled by an update; the node's next model write reloads
+/// the snapshot, and after a sync the new column's values are intact on the
+/// server and present in the replica.
+#[tokio::test]
+async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow::Result<()> {
+    use outpost_engine::{Mode, NodeOptions, Outpost};
+    use serde_json::{Value as Json, json};
+
+    let db = TestDb::new().await?;
+    let (mut client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 't1', 'u1'), ('p2', 't2', 'u1');"#,
+        )
+        .await?;
+    let path = db.dir().join("n.db");
+    let url = db.database_url();
+    let local_url = format!("file:{}", path.display());
+    let cfg = outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local_url.clone()),
+        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+        _ => None,
+    })?;
+    let options = NodeOptions {
+        monitor: false,
+        ..NodeOptions::default()
+    };
+    let node = Outpost::open_with(cfg, options).await?;
+    node.sync(Direction::Bidirectional).await?;
+    node.set_mode(Mode::Local).await;
+
+    client
+        .batch_execute(
+            r#"ALTER TABLE "Post" ADD COLUMN extra text;
+               UPDATE "Post" SET extra = 'keep ' || id;"#,
+        )
+        .await?;
+    let new_schema =
+        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(&mut client, &new_schema).await?;
+    let (_, report) = Replica::setup(&path, &new_schema)?;
+    assert_eq!(report.rebuilt, ["Post"]);
+
+    // A model write right away: the rebuilt table is empty until the next
+    // run copies it, so it finds nothing to update, and writes nothing.
+    let posts = node.model("Post")?;
+    let n: u64 = posts
+        .update_many(json!({"where": {"id": "p1"}, "data": {"title": "early"}}))
+        .await?;
+    assert!(n <= 1);
+    node.sync(Direction::Bidirectional).await?;
+    posts
+        .update::<Json>(json!({"where": {"id": "p1"}, "data": {"title": "edited"}}))
+        .await?;
+    posts
+        .update::<Json>(json!({"where": {"id": "p2"}, "data": {"views": 3}}))
+        .await?;
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        node.sync(Direction::Bidirectional).await?;
+        got = client
+            .query(r#"SELECT id, title, views, extra FROM "Post" ORDER BY id"#, &[])
+            .await?
+            .iter()
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, i32>(2),
+                    r.get::<_, Option<String>>(3),
+                )
+            })
+            .collect();
+        if got.first().is_some_and(|p| p.1 == "edited") && got.get(1).is_some_and(|p| p.2 == 3) {
+            break;
+        }
+    }
+    assert_eq!(
+        got,
+        [
+            ("p1".into(), "edited".into(), 0, Some("keep p1".into())),
+            ("p2".into(), "t2".into(), 3, Some("keep p2".into())),
+        ]
+    );
+    // The node's own reads show the new column with the server's values.
+    let read: Vec<Json> = posts
+        .find_many(json!({"orderBy": {"id": "asc"}}))
+        .await?;
+    let extras: Vec<&Json> = read.iter().map(|p| &p["extra"]).collect();
+    assert_eq!(extras, [&json!("keep p1"), &json!("keep p2")]);
+    node.shutdown().await;
+    Ok(())
+}
