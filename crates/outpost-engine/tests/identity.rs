@@ -487,7 +487,10 @@ async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow
     for _ in 0..20 {
         node.sync(Direction::Bidirectional).await?;
         got = client
-            .query(r#"SELECT id, title, views, extra FROM "Post" ORDER BY id"#, &[])
+            .query(
+                r#"SELECT id, title, views, extra FROM "Post" ORDER BY id"#,
+                &[],
+            )
             .await?
             .iter()
             .map(|r| {
@@ -511,11 +514,50 @@ async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow
         ]
     );
     // The node's own reads show the new column with the server's values.
-    let read: Vec<Json> = posts
-        .find_many(json!({"orderBy": {"id": "asc"}}))
-        .await?;
+    let read: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
     let extras: Vec<&Json> = read.iter().map(|p| &p["extra"]).collect();
     assert_eq!(extras, [&json!("keep p1"), &json!("keep p2")]);
     node.shutdown().await;
+    Ok(())
+}
+
+/// A server whose tracking schema predates incarnations (version 3, not
+/// upgraded yet) still syncs: the node skips the identity claims.
+#[tokio::test]
+async fn a_server_at_tracking_version_3_still_syncs() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let client = db.client().await?;
+    client.batch_execute(BLOG).await?;
+    let schema =
+        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    for m in &outpost_core::tracking::MIGRATIONS[..3] {
+        client
+            .batch_execute(&outpost_core::tracking::migration_sql(m))
+            .await?;
+    }
+    for t in &schema.tables {
+        client
+            .batch_execute(&outpost_core::tracking::create_triggers_sql(
+                "public",
+                t,
+                outpost_core::tracking::Capture::Statement,
+            ))
+            .await?;
+    }
+    assert_eq!(outpost_remote::installed_version(&client).await?, Some(3));
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    local(&a, r#"UPDATE "User" SET name = 'from a' WHERE id = 'u1'"#).await?;
+    sync_until_clean(&a).await?;
+    let name: Option<String> = client
+        .query_one(r#"SELECT name FROM "User" WHERE id = 'u1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(name.as_deref(), Some("from a"));
+    assert_eq!(converge(&client, &schema, &[&a]).await?, 0);
     Ok(())
 }
