@@ -6,7 +6,7 @@
 //!
 //! | table | holds |
 //! |---|---|
-//! | `_outpost_meta(key, value)` | `node_id`, `meta_version`, `schema` (the [`Schema`] as JSON), `schema_hash`, `created_at` |
+//! | `_outpost_meta(key, value)` | `node_id`, `meta_version`, `schema` (the [`Schema`] as JSON), `schema_hash`, `created_at`, `incarnations` (the file's incarnations, a JSON array of UUIDs, newest last), `former_node_ids` (ids before the file became a new node) |
 //! | `_outpost_cursor` | one row: the pull cursor `(txid, seq)` and the replica `state` (`EMPTY`, `BOOTSTRAPPING`, `READY`) |
 //! | `_outpost_local_seq` | one row: the last local change folded into `_outpost_rows` |
 //! | `_outpost_changes` | the capture log: one row per local change not yet folded (below) |

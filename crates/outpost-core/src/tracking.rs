@@ -23,7 +23,9 @@
 //!   not changed since tracking began has no entry: version 0. Looked up by
 //!   key through a hash index on `pk` (version 3).
 //! * `outpost.nodes(node_id, name, registered_at, last_seen_at,
-//!   applied_local_seq, cursor_txid, cursor_seq)`: the node registry.
+//!   applied_local_seq, cursor_txid, cursor_seq, incarnation)`: the node
+//!   registry; `incarnation` (version 4) is the replica file's latest
+//!   incarnation the node pushed under.
 //! * Functions `outpost.capture_rows()` (statement level, version 2),
 //!   `outpost.capture()` (row level), `outpost.notify()`,
 //!   `outpost.capture_truncate()` and the row trigger's helper
@@ -368,6 +370,13 @@ $fn$;
 const V3: &str = r#"CREATE INDEX IF NOT EXISTS "row_versions_pk_hash" ON "outpost"."row_versions" USING hash ("pk");
 "#;
 
+/// Version 4: the node registry records each node's latest incarnation
+/// (a random id the replica file renews before each pushed batch), so a
+/// restored or copied replica that reuses a node id is told apart from the
+/// file the server last heard from (`docs/protocol.md`, "Node identity").
+const V4: &str = r#"ALTER TABLE "outpost"."nodes" ADD COLUMN IF NOT EXISTS "incarnation" uuid;
+"#;
+
 /// The upgrade path, in order. Never edit a released step: add one.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -384,6 +393,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         description: "hash index on row_versions keys",
         sql: V3,
+    },
+    Migration {
+        version: 4,
+        description: "node incarnations in the node registry",
+        sql: V4,
     },
 ];
 
@@ -891,7 +905,7 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i32 + 1);
         }
-        assert_eq!(latest_version(), 3);
+        assert_eq!(latest_version(), 4);
     }
 
     #[test]
@@ -903,23 +917,32 @@ mod tests {
     }
 
     #[test]
+    fn v4_pins_the_incarnation_column() {
+        assert_eq!(
+            V4.trim(),
+            "ALTER TABLE \"outpost\".\"nodes\" ADD COLUMN IF NOT EXISTS \"incarnation\" uuid;"
+        );
+    }
+
+    #[test]
     fn pending() {
-        assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(3));
-        assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(3));
-        assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(2));
-        assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(1));
-        assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(0));
+        assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(4));
+        assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(4));
+        assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(3));
+        assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(2));
+        assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(1));
+        assert_eq!(pending_migrations(Some(4)).map(<[_]>::len), Ok(0));
         let err = pending_migrations(Some(7)).expect_err("newer than known");
         assert_eq!(
             err,
             NewerSchemaVersion {
                 installed: 7,
-                supported: 3
+                supported: 4
             }
         );
         assert!(
             err.to_string()
-                .contains("version 7, newer than the version 3")
+                .contains("version 7, newer than the version 4")
         );
     }
 

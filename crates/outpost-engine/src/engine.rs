@@ -198,8 +198,12 @@ pub struct EngineStatus {
 
 struct Inner {
     replica: Arc<Mutex<Replica>>,
-    schema: Schema,
-    node_id: Uuid,
+    /// The replica's schema snapshot, reloaded when another process changes
+    /// it (`Engine::refresh`).
+    schema: std::sync::RwLock<Arc<Schema>>,
+    /// The node id, replaced when a copied or restored replica becomes a
+    /// new node (`outpost_local::identity`).
+    node_id: std::sync::RwLock<Uuid>,
     config: Config,
     policies: Mutex<Policies>,
     running: tokio::sync::Mutex<()>,
@@ -256,8 +260,8 @@ impl Engine {
         let timeouts = ServerTimeouts::from_config(&config.timeouts);
         Engine {
             inner: Arc::new(Inner {
-                schema: replica.schema().clone(),
-                node_id: replica.node_id(),
+                schema: std::sync::RwLock::new(Arc::new(replica.schema().clone())),
+                node_id: std::sync::RwLock::new(replica.node_id()),
                 replica: Arc::new(Mutex::new(replica)),
                 config,
                 policies: Mutex::new(Policies::default()),
@@ -274,14 +278,58 @@ impl Engine {
         }
     }
 
-    /// The node's id.
+    /// The node's id (a copied or restored replica becomes a new node:
+    /// `docs/protocol.md`, "Node identity").
     pub fn node_id(&self) -> Uuid {
-        self.inner.node_id
+        match self.inner.node_id.read() {
+            Ok(id) => *id,
+            Err(poisoned) => *poisoned.into_inner(),
+        }
     }
 
-    /// The replica's schema.
-    pub fn schema(&self) -> &Schema {
-        &self.inner.schema
+    /// The replica's schema, as last loaded: another process changing the
+    /// replica's snapshot (an `outpost setup`) is noticed at the start of
+    /// the next run or model write ([`Engine::refresh`]).
+    pub fn schema(&self) -> Arc<Schema> {
+        match self.inner.schema.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Reloads what another process may have changed in the replica file:
+    /// its schema snapshot (an `outpost setup` beside this node, a
+    /// migration) and its node id. Returns whether the schema changed. Run
+    /// at the start of every sync run and before a model write that found
+    /// the snapshot changed; a write transaction of the engine never uses a
+    /// stale snapshot (it checks first and fails with
+    /// `LocalError::SchemaChanged`).
+    pub async fn refresh(&self) -> Result<bool, EngineError> {
+        let (changed, node, schema) = self
+            .with_replica(|r| {
+                let changed = r.refresh()?;
+                let schema = changed.schema.then(|| r.schema().clone());
+                Ok((changed, r.node_id(), schema))
+            })
+            .await?;
+        if changed.node_id {
+            self.set_node_id(node);
+        }
+        if let Some(schema) = schema {
+            if let Ok(mut slot) = self.inner.schema.write() {
+                *slot = Arc::new(schema);
+            }
+            tracing::warn!(
+                "the replica's schema snapshot was changed by another process; reloaded"
+            );
+        }
+        Ok(changed.schema)
+    }
+
+    pub(crate) fn set_node_id(&self, id: Uuid) {
+        if let Ok(mut slot) = self.inner.node_id.write() {
+            *slot = id;
+        }
     }
 
     /// Sets a model's conflict policy.
@@ -363,7 +411,7 @@ impl Engine {
     }
 
     pub(crate) fn check_model(&self, model: &str) -> Result<(), EngineError> {
-        match self.inner.schema.table(model) {
+        match self.schema().table(model) {
             Some(_) => Ok(()),
             None => Err(EngineError::UnknownModel(model.to_string())),
         }
@@ -449,7 +497,7 @@ impl Engine {
 
     /// The node's sync state from the replica alone.
     pub async fn status(&self) -> Result<EngineStatus, EngineError> {
-        let node_id = self.inner.node_id;
+        let node_id = self.node_id();
         self.with_replica(move |r| {
             let (cursor, state) = r.cursor()?;
             let counts = r.status_counts()?;
@@ -508,11 +556,16 @@ impl Engine {
             }
         }
         let _running = self.inner.running.lock().await;
+        // Another process may have changed the replica's schema (an
+        // `outpost setup`): never run with the old one.
+        if let Err(e) = self.refresh().await {
+            // The run's own write transactions check the snapshot again.
+            tracing::warn!(error = %e, "could not check the replica's schema snapshot");
+        }
         let models: Vec<String> = match &options.models {
             Some(m) => m.clone(),
             None => self
-                .inner
-                .schema
+                .schema()
                 .tables
                 .iter()
                 .map(|t| t.name.clone())

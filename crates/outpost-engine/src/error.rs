@@ -235,7 +235,7 @@ fn local_kind(e: &LocalError) -> ErrorKind {
         l if l.violated_constraint().is_some() => ErrorKind::Conflict,
         // A merged row that does not fit: the caller's input.
         l if l.is_refused() => ErrorKind::BadInput,
-        LocalError::Locked { .. } => ErrorKind::Transient,
+        LocalError::Locked { .. } | LocalError::SchemaChanged => ErrorKind::Transient,
         LocalError::NotSetUp { .. } | LocalError::TooNew { .. } => ErrorKind::Config,
         _ => ErrorKind::Internal,
     }

@@ -49,6 +49,7 @@ use serde::de::DeserializeOwned;
 use serde::{Serialize, Serializer};
 use serde_json::Value as Json;
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use crate::defaults::fill_defaults;
@@ -65,15 +66,9 @@ pub struct ModelService {
 impl Outpost {
     /// The model service of a synced table.
     pub fn model(&self, name: &str) -> Result<ModelService, EngineError> {
-        if self.inner.engine.schema().table(name).is_none() {
-            let names: Vec<&str> = self
-                .inner
-                .engine
-                .schema()
-                .tables
-                .iter()
-                .map(|t| t.name.as_str())
-                .collect();
+        let schema = self.inner.engine.schema();
+        if schema.table(name).is_none() {
+            let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
             return Err(EngineError::Query(format!(
                 "unknown model {name:?} (models: {})",
                 names.join(", ")
@@ -213,8 +208,25 @@ impl ModelService {
         args: Json,
         records: bool,
     ) -> Result<Output, EngineError> {
-        let schema = self.node.inner.engine.schema().clone();
-        let plan = outpost_query::plan(&schema, &self.model, operation, &args)
+        match self.execute_once(operation, &args, records).await {
+            // Another process changed the replica's schema snapshot (an
+            // `outpost setup`): nothing was written; reload it, plan again.
+            Err(EngineError::Local(outpost_local::LocalError::SchemaChanged)) => {
+                self.node.inner.engine.refresh().await?;
+                self.execute_once(operation, &args, records).await
+            }
+            other => other,
+        }
+    }
+
+    async fn execute_once(
+        &self,
+        operation: Operation,
+        args: &Json,
+        records: bool,
+    ) -> Result<Output, EngineError> {
+        let schema = self.node.inner.engine.schema();
+        let plan = outpost_query::plan(&schema, &self.model, operation, args)
             .map_err(|e| EngineError::Query(e.to_string()))?;
         if !self.node.inner.config.enable_offline_mode
             && self.node.mode() == Mode::Auto
@@ -244,7 +256,7 @@ impl ModelService {
 
     async fn run_local(
         &self,
-        schema: Schema,
+        schema: Arc<Schema>,
         plan: Plan,
         records: bool,
     ) -> Result<Output, EngineError> {
@@ -258,6 +270,10 @@ impl ModelService {
             return Ok(Output::Records(engine.with_replica_here(read).await?));
         }
         let run = move |r: &mut outpost_local::Replica| {
+            if is_write {
+                // Never write with a snapshot another process replaced.
+                r.check_schema()?;
+            }
             let conn = r.connection();
             let mut fill =
                 |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);

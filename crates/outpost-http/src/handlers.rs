@@ -19,9 +19,11 @@ use crate::extract::ApiJson;
 
 type ApiResult = Result<axum::Json<Json>, ApiError>;
 
-fn table<'a>(state: &'a AppState, model: &str) -> Result<&'a Table, ApiError> {
+fn table(state: &AppState, model: &str) -> Result<Table, ApiError> {
+    // A copy: the node reloads its schema when another process changes the
+    // replica's snapshot.
     let schema = state.node.engine().schema();
-    schema.table(model).ok_or_else(|| {
+    schema.table(model).cloned().ok_or_else(|| {
         let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
         ApiError::not_found(
             "unknown_model",
@@ -460,7 +462,7 @@ pub(crate) async fn discard(
         "discarded": true,
         "model": model,
         "key": key_json(&pk),
-        "row": row_json(t, discarded.row.as_ref()),
+        "row": row_json(&t, discarded.row.as_ref()),
         "serverVersion": discarded.server_version,
     })))
 }

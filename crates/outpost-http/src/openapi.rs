@@ -813,7 +813,7 @@ pub(crate) async fn handler(State(state): State<AppState>, headers: HeaderMap) -
         .map(|h| format!("http://{h}"));
     let schema = state.node.engine().schema();
     let models: Vec<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
-    Json(document(&models, Some(schema), server))
+    Json(document(&models, Some(&schema), server))
 }
 
 #[cfg(test)]

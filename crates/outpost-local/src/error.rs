@@ -129,6 +129,14 @@ pub enum LocalError {
         /// What it should be ("a number", "a UUID").
         expected: &'static str,
     },
+    /// Another process (an `outpost setup`, a migration) changed the
+    /// replica's schema snapshot since this connection loaded it: nothing
+    /// was written; reload the snapshot ([`crate::Replica::refresh`]) and
+    /// retry.
+    #[error(
+        "the replica's schema snapshot was changed by another process (an `outpost setup`?) since this node loaded it; nothing was written, the node reloads it before the next operation"
+    )]
+    SchemaChanged,
     /// The schema snapshot cannot be used (the message says why).
     #[error("the replica's schema snapshot is unreadable: {0}")]
     BadSnapshot(String),
@@ -162,7 +170,7 @@ impl LocalError {
     /// Whether retrying later may succeed: another connection held the
     /// replica's write lock past the busy timeout.
     pub fn is_transient(&self) -> bool {
-        matches!(self, LocalError::Locked { .. })
+        matches!(self, LocalError::Locked { .. } | LocalError::SchemaChanged)
     }
 
     /// The replica's own constraint the write broke, if that is what

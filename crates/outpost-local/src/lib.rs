@@ -25,6 +25,7 @@ pub mod conflicts;
 pub mod data;
 pub mod error;
 pub mod fold;
+pub mod identity;
 pub mod ids;
 pub mod keys;
 pub mod log;
@@ -43,6 +44,7 @@ pub mod sync;
 pub mod value;
 
 pub use error::LocalError;
+pub use identity::Refreshed;
 pub use replica::{Replica, SetupReport};
 pub use rows::RowEntry;
 pub use sync::{

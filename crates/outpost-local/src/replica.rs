@@ -27,6 +27,9 @@ pub struct Replica {
     path: PathBuf,
     node_id: Uuid,
     schema: Schema,
+    /// The hash of `schema`, as stored with it: a different stored hash
+    /// means another process changed the snapshot (`crate::identity`).
+    schema_hash: String,
 }
 
 /// What [`Replica::setup`] did.
@@ -275,6 +278,9 @@ impl Replica {
                 let id = Uuid::new_v4();
                 meta_set(&tx, "node_id", Some(&id.to_string()))?;
                 meta_set(&tx, "created_at", Some(&chrono::Utc::now().to_rfc3339()))?;
+                // The file's first incarnation (`crate::identity`).
+                let first = serde_json::to_string(&[Uuid::new_v4().to_string()])?;
+                meta_set(&tx, "incarnations", Some(&first))?;
                 id
             }
         };
@@ -351,13 +357,14 @@ impl Replica {
         tx.commit()
             .map_err(LocalError::sqlite("committing setup"))?;
         report.node_id = node_id;
-        report.schema_hash = hash;
+        report.schema_hash = hash.clone();
         Ok((
             Replica {
                 conn,
                 path: path.to_path_buf(),
                 node_id,
                 schema: schema.clone(),
+                schema_hash: hash,
             },
             report,
         ))
@@ -387,6 +394,10 @@ impl Replica {
             });
         };
         let schema: Schema = serde_json::from_str(&json)?;
+        let schema_hash = match meta_if_present(&conn, "schema_hash")? {
+            Some(h) => h,
+            None => schema.hash(),
+        };
         let node_id = meta_if_present(&conn, "node_id")?
             .and_then(|id| Uuid::parse_str(&id).ok())
             .ok_or(LocalError::BadMetadata {
@@ -406,6 +417,7 @@ impl Replica {
             path: path.to_path_buf(),
             node_id,
             schema,
+            schema_hash,
         };
         // Best effort: a log row left open by a killed run must not read
         // "running" forever, but failing to close it is no reason to refuse
@@ -421,7 +433,8 @@ impl Replica {
         &self.path
     }
 
-    /// The node's identity, fixed when the file was created.
+    /// The node's identity: made with the file, replaced only when a copied or
+    /// restored file becomes a new node (`crate::identity`).
     pub fn node_id(&self) -> Uuid {
         self.node_id
     }
@@ -447,6 +460,24 @@ impl Replica {
         meta_set(&self.conn, &format!("setting.{key}"), Some(value))
     }
 
+    /// The hash of the schema snapshot this connection loaded.
+    pub(crate) fn loaded_schema_hash(&self) -> &str {
+        &self.schema_hash
+    }
+
+    pub(crate) fn set_schema(&mut self, schema: Schema, hash: String) {
+        self.schema = schema;
+        self.schema_hash = hash;
+    }
+
+    pub(crate) fn set_node_id(&mut self, id: Uuid) {
+        self.node_id = id;
+    }
+
+    pub(crate) fn connection_mut(&mut self) -> &mut Connection {
+        &mut self.conn
+    }
+
     /// The read-write connection. Writes through it are captured like any
     /// other writer's.
     pub fn connection(&self) -> &Connection {
@@ -466,6 +497,9 @@ impl Replica {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(LocalError::sqlite("starting an apply transaction"))?;
+        // Never write with a schema another process has replaced since it
+        // was loaded (`crate::identity`).
+        crate::identity::check_schema_on(&tx, &self.schema_hash)?;
         // Every decision `f` takes must see the application's latest writes.
         fold(&tx)?;
         tx.execute("UPDATE \"_outpost_apply\" SET active = 1 WHERE id = 1", [])

@@ -120,17 +120,17 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 3);
-    assert_eq!(first.migrations_applied, [1, 2, 3]);
+    assert_eq!(first.to_version, 4);
+    assert_eq!(first.migrations_applied, [1, 2, 3, 4]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(3));
+    assert_eq!(installed_version(&client).await?, Some(4));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(3));
+    assert_eq!(second.from_version, Some(4));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
@@ -189,7 +189,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1, 2, 3]);
+    assert_eq!(report.migrations_applied, [1, 2, 3, 4]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -654,7 +654,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
 
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(1));
-    assert_eq!(report.migrations_applied, [2, 3]);
+    assert_eq!(report.migrations_applied, [2, 3, 4]);
     assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(status(&client, &schema).await?.up_to_date());
     let before = last_seq(&client).await?;
@@ -674,7 +674,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
     Ok(())
 }
 
-/// A server at version 2 gains the key index of version 3 (and only that);
+/// A server at version 2 gains the key index of version 3 (and version 4);
 /// a second install finds nothing to do; the index is what entry lookups by
 /// key use.
 #[tokio::test]
@@ -701,7 +701,7 @@ async fn version_2_upgrades_to_the_hash_key_index() -> anyhow::Result<()> {
     assert_eq!(hash_key_index(&client).await?, 0);
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(2));
-    assert_eq!(report.migrations_applied, [3]);
+    assert_eq!(report.migrations_applied, [3, 4]);
     assert!(report.triggers_installed.is_empty(), "{report:?}");
     assert_eq!(hash_key_index(&client).await?, 1);
     assert!(!install(&mut client, &schema).await?.changed());

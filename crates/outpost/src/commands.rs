@@ -54,15 +54,11 @@ fn open_engine(config: &Config) -> anyhow::Result<Engine> {
 
 /// An unknown model name is an error, never an empty answer.
 fn known_model(engine: &Engine, model: &str) -> anyhow::Result<()> {
-    if engine.schema().table(model).is_some() {
+    let schema = engine.schema();
+    if schema.table(model).is_some() {
         return Ok(());
     }
-    let names: Vec<&str> = engine
-        .schema()
-        .tables
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
     bail!(
         "unknown model {model:?}: the replica has {}",
         if names.is_empty() {
@@ -88,7 +84,8 @@ fn row_json(table: &Table, row: &Option<Vec<Value>>) -> serde_json::Value {
 }
 
 fn conflict_json(engine: &Engine, c: &ConflictEntry) -> serde_json::Value {
-    let Some(table) = engine.schema().table(&c.table) else {
+    let schema = engine.schema();
+    let Some(table) = schema.table(&c.table) else {
         return json!({"model": c.table, "key": c.pk});
     };
     json!({

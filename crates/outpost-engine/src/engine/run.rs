@@ -22,6 +22,14 @@ use crate::error::EngineError;
 use crate::faults::FaultPoint;
 use crate::metrics::SyncMetrics;
 
+/// The run's node-identity checks (`outpost_local::identity`).
+pub(super) struct Identity {
+    /// The server records incarnations (tracking version 4 or later).
+    enabled: bool,
+    /// This run claimed the file's incarnation already.
+    claimed: bool,
+}
+
 impl Engine {
     /// Phase 1, connect: the kept connection when it passes its check, else
     /// a new one (the node registered on it); then the phases on it, and the
@@ -69,7 +77,7 @@ impl Engine {
                 "the server has no outpost tracking schema: run `outpost server install` (or `outpost setup`) first".into(),
             ));
         }
-        let node = self.inner.node_id;
+        let node = self.node_id();
         if !reused {
             // Registered by the run that opened this connection.
             let name = format!("node {node}");
@@ -79,9 +87,30 @@ impl Engine {
             )
             .await?;
         }
+        // Servers before tracking version 4 have no incarnations: the
+        // identity checks wait for `outpost server upgrade`.
+        let mut identity = Identity {
+            enabled: version.is_some_and(|v| v >= 4),
+            claimed: false,
+        };
+        // Said once per process, not at every run.
+        static OLD_SERVER_SAID: std::sync::atomic::AtomicBool =
+            std::sync::atomic::AtomicBool::new(false);
+        if !identity.enabled && !OLD_SERVER_SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(
+                "the server's tracking schema predates node incarnations: restored or copied replicas are not detected until `outpost server upgrade`"
+            );
+        }
         let (client, statements) = kept.parts();
-        self.run_on(client, statements, pruned_through, options, run)
-            .await?;
+        self.run_on(
+            client,
+            statements,
+            pruned_through,
+            &mut identity,
+            options,
+            run,
+        )
+        .await?;
         if let Ok(mut slot) = self.inner.client.lock() {
             *slot = Some(kept);
         }
@@ -97,6 +126,7 @@ impl Engine {
         client: &mut Client,
         statements: &mut feed::PullStatements,
         pruned_through: Option<Option<Cursor>>,
+        identity: &mut Identity,
         options: &SyncOptions,
         run: &mut RunState,
     ) -> Result<(), EngineError> {
@@ -116,7 +146,7 @@ impl Engine {
             };
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
-            self.push(client, options, &mut run.stats).await?;
+            self.push(client, identity, options, &mut run.stats).await?;
         }
         if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
             if behind {
@@ -126,13 +156,94 @@ impl Engine {
                 .await?;
             run.bootstrapped = true;
             if options.direction.pushes() {
-                self.push(client, options, &mut run.stats).await?;
+                self.push(client, identity, options, &mut run.stats).await?;
+            }
+        }
+        if options.direction.pulls() && identity.enabled && !identity.claimed {
+            // Before a pull: a restored or copied replica must not take the
+            // server's versions from another history of the file as the
+            // base of its own edits. Without local edits there is nothing
+            // to mistake (and an empty run pays no round trip); a run that
+            // pushed has claimed already.
+            if self.with_replica(|r| r.has_local_edits()).await? {
+                self.claim_identity(client, false).await?;
+                identity.claimed = true;
             }
         }
         if options.direction.pulls() {
             run.held_back = self
                 .pull(client, statements, options, &mut run.stats)
                 .await?;
+        }
+        Ok(())
+    }
+
+    /// Checks that this replica file is the one the server last heard from
+    /// under this node id (`outpost_local::identity`), first starting a new
+    /// incarnation when `rotate`. A file the server does not recognise (a
+    /// restored backup, a copy running elsewhere) becomes a new node and
+    /// claims again under its new id; its pending edits stay queued and are
+    /// compared with the server's rows like any other writer's.
+    async fn claim_identity(&self, client: &Client, rotate: bool) -> Result<(), EngineError> {
+        let known = if rotate {
+            self.with_replica(|r| r.rotate_incarnation()).await?
+        } else {
+            self.with_replica(|r| r.incarnations()).await?
+        };
+        let mut known = known;
+        // Twice: another process on the same file may have started an
+        // incarnation (and claimed it) since this one read the list.
+        for attempt in 0..2 {
+            let node = self.node_id();
+            let Some(&current) = known.last() else {
+                return Err(EngineError::Internal(
+                    "the replica has no incarnation".into(),
+                ));
+            };
+            match self
+                .bounded(
+                    "claiming the node's incarnation",
+                    feed::claim_incarnation(client, node, current, &known),
+                )
+                .await?
+            {
+                feed::Claim::Claimed => return Ok(()),
+                feed::Claim::Diverged { server } if attempt == 0 => {
+                    tracing::debug!(%node, %server, "incarnation not known; reading the file's again");
+                    self.refresh().await?;
+                    known = self.with_replica(|r| r.incarnations()).await?;
+                }
+                feed::Claim::Diverged { server } => {
+                    let new = self.with_replica(|r| r.become_new_node()).await?;
+                    self.set_node_id(new);
+                    tracing::warn!(
+                        old = %node,
+                        new = %new,
+                        %server,
+                        "this replica is not the file the server last heard from under its node id \
+                         (a restored backup, or a copy running elsewhere): it continues as a new node, \
+                         its pending edits kept"
+                    );
+                    let known = self.with_replica(|r| r.incarnations()).await?;
+                    let Some(&current) = known.last() else {
+                        return Err(EngineError::Internal(
+                            "the replica has no incarnation".into(),
+                        ));
+                    };
+                    return match self
+                        .bounded(
+                            "claiming the node's incarnation",
+                            feed::claim_incarnation(client, new, current, &known),
+                        )
+                        .await?
+                    {
+                        feed::Claim::Claimed => Ok(()),
+                        feed::Claim::Diverged { .. } => Err(EngineError::Internal(
+                            "a new node id was already claimed on the server".into(),
+                        )),
+                    };
+                }
+            }
         }
         Ok(())
     }
@@ -166,7 +277,7 @@ impl Engine {
                 "resuming an interrupted bootstrap"
             );
         }
-        let schema = self.inner.schema.clone();
+        let schema = self.schema();
         let snapshot = self
             .bounded(
                 "starting the bootstrap snapshot",
@@ -262,7 +373,7 @@ impl Engine {
         let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
         self.bounded(
             "recording the cursor",
-            feed::record_cursor(client, self.inner.node_id, cursor),
+            feed::record_cursor(client, self.node_id(), cursor),
         )
         .await?;
         Ok(())
@@ -271,6 +382,7 @@ impl Engine {
     async fn push(
         &self,
         client: &mut Client,
+        identity: &mut Identity,
         options: &SyncOptions,
         stats: &mut Stats,
     ) -> Result<(), EngineError> {
@@ -301,14 +413,20 @@ impl Engine {
                 break;
             }
             let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
+            if identity.enabled {
+                // A new incarnation after the rows were read: everything
+                // pushed under it is in any backup that knows it.
+                self.claim_identity(client, true).await?;
+                identity.claimed = true;
+            }
             self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
             let sending = Instant::now();
-            let schema = &self.inner.schema;
+            let schema = self.schema();
             let held: Vec<Option<PushOutcome>> = rows
                 .iter()
                 .map(|r| {
                     let t = schema.table(&r.table)?;
-                    refused_parent(schema, t, r, &refused.0, &refused.1)
+                    refused_parent(&schema, t, r, &refused.0, &refused.1)
                         .map(|message| PushOutcome::Failed { message })
                 })
                 .collect();
@@ -325,8 +443,8 @@ impl Engine {
                     "pushing a batch",
                     feed::push(
                         client,
-                        schema,
-                        self.inner.node_id,
+                        &schema,
+                        self.node_id(),
                         cursor,
                         &to_send,
                         {
@@ -419,7 +537,7 @@ impl Engine {
         let advance = options.models.is_none();
         let mut applied: u64 = 0;
         let mut held_back = false;
-        let schema = &self.inner.schema;
+        let schema = &*self.schema();
         let models = options.models.as_deref();
         // The read of the next batch overlaps the SQLite apply of this one
         // (the server and the replica work at the same time; B3). The read
@@ -486,7 +604,7 @@ impl Engine {
         if advance {
             self.bounded(
                 "recording the cursor",
-                feed::record_cursor(client, self.inner.node_id, cursor),
+                feed::record_cursor(client, self.node_id(), cursor),
             )
             .await?;
         }

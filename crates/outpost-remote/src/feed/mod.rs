@@ -8,7 +8,7 @@
 //!
 //! | module | what |
 //! |---|---|
-//! | `registry` | [`register_node`], [`record_cursor`] |
+//! | `registry` | [`register_node`], [`record_cursor`], [`claim_incarnation`] |
 //! | `retention` | [`feed_position`], [`probe`], [`prune`], [`horizon_age`] |
 //! | `bootstrap` | [`Bootstrap`]: the snapshot streamed with `COPY` |
 //! | `pull` | [`pull`], [`PullStatements`], typed keys |
@@ -58,5 +58,5 @@ pub use ids::reserve_ids;
 pub use inspect::{all_rows, row_count};
 pub use pull::{PullStatements, pull};
 pub use push::{push, versions_of};
-pub use registry::{record_cursor, register_node};
+pub use registry::{Claim, claim_incarnation, record_cursor, register_node};
 pub use retention::{FeedPosition, feed_position, horizon_age, probe, prune};
