@@ -41,6 +41,7 @@ pub mod sql;
 pub mod stored;
 pub mod sync;
 pub mod value;
+pub mod verify;
 
 pub use error::LocalError;
 pub use replica::{Replica, SetupReport};
