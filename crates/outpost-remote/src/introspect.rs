@@ -36,6 +36,10 @@
 //! several as [`RemoteError::Unreplicable`] listing each one and the
 //! exclusion that lets setup go on.
 //!
+//! A foreign key declared on a partition only (not on its partitioned
+//! parent) is read as a key of the parent: the server enforces it on the
+//! partition's rows, so the push must send the referenced rows first.
+//!
 //! Foreign keys to tables in another PostgreSQL schema are left out: the model
 //! names tables without their schema, so such a key could be mistaken for one
 //! to a synced table of the same name.
@@ -103,6 +107,28 @@ LEFT JOIN pg_catalog.pg_class rc ON rc.oid = con.confrelid \
 LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
 WHERE con.conrelid = ANY($1) AND con.contype IN ('p', 'f') AND con.conparentid = 0 \
 ORDER BY con.conrelid, con.conname";
+
+/// Foreign keys declared on a partition (not cloned from its parent's):
+/// PostgreSQL enforces them on that partition's rows, so the push must order
+/// their parents first as for the parent table's own keys. Listed under the
+/// partition tree's root; a referenced partition under its root too.
+const PARTITION_FKS_SQL: &str = "SELECT pg_catalog.pg_partition_root(con.conrelid)::oid, \
+con.conname::text, \
+ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(n, i) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n \
+      ORDER BY k.i), \
+ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(n, i) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n \
+      ORDER BY k.i), \
+rc.relname::text, rn.nspname::text, con.confdeltype::text, con.confupdtype::text \
+FROM pg_catalog.pg_constraint con \
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
+LEFT JOIN pg_catalog.pg_class rc \
+  ON rc.oid = coalesce(pg_catalog.pg_partition_root(con.confrelid)::oid, con.confrelid) \
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+WHERE c.relispartition AND con.contype = 'f' AND con.conparentid = 0 \
+  AND pg_catalog.pg_partition_root(con.conrelid)::oid = ANY($1) \
+ORDER BY 1, con.conname";
 
 const UNIQUES_SQL: &str = "SELECT i.indrelid, \
 ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o) \
@@ -293,6 +319,46 @@ where
             continue;
         }
         foreign.entry(rel).or_default().push(ForeignKey {
+            name,
+            columns: cols,
+            ref_table,
+            ref_columns: ref_cols,
+            on_delete: fk_action(&on_delete),
+            on_update: fk_action(&on_update),
+        });
+    }
+
+    // Foreign keys declared only on partitions, under their root; one per
+    // distinct key (several partitions often declare the same one), none
+    // that the root declares itself.
+    let what = in_schema("partitions' foreign keys");
+    let rows = client
+        .query(PARTITION_FKS_SQL, &[&oids])
+        .await
+        .map_err(|e| RemoteError::db(&what, e))?;
+    for row in &rows {
+        let rel: u32 = get(row, 0, &what)?;
+        let name: String = get(row, 1, &what)?;
+        let cols: Vec<String> = get(row, 2, &what)?;
+        let ref_cols: Vec<String> = get(row, 3, &what)?;
+        let ref_table: Option<String> = get(row, 4, &what)?;
+        let ref_schema: Option<String> = get(row, 5, &what)?;
+        let on_delete: String = get(row, 6, &what)?;
+        let on_update: String = get(row, 7, &what)?;
+        let (Some(ref_table), Some(ref_schema)) = (ref_table, ref_schema) else {
+            continue;
+        };
+        if ref_schema != pg_schema {
+            continue;
+        }
+        let list = foreign.entry(rel).or_default();
+        if list
+            .iter()
+            .any(|f| f.columns == cols && f.ref_table == ref_table && f.ref_columns == ref_cols)
+        {
+            continue;
+        }
+        list.push(ForeignKey {
             name,
             columns: cols,
             ref_table,
