@@ -31,8 +31,10 @@
 //! whose type outpost cannot replicate exactly (a composite type, another
 //! extension's type, a range over another element type, `money` when the
 //! server's `lc_monetary` does not have two fractional digits). All of them
-//! are found in one run: one refusal is returned as
-//! [`RemoteError::NoPrimaryKey`] or [`RemoteError::UnsupportedType`],
+//! are found in one run, together with included names that are not tables
+//! ([`RemoteError::TableNotFound`]) and tables the replica cannot hold
+//! ([`RemoteError::ReplicaLimit`]: a reserved name, names differing only in
+//! case, too many columns): one refusal is returned as itself,
 //! several as [`RemoteError::Unreplicable`] listing each one and the
 //! exclusion that lets setup go on.
 //!
@@ -170,7 +172,14 @@ where
         let name: String = get(row, 1, &in_schema("tables"))?;
         all.insert(name, oid);
     }
-    let selected = select(&all, pg_schema, include, exclude)?;
+    let (selected, missing) = select(&all, pg_schema, include, exclude);
+    let mut refusals: Vec<(String, Option<String>, RemoteError)> = missing
+        .into_iter()
+        .map(|e| match &e {
+            RemoteError::TableNotFound { table, .. } => (table.clone(), None, e),
+            _ => (String::new(), None, e),
+        })
+        .collect();
     let oids: Vec<u32> = selected.iter().map(|(_, oid)| *oid).collect();
     let name_of: BTreeMap<u32, &str> = selected.iter().map(|(n, o)| (*o, n.as_str())).collect();
 
@@ -199,7 +208,6 @@ where
             },
         );
     }
-    let mut refusals: Vec<(String, Option<String>, RemoteError)> = Vec::new();
     let mut money_columns: Vec<(String, String, String)> = Vec::new();
     let mut columns: BTreeMap<u32, Vec<Column>> = BTreeMap::new();
     let mut enum_names: BTreeSet<String> = BTreeSet::new();
@@ -427,6 +435,20 @@ where
             relations: Vec::new(),
         });
     }
+    // What the replica cannot hold (names, column count), found on the
+    // tables that passed, reported with the rest.
+    let partial = Schema {
+        pg_schema: pg_schema.to_string(),
+        tables: tables.clone(),
+        enums: Vec::new(),
+    };
+    for (table, reason) in outpost_core::sqlite::schema_problems(&partial) {
+        refusals.push((
+            table.clone(),
+            None,
+            RemoteError::ReplicaLimit { table, reason },
+        ));
+    }
     // Every refusal of the run at once, so one setup names them all.
     refusals.sort_by(|a, b| (&a.0, a.1.is_some(), &a.1).cmp(&(&b.0, b.1.is_some(), &b.1)));
     let mut refusals: Vec<RemoteError> = refusals.into_iter().map(|(_, _, e)| e).collect();
@@ -444,13 +466,15 @@ where
     .finish())
 }
 
-/// The selected `(name, oid)` pairs, by name.
+/// The selected `(name, oid)` pairs, by name, and a refusal for every
+/// included name that is not a table.
 fn select(
     all: &BTreeMap<String, u32>,
     pg_schema: &str,
     include: Option<&[String]>,
     exclude: &[String],
-) -> Result<Vec<(String, u32)>, RemoteError> {
+) -> (Vec<(String, u32)>, Vec<RemoteError>) {
+    let mut missing = Vec::new();
     let excluded = |name: &str| exclude.iter().any(|e| e == name);
     let mut selected: BTreeMap<String, u32> = BTreeMap::new();
     match include {
@@ -460,10 +484,11 @@ fn select(
                     continue;
                 }
                 let Some(oid) = all.get(name) else {
-                    return Err(RemoteError::TableNotFound {
+                    missing.push(RemoteError::TableNotFound {
                         table: name.clone(),
                         pg_schema: pg_schema.to_string(),
                     });
+                    continue;
                 };
                 selected.insert(name.clone(), *oid);
             }
@@ -476,7 +501,7 @@ fn select(
             }
         }
     }
-    Ok(selected.into_iter().collect())
+    (selected.into_iter().collect(), missing)
 }
 
 /// A row of `pg_type`, as [`resolve`] needs it.
