@@ -2,6 +2,8 @@
 //! replica verifies clean (by digest alone), rows altered behind outpost's
 //! back on either side are reported with both values, pending edits apart,
 //! and `resync` repairs the table keeping a pending edit of another row.
+//! Multi-dimensional array values (in a column declared one-dimensional)
+//! bootstrap, pull and verify like any other.
 
 mod common;
 
@@ -23,6 +25,9 @@ INSERT INTO "Item"
          md5(i::text)::uuid, date '2020-01-05' + i
   FROM generate_series(1, 300) i;
 INSERT INTO "Note" VALUES ('n1', 'first'), ('n2', NULL);
+-- A two-dimensional value in a column declared one-dimensional (PostgreSQL
+-- does not enforce the declared dimensions): bootstrapped and verified.
+UPDATE "Item" SET tags = '{{x,y},{z,NULL}}' WHERE id = 300;
 "#;
 
 fn name_of(row: &[Value]) -> Value {
@@ -46,6 +51,15 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert_eq!((item.model.as_str(), item.local_rows, item.server_rows), ("Item", 300, 300));
     assert_eq!(item.rows_compared, 0, "{item:#?}");
     assert_eq!(item.rounds, 1);
+
+    // A two-dimensional value arriving by a pull verifies too.
+    client
+        .batch_execute(r#"UPDATE "Item" SET tags = '{{{1},{2}},{{3},{4}}}' WHERE id = 299"#)
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    let report = a.verify(None).await?;
+    assert!(report.consistent, "{report:#?}");
+    assert_eq!(report.models[0].rows_compared, 0, "{report:#?}");
 
     // Behind outpost's back: a replica row edited and another deleted with
     // the capture silenced, a server row changed with the triggers off.
