@@ -174,11 +174,14 @@ pub fn schema_problems(schema: &Schema) -> Vec<(String, String)> {
         }
         seen.push(&t.name);
         if t.columns.len() > MAX_COLUMNS {
-            out.push((t.name.clone(), format!(
-                "table {:?} has {} columns; the replica supports at most {MAX_COLUMNS}",
-                t.name,
-                t.columns.len()
-            )));
+            out.push((
+                t.name.clone(),
+                format!(
+                    "table {:?} has {} columns; the replica supports at most {MAX_COLUMNS}",
+                    t.name,
+                    t.columns.len()
+                ),
+            ));
         }
         let mut cols: Vec<&str> = Vec::new();
         for c in &t.columns {

@@ -49,7 +49,10 @@ async fn partition_only_foreign_keys_order_the_push() -> anyhow::Result<()> {
     assert_eq!(report.results["Wallet"].records_succeeded, 1, "{report:?}");
     assert!(unsettled(&a).await?.is_empty());
     let n: i64 = client
-        .query_one(r#"SELECT count(*) FROM "Charge" WHERE "walletId" = 'w1'"#, &[])
+        .query_one(
+            r#"SELECT count(*) FROM "Charge" WHERE "walletId" = 'w1'"#,
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(n, 2);
@@ -67,7 +70,10 @@ async fn partition_only_foreign_keys_order_the_push() -> anyhow::Result<()> {
         "{report:?}"
     );
     let n: i64 = client
-        .query_one(r#"SELECT (SELECT count(*) FROM "Charge") + (SELECT count(*) FROM "Wallet")"#, &[])
+        .query_one(
+            r#"SELECT (SELECT count(*) FROM "Charge") + (SELECT count(*) FROM "Wallet")"#,
+            &[],
+        )
         .await?
         .get(0);
     assert_eq!(n, 0);

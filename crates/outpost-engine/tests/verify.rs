@@ -48,7 +48,10 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert!(report.consistent, "{report:#?}");
     assert_eq!((report.differences, report.pending), (0, 0));
     let item = &report.models[0];
-    assert_eq!((item.model.as_str(), item.local_rows, item.server_rows), ("Item", 300, 300));
+    assert_eq!(
+        (item.model.as_str(), item.local_rows, item.server_rows),
+        ("Item", 300, 300)
+    );
     assert_eq!(item.rows_compared, 0, "{item:#?}");
     assert_eq!(item.rounds, 1);
 
@@ -81,7 +84,11 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
         .await?;
     // An ordinary pending edit of another row: reported apart, never a
     // difference, kept by the resync.
-    local(&a, r#"UPDATE "Item" SET name = 'edited offline' WHERE id = 7"#).await?;
+    local(
+        &a,
+        r#"UPDATE "Item" SET name = 'edited offline' WHERE id = 7"#,
+    )
+    .await?;
 
     let report = a.verify(Some(vec!["Item".into()])).await?;
     assert!(!report.consistent);
@@ -93,17 +100,35 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert_eq!(diffs.len(), 3, "{diffs:#?}");
     assert_eq!(diffs[0].key, json!({"id": 5}));
     assert_eq!(diffs[0].columns, vec!["name"]);
-    assert_eq!(diffs[0].local.as_ref().map(|r| r["name"].clone()), Some(json!("tampered")));
-    assert_eq!(diffs[0].server.as_ref().map(|r| r["name"].clone()), Some(json!("item 5")));
+    assert_eq!(
+        diffs[0].local.as_ref().map(|r| r["name"].clone()),
+        Some(json!("tampered"))
+    );
+    assert_eq!(
+        diffs[0].server.as_ref().map(|r| r["name"].clone()),
+        Some(json!("item 5"))
+    );
     assert_eq!(diffs[1].key, json!({"id": 9}));
     assert_eq!(diffs[1].local, None);
-    assert_eq!(diffs[1].server.as_ref().map(|r| r["name"].clone()), Some(json!("item 9")));
+    assert_eq!(
+        diffs[1].server.as_ref().map(|r| r["name"].clone()),
+        Some(json!("item 9"))
+    );
     assert_eq!(diffs[2].key, json!({"id": 150}));
     assert_eq!(diffs[2].columns, vec!["name", "price"]);
-    assert_eq!(diffs[2].local.as_ref().map(|r| r["price"].clone()), Some(json!("187.50")));
-    assert_eq!(diffs[2].server.as_ref().map(|r| r["price"].clone()), Some(json!("1.50")));
+    assert_eq!(
+        diffs[2].local.as_ref().map(|r| r["price"].clone()),
+        Some(json!("187.50"))
+    );
+    assert_eq!(
+        diffs[2].server.as_ref().map(|r| r["price"].clone()),
+        Some(json!("1.50"))
+    );
     assert_eq!(item.pending.len(), 1);
-    assert_eq!((item.pending[0].key.clone(), item.pending[0].status.as_str()), (json!({"id": 7}), "PENDING"));
+    assert_eq!(
+        (item.pending[0].key.clone(), item.pending[0].status.as_str()),
+        (json!({"id": 7}), "PENDING")
+    );
     // Narrowed: far fewer rows read than the table holds.
     assert!(item.rows_compared < 300 / 2, "{}", item.rows_compared);
 
@@ -112,7 +137,11 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert!(resynced.success, "{resynced:?}");
     assert!(resynced.bootstrapped);
     let rows = local_rows(&a, "Item").await?;
-    let by_id = |id: i64| rows.iter().find(|r| r[0] == Value::Int(id)).map(|r| name_of(r));
+    let by_id = |id: i64| {
+        rows.iter()
+            .find(|r| r[0] == Value::Int(id))
+            .map(|r| name_of(r))
+    };
     assert_eq!(by_id(5), Some(Value::Text("item 5".into())));
     assert_eq!(by_id(9), Some(Value::Text("item 9".into())));
     assert_eq!(by_id(150), Some(Value::Text("server side".into())));

@@ -297,7 +297,15 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
                 "pending": { "type": "array", "items": r("VerifyPendingRow") },
                 "rowsCompared": int(), "rounds": int()
             }),
-            &["model", "localRows", "serverRows", "differences", "pending", "rowsCompared", "rounds"],
+            &[
+                "model",
+                "localRows",
+                "serverRows",
+                "differences",
+                "pending",
+                "rowsCompared",
+                "rounds",
+            ],
         ),
     );
     s.insert(

@@ -536,13 +536,22 @@ async fn verify_and_resync_from_the_page() -> anyhow::Result<()> {
         // The page asks before copying a table again; say yes.
         c.execute("window.confirm = function () { return true; };", vec![])
             .await?;
-        press(&c, r#"#verify button[data-act="resync"][data-model="User"]"#).await?;
+        press(
+            &c,
+            r#"#verify button[data-act="resync"][data-model="User"]"#,
+        )
+        .await?;
         wait_text(&c, "#result", |t| t.starts_with("Resync User success")).await?;
         press(&c, r#"button[data-act="verify"]"#).await?;
-        wait_text(&c, "#verify-body", |t| t.starts_with("The replica matches the server")).await?;
+        wait_text(&c, "#verify-body", |t| {
+            t.starts_with("The replica matches the server")
+        })
+        .await?;
         // The per-model Resync button is in the models table too.
-        c.find(Locator::Css(r#"#live tr[data-model="Post"] button[data-act="resync"]"#))
-            .await?;
+        c.find(Locator::Css(
+            r#"#live tr[data-model="Post"] button[data-act="resync"]"#,
+        ))
+        .await?;
         Ok(())
     }
     .await;

@@ -10,7 +10,12 @@ use common::fixture;
 use serde_json::{Value as Json, json};
 use tower::ServiceExt as _;
 
-async fn call(app: &Router, method: &str, uri: &str, body: Option<&str>) -> anyhow::Result<(StatusCode, Json)> {
+async fn call(
+    app: &Router,
+    method: &str,
+    uri: &str,
+    body: Option<&str>,
+) -> anyhow::Result<(StatusCode, Json)> {
     let mut b = Request::builder().method(method).uri(uri);
     if method != "GET" {
         b = b.header(header::CONTENT_TYPE, "application/json");
@@ -46,7 +51,13 @@ async fn verify_reports_a_quiet_server_change_and_resync_repairs_it() -> anyhow:
     assert_eq!(diff["server"]["name"], "Quiet");
     assert_eq!(diff["columns"], json!(["name"]));
 
-    let (status, sync) = call(&f.app, "POST", "/api/database/resync", Some(r#"{"model":"User"}"#)).await?;
+    let (status, sync) = call(
+        &f.app,
+        "POST",
+        "/api/database/resync",
+        Some(r#"{"model":"User"}"#),
+    )
+    .await?;
     assert_eq!(status, StatusCode::OK, "{sync}");
     assert_eq!(sync["success"], true, "{sync}");
     assert_eq!(sync["bootstrapped"], true, "{sync}");
@@ -59,15 +70,23 @@ async fn verify_reports_a_quiet_server_change_and_resync_repairs_it() -> anyhow:
         ("GET", "/api/database/verify?limit=3", None),
         ("POST", "/api/database/resync", Some(r#"{"model":"Nope"}"#)),
         ("POST", "/api/database/resync", Some("{}")),
-        ("POST", "/api/database/resync", Some(r#"{"model":"User","x":1}"#)),
+        (
+            "POST",
+            "/api/database/resync",
+            Some(r#"{"model":"User","x":1}"#),
+        ),
     ] {
         let (status, answer) = call(&f.app, method, uri, body).await?;
-        assert!(status.is_client_error(), "{method} {uri} {body:?}: {status} {answer}");
+        assert!(
+            status.is_client_error(),
+            "{method} {uri} {body:?}: {status} {answer}"
+        );
         assert!(answer["error"]["message"].is_string(), "{answer}");
     }
     let doc = outpost_http::openapi_for(&["Post".into(), "User".into()]);
     assert_eq!(
-        doc["paths"]["/api/database/verify"]["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"],
+        doc["paths"]["/api/database/verify"]["get"]["responses"]["200"]["content"]["application/json"]
+            ["schema"]["$ref"],
         "#/components/schemas/VerifyReport"
     );
     assert_eq!(

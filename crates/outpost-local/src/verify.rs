@@ -54,11 +54,19 @@ impl Replica {
             let mut q = stmt
                 .query([table])
                 .map_err(LocalError::sqlite("reading local changes"))?;
-            while let Some(r) = q.next().map_err(LocalError::sqlite("reading local changes"))? {
-                let pk: String = r.get(0).map_err(LocalError::sqlite("reading local changes"))?;
-                let status: crate::stored::Sql<RowStatus> =
-                    r.get(1).map_err(LocalError::sqlite("reading local changes"))?;
-                let deleted: bool = r.get(2).map_err(LocalError::sqlite("reading local changes"))?;
+            while let Some(r) = q
+                .next()
+                .map_err(LocalError::sqlite("reading local changes"))?
+            {
+                let pk: String = r
+                    .get(0)
+                    .map_err(LocalError::sqlite("reading local changes"))?;
+                let status: crate::stored::Sql<RowStatus> = r
+                    .get(1)
+                    .map_err(LocalError::sqlite("reading local changes"))?;
+                let deleted: bool = r
+                    .get(2)
+                    .map_err(LocalError::sqlite("reading local changes"))?;
                 changes.push(LocalChange {
                     key: pk_values(t, &pk)?,
                     pk,

@@ -712,19 +712,31 @@ mod tests {
             .into_iter()
             .map(|(n, o)| (n.to_string(), o))
             .collect();
-        let names = |v: Vec<(String, u32)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-        let got = select(&all, "public", None, &[]).map(names);
-        assert_eq!(got.ok(), Some(vec!["Post".to_string(), "User".to_string()]));
-        let got = select(&all, "public", None, &["Post".to_string()]).map(names);
-        assert_eq!(got.ok(), Some(vec!["User".to_string()]));
+        let names = |(v, missing): (Vec<(String, u32)>, Vec<RemoteError>)| {
+            assert!(missing.is_empty(), "{missing:?}");
+            v.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
+        };
+        let got = names(select(&all, "public", None, &[]));
+        assert_eq!(got, vec!["Post".to_string(), "User".to_string()]);
+        let got = names(select(&all, "public", None, &["Post".to_string()]));
+        assert_eq!(got, vec!["User".to_string()]);
         let inc = vec!["_prisma_migrations".to_string(), "User".to_string()];
-        let got = select(&all, "public", Some(&inc), &[]).map(names);
+        let got = names(select(&all, "public", Some(&inc), &[]));
         assert_eq!(
-            got.ok(),
-            Some(vec!["User".to_string(), "_prisma_migrations".to_string()])
+            got,
+            vec!["User".to_string(), "_prisma_migrations".to_string()]
         );
-        let inc = vec!["user".to_string()];
-        let err = select(&all, "public", Some(&inc), &[]).err();
-        assert!(matches!(err, Some(RemoteError::TableNotFound { table, .. }) if table == "user"));
+        // Every missing name is reported, the rest still selected.
+        let inc = vec!["user".to_string(), "Post".to_string(), "gone".to_string()];
+        let (got, missing) = select(&all, "public", Some(&inc), &[]);
+        assert_eq!(got, vec![("Post".to_string(), 2)]);
+        let missing: Vec<String> = missing
+            .into_iter()
+            .filter_map(|e| match e {
+                RemoteError::TableNotFound { table, .. } => Some(table),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(missing, ["user", "gone"]);
     }
 }

@@ -458,10 +458,12 @@ async fn every_kind_of_refusal_is_listed_in_one_run() -> anyhow::Result<()> {
            CREATE TABLE "Cols"(id int PRIMARY KEY, "a" int, "A" int);"#,
     )
     .await?;
-    let include: Vec<String> = ["Ok", "NoKey", "Odd", "SyncLog", "Item", "item", "Cols", "Gone"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let include: Vec<String> = [
+        "Ok", "NoKey", "Odd", "SyncLog", "Item", "item", "Cols", "Gone",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let err = introspect(&client, "public", Some(&include), &[])
         .await
         .expect_err("refused");

@@ -41,7 +41,10 @@ async fn verify_prints_both_values_and_resync_repairs_keeping_a_pending_edit() {
     ok(&outpost(db.dir(), &env, &["setup"]));
     ok(&outpost(db.dir(), &env, &["sync"]));
     let out = ok(&outpost(db.dir(), &env, &["verify"]));
-    assert!(out.contains("Item: 120 local rows, 120 server rows, 0 differing"), "{out}");
+    assert!(
+        out.contains("Item: 120 local rows, 120 server rows, 0 differing"),
+        "{out}"
+    );
     assert!(out.contains("the replica matches the server"), "{out}");
 
     // A server row changed with the capture bypassed; a pending local edit
@@ -71,12 +74,21 @@ async fn verify_prints_both_values_and_resync_repairs_keeping_a_pending_edit() {
     let json = outpost(db.dir(), &env, &["verify", "--json"]);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
     assert_eq!(report["differences"], 1);
-    assert_eq!(report["models"][0]["differences"][0]["server"]["name"], "changed quietly");
-    assert_eq!(report["models"][0]["differences"][0]["local"]["name"], "item 42");
+    assert_eq!(
+        report["models"][0]["differences"][0]["server"]["name"],
+        "changed quietly"
+    );
+    assert_eq!(
+        report["models"][0]["differences"][0]["local"]["name"],
+        "item 42"
+    );
 
     ok(&outpost(db.dir(), &env, &["resync", "--model", "Item"]));
     let out = ok(&outpost(db.dir(), &env, &["verify"]));
-    assert!(out.contains("Item: 120 local rows, 120 server rows, 0 differing, 1 with local changes"), "{out}");
+    assert!(
+        out.contains("Item: 120 local rows, 120 server rows, 0 differing, 1 with local changes"),
+        "{out}"
+    );
     let conn = rusqlite::Connection::open(db.dir().join("local.db")).expect("open replica");
     let kept: String = conn
         .query_row(r#"SELECT name FROM "Item" WHERE id = 7"#, [], |r| r.get(0))
@@ -92,7 +104,11 @@ async fn verify_prints_both_values_and_resync_repairs_keeping_a_pending_edit() {
 
 /// Runs `outpost args` with its stdout a pipe whose reader is gone before
 /// anything is written, as `outpost status | head -0` would leave it.
-fn closed_stdout(dir: &std::path::Path, env: &[(&str, &str)], args: &[&str]) -> (Option<i32>, String) {
+fn closed_stdout(
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> (Option<i32>, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
     cmd.current_dir(dir)
         .args(args)

@@ -31,6 +31,9 @@ use serde_json::{Map, Value as Json};
 use crate::engine::{Engine, SyncOptions, SyncReport};
 use crate::error::EngineError;
 
+/// A key's local and server rows (either may be missing).
+type Sides<'a> = (Option<&'a Vec<Value>>, Option<&'a Vec<Value>>);
+
 /// A bucket with at most this many rows on either side is compared row by
 /// row.
 const LEAF_ROWS: i64 = 64;
@@ -170,7 +173,10 @@ impl Engine {
             .await?;
         let mut out = Vec::with_capacity(tables.len());
         for table in &tables {
-            out.push(self.verify_table(&snapshot, &schema.pg_schema, table).await?);
+            out.push(
+                self.verify_table(&snapshot, &schema.pg_schema, table)
+                    .await?,
+            );
         }
         self.bounded("ending the verification snapshot", snapshot.finish())
             .await?;
@@ -248,18 +254,19 @@ impl Engine {
 
         // Compare the rows of the differing buckets value by value.
         let pending_keys: Vec<&LocalChange> = changes.iter().collect();
-        let is_pending =
-            |key: &[Value]| pending_keys.iter().any(|c| c.key.as_slice() == key);
+        let is_pending = |key: &[Value]| pending_keys.iter().any(|c| c.key.as_slice() == key);
         let mut differences = Vec::new();
         let mut rows_compared = 0;
         for (depth, buckets) in &leaves {
             let server = self
-                .bounded("reading rows to compare", snapshot.rows(&td, *depth, buckets))
+                .bounded(
+                    "reading rows to compare",
+                    snapshot.rows(&td, *depth, buckets),
+                )
                 .await?;
             rows_compared += server.len();
             let wanted: BTreeSet<&str> = buckets.iter().map(String::as_str).collect();
-            let mut by_key: BTreeMap<String, (Option<&Vec<Value>>, Option<&Vec<Value>>)> =
-                BTreeMap::new();
+            let mut by_key: BTreeMap<String, Sides<'_>> = BTreeMap::new();
             for (row, (kh, _)) in local_rows.iter().zip(&digests) {
                 if wanted.contains(&kh[..*depth]) {
                     by_key.entry(kh.clone()).or_default().0 = Some(row);

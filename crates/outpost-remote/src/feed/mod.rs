@@ -60,6 +60,6 @@ pub use ids::reserve_ids;
 pub use inspect::{all_rows, row_count};
 pub use pull::{PullStatements, pull};
 pub use push::{push, versions_of};
-pub use verify::{BucketDigest, RowDigest, TableDigest, VerifySnapshot};
 pub use registry::{record_cursor, register_node};
 pub use retention::{FeedPosition, feed_position, horizon_age, probe, prune};
+pub use verify::{BucketDigest, RowDigest, TableDigest, VerifySnapshot};
