@@ -3,7 +3,7 @@
 //! back on either side are reported with both values, pending edits apart,
 //! and `resync` repairs the table keeping a pending edit of another row.
 //! Multi-dimensional array values (in a column declared one-dimensional)
-//! bootstrap, pull and verify like any other.
+//! bootstrap, push and verify like any other.
 
 mod common;
 
@@ -55,22 +55,37 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert_eq!(item.rows_compared, 0, "{item:#?}");
     assert_eq!(item.rounds, 1);
 
-    // A two-dimensional value arriving by a pull verifies too.
-    client
-        .batch_execute(r#"UPDATE "Item" SET tags = '{{{1},{2}},{{3},{4}}}' WHERE id = 299"#)
-        .await?;
-    converge(&client, &schema, &[&a]).await?;
+    // A three-dimensional value written offline and pushed verifies too
+    // (a push needs no pull horizon: another test's open transaction
+    // cannot hold it back).
+    local(
+        &a,
+        r#"UPDATE "Item" SET tags = '[[["1"],["2"]],[["3"],[null]]]' WHERE id = 299"#,
+    )
+    .await?;
+    let pushed = sync(&a, Direction::ToServer).await?;
+    assert_eq!(pushed.results["Item"].records_succeeded, 1, "{pushed:?}");
+    let dims: i32 = client
+        .query_one(
+            r#"SELECT array_ndims(tags) FROM "Item" WHERE id = 299"#,
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(dims, 3);
     let report = a.verify(None).await?;
-    assert!(report.consistent, "{report:#?}");
+    assert!(report.consistent && report.pending == 0, "{report:#?}");
     assert_eq!(report.models[0].rows_compared, 0, "{report:#?}");
 
-    // Behind outpost's back: a replica row edited and another deleted with
-    // the capture silenced, a server row changed with the triggers off.
+    // Behind outpost's back: a replica row edited, another deleted and a
+    // third given a value that does not fit its column, with the capture
+    // silenced; a server row changed with the triggers off.
     a.with_replica(|r| {
         r.apply_silenced(|tx| {
             tx.execute_batch(
                 r#"UPDATE "Item" SET name = 'tampered' WHERE id = 5;
-                   DELETE FROM "Item" WHERE id = 9;"#,
+                   DELETE FROM "Item" WHERE id = 9;
+                   UPDATE "Item" SET flag = 'yes' WHERE id = 11;"#,
             )
             .map_err(outpost_local::LocalError::sqlite("test tampering"))
         })
@@ -97,7 +112,7 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert_eq!((item.local_rows, item.server_rows), (299, 300));
     let mut diffs = item.differences.clone();
     diffs.sort_by_key(|d| d.key["id"].as_i64());
-    assert_eq!(diffs.len(), 3, "{diffs:#?}");
+    assert_eq!(diffs.len(), 4, "{diffs:#?}");
     assert_eq!(diffs[0].key, json!({"id": 5}));
     assert_eq!(diffs[0].columns, vec!["name"]);
     assert_eq!(
@@ -114,6 +129,21 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
         diffs[1].server.as_ref().map(|r| r["name"].clone()),
         Some(json!("item 9"))
     );
+    // The unreadable value is shown, not a reason to stop.
+    assert_eq!(diffs[2].key, json!({"id": 11}));
+    assert_eq!(diffs[2].columns, vec!["flag"]);
+    let shown = diffs[2].local.as_ref().map(|r| r["flag"].to_string());
+    assert!(
+        shown
+            .as_deref()
+            .is_some_and(|s| s.contains("unreadable") && s.contains("flag")),
+        "{shown:?}"
+    );
+    assert_eq!(
+        diffs[2].server.as_ref().map(|r| r["flag"].clone()),
+        Some(json!(false))
+    );
+    diffs.remove(2);
     assert_eq!(diffs[2].key, json!({"id": 150}));
     assert_eq!(diffs[2].columns, vec!["name", "price"]);
     assert_eq!(
@@ -145,6 +175,11 @@ async fn verify_reports_rows_altered_behind_outposts_back_and_resync_repairs_the
     assert_eq!(by_id(5), Some(Value::Text("item 5".into())));
     assert_eq!(by_id(9), Some(Value::Text("item 9".into())));
     assert_eq!(by_id(150), Some(Value::Text("server side".into())));
+    let flag = rows
+        .iter()
+        .find(|r| r[0] == Value::Int(11))
+        .map(|r| r[6].clone());
+    assert_eq!(flag, Some(Value::Bool(false)));
     assert_eq!(by_id(7), Some(Value::Text("edited offline".into())));
     let report = a.verify(None).await?;
     assert!(report.consistent, "{report:#?}");

@@ -14,6 +14,8 @@ use crate::fold::fold;
 use crate::keys::pk_values;
 use crate::meta::{cursor_row, meta_set, set_cursor};
 use crate::replica::Replica;
+use crate::sql;
+use crate::value::from_sqlite;
 
 /// A row with a local change not yet settled with the server.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,11 +31,17 @@ pub struct LocalChange {
 }
 
 impl Replica {
-    /// Every row of `table` and the rows of it with local changes, read in
-    /// one transaction (the capture log folded first).
-    pub fn verify_rows(
+    /// Reads every row of `table` in one transaction (the capture log
+    /// folded first), handing each to `keep`, and returns the rows `keep`
+    /// wanted together with the table's rows with local changes. Rows are
+    /// never all held at once unless `keep` wants them. A stored value that
+    /// does not fit its column (written by another program) does not stop
+    /// the scan: it is handed over as the text `<unreadable: …>`, so a
+    /// comparison shows it as a difference.
+    pub fn scan_rows(
         &mut self,
         table: &str,
+        mut keep: impl FnMut(&[Value]) -> bool,
     ) -> Result<(Vec<Vec<Value>>, Vec<LocalChange>), LocalError> {
         let schema = self.schema().clone();
         let t = table_of(&schema, table)?;
@@ -42,7 +50,26 @@ impl Replica {
             .unchecked_transaction()
             .map_err(LocalError::sqlite("reading a table to verify"))?;
         fold(&tx)?;
-        let rows = self.all_rows(table)?;
+        let mut kept = Vec::new();
+        {
+            let mut stmt = tx
+                .prepare(&sql::select_all(t))
+                .map_err(LocalError::sqlite("reading rows"))?;
+            let mut rows = stmt.query([]).map_err(LocalError::sqlite("reading rows"))?;
+            while let Some(r) = rows.next().map_err(LocalError::sqlite("reading rows"))? {
+                let mut row = Vec::with_capacity(t.columns.len());
+                for (i, c) in t.columns.iter().enumerate() {
+                    let raw = r.get_ref(i).map_err(LocalError::sqlite("reading rows"))?;
+                    row.push(
+                        from_sqlite(raw, &c.ty, &c.name)
+                            .unwrap_or_else(|e| Value::Text(format!("<unreadable: {e}>"))),
+                    );
+                }
+                if keep(&row) {
+                    kept.push(row);
+                }
+            }
+        }
         let mut changes = Vec::new();
         {
             let mut stmt = tx
@@ -77,7 +104,7 @@ impl Replica {
         }
         tx.commit()
             .map_err(LocalError::sqlite("reading a table to verify"))?;
-        Ok((rows, changes))
+        Ok((kept, changes))
     }
 
     /// Starts a re-bootstrap of `table` alone: the replica goes to

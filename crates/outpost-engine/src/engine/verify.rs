@@ -38,6 +38,12 @@ type Sides<'a> = (Option<&'a Vec<Value>>, Option<&'a Vec<Value>>);
 /// row.
 const LEAF_ROWS: i64 = 64;
 
+/// The deadline of one digest or row query: each is a full scan of the
+/// table on the server (no statement limit in the snapshot), so the sync's
+/// round-trip deadline would cut a large table short. A dead connection is
+/// still noticed sooner by its TCP keepalives.
+const SCAN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
 /// Hex digits of a key hash (SHA-256).
 const HASH_DIGITS: usize = 64;
 
@@ -146,6 +152,17 @@ fn local_buckets(
     out
 }
 
+/// Runs one full-scan query under [`SCAN_DEADLINE`].
+async fn scan<T>(
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, outpost_remote::RemoteError>>,
+) -> Result<T, EngineError> {
+    match tokio::time::timeout(SCAN_DEADLINE, work).await {
+        Ok(r) => r.map_err(EngineError::from),
+        Err(_) => Err(super::stalled(what, SCAN_DEADLINE)),
+    }
+}
+
 impl Engine {
     /// Compares the replica with the server, for `models` (every model when
     /// `None`); see the module doc. Needs the server; changes nothing.
@@ -196,18 +213,22 @@ impl Engine {
         pg_schema: &str,
         table: &Table,
     ) -> Result<ModelVerify, EngineError> {
-        let name = table.name.clone();
-        let (local_rows, changes) = self.with_replica(move |r| r.verify_rows(&name)).await?;
         let td: TableDigest = self
             .bounded("describing a table", snapshot.table(pg_schema, table))
             .await?;
-        let digests: Vec<(String, u64)> = local_rows
-            .iter()
-            .map(|r| {
-                let d = td.row(r);
-                (d.kh, d.w)
+        // Pass 1 over the replica: only each row's digest is kept.
+        let (name, digest) = (table.name.clone(), td.clone());
+        let digests: Vec<(String, u64)> = self
+            .with_replica(move |r| {
+                let mut out = Vec::new();
+                r.scan_rows(&name, |row| {
+                    let d = digest.row(row);
+                    out.push((d.kh, d.w));
+                    false
+                })?;
+                Ok(out)
             })
-            .collect();
+            .await?;
 
         // Narrow: buckets that differ, two hex digits deeper per round.
         let mut rounds = 0;
@@ -217,12 +238,11 @@ impl Engine {
         let mut leaves: BTreeMap<usize, Vec<String>> = BTreeMap::new();
         loop {
             let list: Vec<String> = prefixes.iter().cloned().collect();
-            let server = self
-                .bounded(
-                    "hashing a table",
-                    snapshot.buckets(&td, depth, parent, &list),
-                )
-                .await?;
+            let server = scan(
+                "hashing a table",
+                snapshot.buckets(&td, depth, parent, &list),
+            )
+            .await?;
             rounds += 1;
             if depth == 0 {
                 server_rows = server.values().map(|b| b.rows).sum();
@@ -252,22 +272,43 @@ impl Engine {
             prefixes = next;
         }
 
+        // Pass 2 over the replica: the rows of the differing buckets, and
+        // the rows with local changes (read last, so a row the application
+        // changed meanwhile is among them).
+        let (name, digest) = (table.name.clone(), td.clone());
+        let wanted: Vec<(usize, BTreeSet<String>)> = leaves
+            .iter()
+            .map(|(d, b)| (*d, b.iter().cloned().collect()))
+            .collect();
+        let (local_rows, changes): (Vec<Vec<Value>>, Vec<LocalChange>) = if wanted.is_empty() {
+            let name = name.clone();
+            self.with_replica(move |r| r.scan_rows(&name, |_| false))
+                .await?
+        } else {
+            self.with_replica(move |r| {
+                r.scan_rows(&name, |row| {
+                    let kh = digest.row(row).kh;
+                    wanted.iter().any(|(d, b)| b.contains(&kh[..*d]))
+                })
+            })
+            .await?
+        };
+        let local_digests: Vec<String> = local_rows.iter().map(|r| td.row(r).kh).collect();
+
         // Compare the rows of the differing buckets value by value.
-        let pending_keys: Vec<&LocalChange> = changes.iter().collect();
-        let is_pending = |key: &[Value]| pending_keys.iter().any(|c| c.key.as_slice() == key);
+        let is_pending = |key: &[Value]| changes.iter().any(|c| c.key.as_slice() == key);
         let mut differences = Vec::new();
         let mut rows_compared = 0;
         for (depth, buckets) in &leaves {
-            let server = self
-                .bounded(
-                    "reading rows to compare",
-                    snapshot.rows(&td, *depth, buckets),
-                )
-                .await?;
+            let server = scan(
+                "reading rows to compare",
+                snapshot.rows(&td, *depth, buckets),
+            )
+            .await?;
             rows_compared += server.len();
             let wanted: BTreeSet<&str> = buckets.iter().map(String::as_str).collect();
             let mut by_key: BTreeMap<String, Sides<'_>> = BTreeMap::new();
-            for (row, (kh, _)) in local_rows.iter().zip(&digests) {
+            for (row, kh) in local_rows.iter().zip(&local_digests) {
                 if wanted.contains(&kh[..*depth]) {
                     by_key.entry(kh.clone()).or_default().0 = Some(row);
                 }
@@ -314,7 +355,7 @@ impl Engine {
             .collect();
         Ok(ModelVerify {
             model: table.name.clone(),
-            local_rows: local_rows.len() as i64,
+            local_rows: digests.len() as i64,
             server_rows,
             differences,
             pending,
