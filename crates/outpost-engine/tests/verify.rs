@@ -213,3 +213,29 @@ async fn verify_and_resync_refuse_an_unknown_model() -> anyhow::Result<()> {
     sync(&a, Direction::Bidirectional).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn resync_and_verify_while_the_server_is_away_change_nothing() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _schema, a) = blog_with_user(&db).await?;
+    local(&a, r#"UPDATE "User" SET name = 'offline' WHERE id = 'u1'"#).await?;
+    drop(a);
+    // The same replica, its server address now a closed port.
+    let path = db.dir().join("a.db");
+    let local_url = format!("file:{}", path.display());
+    let config = outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:1/none".to_string()),
+        "LOCAL_DATABASE_URL" => Some(local_url.clone()),
+        _ => None,
+    })?;
+    let a = outpost_engine::Engine::new(outpost_local::Replica::open(&path)?, config);
+    let e = a.resync("User").await.unwrap_err();
+    assert_eq!(e.kind(), outpost_engine::ErrorKind::Unreachable, "{e}");
+    let e = a.verify(None).await.unwrap_err();
+    assert_eq!(e.kind(), outpost_engine::ErrorKind::Unreachable, "{e}");
+    // Still ready, the local edit still pending.
+    let (_, state) = a.with_replica(|r| r.cursor()).await?;
+    assert_eq!(state.to_string(), "READY");
+    assert_eq!(a.status().await?.pending, 1);
+    Ok(())
+}

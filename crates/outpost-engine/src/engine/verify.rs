@@ -365,10 +365,14 @@ impl Engine {
     }
 
     /// Starts a re-bootstrap of one model (`Replica::resync_begin`); the
-    /// next sync that pulls copies it. When the replica is not `READY` a
+    /// next sync that pulls copies it. Refused (unreachable) while the
+    /// server does not answer. When the replica is not `READY` a
     /// bootstrap is due anyway and nothing changes.
     pub async fn begin_resync(&self, model: &str) -> Result<(), EngineError> {
         self.check_model(model)?;
+        // Not while the server is away: the replica would stay
+        // BOOTSTRAPPING (and its local writes unpushed) until it answers.
+        drop(self.connect().await?);
         let _running = self.inner.running.lock().await;
         let m = model.to_string();
         self.with_replica(move |r| r.resync_begin(&m)).await?;
