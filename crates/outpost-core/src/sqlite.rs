@@ -151,45 +151,61 @@ next INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (table_name, column_na
 /// Checks that every table of `schema` can live in SQLite: no reserved
 /// names, no two tables (or two columns of a table) whose names differ only
 /// in case (SQLite compares identifiers case-insensitively), at most
-/// [`MAX_COLUMNS`] columns.
+/// [`MAX_COLUMNS`] columns. Every problem is named at once, one per line
+/// ([`schema_problems`]).
 pub fn check_schema(schema: &Schema) -> Result<(), String> {
+    let problems = schema_problems(schema);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> = problems.into_iter().map(|(_, m)| m).collect();
+    Err(lines.join("\n"))
+}
+
+/// Every reason a table of `schema` cannot live in SQLite (see
+/// [`check_schema`]), as `(table, message)` in table order.
+pub fn schema_problems(schema: &Schema) -> Vec<(String, String)> {
+    let mut out = Vec::new();
     let mut seen: Vec<&str> = Vec::new();
     for t in &schema.tables {
         let lower = t.name.to_ascii_lowercase();
         if RESERVED_PREFIXES.iter().any(|p| lower.starts_with(p))
             || lower == SYNC_LOG.to_ascii_lowercase()
         {
-            return Err(format!(
+            out.push((t.name.clone(), format!(
                 "table {:?} cannot be replicated: its name is reserved in the replica (sqlite_*, _outpost_*, SyncLog); exclude it with OUTPOST_EXCLUDE_TABLES",
                 t.name
-            ));
+            )));
         }
         if let Some(other) = seen.iter().find(|o| o.eq_ignore_ascii_case(&t.name)) {
-            return Err(format!(
+            out.push((t.name.clone(), format!(
                 "tables {other:?} and {:?} differ only in case, which SQLite cannot tell apart; exclude one with OUTPOST_EXCLUDE_TABLES",
                 t.name
-            ));
+            )));
         }
         seen.push(&t.name);
         if t.columns.len() > MAX_COLUMNS {
-            return Err(format!(
-                "table {:?} has {} columns; the replica supports at most {MAX_COLUMNS}",
-                t.name,
-                t.columns.len()
+            out.push((
+                t.name.clone(),
+                format!(
+                    "table {:?} has {} columns; the replica supports at most {MAX_COLUMNS}",
+                    t.name,
+                    t.columns.len()
+                ),
             ));
         }
         let mut cols: Vec<&str> = Vec::new();
         for c in &t.columns {
             if let Some(other) = cols.iter().find(|o| o.eq_ignore_ascii_case(&c.name)) {
-                return Err(format!(
+                out.push((t.name.clone(), format!(
                     "table {:?}: columns {other:?} and {:?} differ only in case, which SQLite cannot tell apart",
                     t.name, c.name
-                ));
+                )));
             }
             cols.push(&c.name);
         }
     }
-    Ok(())
+    out
 }
 
 /// `CREATE TABLE` for a replicated table: every column with its SQLite
@@ -663,5 +679,18 @@ WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 AND NOT (OLD.\"id\
         );
         schema.tables[1].name = "SyncLog".into();
         assert!(check_schema(&schema).unwrap_err().contains("reserved"));
+        // Every problem at once, not the first only.
+        let mut third = post();
+        third.name = "_outpost_x".into();
+        third.columns.push(third.columns[0].clone());
+        third.columns.last_mut().expect("column").name = third.columns[0].name.to_uppercase();
+        schema.tables.push(third);
+        let problems = schema_problems(&schema);
+        assert_eq!(problems.len(), 3, "{problems:?}");
+        let err = check_schema(&schema).unwrap_err();
+        assert_eq!(err.lines().count(), 3, "{err}");
+        assert!(err.contains("\"SyncLog\" cannot be replicated"), "{err}");
+        assert!(err.contains("\"_outpost_x\" cannot be replicated"), "{err}");
+        assert!(err.contains("differ only in case, which SQLite"), "{err}");
     }
 }

@@ -16,6 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 mod run;
+pub mod verify;
 
 use crate::error::{EngineError, ErrorKind};
 use crate::faults::Faults;

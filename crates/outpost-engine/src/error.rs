@@ -260,6 +260,7 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
         RemoteError::UnsupportedType { .. }
         | RemoteError::NoPrimaryKey { .. }
         | RemoteError::TableNotFound { .. }
+        | RemoteError::ReplicaLimit { .. }
         | RemoteError::NewerTrackingSchema(_)
         | RemoteError::TrackingCorrupt { .. }
         | RemoteError::Unreplicable { .. } => ErrorKind::Config,

@@ -50,6 +50,7 @@ pub use engine::{
     ServerTimeouts, SyncOptions, SyncReport,
 };
 
+pub use engine::verify::{ModelVerify, PendingRow, RowDifference, VerifyReport};
 pub use error::{EngineError, ErrorKind};
 pub use faults::FaultPoint;
 pub use metrics::{DURATION_BUCKETS, MetricsSnapshot, SyncProgress};

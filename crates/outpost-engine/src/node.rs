@@ -492,6 +492,28 @@ impl Outpost {
         Ok(out)
     }
 
+    /// Compares the replica with the server for `models` (all when
+    /// `None`): differing rows with both values, rows with local changes
+    /// apart. Needs the server; changes nothing. See `Engine::verify`.
+    pub async fn verify(
+        &self,
+        models: Option<Vec<String>>,
+    ) -> Result<crate::VerifyReport, EngineError> {
+        self.inner.engine.verify(models).await
+    }
+
+    /// Copies one model again from the server, keeping its rows with local
+    /// changes; runs as a pull-only sync through the scheduler. See
+    /// `Engine::resync`.
+    pub async fn resync(&self, model: &str) -> Result<SyncReport, EngineError> {
+        self.inner.engine.begin_resync(model).await?;
+        let report = self
+            .sync_with(SyncOptions::new(Direction::FromServer, Trigger::Manual))
+            .await?;
+        self.publish().await;
+        Ok(report)
+    }
+
     /// Stops the monitor and waits for a running sync to finish (a sync
     /// commits or rolls back as a whole; nothing is left half-applied).
     pub async fn shutdown(&self) {

@@ -1,6 +1,8 @@
 //! The Database Sync Manager page at `/admin/database-sync`.
 //!
 //! Sections: status and mode, sync buttons (three directions, and per model),
+//! Verify (the replica compared with the server: differing rows with both
+//! values, shown until the next verification) and Resync per model,
 //! models, pending changes, conflicts side by side (base, local, server) with
 //! a local/server choice per differing field plus keep-local and keep-server,
 //! failed rows with the server's error (retry, discard), and the sync log
@@ -248,6 +250,7 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
 <button type="button" data-act="sync" data-direction="BIDIRECTIONAL">Sync both ways</button>
 <button type="button" data-act="sync" data-direction="TO_SERVER">Push to server</button>
 <button type="button" data-act="sync" data-direction="FROM_SERVER">Pull from server</button>
+<button type="button" data-act="verify">Verify replica</button>
 </div></section>
 "#,
     );
@@ -291,7 +294,7 @@ async fn live_html(state: &AppState) -> Result<String, ApiError> {
         };
         let _ = writeln!(
             h,
-            r#"<tr data-model="{n}"><th scope="row">{n}</th><td class="num">{p}</td><td class="num">{c}</td><td class="num">{f}</td><td>{when}</td><td>{result}</td><td><button type="button" data-act="sync-model" data-model="{n}" aria-label="Sync {n}">Sync</button></td></tr>"#,
+            r#"<tr data-model="{n}"><th scope="row">{n}</th><td class="num">{p}</td><td class="num">{c}</td><td class="num">{f}</td><td>{when}</td><td>{result}</td><td><div class="row"><button type="button" data-act="sync-model" data-model="{n}" aria-label="Sync {n}">Sync</button><button type="button" data-act="resync" data-model="{n}" aria-label="Resync {n}: copy it again from the server">Resync</button></div></td></tr>"#,
             n = escape(name),
             p = text(&m["pending"]),
             c = text(&m["conflicts"]),
@@ -681,6 +684,7 @@ fn full_page(live: &str, token: Option<&str>) -> String {
 <body><header><h1>Database Sync Manager</h1></header>
 <div id="result" role="status" aria-live="polite"></div>
 <p id="progress" class="progress" aria-live="polite" hidden></p>
+<section id="verify" aria-labelledby="h-verify" hidden><h2 id="h-verify">Verification</h2><div id="verify-body"></div></section>
 <main id="live">{live}</main>
 <script>const TOKEN = {token};
 {SCRIPT}</script>
@@ -869,15 +873,53 @@ const SCRIPT: &str = r#"
     }
     finally { clearInterval(timer); if (shown) ended.add(shown); showProgress(null); }
   }
+  // The verification's result, built with DOM nodes and textContent only
+  // (row values are data, never markup). It stays until the next one.
+  function el(tag, text, cls) { const e = document.createElement(tag); if (text !== undefined) e.textContent = text; if (cls) e.className = cls; return e; }
+  function showVerify(rep) {
+    const box = document.getElementById('verify'), body = document.getElementById('verify-body');
+    body.replaceChildren();
+    body.appendChild(el('p', rep.consistent
+      ? 'The replica matches the server (' + rep.pending + ' rows with local changes not yet pushed).'
+      : rep.differences + ' rows differ from the server (' + rep.pending + ' rows with local changes listed apart).', rep.consistent ? '' : 'err'));
+    (rep.models || []).forEach(function (m) {
+      if (!m.differences.length && !m.pending.length) return;
+      const art = el('article'); art.dataset.model = m.model;
+      art.appendChild(el('h3', m.model + ': ' + m.localRows + ' local rows, ' + m.serverRows + ' server rows, ' + m.differences.length + ' differing'));
+      if (m.differences.length) {
+        const wrap = el('div', undefined, 'scroll'), t = el('table'), head = el('tr');
+        ['Key', 'Columns', 'Local', 'Server'].forEach(function (x) { const th = el('th', x); th.scope = 'col'; head.appendChild(th); });
+        t.appendChild(el('thead')).appendChild(head);
+        const tb = t.appendChild(el('tbody'));
+        m.differences.forEach(function (d) {
+          const tr = el('tr'); tr.className = 'difference';
+          tr.appendChild(el('td', JSON.stringify(d.key)));
+          tr.appendChild(el('td', d.columns.join(', ')));
+          tr.appendChild(el('td', d.local === null ? '(missing)' : JSON.stringify(d.local), 'wrap'));
+          tr.appendChild(el('td', d.server === null ? '(missing)' : JSON.stringify(d.server), 'wrap'));
+          tb.appendChild(tr);
+        });
+        wrap.appendChild(t); art.appendChild(wrap);
+        const b = el('button', 'Resync ' + m.model); b.type = 'button'; b.dataset.act = 'resync'; b.dataset.model = m.model;
+        art.appendChild(b);
+      }
+      if (m.pending.length) art.appendChild(el('p', 'Local changes not yet pushed: ' + m.pending.map(function (p) { return JSON.stringify(p.key) + ' ' + p.status; }).join('; ')));
+      body.appendChild(art);
+    });
+    box.hidden = false;
+  }
   async function act(btn) {
     const d = btn.dataset;
     if (d.act === 'discard' && !confirm('Discard the local change to ' + d.model + ' ' + d.key + ' and take the server\'s row?')) return;
     if (d.act === 'resolve' && d.keep === 'server' && !confirm('Keep the server\'s row for ' + d.model + ' ' + d.key + '? Your local change to it will be discarded.')) return;
+    if (d.act === 'resync' && !confirm('Copy ' + d.model + ' again from the server? Rows with local changes are kept.')) return;
     btn.disabled = true;
     try {
       if (d.act === 'sync') await syncing(d.direction, { direction: d.direction });
       else if (d.act === 'sync-model') await syncing(d.model, { direction: 'BIDIRECTIONAL', models: [d.model] });
       else if (d.act === 'resolve') { await api('POST', path(d, 'conflicts', 'resolve'), { keep: d.keep }); show('Resolved ' + d.model + ' ' + d.key + ' (kept ' + d.keep + ')'); }
+      else if (d.act === 'verify') { show('Verifying…'); const rep = await api('GET', '/api/database/verify'); showVerify(rep); show(rep.consistent ? 'Verified: the replica matches the server' : 'Verified: ' + rep.differences + ' rows differ', !rep.consistent); }
+      else if (d.act === 'resync') { show('Resyncing ' + d.model + '…'); const rep = await api('POST', '/api/database/resync', { model: d.model }); document.getElementById('verify').hidden = true; show('Resync ' + d.model + ' ' + summary(rep), rep && rep.success === false); }
       else if (d.act === 'retry') { await api('POST', path(d, 'failed', 'retry')); show('Queued ' + d.model + ' ' + d.key + ' again'); }
       else if (d.act === 'discard') { await api('POST', path(d, 'failed', 'discard')); show('Discarded the local change to ' + d.model + ' ' + d.key); }
     } catch (e) { show(String(e.message || e), true); }

@@ -488,3 +488,59 @@ pub(crate) async fn model_operation(
     // Reads are written from their rows, without JSON records in between.
     Ok(axum::Json(service.run_output(operation, args).await?))
 }
+
+// ---- verify and resync ----------------------------------------------------------
+
+/// `GET /api/database/verify?model=M`: the replica compared with the server
+/// (every model without `model`; an empty `model=` too).
+pub(crate) async fn verify(
+    State(state): State<AppState>,
+    Query(params): Query<HashMap<String, String>>,
+) -> ApiResult {
+    if let Some(unknown) = params.keys().find(|k| k.as_str() != "model") {
+        return Err(ApiError::bad_request(format!(
+            "unknown query parameter {unknown:?} (parameters: model)"
+        )));
+    }
+    let models = match params.get("model").filter(|m| !m.is_empty()) {
+        Some(m) => Some(vec![
+            table(&state, m)
+                .map_err(|e| ApiError {
+                    status: StatusCode::BAD_REQUEST,
+                    ..e
+                })?
+                .name
+                .clone(),
+        ]),
+        None => None,
+    };
+    let report = state.node.verify(models).await?;
+    serde_json::to_value(report)
+        .map(axum::Json)
+        .map_err(|e| ApiError::internal(&e))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResyncBody {
+    model: String,
+}
+
+/// `POST /api/database/resync` `{model}`: copies one model again, keeping
+/// its rows with local changes; answers the pull-only sync's report.
+pub(crate) async fn resync(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<ResyncBody>,
+) -> ApiResult {
+    let model = table(&state, &body.model)
+        .map_err(|e| ApiError {
+            status: StatusCode::BAD_REQUEST,
+            ..e
+        })?
+        .name
+        .clone();
+    let report = state.node.resync(&model).await?;
+    serde_json::to_value(report)
+        .map(axum::Json)
+        .map_err(|e| ApiError::internal(&e))
+}

@@ -2,7 +2,7 @@
 //!
 //! The HTTP layer of an outpost node: the seed's `/api/database/status`
 //! endpoints, mode, models, pending changes, conflicts, failed rows (retry,
-//! discard) and the sync log under `/api/database`, the model service under `/api/models/{model}/{operation}`,
+//! discard), the sync log, verify and resync under `/api/database`, the model service under `/api/models/{model}/{operation}`,
 //! an OpenAPI document at `/api/openapi.json` and Prometheus metrics at
 //! `/metrics`, and the Database Sync Manager page at `/admin/database-sync`
 //! (see [`admin`]; not in [`ROUTES`], which lists the JSON API). No SQL here: everything goes through [`outpost_engine`].
@@ -100,6 +100,10 @@ routes! {
         "Put a FAILED row back in the push queue.";
     POST "/api/database/failed/{model}/{key}/discard" handlers::discard =>
         "Drop a FAILED row's local change: the server's row comes back (or the row goes, if the server has none).";
+    GET "/api/database/verify" handlers::verify =>
+        "Compare the replica with the server (query: model): rows that differ with both values, local changes apart.";
+    POST "/api/database/resync" handlers::resync =>
+        "Copy one model again from the server, keeping its rows with local changes; body {model}.";
     POST "/api/models/{model}/{operation}" handlers::model_operation =>
         "Run a Prisma operation with Prisma's argument object as body.";
     GET "/api/database/events" events::handler =>

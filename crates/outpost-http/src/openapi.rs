@@ -274,6 +274,62 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
             &["resolved", "model", "key"],
         ),
     );
+    // `outpost verify` over HTTP: the engine's `VerifyReport`.
+    s.insert(
+        "RowDifference".into(),
+        object(
+            json!({
+                "key": r("Row"), "local": nullable(r("Row")), "server": nullable(r("Row")),
+                "columns": { "type": "array", "items": string() }
+            }),
+            &["key", "local", "server", "columns"],
+        ),
+    );
+    s.insert(
+        "VerifyPendingRow".into(),
+        object(
+            json!({
+                "key": r("Row"),
+                "status": { "type": "string", "enum": ["PENDING", "FAILED", "CONFLICT"] },
+                "deleted": { "type": "boolean" }
+            }),
+            &["key", "status", "deleted"],
+        ),
+    );
+    s.insert(
+        "ModelVerify".into(),
+        object(
+            json!({
+                "model": string(), "localRows": int(), "serverRows": int(),
+                "differences": { "type": "array", "items": r("RowDifference") },
+                "pending": { "type": "array", "items": r("VerifyPendingRow") },
+                "rowsCompared": int(), "rounds": int()
+            }),
+            &[
+                "model",
+                "localRows",
+                "serverRows",
+                "differences",
+                "pending",
+                "rowsCompared",
+                "rounds",
+            ],
+        ),
+    );
+    s.insert(
+        "VerifyReport".into(),
+        object(
+            json!({
+                "consistent": { "type": "boolean" }, "differences": int(), "pending": int(),
+                "models": { "type": "array", "items": r("ModelVerify") }
+            }),
+            &["consistent", "differences", "pending", "models"],
+        ),
+    );
+    s.insert(
+        "ResyncRequest".into(),
+        json!({ "type": "object", "additionalProperties": false, "required": ["model"], "properties": { "model": model.clone() } }),
+    );
     s.insert(
         "Change".into(),
         object(
@@ -624,6 +680,7 @@ fn request_body(method: &str, path: &str) -> Option<Json_> {
     match (method, path) {
         ("POST", "/api/database/status") => Some(json_body(r("SyncRequest"), false)),
         ("PUT", "/api/database/mode") => Some(json_body(r("ModeRequest"), true)),
+        ("POST", "/api/database/resync") => Some(json_body(r("ResyncRequest"), true)),
         ("POST", "/api/database/conflicts/{model}/{key}/resolve") => {
             Some(json_body(r("ResolveRequest"), false))
         }
@@ -656,6 +713,8 @@ fn ok_response(method: &str, path: &str) -> Json_ {
         ("GET", "/api/database/conflicts/{model}/{key}") => json_ok(r("Conflict")),
         ("POST", "/api/database/conflicts/{model}/{key}/resolve") => json_ok(r("Resolved")),
         ("GET", "/api/database/log") => json_ok(r("LogPage")),
+        ("GET", "/api/database/verify") => json_ok(r("VerifyReport")),
+        ("POST", "/api/database/resync") => json_ok(r("SyncReport")),
         ("GET", "/api/database/pending") => json_ok(r("PendingPage")),
         ("GET", "/api/database/failed") => json_ok(r("FailedPage")),
         ("POST", "/api/database/failed/{model}/{key}/retry") => json_ok(r("Retried")),
@@ -768,6 +827,10 @@ fn document(models: &[String], schema: Option<&Schema>, server: Option<String>) 
             )
         {
             params.extend(paging_params(models));
+        }
+        if route.method == "GET" && route.path == "/api/database/verify" {
+            // Only the model filter of the paged lists.
+            params.extend(paging_params(models).into_iter().take(1));
         }
         insert(
             route.path.to_string(),

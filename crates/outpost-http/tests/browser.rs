@@ -598,3 +598,61 @@ async fn a_page_on_another_origin_cannot_write_and_the_admin_page_still_can() ->
     f.node.shutdown().await;
     outcome
 }
+
+/// Verify and Resync on the page: a server row changed with the capture
+/// bypassed is shown with both values (as text, never markup), the per-model
+/// Resync repairs it, and a second Verify finds the replica matching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_resync_from_the_page() -> anyhow::Result<()> {
+    let driver = start_driver().await?;
+    let f = common::fixture(None).await?;
+    f.client
+        .batch_execute(
+            r#"BEGIN; SET LOCAL session_replication_role = replica;
+               UPDATE "User" SET name = '<img src=x onerror=alert(1)>Quiet' WHERE id = 'u0'; COMMIT;"#,
+        )
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let base = format!("http://{}", listener.local_addr()?);
+    let app = f.app.clone();
+    let http = tokio::spawn(async move { axum::serve(listener, app).await });
+    let profile = tempfile::tempdir()?;
+    let c = browser(&driver, profile.path()).await?;
+    let outcome = async {
+        c.goto(&format!("{base}/admin/database-sync")).await?;
+        press(&c, r#"button[data-act="verify"]"#).await?;
+        let shown = wait_text(&c, "#verify-body", |t| t.contains("rows differ")).await?;
+        anyhow::ensure!(shown.starts_with("1 rows differ"), "{shown}");
+        let row = wait_text(&c, "#verify-body tr.difference", |t| !t.is_empty()).await?;
+        anyhow::ensure!(row.contains(r#""name":"Zero""#), "the local value: {row}");
+        anyhow::ensure!(
+            row.contains(r#""name":"<img src=x onerror=alert(1)>Quiet""#),
+            "the server value, as text: {row}"
+        );
+        // The page asks before copying a table again; say yes.
+        c.execute("window.confirm = function () { return true; };", vec![])
+            .await?;
+        press(
+            &c,
+            r#"#verify button[data-act="resync"][data-model="User"]"#,
+        )
+        .await?;
+        wait_text(&c, "#result", |t| t.starts_with("Resync User success")).await?;
+        press(&c, r#"button[data-act="verify"]"#).await?;
+        wait_text(&c, "#verify-body", |t| {
+            t.starts_with("The replica matches the server")
+        })
+        .await?;
+        // The per-model Resync button is in the models table too.
+        c.find(Locator::Css(
+            r#"#live tr[data-model="Post"] button[data-act="resync"]"#,
+        ))
+        .await?;
+        Ok(())
+    }
+    .await;
+    let _ = c.close().await;
+    http.abort();
+    f.node.shutdown().await;
+    outcome
+}

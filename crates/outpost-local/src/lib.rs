@@ -42,6 +42,7 @@ pub mod sql;
 pub mod stored;
 pub mod sync;
 pub mod value;
+pub mod verify;
 
 pub use error::LocalError;
 pub use identity::Refreshed;

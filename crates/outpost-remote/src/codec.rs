@@ -315,7 +315,7 @@ fn is_citext(ty: &Type) -> bool {
 /// Whether values of `ty` are sent to the server in text form: the text
 /// search types, whose text outpost keeps but does not parse (the server's
 /// input function does), and arrays of them.
-fn sent_as_text(ty: &Type) -> bool {
+pub(crate) fn sent_as_text(ty: &Type) -> bool {
     match ty.kind() {
         Kind::Simple => matches!(ty.oid(), oid::TSVECTOR | oid::TSQUERY),
         Kind::Array(elem) | Kind::Domain(elem) => sent_as_text(elem),

@@ -52,6 +52,16 @@ pub enum RemoteError {
         refusals: Vec<RemoteError>,
     },
 
+    /// A selected table cannot live in the replica as it is (a reserved
+    /// name, names SQLite cannot tell apart, too many columns).
+    #[error("{reason}")]
+    ReplicaLimit {
+        /// The table.
+        table: String,
+        /// Why, with what lets setup go on.
+        reason: String,
+    },
+
     /// The server could not be reached, or refused the login.
     #[error("cannot reach the server at {server}: {reason}")]
     Unreachable {
@@ -182,6 +192,7 @@ impl RemoteError {
             | RemoteError::Unreplicable { .. }
             | RemoteError::NoPrimaryKey { .. }
             | RemoteError::TableNotFound { .. }
+            | RemoteError::ReplicaLimit { .. }
             | RemoteError::NewerTrackingSchema(_)
             | RemoteError::TrackingCorrupt { .. }
             | RemoteError::Query(_) => ErrorClass::Invalid,
@@ -348,9 +359,10 @@ fn describe_refusals(refusals: &[RemoteError]) -> String {
     let mut tables: Vec<&str> = refusals
         .iter()
         .filter_map(|r| match r {
-            RemoteError::UnsupportedType { table, .. } | RemoteError::NoPrimaryKey { table } => {
-                Some(table.as_str())
-            }
+            RemoteError::UnsupportedType { table, .. }
+            | RemoteError::NoPrimaryKey { table }
+            | RemoteError::TableNotFound { table, .. }
+            | RemoteError::ReplicaLimit { table, .. } => Some(table.as_str()),
             _ => None,
         })
         .collect();

@@ -31,10 +31,16 @@
 //! whose type outpost cannot replicate exactly (a composite type, another
 //! extension's type, a range over another element type, `money` when the
 //! server's `lc_monetary` does not have two fractional digits). All of them
-//! are found in one run: one refusal is returned as
-//! [`RemoteError::NoPrimaryKey`] or [`RemoteError::UnsupportedType`],
+//! are found in one run, together with included names that are not tables
+//! ([`RemoteError::TableNotFound`]) and tables the replica cannot hold
+//! ([`RemoteError::ReplicaLimit`]: a reserved name, names differing only in
+//! case, too many columns): one refusal is returned as itself,
 //! several as [`RemoteError::Unreplicable`] listing each one and the
 //! exclusion that lets setup go on.
+//!
+//! A foreign key declared on a partition only (not on its partitioned
+//! parent) is read as a key of the parent: the server enforces it on the
+//! partition's rows, so the push must send the referenced rows first.
 //!
 //! Foreign keys to tables in another PostgreSQL schema are left out: the model
 //! names tables without their schema, so such a key could be mistaken for one
@@ -104,6 +110,28 @@ LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
 WHERE con.conrelid = ANY($1) AND con.contype IN ('p', 'f') AND con.conparentid = 0 \
 ORDER BY con.conrelid, con.conname";
 
+/// Foreign keys declared on a partition (not cloned from its parent's):
+/// PostgreSQL enforces them on that partition's rows, so the push must order
+/// their parents first as for the parent table's own keys. Listed under the
+/// partition tree's root; a referenced partition under its root too.
+const PARTITION_FKS_SQL: &str = "SELECT pg_catalog.pg_partition_root(con.conrelid)::oid, \
+con.conname::text, \
+ARRAY(SELECT a.attname::text FROM unnest(con.conkey) WITH ORDINALITY AS k(n, i) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.n \
+      ORDER BY k.i), \
+ARRAY(SELECT a.attname::text FROM unnest(con.confkey) WITH ORDINALITY AS k(n, i) \
+      JOIN pg_catalog.pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.n \
+      ORDER BY k.i), \
+rc.relname::text, rn.nspname::text, con.confdeltype::text, con.confupdtype::text \
+FROM pg_catalog.pg_constraint con \
+JOIN pg_catalog.pg_class c ON c.oid = con.conrelid \
+LEFT JOIN pg_catalog.pg_class rc \
+  ON rc.oid = coalesce(pg_catalog.pg_partition_root(con.confrelid)::oid, con.confrelid) \
+LEFT JOIN pg_catalog.pg_namespace rn ON rn.oid = rc.relnamespace \
+WHERE c.relispartition AND con.contype = 'f' AND con.conparentid = 0 \
+  AND pg_catalog.pg_partition_root(con.conrelid)::oid = ANY($1) \
+ORDER BY 1, con.conname";
+
 const UNIQUES_SQL: &str = "SELECT i.indrelid, \
 ARRAY(SELECT a.attname::text FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(n, o) \
       JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.n \
@@ -144,7 +172,14 @@ where
         let name: String = get(row, 1, &in_schema("tables"))?;
         all.insert(name, oid);
     }
-    let selected = select(&all, pg_schema, include, exclude)?;
+    let (selected, missing) = select(&all, pg_schema, include, exclude);
+    let mut refusals: Vec<(String, Option<String>, RemoteError)> = missing
+        .into_iter()
+        .map(|e| match &e {
+            RemoteError::TableNotFound { table, .. } => (table.clone(), None, e),
+            _ => (String::new(), None, e),
+        })
+        .collect();
     let oids: Vec<u32> = selected.iter().map(|(_, oid)| *oid).collect();
     let name_of: BTreeMap<u32, &str> = selected.iter().map(|(n, o)| (*o, n.as_str())).collect();
 
@@ -173,7 +208,6 @@ where
             },
         );
     }
-    let mut refusals: Vec<(String, Option<String>, RemoteError)> = Vec::new();
     let mut money_columns: Vec<(String, String, String)> = Vec::new();
     let mut columns: BTreeMap<u32, Vec<Column>> = BTreeMap::new();
     let mut enum_names: BTreeSet<String> = BTreeSet::new();
@@ -302,6 +336,46 @@ where
         });
     }
 
+    // Foreign keys declared only on partitions, under their root; one per
+    // distinct key (several partitions often declare the same one), none
+    // that the root declares itself.
+    let what = in_schema("partitions' foreign keys");
+    let rows = client
+        .query(PARTITION_FKS_SQL, &[&oids])
+        .await
+        .map_err(|e| RemoteError::db(&what, e))?;
+    for row in &rows {
+        let rel: u32 = get(row, 0, &what)?;
+        let name: String = get(row, 1, &what)?;
+        let cols: Vec<String> = get(row, 2, &what)?;
+        let ref_cols: Vec<String> = get(row, 3, &what)?;
+        let ref_table: Option<String> = get(row, 4, &what)?;
+        let ref_schema: Option<String> = get(row, 5, &what)?;
+        let on_delete: String = get(row, 6, &what)?;
+        let on_update: String = get(row, 7, &what)?;
+        let (Some(ref_table), Some(ref_schema)) = (ref_table, ref_schema) else {
+            continue;
+        };
+        if ref_schema != pg_schema {
+            continue;
+        }
+        let list = foreign.entry(rel).or_default();
+        if list
+            .iter()
+            .any(|f| f.columns == cols && f.ref_table == ref_table && f.ref_columns == ref_cols)
+        {
+            continue;
+        }
+        list.push(ForeignKey {
+            name,
+            columns: cols,
+            ref_table,
+            ref_columns: ref_cols,
+            on_delete: fk_action(&on_delete),
+            on_update: fk_action(&on_update),
+        });
+    }
+
     // Unique constraints and indexes.
     let what = in_schema("unique indexes");
     let rows = client
@@ -361,6 +435,20 @@ where
             relations: Vec::new(),
         });
     }
+    // What the replica cannot hold (names, column count), found on the
+    // tables that passed, reported with the rest.
+    let partial = Schema {
+        pg_schema: pg_schema.to_string(),
+        tables: tables.clone(),
+        enums: Vec::new(),
+    };
+    for (table, reason) in outpost_core::sqlite::schema_problems(&partial) {
+        refusals.push((
+            table.clone(),
+            None,
+            RemoteError::ReplicaLimit { table, reason },
+        ));
+    }
     // Every refusal of the run at once, so one setup names them all.
     refusals.sort_by(|a, b| (&a.0, a.1.is_some(), &a.1).cmp(&(&b.0, b.1.is_some(), &b.1)));
     let mut refusals: Vec<RemoteError> = refusals.into_iter().map(|(_, _, e)| e).collect();
@@ -378,13 +466,15 @@ where
     .finish())
 }
 
-/// The selected `(name, oid)` pairs, by name.
+/// The selected `(name, oid)` pairs, by name, and a refusal for every
+/// included name that is not a table.
 fn select(
     all: &BTreeMap<String, u32>,
     pg_schema: &str,
     include: Option<&[String]>,
     exclude: &[String],
-) -> Result<Vec<(String, u32)>, RemoteError> {
+) -> (Vec<(String, u32)>, Vec<RemoteError>) {
+    let mut missing = Vec::new();
     let excluded = |name: &str| exclude.iter().any(|e| e == name);
     let mut selected: BTreeMap<String, u32> = BTreeMap::new();
     match include {
@@ -394,10 +484,11 @@ fn select(
                     continue;
                 }
                 let Some(oid) = all.get(name) else {
-                    return Err(RemoteError::TableNotFound {
+                    missing.push(RemoteError::TableNotFound {
                         table: name.clone(),
                         pg_schema: pg_schema.to_string(),
                     });
+                    continue;
                 };
                 selected.insert(name.clone(), *oid);
             }
@@ -410,7 +501,7 @@ fn select(
             }
         }
     }
-    Ok(selected.into_iter().collect())
+    (selected.into_iter().collect(), missing)
 }
 
 /// A row of `pg_type`, as [`resolve`] needs it.
@@ -621,19 +712,31 @@ mod tests {
             .into_iter()
             .map(|(n, o)| (n.to_string(), o))
             .collect();
-        let names = |v: Vec<(String, u32)>| v.into_iter().map(|(n, _)| n).collect::<Vec<_>>();
-        let got = select(&all, "public", None, &[]).map(names);
-        assert_eq!(got.ok(), Some(vec!["Post".to_string(), "User".to_string()]));
-        let got = select(&all, "public", None, &["Post".to_string()]).map(names);
-        assert_eq!(got.ok(), Some(vec!["User".to_string()]));
+        let names = |(v, missing): (Vec<(String, u32)>, Vec<RemoteError>)| {
+            assert!(missing.is_empty(), "{missing:?}");
+            v.into_iter().map(|(n, _)| n).collect::<Vec<_>>()
+        };
+        let got = names(select(&all, "public", None, &[]));
+        assert_eq!(got, vec!["Post".to_string(), "User".to_string()]);
+        let got = names(select(&all, "public", None, &["Post".to_string()]));
+        assert_eq!(got, vec!["User".to_string()]);
         let inc = vec!["_prisma_migrations".to_string(), "User".to_string()];
-        let got = select(&all, "public", Some(&inc), &[]).map(names);
+        let got = names(select(&all, "public", Some(&inc), &[]));
         assert_eq!(
-            got.ok(),
-            Some(vec!["User".to_string(), "_prisma_migrations".to_string()])
+            got,
+            vec!["User".to_string(), "_prisma_migrations".to_string()]
         );
-        let inc = vec!["user".to_string()];
-        let err = select(&all, "public", Some(&inc), &[]).err();
-        assert!(matches!(err, Some(RemoteError::TableNotFound { table, .. }) if table == "user"));
+        // Every missing name is reported, the rest still selected.
+        let inc = vec!["user".to_string(), "Post".to_string(), "gone".to_string()];
+        let (got, missing) = select(&all, "public", Some(&inc), &[]);
+        assert_eq!(got, vec![("Post".to_string(), 2)]);
+        let missing: Vec<String> = missing
+            .into_iter()
+            .filter_map(|e| match e {
+                RemoteError::TableNotFound { table, .. } => Some(table),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(missing, ["user", "gone"]);
     }
 }

@@ -441,3 +441,55 @@ async fn identity_generated_and_partitioned_tables() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Every kind of refusal is listed in one run: a table without a primary
+/// key, a column of an unsupported type, a name the replica reserves, two
+/// names SQLite cannot tell apart, and an included name that is no table.
+#[tokio::test]
+async fn every_kind_of_refusal_is_listed_in_one_run() -> anyhow::Result<()> {
+    let (_db, client) = db_with(
+        r#"CREATE TYPE pair AS (a int, b int);
+           CREATE TABLE "Ok"(id int PRIMARY KEY);
+           CREATE TABLE "NoKey"(id int);
+           CREATE TABLE "Odd"(id int PRIMARY KEY, p pair);
+           CREATE TABLE "SyncLog"(id int PRIMARY KEY);
+           CREATE TABLE "Item"(id int PRIMARY KEY);
+           CREATE TABLE "item"(id int PRIMARY KEY);
+           CREATE TABLE "Cols"(id int PRIMARY KEY, "a" int, "A" int);"#,
+    )
+    .await?;
+    let include: Vec<String> = [
+        "Ok", "NoKey", "Odd", "SyncLog", "Item", "item", "Cols", "Gone",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let err = introspect(&client, "public", Some(&include), &[])
+        .await
+        .expect_err("refused");
+    let RemoteError::Unreplicable { refusals } = &err else {
+        panic!("expected every refusal at once, got {err}");
+    };
+    assert_eq!(refusals.len(), 6, "{err}");
+    let text = err.to_string();
+    for needle in [
+        r#"table "NoKey" has no primary key"#,
+        r#"table "Odd", column "p""#,
+        r#"table "SyncLog" cannot be replicated: its name is reserved"#,
+        r#"tables "Item" and "item" differ only in case"#,
+        r#"table "Cols": columns "a" and "A" differ only in case"#,
+        r#"table "Gone" was selected for sync"#,
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+    }
+    assert!(!text.contains(r#""Ok""#), "{text}");
+    // Excluding what is named lets it through.
+    let exclude: Vec<String> = ["NoKey", "Odd", "SyncLog", "item", "Cols", "Gone"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let schema = introspect(&client, "public", Some(&include), &exclude).await?;
+    let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["Item", "Ok"]);
+    Ok(())
+}

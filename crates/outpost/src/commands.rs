@@ -1,4 +1,4 @@
-//! The sync commands: `sync`, `status`, `conflicts`, `log`.
+//! The sync commands: `sync`, `status`, `conflicts`, `log`, `verify`, `resync`.
 
 use std::io::IsTerminal as _;
 use std::sync::Arc;
@@ -471,4 +471,80 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {}
         _ = term => {}
     }
+}
+
+/// `outpost verify`: compares the replica with the server; exits 1 when a
+/// row differs (local changes not yet pushed are listed, not counted).
+pub async fn verify(config: &Config, models: Vec<String>, json_mode: bool) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    for m in &models {
+        known_model(&engine, m)?;
+    }
+    let report = engine
+        .verify((!models.is_empty()).then_some(models))
+        .await?;
+    print(json_mode, serde_json::to_value(&report)?, || {
+        let mut out = String::new();
+        for m in &report.models {
+            out.push_str(&format!(
+                "{}: {} local rows, {} server rows, {} differing, {} with local changes\n",
+                m.model,
+                m.local_rows,
+                m.server_rows,
+                m.differences.len(),
+                m.pending.len()
+            ));
+            for d in &m.differences {
+                out.push_str(&format!("  differs {} ({})\n", d.key, d.columns.join(", ")));
+                let side = |r: &Option<serde_json::Value>| {
+                    r.as_ref()
+                        .map_or_else(|| "(missing)".to_string(), |v| v.to_string())
+                };
+                out.push_str(&format!("    local:  {}\n", side(&d.local)));
+                out.push_str(&format!("    server: {}\n", side(&d.server)));
+            }
+            for p in &m.pending {
+                out.push_str(&format!(
+                    "  local change {} {}{}\n",
+                    p.key,
+                    p.status,
+                    if p.deleted { " (deleted)" } else { "" }
+                ));
+            }
+        }
+        if report.consistent {
+            out.push_str("the replica matches the server");
+        } else {
+            out.push_str(&format!(
+                "{} rows differ; `outpost resync --model M` copies a model again",
+                report.differences
+            ));
+        }
+        out
+    });
+    if !report.consistent {
+        bail!("{} rows differ from the server", report.differences);
+    }
+    Ok(())
+}
+
+/// `outpost resync --model M`: copies one model again, keeping its rows
+/// with local changes.
+pub async fn resync(config: &Config, model: &str, json_mode: bool) -> anyhow::Result<()> {
+    let engine = open_engine(config)?;
+    known_model(&engine, model)?;
+    let report = engine.resync(model).await?;
+    print(json_mode, serde_json::to_value(&report)?, || {
+        if report.success {
+            format!("{model} copied again from the server; rows with local changes kept")
+        } else {
+            String::new()
+        }
+    });
+    if !report.success {
+        let reasons: std::collections::BTreeSet<&String> = report.errors.values().collect();
+        let reasons: Vec<&str> = reasons.into_iter().map(String::as_str).collect();
+        bail!("resync of {model} failed: {}", reasons.join("; "));
+    }
+    Ok(())
 }

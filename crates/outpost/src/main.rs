@@ -10,6 +10,8 @@
 //! outpost status                 pending changes, conflicts, failed rows, last sync, the server
 //! outpost conflicts list|show|resolve
 //! outpost log [--model M]        the SyncLog
+//! outpost verify [--model M]...  compare the replica with the server, row differences with both values
+//! outpost resync --model M       copy one model again from the server, keeping its local changes
 //! outpost serve [--host H] [--port P]   the node and its HTTP API
 //! outpost demo [--port P]        a throwaway PostgreSQL with sample data, a replica, the page
 //! outpost generate typescript [--out F]   TypeScript model types for outpost-client
@@ -121,6 +123,22 @@ enum Command {
         #[command(subcommand)]
         target: GenerateTarget,
     },
+    /// Compare the replica with the server table by table (digests over
+    /// key buckets, then the differing rows with both values). Rows with
+    /// local changes not yet pushed are listed apart. Exits 1 when a row
+    /// differs.
+    Verify {
+        /// Only this model (repeat for several).
+        #[arg(long = "model", value_name = "MODEL")]
+        models: Vec<String>,
+    },
+    /// Copy one model again from the server (a re-bootstrap of that table
+    /// alone), keeping its rows with local changes; then pull.
+    Resync {
+        /// The model.
+        #[arg(long)]
+        model: String,
+    },
     /// The sync log (newest first).
     Log {
         /// Only this model.
@@ -223,6 +241,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => commands::sync(&config, direction, models, &policies, cli.json).await,
         Command::Status => commands::status(&config, cli.json).await,
         Command::Conflicts { action } => commands::conflicts(&config, action, cli.json).await,
+        Command::Verify { models } => commands::verify(&config, models, cli.json).await,
+        Command::Resync { model } => commands::resync(&config, &model, cli.json).await,
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
         Command::Serve { host, port } => commands::serve(&config, host, port).await,
         Command::Demo { host, port } => demo::demo(config, host, port).await,
@@ -248,7 +268,8 @@ fn generate_typescript(
         Some(file) => {
             std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?
         }
-        None => print!("{text}"),
+        // Not `print!`: it panics when the reader went away.
+        None => write_stdout(text.trim_end_matches('\n')),
     }
     Ok(())
 }

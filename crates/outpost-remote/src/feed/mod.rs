@@ -14,6 +14,7 @@
 //! | `pull` | [`pull`], [`PullStatements`], typed keys |
 //! | `push` | [`push`] (groups, writes under savepoints, refused parents), [`versions_of`] |
 //! | `ids` | [`reserve_ids`] |
+//! | `verify` | [`VerifySnapshot`]: per-bucket row digests for `outpost verify` |
 //! | `inspect` | [`row_count`], [`all_rows`]: reads for tests and tools |
 //! | `sql` | the statements' text, pinned by exact-string tests |
 //! | `support` | what they share: the statement cache, row decoding |
@@ -52,6 +53,7 @@ mod registry;
 mod retention;
 mod sql;
 mod support;
+mod verify;
 
 pub use bootstrap::Bootstrap;
 pub use ids::reserve_ids;
@@ -60,3 +62,4 @@ pub use pull::{PullStatements, pull};
 pub use push::{push, versions_of};
 pub use registry::{Claim, claim_incarnation, record_cursor, register_node};
 pub use retention::{FeedPosition, feed_position, horizon_age, probe, prune};
+pub use verify::{BucketDigest, RowDigest, TableDigest, VerifySnapshot};
