@@ -12,15 +12,17 @@ use outpost_core::{LocalSeq, Version};
 use rusqlite::{Connection, params};
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
-use crate::data::{read_row, table_of};
+use crate::data::{read_row, table_of, write_row};
 use crate::error::LocalError;
 use crate::fold::fold;
 use crate::keys::pk_values;
 use crate::replica::Replica;
 use crate::rows::{entry, mark_failed, mark_synced};
+use outpost_core::schema::Table;
+use outpost_core::types::Value;
 use crate::stored::Sql;
 use crate::sync::Stats;
-use crate::value::row_to_json;
+use crate::value::{row_from_json, row_to_json};
 
 /// The version a push of a row based on `base` expects to find on the
 /// server. `Expected` has no "unknown" yet: an unknown base is sent as
@@ -49,7 +51,8 @@ fn mark_pushed_synced(
     let mut landed = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, (row, outcome)) in rows.iter().zip(outcomes).enumerate() {
-        if let PushOutcome::Applied { version } | PushOutcome::AlreadyApplied { version } = outcome
+        if let PushOutcome::Applied { version, .. }
+        | PushOutcome::AlreadyApplied { version, .. } = outcome
         {
             landed.push(serde_json::json!([
                 row.table,
@@ -96,6 +99,22 @@ fn mark_pushed_synced(
     Ok(done)
 }
 
+/// The server's stored row with the replica's spelling of its key: the
+/// row is written over the local one it answers, never beside it (a key the
+/// server stored in another spelling, an upper-case uuid say, would
+/// otherwise make two rows of one).
+fn keyed_as_local(table: &Table, pk: &[Value], stored: &[Value]) -> Vec<Value> {
+    let mut row = stored.to_vec();
+    for (k, v) in table.primary_key.iter().zip(pk) {
+        if let Some(i) = table.columns.iter().position(|c| &c.name == k)
+            && let Some(slot) = row.get_mut(i)
+        {
+            *slot = v.clone();
+        }
+    }
+    row
+}
+
 impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
@@ -108,13 +127,13 @@ impl Replica {
         fold(self.connection())?;
         let schema = self.schema();
         let conn = self.connection();
-        // Per table: (pk, local_seq, deleted, base version).
-        type Dirty = (String, LocalSeq, bool, BaseVersion);
+        // Per table: (pk, local_seq, deleted, base version, base row).
+        type Dirty = (String, LocalSeq, bool, BaseVersion, Option<String>);
         let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
         {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+                    "SELECT table_name, pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
                      WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
                 )
                 .map_err(LocalError::sqlite("reading local changes"))?;
@@ -126,11 +145,12 @@ impl Replica {
                         r.get::<_, Option<Sql<LocalSeq>>>(2)?,
                         r.get(3)?,
                         r.get::<_, Sql<BaseVersion>>(4)?.0,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 })
                 .map_err(LocalError::sqlite("reading local changes"))?;
             for row in rows {
-                let (table, pk, seq, deleted, version) =
+                let (table, pk, seq, deleted, version, base) =
                     row.map_err(LocalError::sqlite("reading local changes"))?;
                 if tables.is_some_and(|ts| !ts.contains(&table)) || schema.table(&table).is_none() {
                     continue;
@@ -140,6 +160,7 @@ impl Replica {
                     seq.map_or(LocalSeq(0), |s| s.0),
                     deleted,
                     version,
+                    base,
                 ));
             }
         }
@@ -150,12 +171,36 @@ impl Replica {
             let Some(list) = by_table.get(&t.name) else {
                 continue;
             };
-            for (pk, seq, deleted, version) in list {
+            for (pk, seq, deleted, version, base) in list {
                 let pk_vals = pk_values(t, pk)?;
                 let values = if *deleted {
                     None
                 } else {
-                    read_row(conn, t, &pk_vals)?
+                    match read_row(conn, t, &pk_vals) {
+                        Ok(values) => values,
+                        // A value that cannot be sent for its column fails
+                        // its own row; the push goes on without it.
+                        Err(LocalError::BadStoredValue {
+                            column,
+                            ty,
+                            message,
+                        }) => {
+                            let reason = format!(
+                                "{} {pk}, column {column}: the local value cannot be sent as {ty}: {message}",
+                                t.name
+                            );
+                            tracing::warn!(table = %t.name, %pk, %column, "{reason}");
+                            mark_failed(conn, &t.name, pk, &reason)?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
+                };
+                let changed = match (&values, base) {
+                    (Some(values), Some(base)) => row_from_json(t, base)
+                        .ok()
+                        .map(|base| values.iter().zip(&base).map(|(a, b)| a != b).collect()),
+                    _ => None,
                 };
                 let row = PushRow {
                     table: t.name.clone(),
@@ -164,6 +209,7 @@ impl Replica {
                     local_seq: seq.get(),
                     expected: expected(*version),
                     values,
+                    changed,
                 };
                 if row.values.is_some() {
                     upserts.push(row);
@@ -197,6 +243,14 @@ impl Replica {
                 let s = stats.entry(row.table.clone()).or_default();
                 s.records_processed += 1;
                 if synced.contains(&i) {
+                    // The server's row is the truth: what it stored (its
+                    // triggers, defaults, rounding) replaces what was sent.
+                    if let PushOutcome::Applied { row: Some(stored), .. }
+                    | PushOutcome::AlreadyApplied { row: Some(stored), .. } = outcome
+                        && row.values.as_ref() != Some(stored)
+                    {
+                        write_row(tx, t, &row.pk, Some(&keyed_as_local(t, &row.pk, stored)))?;
+                    }
                     s.records_succeeded += 1;
                     continue;
                 }
@@ -205,16 +259,44 @@ impl Replica {
                 };
                 let edited_since = state.local_seq != Some(LocalSeq(row.local_seq));
                 match outcome {
-                    PushOutcome::Applied { version } | PushOutcome::AlreadyApplied { version } => {
+                    PushOutcome::Applied { version, row: stored }
+                    | PushOutcome::AlreadyApplied { version, row: stored } => {
                         s.records_succeeded += 1;
                         if edited_since {
-                            let base = row.values.as_deref().map(|v| row_to_json(t, v));
+                            // Edited again during the push: the server's
+                            // row becomes the base, and the columns not
+                            // edited since take its values (a trigger's
+                            // stamp is not later sent back stale).
+                            let stored = match (stored, &row.values) {
+                                (Some(v), _) => Some(keyed_as_local(t, &row.pk, v)),
+                                (None, pushed) => pushed.clone(),
+                            };
+                            if let (Some(stored), Some(pushed)) = (&stored, &row.values)
+                                && !state.deleted
+                                && let Ok(Some(now)) = read_row(tx, t, &row.pk)
+                            {
+                                let merged: Vec<Value> = now
+                                    .iter()
+                                    .zip(pushed)
+                                    .zip(stored)
+                                    .map(|((n, p), s)| if n == p { s.clone() } else { n.clone() })
+                                    .collect();
+                                if merged != now {
+                                    write_row(tx, t, &row.pk, Some(&merged))?;
+                                }
+                            }
+                            let base = stored.as_deref().map(|v| row_to_json(t, v));
                             tx.execute(
                                 "UPDATE \"_outpost_rows\" SET server_version = ?3, base_row = ?4 WHERE table_name = ?1 AND pk = ?2",
                                 params![row.table, row.local_pk, Sql(Version(*version)), base],
                             )
                             .map_err(LocalError::sqlite("recording a pushed version"))?;
                         } else {
+                            if let (Some(stored), Some(pushed)) = (stored, &row.values)
+                                && pushed != stored
+                            {
+                                write_row(tx, t, &row.pk, Some(&keyed_as_local(t, &row.pk, stored)))?;
+                            }
                             mark_synced(
                                 tx,
                                 &row.table,

@@ -5,7 +5,7 @@
 //! row by row under savepoints), and its new version read back. Also
 //! [`versions_of`], the versions a remote-mode write reads back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures_util::TryFutureExt as _;
@@ -13,7 +13,7 @@ use futures_util::future::{try_join3, try_join4};
 use outpost_core::accept::{self, Acceptance, OnServer, Pushed, Pusher, Write};
 use outpost_core::schema::{Schema, Table};
 use outpost_core::sync::{Cursor, PushOutcome, PushRow, ServerRow};
-use outpost_core::types::Value;
+use outpost_core::types::{ScalarType, Value};
 use outpost_core::{LocalSeq, NodeId, Version};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
@@ -285,6 +285,7 @@ async fn push_group(
             Acceptance::AlreadyApplied => {
                 outcomes[i] = Some(PushOutcome::AlreadyApplied {
                     version: server.version,
+                    row: server.values,
                 })
             }
             Acceptance::Conflict => outcomes[i] = Some(PushOutcome::Conflict(server)),
@@ -342,7 +343,7 @@ async fn push_group(
         tx,
         cache,
         src.cacheable,
-        &sql::written_versions(table, &src),
+        &sql::written_versions(&from, table, &src),
     )
     .await
     .map_err(db(format!("reading versions of {}", table.name)))?;
@@ -358,7 +359,24 @@ async fn push_group(
     for v in versions {
         let j = v.get::<_, i32>(0) as usize;
         if let Some(&i) = done.get(j) {
-            outcomes[i] = Some(PushOutcome::Applied { version: v.get(1) });
+            // The row as stored: the acknowledgement writes it into the
+            // replica (docs/protocol.md, "The server's row after a push").
+            let row = if v.get::<_, bool>(2) {
+                Some(
+                    table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .map(|(c, col)| get_value(&v, 3 + c, &col.name))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            } else {
+                None
+            };
+            outcomes[i] = Some(PushOutcome::Applied {
+                version: v.get(1),
+                row,
+            });
         }
     }
     tracing::debug!(
@@ -436,14 +454,22 @@ async fn write_rows(
         if set.is_empty() {
             continue;
         }
-        match run_savepointed(tx, from, table, cache, rows, &set, kind).await? {
-            Ok(done) => written.extend(done),
-            Err(_) => {
-                // Row by row: only the refused rows fail.
-                for &i in &set {
-                    match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
-                        Ok(done) => written.extend(done),
-                        Err(message) => outcomes[i] = Some(PushOutcome::Failed { message }),
+        for (cols, set) in by_columns(table, rows, set, kind) {
+            match run_savepointed(tx, from, table, cache, rows, &set, &cols, kind).await? {
+                Ok(done) => written.extend(done),
+                Err(_) => {
+                    // Row by row: only the refused rows fail.
+                    for &i in &set {
+                        match run_savepointed(tx, from, table, cache, rows, &[i], &cols, kind)
+                            .await?
+                        {
+                            Ok(done) => written.extend(done),
+                            Err((message, column)) => {
+                                outcomes[i] = Some(PushOutcome::Failed {
+                                    message: refusal(table, &rows[i], &message, column),
+                                })
+                            }
+                        }
                     }
                 }
             }
@@ -452,8 +478,76 @@ async fn write_rows(
     Ok(written)
 }
 
-/// Runs one write statement for rows `set` inside a savepoint. The outer
-/// error is a broken connection; the inner one the server's refusal.
+/// The rows `set` of one kind of write, grouped by the columns each writes:
+/// an insert writes every writable column; an update its key and the
+/// columns the node changed relative to its base ([`PushRow::changed`]), so
+/// a value the server assigned and the node never changed stays.
+fn by_columns(
+    table: &Table,
+    rows: &[PushRow],
+    set: Vec<usize>,
+    kind: Write,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let all = writable(table);
+    if kind != Write::Update {
+        return vec![(all, set)];
+    }
+    let mut groups: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
+    for i in set {
+        let cols: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&c| {
+                table.primary_key.contains(&table.columns[c].name)
+                    || rows[i]
+                        .changed
+                        .as_ref()
+                        .is_none_or(|m| m.get(c).copied().unwrap_or(true))
+            })
+            .collect();
+        groups.entry(cols).or_default().push(i);
+    }
+    groups.into_iter().collect()
+}
+
+/// A refused row's message: the server's, with the table and the row's key
+/// (and, when the server names it, the column), so a person can find it.
+fn refusal(table: &Table, row: &PushRow, message: &str, column: Option<String>) -> String {
+    match column.or_else(|| too_long(table, row)) {
+        Some(c) => format!("{} {}, column {c}: {message}", table.name, row.local_pk),
+        None => format!("{} {}: {message}", table.name, row.local_pk),
+    }
+}
+
+/// The first `varchar(n)`/`char(n)` column whose pushed value is longer
+/// than `n` characters (trailing spaces aside, as PostgreSQL counts): the
+/// server's "value too long" message names the type but not the column.
+fn too_long(table: &Table, row: &PushRow) -> Option<String> {
+    let values = row.values.as_ref()?;
+    table.columns.iter().zip(values).find_map(|(c, v)| {
+        let limit = match (&c.ty.scalar, c.ty.array) {
+            (ScalarType::Varchar | ScalarType::Char, false) => type_length(&c.ty.pg_name)?,
+            _ => return None,
+        };
+        match v {
+            Value::Text(s) if s.trim_end_matches(' ').chars().count() > limit => {
+                Some(c.name.clone())
+            }
+            _ => None,
+        }
+    })
+}
+
+/// `n` of a type printed as `name(n)`.
+fn type_length(pg_name: &str) -> Option<usize> {
+    let (_, rest) = pg_name.split_once('(')?;
+    rest.strip_suffix(')')?.parse().ok()
+}
+
+/// Runs one write statement for rows `set` (writing columns `cols`) inside a
+/// savepoint. The outer error is a broken connection; the inner one the
+/// server's refusal, with the column it names, if any.
+#[allow(clippy::too_many_arguments)]
 async fn run_savepointed(
     tx: &Transaction<'_>,
     from: &str,
@@ -461,8 +555,9 @@ async fn run_savepointed(
     cache: &mut Statements,
     rows: &[PushRow],
     set: &[usize],
+    cols: &[usize],
     kind: Write,
-) -> Result<Result<Vec<usize>, String>, RemoteError> {
+) -> Result<Result<Vec<usize>, (String, Option<String>)>, RemoteError> {
     let npk = table.primary_key.len();
     let subset: Vec<&PushRow> = set.iter().map(|&i| &rows[i]).collect();
     let (text, src): (String, Source) = match kind {
@@ -471,10 +566,11 @@ async fn run_savepointed(
             (sql::delete_rows(from, table, &src), src)
         }
         Write::Update | Write::Insert => {
-            let cols = writable(table);
+            // Bound without the columns' modifiers: the server's assignment
+            // rules apply, as for an application's INSERT.
             let types: Vec<String> = cols
                 .iter()
-                .map(|&c| table.columns[c].ty.pg_name.clone())
+                .map(|&c| sql::assign_type(&table.columns[c].ty))
                 .collect();
             let cells: Vec<Vec<Value>> = subset
                 .iter()
@@ -487,19 +583,19 @@ async fn run_savepointed(
                 .collect();
             let src = sql::source(
                 sql::unnestable(table),
-                &sql::value_names(&cols),
+                &sql::value_names(cols),
                 &types,
                 cells,
                 1,
             );
             let text = if kind == Write::Update {
-                match sql::update_rows(from, table, &cols, &src) {
+                match sql::update_rows(from, table, cols, &src) {
                     Some(text) => text,
                     // A key-only table: nothing to update, the row exists.
                     None => return Ok(Ok(set.to_vec())),
                 }
             } else {
-                sql::insert_rows(from, table, &cols, &src)
+                sql::insert_rows(from, table, cols, &src)
             };
             (text, src)
         }
@@ -565,7 +661,11 @@ async fn run_savepointed(
             tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_row")
                 .await
                 .map_err(db("rolling back to a savepoint"))?;
-            Ok(Err(describe(&e)))
+            let column = e
+                .as_db_error()
+                .and_then(|d| d.column())
+                .map(str::to_string);
+            Ok(Err((describe(&e), column)))
         }
     }
 }

@@ -61,6 +61,7 @@ fn row(pk: Vec<Value>) -> PushRow {
         local_pk: String::new(),
         pk,
         values: None,
+        changed: None,
         local_seq: 1,
         expected: Expected::AsOfCursor,
     }
@@ -183,11 +184,13 @@ fn push_reads() {
         )
     );
     assert_eq!(
-        written_versions(&t, &keys),
+        written_versions(LINES, &t, &keys),
         format!(
-            "SELECT v.i, COALESCE(r.version, 0) FROM {src} \
+            "SELECT v.i, COALESCE(r.version, 0), t.\"orderId\" IS NOT NULL, \
+             t.\"orderId\", t.\"n\", t.\"qty\", t.\"total\" FROM {src} \
              LEFT JOIN LATERAL (SELECT x.version FROM \"outpost\".\"row_versions\" x \
-               WHERE x.table_name = $3 AND x.pk = jsonb_build_array(v.k0, v.k1)) r ON true"
+               WHERE x.table_name = $3 AND x.pk = jsonb_build_array(v.k0, v.k1)) r ON true \
+             LEFT JOIN \"public\".\"Order Line\" t ON t.\"orderId\" = v.k0 AND t.\"n\" = v.k1"
         )
     );
     assert_eq!(
