@@ -14,8 +14,6 @@ use rusqlite::Connection;
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
 use crate::data::{RowWriter, clear_synced, read_row, table_of, write_row};
-use crate::value::row_from_json;
-use outpost_core::types::Value;
 use crate::error::LocalError;
 use crate::keys::{pk_values, pull_key};
 use crate::meta::set_cursor;
@@ -25,6 +23,8 @@ use crate::rows::{
     rebase_keeping_failed,
 };
 use crate::sync::{ModelStats, Stats};
+use crate::value::row_from_json;
+use outpost_core::types::Value;
 
 /// What the pull decision needs of a pulled row.
 fn pulled(row: &ServerRow) -> Pulled {

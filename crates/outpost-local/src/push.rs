@@ -18,11 +18,11 @@ use crate::fold::fold;
 use crate::keys::pk_values;
 use crate::replica::Replica;
 use crate::rows::{entry, mark_failed, mark_synced};
-use outpost_core::schema::Table;
-use outpost_core::types::Value;
 use crate::stored::Sql;
 use crate::sync::Stats;
 use crate::value::{row_from_json, row_to_json};
+use outpost_core::schema::Table;
+use outpost_core::types::Value;
 
 /// The version a push of a row based on `base` expects to find on the
 /// server. `Expected` has no "unknown" yet: an unknown base is sent as
@@ -51,8 +51,8 @@ fn mark_pushed_synced(
     let mut landed = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, (row, outcome)) in rows.iter().zip(outcomes).enumerate() {
-        if let PushOutcome::Applied { version, .. }
-        | PushOutcome::AlreadyApplied { version, .. } = outcome
+        if let PushOutcome::Applied { version, .. } | PushOutcome::AlreadyApplied { version, .. } =
+            outcome
         {
             landed.push(serde_json::json!([
                 row.table,

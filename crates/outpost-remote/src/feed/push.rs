@@ -661,10 +661,7 @@ async fn run_savepointed(
             tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_row")
                 .await
                 .map_err(db("rolling back to a savepoint"))?;
-            let column = e
-                .as_db_error()
-                .and_then(|d| d.column())
-                .map(str::to_string);
+            let column = e.as_db_error().and_then(|d| d.column()).map(str::to_string);
             Ok(Err((describe(&e), column)))
         }
     }

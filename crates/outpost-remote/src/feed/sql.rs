@@ -448,15 +448,36 @@ pub(super) fn insert_rows(from: &str, table: &Table, cols: &[usize], src: &Sourc
         "INSERT INTO {from} ({names}){overriding} SELECT {vn} FROM {src} ORDER BY v.i \
          ON CONFLICT ({pk}) DO NOTHING RETURNING {ret}",
         names = names.join(", "),
-        vn = vnames
+        vn = cols
             .iter()
-            .map(|v| format!("v.{v}"))
+            .zip(&vnames)
+            .map(|(&c, v)| match server_default(table, c) {
+                Some(d) => format!("COALESCE(v.{v}, {d})"),
+                None => format!("v.{v}"),
+            })
             .collect::<Vec<_>>()
             .join(", "),
         src = src.sql,
         pk = keys,
         ret = keys,
     )
+}
+
+/// The server's default for a nullable non-key column whose default the
+/// replica cannot compute (a sequence, a function). A local insert leaves
+/// such a column NULL, and the insert then takes the server's default for
+/// it, as the application's `INSERT` without the column would on the server
+/// (an explicit NULL cannot be told apart in the replica). A `NOT NULL`
+/// column is required locally already: the replica refuses the insert.
+fn server_default(table: &Table, c: usize) -> Option<String> {
+    let col = &table.columns[c];
+    if table.primary_key.contains(&col.name) || !col.nullable || col.identity.is_some() {
+        return None;
+    }
+    let default = col.default.as_deref()?;
+    outpost_core::sqlite::sqlite_default(col)
+        .is_none()
+        .then(|| format!("({default})"))
 }
 
 // ---- inspection ------------------------------------------------------------------
