@@ -41,8 +41,10 @@
 //! Triggers save rows with SQLite's `json_object`, which cannot hold blobs or
 //! infinities, so a row in JSON uses: `BLOB` columns as uppercase hex text,
 //! `REAL` infinities as the strings `"Infinity"`/`"-Infinity"` (NaN is already
-//! stored as the text `NaN`), every other stored value as itself (arrays and
-//! JSON columns are text). `outpost-local` reads it back by column type.
+//! stored as the text `NaN`), a blob stored in any other column (SQLite takes
+//! it) as uppercase hex text too, so the application's write never fails in
+//! a trigger, every other stored value as itself (arrays and JSON columns are
+//! text). `outpost-local` reads it back by column type.
 //!
 //! # Capture triggers and the change log
 //!
