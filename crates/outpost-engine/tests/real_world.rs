@@ -258,8 +258,9 @@ async fn rows_an_after_trigger_wrote_during_a_push_are_pulled() -> anyhow::Resul
         Value::Text("renamed".into())
     );
 
-    // A card pushed while the board has an unpushed local edit: the
-    // count comes back, the local edit stays and is pushed after.
+    // The board edited locally after a card's push: pulling the count (a
+    // version of this node's own push) keeps the local name and takes the
+    // count, which the node never wrote; the push then sends the name only.
     local(
         &a,
         r#"INSERT INTO "Card" (id, board, note) VALUES (3, 1, 'z')"#,
@@ -267,6 +268,24 @@ async fn rows_an_after_trigger_wrote_during_a_push_are_pulled() -> anyhow::Resul
     .await?;
     sync(&a, Direction::ToServer).await?;
     local(&a, r#"UPDATE "Board" SET name = 'again' WHERE id = 1"#).await?;
+    for _ in 0..20 {
+        sync(&a, Direction::FromServer).await?;
+        let rows = local_rows(&a, "Board").await?;
+        if cell(&rows, &schema, "Board", 1, "tickets") == Value::Int(3) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let rows = local_rows(&a, "Board").await?;
+    assert_eq!(cell(&rows, &schema, "Board", 1, "tickets"), Value::Int(3));
+    assert_eq!(
+        cell(&rows, &schema, "Board", 1, "name"),
+        Value::Text("again".into())
+    );
+    assert_eq!(
+        entry(&a, "Board", 1).await?.map(|e| e.0).as_deref(),
+        Some("PENDING")
+    );
     push_and_settle(&client, &schema, &a).await?;
     let row = client
         .query_one(r#"SELECT name, tickets FROM "Board" WHERE id = 1"#, &[])

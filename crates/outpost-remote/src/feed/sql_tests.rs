@@ -277,7 +277,10 @@ fn pushed_values_are_bound_without_type_modifiers() {
         "varchar"
     );
     assert_eq!(assign_type(&ty(ScalarType::Char, "character(5)")), "bpchar");
-    assert_eq!(assign_type(&ty(ScalarType::Numeric, "numeric(6,2)")), "numeric");
+    assert_eq!(
+        assign_type(&ty(ScalarType::Numeric, "numeric(6,2)")),
+        "numeric"
+    );
     assert_eq!(assign_type(&ty(ScalarType::Bit, "bit(4)")), "varbit");
     assert_eq!(
         assign_type(&ty(ScalarType::Timestamptz, "timestamp(3) with time zone")),
