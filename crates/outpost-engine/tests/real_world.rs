@@ -54,7 +54,8 @@ BEGIN
 END $$;
 CREATE TRIGGER count_cards AFTER INSERT ON "Card" FOR EACH ROW EXECUTE FUNCTION count_cards();
 CREATE TABLE "Kinds" (
-    id int PRIMARY KEY, flag boolean, big int8, raw bytea, tags text[], note text, short varchar(5)
+    id int PRIMARY KEY, flag boolean, big int8, raw bytea, tags text[], note text, short varchar(5),
+    u uuid, amount numeric(8,1)
 );
 "#;
 
@@ -360,6 +361,8 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
            INSERT INTO "Kinds" (id, tags) VALUES (4, '[not json');
            INSERT INTO "Kinds" (id, flag, big, raw, tags) VALUES (5, 1, 7, x'00ff', '["a"]');
            INSERT INTO "Board" (id, name) VALUES (9, 'other table');
+           INSERT INTO "Kinds" (id, u) VALUES (6, 'not-a-uuid');
+           INSERT INTO "Kinds" (id, amount) VALUES (7, '1e5');
            UPDATE "Kinds" SET note = x'DEADBEEF' WHERE id = 10;"#,
     )
     .await?;
@@ -372,6 +375,7 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
         (2, "big", "\"abc\""),
         (3, "raw", "\"text, not bytes\""),
         (4, "tags", "\"[not json\""),
+        (6, "u", "not-a-uuid"),
         (10, "note", "x'DEADBEEF'"),
     ] {
         let (status, error) = entry(&a, "Kinds", id).await?.expect("entry");
@@ -387,7 +391,7 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(landed, vec![5, 10]);
+    assert_eq!(landed, vec![5, 7, 10]);
     // The pull goes on around them too.
     client
         .batch_execute(r#"UPDATE "Board" SET name = 'server' WHERE id = 9"#)
@@ -411,6 +415,7 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
            UPDATE "Kinds" SET big = 2 WHERE id = 2;
            UPDATE "Kinds" SET raw = x'01' WHERE id = 3;
            UPDATE "Kinds" SET tags = '["x", null]' WHERE id = 4;
+           UPDATE "Kinds" SET u = 'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11' WHERE id = 6;
            UPDATE "Kinds" SET note = 'hex no more' WHERE id = 10;"#,
     )
     .await?;

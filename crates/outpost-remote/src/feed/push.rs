@@ -538,6 +538,32 @@ fn too_long(table: &Table, row: &PushRow) -> Option<String> {
     })
 }
 
+/// The column of the first bound value that cannot be encoded as its
+/// parameter's type (the driver's message names the parameter's number
+/// only). Parameter `j` carries column `cols[j % cols.len()]` in both
+/// layouts of a row source (one array per column, or a `VALUES` list).
+fn unencodable(
+    table: &Table,
+    cols: &[usize],
+    binds: &[Bind<'_>],
+    types: &[tokio_postgres::types::Type],
+) -> Option<String> {
+    use tokio_postgres::types::ToSql as _;
+    if cols.is_empty() {
+        return None;
+    }
+    binds
+        .iter()
+        .zip(types)
+        .enumerate()
+        .find_map(|(j, (b, ty))| {
+            let mut buf = bytes::BytesMut::new();
+            b.to_sql_checked(ty, &mut buf)
+                .is_err()
+                .then(|| table.columns[cols[j % cols.len()]].name.clone())
+        })
+}
+
 /// `n` of a type printed as `name(n)`.
 fn type_length(pg_name: &str) -> Option<usize> {
     let (_, rest) = pg_name.split_once('(')?;
@@ -606,9 +632,9 @@ async fn run_savepointed(
         .map_err(db("setting a savepoint"))?;
     // Prepared inside the savepoint: a statement the server cannot even
     // prepare (a column gone on the server) is a refusal like any other.
-    let result = match statement(tx, cache, src.cacheable, &text).await {
-        Ok(s) => tx.query(&s, &params(&binds)).await,
-        Err(e) => Err(e),
+    let (result, param_types) = match statement(tx, cache, src.cacheable, &text).await {
+        Ok(s) => (tx.query(&s, &params(&binds)).await, s.params().to_vec()),
+        Err(e) => (Err(e), Vec::new()),
     };
     match result {
         Ok(returned) => {
@@ -661,7 +687,12 @@ async fn run_savepointed(
             tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_row")
                 .await
                 .map_err(db("rolling back to a savepoint"))?;
-            let column = e.as_db_error().and_then(|d| d.column()).map(str::to_string);
+            let column = match e.as_db_error() {
+                Some(d) => d.column().map(str::to_string),
+                // Not sent: a value could not be encoded for its type.
+                None if kind != Write::Delete => unencodable(table, cols, &binds, &param_types),
+                None => None,
+            };
             Ok(Err((describe(&e), column)))
         }
     }
