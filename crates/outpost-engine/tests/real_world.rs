@@ -440,3 +440,37 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
     assert_eq!(n, 0);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_batch_of_bad_rows_does_not_hide_the_rows_behind_it() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, TICKETS).await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    a.set_push_batch(2);
+    // Two bad rows fill the first batch; the good one after them still goes
+    // out in the same run.
+    local(
+        &a,
+        r#"INSERT INTO "Kinds" (id, flag) VALUES (1, 'yes'), (2, 'no');
+           INSERT INTO "Kinds" (id, flag) VALUES (3, 1);"#,
+    )
+    .await?;
+    sync(&a, Direction::ToServer).await?;
+    let landed: Vec<i32> = client
+        .query(r#"SELECT id FROM "Kinds" ORDER BY id"#, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(landed, vec![3]);
+    for id in [1, 2] {
+        let (status, error) = entry(&a, "Kinds", id).await?.expect("entry");
+        assert_eq!(status, "FAILED", "{error:?}");
+    }
+    // Fixed, they land too; then both sides agree.
+    local(&a, r#"UPDATE "Kinds" SET flag = 0 WHERE id IN (1, 2)"#).await?;
+    push_and_settle(&client, &schema, &a).await?;
+    assert!(unsettled(&a).await?.is_empty());
+    Ok(())
+}

@@ -118,13 +118,33 @@ fn keyed_as_local(table: &Table, pk: &[Value], stored: &[Value]) -> Vec<Value> {
 impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
-    /// first. Rows in `CONFLICT` or `FAILED` are not pushed.
+    /// first. Rows in `CONFLICT` or `FAILED` are not pushed. A row with a
+    /// local value that cannot be sent for its column becomes `FAILED` here
+    /// (docs/protocol.md, "What a push writes"); when a whole batch was such
+    /// rows, the next one is read, so they never hide the rows behind them.
     pub fn pending_push(
         &self,
         tables: Option<&[String]>,
         limit: usize,
     ) -> Result<Vec<PushRow>, LocalError> {
+        loop {
+            let (rows, refused) = self.plan_push(tables, limit)?;
+            // Refused rows are `FAILED` now: the next read does not see them.
+            if !rows.is_empty() || refused == 0 {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// One read of [`Replica::pending_push`]: the rows to push, and how many
+    /// were refused locally.
+    fn plan_push(
+        &self,
+        tables: Option<&[String]>,
+        limit: usize,
+    ) -> Result<(Vec<PushRow>, usize), LocalError> {
         fold(self.connection())?;
+        let mut refused = 0;
         let schema = self.schema();
         let conn = self.connection();
         // Per table: (pk, local_seq, deleted, base version, base row).
@@ -191,6 +211,7 @@ impl Replica {
                             );
                             tracing::warn!(table = %t.name, %pk, %column, "{reason}");
                             mark_failed(conn, &t.name, pk, &reason)?;
+                            refused += 1;
                             continue;
                         }
                         Err(e) => return Err(e),
@@ -221,7 +242,7 @@ impl Replica {
         // Children first for deletes: reverse table order.
         deletes.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|t| t.name == r.table)));
         upserts.extend(deletes);
-        Ok(upserts)
+        Ok((upserts, refused))
     }
 
     /// Takes the server's answer to a push in one transaction: landed rows
