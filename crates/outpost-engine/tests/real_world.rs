@@ -17,6 +17,12 @@ use outpost_engine::Engine;
 use outpost_remote::tokio_postgres::Client;
 use outpost_testkit::TestDb;
 
+/// A change waited for is synced for up to `TRIES × PAUSE` (30 s): the pull
+/// horizon is cluster-wide, and another database's open transaction can
+/// hold a change back.
+const TRIES: usize = 60;
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
 const TICKETS: &str = r#"
 CREATE SEQUENCE ticket_no_seq START 1000;
 CREATE TABLE "Ticket" (
@@ -119,13 +125,13 @@ async fn push_and_settle(
 ) -> anyhow::Result<()> {
     sync(a, Direction::ToServer).await?;
     let mut last = Ok(0);
-    for _ in 0..20 {
+    for _ in 0..TRIES {
         sync(a, Direction::Bidirectional).await?;
         last = assert_converged(client, schema, &[a]).await;
         if last.is_ok() {
             return Ok(());
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(PAUSE).await;
     }
     last.map(|_| ())
 }
@@ -269,13 +275,13 @@ async fn rows_an_after_trigger_wrote_during_a_push_are_pulled() -> anyhow::Resul
     .await?;
     sync(&a, Direction::ToServer).await?;
     local(&a, r#"UPDATE "Board" SET name = 'again' WHERE id = 1"#).await?;
-    for _ in 0..20 {
+    for _ in 0..TRIES {
         sync(&a, Direction::FromServer).await?;
         let rows = local_rows(&a, "Board").await?;
         if cell(&rows, &schema, "Board", 1, "tickets") == Value::Int(3) {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(PAUSE).await;
     }
     let rows = local_rows(&a, "Board").await?;
     assert_eq!(cell(&rows, &schema, "Board", 1, "tickets"), Value::Int(3));
@@ -396,13 +402,13 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
     client
         .batch_execute(r#"UPDATE "Board" SET name = 'server' WHERE id = 9"#)
         .await?;
-    for _ in 0..20 {
+    for _ in 0..TRIES {
         sync(&a, Direction::Bidirectional).await?;
         let rows = local_rows(&a, "Board").await?;
         if cell(&rows, &schema, "Board", 9, "name") == Value::Text("server".into()) {
             break;
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(PAUSE).await;
     }
     assert_eq!(
         cell(&local_rows(&a, "Board").await?, &schema, "Board", 9, "name"),
