@@ -41,8 +41,10 @@
 //! Triggers save rows with SQLite's `json_object`, which cannot hold blobs or
 //! infinities, so a row in JSON uses: `BLOB` columns as uppercase hex text,
 //! `REAL` infinities as the strings `"Infinity"`/`"-Infinity"` (NaN is already
-//! stored as the text `NaN`), every other stored value as itself (arrays and
-//! JSON columns are text). `outpost-local` reads it back by column type.
+//! stored as the text `NaN`), a blob stored in any other column (SQLite takes
+//! it) as uppercase hex text too, so the application's write never fails in
+//! a trigger, every other stored value as itself (arrays and JSON columns are
+//! text). `outpost-local` reads it back by column type.
 //!
 //! # Capture triggers and the change log
 //!
@@ -403,15 +405,19 @@ fn json_expr(row: &str, column: &Column) -> String {
 /// expression `c`.
 fn json_expr_of(c: &str, column: &Column) -> String {
     let c = c.to_string();
+    // An application may store a blob in any column (SQLite does not
+    // refuse it) and `json_object` cannot hold one: it is saved as hex, so
+    // the application's write never fails in the trigger. The push then
+    // refuses the value for its column, for that row alone.
     if column.ty.array {
-        return c;
+        return format!("CASE WHEN typeof({c}) = 'blob' THEN hex({c}) ELSE {c} END");
     }
     match column.ty.sqlite_decl() {
         "BLOB" => format!("CASE WHEN {c} IS NULL THEN NULL ELSE hex({c}) END"),
         "REAL" => format!(
-            "CASE WHEN typeof({c}) = 'real' AND {c} > 1.7976931348623157e308 THEN 'Infinity' WHEN typeof({c}) = 'real' AND {c} < -1.7976931348623157e308 THEN '-Infinity' ELSE {c} END"
+            "CASE WHEN typeof({c}) = 'blob' THEN hex({c}) WHEN typeof({c}) = 'real' AND {c} > 1.7976931348623157e308 THEN 'Infinity' WHEN typeof({c}) = 'real' AND {c} < -1.7976931348623157e308 THEN '-Infinity' ELSE {c} END"
         ),
-        _ => c,
+        _ => format!("CASE WHEN typeof({c}) = 'blob' THEN hex({c}) ELSE {c} END"),
     }
 }
 
@@ -581,15 +587,16 @@ mod tests {
             "CREATE TRIGGER IF NOT EXISTS \"_outpost_ins_Post\" AFTER INSERT ON \"Post\" \
 WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 BEGIN \
 INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
-VALUES ('Post', json_array(NEW.\"id\"), NULL, 0, julianday('now')); END"
+VALUES ('Post', json_array(CASE WHEN typeof(NEW.\"id\") = 'blob' THEN hex(NEW.\"id\") ELSE NEW.\"id\" END), \
+NULL, 0, julianday('now')); END"
         );
         assert_eq!(
             row_json(&post(), "OLD"),
-            "json_object('id', OLD.\"id\", \
-'score', CASE WHEN typeof(OLD.\"score\") = 'real' AND OLD.\"score\" > 1.7976931348623157e308 THEN 'Infinity' \
+            "json_object('id', CASE WHEN typeof(OLD.\"id\") = 'blob' THEN hex(OLD.\"id\") ELSE OLD.\"id\" END, \
+'score', CASE WHEN typeof(OLD.\"score\") = 'blob' THEN hex(OLD.\"score\") WHEN typeof(OLD.\"score\") = 'real' AND OLD.\"score\" > 1.7976931348623157e308 THEN 'Infinity' \
 WHEN typeof(OLD.\"score\") = 'real' AND OLD.\"score\" < -1.7976931348623157e308 THEN '-Infinity' ELSE OLD.\"score\" END, \
 'body', CASE WHEN OLD.\"body\" IS NULL THEN NULL ELSE hex(OLD.\"body\") END, \
-'createdAt', OLD.\"createdAt\")"
+'createdAt', CASE WHEN typeof(OLD.\"createdAt\") = 'blob' THEN hex(OLD.\"createdAt\") ELSE OLD.\"createdAt\" END)"
         );
         assert!(triggers[1].contains(
             "WHEN (SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0 AND (OLD.\"id\" IS NEW.\"id\") AND NOT \

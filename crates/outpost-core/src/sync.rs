@@ -172,6 +172,12 @@ pub struct PushRow {
     pub pk: Vec<Value>,
     /// All columns in table order; `None` for a delete.
     pub values: Option<Vec<Value>>,
+    /// For an update: which columns (in table order) the node changed
+    /// relative to the row's base. Only those are written, so a value the
+    /// server assigned (a trigger, a default) and the node never saw is not
+    /// overwritten with the node's stale one. `None`: every column (an
+    /// insert, or a row whose base is not known).
+    pub changed: Option<Vec<bool>>,
     /// The entry's `local_seq` (the change being pushed).
     pub local_seq: i64,
     /// The version the change was based on.
@@ -186,12 +192,19 @@ pub enum PushOutcome {
     Applied {
         /// The version now on the server.
         version: i64,
+        /// The row as the server stored it, read back in the push's
+        /// transaction after the write (triggers, defaults, rounding and
+        /// normalised input included); `None` when it is deleted. The
+        /// acknowledgement writes it into the replica.
+        row: Option<Vec<Value>>,
     },
     /// This node had already written this change (a retry after a lost
     /// acknowledgement): nothing written again.
     AlreadyApplied {
         /// The version on the server.
         version: i64,
+        /// The row as the server has it (as for `Applied`).
+        row: Option<Vec<Value>>,
     },
     /// The server's row changed since the replica's base: nothing written;
     /// the server's current row for resolution.

@@ -13,7 +13,7 @@ use outpost_core::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
 use rusqlite::Connection;
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
-use crate::data::{RowWriter, clear_synced, table_of, write_row};
+use crate::data::{RowWriter, clear_synced, read_row, table_of, write_row};
 use crate::error::LocalError;
 use crate::keys::{pk_values, pull_key};
 use crate::meta::set_cursor;
@@ -23,6 +23,8 @@ use crate::rows::{
     rebase_keeping_failed,
 };
 use crate::sync::{ModelStats, Stats};
+use crate::value::row_from_json;
+use outpost_core::types::Value;
 
 /// What the pull decision needs of a pulled row.
 fn pulled(row: &ServerRow) -> Pulled {
@@ -78,7 +80,10 @@ fn apply_pulled_row(
             mark_conflict(tx, t, key, row.values.as_deref(), version)?;
             s.conflicts += 1;
         }
-        (PullDecision::OwnPush { keep_failed }, _) => {
+        (PullDecision::OwnPush { keep_failed }, st) => {
+            if let Some(st) = &st {
+                take_unwritten_columns(tx, t, key, st, row)?;
+            }
             if keep_failed {
                 rebase_keeping_failed(tx, t, key, row.values.as_deref(), version)?;
             } else {
@@ -92,6 +97,67 @@ fn apply_pulled_row(
                 Settled::Server | Settled::Local => s.records_succeeded += 1,
             }
         }
+    }
+    Ok(())
+}
+
+/// This node's own push came back, but the server's row may hold more than
+/// the node wrote: a trigger's stamp, a cascade, a counter an `AFTER`
+/// trigger of another push moved. The own-write rule covers exactly the
+/// values the node wrote: a column the node did not change relative to its
+/// base takes the server's value; the columns it changed stay local (they
+/// are pushed again, harmlessly, if the server stored them otherwise). A
+/// local insert (no base) whose push this version includes (its change
+/// number at or below the version's `origin_local_seq`) takes the server's
+/// row whole: the node wrote all of it, and the server may have filled in
+/// more.
+fn take_unwritten_columns(
+    tx: &Connection,
+    t: &Table,
+    key: &str,
+    st: &RowEntry,
+    row: &ServerRow,
+) -> Result<(), LocalError> {
+    let Some(server) = row.values.as_deref() else {
+        return Ok(());
+    };
+    if st.deleted {
+        return Ok(());
+    }
+    let local_pk = pk_values(t, key)?;
+    let Ok(Some(now)) = read_row(tx, t, &local_pk) else {
+        return Ok(());
+    };
+    let keep_key = |mut r: Vec<Value>| {
+        for (k, v) in t.primary_key.iter().zip(&local_pk) {
+            if let Some(i) = t.columns.iter().position(|c| &c.name == k) {
+                r[i] = v.clone();
+            }
+        }
+        r
+    };
+    let merged: Vec<Value> = match st.base_row.as_deref().map(|b| row_from_json(t, b)) {
+        Some(Ok(base)) => keep_key(
+            now.iter()
+                .zip(&base)
+                .zip(server)
+                .map(|((n, b), s)| if n == b { s.clone() } else { n.clone() })
+                .collect(),
+        ),
+        Some(Err(_)) => return Ok(()),
+        None => {
+            let covered = matches!(
+                (st.local_seq, row.origin_local_seq),
+                (Some(l), Some(o)) if l.get() <= o
+            );
+            if !covered {
+                return Ok(());
+            }
+            keep_key(server.to_vec())
+        }
+    };
+    if merged != now {
+        write_row(tx, t, &local_pk, Some(&merged))?;
     }
     Ok(())
 }

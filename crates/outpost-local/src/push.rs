@@ -12,7 +12,7 @@ use outpost_core::{LocalSeq, Version};
 use rusqlite::{Connection, params};
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
-use crate::data::{read_row, table_of};
+use crate::data::{read_row, table_of, write_row};
 use crate::error::LocalError;
 use crate::fold::fold;
 use crate::keys::pk_values;
@@ -20,7 +20,9 @@ use crate::replica::Replica;
 use crate::rows::{entry, mark_failed, mark_synced};
 use crate::stored::Sql;
 use crate::sync::Stats;
-use crate::value::row_to_json;
+use crate::value::{row_from_json, row_to_json};
+use outpost_core::schema::Table;
+use outpost_core::types::Value;
 
 /// The version a push of a row based on `base` expects to find on the
 /// server. `Expected` has no "unknown" yet: an unknown base is sent as
@@ -49,7 +51,8 @@ fn mark_pushed_synced(
     let mut landed = Vec::new();
     let mut index: HashMap<(&str, &str), usize> = HashMap::new();
     for (i, (row, outcome)) in rows.iter().zip(outcomes).enumerate() {
-        if let PushOutcome::Applied { version } | PushOutcome::AlreadyApplied { version } = outcome
+        if let PushOutcome::Applied { version, .. } | PushOutcome::AlreadyApplied { version, .. } =
+            outcome
         {
             landed.push(serde_json::json!([
                 row.table,
@@ -96,8 +99,9 @@ fn mark_pushed_synced(
     Ok(done)
 }
 
-/// Per table: (pk, local_seq, deleted, base version) of a pending entry.
-type Dirty = (String, LocalSeq, bool, BaseVersion);
+/// Per table: (pk, local_seq, deleted, base version, base row) of a pending
+/// entry.
+type Dirty = (String, LocalSeq, bool, BaseVersion, Option<String>);
 
 fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
     Ok((
@@ -106,6 +110,7 @@ fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
             .map_or(LocalSeq(0), |s| s.0),
         r.get(from + 2)?,
         r.get::<_, Sql<BaseVersion>>(from + 3)?.0,
+        r.get(from + 4)?,
     ))
 }
 
@@ -120,7 +125,7 @@ fn pending_by_age(
     let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
     let mut stmt = conn
         .prepare_cached(
-            "SELECT table_name, pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+            "SELECT table_name, pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
              WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
         )
         .map_err(err())?;
@@ -174,7 +179,7 @@ fn pending_in_push_order(
     let mut left = limit;
     let mut stmt = conn
         .prepare_cached(
-            "SELECT pk, local_seq, deleted, server_version FROM \"_outpost_rows\" \
+            "SELECT pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
              WHERE status = 'PENDING' AND table_name = ?1 AND deleted = ?2 \
              ORDER BY local_seq LIMIT ?3",
         )
@@ -295,6 +300,7 @@ fn with_pending_self_parents(
             },
             local_seq: e.local_seq.map_or(0, |s| s.get()),
             expected: expected(e.server_version),
+            changed: changed_columns(t, &values, e.base_row.as_deref()),
             values: Some(values),
         });
     }
@@ -341,6 +347,29 @@ fn self_parents_first(
         .collect()
 }
 
+/// Which columns (in table order) differ from the row's base, when the
+/// base row is known: an update writes only those.
+fn changed_columns(t: &Table, values: &[Value], base: Option<&str>) -> Option<Vec<bool>> {
+    let base = row_from_json(t, base?).ok()?;
+    Some(values.iter().zip(&base).map(|(a, b)| a != b).collect())
+}
+
+/// The server's stored row with the replica's spelling of its key: the
+/// row is written over the local one it answers, never beside it (a key the
+/// server stored in another spelling, an upper-case uuid say, would
+/// otherwise make two rows of one).
+fn keyed_as_local(table: &Table, pk: &[Value], stored: &[Value]) -> Vec<Value> {
+    let mut row = stored.to_vec();
+    for (k, v) in table.primary_key.iter().zip(pk) {
+        if let Some(i) = table.columns.iter().position(|c| &c.name == k)
+            && let Some(slot) = row.get_mut(i)
+        {
+            *slot = v.clone();
+        }
+    }
+    row
+}
+
 impl Replica {
     /// The local changes to push, coalesced (one per row: its final state),
     /// in foreign-key order: upserts parents first, then deletes children
@@ -353,12 +382,34 @@ impl Replica {
     /// after many other changes therefore lands no later than its children
     /// (by `local_seq` alone, it would come in a later batch, and its new
     /// children would fail on the server for want of it).
+    ///
+    /// A row with a
+    /// local value that cannot be sent for its column becomes `FAILED` here
+    /// (docs/protocol.md, "What a push writes"); when a whole batch was such
+    /// rows, the next one is read, so they never hide the rows behind them.
     pub fn pending_push(
         &self,
         tables: Option<&[String]>,
         limit: usize,
     ) -> Result<Vec<PushRow>, LocalError> {
+        loop {
+            let (rows, refused) = self.plan_push(tables, limit)?;
+            // Refused rows are `FAILED` now: the next read does not see them.
+            if !rows.is_empty() || refused == 0 {
+                return Ok(rows);
+            }
+        }
+    }
+
+    /// One read of [`Replica::pending_push`]: the rows to push, and how many
+    /// were refused locally.
+    fn plan_push(
+        &self,
+        tables: Option<&[String]>,
+        limit: usize,
+    ) -> Result<(Vec<PushRow>, usize), LocalError> {
         fold(self.connection())?;
+        let mut refused = 0;
         let schema = self.schema();
         let conn = self.connection();
         let wanted = |table: &str| {
@@ -377,13 +428,35 @@ impl Replica {
             let Some(list) = by_table.get(&t.name) else {
                 continue;
             };
-            for (pk, seq, deleted, version) in list {
+            for (pk, seq, deleted, version, base) in list {
                 let pk_vals = pk_values(t, pk)?;
                 let values = if *deleted {
                     None
                 } else {
-                    read_row(conn, t, &pk_vals)?
+                    match read_row(conn, t, &pk_vals) {
+                        Ok(values) => values,
+                        // A value that cannot be sent for its column fails
+                        // its own row; the push goes on without it.
+                        Err(LocalError::BadStoredValue {
+                            column,
+                            ty,
+                            message,
+                        }) => {
+                            let reason = format!(
+                                "{} {pk}, column {column}: the local value cannot be sent as {ty}: {message}",
+                                t.name
+                            );
+                            tracing::warn!(table = %t.name, %pk, %column, "{reason}");
+                            mark_failed(conn, &t.name, pk, &reason)?;
+                            refused += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 };
+                let changed = values
+                    .as_deref()
+                    .and_then(|values| changed_columns(t, values, base.as_deref()));
                 let row = PushRow {
                     table: t.name.clone(),
                     local_pk: pk.clone(),
@@ -391,6 +464,7 @@ impl Replica {
                     local_seq: seq.get(),
                     expected: expected(*version),
                     values,
+                    changed,
                 };
                 if row.values.is_some() {
                     upserts.push(row);
@@ -406,7 +480,7 @@ impl Replica {
         // Children first for deletes: reverse table order.
         deletes.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|t| t.name == r.table)));
         upserts.extend(deletes);
-        Ok(upserts)
+        Ok((upserts, refused))
     }
 
     /// Takes the server's answer to a push in one transaction: landed rows
@@ -428,6 +502,14 @@ impl Replica {
                 let s = stats.entry(row.table.clone()).or_default();
                 s.records_processed += 1;
                 if synced.contains(&i) {
+                    // The server's row is the truth: what it stored (its
+                    // triggers, defaults, rounding) replaces what was sent.
+                    if let PushOutcome::Applied { row: Some(stored), .. }
+                    | PushOutcome::AlreadyApplied { row: Some(stored), .. } = outcome
+                        && row.values.as_ref() != Some(stored)
+                    {
+                        write_row(tx, t, &row.pk, Some(&keyed_as_local(t, &row.pk, stored)))?;
+                    }
                     s.records_succeeded += 1;
                     continue;
                 }
@@ -436,16 +518,44 @@ impl Replica {
                 };
                 let edited_since = state.local_seq != Some(LocalSeq(row.local_seq));
                 match outcome {
-                    PushOutcome::Applied { version } | PushOutcome::AlreadyApplied { version } => {
+                    PushOutcome::Applied { version, row: stored }
+                    | PushOutcome::AlreadyApplied { version, row: stored } => {
                         s.records_succeeded += 1;
                         if edited_since {
-                            let base = row.values.as_deref().map(|v| row_to_json(t, v));
+                            // Edited again during the push: the server's
+                            // row becomes the base, and the columns not
+                            // edited since take its values (a trigger's
+                            // stamp is not later sent back stale).
+                            let stored = match (stored, &row.values) {
+                                (Some(v), _) => Some(keyed_as_local(t, &row.pk, v)),
+                                (None, pushed) => pushed.clone(),
+                            };
+                            if let (Some(stored), Some(pushed)) = (&stored, &row.values)
+                                && !state.deleted
+                                && let Ok(Some(now)) = read_row(tx, t, &row.pk)
+                            {
+                                let merged: Vec<Value> = now
+                                    .iter()
+                                    .zip(pushed)
+                                    .zip(stored)
+                                    .map(|((n, p), s)| if n == p { s.clone() } else { n.clone() })
+                                    .collect();
+                                if merged != now {
+                                    write_row(tx, t, &row.pk, Some(&merged))?;
+                                }
+                            }
+                            let base = stored.as_deref().map(|v| row_to_json(t, v));
                             tx.execute(
                                 "UPDATE \"_outpost_rows\" SET server_version = ?3, base_row = ?4 WHERE table_name = ?1 AND pk = ?2",
                                 params![row.table, row.local_pk, Sql(Version(*version)), base],
                             )
                             .map_err(LocalError::sqlite("recording a pushed version"))?;
                         } else {
+                            if let (Some(stored), Some(pushed)) = (stored, &row.values)
+                                && pushed != stored
+                            {
+                                write_row(tx, t, &row.pk, Some(&keyed_as_local(t, &row.pk, stored)))?;
+                            }
                             mark_synced(
                                 tx,
                                 &row.table,

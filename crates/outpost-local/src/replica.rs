@@ -176,6 +176,11 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
             [],
         )
         .map_err(err())?;
+    }
+    if from < 3 {
+        // Version 2 captured through triggers written by version 1's code;
+        // version 3's also save a blob in a non-blob column (as hex) instead
+        // of failing the application's write.
         if let Some(json) = meta_if_present(conn, "schema")? {
             let schema: Schema = serde_json::from_str(&json)?;
             for table in &schema.tables {

@@ -235,7 +235,8 @@ mod tests {
         assert_eq!(
             delete_synced_rows(&t),
             "DELETE FROM \"Order\"\"Line\" WHERE NOT EXISTS (SELECT 1 FROM \"_outpost_rows\" r WHERE \
-             r.table_name = 'Order\"Line' AND r.pk = json_array(\"Order\"\"Line\".\"id\") AND r.status <> 'SYNCED')"
+             r.table_name = 'Order\"Line' AND r.pk = json_array(CASE WHEN typeof(\"Order\"\"Line\".\"id\") = 'blob' \
+             THEN hex(\"Order\"\"Line\".\"id\") ELSE \"Order\"\"Line\".\"id\" END) AND r.status <> 'SYNCED')"
         );
         assert_eq!(
             drop_trigger("_outpost_ins_T"),

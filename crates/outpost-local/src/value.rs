@@ -40,7 +40,7 @@ pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<V
     let mismatch = |found: &str| LocalError::BadStoredValue {
         column: column.to_string(),
         ty: ty.pg_name.clone(),
-        message: format!("found {found}"),
+        message: format!("found {found}: {}", shown(raw)),
     };
     if let ValueRef::Null = raw {
         return Ok(Value::Null);
@@ -96,6 +96,24 @@ pub fn from_sqlite(raw: ValueRef<'_>, ty: &ColumnType, column: &str) -> Result<V
         // A numeric written by hand as a number, say: keep its decimal text.
         (ScalarType::Numeric, ValueRef::Integer(i)) => Ok(Value::Text(i.to_string())),
         (_, other) => Err(mismatch(&format!("a {:?} value", other.data_type()))),
+    }
+}
+
+/// A stored value as a person would recognise it in a message: text
+/// quoted, a blob as `x'…'` hex, both cut after 60 characters.
+pub fn shown(raw: ValueRef<'_>) -> String {
+    fn cut(s: String) -> String {
+        match s.char_indices().nth(60) {
+            Some((at, _)) => format!("{}…", &s[..at]),
+            None => s,
+        }
+    }
+    match raw {
+        ValueRef::Null => "NULL".into(),
+        ValueRef::Integer(i) => i.to_string(),
+        ValueRef::Real(f) => f.to_string(),
+        ValueRef::Text(t) => cut(format!("{:?}", String::from_utf8_lossy(t))),
+        ValueRef::Blob(b) => cut(format!("x'{}'", hex::encode_upper(b))),
     }
 }
 

@@ -594,6 +594,38 @@ status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
 base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
 local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at; END";
 
+/// A version 2 replica (triggers that refused a blob in a text column) gets
+/// version 3's triggers when opened: the application's write of a blob then
+/// lands, and is captured.
+#[test]
+fn a_version_2_replica_gets_blob_safe_triggers() {
+    let (dir, replica) = setup();
+    let c = replica.connection();
+    c.execute_batch(
+        "DROP TRIGGER \"_outpost_upd_Item\"; \
+         CREATE TRIGGER \"_outpost_upd_Item\" AFTER UPDATE ON \"Item\" BEGIN \
+         INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
+         VALUES ('Item', json_array(NEW.\"id\"), json_object('id', OLD.\"id\"), 0, julianday('now')); END; \
+         UPDATE _outpost_meta SET value = '2' WHERE key = 'meta_version'",
+    )
+    .expect("make version 2");
+    c.execute("INSERT INTO \"Item\" (id, qty) VALUES (x'DEADBEEF', 1)", [])
+        .expect("insert");
+    assert!(
+        c.execute("UPDATE \"Item\" SET qty = 2 WHERE qty = 1", [])
+            .is_err(),
+        "the version 2 trigger refuses the blob key"
+    );
+    drop(replica);
+    let replica = Replica::open(&dir.path().join("sub/local.db")).expect("open migrates");
+    replica
+        .connection()
+        .execute("UPDATE \"Item\" SET qty = 3 WHERE qty = 1", [])
+        .expect("the update lands");
+    let e = entries(&replica);
+    assert!(e.iter().any(|e| e.1 == "[\"DEADBEEF\"]"), "{e:?}");
+}
+
 #[test]
 fn a_version_1_replica_is_migrated_on_open() {
     let (dir, replica) = setup();
@@ -639,6 +671,11 @@ fn a_version_1_replica_is_migrated_on_open() {
         triggers
             .iter()
             .all(|t| t.contains("_outpost_changes") && !t.contains("_outpost_local_seq")),
+        "{triggers:?}"
+    );
+    // Version 3's triggers: a blob in a text column is saved, not refused.
+    assert!(
+        triggers.iter().all(|t| t.contains("= 'blob' THEN hex(")),
         "{triggers:?}"
     );
     replica

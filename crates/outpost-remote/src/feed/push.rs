@@ -5,7 +5,7 @@
 //! row by row under savepoints), and its new version read back. Also
 //! [`versions_of`], the versions a remote-mode write reads back.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures_util::TryFutureExt as _;
@@ -15,7 +15,7 @@ use outpost_core::schema::{Schema, Table};
 use outpost_core::sync::{
     Cursor, PushOutcome, PushRow, ServerRow, parents_first_within, refused_parent,
 };
-use outpost_core::types::Value;
+use outpost_core::types::{ScalarType, Value};
 use outpost_core::{LocalSeq, NodeId, Version};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
@@ -235,6 +235,7 @@ async fn push_group(
             Acceptance::AlreadyApplied => {
                 outcomes[i] = Some(PushOutcome::AlreadyApplied {
                     version: server.version,
+                    row: server.values,
                 })
             }
             Acceptance::Conflict => outcomes[i] = Some(PushOutcome::Conflict(server)),
@@ -292,7 +293,7 @@ async fn push_group(
         tx,
         cache,
         src.cacheable,
-        &sql::written_versions(table, &src),
+        &sql::written_versions(&from, table, &src),
     )
     .await
     .map_err(db(format!("reading versions of {}", table.name)))?;
@@ -308,7 +309,24 @@ async fn push_group(
     for v in versions {
         let j = v.get::<_, i32>(0) as usize;
         if let Some(&i) = done.get(j) {
-            outcomes[i] = Some(PushOutcome::Applied { version: v.get(1) });
+            // The row as stored: the acknowledgement writes it into the
+            // replica (docs/protocol.md, "The server's row after a push").
+            let row = if v.get::<_, bool>(2) {
+                Some(
+                    table
+                        .columns
+                        .iter()
+                        .enumerate()
+                        .map(|(c, col)| get_value(&v, 3 + c, &col.name))
+                        .collect::<Result<Vec<_>, _>>()?,
+                )
+            } else {
+                None
+            };
+            outcomes[i] = Some(PushOutcome::Applied {
+                version: v.get(1),
+                row,
+            });
         }
     }
     tracing::debug!(
@@ -387,8 +405,10 @@ async fn write_rows(
     outcomes: &mut [Option<PushOutcome>],
 ) -> Result<BTreeSet<usize>, RemoteError> {
     let mut written = BTreeSet::new();
-    // (row, kind, the server's last refusal)
-    let mut refused: Vec<(usize, Write, String)> = Vec::new();
+    // (row, kind, the columns written, the server's last refusal and the
+    // column it names)
+    type Refused = (usize, Write, Vec<usize>, (String, Option<String>));
+    let mut refused: Vec<Refused> = Vec::new();
     for kind in [Write::Delete, Write::Insert, Write::Update] {
         let set: Vec<usize> = to_write
             .iter()
@@ -398,14 +418,20 @@ async fn write_rows(
         if set.is_empty() {
             continue;
         }
-        match run_savepointed(tx, from, table, cache, rows, &set, kind).await? {
-            Ok(done) => written.extend(done),
-            Err(_) => {
-                // Row by row: only the refused rows fail.
-                for i in parents_first_within(table, rows, &set) {
-                    match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
-                        Ok(done) => written.extend(done),
-                        Err(message) => refused.push((i, kind, message)),
+        // Updates in groups by the columns they change (only those are
+        // written).
+        for (cols, set) in by_columns(table, rows, set, kind) {
+            match run_savepointed(tx, from, table, cache, rows, &set, &cols, kind).await? {
+                Ok(done) => written.extend(done),
+                Err(_) => {
+                    // Row by row: only the refused rows fail.
+                    for i in parents_first_within(table, rows, &set) {
+                        match run_savepointed(tx, from, table, cache, rows, &[i], &cols, kind)
+                            .await?
+                        {
+                            Ok(done) => written.extend(done),
+                            Err(why) => refused.push((i, kind, cols.clone(), why)),
+                        }
                     }
                 }
             }
@@ -418,10 +444,10 @@ async fn write_rows(
     while !refused.is_empty() {
         let before = refused.len();
         let mut still = Vec::new();
-        for (i, kind, _) in refused {
-            match run_savepointed(tx, from, table, cache, rows, &[i], kind).await? {
+        for (i, kind, cols, _) in refused {
+            match run_savepointed(tx, from, table, cache, rows, &[i], &cols, kind).await? {
                 Ok(done) => written.extend(done),
-                Err(again) => still.push((i, kind, again)),
+                Err(again) => still.push((i, kind, cols, again)),
             }
         }
         refused = still;
@@ -429,9 +455,11 @@ async fn write_rows(
             break;
         }
     }
-    let failed: Vec<usize> = refused.iter().map(|(i, _, _)| *i).collect();
-    for (i, _, message) in refused {
-        outcomes[i] = Some(PushOutcome::Failed { message });
+    let failed: Vec<usize> = refused.iter().map(|(i, ..)| *i).collect();
+    for (i, _, _, (message, column)) in refused {
+        outcomes[i] = Some(PushOutcome::Failed {
+            message: refusal(table, &rows[i], &message, column),
+        });
     }
     // A row whose parent (in this group) was refused says so; parents
     // first, so a grandchild names its parent's reason.
@@ -446,8 +474,102 @@ async fn write_rows(
     Ok(written)
 }
 
-/// Runs one write statement for rows `set` inside a savepoint. The outer
-/// error is a broken connection; the inner one the server's refusal.
+/// The rows `set` of one kind of write, grouped by the columns each writes:
+/// an insert writes every writable column; an update its key and the
+/// columns the node changed relative to its base ([`PushRow::changed`]), so
+/// a value the server assigned and the node never changed stays.
+fn by_columns(
+    table: &Table,
+    rows: &[PushRow],
+    set: Vec<usize>,
+    kind: Write,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let all = writable(table);
+    if kind != Write::Update {
+        return vec![(all, set)];
+    }
+    let mut groups: BTreeMap<Vec<usize>, Vec<usize>> = BTreeMap::new();
+    for i in set {
+        let cols: Vec<usize> = all
+            .iter()
+            .copied()
+            .filter(|&c| {
+                table.primary_key.contains(&table.columns[c].name)
+                    || rows[i]
+                        .changed
+                        .as_ref()
+                        .is_none_or(|m| m.get(c).copied().unwrap_or(true))
+            })
+            .collect();
+        groups.entry(cols).or_default().push(i);
+    }
+    groups.into_iter().collect()
+}
+
+/// A refused row's message: the server's, with the table and the row's key
+/// (and, when the server names it, the column), so a person can find it.
+fn refusal(table: &Table, row: &PushRow, message: &str, column: Option<String>) -> String {
+    match column.or_else(|| too_long(table, row)) {
+        Some(c) => format!("{} {}, column {c}: {message}", table.name, row.local_pk),
+        None => format!("{} {}: {message}", table.name, row.local_pk),
+    }
+}
+
+/// The first `varchar(n)`/`char(n)` column whose pushed value is longer
+/// than `n` characters (trailing spaces aside, as PostgreSQL counts): the
+/// server's "value too long" message names the type but not the column.
+fn too_long(table: &Table, row: &PushRow) -> Option<String> {
+    let values = row.values.as_ref()?;
+    table.columns.iter().zip(values).find_map(|(c, v)| {
+        let limit = match (&c.ty.scalar, c.ty.array) {
+            (ScalarType::Varchar | ScalarType::Char, false) => type_length(&c.ty.pg_name)?,
+            _ => return None,
+        };
+        match v {
+            Value::Text(s) if s.trim_end_matches(' ').chars().count() > limit => {
+                Some(c.name.clone())
+            }
+            _ => None,
+        }
+    })
+}
+
+/// The column of the first bound value that cannot be encoded as its
+/// parameter's type (the driver's message names the parameter's number
+/// only). Parameter `j` carries column `cols[j % cols.len()]` in both
+/// layouts of a row source (one array per column, or a `VALUES` list).
+fn unencodable(
+    table: &Table,
+    cols: &[usize],
+    binds: &[Bind<'_>],
+    types: &[tokio_postgres::types::Type],
+) -> Option<String> {
+    use tokio_postgres::types::ToSql as _;
+    if cols.is_empty() {
+        return None;
+    }
+    binds
+        .iter()
+        .zip(types)
+        .enumerate()
+        .find_map(|(j, (b, ty))| {
+            let mut buf = bytes::BytesMut::new();
+            b.to_sql_checked(ty, &mut buf)
+                .is_err()
+                .then(|| table.columns[cols[j % cols.len()]].name.clone())
+        })
+}
+
+/// `n` of a type printed as `name(n)`.
+fn type_length(pg_name: &str) -> Option<usize> {
+    let (_, rest) = pg_name.split_once('(')?;
+    rest.strip_suffix(')')?.parse().ok()
+}
+
+/// Runs one write statement for rows `set` (writing columns `cols`) inside a
+/// savepoint. The outer error is a broken connection; the inner one the
+/// server's refusal, with the column it names, if any.
+#[allow(clippy::too_many_arguments)]
 async fn run_savepointed(
     tx: &Transaction<'_>,
     from: &str,
@@ -455,8 +577,9 @@ async fn run_savepointed(
     cache: &mut Statements,
     rows: &[PushRow],
     set: &[usize],
+    cols: &[usize],
     kind: Write,
-) -> Result<Result<Vec<usize>, String>, RemoteError> {
+) -> Result<Result<Vec<usize>, (String, Option<String>)>, RemoteError> {
     let npk = table.primary_key.len();
     let subset: Vec<&PushRow> = set.iter().map(|&i| &rows[i]).collect();
     let (text, src): (String, Source) = match kind {
@@ -465,10 +588,11 @@ async fn run_savepointed(
             (sql::delete_rows(from, table, &src), src)
         }
         Write::Update | Write::Insert => {
-            let cols = writable(table);
+            // Bound without the columns' modifiers: the server's assignment
+            // rules apply, as for an application's INSERT.
             let types: Vec<String> = cols
                 .iter()
-                .map(|&c| table.columns[c].ty.pg_name.clone())
+                .map(|&c| sql::assign_type(&table.columns[c].ty))
                 .collect();
             let cells: Vec<Vec<Value>> = subset
                 .iter()
@@ -481,19 +605,19 @@ async fn run_savepointed(
                 .collect();
             let src = sql::source(
                 sql::unnestable(table),
-                &sql::value_names(&cols),
+                &sql::value_names(cols),
                 &types,
                 cells,
                 1,
             );
             let text = if kind == Write::Update {
-                match sql::update_rows(from, table, &cols, &src) {
+                match sql::update_rows(from, table, cols, &src) {
                     Some(text) => text,
                     // A key-only table: nothing to update, the row exists.
                     None => return Ok(Ok(set.to_vec())),
                 }
             } else {
-                sql::insert_rows(from, table, &cols, &src)
+                sql::insert_rows(from, table, cols, &src)
             };
             (text, src)
         }
@@ -504,9 +628,9 @@ async fn run_savepointed(
         .map_err(db("setting a savepoint"))?;
     // Prepared inside the savepoint: a statement the server cannot even
     // prepare (a column gone on the server) is a refusal like any other.
-    let result = match statement(tx, cache, src.cacheable, &text).await {
-        Ok(s) => tx.query(&s, &params(&binds)).await,
-        Err(e) => Err(e),
+    let (result, param_types) = match statement(tx, cache, src.cacheable, &text).await {
+        Ok(s) => (tx.query(&s, &params(&binds)).await, s.params().to_vec()),
+        Err(e) => (Err(e), Vec::new()),
     };
     match result {
         Ok(returned) => {
@@ -561,7 +685,13 @@ async fn run_savepointed(
             tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_row")
                 .await
                 .map_err(db("rolling back to a savepoint"))?;
-            Ok(Err(describe(&e)))
+            let column = match e.as_db_error() {
+                Some(d) => d.column().map(str::to_string),
+                // Not sent: a value could not be encoded for its type.
+                None if kind != Write::Delete => unencodable(table, cols, &binds, &param_types),
+                None => None,
+            };
+            Ok(Err((describe(&e), column)))
         }
     }
 }

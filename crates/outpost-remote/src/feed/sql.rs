@@ -9,7 +9,7 @@
 use outpost_core::ident::quote;
 use outpost_core::schema::{Identity, Table};
 use outpost_core::sync::PushRow;
-use outpost_core::types::Value;
+use outpost_core::types::{ColumnType, ScalarType, Value};
 
 /// The change feed after a cursor, up to the snapshot's xmin (the cursor
 /// rule, docs/protocol.md).
@@ -46,6 +46,27 @@ pub(super) fn pk_type(table: &Table, i: usize) -> String {
     table
         .column(&table.primary_key[i])
         .map_or_else(|| "text".to_string(), |c| c.ty.pg_name.clone())
+}
+
+/// The type a pushed value is bound as before it is assigned to its
+/// column: the column's type without its modifier (`varchar`, not
+/// `varchar(10)`; a domain's base type). An explicit cast to
+/// `varchar(10)` would cut an 11-character value silently and one to
+/// `bit(3)` pad or cut a bit string; left to the assignment, PostgreSQL
+/// applies its own rules as for any `INSERT` (it refuses a value too long,
+/// rounds a `numeric` to its scale, checks a domain's constraints). `bit` is
+/// bound as `varbit`: a bare `bit` means `bit(1)` in a cast.
+pub(super) fn assign_type(ty: &ColumnType) -> String {
+    let base = match ty.scalar {
+        ScalarType::Bit => Some("varbit"),
+        ref s => s.pg_type_name(),
+    };
+    match base {
+        Some(b) if ty.domain.is_some() || ty.pg_name.contains('(') => {
+            format!("{b}{}", if ty.array { "[]" } else { "" })
+        }
+        _ => ty.pg_name.clone(),
+    }
 }
 
 /// `k0, k1, …`: the key columns of a `v(i, k0, k1…)` source.
@@ -318,17 +339,24 @@ pub(super) fn current_rows(from: &str, table: &Table, src: &Source) -> String {
     )
 }
 
-/// The versions of the rows of a key source just written: entries by key
-/// through the index (left to itself the planner hashed every entry of the
-/// table).
-pub(super) fn written_versions(table: &Table, src: &Source) -> String {
+/// The versions of the rows of a key source just written, with the rows as
+/// the server stored them (after its triggers, defaults and rounding):
+/// entries by key through the index (left to itself the planner hashed
+/// every entry of the table). Columns: the index, the version, whether the
+/// row exists, then every column.
+pub(super) fn written_versions(from: &str, table: &Table, src: &Source) -> String {
+    let kcols = key_names(table);
     format!(
-        "SELECT v.i, COALESCE(r.version, 0) FROM {src} \
+        "SELECT v.i, COALESCE(r.version, 0), t.{first} IS NOT NULL, {cols} FROM {src} \
          LEFT JOIN LATERAL (SELECT x.version FROM \"outpost\".\"row_versions\" x \
-           WHERE x.table_name = ${tn} AND x.pk = jsonb_build_array({vk})) r ON true",
-        vk = qualified_keys(&key_names(table)),
+           WHERE x.table_name = ${tn} AND x.pk = jsonb_build_array({vk})) r ON true \
+         LEFT JOIN {from} t ON {join}",
+        first = quote(&table.primary_key[0]),
+        cols = column_list(table, "t."),
+        vk = qualified_keys(&kcols),
         src = src.sql,
         tn = src.params.len() + 1,
+        join = key_join(table, &kcols),
     )
 }
 
@@ -420,15 +448,36 @@ pub(super) fn insert_rows(from: &str, table: &Table, cols: &[usize], src: &Sourc
         "INSERT INTO {from} ({names}){overriding} SELECT {vn} FROM {src} ORDER BY v.i \
          ON CONFLICT ({pk}) DO NOTHING RETURNING {ret}",
         names = names.join(", "),
-        vn = vnames
+        vn = cols
             .iter()
-            .map(|v| format!("v.{v}"))
+            .zip(&vnames)
+            .map(|(&c, v)| match server_default(table, c) {
+                Some(d) => format!("COALESCE(v.{v}, {d})"),
+                None => format!("v.{v}"),
+            })
             .collect::<Vec<_>>()
             .join(", "),
         src = src.sql,
         pk = keys,
         ret = keys,
     )
+}
+
+/// The server's default for a nullable non-key column whose default the
+/// replica cannot compute (a sequence, a function). A local insert leaves
+/// such a column NULL, and the insert then takes the server's default for
+/// it, as the application's `INSERT` without the column would on the server
+/// (an explicit NULL cannot be told apart in the replica). A `NOT NULL`
+/// column is required locally already: the replica refuses the insert.
+fn server_default(table: &Table, c: usize) -> Option<String> {
+    let col = &table.columns[c];
+    if table.primary_key.contains(&col.name) || !col.nullable || col.identity.is_some() {
+        return None;
+    }
+    let default = col.default.as_deref()?;
+    outpost_core::sqlite::sqlite_default(col)
+        .is_none()
+        .then(|| format!("({default})"))
 }
 
 // ---- inspection ------------------------------------------------------------------

@@ -61,6 +61,7 @@ fn row(pk: Vec<Value>) -> PushRow {
         local_pk: String::new(),
         pk,
         values: None,
+        changed: None,
         local_seq: 1,
         expected: Expected::AsOfCursor,
     }
@@ -183,11 +184,13 @@ fn push_reads() {
         )
     );
     assert_eq!(
-        written_versions(&t, &keys),
+        written_versions(LINES, &t, &keys),
         format!(
-            "SELECT v.i, COALESCE(r.version, 0) FROM {src} \
+            "SELECT v.i, COALESCE(r.version, 0), t.\"orderId\" IS NOT NULL, \
+             t.\"orderId\", t.\"n\", t.\"qty\", t.\"total\" FROM {src} \
              LEFT JOIN LATERAL (SELECT x.version FROM \"outpost\".\"row_versions\" x \
-               WHERE x.table_name = $3 AND x.pk = jsonb_build_array(v.k0, v.k1)) r ON true"
+               WHERE x.table_name = $3 AND x.pk = jsonb_build_array(v.k0, v.k1)) r ON true \
+             LEFT JOIN \"public\".\"Order Line\" t ON t.\"orderId\" = v.k0 AND t.\"n\" = v.k1"
         )
     );
     assert_eq!(
@@ -264,4 +267,63 @@ fn inspection_statements() {
         "SELECT \"orderId\", \"n\", \"qty\", \"total\" FROM \"app\".\"Order Line\" ORDER BY \"orderId\", \"n\""
     );
     assert_eq!(qualified("a\"b", "T"), "\"a\"\"b\".\"T\"");
+}
+
+#[test]
+fn pushed_values_are_bound_without_type_modifiers() {
+    let ty = |scalar: ScalarType, pg: &str| ColumnType::scalar(scalar, pg);
+    assert_eq!(
+        assign_type(&ty(ScalarType::Varchar, "character varying(10)")),
+        "varchar"
+    );
+    assert_eq!(assign_type(&ty(ScalarType::Char, "character(5)")), "bpchar");
+    assert_eq!(
+        assign_type(&ty(ScalarType::Numeric, "numeric(6,2)")),
+        "numeric"
+    );
+    assert_eq!(assign_type(&ty(ScalarType::Bit, "bit(4)")), "varbit");
+    assert_eq!(
+        assign_type(&ty(ScalarType::Timestamptz, "timestamp(3) with time zone")),
+        "timestamptz"
+    );
+    let mut arr = ty(ScalarType::Varchar, "character varying(3)[]");
+    arr.array = true;
+    assert_eq!(assign_type(&arr), "varchar[]");
+    // A domain: its base type, so the assignment checks the domain.
+    let mut year = ty(ScalarType::Int4, "year");
+    year.domain = Some("year".into());
+    assert_eq!(assign_type(&year), "integer");
+    // Unmodified names stay as they are (enums, text, extension types).
+    assert_eq!(assign_type(&ty(ScalarType::Text, "text")), "text");
+    assert_eq!(
+        assign_type(&ty(ScalarType::Enum("Role".into()), "\"Role\"")),
+        "\"Role\""
+    );
+}
+
+#[test]
+fn an_insert_takes_the_server_default_the_replica_cannot_compute() {
+    let mut t = posts();
+    t.columns.truncate(1);
+    let mut seq = col("seq", ScalarType::Int8, "bigint");
+    seq.default = Some("nextval('s'::regclass)".into());
+    let mut status = col("status", ScalarType::Text, "text");
+    status.default = Some("'open'::text".into());
+    t.columns.extend([seq, status]);
+    let src = source(
+        true,
+        &value_names(&[0, 1, 2]),
+        &["bigint".into(), "bigint".into(), "text".into()],
+        vec![],
+        1,
+    );
+    assert_eq!(
+        insert_rows("\"Post\"", &t, &[0, 1, 2], &src),
+        format!(
+            "INSERT INTO \"Post\" (\"id\", \"seq\", \"status\") \
+             SELECT v.c0, COALESCE(v.c1, (nextval('s'::regclass))), v.c2 FROM {} ORDER BY v.i \
+             ON CONFLICT (\"id\") DO NOTHING RETURNING \"id\"",
+            src.sql
+        )
+    );
 }
