@@ -15,6 +15,7 @@ pub mod conflict;
 pub mod forms;
 pub mod ident;
 pub mod ids;
+pub mod prisma;
 pub mod schema;
 pub mod settle;
 pub mod sqlite;
