@@ -13,6 +13,7 @@
 //! | `OUTPOST_SCHEMA` | `public` | the PostgreSQL schema whose tables are synced |
 //! | `OUTPOST_TABLES` | all with a primary key | comma-separated tables to sync |
 //! | `OUTPOST_EXCLUDE_TABLES` | none | comma-separated tables not to sync (`_prisma_migrations` never is) |
+//! | `PRISMA_SCHEMA` | `./prisma/schema.prisma` when that file exists | the application's Prisma schema: model and field names, client-side defaults (`outpost_core::prisma`) |
 //!
 //! Booleans accept `true/false`, `1/0`, `yes/no`, `on/off` in any case. A bad
 //! value is refused with an error that names the variable and the value;
@@ -537,7 +538,13 @@ pub struct Config {
     pub enable_offline_mode: bool,
     /// Which tables are synced.
     pub tables: TableSelection,
+    /// The application's Prisma schema (`PRISMA_SCHEMA`), when set; see
+    /// [`Config::prisma_schema_file`] for the default.
+    pub prisma_schema: Option<PathBuf>,
 }
+
+/// Where the Prisma schema is looked for when `PRISMA_SCHEMA` is not set.
+pub const DEFAULT_PRISMA_SCHEMA: &str = "./prisma/schema.prisma";
 
 /// A configuration value that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -690,7 +697,18 @@ impl Config {
             sync_interval,
             enable_offline_mode: flag("ENABLE_OFFLINE_MODE", true)?,
             tables,
+            prisma_schema: get("PRISMA_SCHEMA").map(|v| PathBuf::from(v.trim())),
         })
+    }
+
+    /// The Prisma schema file to read and whether it must exist: the one
+    /// `PRISMA_SCHEMA` names (it must), else [`DEFAULT_PRISMA_SCHEMA`] (read
+    /// only when present, so an application without Prisma needs nothing).
+    pub fn prisma_schema_file(&self) -> (PathBuf, bool) {
+        match &self.prisma_schema {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_PRISMA_SCHEMA), false),
+        }
     }
 
     /// The server's connection string, or an error saying what needs it.

@@ -182,7 +182,11 @@ pub struct ParseError {
 
 impl fmt::Display for ParseError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "line {}, column {}: {}", self.line, self.column, self.message)
+        write!(
+            f,
+            "line {}, column {}: {}",
+            self.line, self.column, self.message
+        )
     }
 }
 
@@ -234,10 +238,7 @@ fn expected(what: &'static str) -> StrContext {
 fn ws(input: &mut In<'_>) -> ModalResult<()> {
     repeat(
         0..,
-        alt((
-            multispace1.void(),
-            ("//", take_till(0.., ['\n'])).void(),
-        )),
+        alt((multispace1.void(), ("//", take_till(0.., ['\n'])).void())),
     )
     .parse_next(input)
 }
@@ -245,7 +246,9 @@ fn ws(input: &mut In<'_>) -> ModalResult<()> {
 fn ident(input: &mut In<'_>) -> ModalResult<String> {
     (
         take_while(1, |c: char| c.is_ascii_alphabetic() || c == '_'),
-        take_while(0.., |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-'),
+        take_while(0.., |c: char| {
+            c.is_ascii_alphanumeric() || c == '_' || c == '-'
+        }),
     )
         .take()
         .map(str::to_string)
@@ -399,7 +402,11 @@ fn block(input: &mut In<'_>) -> ModalResult<(String, String, Vec<Line>)> {
         if opt('}').parse_next(input)?.is_some() {
             return Ok((keyword, name, lines));
         }
-        lines.push(cut_err(line).context(expected("a field, `@@attribute` or `}`")).parse_next(input)?);
+        lines.push(
+            cut_err(line)
+                .context(expected("a field, `@@attribute` or `}`"))
+                .parse_next(input)?,
+        );
         ws.parse_next(input)?;
     }
 }
@@ -484,7 +491,11 @@ fn default_of(args: &[Arg]) -> Result<Default, String> {
             "autoincrement" => Default::Autoincrement,
             "sequence" => Default::Sequence,
             "dbgenerated" => Default::DbGenerated(str_arg(a, None)),
-            other => return Err(format!("@default({other}()) is not a Prisma default function")),
+            other => {
+                return Err(format!(
+                    "@default({other}()) is not a Prisma default function"
+                ));
+            }
         },
         other => Default::Value(render(other)),
     })
@@ -501,11 +512,19 @@ pub fn parse(text: &str) -> Result<PrismaSchema, ParseError> {
         let message = match e {
             ErrMode::Backtrack(c) | ErrMode::Cut(c) => {
                 let s = c.to_string();
-                if s.is_empty() { "unexpected text".to_string() } else { s }
+                if s.is_empty() {
+                    "unexpected text".to_string()
+                } else {
+                    s
+                }
             }
             ErrMode::Incomplete(_) => "unexpected end".to_string(),
         };
-        ParseError { line, column, message }
+        ParseError {
+            line,
+            column,
+            message,
+        }
     })?;
     let at = |message: String| ParseError {
         line: 0,
@@ -539,10 +558,7 @@ pub fn parse(text: &str) -> Result<PrismaSchema, ParseError> {
                             attributes,
                         } => {
                             if ty.is_empty() {
-                                return Err(at(format!(
-                                    "field {}.{name} has no type",
-                                    model.name
-                                )));
+                                return Err(at(format!("field {}.{name} has no type", model.name)));
                             }
                             let mut field = Field {
                                 name,

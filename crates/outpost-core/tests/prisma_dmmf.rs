@@ -111,10 +111,16 @@ fn the_parse_matches_prismas_dmmf_on_the_corpus() {
         let ours = digest(&text);
         let theirs = &expected[&file];
         // Model by model, field by field, so a failure names the difference.
-        let (om, tm) = (ours["models"].as_array().unwrap(), theirs["models"].as_array().unwrap());
+        let (om, tm) = (
+            ours["models"].as_array().unwrap(),
+            theirs["models"].as_array().unwrap(),
+        );
         assert_eq!(om.len(), tm.len(), "{file}: number of models");
         for (o, t) in om.iter().zip(tm) {
-            let (of, tf) = (o["fields"].as_array().unwrap(), t["fields"].as_array().unwrap());
+            let (of, tf) = (
+                o["fields"].as_array().unwrap(),
+                t["fields"].as_array().unwrap(),
+            );
             assert_eq!(of.len(), tf.len(), "{file}: fields of {}", t["name"]);
             for (a, b) in of.iter().zip(tf) {
                 assert_eq!(a, b, "{file}: model {} field {}", t["name"], b["name"]);

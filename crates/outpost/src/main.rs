@@ -329,6 +329,10 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
         }
     };
     let schema = introspect(&client, config).await?;
+    // The application's Prisma schema must fit the synced tables before
+    // anything is installed; what does not stop the node is reported.
+    let prisma =
+        outpost_engine::check_prisma_schema(config, &schema).map_err(anyhow::Error::msg)?;
     let server = if skip_server_install {
         None
     } else {
@@ -349,6 +353,7 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             "unchanged": report.unchanged(),
             "schemaHash": report.schema_hash,
             "serverTracking": server.as_ref().map(|s| s.to_string()),
+            "prismaSchema": prisma.as_ref().map(|(p, notes)| json!({"path": p, "notes": notes})),
         }),
         || {
             let mut out = format!(
@@ -372,6 +377,12 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             }
             if let Some(s) = &server {
                 out.push_str(&format!("server tracking: {s}\n"));
+            }
+            if let Some((p, notes)) = &prisma {
+                out.push_str(&format!("Prisma schema: {}\n", p.display()));
+                for note in notes {
+                    out.push_str(&format!("  note: {note}\n"));
+                }
             }
             out.trim_end().to_string()
         },
@@ -432,6 +443,7 @@ fn show_config(config: &Config, json_mode: bool) {
         "OUTPOST_SCHEMA": config.tables.pg_schema,
         "OUTPOST_TABLES": config.tables.include,
         "OUTPOST_EXCLUDE_TABLES": config.tables.exclude,
+        "PRISMA_SCHEMA": config.prisma_schema,
     });
     print(json_mode, value.clone(), || {
         value
@@ -445,6 +457,10 @@ fn show_config(config: &Config, json_mode: bool) {
                             serde_json::Value::Null => match k.as_str() {
                                 "DATABASE_URL" => "(not set)".into(),
                                 "OUTPOST_TABLES" => "(all tables with a primary key)".into(),
+                                "PRISMA_SCHEMA" => format!(
+                                    "(not set: {} when present)",
+                                    outpost_core::config::DEFAULT_PRISMA_SCHEMA
+                                ),
                                 _ => "(not set)".into(),
                             },
                             serde_json::Value::Array(items) => items
