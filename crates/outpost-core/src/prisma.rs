@@ -380,7 +380,14 @@ fn line(input: &mut In<'_>) -> ModalResult<Line> {
 
 /// `keyword Name { lines }`.
 fn block(input: &mut In<'_>) -> ModalResult<(String, String, Vec<Line>)> {
-    let keyword = ident.parse_next(input)?;
+    let keyword = ident
+        .verify(|k: &String| {
+            matches!(
+                k.as_str(),
+                "model" | "enum" | "datasource" | "generator" | "view" | "type"
+            )
+        })
+        .parse_next(input)?;
     ws.parse_next(input)?;
     let name = cut_err(ident).parse_next(input)?;
     ws.parse_next(input)?;
@@ -415,7 +422,7 @@ fn blocks(input: &mut In<'_>) -> ModalResult<Vec<(String, String, Vec<Line>)>> {
     ws.parse_next(input)?;
     let blocks = repeat(0.., terminated_ws(block)).parse_next(input)?;
     winnow::combinator::eof
-        .context(expected("`model`, `enum`, `datasource` or `generator`"))
+        .context(expected("`model`, `enum`, `view`, `type`, `datasource` or `generator`"))
         .parse_next(input)?;
     Ok(blocks)
 }
@@ -699,5 +706,88 @@ impl PrismaSchema {
                     && self.relation_name(other, f) == name
             })
             .map(|f| (other, f))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_a_prisma_6_schema_with_settings_comments_and_other_blocks() {
+        let s = parse(
+            r#"
+// comment
+datasource db {
+  provider  = "postgresql"
+  url       = env("DATABASE_URL")
+  directUrl = env("DIRECT_URL")
+  extensions = [pgcrypto, citext(schema: "public")]
+}
+generator client {
+  provider        = "prisma-client-js"
+  previewFeatures = ["views", "postgresqlExtensions"]
+  binaryTargets   = ["native", "debian-openssl-3.0.x"]
+}
+/// A user.
+model User {
+  id    String  @id @default(dbgenerated("gen_random_uuid()")) @db.Uuid
+  geo   Unsupported("geometry")?
+  tags  String[] @default(["a", "b"])
+  kind  Kind    @default(A)
+  posts Post[]  @relation(name: "UserPosts")
+  @@index([tags], type: Gin)
+  @@schema("public")
+}
+model Post {
+  id     Int  @id @default(autoincrement())
+  userId String @db.Uuid
+  user   User @relation(name: "UserPosts", fields: [userId], references: [id], onDelete: Cascade)
+}
+view Active {
+  id String @unique
+}
+type Address {
+  street String
+}
+enum Kind {
+  A
+  B @map("b")
+}
+"#,
+        )
+        .expect("parses");
+        assert_eq!(s.models.len(), 2, "views and composite types are skipped");
+        let user = s.model("User").expect("User");
+        assert_eq!(
+            user.field("id").and_then(|f| f.default.clone()),
+            Some(Default::DbGenerated(Some("gen_random_uuid()".into())))
+        );
+        assert_eq!(user.field("geo").map(|f| f.optional), Some(true));
+        assert_eq!(
+            user.field("tags").and_then(|f| f.default.clone()),
+            Some(Default::Value("[a, b]".into()))
+        );
+        assert_eq!(user.field("kind").map(|f| f.kind), Some(FieldKind::Enum));
+        let post = s.model("Post").expect("Post");
+        let field = post.field("user").expect("user");
+        assert_eq!(s.relation_name(post, field), "UserPosts");
+        let (m, f) = s.opposite(post, field).expect("the other side");
+        assert_eq!((m.name.as_str(), f.name.as_str()), ("User", "posts"));
+        assert_eq!(s.enums[0].values[1], ("B".to_string(), Some("b".to_string())));
+    }
+
+    #[test]
+    fn a_bad_schema_is_refused_with_its_line_and_column() {
+        let e = parse("model User {\n  id String @id\n  name ??\n}\n").expect_err("refused");
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse("model User {\n  id String @id\n").expect_err("unclosed");
+        assert!(e.line >= 2, "{e}");
+        let e = parse("model A {\n  id Int @id\n}\nmodle User {}\n").expect_err("unknown block");
+        assert_eq!((e.line, e.column), (4, 1), "{e}");
+        assert!(e.message.contains("`model`"), "{e}");
+        let e = parse("model A {\n  id String @default(random())\n}").expect_err("bad default");
+        assert!(e.message.contains("random"), "{e}");
+        assert!(parse("").is_ok_and(|s| s.models.is_empty()));
     }
 }
