@@ -422,7 +422,9 @@ fn blocks(input: &mut In<'_>) -> ModalResult<Vec<(String, String, Vec<Line>)>> {
     ws.parse_next(input)?;
     let blocks = repeat(0.., terminated_ws(block)).parse_next(input)?;
     winnow::combinator::eof
-        .context(expected("`model`, `enum`, `view`, `type`, `datasource` or `generator`"))
+        .context(expected(
+            "`model`, `enum`, `view`, `type`, `datasource` or `generator`",
+        ))
         .parse_next(input)?;
     Ok(blocks)
 }
@@ -774,7 +776,10 @@ enum Kind {
         assert_eq!(s.relation_name(post, field), "UserPosts");
         let (m, f) = s.opposite(post, field).expect("the other side");
         assert_eq!((m.name.as_str(), f.name.as_str()), ("User", "posts"));
-        assert_eq!(s.enums[0].values[1], ("B".to_string(), Some("b".to_string())));
+        assert_eq!(
+            s.enums[0].values[1],
+            ("B".to_string(), Some("b".to_string()))
+        );
     }
 
     #[test]
