@@ -51,6 +51,9 @@ struct BoundField {
     datetime: bool,
     /// Its column is `timestamp` (no zone): stored as UTC wall time.
     naive: bool,
+    /// Its column is `date` (`@db.Date`): Prisma still sends and reads a
+    /// whole ISO-8601 time, at midnight UTC.
+    date: bool,
     /// An enum field's values whose label differs (`@map`): name → label.
     labels: Vec<(String, String)>,
 }
@@ -142,8 +145,7 @@ pub fn check_prisma_schema(
 
 impl PrismaView {
     /// Matches the Prisma schema's models to the synced tables (module
-    /// doc). Refuses a field whose column is missing or a `DateTime` on a
-    /// column that holds no time.
+    /// doc). Refuses a field whose column is missing.
     pub fn bind(p: &PrismaSchema, schema: &Schema) -> Result<PrismaView, String> {
         let mut models = BTreeMap::new();
         let mut notes = Vec::new();
@@ -183,16 +185,17 @@ impl PrismaView {
                     ));
                     continue;
                 };
-                let datetime = f.ty == "DateTime";
                 let naive = column.ty.scalar == ScalarType::Timestamp;
-                if datetime
-                    && !matches!(
+                let datetime = f.ty == "DateTime"
+                    && matches!(
                         column.ty.scalar,
                         ScalarType::Timestamp | ScalarType::Timestamptz | ScalarType::Date
-                    )
-                {
-                    problems.push(format!(
-                        "field {}.{} is a DateTime but column {:?}.{:?} is {}",
+                    );
+                if f.ty == "DateTime" && !datetime {
+                    // `@db.Time`, or a column of another type: its values
+                    // keep the column's own form.
+                    notes.push(format!(
+                        "field {}.{} is a DateTime on column {:?}.{:?} of type {}: its values keep that type's form",
                         m.name, f.name, table.name, column.name, column.ty.pg_name
                     ));
                 }
@@ -212,8 +215,9 @@ impl PrismaView {
                     column: column.name.clone(),
                     default: f.default.clone(),
                     updated_at: f.updated_at,
-                    datetime: datetime && column.ty.scalar != ScalarType::Date,
+                    datetime,
                     naive,
+                    date: column.ty.scalar == ScalarType::Date,
                     labels,
                 });
             }
@@ -620,11 +624,15 @@ fn value_in(f: &BoundField, v: Json) -> Json {
     {
         return Json::String(label.clone());
     }
-    match (&v, f.datetime && f.naive) {
-        // A `timestamp` column holds UTC wall time, as Prisma writes it.
+    match (&v, f.datetime && (f.naive || f.date)) {
+        // A `timestamp` column holds UTC wall time, as Prisma writes it; a
+        // `date` column the UTC day.
         (Json::String(s), true) => parse_timestamptz(s)
             .filter(|us| *us != i64::MAX && *us != i64::MIN)
-            .map(|us| Json::String(format_timestamp(us)))
+            .map(|us| {
+                let text = format_timestamp(us);
+                Json::String(if f.date { text[..10].to_string() } else { text })
+            })
             .unwrap_or(v),
         _ => v,
     }
@@ -653,7 +661,9 @@ fn datetime_out(v: &Json) -> Json {
     let Json::String(s) = v else {
         return v.clone();
     };
-    let us = parse_timestamptz(s).or_else(|| parse_timestamp(s));
+    let us = parse_timestamptz(s)
+        .or_else(|| parse_timestamp(s))
+        .or_else(|| parse_timestamp(&format!("{s}T00:00:00")));
     match us {
         Some(us) if us != i64::MAX && us != i64::MIN => {
             let text = format_timestamp(us);
@@ -681,7 +691,13 @@ impl Now {
 
     fn value(&self, f: &BoundField) -> Json {
         let text = format_timestamp(self.0);
-        Json::String(if f.naive { text } else { format!("{text}Z") })
+        Json::String(if f.date {
+            text[..10].to_string()
+        } else if f.naive {
+            text
+        } else {
+            format!("{text}Z")
+        })
     }
 }
 
@@ -783,6 +799,7 @@ mod tests {
             updated_at: false,
             datetime: true,
             naive: true,
+            date: false,
             labels: Vec::new(),
         };
         assert_eq!(
@@ -796,6 +813,20 @@ mod tests {
         assert_eq!(
             datetime_out(&Json::String("2024-03-01T08:00:00.123456".into())),
             Json::String("2024-03-01T08:00:00.123456Z".into())
+        );
+        assert_eq!(
+            datetime_out(&Json::String("2024-03-01".into())),
+            Json::String("2024-03-01T00:00:00.000Z".into()),
+            "a @db.Date as Prisma reads it"
+        );
+        let day = BoundField {
+            date: true,
+            naive: false,
+            ..f.clone()
+        };
+        assert_eq!(
+            value_in(&day, Json::String("2024-03-01T00:00:00.000Z".into())),
+            Json::String("2024-03-01".into())
         );
         let wrapped = serde_json::json!({"$type": "DateTime", "value": "2024-03-01T10:00:00.000Z"});
         assert_eq!(
