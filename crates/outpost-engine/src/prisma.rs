@@ -791,6 +791,37 @@ mod tests {
     }
 
     #[test]
+    fn json_protocol_wrappers_are_unwrapped() {
+        let f = BoundField {
+            name: "x".into(),
+            column: "x".into(),
+            default: None,
+            updated_at: false,
+            datetime: false,
+            naive: false,
+            date: false,
+            labels: Vec::new(),
+        };
+        let w = |t: &str, v: Json| serde_json::json!({"$type": t, "value": v});
+        assert_eq!(
+            value_in(&f, w("Decimal", "12.50".into())),
+            Json::from("12.50")
+        );
+        assert_eq!(
+            value_in(&f, w("BigInt", "9007199254740993".into())),
+            Json::from("9007199254740993")
+        );
+        assert_eq!(value_in(&f, w("Bytes", "AQID".into())), Json::from("AQID"));
+        assert_eq!(
+            value_in(&f, w("Json", r#"{"a":[1,null]}"#.into())),
+            serde_json::json!({"a": [1, null]})
+        );
+        // An object that merely has a `$type` key is a value of its own.
+        let doc = serde_json::json!({"$type": "Decimal", "value": "1", "other": true});
+        assert_eq!(value_in(&f, doc.clone()), doc);
+    }
+
+    #[test]
     fn datetimes_in_and_out() {
         let f = BoundField {
             name: "at".into(),

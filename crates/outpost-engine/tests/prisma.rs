@@ -43,6 +43,14 @@ CREATE TABLE "Tag" (
     "label" TEXT NOT NULL,
     CONSTRAINT "Tag_pkey" PRIMARY KEY ("id")
 );
+CREATE TABLE "tokens" (
+    "id" TEXT NOT NULL,
+    "ref" UUID NOT NULL,
+    "code" TEXT NOT NULL,
+    "short" TEXT NOT NULL,
+    "day" DATE NOT NULL DEFAULT CURRENT_TIMESTAMP,
+    CONSTRAINT "tokens_pkey" PRIMARY KEY ("id")
+);
 CREATE UNIQUE INDEX "users_email_key" ON "users"("email");
 CREATE UNIQUE INDEX "Tag_label_key" ON "Tag"("label");
 CREATE INDEX "posts_author_id_idx" ON "posts"("author_id");
@@ -98,6 +106,16 @@ model Post {
 model Tag {
   id    Int    @id @default(autoincrement())
   label String @unique
+}
+
+model Token {
+  id    String   @id @default(cuid(2))
+  ref   String   @default(uuid(7)) @db.Uuid
+  code  String   @default(nanoid(8))
+  short String   @default(nanoid())
+  day   DateTime @default(now()) @db.Date
+
+  @@map("tokens")
 }
 "#;
 
@@ -453,5 +471,66 @@ async fn a_schema_that_disagrees_with_the_database_is_reported() -> anyhow::Resu
         _ => None,
     })?;
     assert!(outpost_engine::check_prisma_schema(&missing, &schema).is_err());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_side_default_kind_on_either_database() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, MIGRATION).await?;
+    let node = open(&db, "n", SCHEMA).await?;
+    node.sync(Direction::Bidirectional).await?;
+    let url_safe = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    };
+    let mut ids = Vec::new();
+    for mode in [Mode::Remote, Mode::Local] {
+        node.set_mode(mode).await;
+        let today = Utc::now().date_naive();
+        let t: Json = node.model("Token")?.create(json!({"data": {}})).await?;
+        let id = t["id"].as_str().unwrap_or_default();
+        assert!(
+            id.len() == 24
+                && id.as_bytes()[0].is_ascii_lowercase()
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase()),
+            "{mode:?}: cuid(2): {t}"
+        );
+        let r = uuid::Uuid::parse_str(t["ref"].as_str().unwrap_or_default())?;
+        assert_eq!(r.get_version_num(), 7, "{mode:?}: uuid(7): {t}");
+        let code = t["code"].as_str().unwrap_or_default();
+        assert!(
+            code.len() == 8 && url_safe(code),
+            "{mode:?}: nanoid(8): {t}"
+        );
+        let short = t["short"].as_str().unwrap_or_default();
+        assert!(
+            short.len() == 21 && url_safe(short),
+            "{mode:?}: nanoid(): {t}"
+        );
+        assert_eq!(
+            t["day"],
+            format!("{today}T00:00:00.000Z"),
+            "{mode:?}: now() on a @db.Date, as Prisma reads it"
+        );
+        ids.push(id.to_string());
+    }
+    assert_ne!(ids[0], ids[1]);
+    let mut pushed = false;
+    for _ in 0..20 {
+        node.sync(Direction::Bidirectional).await?;
+        let n: i64 = client
+            .query_one(r#"SELECT count(*) FROM tokens WHERE id = ANY($1)"#, &[&ids])
+            .await?
+            .get(0);
+        if n == 2 {
+            pushed = true;
+            break;
+        }
+    }
+    assert!(pushed, "both tokens on the server");
+    node.shutdown().await;
     Ok(())
 }
