@@ -61,4 +61,4 @@ pub use outpost_core::conflict::Policy;
 /// not depend on `outpost-local`).
 pub use outpost_local::{ChangeEntry, ChangePage, ConflictEntry, Discarded, LogEntry, Resolution};
 pub use outpost_query::Operation;
-pub use prisma::{PrismaView, check_prisma_schema};
+pub use prisma::{PrismaView, check_prisma_schema, prisma_api_schema};

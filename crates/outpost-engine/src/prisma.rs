@@ -89,6 +89,10 @@ pub struct PrismaView {
     planning: Schema,
     /// Disagreements that do not stop the node (module doc).
     notes: Vec<String>,
+    /// The schema under the application's names, for documents that
+    /// describe the model service (the OpenAPI document, generated
+    /// TypeScript types): see [`PrismaView::api_schema`].
+    api: Schema,
 }
 
 /// Reads and binds the configured Prisma schema: `Ok(None)` when none is
@@ -129,6 +133,120 @@ pub(crate) fn for_node(
         }
     }
     Ok(view.map(std::sync::Arc::new))
+}
+
+/// The schema `outpost generate typescript` describes: under the Prisma
+/// schema's names when one is configured ([`PrismaView::api_schema`]),
+/// else `schema` itself.
+pub fn prisma_api_schema(
+    config: &outpost_core::config::Config,
+    schema: &Schema,
+) -> Result<Schema, String> {
+    let (path, required) = config.prisma_schema_file();
+    Ok(match load(&path, required, schema)? {
+        Some(v) => v.api,
+        None => schema.clone(),
+    })
+}
+
+impl crate::Outpost {
+    /// The schema the model service speaks: the node's, or under the
+    /// application's Prisma names ([`PrismaView::api_schema`]).
+    pub fn api_schema(&self) -> &Schema {
+        match &self.inner.prisma {
+            Some(p) => p.api_schema(),
+            None => self.inner.engine.schema(),
+        }
+    }
+}
+
+/// Builds [`PrismaView::api_schema`] from the planning schema.
+fn api_schema(
+    p: &PrismaSchema,
+    planning: &Schema,
+    models: &BTreeMap<String, BoundModel>,
+) -> Schema {
+    let model_name = |table: &str| {
+        models
+            .get(table)
+            .map_or_else(|| table.to_string(), |m| m.name.clone())
+    };
+    let field_name = |table: &str, column: &str| {
+        models
+            .get(table)
+            .and_then(|m| m.by_column(column))
+            .map_or_else(|| column.to_string(), |f| f.name.clone())
+    };
+    let rename = |table: &str, cols: &[String]| -> Vec<String> {
+        cols.iter().map(|c| field_name(table, c)).collect()
+    };
+    let mut api = planning.clone();
+    for t in &mut api.tables {
+        let table = t.name.clone();
+        if let Some(m) = models.get(&table) {
+            for c in &mut t.columns {
+                let Some(f) = m.by_column(&c.name) else {
+                    continue;
+                };
+                c.name = f.name.clone();
+                if f.datetime && f.naive {
+                    c.ty.scalar = ScalarType::Timestamptz;
+                    c.ty.pg_name = "timestamptz".into();
+                }
+                let filled = match &f.default {
+                    _ if f.updated_at => Some("@updatedAt".to_string()),
+                    Some(d) if d.client_side() => Some(match d {
+                        Default::Cuid(1) => "cuid()".to_string(),
+                        Default::Cuid(v) => format!("cuid({v})"),
+                        Default::Uuid(4) => "uuid()".to_string(),
+                        Default::Uuid(v) => format!("uuid({v})"),
+                        Default::Nanoid(Some(n)) => format!("nanoid({n})"),
+                        Default::Nanoid(None) => "nanoid()".to_string(),
+                        _ => "now()".to_string(),
+                    }),
+                    _ => None,
+                };
+                if filled.is_some() {
+                    c.default = filled;
+                }
+            }
+        }
+        t.primary_key = rename(&table, &t.primary_key);
+        for u in &mut t.uniques {
+            *u = rename(&table, u);
+        }
+        for fk in &mut t.foreign_keys {
+            fk.columns = rename(&table, &fk.columns);
+            fk.ref_columns = rename(&fk.ref_table, &fk.ref_columns);
+            fk.ref_table = model_name(&fk.ref_table);
+        }
+        for r in &mut t.relations {
+            r.local_columns = rename(&table, &r.local_columns);
+            r.target_columns = rename(&r.target, &r.target_columns);
+            r.target = model_name(&r.target);
+        }
+        t.name = model_name(&table);
+    }
+    api.tables.sort_by(|a, b| a.name.cmp(&b.name));
+    // Enum values under their Prisma names.
+    for e in &mut api.enums {
+        if let Some(pe) = p
+            .enums
+            .iter()
+            .find(|x| x.db_name.as_deref().unwrap_or(&x.name) == e.name)
+        {
+            for label in &mut e.labels {
+                if let Some((n, _)) = pe
+                    .values
+                    .iter()
+                    .find(|(_, db)| db.as_deref() == Some(label))
+                {
+                    *label = n.clone();
+                }
+            }
+        }
+    }
+    api
 }
 
 /// What `outpost setup` reports: `Ok(None)` when no Prisma schema is
@@ -296,11 +414,22 @@ impl PrismaView {
                 ));
             }
         }
+        let api = api_schema(p, &planning, &models);
         Ok(PrismaView {
             models,
             planning,
             notes,
+            api,
         })
+    }
+
+    /// The node's schema as the application sees it: models, fields,
+    /// relations and enum values under their Prisma names, fields the model
+    /// service fills marked with their default, `DateTime` fields as
+    /// `timestamptz` (UTC with `Z`). Describes requests; never planned
+    /// against.
+    pub fn api_schema(&self) -> &Schema {
+        &self.api
     }
 
     /// Disagreements that do not stop the node, for setup and the log.

@@ -534,3 +534,48 @@ async fn every_client_side_default_kind_on_either_database() -> anyhow::Result<(
     node.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_schema_describes_models_under_their_prisma_names() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _schema) = server(&db, MIGRATION).await?;
+    let node = open(&db, "n", SCHEMA).await?;
+    let api = node.api_schema();
+    let names: Vec<&str> = api.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec!["Post", "Tag", "Token", "User"]);
+    let post = api.table("Post").expect("Post");
+    let created = post.column("createdAt").expect("createdAt");
+    assert_eq!(
+        created.ty.scalar,
+        outpost_core::types::ScalarType::Timestamptz,
+        "UTC with Z"
+    );
+    assert_eq!(
+        post.column("id").and_then(|c| c.default.clone()),
+        Some("uuid()".into())
+    );
+    assert_eq!(
+        post.column("updatedAt").and_then(|c| c.default.clone()),
+        Some("@updatedAt".into())
+    );
+    let written_by = post.relation("writtenBy").expect("writtenBy");
+    assert_eq!(
+        (written_by.target.as_str(), written_by.local_columns.clone()),
+        ("User", vec!["authorId".to_string()])
+    );
+    let user = api.table("User").expect("User");
+    assert_eq!(
+        user.relation("articles").map(|r| r.target.as_str()),
+        Some("Post")
+    );
+    assert_eq!(
+        user.relation("edits").map(|r| r.target.as_str()),
+        Some("Post")
+    );
+    let role = api.enum_type("role").expect("the enum type");
+    assert_eq!(role.labels, vec!["USER".to_string(), "ADMIN".to_string()]);
+    // The node's own schema keeps the database's names.
+    assert!(node.engine().schema().table("users").is_some());
+    node.shutdown().await;
+    Ok(())
+}

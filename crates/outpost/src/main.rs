@@ -243,7 +243,10 @@ fn generate_typescript(
             path.display()
         )
     })?;
-    let text = generate::typescript(replica.schema());
+    // Under the application's Prisma names when it has a Prisma schema.
+    let schema =
+        outpost_engine::prisma_api_schema(config, replica.schema()).map_err(anyhow::Error::msg)?;
+    let text = generate::typescript(&schema);
     match out {
         Some(file) => {
             std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?
