@@ -371,6 +371,45 @@ async fn updated_at_moves_on_every_update_in_both_modes() -> anyhow::Result<()> 
             .await?;
         assert_eq!(set["updatedAt"], "2020-01-01T00:00:00.000Z", "{mode:?}");
     }
+    // upsert: the create side gets Prisma's values, the update side moves
+    // @updatedAt; a value that is no time is refused and nothing is written.
+    for mode in [Mode::Remote, Mode::Local] {
+        node.set_mode(mode).await;
+        let email = format!("{mode:?}-upsert@example.com");
+        let args = json!({"where": {"email": email}, "create": {"email": email}, "update": {"name": "up"}});
+        let created: Json = node.model("User")?.upsert(args.clone()).await?;
+        assert!(
+            is_cuid(created["id"].as_str().unwrap_or_default()),
+            "{mode:?}: {created}"
+        );
+        assert_eq!(created["updatedAt"], created["createdAt"], "{mode:?}");
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        let updated: Json = node.model("User")?.upsert(args).await?;
+        assert_eq!(
+            (updated["id"].clone(), updated["name"].clone()),
+            (created["id"].clone(), json!("up"))
+        );
+        assert!(
+            prisma_time(&updated["updatedAt"]) > prisma_time(&created["updatedAt"]),
+            "{mode:?}"
+        );
+        let bad = node
+            .model("Post")?
+            .create::<Json>(json!({"data": {"title": "bad", "authorId": created["id"], "publishedAt": "yesterday"}}))
+            .await;
+        let Err(e) = bad else {
+            panic!("{mode:?}: a publishedAt that is no time was accepted")
+        };
+        assert!(
+            e.to_string().contains("yesterday"),
+            "{mode:?}: the error names the value: {e}"
+        );
+        let n = node
+            .model("Post")?
+            .count(json!({"where": {"title": "bad"}}))
+            .await?;
+        assert_eq!(n, 0, "{mode:?}: nothing written");
+    }
     // The offline updates reach the server.
     let mut seen = false;
     for _ in 0..20 {
