@@ -533,8 +533,8 @@ model User {
   email     String   @unique
   name      String?
   role      Role     @default(USER)
-  createdAt DateTime @default(now())
-  posts     Post[]
+  joinedAt  DateTime @default(now()) @map("createdAt")
+  writings  Post[]
 }
 model Post {
   id       String   @id @default(uuid())
@@ -543,7 +543,7 @@ model Post {
   tags     String[]
   metadata Json?
   userId   String
-  user     User     @relation(fields: [userId], references: [id])
+  author   User     @relation(fields: [userId], references: [id])
 }
 model Comment {
   id   String @id @default(cuid())
@@ -568,6 +568,16 @@ model Comment {
         out.contains("note: model Comment (table \"comments\") is not among the synced tables"),
         "{out}"
     );
+    // The generated types speak the schema's names.
+    let o = outpost(db.dir(), &env, &["generate", "typescript"]);
+    let (ts, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(ts.contains("  joinedAt: string;"), "{ts}");
+    assert!(
+        !ts.contains("createdAt"),
+        "the column's name is not the field's"
+    );
+    assert!(ts.contains("writings?:") && ts.contains("author?:"), "{ts}");
 
     // A field mapped to a column the table lacks: refused by name, no replica.
     std::fs::write(
