@@ -150,6 +150,16 @@ pub fn prisma_api_schema(
 }
 
 impl crate::Outpost {
+    /// The name the application uses for a table's model: its Prisma model
+    /// name (`@@map`), else the table's own.
+    pub fn model_name(&self, table: &str) -> String {
+        self.inner
+            .prisma
+            .as_ref()
+            .and_then(|p| p.models.get(table))
+            .map_or_else(|| table.to_string(), |m| m.name.clone())
+    }
+
     /// The schema the model service speaks: the node's, or under the
     /// application's Prisma names ([`PrismaView::api_schema`]).
     pub fn api_schema(&self) -> &Schema {

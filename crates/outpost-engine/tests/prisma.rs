@@ -613,8 +613,13 @@ async fn the_api_schema_describes_models_under_their_prisma_names() -> anyhow::R
     );
     let role = api.enum_type("role").expect("the enum type");
     assert_eq!(role.labels, vec!["USER".to_string(), "ADMIN".to_string()]);
-    // The node's own schema keeps the database's names.
+    // The node's own schema keeps the database's names; events name models
+    // by the application's names.
     assert!(node.engine().schema().table("users").is_some());
+    assert_eq!(node.model_name("users"), "User");
+    assert_eq!(node.model_name("Tag"), "Tag");
+    // Either name reaches the model service.
+    assert_eq!(node.model("users")?.name(), node.model("User")?.name());
     node.shutdown().await;
     Ok(())
 }
