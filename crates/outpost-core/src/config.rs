@@ -19,6 +19,7 @@
 //! | `OUTPOST_REQUEST_TIMEOUT` | `10000` | ms: a model-service call's deadline on the server in `auto` mode (past it: outcome unknown, then the replica) |
 //! | `OUTPOST_CHECK_INTERVAL` | `2000` | ms between the monitor's probes of the server |
 //! | `OUTPOST_CHECK_TIMEOUT` | `2000` | ms a probe may take before the server counts as unreachable |
+//! | `PRISMA_SCHEMA` | `./prisma/schema.prisma` when that file exists | the application's Prisma schema: model and field names, client-side defaults (`outpost_core::prisma`) |
 //!
 //! Timeouts are whole milliseconds, at least 1 and at most a day: every
 //! round trip of the node has a bound (none can be turned off). The
@@ -551,6 +552,9 @@ pub struct Config {
     pub tables: TableSelection,
     /// The node's bounds on the server.
     pub timeouts: Timeouts,
+    /// The application's Prisma schema (`PRISMA_SCHEMA`), when set; see
+    /// [`Config::prisma_schema_file`] for the default.
+    pub prisma_schema: Option<PathBuf>,
 }
 
 /// The node's bounds on the server (module doc: `OUTPOST_*_TIMEOUT`,
@@ -624,6 +628,9 @@ fn parse_timeout(variable: &str, value: &str) -> Result<Duration, ConfigError> {
     }
     Ok(Duration::from_millis(ms))
 }
+
+/// Where the Prisma schema is looked for when `PRISMA_SCHEMA` is not set.
+pub const DEFAULT_PRISMA_SCHEMA: &str = "./prisma/schema.prisma";
 
 /// A configuration value that was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -777,7 +784,18 @@ impl Config {
             enable_offline_mode: flag("ENABLE_OFFLINE_MODE", true)?,
             tables,
             timeouts: Timeouts::from_lookup(get)?,
+            prisma_schema: get("PRISMA_SCHEMA").map(|v| PathBuf::from(v.trim())),
         })
+    }
+
+    /// The Prisma schema file to read and whether it must exist: the one
+    /// `PRISMA_SCHEMA` names (it must), else [`DEFAULT_PRISMA_SCHEMA`] (read
+    /// only when present, so an application without Prisma needs nothing).
+    pub fn prisma_schema_file(&self) -> (PathBuf, bool) {
+        match &self.prisma_schema {
+            Some(p) => (p.clone(), true),
+            None => (PathBuf::from(DEFAULT_PRISMA_SCHEMA), false),
+        }
     }
 
     /// The server's connection string, or an error saying what needs it.

@@ -4,7 +4,8 @@
 //! model ([`schema`]), column types and the exact value mapping between
 //! PostgreSQL, SQLite and JSON ([`types`]), identifier quoting ([`ident`]),
 //! the SQL outpost generates for the replica ([`sqlite`]) and for the server's
-//! tracking schema ([`tracking`]), and configuration ([`config`]).
+//! tracking schema ([`tracking`]), the application's Prisma schema
+//! ([`prisma`]), and configuration ([`config`]).
 //!
 //! Everything here is a plain function over plain data, tested without a
 //! database.
@@ -15,6 +16,7 @@ pub mod conflict;
 pub mod forms;
 pub mod ident;
 pub mod ids;
+pub mod prisma;
 pub mod schema;
 pub mod settle;
 pub mod sqlite;

@@ -42,6 +42,7 @@ mod faults;
 mod metrics;
 mod model;
 mod node;
+mod prisma;
 mod review;
 mod schedule;
 
@@ -61,3 +62,4 @@ pub use outpost_core::conflict::Policy;
 /// not depend on `outpost-local`).
 pub use outpost_local::{ChangeEntry, ChangePage, ConflictEntry, Discarded, LogEntry, Resolution};
 pub use outpost_query::Operation;
+pub use prisma::{PrismaView, check_prisma_schema, prisma_api_schema};

@@ -66,6 +66,13 @@ pub struct ModelService {
 impl Outpost {
     /// The model service of a synced table.
     pub fn model(&self, name: &str) -> Result<ModelService, EngineError> {
+        // A Prisma model name (`@@map`) names its table.
+        let name = self
+            .inner
+            .prisma
+            .as_ref()
+            .and_then(|p| p.table_of(name))
+            .unwrap_or(name);
         let schema = self.inner.engine.schema();
         if schema.table(name).is_none() {
             let names: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
@@ -194,9 +201,24 @@ impl ModelService {
             Output::Records(records) => records.deserialize().map_err(|e| {
                 EngineError::Query(format!("the result does not fit the requested type: {e}"))
             }),
-            Output::Json(_) => Err(EngineError::Internal(
-                "a read gave JSON where rows were asked for".into(),
-            )),
+            // Through a Prisma schema reads are JSON records (`execute`).
+            Output::Json(json) => {
+                let items = match json {
+                    Json::Array(items) => items,
+                    Json::Null => Vec::new(),
+                    one => vec![one],
+                };
+                items
+                    .into_iter()
+                    .map(|j| {
+                        serde_json::from_value(j).map_err(|e| {
+                            EngineError::Query(format!(
+                                "the result does not fit the requested type: {e}"
+                            ))
+                        })
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -225,8 +247,31 @@ impl ModelService {
         args: &Json,
         records: bool,
     ) -> Result<Output, EngineError> {
+        if let Some(prisma) = self.node.inner.prisma.clone() {
+            // Prisma's names and defaults in, Prisma's names and forms out
+            // (`prisma.rs`); a read's records are built as JSON for that.
+            let args = prisma
+                .prepare(&self.model, operation, args.clone())
+                .map_err(EngineError::Query)?;
+            let schema = Arc::new(prisma.planning().clone());
+            return match self.route(schema, operation, args, false).await? {
+                Output::Json(json) => Ok(Output::Json(prisma.finish(&self.model, json))),
+                other => Ok(other),
+            };
+        }
         let schema = self.node.inner.engine.schema();
-        let plan = outpost_query::plan(&schema, &self.model, operation, args)
+        self.route(schema, operation, args.clone(), records).await
+    }
+
+    /// Plans against `schema` and runs where the mode sends the request.
+    async fn route(
+        &self,
+        schema: Arc<Schema>,
+        operation: Operation,
+        args: Json,
+        records: bool,
+    ) -> Result<Output, EngineError> {
+        let plan = outpost_query::plan(&schema, &self.model, operation, &args)
             .map_err(|e| EngineError::Query(e.to_string()))?;
         if !self.node.inner.config.enable_offline_mode
             && self.node.mode() == Mode::Auto

@@ -178,6 +178,8 @@ pub(crate) struct NodeInner {
     scheduler: tokio::sync::mpsc::UnboundedSender<Request>,
     pub(crate) remote: tokio::sync::Mutex<Option<ModelSession>>,
     tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The application's Prisma schema bound to the node's (`prisma.rs`).
+    pub(crate) prisma: Option<Arc<crate::prisma::PrismaView>>,
 }
 
 /// A node: the replica, the engine and the monitor. Cheap to clone.
@@ -248,6 +250,7 @@ impl Outpost {
             }
         };
         let engine = Engine::new(replica, config.clone());
+        let prisma = crate::prisma::for_node(&config, &engine.schema())?;
         let initial = Status {
             is_online: false,
             local_db_connected: true,
@@ -275,6 +278,7 @@ impl Outpost {
                 scheduler: scheduler_tx,
                 remote: tokio::sync::Mutex::new(None),
                 tasks: Mutex::new(Vec::new()),
+                prisma,
             }),
         };
         // outpost's SQLite functions (numeric order, Unicode lower) on the

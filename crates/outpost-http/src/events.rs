@@ -112,7 +112,7 @@ fn all_models(node: &Outpost) -> Vec<String> {
         .schema()
         .tables
         .iter()
-        .map(|t| t.name.clone())
+        .map(|t| node.model_name(&t.name))
         .collect()
 }
 
@@ -149,7 +149,8 @@ impl Listener {
         let moved: Vec<String> = fresh
             .iter()
             .filter(|e| e.records_succeeded > 0 || e.conflicts > 0 || e.records_failed > 0)
-            .map(|e| e.model.clone())
+            // The application's model names (a Prisma `@@map`ped table).
+            .map(|e| self.state.node.model_name(&e.model))
             .collect();
         let mut entries: Vec<_> = fresh;
         entries.reverse();

@@ -874,7 +874,8 @@ pub(crate) async fn handler(State(state): State<AppState>, headers: HeaderMap) -
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '-' | '[' | ']'))
         })
         .map(|h| format!("http://{h}"));
-    let schema = state.node.engine().schema();
+    // Under the application's Prisma names when it has a Prisma schema.
+    let schema = state.node.api_schema();
     let models: Vec<String> = schema.tables.iter().map(|t| t.name.clone()).collect();
     Json(document(&models, Some(&schema), server))
 }

@@ -263,7 +263,10 @@ fn generate_typescript(
             path.display()
         )
     })?;
-    let text = generate::typescript(replica.schema());
+    // Under the application's Prisma names when it has a Prisma schema.
+    let schema =
+        outpost_engine::prisma_api_schema(config, replica.schema()).map_err(anyhow::Error::msg)?;
+    let text = generate::typescript(&schema);
     match out {
         Some(file) => {
             std::fs::write(file, text).with_context(|| format!("writing {}", file.display()))?
@@ -350,6 +353,10 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
         }
     };
     let schema = introspect(&client, config).await?;
+    // The application's Prisma schema must fit the synced tables before
+    // anything is installed; what does not stop the node is reported.
+    let prisma =
+        outpost_engine::check_prisma_schema(config, &schema).map_err(anyhow::Error::msg)?;
     let server = if skip_server_install {
         None
     } else {
@@ -370,6 +377,7 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             "unchanged": report.unchanged(),
             "schemaHash": report.schema_hash,
             "serverTracking": server.as_ref().map(|s| s.to_string()),
+            "prismaSchema": prisma.as_ref().map(|(p, notes)| json!({"path": p, "notes": notes})),
         }),
         || {
             let mut out = format!(
@@ -393,6 +401,12 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             }
             if let Some(s) = &server {
                 out.push_str(&format!("server tracking: {s}\n"));
+            }
+            if let Some((p, notes)) = &prisma {
+                out.push_str(&format!("Prisma schema: {}\n", p.display()));
+                for note in notes {
+                    out.push_str(&format!("  note: {note}\n"));
+                }
             }
             out.trim_end().to_string()
         },
@@ -460,6 +474,7 @@ fn show_config(config: &Config, json_mode: bool) {
         "OUTPOST_REQUEST_TIMEOUT": ms(config.timeouts.request),
         "OUTPOST_CHECK_INTERVAL": ms(config.timeouts.check_interval),
         "OUTPOST_CHECK_TIMEOUT": ms(config.timeouts.check_timeout),
+        "PRISMA_SCHEMA": config.prisma_schema,
     });
     print(json_mode, value.clone(), || {
         value
@@ -473,6 +488,10 @@ fn show_config(config: &Config, json_mode: bool) {
                             serde_json::Value::Null => match k.as_str() {
                                 "DATABASE_URL" => "(not set)".into(),
                                 "OUTPOST_TABLES" => "(all tables with a primary key)".into(),
+                                "PRISMA_SCHEMA" => format!(
+                                    "(not set: {} when present)",
+                                    outpost_core::config::DEFAULT_PRISMA_SCHEMA
+                                ),
                                 _ => "(not set)".into(),
                             },
                             serde_json::Value::Array(items) => items

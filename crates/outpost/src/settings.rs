@@ -40,6 +40,9 @@ pub struct ConfigFlags {
     /// Comma-separated tables not to sync [overrides OUTPOST_EXCLUDE_TABLES].
     #[arg(long, global = true, value_name = "LIST")]
     pub exclude_tables: Option<String>,
+    /// The application's Prisma schema, default ./prisma/schema.prisma when present [overrides PRISMA_SCHEMA].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub prisma_schema: Option<String>,
 }
 
 impl ConfigFlags {
@@ -53,6 +56,7 @@ impl ConfigFlags {
             ("OUTPOST_SCHEMA", &self.schema),
             ("OUTPOST_TABLES", &self.tables),
             ("OUTPOST_EXCLUDE_TABLES", &self.exclude_tables),
+            ("PRISMA_SCHEMA", &self.prisma_schema),
         ];
         pairs
             .into_iter()

@@ -509,3 +509,95 @@ async fn serve_answers_the_seed_status_and_stops_on_sigterm() {
     let status = child.wait().expect("wait");
     assert!(status.success(), "graceful exit on SIGTERM: {status:?}");
 }
+
+/// `setup` reads the application's `prisma/schema.prisma` when present:
+/// what does not fit the database is named, a model with no table is a note,
+/// a field with no column stops setup before anything is written.
+#[tokio::test]
+async fn setup_reads_the_prisma_schema_and_says_where_it_disagrees() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute(PRISMA_SCHEMA)
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let models = r#"
+enum Role {
+  USER
+  ADMIN
+}
+model User {
+  id        String   @id @default(cuid())
+  email     String   @unique
+  name      String?
+  role      Role     @default(USER)
+  joinedAt  DateTime @default(now()) @map("createdAt")
+  writings  Post[]
+}
+model Post {
+  id       String   @id @default(uuid())
+  title    String
+  price    Decimal?
+  tags     String[]
+  metadata Json?
+  userId   String
+  author   User     @relation(fields: [userId], references: [id])
+}
+model Comment {
+  id   String @id @default(cuid())
+  body String
+  @@map("comments")
+}
+"#;
+    std::fs::create_dir_all(db.dir().join("prisma")).expect("dir");
+    std::fs::write(db.dir().join("prisma/schema.prisma"), models).expect("write");
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("LOCAL_DATABASE_URL", "file:./a.db"),
+    ];
+    let o = outpost(db.dir(), &env, &["setup"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "stdout: {out}\nstderr: {err}");
+    assert!(
+        out.contains("Prisma schema: ./prisma/schema.prisma"),
+        "{out}"
+    );
+    assert!(
+        out.contains("note: model Comment (table \"comments\") is not among the synced tables"),
+        "{out}"
+    );
+    // The generated types speak the schema's names.
+    let o = outpost(db.dir(), &env, &["generate", "typescript"]);
+    let (ts, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(ts.contains("  joinedAt: string;"), "{ts}");
+    assert!(
+        !ts.contains("createdAt"),
+        "the column's name is not the field's"
+    );
+    assert!(ts.contains("writings?:") && ts.contains("author?:"), "{ts}");
+
+    // A field mapped to a column the table lacks: refused by name, no replica.
+    std::fs::write(
+        db.dir().join("prisma/schema.prisma"),
+        models.replace(
+            "  name      String?",
+            "  name      String? @map(\"full_name\")",
+        ),
+    )
+    .expect("write");
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("LOCAL_DATABASE_URL", "file:./b.db"),
+    ];
+    let o = outpost(db.dir(), &env, &["setup"]);
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "stdout: {out}\nstderr: {err}");
+    assert!(
+        err.contains("User.name") && err.contains("full_name"),
+        "{err}"
+    );
+    assert!(!db.dir().join("b.db").exists(), "nothing written");
+}

@@ -441,17 +441,10 @@ impl Engine {
             } else {
                 self.bounded(
                     "pushing a batch",
-                    feed::push(
-                        client,
-                        &schema,
-                        self.node_id(),
-                        cursor,
-                        &to_send,
-                        {
-                            let t = self.timeouts();
-                            (t.statement, t.lock)
-                        },
-                    ),
+                    feed::push(client, &schema, self.node_id(), cursor, &to_send, {
+                        let t = self.timeouts();
+                        (t.statement, t.lock)
+                    }),
                 )
                 .await?
             }
