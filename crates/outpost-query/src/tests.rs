@@ -610,7 +610,7 @@ fn pinned_find_many_sql() {
     let s = select(&p, Dialect::Sqlite);
     assert_eq!(
         s.sql,
-        r#"SELECT "Post"."id", "Post"."title", "Post"."views", "Post"."userId", "Post"."publishedAt", "_outpost_rows"."status" AS "_outpost_status" FROM "Post" LEFT JOIN "_outpost_rows" ON "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("Post"."id")) WHERE ((instr(outpost_lower("Post"."title"), outpost_lower(?)) > 0)) AND (("Post"."views" > ?)) ORDER BY "Post"."title" DESC NULLS FIRST, "Post"."id" ASC NULLS LAST LIMIT ? OFFSET ?"#
+        r#"SELECT "Post"."id", "Post"."title", "Post"."views", "Post"."userId", "Post"."publishedAt", "_outpost_rows"."status" AS "_outpost_status" FROM "Post" LEFT JOIN "_outpost_rows" ON "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array(CASE WHEN typeof("Post"."id") = 'blob' THEN hex("Post"."id") ELSE "Post"."id" END)) WHERE ((instr(outpost_lower("Post"."title"), outpost_lower(?)) > 0)) AND (("Post"."views" > ?)) ORDER BY "Post"."title" DESC NULLS FIRST, "Post"."id" ASC NULLS LAST LIMIT ? OFFSET ?"#
     );
     assert_eq!(
         s.params,
@@ -648,7 +648,7 @@ fn pinned_numeric_enum_and_text_sql() {
     let s = select(&p, Dialect::Sqlite);
     assert_eq!(
         s.sql,
-        r#"SELECT "User"."id", "User"."email", "User"."name", "User"."age", "User"."score", "User"."createdAt", "User"."active", "User"."role", "User"."meta", "_outpost_rows"."status" AS "_outpost_status" FROM "User" LEFT JOIN "_outpost_rows" ON "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array("User"."id")) WHERE (("User"."score" COLLATE "outpost_numeric" >= ?)) AND (((CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) < ?)) AND (NOT ((substr("User"."name", length("User"."name") - length(?) + 1) = ?))) ORDER BY (CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) ASC NULLS LAST, "User"."id" ASC NULLS LAST"#
+        r#"SELECT "User"."id", "User"."email", "User"."name", "User"."age", "User"."score", "User"."createdAt", "User"."active", "User"."role", "User"."meta", "_outpost_rows"."status" AS "_outpost_status" FROM "User" LEFT JOIN "_outpost_rows" ON "_outpost_rows"."table_name" = ? AND "_outpost_rows"."pk" = (json_array(CASE WHEN typeof("User"."id") = 'blob' THEN hex("User"."id") ELSE "User"."id" END)) WHERE (("User"."score" COLLATE "outpost_numeric" >= ?)) AND (((CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) < ?)) AND (NOT ((substr("User"."name", length("User"."name") - length(?) + 1) = ?))) ORDER BY (CASE "User"."role" WHEN ? THEN 0 WHEN ? THEN 1 END) ASC NULLS LAST, "User"."id" ASC NULLS LAST"#
     );
     let s = select(&p, Dialect::Postgres);
     assert_eq!(
