@@ -91,7 +91,9 @@ pub enum Acceptance {
 /// 4. the node expects what its cursor covers: written if the version's
 ///    change is at or before the cursor, if the version is 0, or if the
 ///    change was pruned and the node is past everything pruned; else a
-///    conflict.
+///    conflict;
+/// 5. the node does not know its base: a conflict (the rows are compared
+///    there).
 ///
 /// A version this node wrote without a `local_seq` (its model service in
 /// remote mode) is a later write the queued change never saw: rules 3–4
@@ -103,7 +105,8 @@ pub fn decide(row: &Pushed, server: &OnServer, by: &Pusher) -> Acceptance {
     }
     let based_on_current = own_push
         || match row.expected {
-            Expected::Version(v) => Version(v) == server.version,
+            Expected::Version(v) => v == server.version,
+            Expected::Unknown => false,
             Expected::AsOfCursor => match server.change {
                 Some(change) => change <= by.cursor,
                 None => server.version == Version::UNCHANGED || by.pruned_ok,
@@ -172,7 +175,7 @@ mod tests {
     /// its order.
     #[test]
     fn every_row_of_the_table() {
-        let v = Expected::Version;
+        let v = |n: i64| Expected::Version(Version(n));
         let cursor = Expected::AsOfCursor;
         // (row of the table, pushed, server, pruned_ok, expected)
         let cases: Vec<(&str, Pushed, OnServer, bool, Acceptance)> = vec![
@@ -299,6 +302,29 @@ mod tests {
                 false,
                 Conflict,
             ),
+            // 5. Base unknown: compared as a conflict, even at version 0 or
+            // a change before the cursor.
+            (
+                "5 unknown base, version 0",
+                pushed(Expected::Unknown, 8),
+                server(0, None, None, None),
+                true,
+                Conflict,
+            ),
+            (
+                "5 unknown base, change before cursor",
+                pushed(Expected::Unknown, 8),
+                server(9, Some(OTHER), Some(1), Some((90, 9))),
+                true,
+                Conflict,
+            ),
+            (
+                "5 unknown base, own push at this change",
+                pushed(Expected::Unknown, 8),
+                server(9, Some(ME), Some(8), Some((90, 9))),
+                false,
+                AlreadyApplied,
+            ),
         ];
         for (name, row, on_server, pruned_ok, expected) in cases {
             assert_eq!(decide(&row, &on_server, &by(pruned_ok)), expected, "{name}");
@@ -308,7 +334,7 @@ mod tests {
     /// The kind of write follows the change and the server's row.
     #[test]
     fn writes_insert_update_or_delete() {
-        let mut row = pushed(Expected::Version(0), 1);
+        let mut row = pushed(Expected::Version(Version::UNCHANGED), 1);
         let mut absent = server(0, None, None, None);
         absent.present = false;
         assert_eq!(
@@ -331,8 +357,9 @@ mod tests {
 
     fn expected() -> impl Strategy<Value = Expected> {
         prop_oneof![
-            (0i64..20).prop_map(Expected::Version),
-            Just(Expected::AsOfCursor)
+            (0i64..20).prop_map(|n| Expected::Version(Version(n))),
+            Just(Expected::AsOfCursor),
+            Just(Expected::Unknown)
         ]
     }
 

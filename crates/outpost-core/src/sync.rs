@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use std::collections::HashMap;
 
+use crate::ids::{LocalSeq, Version};
 use crate::schema::{Schema, Table};
 use crate::types::Value;
 
@@ -122,12 +123,16 @@ pub struct ServerRow {
     pub pk: Vec<Value>,
     /// All columns in table order; `None` when the row is deleted.
     pub values: Option<Vec<Value>>,
-    /// The row's version (0: unchanged since tracking began).
-    pub version: i64,
-    /// The node whose push wrote this version, if any.
+    /// The row's version ([`Version::UNCHANGED`]: unchanged since tracking
+    /// began).
+    pub version: Version,
+    /// The node whose push wrote this version, if any, as the server stores
+    /// it. Text, not a [`NodeId`]: a node recognises its own pushes only by
+    /// the exact text they write (`outpost_core::accept`), so the spelling
+    /// must survive.
     pub origin: Option<String>,
     /// That node's `local_seq` for the write.
-    pub origin_local_seq: Option<i64>,
+    pub origin_local_seq: Option<LocalSeq>,
     /// When the version was written (canonical UTC text).
     pub changed_at: Option<String>,
 }
@@ -155,10 +160,15 @@ pub struct PullBatch {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expected {
     /// This exact version.
-    Version(i64),
+    Version(Version),
     /// The version the replica's cursor covers (the row was not changed on
     /// the server since the replica last saw it).
     AsOfCursor,
+    /// The replica does not know its base (a row written while its state
+    /// was unclear, e.g. an interrupted acknowledgement): no server version
+    /// is trusted as the base, so the rows are compared as a conflict and a
+    /// real difference is settled there.
+    Unknown,
 }
 
 /// A local change to push: the row's final state, coalesced.
@@ -179,7 +189,7 @@ pub struct PushRow {
     /// insert, or a row whose base is not known).
     pub changed: Option<Vec<bool>>,
     /// The entry's `local_seq` (the change being pushed).
-    pub local_seq: i64,
+    pub local_seq: LocalSeq,
     /// The version the change was based on.
     pub expected: Expected,
 }
@@ -191,7 +201,7 @@ pub enum PushOutcome {
     /// current version).
     Applied {
         /// The version now on the server.
-        version: i64,
+        version: Version,
         /// The row as the server stored it, read back in the push's
         /// transaction after the write (triggers, defaults, rounding and
         /// normalised input included); `None` when it is deleted. The
@@ -202,7 +212,7 @@ pub enum PushOutcome {
     /// acknowledgement): nothing written again.
     AlreadyApplied {
         /// The version on the server.
-        version: i64,
+        version: Version,
         /// The row as the server has it (as for `Applied`).
         row: Option<Vec<Value>>,
     },

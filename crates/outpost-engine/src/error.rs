@@ -6,8 +6,7 @@
 
 use outpost_local::LocalError;
 use outpost_query::QueryError;
-use outpost_remote::RemoteError;
-use outpost_remote::tokio_postgres;
+use outpost_remote::{Cause, RemoteError};
 
 /// What caused an error, as far as a caller has to act on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
@@ -241,8 +240,8 @@ fn local_kind(e: &LocalError) -> ErrorKind {
     }
 }
 
-/// The kind of a server error: the one place that reads the driver's
-/// error (SQLSTATE classes, I/O causes).
+/// The kind of a server error. The driver's error (SQLSTATE classes, I/O
+/// causes) is read in one place, `outpost_remote::error::cause`.
 pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
     match e {
         RemoteError::Query(q) => query_kind(q),
@@ -255,7 +254,7 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
                 ErrorKind::Unreachable
             }
         }
-        RemoteError::Db { source, .. } => driver_kind(source),
+        RemoteError::Db { .. } => e.cause().map_or(ErrorKind::Refused, cause_kind),
         RemoteError::Value { .. } => ErrorKind::BadInput,
         RemoteError::UnsupportedType { .. }
         | RemoteError::NoPrimaryKey { .. }
@@ -269,41 +268,14 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
 
 /// Only failures of the connection itself are `Unreachable`; whatever the
 /// server answers about the statement is an error of that request.
-fn driver_kind(e: &tokio_postgres::Error) -> ErrorKind {
-    if let Some(db) = e.as_db_error() {
-        let code = db.code().code();
-        return match code {
-            // The server shutting down, starting or full.
-            "57P01" | "57P02" | "57P03" | "53300" => ErrorKind::Unreachable,
-            // A protocol violation is caused by what was sent (too many bind
-            // parameters for one message, say), not by the path to it.
-            "08P01" => ErrorKind::Refused,
-            // Statement or lock timeout, serialization failure, deadlock.
-            "57014" | "55P03" | "40001" | "40P01" => ErrorKind::Transient,
-            c if c.starts_with("08") => ErrorKind::Unreachable,
-            c if c.starts_with("28") => ErrorKind::Auth,
-            c if c.starts_with("23") => ErrorKind::Conflict,
-            c if c.starts_with("22") || c.starts_with("42") => ErrorKind::BadInput,
-            _ => ErrorKind::Refused,
-        };
-    }
-    // The driver could not parse the server's answer to this request (a
-    // statement with more parameters than the protocol's 16-bit count:
-    // `invalid message length: parameters is not drained`). TCP and TLS
-    // deliver bytes intact, so this is the request's doing, not the path's.
-    // The driver has no public accessor for its error kind; its message is
-    // fixed.
-    if e.to_string()
-        .starts_with("error parsing response from server")
-    {
-        return ErrorKind::Refused;
-    }
-    if outpost_remote::error::is_connection_error(e) {
-        ErrorKind::Unreachable
-    } else {
-        // The driver refused to send it (a value it cannot encode, too many
-        // parameters): the request's fault.
-        ErrorKind::Refused
+fn cause_kind(cause: Cause) -> ErrorKind {
+    match cause {
+        Cause::Unreachable => ErrorKind::Unreachable,
+        Cause::Auth => ErrorKind::Auth,
+        Cause::Transient => ErrorKind::Transient,
+        Cause::Constraint => ErrorKind::Conflict,
+        Cause::BadInput => ErrorKind::BadInput,
+        Cause::Refused => ErrorKind::Refused,
     }
 }
 

@@ -9,7 +9,7 @@ use outpost_core::conflict::Policy;
 use outpost_core::schema::Table;
 use outpost_core::settle::{BaseVersion, PullDecision, Pulled, decide_pull};
 use outpost_core::sync::{PullBatch, ServerRow};
-use outpost_core::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
+use outpost_core::{NodeId, ReplicaState, RowStatus, Version};
 use rusqlite::Connection;
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
@@ -29,10 +29,10 @@ use outpost_core::types::Value;
 /// What the pull decision needs of a pulled row.
 fn pulled(row: &ServerRow) -> Pulled {
     Pulled {
-        version: Version(row.version),
+        version: row.version,
         // An origin that is not a node id (set by hand) is nobody's push.
         origin: row.origin.as_deref().and_then(|o| o.parse::<NodeId>().ok()),
-        origin_local_seq: row.origin_local_seq.map(LocalSeq),
+        origin_local_seq: row.origin_local_seq,
     }
 }
 
@@ -41,7 +41,7 @@ fn server_side(row: &ServerRow) -> ServerSide<'_> {
     ServerSide {
         pk: &row.pk,
         values: row.values.as_deref(),
-        version: BaseVersion::Known(Version(row.version)),
+        version: BaseVersion::Known(row.version),
         changed_at: row.changed_at.as_deref(),
     }
 }
@@ -59,7 +59,7 @@ fn apply_pulled_row(
     policy: Policy,
     s: &mut ModelStats,
 ) -> Result<(), LocalError> {
-    let version = BaseVersion::Known(Version(row.version));
+    let version = BaseVersion::Known(row.version);
     let decision = decide_pull(
         state.as_ref().map(RowEntry::state).as_ref(),
         &pulled(row),
@@ -148,7 +148,7 @@ fn take_unwritten_columns(
         None => {
             let covered = matches!(
                 (st.local_seq, row.origin_local_seq),
-                (Some(l), Some(o)) if l.get() <= o
+                (Some(l), Some(o)) if l <= o
             );
             if !covered {
                 return Ok(());
@@ -264,7 +264,7 @@ impl Replica {
                     PullDecision::TakeServer => {
                         pt.writer.write(tx, t, &row.pk, row.values.as_deref())?;
                         pt.synced
-                            .push((key.clone(), Version(row.version), row.values.is_none()));
+                            .push((key.clone(), row.version, row.values.is_none()));
                         s.records_processed += 1;
                         s.records_succeeded += 1;
                     }

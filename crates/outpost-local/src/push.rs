@@ -6,9 +6,9 @@
 
 use std::collections::{HashMap, HashSet};
 
+use outpost_core::LocalSeq;
 use outpost_core::settle::BaseVersion;
 use outpost_core::sync::{Expected, PushOutcome, PushRow, parents_first_within};
-use outpost_core::{LocalSeq, Version};
 use rusqlite::{Connection, params};
 
 use crate::conflicts::{Policies, ServerSide, Settled, settle_row};
@@ -25,14 +25,12 @@ use outpost_core::schema::Table;
 use outpost_core::types::Value;
 
 /// The version a push of a row based on `base` expects to find on the
-/// server. `Expected` has no "unknown" yet: an unknown base is sent as
-/// version -1, which no row has, so the server compares the rows (and a
-/// real difference is settled) instead of trusting the base.
+/// server.
 fn expected(base: BaseVersion) -> Expected {
     match base {
         BaseVersion::AsOfCursor => Expected::AsOfCursor,
-        BaseVersion::Known(v) => Expected::Version(v.get()),
-        BaseVersion::Unknown => Expected::Version(BaseVersion::UNKNOWN_STORED),
+        BaseVersion::Known(v) => Expected::Version(v),
+        BaseVersion::Unknown => Expected::Unknown,
     }
 }
 
@@ -298,7 +296,7 @@ fn with_pending_self_parents(
             } else {
                 key
             },
-            local_seq: e.local_seq.map_or(0, |s| s.get()),
+            local_seq: e.local_seq.unwrap_or_default(),
             expected: expected(e.server_version),
             changed: changed_columns(t, &values, e.base_row.as_deref()),
             values: Some(values),
@@ -461,7 +459,7 @@ impl Replica {
                     table: t.name.clone(),
                     local_pk: pk.clone(),
                     pk: pk_vals,
-                    local_seq: seq.get(),
+                    local_seq: *seq,
                     expected: expected(*version),
                     values,
                     changed,
@@ -516,7 +514,7 @@ impl Replica {
                 let Some(state) = entry(tx, &row.table, &row.local_pk)? else {
                     continue;
                 };
-                let edited_since = state.local_seq != Some(LocalSeq(row.local_seq));
+                let edited_since = state.local_seq != Some(row.local_seq);
                 match outcome {
                     PushOutcome::Applied { version, row: stored }
                     | PushOutcome::AlreadyApplied { version, row: stored } => {
@@ -547,7 +545,7 @@ impl Replica {
                             let base = stored.as_deref().map(|v| row_to_json(t, v));
                             tx.execute(
                                 "UPDATE \"_outpost_rows\" SET server_version = ?3, base_row = ?4 WHERE table_name = ?1 AND pk = ?2",
-                                params![row.table, row.local_pk, Sql(Version(*version)), base],
+                                params![row.table, row.local_pk, Sql(*version), base],
                             )
                             .map_err(LocalError::sqlite("recording a pushed version"))?;
                         } else {
@@ -560,7 +558,7 @@ impl Replica {
                                 tx,
                                 &row.table,
                                 &row.local_pk,
-                                BaseVersion::Known(Version(*version)),
+                                BaseVersion::Known(*version),
                                 row.values.is_none(),
                             )?;
                         }
@@ -575,7 +573,7 @@ impl Replica {
                         let side = ServerSide {
                             pk: &server.pk,
                             values: server.values.as_deref(),
-                            version: BaseVersion::Known(Version(server.version)),
+                            version: BaseVersion::Known(server.version),
                             changed_at: server.changed_at.as_deref(),
                         };
                         match settle_row(tx, t, &row.local_pk, &state, &side, policies.of(&row.table))? {

@@ -36,9 +36,9 @@ fn item(id: &str, qty: i64, score: f64, version: i64) -> ServerRow {
             Value::Null,
             Value::Null,
         ]),
-        version,
+        version: outpost_core::Version(version),
         origin: Some("another-node".into()),
-        origin_local_seq: Some(1),
+        origin_local_seq: Some(outpost_core::LocalSeq(1)),
         changed_at: None,
     }
 }
@@ -118,7 +118,7 @@ fn one_batch_meets_every_kind_of_entry() {
                     Value::Text(TRICKY.into()),
                     Value::Text("new".into()),
                 ]),
-                version: 11,
+                version: outpost_core::Version(11),
                 origin: None,
                 origin_local_seq: None,
                 changed_at: None,

@@ -246,6 +246,74 @@ impl RemoteError {
     }
 }
 
+/// What a failed request should be answered as, from the caller's side: the
+/// finer reading of a driver error that the node's answers need (an HTTP
+/// status, whether to go offline, whether to retry). Unlike [`ErrorClass`],
+/// which says whether the *connection* survived, this says whose doing the
+/// failure was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The path to the server failed (refused, reset, timed out, closed;
+    /// the server shutting down, starting or full).
+    Unreachable,
+    /// The server refused the login.
+    Auth,
+    /// A statement or lock timeout, a serialization failure, a deadlock:
+    /// the same request may succeed later.
+    Transient,
+    /// A constraint refused the write (SQLSTATE class 23).
+    Constraint,
+    /// The request's data or SQL is wrong for the server (classes 22, 42).
+    BadInput,
+    /// Anything else the server or the driver refused about the request.
+    Refused,
+}
+
+impl RemoteError {
+    /// The [`Cause`] of a driver error (`None` for errors that are not the
+    /// driver's: connecting, outpost's own checks).
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            RemoteError::Db { source, .. } => Some(cause(source)),
+            _ => None,
+        }
+    }
+}
+
+/// The [`Cause`] of a driver error: by SQLSTATE when the server answered,
+/// else by the driver's kind of error.
+pub fn cause(e: &tokio_postgres::Error) -> Cause {
+    if let Some(db) = e.as_db_error() {
+        return match db.code().code() {
+            // The server shutting down, starting or full.
+            "57P01" | "57P02" | "57P03" | "53300" => Cause::Unreachable,
+            // A protocol violation is caused by what was sent (too many bind
+            // parameters for one message, say), not by the path to it.
+            "08P01" => Cause::Refused,
+            // Statement or lock timeout, serialization failure, deadlock.
+            "57014" | "55P03" | "40001" | "40P01" => Cause::Transient,
+            c if c.starts_with("08") => Cause::Unreachable,
+            c if c.starts_with("28") => Cause::Auth,
+            c if c.starts_with("23") => Cause::Constraint,
+            c if c.starts_with("22") || c.starts_with("42") => Cause::BadInput,
+            _ => Cause::Refused,
+        };
+    }
+    match classify(e) {
+        // The driver could not parse the server's answer to this request (a
+        // statement with more parameters than the protocol's 16-bit count:
+        // `invalid message length: parameters is not drained`). TCP and TLS
+        // deliver bytes intact, so this is the request's doing, not the
+        // path's, although the connection is lost with it.
+        ErrorClass::Unreachable if driver_kind(e) == "Parse" => Cause::Refused,
+        ErrorClass::Unreachable => Cause::Unreachable,
+        ErrorClass::Auth => Cause::Auth,
+        // The driver refused to send it (a value it cannot encode, too many
+        // parameters), or could not read what came back: the request's.
+        ErrorClass::Refused | ErrorClass::Invalid => Cause::Refused,
+    }
+}
+
 /// The class of a driver error:
 ///
 /// * a server error by its SQLSTATE: class 28 is [`ErrorClass::Auth`];

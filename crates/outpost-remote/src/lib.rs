@@ -51,6 +51,6 @@ pub mod tracking;
 
 pub use codec::{Bind, PgValue, row_values};
 pub use connect::{CONNECT_TIMEOUT, connect, connect_raw};
-pub use error::{ErrorClass, RemoteError};
+pub use error::{Cause, ErrorClass, RemoteError};
 pub use introspect::introspect;
 pub use tracking::{InstallReport, UninstallReport, install, installed_version, uninstall};

@@ -16,7 +16,7 @@ use outpost_core::sync::{
     Cursor, PushOutcome, PushRow, ServerRow, parents_first_within, refused_parent,
 };
 use outpost_core::types::{ScalarType, Value};
-use outpost_core::{LocalSeq, NodeId, Version};
+use outpost_core::{NodeId, Version};
 use tokio_postgres::{Client, Transaction};
 use uuid::Uuid;
 
@@ -134,7 +134,7 @@ pub async fn push(
                 Some(PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. })
             )
         })
-        .map(|(r, _)| r.local_seq)
+        .map(|(r, _)| r.local_seq.get())
         .max()
         .unwrap_or(0);
     tx.execute(
@@ -220,15 +220,15 @@ async fn push_group(
             _ => None,
         };
         let found = OnServer {
-            version: Version(server.version),
+            version: server.version,
             origin: origin_of(server.origin.as_deref(), by.node, &me),
-            origin_local_seq: server.origin_local_seq.map(LocalSeq),
+            origin_local_seq: server.origin_local_seq,
             present: server.values.is_some(),
             change,
         };
         let pushed = Pushed {
             expected: row.expected,
-            local_seq: LocalSeq(row.local_seq),
+            local_seq: row.local_seq,
             delete: row.values.is_none(),
         };
         match accept::decide(&pushed, &found, by) {
@@ -252,7 +252,7 @@ async fn push_group(
     let writing = std::time::Instant::now();
     let group_seq = to_write
         .iter()
-        .map(|&(i, _)| rows[i].local_seq)
+        .map(|&(i, _)| rows[i].local_seq.get())
         .max()
         .unwrap_or(0)
         .to_string();
@@ -324,7 +324,7 @@ async fn push_group(
                 None
             };
             outcomes[i] = Some(PushOutcome::Applied {
-                version: v.get(1),
+                version: Version(v.get(1)),
                 row,
             });
         }

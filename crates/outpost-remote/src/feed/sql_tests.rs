@@ -62,7 +62,7 @@ fn row(pk: Vec<Value>) -> PushRow {
         pk,
         values: None,
         changed: None,
-        local_seq: 1,
+        local_seq: outpost_core::LocalSeq(1),
         expected: Expected::AsOfCursor,
     }
 }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use outpost_core::schema::{Schema, Table};
 use outpost_core::sync::ServerRow;
 use outpost_core::types::Value;
+use outpost_core::{LocalSeq, Version};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Row, Statement, Transaction};
 
@@ -74,9 +75,9 @@ pub(super) fn server_row(r: &Row, table: &Table, at: usize) -> Result<ServerRow,
         table: table.name.clone(),
         pk,
         values,
-        version: r.get::<_, Option<i64>>(at).unwrap_or(0),
+        version: Version(r.get::<_, Option<i64>>(at).unwrap_or(0)),
         origin: r.get(at + 1),
-        origin_local_seq: r.get(at + 2),
+        origin_local_seq: r.get::<_, Option<i64>>(at + 2).map(LocalSeq),
         changed_at,
     })
 }
