@@ -19,11 +19,19 @@
 //!    is listed `CONFLICT`/`FAILED` on that node. Writes whose outcome is
 //!    unknown (the connection died during the commit) need not have landed.
 //!    Later overwrites by other writers are fine: the history shows the
-//!    write landed.
+//!    write landed. One exemption, precisely: a write the operator's
+//!    restore of a backup threw away — made on that node after the backup
+//!    was taken and not on the server when the backup was put back (the
+//!    harness reads the server at that moment) — is legitimately lost; it
+//!    neither counts nor supersedes an earlier write of that node.
 //! 3. **No row twice**: no key appears twice in a table, and no token is
 //!    carried by two rows of one database (one write landing under two keys).
 //! 4. **No delete resurrected**: once a row's delete committed on the
 //!    server, its key has no later event in the audit history.
+//! 5. **Nothing pushed twice**: no update event rewrites a row with exactly
+//!    the tokens it already carried (the workload never writes a token
+//!    twice, so such an event is an edit applied a second time, as a
+//!    restored or copied replica pushing again what the server has would).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -132,12 +140,18 @@ pub struct FinalState {
     pub log: Vec<Write>,
     /// Columns that carry tokens.
     pub token_columns: Vec<String>,
+    /// Writes a restore of a backup legitimately threw away (ids in `log`):
+    /// made on the restored node after the backup, never on the server
+    /// before the restore.
+    pub restore_lost: BTreeSet<u64>,
 }
 
 /// One anomaly, in words a person can act on.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Anomaly {
-    /// `diverged`, `pending`, `no-reason`, `lost-write`, `duplicate`, `resurrected`.
+    /// `diverged`, `pending`, `no-reason`, `lost-write`, `duplicate`,
+    /// `resurrected`, `pushed-twice`; the harness adds `stall-hang`,
+    /// `idle-in-transaction` and `erased`.
     pub class: &'static str,
     /// The details.
     pub detail: String,
@@ -249,6 +263,18 @@ pub fn check(state: &FinalState) -> Vec<Anomaly> {
                 ),
             ));
         }
+        // 5. Nothing pushed twice.
+        for pair in events.windows(2) {
+            if pair[1].op == "U" && !pair[1].tokens.is_empty() && pair[0].tokens == pair[1].tokens {
+                out.push(anomaly(
+                    "pushed-twice",
+                    format!(
+                        "{table} {pk}: event {} rewrote the row with the tokens it had ({:?})",
+                        pair[1].seq, pair[1].tokens
+                    ),
+                ));
+            }
+        }
         let set = landed.entry((table, pk)).or_default();
         for e in events.iter() {
             set.extend(e.tokens.iter().map(String::as_str));
@@ -262,13 +288,16 @@ pub fn check(state: &FinalState) -> Vec<Anomaly> {
             .is_some_and(|rows| rows.iter().any(|(k, _)| k == pk))
     };
     for w in &state.log {
-        if w.ack != Ack::Acked {
+        if w.ack != Ack::Acked || state.restore_lost.contains(&w.id) {
             continue;
         }
-        let superseded = state
-            .log
-            .iter()
-            .any(|o| o.id > w.id && o.actor == w.actor && o.table == w.table && o.pk == w.pk);
+        let superseded = state.log.iter().any(|o| {
+            o.id > w.id
+                && o.actor == w.actor
+                && o.table == w.table
+                && o.pk == w.pk
+                && !state.restore_lost.contains(&o.id)
+        });
         if superseded {
             continue;
         }

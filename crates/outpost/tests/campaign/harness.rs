@@ -17,13 +17,18 @@
 //! * **Faults**: connection cut (for a round, for a long time, in the middle
 //!   of a sync), SIGKILL of a sync at a random moment, abort at a named
 //!   point, a dropped push acknowledgement, PostgreSQL restarted (immediate
-//!   mode: crash recovery), the change log pruned under an offline node.
+//!   mode: crash recovery), the change log pruned under an offline node; a
+//!   stalled path in the middle of a sync (bytes held, not refused), a
+//!   replica restored from a backup, a replica copied to a new node that
+//!   runs beside the original, and `outpost setup` run on a replica while
+//!   its node works (once per seed after the server added a column with a
+//!   default).
 //!
 //! Randomness comes from the seed only (timings are real, so a replay is
 //! faithful in its choices, not necessarily in its interleavings).
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +84,22 @@ const CRASH_POINTS: [&str; 4] = [
     "push-after-commit",
     "pull-before-apply",
 ];
+
+/// How long a stall holds the path's bytes: longer than the stalled
+/// child's `idle_in_transaction_session_timeout`, so the server ends a
+/// session the stall left inside a batch.
+const STALL: Duration = Duration::from_millis(700);
+/// The sync timeouts (ms) a stalled child runs with: short, so a run whose
+/// connection never flows again is abandoned quickly (its round-trip
+/// deadline is statement + lock + the engine's margin).
+const STALL_STATEMENT_MS: u64 = 500;
+const STALL_LOCK_MS: u64 = 500;
+const STALL_IDLE_MS: u64 = 500;
+/// The column the setup-while-serving fault adds on the server, and the
+/// value its default fills into every row; nothing in the workload writes
+/// it, so every server row must still hold it at the end.
+const ADDED_COLUMN: &str = "note";
+const FILLED: &str = "filled";
 
 /// How big a run is.
 #[derive(Debug, Clone, Copy)]
@@ -223,11 +244,31 @@ struct Node {
     dir: PathBuf,
     path: PathBuf,
     proxy: Arc<Proxy>,
-    app: Outpost,
+    /// The application's handle; `None` only while a restore swaps the file.
+    app: Option<Outpost>,
     /// Cut until this round (exclusive); 0 when online.
     offline_until: usize,
     /// Rounds in a row without a completed sync (for the retention fault).
     idle_rounds: usize,
+}
+
+impl Node {
+    fn app(&self) -> &Outpost {
+        // Only `Run::restore` takes the handle, and it puts a new one back
+        // before returning.
+        self.app
+            .as_ref()
+            .expect("a node's handle is open outside a restore")
+    }
+}
+
+/// A backup of a node's replica, waiting to be restored.
+struct BackupTaken {
+    node: usize,
+    file: PathBuf,
+    /// Writes logged before the backup (ids up to this).
+    mark: u64,
+    round: usize,
 }
 
 /// A direct server writer; `open` holds the writes of its open transaction
@@ -291,6 +332,17 @@ struct Run {
     next_id: u64,
     log: Vec<Write>,
     figures: Figures,
+    /// A backup waiting to be restored.
+    backup: Option<BackupTaken>,
+    /// Writes restores threw away (see `check`).
+    restore_lost: BTreeSet<u64>,
+    /// Whether a replica was copied to a new node (once per seed).
+    copied: bool,
+    /// Whether the server has the added column.
+    column_added: bool,
+    /// What the harness itself found (a stalled sync past its deadline, a
+    /// session left idle in transaction, a value erased).
+    found: Vec<Anomaly>,
     _dir: tempfile::TempDir,
 }
 
@@ -325,6 +377,80 @@ pub async fn run_seed(cluster: &Arc<Cluster>, seed: u64, shape: Shape) -> anyhow
     result
 }
 
+/// Opens the application's handle on a node's replica, through its proxy,
+/// in local mode.
+async fn open_app(path: &Path, proxy: &Proxy, dbname: &str) -> anyhow::Result<Outpost> {
+    let url = format!("postgres://postgres@{}/{dbname}", proxy.addr);
+    let local = format!("file:{}", path.display());
+    let config = Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local.clone()),
+        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+        _ => None,
+    })?;
+    let app = Outpost::open_with(
+        config,
+        NodeOptions {
+            monitor: false,
+            id_block: 50,
+            ..NodeOptions::default()
+        },
+    )
+    .await?;
+    // A stall that leaves the node's open connections dead for good (the
+    // `stall-mid-sync:lost` fault) would hold the handle's next run for the
+    // default round-trip deadline (65 s); shorter limits keep the seed
+    // quick, still with the server giving up before the node does (its
+    // syncs run when the harness's long transactions have ended, so a
+    // second of lock wait is plenty).
+    app.engine().set_timeouts(outpost_engine::ServerTimeouts {
+        statement: Duration::from_secs(1),
+        lock: Duration::from_secs(1),
+        idle_in_transaction: Duration::from_secs(2),
+        round_trip: Duration::from_secs(3),
+    });
+    app.set_mode(Mode::Local).await;
+    Ok(app)
+}
+
+/// A consistent copy of a replica, the two ways docs/operations.md gives:
+/// SQLite's online backup API (what `sqlite3 local.db ".backup b.db"`
+/// runs), or a WAL checkpoint and a plain file copy.
+fn back_up(from: &Path, to: &Path, api: bool) -> anyhow::Result<()> {
+    use outpost::local::rusqlite::{Connection, backup::Backup};
+    let src = Connection::open(from)?;
+    src.busy_timeout(Duration::from_secs(20))?;
+    if api {
+        let mut dst = Connection::open(to)?;
+        Backup::new(&src, &mut dst)?.run_to_completion(100, Duration::ZERO, None)?;
+        return Ok(());
+    }
+    // A reader of the WAL leaves frames behind (the first number is 1):
+    // the copy would miss them, so try again.
+    for _ in 0..50 {
+        let busy: i64 = src.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
+        if busy == 0 {
+            std::fs::copy(from, to)?;
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    anyhow::bail!("the WAL checkpoint of {} never finished", from.display())
+}
+
+/// Whether this process still has `path` (or its `-wal`) open: a handle
+/// being dropped closes its SQLite connections on its own thread, and the
+/// file must not be swapped under a connection that may still checkpoint.
+fn still_open(path: &Path) -> bool {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
+        return false;
+    };
+    fds.filter_map(Result::ok)
+        .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+        .any(|target| target == path || target == wal)
+}
+
 async fn connect(conninfo: &str) -> anyhow::Result<Client> {
     let (client, conn) = tokio::time::timeout(
         Duration::from_secs(10),
@@ -336,6 +462,49 @@ async fn connect(conninfo: &str) -> anyhow::Result<Client> {
         let _ = conn.await;
     });
     Ok(client)
+}
+
+/// Stalls node `i`'s path `after` a sync child started, for [`STALL`], then
+/// lets it flow again (or, `for_good`, only new connections). Answers when
+/// the stall began and, if the server kept a session of that child idle in
+/// transaction past its timeout (plus a margin for the check itself), what
+/// it found. A bootstrap's snapshot is exempt by design (docs/reliability.md:
+/// it lifts the timeout for its `COPY`).
+async fn stall_path(
+    i: usize,
+    after: Duration,
+    for_good: bool,
+    proxy: &Proxy,
+    conninfo: &str,
+) -> (Duration, Option<Anomaly>) {
+    tokio::time::sleep(after).await;
+    proxy.stall();
+    tokio::time::sleep(STALL).await;
+    if for_good {
+        proxy.flow_new();
+    } else {
+        proxy.flow();
+    }
+    let margin = Duration::from_millis(STALL_IDLE_MS) + Duration::from_millis(800);
+    tokio::time::sleep(margin.saturating_sub(STALL) + Duration::from_millis(300)).await;
+    let Ok(client) = connect(conninfo).await else {
+        return (after, None);
+    };
+    let sql = format!(
+        "SELECT count(*), string_agg(left(query, 80), ' | ') FROM pg_stat_activity          WHERE application_name = 'campaign-stall-{i}' AND state LIKE 'idle in transaction%'          AND now() - state_change > interval '{} ms' AND query NOT ILIKE 'COPY%'",
+        margin.as_millis()
+    );
+    let found = match client.query_one(&sql, &[]).await {
+        Ok(r) if r.get::<_, i64>(0) > 0 => Some(Anomaly {
+            class: "idle-in-transaction",
+            detail: format!(
+                "node {i}: a stalled sync's session stays idle in transaction past {margin:?}: {:?}",
+                r.get::<_, Option<String>>(1)
+            ),
+        }),
+        _ => None,
+    };
+    (after, found)
 }
 
 /// Waits for the cluster to answer again (after a restart).
@@ -398,24 +567,7 @@ async fn run_in(
         let p = path.clone();
         tokio::task::spawn_blocking(move || Replica::setup(&p, &s)).await??;
         let proxy = Arc::new(Proxy::start(cluster.addr()).await?);
-        let url = format!("postgres://postgres@{}/{dbname}", proxy.addr);
-        let local = format!("file:{}", path.display());
-        let config = Config::from_lookup(|k| match k {
-            "DATABASE_URL" => Some(url.clone()),
-            "LOCAL_DATABASE_URL" => Some(local.clone()),
-            "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
-            _ => None,
-        })?;
-        let app = Outpost::open_with(
-            config,
-            NodeOptions {
-                monitor: false,
-                id_block: 50,
-                ..NodeOptions::default()
-            },
-        )
-        .await?;
-        app.set_mode(Mode::Local).await;
+        let app = open_app(&path, &proxy, dbname).await?;
         let report = app.sync(Direction::Bidirectional).await?;
         anyhow::ensure!(
             report.success,
@@ -426,7 +578,7 @@ async fn run_in(
             dir: ndir,
             path,
             proxy,
-            app,
+            app: Some(app),
             offline_until: 0,
             idle_rounds: 0,
         });
@@ -452,6 +604,11 @@ async fn run_in(
             runs: 1,
             ..Figures::default()
         },
+        backup: None,
+        restore_lost: BTreeSet::new(),
+        copied: false,
+        column_added: false,
+        found: Vec::new(),
         _dir: dir,
     };
     for round in 0..shape.rounds {
@@ -459,7 +616,9 @@ async fn run_in(
     }
     run.quiesce().await?;
     let state = run.final_state(&schema).await?;
-    let anomalies = super::check::check(&state);
+    let mut anomalies = super::check::check(&state);
+    run.check_added_column().await?;
+    anomalies.append(&mut run.found);
     run.figures.anomalies = anomalies.len() as u64;
     for r in &state.replicas {
         for u in r.unsettled.values() {
@@ -471,7 +630,7 @@ async fn run_in(
         }
     }
     for n in &run.nodes {
-        n.app.shutdown().await;
+        n.app().shutdown().await;
     }
     Ok(Outcome {
         figures: run.figures,
@@ -480,10 +639,11 @@ async fn run_in(
     })
 }
 
-/// A sync child process and what was done to it.
+/// A sync child process and what was done to it; its task answers what
+/// the harness found wrong with it.
 struct Child {
     node: usize,
-    task: tokio::task::JoinHandle<()>,
+    task: tokio::task::JoinHandle<Vec<Anomaly>>,
 }
 
 impl Run {
@@ -614,6 +774,13 @@ impl Run {
             }
             children.push(self.spawn_sync(i)?);
         }
+        // `outpost setup` on a replica whose node keeps working.
+        if self.rng.chance(0.1) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            if self.nodes[i].offline_until == 0 {
+                children.push(self.setup_while_serving(i).await?);
+            }
+        }
         // A server restart in the middle of it all, now and then.
         let restart = if self.rng.chance(0.06) {
             self.figures.fault("postgres-restart");
@@ -652,7 +819,9 @@ impl Run {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for c in children {
-            let _ = c.task.await;
+            if let Ok(mut found) = c.task.await {
+                self.found.append(&mut found);
+            }
             self.nodes[c.node].idle_rounds = 0;
         }
         if let Some(r) = restart {
@@ -675,24 +844,43 @@ impl Run {
             if long_away && self.rng.chance(0.5) {
                 self.figures.fault("changelog-pruned");
                 self.nodes[i]
-                    .app
+                    .app()
                     .engine()
                     .set_retention(Duration::from_millis(1));
-                let _ = self.nodes[i].app.sync(Direction::Bidirectional).await;
+                let _ = self.nodes[i].app().sync(Direction::Bidirectional).await;
                 self.nodes[i]
-                    .app
+                    .app()
                     .engine()
                     .set_retention(Duration::from_secs(7 * 24 * 3600));
                 self.figures.sync("in-process");
             } else if self.rng.chance(0.3) {
                 self.figures.fault("ack-dropped");
                 self.nodes[i]
-                    .app
+                    .app()
                     .engine()
                     .arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
-                let _ = self.nodes[i].app.sync(Direction::Bidirectional).await;
+                let _ = self.nodes[i].app().sync(Direction::Bidirectional).await;
                 self.figures.sync("in-process");
             }
+        }
+        // A backup now, restored a round or more later (the node's handle
+        // stopped meanwhile); or a copy of a replica to a new node.
+        match self.backup.take() {
+            Some(b)
+                if b.round < round && (self.rng.chance(0.5) || round + 1 == self.shape.rounds) =>
+            {
+                self.restore(b).await?;
+            }
+            Some(b) => self.backup = Some(b),
+            None if round + 2 < self.shape.rounds && self.rng.chance(0.25) => {
+                let i = self.rng.below(self.nodes.len() as u64) as usize;
+                self.take_backup(i, round).await?;
+            }
+            None => {}
+        }
+        if !self.copied && round + 1 < self.shape.rounds && self.rng.chance(0.05) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            self.copy_replica(cluster, i).await?;
         }
         for n in &mut self.nodes {
             n.idle_rounds += 1;
@@ -727,6 +915,7 @@ impl Run {
         let roll = self.rng.below(100);
         let mut kill_after = None;
         let mut cut_after = None;
+        let mut stall = None;
         match roll {
             0..=11 => {
                 let point = *self.rng.pick(&CRASH_POINTS).unwrap_or(&"push-after-commit");
@@ -741,12 +930,45 @@ impl Run {
                 cut_after = Some(Duration::from_millis(self.rng.below(200)));
                 self.figures.fault("cut-mid-sync");
             }
+            38..=40 if self.nodes[i].offline_until == 0 => {
+                // Mostly the path flows again with the held bytes; now and
+                // then the open connections stay dead for good (a NAT that
+                // lost its mappings) and only the run's deadline ends it.
+                let for_good = self.rng.chance(0.2);
+                let after = Duration::from_millis(self.rng.below(150));
+                self.figures.fault(if for_good {
+                    "stall-mid-sync:lost"
+                } else {
+                    "stall-mid-sync:flows"
+                });
+                // Short limits, and a name to find its sessions by.
+                cmd.env("OUTPOST_STATEMENT_TIMEOUT", STALL_STATEMENT_MS.to_string())
+                    .env("OUTPOST_LOCK_TIMEOUT", STALL_LOCK_MS.to_string())
+                    .env(
+                        "OUTPOST_IDLE_IN_TRANSACTION_TIMEOUT",
+                        STALL_IDLE_MS.to_string(),
+                    )
+                    .env(
+                        "DATABASE_URL",
+                        format!(
+                            "postgres://postgres@{}/{}?application_name=campaign-stall-{i}",
+                            self.nodes[i].proxy.addr,
+                            self.dbname()
+                        ),
+                    );
+                stall = Some((after, for_good));
+            }
             _ => {}
         }
         self.figures.sync("child-process");
         let mut child = cmd.spawn().context("starting outpost sync")?;
         let cut = cut_after.map(|d| (d, self.nodes[i].proxy.clone()));
+        let stall = stall.map(|s| (s, self.nodes[i].proxy.clone(), self.conninfo.clone()));
+        let started = Instant::now();
         let task = tokio::spawn(async move {
+            let staller = stall.map(|((after, for_good), proxy, conninfo)| {
+                tokio::spawn(async move { stall_path(i, after, for_good, &proxy, &conninfo).await })
+            });
             let cutter = cut.map(|(d, proxy)| {
                 tokio::spawn(async move {
                     tokio::time::sleep(d).await;
@@ -775,11 +997,270 @@ impl Run {
                     }
                 }
             }
+            let ended = started.elapsed();
             if let Some(c) = cutter {
                 let _ = c.await;
             }
+            let mut found = Vec::new();
+            if let Some(s) = staller {
+                let (after, idle) = s.await.unwrap_or((Duration::ZERO, None));
+                found.extend(idle);
+                // The run must end within its deadline after the stall
+                // began (plus the time to start the process and exit).
+                let deadline = outpost_engine::ServerTimeouts::new(
+                    Duration::from_millis(STALL_STATEMENT_MS),
+                    Duration::from_millis(STALL_LOCK_MS),
+                )
+                .round_trip;
+                let bound = after + STALL + deadline + Duration::from_secs(3);
+                if ended > bound {
+                    found.push(Anomaly {
+                        class: "stall-hang",
+                        detail: format!(
+                            "node {i}: a sync stalled {after:?} after it started ended after {ended:?}, past its bound {bound:?}"
+                        ),
+                    });
+                }
+            }
+            found
         });
         Ok(Child { node: i, task })
+    }
+
+    /// `outpost setup` on node `i`'s replica while the node works (its
+    /// handle open, maybe a sync child running); the first time in a seed,
+    /// after the server added a column with a default that fills every row.
+    async fn setup_while_serving(&mut self, i: usize) -> anyhow::Result<Child> {
+        if !self.column_added {
+            // The harness's own open transactions would block the ALTER.
+            self.finish_due(true).await;
+            let client = connect(&self.conninfo).await?;
+            client.batch_execute("SET lock_timeout = '3s'").await?;
+            let added = client
+                .batch_execute(&format!(
+                    r#"ALTER TABLE "User" ADD COLUMN "{ADDED_COLUMN}" text DEFAULT '{FILLED}'"#
+                ))
+                .await;
+            // A sync holding a lock past the timeout: set up without it.
+            self.column_added = added.is_ok();
+        }
+        self.figures.fault(if self.column_added {
+            "setup-while-serving"
+        } else {
+            "setup-while-serving:unchanged"
+        });
+        let node = &self.nodes[i];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(node.dir.join("setup.log"))?;
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_outpost"));
+        cmd.arg("setup")
+            .current_dir(&node.dir)
+            .env(
+                "DATABASE_URL",
+                format!("postgres://postgres@{}/{}", node.proxy.addr, self.dbname()),
+            )
+            .env(
+                "LOCAL_DATABASE_URL",
+                format!("file:{}", node.path.display()),
+            )
+            .env_remove("OUTPOST_FAULT")
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("starting outpost setup")?;
+        let task = tokio::spawn(async move {
+            // A setup that fails (the path cut meanwhile) changes nothing;
+            // the node keeps working either way.
+            if tokio::time::timeout(Duration::from_secs(90), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            Vec::new()
+        });
+        Ok(Child { node: i, task })
+    }
+
+    /// Backs node `i`'s replica up while it runs.
+    async fn take_backup(&mut self, i: usize, round: usize) -> anyhow::Result<()> {
+        let api = self.rng.chance(0.5);
+        let file = self.nodes[i].dir.join(format!("backup-{round}.db"));
+        let (from, to) = (self.nodes[i].path.clone(), file.clone());
+        tokio::task::spawn_blocking(move || back_up(&from, &to, api)).await??;
+        self.figures.fault(if api {
+            "backup-taken:api"
+        } else {
+            "backup-taken:checkpointed-copy"
+        });
+        self.backup = Some(BackupTaken {
+            node: i,
+            file,
+            mark: self.log.len() as u64,
+            round,
+        });
+        Ok(())
+    }
+
+    /// Puts the backup back in place of its node's replica, as
+    /// docs/operations.md says (node stopped, `-wal`/`-shm` removed), and
+    /// starts the node again. First records which of the node's writes
+    /// since the backup the restore throws away: those the server does not
+    /// have now (they were never synced).
+    async fn restore(&mut self, b: BackupTaken) -> anyhow::Result<()> {
+        self.figures.fault("restore-from-backup");
+        let client = connect(&self.conninfo).await?;
+        let mut landed: BTreeSet<(String, String, String)> = BTreeSet::new();
+        for r in client
+            .query("SELECT tbl, pk, unnest(tokens) FROM campaign.audit", &[])
+            .await?
+        {
+            landed.insert((r.get(0), r.get(1), r.get(2)));
+        }
+        let mut present: BTreeSet<(String, String)> = BTreeSet::new();
+        for r in client
+            .query(
+                r#"SELECT 'User', id FROM "User" UNION ALL SELECT 'Post', id FROM "Post""#,
+                &[],
+            )
+            .await?
+        {
+            let (t, id): (String, String) = (r.get(0), r.get(1));
+            present.insert((t, key(&id)));
+        }
+        for w in &self.log {
+            if w.id <= b.mark || w.actor != Actor::Node(b.node) || w.ack != Ack::Acked {
+                continue;
+            }
+            let synced = match (&w.kind, &w.token) {
+                (Kind::Delete, _) => !present.contains(&(w.table.clone(), w.pk.clone())),
+                (_, Some(t)) => landed.contains(&(w.table.clone(), w.pk.clone(), t.clone())),
+                (_, None) => true,
+            };
+            if !synced {
+                self.restore_lost.insert(w.id);
+                self.figures.op("restore-threw-away".into());
+            }
+        }
+        let node = &mut self.nodes[b.node];
+        if let Some(app) = node.app.take() {
+            app.shutdown().await;
+        }
+        let waited = Instant::now();
+        while still_open(&node.path) {
+            anyhow::ensure!(
+                waited.elapsed() < Duration::from_secs(20),
+                "node {}'s replica stays open after its handle was shut down",
+                b.node
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for suffix in ["-wal", "-shm"] {
+            let side = PathBuf::from(format!("{}{suffix}", node.path.display()));
+            if side.exists() {
+                std::fs::remove_file(side)?;
+            }
+        }
+        std::fs::copy(&b.file, &node.path)?;
+        let dbname = self.dbname();
+        let node = &mut self.nodes[b.node];
+        node.app = Some(open_app(&node.path, &node.proxy, &dbname).await?);
+        Ok(())
+    }
+
+    /// Copies node `i`'s replica (while it runs) to a new node with its own
+    /// directory and path, which runs beside the original from now on.
+    async fn copy_replica(&mut self, cluster: &Arc<Cluster>, i: usize) -> anyhow::Result<()> {
+        self.figures.fault("replica-copy");
+        let n = self.nodes.len();
+        let dir = self._dir.path().join(format!("node{n}"));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("local.db");
+        let (from, to) = (self.nodes[i].path.clone(), path.clone());
+        tokio::task::spawn_blocking(move || back_up(&from, &to, true)).await??;
+        let proxy = Arc::new(Proxy::start(cluster.addr()).await?);
+        let app = open_app(&path, &proxy, &self.dbname()).await?;
+        self.nodes.push(Node {
+            dir,
+            path,
+            proxy,
+            app: Some(app),
+            offline_until: 0,
+            idle_rounds: 0,
+        });
+        self.copied = true;
+        Ok(())
+    }
+
+    /// After `setup-while-serving` added a column: it still holds its
+    /// value on every server row (nothing wrote it; a stale schema would
+    /// push NULL over it), and every replica that has the column agrees
+    /// with the server.
+    async fn check_added_column(&mut self) -> anyhow::Result<()> {
+        if !self.column_added {
+            return Ok(());
+        }
+        let client = connect(&self.conninfo).await?;
+        let server: BTreeMap<String, Option<String>> = client
+            .query(&format!(r#"SELECT id, "{ADDED_COLUMN}" FROM "User""#), &[])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        for (id, v) in &server {
+            if v.as_deref() != Some(FILLED) {
+                self.found.push(Anomaly {
+                    class: "erased",
+                    detail: format!(
+                        "server: User {id}: the added column holds {v:?}, not its filled value {FILLED:?}"
+                    ),
+                });
+            }
+        }
+        for (i, n) in self.nodes.iter().enumerate() {
+            let path = n.path.clone();
+            let local = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+                use outpost::local::rusqlite::{Connection, OpenFlags};
+                let conn = Connection::open_with_flags(&path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                let has: i64 = conn.query_row(
+                    "SELECT count(*) FROM pragma_table_info('User') WHERE name = ?1",
+                    [ADDED_COLUMN],
+                    |r| r.get(0),
+                )?;
+                if has == 0 {
+                    return Ok(None);
+                }
+                let mut stmt = conn.prepare(&format!(
+                    r#"SELECT u.id, u."{ADDED_COLUMN}" FROM "User" u
+                       WHERE NOT EXISTS (SELECT 1 FROM _outpost_rows r WHERE r.table_name = 'User'
+                         AND r.pk = json_array(u.id) AND r.status IN ('CONFLICT', 'FAILED'))"#
+                ))?;
+                let rows = stmt
+                    .query_map([], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                    })?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(Some(rows))
+            })
+            .await??;
+            for (id, v) in local.into_iter().flatten() {
+                if server.get(&id).is_some_and(|s| *s != v) {
+                    self.found.push(Anomaly {
+                        class: "diverged",
+                        detail: format!(
+                            "node {i}: User {id}: the added column holds {v:?}, the server {:?}",
+                            server.get(&id)
+                        ),
+                    });
+                }
+            }
+        }
+        Ok(())
     }
 
     fn dbname(&self) -> String {
@@ -802,7 +1283,7 @@ impl Run {
         self.figures.op(format!("{via}:tried"));
         self.figures.op(format!("op:{}", op.name()));
         if path == 2 {
-            let app = self.nodes[i].app.clone();
+            let app = self.nodes[i].app().clone();
             app.set_mode(Mode::Remote).await;
             // Bounded: a lock held by one of the harness's own open server
             // transactions would block it for ever. Timed out = unknown.
@@ -841,7 +1322,7 @@ impl Run {
                 .await
                 .unwrap_or(Ok(None))
         } else {
-            let app = self.nodes[i].app.clone();
+            let app = self.nodes[i].app().clone();
             model_write(&app, &op, &token)
                 .await
                 .map_err(|e| e.to_string())
@@ -999,7 +1480,7 @@ impl Run {
                     .entry("until-quiet".into())
                     .and_modify(|v| *v += 1)
                     .or_insert(1);
-                match n.app.sync(Direction::Bidirectional).await {
+                match n.app().sync(Direction::Bidirectional).await {
                     Ok(r) if r.success && !r.held_back => {
                         let s = r.results.values().map(|s| s.records_processed).sum::<u64>();
                         if s > 0 || r.bootstrapped {
@@ -1052,7 +1533,7 @@ impl Run {
         for n in &self.nodes {
             let s = schema.clone();
             let state = n
-                .app
+                .app()
                 .engine()
                 .with_replica(move |r| {
                     let mut tables = Tables::new();
@@ -1088,6 +1569,7 @@ impl Run {
             audit,
             log: self.log.clone(),
             token_columns: TOKEN_COLUMNS.iter().map(|s| s.to_string()).collect(),
+            restore_lost: self.restore_lost.clone(),
         })
     }
 }
