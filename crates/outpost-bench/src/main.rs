@@ -37,8 +37,15 @@
 //!   local and remote, into a struct (`typed`, the target's line) and as
 //!   JSON (`json`); baseline: the same two queries hand-written, every value
 //!   decoded into tuples.
+//! * **B9 updates**: `--b9-updates` rows of a `--b9-rows`-row table updated
+//!   locally, pushed. Baseline: the same values applied to an untracked copy
+//!   by one `UPDATE … FROM jsonb_array_elements` per 2,000 rows (PowerSync's
+//!   connector's statement).
+//! * **B10 held replica**: B2 on a replica that already holds
+//!   `--b10-held-rows` synced rows; baseline: B2 on a fresh replica.
 
 mod node_scenarios;
+mod push_scenarios;
 mod sync_scenarios;
 
 use std::path::{Path, PathBuf};
@@ -96,6 +103,15 @@ pub(crate) struct Args {
     /// Pending changes per node (B7).
     #[arg(long, default_value_t = 1_000)]
     node_changes: u64,
+    /// Rows of B9's table.
+    #[arg(long, default_value_t = 100_000)]
+    b9_rows: u64,
+    /// Rows updated locally and pushed (B9).
+    #[arg(long, default_value_t = 10_000)]
+    b9_updates: u64,
+    /// Synced rows the replica holds before its push (B10).
+    #[arg(long, default_value_t = 1_000_000)]
+    b10_held_rows: u64,
     /// Only these scenarios, comma-separated (`--only B2,B6`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -215,6 +231,9 @@ async fn main() -> anyhow::Result<()> {
         args.b4_large_rows = args.b4_large_rows.min(20_000);
         args.nodes = args.nodes.min(3);
         args.node_changes = args.node_changes.min(100);
+        args.b9_rows = args.b9_rows.min(5_000);
+        args.b9_updates = args.b9_updates.min(500);
+        args.b10_held_rows = args.b10_held_rows.min(5_000);
         args.runs = 1;
     }
     args.runs = args.runs.max(1);
@@ -235,6 +254,12 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("B2") {
         push_scenario(&db, &args).await?;
+    }
+    if wanted("B9") {
+        push_scenarios::updates_vs_connector(&db, &args).await?;
+    }
+    if wanted("B10") {
+        push_scenarios::push_on_held_replica(&db, &args).await?;
     }
     if wanted("B3") {
         sync_scenarios::pull_updates(&db, &args).await?;
@@ -432,7 +457,6 @@ async fn push_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     let schema =
         outpost_remote::introspect(&client, "public", Some(&["pushed".to_string()]), &[]).await?;
     outpost_remote::install(&mut client, &schema).await?;
-    let table = schema.table("pushed").context("pushed table")?.clone();
     let mut samples = Vec::new();
     for run in 0..args.runs {
         client
@@ -455,47 +479,9 @@ async fn push_scenario(db: &TestDb, args: &Args) -> anyhow::Result<()> {
             .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
             .await?;
         anyhow::ensure!(first.success, "{:?}", first.errors);
-        let local_rows = rows.clone();
-        let t = table.clone();
-        engine
-            .with_replica(move |r| {
-                let tx = r
-                    .connection()
-                    .unchecked_transaction()
-                    .map_err(outpost_local::LocalError::sqlite("bench"))?;
-                {
-                    let mut stmt = tx
-                        .prepare("INSERT INTO pushed VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
-                        .map_err(outpost_local::LocalError::sqlite("bench"))?;
-                    for row in &local_rows {
-                        let v = t
-                            .columns
-                            .iter()
-                            .zip(row)
-                            .map(|(c, v)| outpost_local::value::to_sqlite(v, &c.ty));
-                        stmt.execute(rusqlite::params_from_iter(v))
-                            .map_err(outpost_local::LocalError::sqlite("bench"))?;
-                    }
-                }
-                tx.commit()
-                    .map_err(outpost_local::LocalError::sqlite("bench"))
-            })
-            .await?;
-        let started = Instant::now();
-        let report = engine
-            .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
-            .await?;
-        let outpost = started.elapsed();
-        anyhow::ensure!(report.success, "{:?}", report.errors);
-        let landed: i64 = client
-            .query_one("SELECT count(*) FROM pushed", &[])
-            .await?
-            .get(0);
-        anyhow::ensure!(
-            landed as u64 == args.push_rows,
-            "pushed {landed} of {}",
-            args.push_rows
-        );
+        push_scenarios::insert_locally(&engine, "pushed", rows.clone()).await?;
+        let outpost =
+            push_scenarios::timed_push(&engine, &client, "pushed", args.push_rows).await?;
 
         // Baseline: binary COPY FROM into an untracked copy.
         let started = Instant::now();

@@ -34,7 +34,7 @@ const TYPES: [Type; 6] = [
 
 /// Creates `name` (the bench shape) with `rows` generated rows and installs
 /// tracking on it; returns its one-table schema.
-async fn tracked_table(db: &TestDb, name: &str, rows: u64) -> anyhow::Result<Schema> {
+pub(crate) async fn tracked_table(db: &TestDb, name: &str, rows: u64) -> anyhow::Result<Schema> {
     let mut client = db.client().await?;
     client
         .batch_execute(&format!(
@@ -63,10 +63,20 @@ async fn tracked_table(db: &TestDb, name: &str, rows: u64) -> anyhow::Result<Sch
 }
 
 /// A node syncing only `table`, bootstrapped.
-async fn bootstrapped_node(
+pub(crate) async fn bootstrapped_node(
     db: &TestDb,
     schema: &Schema,
     table: &str,
+    file: &str,
+) -> anyhow::Result<Engine> {
+    bootstrapped_node_of(db, schema, &[table.to_string()], file).await
+}
+
+/// A node syncing `tables`, bootstrapped.
+pub(crate) async fn bootstrapped_node_of(
+    db: &TestDb,
+    schema: &Schema,
+    tables: &[String],
     file: &str,
 ) -> anyhow::Result<Engine> {
     let path = db.dir().join(file);
@@ -75,7 +85,7 @@ async fn bootstrapped_node(
     let cfg = config(&db.database_url(), &path)?;
     let cfg = Config {
         tables: TableSelection {
-            include: Some(vec![table.to_string()]),
+            include: Some(tables.to_vec()),
             ..cfg.tables
         },
         ..cfg
@@ -84,13 +94,17 @@ async fn bootstrapped_node(
     let first = engine
         .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
         .await?;
-    anyhow::ensure!(first.success, "bootstrap of {table}: {:?}", first.errors);
+    anyhow::ensure!(first.success, "bootstrap of {tables:?}: {:?}", first.errors);
     Ok(engine)
 }
 
 /// Syncs until `done` holds (the pull horizon is cluster-wide: another
 /// session's open transaction can hold changes back for a moment).
-async fn sync_until<F, Fut>(engine: &Engine, direction: Direction, done: F) -> anyhow::Result<()>
+pub(crate) async fn sync_until<F, Fut>(
+    engine: &Engine,
+    direction: Direction,
+    done: F,
+) -> anyhow::Result<()>
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<bool>>,
@@ -458,7 +472,7 @@ pub async fn fleet(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn remove_db(path: &Path) {
+pub(crate) fn remove_db(path: &Path) {
     for suffix in ["", "-wal", "-shm"] {
         let mut p = path.as_os_str().to_owned();
         p.push(suffix);
@@ -467,7 +481,7 @@ fn remove_db(path: &Path) {
 }
 
 /// SQLite errors of the harness's own statements.
-fn sq(source: rusqlite::Error) -> LocalError {
+pub(crate) fn sq(source: rusqlite::Error) -> LocalError {
     LocalError::Sqlite {
         context: "a benchmark statement".into(),
         source,

@@ -22,7 +22,9 @@ fn harness_runs_in_quick_mode() {
             "B5 latency",
             "B6 capture",
             "B7 ",
-            "B8 local"
+            "B8 local",
+            "B9 push",
+            "B10 push"
         ]
         .iter()
         .all(|s| stdout.contains(s)),

@@ -36,6 +36,13 @@
 //! * `deleted`: the local row is deleted;
 //! * `conflict_row`, `conflict_version`: the server's side of a conflict.
 //!
+//! Two partial indexes hold only the entries that are not `SYNCED` (a
+//! replica's entries are mostly `SYNCED`: one per row ever pushed or
+//! pulled): `_outpost_rows_dirty (status, local_seq)` for reads in change
+//! order, `_outpost_rows_pending (status, table_name, deleted, local_seq)`
+//! for the push's reads of one table and kind. A statement uses them only
+//! when its condition holds `status <> 'SYNCED'` itself.
+//!
 //! # Row JSON
 //!
 //! Triggers save rows with SQLite's `json_object`, which cannot hold blobs or
@@ -141,6 +148,10 @@ conflict_version INTEGER, \
 changed_at TEXT, \
 PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
         "CREATE INDEX IF NOT EXISTS \"_outpost_rows_dirty\" ON \"_outpost_rows\" (status, local_seq) WHERE status <> 'SYNCED'".into(),
+        // The push's reads of one table and kind (`outpost-local`'s push);
+        // partial like the one above, so it holds only the entries with
+        // local changes, and replicas made before it get it when opened.
+        "CREATE INDEX IF NOT EXISTS \"_outpost_rows_pending\" ON \"_outpost_rows\" (status, table_name, deleted, local_seq) WHERE status <> 'SYNCED'".into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_changes\" (local_seq INTEGER PRIMARY KEY, table_name TEXT NOT NULL, \
 pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL)".into(),
         sync_log_table(),

@@ -29,13 +29,18 @@ pub(crate) fn fold_for_read(conn: &Connection) -> Result<usize, LocalError> {
     fold_with(conn, false)
 }
 
+/// The last folded and the newest logged change numbers: two index reads.
+pub(crate) const UNFOLDED: &str = "SELECT (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), \
+     (SELECT max(local_seq) FROM \"_outpost_changes\")";
+
+/// Drops the folded log rows but the newest (which keeps the rowid
+/// sequence growing): a rowid range.
+pub(crate) const DELETE_FOLDED: &str = "DELETE FROM \"_outpost_changes\" WHERE local_seq < ?1";
+
 fn fold_with(conn: &Connection, wait: bool) -> Result<usize, LocalError> {
     let unfolded = |conn: &Connection| -> Result<Option<(i64, i64)>, LocalError> {
         let (folded, newest): (i64, Option<i64>) = conn
-            .prepare_cached(
-                "SELECT (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1), \
-                 (SELECT max(local_seq) FROM \"_outpost_changes\")",
-            )
+            .prepare_cached(UNFOLDED)
             .and_then(|mut s| s.query_row([], |r| Ok((r.get(0)?, r.get(1)?))))
             .map_err(LocalError::sqlite("reading the change log"))?;
         Ok(newest.filter(|n| *n > folded).map(|n| (folded, n)))
@@ -71,7 +76,7 @@ fn fold_with(conn: &Connection, wait: bool) -> Result<usize, LocalError> {
             .prepare_cached(sqlite::FOLD_CHANGES)
             .and_then(|mut s| s.execute([folded]))
             .map_err(err())?;
-        conn.prepare_cached("DELETE FROM \"_outpost_changes\" WHERE local_seq < ?1")
+        conn.prepare_cached(DELETE_FOLDED)
             .and_then(|mut s| s.execute([newest]))
             .map_err(err())?;
         conn.prepare_cached("UPDATE \"_outpost_local_seq\" SET seq = ?1 WHERE id = 1")

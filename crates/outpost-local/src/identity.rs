@@ -74,6 +74,15 @@ fn store_incarnations(conn: &Connection, ids: &[Uuid]) -> Result<(), LocalError>
     meta_set(conn, "incarnations", Some(&serde_json::to_string(&text)?))
 }
 
+/// [`Replica::has_local_edits`]: two index reads (`status <> 'SYNCED'` lets
+/// the partial index serve the first; without it the search for an edit
+/// walked every entry when there was none, on every run that pushed
+/// nothing; `crate::plans` pins it).
+pub(crate) const HAS_LOCAL_EDITS: &str = "SELECT EXISTS (SELECT 1 FROM \"_outpost_rows\" \
+     WHERE status IN ('PENDING', 'FAILED') AND status <> 'SYNCED') \
+     OR COALESCE((SELECT max(local_seq) FROM \"_outpost_changes\"), 0) \
+        > (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1)";
+
 impl Replica {
     /// The file's incarnations, oldest first; the last is the current one.
     /// A file made before incarnations existed gets its first one here.
@@ -149,13 +158,8 @@ impl Replica {
     /// pushes. Two indexed reads; writes nothing.
     pub fn has_local_edits(&self) -> Result<bool, LocalError> {
         self.connection()
-            .query_row(
-                "SELECT EXISTS (SELECT 1 FROM \"_outpost_rows\" WHERE status IN ('PENDING', 'FAILED')) \
-                 OR COALESCE((SELECT max(local_seq) FROM \"_outpost_changes\"), 0) \
-                    > (SELECT seq FROM \"_outpost_local_seq\" WHERE id = 1)",
-                [],
-                |r| r.get(0),
-            )
+            .prepare_cached(HAS_LOCAL_EDITS)
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(LocalError::sqlite("looking for local edits"))
     }
 

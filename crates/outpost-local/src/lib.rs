@@ -31,6 +31,8 @@ pub mod keys;
 pub mod log;
 pub mod meta;
 pub mod mirror;
+#[cfg(test)]
+mod plans;
 pub mod pull;
 pub mod push;
 pub mod query;

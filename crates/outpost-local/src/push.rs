@@ -34,6 +34,33 @@ fn expected(base: BaseVersion) -> Expected {
     }
 }
 
+// The push's per-batch statements on `_outpost_rows`. Each is an index
+// walk whose cost follows the batch, never the number of entries the
+// replica holds (mostly `SYNCED` ones: one per row ever pushed or pulled);
+// `crate::plans` pins their plans. `status <> 'SYNCED'` beside
+// `status = 'PENDING'` is what lets SQLite use the partial indexes: it
+// proves a partial index's condition only from a term of the same form.
+
+/// The oldest pending entries: a walk of `_outpost_rows_dirty` in
+/// `local_seq` order that stops at the limit.
+pub(crate) const PENDING_BY_AGE: &str = "SELECT table_name, pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
+     WHERE status = 'PENDING' AND status <> 'SYNCED' ORDER BY local_seq LIMIT ?1";
+
+/// The oldest pending entries of one table and kind: a seek into
+/// `_outpost_rows_pending` and a walk in `local_seq` order.
+pub(crate) const PENDING_OF_TABLE: &str = "SELECT pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
+     WHERE status = 'PENDING' AND status <> 'SYNCED' AND table_name = ?1 AND deleted = ?2 \
+     ORDER BY local_seq LIMIT ?3";
+
+/// The acknowledgement of landed rows: the batch's list drives, each entry
+/// found by its primary key.
+pub(crate) const MARK_PUSHED_SYNCED: &str = "UPDATE \"_outpost_rows\" SET status = 'SYNCED', server_version = a.v, base_row = NULL, \
+     deleted = a.d, error = NULL, conflict_row = NULL, conflict_version = NULL \
+     FROM (SELECT value ->> 0 AS t, value ->> 1 AS k, value ->> 2 AS s, \
+                  value ->> 3 AS v, value ->> 4 AS d FROM json_each(?1)) AS a \
+     WHERE table_name = a.t AND pk = a.k AND local_seq = a.s \
+     RETURNING table_name, pk";
+
 /// The common case of a push acknowledgement, set-wise: every row that
 /// landed (applied, or already applied) and whose entry was not edited since
 /// it was read (same `local_seq`) becomes `SYNCED` with its new version, in
@@ -68,14 +95,7 @@ fn mark_pushed_synced(
     }
     let list = serde_json::Value::Array(landed).to_string();
     let mut stmt = conn
-        .prepare_cached(
-            "UPDATE \"_outpost_rows\" SET status = 'SYNCED', server_version = a.v, base_row = NULL, \
-             deleted = a.d, error = NULL, conflict_row = NULL, conflict_version = NULL \
-             FROM (SELECT value ->> 0 AS t, value ->> 1 AS k, value ->> 2 AS s, \
-                          value ->> 3 AS v, value ->> 4 AS d FROM json_each(?1)) AS a \
-             WHERE table_name = a.t AND pk = a.k AND local_seq = a.s \
-             RETURNING table_name, pk",
-        )
+        .prepare_cached(MARK_PUSHED_SYNCED)
         .map_err(LocalError::sqlite("marking pushed rows synced"))?;
     let mut found = stmt
         .query([&list])
@@ -121,12 +141,7 @@ fn pending_by_age(
 ) -> Result<(HashMap<String, Vec<Dirty>>, usize), LocalError> {
     let err = || LocalError::sqlite("reading local changes");
     let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT table_name, pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
-             WHERE status = 'PENDING' ORDER BY local_seq LIMIT ?1",
-        )
-        .map_err(err())?;
+    let mut stmt = conn.prepare_cached(PENDING_BY_AGE).map_err(err())?;
     let rows = stmt
         .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
             Ok((r.get::<_, String>(0)?, dirty_row(r, 1)?))
@@ -153,21 +168,9 @@ fn pending_in_push_order(
     wanted: &dyn Fn(&str) -> bool,
 ) -> Result<HashMap<String, Vec<Dirty>>, LocalError> {
     let err = || LocalError::sqlite("reading local changes");
-    // Which (table, kind) have pending entries at all: one pass.
-    let mut present: HashSet<(String, bool)> = HashSet::new();
-    {
-        let mut stmt = conn
-            .prepare_cached(
-                "SELECT DISTINCT table_name, deleted FROM \"_outpost_rows\" WHERE status = 'PENDING'",
-            )
-            .map_err(err())?;
-        let rows = stmt
-            .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?)))
-            .map_err(err())?;
-        for row in rows {
-            present.insert(row.map_err(err())?);
-        }
-    }
+    // Every (table, kind) is asked, in order: an empty one costs one seek
+    // into the index (listing the kinds present first walked every pending
+    // entry, at every batch).
     let order = schema.parents_first();
     let phases = order
         .iter()
@@ -175,18 +178,12 @@ fn pending_in_push_order(
         .chain(order.iter().rev().map(|t| (t, true)));
     let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
     let mut left = limit;
-    let mut stmt = conn
-        .prepare_cached(
-            "SELECT pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
-             WHERE status = 'PENDING' AND table_name = ?1 AND deleted = ?2 \
-             ORDER BY local_seq LIMIT ?3",
-        )
-        .map_err(err())?;
+    let mut stmt = conn.prepare_cached(PENDING_OF_TABLE).map_err(err())?;
     for (t, deleted) in phases {
         if left == 0 {
             break;
         }
-        if !wanted(&t.name) || !present.contains(&(t.name.clone(), deleted)) {
+        if !wanted(&t.name) {
             continue;
         }
         let rows = stmt

@@ -3,9 +3,11 @@
 //! (synced, re-based, in conflict, failed).
 //!
 //! Statuses in the SQL below are literals, not bound parameters: the partial
-//! index `_outpost_rows_dirty` (`WHERE status <> 'SYNCED'`) serves only
-//! statements whose condition SQLite can prove implies it, which a bound
-//! parameter never does. The test at the bottom pins each literal to
+//! indexes `_outpost_rows_dirty` and `_outpost_rows_pending` (`WHERE status
+//! <> 'SYNCED'`) serve only statements whose condition SQLite can prove
+//! implies it, which a bound parameter never does (and `status = 'PENDING'`
+//! alone does not either: the push's statements say `status <> 'SYNCED'`
+//! too, `crate::plans`). The test at the bottom pins each literal to
 //! [`RowStatus::as_str`].
 
 use std::collections::{BTreeMap, HashMap};
