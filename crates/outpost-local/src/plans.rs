@@ -192,11 +192,14 @@ fn a_push_over_many_synced_entries_takes_no_scan_step() {
     let mut replica = replica(&dir, 30);
     let rows = replica.pending_push(None, 10).expect("plan");
     assert_eq!(rows.len(), 10);
-    assert!(rows.iter().all(|r| r.local_seq > 0 && r.values.is_some()));
+    assert!(
+        rows.iter()
+            .all(|r| r.local_seq.get() > 0 && r.values.is_some())
+    );
     let outcomes: Vec<PushOutcome> = rows
         .iter()
         .map(|r| PushOutcome::Applied {
-            version: 1_000_000 + r.local_seq,
+            version: outpost_core::Version(1_000_000 + r.local_seq.get()),
             row: r.values.clone(),
         })
         .collect();
