@@ -127,7 +127,7 @@ pub struct ServerRow {
     /// began).
     pub version: Version,
     /// The node whose push wrote this version, if any, as the server stores
-    /// it. Text, not a [`NodeId`]: a node recognises its own pushes only by
+    /// it. Text, not a [`NodeId`](crate::NodeId): a node recognises its own pushes only by
     /// the exact text they write (`outpost_core::accept`), so the spelling
     /// must survive.
     pub origin: Option<String>,
