@@ -84,6 +84,13 @@ async fn campaign() -> anyhow::Result<()> {
                         println!("  [{}] {}", a.class, a.detail);
                     }
                     explain(&outcome.state, &outcome.anomalies);
+                    println!("  what the harness did:");
+                    for line in &outcome.trace {
+                        println!("    {line}");
+                    }
+                    if let Some(dir) = &outcome.kept {
+                        println!("  replicas and logs kept in {}", dir.display());
+                    }
                     failures.push(seed);
                 }
             }

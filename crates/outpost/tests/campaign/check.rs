@@ -22,7 +22,10 @@
 //!    write landed. One exemption, precisely: a write the operator's
 //!    restore of a backup threw away — made on that node after the backup
 //!    was taken and not on the server when the backup was put back (the
-//!    harness reads the server at that moment) — is legitimately lost; it
+//!    harness reads the server at that moment; a delete is on the server
+//!    only if the server deleted the row, since a row that never reached
+//!    it comes back with the restored file's pending insert) — is
+//!    legitimately lost; it
 //!    neither counts nor supersedes an earlier write of that node.
 //! 3. **No row twice**: no key appears twice in a table, and no token is
 //!    carried by two rows of one database (one write landing under two keys).

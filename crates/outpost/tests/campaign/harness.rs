@@ -343,6 +343,10 @@ struct Run {
     /// What the harness itself found (a stalled sync past its deadline, a
     /// session left idle in transaction, a value erased).
     found: Vec<Anomaly>,
+    /// The round being run.
+    round: usize,
+    /// What the harness did, in order (printed for a seed with anomalies).
+    trace: Vec<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -354,6 +358,12 @@ pub struct Outcome {
     pub anomalies: Vec<Anomaly>,
     /// The end state the checker judged (to explain an anomaly).
     pub state: FinalState,
+    /// What the harness did, in order: rounds, writes, syncs and faults
+    /// with their nodes.
+    pub trace: Vec<String>,
+    /// Where the nodes' replicas and sync logs were kept, for a seed with
+    /// anomalies.
+    pub kept: Option<PathBuf>,
 }
 
 /// Runs one seed against the campaign's cluster.
@@ -609,9 +619,13 @@ async fn run_in(
         copied: false,
         column_added: false,
         found: Vec::new(),
+        round: 0,
+        trace: Vec::new(),
         _dir: dir,
     };
     for round in 0..shape.rounds {
+        run.round = round;
+        run.note(format!("round {round}"));
         run.round(cluster, round).await?;
     }
     run.quiesce().await?;
@@ -632,10 +646,21 @@ async fn run_in(
     for n in &run.nodes {
         n.app().shutdown().await;
     }
+    // The nodes' files outlive a failing seed: its replicas, sync and
+    // setup logs are what explains it.
+    let kept = if anomalies.is_empty() {
+        None
+    } else {
+        let to = std::env::temp_dir().join(format!("outpost-campaign-seed-{seed}"));
+        let _ = std::fs::remove_dir_all(&to);
+        copy_tree(run._dir.path(), &to).ok().map(|()| to)
+    };
     Ok(Outcome {
         figures: run.figures,
         anomalies,
         state,
+        trace: run.trace,
+        kept,
     })
 }
 
@@ -646,7 +671,27 @@ struct Child {
     task: tokio::task::JoinHandle<Vec<Anomaly>>,
 }
 
+/// Copies a directory tree (the seed's node directories).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
 impl Run {
+    /// Adds a line to the seed's trace.
+    fn note(&mut self, line: String) {
+        self.trace.push(line);
+    }
+
     fn token(&mut self) -> String {
         self.next_id += 1;
         format!("t{}", self.next_id)
@@ -711,6 +756,9 @@ impl Run {
     ) {
         let (table, kind) = (op.table(), op.kind());
         let n = self.log.len() as u64 + 1;
+        self.note(format!(
+            "write #{n} {actor:?} {kind:?} {table} {id} {token:?} via {via} ({ack:?})"
+        ));
         self.log.push(Write {
             id: n,
             actor,
@@ -764,6 +812,7 @@ impl Run {
                 });
                 self.nodes[i].offline_until = round + rounds;
                 self.nodes[i].proxy.cut();
+                self.note(format!("node {i}: offline until round {}", round + rounds));
             }
         }
         // Sync runs as child processes, for the nodes the dice pick.
@@ -784,6 +833,7 @@ impl Run {
         // A server restart in the middle of it all, now and then.
         let restart = if self.rng.chance(0.06) {
             self.figures.fault("postgres-restart");
+            self.note("postgres restart".into());
             let delay = Duration::from_millis(self.rng.below(300));
             let c = cluster.clone();
             Some(tokio::spawn(async move {
@@ -818,6 +868,7 @@ impl Run {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        self.note("sync children ended".into());
         for c in children {
             if let Ok(mut found) = c.task.await {
                 self.found.append(&mut found);
@@ -847,7 +898,11 @@ impl Run {
                     .app()
                     .engine()
                     .set_retention(Duration::from_millis(1));
-                let _ = self.nodes[i].app().sync(Direction::Bidirectional).await;
+                let r = self.nodes[i].app().sync(Direction::Bidirectional).await;
+                self.note(format!(
+                    "node {i}: in-process sync, change log pruned: {}",
+                    brief(&r)
+                ));
                 self.nodes[i]
                     .app()
                     .engine()
@@ -859,7 +914,11 @@ impl Run {
                     .app()
                     .engine()
                     .arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
-                let _ = self.nodes[i].app().sync(Direction::Bidirectional).await;
+                let r = self.nodes[i].app().sync(Direction::Bidirectional).await;
+                self.note(format!(
+                    "node {i}: in-process sync, acknowledgement dropped: {}",
+                    brief(&r)
+                ));
                 self.figures.sync("in-process");
             }
         }
@@ -913,6 +972,7 @@ impl Run {
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
         let roll = self.rng.below(100);
+        let mut what = String::from("plain");
         let mut kill_after = None;
         let mut cut_after = None;
         let mut stall = None;
@@ -921,14 +981,17 @@ impl Run {
                 let point = *self.rng.pick(&CRASH_POINTS).unwrap_or(&"push-after-commit");
                 cmd.env("OUTPOST_FAULT", format!("crash:{point}"));
                 self.figures.fault(&format!("abort-at:{point}"));
+                what = format!("abort at {point}");
             }
             12..=29 => {
                 kill_after = Some(Duration::from_millis(self.rng.below(250)));
                 self.figures.fault("sigkill");
+                what = format!("SIGKILL after {kill_after:?}");
             }
             30..=37 if self.nodes[i].offline_until == 0 => {
                 cut_after = Some(Duration::from_millis(self.rng.below(200)));
                 self.figures.fault("cut-mid-sync");
+                what = format!("cut after {cut_after:?}");
             }
             38..=40 if self.nodes[i].offline_until == 0 => {
                 // Mostly the path flows again with the held bytes; now and
@@ -957,10 +1020,12 @@ impl Run {
                         ),
                     );
                 stall = Some((after, for_good));
+                what = format!("stall after {after:?} (for good: {for_good})");
             }
             _ => {}
         }
         self.figures.sync("child-process");
+        self.note(format!("node {i}: sync child starts ({what})"));
         let mut child = cmd.spawn().context("starting outpost sync")?;
         let cut = cut_after.map(|d| (d, self.nodes[i].proxy.clone()));
         let stall = stall.map(|s| (s, self.nodes[i].proxy.clone(), self.conninfo.clone()));
@@ -1049,6 +1114,10 @@ impl Run {
         } else {
             "setup-while-serving:unchanged"
         });
+        self.note(format!(
+            "node {i}: setup while serving (column added: {})",
+            self.column_added
+        ));
         let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -1098,6 +1167,7 @@ impl Run {
         } else {
             "backup-taken:checkpointed-copy"
         });
+        self.note(format!("node {i}: backup taken (api: {api})"));
         self.backup = Some(BackupTaken {
             node: i,
             file,
@@ -1111,9 +1181,14 @@ impl Run {
     /// docs/operations.md says (node stopped, `-wal`/`-shm` removed), and
     /// starts the node again. First records which of the node's writes
     /// since the backup the restore throws away: those the server does not
-    /// have now (they were never synced).
+    /// have now (they were never synced; for a delete, the server never
+    /// deleted the row).
     async fn restore(&mut self, b: BackupTaken) -> anyhow::Result<()> {
         self.figures.fault("restore-from-backup");
+        self.note(format!(
+            "node {}: backup of round {} restored",
+            b.node, b.round
+        ));
         let client = connect(&self.conninfo).await?;
         let mut landed: BTreeSet<(String, String, String)> = BTreeSet::new();
         for r in client
@@ -1122,23 +1197,26 @@ impl Run {
         {
             landed.insert((r.get(0), r.get(1), r.get(2)));
         }
-        let mut present: BTreeSet<(String, String)> = BTreeSet::new();
+        // A row absent from the server is not proof that a delete landed:
+        // its insert may never have reached the server either, and come
+        // back with the restored file's pending insert. A delete landed
+        // when the server deleted the row.
+        let mut deleted: BTreeSet<(String, String)> = BTreeSet::new();
         for r in client
             .query(
-                r#"SELECT 'User', id FROM "User" UNION ALL SELECT 'Post', id FROM "Post""#,
+                "SELECT DISTINCT tbl, pk FROM campaign.audit WHERE op = 'D'",
                 &[],
             )
             .await?
         {
-            let (t, id): (String, String) = (r.get(0), r.get(1));
-            present.insert((t, key(&id)));
+            deleted.insert((r.get(0), r.get(1)));
         }
         for w in &self.log {
             if w.id <= b.mark || w.actor != Actor::Node(b.node) || w.ack != Ack::Acked {
                 continue;
             }
             let synced = match (&w.kind, &w.token) {
-                (Kind::Delete, _) => !present.contains(&(w.table.clone(), w.pk.clone())),
+                (Kind::Delete, _) => deleted.contains(&(w.table.clone(), w.pk.clone())),
                 (_, Some(t)) => landed.contains(&(w.table.clone(), w.pk.clone(), t.clone())),
                 (_, None) => true,
             };
@@ -1178,6 +1256,7 @@ impl Run {
     async fn copy_replica(&mut self, cluster: &Arc<Cluster>, i: usize) -> anyhow::Result<()> {
         self.figures.fault("replica-copy");
         let n = self.nodes.len();
+        self.note(format!("node {n}: a copy of node {i}'s replica"));
         let dir = self._dir.path().join(format!("node{n}"));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("local.db");
@@ -1755,5 +1834,16 @@ async fn server_sql(
                 .execute(r#"DELETE FROM "Post" WHERE id = $1"#, &[&id])
                 .await
         }
+    }
+}
+
+/// A sync's outcome in a few words, for the trace.
+fn brief<T: std::fmt::Debug, E: std::fmt::Display>(r: &Result<T, E>) -> String {
+    match r {
+        Ok(v) => {
+            let s = format!("{v:?}");
+            s.chars().take(200).collect()
+        }
+        Err(e) => format!("error: {e}"),
     }
 }
