@@ -232,6 +232,7 @@ fn sound() -> FinalState {
         ],
         token_columns: vec!["title".into()],
         restore_lost: Default::default(),
+        copy_carried: Default::default(),
     }
 }
 
@@ -313,6 +314,30 @@ fn the_checker_catches_a_lost_acknowledged_write() {
     w.ack = Ack::Unknown;
     s.log.push(w);
     assert_eq!(classes(&s), Vec::<&str>::new());
+}
+
+/// A copy carried node 0's insert of p2 (never on the server); node 0 then
+/// deleted p2 and the copy pushed its insert: the row is on the server, and
+/// that is the copy's doing, not a lost delete. Only that row and only the
+/// copied node's delete are allowed.
+#[test]
+fn the_checker_allows_a_copy_to_insert_a_row_its_original_deleted_and_nothing_else() {
+    let mut s = sound();
+    s.log
+        .push(write(5, Actor::Node(0), "p2", Kind::Delete, None));
+    assert_eq!(classes(&s), vec!["lost-write"]);
+    s.copy_carried.insert(("Post".into(), "[\"p2\"]".into(), 0));
+    assert_eq!(classes(&s), Vec::<&str>::new());
+    // Another node's delete of that row is not the copy's business.
+    s.log
+        .push(write(6, Actor::Node(1), "p2", Kind::Delete, None));
+    assert_eq!(classes(&s), vec!["lost-write"]);
+    // Nor is node 0's delete of another row.
+    let mut s = sound();
+    s.copy_carried.insert(("Post".into(), "[\"p2\"]".into(), 0));
+    s.log
+        .push(write(5, Actor::Node(0), "p1", Kind::Delete, None));
+    assert_eq!(classes(&s), vec!["lost-write"]);
 }
 
 #[test]

@@ -26,7 +26,12 @@
 //!    only if the server deleted the row, since a row that never reached
 //!    it comes back with the restored file's pending insert) — is
 //!    legitimately lost; it
-//!    neither counts nor supersedes an earlier write of that node.
+//!    neither counts nor supersedes an earlier write of that node. And one
+//!    allowance for a copied replica: when the copy carried a row as a
+//!    local insert the server did not have yet, the copy is a second device
+//!    holding that row, so a delete of it on the original may be followed
+//!    by the copy's insert (the server never had the row to delete); such a
+//!    delete need not leave the row absent.
 //! 3. **No row twice**: no key appears twice in a table, and no token is
 //!    carried by two rows of one database (one write landing under two keys).
 //! 4. **No delete resurrected**: once a row's delete committed on the
@@ -147,6 +152,9 @@ pub struct FinalState {
     /// made on the restored node after the backup, never on the server
     /// before the restore.
     pub restore_lost: BTreeSet<u64>,
+    /// Rows a copied replica carried as a local insert not yet on the
+    /// server: (table, key, the node copied).
+    pub copy_carried: BTreeSet<(String, String, usize)>,
 }
 
 /// One anomaly, in words a person can act on.
@@ -313,8 +321,14 @@ pub fn check(state: &FinalState) -> Vec<Anomaly> {
         {
             continue;
         }
+        let carried = |w: &Write| match w.actor {
+            Actor::Node(n) => state
+                .copy_carried
+                .contains(&(w.table.clone(), w.pk.clone(), n)),
+            Actor::Server => false,
+        };
         let ok = match (w.kind, &w.token) {
-            (Kind::Delete, _) => !server_has(&w.table, &w.pk),
+            (Kind::Delete, _) => !server_has(&w.table, &w.pk) || carried(w),
             (_, Some(token)) => landed
                 .get(&(w.table.as_str(), w.pk.as_str()))
                 .is_some_and(|s| s.contains(token.as_str())),

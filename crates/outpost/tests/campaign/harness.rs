@@ -338,6 +338,9 @@ struct Run {
     restore_lost: BTreeSet<u64>,
     /// Whether a replica was copied to a new node (once per seed).
     copied: bool,
+    /// Rows whose insert a copy carried before it reached the server
+    /// (table, key, the copied node).
+    copy_carried: BTreeSet<(String, String, usize)>,
     /// Whether the server has the added column.
     column_added: bool,
     /// What the harness itself found (a stalled sync past its deadline, a
@@ -617,6 +620,7 @@ async fn run_in(
         backup: None,
         restore_lost: BTreeSet::new(),
         copied: false,
+        copy_carried: BTreeSet::new(),
         column_added: false,
         found: Vec::new(),
         round: 0,
@@ -669,6 +673,51 @@ async fn run_in(
 struct Child {
     node: usize,
     task: tokio::task::JoinHandle<Vec<Anomaly>>,
+}
+
+/// What the server's audit history shows landed: the tokens each row was
+/// written with, and the rows the server deleted.
+struct Landed {
+    tokens: BTreeSet<(String, String, String)>,
+    deleted: BTreeSet<(String, String)>,
+}
+
+impl Landed {
+    async fn read(conninfo: &str) -> anyhow::Result<Landed> {
+        let client = connect(conninfo).await?;
+        let mut tokens = BTreeSet::new();
+        for r in client
+            .query("SELECT tbl, pk, unnest(tokens) FROM campaign.audit", &[])
+            .await?
+        {
+            tokens.insert((r.get(0), r.get(1), r.get(2)));
+        }
+        let mut deleted = BTreeSet::new();
+        for r in client
+            .query(
+                "SELECT DISTINCT tbl, pk FROM campaign.audit WHERE op = 'D'",
+                &[],
+            )
+            .await?
+        {
+            deleted.insert((r.get(0), r.get(1)));
+        }
+        Ok(Landed { tokens, deleted })
+    }
+
+    /// Whether the write is on the server. A row absent from the server is
+    /// no proof that a delete landed: its insert may never have reached the
+    /// server either (and come back later with a restored or copied file's
+    /// pending insert). A delete landed when the server deleted the row.
+    fn has(&self, w: &Write) -> bool {
+        match (&w.kind, &w.token) {
+            (Kind::Delete, _) => self.deleted.contains(&(w.table.clone(), w.pk.clone())),
+            (_, Some(t)) => self
+                .tokens
+                .contains(&(w.table.clone(), w.pk.clone(), t.clone())),
+            (_, None) => true,
+        }
+    }
 }
 
 /// Copies a directory tree (the seed's node directories).
@@ -1189,38 +1238,12 @@ impl Run {
             "node {}: backup of round {} restored",
             b.node, b.round
         ));
-        let client = connect(&self.conninfo).await?;
-        let mut landed: BTreeSet<(String, String, String)> = BTreeSet::new();
-        for r in client
-            .query("SELECT tbl, pk, unnest(tokens) FROM campaign.audit", &[])
-            .await?
-        {
-            landed.insert((r.get(0), r.get(1), r.get(2)));
-        }
-        // A row absent from the server is not proof that a delete landed:
-        // its insert may never have reached the server either, and come
-        // back with the restored file's pending insert. A delete landed
-        // when the server deleted the row.
-        let mut deleted: BTreeSet<(String, String)> = BTreeSet::new();
-        for r in client
-            .query(
-                "SELECT DISTINCT tbl, pk FROM campaign.audit WHERE op = 'D'",
-                &[],
-            )
-            .await?
-        {
-            deleted.insert((r.get(0), r.get(1)));
-        }
+        let landed = Landed::read(&self.conninfo).await?;
         for w in &self.log {
             if w.id <= b.mark || w.actor != Actor::Node(b.node) || w.ack != Ack::Acked {
                 continue;
             }
-            let synced = match (&w.kind, &w.token) {
-                (Kind::Delete, _) => deleted.contains(&(w.table.clone(), w.pk.clone())),
-                (_, Some(t)) => landed.contains(&(w.table.clone(), w.pk.clone(), t.clone())),
-                (_, None) => true,
-            };
-            if !synced {
+            if !landed.has(w) {
                 self.restore_lost.insert(w.id);
                 self.figures.op("restore-threw-away".into());
             }
@@ -1257,6 +1280,18 @@ impl Run {
         self.figures.fault("replica-copy");
         let n = self.nodes.len();
         self.note(format!("node {n}: a copy of node {i}'s replica"));
+        // The copy carries node i's inserts not yet on the server: either
+        // device may push its own state of those rows first (see `check`).
+        let landed = Landed::read(&self.conninfo).await?;
+        for w in &self.log {
+            if w.actor == Actor::Node(i)
+                && w.kind == Kind::Insert
+                && w.ack == Ack::Acked
+                && !landed.has(w)
+            {
+                self.copy_carried.insert((w.table.clone(), w.pk.clone(), i));
+            }
+        }
         let dir = self._dir.path().join(format!("node{n}"));
         std::fs::create_dir_all(&dir)?;
         let path = dir.join("local.db");
@@ -1649,6 +1684,7 @@ impl Run {
             log: self.log.clone(),
             token_columns: TOKEN_COLUMNS.iter().map(|s| s.to_string()).collect(),
             restore_lost: self.restore_lost.clone(),
+            copy_carried: self.copy_carried.clone(),
         })
     }
 }
