@@ -43,6 +43,9 @@
 //!   connector's statement).
 //! * **B10 held replica**: B2 on a replica that already holds
 //!   `--b10-held-rows` synced rows; baseline: B2 on a fresh replica.
+//! * **B11 round trip**: `--b11-edits` edits another program commits to
+//!   node A's replica, one transaction each, until each is in node B's
+//!   replica (p50, p99 per edit; absolute, loopback).
 
 mod node_scenarios;
 mod push_scenarios;
@@ -112,6 +115,10 @@ pub(crate) struct Args {
     /// Synced rows the replica holds before its push (B10).
     #[arg(long, default_value_t = 1_000_000)]
     b10_held_rows: u64,
+    /// Edits another program commits to node A's replica, to be seen in
+    /// node B's (B11).
+    #[arg(long, default_value_t = 10_000)]
+    b11_edits: usize,
     /// Only these scenarios, comma-separated (`--only B2,B6`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -234,6 +241,7 @@ async fn main() -> anyhow::Result<()> {
         args.b9_rows = args.b9_rows.min(5_000);
         args.b9_updates = args.b9_updates.min(500);
         args.b10_held_rows = args.b10_held_rows.min(5_000);
+        args.b11_edits = args.b11_edits.min(500);
         args.runs = 1;
     }
     args.runs = args.runs.max(1);
@@ -269,6 +277,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("B7") {
         sync_scenarios::fleet(&db, &args).await?;
+    }
+    if wanted("B11") {
+        node_scenarios::round_trip(&args).await?;
     }
     if wanted("B5") || wanted("B6") || wanted("B8") {
         let nodes = TestDb::new().await?;

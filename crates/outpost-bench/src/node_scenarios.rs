@@ -338,3 +338,127 @@ pub async fn find_many_include(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     node.shutdown().await;
     Ok(())
 }
+
+/// B11: edits another program commits to node A's replica file, one
+/// transaction each, until every one is in node B's replica. Both nodes
+/// are the runtime `outpost serve` runs (in this process, online, the
+/// interval off): A's local-write watch pushes, B's notification pulls.
+/// The writer is a connection of its own on A's file, as the application's
+/// `sqlite3` or ORM would be (SQLite tells a watch about another
+/// connection's commits the same way whether it is in this process or
+/// another). Per edit: from its commit to the moment B's replica shows it.
+pub async fn round_trip(args: &Args) -> anyhow::Result<()> {
+    let edits = args.b11_edits;
+    let db = TestDb::new().await?;
+    blog(&db, edits as u64, 0).await?;
+    let open = |name: &'static str| {
+        let config = node_config(&db, name);
+        async move {
+            let node = Outpost::open_with(config?, NodeOptions::default()).await?;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let s = node.status().await;
+                if s.is_online && s.last_sync.as_ref().is_some_and(|l| l.status == "SUCCESS") {
+                    return anyhow::Ok(node);
+                }
+                anyhow::ensure!(Instant::now() < deadline, "node {name} did not come online");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    let a = open("b11a.db").await?;
+    let b = open("b11b.db").await?;
+    let (a_file, b_file) = (db.dir().join("b11a.db"), db.dir().join("b11b.db"));
+    let mut p50s = Vec::new();
+    let mut p99s = Vec::new();
+    let mut alls = Vec::new();
+    let mut writes = Vec::new();
+    for run in 0..args.runs {
+        let prefix = format!("b11-{run}-");
+        let (wf, rf, wp, rp) = (
+            a_file.clone(),
+            b_file.clone(),
+            prefix.clone(),
+            prefix.clone(),
+        );
+        let write_started = Instant::now();
+        let writer = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Instant>> {
+            let conn = rusqlite::Connection::open(&wf)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            let mut stmt = conn.prepare(r#"UPDATE "User" SET name = ?1 WHERE id = ?2"#)?;
+            let mut committed = Vec::with_capacity(edits);
+            for i in 0..edits {
+                stmt.execute(rusqlite::params![format!("{wp}{i}"), format!("u{}", i + 1)])?;
+                committed.push(Instant::now());
+            }
+            Ok(committed)
+        });
+        let reader = tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<Instant>> {
+            let conn = rusqlite::Connection::open(&rf)?;
+            conn.busy_timeout(Duration::from_secs(10))?;
+            let mut seen: Vec<Option<Instant>> = vec![None; edits];
+            let mut left = edits;
+            let mut version: i64 = -1;
+            let started = Instant::now();
+            let pattern = format!("{rp}%");
+            while left > 0 {
+                anyhow::ensure!(
+                    started.elapsed() < Duration::from_secs(120),
+                    "{left} of {edits} edits never reached node B"
+                );
+                // Read only when B's replica changed.
+                let v: i64 = conn.query_row("PRAGMA data_version", [], |r| r.get(0))?;
+                if v == version {
+                    std::thread::sleep(Duration::from_micros(500));
+                    continue;
+                }
+                version = v;
+                let now = Instant::now();
+                let mut stmt =
+                    conn.prepare_cached(r#"SELECT name FROM "User" WHERE name LIKE ?1"#)?;
+                let mut rows = stmt.query([&pattern])?;
+                while let Some(r) = rows.next()? {
+                    let name: String = r.get(0)?;
+                    let i: usize = name[rp.len()..].parse()?;
+                    if let Some(slot) = seen.get_mut(i)
+                        && slot.is_none()
+                    {
+                        *slot = Some(now);
+                        left -= 1;
+                    }
+                }
+            }
+            Ok(seen.into_iter().flatten().collect())
+        });
+        let (committed, seen) = (writer.await??, reader.await??);
+        let first = committed.first().copied().unwrap_or_else(Instant::now);
+        let last_seen = seen.iter().max().copied().unwrap_or(first);
+        let mut lat: Vec<f64> = committed
+            .iter()
+            .zip(&seen)
+            .map(|(c, s)| s.saturating_duration_since(*c).as_secs_f64() * 1000.0)
+            .collect();
+        lat.sort_by(|x, y| x.total_cmp(y));
+        p50s.push(percentile(&lat, 0.5));
+        p99s.push(percentile(&lat, 0.99));
+        alls.push(last_seen.duration_since(first).as_secs_f64());
+        writes.push(
+            committed
+                .last()
+                .map_or(0.0, |l| l.duration_since(write_started).as_secs_f64()),
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+    let spread = |v: &[f64]| {
+        let mut s = v.to_vec();
+        s.sort_by(|x, y| x.total_cmp(y));
+        (s[s.len() / 2], s[0], s[s.len() - 1])
+    };
+    let ((p50, p50l, p50h), (p99, _, _), (all, alll, allh), (w, _, _)) =
+        (spread(&p50s), spread(&p99s), spread(&alls), spread(&writes));
+    println!(
+        "B11 round trip {edits:>9} edits | p50 {p50:.0} ms ({p50l:.0}–{p50h:.0}) | p99 {p99:.0} ms | all on B after {all:.2} s ({alll:.2}–{allh:.2}), the writer's commits took {w:.2} s | target p50 <= 500 ms"
+    );
+    Ok(())
+}

@@ -24,7 +24,8 @@ fn harness_runs_in_quick_mode() {
             "B7 ",
             "B8 local",
             "B9 push",
-            "B10 push"
+            "B10 push",
+            "B11 round trip"
         ]
         .iter()
         .all(|s| stdout.contains(s)),

@@ -88,7 +88,7 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 3;
+pub const META_VERSION: i64 = 4;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
@@ -102,12 +102,14 @@ pub const SYNC_LOG_INDEX: &str =
 
 /// `CREATE TABLE` of [`SYNC_LOG`]. `INTERRUPTED` (version 3): a run whose
 /// process stopped before it ended, closed when the replica is next opened.
+/// `local-change` (version 4): a push started because a local write was
+/// committed to the replica.
 pub fn sync_log_table() -> String {
     "CREATE TABLE IF NOT EXISTS \"SyncLog\" (\
 id INTEGER PRIMARY KEY AUTOINCREMENT, \
 model TEXT NOT NULL, \
 direction TEXT NOT NULL CHECK (direction IN ('BIDIRECTIONAL', 'TO_SERVER', 'FROM_SERVER')), \
-trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'interval', 'reconnect', 'notify', 'startup')), \
+trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'interval', 'reconnect', 'notify', 'startup', 'local-change')), \
 status TEXT NOT NULL CHECK (status IN ('RUNNING', 'SUCCESS', 'FAILED', 'INTERRUPTED')), \
 \"startedAt\" TEXT NOT NULL, \
 \"completedAt\" TEXT, \

@@ -99,6 +99,9 @@ pub enum Trigger {
     Notify,
     /// The node started.
     Startup,
+    /// A local write was committed to the replica (by the application,
+    /// another program, or the node's model service).
+    LocalChange,
 }
 
 impl Trigger {
@@ -110,6 +113,7 @@ impl Trigger {
             Trigger::Reconnect => "reconnect",
             Trigger::Notify => "notify",
             Trigger::Startup => "startup",
+            Trigger::LocalChange => "local-change",
         }
     }
 }

@@ -132,6 +132,12 @@ pub struct NodeOptions {
     pub id_block: i64,
     /// Start the monitor (tests and one-shot tools may not want it).
     pub monitor: bool,
+    /// How often the replica is checked for local writes committed by
+    /// other connections (the application's own, another program, the
+    /// model service); each is pushed while the node is online. `None`
+    /// turns the watch off (a local write then waits for the interval or
+    /// a manual sync). Needs the monitor.
+    pub watch_local: Option<Duration>,
 }
 
 impl NodeOptions {
@@ -159,9 +165,14 @@ impl Default for NodeOptions {
             notify_debounce: Duration::ZERO,
             id_block: 1000,
             monitor: true,
+            watch_local: Some(WATCH_LOCAL_DEFAULT),
         }
     }
 }
+
+/// The local-write watch's default period: a write is pushed within about
+/// this long plus the push itself (docs/runtime.md, B11).
+pub const WATCH_LOCAL_DEFAULT: Duration = Duration::from_millis(20);
 
 pub(crate) struct NodeInner {
     pub(crate) engine: Engine,
@@ -301,6 +312,12 @@ impl Outpost {
             let monitor = tokio::spawn(monitor(node.clone()));
             if let Ok(mut t) = node.inner.tasks.lock() {
                 t.push(monitor);
+            }
+            if let Some(every) = node.inner.options.watch_local {
+                let watch = tokio::spawn(watch_local(node.clone(), every));
+                if let Ok(mut t) = node.inner.tasks.lock() {
+                    t.push(watch);
+                }
             }
         }
         Ok(node)
@@ -719,6 +736,59 @@ async fn monitor(node: Outpost) {
                 tracing::info!("server unreachable; operations use the replica");
                 MonitorState::Offline { attempt: 1 }
             }
+        }
+    }
+}
+
+/// The local-write watch (`outpost_local::watch`): every `every`, asks
+/// whether a local write was committed since the last look, and while the
+/// node is online requests a push for it. A burst of writes needs no window
+/// of its own: requests made while a push runs coalesce into the one run
+/// queued after it (`schedule.rs`), which takes everything committed by
+/// then. Offline, nothing is requested: the reconnect's sync pushes.
+async fn watch_local(node: Outpost, every: Duration) {
+    let cancel = node.inner.cancel.clone();
+    let path = node.inner.config.local_database_path.clone();
+    let opened =
+        tokio::task::spawn_blocking(move || outpost_local::watch::LocalWrites::open(&path)).await;
+    let mut watch = match opened {
+        Ok(Ok(w)) => w,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot watch the replica for local writes; they are pushed at the next sync");
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the replica for local writes");
+            return;
+        }
+    };
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut said = false;
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let polled = tokio::task::spawn_blocking(move || {
+            let r = watch.poll();
+            (watch, r)
+        })
+        .await;
+        let Ok((w, result)) = polled else { return };
+        watch = w;
+        match result {
+            Ok(true) if node.is_online() => {
+                node.request_sync(Direction::ToServer, Trigger::LocalChange);
+            }
+            Ok(_) => said = false,
+            // A busy or briefly unreadable file: look again next tick, and
+            // say so once rather than every 20 ms.
+            Err(e) if !said => {
+                said = true;
+                tracing::warn!(error = %e, "cannot read the replica's change log");
+            }
+            Err(_) => {}
         }
     }
 }

@@ -82,6 +82,62 @@ async fn a_server_change_reaches_an_idle_online_node_without_the_interval() -> a
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_another_program_commits_to_the_replica_is_pushed_without_a_sync_asked()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    let node = Outpost::open_with(config_for(&db, "n", &db.database_url(), &[])?, fast()).await?;
+    wait_for("online and bootstrapped", async || {
+        let s = node.status().await;
+        Ok(s.is_online && s.last_sync.as_ref().is_some_and(|l| l.status == "SUCCESS"))
+    })
+    .await?;
+    // Another program (here a connection of its own, as `sqlite3` or the
+    // application's ORM would be) writes to the replica file. The interval
+    // is off and nobody asks for a sync: only the watch can push it.
+    let file = db.dir().join("n.db");
+    let other = outpost_local::rusqlite::Connection::open(&file)?;
+    other.busy_timeout(Duration::from_secs(5))?;
+    other.execute(
+        r#"INSERT INTO "User" (id, email) VALUES ('ext', 'ext@x')"#,
+        [],
+    )?;
+    other.execute(r#"UPDATE "User" SET email = 'ext2@x' WHERE id = 'ext'"#, [])?;
+    let arrived = wait_for("the row on the server", async || {
+        let rows = client
+            .query(r#"SELECT email FROM "User" WHERE id = 'ext'"#, &[])
+            .await?;
+        Ok(rows.first().map(|r| r.get::<_, String>(0)).as_deref() == Some("ext2@x"))
+    })
+    .await;
+    if let Err(e) = arrived {
+        let log = node.engine().log(None, 100, 0).await?;
+        anyhow::bail!("{e}; the sync log: {log:#?}");
+    }
+    let log = node.engine().log(None, 100, 0).await?;
+    assert!(
+        log.iter().any(|e| e.trigger == "local-change"
+            && e.direction == "TO_SERVER"
+            && e.status == "SUCCESS"),
+        "a push triggered by the local change is logged: {log:?}"
+    );
+    // The node's own pushes and pulls are not local writes: once the row
+    // is synced, no further local-change runs follow.
+    wait_for("nothing pending", async || {
+        Ok(node.status().await.pending == 0)
+    })
+    .await?;
+    let runs = |log: &[outpost_local::LogEntry]| {
+        log.iter().filter(|e| e.trigger == "local-change").count()
+    };
+    let before = runs(&node.engine().log(None, 1000, 0).await?);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(runs(&node.engine().log(None, 1000, 0).await?), before);
+    node.shutdown().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cutting_the_network_flips_auto_to_local_and_back() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, _schema) = server(&db, BLOG).await?;

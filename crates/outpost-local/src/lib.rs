@@ -45,6 +45,7 @@ pub mod stored;
 pub mod sync;
 pub mod value;
 pub mod verify;
+pub mod watch;
 
 pub use error::LocalError;
 pub use identity::Refreshed;

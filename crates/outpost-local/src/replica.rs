@@ -60,7 +60,7 @@ impl SetupReport {
     }
 }
 
-fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> {
+pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection, LocalError> {
     let open_err = |message: String| LocalError::Open {
         path: path.to_path_buf(),
         message,
@@ -194,10 +194,11 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
             }
         }
     }
-    if from < 3 {
-        // Version 3 lets `SyncLog.status` be `INTERRUPTED`: SQLite cannot
-        // change a CHECK, so the table is copied into its new definition
-        // (ids and the AUTOINCREMENT counter kept).
+    if from < 4 {
+        // Version 3 lets `SyncLog.status` be `INTERRUPTED`, version 4
+        // `SyncLog.trigger` be `local-change`: SQLite cannot change a
+        // CHECK, so the table is copied into its new definition (ids and
+        // the AUTOINCREMENT counter kept).
         conn.execute_batch(
             "ALTER TABLE \"SyncLog\" RENAME TO \"_outpost_synclog_v2\"; \
              DROP INDEX IF EXISTS \"_outpost_synclog_model\";",

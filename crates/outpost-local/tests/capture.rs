@@ -626,6 +626,43 @@ fn a_version_2_replica_gets_blob_safe_triggers() {
     assert!(e.iter().any(|e| e.1 == "[\"DEADBEEF\"]"), "{e:?}");
 }
 
+/// A version 3 replica (a `SyncLog` that knows no `local-change` trigger)
+/// is migrated on open: its log rows and ids are kept, and a run started by
+/// a local write can be logged.
+#[test]
+fn a_version_3_replica_logs_local_change_runs_after_opening() {
+    let (dir, replica) = setup();
+    let c = replica.connection();
+    let v3 = outpost_core::sqlite::sync_log_table().replace(", 'local-change'", "");
+    assert_ne!(v3, outpost_core::sqlite::sync_log_table());
+    c.execute_batch(&format!(
+        "DROP TABLE \"SyncLog\"; {v3}; \
+         INSERT INTO \"SyncLog\" (model, direction, trigger, status, \"startedAt\") \
+         VALUES ('Item', 'BIDIRECTIONAL', 'manual', 'SUCCESS', '2026-01-01T00:00:00Z'); \
+         UPDATE _outpost_meta SET value = '3' WHERE key = 'meta_version'"
+    ))
+    .expect("make version 3");
+    assert!(
+        c.execute(
+            "INSERT INTO \"SyncLog\" (model, direction, trigger, status, \"startedAt\") \
+             VALUES ('Item', 'TO_SERVER', 'local-change', 'RUNNING', '2026-01-01T00:00:01Z')",
+            []
+        )
+        .is_err(),
+        "version 3 refuses the trigger"
+    );
+    drop(replica);
+    let replica = Replica::open(&dir.path().join("sub/local.db")).expect("open migrates");
+    let id = replica
+        .log_start("Item", "TO_SERVER", "local-change")
+        .expect("a local-change run is logged");
+    let log = replica.sync_log(None, 10, 0).expect("log");
+    assert_eq!(log.len(), 2, "{log:?}");
+    assert_eq!(log[0].id, id);
+    assert!(id > 1, "ids continue after the kept row");
+    assert_eq!(log[1].trigger, "manual");
+}
+
 #[test]
 fn a_version_1_replica_is_migrated_on_open() {
     let (dir, replica) = setup();
