@@ -376,6 +376,16 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
     local(&a, r#"UPDATE "Kinds" SET big = 1 WHERE id = 10"#).await?;
     let report = sync(&a, Direction::ToServer).await?;
     assert_eq!(report.results["Board"].records_succeeded, 1, "{report:?}");
+    // The rows refused before sending are the run's failed rows, in its
+    // report and in the SyncLog, like rows the server refuses.
+    let kinds = &report.results["Kinds"];
+    assert_eq!(
+        (kinds.records_failed, kinds.records_succeeded, kinds.records_processed),
+        (6, 2, 8),
+        "{report:?}"
+    );
+    let log = a.log(Some("Kinds".into()), 1, 0).await?;
+    assert_eq!(log[0].records_failed, 6, "{log:?}");
     for (id, column, value) in [
         (1, "flag", "\"yes\""),
         (2, "big", "\"abc\""),

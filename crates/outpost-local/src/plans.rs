@@ -190,7 +190,7 @@ fn a_push_over_many_synced_entries_takes_no_scan_step() {
     let dir = tempfile::tempdir().expect("dir");
     // More pending than a batch: the plan reads by age, then in push order.
     let mut replica = replica(&dir, 30);
-    let rows = replica.pending_push(None, 10).expect("plan");
+    let (rows, _) = replica.pending_push(None, 10).expect("plan");
     assert_eq!(rows.len(), 10);
     assert!(
         rows.iter()

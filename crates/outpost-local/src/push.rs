@@ -4,7 +4,7 @@
 //! What the server accepts is decided on the server (`outpost_remote`); a
 //! row it answers with a conflict is settled here like a pulled one.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use outpost_core::LocalSeq;
 use outpost_core::settle::BaseVersion;
@@ -382,29 +382,38 @@ impl Replica {
     /// local value that cannot be sent for its column becomes `FAILED` here
     /// (docs/protocol.md, "What a push writes"); when a whole batch was such
     /// rows, the next one is read, so they never hide the rows behind them.
+    /// Those rows are counted (processed and failed, per table) in the
+    /// returned stats, for the run's counts and its `SyncLog` rows.
     pub fn pending_push(
         &self,
         tables: Option<&[String]>,
         limit: usize,
-    ) -> Result<Vec<PushRow>, LocalError> {
+    ) -> Result<(Vec<PushRow>, Stats), LocalError> {
+        let mut refused_all = Stats::new();
         loop {
             let (rows, refused) = self.plan_push(tables, limit)?;
+            let none_refused = refused.is_empty();
+            for (table, n) in refused {
+                let s = refused_all.entry(table).or_default();
+                s.records_processed += n;
+                s.records_failed += n;
+            }
             // Refused rows are `FAILED` now: the next read does not see them.
-            if !rows.is_empty() || refused == 0 {
-                return Ok(rows);
+            if !rows.is_empty() || none_refused {
+                return Ok((rows, refused_all));
             }
         }
     }
 
     /// One read of [`Replica::pending_push`]: the rows to push, and how many
-    /// were refused locally.
+    /// of each table were refused locally.
     fn plan_push(
         &self,
         tables: Option<&[String]>,
         limit: usize,
-    ) -> Result<(Vec<PushRow>, usize), LocalError> {
+    ) -> Result<(Vec<PushRow>, BTreeMap<String, u64>), LocalError> {
         fold(self.connection())?;
-        let mut refused = 0;
+        let mut refused: BTreeMap<String, u64> = BTreeMap::new();
         let schema = self.schema();
         let conn = self.connection();
         let wanted = |table: &str| {
@@ -443,7 +452,7 @@ impl Replica {
                             );
                             tracing::warn!(table = %t.name, %pk, %column, "{reason}");
                             mark_failed(conn, &t.name, pk, &reason)?;
-                            refused += 1;
+                            *refused.entry(t.name.clone()).or_default() += 1;
                             continue;
                         }
                         Err(e) => return Err(e),

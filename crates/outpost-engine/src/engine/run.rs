@@ -405,9 +405,12 @@ impl Engine {
                 .inner
                 .push_batch
                 .load(std::sync::atomic::Ordering::Relaxed);
-            let rows = self
+            let (rows, refused_here) = self
                 .with_replica(move |r| r.pending_push(models.as_deref(), batch))
                 .await?;
+            // Rows refused before sending (a local value that cannot be
+            // sent for its column) count as failed rows of the run.
+            merge(stats, refused_here);
             let plan_time = planned.elapsed();
             if rows.is_empty() {
                 break;
