@@ -158,6 +158,10 @@ pub struct PullBatch {
     /// Changes exist past the horizon: an open transaction (anywhere on the
     /// cluster) holds them back; pull again shortly.
     pub held_back: bool,
+    /// Changes past the batch's start cursor were pruned before its
+    /// snapshot (the retention mark is past the cursor): the batch holds
+    /// nothing and the replica must be bootstrapped again.
+    pub pruned: bool,
 }
 
 /// What the replica expects the server's version of a pushed row to be.

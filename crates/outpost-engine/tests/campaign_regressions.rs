@@ -393,3 +393,103 @@ async fn a_local_delete_of_an_own_insert_updated_on_the_server_is_a_conflict() -
     assert_eq!(server.len(), 1, "the server's update was not overwritten");
     Ok(())
 }
+
+/// A prune that commits between a run's check of the retention mark and
+/// its pull's snapshot must not make the pull skip the pruned changes.
+/// Ordinarily no prune removes changes a registered node has not pulled
+/// (it stops at the lowest recorded cursor), but a copied or restored file
+/// shares its node id with the file the server last heard from until it is
+/// told apart, and the other file's cursor can let the server prune what
+/// this one still needs. (Suspected in a campaign `diverged` seen once
+/// under load, seed 14: the copied node lacked a row another node had
+/// inserted, after prunes while it was away.) Here the prune is timed into
+/// the window by a row lock that holds the run's push: the run has checked
+/// the mark and waits; the change log is pruned past its cursor; the lock
+/// goes; the pull must notice and copy the server again.
+#[tokio::test]
+async fn a_prune_between_the_check_and_the_pull_does_not_skip_changes() -> anyhow::Result<()> {
+    use std::time::{Duration, Instant};
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    for _ in 0..200 {
+        sync(&a, Direction::Bidirectional).await?;
+        if local_rows(&a, "User").await?.len() == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(local_rows(&a, "User").await?.len(), 1);
+    let (cursor, _) = a.with_replica(|r| r.cursor()).await?;
+    // A change the node has not pulled, and a local edit to push.
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('gap', 'gap@x')"#)
+        .await?;
+    local(&a, r#"UPDATE "User" SET name = 'local' WHERE id = 'u1'"#).await?;
+    // Hold the row the push writes.
+    let mut holder = db.client().await?;
+    let lock = holder.transaction().await?;
+    lock.execute(r#"SELECT 1 FROM "User" WHERE id = 'u1' FOR UPDATE"#, &[])
+        .await?;
+    let running = {
+        let a = a.clone();
+        tokio::spawn(async move { sync(&a, Direction::Bidirectional).await })
+    };
+    // The run is past its check of the mark once its push waits on the lock.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let waiting: i64 = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock'",
+                &[],
+            )
+            .await?
+            .get(0);
+        if waiting > 0 {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the push never waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Prune past the node's cursor (the horizon is cluster-wide: other
+    // tests' transactions can keep the change back for a while).
+    let mut pruner = db.client().await?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        outpost_remote::feed::prune(&mut pruner, Duration::from_millis(1)).await?;
+        let mark = outpost_remote::feed::feed_position(&pruner, cursor).await?;
+        if mark.must_rebootstrap {
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the change log was never pruned past the cursor"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    lock.commit().await?;
+    let report = running.await??;
+    assert!(report.success, "{report:?}");
+    let ids: Vec<String> = local_rows(&a, "User")
+        .await?
+        .iter()
+        .map(|r| format!("{:?}", r[0]))
+        .collect();
+    assert!(
+        ids.iter().any(|id| id.contains("gap")),
+        "the pruned change's row reached the replica: {ids:?}"
+    );
+    let name: Option<String> = client
+        .query_one(r#"SELECT name FROM "User" WHERE id = 'u1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(name.as_deref(), Some("local"));
+    Ok(())
+}

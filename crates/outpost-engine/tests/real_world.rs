@@ -380,7 +380,11 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
     // report and in the SyncLog, like rows the server refuses.
     let kinds = &report.results["Kinds"];
     assert_eq!(
-        (kinds.records_failed, kinds.records_succeeded, kinds.records_processed),
+        (
+            kinds.records_failed,
+            kinds.records_succeeded,
+            kinds.records_processed
+        ),
         (6, 2, 8),
         "{report:?}"
     );

@@ -171,9 +171,28 @@ impl Engine {
             }
         }
         if options.direction.pulls() {
-            run.held_back = self
+            let mut pulled = self
                 .pull(client, statements, options, &mut run.stats)
                 .await?;
+            if pulled.pruned {
+                // Pruned between the check above and the pull's snapshot:
+                // the gap is never pulled, so copy again now (local changes
+                // are kept) and pull from the new cursor.
+                tracing::warn!(
+                    "changes past the replica's cursor were pruned during the run; bootstrapping again"
+                );
+                self.bootstrap(client, options, false).await?;
+                run.bootstrapped = true;
+                pulled = self
+                    .pull(client, statements, options, &mut run.stats)
+                    .await?;
+                if pulled.pruned {
+                    return Err(EngineError::Internal(
+                        "the change log was pruned past the replica's cursor twice in one run; the next sync copies the server again".into(),
+                    ));
+                }
+            }
+            run.held_back = pulled.held_back;
         }
         Ok(())
     }
@@ -527,7 +546,7 @@ impl Engine {
         statements: &mut feed::PullStatements,
         options: &SyncOptions,
         stats: &mut Stats,
-    ) -> Result<bool, EngineError> {
+    ) -> Result<Pulled, EngineError> {
         let policies = self.policies();
         let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
         let advance = options.models.is_none();
@@ -552,6 +571,14 @@ impl Engine {
             .await?;
         let mut ahead = Some((first, reading.elapsed()));
         while let Some((batch, read_time)) = ahead.take() {
+            if batch.pruned {
+                // Nothing of it is applied, and the cursor stays where the
+                // replica's rows are.
+                return Ok(Pulled {
+                    held_back: batch.held_back,
+                    pruned: true,
+                });
+            }
             self.inner.faults.hit(FaultPoint::PullBeforeApply)?;
             let next = batch.cursor;
             let more = batch.more;
@@ -621,8 +648,20 @@ impl Engine {
                 tracing::debug!(pruned, "pruned the change log");
             }
         }
-        Ok(held_back)
+        Ok(Pulled {
+            held_back,
+            pruned: false,
+        })
     }
+}
+
+/// How a pull ended.
+struct Pulled {
+    /// Committed changes past the horizon wait for an open transaction.
+    held_back: bool,
+    /// Changes past the cursor were pruned before the pull read them
+    /// (nothing applied): the replica must be copied again.
+    pruned: bool,
 }
 
 fn merge(into: &mut Stats, from: Stats) {

@@ -118,9 +118,31 @@ async fn pull_once(
     );
     settings.map_err(db("preparing a pull"))?;
     let changes = changes.map_err(db("reading the change feed"))?;
-    let held_back: bool = held_back
-        .and_then(|r| r.try_get(0))
+    let held_row = held_back.map_err(db("checking for held-back changes"))?;
+    let held_back: bool = held_row
+        .try_get(0)
         .map_err(db("checking for held-back changes"))?;
+    // The retention mark, read in the batch's own snapshot: a prune that
+    // committed between the run's check of the mark and this snapshot
+    // removed changes this batch would otherwise skip without a word (a
+    // node whose id a copied or restored file shares can have its changes
+    // pruned early). Then nothing of the batch is applied.
+    let mark: Option<String> = held_row
+        .try_get(1)
+        .map_err(db("reading the retention mark"))?;
+    if mark
+        .as_deref()
+        .and_then(super::retention::parse_mark)
+        .is_some_and(|m| cursor < m)
+    {
+        drop(tx);
+        return Ok(PullBatch {
+            cursor,
+            held_back,
+            pruned: true,
+            ..PullBatch::default()
+        });
+    }
     let feed_time = started.elapsed();
     let mut batch = PullBatch {
         cursor,

@@ -13,7 +13,7 @@ use crate::error::RemoteError;
 
 /// The retention mark as `meta` stores it (`txid,seq`); `None` when it
 /// does not read as one.
-fn parse_mark(v: &str) -> Option<Cursor> {
+pub(super) fn parse_mark(v: &str) -> Option<Cursor> {
     let (t, s) = v.split_once(',')?;
     Some(Cursor {
         txid: t.parse().ok()?,

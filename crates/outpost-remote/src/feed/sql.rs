@@ -24,7 +24,8 @@ pub(super) const PULL_FEED: &str = "SELECT c.txid::text::int8, c.seq, c.table_na
 /// stepped over every change after it (the whole backlog, at every batch).
 pub(super) const PULL_HELD_BACK: &str = "SELECT EXISTS (SELECT 1 FROM \"outpost\".\"changes\" \
      WHERE txid >= greatest(pg_snapshot_xmin(pg_current_snapshot()), $1::text::xid8) \
-     AND (txid <> $1::text::xid8 OR seq > $2::int8))";
+     AND (txid <> $1::text::xid8 OR seq > $2::int8)), \
+     (SELECT value FROM \"outpost\".\"meta\" WHERE key = 'pruned_through')";
 
 /// `"schema"."table"`.
 pub(super) fn qualified(pg_schema: &str, table: &str) -> String {
