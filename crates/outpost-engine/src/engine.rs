@@ -11,7 +11,6 @@ use outpost_core::sync::{Cursor, Direction, Trigger};
 use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
 use outpost_local::{LogEntry, Replica};
 use outpost_remote::connections::SyncConnection;
-use outpost_remote::feed;
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -542,7 +541,7 @@ impl Engine {
     /// back, if any is open.
     pub async fn horizon_age(&self) -> Result<Option<Duration>, EngineError> {
         let conn = self.connect().await?;
-        self.bounded("reading the pull horizon", feed::horizon_age(conn.client()))
+        self.bounded("reading the pull horizon", conn.horizon_age())
             .await
     }
 

@@ -1,10 +1,11 @@
 //! Long-lived connections the node keeps (the settings they run with are
 //! in [`crate::session`]), as types that hold their driver:
 //! [`Listener`], the monitor's `LISTEN outpost_changes` connection, which is
-//! also its probe of the server, and [`ModelSession`], the model service's
+//! also its probe of the server, [`ModelSession`], the model service's
 //! connection (reads, and writes in one transaction under the node's
-//! origin). The node never holds a driver client itself; it bounds every
-//! call here with its own deadline.
+//! origin), and [`SyncConnection`], the sync engine's, with the feed's
+//! operations as its methods. The node never holds a driver client itself;
+//! it bounds every call here with its own deadline.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,9 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client};
 
 use crate::error::RemoteError;
+use crate::feed::{Claim, FeedPosition};
+use outpost_core::sync::{Cursor, PullBatch, PushOutcome, PushRow};
+use uuid::Uuid;
 
 /// The channel the server's change triggers notify (`outpost.notify()`).
 pub const CHANGES_CHANNEL: &str = "outpost_changes";
@@ -143,15 +147,95 @@ impl SyncConnection {
         !self.client.is_closed()
     }
 
-    /// The connection, for the feed's functions.
-    pub fn client(&self) -> &Client {
-        &self.client
+    // The feed's functions on this connection: the sync engine calls these
+    // and never names the driver's client.
+
+    /// [`crate::feed::probe`]: tracking version and retention mark.
+    pub async fn probe(&self) -> Result<(Option<i32>, Option<Cursor>), RemoteError> {
+        crate::feed::probe(&self.client).await
     }
 
-    /// The connection and its prepared pull statements, for the feed's
-    /// functions.
-    pub fn parts(&mut self) -> (&mut Client, &mut crate::feed::PullStatements) {
-        (&mut self.client, &mut self.statements)
+    /// [`crate::installed_version`].
+    pub async fn installed_version(&self) -> Result<Option<i32>, RemoteError> {
+        crate::installed_version(&self.client).await
+    }
+
+    /// [`crate::feed::register_node`].
+    pub async fn register_node(&self, node: Uuid, name: &str) -> Result<i64, RemoteError> {
+        crate::feed::register_node(&self.client, node, name).await
+    }
+
+    /// [`crate::feed::claim_incarnation`].
+    pub async fn claim_incarnation(
+        &self,
+        node: Uuid,
+        current: Uuid,
+        known: &[Uuid],
+    ) -> Result<Claim, RemoteError> {
+        crate::feed::claim_incarnation(&self.client, node, current, known).await
+    }
+
+    /// [`crate::feed::feed_position`].
+    pub async fn feed_position(&self, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
+        crate::feed::feed_position(&self.client, cursor).await
+    }
+
+    /// [`crate::feed::record_cursor`].
+    pub async fn record_cursor(&self, node: Uuid, cursor: Cursor) -> Result<(), RemoteError> {
+        crate::feed::record_cursor(&self.client, node, cursor).await
+    }
+
+    /// [`crate::feed::horizon_age`].
+    pub async fn horizon_age(&self) -> Result<Option<Duration>, RemoteError> {
+        crate::feed::horizon_age(&self.client).await
+    }
+
+    /// [`crate::feed::prune`].
+    pub async fn prune(&mut self, retention: Duration) -> Result<u64, RemoteError> {
+        crate::feed::prune(&mut self.client, retention).await
+    }
+
+    /// [`crate::feed::push`].
+    pub async fn push(
+        &mut self,
+        schema: &Schema,
+        node: Uuid,
+        cursor: Cursor,
+        rows: &[PushRow],
+        limits: (Duration, Duration),
+    ) -> Result<Vec<PushOutcome>, RemoteError> {
+        crate::feed::push(&mut self.client, schema, node, cursor, rows, limits).await
+    }
+
+    /// [`crate::feed::pull`], with the statements kept on this connection.
+    pub async fn pull(
+        &mut self,
+        schema: &Schema,
+        cursor: Cursor,
+        limit: i64,
+        tables: Option<&[String]>,
+    ) -> Result<PullBatch, RemoteError> {
+        crate::feed::pull(
+            &mut self.client,
+            schema,
+            cursor,
+            limit,
+            tables,
+            &mut self.statements,
+        )
+        .await
+    }
+
+    /// [`crate::feed::Bootstrap::begin`]: the bootstrap's snapshot.
+    pub async fn bootstrap(&mut self) -> Result<crate::feed::Bootstrap<'_>, RemoteError> {
+        crate::feed::Bootstrap::begin(&mut self.client).await
+    }
+
+    /// [`crate::feed::VerifySnapshot::begin`]: a verify's snapshot.
+    pub async fn verify_snapshot(
+        &mut self,
+    ) -> Result<crate::feed::VerifySnapshot<'_>, RemoteError> {
+        crate::feed::VerifySnapshot::begin(&mut self.client).await
     }
 }
 

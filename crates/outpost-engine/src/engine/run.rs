@@ -12,7 +12,6 @@ use outpost_core::types::Value;
 use outpost_local::sync::{ReplicaState, Stats};
 use outpost_remote::connections::SyncConnection;
 use outpost_remote::feed;
-use outpost_remote::tokio_postgres::Client;
 
 use super::{
     BOOTSTRAP_CHUNK, DEFAULT_RETENTION, Engine, PUSH_ROUNDS, Progress, RunState, SyncOptions,
@@ -51,7 +50,7 @@ impl Engine {
         // connection checks step by step, saying what is wrong.
         let probed = match kept {
             Some(k) => match self
-                .bounded("checking the kept connection", feed::probe(k.client()))
+                .bounded("checking the kept connection", k.probe())
                 .await
             {
                 Ok((Some(version), pruned)) => Some((k, version, pruned)),
@@ -62,14 +61,14 @@ impl Engine {
         let (mut kept, version, pruned_through, reused) = match probed {
             Some((k, version, pruned)) => (k, Some(version), Some(pruned), true),
             None => {
-                let client = self.connect().await?;
+                let conn = self.connect().await?;
                 let version = self
                     .bounded(
                         "reading the tracking schema's version",
-                        outpost_remote::installed_version(client.client()),
+                        conn.installed_version(),
                     )
                     .await?;
-                (client, version, None, false)
+                (conn, version, None, false)
             }
         };
         if version.is_none() {
@@ -81,11 +80,8 @@ impl Engine {
         if !reused {
             // Registered by the run that opened this connection.
             let name = format!("node {node}");
-            self.bounded(
-                "registering the node",
-                feed::register_node(kept.client(), node, &name),
-            )
-            .await?;
+            self.bounded("registering the node", kept.register_node(node, &name))
+                .await?;
         }
         // Servers before tracking version 4 have no incarnations: the
         // identity checks wait for `outpost server upgrade`.
@@ -101,16 +97,8 @@ impl Engine {
                 "the server's tracking schema predates node incarnations: restored or copied replicas are not detected until `outpost server upgrade`"
             );
         }
-        let (client, statements) = kept.parts();
-        self.run_on(
-            client,
-            statements,
-            pruned_through,
-            &mut identity,
-            options,
-            run,
-        )
-        .await?;
+        self.run_on(&mut kept, pruned_through, &mut identity, options, run)
+            .await?;
         if let Ok(mut slot) = self.inner.client.lock() {
             *slot = Some(kept);
         }
@@ -123,8 +111,7 @@ impl Engine {
     /// already.
     async fn run_on(
         &self,
-        client: &mut Client,
-        statements: &mut feed::PullStatements,
+        conn: &mut SyncConnection,
         pruned_through: Option<Option<Cursor>>,
         identity: &mut Identity,
         options: &SyncOptions,
@@ -136,27 +123,24 @@ impl Engine {
             && match pruned_through {
                 Some(mark) => feed::FeedPosition::at(cursor, mark).must_rebootstrap,
                 None => {
-                    self.bounded(
-                        "reading the feed position",
-                        feed::feed_position(client, cursor),
-                    )
-                    .await?
-                    .must_rebootstrap
+                    self.bounded("reading the feed position", conn.feed_position(cursor))
+                        .await?
+                        .must_rebootstrap
                 }
             };
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
-            self.push(client, identity, options, &mut run.stats).await?;
+            self.push(conn, identity, options, &mut run.stats).await?;
         }
         if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
             if behind {
                 tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
             }
-            self.bootstrap(client, options, state == ReplicaState::Bootstrapping)
+            self.bootstrap(conn, options, state == ReplicaState::Bootstrapping)
                 .await?;
             run.bootstrapped = true;
             if options.direction.pushes() {
-                self.push(client, identity, options, &mut run.stats).await?;
+                self.push(conn, identity, options, &mut run.stats).await?;
             }
         }
         if options.direction.pulls() && identity.enabled && !identity.claimed {
@@ -166,14 +150,12 @@ impl Engine {
             // to mistake (and an empty run pays no round trip); a run that
             // pushed has claimed already.
             if self.with_replica(|r| r.has_local_edits()).await? {
-                self.claim_identity(client, false).await?;
+                self.claim_identity(conn, false).await?;
                 identity.claimed = true;
             }
         }
         if options.direction.pulls() {
-            let mut pulled = self
-                .pull(client, statements, options, &mut run.stats)
-                .await?;
+            let mut pulled = self.pull(conn, options, &mut run.stats).await?;
             if pulled.pruned {
                 // Pruned between the check above and the pull's snapshot:
                 // the gap is never pulled, so copy again now (local changes
@@ -181,11 +163,9 @@ impl Engine {
                 tracing::warn!(
                     "changes past the replica's cursor were pruned during the run; bootstrapping again"
                 );
-                self.bootstrap(client, options, false).await?;
+                self.bootstrap(conn, options, false).await?;
                 run.bootstrapped = true;
-                pulled = self
-                    .pull(client, statements, options, &mut run.stats)
-                    .await?;
+                pulled = self.pull(conn, options, &mut run.stats).await?;
                 if pulled.pruned {
                     return Err(EngineError::Internal(
                         "the change log was pruned past the replica's cursor twice in one run; the next sync copies the server again".into(),
@@ -203,7 +183,7 @@ impl Engine {
     /// restored backup, a copy running elsewhere) becomes a new node and
     /// claims again under its new id; its pending edits stay queued and are
     /// compared with the server's rows like any other writer's.
-    async fn claim_identity(&self, client: &Client, rotate: bool) -> Result<(), EngineError> {
+    async fn claim_identity(&self, conn: &SyncConnection, rotate: bool) -> Result<(), EngineError> {
         let known = if rotate {
             self.with_replica(|r| r.rotate_incarnation()).await?
         } else {
@@ -222,7 +202,7 @@ impl Engine {
             match self
                 .bounded(
                     "claiming the node's incarnation",
-                    feed::claim_incarnation(client, node, current, &known),
+                    conn.claim_incarnation(node, current, &known),
                 )
                 .await?
             {
@@ -252,7 +232,7 @@ impl Engine {
                     return match self
                         .bounded(
                             "claiming the node's incarnation",
-                            feed::claim_incarnation(client, new, current, &known),
+                            conn.claim_incarnation(new, current, &known),
                         )
                         .await?
                     {
@@ -269,7 +249,7 @@ impl Engine {
 
     async fn bootstrap(
         &self,
-        client: &mut Client,
+        conn: &mut SyncConnection,
         options: &SyncOptions,
         resuming: bool,
     ) -> Result<(), EngineError> {
@@ -280,10 +260,7 @@ impl Engine {
         // reach them. Otherwise copy everything again.
         if let Some(oldest) = done.values().min().copied()
             && self
-                .bounded(
-                    "reading the feed position",
-                    feed::feed_position(client, oldest),
-                )
+                .bounded("reading the feed position", conn.feed_position(oldest))
                 .await?
                 .must_rebootstrap
         {
@@ -298,10 +275,7 @@ impl Engine {
         }
         let schema = self.schema();
         let snapshot = self
-            .bounded(
-                "starting the bootstrap snapshot",
-                feed::Bootstrap::begin(client),
-            )
+            .bounded("starting the bootstrap snapshot", conn.bootstrap())
             .await?;
         for table in &schema.tables {
             if done.contains_key(&table.name) {
@@ -392,7 +366,7 @@ impl Engine {
         let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
         self.bounded(
             "recording the cursor",
-            feed::record_cursor(client, self.node_id(), cursor),
+            conn.record_cursor(self.node_id(), cursor),
         )
         .await?;
         Ok(())
@@ -400,7 +374,7 @@ impl Engine {
 
     async fn push(
         &self,
-        client: &mut Client,
+        conn: &mut SyncConnection,
         identity: &mut Identity,
         options: &SyncOptions,
         stats: &mut Stats,
@@ -438,7 +412,7 @@ impl Engine {
             if identity.enabled {
                 // A new incarnation after the rows were read: everything
                 // pushed under it is in any backup that knows it.
-                self.claim_identity(client, true).await?;
+                self.claim_identity(conn, true).await?;
                 identity.claimed = true;
             }
             self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
@@ -463,7 +437,7 @@ impl Engine {
             } else {
                 self.bounded(
                     "pushing a batch",
-                    feed::push(client, &schema, self.node_id(), cursor, &to_send, {
+                    conn.push(&schema, self.node_id(), cursor, &to_send, {
                         let t = self.timeouts();
                         (t.statement, t.lock)
                     }),
@@ -542,8 +516,7 @@ impl Engine {
 
     async fn pull(
         &self,
-        client: &mut Client,
-        statements: &mut feed::PullStatements,
+        conn: &mut SyncConnection,
         options: &SyncOptions,
         stats: &mut Stats,
     ) -> Result<Pulled, EngineError> {
@@ -564,10 +537,7 @@ impl Engine {
             .pull_batch
             .load(std::sync::atomic::Ordering::Relaxed);
         let first = self
-            .bounded(
-                "pulling a batch",
-                feed::pull(client, schema, cursor, limit, models, statements),
-            )
+            .bounded("pulling a batch", conn.pull(schema, cursor, limit, models))
             .await?;
         let mut ahead = Some((first, reading.elapsed()));
         while let Some((batch, read_time)) = ahead.take() {
@@ -600,10 +570,7 @@ impl Engine {
                 let read = async {
                     let reading = Instant::now();
                     let batch = self
-                        .bounded(
-                            "pulling a batch",
-                            feed::pull(client, schema, next, limit, models, statements),
-                        )
+                        .bounded("pulling a batch", conn.pull(schema, next, limit, models))
                         .await;
                     batch.map(|b| (b, reading.elapsed()))
                 };
@@ -627,7 +594,7 @@ impl Engine {
         if advance {
             self.bounded(
                 "recording the cursor",
-                feed::record_cursor(client, self.node_id(), cursor),
+                conn.record_cursor(self.node_id(), cursor),
             )
             .await?;
         }
@@ -642,7 +609,7 @@ impl Engine {
                 .map(|r| *r)
                 .unwrap_or(DEFAULT_RETENTION);
             let pruned = self
-                .bounded("pruning the change log", feed::prune(client, retention))
+                .bounded("pruning the change log", conn.prune(retention))
                 .await?;
             if pruned > 0 {
                 tracing::debug!(pruned, "pruned the change log");

@@ -183,10 +183,7 @@ impl Engine {
         let _running = self.inner.running.lock().await;
         let mut conn = self.connect().await?;
         let snapshot = self
-            .bounded(
-                "starting the verification snapshot",
-                VerifySnapshot::begin(conn.parts().0),
-            )
+            .bounded("starting the verification snapshot", conn.verify_snapshot())
             .await?;
         let mut out = Vec::with_capacity(tables.len());
         for table in &tables {
