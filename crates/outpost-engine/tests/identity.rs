@@ -392,6 +392,72 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
     Ok(())
 }
 
+/// A table the server gained after the replica was bootstrapped (or one no
+/// longer excluded) arrives with every row it already had, not only the
+/// rows changed later; the copy is of that table alone: the other tables
+/// are not copied again (a server change made without tracking, which only
+/// a copy could bring, stays unseen there), and their local edits push.
+#[tokio::test]
+async fn a_table_added_after_bootstrap_is_copied_alone_with_its_rows() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'tracked', 'u1')"#)
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    let path = db.dir().join("a.db");
+    // Untracked on the server (replication role skips triggers): no pull
+    // brings it, only a copy of "Post" would.
+    client
+        .batch_execute(
+            r#"SET session_replication_role = replica;
+               UPDATE "Post" SET title = 'untracked' WHERE id = 'p1';
+               RESET session_replication_role;"#,
+        )
+        .await?;
+    local(&a, r#"UPDATE "User" SET email = 'local@x' WHERE id = 'u1'"#).await?;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "Tag" (id int PRIMARY KEY, label text NOT NULL);
+               INSERT INTO "Tag" SELECT i, 'tag ' || i FROM generate_series(1, 50) i;"#,
+        )
+        .await?;
+    let new_schema =
+        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(&mut client, &new_schema).await?;
+    let (_, report) = Replica::setup(&path, &new_schema)?;
+    assert_eq!(report.created, ["Tag"]);
+
+    let report = sync(&a, Direction::Bidirectional).await?;
+    assert!(report.bootstrapped, "{report:?}");
+    assert_eq!(local_rows(&a, "Tag").await?.len(), 50);
+    let email: Option<String> = client
+        .query_one(r#"SELECT email FROM "User" WHERE id = 'u1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(email.as_deref(), Some("local@x"));
+    let posts = local_rows(&a, "Post").await?;
+    assert_eq!(posts.len(), 1);
+    assert!(
+        !format!("{:?}", posts[0]).contains("untracked"),
+        "Post was copied again: {posts:?}"
+    );
+    // Later server changes of the new table arrive by the pull.
+    client
+        .batch_execute(r#"INSERT INTO "Tag" (id, label) VALUES (51, 'later')"#)
+        .await?;
+    for _ in 0..60 {
+        sync(&a, Direction::Bidirectional).await?;
+        if local_rows(&a, "Tag").await?.len() == 51 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(local_rows(&a, "Tag").await?.len(), 51);
+    Ok(())
+}
+
 /// An engine write with a schema snapshot another process replaced is
 /// refused before anything is written, and the next run reloads it.
 #[tokio::test]

@@ -311,6 +311,8 @@ impl Replica {
                 report.dropped.push(gone.name.clone());
             }
         }
+        // Tables new to an existing replica (see below).
+        let mut added: Vec<String> = Vec::new();
         for table in &schema.tables {
             let before = old.as_ref().and_then(|s| s.table(&table.name));
             match before {
@@ -336,6 +338,12 @@ impl Replica {
                     if !exists {
                         report.created.push(table.name.clone());
                     }
+                    // A table new to a replica that was set up before (added
+                    // on the server, or no longer excluded) has rows there
+                    // older than the cursor: only a copy brings them.
+                    if old.is_some() {
+                        added.push(table.name.clone());
+                    }
                 }
             }
             for stmt in sqlite::table_ddl(table) {
@@ -348,13 +356,14 @@ impl Replica {
             meta_set(&tx, "schema", Some(&json))?;
             meta_set(&tx, "schema_hash", Some(&hash))?;
         }
-        if !report.rebuilt.is_empty() {
-            // Their rows come back only with a bootstrap: say so to the engine.
+        if !report.rebuilt.is_empty() || !added.is_empty() {
+            // Their rows come back only with a copy: say so to the engine.
             let mut pending: Vec<String> = match meta_if_present(&tx, "rebootstrap_tables")? {
                 Some(j) => serde_json::from_str(&j).unwrap_or_default(),
                 None => Vec::new(),
             };
             pending.extend(report.rebuilt.iter().cloned());
+            pending.extend(added);
             pending.sort();
             pending.dedup();
             let json = serde_json::to_string(&pending)?;

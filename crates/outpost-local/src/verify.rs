@@ -115,8 +115,18 @@ impl Replica {
     /// bootstrap. Does nothing and returns the state when the replica is
     /// not `READY` (a bootstrap is due anyway).
     pub fn resync_begin(&mut self, table: &str) -> Result<Option<ReplicaState>, LocalError> {
+        self.recopy_begin(&[table.to_string()])
+    }
+
+    /// [`Replica::resync_begin`] for several tables at once: the tables a
+    /// `setup` created or rebuilt after the replica was bootstrapped
+    /// ([`Replica::rebootstrap_tables`]) are copied alone, never the whole
+    /// replica.
+    pub fn recopy_begin(&mut self, tables: &[String]) -> Result<Option<ReplicaState>, LocalError> {
         let schema = self.schema().clone();
-        table_of(&schema, table)?;
+        for table in tables {
+            table_of(&schema, table)?;
+        }
         self.apply_silenced(|tx| {
             let (cursor, state) = cursor_row(tx)?;
             if state != ReplicaState::Ready {
@@ -125,7 +135,7 @@ impl Replica {
             let done: BTreeMap<String, Cursor> = schema
                 .tables
                 .iter()
-                .filter(|t| t.name != table)
+                .filter(|t| !tables.contains(&t.name))
                 .map(|t| (t.name.clone(), cursor))
                 .collect();
             set_cursor(tx, cursor, ReplicaState::Bootstrapping)?;

@@ -132,12 +132,22 @@ impl Engine {
             // Push before any re-bootstrap: local writes go first.
             self.push(conn, identity, options, &mut run.stats).await?;
         }
-        if state != ReplicaState::Ready || behind || !rebootstrap_tables.is_empty() {
+        let full = state != ReplicaState::Ready || behind;
+        if full || !rebootstrap_tables.is_empty() {
             if behind {
                 tracing::warn!(%cursor, "the node fell behind the server's retention window; bootstrapping again");
             }
-            self.bootstrap(conn, options, state == ReplicaState::Bootstrapping)
-                .await?;
+            let resuming = if full {
+                state == ReplicaState::Bootstrapping
+            } else {
+                // Tables a `setup` added or rebuilt: copied alone, the
+                // others recorded as copied at the cursor (as a resync).
+                tracing::info!(tables = ?rebootstrap_tables, "copying the tables setup added or rebuilt");
+                let tables = rebootstrap_tables.clone();
+                self.with_replica(move |r| r.recopy_begin(&tables)).await?;
+                true
+            };
+            self.bootstrap(conn, options, resuming).await?;
             run.bootstrapped = true;
             if options.direction.pushes() {
                 self.push(conn, identity, options, &mut run.stats).await?;
@@ -254,6 +264,11 @@ impl Engine {
         resuming: bool,
     ) -> Result<(), EngineError> {
         let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
+        // A table `setup` added or rebuilt since is copied whatever an
+        // earlier attempt (or a resync) recorded for it.
+        for table in self.with_replica(|r| r.rebootstrap_tables()).await? {
+            done.remove(&table);
+        }
         // Tables finished by an interrupted attempt are kept only while the
         // changes after their snapshot are still in the log: the cursor
         // starts from the oldest snapshot, and a pruned change would never
