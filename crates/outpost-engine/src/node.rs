@@ -134,7 +134,8 @@ pub struct NodeOptions {
     pub monitor: bool,
     /// How often the replica is checked for local writes committed by
     /// other connections (the application's own, another program, the
-    /// model service); each is pushed while the node is online. `None`
+    /// model service); each is pushed while the node is online in `auto`
+    /// mode. `None`
     /// turns the watch off (a local write then waits for the interval or
     /// a manual sync). Needs the monitor.
     pub watch_local: Option<Duration>,
@@ -742,10 +743,13 @@ async fn monitor(node: Outpost) {
 
 /// The local-write watch (`outpost_local::watch`): every `every`, asks
 /// whether a local write was committed since the last look, and while the
-/// node is online requests a push for it. A burst of writes needs no window
+/// node is online in `auto` mode requests a push for it (in `local` mode a
+/// person chose the replica: its writes wait for the interval or a sync
+/// they ask for, as before). A burst of writes needs no window
 /// of its own: requests made while a push runs coalesce into the one run
 /// queued after it (`schedule.rs`), which takes everything committed by
-/// then. Offline, nothing is requested: the reconnect's sync pushes.
+/// then. A write seen offline or outside `auto` mode is owed: it is pushed
+/// when the node is online in `auto` mode again (a reconnect syncs anyway).
 async fn watch_local(node: Outpost, every: Duration) {
     let cancel = node.inner.cancel.clone();
     let path = node.inner.config.local_database_path.clone();
@@ -765,6 +769,9 @@ async fn watch_local(node: Outpost, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut said = false;
+    // A write seen while a push could not be asked for (offline, or not in
+    // `auto` mode) is owed until it can.
+    let mut owed = false;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -777,11 +784,13 @@ async fn watch_local(node: Outpost, every: Duration) {
         .await;
         let Ok((w, result)) = polled else { return };
         watch = w;
+        let mut fresh = false;
         match result {
-            Ok(true) if node.is_online() => {
-                node.request_sync(Direction::ToServer, Trigger::LocalChange);
+            Ok(new) => {
+                fresh = new;
+                owed |= new;
+                said = false;
             }
-            Ok(_) => said = false,
             // A busy or briefly unreadable file: look again next tick, and
             // say so once rather than every 20 ms.
             Err(e) if !said => {
@@ -789,6 +798,21 @@ async fn watch_local(node: Outpost, every: Duration) {
                 tracing::warn!(error = %e, "cannot read the replica's change log");
             }
             Err(_) => {}
+        }
+        if owed && node.is_online() && node.mode() == Mode::Auto {
+            owed = false;
+            // An older write may have been pushed meanwhile (a sync asked
+            // for, the reconnect's): no run for nothing.
+            let still = fresh
+                || node
+                    .inner
+                    .engine
+                    .status()
+                    .await
+                    .map_or(true, |s| s.pending > 0);
+            if still {
+                node.request_sync(Direction::ToServer, Trigger::LocalChange);
+            }
         }
     }
 }

@@ -133,6 +133,26 @@ async fn a_write_another_program_commits_to_the_replica_is_pushed_without_a_sync
     let before = runs(&node.engine().log(None, 1000, 0).await?);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(runs(&node.engine().log(None, 1000, 0).await?), before);
+
+    // In `local` mode a person chose the replica: a write waits for a sync
+    // asked for (or the interval) ...
+    node.set_mode(Mode::Local).await;
+    other.execute(
+        r#"INSERT INTO "User" (id, email) VALUES ('held', 'held@x')"#,
+        [],
+    )?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(node.status().await.pending, 1);
+    let on_server = async || -> anyhow::Result<bool> {
+        Ok(client
+            .query_opt(r#"SELECT 1 FROM "User" WHERE id = 'held'"#, &[])
+            .await?
+            .is_some())
+    };
+    assert!(!on_server().await?);
+    // ... and goes as soon as the node is back in `auto`, with no new write.
+    node.set_mode(Mode::Auto).await;
+    wait_for("the held write on the server", on_server).await?;
     node.shutdown().await;
     Ok(())
 }
