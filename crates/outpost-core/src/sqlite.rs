@@ -77,6 +77,10 @@
 //! which keeps the rowid sequence growing; `_outpost_local_seq.seq` is the
 //! newest folded number, so only log rows above it are unfolded.
 //!
+//! A uuid key column also has two `BEFORE` guard triggers (version 5,
+//! [`key_guard_triggers`]) that refuse an application's write of the key in
+//! another spelling than PostgreSQL's.
+//!
 //! Foreign keys and unique constraints are not declared in the replica:
 //! pulled changes arrive table by table and offline writes are checked by the
 //! server at push (a refused row becomes `FAILED`). Their columns get plain
@@ -88,7 +92,7 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 4;
+pub const META_VERSION: i64 = 5;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
@@ -546,7 +550,68 @@ pub fn table_ddl(table: &Table) -> Vec<String> {
     let mut out = vec![create_table(table)];
     out.extend(create_indexes(table));
     out.extend(capture_triggers(table));
+    out.extend(key_guard_triggers(table));
     out
+}
+
+/// The canonical text of a uuid, as a `GLOB` pattern: lower-case hex in
+/// 8-4-4-4-12 groups, what PostgreSQL's `uuid_out` writes.
+fn uuid_glob() -> String {
+    [8, 4, 4, 4, 12]
+        .iter()
+        .map(|n| "[0-9a-f]".repeat(*n))
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+/// The uuid key columns of a table (those a key guard watches).
+fn guarded_key_columns(table: &Table) -> impl Iterator<Item = &crate::schema::Column> {
+    table
+        .pk_columns()
+        .filter(|c| c.ty.scalar == ScalarType::Uuid && !c.ty.array)
+}
+
+/// Names of a table's key guards (layout version 5): two per uuid key
+/// column, for inserts and for updates of the column.
+pub fn key_guard_names(table: &Table) -> Vec<String> {
+    guarded_key_columns(table)
+        .flat_map(|c| {
+            ["ins", "upd"].map(|k| format!("_outpost_keyguard_{k}_{}_{}", table.name, c.name))
+        })
+        .collect()
+}
+
+/// Key guards: an application's write of a uuid key in another spelling
+/// than PostgreSQL's (upper case, braces, no dashes) is refused with a
+/// message that says so. PostgreSQL would store the key in its own
+/// spelling, and the replica would then hold the row twice, once under
+/// each key (docs/protocol.md, "Keys in PostgreSQL's spelling"). Writes of the sync itself
+/// (silenced) are not checked: they carry the server's spelling.
+pub fn key_guard_triggers(table: &Table) -> Vec<String> {
+    let t = quote(&table.name);
+    let glob = uuid_glob();
+    guarded_key_columns(table)
+        .flat_map(|c| {
+            let q = quote(&c.name);
+            let message = literal(&format!(
+                "outpost: {}.{} is a uuid key: write it as PostgreSQL does (lower case, 8-4-4-4-12 hex digits), or the server's spelling would make the row a second one",
+                table.name, c.name
+            ));
+            let when = format!(
+                "{SILENT_WHEN} AND typeof(NEW.{q}) = 'text' AND NEW.{q} NOT GLOB '{glob}'"
+            );
+            let [ins, upd] = ["ins", "upd"]
+                .map(|k| quote(&format!("_outpost_keyguard_{k}_{}_{}", table.name, c.name)));
+            [
+                format!(
+                    "CREATE TRIGGER IF NOT EXISTS {ins} BEFORE INSERT ON {t} WHEN {when} BEGIN SELECT RAISE(ABORT, {message}); END"
+                ),
+                format!(
+                    "CREATE TRIGGER IF NOT EXISTS {upd} BEFORE UPDATE OF {q} ON {t} WHEN {when} BEGIN SELECT RAISE(ABORT, {message}); END"
+                ),
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -221,11 +221,26 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
         .map_err(err())?;
         conn.execute_batch(sqlite::SYNC_LOG_INDEX).map_err(err())?;
     }
+    if from < 5 {
+        // Version 5 guards uuid keys against other spellings (`sqlite::
+        // key_guard_triggers`); rows already stored are left as they are.
+        if let Some(json) = meta_if_present(conn, "schema")? {
+            let schema: Schema = serde_json::from_str(&json)?;
+            for table in &schema.tables {
+                for stmt in sqlite::key_guard_triggers(table) {
+                    conn.execute_batch(&stmt).map_err(err())?;
+                }
+            }
+        }
+    }
     meta_set(conn, "meta_version", Some(&META_VERSION.to_string()))
 }
 
 fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
-    for name in sqlite::trigger_names(table) {
+    for name in sqlite::trigger_names(table)
+        .into_iter()
+        .chain(sqlite::key_guard_names(table))
+    {
         tx.execute_batch(&sql::drop_trigger(&name))
             .map_err(LocalError::sqlite(format!("dropping trigger {name}")))?;
     }

@@ -760,3 +760,103 @@ fn reads_do_not_wait_for_an_applications_write_transaction() {
     let pending = replica.pending_changes(None, 10, 0).expect("pending");
     assert_eq!(pending.total, 2);
 }
+
+/// A uuid key in another spelling than PostgreSQL's is refused when the
+/// application writes it (the server would store its own spelling and the
+/// replica would hold the row twice); the canonical spelling, non-key uuid
+/// columns and the sync's own writes pass; a replica of layout version 4
+/// gets the guard when opened.
+#[test]
+fn uuid_keys_are_written_in_postgresqls_spelling_or_refused() {
+    use outpost_core::schema::{Column, Schema, Table};
+    use outpost_core::types::{ColumnType, ScalarType};
+    let col = |name: &str, scalar| Column {
+        name: name.into(),
+        ty: ColumnType {
+            scalar,
+            array: false,
+            pg_name: "uuid".into(),
+            domain: None,
+        },
+        nullable: name != "id",
+        default: None,
+        identity: None,
+        generated: false,
+    };
+    let schema = Schema {
+        pg_schema: "public".into(),
+        tables: vec![Table {
+            name: "Device".into(),
+            columns: vec![col("id", ScalarType::Uuid), col("owner", ScalarType::Uuid)],
+            primary_key: vec!["id".into()],
+            foreign_keys: vec![],
+            uniques: vec![],
+            relations: vec![],
+        }],
+        enums: vec![],
+    }
+    .finish();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("local.db");
+    let (mut replica, _) = Replica::setup(&path, &schema).expect("setup");
+    let c = replica.connection();
+    let upper = "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11";
+    let lower = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11";
+    for bad in [
+        upper,
+        "{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11}",
+        "a0eebc999c0b4ef8bb6d6bb9bd380a11",
+    ] {
+        let err = c
+            .execute("INSERT INTO \"Device\" (id) VALUES (?1)", [bad])
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("Device.id is a uuid key"), "{err}");
+    }
+    // The canonical key, with a non-key uuid in any spelling.
+    c.execute(
+        "INSERT INTO \"Device\" (id, owner) VALUES (?1, ?2)",
+        [lower, upper],
+    )
+    .expect("canonical key");
+    let err = c
+        .execute("UPDATE \"Device\" SET id = ?1", [upper])
+        .expect_err("key update to another spelling");
+    assert!(err.to_string().contains("Device.id is a uuid key"), "{err}");
+    c.execute("UPDATE \"Device\" SET owner = ?1", [lower])
+        .expect("other columns are not guarded");
+    // The sync's own writes carry the server's spelling and are not checked.
+    replica
+        .apply_silenced(|tx| {
+            tx.execute(
+                "INSERT INTO \"Device\" (id) VALUES ('b0eebc99-9c0b-4ef8-bb6d-6bb9bd380a12')",
+                [],
+            )
+            .map_err(LocalError::sqlite("silenced write"))?;
+            Ok(())
+        })
+        .expect("silenced");
+    // A version 4 file (no guard) gets it when opened.
+    replica
+        .connection()
+        .execute_batch(
+            "DROP TRIGGER \"_outpost_keyguard_ins_Device_id\"; \
+             DROP TRIGGER \"_outpost_keyguard_upd_Device_id\"; \
+             UPDATE _outpost_meta SET value = '4' WHERE key = 'meta_version'",
+        )
+        .expect("make version 4");
+    replica
+        .connection()
+        .execute("INSERT INTO \"Device\" (id) VALUES (?1)", [upper])
+        .expect("version 4 lets it in");
+    drop(replica);
+    let replica = Replica::open(&path).expect("open migrates");
+    let err = replica
+        .connection()
+        .execute(
+            "INSERT INTO \"Device\" (id) VALUES (?1)",
+            ["C0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A13"],
+        )
+        .expect_err("guarded after the migration");
+    assert!(err.to_string().contains("uuid key"), "{err}");
+}
