@@ -478,7 +478,8 @@ fn model_schemas(schema: &Schema, t: &Table, out: &mut Map<String, Json_>) {
             c.name.clone(),
             json!({ "type": "string", "enum": ["asc", "desc"] }),
         );
-        select.insert(c.name.clone(), json!({ "type": "boolean" }));
+        // `null` reads as `false`, as the query layer takes it.
+        select.insert(c.name.clone(), nullable(json!({ "type": "boolean" })));
         if !c.generated {
             create.insert(c.name.clone(), column(schema, c));
             update.insert(
@@ -500,7 +501,8 @@ fn model_schemas(schema: &Schema, t: &Table, out: &mut Map<String, Json_>) {
                 RelationKind::ToOne => nullable(r(&target)),
             },
         );
-        let arg = json!({ "anyOf": [{ "type": "boolean" }, r(&format!("{target}RelationArgs"))] });
+        // `null` reads as `false`, as the query layer takes it.
+        let arg = json!({ "anyOf": [{ "type": "boolean" }, { "type": "null" }, r(&format!("{target}RelationArgs"))] });
         include.insert(rel.name.clone(), arg.clone());
         select.insert(rel.name.clone(), arg);
     }
