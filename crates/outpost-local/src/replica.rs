@@ -177,12 +177,16 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
         )
         .map_err(err())?;
     }
+    // The tables' triggers below are rebuilt from the stored snapshot.
+    let snapshot: Option<Schema> = match meta_if_present(conn, "schema")? {
+        Some(json) => Some(serde_json::from_str(&json)?),
+        None => None,
+    };
     if from < 3 {
         // Version 2 captured through triggers written by version 1's code;
         // version 3's also save a blob in a non-blob column (as hex) instead
         // of failing the application's write.
-        if let Some(json) = meta_if_present(conn, "schema")? {
-            let schema: Schema = serde_json::from_str(&json)?;
+        if let Some(schema) = &snapshot {
             for table in &schema.tables {
                 for name in sqlite::trigger_names(table) {
                     conn.execute_batch(&sql::drop_trigger(&name))
@@ -224,8 +228,7 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
     if from < 5 {
         // Version 5 guards uuid keys against other spellings (`sqlite::
         // key_guard_triggers`); rows already stored are left as they are.
-        if let Some(json) = meta_if_present(conn, "schema")? {
-            let schema: Schema = serde_json::from_str(&json)?;
+        if let Some(schema) = &snapshot {
             for table in &schema.tables {
                 for stmt in sqlite::key_guard_triggers(table) {
                     conn.execute_batch(&stmt).map_err(err())?;

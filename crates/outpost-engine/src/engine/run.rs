@@ -147,7 +147,8 @@ impl Engine {
                 self.with_replica(move |r| r.recopy_begin(&tables)).await?;
                 true
             };
-            self.bootstrap(conn, options, resuming).await?;
+            self.bootstrap(conn, options, resuming, &rebootstrap_tables)
+                .await?;
             run.bootstrapped = true;
             if options.direction.pushes() {
                 self.push(conn, identity, options, &mut run.stats).await?;
@@ -173,7 +174,8 @@ impl Engine {
                 tracing::warn!(
                     "changes past the replica's cursor were pruned during the run; bootstrapping again"
                 );
-                self.bootstrap(conn, options, false).await?;
+                self.bootstrap(conn, options, false, &rebootstrap_tables)
+                    .await?;
                 run.bootstrapped = true;
                 pulled = self.pull(conn, options, &mut run.stats).await?;
                 if pulled.pruned {
@@ -262,12 +264,13 @@ impl Engine {
         conn: &mut SyncConnection,
         options: &SyncOptions,
         resuming: bool,
+        rebootstrap_tables: &[String],
     ) -> Result<(), EngineError> {
         let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
         // A table `setup` added or rebuilt since is copied whatever an
         // earlier attempt (or a resync) recorded for it.
-        for table in self.with_replica(|r| r.rebootstrap_tables()).await? {
-            done.remove(&table);
+        for table in rebootstrap_tables {
+            done.remove(table);
         }
         // Tables finished by an interrupted attempt are kept only while the
         // changes after their snapshot are still in the log: the cursor
