@@ -66,7 +66,13 @@ where
                 ApiError::bad_request(format!("cannot read the request body: {}", e.body_text()))
             }
         })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        // No body (or JSON's own whitespace only) means no arguments; a form
+        // feed, which Rust's ASCII whitespace includes and JSON does not, is
+        // a body that is not JSON.
+        let text: &[u8] = if bytes
+            .iter()
+            .all(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        {
             b"{}"
         } else {
             match content_type.as_deref() {

@@ -360,6 +360,11 @@ async fn bad_input_is_a_4xx_json_error_and_changes_nothing() -> anyhow::Result<(
     )
     .await?;
     assert_client_error(&a, StatusCode::BAD_REQUEST, "malformed_json", "");
+    // A form feed is whitespace to Rust, not to JSON: not an empty body (a
+    // deleteMany without arguments), but one that is not JSON (found by
+    // the API fuzzer).
+    let a = call(app, "POST", "/api/models/User/deleteMany", Some("\x0c")).await?;
+    assert_client_error(&a, StatusCode::BAD_REQUEST, "malformed_json", "");
     let a = call(app, "POST", "/api/models/Nope/findMany", None).await?;
     assert_client_error(&a, StatusCode::NOT_FOUND, "unknown_model", "Nope");
     let a = call(app, "POST", "/api/models/User/dropTable", None).await?;
