@@ -10,7 +10,7 @@ use futures_util::StreamExt as _;
 use outpost_core::sync::{Cursor, PushOutcome, PushRow, Trigger, refused_parent};
 use outpost_core::types::Value;
 use outpost_local::sync::{ReplicaState, Stats};
-use outpost_remote::connections::SyncConnection;
+use outpost_remote::connections::SyncLink;
 use outpost_remote::feed;
 
 use super::{
@@ -44,7 +44,7 @@ impl Engine {
             .lock()
             .ok()
             .and_then(|mut c| c.take())
-            .filter(SyncConnection::is_open);
+            .filter(SyncLink::is_open);
         // A kept connection is checked (alive, tracking schema there,
         // retention mark) in one round trip; anything unexpected and a new
         // connection checks step by step, saying what is wrong.
@@ -111,7 +111,7 @@ impl Engine {
     /// already.
     async fn run_on(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         pruned_through: Option<Option<Cursor>>,
         identity: &mut Identity,
         options: &SyncOptions,
@@ -195,7 +195,7 @@ impl Engine {
     /// restored backup, a copy running elsewhere) becomes a new node and
     /// claims again under its new id; its pending edits stay queued and are
     /// compared with the server's rows like any other writer's.
-    async fn claim_identity(&self, conn: &SyncConnection, rotate: bool) -> Result<(), EngineError> {
+    async fn claim_identity(&self, conn: &SyncLink, rotate: bool) -> Result<(), EngineError> {
         let known = if rotate {
             self.with_replica(|r| r.rotate_incarnation()).await?
         } else {
@@ -261,7 +261,7 @@ impl Engine {
 
     async fn bootstrap(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         options: &SyncOptions,
         resuming: bool,
         rebootstrap_tables: &[String],
@@ -299,10 +299,16 @@ impl Engine {
             if done.contains_key(&table.name) {
                 continue;
             }
-            let total = self
-                .bounded("counting a table's rows", snapshot.count(table))
-                .await?
-                .max(0) as u64;
+            // The table's snapshot cursor: the same for every table of a
+            // direct bootstrap, one per table through a gateway (each its
+            // own snapshot; the replica's cursor becomes the oldest).
+            let (table_cursor, total, stream) = self
+                .bounded(
+                    "starting a table's copy",
+                    snapshot.table(&schema, table),
+                )
+                .await?;
+            let total = total.max(0) as u64;
             let name = table.name.clone();
             self.with_replica(move |r| r.bootstrap_clear(&name)).await?;
             let (tx, mut rx) = tokio::sync::mpsc::channel::<(Vec<Vec<Value>>, Option<Cursor>)>(2);
@@ -320,12 +326,6 @@ impl Engine {
             let started = Instant::now();
             let mut copied: u64 = 0;
             let mut chunk = Vec::with_capacity(BOOTSTRAP_CHUNK);
-            let stream = self
-                .bounded(
-                    "starting a table's copy",
-                    snapshot.rows(&schema.pg_schema, table),
-                )
-                .await?;
             let deadline = self.timeouts().round_trip;
             futures_util::pin_mut!(stream);
             let mut first = true;
@@ -362,7 +362,7 @@ impl Engine {
                 }
             }
             copied += chunk.len() as u64;
-            let _ = tx.send((chunk, Some(snapshot.cursor))).await;
+            let _ = tx.send((chunk, Some(table_cursor))).await;
             drop(tx);
             writer.await.map_err(|e| {
                 EngineError::Internal(format!("the bootstrap writer failed: {e}"))
@@ -392,7 +392,7 @@ impl Engine {
 
     async fn push(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         identity: &mut Identity,
         options: &SyncOptions,
         stats: &mut Stats,
@@ -534,7 +534,7 @@ impl Engine {
 
     async fn pull(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         options: &SyncOptions,
         stats: &mut Stats,
     ) -> Result<Pulled, EngineError> {
