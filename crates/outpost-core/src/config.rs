@@ -573,13 +573,8 @@ pub struct GatewayTarget {
 impl GatewayTarget {
     /// A target from a URL and a token (both checked).
     pub fn new(url: &str, token: &str) -> Result<GatewayTarget, ConfigError> {
-        let parsed = url::Url::parse(url.trim()).map_err(|e| {
-            invalid(
-                "OUTPOST_GATEWAY_URL",
-                url,
-                format!("not a URL: {e}"),
-            )
-        })?;
+        let parsed = url::Url::parse(url.trim())
+            .map_err(|e| invalid("OUTPOST_GATEWAY_URL", url, format!("not a URL: {e}")))?;
         if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
             return Err(invalid(
                 "OUTPOST_GATEWAY_URL",

@@ -27,8 +27,8 @@ use std::time::Duration;
 use outpost_core::config::Config;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
-use outpost_remote::connections::{ChangeListener, Listener};
 use outpost_remote::connections::ModelSession;
+use outpost_remote::connections::{ChangeListener, Listener};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -226,9 +226,10 @@ impl Outpost {
             Err(outpost_local::LocalError::NotSetUp { .. }) if config.gateway.is_some() => {
                 // A new file in gateway topology: laid out from the schema
                 // the gateway syncs (it installed the tracking schema).
-                let target = config.gateway.as_ref().ok_or_else(|| {
-                    EngineError::Internal("the gateway target vanished".into())
-                })?;
+                let target = config
+                    .gateway
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("the gateway target vanished".into()))?;
                 let gateway =
                     outpost_remote::gateway::GatewayConnection::new(target, options.check_timeout)?;
                 let schema = gateway.schema().await?;
@@ -655,8 +656,10 @@ async fn reserve_ids(node: &Outpost) -> Result<(), EngineError> {
     }
     let block = node.inner.options.id_block;
     if let Some(target) = &node.inner.config.gateway {
-        let gateway =
-            outpost_remote::gateway::GatewayConnection::new(target, node.inner.options.check_timeout)?;
+        let gateway = outpost_remote::gateway::GatewayConnection::new(
+            target,
+            node.inner.options.check_timeout,
+        )?;
         for (table, column) in wanted {
             let (t, c) = (table.clone(), column.clone());
             let left = node
@@ -870,8 +873,11 @@ async fn watch_local(node: Outpost, every: Duration) {
 async fn listen(node: &Outpost) -> Result<ChangeListener, EngineError> {
     if let Some(target) = &node.inner.config.gateway {
         return Ok(ChangeListener::Gateway(
-            outpost_remote::gateway::GatewayListener::open(target, node.inner.options.check_timeout)
-                .await?,
+            outpost_remote::gateway::GatewayListener::open(
+                target,
+                node.inner.options.check_timeout,
+            )
+            .await?,
         ));
     }
     let url = node

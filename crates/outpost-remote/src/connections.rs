@@ -381,20 +381,6 @@ impl ModelSession {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_carry_the_origin_and_an_idle_limit() {
-        assert_eq!(
-            write_settings_sql(uuid::Uuid::nil(), Duration::from_secs(10)),
-            "SET LOCAL outpost.origin = '00000000-0000-0000-0000-000000000000'; \
-             SET LOCAL idle_in_transaction_session_timeout = 10000;"
-        );
-    }
-}
-
 /// The engine's way to the server: a direct connection, or a gateway
 /// (docs/gateway.md). The same operations on either; the engine runs on
 /// this and never names which.
@@ -606,5 +592,19 @@ impl ChangeListener {
             ChangeListener::Direct(l) => l.is_open(),
             ChangeListener::Gateway(l) => l.is_open(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_carry_the_origin_and_an_idle_limit() {
+        assert_eq!(
+            write_settings_sql(uuid::Uuid::nil(), Duration::from_secs(10)),
+            "SET LOCAL outpost.origin = '00000000-0000-0000-0000-000000000000'; \
+             SET LOCAL idle_in_transaction_session_timeout = 10000;"
+        );
     }
 }

@@ -223,7 +223,10 @@ pub struct GatewayConnection {
 impl GatewayConnection {
     /// A client of `target`; connecting is bounded by `timeout`. Nothing
     /// is sent until the first request.
-    pub fn new(target: &GatewayTarget, timeout: Duration) -> Result<GatewayConnection, RemoteError> {
+    pub fn new(
+        target: &GatewayTarget,
+        timeout: Duration,
+    ) -> Result<GatewayConnection, RemoteError> {
         let http = reqwest::Client::builder()
             .connect_timeout(timeout)
             .tcp_keepalive(Duration::from_secs(5))
@@ -270,10 +273,7 @@ impl GatewayConnection {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| self.unreachable(action, e))?;
+        let text = resp.text().await.map_err(|e| self.unreachable(action, e))?;
         Err(self.error_from(action, status, &text))
     }
 
@@ -479,11 +479,7 @@ impl GatewayConnection {
                 gateway: self.target.url.clone(),
                 status: 200,
                 code: "bad_answer".into(),
-                message: format!(
-                    "{} outcomes for {} rows",
-                    p.outcomes.len(),
-                    rows.len()
-                ),
+                message: format!("{} outcomes for {} rows", p.outcomes.len(), rows.len()),
                 class: ErrorClass::Invalid,
             });
         }
@@ -577,7 +573,10 @@ impl GatewayConnection {
                             if r.len() == width {
                                 Ok(r)
                             } else {
-                                Err(self.bad(&action, format!("a row of {} values, expected {width}", r.len())))
+                                Err(self.bad(
+                                    &action,
+                                    format!("a row of {} values, expected {width}", r.len()),
+                                ))
                             }
                         });
                         sent += 1;
@@ -587,7 +586,10 @@ impl GatewayConnection {
                         if end.end == sent {
                             return None;
                         }
-                        let e = self.bad(&action, format!("{} rows received, the gateway sent {}", sent, end.end));
+                        let e = self.bad(
+                            &action,
+                            format!("{} rows received, the gateway sent {}", sent, end.end),
+                        );
                         return Some((Err(e), (lines, true, sent)));
                     }
                     let e = match serde_json::from_slice::<body::ErrorBody>(&line) {
@@ -628,7 +630,8 @@ impl GatewayConnection {
     }
 
     fn parse_line<T: DeserializeOwned>(&self, action: &str, line: &[u8]) -> Result<T, RemoteError> {
-        serde_json::from_slice(line).map_err(|e| self.bad(action, format!("a line does not parse: {e}")))
+        serde_json::from_slice(line)
+            .map_err(|e| self.bad(action, format!("a line does not parse: {e}")))
     }
 
     /// The lines of a streamed body (`\n`-separated).
@@ -655,7 +658,10 @@ impl GatewayConnection {
                         match body.next().await {
                             Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
                             Some(Err(e)) => {
-                                return Some((Err(self.unreachable(&action, e)), (body, buf, true)));
+                                return Some((
+                                    Err(self.unreachable(&action, e)),
+                                    (body, buf, true),
+                                ));
                             }
                             None => {
                                 // A last line without its newline is a cut
@@ -698,22 +704,26 @@ pub struct GatewayListener {
 
 impl GatewayListener {
     /// Opens the stream; the gateway must answer within `timeout`.
-    pub async fn open(target: &GatewayTarget, timeout: Duration) -> Result<GatewayListener, RemoteError> {
+    pub async fn open(
+        target: &GatewayTarget,
+        timeout: Duration,
+    ) -> Result<GatewayListener, RemoteError> {
         let conn = GatewayConnection::new(target, timeout)?;
         let req = conn.request(reqwest::Method::GET, "/v1/changes");
-        let resp = match tokio::time::timeout(timeout, conn.send("listening for changes", req)).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(RemoteError::Unreachable {
-                    server: target.url.clone(),
-                    reason: format!(
-                        "listening for changes: no answer within {} ms",
-                        timeout.as_millis()
-                    ),
-                    auth: false,
-                });
-            }
-        };
+        let resp =
+            match tokio::time::timeout(timeout, conn.send("listening for changes", req)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(RemoteError::Unreachable {
+                        server: target.url.clone(),
+                        reason: format!(
+                            "listening for changes: no answer within {} ms",
+                            timeout.as_millis()
+                        ),
+                        auth: false,
+                    });
+                }
+            };
         let (tx, notes) = mpsc::unbounded_channel();
         let reader = tokio::spawn(async move {
             let mut body = Box::pin(resp.bytes_stream());

@@ -303,10 +303,7 @@ impl Engine {
             // direct bootstrap, one per table through a gateway (each its
             // own snapshot; the replica's cursor becomes the oldest).
             let (table_cursor, total, stream) = self
-                .bounded(
-                    "starting a table's copy",
-                    snapshot.table(&schema, table),
-                )
+                .bounded("starting a table's copy", snapshot.table(&schema, table))
                 .await?;
             let total = total.max(0) as u64;
             let name = table.name.clone();
