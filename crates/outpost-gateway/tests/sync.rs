@@ -1,0 +1,363 @@
+//! A node syncing through a real gateway against a real PostgreSQL: the
+//! engine tests' assertions (`common`, shared with
+//! `crates/outpost-engine/tests`) run on nodes in gateway topology.
+
+#[path = "../../outpost-engine/tests/common/mod.rs"]
+mod common;
+mod support;
+
+use std::time::Duration;
+
+use common::{BLOG, assert_converged, local, local_rows, server, server_rows, sync, unsettled};
+use outpost_core::sync::{Direction, Trigger};
+use outpost_engine::SyncOptions;
+use outpost_testkit::TestDb;
+use support::{GatewayProcess, eventually};
+
+async fn seed(
+    db: &TestDb,
+) -> anyhow::Result<(
+    outpost_remote::tokio_postgres::Client,
+    outpost_core::schema::Schema,
+)> {
+    let (client, schema) = server(db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x'), ('u2', 'u2@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 'one', 'u1'), ('p2', 'two', 'u2');"#,
+        )
+        .await?;
+    Ok((client, schema))
+}
+
+#[tokio::test]
+async fn bootstrap_push_and_conflict_through_a_gateway() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    let gw = GatewayProcess::start(&db, 0, &[])?;
+    let a = support::node(&db, &gw.url(), "alice", "a").await?;
+    // The replica laid out from the gateway's schema is the server's.
+    assert_eq!(a.schema().hash(), schema.hash());
+
+    let report = sync(&a, Direction::Bidirectional).await?;
+    assert!(report.bootstrapped);
+    assert_converged(&client, &schema, &[&a]).await?;
+    assert_eq!(local_rows(&a, "Post").await?.len(), 2);
+
+    // Offline writes: an insert, an update, a delete.
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, views, "userId") VALUES ('p3', 'three', 0, 'u1');
+           UPDATE "Post" SET title = 'one, edited' WHERE id = 'p1';
+           DELETE FROM "Post" WHERE id = 'p2';"#,
+    )
+    .await?;
+    let report = sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(
+        report.results.get("Post").map(|s| s.records_succeeded),
+        Some(3)
+    );
+    let titles: Vec<String> = client
+        .query(r#"SELECT id || ':' || title FROM "Post" ORDER BY id"#, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(titles, ["p1:one, edited", "p3:three"]);
+    assert_converged(&client, &schema, &[&a]).await?;
+
+    // The same field edited on both sides: a conflict, as in direct mode.
+    local(&a, r#"UPDATE "Post" SET title = 'local' WHERE id = 'p3'"#).await?;
+    client
+        .batch_execute(r#"UPDATE "Post" SET title = 'server' WHERE id = 'p3'"#)
+        .await?;
+    let report = a
+        .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+        .await?;
+    assert_eq!(report.results.get("Post").map(|s| s.conflicts), Some(1));
+    let left = unsettled(&a).await?;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left.iter().any(|(t, pk)| t == "Post" && pk.contains("p3")));
+    // Everything else still equals the server.
+    assert_converged(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_runtime_pulls_on_the_gateways_notification_and_pushes_auto_mode_writes()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    let gw = GatewayProcess::start(&db, 0, &[])?;
+    let path = db.dir().join("n.db");
+    // No periodic sync: only the notification stream can bring the change.
+    let cfg = support::config(
+        &gw.url(),
+        &support::token("alice", Duration::from_secs(3600))?,
+        &path,
+    )?;
+    // A new replica file: `Outpost::open` lays it out through the gateway.
+    let node = outpost_engine::Outpost::open_with(
+        cfg,
+        outpost_engine::NodeOptions {
+            check_interval: Duration::from_millis(200),
+            ..Default::default()
+        },
+    )
+    .await?;
+    eventually(Duration::from_secs(10), || async {
+        Ok(node.status().await.is_online && node.status().await.last_sync.is_some())
+    })
+    .await?;
+    // The startup sync bootstrapped.
+    assert_eq!(
+        node.model("Post")?
+            .find_many::<serde_json::Value>(serde_json::json!({}))
+            .await?
+            .len(),
+        2
+    );
+
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, "userId") VALUES ('s1', 'from the server', 'u2')"#,
+        )
+        .await?;
+    let started = std::time::Instant::now();
+    eventually(Duration::from_secs(10), || async {
+        let found = node
+            .model("Post")?
+            .find_many::<serde_json::Value>(serde_json::json!({"where": {"id": "s1"}}))
+            .await?;
+        Ok(!found.is_empty())
+    })
+    .await?;
+    eprintln!(
+        "server commit to replica through the gateway: {:?}",
+        started.elapsed()
+    );
+
+    // Auto mode through a gateway writes to the replica and pushes at once.
+    node.model("Post")?
+        .create::<serde_json::Value>(
+            serde_json::json!({"data": {"id": "n1", "title": "from the node", "userId": "u1"}}),
+        )
+        .await?;
+    eventually(Duration::from_secs(10), || async {
+        Ok(client
+            .query_opt(r#"SELECT 1 FROM "Post" WHERE id = 'n1'"#, &[])
+            .await?
+            .is_some())
+    })
+    .await?;
+    // Remote mode is refused, saying why.
+    node.set_mode(outpost_engine::Mode::Remote).await;
+    let refused = node
+        .model("Post")?
+        .find_many::<serde_json::Value>(serde_json::json!({}))
+        .await;
+    let message = format!("{:?}", refused.err());
+    assert!(message.contains("gateway"), "{message}");
+    node.shutdown().await;
+    let _ = schema;
+    Ok(())
+}
+
+#[tokio::test]
+async fn two_nodes_through_two_gateways_converge() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    let g1 = GatewayProcess::start(&db, 0, &[])?;
+    let g2 = GatewayProcess::start(&db, 0, &[])?;
+    let a = support::node(&db, &g1.url(), "alice", "a").await?;
+    let b = support::node(&db, &g2.url(), "bob", "b").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    sync(&b, Direction::Bidirectional).await?;
+    for round in 0..5 {
+        local(
+            &a,
+            &format!(
+                r#"INSERT INTO "Post" (id, title, views, "userId") VALUES ('a{round}', 'a', {round}, 'u1');
+                   UPDATE "Post" SET views = views + 1 WHERE id = 'p1';"#
+            ),
+        )
+        .await?;
+        local(
+            &b,
+            &format!(
+                r#"INSERT INTO "Post" (id, title, views, "userId") VALUES ('b{round}', 'b', {round}, 'u2');
+                   UPDATE "User" SET name = 'bob {round}' WHERE id = 'u2';"#
+            ),
+        )
+        .await?;
+        client
+            .batch_execute(&format!(
+                r#"INSERT INTO "Post" (id, title, "userId") VALUES ('s{round}', 's', 'u1')"#
+            ))
+            .await?;
+        sync(&a, Direction::Bidirectional).await?;
+        sync(&b, Direction::Bidirectional).await?;
+    }
+    let left = common::converge(&client, &schema, &[&a, &b]).await?;
+    assert_eq!(left, 0);
+    assert_eq!(server_rows(&client, &schema, "Post").await?.len(), 2 + 15);
+    Ok(())
+}
+
+/// Rows of `table` on the server by id, with how often each appears.
+async fn ids(
+    client: &outpost_remote::tokio_postgres::Client,
+    table: &str,
+) -> anyhow::Result<Vec<String>> {
+    Ok(client
+        .query(&format!(r#"SELECT id FROM "{table}" ORDER BY id"#), &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
+
+#[tokio::test]
+async fn a_gateway_killed_mid_push_and_mid_bootstrap_loses_and_duplicates_nothing()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    // Enough rows that the copy and the push take several round trips.
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId")
+               SELECT 'big' || lpad(g::text, 6, '0'), 'bulk', repeat('x', 200), 'u1' FROM generate_series(1, 60000) g"#,
+        )
+        .await?;
+    let mut gw = GatewayProcess::start(&db, 0, &[])?;
+    let port = gw.addr.port();
+    let a = support::node(&db, &gw.url(), "alice", "a").await?;
+
+    // Mid-bootstrap: the gateway dies while the copy streams.
+    let run = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+                .await
+        })
+    };
+    eventually(Duration::from_secs(30), || async {
+        Ok(a.progress().is_some_and(|p| p.rows > 0))
+    })
+    .await?;
+    gw.kill();
+    let report = run.await??;
+    assert!(
+        !report.success,
+        "the run cannot succeed without its gateway"
+    );
+    let gw = GatewayProcess::start(&db, port, &[])?;
+    let report = sync(&a, Direction::Bidirectional).await?;
+    assert!(report.bootstrapped);
+    assert_converged(&client, &schema, &[&a]).await?;
+
+    // Mid-push: 12,000 offline inserts in batches of 1,000; the gateway
+    // dies after the first batches landed.
+    // A registered node without a cursor keeps every change in the log
+    // (nothing is pruned that it has not passed), so the count of changes
+    // below says how often each row was written.
+    client
+        .batch_execute(
+            "INSERT INTO outpost.nodes (node_id, name) VALUES ('00000000-0000-0000-0000-00000000000b', 'keeps the log')",
+        )
+        .await?;
+    a.set_push_batch(1000);
+    local(
+        &a,
+        r#"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 12000)
+           INSERT INTO "Post" (id, title, views, "userId") SELECT 'off' || printf('%06d', n), 'offline', n, 'u2' FROM g"#,
+    )
+    .await?;
+    let mut gw = gw;
+    let run = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+                .await
+        })
+    };
+    eventually(Duration::from_secs(30), || async {
+        Ok(client
+            .query_one(r#"SELECT count(*) FROM "Post" WHERE id LIKE 'off%'"#, &[])
+            .await?
+            .get::<_, i64>(0)
+            > 0)
+    })
+    .await?;
+    gw.kill();
+    let _ = run.await?;
+    let landed: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id LIKE 'off%'"#, &[])
+        .await?
+        .get(0);
+    eprintln!("rows pushed before the gateway died: {landed} of 12000");
+    assert!(
+        landed < 12000,
+        "the gateway died after the push, not during it"
+    );
+    let _gw = GatewayProcess::start(&db, port, &[])?;
+    let left = common::converge(&client, &schema, &[&a]).await?;
+    assert_eq!(left, 0);
+    let all = ids(&client, "Post").await?;
+    let offline: Vec<&String> = all.iter().filter(|i| i.starts_with("off")).collect();
+    assert_eq!(offline.len(), 12000);
+    // Each version written once: the retry found the landed rows already
+    // applied instead of writing them again.
+    let versions: i64 = client
+        .query_one(
+            r#"SELECT count(*) FROM outpost.changes WHERE table_name = 'Post' AND pk->>0 LIKE 'off%'"#,
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(versions, 12000, "every pushed insert recorded exactly once");
+    Ok(())
+}
+
+#[tokio::test]
+async fn json_bodies_measured() -> anyhow::Result<()> {
+    // Sizes and times of the wire form for docs/gateway.md: a 20,000-row
+    // bootstrap of a blog table through a gateway, against the same copy
+    // direct.
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, views, "userId")
+               SELECT 'm' || g, 'title ' || g, repeat('y', 100), g, 'u1' FROM generate_series(1, 20000) g"#,
+        )
+        .await?;
+    let gw = GatewayProcess::start(&db, 0, &[])?;
+    let via = support::node(&db, &gw.url(), "alice", "via").await?;
+    let t = std::time::Instant::now();
+    sync(&via, Direction::FromServer).await?;
+    let through = t.elapsed();
+    let direct = common::node(&db, &schema, "direct")?;
+    let t = std::time::Instant::now();
+    sync(&direct, Direction::FromServer).await?;
+    let straight = t.elapsed();
+    assert_converged(&client, &schema, &[&via, &direct]).await?;
+    // The bytes of the table's stream.
+    let http = reqwest::Client::new();
+    let body = http
+        .get(format!("{}/v1/bootstrap/Post", gw.url()))
+        .bearer_auth(support::token("alice", Duration::from_secs(60))?)
+        .query(&[("schema_hash", schema.hash())])
+        .send()
+        .await?
+        .bytes()
+        .await?;
+    let rows = local_rows(&via, "Post").await?.len();
+    eprintln!(
+        "bootstrap of {rows} Post rows: through the gateway {through:?}, direct {straight:?}; stream {} bytes ({} per row)",
+        body.len(),
+        body.len() / rows.max(1)
+    );
+    assert!(body.ends_with(b"}\n"));
+    Ok(())
+}
