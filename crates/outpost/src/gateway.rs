@@ -55,8 +55,7 @@ pub async fn run(
             anyhow::bail!("--sub is empty: a token names its principal");
         }
         let ttl = outpost_gateway::auth::parse_duration(&expires).map_err(anyhow::Error::msg)?;
-        let keys =
-            outpost_gateway::auth::Keys::hs256(&secret, None).map_err(anyhow::Error::msg)?;
+        let keys = outpost_gateway::auth::Keys::hs256(&secret, None).map_err(anyhow::Error::msg)?;
         let token = keys
             .create(&sub, ttl, aud.as_deref())
             .map_err(anyhow::Error::msg)?;
