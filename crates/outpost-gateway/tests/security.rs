@@ -7,7 +7,6 @@
 mod common;
 mod support;
 
-use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

@@ -62,7 +62,7 @@ pub async fn run(
         write_stdout(&token);
         return Ok(());
     }
-    let options = outpost_gateway::Options::from_lookup(&get).map_err(anyhow::Error::msg)?;
+    let options = outpost_gateway::Options::from_lookup(get).map_err(anyhow::Error::msg)?;
     let url = options.database_url.clone();
     let gateway = outpost_gateway::Gateway::start(options)
         .await
