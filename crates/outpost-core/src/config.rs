@@ -1223,4 +1223,58 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn a_gateway_node_has_a_url_and_a_token_and_no_database_url() {
+        let c = config(&[
+            ("OUTPOST_GATEWAY_URL", "https://gw.example.com/"),
+            ("OUTPOST_GATEWAY_TOKEN", "abc.def.ghi"),
+        ])
+        .expect("valid");
+        let g = c.gateway.as_ref().expect("a gateway");
+        assert_eq!(g.url, "https://gw.example.com");
+        assert_eq!(g.expose_token(), "abc.def.ghi");
+        assert!(
+            !format!("{c:?}").contains("abc.def.ghi"),
+            "the token is never shown"
+        );
+        let missing = c.require_database_url("remote mode").expect_err("no url");
+        assert!(
+            missing.to_string().contains("OUTPOST_GATEWAY_URL"),
+            "{missing}"
+        );
+
+        let both = config(&[
+            ("OUTPOST_GATEWAY_URL", "http://gw:4100"),
+            ("OUTPOST_GATEWAY_TOKEN", "t"),
+            ("DATABASE_URL", "postgres://u:secret@h/db"),
+        ])
+        .expect_err("both");
+        assert!(both.to_string().contains("not both"), "{both}");
+        let no_token = config(&[("OUTPOST_GATEWAY_URL", "http://gw:4100")]).expect_err("no token");
+        assert!(
+            no_token.to_string().contains("OUTPOST_GATEWAY_TOKEN"),
+            "{no_token}"
+        );
+        let creds = config(&[
+            ("OUTPOST_GATEWAY_URL", "http://u:secret@gw:4100"),
+            ("OUTPOST_GATEWAY_TOKEN", "t"),
+        ])
+        .expect_err("credentials in the URL");
+        assert!(!creds.to_string().contains("secret"), "{creds}");
+        assert!(
+            config(&[
+                ("OUTPOST_GATEWAY_URL", "ftp://gw"),
+                ("OUTPOST_GATEWAY_TOKEN", "t")
+            ])
+            .is_err()
+        );
+        assert!(
+            config(&[
+                ("OUTPOST_GATEWAY_URL", "http://gw"),
+                ("OUTPOST_GATEWAY_TOKEN", "a b")
+            ])
+            .is_err()
+        );
+    }
 }
