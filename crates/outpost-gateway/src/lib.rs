@@ -50,6 +50,11 @@ use crate::pool::Pool;
 /// Default number of PostgreSQL connections a gateway opens at most.
 pub const DEFAULT_POOL_SIZE: usize = 10;
 
+/// The shortest changelog retention window a node may ask a gateway for
+/// (the engine's default): changes older than the window are deleted
+/// whatever the nodes' cursors.
+pub const MIN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Largest request body (a push of 5,000 wide rows is a few MB of JSON).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 

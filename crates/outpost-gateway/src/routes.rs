@@ -255,11 +255,13 @@ async fn prune(
     Auth(_): Auth,
     Body_(b): Body_<body::Prune>,
 ) -> Answer<body::Pruned> {
-    // A node may ask for a shorter window than the default, never for a
-    // prune of changes another node still needs: `feed::prune` keeps every
-    // change a registered node has not passed, within the window.
+    // The window deletes changes whatever the other nodes' cursors, so it
+    // is the gateway's to bound: a node (or a token holder) asking for a
+    // shorter one than MIN_RETENTION would send every other node back to
+    // a bootstrap.
+    let retention = Duration::from_millis(b.retention_ms).max(crate::MIN_RETENTION);
     let mut c = gw.conn().await?;
-    let deleted = feed::prune(&mut c.conn().client, Duration::from_millis(b.retention_ms))
+    let deleted = feed::prune(&mut c.conn().client, retention)
         .await
         .map_err(|e| gw.db_error(&e))?;
     c.release();

@@ -61,11 +61,9 @@ fn url_with_password(db: &TestDb) -> String {
 }
 
 async fn call(
-    http: &reqwest::Client,
     req: reqwest::RequestBuilder,
     seen: &mut Vec<String>,
 ) -> anyhow::Result<(u16, Value)> {
-    let _ = http;
     let resp = req.send().await?;
     let status = resp.status().as_u16();
     let text = resp.text().await?;
@@ -103,7 +101,7 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     let mut seen = Vec::new();
     let probe = format!("{base}/v1/probe");
 
-    let (s, b) = call(&http, http.get(&probe), &mut seen).await?;
+    let (s, b) = call(http.get(&probe), &mut seen).await?;
     assert_eq!((s, code(&b)), (401, "token_missing"), "{b}");
     assert!(
         b["error"]["message"]
@@ -116,13 +114,13 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     let forged = forger
         .create("alice", Duration::from_secs(600), Some("gw-test"))
         .map_err(anyhow::Error::msg)?;
-    let (s, b) = call(&http, http.get(&probe).bearer_auth(&forged), &mut seen).await?;
+    let (s, b) = call(http.get(&probe).bearer_auth(&forged), &mut seen).await?;
     assert_eq!((s, code(&b)), (401, "bad_signature"), "{b}");
 
     let elsewhere = keys
         .create("alice", Duration::from_secs(600), Some("another-gateway"))
         .map_err(anyhow::Error::msg)?;
-    let (s, b) = call(&http, http.get(&probe).bearer_auth(&elsewhere), &mut seen).await?;
+    let (s, b) = call(http.get(&probe).bearer_auth(&elsewhere), &mut seen).await?;
     assert_eq!((s, code(&b)), (401, "wrong_audience"), "{b}");
 
     let expired = keys
@@ -130,10 +128,10 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
         .map_err(anyhow::Error::msg)?;
     // Past `exp` and the 5 s leeway.
     tokio::time::sleep(Duration::from_millis(7000)).await;
-    let (s, b) = call(&http, http.get(&probe).bearer_auth(&expired), &mut seen).await?;
+    let (s, b) = call(http.get(&probe).bearer_auth(&expired), &mut seen).await?;
     assert_eq!((s, code(&b)), (401, "token_expired"), "{b}");
 
-    let (s, b) = call(&http, http.get(&probe).bearer_auth(&alice), &mut seen).await?;
+    let (s, b) = call(http.get(&probe).bearer_auth(&alice), &mut seen).await?;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["protocol"], 1);
 
@@ -142,14 +140,12 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     let register = format!("{base}/v1/register");
     let body = json!({"node": node, "name": "alice's tablet"});
     let (s, b) = call(
-        &http,
         http.post(&register).bearer_auth(&alice).json(&body),
         &mut seen,
     )
     .await?;
     assert_eq!(s, 200, "{b}");
     let (s, b) = call(
-        &http,
         http.post(&register).bearer_auth(&bob).json(&body),
         &mut seen,
     )
@@ -158,7 +154,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     let push = json!({"schema_hash": schema.hash(), "node": node, "cursor": {"txid": 0, "seq": 0},
                       "rows": [], "limits_ms": [1000, 1000]});
     let (s, b) = call(
-        &http,
         http.post(format!("{base}/v1/push"))
             .bearer_auth(&bob)
             .json(&push),
@@ -168,7 +163,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     assert_eq!((s, code(&b)), (403, "node_of_another_principal"), "{b}");
     let cursor = json!({"node": node, "cursor": {"txid": 0, "seq": 0}});
     let (s, b) = call(
-        &http,
         http.post(format!("{base}/v1/record_cursor"))
             .bearer_auth(&bob)
             .json(&cursor),
@@ -178,7 +172,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     assert_eq!((s, code(&b)), (403, "node_of_another_principal"), "{b}");
     let claim = json!({"node": node, "current": uuid::Uuid::new_v4(), "known": []});
     let (s, b) = call(
-        &http,
         http.post(format!("{base}/v1/claim"))
             .bearer_auth(&bob)
             .json(&claim),
@@ -189,7 +182,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
 
     // Other refusals, each with its reason.
     let (s, b) = call(
-        &http,
         http.post(&register).bearer_auth(&alice).body("{"),
         &mut seen,
     )
@@ -197,7 +189,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     assert_eq!((s, code(&b)), (400, "bad_request"), "{b}");
     let stale = json!({"schema_hash": "not-this-one", "cursor": {"txid": 0, "seq": 0}, "limit": 10, "tables": null});
     let (s, b) = call(
-        &http,
         http.post(format!("{base}/v1/pull"))
             .bearer_auth(&alice)
             .json(&stale),
@@ -206,7 +197,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     .await?;
     assert_eq!((s, code(&b)), (409, "schema_mismatch"), "{b}");
     let (s, b) = call(
-        &http,
         http.get(format!("{base}/v1/bootstrap/Nope"))
             .bearer_auth(&alice)
             .query(&[("schema_hash", schema.hash())]),
@@ -215,7 +205,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     .await?;
     assert_eq!((s, code(&b)), (404, "unknown_table"), "{b}");
     let (s, b) = call(
-        &http,
         http.get(&probe)
             .bearer_auth(&alice)
             .header("outpost-protocol", "2"),
@@ -231,7 +220,6 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
                   "changed": null, "local_seq": 1, "expected": "AsOfCursor"}],
         "limits_ms": [1000, 1000]});
     let (s, b) = call(
-        &http,
         http.post(format!("{base}/v1/push"))
             .bearer_auth(&alice)
             .json(&row),
@@ -247,9 +235,9 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     );
 
     // The schema and the change stream need a token too.
-    let (s, _) = call(&http, http.get(format!("{base}/v1/schema")), &mut seen).await?;
+    let (s, _) = call(http.get(format!("{base}/v1/schema")), &mut seen).await?;
     assert_eq!(s, 401);
-    let (s, _) = call(&http, http.get(format!("{base}/v1/changes")), &mut seen).await?;
+    let (s, _) = call(http.get(format!("{base}/v1/changes")), &mut seen).await?;
     assert_eq!(s, 401);
 
     let logged =
