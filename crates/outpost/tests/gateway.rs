@@ -190,6 +190,43 @@ async fn a_node_sets_up_and_syncs_through_the_gateway_binary() {
         "the bootstrap through the gateway copied the rows"
     );
 
+    // The node's API, served in gateway topology: online through the
+    // gateway, the replica bootstrapped.
+    let api_port = free_port();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_outpost"));
+    for v in VARS {
+        cmd.env_remove(v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let serve = cmd
+        .current_dir(db.dir())
+        .args(["serve", "--port", &api_port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the node");
+    let _serve = GatewayChild(serve);
+    let status_url = format!("http://127.0.0.1:{api_port}/api/database/status");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        let got = reqwest::get(&status_url).await;
+        if let Ok(r) = got
+            && let Ok(v) = r.json::<serde_json::Value>().await
+            && v["isOnline"] == true
+        {
+            break v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the node did not come online through the gateway"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(status["mode"], "auto", "{status}");
+    drop(_serve);
+
     let o = outpost(db.dir(), &env, &["config"]);
     let (out, _) = text(&o);
     assert!(out.contains(&gw), "{out}");
