@@ -104,6 +104,15 @@ impl GatewayError {
         }
     }
 
+    /// A failure of the gateway itself (500).
+    pub fn internal(message: impl Into<String>) -> GatewayError {
+        GatewayError::BadRequest {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+        }
+    }
+
     /// A bad request (400).
     pub fn bad(code: &'static str, message: impl Into<String>) -> GatewayError {
         GatewayError::BadRequest {

@@ -200,7 +200,7 @@ impl Gateway {
             .served
             .read()
             .map(|s| s.clone())
-            .map_err(|_| GatewayError::bad("internal", "the schema lock was poisoned"))?;
+            .map_err(|_| GatewayError::internal("the schema lock was poisoned"))?;
         if node_hash.is_none_or(|h| h == current.hash) {
             return Ok(current);
         }

@@ -416,7 +416,7 @@ async fn bootstrap(
     tokio::spawn(copy_task(gw, served, table, pooled, head_tx, tx));
     let head = head_rx
         .await
-        .map_err(|_| GatewayError::bad("internal", "the copy task ended before its head"))??;
+        .map_err(|_| GatewayError::internal("the copy task ended before its head"))??;
     let rest = futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
     });
@@ -442,6 +442,9 @@ async fn copy_task(
         return;
     };
     let pg_schema = served.schema.pg_schema.clone();
+    // Taken when the head is sent: an error before it is the response's
+    // status (a 503 the node reads as unreachable), after it an error line.
+    let mut head_tx = Some(head_tx);
     let outcome: Result<bool, GatewayError> = async {
         let snapshot = feed::Bootstrap::begin(&mut pooled.conn().client)
             .await
@@ -451,14 +454,17 @@ async fn copy_task(
             cursor: snapshot.cursor,
             count,
         })
-        .map_err(|e| GatewayError::bad("internal", e.to_string()))?;
+        .map_err(|e| GatewayError::internal(e.to_string()))?;
         line.push(b'\n');
         let rows = snapshot
             .rows(&pg_schema, t)
             .await
             .map_err(|e| gw.db_error(&e))?;
         // From here on the status is sent: failures become an error line.
-        if head_tx.send(Ok(Bytes::from(line))).is_err() {
+        let Some(head) = head_tx.take() else {
+            return Ok(false);
+        };
+        if head.send(Ok(Bytes::from(line))).is_err() {
             return Ok(false);
         }
         futures_util::pin_mut!(rows);
@@ -474,8 +480,7 @@ async fn copy_task(
             };
             if serde_json::to_writer(&mut buf, &row).is_err() {
                 let _ = tx
-                    .send(error_line(&GatewayError::bad(
-                        "internal",
+                    .send(error_line(&GatewayError::internal(
                         "a row could not be written",
                     )))
                     .await;
@@ -495,7 +500,7 @@ async fn copy_task(
         }
         snapshot.finish().await.map_err(|e| gw.db_error(&e))?;
         let end = serde_json::to_vec(&body::CopyEnd { end: sent })
-            .map_err(|e| GatewayError::bad("internal", e.to_string()))?;
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
         buf.extend_from_slice(&end);
         buf.push(b'\n');
         Ok(tx.send(Bytes::from(buf)).await.is_ok())
@@ -505,10 +510,15 @@ async fn copy_task(
         Ok(true) => pooled.release(),
         Ok(false) => {}
         Err(e) => {
-            // Before the head: the status says it; after: an error line.
-            // The oneshot was consumed only when the head was sent.
-            let _ = tx.send(error_line(&e)).await;
             tracing::warn!(error = %e, %table, "bootstrap copy failed");
+            match head_tx.take() {
+                Some(head) => {
+                    let _ = head.send(Err(e));
+                }
+                None => {
+                    let _ = tx.send(error_line(&e)).await;
+                }
+            }
         }
     }
 }

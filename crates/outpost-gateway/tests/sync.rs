@@ -361,3 +361,46 @@ async fn json_bodies_measured() -> anyhow::Result<()> {
     assert!(body.ends_with(b"}\n"));
     Ok(())
 }
+
+// Multi-threaded: the proxy runs on the test's runtime while the gateway
+// starts (its start blocks the calling thread).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_the_gateway_cannot_reach_is_unreachable_to_the_node() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    let proxy = outpost_testkit::proxy::Proxy::start(db.server_addr()?).await?;
+    let gw = GatewayProcess::start_url(&db.database_url_via(proxy.addr), 0, &[])?;
+    let a = support::node(&db, &gw.url(), "alice", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    local(
+        &a,
+        r#"UPDATE "Post" SET title = 'while cut' WHERE id = 'p1'"#,
+    )
+    .await?;
+
+    proxy.cut();
+    let report = a
+        .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+        .await?;
+    assert!(!report.success);
+    // The node reads it as a server it cannot reach (it goes offline and
+    // retries), not as a refusal of its request.
+    assert!(
+        report.error_kind.is_some_and(|k| k.is_unreachable()),
+        "{:?} {:?}",
+        report.error_kind,
+        report.errors
+    );
+    let errors = format!("{:?}", report.errors);
+    assert!(errors.contains("cannot be reached"), "{errors}");
+
+    proxy.restore();
+    let left = common::converge(&client, &schema, &[&a]).await?;
+    assert_eq!(left, 0);
+    let title: String = client
+        .query_one(r#"SELECT title FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(title, "while cut");
+    Ok(())
+}
