@@ -105,18 +105,16 @@ async fn a_node_runtime_pulls_on_the_gateways_notification_and_pushes_auto_mode_
         },
     )
     .await?;
+    // Online through the gateway, and the startup sync bootstrapped (a
+    // run that only pushed may finish first: wait for the rows).
     eventually(Duration::from_secs(10), || async {
-        Ok(node.status().await.is_online && node.status().await.last_sync.is_some())
+        let posts = node
+            .model("Post")?
+            .find_many::<serde_json::Value>(serde_json::json!({}))
+            .await?;
+        Ok(node.status().await.is_online && posts.len() == 2)
     })
     .await?;
-    // The startup sync bootstrapped.
-    assert_eq!(
-        node.model("Post")?
-            .find_many::<serde_json::Value>(serde_json::json!({}))
-            .await?
-            .len(),
-        2
-    );
 
     client
         .batch_execute(
@@ -150,6 +148,30 @@ async fn a_node_runtime_pulls_on_the_gateways_notification_and_pushes_auto_mode_
             .is_some())
     })
     .await?;
+    // Local mode keeps its writes for a sync asked for, as in direct mode.
+    node.set_mode(outpost_engine::Mode::Local).await;
+    node.model("Post")?
+        .create::<serde_json::Value>(
+            serde_json::json!({"data": {"id": "l1", "title": "kept locally", "userId": "u1"}}),
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let on_server = |id: &'static str| {
+        let client = &client;
+        async move {
+            anyhow::Ok(
+                client
+                    .query_opt(r#"SELECT 1 FROM "Post" WHERE id = $1"#, &[&id])
+                    .await?
+                    .is_some(),
+            )
+        }
+    };
+    assert!(!on_server("l1").await?, "local mode pushed without a sync");
+    assert_eq!(node.status().await.pending, 1);
+    let report = node.sync(Direction::Bidirectional).await?;
+    assert!(report.success, "{:?}", report.errors);
+    assert!(on_server("l1").await?);
     // Remote mode is refused, saying why.
     node.set_mode(outpost_engine::Mode::Remote).await;
     let refused = node
