@@ -467,8 +467,10 @@ impl Engine {
     async fn connect(&self) -> Result<SyncLink, EngineError> {
         if let Some(target) = &self.inner.config.gateway {
             let timeout = outpost_remote::CONNECT_TIMEOUT.min(self.timeouts().round_trip);
+            let t = self.timeouts();
             return Ok(SyncLink::Gateway(
-                outpost_remote::gateway::GatewayConnection::new(target, timeout)?,
+                outpost_remote::gateway::GatewayConnection::new(target, timeout)?
+                    .with_limits(t.statement, t.lock),
             ));
         }
         Ok(SyncLink::Direct(self.connect_direct().await?))

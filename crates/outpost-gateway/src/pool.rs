@@ -70,6 +70,11 @@ impl Pool {
         }
     }
 
+    /// The settings every session starts with.
+    pub fn settings(&self) -> &str {
+        &self.inner.settings
+    }
+
     /// The largest number of connections.
     pub fn size(&self) -> usize {
         self.inner.size

@@ -104,6 +104,50 @@ impl Gateway {
         self.inner.pool.get().await.map_err(|e| self.db_error(&e))
     }
 
+    /// Applies a node's statement and lock timeouts to a pooled session
+    /// (as a direct node's session has them), never above the gateway's.
+    async fn limit(
+        &self,
+        c: &mut crate::pool::Pooled,
+        limits: Option<(u64, u64)>,
+    ) -> Result<(), GatewayError> {
+        let Some((statement, lock)) = limits else {
+            return Ok(());
+        };
+        let t = &self.inner.options.timeouts;
+        let cap = |ms: u64, max: Duration| {
+            ms.clamp(1, u64::try_from(max.as_millis()).unwrap_or(u64::MAX))
+        };
+        let sql = format!(
+            "SET statement_timeout = {}; SET lock_timeout = {};",
+            cap(statement, t.statement),
+            cap(lock, t.lock)
+        );
+        c.conn().client.batch_execute(&sql).await.map_err(|e| {
+            self.db_error(&outpost_remote::RemoteError::db(
+                "setting the node's limits",
+                e,
+            ))
+        })
+    }
+
+    /// Gives a connection back with the gateway's own limits again (or
+    /// closes it when they cannot be restored).
+    async fn unlimit(&self, mut c: crate::pool::Pooled, limits: Option<(u64, u64)>) {
+        if limits.is_none() {
+            c.release();
+            return;
+        }
+        if c.conn()
+            .client
+            .batch_execute(self.inner.pool.settings())
+            .await
+            .is_ok()
+        {
+            c.release();
+        }
+    }
+
     /// Binds `node` to `principal`, or refuses it when another principal
     /// holds it.
     async fn bind(
@@ -150,9 +194,19 @@ impl Gateway {
 
 async fn probe(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::Probe> {
     let mut c = gw.conn().await?;
-    let (version, pruned_through) = feed::probe(&c.conn().client)
-        .await
-        .map_err(|e| gw.db_error(&e))?;
+    // The one-statement probe fails when the tracking schema is gone; then
+    // read the version step by step as a direct node does, so the node
+    // says "no tracking schema" rather than relaying a missing relation.
+    let (version, pruned_through) = match feed::probe(&c.conn().client).await {
+        Ok(p) => p,
+        Err(e) if e.is_refused() => {
+            let version = outpost_remote::installed_version(&c.conn().client)
+                .await
+                .map_err(|e| gw.db_error(&e))?;
+            (version, None)
+        }
+        Err(e) => return Err(gw.db_error(&e)),
+    };
     c.release();
     Ok(Json(body::Probe {
         version,
@@ -326,6 +380,7 @@ async fn pull(
         ));
     }
     let mut c = gw.conn().await?;
+    gw.limit(&mut c, b.limits_ms).await?;
     let conn = c.conn();
     let batch = feed::pull(
         &mut conn.client,
@@ -337,7 +392,7 @@ async fn pull(
     )
     .await
     .map_err(|e| gw.db_error(&e))?;
-    c.release();
+    gw.unlimit(c, b.limits_ms).await;
     Ok(Json(batch))
 }
 
@@ -383,6 +438,8 @@ async fn reserve_ids(
 #[derive(Deserialize)]
 struct CopyQuery {
     schema_hash: String,
+    statement_ms: Option<u64>,
+    lock_ms: Option<u64>,
 }
 
 /// Bytes of rows gathered before a chunk of the body is sent.
@@ -409,11 +466,13 @@ async fn bootstrap(
             message: format!("{table:?} is not a served table"),
         });
     }
-    let pooled = gw.conn().await?;
+    let mut pooled = gw.conn().await?;
+    let limits = q.statement_ms.zip(q.lock_ms);
+    gw.limit(&mut pooled, limits).await?;
     let (head_tx, head_rx) = oneshot::channel::<Result<Bytes, GatewayError>>();
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tracing::info!(principal = %p.0, %table, "bootstrap copy");
-    tokio::spawn(copy_task(gw, served, table, pooled, head_tx, tx));
+    tokio::spawn(copy_task(gw, served, table, pooled, limits, head_tx, tx));
     let head = head_rx
         .await
         .map_err(|_| GatewayError::internal("the copy task ended before its head"))??;
@@ -435,6 +494,7 @@ async fn copy_task(
     served: crate::Served,
     table: String,
     mut pooled: crate::pool::Pooled,
+    limits: Option<(u64, u64)>,
     head_tx: oneshot::Sender<Result<Bytes, GatewayError>>,
     tx: mpsc::Sender<Bytes>,
 ) {
@@ -507,7 +567,7 @@ async fn copy_task(
     }
     .await;
     match outcome {
-        Ok(true) => pooled.release(),
+        Ok(true) => gw.unlimit(pooled, limits).await,
         Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, %table, "bootstrap copy failed");

@@ -142,6 +142,10 @@ pub mod body {
         pub limit: i64,
         /// Only these tables (`None`: all).
         pub tables: Option<Vec<String>>,
+        /// The node's statement and lock timeouts, ms (the gateway applies
+        /// them, never above its own).
+        #[serde(default)]
+        pub limits_ms: Option<(u64, u64)>,
     }
     /// `POST /v1/reserve_ids`.
     #[derive(Debug, Serialize, Deserialize)]
@@ -218,6 +222,9 @@ fn class_from(name: &str) -> ErrorClass {
 pub struct GatewayConnection {
     http: reqwest::Client,
     target: GatewayTarget,
+    /// The node's statement and lock timeouts, ms, sent with pulls and
+    /// bootstraps (a push sends its own).
+    limits_ms: Option<(u64, u64)>,
 }
 
 impl GatewayConnection {
@@ -239,7 +246,17 @@ impl GatewayConnection {
         Ok(GatewayConnection {
             http,
             target: target.clone(),
+            limits_ms: None,
         })
+    }
+
+    /// The same client, asking the gateway to run pulls and bootstraps
+    /// with the node's statement and lock timeouts (as a direct node's
+    /// session does).
+    pub fn with_limits(mut self, statement: Duration, lock: Duration) -> GatewayConnection {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.limits_ms = Some((ms(statement), ms(lock)));
+        self
     }
 
     /// The gateway's base URL.
@@ -502,6 +519,7 @@ impl GatewayConnection {
                 cursor,
                 limit,
                 tables: tables.map(<[String]>::to_vec),
+                limits_ms: self.limits_ms,
             },
         )
         .await
@@ -544,7 +562,13 @@ impl GatewayConnection {
                     reqwest::Method::GET,
                     &format!("/v1/bootstrap/{}", encode_segment(&table.name)),
                 )
-                .query(&[("schema_hash", schema.hash())]),
+                .query(&[("schema_hash", schema.hash())])
+                .query(
+                    &self
+                        .limits_ms
+                        .map(|(st, lk)| vec![("statement_ms", st), ("lock_ms", lk)])
+                        .unwrap_or_default(),
+                ),
             )
             .await?;
         let mut lines = Box::pin(self.lines(action.clone(), resp.bytes_stream()));
