@@ -50,9 +50,10 @@ use crate::pool::Pool;
 /// Default number of PostgreSQL connections a gateway opens at most.
 pub const DEFAULT_POOL_SIZE: usize = 10;
 
-/// The shortest changelog retention window a node may ask a gateway for
-/// (the engine's default): changes older than the window are deleted
-/// whatever the nodes' cursors.
+/// The default of the shortest changelog retention window a node may ask
+/// a gateway for (the engine's default window; `OUTPOST_GATEWAY_MIN_RETENTION`
+/// sets another): changes older than the window are deleted whatever the
+/// nodes' cursors.
 pub const MIN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// Largest request body (a push of 5,000 wide rows is a few MB of JSON).
@@ -62,8 +63,9 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// `DATABASE_URL`, `OUTPOST_SCHEMA`, `OUTPOST_TABLES`,
 /// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token key
 /// (`OUTPOST_GATEWAY_SECRET`), the audience tokens must name
-/// (`OUTPOST_GATEWAY_AUDIENCE`, optional) and the pool's size
-/// (`OUTPOST_GATEWAY_POOL`).
+/// (`OUTPOST_GATEWAY_AUDIENCE`, optional), the pool's size
+/// (`OUTPOST_GATEWAY_POOL`) and the shortest retention window
+/// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The database.
@@ -76,6 +78,8 @@ pub struct Options {
     pub keys: Keys,
     /// PostgreSQL connections at most.
     pub pool_size: usize,
+    /// The shortest retention window a prune runs with.
+    pub min_retention: Duration,
 }
 
 impl Options {
@@ -104,7 +108,20 @@ impl Options {
                 })?,
             None => DEFAULT_POOL_SIZE,
         };
+        let min_retention = match get("OUTPOST_GATEWAY_MIN_RETENTION") {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 1)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    format!("OUTPOST_GATEWAY_MIN_RETENTION={v:?} is invalid: expected a whole number of milliseconds")
+                })?,
+            None => MIN_RETENTION,
+        };
         Ok(Options {
+            min_retention,
             database_url,
             tables: config.tables,
             timeouts: config.timeouts,

@@ -311,9 +311,9 @@ async fn prune(
 ) -> Answer<body::Pruned> {
     // The window deletes changes whatever the other nodes' cursors, so it
     // is the gateway's to bound: a node (or a token holder) asking for a
-    // shorter one than MIN_RETENTION would send every other node back to
-    // a bootstrap.
-    let retention = Duration::from_millis(b.retention_ms).max(crate::MIN_RETENTION);
+    // shorter one than the gateway's floor would send every other node
+    // back to a bootstrap.
+    let retention = Duration::from_millis(b.retention_ms).max(gw.inner.options.min_retention);
     let mut c = gw.conn().await?;
     let deleted = feed::prune(&mut c.conn().client, retention)
         .await

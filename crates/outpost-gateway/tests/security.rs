@@ -234,6 +234,26 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
         "{b}"
     );
 
+    // A prune never runs with a window shorter than the gateway's floor
+    // (7 days by default): a change a second old stays.
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u-prune', 'p@x')"#)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (s, b) = call(
+        http.post(format!("{base}/v1/prune"))
+            .bearer_auth(&alice)
+            .json(&json!({"retention_ms": 1})),
+        &mut seen,
+    )
+    .await?;
+    assert_eq!((s, &b["deleted"]), (200, &json!(0)), "{b}");
+    let kept: i64 = client
+        .query_one("SELECT count(*) FROM outpost.changes", &[])
+        .await?
+        .get(0);
+    assert!(kept >= 1, "the change log was pruned below the floor");
+
     // The schema and the change stream need a token too.
     let (s, _) = call(http.get(format!("{base}/v1/schema")), &mut seen).await?;
     assert_eq!(s, 401);

@@ -77,7 +77,10 @@ fn gateway_for(db: &TestDb) -> anyhow::Result<String> {
     if let Some(g) = map.get(&db.name) {
         return Ok(g.url());
     }
-    let g = gateway_support::GatewayProcess::start(db, 0, &[])?;
+    // Tests set short retention windows to exercise pruning: the gateway's
+    // floor (7 days by default) would keep their changes.
+    let g =
+        gateway_support::GatewayProcess::start(db, 0, &[("OUTPOST_GATEWAY_MIN_RETENTION", "1")])?;
     let url = g.url();
     eprintln!("{}: nodes sync through the gateway at {url}", db.name);
     map.insert(db.name.clone(), g);
