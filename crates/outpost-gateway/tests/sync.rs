@@ -381,6 +381,51 @@ async fn json_bodies_measured() -> anyhow::Result<()> {
         body.len() / rows.max(1)
     );
     assert!(body.ends_with(b"}\n"));
+
+    // A push of 5,000 offline inserts (one batch), each way.
+    for (who, node) in [("through the gateway", &via), ("direct", &direct)] {
+        let prefix = if who == "direct" { "d" } else { "g" };
+        local(
+            node,
+            &format!(
+                r#"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
+                   INSERT INTO "Post" (id, title, body, views, "userId")
+                   SELECT '{prefix}' || n, 'pushed ' || n, printf('%.100c', 'z'), n, 'u2' FROM g"#
+            ),
+        )
+        .await?;
+        let t = std::time::Instant::now();
+        let report = sync(node, Direction::ToServer).await?;
+        eprintln!(
+            "push of 5000 inserts {who}: {:?} ({:?} rows)",
+            t.elapsed(),
+            report.results.get("Post").map(|s| s.records_succeeded)
+        );
+    }
+    // The request body of such a push, as the client sends it.
+    let rows: Vec<outpost_core::sync::PushRow> = (0..5000)
+        .map(|n| outpost_core::sync::PushRow {
+            table: "Post".into(),
+            local_pk: format!("[\"x{n}\"]"),
+            pk: vec![outpost_core::types::Value::Text(format!("x{n}"))],
+            values: Some(vec![
+                outpost_core::types::Value::Text(format!("x{n}")),
+                outpost_core::types::Value::Text(format!("pushed {n}")),
+                outpost_core::types::Value::Text("z".repeat(100)),
+                outpost_core::types::Value::Int(n),
+                outpost_core::types::Value::Text("u2".into()),
+            ]),
+            changed: None,
+            local_seq: outpost_core::ids::LocalSeq(n),
+            expected: outpost_core::sync::Expected::AsOfCursor,
+        })
+        .collect();
+    let push_body = serde_json::to_vec(&rows)?;
+    eprintln!(
+        "push body of 5000 rows: {} bytes ({} per row)",
+        push_body.len(),
+        push_body.len() / 5000
+    );
     Ok(())
 }
 
