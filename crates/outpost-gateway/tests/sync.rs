@@ -471,3 +471,46 @@ async fn a_database_the_gateway_cannot_reach_is_unreachable_to_the_node() -> any
     assert_eq!(title, "while cut");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateways_database_connections_stay_within_its_pool() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = seed(&db).await?;
+    let gw = GatewayProcess::start(&db, 0, &[("OUTPOST_GATEWAY_POOL", "2")])?;
+    let token = support::token("alice", Duration::from_secs(600))?;
+    let http = reqwest::Client::new();
+    let count = || async {
+        anyhow::Ok(
+            client
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()",
+                    &[],
+                )
+                .await?
+                .get::<_, i64>(0),
+        )
+    };
+    // Forty nodes' pulls at once: they queue for the two connections.
+    let mut pulls = Vec::new();
+    for _ in 0..40 {
+        let req = http
+            .post(format!("{}/v1/pull", gw.url()))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({"schema_hash": schema.hash(), "cursor": {"txid": 0, "seq": 0}, "limit": 100, "tables": null}));
+        pulls.push(tokio::spawn(async move { req.send().await }));
+    }
+    let mut most = 0;
+    for _ in 0..20 {
+        most = most.max(count().await?);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for p in pulls {
+        let resp = p.await??;
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    most = most.max(count().await?);
+    // Two pooled sessions and the one LISTEN connection, whatever the load.
+    assert!(most <= 3, "{most} connections for a pool of 2");
+    assert!(most >= 2, "the gateway's connections were seen ({most})");
+    Ok(())
+}
