@@ -5,7 +5,7 @@
 
 #[path = "../../outpost-engine/tests/common/mod.rs"]
 mod common;
-mod support;
+use common::gateway_support as support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 
 #[path = "../../outpost-engine/tests/common/mod.rs"]
 mod common;
-mod support;
+use common::gateway_support as support;
 
 use std::time::Duration;
 

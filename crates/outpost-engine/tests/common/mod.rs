@@ -61,7 +61,7 @@ pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> 
 }
 
 #[path = "../../../outpost-gateway/tests/support/mod.rs"]
-mod gateway_support;
+pub mod gateway_support;
 
 /// The gateway serving `db` (started on first use, kept for the rest of
 /// the test process).
