@@ -221,6 +221,12 @@ impl Gateway {
         if node_hash.is_none_or(|h| h == current.hash) {
             return Ok(current);
         }
+        self.refreshed().await
+    }
+
+    /// The served schema introspected now, tracking installed for new
+    /// tables, and kept for the requests after.
+    pub(crate) async fn refreshed(&self) -> Result<Served, GatewayError> {
         let fresh = install(&self.inner.pool, &self.inner.options.tables)
             .await
             .map_err(|e| self.db_error(&e))?;

@@ -217,7 +217,7 @@ async fn probe(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::Probe> 
 
 async fn schema(State(gw): State<Gateway>, Auth(p): Auth) -> Response {
     // Always read afresh: `outpost setup` after a migration must see it.
-    match gw.served(Some("")).await {
+    match gw.refreshed().await {
         Ok(s) => {
             tracing::info!(principal = %p.0, tables = s.schema.tables.len(), "schema served");
             Json(s.schema.as_ref().clone()).into_response()

@@ -508,14 +508,6 @@ impl SyncLink {
             SyncLink::Gateway(g) => Ok(BootstrapSource::Gateway(g)),
         }
     }
-
-    /// The direct connection, for what only it offers (verify).
-    pub fn direct(&mut self) -> Option<&mut SyncConnection> {
-        match self {
-            SyncLink::Direct(c) => Some(c),
-            SyncLink::Gateway(_) => None,
-        }
-    }
 }
 
 /// Where a bootstrap copies tables from (see [`SyncLink::bootstrap`]).
