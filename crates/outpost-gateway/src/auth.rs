@@ -18,13 +18,17 @@ pub const MIN_SECRET_LEN: usize = 32;
 /// Seconds of clock difference tolerated on `exp`.
 pub const LEEWAY_SECS: u64 = 5;
 
-/// The claims the gateway reads.
+/// The claims the gateway reads. `sub` and `exp` are optional here only so
+/// that a token without them reaches the validation, which names the
+/// missing claim (a required field would fail earlier as "cannot be read").
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
     /// The principal.
-    pub sub: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
     /// Expiry, seconds since the epoch.
-    pub exp: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exp: Option<u64>,
     /// Issued at.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iat: Option<u64>,
@@ -82,8 +86,8 @@ impl Keys {
             .map_err(|e| format!("the clock is before 1970: {e}"))?
             .as_secs();
         let claims = Claims {
-            sub: sub.to_string(),
-            exp: now.saturating_add(ttl.as_secs()),
+            sub: Some(sub.to_string()),
+            exp: Some(now.saturating_add(ttl.as_secs())),
             iat: Some(now),
             aud: aud.map(str::to_string),
         };
@@ -137,10 +141,10 @@ impl Keys {
                 message: format!("the token cannot be read: {e}"),
             },
         })?;
-        if data.claims.sub.trim().is_empty() {
-            return Err(unauthorized("missing_claim", "the token's `sub` is empty"));
+        match data.claims.sub {
+            Some(sub) if !sub.trim().is_empty() => Ok(Principal(sub)),
+            _ => Err(unauthorized("missing_claim", "the token's `sub` is empty")),
         }
-        Ok(Principal(data.claims.sub))
     }
 }
 
@@ -212,8 +216,8 @@ mod tests {
         let old = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &Claims {
-                sub: "a".into(),
-                exp: 1_000_000,
+                sub: Some("a".into()),
+                exp: Some(1_000_000),
                 iat: None,
                 aud: Some("gw".into()),
             },
@@ -225,6 +229,35 @@ mod tests {
             "token_expired"
         );
         assert_eq!(code(keys.verify(Some("Bearer not.a.jwt"))), "bad_token");
+        // Signed, but without `exp`, or without `sub`.
+        let sign = |c: &Claims| {
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                c,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .expect("token")
+        };
+        let no_exp = sign(&Claims {
+            sub: Some("a".into()),
+            exp: None,
+            iat: None,
+            aud: Some("gw".into()),
+        });
+        assert_eq!(
+            code(keys.verify(Some(&format!("Bearer {no_exp}")))),
+            "missing_claim"
+        );
+        let no_sub = sign(&Claims {
+            sub: None,
+            exp: Some(u64::MAX / 2),
+            iat: None,
+            aud: Some("gw".into()),
+        });
+        assert_eq!(
+            code(keys.verify(Some(&format!("Bearer {no_sub}")))),
+            "missing_claim"
+        );
     }
 
     #[test]
