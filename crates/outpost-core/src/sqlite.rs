@@ -34,7 +34,11 @@
 //!   merge); `NULL` when the row did not exist then;
 //! * `local_seq`: the number of the row's latest local change (growing);
 //! * `deleted`: the local row is deleted;
-//! * `conflict_row`, `conflict_version`: the server's side of a conflict.
+//! * `conflict_row`, `conflict_version`: the server's side of a conflict;
+//! * `lost_values` (version 6): local values of columns the server no
+//!   longer has (dropped or renamed), kept by a `setup` that migrated the
+//!   table, as a JSON object; the row's other changes are pushed, and then
+//!   the entry becomes `FAILED` with a message that shows these values.
 //!
 //! Two partial indexes hold only the entries that are not `SYNCED` (a
 //! replica's entries are mostly `SYNCED`: one per row ever pushed or
@@ -92,7 +96,7 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 5;
+pub const META_VERSION: i64 = 6;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
@@ -152,6 +156,7 @@ error TEXT, \
 conflict_row TEXT, \
 conflict_version INTEGER, \
 changed_at TEXT, \
+lost_values TEXT, \
 PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
         "CREATE INDEX IF NOT EXISTS \"_outpost_rows_dirty\" ON \"_outpost_rows\" (status, local_seq) WHERE status <> 'SYNCED'".into(),
         // The push's reads of one table and kind (`outpost-local`'s push);

@@ -234,6 +234,10 @@ struct RunState {
     bootstrapped: bool,
     /// The pull found committed changes held back by an open transaction.
     held_back: bool,
+    /// Tables whose definition on the server no longer matches the
+    /// snapshot, with the server's refusal: skipped by this run (their
+    /// local edits stay queued), the other tables synced.
+    changed: BTreeMap<String, String>,
 }
 
 /// The sync engine of one node. Cheap to clone; clones share the replica,
@@ -629,7 +633,10 @@ impl Engine {
             stats,
             bootstrapped,
             held_back,
+            changed,
         } = run;
+        // A table the server changed fails alone (`changed`): its model's
+        // log row says why, the others succeed.
         let error_kind = outcome.as_ref().err().map(EngineError::kind);
         let error = outcome.err().map(|e| e.to_string());
         self.inner.metrics.finish_run(
@@ -640,7 +647,7 @@ impl Engine {
         );
         self.inner.metrics.set_progress(|p| *p = None);
         let mut report = SyncReport {
-            success: error.is_none(),
+            success: error.is_none() && changed.keys().all(|t| !models.contains(t)),
             results: BTreeMap::new(),
             errors: BTreeMap::new(),
             timestamp: outpost_core::types::timestamptz_from_chrono(chrono::Utc::now()),
@@ -653,12 +660,12 @@ impl Engine {
             report
                 .results
                 .insert(m.clone(), stats.get(m).copied().unwrap_or_default());
-            if let Some(e) = &error {
+            if let Some(e) = error.as_ref().or(changed.get(m)) {
                 report.errors.insert(m.clone(), e.clone());
             }
         }
         let finished = report.results.clone();
-        let err = error.clone();
+        let errors = report.errors.clone();
         // A notification pull that moved nothing is the echo of a push (the
         // server notifies about the push's own writes): not a run worth a
         // log line next to the push itself.
@@ -666,10 +673,10 @@ impl Engine {
         self.with_replica(move |r| {
             for (m, id) in &log_ids {
                 let stats = finished.get(m).copied().unwrap_or_default();
-                if quiet && stats == ModelStats::default() {
+                if quiet && stats == ModelStats::default() && !errors.contains_key(m) {
                     r.log_discard(*id)?;
                 } else {
-                    r.log_finish(*id, stats, err.as_deref())?;
+                    r.log_finish(*id, stats, errors.get(m).map(String::as_str))?;
                 }
             }
             Ok(())

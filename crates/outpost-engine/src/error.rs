@@ -275,7 +275,8 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
         | RemoteError::ReplicaLimit { .. }
         | RemoteError::NewerTrackingSchema(_)
         | RemoteError::TrackingCorrupt { .. }
-        | RemoteError::Unreplicable { .. } => ErrorKind::Config,
+        | RemoteError::Unreplicable { .. }
+        | RemoteError::TableChanged { .. } => ErrorKind::Config,
     }
 }
 

@@ -115,4 +115,21 @@ impl Replica {
     pub fn rebootstrap_tables(&self) -> Result<Vec<String>, LocalError> {
         meta_json(self.connection(), "rebootstrap_tables")
     }
+
+    /// Lists `tables` to be copied again: the server's definition of each
+    /// no longer matches the snapshot, so the pull skips their changes
+    /// until `setup` migrates the replica and a copy brings them
+    /// (docs/protocol.md, "Schema changes").
+    pub fn defer_tables(&mut self, tables: &[String]) -> Result<(), LocalError> {
+        let conn = self.connection();
+        let mut list: Vec<String> = meta_json(conn, "rebootstrap_tables")?;
+        list.extend(tables.iter().cloned());
+        list.sort();
+        list.dedup();
+        meta_set(
+            conn,
+            "rebootstrap_tables",
+            Some(&serde_json::to_string(&list)?),
+        )
+    }
 }

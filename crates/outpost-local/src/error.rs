@@ -29,6 +29,15 @@ pub enum LocalError {
         /// How long outpost waited.
         waited_secs: u64,
     },
+    /// A file beside the replica could not be written.
+    #[error("{action}: {source}")]
+    Io {
+        /// What was being done, with the file.
+        action: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The replica file could not be opened or created.
     #[error("cannot open the replica {path}: {message}")]
     Open {

@@ -39,6 +39,7 @@ pub mod query;
 pub mod replica;
 pub mod review;
 pub mod rows;
+mod schema_change;
 pub mod settings;
 pub mod sql;
 pub mod stored;

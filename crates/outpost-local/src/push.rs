@@ -592,7 +592,61 @@ impl Replica {
                     }
                 }
             }
+            report_lost_values(tx, rows, &mut stats)?;
             Ok(stats)
         })
     }
+}
+
+/// Rows pushed without the values of columns the server no longer has
+/// (kept by the `setup` that carried their table into its new definition)
+/// become `FAILED` once the rest landed, the message showing those values.
+/// Only while `setup` recorded such rows (`_outpost_meta.lost_values`), so
+/// the usual acknowledgement pays one key lookup.
+fn report_lost_values(
+    tx: &Connection,
+    rows: &[PushRow],
+    stats: &mut Stats,
+) -> Result<(), LocalError> {
+    if crate::meta::meta_if_present(tx, "lost_values")?.is_none() {
+        return Ok(());
+    }
+    let err = || LocalError::sqlite("reporting values of dropped columns");
+    let keys = serde_json::Value::Array(
+        rows.iter()
+            .map(|r| serde_json::json!([r.table, r.local_pk]))
+            .collect(),
+    )
+    .to_string();
+    let mut stmt = tx
+        .prepare_cached(
+            "UPDATE \"_outpost_rows\" SET status = 'FAILED', error = \
+             'pushed without the local values of columns the server no longer has (dropped or renamed there): ' \
+             || lost_values || '; retry to mark it synced, or edit the row' \
+             FROM (SELECT value ->> 0 AS t, value ->> 1 AS k FROM json_each(?1)) AS a \
+             WHERE table_name = a.t AND pk = a.k AND status = 'SYNCED' AND lost_values IS NOT NULL \
+             RETURNING table_name",
+        )
+        .map_err(err())?;
+    let tables: Vec<String> = stmt
+        .query_map([&keys], |r| r.get(0))
+        .map_err(err())?
+        .collect::<Result<_, _>>()
+        .map_err(err())?;
+    for t in tables {
+        let s = stats.entry(t).or_default();
+        s.records_succeeded = s.records_succeeded.saturating_sub(1);
+        s.records_failed += 1;
+    }
+    let left: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM \"_outpost_rows\" WHERE lost_values IS NOT NULL AND status <> 'FAILED')",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(err())?;
+    if !left {
+        crate::meta::meta_set(tx, "lost_values", None)?;
+    }
+    Ok(())
 }

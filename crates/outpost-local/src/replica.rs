@@ -44,6 +44,16 @@ pub struct SetupReport {
     pub rebuilt: Vec<String>,
     /// Tables dropped because they are no longer synced.
     pub dropped: Vec<String>,
+    /// Entries with local changes carried through a rebuilt table's new
+    /// definition (they are pushed as before).
+    pub kept_edits: usize,
+    /// Of those, entries that changed columns the server no longer has:
+    /// their other changes are pushed, then they are `FAILED` showing
+    /// the values that could not be.
+    pub lost_values: usize,
+    /// Files holding the local edits of tables that were dropped (or whose
+    /// key changed), saved before the table went.
+    pub saved_edits: Vec<PathBuf>,
     /// The node's id.
     pub node_id: Uuid,
     /// The hash of the schema now stored.
@@ -236,19 +246,41 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
             }
         }
     }
+    if from < 6 {
+        // Version 6 keeps the local values of columns a schema change
+        // removed (`Replica::setup`).
+        let has: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM pragma_table_info('_outpost_rows') WHERE name = 'lost_values'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err())?;
+        if !has {
+            conn.execute_batch("ALTER TABLE \"_outpost_rows\" ADD COLUMN lost_values TEXT")
+                .map_err(err())?;
+        }
+    }
     meta_set(conn, "meta_version", Some(&META_VERSION.to_string()))
 }
 
+/// Drops a table, its triggers and its synced entries; entries with local
+/// changes stay (the table is laid out again and they are carried over).
+pub(crate) fn drop_table_keeping_edits(tx: &Connection, table: &Table) -> Result<(), LocalError> {
+    drop_table_objects(tx, table)?;
+    tx.execute(
+        "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND status = 'SYNCED'",
+        [&table.name],
+    )
+    .map_err(LocalError::sqlite(format!(
+        "forgetting the synced rows of {}",
+        table.name
+    )))?;
+    Ok(())
+}
+
 fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
-    for name in sqlite::trigger_names(table)
-        .into_iter()
-        .chain(sqlite::key_guard_names(table))
-    {
-        tx.execute_batch(&sql::drop_trigger(&name))
-            .map_err(LocalError::sqlite(format!("dropping trigger {name}")))?;
-    }
-    tx.execute_batch(&sql::drop_table(&table.name))
-        .map_err(LocalError::sqlite(format!("dropping table {}", table.name)))?;
+    drop_table_objects(tx, table)?;
     tx.execute(
         "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1",
         [&table.name],
@@ -260,6 +292,19 @@ fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
     Ok(())
 }
 
+fn drop_table_objects(tx: &Connection, table: &Table) -> Result<(), LocalError> {
+    for name in sqlite::trigger_names(table)
+        .into_iter()
+        .chain(sqlite::key_guard_names(table))
+    {
+        tx.execute_batch(&sql::drop_trigger(&name))
+            .map_err(LocalError::sqlite(format!("dropping trigger {name}")))?;
+    }
+    tx.execute_batch(&sql::drop_table(&table.name))
+        .map_err(LocalError::sqlite(format!("dropping table {}", table.name)))?;
+    Ok(())
+}
+
 impl Replica {
     /// Creates or updates the replica at `path` for `schema`: the file (WAL
     /// mode, owner-only permissions), the metadata tables, every replicated
@@ -267,10 +312,12 @@ impl Replica {
     /// the schema snapshot with its hash. Running it again with the same
     /// schema changes nothing.
     ///
-    /// A table whose definition changed is dropped and created again (its
-    /// rows return with the next bootstrap); a table no longer synced is
-    /// dropped. Either is refused while the table has local changes not yet
-    /// on the server, so no local write is lost.
+    /// A table whose definition changed is laid out again with its rows
+    /// and local edits carried over (the rows are copied again by the next
+    /// sync; edits of columns the server no longer has are kept in their
+    /// entries and reported); a table no longer synced is dropped, its
+    /// local edits first saved to a file beside the replica
+    /// ([`SetupReport::saved_edits`]). No local write is lost.
     pub fn setup(path: &Path, schema: &Schema) -> Result<(Replica, SetupReport), LocalError> {
         sqlite::check_schema(schema).map_err(LocalError::BadSnapshot)?;
         let created_file = !path.exists();
@@ -320,10 +367,14 @@ impl Replica {
                 .filter(|t| schema.table(&t.name).is_none())
             {
                 if has_dirty(&tx, &gone.name)? {
-                    return Err(LocalError::TableHasLocalChanges {
-                        table: gone.name.clone(),
-                        dropped: true,
-                    });
+                    // Nowhere left to push them: saved beside the replica.
+                    let file = crate::schema_change::save_edits(
+                        &tx,
+                        path,
+                        gone,
+                        "the table is no longer synced (dropped on the server, or excluded)",
+                    )?;
+                    report.saved_edits.push(file);
                 }
                 drop_table(&tx, gone)?;
                 report.dropped.push(gone.name.clone());
@@ -336,13 +387,26 @@ impl Replica {
             match before {
                 Some(b) if b == table => {}
                 Some(b) => {
-                    if has_dirty(&tx, &table.name)? {
-                        return Err(LocalError::TableHasLocalChanges {
-                            table: table.name.clone(),
-                            dropped: false,
-                        });
+                    if b.primary_key == table.primary_key {
+                        // Rows and local edits carried into the new
+                        // definition (docs/protocol.md, "Schema changes").
+                        let carried = crate::schema_change::rebuild_keeping_rows(&tx, b, table)?;
+                        report.kept_edits += carried.edits;
+                        report.lost_values += carried.lost;
+                    } else {
+                        // A new key names other rows: the edits are saved
+                        // and the table copied again.
+                        if has_dirty(&tx, &table.name)? {
+                            let file = crate::schema_change::save_edits(
+                                &tx,
+                                path,
+                                b,
+                                "the table's primary key changed on the server",
+                            )?;
+                            report.saved_edits.push(file);
+                        }
+                        drop_table(&tx, b)?;
                     }
-                    drop_table(&tx, b)?;
                     report.rebuilt.push(table.name.clone());
                 }
                 None => {
@@ -373,6 +437,10 @@ impl Replica {
             let json = serde_json::to_string(schema)?;
             meta_set(&tx, "schema", Some(&json))?;
             meta_set(&tx, "schema_hash", Some(&hash))?;
+        }
+        if report.lost_values > 0 {
+            // The acknowledgement reports them (`push::report_lost_values`).
+            meta_set(&tx, "lost_values", Some("1"))?;
         }
         if !report.rebuilt.is_empty() || !added.is_empty() {
             // Their rows come back only with a copy: say so to the engine.

@@ -226,6 +226,12 @@ impl Replica {
                     mark_synced(tx, table, pk, version, row.is_none())?
                 }
             }
+            // The values a schema change left without a column go with it.
+            tx.execute(
+                "UPDATE \"_outpost_rows\" SET lost_values = NULL WHERE table_name = ?1 AND pk = ?2",
+                params![table, pk],
+            )
+            .map_err(LocalError::sqlite("discarding a local change"))?;
             Ok(Some(Discarded {
                 row,
                 server_version: state.server_version.to_stored(),
@@ -241,7 +247,7 @@ impl Replica {
         let n = self
             .connection()
             .execute(
-                "UPDATE \"_outpost_rows\" SET status = 'PENDING', error = NULL WHERE table_name = ?1 AND pk = ?2 AND status = 'FAILED'",
+                "UPDATE \"_outpost_rows\" SET status = 'PENDING', error = NULL, lost_values = NULL WHERE table_name = ?1 AND pk = ?2 AND status = 'FAILED'",
                 params![table, pk],
             )
             .map_err(LocalError::sqlite("retrying a failed row"))?;

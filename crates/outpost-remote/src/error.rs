@@ -160,6 +160,21 @@ pub enum RemoteError {
         /// Its class, as the gateway read it.
         class: ErrorClass,
     },
+
+    /// A table's definition on the server no longer matches the replica's
+    /// schema snapshot (a column dropped, renamed or retyped, the table
+    /// dropped): statements built from the snapshot fail for this table
+    /// only, until `outpost setup` migrates the replica.
+    #[error(
+        "the server's table {table:?} no longer matches this replica ({source}); run `outpost setup` to migrate the replica (its local edits are kept)"
+    )]
+    TableChanged {
+        /// The table.
+        table: String,
+        /// The server's refusal.
+        #[source]
+        source: Box<RemoteError>,
+    },
 }
 
 /// What kind of failure an error is, for callers that act on it (go
@@ -216,6 +231,48 @@ impl RemoteError {
             | RemoteError::TrackingCorrupt { .. }
             | RemoteError::Query(_) => ErrorClass::Invalid,
             RemoteError::Gateway { class, .. } => *class,
+            RemoteError::TableChanged { .. } => ErrorClass::Refused,
+        }
+    }
+
+    /// The server refused a statement because a table or column it names
+    /// is gone or has another type: SQLSTATE 42703 (undefined column),
+    /// 42P01 (undefined table), 42804 (datatype mismatch), 42883
+    /// (undefined function, an operator on a retyped column).
+    pub fn is_schema_drift(&self) -> bool {
+        use tokio_postgres::error::SqlState;
+        match self {
+            RemoteError::Db { source, .. } => source.as_db_error().is_some_and(|e| {
+                [
+                    SqlState::UNDEFINED_COLUMN,
+                    SqlState::UNDEFINED_TABLE,
+                    SqlState::DATATYPE_MISMATCH,
+                    SqlState::UNDEFINED_FUNCTION,
+                ]
+                .contains(e.code())
+            }),
+            _ => false,
+        }
+    }
+
+    /// This error, said of `table` when it is schema drift
+    /// ([`Self::is_schema_drift`]).
+    pub fn in_table(self, table: &str) -> RemoteError {
+        if self.is_schema_drift() {
+            RemoteError::TableChanged {
+                table: table.to_string(),
+                source: Box::new(self),
+            }
+        } else {
+            self
+        }
+    }
+
+    /// The table whose definition changed, for [`RemoteError::TableChanged`].
+    pub fn changed_table(&self) -> Option<&str> {
+        match self {
+            RemoteError::TableChanged { table, .. } => Some(table),
+            _ => None,
         }
     }
 

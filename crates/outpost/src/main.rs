@@ -431,6 +431,9 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             "created": report.created,
             "rebuilt": report.rebuilt,
             "dropped": report.dropped,
+            "keptEdits": report.kept_edits,
+            "lostValues": report.lost_values,
+            "savedEdits": report.saved_edits,
             "unchanged": report.unchanged(),
             "schemaHash": report.schema_hash,
             "serverTracking": server.as_ref().map(|s| s.to_string()),
@@ -455,6 +458,18 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
                 if !list.is_empty() {
                     out.push_str(&format!("{what}: {}\n", list.join(", ")));
                 }
+            }
+            if report.kept_edits > 0 {
+                out.push_str(&format!(
+                    "local edits kept through the schema change: {} ({} changed columns the server no longer has: they are reported as FAILED once the rest is pushed)\n",
+                    report.kept_edits, report.lost_values
+                ));
+            }
+            for file in &report.saved_edits {
+                out.push_str(&format!(
+                    "local edits of a table that is gone saved to {}\n",
+                    file.display()
+                ));
             }
             if let Some(s) = &server {
                 out.push_str(&format!("server tracking: {s}\n"));

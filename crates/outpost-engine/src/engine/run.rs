@@ -4,6 +4,7 @@
 //! again), pull. One state value ([`RunState`]) carries what the run did;
 //! every server round trip is bounded (`Engine::bounded`).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
@@ -130,7 +131,7 @@ impl Engine {
             };
         if state == ReplicaState::Ready && options.direction.pushes() {
             // Push before any re-bootstrap: local writes go first.
-            self.push(conn, identity, options, &mut run.stats).await?;
+            self.push(conn, identity, options, run).await?;
         }
         let full = state != ReplicaState::Ready || behind;
         if full || !rebootstrap_tables.is_empty() {
@@ -147,11 +148,11 @@ impl Engine {
                 self.with_replica(move |r| r.recopy_begin(&tables)).await?;
                 true
             };
-            self.bootstrap(conn, options, resuming, &rebootstrap_tables)
+            self.bootstrap(conn, options, resuming, &rebootstrap_tables, run)
                 .await?;
             run.bootstrapped = true;
             if options.direction.pushes() {
-                self.push(conn, identity, options, &mut run.stats).await?;
+                self.push(conn, identity, options, run).await?;
             }
         }
         if options.direction.pulls() && identity.enabled && !identity.claimed {
@@ -166,7 +167,7 @@ impl Engine {
             }
         }
         if options.direction.pulls() {
-            let mut pulled = self.pull(conn, options, &mut run.stats).await?;
+            let mut pulled = self.pull_around_changes(conn, options, run).await?;
             if pulled.pruned {
                 // Pruned between the check above and the pull's snapshot:
                 // the gap is never pulled, so copy again now (local changes
@@ -174,10 +175,10 @@ impl Engine {
                 tracing::warn!(
                     "changes past the replica's cursor were pruned during the run; bootstrapping again"
                 );
-                self.bootstrap(conn, options, false, &rebootstrap_tables)
+                self.bootstrap(conn, options, false, &rebootstrap_tables, run)
                     .await?;
                 run.bootstrapped = true;
-                pulled = self.pull(conn, options, &mut run.stats).await?;
+                pulled = self.pull_around_changes(conn, options, run).await?;
                 if pulled.pruned {
                     return Err(EngineError::Internal(
                         "the change log was pruned past the replica's cursor twice in one run; the next sync copies the server again".into(),
@@ -265,6 +266,7 @@ impl Engine {
         options: &SyncOptions,
         resuming: bool,
         rebootstrap_tables: &[String],
+        run: &mut RunState,
     ) -> Result<(), EngineError> {
         let mut done = self.with_replica(|r| r.bootstrap_begin()).await?;
         // A table `setup` added or rebuilt since is copied whatever an
@@ -292,19 +294,41 @@ impl Engine {
             );
         }
         let schema = self.schema();
-        let snapshot = self
-            .bounded("starting the bootstrap snapshot", conn.bootstrap())
-            .await?;
+        // Tables whose server definition no longer matches the snapshot are
+        // not copied (their rows stay as they are) and stay listed for a
+        // copy after `setup` (docs/protocol.md, "Schema changes").
+        let mut skipped: Vec<String> = Vec::new();
+        // One snapshot per table: each table records the snapshot it was
+        // copied from, and a table whose copy the server refuses aborts
+        // only its own (one round trip a table more than one snapshot for
+        // all).
         for table in &schema.tables {
             if done.contains_key(&table.name) {
                 continue;
             }
-            // The table's snapshot cursor: the same for every table of a
-            // direct bootstrap, one per table through a gateway (each its
-            // own snapshot; the replica's cursor becomes the oldest).
-            let (table_cursor, total, stream) = self
-                .bounded("starting a table's copy", snapshot.table(&schema, table))
+            if run.changed.contains_key(&table.name) {
+                skipped.push(table.name.clone());
+                continue;
+            }
+            let snapshot = self
+                .bounded("starting the bootstrap snapshot", conn.bootstrap())
                 .await?;
+            // The table's snapshot cursor: the table is recorded as copied
+            // from it (the replica's cursor becomes the oldest).
+            let started_copy = self
+                .bounded("starting a table's copy", snapshot.table(&schema, table))
+                .await;
+            let (table_cursor, total, stream) = match started_copy {
+                Ok(started) => started,
+                Err(EngineError::Remote(e)) if e.is_schema_drift() => {
+                    let e = e.in_table(&table.name);
+                    tracing::warn!(error = %e, "a table's copy skipped");
+                    run.changed.insert(table.name.clone(), e.to_string());
+                    skipped.push(table.name.clone());
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let total = total.max(0) as u64;
             let name = table.name.clone();
             self.with_replica(move |r| r.bootstrap_clear(&name)).await?;
@@ -375,10 +399,14 @@ impl Engine {
                 },
             );
             tracing::info!(table = %table.name, rows = copied, secs = started.elapsed().as_secs_f64(), "table copied");
+            // The snapshot ends when it is dropped here: a rollback of a
+            // read-only transaction, sent ahead of the next request.
         }
-        self.bounded("ending the bootstrap snapshot", snapshot.finish())
-            .await?;
+
         let cursor = self.with_replica(|r| r.bootstrap_finish()).await?;
+        if !skipped.is_empty() {
+            self.with_replica(move |r| r.defer_tables(&skipped)).await?;
+        }
         self.bounded(
             "recording the cursor",
             conn.record_cursor(self.node_id(), cursor),
@@ -392,7 +420,7 @@ impl Engine {
         conn: &mut SyncLink,
         identity: &mut Identity,
         options: &SyncOptions,
-        stats: &mut Stats,
+        run: &mut RunState,
     ) -> Result<(), EngineError> {
         let policies = self.policies();
         let mut sent: u64 = 0;
@@ -407,7 +435,9 @@ impl Engine {
         // application writing as fast as the push drains keeps the rest
         // for the next run).
         for _round in 0..PUSH_ROUNDS * 100 {
-            let models = options.models.clone();
+            // Rows of tables the server changed stay queued for after
+            // `setup` (docs/protocol.md, "Schema changes").
+            let models = self.models_except(options, &run.changed);
             let planned = Instant::now();
             let batch = self
                 .inner
@@ -418,7 +448,7 @@ impl Engine {
                 .await?;
             // Rows refused before sending (a local value that cannot be
             // sent for its column) count as failed rows of the run.
-            merge(stats, refused_here);
+            merge(&mut run.stats, refused_here);
             let plan_time = planned.elapsed();
             if rows.is_empty() {
                 break;
@@ -433,33 +463,51 @@ impl Engine {
             self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
             let sending = Instant::now();
             let schema = self.schema();
-            let held: Vec<Option<PushOutcome>> = rows
-                .iter()
-                .map(|r| {
-                    let t = schema.table(&r.table)?;
-                    refused_parent(&schema, t, r, &refused.0, &refused.1)
-                        .map(|message| PushOutcome::Failed { message })
-                })
-                .collect();
-            let to_send: Vec<PushRow> = rows
-                .iter()
-                .zip(&held)
-                .filter(|(_, h)| h.is_none())
-                .map(|(r, _)| r.clone())
-                .collect();
-            let mut sent_outcomes = if to_send.is_empty() {
-                Vec::new()
-            } else {
-                self.bounded(
-                    "pushing a batch",
-                    conn.push(&schema, self.node_id(), cursor, &to_send, {
-                        let t = self.timeouts();
-                        (t.statement, t.lock)
-                    }),
-                )
-                .await?
+            let mut rows = rows;
+            let mut sent_outcomes = loop {
+                let held: Vec<Option<PushOutcome>> = rows
+                    .iter()
+                    .map(|r| {
+                        let t = schema.table(&r.table)?;
+                        refused_parent(&schema, t, r, &refused.0, &refused.1)
+                            .map(|message| PushOutcome::Failed { message })
+                    })
+                    .collect();
+                let to_send: Vec<PushRow> = rows
+                    .iter()
+                    .zip(&held)
+                    .filter(|(_, h)| h.is_none())
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                if to_send.is_empty() {
+                    break (held, Vec::new().into_iter());
+                }
+                match self
+                    .bounded(
+                        "pushing a batch",
+                        conn.push(&schema, self.node_id(), cursor, &to_send, {
+                            let t = self.timeouts();
+                            (t.statement, t.lock)
+                        }),
+                    )
+                    .await
+                {
+                    Ok(outcomes) => break (held, outcomes.into_iter()),
+                    // Nothing of the batch was applied: it goes again without
+                    // that table's rows, which stay queued.
+                    Err(EngineError::Remote(e)) if e.changed_table().is_some() => {
+                        let table = e.changed_table().unwrap_or_default().to_string();
+                        tracing::warn!(error = %e, "a table's local edits held back");
+                        rows.retain(|r| r.table != table);
+                        run.changed.insert(table, e.to_string());
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let (held, sent_outcomes) = (sent_outcomes.0, &mut sent_outcomes.1);
+            if rows.is_empty() {
+                continue;
             }
-            .into_iter();
             let outcomes: Vec<PushOutcome> = held
                 .into_iter()
                 .map(|h| {
@@ -508,7 +556,7 @@ impl Engine {
                 .values()
                 .map(|s| s.records_succeeded + s.records_failed + s.conflicts)
                 .sum();
-            merge(stats, acked);
+            merge(&mut run.stats, acked);
             if moved == 0 {
                 requeued_only += 1;
                 if requeued_only >= PUSH_ROUNDS {
@@ -529,11 +577,69 @@ impl Engine {
         Ok(())
     }
 
+    /// The pull, without the tables whose server definition no longer
+    /// matches the snapshot: such a table found by a batch is listed for a
+    /// copy after `setup` (its changes are skipped meanwhile) and the pull
+    /// goes on without it (docs/protocol.md, "Schema changes").
+    async fn pull_around_changes(
+        &self,
+        conn: &mut SyncLink,
+        options: &SyncOptions,
+        run: &mut RunState,
+    ) -> Result<Pulled, EngineError> {
+        let waiting = self.with_replica(|r| r.rebootstrap_tables()).await?;
+        let mut excluded: BTreeMap<String, String> = run.changed.clone();
+        for t in waiting {
+            excluded.entry(t).or_default();
+        }
+        loop {
+            let tables = self.models_except(options, &excluded);
+            match self.pull(conn, options, &mut run.stats, tables).await {
+                Err(EngineError::Remote(e)) if e.changed_table().is_some() => {
+                    let table = e.changed_table().unwrap_or_default().to_string();
+                    tracing::warn!(error = %e, "a table's changes are skipped until setup");
+                    let list = vec![table.clone()];
+                    self.with_replica(move |r| r.defer_tables(&list)).await?;
+                    excluded.insert(table.clone(), e.to_string());
+                    run.changed.insert(table, e.to_string());
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The models a phase works on: the run's (all when it names none)
+    /// without `except`; `None` (every table) when nothing is left out.
+    fn models_except(
+        &self,
+        options: &SyncOptions,
+        except: &BTreeMap<String, String>,
+    ) -> Option<Vec<String>> {
+        if except.is_empty() {
+            return options.models.clone();
+        }
+        let all = match &options.models {
+            Some(m) => m.clone(),
+            None => self
+                .schema()
+                .tables
+                .iter()
+                .map(|t| t.name.clone())
+                .collect(),
+        };
+        Some(
+            all.into_iter()
+                .filter(|t| !except.contains_key(t))
+                .collect(),
+        )
+    }
+
     async fn pull(
         &self,
         conn: &mut SyncLink,
         options: &SyncOptions,
         stats: &mut Stats,
+        tables: Option<Vec<String>>,
     ) -> Result<Pulled, EngineError> {
         let policies = self.policies();
         let (mut cursor, _) = self.with_replica(|r| r.cursor()).await?;
@@ -541,7 +647,7 @@ impl Engine {
         let mut applied: u64 = 0;
         let mut held_back = false;
         let schema = &*self.schema();
-        let models = options.models.as_deref();
+        let models = tables.as_deref();
         // The read of the next batch overlaps the SQLite apply of this one
         // (the server and the replica work at the same time; B3). The read
         // only needs the cursor the current batch ends at, and batches are

@@ -122,7 +122,8 @@ pub async fn push(
             &rows[start..end],
             &mut outcomes[start..end],
         )
-        .await?;
+        .await
+        .map_err(|e| e.in_table(&table.name))?;
         start = end;
     }
     let max_seq = rows

@@ -1,0 +1,244 @@
+//! Schema changes on the server with local edits waiting (docs/protocol.md,
+//! "Schema changes"): a dropped column or table fails only its own table's
+//! sync until `setup` migrates the replica, the other tables push and pull;
+//! `setup` keeps the edits, pushes the rest of an edit whose column is
+//! gone and then reports the lost value as `FAILED`; a dropped table's
+//! edits are saved to a file.
+
+mod common;
+
+use common::*;
+use outpost_core::sync::{Direction, Trigger};
+use outpost_core::types::Value;
+use outpost_engine::{Engine, SyncOptions, SyncReport};
+use outpost_local::Replica;
+use outpost_remote::tokio_postgres::Client;
+use outpost_testkit::TestDb;
+
+/// A change waited for is synced for up to `TRIES × PAUSE` (30 s): the pull
+/// horizon is cluster-wide.
+const TRIES: usize = 60;
+const PAUSE: std::time::Duration = std::time::Duration::from_millis(500);
+
+async fn run(engine: &Engine) -> anyhow::Result<SyncReport> {
+    Ok(engine
+        .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+        .await?)
+}
+
+/// `(status, error)` of a row's entry.
+async fn entry(
+    engine: &Engine,
+    table: &str,
+    pk: &str,
+) -> anyhow::Result<Option<(String, Option<String>)>> {
+    let (table, pk) = (table.to_string(), pk.to_string());
+    Ok(engine
+        .with_replica(move |r| {
+            use outpost_local::LocalError;
+            let got = r.connection().query_row(
+                "SELECT status, error FROM _outpost_rows WHERE table_name = ?1 AND pk = ?2",
+                outpost_local::rusqlite::params![table, pk],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            );
+            match got {
+                Ok(v) => Ok(Some(v)),
+                Err(outpost_local::rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+                Err(e) => Err(LocalError::sqlite("test")(e)),
+            }
+        })
+        .await?)
+}
+
+async fn server_text(client: &Client, sql: &str) -> anyhow::Result<Option<String>> {
+    Ok(client.query_one(sql, &[]).await?.get(0))
+}
+
+/// The server's schema after a change, installed, and the replica set up
+/// for it (as `outpost setup` does).
+async fn setup_again(
+    client: &mut Client,
+    path: &std::path::Path,
+) -> anyhow::Result<outpost_local::replica::SetupReport> {
+    let schema =
+        outpost_remote::introspect(client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(client, &schema).await?;
+    let (_, report) = Replica::setup(path, &schema)?;
+    Ok(report)
+}
+
+#[tokio::test]
+async fn a_dropped_column_fails_only_its_table_and_setup_keeps_the_rest_of_the_edit()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    local(
+        &a,
+        r#"UPDATE "Post" SET title = 't-local', body = 'b-local' WHERE id = 'p1'"#,
+    )
+    .await?;
+    local(
+        &a,
+        r#"UPDATE "User" SET name = 'local name' WHERE id = 'u1'"#,
+    )
+    .await?;
+    client
+        .batch_execute(
+            r#"ALTER TABLE "Post" DROP COLUMN body;
+               UPDATE "Post" SET views = 5 WHERE id = 'p1';
+               INSERT INTO "User" (id, email) VALUES ('u2', 'u2@x');"#,
+        )
+        .await?;
+
+    // Before setup: Post fails saying what to do; User pushes and pulls.
+    let mut pulled_u2 = false;
+    for _ in 0..TRIES {
+        let report = run(&a).await?;
+        assert!(!report.success, "{report:?}");
+        let post = report.errors.get("Post").cloned().unwrap_or_default();
+        assert!(
+            post.contains("Post") && post.contains("outpost setup"),
+            "{report:?}"
+        );
+        assert!(!report.errors.contains_key("User"), "{report:?}");
+        if local_rows(&a, "User").await?.len() == 2 {
+            pulled_u2 = true;
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert!(pulled_u2, "a server change to User never arrived");
+    assert_eq!(
+        server_text(&client, r#"SELECT name FROM "User" WHERE id = 'u1'"#).await?,
+        Some("local name".into())
+    );
+    assert_eq!(
+        entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0),
+        Some("PENDING".into())
+    );
+    assert_eq!(
+        server_text(&client, r#"SELECT title FROM "Post" WHERE id = 'p1'"#).await?,
+        Some("t".into())
+    );
+
+    // `setup` carries the edit into the new definition.
+    let path = db.dir().join("a.db");
+    let report = setup_again(&mut client, &path).await?;
+    assert_eq!(report.rebuilt, ["Post"]);
+    assert_eq!((report.kept_edits, report.lost_values), (1, 1));
+
+    let mut done = false;
+    for _ in 0..TRIES {
+        let report = run(&a).await?;
+        let title = server_text(&client, r#"SELECT title FROM "Post" WHERE id = 'p1'"#).await?;
+        let views: i32 = client
+            .query_one(r#"SELECT views FROM "Post" WHERE id = 'p1'"#, &[])
+            .await?
+            .get(0);
+        if title.as_deref() == Some("t-local") && report.errors.is_empty() {
+            // Only the changed column went: the server's views stayed.
+            assert_eq!(views, 5);
+            done = true;
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert!(done, "the rest of the edit never landed");
+    let (status, error) = entry(&a, "Post", r#"["p1"]"#).await?.unwrap_or_default();
+    assert_eq!(status, "FAILED");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("body") && error.contains("b-local"),
+        "{error}"
+    );
+    // The local row is the server's, with the server's views.
+    let posts = local_rows(&a, "Post").await?;
+    assert_eq!(posts.len(), 1);
+    assert!(
+        posts[0].contains(&Value::Text("t-local".into())),
+        "{posts:?}"
+    );
+    assert!(posts[0].contains(&Value::Int(5)), "{posts:?}");
+
+    // Seen and retried: synced, nothing else changes.
+    let retried = a
+        .with_replica(|r| r.retry_failed("Post", r#"["p1"]"#))
+        .await?;
+    assert!(retried);
+    let schema = a.schema();
+    for _ in 0..TRIES {
+        run(&a).await?;
+        if unsettled(&a).await?.is_empty()
+            && assert_converged(&client, &schema, &[&a]).await.is_ok()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    anyhow::bail!(
+        "never converged after the retry: {:?}",
+        unsettled(&a).await?
+    )
+}
+
+#[tokio::test]
+async fn a_dropped_table_fails_alone_and_setup_saves_its_edits_to_a_file() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema) = server(
+        &db,
+        &format!(r#"{BLOG} CREATE TABLE "Tag" (id int PRIMARY KEY, label text NOT NULL);"#),
+    )
+    .await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    converge(&client, &schema, &[&a]).await?;
+    local(
+        &a,
+        r#"INSERT INTO "Tag" (id, label) VALUES (7, 'offline tag')"#,
+    )
+    .await?;
+    local(
+        &a,
+        r#"UPDATE "User" SET name = 'kept going' WHERE id = 'u1'"#,
+    )
+    .await?;
+    client.batch_execute(r#"DROP TABLE "Tag""#).await?;
+
+    let report = run(&a).await?;
+    assert!(
+        report
+            .errors
+            .get("Tag")
+            .is_some_and(|e| e.contains("outpost setup")),
+        "{report:?}"
+    );
+    assert!(!report.errors.contains_key("User"), "{report:?}");
+    assert_eq!(
+        server_text(&client, r#"SELECT name FROM "User" WHERE id = 'u1'"#).await?,
+        Some("kept going".into())
+    );
+
+    let path = db.dir().join("a.db");
+    let report = setup_again(&mut client, &path).await?;
+    assert_eq!(report.dropped, ["Tag"]);
+    assert_eq!(report.saved_edits.len(), 1, "{report:?}");
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report.saved_edits[0])?)?;
+    assert_eq!(saved["table"], "Tag");
+    assert_eq!(saved["edits"][0]["row"]["label"], "offline tag", "{saved}");
+    assert_eq!(saved["edits"][0]["status"], "PENDING");
+
+    // The node syncs cleanly afterwards.
+    let report = run(&a).await?;
+    assert!(report.success, "{report:?}");
+    Ok(())
+}
