@@ -539,6 +539,9 @@ fn redact_pairs(raw: &str) -> String {
 pub struct Config {
     /// The server, if configured (`DATABASE_URL`).
     pub database_url: Option<DatabaseUrl>,
+    /// The gateway a node syncs through instead of the server
+    /// (`OUTPOST_GATEWAY_URL` and `OUTPOST_GATEWAY_TOKEN`; docs/gateway.md).
+    pub gateway: Option<GatewayTarget>,
     /// Keep a local replica (`ENABLE_LOCAL_DATABASE`).
     pub enable_local_database: bool,
     /// The replica file (`LOCAL_DATABASE_URL`).
@@ -555,6 +558,64 @@ pub struct Config {
     /// The application's Prisma schema (`PRISMA_SCHEMA`), when set; see
     /// [`Config::prisma_schema_file`] for the default.
     pub prisma_schema: Option<PathBuf>,
+}
+
+/// Where a node in gateway topology syncs: the gateway's base URL and the
+/// bearer token it presents. The token is a credential: its `Debug` form is
+/// `***`, and it is shown nowhere.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GatewayTarget {
+    /// `http://…` or `https://…`, without a trailing `/`.
+    pub url: String,
+    token: String,
+}
+
+impl GatewayTarget {
+    /// A target from a URL and a token (both checked).
+    pub fn new(url: &str, token: &str) -> Result<GatewayTarget, ConfigError> {
+        let parsed = url::Url::parse(url.trim())
+            .map_err(|e| invalid("OUTPOST_GATEWAY_URL", url, format!("not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+            return Err(invalid(
+                "OUTPOST_GATEWAY_URL",
+                url,
+                "expected http://host:port or https://host",
+            ));
+        }
+        if !parsed.username().is_empty() || parsed.password().is_some() {
+            return Err(invalid(
+                "OUTPOST_GATEWAY_URL",
+                "***",
+                "credentials go in OUTPOST_GATEWAY_TOKEN, not in the URL",
+            ));
+        }
+        let token = token.trim();
+        if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "OUTPOST_GATEWAY_TOKEN",
+                "***",
+                "expected a bearer token (no spaces)",
+            ));
+        }
+        Ok(GatewayTarget {
+            url: parsed.as_str().trim_end_matches('/').to_string(),
+            token: token.to_string(),
+        })
+    }
+
+    /// The token, for the `Authorization` header only.
+    pub fn expose_token(&self) -> &str {
+        &self.token
+    }
+}
+
+impl fmt::Debug for GatewayTarget {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayTarget")
+            .field("url", &self.url)
+            .field("token", &"***")
+            .finish()
+    }
 }
 
 /// The node's bounds on the server (module doc: `OUTPOST_*_TIMEOUT`,
@@ -736,6 +797,25 @@ impl Config {
             ),
             None => None,
         };
+        let gateway = match (get("OUTPOST_GATEWAY_URL"), get("OUTPOST_GATEWAY_TOKEN")) {
+            (Some(url), Some(token)) => Some(GatewayTarget::new(&url, &token)?),
+            (Some(_), None) => {
+                return Err(ConfigError::Missing {
+                    variable: "OUTPOST_GATEWAY_TOKEN".into(),
+                    why: "a node syncing through OUTPOST_GATEWAY_URL presents a token".into(),
+                });
+            }
+            (None, _) => None,
+        };
+        if gateway.is_some() && database_url.is_some() {
+            // Two ways to the same data would make "which one did this
+            // write go to" a question; a node has one.
+            return Err(invalid(
+                "OUTPOST_GATEWAY_URL",
+                &gateway.as_ref().map(|g| g.url.clone()).unwrap_or_default(),
+                "set either DATABASE_URL (direct) or OUTPOST_GATEWAY_URL (through a gateway), not both",
+            ));
+        }
         let flag = |k: &str, default: bool| match get(k) {
             Some(v) => parse_bool(k, &v),
             None => Ok(default),
@@ -778,6 +858,7 @@ impl Config {
         }
         Ok(Config {
             database_url,
+            gateway,
             enable_local_database: flag("ENABLE_LOCAL_DATABASE", true)?,
             local_database_path,
             sync_interval,
@@ -798,13 +879,18 @@ impl Config {
         }
     }
 
-    /// The server's connection string, or an error saying what needs it.
+    /// The server's connection string, or an error saying what needs it
+    /// (and, for a node in gateway topology, that it has none by design).
     pub fn require_database_url(&self, why: &str) -> Result<&DatabaseUrl, ConfigError> {
         self.database_url
             .as_ref()
             .ok_or_else(|| ConfigError::Missing {
                 variable: "DATABASE_URL".into(),
-                why: why.into(),
+                why: if self.gateway.is_some() {
+                    format!("{why}; this node syncs through OUTPOST_GATEWAY_URL and has no database connection (docs/gateway.md)")
+                } else {
+                    why.into()
+                },
             })
     }
 }
@@ -1136,5 +1222,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_gateway_node_has_a_url_and_a_token_and_no_database_url() {
+        let c = config(&[
+            ("OUTPOST_GATEWAY_URL", "https://gw.example.com/"),
+            ("OUTPOST_GATEWAY_TOKEN", "abc.def.ghi"),
+        ])
+        .expect("valid");
+        let g = c.gateway.as_ref().expect("a gateway");
+        assert_eq!(g.url, "https://gw.example.com");
+        assert_eq!(g.expose_token(), "abc.def.ghi");
+        assert!(
+            !format!("{c:?}").contains("abc.def.ghi"),
+            "the token is never shown"
+        );
+        let missing = c.require_database_url("remote mode").expect_err("no url");
+        assert!(
+            missing.to_string().contains("OUTPOST_GATEWAY_URL"),
+            "{missing}"
+        );
+
+        let both = config(&[
+            ("OUTPOST_GATEWAY_URL", "http://gw:4100"),
+            ("OUTPOST_GATEWAY_TOKEN", "t"),
+            ("DATABASE_URL", "postgres://u:secret@h/db"),
+        ])
+        .expect_err("both");
+        assert!(both.to_string().contains("not both"), "{both}");
+        let no_token = config(&[("OUTPOST_GATEWAY_URL", "http://gw:4100")]).expect_err("no token");
+        assert!(
+            no_token.to_string().contains("OUTPOST_GATEWAY_TOKEN"),
+            "{no_token}"
+        );
+        let creds = config(&[
+            ("OUTPOST_GATEWAY_URL", "http://u:secret@gw:4100"),
+            ("OUTPOST_GATEWAY_TOKEN", "t"),
+        ])
+        .expect_err("credentials in the URL");
+        assert!(!creds.to_string().contains("secret"), "{creds}");
+        assert!(
+            config(&[
+                ("OUTPOST_GATEWAY_URL", "ftp://gw"),
+                ("OUTPOST_GATEWAY_TOKEN", "t")
+            ])
+            .is_err()
+        );
+        assert!(
+            config(&[
+                ("OUTPOST_GATEWAY_URL", "http://gw"),
+                ("OUTPOST_GATEWAY_TOKEN", "a b")
+            ])
+            .is_err()
+        );
     }
 }

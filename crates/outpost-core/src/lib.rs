@@ -23,6 +23,7 @@ pub mod sqlite;
 pub mod sync;
 pub mod tracking;
 pub mod types;
+pub mod wire;
 
 pub use ids::{LocalSeq, NodeId, ReplicaState, RowStatus, Version};
 pub use schema::{Column, ForeignKey, Relation, RelationKind, Schema, Table};

@@ -119,7 +119,7 @@ impl Trigger {
 }
 
 /// A server row as a pull or a push conflict delivers it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ServerRow {
     /// The table.
     pub table: String,
@@ -142,7 +142,7 @@ pub struct ServerRow {
 }
 
 /// One batch of the change feed, read in one server snapshot.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PullBatch {
     /// Tables truncated on the server (apply before `rows`).
     pub truncated: Vec<String>,
@@ -165,7 +165,7 @@ pub struct PullBatch {
 }
 
 /// What the replica expects the server's version of a pushed row to be.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Expected {
     /// This exact version.
     Version(Version),
@@ -180,7 +180,7 @@ pub enum Expected {
 }
 
 /// A local change to push: the row's final state, coalesced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PushRow {
     /// The table.
     pub table: String,
@@ -203,7 +203,7 @@ pub struct PushRow {
 }
 
 /// What the server did with one pushed row.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PushOutcome {
     /// Written; the row's new version (for a delete of an absent row, its
     /// current version).

@@ -10,7 +10,7 @@ use outpost_core::schema::Schema;
 use outpost_core::sync::{Cursor, Direction, Trigger};
 use outpost_local::sync::{ModelStats, Policies, ReplicaState, Stats};
 use outpost_local::{LogEntry, Replica};
-use outpost_remote::connections::SyncConnection;
+use outpost_remote::connections::{SyncConnection, SyncLink};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -222,7 +222,7 @@ struct Inner {
     /// one: a notification-driven pull then costs no connection set-up
     /// (B5). Dropped after any failed run, so a broken connection is never
     /// reused. Its prepared pull statements are kept with it.
-    client: Mutex<Option<SyncConnection>>,
+    client: Mutex<Option<SyncLink>>,
 }
 
 /// What a run has done so far, carried through its phases.
@@ -466,7 +466,22 @@ impl Engine {
         tokio::task::block_in_place(move || locked(&self.inner.replica, f))
     }
 
-    async fn connect(&self) -> Result<SyncConnection, EngineError> {
+    /// The way to the server for a run: a gateway client when the node is
+    /// configured with one, else a direct connection.
+    async fn connect(&self) -> Result<SyncLink, EngineError> {
+        if let Some(target) = &self.inner.config.gateway {
+            let timeout = outpost_remote::CONNECT_TIMEOUT.min(self.timeouts().round_trip);
+            let t = self.timeouts();
+            return Ok(SyncLink::Gateway(
+                outpost_remote::gateway::GatewayConnection::new(target, timeout)?
+                    .with_limits(t.statement, t.lock),
+            ));
+        }
+        Ok(SyncLink::Direct(self.connect_direct().await?))
+    }
+
+    /// A direct connection to the server (verify needs one).
+    async fn connect_direct(&self) -> Result<SyncConnection, EngineError> {
         let url = self
             .inner
             .config

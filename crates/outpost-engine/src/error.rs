@@ -174,6 +174,13 @@ impl EngineError {
     /// "the server cannot be reached".
     pub fn public_message(&self) -> String {
         match self {
+            // The gateway's message says why (an expired token, a node id
+            // of another principal); it never holds the database's URL.
+            EngineError::Remote(RemoteError::Gateway { message, class, .. })
+                if *class != outpost_remote::ErrorClass::Unreachable =>
+            {
+                message.clone()
+            }
             EngineError::Remote(e) => match remote_kind(e) {
                 ErrorKind::Unreachable => "the server cannot be reached".into(),
                 ErrorKind::Auth => "the server refused the node's credentials".into(),
@@ -255,6 +262,12 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
             }
         }
         RemoteError::Db { .. } => e.cause().map_or(ErrorKind::Refused, cause_kind),
+        RemoteError::Gateway { class, .. } => match class {
+            outpost_remote::ErrorClass::Unreachable => ErrorKind::Unreachable,
+            outpost_remote::ErrorClass::Auth => ErrorKind::Auth,
+            outpost_remote::ErrorClass::Refused => ErrorKind::Refused,
+            outpost_remote::ErrorClass::Invalid => ErrorKind::Config,
+        },
         RemoteError::Value { .. } => ErrorKind::BadInput,
         RemoteError::UnsupportedType { .. }
         | RemoteError::NoPrimaryKey { .. }

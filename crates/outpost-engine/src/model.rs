@@ -273,6 +273,14 @@ impl ModelService {
     ) -> Result<Output, EngineError> {
         let plan = outpost_query::plan(&schema, &self.model, operation, &args)
             .map_err(|e| EngineError::Query(e.to_string()))?;
+        if self.node.inner.config.gateway.is_some() {
+            // No database session through a gateway: remote mode is refused
+            // by `remote_client`, everything else runs on the replica.
+            if self.node.mode() == Mode::Remote {
+                return self.run_remote(&schema, &plan, records).await;
+            }
+            return self.run_local(schema, plan, records).await;
+        }
         if !self.node.inner.config.enable_offline_mode
             && self.node.mode() == Mode::Auto
             && !self.node.is_online()

@@ -27,8 +27,8 @@ use std::time::Duration;
 use outpost_core::config::Config;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
-use outpost_remote::connections::Listener;
 use outpost_remote::connections::ModelSession;
+use outpost_remote::connections::{ChangeListener, Listener};
 use serde::Serialize;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -223,6 +223,23 @@ impl Outpost {
         let path = config.local_database_path.clone();
         let replica = match Replica::open(&path) {
             Ok(r) => r,
+            Err(outpost_local::LocalError::NotSetUp { .. }) if config.gateway.is_some() => {
+                // A new file in gateway topology: laid out from the schema
+                // the gateway syncs (it installed the tracking schema).
+                let target = config
+                    .gateway
+                    .as_ref()
+                    .ok_or_else(|| EngineError::Internal("the gateway target vanished".into()))?;
+                let gateway =
+                    outpost_remote::gateway::GatewayConnection::new(target, options.check_timeout)?;
+                let schema = gateway.schema().await?;
+                outpost_core::sqlite::check_schema(&schema).map_err(EngineError::Config)?;
+                let p = path.clone();
+                tokio::task::spawn_blocking(move || Replica::setup(&p, &schema))
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))??
+                    .0
+            }
             Err(outpost_local::LocalError::NotSetUp { .. }) => {
                 // A new file: lay it out from the server (which must answer).
                 let url = config
@@ -380,6 +397,10 @@ impl Outpost {
         match self.mode() {
             Mode::Local => true,
             Mode::Remote => false,
+            // Through a gateway there is no database session for requests:
+            // auto mode works on the replica and pushes each write as soon
+            // as the watch sees it (docs/gateway.md).
+            Mode::Auto if self.inner.config.gateway.is_some() => true,
             Mode::Auto => !self.is_online() && self.inner.config.enable_offline_mode,
         }
     }
@@ -558,6 +579,13 @@ impl Outpost {
     pub(crate) async fn remote_client(
         &self,
     ) -> Result<tokio::sync::MutexGuard<'_, Option<ModelSession>>, EngineError> {
+        if self.inner.config.gateway.is_some() {
+            return Err(EngineError::Config(
+                "remote mode is not available through a gateway yet: a node in gateway topology \
+                 has no database session; use auto or local mode (docs/gateway.md)"
+                    .into(),
+            ));
+        }
         let mut guard = self.inner.remote.lock().await;
         if guard.as_ref().is_none_or(|c| !c.is_open()) {
             *guard = None;
@@ -627,6 +655,30 @@ async fn reserve_ids(node: &Outpost) -> Result<(), EngineError> {
         return Ok(());
     }
     let block = node.inner.options.id_block;
+    if let Some(target) = &node.inner.config.gateway {
+        let gateway = outpost_remote::gateway::GatewayConnection::new(
+            target,
+            node.inner.options.check_timeout,
+        )?;
+        for (table, column) in wanted {
+            let (t, c) = (table.clone(), column.clone());
+            let left = node
+                .inner
+                .engine
+                .with_replica(move |r| r.ids_left(&t, &c))
+                .await?;
+            if left >= block / 2 {
+                continue;
+            }
+            if let Some(runs) = gateway.reserve_ids(&table, &column, block - left).await? {
+                node.inner
+                    .engine
+                    .with_replica(move |r| r.add_ids(&table, &column, &runs))
+                    .await?;
+            }
+        }
+        return Ok(());
+    }
     let guard = node.remote_client().await?;
     let Some(session) = guard.as_ref() else {
         return Ok(());
@@ -818,17 +870,28 @@ async fn watch_local(node: Outpost, every: Duration) {
 }
 
 /// Opens the LISTEN connection (the monitor's probe, too).
-async fn listen(node: &Outpost) -> Result<Listener, EngineError> {
+async fn listen(node: &Outpost) -> Result<ChangeListener, EngineError> {
+    if let Some(target) = &node.inner.config.gateway {
+        return Ok(ChangeListener::Gateway(
+            outpost_remote::gateway::GatewayListener::open(
+                target,
+                node.inner.options.check_timeout,
+            )
+            .await?,
+        ));
+    }
     let url = node
         .inner
         .config
         .require_database_url("the monitor needs the server")
         .map_err(|e| EngineError::Config(e.to_string()))?;
-    Ok(Listener::open(url, node.inner.options.check_timeout).await?)
+    Ok(ChangeListener::Direct(
+        Listener::open(url, node.inner.options.check_timeout).await?,
+    ))
 }
 
 /// The online loop: returns when the server stops answering or on shutdown.
-async fn online(node: &Outpost, mut listener: Listener) {
+async fn online(node: &Outpost, mut listener: ChangeListener) {
     let options = node.inner.options.clone();
     let cancel = node.inner.cancel.clone();
     let mut check = tokio::time::interval(options.check_interval);

@@ -381,6 +381,212 @@ impl ModelSession {
     }
 }
 
+/// The engine's way to the server: a direct connection, or a gateway
+/// (docs/gateway.md). The same operations on either; the engine runs on
+/// this and never names which.
+pub enum SyncLink {
+    /// A PostgreSQL connection (`DATABASE_URL`).
+    Direct(SyncConnection),
+    /// An `outpost gateway` (`OUTPOST_GATEWAY_URL`).
+    Gateway(crate::gateway::GatewayConnection),
+}
+
+impl SyncLink {
+    /// Whether the link can be used again (a gateway client always can:
+    /// it reconnects per request).
+    pub fn is_open(&self) -> bool {
+        match self {
+            SyncLink::Direct(c) => c.is_open(),
+            SyncLink::Gateway(_) => true,
+        }
+    }
+
+    /// Tracking version and retention mark.
+    pub async fn probe(&self) -> Result<(Option<i32>, Option<Cursor>), RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.probe().await,
+            SyncLink::Gateway(g) => g.probe().await,
+        }
+    }
+
+    /// The tracking schema's version.
+    pub async fn installed_version(&self) -> Result<Option<i32>, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.installed_version().await,
+            SyncLink::Gateway(g) => g.installed_version().await,
+        }
+    }
+
+    /// Registers the node.
+    pub async fn register_node(&self, node: Uuid, name: &str) -> Result<i64, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.register_node(node, name).await,
+            SyncLink::Gateway(g) => g.register_node(node, name).await,
+        }
+    }
+
+    /// Claims the file's incarnation.
+    pub async fn claim_incarnation(
+        &self,
+        node: Uuid,
+        current: Uuid,
+        known: &[Uuid],
+    ) -> Result<Claim, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.claim_incarnation(node, current, known).await,
+            SyncLink::Gateway(g) => g.claim_incarnation(node, current, known).await,
+        }
+    }
+
+    /// Whether a node at `cursor` can still pull.
+    pub async fn feed_position(&self, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.feed_position(cursor).await,
+            SyncLink::Gateway(g) => g.feed_position(cursor).await,
+        }
+    }
+
+    /// Records the node's cursor.
+    pub async fn record_cursor(&self, node: Uuid, cursor: Cursor) -> Result<(), RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.record_cursor(node, cursor).await,
+            SyncLink::Gateway(g) => g.record_cursor(node, cursor).await,
+        }
+    }
+
+    /// How long the oldest open transaction holds the horizon.
+    pub async fn horizon_age(&self) -> Result<Option<Duration>, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.horizon_age().await,
+            SyncLink::Gateway(g) => g.horizon_age().await,
+        }
+    }
+
+    /// Prunes the change log.
+    pub async fn prune(&mut self, retention: Duration) -> Result<u64, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.prune(retention).await,
+            SyncLink::Gateway(g) => g.prune(retention).await,
+        }
+    }
+
+    /// Pushes a batch.
+    pub async fn push(
+        &mut self,
+        schema: &Schema,
+        node: Uuid,
+        cursor: Cursor,
+        rows: &[PushRow],
+        limits: (Duration, Duration),
+    ) -> Result<Vec<PushOutcome>, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.push(schema, node, cursor, rows, limits).await,
+            SyncLink::Gateway(g) => g.push(schema, node, cursor, rows, limits).await,
+        }
+    }
+
+    /// Pulls a batch.
+    pub async fn pull(
+        &mut self,
+        schema: &Schema,
+        cursor: Cursor,
+        limit: i64,
+        tables: Option<&[String]>,
+    ) -> Result<PullBatch, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => c.pull(schema, cursor, limit, tables).await,
+            SyncLink::Gateway(g) => g.pull(schema, cursor, limit, tables).await,
+        }
+    }
+
+    /// Starts a bootstrap: one snapshot for every table (direct), or one
+    /// per table, each with its own cursor (a gateway, which keeps no
+    /// state between requests; docs/protocol.md "Bootstrap over HTTP").
+    pub async fn bootstrap(&mut self) -> Result<BootstrapSource<'_>, RemoteError> {
+        match self {
+            SyncLink::Direct(c) => Ok(BootstrapSource::Direct(c.bootstrap().await?)),
+            SyncLink::Gateway(g) => Ok(BootstrapSource::Gateway(g)),
+        }
+    }
+}
+
+/// Where a bootstrap copies tables from (see [`SyncLink::bootstrap`]).
+pub enum BootstrapSource<'a> {
+    /// One snapshot of the server.
+    Direct(crate::feed::Bootstrap<'a>),
+    /// A gateway: a snapshot per table.
+    Gateway(&'a crate::gateway::GatewayConnection),
+}
+
+impl<'a> BootstrapSource<'a> {
+    /// One table's copy: the cursor its snapshot covers, its row count, and
+    /// its rows in key order.
+    pub async fn table(
+        &'a self,
+        schema: &Schema,
+        table: &'a outpost_core::schema::Table,
+    ) -> Result<(Cursor, i64, crate::gateway::RowStream<'a>), RemoteError> {
+        match self {
+            BootstrapSource::Direct(b) => {
+                let count = b.count(table).await?;
+                let rows = b.rows(&schema.pg_schema, table).await?;
+                Ok((b.cursor, count, Box::pin(rows)))
+            }
+            BootstrapSource::Gateway(g) => g.copy_table(schema, table).await,
+        }
+    }
+
+    /// Ends the bootstrap (the direct snapshot's transaction).
+    pub async fn finish(self) -> Result<(), RemoteError> {
+        match self {
+            BootstrapSource::Direct(b) => b.finish().await,
+            BootstrapSource::Gateway(_) => Ok(()),
+        }
+    }
+}
+
+/// The monitor's notification stream and probe, on either topology.
+pub enum ChangeListener {
+    /// `LISTEN outpost_changes` on the server.
+    Direct(Listener),
+    /// A gateway's `GET /v1/changes`.
+    Gateway(crate::gateway::GatewayListener),
+}
+
+impl ChangeListener {
+    /// The next notification; `None` when the stream ended.
+    pub async fn notified(&mut self) -> Option<()> {
+        match self {
+            ChangeListener::Direct(l) => l.notified().await,
+            ChangeListener::Gateway(l) => l.notified().await,
+        }
+    }
+
+    /// Drops the notifications that arrived meanwhile.
+    pub fn drain(&mut self) {
+        match self {
+            ChangeListener::Direct(l) => l.drain(),
+            ChangeListener::Gateway(l) => l.drain(),
+        }
+    }
+
+    /// Whether the server (or gateway) answers within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        match self {
+            ChangeListener::Direct(l) => l.probe(timeout).await,
+            ChangeListener::Gateway(l) => l.probe(timeout).await,
+        }
+    }
+
+    /// Whether the stream is still open.
+    pub fn is_open(&self) -> bool {
+        match self {
+            ChangeListener::Direct(l) => l.is_open(),
+            ChangeListener::Gateway(l) => l.is_open(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -141,6 +141,25 @@ pub enum RemoteError {
     /// not found…).
     #[error(transparent)]
     Query(#[from] outpost_query::QueryError),
+    /// A gateway (`outpost gateway`, docs/gateway.md) answered a request
+    /// with an error: its own (a refused token, a node id of another
+    /// principal) or the database's behind it, with the class the gateway
+    /// read from it.
+    #[error("{action}: the gateway at {gateway} answered {status}: {message}")]
+    Gateway {
+        /// What was being done.
+        action: String,
+        /// The gateway's base URL.
+        gateway: String,
+        /// The HTTP status.
+        status: u16,
+        /// The error's code (`token_expired`, `unreachable`, …).
+        code: String,
+        /// The gateway's message.
+        message: String,
+        /// Its class, as the gateway read it.
+        class: ErrorClass,
+    },
 
     /// A table's definition on the server no longer matches the replica's
     /// schema snapshot (a column dropped, renamed or retyped, the table
@@ -211,6 +230,7 @@ impl RemoteError {
             | RemoteError::NewerTrackingSchema(_)
             | RemoteError::TrackingCorrupt { .. }
             | RemoteError::Query(_) => ErrorClass::Invalid,
+            RemoteError::Gateway { class, .. } => *class,
             RemoteError::TableChanged { .. } => ErrorClass::Refused,
         }
     }
@@ -283,6 +303,15 @@ impl RemoteError {
             self,
             RemoteError::Unreachable { .. } | RemoteError::LoginRefused { .. }
         ) || self.is_unreachable()
+            // A gateway that refuses the token is, for the node, a server
+            // it cannot log in to: it works offline and says why.
+            || matches!(
+                self,
+                RemoteError::Gateway {
+                    class: ErrorClass::Auth,
+                    ..
+                }
+            )
     }
 }
 

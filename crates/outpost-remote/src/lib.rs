@@ -44,6 +44,7 @@ pub mod connect;
 pub mod connections;
 pub mod error;
 pub mod feed;
+pub mod gateway;
 pub mod introspect;
 pub mod query;
 pub mod session;

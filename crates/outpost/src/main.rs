@@ -22,6 +22,7 @@
 
 mod commands;
 mod demo;
+mod gateway;
 mod generate;
 mod settings;
 
@@ -101,6 +102,20 @@ enum Command {
         host: std::net::IpAddr,
         /// Port to bind.
         #[arg(long, default_value_t = 3000)]
+        port: u16,
+    },
+    /// Serve the sync protocol over HTTP next to PostgreSQL (DATABASE_URL)
+    /// to nodes that hold only a token (OUTPOST_GATEWAY_SECRET verifies
+    /// them); `gateway token create` makes one. See docs/gateway.md.
+    #[command(args_conflicts_with_subcommands = true)]
+    Gateway {
+        #[command(subcommand)]
+        action: Option<gateway::GatewayAction>,
+        /// Address to bind.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: std::net::IpAddr,
+        /// Port to bind.
+        #[arg(long, default_value_t = 4100)]
         port: u16,
     },
     /// Try outpost in one command: without DATABASE_URL, starts a throwaway
@@ -224,6 +239,10 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Gateway { action, host, port } = cli.command {
+        let lookup = settings::lookup(&cli.config)?;
+        return gateway::run(lookup, action, host, port).await;
+    }
     let config = settings::load(&cli.config)?;
     match cli.command {
         Command::Setup {
@@ -246,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Log { model, limit } => commands::log(&config, model, limit, cli.json).await,
         Command::Serve { host, port } => commands::serve(&config, host, port).await,
         Command::Demo { host, port } => demo::demo(config, host, port).await,
+        Command::Gateway { .. } => Ok(()),
         Command::Generate {
             target: GenerateTarget::Typescript { out },
         } => generate_typescript(&config, out.as_deref()),
@@ -296,6 +316,14 @@ pub(crate) fn write_stdout(text: &str) {
     }
 }
 
+/// Where `setup` reads the schema from.
+enum Topology {
+    /// The server itself (and it installs tracking there).
+    Direct(Client),
+    /// A gateway, which served this schema and installed tracking.
+    Gateway(Schema),
+}
+
 /// Connects to the server with a bounded wait.
 async fn connect(config: &Config) -> anyhow::Result<Client> {
     let url = config.require_database_url("the command needs the PostgreSQL server")?;
@@ -315,7 +343,29 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
         bail!("ENABLE_LOCAL_DATABASE is false: there is no local replica to set up");
     }
     let path = &config.local_database_path;
-    let mut client = match connect(config).await {
+    // Through a gateway: the schema it serves (it installed tracking
+    // itself); `--skip-server-install` changes nothing there.
+    let from_gateway = match &config.gateway {
+        Some(target) => Some(
+            async {
+                let gw = outpost_remote::gateway::GatewayConnection::new(
+                    target,
+                    outpost_remote::CONNECT_TIMEOUT,
+                )?;
+                let schema = gw.schema().await?;
+                outpost_core::sqlite::check_schema(&schema).map_err(anyhow::Error::msg)?;
+                anyhow::Ok(schema)
+            }
+            .await,
+        ),
+        None => None,
+    };
+    let connected = match from_gateway {
+        Some(Ok(schema)) => Ok(Topology::Gateway(schema)),
+        Some(Err(e)) => Err(e),
+        None => connect(config).await.map(Topology::Direct),
+    };
+    let mut client = match connected {
         Ok(c) => c,
         Err(e) => {
             // Offline: a replica that was set up before still opens.
@@ -324,7 +374,10 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             // the error itself.
             let unreachable = e
                 .downcast_ref::<outpost_remote::RemoteError>()
-                .is_some_and(|r| matches!(r, outpost_remote::RemoteError::Unreachable { .. }));
+                .is_some_and(|r| {
+                    matches!(r, outpost_remote::RemoteError::Unreachable { .. })
+                        || matches!(r, outpost_remote::RemoteError::Gateway { .. } if r.is_transient())
+                });
             if !unreachable {
                 return Err(e);
             }
@@ -352,15 +405,19 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
             return Ok(());
         }
     };
-    let schema = introspect(&client, config).await?;
+    let schema = match &client {
+        Topology::Direct(c) => introspect(c, config).await?,
+        Topology::Gateway(s) => s.clone(),
+    };
     // The application's Prisma schema must fit the synced tables before
     // anything is installed; what does not stop the node is reported.
     let prisma =
         outpost_engine::check_prisma_schema(config, &schema).map_err(anyhow::Error::msg)?;
-    let server = if skip_server_install {
-        None
-    } else {
-        Some(outpost_remote::install(&mut client, &schema).await?)
+    let server = match &mut client {
+        Topology::Direct(c) if !skip_server_install => {
+            Some(outpost_remote::install(c, &schema).await?)
+        }
+        _ => None,
     };
     let (replica, report) = Replica::setup(path, &schema)?;
     let tables: Vec<&str> = schema.tables.iter().map(|t| t.name.as_str()).collect();
@@ -491,6 +548,12 @@ fn show_config(config: &Config, json_mode: bool) {
         "OUTPOST_CHECK_TIMEOUT": ms(config.timeouts.check_timeout),
         "PRISMA_SCHEMA": config.prisma_schema,
     });
+    // Shown only for a node in gateway topology; the token never.
+    let mut value = value;
+    if let (Some(g), Some(o)) = (&config.gateway, value.as_object_mut()) {
+        o.insert("OUTPOST_GATEWAY_URL".into(), json!(g.url));
+        o.insert("OUTPOST_GATEWAY_TOKEN".into(), json!("***"));
+    }
     print(json_mode, value.clone(), || {
         value
             .as_object()

@@ -110,6 +110,14 @@ fn read_env_file(path: &Path) -> anyhow::Result<HashMap<String, String>> {
 
 /// Builds the validated configuration from the layers.
 pub fn load(flags: &ConfigFlags) -> anyhow::Result<Config> {
+    let lookup = lookup(flags)?;
+    Ok(Config::from_lookup(lookup)?)
+}
+
+/// The layers as one variable lookup (flags < environment < `.env`
+/// precedence as in [`load`]), for settings beyond [`Config`]'s (the
+/// gateway's).
+pub fn lookup(flags: &ConfigFlags) -> anyhow::Result<impl Fn(&str) -> Option<String>> {
     let dotenv = match &flags.env_file {
         Some(p) => read_env_file(p)?,
         None if Path::new(".env").exists() => read_env_file(Path::new(".env"))?,
@@ -126,12 +134,11 @@ pub fn load(flags: &ConfigFlags) -> anyhow::Result<Config> {
         }
         .into());
     }
-    let config = Config::from_lookup(|key| {
+    Ok(move |key: &str| {
         overrides
             .get(key)
             .cloned()
             .or_else(|| std::env::var(key).ok())
             .or_else(|| dotenv.get(key).cloned())
-    })?;
-    Ok(config)
+    })
 }

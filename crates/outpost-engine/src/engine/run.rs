@@ -11,7 +11,7 @@ use futures_util::StreamExt as _;
 use outpost_core::sync::{Cursor, PushOutcome, PushRow, Trigger, refused_parent};
 use outpost_core::types::Value;
 use outpost_local::sync::{ReplicaState, Stats};
-use outpost_remote::connections::SyncConnection;
+use outpost_remote::connections::SyncLink;
 use outpost_remote::feed;
 
 use super::{
@@ -45,7 +45,7 @@ impl Engine {
             .lock()
             .ok()
             .and_then(|mut c| c.take())
-            .filter(SyncConnection::is_open);
+            .filter(SyncLink::is_open);
         // A kept connection is checked (alive, tracking schema there,
         // retention mark) in one round trip; anything unexpected and a new
         // connection checks step by step, saying what is wrong.
@@ -112,7 +112,7 @@ impl Engine {
     /// already.
     async fn run_on(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         pruned_through: Option<Option<Cursor>>,
         identity: &mut Identity,
         options: &SyncOptions,
@@ -196,7 +196,7 @@ impl Engine {
     /// restored backup, a copy running elsewhere) becomes a new node and
     /// claims again under its new id; its pending edits stay queued and are
     /// compared with the server's rows like any other writer's.
-    async fn claim_identity(&self, conn: &SyncConnection, rotate: bool) -> Result<(), EngineError> {
+    async fn claim_identity(&self, conn: &SyncLink, rotate: bool) -> Result<(), EngineError> {
         let known = if rotate {
             self.with_replica(|r| r.rotate_incarnation()).await?
         } else {
@@ -262,7 +262,7 @@ impl Engine {
 
     async fn bootstrap(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         options: &SyncOptions,
         resuming: bool,
         rebootstrap_tables: &[String],
@@ -313,13 +313,12 @@ impl Engine {
             let snapshot = self
                 .bounded("starting the bootstrap snapshot", conn.bootstrap())
                 .await?;
-            let started_copy = async {
-                let total = snapshot.count(table).await?;
-                let stream = snapshot.rows(&schema.pg_schema, table).await?;
-                Ok::<_, outpost_remote::error::RemoteError>((total, stream))
-            };
-            let started_copy = self.bounded("starting a table's copy", started_copy).await;
-            let (total, stream) = match started_copy {
+            // The table's snapshot cursor: the table is recorded as copied
+            // from it (the replica's cursor becomes the oldest).
+            let started_copy = self
+                .bounded("starting a table's copy", snapshot.table(&schema, table))
+                .await;
+            let (table_cursor, total, stream) = match started_copy {
                 Ok(started) => started,
                 Err(EngineError::Remote(e)) if e.is_schema_drift() => {
                     let e = e.in_table(&table.name);
@@ -384,7 +383,7 @@ impl Engine {
                 }
             }
             copied += chunk.len() as u64;
-            let _ = tx.send((chunk, Some(snapshot.cursor))).await;
+            let _ = tx.send((chunk, Some(table_cursor))).await;
             drop(tx);
             writer.await.map_err(|e| {
                 EngineError::Internal(format!("the bootstrap writer failed: {e}"))
@@ -418,7 +417,7 @@ impl Engine {
 
     async fn push(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         identity: &mut Identity,
         options: &SyncOptions,
         run: &mut RunState,
@@ -584,7 +583,7 @@ impl Engine {
     /// goes on without it (docs/protocol.md, "Schema changes").
     async fn pull_around_changes(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         options: &SyncOptions,
         run: &mut RunState,
     ) -> Result<Pulled, EngineError> {
@@ -637,7 +636,7 @@ impl Engine {
 
     async fn pull(
         &self,
-        conn: &mut SyncConnection,
+        conn: &mut SyncLink,
         options: &SyncOptions,
         stats: &mut Stats,
         tables: Option<Vec<String>>,

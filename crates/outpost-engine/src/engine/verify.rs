@@ -181,7 +181,7 @@ impl Engine {
             .collect();
         // No sync may change the replica between its read and the server's.
         let _running = self.inner.running.lock().await;
-        let mut conn = self.connect().await?;
+        let mut conn = self.connect_direct().await?;
         let snapshot = self
             .bounded("starting the verification snapshot", conn.verify_snapshot())
             .await?;
@@ -369,7 +369,10 @@ impl Engine {
         self.check_model(model)?;
         // Not while the server is away: the replica would stay
         // BOOTSTRAPPING (and its local writes unpushed) until it answers.
-        drop(self.connect().await?);
+        let link = self.connect().await?;
+        // A gateway client connects per request: ask it once.
+        self.bounded("probing the server", link.probe()).await?;
+        drop(link);
         let _running = self.inner.running.lock().await;
         let m = model.to_string();
         self.with_replica(move |r| r.resync_begin(&m)).await?;

@@ -41,11 +41,50 @@ pub fn config(db: &TestDb, path: &Path) -> anyhow::Result<Config> {
     })?)
 }
 
-/// A node with its own replica file `<name>.db` in the test's directory.
+/// A node with its own replica file `<name>.db` in the test's directory,
+/// connected to the server directly, or through a gateway when
+/// `OUTPOST_TEST_TOPOLOGY=gateway` (one gateway per test database, on a
+/// runtime of its own: the same tests then run in both topologies;
+/// docs/gateway.md).
 pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> {
     let path = db.dir().join(format!("{name}.db"));
     let (replica, _) = Replica::setup(&path, schema)?;
+    if std::env::var("OUTPOST_TEST_TOPOLOGY").as_deref() == Ok("gateway") {
+        let url = gateway_for(db)?;
+        let token = gateway_support::token(name, std::time::Duration::from_secs(3600))?;
+        return Ok(Engine::new(
+            replica,
+            gateway_support::config(&url, &token, &path)?,
+        ));
+    }
     Ok(Engine::new(replica, config(db, &path)?))
+}
+
+#[path = "../../../outpost-gateway/tests/support/mod.rs"]
+pub mod gateway_support;
+
+/// The gateway serving `db` (started on first use, kept for the rest of
+/// the test process).
+fn gateway_for(db: &TestDb) -> anyhow::Result<String> {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static GATEWAYS: OnceLock<Mutex<HashMap<String, gateway_support::GatewayProcess>>> =
+        OnceLock::new();
+    let map = GATEWAYS.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = map
+        .lock()
+        .map_err(|_| anyhow::anyhow!("the gateway map was poisoned"))?;
+    if let Some(g) = map.get(&db.name) {
+        return Ok(g.url());
+    }
+    // Tests set short retention windows to exercise pruning: the gateway's
+    // floor (7 days by default) would keep their changes.
+    let g =
+        gateway_support::GatewayProcess::start(db, 0, &[("OUTPOST_GATEWAY_MIN_RETENTION", "1")])?;
+    let url = g.url();
+    eprintln!("{}: nodes sync through the gateway at {url}", db.name);
+    map.insert(db.name.clone(), g);
+    Ok(url)
 }
 
 /// The blog schema with one user, `u1`, and a node `a` synced to it: the

@@ -16,6 +16,11 @@ pub const VARS: &[&str] = &[
     "OUTPOST_SCHEMA",
     "OUTPOST_TABLES",
     "OUTPOST_EXCLUDE_TABLES",
+    "OUTPOST_GATEWAY_URL",
+    "OUTPOST_GATEWAY_TOKEN",
+    "OUTPOST_GATEWAY_SECRET",
+    "OUTPOST_GATEWAY_AUDIENCE",
+    "OUTPOST_GATEWAY_POOL",
 ];
 
 /// Runs the binary in `dir` with a clean outpost environment plus `env`.

@@ -1,0 +1,131 @@
+//! [`GatewayError`]: what a request to the gateway can fail with, and its
+//! answer: a status and `{"error": {"code", "message", "class"}}`, the
+//! body the node's client (`outpost_remote::gateway`) reads back into a
+//! `RemoteError` of the same class.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use outpost_remote::gateway::body::{ErrorBody, ErrorDetail};
+use outpost_remote::gateway::class_name;
+use outpost_remote::{ErrorClass, RemoteError};
+
+/// An error of a gateway request.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// No token, or one the gateway does not accept (bad signature,
+    /// expired, wrong audience, malformed): 401.
+    #[error("{message}")]
+    Unauthorized {
+        /// `token_missing`, `token_expired`, `bad_signature`, …
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The token is valid but does not allow this request (a node id bound
+    /// to another principal): 403.
+    #[error("{message}")]
+    Forbidden {
+        /// `node_of_another_principal`.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The request is malformed (400) or names what does not exist (404).
+    #[error("{message}")]
+    BadRequest {
+        /// The status (400, 404, 409).
+        status: StatusCode,
+        /// `bad_request`, `unknown_table`, `schema_mismatch`, …
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
+    /// The database behind the gateway failed; its class is passed on.
+    #[error("{message}")]
+    Database {
+        /// The error's class.
+        class: ErrorClass,
+        /// The message, scrubbed of the database's address and password.
+        message: String,
+    },
+}
+
+impl GatewayError {
+    /// The answer for a database error, with a message that names neither
+    /// the database's address nor its password (`scrub` redacts the URL
+    /// wherever it appears; a connection failure is said in words only,
+    /// the details go to the gateway's log).
+    pub fn database(e: &RemoteError, scrub: impl Fn(&str) -> String) -> GatewayError {
+        let class = e.class();
+        let message = match class {
+            ErrorClass::Unreachable | ErrorClass::Auth => {
+                tracing::warn!(error = %scrub(&e.to_string()), "the database cannot be used");
+                "the database behind the gateway cannot be reached".to_string()
+            }
+            _ => scrub(&e.to_string()),
+        };
+        // The gateway's own login failing is the gateway's problem, not
+        // the node's token: the node sees the database as unreachable.
+        let class = if class == ErrorClass::Auth {
+            ErrorClass::Unreachable
+        } else {
+            class
+        };
+        GatewayError::Database { class, message }
+    }
+
+    fn parts(&self) -> (StatusCode, &str, ErrorClass) {
+        match self {
+            GatewayError::Unauthorized { code, .. } => {
+                (StatusCode::UNAUTHORIZED, code, ErrorClass::Auth)
+            }
+            GatewayError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code, ErrorClass::Auth),
+            GatewayError::BadRequest { status, code, .. } => (*status, code, ErrorClass::Invalid),
+            GatewayError::Database { class, .. } => match class {
+                ErrorClass::Unreachable | ErrorClass::Auth => {
+                    (StatusCode::SERVICE_UNAVAILABLE, "unreachable", *class)
+                }
+                ErrorClass::Refused => (StatusCode::UNPROCESSABLE_ENTITY, "refused", *class),
+                ErrorClass::Invalid => (StatusCode::INTERNAL_SERVER_ERROR, "invalid", *class),
+            },
+        }
+    }
+
+    /// The error body.
+    pub fn body(&self) -> ErrorBody {
+        let (_, code, class) = self.parts();
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message: self.to_string(),
+                class: class_name(class).to_string(),
+            },
+        }
+    }
+
+    /// A failure of the gateway itself (500).
+    pub fn internal(message: impl Into<String>) -> GatewayError {
+        GatewayError::BadRequest {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: message.into(),
+        }
+    }
+
+    /// A bad request (400).
+    pub fn bad(code: &'static str, message: impl Into<String>) -> GatewayError {
+        GatewayError::BadRequest {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for GatewayError {
+    fn into_response(self) -> Response {
+        let (status, _, _) = self.parts();
+        (status, Json(self.body())).into_response()
+    }
+}

@@ -1,0 +1,335 @@
+//! # outpost-gateway
+//!
+//! `outpost gateway`: a process next to PostgreSQL (it holds
+//! `DATABASE_URL`) that serves the sync protocol over HTTP to nodes that
+//! hold only a bearer token (docs/gateway.md; the protocol's HTTP form is
+//! in docs/protocol.md, "Over HTTP").
+//!
+//! * [`Gateway::start`]: checks the database, installs or upgrades the
+//!   tracking schema for the tables it syncs, starts the one `LISTEN`
+//!   connection that feeds every node's change stream, and sizes the
+//!   connection [`pool`];
+//! * [`router`]: the `/v1/…` endpoints, each verifying the token
+//!   ([`auth`]) and answering errors as [`GatewayError`];
+//! * [`serve`]: the router on a socket, through `outpost_http::server`'s
+//!   loop (bounded header reads, TCP keepalive, graceful shutdown).
+//!
+//! The gateway keeps nothing between requests that is not in PostgreSQL
+//! (which node belongs to which principal is `outpost.gateway_nodes`), so
+//! several gateways serve one database and a node may use any of them.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let options = outpost_gateway::Options::from_lookup(|k| std::env::var(k).ok())?;
+//! let gateway = outpost_gateway::Gateway::start(options).await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4100").await?;
+//! outpost_gateway::serve(listener, gateway, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+pub mod auth;
+pub mod error;
+pub mod pool;
+mod routes;
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use outpost_core::config::{Config, DatabaseUrl, TableSelection};
+use outpost_core::schema::Schema;
+use outpost_remote::RemoteError;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+pub use error::GatewayError;
+pub use routes::router;
+
+use crate::auth::Keys;
+use crate::pool::Pool;
+
+/// Default number of PostgreSQL connections a gateway opens at most.
+pub const DEFAULT_POOL_SIZE: usize = 10;
+
+/// The default of the shortest changelog retention window a node may ask
+/// a gateway for (the engine's default window; `OUTPOST_GATEWAY_MIN_RETENTION`
+/// sets another): changes older than the window are deleted whatever the
+/// nodes' cursors.
+pub const MIN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// Largest request body (a push of 5,000 wide rows is a few MB of JSON).
+pub const MAX_BODY: usize = 64 * 1024 * 1024;
+
+/// The gateway's settings: the database and tables (as for a node, from
+/// `DATABASE_URL`, `OUTPOST_SCHEMA`, `OUTPOST_TABLES`,
+/// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token key
+/// (`OUTPOST_GATEWAY_SECRET`), the audience tokens must name
+/// (`OUTPOST_GATEWAY_AUDIENCE`, optional), the pool's size
+/// (`OUTPOST_GATEWAY_POOL`) and the shortest retention window
+/// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The database.
+    pub database_url: DatabaseUrl,
+    /// The tables served.
+    pub tables: TableSelection,
+    /// Statement, lock and idle-in-transaction limits of its sessions.
+    pub timeouts: outpost_core::config::Timeouts,
+    /// Token verification.
+    pub keys: Keys,
+    /// PostgreSQL connections at most.
+    pub pool_size: usize,
+    /// The shortest retention window a prune runs with.
+    pub min_retention: Duration,
+}
+
+impl Options {
+    /// The settings from a variable lookup (environment, `.env`, flags).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Options, String> {
+        let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+        let config = Config::from_lookup(get).map_err(|e| e.to_string())?;
+        let database_url = config
+            .require_database_url("the gateway serves the PostgreSQL database it names")
+            .map_err(|e| e.to_string())?
+            .clone();
+        let secret = get("OUTPOST_GATEWAY_SECRET").ok_or_else(|| {
+            "OUTPOST_GATEWAY_SECRET is not set: the gateway verifies tokens with it (docs/gateway.md)"
+                .to_string()
+        })?;
+        let audience = get("OUTPOST_GATEWAY_AUDIENCE");
+        let keys = Keys::hs256(&secret, audience.as_deref())?;
+        let pool_size = match get("OUTPOST_GATEWAY_POOL") {
+            Some(v) => v
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=1000).contains(n))
+                .ok_or_else(|| {
+                    format!("OUTPOST_GATEWAY_POOL={v:?} is invalid: expected 1 to 1000 connections")
+                })?,
+            None => DEFAULT_POOL_SIZE,
+        };
+        let min_retention = match get("OUTPOST_GATEWAY_MIN_RETENTION") {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 1)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    format!("OUTPOST_GATEWAY_MIN_RETENTION={v:?} is invalid: expected a whole number of milliseconds")
+                })?,
+            None => MIN_RETENTION,
+        };
+        Ok(Options {
+            min_retention,
+            database_url,
+            tables: config.tables,
+            timeouts: config.timeouts,
+            keys,
+            pool_size,
+        })
+    }
+}
+
+/// The schema the gateway serves, with its hash (what nodes name in every
+/// pull and push, so a node laid out from another schema is refused
+/// instead of reading columns in the wrong order).
+#[derive(Debug, Clone)]
+pub(crate) struct Served {
+    pub schema: Arc<Schema>,
+    pub hash: String,
+}
+
+pub(crate) struct Inner {
+    pub options: Options,
+    pub pool: Pool,
+    pub served: RwLock<Served>,
+    /// One message per notification of the `LISTEN` connection.
+    pub changes: broadcast::Sender<()>,
+    pub cancel: CancellationToken,
+}
+
+/// A running gateway. Cheap to clone; dropping the last clone does not
+/// stop it: [`Gateway::shutdown`] does.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// The table binding node ids to principals, created by the gateway (not
+/// part of the tracking schema: direct nodes have no principal).
+const NODES_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS \"outpost\".\"gateway_nodes\" (\
+     node_id uuid PRIMARY KEY, principal text NOT NULL, bound_at timestamptz NOT NULL DEFAULT now())";
+
+impl Gateway {
+    /// Checks the database, installs the tracking schema for the served
+    /// tables (or upgrades it; idempotent), creates the principal table,
+    /// and starts the `LISTEN` task.
+    pub async fn start(options: Options) -> Result<Gateway, RemoteError> {
+        let settings = format!(
+            "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
+            options.timeouts.statement.as_millis(),
+            options.timeouts.lock.as_millis(),
+            options.timeouts.idle_in_transaction.as_millis()
+        );
+        let pool = Pool::new(
+            options.database_url.clone(),
+            options.pool_size,
+            settings,
+            outpost_remote::CONNECT_TIMEOUT,
+        );
+        let served = install(&pool, &options.tables).await?;
+        let (changes, _) = broadcast::channel(64);
+        let gateway = Gateway {
+            inner: Arc::new(Inner {
+                options,
+                pool,
+                served: RwLock::new(served),
+                changes,
+                cancel: CancellationToken::new(),
+            }),
+        };
+        tokio::spawn(listen(gateway.clone()));
+        Ok(gateway)
+    }
+
+    /// Stops the `LISTEN` task and ends every change stream.
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    /// The PostgreSQL connections open now (idle and in use).
+    pub fn connections(&self) -> usize {
+        self.inner.pool.open()
+    }
+
+    /// The pool's bound.
+    pub fn pool_size(&self) -> usize {
+        self.inner.pool.size()
+    }
+
+    /// The served schema, introspected again (and the tracking schema
+    /// installed for new tables) when `node_hash` is given and differs, so
+    /// a node set up after a migration is served at once.
+    pub(crate) async fn served(&self, node_hash: Option<&str>) -> Result<Served, GatewayError> {
+        let current = self
+            .inner
+            .served
+            .read()
+            .map(|s| s.clone())
+            .map_err(|_| GatewayError::internal("the schema lock was poisoned"))?;
+        if node_hash.is_none_or(|h| h == current.hash) {
+            return Ok(current);
+        }
+        self.refreshed().await
+    }
+
+    /// The served schema introspected now, tracking installed for new
+    /// tables, and kept for the requests after.
+    pub(crate) async fn refreshed(&self) -> Result<Served, GatewayError> {
+        let fresh = install(&self.inner.pool, &self.inner.options.tables)
+            .await
+            .map_err(|e| self.db_error(&e))?;
+        if let Ok(mut s) = self.inner.served.write() {
+            *s = fresh.clone();
+        }
+        Ok(fresh)
+    }
+
+    pub(crate) fn db_error(&self, e: &RemoteError) -> GatewayError {
+        let url = &self.inner.options.database_url;
+        GatewayError::database(e, |t| url.scrub(t))
+    }
+}
+
+/// Introspects the served tables and installs (or upgrades) tracking for
+/// them; creates the principal table.
+async fn install(pool: &Pool, t: &TableSelection) -> Result<Served, RemoteError> {
+    let mut pooled = pool.get().await?;
+    let conn = pooled.conn();
+    let schema =
+        outpost_remote::introspect(&conn.client, &t.pg_schema, t.include.as_deref(), &t.exclude)
+            .await?;
+    outpost_core::sqlite::check_schema(&schema).map_err(|reason| RemoteError::ReplicaLimit {
+        table: String::new(),
+        reason,
+    })?;
+    outpost_remote::install(&mut conn.client, &schema).await?;
+    // Two gateways starting together may both try to create it: the loser
+    // of that race sees a unique violation on the catalog and retries.
+    for attempt in 0..2 {
+        match conn.client.batch_execute(NODES_TABLE_SQL).await {
+            Ok(()) => break,
+            Err(e) if attempt == 0 && e.as_db_error().is_some() => continue,
+            Err(e) => return Err(RemoteError::db("creating outpost.gateway_nodes", e)),
+        }
+    }
+    pooled.release();
+    let hash = schema.hash();
+    Ok(Served {
+        schema: Arc::new(schema),
+        hash,
+    })
+}
+
+/// The one `LISTEN outpost_changes` connection: every notification goes
+/// to every connected node's stream. Reconnects after a pause when the
+/// connection ends, and then tells every node once (a change may have
+/// committed while nobody listened).
+async fn listen(gateway: Gateway) {
+    let inner = &gateway.inner;
+    let mut first = true;
+    while !inner.cancel.is_cancelled() {
+        let url = &inner.options.database_url;
+        match outpost_remote::connections::Listener::open(url, outpost_remote::CONNECT_TIMEOUT)
+            .await
+        {
+            Ok(mut listener) => {
+                if !first {
+                    let _ = inner.changes.send(());
+                }
+                first = false;
+                tracing::info!("listening for changes");
+                loop {
+                    tokio::select! {
+                        () = inner.cancel.cancelled() => return,
+                        note = listener.notified() => match note {
+                            Some(()) => {
+                                listener.drain();
+                                let _ = inner.changes.send(());
+                            }
+                            None => break,
+                        },
+                    }
+                }
+                tracing::warn!("the LISTEN connection ended; reconnecting");
+            }
+            Err(e) => {
+                tracing::warn!(error = %url.scrub(&e.to_string()), "cannot listen for changes; retrying");
+            }
+        }
+        tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Serves the gateway on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    gateway: Gateway,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(gateway.clone());
+    let cancel = gateway.inner.cancel.clone();
+    let result = outpost_http::server::serve(listener, app, async move {
+        shutdown.await;
+        // Change streams never end on their own: ending them lets the
+        // graceful shutdown finish.
+        cancel.cancel();
+    })
+    .await;
+    gateway.shutdown();
+    result
+}

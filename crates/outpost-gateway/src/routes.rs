@@ -1,0 +1,615 @@
+//! The `/v1/…` endpoints (docs/protocol.md, "Over HTTP"): each verifies the
+//! bearer token, takes a pooled connection for the one operation it runs,
+//! and gives it back when the operation finished. Node-scoped operations
+//! (register, claim, record_cursor, push) first bind the node id to the
+//! token's principal in `outpost.gateway_nodes`, or refuse it with 403 when
+//! another principal holds it.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::{Stream, StreamExt as _};
+use outpost_remote::feed;
+use outpost_remote::gateway::body;
+use outpost_remote::gateway::{PROTOCOL_HEADER, PROTOCOL_VERSION};
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::auth::Principal;
+use crate::error::GatewayError;
+use crate::{Gateway, MAX_BODY};
+
+/// The gateway's router (tests call it without a socket).
+pub fn router(gateway: Gateway) -> Router {
+    Router::new()
+        .route("/v1/probe", get(probe))
+        .route("/v1/schema", get(schema))
+        .route("/v1/register", post(register))
+        .route("/v1/claim", post(claim))
+        .route("/v1/feed_position", post(feed_position))
+        .route("/v1/record_cursor", post(record_cursor))
+        .route("/v1/horizon_age", get(horizon_age))
+        .route("/v1/prune", post(prune))
+        .route("/v1/push", post(push))
+        .route("/v1/pull", post(pull))
+        .route("/v1/reserve_ids", post(reserve_ids))
+        .route("/v1/bootstrap/{table}", get(bootstrap))
+        .route("/v1/changes", get(changes))
+        .fallback(|| async {
+            GatewayError::BadRequest {
+                status: StatusCode::NOT_FOUND,
+                code: "not_found",
+                message: "no such endpoint (the protocol's endpoints are under /v1/)".into(),
+            }
+        })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(gateway)
+}
+
+/// A request's verified principal (and the protocol version it speaks).
+struct Auth(Principal);
+
+impl FromRequestParts<Gateway> for Auth {
+    type Rejection = GatewayError;
+
+    async fn from_request_parts(parts: &mut Parts, gw: &Gateway) -> Result<Auth, GatewayError> {
+        if let Some(v) = parts.headers.get(PROTOCOL_HEADER) {
+            let spoken = v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok());
+            if spoken != Some(PROTOCOL_VERSION) {
+                return Err(GatewayError::bad(
+                    "protocol_version",
+                    format!(
+                        "this gateway speaks protocol {PROTOCOL_VERSION}; the request says {:?}",
+                        v.to_str().unwrap_or("?")
+                    ),
+                ));
+            }
+        }
+        let header = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let principal = gw.inner.options.keys.verify(header)?;
+        Ok(Auth(principal))
+    }
+}
+
+/// The JSON body of a request, with a 400 that says what is wrong.
+struct Body_<T>(T);
+
+impl<T: serde::de::DeserializeOwned> axum::extract::FromRequest<Gateway> for Body_<T> {
+    type Rejection = GatewayError;
+
+    async fn from_request(req: axum::extract::Request, gw: &Gateway) -> Result<Self, GatewayError> {
+        match Json::<T>::from_request(req, gw).await {
+            Ok(Json(v)) => Ok(Body_(v)),
+            Err(e) => Err(GatewayError::bad("bad_request", e.body_text())),
+        }
+    }
+}
+
+type Answer<T> = Result<Json<T>, GatewayError>;
+
+impl Gateway {
+    async fn conn(&self) -> Result<crate::pool::Pooled, GatewayError> {
+        self.inner.pool.get().await.map_err(|e| self.db_error(&e))
+    }
+
+    /// Applies a node's statement and lock timeouts to a pooled session
+    /// (as a direct node's session has them), never above the gateway's.
+    async fn limit(
+        &self,
+        c: &mut crate::pool::Pooled,
+        limits: Option<(u64, u64)>,
+    ) -> Result<(), GatewayError> {
+        let Some((statement, lock)) = limits else {
+            return Ok(());
+        };
+        let t = &self.inner.options.timeouts;
+        let cap = |ms: u64, max: Duration| {
+            ms.clamp(1, u64::try_from(max.as_millis()).unwrap_or(u64::MAX))
+        };
+        let sql = format!(
+            "SET statement_timeout = {}; SET lock_timeout = {};",
+            cap(statement, t.statement),
+            cap(lock, t.lock)
+        );
+        c.conn().client.batch_execute(&sql).await.map_err(|e| {
+            self.db_error(&outpost_remote::RemoteError::db(
+                "setting the node's limits",
+                e,
+            ))
+        })
+    }
+
+    /// Gives a connection back with the gateway's own limits again (or
+    /// closes it when they cannot be restored).
+    async fn unlimit(&self, mut c: crate::pool::Pooled, limits: Option<(u64, u64)>) {
+        if limits.is_none() {
+            c.release();
+            return;
+        }
+        if c.conn()
+            .client
+            .batch_execute(self.inner.pool.settings())
+            .await
+            .is_ok()
+        {
+            c.release();
+        }
+    }
+
+    /// Binds `node` to `principal`, or refuses it when another principal
+    /// holds it.
+    async fn bind(
+        &self,
+        client: &outpost_remote::tokio_postgres::Client,
+        node: Uuid,
+        principal: &Principal,
+    ) -> Result<(), GatewayError> {
+        let select = "SELECT principal FROM \"outpost\".\"gateway_nodes\" WHERE node_id = $1";
+        let db = |e| self.db_error(&outpost_remote::RemoteError::db("binding the node", e));
+        let mut holder: Option<String> = client
+            .query_opt(select, &[&node])
+            .await
+            .map_err(db)?
+            .map(|r| r.get(0));
+        if holder.is_none() {
+            client
+                .execute(
+                    "INSERT INTO \"outpost\".\"gateway_nodes\" (node_id, principal) VALUES ($1, $2) \
+                     ON CONFLICT (node_id) DO NOTHING",
+                    &[&node, &principal.0],
+                )
+                .await
+                .map_err(db)?;
+            holder = client
+                .query_opt(select, &[&node])
+                .await
+                .map_err(db)?
+                .map(|r| r.get(0));
+        }
+        if holder.as_deref() == Some(principal.0.as_str()) {
+            Ok(())
+        } else {
+            tracing::warn!(principal = %principal.0, %node, "refused: the node id belongs to another principal");
+            Err(GatewayError::Forbidden {
+                code: "node_of_another_principal",
+                message: format!(
+                    "node {node} is registered by another principal; this token's principal cannot use it"
+                ),
+            })
+        }
+    }
+}
+
+async fn probe(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::Probe> {
+    let mut c = gw.conn().await?;
+    // The one-statement probe fails when the tracking schema is gone; then
+    // read the version step by step as a direct node does, so the node
+    // says "no tracking schema" rather than relaying a missing relation.
+    let (version, pruned_through) = match feed::probe(&c.conn().client).await {
+        Ok(p) => p,
+        Err(e) if e.is_refused() => {
+            let version = outpost_remote::installed_version(&c.conn().client)
+                .await
+                .map_err(|e| gw.db_error(&e))?;
+            (version, None)
+        }
+        Err(e) => return Err(gw.db_error(&e)),
+    };
+    c.release();
+    Ok(Json(body::Probe {
+        version,
+        pruned_through,
+        protocol: PROTOCOL_VERSION,
+    }))
+}
+
+async fn schema(State(gw): State<Gateway>, Auth(p): Auth) -> Response {
+    // Always read afresh: `outpost setup` after a migration must see it.
+    match gw.refreshed().await {
+        Ok(s) => {
+            tracing::info!(principal = %p.0, tables = s.schema.tables.len(), "schema served");
+            Json(s.schema.as_ref().clone()).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn register(
+    State(gw): State<Gateway>,
+    Auth(p): Auth,
+    Body_(b): Body_<body::Register>,
+) -> Answer<body::Registered> {
+    let mut c = gw.conn().await?;
+    gw.bind(&c.conn().client, b.node, &p).await?;
+    let applied_local_seq = feed::register_node(&c.conn().client, b.node, &b.name)
+        .await
+        .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    tracing::info!(principal = %p.0, node = %b.node, "node registered");
+    Ok(Json(body::Registered { applied_local_seq }))
+}
+
+async fn claim(
+    State(gw): State<Gateway>,
+    Auth(p): Auth,
+    Body_(b): Body_<body::ClaimRequest>,
+) -> Answer<body::Claimed> {
+    let mut c = gw.conn().await?;
+    gw.bind(&c.conn().client, b.node, &p).await?;
+    let claim = feed::claim_incarnation(&c.conn().client, b.node, b.current, &b.known)
+        .await
+        .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    Ok(Json(body::Claimed {
+        diverged: match claim {
+            feed::Claim::Claimed => None,
+            feed::Claim::Diverged { server } => Some(server),
+        },
+    }))
+}
+
+async fn feed_position(
+    State(gw): State<Gateway>,
+    Auth(_): Auth,
+    Body_(b): Body_<body::AtCursor>,
+) -> Answer<body::Position> {
+    let mut c = gw.conn().await?;
+    let pos = feed::feed_position(&c.conn().client, b.cursor)
+        .await
+        .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    Ok(Json(body::Position {
+        pruned_through: pos.pruned_through,
+        must_rebootstrap: pos.must_rebootstrap,
+    }))
+}
+
+async fn record_cursor(
+    State(gw): State<Gateway>,
+    Auth(p): Auth,
+    Body_(b): Body_<body::AtCursor>,
+) -> Answer<serde_json::Value> {
+    let node = b
+        .node
+        .ok_or_else(|| GatewayError::bad("bad_request", "record_cursor needs `node`"))?;
+    let mut c = gw.conn().await?;
+    gw.bind(&c.conn().client, node, &p).await?;
+    feed::record_cursor(&c.conn().client, node, b.cursor)
+        .await
+        .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    Ok(Json(serde_json::json!({})))
+}
+
+async fn horizon_age(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::HorizonAge> {
+    let mut c = gw.conn().await?;
+    let age = feed::horizon_age(&c.conn().client)
+        .await
+        .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    Ok(Json(body::HorizonAge {
+        ms: age.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+    }))
+}
+
+async fn prune(
+    State(gw): State<Gateway>,
+    Auth(_): Auth,
+    Body_(b): Body_<body::Prune>,
+) -> Answer<body::Pruned> {
+    // The window deletes changes whatever the other nodes' cursors, so it
+    // is the gateway's to bound: a node (or a token holder) asking for a
+    // shorter one than the gateway's floor would send every other node
+    // back to a bootstrap.
+    let retention = Duration::from_millis(b.retention_ms).max(gw.inner.options.min_retention);
+    let mut c = gw.conn().await?;
+    let deleted = feed::prune(&mut c.conn().client, retention)
+        .await
+        .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    Ok(Json(body::Pruned { deleted }))
+}
+
+fn mismatch() -> GatewayError {
+    GatewayError::BadRequest {
+        status: StatusCode::CONFLICT,
+        code: "schema_mismatch",
+        message: "the node's schema snapshot differs from the tables this gateway serves: \
+                  run `outpost setup` on the node"
+            .into(),
+    }
+}
+
+async fn push(
+    State(gw): State<Gateway>,
+    Auth(p): Auth,
+    Body_(b): Body_<body::Push>,
+) -> Answer<body::Pushed> {
+    let served = gw.served(Some(&b.schema_hash)).await?;
+    if served.hash != b.schema_hash {
+        return Err(mismatch());
+    }
+    let t = &gw.inner.options.timeouts;
+    // The node's limits, never above the gateway's own.
+    let limits = (
+        Duration::from_millis(b.limits_ms.0).min(t.statement),
+        Duration::from_millis(b.limits_ms.1).min(t.lock),
+    );
+    let mut c = gw.conn().await?;
+    gw.bind(&c.conn().client, b.node, &p).await?;
+    let outcomes = feed::push(
+        &mut c.conn().client,
+        &served.schema,
+        b.node,
+        b.cursor,
+        &b.rows,
+        limits,
+    )
+    .await
+    .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    tracing::info!(principal = %p.0, node = %b.node, rows = b.rows.len(), "push");
+    Ok(Json(body::Pushed { outcomes }))
+}
+
+async fn pull(
+    State(gw): State<Gateway>,
+    Auth(_): Auth,
+    Body_(b): Body_<body::Pull>,
+) -> Answer<outpost_core::sync::PullBatch> {
+    let served = gw.served(Some(&b.schema_hash)).await?;
+    if served.hash != b.schema_hash {
+        return Err(mismatch());
+    }
+    if !(1..=100_000).contains(&b.limit) {
+        return Err(GatewayError::bad(
+            "bad_request",
+            "limit must be 1 to 100000 changes",
+        ));
+    }
+    let mut c = gw.conn().await?;
+    gw.limit(&mut c, b.limits_ms).await?;
+    let conn = c.conn();
+    let batch = feed::pull(
+        &mut conn.client,
+        &served.schema,
+        b.cursor,
+        b.limit,
+        b.tables.as_deref(),
+        &mut conn.statements,
+    )
+    .await
+    .map_err(|e| gw.db_error(&e))?;
+    gw.unlimit(c, b.limits_ms).await;
+    Ok(Json(batch))
+}
+
+async fn reserve_ids(
+    State(gw): State<Gateway>,
+    Auth(_): Auth,
+    Body_(b): Body_<body::ReserveIds>,
+) -> Answer<body::Reserved> {
+    let served = gw.served(None).await?;
+    // Only sequences of the served tables' columns, and blocks of a
+    // bounded size: a token is not a licence to drain any sequence.
+    let known = served
+        .schema
+        .table(&b.table)
+        .is_some_and(|t| t.columns.iter().any(|c| c.name == b.column));
+    if !known {
+        return Err(GatewayError::BadRequest {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_column",
+            message: format!("{}.{} is not a served column", b.table, b.column),
+        });
+    }
+    if !(1..=100_000).contains(&b.n) {
+        return Err(GatewayError::bad(
+            "bad_request",
+            "n must be 1 to 100000 ids",
+        ));
+    }
+    let mut c = gw.conn().await?;
+    let ranges = feed::reserve_ids(
+        &c.conn().client,
+        &served.schema.pg_schema,
+        &b.table,
+        &b.column,
+        b.n,
+    )
+    .await
+    .map_err(|e| gw.db_error(&e))?;
+    c.release();
+    Ok(Json(body::Reserved { ranges }))
+}
+
+#[derive(Deserialize)]
+struct CopyQuery {
+    schema_hash: String,
+    statement_ms: Option<u64>,
+    lock_ms: Option<u64>,
+}
+
+/// Bytes of rows gathered before a chunk of the body is sent.
+const COPY_CHUNK: usize = 64 * 1024;
+
+/// One table's copy in its own `REPEATABLE READ` snapshot, streamed as
+/// lines: the head (`{"cursor", "count"}`), one JSON array per row in key
+/// order, and the end (`{"end": rows}`), or an error line when the copy
+/// fails after the head was sent.
+async fn bootstrap(
+    State(gw): State<Gateway>,
+    Auth(p): Auth,
+    Path(table): Path<String>,
+    Query(q): Query<CopyQuery>,
+) -> Result<Response, GatewayError> {
+    let served = gw.served(Some(&q.schema_hash)).await?;
+    if served.hash != q.schema_hash {
+        return Err(mismatch());
+    }
+    if served.schema.table(&table).is_none() {
+        return Err(GatewayError::BadRequest {
+            status: StatusCode::NOT_FOUND,
+            code: "unknown_table",
+            message: format!("{table:?} is not a served table"),
+        });
+    }
+    let mut pooled = gw.conn().await?;
+    let limits = q.statement_ms.zip(q.lock_ms);
+    gw.limit(&mut pooled, limits).await?;
+    let (head_tx, head_rx) = oneshot::channel::<Result<Bytes, GatewayError>>();
+    let (tx, rx) = mpsc::channel::<Bytes>(4);
+    tracing::info!(principal = %p.0, %table, "bootstrap copy");
+    tokio::spawn(copy_task(gw, served, table, pooled, limits, head_tx, tx));
+    let head = head_rx
+        .await
+        .map_err(|_| GatewayError::internal("the copy task ended before its head"))??;
+    let rest = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<Bytes, Infallible>(b), rx))
+    });
+    let stream =
+        futures_util::stream::once(async move { Ok::<Bytes, Infallible>(head) }).chain(rest);
+    let mut resp = Body::from_stream(stream).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    Ok(resp)
+}
+
+async fn copy_task(
+    gw: Gateway,
+    served: crate::Served,
+    table: String,
+    mut pooled: crate::pool::Pooled,
+    limits: Option<(u64, u64)>,
+    head_tx: oneshot::Sender<Result<Bytes, GatewayError>>,
+    tx: mpsc::Sender<Bytes>,
+) {
+    let Some(t) = served.schema.table(&table) else {
+        return;
+    };
+    let pg_schema = served.schema.pg_schema.clone();
+    // Taken when the head is sent: an error before it is the response's
+    // status (a 503 the node reads as unreachable), after it an error line.
+    let mut head_tx = Some(head_tx);
+    let outcome: Result<bool, GatewayError> = async {
+        let snapshot = feed::Bootstrap::begin(&mut pooled.conn().client)
+            .await
+            .map_err(|e| gw.db_error(&e))?;
+        let count = snapshot.count(t).await.map_err(|e| gw.db_error(&e))?;
+        let mut line = serde_json::to_vec(&body::CopyHead {
+            cursor: snapshot.cursor,
+            count,
+        })
+        .map_err(|e| GatewayError::internal(e.to_string()))?;
+        line.push(b'\n');
+        let rows = snapshot
+            .rows(&pg_schema, t)
+            .await
+            .map_err(|e| gw.db_error(&e))?;
+        // From here on the status is sent: failures become an error line.
+        let Some(head) = head_tx.take() else {
+            return Ok(false);
+        };
+        if head.send(Ok(Bytes::from(line))).is_err() {
+            return Ok(false);
+        }
+        futures_util::pin_mut!(rows);
+        let mut buf = Vec::with_capacity(COPY_CHUNK + 4096);
+        let mut sent: u64 = 0;
+        while let Some(row) = rows.next().await {
+            let row = match row {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = tx.send(error_line(&gw.db_error(&e))).await;
+                    return Ok(false);
+                }
+            };
+            if serde_json::to_writer(&mut buf, &row).is_err() {
+                let _ = tx
+                    .send(error_line(&GatewayError::internal(
+                        "a row could not be written",
+                    )))
+                    .await;
+                return Ok(false);
+            }
+            buf.push(b'\n');
+            sent += 1;
+            if buf.len() >= COPY_CHUNK
+                && tx
+                    .send(Bytes::from(std::mem::take(&mut buf)))
+                    .await
+                    .is_err()
+            {
+                // The node went away: the connection is closed, not reused.
+                return Ok(false);
+            }
+        }
+        snapshot.finish().await.map_err(|e| gw.db_error(&e))?;
+        let end = serde_json::to_vec(&body::CopyEnd { end: sent })
+            .map_err(|e| GatewayError::internal(e.to_string()))?;
+        buf.extend_from_slice(&end);
+        buf.push(b'\n');
+        Ok(tx.send(Bytes::from(buf)).await.is_ok())
+    }
+    .await;
+    match outcome {
+        Ok(true) => gw.unlimit(pooled, limits).await,
+        Ok(false) => {}
+        Err(e) => {
+            tracing::warn!(error = %e, %table, "bootstrap copy failed");
+            match head_tx.take() {
+                Some(head) => {
+                    let _ = head.send(Err(e));
+                }
+                None => {
+                    let _ = tx.send(error_line(&e)).await;
+                }
+            }
+        }
+    }
+}
+
+fn error_line(e: &GatewayError) -> Bytes {
+    let mut v = serde_json::to_vec(&e.body()).unwrap_or_else(|_| b"{}".to_vec());
+    v.push(b'\n');
+    Bytes::from(v)
+}
+
+/// The change stream: one `change` event per notification of the
+/// gateway's `LISTEN` connection, a comment every 15 s to keep proxies
+/// from closing it.
+async fn changes(
+    State(gw): State<Gateway>,
+    Auth(p): Auth,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    tracing::info!(principal = %p.0, "change stream opened");
+    let rx = gw.inner.changes.subscribe();
+    let cancel = gw.inner.cancel.clone();
+    let stream = futures_util::stream::unfold((rx, cancel), |(mut rx, cancel)| async move {
+        tokio::select! {
+            () = cancel.cancelled() => None,
+            r = rx.recv() => match r {
+                // A lagging stream lost notifications: one event covers them.
+                Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    Some((Ok(Event::default().event("change").data("1")), (rx, cancel)))
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+            },
+        }
+    });
+    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}

@@ -1,0 +1,814 @@
+//! The node's side of gateway topology: the sync protocol over HTTP to an
+//! `outpost gateway` (docs/gateway.md, protocol in docs/protocol.md "Over
+//! HTTP"), with the same operations as [`crate::connections::SyncConnection`]
+//! so the engine runs either through [`crate::connections::SyncLink`].
+//!
+//! Every request carries the node's bearer token and the protocol version
+//! ([`PROTOCOL_VERSION`]). Errors the gateway answers become
+//! [`RemoteError::Gateway`] with the class the gateway read (a refused
+//! token is [`ErrorClass::Auth`]: the node works offline and says why);
+//! a gateway that cannot be reached is [`RemoteError::Unreachable`].
+
+use std::time::Duration;
+
+use bytes::{Buf as _, BytesMut};
+use futures_util::{Stream, StreamExt as _};
+use outpost_core::config::GatewayTarget;
+use outpost_core::schema::{Schema, Table};
+use outpost_core::sync::{Cursor, PullBatch, PushOutcome, PushRow};
+use outpost_core::types::Value;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use crate::error::{ErrorClass, RemoteError};
+use crate::feed::{Claim, FeedPosition};
+
+/// The protocol version this build speaks, sent as [`PROTOCOL_HEADER`].
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// The header naming the protocol version of a request.
+pub const PROTOCOL_HEADER: &str = "outpost-protocol";
+
+/// The bodies of the protocol's requests and answers, shared with the
+/// gateway so both sides name the same fields.
+pub mod body {
+    use super::*;
+
+    /// `POST /v1/register`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Register {
+        /// The node.
+        pub node: Uuid,
+        /// Its display name.
+        pub name: String,
+    }
+    /// The answer to `POST /v1/register`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Registered {
+        /// The highest `local_seq` the server applied for the node.
+        pub applied_local_seq: i64,
+    }
+    /// `POST /v1/claim`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct ClaimRequest {
+        /// The node.
+        pub node: Uuid,
+        /// The file's current incarnation.
+        pub current: Uuid,
+        /// Every incarnation the file lists.
+        pub known: Vec<Uuid>,
+    }
+    /// The answer to `POST /v1/claim`: `diverged` is the server's
+    /// incarnation when the claim was refused.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Claimed {
+        /// `None`: claimed.
+        pub diverged: Option<Uuid>,
+    }
+    /// `POST /v1/feed_position` and the cursor of `POST /v1/record_cursor`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct AtCursor {
+        /// The node (for `record_cursor`).
+        pub node: Option<Uuid>,
+        /// The cursor.
+        pub cursor: Cursor,
+    }
+    /// The answer to `POST /v1/feed_position`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Position {
+        /// Changes up to here were pruned.
+        pub pruned_through: Option<Cursor>,
+        /// The node must bootstrap again.
+        pub must_rebootstrap: bool,
+    }
+    /// The answer to `GET /v1/probe`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Probe {
+        /// The tracking schema's version (`None`: not installed).
+        pub version: Option<i32>,
+        /// The retention mark.
+        pub pruned_through: Option<Cursor>,
+        /// The protocol version the gateway speaks.
+        pub protocol: u32,
+    }
+    /// The answer to `GET /v1/horizon_age`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct HorizonAge {
+        /// Milliseconds the oldest open transaction holds the horizon.
+        pub ms: Option<u64>,
+    }
+    /// `POST /v1/prune`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Prune {
+        /// The retention window in milliseconds.
+        pub retention_ms: u64,
+    }
+    /// The answer to `POST /v1/prune`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Pruned {
+        /// Changes deleted.
+        pub deleted: u64,
+    }
+    /// `POST /v1/push`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Push {
+        /// [`Schema::hash`] of the node's schema snapshot.
+        pub schema_hash: String,
+        /// The pushing node.
+        pub node: Uuid,
+        /// Its cursor.
+        pub cursor: Cursor,
+        /// The rows.
+        pub rows: Vec<PushRow>,
+        /// Statement and lock timeouts of the push's transaction, ms.
+        pub limits_ms: (u64, u64),
+    }
+    /// The answer to `POST /v1/push`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Pushed {
+        /// One outcome per row, in order.
+        pub outcomes: Vec<PushOutcome>,
+    }
+    /// `POST /v1/pull`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Pull {
+        /// [`Schema::hash`] of the node's schema snapshot.
+        pub schema_hash: String,
+        /// The node's cursor.
+        pub cursor: Cursor,
+        /// Changes per batch at most.
+        pub limit: i64,
+        /// Only these tables (`None`: all).
+        pub tables: Option<Vec<String>>,
+        /// The node's statement and lock timeouts, ms (the gateway applies
+        /// them, never above its own).
+        #[serde(default)]
+        pub limits_ms: Option<(u64, u64)>,
+    }
+    /// `POST /v1/reserve_ids`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct ReserveIds {
+        /// The table.
+        pub table: String,
+        /// The sequence-fed column.
+        pub column: String,
+        /// How many ids.
+        pub n: i64,
+    }
+    /// The answer to `POST /v1/reserve_ids`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Reserved {
+        /// Ranges of ids, inclusive (`None`: the column has no sequence).
+        pub ranges: Option<Vec<(i64, i64)>>,
+    }
+    /// The first line of a table's bootstrap stream.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct CopyHead {
+        /// The cursor the table's snapshot covers.
+        pub cursor: Cursor,
+        /// Its rows in the snapshot.
+        pub count: i64,
+    }
+    /// The last line of a table's bootstrap stream: without it the copy is
+    /// incomplete (a gateway that stopped mid-table), never taken as done.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct CopyEnd {
+        /// Rows sent.
+        pub end: u64,
+    }
+    /// An error, as every failed request answers, and as a bootstrap stream
+    /// ends when the copy fails after its head was sent.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct ErrorBody {
+        /// The error.
+        pub error: ErrorDetail,
+    }
+    /// What went wrong.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct ErrorDetail {
+        /// A stable code (`token_expired`, `unreachable`, `refused`, …).
+        pub code: String,
+        /// A message for a person.
+        pub message: String,
+        /// `unreachable`, `auth`, `refused` or `invalid`.
+        pub class: String,
+    }
+}
+
+/// The spelling of an [`ErrorClass`] in an error body.
+pub fn class_name(c: ErrorClass) -> &'static str {
+    match c {
+        ErrorClass::Unreachable => "unreachable",
+        ErrorClass::Auth => "auth",
+        ErrorClass::Refused => "refused",
+        ErrorClass::Invalid => "invalid",
+    }
+}
+
+fn class_from(name: &str) -> ErrorClass {
+    match name {
+        "unreachable" => ErrorClass::Unreachable,
+        "auth" => ErrorClass::Auth,
+        "refused" => ErrorClass::Refused,
+        _ => ErrorClass::Invalid,
+    }
+}
+
+/// A node's client of one gateway. Cheap to clone (one HTTP connection
+/// pool inside).
+#[derive(Clone)]
+pub struct GatewayConnection {
+    http: reqwest::Client,
+    target: GatewayTarget,
+    /// The node's statement and lock timeouts, ms, sent with pulls and
+    /// bootstraps (a push sends its own).
+    limits_ms: Option<(u64, u64)>,
+}
+
+impl GatewayConnection {
+    /// A client of `target`; connecting is bounded by `timeout`. Nothing
+    /// is sent until the first request.
+    pub fn new(
+        target: &GatewayTarget,
+        timeout: Duration,
+    ) -> Result<GatewayConnection, RemoteError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(timeout)
+            .tcp_keepalive(Duration::from_secs(5))
+            .build()
+            .map_err(|e| RemoteError::Unreachable {
+                server: target.url.clone(),
+                reason: format!("building the HTTP client: {e}"),
+                auth: false,
+            })?;
+        Ok(GatewayConnection {
+            http,
+            target: target.clone(),
+            limits_ms: None,
+        })
+    }
+
+    /// The same client, asking the gateway to run pulls and bootstraps
+    /// with the node's statement and lock timeouts (as a direct node's
+    /// session does).
+    pub fn with_limits(mut self, statement: Duration, lock: Duration) -> GatewayConnection {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        self.limits_ms = Some((ms(statement), ms(lock)));
+        self
+    }
+
+    /// The gateway's base URL.
+    pub fn url(&self) -> &str {
+        &self.target.url
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.target.url))
+            .bearer_auth(self.target.expose_token())
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+    }
+
+    fn unreachable(&self, action: &str, e: reqwest::Error) -> RemoteError {
+        // reqwest's message names the URL, never the token (a header).
+        RemoteError::Unreachable {
+            server: self.target.url.clone(),
+            reason: format!("{action}: {e}"),
+            auth: false,
+        }
+    }
+
+    async fn send(
+        &self,
+        action: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RemoteError> {
+        let resp = req.send().await.map_err(|e| self.unreachable(action, e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status().as_u16();
+        let text = resp.text().await.map_err(|e| self.unreachable(action, e))?;
+        Err(self.error_from(action, status, &text))
+    }
+
+    fn error_from(&self, action: &str, status: u16, text: &str) -> RemoteError {
+        match serde_json::from_str::<body::ErrorBody>(text) {
+            Ok(b) => RemoteError::Gateway {
+                action: action.into(),
+                gateway: self.target.url.clone(),
+                status,
+                code: b.error.code,
+                class: class_from(&b.error.class),
+                message: b.error.message,
+            },
+            // Not the gateway's answer (a proxy's page): the path failed.
+            Err(_) => RemoteError::Unreachable {
+                server: self.target.url.clone(),
+                reason: format!(
+                    "{action}: HTTP {status} without the gateway's error body: {}",
+                    text.chars().take(200).collect::<String>()
+                ),
+                auth: false,
+            },
+        }
+    }
+
+    async fn json<T: DeserializeOwned>(
+        &self,
+        action: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, RemoteError> {
+        let resp = self.send(action, req).await?;
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.unreachable(action, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| RemoteError::Gateway {
+            action: action.into(),
+            gateway: self.target.url.clone(),
+            status: 200,
+            code: "bad_answer".into(),
+            message: format!("the answer does not parse: {e}"),
+            class: ErrorClass::Invalid,
+        })
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        action: &str,
+        path: &str,
+        body: &B,
+    ) -> Result<T, RemoteError> {
+        self.json(action, self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
+    /// `GET /v1/probe`: tracking version and retention mark (also the
+    /// monitor's probe).
+    pub async fn probe(&self) -> Result<(Option<i32>, Option<Cursor>), RemoteError> {
+        let p: body::Probe = self
+            .json(
+                "probing the gateway",
+                self.request(reqwest::Method::GET, "/v1/probe"),
+            )
+            .await?;
+        Ok((p.version, p.pruned_through))
+    }
+
+    /// The tracking schema's version, through [`GatewayConnection::probe`].
+    pub async fn installed_version(&self) -> Result<Option<i32>, RemoteError> {
+        Ok(self.probe().await?.0)
+    }
+
+    /// `GET /v1/schema`: the schema the gateway syncs (what `outpost setup`
+    /// lays a replica out from).
+    pub async fn schema(&self) -> Result<Schema, RemoteError> {
+        self.json(
+            "reading the schema",
+            self.request(reqwest::Method::GET, "/v1/schema"),
+        )
+        .await
+    }
+
+    /// `POST /v1/register`.
+    pub async fn register_node(&self, node: Uuid, name: &str) -> Result<i64, RemoteError> {
+        let r: body::Registered = self
+            .post(
+                "registering the node",
+                "/v1/register",
+                &body::Register {
+                    node,
+                    name: name.into(),
+                },
+            )
+            .await?;
+        Ok(r.applied_local_seq)
+    }
+
+    /// `POST /v1/claim`.
+    pub async fn claim_incarnation(
+        &self,
+        node: Uuid,
+        current: Uuid,
+        known: &[Uuid],
+    ) -> Result<Claim, RemoteError> {
+        let c: body::Claimed = self
+            .post(
+                "claiming the incarnation",
+                "/v1/claim",
+                &body::ClaimRequest {
+                    node,
+                    current,
+                    known: known.to_vec(),
+                },
+            )
+            .await?;
+        Ok(match c.diverged {
+            None => Claim::Claimed,
+            Some(server) => Claim::Diverged { server },
+        })
+    }
+
+    /// `POST /v1/feed_position`.
+    pub async fn feed_position(&self, cursor: Cursor) -> Result<FeedPosition, RemoteError> {
+        let p: body::Position = self
+            .post(
+                "reading the feed position",
+                "/v1/feed_position",
+                &body::AtCursor { node: None, cursor },
+            )
+            .await?;
+        Ok(FeedPosition {
+            pruned_through: p.pruned_through,
+            must_rebootstrap: p.must_rebootstrap,
+        })
+    }
+
+    /// `POST /v1/record_cursor`.
+    pub async fn record_cursor(&self, node: Uuid, cursor: Cursor) -> Result<(), RemoteError> {
+        let _: serde_json::Value = self
+            .post(
+                "recording the cursor",
+                "/v1/record_cursor",
+                &body::AtCursor {
+                    node: Some(node),
+                    cursor,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `GET /v1/horizon_age`.
+    pub async fn horizon_age(&self) -> Result<Option<Duration>, RemoteError> {
+        let h: body::HorizonAge = self
+            .json(
+                "reading the pull horizon",
+                self.request(reqwest::Method::GET, "/v1/horizon_age"),
+            )
+            .await?;
+        Ok(h.ms.map(Duration::from_millis))
+    }
+
+    /// `POST /v1/prune`.
+    pub async fn prune(&self, retention: Duration) -> Result<u64, RemoteError> {
+        let p: body::Pruned = self
+            .post(
+                "pruning the change log",
+                "/v1/prune",
+                &body::Prune {
+                    retention_ms: u64::try_from(retention.as_millis()).unwrap_or(u64::MAX),
+                },
+            )
+            .await?;
+        Ok(p.deleted)
+    }
+
+    /// `POST /v1/push`.
+    pub async fn push(
+        &self,
+        schema: &Schema,
+        node: Uuid,
+        cursor: Cursor,
+        rows: &[PushRow],
+        limits: (Duration, Duration),
+    ) -> Result<Vec<PushOutcome>, RemoteError> {
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let p: body::Pushed = self
+            .post(
+                "pushing a batch",
+                "/v1/push",
+                &body::Push {
+                    schema_hash: schema.hash(),
+                    node,
+                    cursor,
+                    rows: rows.to_vec(),
+                    limits_ms: (ms(limits.0), ms(limits.1)),
+                },
+            )
+            .await?;
+        if p.outcomes.len() != rows.len() {
+            return Err(RemoteError::Gateway {
+                action: "pushing a batch".into(),
+                gateway: self.target.url.clone(),
+                status: 200,
+                code: "bad_answer".into(),
+                message: format!("{} outcomes for {} rows", p.outcomes.len(), rows.len()),
+                class: ErrorClass::Invalid,
+            });
+        }
+        Ok(p.outcomes)
+    }
+
+    /// `POST /v1/pull`.
+    pub async fn pull(
+        &self,
+        schema: &Schema,
+        cursor: Cursor,
+        limit: i64,
+        tables: Option<&[String]>,
+    ) -> Result<PullBatch, RemoteError> {
+        self.post(
+            "pulling a batch",
+            "/v1/pull",
+            &body::Pull {
+                schema_hash: schema.hash(),
+                cursor,
+                limit,
+                tables: tables.map(<[String]>::to_vec),
+                limits_ms: self.limits_ms,
+            },
+        )
+        .await
+    }
+
+    /// `POST /v1/reserve_ids`.
+    pub async fn reserve_ids(
+        &self,
+        table: &str,
+        column: &str,
+        n: i64,
+    ) -> Result<Option<Vec<(i64, i64)>>, RemoteError> {
+        let r: body::Reserved = self
+            .post(
+                "reserving ids",
+                "/v1/reserve_ids",
+                &body::ReserveIds {
+                    table: table.into(),
+                    column: column.into(),
+                    n,
+                },
+            )
+            .await?;
+        Ok(r.ranges)
+    }
+
+    /// `GET /v1/bootstrap/{table}`: one table's copy in its own snapshot:
+    /// the snapshot's cursor, its row count, and the rows as they arrive.
+    /// The stream fails (never just ends) when the copy did not finish.
+    pub async fn copy_table<'a>(
+        &'a self,
+        schema: &Schema,
+        table: &'a Table,
+    ) -> Result<(Cursor, i64, RowStream<'a>), RemoteError> {
+        let action = format!("copying {}", table.name);
+        let resp = self
+            .send(
+                &action,
+                self.request(
+                    reqwest::Method::GET,
+                    &format!("/v1/bootstrap/{}", encode_segment(&table.name)),
+                )
+                .query(&[("schema_hash", schema.hash())])
+                .query(
+                    &self
+                        .limits_ms
+                        .map(|(st, lk)| vec![("statement_ms", st), ("lock_ms", lk)])
+                        .unwrap_or_default(),
+                ),
+            )
+            .await?;
+        let mut lines = Box::pin(self.lines(action.clone(), resp.bytes_stream()));
+        let head: body::CopyHead = match lines.next().await {
+            Some(Ok(line)) => self.parse_line(&action, &line)?,
+            Some(Err(e)) => return Err(e),
+            None => return Err(self.cut(&action)),
+        };
+        let width = table.columns.len();
+        let stream = futures_util::stream::unfold(
+            (lines, false, 0u64),
+            move |(mut lines, ended, mut sent)| {
+                let action = action.clone();
+                async move {
+                    if ended {
+                        return None;
+                    }
+                    let line = match lines.next().await {
+                        Some(Ok(line)) => line,
+                        Some(Err(e)) => return Some((Err(e), (lines, true, sent))),
+                        None => return Some((Err(self.cut(&action)), (lines, true, sent))),
+                    };
+                    if line.first() == Some(&b'[') {
+                        let row: Result<Vec<Value>, RemoteError> = self.parse_line(&action, &line);
+                        let row = row.and_then(|r| {
+                            if r.len() == width {
+                                Ok(r)
+                            } else {
+                                Err(self.bad(
+                                    &action,
+                                    format!("a row of {} values, expected {width}", r.len()),
+                                ))
+                            }
+                        });
+                        sent += 1;
+                        return Some((row, (lines, false, sent)));
+                    }
+                    if let Ok(end) = serde_json::from_slice::<body::CopyEnd>(&line) {
+                        if end.end == sent {
+                            return None;
+                        }
+                        let e = self.bad(
+                            &action,
+                            format!("{} rows received, the gateway sent {}", sent, end.end),
+                        );
+                        return Some((Err(e), (lines, true, sent)));
+                    }
+                    let e = match serde_json::from_slice::<body::ErrorBody>(&line) {
+                        Ok(b) => RemoteError::Gateway {
+                            action: action.clone(),
+                            gateway: self.target.url.clone(),
+                            status: 200,
+                            code: b.error.code,
+                            class: class_from(&b.error.class),
+                            message: b.error.message,
+                        },
+                        Err(_) => self.bad(&action, "an unexpected line in the copy".into()),
+                    };
+                    Some((Err(e), (lines, true, sent)))
+                }
+            },
+        );
+        Ok((head.cursor, head.count, Box::pin(stream)))
+    }
+
+    fn cut(&self, action: &str) -> RemoteError {
+        RemoteError::Unreachable {
+            server: self.target.url.clone(),
+            reason: format!("{action}: the gateway's stream ended before the copy did"),
+            auth: false,
+        }
+    }
+
+    fn bad(&self, action: &str, message: String) -> RemoteError {
+        RemoteError::Gateway {
+            action: action.into(),
+            gateway: self.target.url.clone(),
+            status: 200,
+            code: "bad_answer".into(),
+            message,
+            class: ErrorClass::Invalid,
+        }
+    }
+
+    fn parse_line<T: DeserializeOwned>(&self, action: &str, line: &[u8]) -> Result<T, RemoteError> {
+        serde_json::from_slice(line)
+            .map_err(|e| self.bad(action, format!("a line does not parse: {e}")))
+    }
+
+    /// The lines of a streamed body (`\n`-separated).
+    fn lines<'a>(
+        &'a self,
+        action: String,
+        body: impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + 'a,
+    ) -> impl Stream<Item = Result<Vec<u8>, RemoteError>> + Send + 'a {
+        let body = Box::pin(body);
+        futures_util::stream::unfold(
+            (body, BytesMut::new(), false),
+            move |(mut body, mut buf, done)| {
+                let action = action.clone();
+                async move {
+                    loop {
+                        if let Some(i) = buf.iter().position(|&b| b == b'\n') {
+                            let line = buf.split_to(i).to_vec();
+                            buf.advance(1);
+                            return Some((Ok(line), (body, buf, done)));
+                        }
+                        if done {
+                            return None;
+                        }
+                        match body.next().await {
+                            Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                            Some(Err(e)) => {
+                                return Some((
+                                    Err(self.unreachable(&action, e)),
+                                    (body, buf, true),
+                                ));
+                            }
+                            None => {
+                                // A last line without its newline is a cut
+                                // stream: dropped, and the missing end line
+                                // says so.
+                                return None;
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    }
+}
+
+/// Rows of a table's copy as they arrive.
+pub type RowStream<'a> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Vec<Value>, RemoteError>> + Send + 'a>>;
+
+/// A table name as one path segment (`%`-encoded where it must be).
+pub fn encode_segment(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The gateway's change notifications (`GET /v1/changes`, Server-Sent
+/// Events), the node's counterpart of [`crate::connections::Listener`].
+pub struct GatewayListener {
+    conn: GatewayConnection,
+    notes: mpsc::UnboundedReceiver<()>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl GatewayListener {
+    /// Opens the stream; the gateway must answer within `timeout`.
+    pub async fn open(
+        target: &GatewayTarget,
+        timeout: Duration,
+    ) -> Result<GatewayListener, RemoteError> {
+        let conn = GatewayConnection::new(target, timeout)?;
+        let req = conn.request(reqwest::Method::GET, "/v1/changes");
+        let resp =
+            match tokio::time::timeout(timeout, conn.send("listening for changes", req)).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    return Err(RemoteError::Unreachable {
+                        server: target.url.clone(),
+                        reason: format!(
+                            "listening for changes: no answer within {} ms",
+                            timeout.as_millis()
+                        ),
+                        auth: false,
+                    });
+                }
+            };
+        let (tx, notes) = mpsc::unbounded_channel();
+        let reader = tokio::spawn(async move {
+            let mut body = Box::pin(resp.bytes_stream());
+            let mut buf = BytesMut::new();
+            while let Some(Ok(chunk)) = body.next().await {
+                buf.extend_from_slice(&chunk);
+                // Events end with a blank line; only `change` events count
+                // (comments keep the stream alive).
+                while let Some(i) = buf.windows(2).position(|w| w == b"\n\n") {
+                    let event = buf.split_to(i + 2);
+                    if event.starts_with(b"event: change") && tx.send(()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(GatewayListener {
+            conn,
+            notes,
+            reader,
+        })
+    }
+
+    /// The next notification; `None` when the stream ended.
+    pub async fn notified(&mut self) -> Option<()> {
+        self.notes.recv().await
+    }
+
+    /// Drops the notifications that arrived meanwhile.
+    pub fn drain(&mut self) {
+        while self.notes.try_recv().is_ok() {}
+    }
+
+    /// Whether the gateway answers its probe (and accepts the token)
+    /// within `timeout`.
+    pub async fn probe(&self, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.conn.probe()).await,
+            Ok(Ok(_))
+        )
+    }
+
+    /// Whether the stream is still open.
+    pub fn is_open(&self) -> bool {
+        !self.reader.is_finished()
+    }
+}
+
+impl Drop for GatewayListener {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_names_are_one_path_segment() {
+        assert_eq!(encode_segment("Post"), "Post");
+        assert_eq!(encode_segment("a b/c%"), "a%20b%2Fc%25");
+    }
+}

@@ -1,0 +1,78 @@
+//! `outpost gateway`: serving the sync protocol to nodes over HTTP
+//! (`outpost_gateway`), and `outpost gateway token create`, which prints
+//! a token signed with the gateway's secret for setups without an auth
+//! provider of their own.
+
+use anyhow::Context as _;
+use clap::Subcommand;
+
+use crate::write_stdout;
+
+/// `outpost gateway …` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GatewayAction {
+    /// Tokens for nodes.
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
+}
+
+/// `outpost gateway token …`.
+#[derive(Debug, Subcommand)]
+pub enum TokenAction {
+    /// Print a token for principal `--sub`, valid for `--expires`
+    /// (90s, 15m, 12h, 30d), signed with OUTPOST_GATEWAY_SECRET.
+    Create {
+        /// The principal (the token's `sub`).
+        #[arg(long)]
+        sub: String,
+        /// How long the token is valid.
+        #[arg(long)]
+        expires: String,
+        /// The audience (`aud`), when the gateway checks one
+        /// (OUTPOST_GATEWAY_AUDIENCE).
+        #[arg(long)]
+        aud: Option<String>,
+    },
+}
+
+/// Runs the gateway, or a token subcommand.
+pub async fn run(
+    lookup: impl Fn(&str) -> Option<String>,
+    action: Option<GatewayAction>,
+    host: std::net::IpAddr,
+    port: u16,
+) -> anyhow::Result<()> {
+    let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
+    if let Some(GatewayAction::Token {
+        action: TokenAction::Create { sub, expires, aud },
+    }) = action
+    {
+        let secret = get("OUTPOST_GATEWAY_SECRET")
+            .context("OUTPOST_GATEWAY_SECRET is not set: tokens are signed with it")?;
+        if sub.trim().is_empty() {
+            anyhow::bail!("--sub is empty: a token names its principal");
+        }
+        let ttl = outpost_gateway::auth::parse_duration(&expires).map_err(anyhow::Error::msg)?;
+        let keys = outpost_gateway::auth::Keys::hs256(&secret, None).map_err(anyhow::Error::msg)?;
+        let token = keys
+            .create(&sub, ttl, aud.as_deref())
+            .map_err(anyhow::Error::msg)?;
+        write_stdout(&token);
+        return Ok(());
+    }
+    let options = outpost_gateway::Options::from_lookup(get).map_err(anyhow::Error::msg)?;
+    let url = options.database_url.clone();
+    let gateway = outpost_gateway::Gateway::start(options)
+        .await
+        .map_err(|e| anyhow::anyhow!(url.scrub(&e.to_string())))?;
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .with_context(|| format!("binding {host}:{port}"))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, pool = gateway.pool_size(), "gateway listening");
+    eprintln!("outpost gateway listening on http://{addr}");
+    outpost_gateway::serve(listener, gateway, crate::commands::shutdown_signal()).await?;
+    Ok(())
+}
