@@ -581,15 +581,7 @@ impl Engine {
             // The run's own write transactions check the snapshot again.
             tracing::warn!(error = %e, "could not check the replica's schema snapshot");
         }
-        let models: Vec<String> = match &options.models {
-            Some(m) => m.clone(),
-            None => self
-                .schema()
-                .tables
-                .iter()
-                .map(|t| t.name.clone())
-                .collect(),
-        };
+        let models = self.run_models(&options);
         let direction = options.direction.as_str();
         let trigger = options.trigger.as_str();
         let log_models = models.clone();

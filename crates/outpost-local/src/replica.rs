@@ -268,21 +268,18 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
 /// changes stay (the table is laid out again and they are carried over).
 pub(crate) fn drop_table_keeping_edits(tx: &Connection, table: &Table) -> Result<(), LocalError> {
     drop_table_objects(tx, table)?;
-    tx.execute(
-        "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND status = 'SYNCED'",
-        [&table.name],
-    )
-    .map_err(LocalError::sqlite(format!(
-        "forgetting the synced rows of {}",
-        table.name
-    )))?;
-    Ok(())
+    forget_entries(tx, table, " AND status = 'SYNCED'")
 }
 
 fn drop_table(tx: &Connection, table: &Table) -> Result<(), LocalError> {
     drop_table_objects(tx, table)?;
+    forget_entries(tx, table, "")
+}
+
+/// Deletes a table's `_outpost_rows` entries (those `and` selects).
+fn forget_entries(tx: &Connection, table: &Table, and: &str) -> Result<(), LocalError> {
     tx.execute(
-        "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1",
+        &format!("DELETE FROM \"_outpost_rows\" WHERE table_name = ?1{and}"),
         [&table.name],
     )
     .map_err(LocalError::sqlite(format!(

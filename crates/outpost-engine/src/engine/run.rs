@@ -618,7 +618,17 @@ impl Engine {
         if except.is_empty() {
             return options.models.clone();
         }
-        let all = match &options.models {
+        let all = self.run_models(options);
+        Some(
+            all.into_iter()
+                .filter(|t| !except.contains_key(t))
+                .collect(),
+        )
+    }
+
+    /// The models a run works on: those it names, or every table.
+    pub(super) fn run_models(&self, options: &SyncOptions) -> Vec<String> {
+        match &options.models {
             Some(m) => m.clone(),
             None => self
                 .schema()
@@ -626,12 +636,7 @@ impl Engine {
                 .iter()
                 .map(|t| t.name.clone())
                 .collect(),
-        };
-        Some(
-            all.into_iter()
-                .filter(|t| !except.contains_key(t))
-                .collect(),
-        )
+        }
     }
 
     async fn pull(
