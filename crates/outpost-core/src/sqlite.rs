@@ -569,37 +569,73 @@ fn uuid_glob() -> String {
         .join("-")
 }
 
-/// The uuid key columns of a table (those a key guard watches).
-fn guarded_key_columns(table: &Table) -> impl Iterator<Item = &crate::schema::Column> {
-    table
-        .pk_columns()
-        .filter(|c| c.ty.scalar == ScalarType::Uuid && !c.ty.array)
+/// The spelling a key column's text must have, as a `GLOB` pattern, and
+/// how to say it: a uuid as `uuid_out` writes it, a `timestamptz` as the
+/// replica stores it (UTC, six fraction digits, `Z`). PostgreSQL would take
+/// another spelling and store its own, and the replica would then hold the
+/// row twice.
+fn key_spelling(c: &crate::schema::Column) -> Option<(String, &'static str)> {
+    if c.ty.array {
+        return None;
+    }
+    let digits = |n: usize| "[0-9]".repeat(n);
+    match c.ty.scalar {
+        ScalarType::Uuid => Some((
+            uuid_glob(),
+            "a uuid key: write it as PostgreSQL does (lower case, 8-4-4-4-12 hex digits)",
+        )),
+        ScalarType::Timestamptz => Some((
+            format!(
+                "{}-{}-{}T{}:{}:{}.{}Z",
+                digits(4),
+                digits(2),
+                digits(2),
+                digits(2),
+                digits(2),
+                digits(2),
+                digits(6)
+            ),
+            "a timestamptz key: write it in UTC as YYYY-MM-DDTHH:MM:SS.ffffffZ (six fraction digits), as the replica stores it",
+        )),
+        _ => None,
+    }
 }
 
-/// Names of a table's key guards (layout version 5): two per uuid key
-/// column, for inserts and for updates of the column.
+/// The key columns of a table a key guard watches, with their spelling.
+fn guarded_key_columns(
+    table: &Table,
+) -> impl Iterator<Item = (&crate::schema::Column, (String, &'static str))> {
+    table
+        .pk_columns()
+        .filter_map(|c| key_spelling(c).map(|s| (c, s)))
+}
+
+/// Names of a table's key guards (layout version 5 for uuid keys, 6 for
+/// `timestamptz` keys): two per guarded key column, for inserts and for
+/// updates of the column.
 pub fn key_guard_names(table: &Table) -> Vec<String> {
     guarded_key_columns(table)
-        .flat_map(|c| {
+        .flat_map(|(c, _)| {
             ["ins", "upd"].map(|k| format!("_outpost_keyguard_{k}_{}_{}", table.name, c.name))
         })
         .collect()
 }
 
-/// Key guards: an application's write of a uuid key in another spelling
-/// than PostgreSQL's (upper case, braces, no dashes) is refused with a
-/// message that says so. PostgreSQL would store the key in its own
+/// Key guards: an application's write of a key in another spelling than
+/// the one the server's rows arrive in (a uuid in upper case, braces, no
+/// dashes; a `timestamptz` with an offset or another precision) is refused
+/// with a message that says so. PostgreSQL would store the key in its own
 /// spelling, and the replica would then hold the row twice, once under
-/// each key (docs/protocol.md, "Keys in PostgreSQL's spelling"). Writes of the sync itself
-/// (silenced) are not checked: they carry the server's spelling.
+/// each key (docs/protocol.md, "Keys in PostgreSQL's spelling"). Writes of
+/// the sync itself (silenced) are not checked: they carry the server's
+/// spelling.
 pub fn key_guard_triggers(table: &Table) -> Vec<String> {
     let t = quote(&table.name);
-    let glob = uuid_glob();
     guarded_key_columns(table)
-        .flat_map(|c| {
+        .flat_map(|(c, (glob, what))| {
             let q = quote(&c.name);
             let message = literal(&format!(
-                "outpost: {}.{} is a uuid key: write it as PostgreSQL does (lower case, 8-4-4-4-12 hex digits), or the server's spelling would make the row a second one",
+                "outpost: {}.{} is {what}, or the server's spelling would make the row a second one",
                 table.name, c.name
             ));
             let when = format!(

@@ -247,7 +247,16 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
         }
     }
     if from < 6 {
-        // Version 6 keeps the local values of columns a schema change
+        // Version 6 guards `timestamptz` keys too (`sqlite::
+        // key_guard_triggers`; the uuid guards exist already).
+        if let Some(schema) = &snapshot {
+            for table in &schema.tables {
+                for stmt in sqlite::key_guard_triggers(table) {
+                    conn.execute_batch(&stmt).map_err(err())?;
+                }
+            }
+        }
+        // It also keeps the local values of columns a schema change
         // removed (`Replica::setup`).
         let has: bool = conn
             .query_row(

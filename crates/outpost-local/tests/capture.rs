@@ -860,3 +860,85 @@ fn uuid_keys_are_written_in_postgresqls_spelling_or_refused() {
         .expect_err("guarded after the migration");
     assert!(err.to_string().contains("uuid key"), "{err}");
 }
+
+/// A `timestamptz` key in another spelling than the one the replica stores
+/// (an offset, another precision) is refused when the application writes
+/// it: PostgreSQL would store the instant in its own spelling and the
+/// replica would hold the row twice. The stored spelling passes; a replica
+/// of layout version 5 gets the guard when opened.
+#[test]
+fn timestamptz_keys_are_written_as_the_replica_stores_them_or_refused() {
+    use outpost_core::schema::{Column, Schema, Table};
+    use outpost_core::types::{ColumnType, ScalarType};
+    let col = |name: &str, scalar, pg: &str| Column {
+        name: name.into(),
+        ty: ColumnType {
+            scalar,
+            array: false,
+            pg_name: pg.into(),
+            domain: None,
+        },
+        nullable: name == "value",
+        default: None,
+        identity: None,
+        generated: false,
+    };
+    let schema = Schema {
+        pg_schema: "public".into(),
+        tables: vec![Table {
+            name: "Reading".into(),
+            columns: vec![
+                col("sensor", ScalarType::Text, "text"),
+                col("at", ScalarType::Timestamptz, "timestamptz"),
+                col("value", ScalarType::Timestamptz, "timestamptz"),
+            ],
+            primary_key: vec!["sensor".into(), "at".into()],
+            foreign_keys: vec![],
+            uniques: vec![],
+            relations: vec![],
+        }],
+        enums: vec![],
+    }
+    .finish();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("local.db");
+    let (replica, _) = Replica::setup(&path, &schema).expect("setup");
+    let c = replica.connection();
+    for bad in [
+        "2024-01-05T10:00:00+02:00",
+        "2024-01-05T08:00:00.000Z",
+        "2024-01-05 08:00:00.000000Z",
+    ] {
+        let err = c
+            .execute(
+                "INSERT INTO \"Reading\" (sensor, at) VALUES ('s1', ?1)",
+                [bad],
+            )
+            .expect_err(bad)
+            .to_string();
+        assert!(err.contains("Reading.at is a timestamptz key"), "{err}");
+    }
+    // The stored spelling, with a non-key timestamptz in any spelling.
+    c.execute(
+        "INSERT INTO \"Reading\" (sensor, at, value) VALUES ('s1', '2024-01-05T08:00:00.000000Z', '2024-01-05T10:00:00+02:00')",
+        [],
+    )
+    .expect("stored spelling");
+    // A version 5 file (no timestamptz guard) gets it when opened.
+    c.execute_batch(
+        "DROP TRIGGER \"_outpost_keyguard_ins_Reading_at\"; \
+         DROP TRIGGER \"_outpost_keyguard_upd_Reading_at\"; \
+         UPDATE _outpost_meta SET value = '5' WHERE key = 'meta_version'",
+    )
+    .expect("make version 5");
+    drop(replica);
+    let replica = Replica::open(&path).expect("open migrates");
+    let err = replica
+        .connection()
+        .execute(
+            "INSERT INTO \"Reading\" (sensor, at) VALUES ('s2', '2024-01-05T10:00:00+02:00')",
+            [],
+        )
+        .expect_err("guarded after the migration");
+    assert!(err.to_string().contains("timestamptz key"), "{err}");
+}
