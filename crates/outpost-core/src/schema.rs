@@ -284,6 +284,16 @@ impl Schema {
 }
 
 impl Table {
+    /// A hash of what statements built from this table depend on: its
+    /// name, columns and primary key (not its relations, which other
+    /// tables' foreign keys change). Two definitions with the same shape
+    /// read and write the same rows the same way.
+    pub fn shape_hash(&self) -> String {
+        let json =
+            serde_json::to_vec(&(&self.name, &self.columns, &self.primary_key)).unwrap_or_default();
+        hex::encode(Sha256::digest(&json))
+    }
+
     /// The column named `name`.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)

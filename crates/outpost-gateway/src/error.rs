@@ -41,6 +41,16 @@ pub enum GatewayError {
         /// Why.
         message: String,
     },
+    /// A table the request needs has another shape in the node's snapshot
+    /// than on the server (409 `table_changed`): the node goes on without
+    /// it until `outpost setup` migrates its replica.
+    #[error(
+        "the server's table {table:?} no longer matches the node's schema snapshot: run `outpost setup` on the node (its local edits are kept)"
+    )]
+    TableChanged {
+        /// The table.
+        table: String,
+    },
     /// The database behind the gateway failed; its class is passed on.
     #[error("{message}")]
     Database {
@@ -82,6 +92,9 @@ impl GatewayError {
             }
             GatewayError::Forbidden { code, .. } => (StatusCode::FORBIDDEN, code, ErrorClass::Auth),
             GatewayError::BadRequest { status, code, .. } => (*status, code, ErrorClass::Invalid),
+            GatewayError::TableChanged { .. } => {
+                (StatusCode::CONFLICT, "table_changed", ErrorClass::Refused)
+            }
             GatewayError::Database { class, .. } => match class {
                 ErrorClass::Unreachable | ErrorClass::Auth => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unreachable", *class)
@@ -100,6 +113,10 @@ impl GatewayError {
                 code: code.to_string(),
                 message: self.to_string(),
                 class: class_name(class).to_string(),
+                table: match self {
+                    GatewayError::TableChanged { table } => Some(table.clone()),
+                    _ => None,
+                },
             },
         }
     }

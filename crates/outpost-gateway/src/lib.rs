@@ -131,6 +131,10 @@ impl Options {
     }
 }
 
+/// How often a node's differing snapshot may make the gateway introspect
+/// the served tables again.
+const REFRESH_AT_MOST_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The schema the gateway serves, with its hash (what nodes name in every
 /// pull and push, so a node laid out from another schema is refused
 /// instead of reading columns in the wrong order).
@@ -144,6 +148,11 @@ pub(crate) struct Inner {
     pub options: Options,
     pub pool: Pool,
     pub served: RwLock<Served>,
+    /// When each differing snapshot a node sent last made the gateway
+    /// introspect the served tables: a node that has not run `setup` yet
+    /// sends its old snapshot with every request, and each must not cost an
+    /// introspection.
+    pub refreshed_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// One message per notification of the `LISTEN` connection.
     pub changes: broadcast::Sender<()>,
     pub cancel: CancellationToken,
@@ -185,6 +194,7 @@ impl Gateway {
                 options,
                 pool,
                 served: RwLock::new(served),
+                refreshed_at: std::sync::Mutex::new(std::collections::HashMap::new()),
                 changes,
                 cancel: CancellationToken::new(),
             }),
@@ -210,7 +220,9 @@ impl Gateway {
 
     /// The served schema, introspected again (and the tracking schema
     /// installed for new tables) when `node_hash` is given and differs, so
-    /// a node set up after a migration is served at once.
+    /// a node set up after a migration is served at once (at most every
+    /// [`REFRESH_AT_MOST_EVERY`]: a node not set up again yet sends its old
+    /// snapshot with every request).
     pub(crate) async fn served(&self, node_hash: Option<&str>) -> Result<Served, GatewayError> {
         let current = self
             .inner
@@ -219,6 +231,29 @@ impl Gateway {
             .map(|s| s.clone())
             .map_err(|_| GatewayError::internal("the schema lock was poisoned"))?;
         if node_hash.is_none_or(|h| h == current.hash) {
+            return Ok(current);
+        }
+        let recent = self
+            .inner
+            .refreshed_at
+            .lock()
+            .map(|mut seen| {
+                // Per snapshot: a node set up after a migration sends a new
+                // one and is served at once.
+                let recent = seen
+                    .get(node_hash.unwrap_or_default())
+                    .is_some_and(|t| t.elapsed() < REFRESH_AT_MOST_EVERY);
+                if !recent {
+                    seen.retain(|_, t| t.elapsed() < REFRESH_AT_MOST_EVERY);
+                    seen.insert(
+                        node_hash.unwrap_or_default().to_string(),
+                        std::time::Instant::now(),
+                    );
+                }
+                recent
+            })
+            .unwrap_or(false);
+        if recent {
             return Ok(current);
         }
         self.refreshed().await
@@ -237,6 +272,11 @@ impl Gateway {
     }
 
     pub(crate) fn db_error(&self, e: &RemoteError) -> GatewayError {
+        if let Some(table) = e.changed_table() {
+            return GatewayError::TableChanged {
+                table: table.to_string(),
+            };
+        }
         let url = &self.inner.options.database_url;
         GatewayError::database(e, |t| url.scrub(t))
     }

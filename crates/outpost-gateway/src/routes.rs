@@ -332,15 +332,50 @@ fn mismatch() -> GatewayError {
     }
 }
 
+/// Whether the node's snapshot lets the gateway serve `tables` with its
+/// own definitions: the same snapshot, or (when the node sent its tables'
+/// shapes) the same shape for each of them. A table served with another
+/// shape is `table_changed`; a node that sent no shapes gets
+/// `schema_mismatch` as before.
+fn check_tables<'a>(
+    served: &crate::Served,
+    schema_hash: &str,
+    table_hashes: &std::collections::BTreeMap<String, String>,
+    tables: impl IntoIterator<Item = &'a str>,
+) -> Result<(), GatewayError> {
+    if served.hash == schema_hash {
+        return Ok(());
+    }
+    if table_hashes.is_empty() {
+        return Err(mismatch());
+    }
+    for t in tables {
+        let same = served
+            .schema
+            .table(t)
+            .zip(table_hashes.get(t))
+            .is_some_and(|(s, h)| &s.shape_hash() == h);
+        if !same {
+            return Err(GatewayError::TableChanged {
+                table: t.to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn push(
     State(gw): State<Gateway>,
     Auth(p): Auth,
     Body_(b): Body_<body::Push>,
 ) -> Answer<body::Pushed> {
     let served = gw.served(Some(&b.schema_hash)).await?;
-    if served.hash != b.schema_hash {
-        return Err(mismatch());
-    }
+    check_tables(
+        &served,
+        &b.schema_hash,
+        &b.table_hashes,
+        b.rows.iter().map(|r| r.table.as_str()),
+    )?;
     let t = &gw.inner.options.timeouts;
     // The node's limits, never above the gateway's own.
     let limits = (
@@ -370,9 +405,23 @@ async fn pull(
     Body_(b): Body_<body::Pull>,
 ) -> Answer<outpost_core::sync::PullBatch> {
     let served = gw.served(Some(&b.schema_hash)).await?;
-    if served.hash != b.schema_hash {
-        return Err(mismatch());
-    }
+    // With another snapshot, only the node's tables it asked for, each of
+    // the same shape here (a table new to the server is not the node's).
+    let tables: Option<Vec<String>> = if served.hash == b.schema_hash {
+        b.tables.clone()
+    } else {
+        let asked: Vec<String> = match &b.tables {
+            Some(t) => t.clone(),
+            None => b.table_hashes.keys().cloned().collect(),
+        };
+        check_tables(
+            &served,
+            &b.schema_hash,
+            &b.table_hashes,
+            asked.iter().map(String::as_str),
+        )?;
+        Some(asked)
+    };
     if !(1..=100_000).contains(&b.limit) {
         return Err(GatewayError::bad(
             "bad_request",
@@ -387,7 +436,7 @@ async fn pull(
         &served.schema,
         b.cursor,
         b.limit,
-        b.tables.as_deref(),
+        tables.as_deref(),
         &mut conn.statements,
     )
     .await
@@ -438,6 +487,9 @@ async fn reserve_ids(
 #[derive(Deserialize)]
 struct CopyQuery {
     schema_hash: String,
+    /// The table's [`outpost_core::schema::Table::shape_hash`] in the
+    /// node's snapshot.
+    table_hash: Option<String>,
     statement_ms: Option<u64>,
     lock_ms: Option<u64>,
 }
@@ -456,9 +508,12 @@ async fn bootstrap(
     Query(q): Query<CopyQuery>,
 ) -> Result<Response, GatewayError> {
     let served = gw.served(Some(&q.schema_hash)).await?;
-    if served.hash != q.schema_hash {
-        return Err(mismatch());
-    }
+    let shapes: std::collections::BTreeMap<String, String> = q
+        .table_hash
+        .iter()
+        .map(|h| (table.clone(), h.clone()))
+        .collect();
+    check_tables(&served, &q.schema_hash, &shapes, [table.as_str()])?;
     if served.schema.table(&table).is_none() {
         return Err(GatewayError::BadRequest {
             status: StatusCode::NOT_FOUND,
@@ -509,7 +564,10 @@ async fn copy_task(
         let snapshot = feed::Bootstrap::begin(&mut pooled.conn().client)
             .await
             .map_err(|e| gw.db_error(&e))?;
-        let count = snapshot.count(t).await.map_err(|e| gw.db_error(&e))?;
+        let count = snapshot
+            .count(t)
+            .await
+            .map_err(|e| gw.db_error(&e.in_table(&t.name)))?;
         let mut line = serde_json::to_vec(&body::CopyHead {
             cursor: snapshot.cursor,
             count,
@@ -519,7 +577,7 @@ async fn copy_task(
         let rows = snapshot
             .rows(&pg_schema, t)
             .await
-            .map_err(|e| gw.db_error(&e))?;
+            .map_err(|e| gw.db_error(&e.in_table(&t.name)))?;
         // From here on the status is sent: failures become an error line.
         let Some(head) = head_tx.take() else {
             return Ok(false);

@@ -116,6 +116,11 @@ pub mod body {
     pub struct Push {
         /// [`Schema::hash`] of the node's schema snapshot.
         pub schema_hash: String,
+        /// [`Table::shape_hash`] of each table the rows name: when the
+        /// snapshot differs from the gateway's, the rows are still served
+        /// if their tables have the same shape on both sides.
+        #[serde(default)]
+        pub table_hashes: std::collections::BTreeMap<String, String>,
         /// The pushing node.
         pub node: Uuid,
         /// Its cursor.
@@ -136,6 +141,10 @@ pub mod body {
     pub struct Pull {
         /// [`Schema::hash`] of the node's schema snapshot.
         pub schema_hash: String,
+        /// [`Table::shape_hash`] of every table of the node's snapshot (the
+        /// pull then serves those of the same shape on both sides).
+        #[serde(default)]
+        pub table_hashes: std::collections::BTreeMap<String, String>,
         /// The node's cursor.
         pub cursor: Cursor,
         /// Changes per batch at most.
@@ -194,6 +203,10 @@ pub mod body {
         pub message: String,
         /// `unreachable`, `auth`, `refused` or `invalid`.
         pub class: String,
+        /// For `table_changed`: the table whose definition differs between
+        /// the node's snapshot and the gateway's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub table: Option<String>,
     }
 }
 
@@ -296,14 +309,28 @@ impl GatewayConnection {
 
     fn error_from(&self, action: &str, status: u16, text: &str) -> RemoteError {
         match serde_json::from_str::<body::ErrorBody>(text) {
-            Ok(b) => RemoteError::Gateway {
-                action: action.into(),
-                gateway: self.target.url.clone(),
-                status,
-                code: b.error.code,
-                class: class_from(&b.error.class),
-                message: b.error.message,
-            },
+            Ok(b) => {
+                let table = b.error.table.clone();
+                let e = RemoteError::Gateway {
+                    action: action.into(),
+                    gateway: self.target.url.clone(),
+                    status,
+                    class: class_from(&b.error.class),
+                    code: b.error.code,
+                    message: b.error.message,
+                };
+                // A table the server changed: the engine goes on without
+                // it, as it does in direct topology.
+                match table {
+                    Some(table) if matches!(&e, RemoteError::Gateway { code, .. } if code == "table_changed") => {
+                        RemoteError::TableChanged {
+                            table,
+                            source: Box::new(e),
+                        }
+                    }
+                    _ => e,
+                }
+            }
             // Not the gateway's answer (a proxy's page): the path failed.
             Err(_) => RemoteError::Unreachable {
                 server: self.target.url.clone(),
@@ -483,6 +510,14 @@ impl GatewayConnection {
                 "/v1/push",
                 &body::Push {
                     schema_hash: schema.hash(),
+                    table_hashes: rows
+                        .iter()
+                        .map(|r| r.table.as_str())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .filter_map(|t| schema.table(t))
+                        .map(|t| (t.name.clone(), t.shape_hash()))
+                        .collect(),
                     node,
                     cursor,
                     rows: rows.to_vec(),
@@ -516,6 +551,11 @@ impl GatewayConnection {
             "/v1/pull",
             &body::Pull {
                 schema_hash: schema.hash(),
+                table_hashes: schema
+                    .tables
+                    .iter()
+                    .map(|t| (t.name.clone(), t.shape_hash()))
+                    .collect(),
                 cursor,
                 limit,
                 tables: tables.map(<[String]>::to_vec),
@@ -562,7 +602,10 @@ impl GatewayConnection {
                     reqwest::Method::GET,
                     &format!("/v1/bootstrap/{}", encode_segment(&table.name)),
                 )
-                .query(&[("schema_hash", schema.hash())])
+                .query(&[
+                    ("schema_hash", schema.hash()),
+                    ("table_hash", table.shape_hash()),
+                ])
                 .query(
                     &self
                         .limits_ms

@@ -320,7 +320,9 @@ impl Engine {
                 .await;
             let (table_cursor, total, stream) = match started_copy {
                 Ok(started) => started,
-                Err(EngineError::Remote(e)) if e.is_schema_drift() => {
+                Err(EngineError::Remote(e))
+                    if e.is_schema_drift() || e.changed_table().is_some() =>
+                {
                     let e = e.in_table(&table.name);
                     tracing::warn!(error = %e, "a table's copy skipped");
                     run.changed.insert(table.name.clone(), e.to_string());

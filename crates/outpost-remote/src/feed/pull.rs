@@ -181,10 +181,13 @@ async fn pull_once(
     let fetching = std::time::Instant::now();
     for (name, list) in keys {
         let table = table_of(schema, &name)?;
+        // A table whose server definition no longer matches the snapshot
+        // is said of its table (the engine goes on without it).
         let rows = match typed_keys(table, &list) {
-            Some(columns) => fetch_by_typed_keys(&tx, schema, table, cache, &list, columns).await?,
-            None => fetch_by_keys(&tx, schema, table, &list).await?,
-        };
+            Some(columns) => fetch_by_typed_keys(&tx, schema, table, cache, &list, columns).await,
+            None => fetch_by_keys(&tx, schema, table, &list).await,
+        }
+        .map_err(|e| e.in_table(&name))?;
         batch.rows.extend(rows);
     }
     tracing::debug!(
