@@ -464,61 +464,13 @@ impl Engine {
             }
             self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
             let sending = Instant::now();
-            let schema = self.schema();
             let mut rows = rows;
-            let mut sent_outcomes = loop {
-                let held: Vec<Option<PushOutcome>> = rows
-                    .iter()
-                    .map(|r| {
-                        let t = schema.table(&r.table)?;
-                        refused_parent(&schema, t, r, &refused.0, &refused.1)
-                            .map(|message| PushOutcome::Failed { message })
-                    })
-                    .collect();
-                let to_send: Vec<PushRow> = rows
-                    .iter()
-                    .zip(&held)
-                    .filter(|(_, h)| h.is_none())
-                    .map(|(r, _)| r.clone())
-                    .collect();
-                if to_send.is_empty() {
-                    break (held, Vec::new().into_iter());
-                }
-                match self
-                    .bounded(
-                        "pushing a batch",
-                        conn.push(&schema, self.node_id(), cursor, &to_send, {
-                            let t = self.timeouts();
-                            (t.statement, t.lock)
-                        }),
-                    )
-                    .await
-                {
-                    Ok(outcomes) => break (held, outcomes.into_iter()),
-                    // Nothing of the batch was applied: it goes again without
-                    // that table's rows, which stay queued.
-                    Err(EngineError::Remote(e)) if e.changed_table().is_some() => {
-                        let table = e.changed_table().unwrap_or_default().to_string();
-                        tracing::warn!(error = %e, "a table's local edits held back");
-                        rows.retain(|r| r.table != table);
-                        run.changed.insert(table, e.to_string());
-                    }
-                    Err(e) => return Err(e),
-                }
-            };
-            let (held, sent_outcomes) = (sent_outcomes.0, &mut sent_outcomes.1);
+            let outcomes = self
+                .send_batch(conn, cursor, &mut rows, &refused, &mut run.changed)
+                .await?;
             if rows.is_empty() {
                 continue;
             }
-            let outcomes: Vec<PushOutcome> = held
-                .into_iter()
-                .map(|h| {
-                    h.or_else(|| sent_outcomes.next())
-                        .unwrap_or(PushOutcome::Failed {
-                            message: "not processed".into(),
-                        })
-                })
-                .collect();
             for (r, o) in rows.iter().zip(&outcomes) {
                 if matches!(o, PushOutcome::Failed { .. }) && r.values.is_some() {
                     refused.0.push(r.clone());
@@ -577,6 +529,75 @@ impl Engine {
             );
         }
         Ok(())
+    }
+
+    /// Sends one batch and returns an outcome per row of `rows`: a row
+    /// whose parent the server refused earlier in the run (`refused`) fails
+    /// without being sent. A table the server changed (nothing of the batch
+    /// was applied) is recorded in `changed` and its rows are taken out of
+    /// `rows` (they stay queued), and the rest is sent again.
+    async fn send_batch(
+        &self,
+        conn: &mut SyncLink,
+        cursor: Cursor,
+        rows: &mut Vec<PushRow>,
+        refused: &(Vec<PushRow>, Vec<Option<PushOutcome>>),
+        changed: &mut BTreeMap<String, String>,
+    ) -> Result<Vec<PushOutcome>, EngineError> {
+        let schema = self.schema();
+        loop {
+            let held: Vec<Option<PushOutcome>> = rows
+                .iter()
+                .map(|r| {
+                    let t = schema.table(&r.table)?;
+                    refused_parent(&schema, t, r, &refused.0, &refused.1)
+                        .map(|message| PushOutcome::Failed { message })
+                })
+                .collect();
+            let to_send: Vec<PushRow> = rows
+                .iter()
+                .zip(&held)
+                .filter(|(_, h)| h.is_none())
+                .map(|(r, _)| r.clone())
+                .collect();
+            let sent = if to_send.is_empty() {
+                Vec::new()
+            } else {
+                let t = self.timeouts();
+                match self
+                    .bounded(
+                        "pushing a batch",
+                        conn.push(
+                            &schema,
+                            self.node_id(),
+                            cursor,
+                            &to_send,
+                            (t.statement, t.lock),
+                        ),
+                    )
+                    .await
+                {
+                    Ok(outcomes) => outcomes,
+                    Err(EngineError::Remote(e)) if e.changed_table().is_some() => {
+                        let table = e.changed_table().unwrap_or_default().to_string();
+                        tracing::warn!(error = %e, "a table's local edits held back");
+                        rows.retain(|r| r.table != table);
+                        changed.insert(table, e.to_string());
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
+            let mut sent = sent.into_iter();
+            return Ok(held
+                .into_iter()
+                .map(|h| {
+                    h.or_else(|| sent.next()).unwrap_or(PushOutcome::Failed {
+                        message: "not processed".into(),
+                    })
+                })
+                .collect());
+        }
     }
 
     /// The pull, without the tables whose server definition no longer
