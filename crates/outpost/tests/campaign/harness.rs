@@ -482,7 +482,10 @@ async fn connect(conninfo: &str) -> anyhow::Result<Client> {
 /// the stall began and, if the server kept a session of that child idle in
 /// transaction past its timeout (plus a margin for the check itself), what
 /// it found. A bootstrap's snapshot is exempt by design (docs/reliability.md:
-/// it lifts the timeout for its `COPY`).
+/// it lifts the timeout for its `COPY`): a session whose last statement is
+/// one of the snapshot's own (its horizon, a table's count, the `LIMIT 0`
+/// probe of the columns, the `COPY`) is a bootstrap's. Each table has its
+/// own snapshot, so a stall can leave one after any of them.
 async fn stall_path(
     i: usize,
     after: Duration,
@@ -504,7 +507,9 @@ async fn stall_path(
         return (after, None);
     };
     let sql = format!(
-        "SELECT count(*), string_agg(left(query, 80), ' | ') FROM pg_stat_activity          WHERE application_name = 'campaign-stall-{i}' AND state LIKE 'idle in transaction%'          AND now() - state_change > interval '{} ms' AND query NOT ILIKE 'COPY%'",
+        "SELECT count(*), string_agg(left(query, 80), ' | ') FROM pg_stat_activity          WHERE application_name = 'campaign-stall-{i}' AND state LIKE 'idle in transaction%'          AND now() - state_change > interval '{} ms' AND query NOT ILIKE 'COPY%' \
+         AND query NOT ILIKE '% LIMIT 0' AND query NOT ILIKE 'SELECT count(*) FROM %' \
+         AND query NOT ILIKE 'SELECT pg_snapshot_xmin(pg_current_snapshot())::text::int8%'",
         margin.as_millis()
     );
     let found = match client.query_one(&sql, &[]).await {
