@@ -107,12 +107,21 @@ async fn serve_shows_and_logs_no_secret_at_trace_and_drops_slow_clients() {
     ));
     // The line is cut: the sync fails and its error names the server.
     proxy.cut();
-    let sync = http(
-        port,
-        &format!(
-            "POST /api/database/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{bearer}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
-        ),
-    );
+    // A connection the node opened while the cut was under way can close
+    // after its login ("connection closed", no server to name); the next
+    // run meets the cut line itself.
+    let mut sync = String::new();
+    for _ in 0..3 {
+        sync = http(
+            port,
+            &format!(
+                "POST /api/database/status HTTP/1.1\r\nHost: 127.0.0.1\r\n{bearer}Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+            ),
+        );
+        if sync.contains("password = ***") {
+            break;
+        }
+    }
     assert!(sync.contains("\"success\":false"), "{sync}");
     assert!(sync.contains("password = ***"), "{sync}");
     shown.push(sync);
