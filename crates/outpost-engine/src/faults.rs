@@ -18,16 +18,21 @@ pub enum FaultPoint {
     /// After the server committed a push batch, before the replica
     /// recorded its outcome (a lost reply).
     PushAfterCommit,
+    /// Before a sent batch's outcomes are taken into the replica. The push
+    /// is pipelined: the next batch is on its way to the server meanwhile,
+    /// so a failure here leaves two batches committed and unacknowledged.
+    PushBeforeAck,
     /// Before a pulled batch is applied.
     PullBeforeApply,
 }
 
 impl FaultPoint {
     /// Every point.
-    pub const ALL: [FaultPoint; 4] = [
+    pub const ALL: [FaultPoint; 5] = [
         FaultPoint::BootstrapMidTable,
         FaultPoint::PushBeforeSend,
         FaultPoint::PushAfterCommit,
+        FaultPoint::PushBeforeAck,
         FaultPoint::PullBeforeApply,
     ];
 
@@ -37,6 +42,7 @@ impl FaultPoint {
             FaultPoint::BootstrapMidTable => "bootstrap-mid-table",
             FaultPoint::PushBeforeSend => "push-before-send",
             FaultPoint::PushAfterCommit => "push-after-commit",
+            FaultPoint::PushBeforeAck => "push-before-ack",
             FaultPoint::PullBeforeApply => "pull-before-apply",
         }
     }

@@ -112,6 +112,54 @@ async fn a_lost_acknowledgement_applies_nothing_twice() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The push is pipelined: batch N's acknowledgement is taken while batch
+/// N+1 is on the server. When that acknowledgement fails, both batches are
+/// committed and neither is recorded; the retry writes neither again, and
+/// the rows edited since land.
+#[tokio::test]
+async fn two_batches_unacknowledged_apply_nothing_twice() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
+    let mut sql = String::new();
+    for i in 0..9 {
+        sql.push_str(&format!(
+            r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p{i}', 'post {i}', 'u1');"#
+        ));
+    }
+    local(&a, &sql).await?;
+    a.set_push_batch(3);
+    a.arm_fault(outpost_engine::FaultPoint::PushBeforeAck);
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success, "the first acknowledgement failed");
+    let landed = post_versions(&client).await?;
+    assert_eq!(
+        landed.len(),
+        6,
+        "the first batch and the one sent beside its acknowledgement committed"
+    );
+    assert_eq!(a.status().await?.pending, 9, "the node recorded neither");
+
+    local(&a, r#"UPDATE "Post" SET title = 'edited' WHERE id = 'p1'"#).await?;
+    let retry = sync(&a, Direction::Bidirectional).await?;
+    let conflicts: u64 = retry.results.values().map(|s| s.conflicts).sum();
+    assert_eq!(conflicts, 0, "{retry:?}");
+    let now = post_versions(&client).await?;
+    assert_eq!(now.len(), 9);
+    for (pk, version) in &landed {
+        let after = now.iter().find(|(k, _)| k == pk).map(|(_, v)| *v);
+        if pk.contains("p1") {
+            assert_ne!(after, Some(*version), "the edit of p1 was written");
+        } else {
+            assert_eq!(after, Some(*version), "{pk} was written twice");
+        }
+    }
+    assert_eq!(a.status().await?.pending, 0);
+    assert_converged(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
 /// A push group records its highest `local_seq` on every version it writes
 /// (`outpost_remote::feed`, "origin_local_seq"). A row whose own change was
 /// not the group's highest, edited again after the group's reply was lost,

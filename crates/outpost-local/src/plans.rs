@@ -11,7 +11,7 @@
 //! application may analyze its file.
 
 use outpost_core::schema::{Column, Schema, Table};
-use outpost_core::sync::PushOutcome;
+use outpost_core::sync::{PushOutcome, PushRow};
 use outpost_core::types::{ColumnType, ScalarType};
 use rusqlite::{Connection, StatementStatus};
 
@@ -190,7 +190,9 @@ fn a_push_over_many_synced_entries_takes_no_scan_step() {
     let dir = tempfile::tempdir().expect("dir");
     // More pending than a batch: the plan reads by age, then in push order.
     let mut replica = replica(&dir, 30);
-    let (rows, _) = replica.pending_push(None, 10).expect("plan");
+    let (rows, _) = replica
+        .pending_push(None, 10, &crate::push::InFlight::default())
+        .expect("plan");
     assert_eq!(rows.len(), 10);
     assert!(
         rows.iter()
@@ -264,4 +266,49 @@ fn a_replica_without_the_pending_index_gets_it_when_opened() {
         .expect("catalogue");
     assert_eq!(found, 1);
     assert_plans(conn);
+}
+
+/// The pipelined push plans a batch while the one before it is on the
+/// server: the rows in flight are left out, the next ones taken instead,
+/// and no batch shares a row with another; walking past the rows in flight
+/// still reads no more than the batches (no full scan).
+#[test]
+fn a_plan_made_while_a_batch_is_in_flight_takes_the_rows_after_it() {
+    use std::collections::HashSet;
+
+    use crate::push::InFlight;
+
+    let dir = tempfile::tempdir().expect("dir");
+    let replica = replica(&dir, 25);
+    let first = replica
+        .pending_push(None, 10, &InFlight::default())
+        .expect("plan")
+        .0;
+    let second = replica
+        .pending_push(None, 10, &InFlight::of(&first))
+        .expect("plan")
+        .0;
+    let both: Vec<PushRow> = first.iter().chain(&second).cloned().collect();
+    let third = replica
+        .pending_push(None, 10, &InFlight::of(&both))
+        .expect("plan")
+        .0;
+    let all: Vec<PushRow> = both.iter().chain(&third).cloned().collect();
+    let rest = replica
+        .pending_push(None, 10, &InFlight::of(&all))
+        .expect("plan")
+        .0;
+    assert_eq!(
+        (first.len(), second.len(), third.len(), rest.len()),
+        (10, 10, 5, 0)
+    );
+    let keys: HashSet<&str> = all.iter().map(|r| r.local_pk.as_str()).collect();
+    assert_eq!(keys.len(), 25, "a row was planned twice");
+    // Oldest first, batch after batch.
+    let seqs: Vec<i64> = all.iter().map(|r| r.local_seq.get()).collect();
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{seqs:?}");
+    let conn = replica.connection();
+    for sql in [PENDING_BY_AGE, PENDING_OF_TABLE] {
+        assert_eq!(steps(conn, sql).1, 0, "{sql} scanned");
+    }
 }

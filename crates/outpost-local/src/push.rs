@@ -117,6 +117,49 @@ fn mark_pushed_synced(
     Ok(done)
 }
 
+/// The rows of batches sent and not yet acknowledged, by table and local
+/// key: their entries are still `PENDING`, and a plan made meanwhile (the
+/// push plans its next batch while the server applies the current one)
+/// leaves them out, so no row is ever in two batches at once.
+#[derive(Debug, Default, Clone)]
+pub struct InFlight {
+    keys: HashMap<String, HashSet<String>>,
+    len: usize,
+}
+
+impl InFlight {
+    /// The rows of `batch`.
+    pub fn of(batch: &[PushRow]) -> InFlight {
+        let mut out = InFlight::default();
+        for r in batch {
+            if out
+                .keys
+                .entry(r.table.clone())
+                .or_default()
+                .insert(r.local_pk.clone())
+            {
+                out.len += 1;
+            }
+        }
+        out
+    }
+
+    /// Whether the row `pk` of `table` is in flight.
+    pub fn contains(&self, table: &str, pk: &str) -> bool {
+        self.keys.get(table).is_some_and(|k| k.contains(pk))
+    }
+
+    /// How many rows are in flight.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no row is in flight.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
 /// Per table: (pk, local_seq, deleted, base version, base row) of a pending
 /// entry.
 type Dirty = (String, LocalSeq, bool, BaseVersion, Option<String>);
@@ -132,24 +175,34 @@ fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
     ))
 }
 
-/// The oldest `limit` pending entries, those of the tables `wanted` by
-/// table, and how many were read (wanted or not).
+/// The oldest `limit` pending entries not `in_flight`, those of the tables
+/// `wanted` by table, and how many were read (wanted or not). Rows in
+/// flight are the oldest pending ones (a batch takes the oldest): the walk
+/// reads past them, O(batch) still.
 fn pending_by_age(
     conn: &Connection,
     limit: usize,
     wanted: &dyn Fn(&str) -> bool,
+    in_flight: &InFlight,
 ) -> Result<(HashMap<String, Vec<Dirty>>, usize), LocalError> {
     let err = || LocalError::sqlite("reading local changes");
     let mut by_table: HashMap<String, Vec<Dirty>> = HashMap::new();
     let mut stmt = conn.prepare_cached(PENDING_BY_AGE).map_err(err())?;
+    let walk = limit.saturating_add(in_flight.len());
     let rows = stmt
-        .query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+        .query_map([i64::try_from(walk).unwrap_or(i64::MAX)], |r| {
             Ok((r.get::<_, String>(0)?, dirty_row(r, 1)?))
         })
         .map_err(err())?;
     let mut read = 0;
     for row in rows {
         let (table, dirty) = row.map_err(err())?;
+        if in_flight.contains(&table, &dirty.0) {
+            continue;
+        }
+        if read == limit {
+            break;
+        }
         read += 1;
         if wanted(&table) {
             by_table.entry(table).or_default().push(dirty);
@@ -166,6 +219,7 @@ fn pending_in_push_order(
     schema: &outpost_core::schema::Schema,
     limit: usize,
     wanted: &dyn Fn(&str) -> bool,
+    in_flight: &InFlight,
 ) -> Result<HashMap<String, Vec<Dirty>>, LocalError> {
     let err = || LocalError::sqlite("reading local changes");
     // Every (table, kind) is asked, in order: an empty one costs one seek
@@ -186,17 +240,22 @@ fn pending_in_push_order(
         if !wanted(&t.name) {
             continue;
         }
+        let walk = left.saturating_add(in_flight.len());
         let rows = stmt
             .query_map(
-                params![t.name, deleted, i64::try_from(left).unwrap_or(i64::MAX)],
+                params![t.name, deleted, i64::try_from(walk).unwrap_or(i64::MAX)],
                 |r| dirty_row(r, 0),
             )
             .map_err(err())?;
         for row in rows {
-            by_table
-                .entry(t.name.clone())
-                .or_default()
-                .push(row.map_err(err())?);
+            let row = row.map_err(err())?;
+            if in_flight.contains(&t.name, &row.0) {
+                continue;
+            }
+            if left == 0 {
+                break;
+            }
+            by_table.entry(t.name.clone()).or_default().push(row);
             left -= 1;
         }
     }
@@ -215,6 +274,7 @@ fn with_pending_self_parents(
     conn: &Connection,
     schema: &outpost_core::schema::Schema,
     upserts: Vec<PushRow>,
+    in_flight: &InFlight,
 ) -> Result<Vec<PushRow>, LocalError> {
     let mut seen: HashSet<(String, String)> = upserts
         .iter()
@@ -262,7 +322,8 @@ fn with_pending_self_parents(
     while let Some((table, key)) = queue.pop() {
         let t = table_of(schema, &table)?;
         let pk = crate::keys::local_pk(conn, t, &key)?;
-        if !seen.insert((table.clone(), pk.clone())) {
+        // A parent in flight goes first anyway: its batch is applied before.
+        if in_flight.contains(&table, &pk) || !seen.insert((table.clone(), pk.clone())) {
             continue;
         }
         let Some(e) = entry(conn, &table, &pk)? else {
@@ -384,14 +445,18 @@ impl Replica {
     /// rows, the next one is read, so they never hide the rows behind them.
     /// Those rows are counted (processed and failed, per table) in the
     /// returned stats, for the run's counts and its `SyncLog` rows.
+    ///
+    /// Rows `in_flight` (sent, not yet acknowledged) are left out: the
+    /// batch is the one that follows them.
     pub fn pending_push(
         &self,
         tables: Option<&[String]>,
         limit: usize,
+        in_flight: &InFlight,
     ) -> Result<(Vec<PushRow>, Stats), LocalError> {
         let mut refused_all = Stats::new();
         loop {
-            let (rows, refused) = self.plan_push(tables, limit)?;
+            let (rows, refused) = self.plan_push(tables, limit, in_flight)?;
             let none_refused = refused.is_empty();
             for (table, n) in refused {
                 let s = refused_all.entry(table).or_default();
@@ -411,6 +476,7 @@ impl Replica {
         &self,
         tables: Option<&[String]>,
         limit: usize,
+        in_flight: &InFlight,
     ) -> Result<(Vec<PushRow>, BTreeMap<String, u64>), LocalError> {
         fold(self.connection())?;
         let mut refused: BTreeMap<String, u64> = BTreeMap::new();
@@ -420,10 +486,11 @@ impl Replica {
             tables.is_none_or(|ts| ts.iter().any(|t| t == table)) && schema.table(table).is_some()
         };
         // The common case, everything pending fits: one read by age.
-        let (mut by_table, read) = pending_by_age(conn, limit.saturating_add(1), &wanted)?;
+        let (mut by_table, read) =
+            pending_by_age(conn, limit.saturating_add(1), &wanted, in_flight)?;
         let truncated = read > limit;
         if truncated {
-            by_table = pending_in_push_order(conn, schema, limit, &wanted)?;
+            by_table = pending_in_push_order(conn, schema, limit, &wanted, in_flight)?;
         }
         let order = schema.parents_first();
         let mut upserts = Vec::new();
@@ -478,7 +545,7 @@ impl Replica {
             }
         }
         if truncated {
-            upserts = with_pending_self_parents(conn, schema, upserts)?;
+            upserts = with_pending_self_parents(conn, schema, upserts, in_flight)?;
         }
         let mut upserts = self_parents_first(schema, upserts);
         // Children first for deletes: reverse table order.

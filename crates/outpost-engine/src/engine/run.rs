@@ -10,6 +10,7 @@ use std::time::Instant;
 use futures_util::StreamExt as _;
 use outpost_core::sync::{Cursor, PushOutcome, PushRow, Trigger, refused_parent};
 use outpost_core::types::Value;
+use outpost_local::push::InFlight;
 use outpost_local::sync::{ReplicaState, Stats};
 use outpost_remote::connections::SyncLink;
 use outpost_remote::feed;
@@ -417,6 +418,13 @@ impl Engine {
         Ok(())
     }
 
+    /// Phase 2, push, pipelined: while the server applies batch N, the
+    /// replica takes batch N−1's acknowledgement and then plans batch N+1,
+    /// leaving N's rows out (they are `PENDING` until acknowledged). Batches
+    /// are still sent one at a time, in order, on one connection, so every
+    /// rule of a single batch holds; a crash or a lost reply leaves at most
+    /// two batches committed and unacknowledged, and their retry is
+    /// recognised as already applied (docs/protocol.md, "Push").
     async fn push(
         &self,
         conn: &mut SyncLink,
@@ -433,102 +441,174 @@ impl Engine {
         // later round that references one is not sent (the server would
         // refuse it with a bare foreign-key error) but fails saying which.
         let mut refused: (Vec<PushRow>, Vec<Option<PushOutcome>>) = (Vec::new(), Vec::new());
+        let mut next = self.plan_batch(options, run, InFlight::default()).await?;
+        // The batch sent last and its outcomes, not acknowledged yet.
+        let mut unacked: Option<(Vec<PushRow>, Vec<PushOutcome>)> = None;
         // A backstop, as before: a run pushes at most this many batches (an
         // application writing as fast as the push drains keeps the rest
         // for the next run).
         for _round in 0..PUSH_ROUNDS * 100 {
+            let mut rows = std::mem::take(&mut next);
             // Rows of tables the server changed stay queued for after
             // `setup` (docs/protocol.md, "Schema changes").
+            rows.retain(|r| !run.changed.contains_key(&r.table));
+            if rows.is_empty() {
+                // Nothing was planned beside the last batch, or only rows
+                // of tables found changed since: settle what is out and
+                // read the queue afresh.
+                if let Some(batch) = unacked.take() {
+                    let acked = self.ack_batch(batch, &policies).await?;
+                    merge(&mut run.stats, acked);
+                }
+                rows = self.plan_batch(options, run, InFlight::default()).await?;
+                if rows.is_empty() {
+                    break;
+                }
+            }
+            let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
+            let in_flight = InFlight::of(&rows);
+            let previous = unacked.take();
             let models = self.models_except(options, &run.changed);
-            let planned = Instant::now();
             let batch = self
                 .inner
                 .push_batch
                 .load(std::sync::atomic::Ordering::Relaxed);
-            let (rows, refused_here) = self
-                .with_replica(move |r| r.pending_push(models.as_deref(), batch))
-                .await?;
-            // Rows refused before sending (a local value that cannot be
-            // sent for its column) count as failed rows of the run.
-            merge(&mut run.stats, refused_here);
-            let plan_time = planned.elapsed();
-            if rows.is_empty() {
+            let sending = Instant::now();
+            let remote = async {
+                if identity.enabled {
+                    // A new incarnation after the rows were read: everything
+                    // pushed under it is in any backup that knows it.
+                    self.claim_identity(conn, true).await?;
+                    identity.claimed = true;
+                }
+                self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
+                let outcomes = self
+                    .send_batch(conn, cursor, &mut rows, &refused, &mut run.changed)
+                    .await?;
+                let send_time = sending.elapsed();
+                if !rows.is_empty() {
+                    // The server committed; a crash or a lost reply here
+                    // must not make the retry apply anything twice.
+                    self.inner.faults.hit(FaultPoint::PushAfterCommit)?;
+                }
+                Ok::<_, EngineError>((outcomes, send_time))
+            };
+            let local = async {
+                let started = Instant::now();
+                let acked = match previous {
+                    Some(batch) => Some(self.ack_batch(batch, &policies).await?),
+                    None => None,
+                };
+                let planned = self
+                    .with_replica(move |r| r.pending_push(models.as_deref(), batch, &in_flight))
+                    .await?;
+                Ok::<_, EngineError>((acked, planned, started.elapsed()))
+            };
+            let (remote, local) = tokio::join!(remote, local);
+            // What the replica did is kept even when the send failed.
+            let (acked, local_time) = match local {
+                Ok((acked, (planned, refused_here), local_time)) => {
+                    // Rows refused before sending (a local value that cannot
+                    // be sent for its column) count as failed rows of the run.
+                    merge(&mut run.stats, refused_here);
+                    next = planned;
+                    (acked, local_time)
+                }
+                Err(e) => return remote.and(Err(e)),
+            };
+            let (outcomes, send_time) = remote?;
+            if let Some(acked) = acked {
+                // A row moved when it left the queue: landed, refused, or
+                // parked as a conflict. A merged row goes out again; when
+                // rounds only queue rows again, the run stops after
+                // PUSH_ROUNDS of them (the next run tries again).
+                let moved: u64 = acked
+                    .values()
+                    .map(|s| s.records_succeeded + s.records_failed + s.conflicts)
+                    .sum();
+                merge(&mut run.stats, acked);
+                if moved == 0 {
+                    requeued_only += 1;
+                } else {
+                    requeued_only = 0;
+                }
+            }
+            if !rows.is_empty() {
+                for (r, o) in rows.iter().zip(&outcomes) {
+                    if matches!(o, PushOutcome::Failed { .. }) && r.values.is_some() {
+                        refused.0.push(r.clone());
+                        refused.1.push(Some(o.clone()));
+                    }
+                }
+                sent += rows.len() as u64;
+                let landed = outcomes
+                    .iter()
+                    .filter(|o| {
+                        matches!(
+                            o,
+                            PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. }
+                        )
+                    })
+                    .count();
+                SyncMetrics::add(&self.inner.metrics.rows_pushed, landed as u64);
+                self.report(options, Progress::Push { rows: sent });
+                tracing::debug!(
+                    rows = sent,
+                    batch = rows.len(),
+                    send_ms = send_time.as_millis() as u64,
+                    ack_and_plan_ms = local_time.as_millis() as u64,
+                    "push batch sent"
+                );
+                unacked = Some((rows, outcomes));
+            }
+            if requeued_only >= PUSH_ROUNDS {
                 break;
             }
-            let (cursor, _) = self.with_replica(|r| r.cursor()).await?;
-            if identity.enabled {
-                // A new incarnation after the rows were read: everything
-                // pushed under it is in any backup that knows it.
-                self.claim_identity(conn, true).await?;
-                identity.claimed = true;
-            }
-            self.inner.faults.hit(FaultPoint::PushBeforeSend)?;
-            let sending = Instant::now();
-            let mut rows = rows;
-            let outcomes = self
-                .send_batch(conn, cursor, &mut rows, &refused, &mut run.changed)
-                .await?;
-            if rows.is_empty() {
-                continue;
-            }
-            for (r, o) in rows.iter().zip(&outcomes) {
-                if matches!(o, PushOutcome::Failed { .. }) && r.values.is_some() {
-                    refused.0.push(r.clone());
-                    refused.1.push(Some(o.clone()));
-                }
-            }
-            // The server committed; a crash or a lost reply here must not
-            // make the retry apply anything twice.
-            self.inner.faults.hit(FaultPoint::PushAfterCommit)?;
-            sent += rows.len() as u64;
-            let landed = outcomes
-                .iter()
-                .filter(|o| {
-                    matches!(
-                        o,
-                        PushOutcome::Applied { .. } | PushOutcome::AlreadyApplied { .. }
-                    )
-                })
-                .count();
-            SyncMetrics::add(&self.inner.metrics.rows_pushed, landed as u64);
-            self.report(options, Progress::Push { rows: sent });
-            let failed_or_conflict = outcomes
-                .iter()
-                .filter(|o| matches!(o, PushOutcome::Conflict(_) | PushOutcome::Failed { .. }))
-                .count();
-            let send_time = sending.elapsed();
-            let p = policies.clone();
-            let acking = Instant::now();
-            let acked = self
-                .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
-                .await?;
-            // A row moved when it left the queue: landed, refused, or parked
-            // as a conflict. A merged row goes out in the next round; when
-            // rounds only queue rows again, the run stops after
-            // PUSH_ROUNDS of them (the next run tries again).
-            let moved: u64 = acked
-                .values()
-                .map(|s| s.records_succeeded + s.records_failed + s.conflicts)
-                .sum();
+        }
+        if let Some(batch) = unacked.take() {
+            let acked = self.ack_batch(batch, &policies).await?;
             merge(&mut run.stats, acked);
-            if moved == 0 {
-                requeued_only += 1;
-                if requeued_only >= PUSH_ROUNDS {
-                    break;
-                }
-            } else {
-                requeued_only = 0;
-            }
-            tracing::debug!(
-                rows = sent,
-                failed_or_conflict,
-                plan_ms = plan_time.as_millis() as u64,
-                send_ms = send_time.as_millis() as u64,
-                ack_ms = acking.elapsed().as_millis() as u64,
-                "push batch acknowledged"
-            );
         }
         Ok(())
+    }
+
+    /// The next batch to push, without the rows `in_flight` and the tables
+    /// the server changed; rows refused locally are counted in the run.
+    async fn plan_batch(
+        &self,
+        options: &SyncOptions,
+        run: &mut RunState,
+        in_flight: InFlight,
+    ) -> Result<Vec<PushRow>, EngineError> {
+        let models = self.models_except(options, &run.changed);
+        let batch = self
+            .inner
+            .push_batch
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let (rows, refused_here) = self
+            .with_replica(move |r| r.pending_push(models.as_deref(), batch, &in_flight))
+            .await?;
+        merge(&mut run.stats, refused_here);
+        Ok(rows)
+    }
+
+    /// Takes a sent batch's outcomes into the replica.
+    async fn ack_batch(
+        &self,
+        (rows, outcomes): (Vec<PushRow>, Vec<PushOutcome>),
+        policies: &outpost_local::Policies,
+    ) -> Result<Stats, EngineError> {
+        self.inner.faults.hit(FaultPoint::PushBeforeAck)?;
+        let p = policies.clone();
+        let acking = Instant::now();
+        let acked = self
+            .with_replica(move |r| r.ack_push(&rows, &outcomes, &p))
+            .await?;
+        tracing::debug!(
+            ack_ms = acking.elapsed().as_millis() as u64,
+            "push batch acknowledged"
+        );
+        Ok(acked)
     }
 
     /// Sends one batch and returns an outcome per row of `rows`: a row
