@@ -3,13 +3,11 @@
 //! per row, before anything reads the entries (`outpost_core::sqlite`,
 //! "Capture triggers and the change log").
 
-use std::time::Duration;
-
 use outpost_core::sqlite;
 use rusqlite::Connection;
 
 use crate::error::LocalError;
-use crate::settings::BUSY_TIMEOUT;
+use crate::settings::without_waiting;
 
 /// Folds the capture log into `_outpost_rows` (`outpost_core::sqlite`,
 /// "Capture triggers and the change log"); returns how many entries it
@@ -53,10 +51,7 @@ fn fold_with(conn: &Connection, wait: bool) -> Result<usize, LocalError> {
         let begun = if wait {
             conn.execute_batch("BEGIN IMMEDIATE")
         } else {
-            conn.busy_timeout(Duration::ZERO).and_then(|()| {
-                let begun = conn.execute_batch("BEGIN IMMEDIATE");
-                conn.busy_timeout(BUSY_TIMEOUT).and(begun)
-            })
+            without_waiting(|| conn.execute_batch("BEGIN IMMEDIATE"))
         };
         match begun.map_err(LocalError::sqlite("starting to fold the change log")) {
             Err(LocalError::Locked { .. }) if !wait => {

@@ -118,8 +118,7 @@ pub(crate) fn open_connection(path: &Path, create: bool) -> Result<Connection, L
                 .into(),
         ));
     }
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| open_err(e.to_string()))?;
+    crate::settings::wait_when_busy(&mut conn).map_err(|e| open_err(e.to_string()))?;
     // WAL lets readers go on while the engine writes; NORMAL is durable
     // across application crashes (a power cut may lose the last commits,
     // never corrupt the file).

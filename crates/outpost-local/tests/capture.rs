@@ -761,6 +761,61 @@ fn reads_do_not_wait_for_an_applications_write_transaction() {
     assert_eq!(pending.total, 2);
 }
 
+/// An application committing in a loop leaves the lock free only for
+/// microseconds between its transactions. The replica's own writes (a
+/// fold, an acknowledgement) still get their turn while it goes on, not
+/// only once it stops: SQLite's own busy handler sleeps up to 100 ms
+/// between looks and almost never found the gap.
+#[test]
+fn the_replicas_writes_get_their_turn_beside_an_application_writing_in_a_loop() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    // SQLite's own handler waited out the whole loop (about 2 s for 4,000).
+    const TRANSACTIONS: usize = 20_000;
+    let (dir, mut replica) = setup();
+    let path = dir.path().join("sub/local.db");
+    let writing = Arc::new(AtomicBool::new(true));
+    let still = writing.clone();
+    let done = Arc::new(AtomicUsize::new(0));
+    let counted = done.clone();
+    let app = std::thread::spawn(move || {
+        let app = rusqlite::Connection::open(&path).expect("open");
+        app.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("timeout");
+        // Transactions of 20 rows: the lock is held nearly all the time.
+        for t in 0..TRANSACTIONS {
+            app.execute_batch("BEGIN IMMEDIATE").expect("begin");
+            for i in 0..20 {
+                app.execute(
+                    "INSERT INTO \"Item\" (id, qty) VALUES (?1, 1)",
+                    [format!("app{t}-{i}")],
+                )
+                .expect("insert");
+            }
+            app.execute_batch("COMMIT").expect("commit");
+            counted.store(t + 1, Ordering::Relaxed);
+            if !still.load(Ordering::Relaxed) {
+                break;
+            }
+        }
+    });
+    // Once the application is in its loop: three writes of the replica,
+    // each waiting for the lock.
+    while done.load(Ordering::Relaxed) < 10 {
+        std::thread::yield_now();
+    }
+    for i in 0..3 {
+        insert_synced(&mut replica, &format!("node{i}"), i);
+    }
+    writing.store(false, Ordering::Relaxed);
+    app.join().expect("app");
+    assert!(
+        done.load(Ordering::Relaxed) < TRANSACTIONS,
+        "the replica's writes waited for the application's whole loop"
+    );
+}
+
 /// A uuid key in another spelling than PostgreSQL's is refused when the
 /// application writes it (the server would store its own spelling and the
 /// replica would hold the row twice); the canonical spelling, non-key uuid
