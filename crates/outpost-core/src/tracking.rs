@@ -377,6 +377,68 @@ const V3: &str = r#"CREATE INDEX IF NOT EXISTS "row_versions_pk_hash" ON "outpos
 const V4: &str = r#"ALTER TABLE "outpost"."nodes" ADD COLUMN IF NOT EXISTS "incarnation" uuid;
 "#;
 
+/// Version 5: the statement capture compares whole rows whatever the
+/// table's column names. Version 2 compared `to_jsonb(o)` with
+/// `to_jsonb(n)`, and PostgreSQL reads a bare name as a column before a
+/// table: in a table with columns named `o` and `n` it compared those two
+/// values, and an `UPDATE` of any other column that left them equal was not
+/// recorded (never pulled by any node). `o.*` and `n.*` always mean the
+/// rows. Also `row_versions` gets a fill factor of 80: most of its writes
+/// update an entry in place (a row changed again), and free room on the
+/// page makes that a heap-only update, with no new entries in its two
+/// indexes (pages filled before keep no room until rewritten).
+const V5: &str = r#"-- Statement trigger with transition tables old_rows/new_rows. TG_ARGV[0]
+-- is the synced table's name, TG_ARGV[1..] its primary-key columns.
+CREATE OR REPLACE FUNCTION "outpost"."capture_rows"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $fn$
+DECLARE
+    v_key_new text;
+    v_key_old text;
+    v_src text;
+BEGIN
+    SELECT string_agg(format('to_jsonb(n.%I)', c), ', ' ORDER BY o),
+           string_agg(format('to_jsonb(o.%I)', c), ', ' ORDER BY o)
+    INTO v_key_new, v_key_old
+    FROM unnest(TG_ARGV[1:]) WITH ORDINALITY AS k(c, o);
+    IF TG_OP = 'INSERT' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM new_rows n', v_key_new, 'I');
+    ELSIF TG_OP = 'DELETE' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM old_rows o', v_key_old, 'D');
+    ELSE
+        v_src := format(
+            'SELECT COALESCE(n.pk, o.pk) AS pk, CASE WHEN o.pk IS NULL THEN %L WHEN n.pk IS NULL THEN %L ELSE %L END AS op '
+            'FROM (SELECT jsonb_build_array(%s) AS pk, to_jsonb(o.*)::text AS r FROM old_rows o) o '
+            'FULL JOIN (SELECT jsonb_build_array(%s) AS pk, to_jsonb(n.*)::text AS r FROM new_rows n) n ON n.pk = o.pk '
+            'WHERE o.r IS DISTINCT FROM n.r ORDER BY (n.pk IS NULL) DESC',
+            'I', 'D', 'U', v_key_old, v_key_new);
+    END IF;
+    EXECUTE format(
+        'WITH c AS (INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin") '
+        'SELECT $1, s.pk, s.op, $2 FROM (%s) s RETURNING "seq", "pk", "op") '
+        'INSERT INTO "outpost"."row_versions" AS rv '
+        '("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at") '
+        'SELECT $1, c.pk, c.seq, $2, $3, c.op = %L, clock_timestamp() FROM c '
+        'ON CONFLICT ("table_name", "pk") DO UPDATE SET '
+        '"version" = EXCLUDED."version", "origin" = EXCLUDED."origin", '
+        '"origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted", '
+        '"updated_at" = EXCLUDED."updated_at"', v_src, 'D')
+    USING TG_ARGV[0],
+          NULLIF(current_setting('outpost.origin', true), ''),
+          NULLIF(current_setting('outpost.local_seq', true), '')::bigint;
+    RETURN NULL;
+END
+$fn$;
+
+ALTER TABLE "outpost"."row_versions" SET (fillfactor = 80);
+"#;
+
 /// The upgrade path, in order. Never edit a released step: add one.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -398,6 +460,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 4,
         description: "node incarnations in the node registry",
         sql: V4,
+    },
+    Migration {
+        version: 5,
+        description: "statement capture compares whole rows whatever the column names",
+        sql: V5,
     },
 ];
 
@@ -905,7 +972,7 @@ mod tests {
         for (i, m) in MIGRATIONS.iter().enumerate() {
             assert_eq!(m.version, i as i32 + 1);
         }
-        assert_eq!(latest_version(), 4);
+        assert_eq!(latest_version(), 5);
     }
 
     #[test]
@@ -925,24 +992,41 @@ mod tests {
     }
 
     #[test]
+    fn v5_compares_whole_rows() {
+        for needle in [
+            "CREATE OR REPLACE FUNCTION \"outpost\".\"capture_rows\"()",
+            "to_jsonb(o.*)::text AS r FROM old_rows o",
+            "to_jsonb(n.*)::text AS r FROM new_rows n",
+            "WHERE o.r IS DISTINCT FROM n.r ORDER BY (n.pk IS NULL) DESC",
+            "SECURITY DEFINER",
+            "SET TimeZone = 'UTC'",
+            "ALTER TABLE \"outpost\".\"row_versions\" SET (fillfactor = 80);",
+        ] {
+            assert!(V5.contains(needle), "V5 lacks {needle}");
+        }
+        assert!(!V5.contains("to_jsonb(o)") && !V5.contains("to_jsonb(n)"));
+    }
+
+    #[test]
     fn pending() {
-        assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(4));
-        assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(4));
-        assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(3));
-        assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(2));
-        assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(1));
-        assert_eq!(pending_migrations(Some(4)).map(<[_]>::len), Ok(0));
+        assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(5));
+        assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(5));
+        assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(4));
+        assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(3));
+        assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(2));
+        assert_eq!(pending_migrations(Some(4)).map(<[_]>::len), Ok(1));
+        assert_eq!(pending_migrations(Some(5)).map(<[_]>::len), Ok(0));
         let err = pending_migrations(Some(7)).expect_err("newer than known");
         assert_eq!(
             err,
             NewerSchemaVersion {
                 installed: 7,
-                supported: 4
+                supported: 5
             }
         );
         assert!(
             err.to_string()
-                .contains("version 7, newer than the version 4")
+                .contains("version 7, newer than the version 5")
         );
     }
 

@@ -120,17 +120,17 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 4);
-    assert_eq!(first.migrations_applied, [1, 2, 3, 4]);
+    assert_eq!(first.to_version, 5);
+    assert_eq!(first.migrations_applied, [1, 2, 3, 4, 5]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(4));
+    assert_eq!(installed_version(&client).await?, Some(5));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(4));
+    assert_eq!(second.from_version, Some(5));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
@@ -189,7 +189,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1, 2, 3, 4]);
+    assert_eq!(report.migrations_applied, [1, 2, 3, 4, 5]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -654,7 +654,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
 
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(1));
-    assert_eq!(report.migrations_applied, [2, 3, 4]);
+    assert_eq!(report.migrations_applied, [2, 3, 4, 5]);
     assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(status(&client, &schema).await?.up_to_date());
     let before = last_seq(&client).await?;
@@ -674,7 +674,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
     Ok(())
 }
 
-/// A server at version 2 gains the key index of version 3 (and version 4);
+/// A server at version 2 gains the key index of version 3 (and the later ones);
 /// a second install finds nothing to do; the index is what entry lookups by
 /// key use.
 #[tokio::test]
@@ -701,7 +701,7 @@ async fn version_2_upgrades_to_the_hash_key_index() -> anyhow::Result<()> {
     assert_eq!(hash_key_index(&client).await?, 0);
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(2));
-    assert_eq!(report.migrations_applied, [3, 4]);
+    assert_eq!(report.migrations_applied, [3, 4, 5]);
     assert!(report.triggers_installed.is_empty(), "{report:?}");
     assert_eq!(hash_key_index(&client).await?, 1);
     assert!(!install(&mut client, &schema).await?.changed());
@@ -793,4 +793,60 @@ async fn change_count(client: &Client) -> anyhow::Result<i64> {
         .query_one("SELECT count(*) FROM outpost.changes", &[])
         .await?
         .get(0))
+}
+
+/// A table with columns named `o` and `n`: version 2's capture compared
+/// those two columns instead of the rows (a bare name is a column before a
+/// table in PostgreSQL), so an update of another column that left them
+/// equal was never recorded. A server at version 4 shows the loss; after the
+/// upgrade to version 5 the same update is recorded.
+#[tokio::test]
+async fn an_update_is_recorded_whatever_the_tables_column_names() -> anyhow::Result<()> {
+    let (_db, mut client, _) = setup().await?;
+    client
+        .batch_execute(r#"CREATE TABLE "Grid" (id text PRIMARY KEY, o int, n int, label text)"#)
+        .await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    let grid = schema.table("Grid").expect("Grid");
+    for m in &outpost_core::tracking::MIGRATIONS[..4] {
+        client
+            .batch_execute(&outpost_core::tracking::migration_sql(m))
+            .await?;
+    }
+    client
+        .batch_execute(&outpost_core::tracking::create_triggers_sql(
+            "public",
+            grid,
+            outpost_core::tracking::Capture::Statement,
+        ))
+        .await?;
+    async fn updates(client: &Client) -> anyhow::Result<i64> {
+        Ok(client
+            .query_one(
+                "SELECT count(*) FROM outpost.changes WHERE table_name = 'Grid' AND op = 'U'",
+                &[],
+            )
+            .await?
+            .get(0))
+    }
+    client
+        .batch_execute(
+            r#"INSERT INTO "Grid" VALUES ('a', 5, 5, 'first');
+               UPDATE "Grid" SET label = 'second' WHERE id = 'a';"#,
+        )
+        .await?;
+    assert_eq!(updates(&client).await?, 0, "version 4 missed the update");
+
+    let report = install(&mut client, &schema).await?;
+    assert_eq!(report.migrations_applied, [5]);
+    client
+        .batch_execute(r#"UPDATE "Grid" SET label = 'third' WHERE id = 'a'"#)
+        .await?;
+    assert_eq!(updates(&client).await?, 1, "version 5 records it");
+    // A statement that changes nothing is still not a change.
+    client
+        .batch_execute(r#"UPDATE "Grid" SET label = label WHERE id = 'a'"#)
+        .await?;
+    assert_eq!(updates(&client).await?, 1);
+    Ok(())
 }
