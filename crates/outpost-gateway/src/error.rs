@@ -117,9 +117,11 @@ impl GatewayError {
             GatewayError::TableChanged { .. } => {
                 (StatusCode::CONFLICT, "table_changed", ErrorClass::Refused)
             }
-            GatewayError::NotServed { .. } => {
-                (StatusCode::CONFLICT, "table_not_served", ErrorClass::Refused)
-            }
+            GatewayError::NotServed { .. } => (
+                StatusCode::CONFLICT,
+                "table_not_served",
+                ErrorClass::Refused,
+            ),
             GatewayError::ClaimMissing { .. } => {
                 (StatusCode::FORBIDDEN, "claim_missing", ErrorClass::Auth)
             }

@@ -334,7 +334,11 @@ fn served_tables(options: &Options) -> TableSelection {
 
 /// Each rule's table exists in the served PostgreSQL schema and is
 /// selected (`OUTPOST_TABLES`, `OUTPOST_EXCLUDE_TABLES`).
-async fn check_rules(pool: &Pool, t: &TableSelection, rules: &rules::Rules) -> Result<(), StartError> {
+async fn check_rules(
+    pool: &Pool,
+    t: &TableSelection,
+    rules: &rules::Rules,
+) -> Result<(), StartError> {
     let mut pooled = pool.get().await?;
     let found: Vec<String> = pooled
         .conn()

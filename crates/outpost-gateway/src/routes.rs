@@ -193,7 +193,11 @@ impl Gateway {
                 let rule = rules
                     .rules
                     .values()
-                    .filter(|r| tables.as_ref().is_none_or(|t| t.contains(&r.table.as_str())))
+                    .filter(|r| {
+                        tables
+                            .as_ref()
+                            .is_none_or(|t| t.contains(&r.table.as_str()))
+                    })
                     .find(|r| r.claims.contains(&name))
                     .map_or_else(|| "a sync rule".to_string(), |r| r.label());
                 return Err(GatewayError::ClaimMissing { claim: name, rule });
@@ -473,7 +477,9 @@ async fn push(
     gw.bind(&c.conn().client, b.node, &p).await?;
     let tables: std::collections::BTreeSet<&str> =
         b.rows.iter().map(|r| r.table.as_str()).collect();
-    let claimed = gw.claim(&mut c, &claims, Some(tables.into_iter().collect())).await?;
+    let claimed = gw
+        .claim(&mut c, &claims, Some(tables.into_iter().collect()))
+        .await?;
     let outcomes = feed::push_scoped(
         &mut c.conn().client,
         &served.schema,
@@ -530,7 +536,9 @@ async fn pull(
         .claim(
             &mut c,
             &claims,
-            tables.as_ref().map(|t| t.iter().map(String::as_str).collect()),
+            tables
+                .as_ref()
+                .map(|t| t.iter().map(String::as_str).collect()),
         )
         .await?;
     let conn = c.conn();

@@ -136,7 +136,8 @@ impl Rules {
                     name(&e.table)
                 ));
             }
-            let (sql, claims) = rewrite(&e.condition).map_err(|m| format!("{}: {m}", name(&e.table)))?;
+            let (sql, claims) =
+                rewrite(&e.condition).map_err(|m| format!("{}: {m}", name(&e.table)))?;
             for c in &claims {
                 if declared.get(&c.to_lowercase()) != Some(c) {
                     return Err(format!(
@@ -192,7 +193,10 @@ impl Rules {
     }
 
     /// The claims the rules of `tables` use (every table's when `None`).
-    pub fn claims_of<'a>(&self, tables: Option<impl IntoIterator<Item = &'a str>>) -> BTreeSet<String> {
+    pub fn claims_of<'a>(
+        &self,
+        tables: Option<impl IntoIterator<Item = &'a str>>,
+    ) -> BTreeSet<String> {
         match tables {
             None => self
                 .rules
@@ -248,8 +252,7 @@ pub fn rewrite(cond: &str) -> Result<(String, BTreeSet<String>), String> {
         match c {
             '\'' => {
                 // E'…' (or e'…') when the E is a token of its own.
-                let escapes = matches!(prev, Some('e' | 'E'))
-                    && !prev2.is_some_and(ident_char);
+                let escapes = matches!(prev, Some('e' | 'E')) && !prev2.is_some_and(ident_char);
                 let start = i;
                 i += 1;
                 loop {
@@ -460,15 +463,22 @@ mod tests {
         let post = good.claims_of(Some(["Post"]));
         assert_eq!(post.into_iter().collect::<Vec<_>>(), vec!["sub"]);
         let err = |text: &str| Rules::parse(text, "r.toml").expect_err(text);
-        assert!(err("[[rule]]\ntable = \"T\"\nwhere = 'a = $orgg'").contains("unknown claim $orgg"));
+        assert!(
+            err("[[rule]]\ntable = \"T\"\nwhere = 'a = $orgg'").contains("unknown claim $orgg")
+        );
         assert!(err("[[rule]]\ntable = \"T\"\nwhere = 'a = $1'").contains("rule 1 (table \"T\")"));
         assert!(
-            err("[[rule]]\ntable = \"T\"\nwhere = 'true'\n[[rule]]\ntable = \"T\"\nwhere = 'false'")
-                .contains("already has rule 1")
+            err(
+                "[[rule]]\ntable = \"T\"\nwhere = 'true'\n[[rule]]\ntable = \"T\"\nwhere = 'false'"
+            )
+            .contains("already has rule 1")
         );
         assert!(err("[[rule]]\ntable = \"T\"\nwhere = ''").contains("empty"));
         assert!(err("[[rule]]\ntable = \"T\"\nfilter = 'x'").contains("cannot be read"));
         assert!(err("claims = []\n").contains("no [[rule]]"));
-        assert!(err("claims = [\"Org\", \"org\"]\n[[rule]]\ntable = \"T\"\nwhere = 'true'").contains("only in case"));
+        assert!(
+            err("claims = [\"Org\", \"org\"]\n[[rule]]\ntable = \"T\"\nwhere = 'true'")
+                .contains("only in case")
+        );
     }
 }

@@ -225,9 +225,14 @@ async fn scoped_group(
         let keys = sql::key_source(table, &subset);
         let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
         let from = sql::qualified(pg, &table.name);
-        let lock = statement(tx, cache, keys.cacheable, &sql::lock_rows(&from, table, &keys))
-            .await
-            .map_err(db(format!("locking rows of {}", table.name)))?;
+        let lock = statement(
+            tx,
+            cache,
+            keys.cacheable,
+            &sql::lock_rows(&from, table, &keys),
+        )
+        .await
+        .map_err(db(format!("locking rows of {}", table.name)))?;
         tx.query(&lock, &params(&key_binds))
             .await
             .map_err(db(format!("locking rows of {}", table.name)))?;

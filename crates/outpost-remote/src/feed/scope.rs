@@ -76,7 +76,12 @@ pub(super) fn aliased(pg_schema: &str, table: &Table) -> String {
 /// for present rows only. The condition runs in a subquery whose only
 /// table is the scoped one, so its column names cannot be taken for the
 /// key source's.
-pub(super) fn scope_states(pg_schema: &str, table: &Table, scope: &TableScope, src: &str) -> String {
+pub(super) fn scope_states(
+    pg_schema: &str,
+    table: &Table,
+    scope: &TableScope,
+    src: &str,
+) -> String {
     let alias = quote(&table.name);
     let kcols = sql::key_names(table);
     let join = |left: &str| {
