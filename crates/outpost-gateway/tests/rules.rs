@@ -598,3 +598,74 @@ async fn claim_values_are_bound_never_spliced_into_sql() -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// The known limit of a child filtered through its parent (docs/gateway.md,
+/// "Sync rules"): a parent moving into a node's scope does not bring its
+/// unchanged children with it on the next pull, nor does one moving out
+/// take them away (the feed names only rows that changed); a resync of
+/// the child table does both. This test pins the limit as documented.
+#[tokio::test]
+async fn children_follow_a_parents_move_on_a_resync_of_their_table() -> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Comment").await?, ["c1"]);
+
+    // p2 (with its comment c2) is given to u1.
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u1' WHERE id = 'p2'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1", "p2"]);
+    // The limit: c2 did not change, so the pull does not name it.
+    assert_eq!(ids(&a, "Comment").await?, ["c1"]);
+    a.resync("Comment").await?;
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2"]);
+
+    // p1 is given to u2: p1 leaves, and c1 with it.
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p2"]);
+    // The limit again: c1 stays until its table is copied again.
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2"]);
+    a.resync("Comment").await?;
+    assert_eq!(ids(&a, "Comment").await?, ["c2"]);
+    Ok(())
+}
+
+/// A rules change (the gateway restarted with another file) applies to
+/// rows as they change; a node's existing rows follow it on a resync of the
+/// table (docs/gateway.md: re-syncing only the affected tables by itself
+/// is a follow-up).
+#[tokio::test]
+async fn a_rules_change_reaches_a_nodes_rows_on_a_resync_of_the_table() -> anyhow::Result<()> {
+    let mut s = setup(RULES).await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1"]);
+
+    // Posts titled 'two' become everybody's.
+    let port = s.gw.addr.port();
+    s.gw.kill();
+    let path = s.db.dir().join("rules2.toml");
+    std::fs::write(
+        &path,
+        RULES.replace(
+            r#"where = '"userId" = $sub'"#,
+            // A condition with a string literal in it: TOML's `'''…'''`.
+            r#"where = '''"userId" = $sub OR title = 'two' '''"#,
+        ),
+    )?;
+    s.gw = GatewayProcess::start(
+        &s.db,
+        port,
+        &[("OUTPOST_GATEWAY_RULES", &path.display().to_string())],
+    )?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1"]);
+    a.resync("Post").await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1", "p2"]);
+    Ok(())
+}
