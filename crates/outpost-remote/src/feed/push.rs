@@ -68,7 +68,7 @@ pub async fn push(
 /// of a scoped table is refused (`FAILED`, naming the rule) when its server
 /// row before the change exists and does not satisfy the table's condition,
 /// or when the row it writes does not; the other rows still apply
-/// ([`scoped_group`]).
+/// (`scoped_group`).
 pub async fn push_scoped(
     client: &mut Client,
     schema: &Schema,
