@@ -227,6 +227,11 @@ async fn pull_once(
         }
         batch.rows.extend(rows);
     }
+    if let Some(scope) = scope {
+        let children =
+            scope::children_of(&tx, &mut cache.0, schema, scope, tables, &batch.rows).await?;
+        batch.rows.extend(children);
+    }
     tracing::debug!(
         changes = batch.changes,
         rows = batch.rows.len(),

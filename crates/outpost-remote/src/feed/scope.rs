@@ -16,17 +16,21 @@
 //!
 //! [`in_scope`] answers, for a list of keys, which rows exist and which of
 //! those satisfy the condition, in the caller's transaction.
+//! [`children_of`] adds to a pull the unchanged rows of child tables whose
+//! condition reads a parent that changed and is in scope, so a parent
+//! moving into a node's scope brings its children.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use outpost_core::ident::quote;
-use outpost_core::schema::Table;
+use outpost_core::schema::{ForeignKey, Schema, Table};
+use outpost_core::sync::ServerRow;
 use outpost_core::types::Value;
 use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
-use super::sql;
-use super::support::{Statements, db, params, statement};
+use super::sql::{self, Source};
+use super::support::{Statements, db, params, server_row, statement};
 use crate::codec::Bind;
 use crate::error::RemoteError;
 
@@ -175,4 +179,141 @@ pub(super) fn copy_out(pg_schema: &str, table: &Table, scope: &TableScope) -> St
             .collect::<Vec<_>>()
             .join(", ")
     )
+}
+
+/// Whether `scope`'s condition reads table `parent`: its name appears as
+/// a quoted identifier (`"Post"`) or as a bare word (`post`, compared as
+/// PostgreSQL folds unquoted names). A text match, on purpose: it can only
+/// make a pull send more rows of the child (each still checked), never
+/// fewer.
+pub(super) fn reads(scope: &TableScope, parent: &str) -> bool {
+    let c = &scope.condition;
+    if c.contains(&quote(parent)) {
+        return true;
+    }
+    let lower = parent.to_lowercase();
+    c.split(|ch: char| !(ch.is_alphanumeric() || ch == '_' || ch == '$'))
+        .any(|w| w.to_lowercase() == lower && parent == lower)
+}
+
+/// The rows of `child` that reference, through `fk`, the parent rows of a
+/// source `v(i, k0…)` of referenced values, and satisfy the child's
+/// condition; the columns [`super::support::server_row`] reads. The
+/// condition runs in a derived table whose only table is the child's, so
+/// `row_versions`' columns cannot be taken for the child's. The table name
+/// is the parameter after the source's.
+pub(super) fn children_rows(
+    pg_schema: &str,
+    child: &Table,
+    fk: &ForeignKey,
+    scope: &TableScope,
+    src: &Source,
+) -> String {
+    let alias = quote(&child.name);
+    let fk_cols: Vec<String> = fk
+        .columns
+        .iter()
+        .map(|c| format!("{alias}.{}", quote(c)))
+        .collect();
+    let knames: Vec<String> = (0..fk.columns.len()).map(|i| format!("k{i}")).collect();
+    let pk: Vec<String> = child
+        .primary_key
+        .iter()
+        .map(|c| format!("\"_outpost_c\".{}", quote(c)))
+        .collect();
+    format!(
+        "SELECT rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, true, {pk}, {cols} \
+         FROM (SELECT {alias}.* FROM {from} WHERE ({fk_cols}) IN (SELECT {knames} FROM {src}) AND {cond}) \"_outpost_c\" \
+         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({pk})",
+        pk = pk.join(", "),
+        cols = sql::column_list(child, "\"_outpost_c\"."),
+        from = aliased(pg_schema, child),
+        fk_cols = fk_cols.join(", "),
+        knames = knames.join(", "),
+        src = src.sql,
+        cond = filter(scope),
+        tn = src.params.len() + 1,
+    )
+}
+
+/// The rows of scoped child tables that reference the changed parent rows
+/// of `batch` still in the node's scope, and are in scope themselves,
+/// with their current versions: a parent moving into a node's scope
+/// brings its unchanged children (a child whose condition reads its
+/// parent, `"postId" IN (SELECT id FROM "Post" WHERE …)`). Rows the batch
+/// names already are left out; the node takes a row at a version it
+/// already has as a no-op.
+pub(super) async fn children_of(
+    tx: &Transaction<'_>,
+    cache: &mut Statements,
+    schema: &Schema,
+    scope: &Scope,
+    tables: Option<&[String]>,
+    batch: &[ServerRow],
+) -> Result<Vec<ServerRow>, RemoteError> {
+    let mut out: Vec<ServerRow> = Vec::new();
+    let mut named: HashSet<(String, String)> = batch
+        .iter()
+        .map(|r| (r.table.clone(), format!("{:?}", r.pk)))
+        .collect();
+    for child in &schema.tables {
+        let Some(cs) = scope.of(&child.name) else {
+            continue;
+        };
+        if tables.is_some_and(|t| !t.contains(&child.name)) {
+            continue;
+        }
+        for fk in &child.foreign_keys {
+            if fk.ref_table == child.name || !reads(cs, &fk.ref_table) {
+                continue;
+            }
+            let Some(parent) = schema.table(&fk.ref_table) else {
+                continue;
+            };
+            let Some(idx) = fk
+                .ref_columns
+                .iter()
+                .map(|c| parent.columns.iter().position(|p| &p.name == c))
+                .collect::<Option<Vec<usize>>>()
+            else {
+                continue;
+            };
+            let cells: Vec<Vec<Value>> = batch
+                .iter()
+                .filter(|r| r.table == parent.name)
+                .filter_map(|r| r.values.as_ref())
+                .map(|v| idx.iter().map(|&i| v[i].clone()).collect())
+                .collect();
+            if cells.is_empty() {
+                continue;
+            }
+            let types: Vec<String> = idx
+                .iter()
+                .map(|&i| parent.columns[i].ty.pg_name.clone())
+                .collect();
+            let names: Vec<String> = (0..idx.len()).map(|i| format!("k{i}")).collect();
+            let array = idx.iter().any(|&i| parent.columns[i].ty.array);
+            let src = sql::source(!array, &names, &types, cells, 1);
+            let text = children_rows(&schema.pg_schema, child, fk, cs, &src);
+            let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+            let mut p: Vec<&(dyn ToSql + Sync)> = params(&binds);
+            p.push(&child.name);
+            let what = || {
+                db(format!(
+                    "reading rows of {} under changed rows of {} ({})",
+                    child.name, parent.name, cs.rule
+                ))
+            };
+            let s = statement(tx, cache, src.cacheable, &text)
+                .await
+                .map_err(what())?;
+            for r in tx.query(&s, &p).await.map_err(what())? {
+                let row = server_row(&r, child, 0)?;
+                if named.insert((row.table.clone(), format!("{:?}", row.pk))) {
+                    out.push(row);
+                }
+            }
+        }
+    }
+    Ok(out)
 }
