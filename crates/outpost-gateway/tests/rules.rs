@@ -680,3 +680,94 @@ async fn a_rules_change_reaches_a_nodes_rows_on_a_resync_of_the_table() -> anyho
     assert_eq!(ids(&a, "Post").await?, ["p1", "p2"]);
     Ok(())
 }
+
+/// What the rules cost, for docs/gateway.md: the same 20,000 rows (all
+/// the node's) bootstrapped, 5,000 of them updated on the server and
+/// pulled, and 5,000 offline inserts pushed, through a gateway with the
+/// rules and through one without, on one database.
+#[tokio::test]
+async fn rules_overhead_measured() -> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    s.client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, views, "userId")
+               SELECT 'm' || g, 'title ' || g, repeat('y', 100), g, 'u1' FROM generate_series(1, 20000) g;
+               CREATE INDEX ON "Post" ("userId");
+               CREATE INDEX ON "Comment" ("postId");
+               ANALYZE;"#,
+        )
+        .await?;
+    let plain = GatewayProcess::start(&s.db, 0, &[])?;
+    let ruled = support::node(&s.db, &s.gw.url(), "u1", "ruled").await?;
+    let whole = support::node(&s.db, &plain.url(), "u1", "whole").await?;
+    let mut lines = Vec::new();
+    for (who, node) in [("with rules", &ruled), ("without", &whole)] {
+        let t = std::time::Instant::now();
+        sync(node, Direction::FromServer).await?;
+        lines.push(format!(
+            "bootstrap {who}: {:?} ({} posts)",
+            t.elapsed(),
+            ids(node, "Post").await?.len()
+        ));
+    }
+    s.client
+        .batch_execute(
+            r#"UPDATE "Post" SET views = views + 1 WHERE id LIKE 'm%' AND views <= 5000"#,
+        )
+        .await?;
+    for (who, node) in [("with rules", &ruled), ("without", &whole)] {
+        let t = std::time::Instant::now();
+        pull(node).await?;
+        lines.push(format!(
+            "pull of 5000 updated rows {who}: {:?}",
+            t.elapsed()
+        ));
+    }
+    for (who, node, prefix) in [("with rules", &ruled, "r"), ("without", &whole, "w")] {
+        local(
+            node,
+            &format!(
+                r#"WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 5000)
+                   INSERT INTO "Post" (id, title, body, views, "userId")
+                   SELECT '{prefix}' || n, 'pushed ' || n, printf('%.100c', 'z'), n, 'u1' FROM g"#
+            ),
+        )
+        .await?;
+        let t = std::time::Instant::now();
+        let report = sync(node, Direction::ToServer).await?;
+        lines.push(format!(
+            "push of 5000 inserts {who}: {:?} ({:?} landed)",
+            t.elapsed(),
+            report.results.get("Post").map(|s| s.records_succeeded)
+        ));
+    }
+    eprintln!("{}", lines.join("\n"));
+    assert_eq!(ids(&ruled, "Post").await?.len(), 20_000 + 1 + 5_000);
+    Ok(())
+}
+
+/// A served table may reference one that is not served (a rule for `Post`
+/// only, none for `User`): the node sets up, bootstraps, pulls and pushes
+/// its posts without the users' table.
+#[tokio::test]
+async fn a_served_table_may_reference_a_table_that_is_not_served() -> anyhow::Result<()> {
+    let s = setup("[[rule]]\ntable = \"Post\"\nwhere = '\"userId\" = $sub'\n").await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    let names: Vec<String> = a.schema().tables.iter().map(|t| t.name.clone()).collect();
+    assert_eq!(names, ["Post"]);
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1"]);
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, views, "userId") VALUES ('p5', 'five', 0, 'u1')"#,
+    )
+    .await?;
+    s.client
+        .batch_execute(r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p6', 'six', 'u1'), ('p7', 'seven', 'u2')"#)
+        .await?;
+    sync(&a, Direction::ToServer).await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1", "p5", "p6"]);
+    assert!(states(&a).await?.is_empty(), "{:?}", states(&a).await?);
+    Ok(())
+}
