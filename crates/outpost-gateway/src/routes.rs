@@ -503,8 +503,11 @@ async fn pull(
     Auth(_, claims): Auth,
     Body_(b): Body_<body::Pull>,
 ) -> Answer<outpost_core::sync::PullBatch> {
-    if let Some(asked) = &b.tables {
-        gw.served_only(asked.iter().map(String::as_str))?;
+    // A table without a rule is refused by name, whether the node lists
+    // it or its snapshot (set up before the rules) has it.
+    match &b.tables {
+        Some(asked) => gw.served_only(asked.iter().map(String::as_str))?,
+        None => gw.served_only(b.table_hashes.keys().map(String::as_str))?,
     }
     let served = gw.served(Some(&b.schema_hash)).await?;
     // With another snapshot, only the node's tables it asked for, each of
