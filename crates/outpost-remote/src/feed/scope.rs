@@ -317,3 +317,109 @@ pub(super) async fn children_of(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    //! Exact text of the scoped statements (as `sql_tests` pins the
+    //! feed's others), and which conditions read a parent.
+
+    use outpost_core::schema::{Column, FkAction};
+    use outpost_core::types::{ColumnType, ScalarType};
+
+    use super::*;
+
+    fn col(name: &str, scalar: ScalarType, pg_name: &str) -> Column {
+        Column {
+            name: name.into(),
+            ty: ColumnType::scalar(scalar, pg_name),
+            nullable: false,
+            default: None,
+            identity: None,
+            generated: false,
+        }
+    }
+
+    /// `"Comment"("id" text, "postId" text → "Post"."id")`.
+    fn comments() -> Table {
+        Table {
+            name: "Comment".into(),
+            primary_key: vec!["id".into()],
+            columns: vec![
+                col("id", ScalarType::Text, "text"),
+                col("postId", ScalarType::Text, "text"),
+            ],
+            foreign_keys: vec![ForeignKey {
+                name: "Comment_postId_fkey".into(),
+                columns: vec!["postId".into()],
+                ref_table: "Post".into(),
+                ref_columns: vec!["id".into()],
+                on_delete: FkAction::Cascade,
+                on_update: FkAction::NoAction,
+            }],
+            uniques: vec![],
+            relations: vec![],
+        }
+    }
+
+    fn rule() -> TableScope {
+        TableScope {
+            rule: "rule 3 (table \"Comment\")".into(),
+            condition: "\"postId\" IN (SELECT id FROM \"Post\" WHERE \"userId\" = current_setting('outpost.claim.sub'))".into(),
+        }
+    }
+
+    const COND: &str = "(\n\"postId\" IN (SELECT id FROM \"Post\" WHERE \"userId\" = current_setting('outpost.claim.sub'))\n)";
+
+    #[test]
+    fn scoped_statements_have_one_text_whatever_the_node() {
+        let t = comments();
+        let s = rule();
+        assert_eq!(
+            count_rows("public", &t, &s),
+            format!("SELECT count(*) FROM \"public\".\"Comment\" AS \"Comment\" WHERE {COND}")
+        );
+        assert_eq!(
+            copy_out("public", &t, &s),
+            format!(
+                "COPY (SELECT \"Comment\".\"id\", \"Comment\".\"postId\" FROM \"public\".\"Comment\" AS \"Comment\" \
+                 WHERE {COND} ORDER BY \"Comment\".\"id\") TO STDOUT (FORMAT binary)"
+            )
+        );
+        let keys = sql::key_values(&t, vec![vec![Value::Text("c1".into())]]);
+        assert_eq!(
+            scope_states("public", &t, &s, &keys.sql),
+            format!(
+                "SELECT \"_outpost_k\".i, EXISTS (SELECT 1 FROM \"public\".\"Comment\" AS \"Comment\" \
+                 WHERE \"Comment\".\"id\" = \"_outpost_k\".k0 AND {COND}) \
+                 FROM (SELECT * FROM (SELECT (u.o - 1)::int4 AS i, k0 FROM unnest($1::text[]) WITH ORDINALITY u(k0, o)) v) \"_outpost_k\" \
+                 JOIN \"public\".\"Comment\" \"_outpost_t\" ON \"_outpost_t\".\"id\" = \"_outpost_k\".k0"
+            )
+        );
+        let parents = sql::source(true, &["k0".into()], &["text".into()], vec![], 1);
+        assert_eq!(
+            children_rows("public", &t, &t.foreign_keys[0], &s, &parents),
+            format!(
+                "SELECT rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, true, \"_outpost_c\".\"id\", \
+                 \"_outpost_c\".\"id\", \"_outpost_c\".\"postId\" \
+                 FROM (SELECT \"Comment\".* FROM \"public\".\"Comment\" AS \"Comment\" WHERE (\"Comment\".\"postId\") IN \
+                 (SELECT k0 FROM (SELECT (u.o - 1)::int4 AS i, k0 FROM unnest($1::text[]) WITH ORDINALITY u(k0, o)) v) \
+                 AND {COND}) \"_outpost_c\" \
+                 LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = $2 AND rv.pk = jsonb_build_array(\"_outpost_c\".\"id\")"
+            )
+        );
+    }
+
+    #[test]
+    fn a_condition_reads_a_parent_named_as_postgres_resolves_it() {
+        let s = rule();
+        assert!(reads(&s, "Post"));
+        assert!(!reads(&s, "User"));
+        let bare = TableScope {
+            rule: String::new(),
+            condition: "post_id IN (SELECT id FROM posts)".into(),
+        };
+        assert!(reads(&bare, "posts"));
+        // An unquoted name folds to lower case: `posts` is not `"Posts"`.
+        assert!(!reads(&bare, "Posts"));
+    }
+}
