@@ -35,6 +35,22 @@ pub struct Claims {
     /// Audience.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aud: Option<String>,
+    /// Every other claim (the sync rules read them: `$org`).
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A verified token's claims as the sync rules read them, by name, as
+/// text: a string as it is, a number or boolean as its JSON text, an array
+/// or object as JSON; `null` is left out (a claim it names is missing).
+pub type ClaimValues = std::collections::BTreeMap<String, String>;
+
+fn claim_text(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Null => None,
+        serde_json::Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
 }
 
 /// The principal a request was verified as.
@@ -90,6 +106,7 @@ impl Keys {
             exp: Some(now.saturating_add(ttl.as_secs())),
             iat: Some(now),
             aud: aud.map(str::to_string),
+            extra: serde_json::Map::new(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| format!("signing the token: {e}"))
@@ -97,6 +114,39 @@ impl Keys {
 
     /// The principal of an `Authorization` header's value, or why not.
     pub fn verify(&self, header: Option<&str>) -> Result<Principal, GatewayError> {
+        self.verify_claims(header).map(|(p, _)| p)
+    }
+
+    /// A token signed with the gateway's key carrying `extra` claims
+    /// besides `sub`, `exp` and `iat` (tests and tools; an auth provider's
+    /// tokens carry their own).
+    pub fn create_with(
+        &self,
+        sub: &str,
+        ttl: Duration,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, String> {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_err(|e| format!("the clock is before 1970: {e}"))?
+            .as_secs();
+        let claims = Claims {
+            sub: Some(sub.to_string()),
+            exp: Some(now.saturating_add(ttl.as_secs())),
+            iat: Some(now),
+            aud: None,
+            extra,
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| format!("signing the token: {e}"))
+    }
+
+    /// The principal and the claims (for the sync rules) of an
+    /// `Authorization` header's value, or why not.
+    pub fn verify_claims(
+        &self,
+        header: Option<&str>,
+    ) -> Result<(Principal, ClaimValues), GatewayError> {
         let unauthorized = |code, message: &str| GatewayError::Unauthorized {
             code,
             message: message.to_string(),
@@ -141,8 +191,20 @@ impl Keys {
                 message: format!("the token cannot be read: {e}"),
             },
         })?;
+        let mut values: ClaimValues = data
+            .claims
+            .extra
+            .iter()
+            .filter_map(|(k, v)| claim_text(v).map(|t| (k.clone(), t)))
+            .collect();
+        if let Some(aud) = &data.claims.aud {
+            values.insert("aud".into(), aud.clone());
+        }
         match data.claims.sub {
-            Some(sub) if !sub.trim().is_empty() => Ok(Principal(sub)),
+            Some(sub) if !sub.trim().is_empty() => {
+                values.insert("sub".into(), sub.clone());
+                Ok((Principal(sub), values))
+            }
             _ => Err(unauthorized("missing_claim", "the token's `sub` is empty")),
         }
     }
@@ -220,6 +282,7 @@ mod tests {
                 exp: Some(1_000_000),
                 iat: None,
                 aud: Some("gw".into()),
+                extra: serde_json::Map::new(),
             },
             &EncodingKey::from_secret(SECRET.as_bytes()),
         )
@@ -243,6 +306,7 @@ mod tests {
             exp: None,
             iat: None,
             aud: Some("gw".into()),
+            extra: serde_json::Map::new(),
         });
         assert_eq!(
             code(keys.verify(Some(&format!("Bearer {no_exp}")))),
@@ -253,6 +317,7 @@ mod tests {
             exp: Some(u64::MAX / 2),
             iat: None,
             aud: Some("gw".into()),
+            extra: serde_json::Map::new(),
         });
         assert_eq!(
             code(keys.verify(Some(&format!("Bearer {no_sub}")))),

@@ -51,6 +51,28 @@ pub enum GatewayError {
         /// The table.
         table: String,
     },
+    /// A table the gateway's sync rules do not serve (409
+    /// `table_not_served`, with `error.table`): no rule names it, so no
+    /// node is given its rows or may write them. A node set up before the
+    /// rules goes on without it, as with `table_changed`.
+    #[error(
+        "table {table:?} is not synced to nodes: the gateway's sync rules have no rule for it (run `outpost setup` on the node to lay its replica out from the served tables)"
+    )]
+    NotServed {
+        /// The table.
+        table: String,
+    },
+    /// A claim a sync rule reads is not in the token (403
+    /// `claim_missing`).
+    #[error(
+        "the token has no `{claim}` claim, which {rule} reads: get a token with it, or change the rule"
+    )]
+    ClaimMissing {
+        /// The claim.
+        claim: String,
+        /// The rule, as messages name it.
+        rule: String,
+    },
     /// The database behind the gateway failed; its class is passed on.
     #[error("{message}")]
     Database {
@@ -95,6 +117,14 @@ impl GatewayError {
             GatewayError::TableChanged { .. } => {
                 (StatusCode::CONFLICT, "table_changed", ErrorClass::Refused)
             }
+            GatewayError::NotServed { .. } => (
+                StatusCode::CONFLICT,
+                "table_not_served",
+                ErrorClass::Refused,
+            ),
+            GatewayError::ClaimMissing { .. } => {
+                (StatusCode::FORBIDDEN, "claim_missing", ErrorClass::Auth)
+            }
             GatewayError::Database { class, .. } => match class {
                 ErrorClass::Unreachable | ErrorClass::Auth => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unreachable", *class)
@@ -114,7 +144,9 @@ impl GatewayError {
                 message: self.to_string(),
                 class: class_name(class).to_string(),
                 table: match self {
-                    GatewayError::TableChanged { table } => Some(table.clone()),
+                    GatewayError::TableChanged { table } | GatewayError::NotServed { table } => {
+                        Some(table.clone())
+                    }
                     _ => None,
                 },
             },

@@ -11,6 +11,8 @@
 //!   connection [`pool`];
 //! * [`router`]: the `/v1/…` endpoints, each verifying the token
 //!   ([`auth`]) and answering errors as [`GatewayError`];
+//! * [`rules`]: the sync rules (`--rules FILE`): which tables are served
+//!   and which of their rows each node's claims give it;
 //! * [`serve`]: the router on a socket, through `outpost_http::server`'s
 //!   loop (bounded header reads, TCP keepalive, graceful shutdown).
 //!
@@ -31,6 +33,7 @@ pub mod auth;
 pub mod error;
 pub mod pool;
 mod routes;
+pub mod rules;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -64,8 +67,9 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token key
 /// (`OUTPOST_GATEWAY_SECRET`), the audience tokens must name
 /// (`OUTPOST_GATEWAY_AUDIENCE`, optional), the pool's size
-/// (`OUTPOST_GATEWAY_POOL`) and the shortest retention window
-/// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms).
+/// (`OUTPOST_GATEWAY_POOL`), the shortest retention window
+/// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms) and the sync rules
+/// (`OUTPOST_GATEWAY_RULES`, a file; `--rules`).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The database.
@@ -80,6 +84,8 @@ pub struct Options {
     pub pool_size: usize,
     /// The shortest retention window a prune runs with.
     pub min_retention: Duration,
+    /// The sync rules: without them every selected table is served whole.
+    pub rules: Option<Arc<rules::Rules>>,
 }
 
 impl Options {
@@ -120,7 +126,14 @@ impl Options {
                 })?,
             None => MIN_RETENTION,
         };
+        let rules = match get("OUTPOST_GATEWAY_RULES") {
+            Some(path) => Some(Arc::new(rules::Rules::load(std::path::Path::new(
+                path.trim(),
+            ))?)),
+            None => None,
+        };
         Ok(Options {
+            rules,
             min_retention,
             database_url,
             tables: config.tables,
@@ -153,6 +166,8 @@ pub(crate) struct Inner {
     /// sends its old snapshot with every request, and each must not cost an
     /// introspection.
     pub refreshed_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// The rules' conditions as the feed applies them.
+    pub scope: Option<Arc<outpost_remote::feed::Scope>>,
     /// One message per notification of the `LISTEN` connection.
     pub changes: broadcast::Sender<()>,
     pub cancel: CancellationToken,
@@ -165,6 +180,17 @@ pub struct Gateway {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// Why a gateway did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database failed or refused the served tables.
+    #[error(transparent)]
+    Database(#[from] RemoteError),
+    /// A sync rule is wrong (the message names the rule).
+    #[error("{0}")]
+    Rules(String),
+}
+
 /// The table binding node ids to principals, created by the gateway (not
 /// part of the tracking schema: direct nodes have no principal).
 const NODES_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS \"outpost\".\"gateway_nodes\" (\
@@ -174,7 +200,13 @@ impl Gateway {
     /// Checks the database, installs the tracking schema for the served
     /// tables (or upgrades it; idempotent), creates the principal table,
     /// and starts the `LISTEN` task.
-    pub async fn start(options: Options) -> Result<Gateway, RemoteError> {
+    ///
+    /// With sync rules, only the tables that have a rule are introspected
+    /// and served, and each rule is checked first: its table exists in the
+    /// served schema and is selected, and its condition prepares (column
+    /// names, types, the subqueries' tables); the first wrong rule is the
+    /// error, named.
+    pub async fn start(options: Options) -> Result<Gateway, StartError> {
         let settings = format!(
             "SET statement_timeout = {}; SET lock_timeout = {}; SET idle_in_transaction_session_timeout = {};",
             options.timeouts.statement.as_millis(),
@@ -187,13 +219,21 @@ impl Gateway {
             settings,
             outpost_remote::CONNECT_TIMEOUT,
         );
-        let served = install(&pool, &options.tables).await?;
+        if let Some(rules) = &options.rules {
+            check_rules(&pool, &options.tables, rules).await?;
+        }
+        let served = install(&pool, &served_tables(&options)).await?;
+        if let Some(rules) = &options.rules {
+            check_conditions(&pool, &served.schema, rules).await?;
+        }
+        let scope = options.rules.as_ref().map(|r| Arc::new(r.scope()));
         let (changes, _) = broadcast::channel(64);
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 options,
                 pool,
                 served: RwLock::new(served),
+                scope,
                 refreshed_at: std::sync::Mutex::new(std::collections::HashMap::new()),
                 changes,
                 cancel: CancellationToken::new(),
@@ -262,7 +302,7 @@ impl Gateway {
     /// The served schema introspected now, tracking installed for new
     /// tables, and kept for the requests after.
     pub(crate) async fn refreshed(&self) -> Result<Served, GatewayError> {
-        let fresh = install(&self.inner.pool, &self.inner.options.tables)
+        let fresh = install(&self.inner.pool, &served_tables(&self.inner.options))
             .await
             .map_err(|e| self.db_error(&e))?;
         if let Ok(mut s) = self.inner.served.write() {
@@ -280,6 +320,96 @@ impl Gateway {
         let url = &self.inner.options.database_url;
         GatewayError::database(e, |t| url.scrub(t))
     }
+}
+
+/// The tables served: the selection, narrowed to the tables with a rule
+/// when there are rules (a table without one is not synced to nodes).
+fn served_tables(options: &Options) -> TableSelection {
+    let mut t = options.tables.clone();
+    if let Some(rules) = &options.rules {
+        t.include = Some(rules.tables());
+    }
+    t
+}
+
+/// Each rule's table exists in the served PostgreSQL schema and is
+/// selected (`OUTPOST_TABLES`, `OUTPOST_EXCLUDE_TABLES`).
+async fn check_rules(
+    pool: &Pool,
+    t: &TableSelection,
+    rules: &rules::Rules,
+) -> Result<(), StartError> {
+    let mut pooled = pool.get().await?;
+    let found: Vec<String> = pooled
+        .conn()
+        .client
+        .query(
+            "SELECT c.relname::text FROM pg_catalog.pg_class c \
+             JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = $1 AND c.relname = ANY($2) AND c.relkind IN ('r', 'p') AND NOT c.relispartition",
+            &[&t.pg_schema, &rules.tables()],
+        )
+        .await
+        .map_err(|e| RemoteError::db("checking the sync rules' tables", e))?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    pooled.release();
+    for rule in rules.rules.values() {
+        let name = &rule.table;
+        if !found.contains(name) {
+            return Err(StartError::Rules(format!(
+                "{}: {}: there is no table {name:?} in schema {:?} (names are case-sensitive)",
+                rules.origin,
+                rule.label(),
+                t.pg_schema
+            )));
+        }
+        let excluded = t.exclude.contains(name)
+            || outpost_core::config::ALWAYS_EXCLUDED.contains(&name.as_str())
+            || t.include.as_ref().is_some_and(|i| !i.contains(name));
+        if excluded {
+            return Err(StartError::Rules(format!(
+                "{}: {}: the table is not among the tables the gateway serves (OUTPOST_TABLES, OUTPOST_EXCLUDE_TABLES)",
+                rules.origin,
+                rule.label()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Each rule's condition prepares as a filter of its table (nothing is
+/// run: a condition that needs a claim's value reads it only when run).
+async fn check_conditions(
+    pool: &Pool,
+    schema: &Schema,
+    rules: &rules::Rules,
+) -> Result<(), StartError> {
+    let mut pooled = pool.get().await?;
+    for rule in rules.rules.values() {
+        let sql = format!(
+            "SELECT 1 FROM {}.{} AS {} WHERE (\n{}\n)",
+            outpost_core::ident::quote(&schema.pg_schema),
+            outpost_core::ident::quote(&rule.table),
+            outpost_core::ident::quote(&rule.table),
+            rule.sql
+        );
+        if let Err(e) = pooled.conn().client.prepare(&sql).await {
+            let reason = match e.as_db_error() {
+                Some(d) => d.message().to_string(),
+                None => return Err(RemoteError::db("checking the sync rules", e).into()),
+            };
+            return Err(StartError::Rules(format!(
+                "{}: {}: the condition {:?} is refused by PostgreSQL: {reason}",
+                rules.origin,
+                rule.label(),
+                rule.source
+            )));
+        }
+    }
+    pooled.release();
+    Ok(())
 }
 
 /// Introspects the served tables and installs (or upgrades) tracking for

@@ -55,8 +55,9 @@ pub fn router(gateway: Gateway) -> Router {
         .with_state(gateway)
 }
 
-/// A request's verified principal (and the protocol version it speaks).
-struct Auth(Principal);
+/// A request's verified principal and its claims (the sync rules read
+/// them); the protocol version it speaks is checked on the way.
+struct Auth(Principal, crate::auth::ClaimValues);
 
 impl FromRequestParts<Gateway> for Auth {
     type Rejection = GatewayError;
@@ -78,8 +79,8 @@ impl FromRequestParts<Gateway> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let principal = gw.inner.options.keys.verify(header)?;
-        Ok(Auth(principal))
+        let (principal, claims) = gw.inner.options.keys.verify_claims(header)?;
+        Ok(Auth(principal, claims))
     }
 }
 
@@ -148,6 +149,95 @@ impl Gateway {
         }
     }
 
+    /// With sync rules, refuses a request naming a table that has no rule
+    /// (`table_not_served`): such a table is not in the schema the gateway
+    /// serves, and no node reads or writes it.
+    fn served_only<'a>(
+        &self,
+        tables: impl IntoIterator<Item = &'a str>,
+    ) -> Result<(), GatewayError> {
+        let Some(rules) = &self.inner.options.rules else {
+            return Ok(());
+        };
+        match tables.into_iter().find(|t| !rules.rules.contains_key(*t)) {
+            Some(t) => Err(GatewayError::NotServed {
+                table: t.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets, on the session, the claims the rules of `tables` (all tables
+    /// when `None`) read: `set_config('outpost.claim.<name>', <value>,
+    /// false)` with the names and values bound, never spliced into SQL.
+    /// Session-wide rather than transaction-local because the feed's
+    /// operations open their transactions themselves; [`Gateway::unclaim`]
+    /// empties them before the connection serves another request (and a
+    /// connection whose request failed is closed, not pooled). Returns the
+    /// names set; refuses the request when the token lacks one
+    /// (`claim_missing`).
+    async fn claim(
+        &self,
+        c: &mut crate::pool::Pooled,
+        claims: &crate::auth::ClaimValues,
+        tables: Option<Vec<&str>>,
+    ) -> Result<Vec<String>, GatewayError> {
+        let Some(rules) = &self.inner.options.rules else {
+            return Ok(Vec::new());
+        };
+        let needed = rules.claims_of(tables.clone());
+        let mut names = Vec::with_capacity(needed.len());
+        let mut values = Vec::with_capacity(needed.len());
+        for name in needed {
+            let Some(value) = claims.get(&name) else {
+                let rule = rules
+                    .rules
+                    .values()
+                    .filter(|r| {
+                        tables
+                            .as_ref()
+                            .is_none_or(|t| t.contains(&r.table.as_str()))
+                    })
+                    .find(|r| r.claims.contains(&name))
+                    .map_or_else(|| "a sync rule".to_string(), |r| r.label());
+                return Err(GatewayError::ClaimMissing { claim: name, rule });
+            };
+            names.push(format!("{}{name}", crate::rules::CLAIM_SETTING));
+            values.push(value.clone());
+        }
+        if names.is_empty() {
+            return Ok(names);
+        }
+        c.conn()
+            .client
+            .execute(
+                "SELECT set_config(n, v, false) FROM unnest($1::text[], $2::text[]) AS c(n, v)",
+                &[&names, &values],
+            )
+            .await
+            .map_err(|e| {
+                self.db_error(&outpost_remote::RemoteError::db(
+                    "setting the node's claims",
+                    e,
+                ))
+            })?;
+        Ok(names)
+    }
+
+    /// Empties the claims [`Gateway::claim`] set; `false` when that failed
+    /// (the connection must then be closed, not pooled).
+    async fn unclaim(&self, c: &mut crate::pool::Pooled, names: &[String]) -> bool {
+        names.is_empty()
+            || c.conn()
+                .client
+                .execute(
+                    "SELECT set_config(n, '', false) FROM unnest($1::text[]) AS c(n)",
+                    &[&names],
+                )
+                .await
+                .is_ok()
+    }
+
     /// Binds `node` to `principal`, or refuses it when another principal
     /// holds it.
     async fn bind(
@@ -192,7 +282,7 @@ impl Gateway {
     }
 }
 
-async fn probe(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::Probe> {
+async fn probe(State(gw): State<Gateway>, Auth(..): Auth) -> Answer<body::Probe> {
     let mut c = gw.conn().await?;
     // The one-statement probe fails when the tracking schema is gone; then
     // read the version step by step as a direct node does, so the node
@@ -215,7 +305,7 @@ async fn probe(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::Probe> 
     }))
 }
 
-async fn schema(State(gw): State<Gateway>, Auth(p): Auth) -> Response {
+async fn schema(State(gw): State<Gateway>, Auth(p, _): Auth) -> Response {
     // Always read afresh: `outpost setup` after a migration must see it.
     match gw.refreshed().await {
         Ok(s) => {
@@ -228,7 +318,7 @@ async fn schema(State(gw): State<Gateway>, Auth(p): Auth) -> Response {
 
 async fn register(
     State(gw): State<Gateway>,
-    Auth(p): Auth,
+    Auth(p, _): Auth,
     Body_(b): Body_<body::Register>,
 ) -> Answer<body::Registered> {
     let mut c = gw.conn().await?;
@@ -243,7 +333,7 @@ async fn register(
 
 async fn claim(
     State(gw): State<Gateway>,
-    Auth(p): Auth,
+    Auth(p, _): Auth,
     Body_(b): Body_<body::ClaimRequest>,
 ) -> Answer<body::Claimed> {
     let mut c = gw.conn().await?;
@@ -262,7 +352,7 @@ async fn claim(
 
 async fn feed_position(
     State(gw): State<Gateway>,
-    Auth(_): Auth,
+    Auth(..): Auth,
     Body_(b): Body_<body::AtCursor>,
 ) -> Answer<body::Position> {
     let mut c = gw.conn().await?;
@@ -278,7 +368,7 @@ async fn feed_position(
 
 async fn record_cursor(
     State(gw): State<Gateway>,
-    Auth(p): Auth,
+    Auth(p, _): Auth,
     Body_(b): Body_<body::AtCursor>,
 ) -> Answer<serde_json::Value> {
     let node = b
@@ -293,7 +383,7 @@ async fn record_cursor(
     Ok(Json(serde_json::json!({})))
 }
 
-async fn horizon_age(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::HorizonAge> {
+async fn horizon_age(State(gw): State<Gateway>, Auth(..): Auth) -> Answer<body::HorizonAge> {
     let mut c = gw.conn().await?;
     let age = feed::horizon_age(&c.conn().client)
         .await
@@ -306,7 +396,7 @@ async fn horizon_age(State(gw): State<Gateway>, Auth(_): Auth) -> Answer<body::H
 
 async fn prune(
     State(gw): State<Gateway>,
-    Auth(_): Auth,
+    Auth(..): Auth,
     Body_(b): Body_<body::Prune>,
 ) -> Answer<body::Pruned> {
     // The window deletes changes whatever the other nodes' cursors, so it
@@ -366,9 +456,10 @@ fn check_tables<'a>(
 
 async fn push(
     State(gw): State<Gateway>,
-    Auth(p): Auth,
+    Auth(p, claims): Auth,
     Body_(b): Body_<body::Push>,
 ) -> Answer<body::Pushed> {
+    gw.served_only(b.rows.iter().map(|r| r.table.as_str()))?;
     let served = gw.served(Some(&b.schema_hash)).await?;
     check_tables(
         &served,
@@ -384,26 +475,40 @@ async fn push(
     );
     let mut c = gw.conn().await?;
     gw.bind(&c.conn().client, b.node, &p).await?;
-    let outcomes = feed::push(
+    let tables: std::collections::BTreeSet<&str> =
+        b.rows.iter().map(|r| r.table.as_str()).collect();
+    let claimed = gw
+        .claim(&mut c, &claims, Some(tables.into_iter().collect()))
+        .await?;
+    let outcomes = feed::push_scoped(
         &mut c.conn().client,
         &served.schema,
         b.node,
         b.cursor,
         &b.rows,
         limits,
+        gw.inner.scope.as_deref(),
     )
     .await
     .map_err(|e| gw.db_error(&e))?;
-    c.release();
+    if gw.unclaim(&mut c, &claimed).await {
+        c.release();
+    }
     tracing::info!(principal = %p.0, node = %b.node, rows = b.rows.len(), "push");
     Ok(Json(body::Pushed { outcomes }))
 }
 
 async fn pull(
     State(gw): State<Gateway>,
-    Auth(_): Auth,
+    Auth(_, claims): Auth,
     Body_(b): Body_<body::Pull>,
 ) -> Answer<outpost_core::sync::PullBatch> {
+    // A table without a rule is refused by name, whether the node lists
+    // it or its snapshot (set up before the rules) has it.
+    match &b.tables {
+        Some(asked) => gw.served_only(asked.iter().map(String::as_str))?,
+        None => gw.served_only(b.table_hashes.keys().map(String::as_str))?,
+    }
     let served = gw.served(Some(&b.schema_hash)).await?;
     // With another snapshot, only the node's tables it asked for, each of
     // the same shape here (a table new to the server is not the node's).
@@ -430,24 +535,36 @@ async fn pull(
     }
     let mut c = gw.conn().await?;
     gw.limit(&mut c, b.limits_ms).await?;
+    let claimed = gw
+        .claim(
+            &mut c,
+            &claims,
+            tables
+                .as_ref()
+                .map(|t| t.iter().map(String::as_str).collect()),
+        )
+        .await?;
     let conn = c.conn();
-    let batch = feed::pull(
+    let batch = feed::pull_scoped(
         &mut conn.client,
         &served.schema,
         b.cursor,
         b.limit,
         tables.as_deref(),
         &mut conn.statements,
+        gw.inner.scope.as_deref(),
     )
     .await
     .map_err(|e| gw.db_error(&e))?;
-    gw.unlimit(c, b.limits_ms).await;
+    if gw.unclaim(&mut c, &claimed).await {
+        gw.unlimit(c, b.limits_ms).await;
+    }
     Ok(Json(batch))
 }
 
 async fn reserve_ids(
     State(gw): State<Gateway>,
-    Auth(_): Auth,
+    Auth(..): Auth,
     Body_(b): Body_<body::ReserveIds>,
 ) -> Answer<body::Reserved> {
     let served = gw.served(None).await?;
@@ -503,10 +620,11 @@ const COPY_CHUNK: usize = 64 * 1024;
 /// fails after the head was sent.
 async fn bootstrap(
     State(gw): State<Gateway>,
-    Auth(p): Auth,
+    Auth(p, claims): Auth,
     Path(table): Path<String>,
     Query(q): Query<CopyQuery>,
 ) -> Result<Response, GatewayError> {
+    gw.served_only([table.as_str()])?;
     let served = gw.served(Some(&q.schema_hash)).await?;
     let shapes: std::collections::BTreeMap<String, String> = q
         .table_hash
@@ -524,10 +642,15 @@ async fn bootstrap(
     let mut pooled = gw.conn().await?;
     let limits = q.statement_ms.zip(q.lock_ms);
     gw.limit(&mut pooled, limits).await?;
+    let claimed = gw
+        .claim(&mut pooled, &claims, Some(vec![table.as_str()]))
+        .await?;
     let (head_tx, head_rx) = oneshot::channel::<Result<Bytes, GatewayError>>();
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tracing::info!(principal = %p.0, %table, "bootstrap copy");
-    tokio::spawn(copy_task(gw, served, table, pooled, limits, head_tx, tx));
+    tokio::spawn(copy_task(
+        gw, served, table, pooled, limits, claimed, head_tx, tx,
+    ));
     let head = head_rx
         .await
         .map_err(|_| GatewayError::internal("the copy task ended before its head"))??;
@@ -544,12 +667,14 @@ async fn bootstrap(
     Ok(resp)
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn copy_task(
     gw: Gateway,
     served: crate::Served,
     table: String,
     mut pooled: crate::pool::Pooled,
     limits: Option<(u64, u64)>,
+    claimed: Vec<String>,
     head_tx: oneshot::Sender<Result<Bytes, GatewayError>>,
     tx: mpsc::Sender<Bytes>,
 ) {
@@ -557,6 +682,8 @@ async fn copy_task(
         return;
     };
     let pg_schema = served.schema.pg_schema.clone();
+    let scope = gw.inner.scope.clone();
+    let scope = scope.as_deref().and_then(|s| s.of(&table));
     // Taken when the head is sent: an error before it is the response's
     // status (a 503 the node reads as unreachable), after it an error line.
     let mut head_tx = Some(head_tx);
@@ -565,7 +692,7 @@ async fn copy_task(
             .await
             .map_err(|e| gw.db_error(&e))?;
         let count = snapshot
-            .count(t)
+            .count_in(&pg_schema, t, scope)
             .await
             .map_err(|e| gw.db_error(&e.in_table(&t.name)))?;
         let mut line = serde_json::to_vec(&body::CopyHead {
@@ -575,7 +702,7 @@ async fn copy_task(
         .map_err(|e| GatewayError::internal(e.to_string()))?;
         line.push(b'\n');
         let rows = snapshot
-            .rows(&pg_schema, t)
+            .rows_in(&pg_schema, t, scope)
             .await
             .map_err(|e| gw.db_error(&e.in_table(&t.name)))?;
         // From here on the status is sent: failures become an error line.
@@ -625,7 +752,11 @@ async fn copy_task(
     }
     .await;
     match outcome {
-        Ok(true) => gw.unlimit(pooled, limits).await,
+        Ok(true) => {
+            if gw.unclaim(&mut pooled, &claimed).await {
+                gw.unlimit(pooled, limits).await;
+            }
+        }
         Ok(false) => {}
         Err(e) => {
             tracing::warn!(error = %e, %table, "bootstrap copy failed");
@@ -652,7 +783,7 @@ fn error_line(e: &GatewayError) -> Bytes {
 /// from closing it.
 async fn changes(
     State(gw): State<Gateway>,
-    Auth(p): Auth,
+    Auth(p, _): Auth,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     tracing::info!(principal = %p.0, "change stream opened");
     let rx = gw.inner.changes.subscribe();

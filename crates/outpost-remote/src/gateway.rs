@@ -319,10 +319,12 @@ impl GatewayConnection {
                     code: b.error.code,
                     message: b.error.message,
                 };
-                // A table the server changed: the engine goes on without
-                // it, as it does in direct topology.
+                // A table the server changed, or one the gateway's sync
+                // rules do not serve (a replica set up before the rules):
+                // the engine goes on without it, as it does in direct
+                // topology, and says to run `outpost setup`.
                 match table {
-                    Some(table) if matches!(&e, RemoteError::Gateway { code, .. } if code == "table_changed") => {
+                    Some(table) if matches!(&e, RemoteError::Gateway { code, .. } if code == "table_changed" || code == "table_not_served") => {
                         RemoteError::TableChanged {
                             table,
                             source: Box::new(e),

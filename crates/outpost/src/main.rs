@@ -117,6 +117,10 @@ enum Command {
         /// Port to bind.
         #[arg(long, default_value_t = 4100)]
         port: u16,
+        /// The sync rules (TOML): per-table row filters by token claims;
+        /// tables without a rule are not served (OUTPOST_GATEWAY_RULES).
+        #[arg(long, value_name = "FILE")]
+        rules: Option<std::path::PathBuf>,
     },
     /// Try outpost in one command: without DATABASE_URL, starts a throwaway
     /// PostgreSQL (from the installed binaries) with a sample schema (User,
@@ -239,8 +243,20 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
-    if let Command::Gateway { action, host, port } = cli.command {
+    if let Command::Gateway {
+        action,
+        host,
+        port,
+        rules,
+    } = cli.command
+    {
         let lookup = settings::lookup(&cli.config)?;
+        // The flag over the variable, as every flag.
+        let rules = rules.map(|p| p.display().to_string());
+        let lookup = move |k: &str| match (k, &rules) {
+            ("OUTPOST_GATEWAY_RULES", Some(path)) => Some(path.clone()),
+            _ => lookup(k),
+        };
         return gateway::run(lookup, action, host, port).await;
     }
     let config = settings::load(&cli.config)?;

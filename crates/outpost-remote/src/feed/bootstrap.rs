@@ -10,6 +10,7 @@ use tokio_postgres::binary_copy::BinaryCopyOutStream;
 use tokio_postgres::types::Type;
 use tokio_postgres::{Client, IsolationLevel, Transaction};
 
+use super::scope::{self, TableScope};
 use super::sql;
 use super::support::{db, value_err};
 use crate::codec::PgValue;
@@ -67,6 +68,28 @@ impl<'a> Bootstrap<'a> {
         Ok(row.get(0))
     }
 
+    /// The number of rows of a table satisfying `scope`'s condition (the
+    /// gateway's sync rules), or all of them without one.
+    pub async fn count_in(
+        &self,
+        pg_schema: &str,
+        table: &Table,
+        scope: Option<&TableScope>,
+    ) -> Result<i64, RemoteError> {
+        let Some(scope) = scope else {
+            return self.count(table).await;
+        };
+        let row = self
+            .tx
+            .query_one(&scope::count_rows(pg_schema, table, scope), &[])
+            .await
+            .map_err(db(format!(
+                "counting the rows of {} in {}",
+                table.name, scope.rule
+            )))?;
+        Ok(row.get(0))
+    }
+
     /// Streams every row of `table` in the snapshot with binary `COPY`,
     /// in primary-key order (SQLite inserts fastest in key order), never
     /// holding the table in memory.
@@ -74,6 +97,17 @@ impl<'a> Bootstrap<'a> {
         &self,
         pg_schema: &str,
         table: &'a Table,
+    ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
+        self.rows_in(pg_schema, table, None).await
+    }
+
+    /// [`Bootstrap::rows`] of the rows satisfying `scope`'s condition only
+    /// (all of them without one).
+    pub async fn rows_in(
+        &self,
+        pg_schema: &str,
+        table: &'a Table,
+        scope: Option<&TableScope>,
     ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
         let probe = self
             .tx
@@ -83,7 +117,10 @@ impl<'a> Bootstrap<'a> {
         let types: Vec<Type> = probe.columns().iter().map(|c| c.type_().clone()).collect();
         let copy = self
             .tx
-            .copy_out(&sql::copy_out(pg_schema, table))
+            .copy_out(&match scope {
+                Some(scope) => scope::copy_out(pg_schema, table, scope),
+                None => sql::copy_out(pg_schema, table),
+            })
             .await
             .map_err(db(format!("copying {}", table.name)))?;
         let name = table.name.clone();

@@ -14,6 +14,7 @@
 //! | `pull` | [`pull`], [`PullStatements`], typed keys |
 //! | `push` | [`push`] (groups, writes under savepoints, refused parents), [`versions_of`] |
 //! | `ids` | [`reserve_ids`] |
+//! | `scope` | [`Scope`]: the gateway's sync rules, applied by bootstrap, pull and push |
 //! | `verify` | [`VerifySnapshot`]: per-bucket row digests for `outpost verify` |
 //! | `inspect` | [`row_count`], [`all_rows`]: reads for tests and tools |
 //! | `sql` | the statements' text, pinned by exact-string tests |
@@ -51,6 +52,7 @@ mod pull;
 mod push;
 mod registry;
 mod retention;
+mod scope;
 mod sql;
 mod support;
 mod verify;
@@ -58,8 +60,9 @@ mod verify;
 pub use bootstrap::Bootstrap;
 pub use ids::reserve_ids;
 pub use inspect::{all_rows, row_count};
-pub use pull::{PullStatements, pull};
-pub use push::{push, versions_of};
+pub use pull::{PullStatements, pull, pull_scoped};
+pub use push::{push, push_scoped, versions_of};
 pub use registry::{Claim, claim_incarnation, record_cursor, register_node};
 pub use retention::{FeedPosition, feed_position, horizon_age, probe, prune};
+pub use scope::{Scope, TableScope};
 pub use verify::{BucketDigest, RowDigest, TableDigest, VerifySnapshot};

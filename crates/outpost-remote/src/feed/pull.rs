@@ -14,6 +14,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, IsolationLevel, Statement, Transaction};
 use uuid::Uuid;
 
+use super::scope::{self, Scope};
 use super::sql;
 use super::support::{Statements, db, params, server_row, statement, table_of};
 use crate::codec::Bind;
@@ -34,13 +35,30 @@ pub async fn pull(
     tables: Option<&[String]>,
     cache: &mut PullStatements,
 ) -> Result<PullBatch, RemoteError> {
-    match pull_once(client, schema, cursor, limit, tables, cache).await {
+    pull_scoped(client, schema, cursor, limit, tables, cache, None).await
+}
+
+/// [`pull`] for a node with a [`Scope`] (the gateway's sync rules): a
+/// changed row of a scoped table that does not satisfy its condition in the
+/// batch's snapshot is sent as a deletion (its key and version, no values),
+/// so a row that moved out of the node's scope leaves its replica, and a
+/// row that moved in arrives whole.
+pub async fn pull_scoped(
+    client: &mut Client,
+    schema: &Schema,
+    cursor: Cursor,
+    limit: i64,
+    tables: Option<&[String]>,
+    cache: &mut PullStatements,
+    scope: Option<&Scope>,
+) -> Result<PullBatch, RemoteError> {
+    match pull_once(client, schema, cursor, limit, tables, cache, scope).await {
         // A kept statement outlived a column type change on the server:
         // prepare everything again and read the batch again.
         Err(e) if e.is_stale_statement() => {
             tracing::debug!(error = %e, "a pull statement went stale; preparing again");
             cache.0.clear();
-            pull_once(client, schema, cursor, limit, tables, cache).await
+            pull_once(client, schema, cursor, limit, tables, cache, scope).await
         }
         other => other,
     }
@@ -53,6 +71,7 @@ async fn pull_once(
     limit: i64,
     tables: Option<&[String]>,
     cache: &mut PullStatements,
+    scope: Option<&Scope>,
 ) -> Result<PullBatch, RemoteError> {
     let tx = client
         .build_transaction()
@@ -183,12 +202,35 @@ async fn pull_once(
         let table = table_of(schema, &name)?;
         // A table whose server definition no longer matches the snapshot
         // is said of its table (the engine goes on without it).
-        let rows = match typed_keys(table, &list) {
+        let mut rows = match typed_keys(table, &list) {
             Some(columns) => fetch_by_typed_keys(&tx, schema, table, cache, &list, columns).await,
             None => fetch_by_keys(&tx, schema, table, &list).await,
         }
         .map_err(|e| e.in_table(&name))?;
+        if let Some(s) = scope.and_then(|s| s.of(&name)) {
+            // Out of scope in this snapshot: a deletion. The gateway keeps
+            // no record of what a node holds, so it cannot tell a row that
+            // just left the scope from one the node never had; the key and
+            // version cross, never the values.
+            let present: Vec<usize> = (0..rows.len())
+                .filter(|&i| rows[i].values.is_some())
+                .collect();
+            let keys = present.iter().map(|&i| rows[i].pk.clone()).collect();
+            let states = scope::in_scope(&tx, &mut cache.0, &schema.pg_schema, table, s, keys)
+                .await
+                .map_err(|e| e.in_table(&name))?;
+            for (j, &i) in present.iter().enumerate() {
+                if states.get(&j) != Some(&true) {
+                    rows[i].values = None;
+                }
+            }
+        }
         batch.rows.extend(rows);
+    }
+    if let Some(scope) = scope {
+        let children =
+            scope::children_of(&tx, &mut cache.0, schema, scope, tables, &batch.rows).await?;
+        batch.rows.extend(children);
     }
     tracing::debug!(
         changes = batch.changes,
