@@ -27,7 +27,7 @@
 //!   registry; `incarnation` (version 4) is the replica file's latest
 //!   incarnation the node pushed under.
 //! * Functions `outpost.capture_rows()` (statement level, version 2,
-//!   rewritten in version 5: [`MIGRATIONS`]),
+//!   replaced in version 5: [`MIGRATIONS`]),
 //!   `outpost.capture()` (row level), `outpost.notify()`,
 //!   `outpost.capture_truncate()` and the row trigger's helper
 //!   `outpost.record_change(…)`.
@@ -378,31 +378,22 @@ const V3: &str = r#"CREATE INDEX IF NOT EXISTS "row_versions_pk_hash" ON "outpos
 const V4: &str = r#"ALTER TABLE "outpost"."nodes" ADD COLUMN IF NOT EXISTS "incarnation" uuid;
 "#;
 
-/// Version 5: the statement capture rewritten.
+/// Version 5: the statement capture compares whole rows whatever the
+/// table's column names, and small inserts cost half.
 ///
-/// * **Whole rows compared whatever the column names.** Version 2 compared
-///   `to_jsonb(o)` with `to_jsonb(n)`, and PostgreSQL reads a bare name as
-///   a column before a table: in a table with columns named `o` and `n` it
-///   compared those two values, and an `UPDATE` of any other column that
-///   left them equal was not recorded (never pulled by any node). Version
-///   5 writes `o.*`/`x.*`, which always mean the rows.
-/// * **Static SQL, no `EXECUTE`.** Version 2 built its statement with
-///   `format` and planned it at every call: about 0.4 ms of every tracked
-///   statement, whatever its size (an untracked single-row `UPDATE` costs
-///   0.044 ms). Static statements are prepared once per table and session.
-/// * **Existing entries updated, not upserted.** An upsert of an existing
-///   `row_versions` entry tries the insert first.
-///
-/// Measured in `psql` (2026-12-06, the same 2 cores as a build, so
-/// noisy), version 2's function against this one on identical tables,
-/// both orders: 2,000 single-row `UPDATE`s 884–912 against 564–720 ms,
-/// 2,000 single-row `INSERT`s 552–607 against 248–333 ms, one `UPDATE` of
-/// 11,111 rows 752–816 against 347–368 ms, one of their keys 904–916
-/// against 616–631 ms, an `INSERT` of 50,000 rows 1,129–1,356 against
-/// 1,170–1,339 ms (the same), and a `DELETE` of 22,222 rows 220–270
-/// against 336–384 ms (the one slower case: each key is looked up by
-/// index where version 2 hashed them). Both recorded the same changes and
-/// entries.
+/// * Version 2 compared `to_jsonb(o)` with `to_jsonb(n)`, and PostgreSQL
+///   reads a bare name as a column before a table: in a table with columns
+///   named `o` and `n` it compared those two values, and an `UPDATE` of any
+///   other column that left them equal was not recorded (never pulled by
+///   any node). `o.*` and `n.*` always mean the rows.
+/// * Version 2 built and planned its statement at every call (`EXECUTE`):
+///   most of a small statement's price. An `INSERT` of at most 64 rows now
+///   runs a static statement, prepared once per trigger and session: 2,000
+///   single-row `INSERT`s took 117 ms against 245 ms with version 4's
+///   function in `psql` (2026-12-06), while 10,000-row inserts took the
+///   same (147–158 against 144–157 ms). For updates and deletes the same
+///   shape measured mixed (single-row deletes slower), so they keep the
+///   per-call plan.
 ///
 /// Also `row_versions` gets a fill factor of 80: most of its writes update
 /// an entry in place (a row changed again), and free room on the page makes
@@ -424,50 +415,66 @@ DECLARE
     v_keys text[] := TG_ARGV[1:];
     v_origin text := NULLIF(current_setting('outpost.origin', true), '');
     v_local_seq bigint := NULLIF(current_setting('outpost.local_seq', true), '')::bigint;
-    v_pks jsonb[];
-    v_ops text[];
+    v_key_new text;
+    v_key_old text;
+    v_src text;
+    v_small boolean := false;
 BEGIN
-    -- Static statements: PL/pgSQL prepares them once per table and
-    -- session. The keys come out of the whole row's jsonb (`to_jsonb(NEW)
-    -- -> column` is the text `to_jsonb(column)` has), and the keys and ops
-    -- go through two arrays, so one statement serves every table.
+    -- A small INSERT (an application's usual write) runs a static
+    -- statement, which PL/pgSQL prepares once per trigger and session; the
+    -- keys come out of the row's jsonb (`to_jsonb(row) -> column` is the
+    -- text `to_jsonb(column)` has). Larger statements are planned for
+    -- their size below, where the joins hash.
+    -- (Two tests: a statement naming `new_rows` fails in a DELETE's call.)
     IF TG_OP = 'INSERT' THEN
-        SELECT array_agg((SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o))), array_agg('I'::text)
-        INTO v_pks, v_ops FROM (SELECT to_jsonb(n.*) AS j FROM new_rows n) r;
-    ELSIF TG_OP = 'DELETE' THEN
-        SELECT array_agg((SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o))), array_agg('D'::text)
-        INTO v_pks, v_ops FROM (SELECT to_jsonb(o.*) AS j FROM old_rows o) r;
-    ELSE
-        SELECT array_agg(COALESCE(n.pk, o.pk) ORDER BY (n.pk IS NULL) DESC),
-               array_agg(CASE WHEN o.pk IS NULL THEN 'I' WHEN n.pk IS NULL THEN 'D' ELSE 'U' END ORDER BY (n.pk IS NULL) DESC)
-        INTO v_pks, v_ops
-        FROM (SELECT (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)) AS pk, r.j::text AS r
-              FROM (SELECT to_jsonb(x.*) AS j FROM old_rows x) r) o
-        FULL JOIN (SELECT (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)) AS pk, r.j::text AS r
-              FROM (SELECT to_jsonb(x.*) AS j FROM new_rows x) r) n ON n.pk = o.pk
-        WHERE o.r IS DISTINCT FROM n.r;
+        v_small := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) <= 64;
     END IF;
-    IF v_pks IS NULL THEN
+    IF v_small THEN
+        WITH c AS (
+            INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+            SELECT v_table,
+                   (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)),
+                   'I', v_origin
+            FROM (SELECT to_jsonb(n.*) AS j FROM new_rows n) r
+            RETURNING "seq", "pk")
+        INSERT INTO "outpost"."row_versions" AS rv
+            ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
+        SELECT v_table, c.pk, c.seq, v_origin, v_local_seq, false, clock_timestamp() FROM c
+        ON CONFLICT ("table_name", "pk") DO UPDATE SET
+            "version" = EXCLUDED."version", "origin" = EXCLUDED."origin",
+            "origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted",
+            "updated_at" = EXCLUDED."updated_at";
         RETURN NULL;
     END IF;
-    -- Existing entries are updated by key, the others inserted (an upsert
-    -- of an existing entry tries the insert first); the ON CONFLICT is for
-    -- a key another transaction inserts meanwhile. `NOT EXISTS` reads the
-    -- statement's snapshot, from before `u`'s updates.
-    WITH c AS (INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
-               SELECT v_table, s.pk, s.op, v_origin FROM unnest(v_pks, v_ops) WITH ORDINALITY AS s(pk, op, i) ORDER BY s.i
-               RETURNING "seq", "pk", "op"),
-         u AS (UPDATE "outpost"."row_versions" AS rv SET "version" = c.seq, "origin" = v_origin,
-               "origin_local_seq" = v_local_seq, "deleted" = c.op = 'D', "updated_at" = clock_timestamp()
-               FROM c WHERE rv."table_name" = v_table AND rv."pk" = c.pk)
-    INSERT INTO "outpost"."row_versions" AS rv
-        ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
-    SELECT v_table, c.pk, c.seq, v_origin, v_local_seq, c.op = 'D', clock_timestamp() FROM c
-    WHERE NOT EXISTS (SELECT 1 FROM "outpost"."row_versions" x WHERE x."table_name" = v_table AND x."pk" = c.pk)
-    ON CONFLICT ("table_name", "pk") DO UPDATE SET
-        "version" = EXCLUDED."version", "origin" = EXCLUDED."origin",
-        "origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted",
-        "updated_at" = EXCLUDED."updated_at";
+    SELECT string_agg(format('to_jsonb(n.%I)', c), ', ' ORDER BY o),
+           string_agg(format('to_jsonb(o.%I)', c), ', ' ORDER BY o)
+    INTO v_key_new, v_key_old
+    FROM unnest(v_keys) WITH ORDINALITY AS k(c, o);
+    IF TG_OP = 'INSERT' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM new_rows n', v_key_new, 'I');
+    ELSIF TG_OP = 'DELETE' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM old_rows o', v_key_old, 'D');
+    ELSE
+        -- `o.*` and `n.*`, never a bare `o` or `n`: a column of that name
+        -- would be read instead of the row.
+        v_src := format(
+            'SELECT COALESCE(n.pk, o.pk) AS pk, CASE WHEN o.pk IS NULL THEN %L WHEN n.pk IS NULL THEN %L ELSE %L END AS op '
+            'FROM (SELECT jsonb_build_array(%s) AS pk, to_jsonb(o.*)::text AS r FROM old_rows o) o '
+            'FULL JOIN (SELECT jsonb_build_array(%s) AS pk, to_jsonb(n.*)::text AS r FROM new_rows n) n ON n.pk = o.pk '
+            'WHERE o.r IS DISTINCT FROM n.r ORDER BY (n.pk IS NULL) DESC',
+            'I', 'D', 'U', v_key_old, v_key_new);
+    END IF;
+    EXECUTE format(
+        'WITH c AS (INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin") '
+        'SELECT $1, s.pk, s.op, $2 FROM (%s) s RETURNING "seq", "pk", "op") '
+        'INSERT INTO "outpost"."row_versions" AS rv '
+        '("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at") '
+        'SELECT $1, c.pk, c.seq, $2, $3, c.op = %L, clock_timestamp() FROM c '
+        'ON CONFLICT ("table_name", "pk") DO UPDATE SET '
+        '"version" = EXCLUDED."version", "origin" = EXCLUDED."origin", '
+        '"origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted", '
+        '"updated_at" = EXCLUDED."updated_at"', v_src, 'D')
+    USING v_table, v_origin, v_local_seq;
     RETURN NULL;
 END
 $fn$;
@@ -1028,18 +1035,17 @@ mod tests {
     }
 
     #[test]
-    fn v5_compares_whole_rows_with_static_statements() {
+    fn v5_compares_whole_rows_and_inserts_small_statements_statically() {
         for needle in [
             "CREATE OR REPLACE FUNCTION \"outpost\".\"capture_rows\"()",
-            "FROM (SELECT to_jsonb(n.*) AS j FROM new_rows n) r;",
-            "FROM (SELECT to_jsonb(o.*) AS j FROM old_rows o) r;",
-            "FROM (SELECT to_jsonb(x.*) AS j FROM old_rows x) r) o",
-            "FROM (SELECT to_jsonb(x.*) AS j FROM new_rows x) r) n ON n.pk = o.pk",
-            "WHERE o.r IS DISTINCT FROM n.r;",
-            "array_agg(COALESCE(n.pk, o.pk) ORDER BY (n.pk IS NULL) DESC)",
-            "FROM unnest(v_pks, v_ops) WITH ORDINALITY AS s(pk, op, i) ORDER BY s.i",
-            "WHERE NOT EXISTS (SELECT 1 FROM \"outpost\".\"row_versions\" x WHERE x.\"table_name\" = v_table AND x.\"pk\" = c.pk)",
+            "v_small := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) <= 64;",
+            "(SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o))",
+            "FROM (SELECT to_jsonb(n.*) AS j FROM new_rows n) r",
+            "to_jsonb(o.*)::text AS r FROM old_rows o",
+            "to_jsonb(n.*)::text AS r FROM new_rows n",
+            "WHERE o.r IS DISTINCT FROM n.r ORDER BY (n.pk IS NULL) DESC",
             "ON CONFLICT (\"table_name\", \"pk\") DO UPDATE SET",
+            "USING v_table, v_origin, v_local_seq;",
             "SECURITY DEFINER",
             "SET TimeZone = 'UTC'",
             "SET IntervalStyle = 'postgres'",
@@ -1050,7 +1056,6 @@ mod tests {
         ] {
             assert!(V5.contains(needle), "V5 lacks {needle}");
         }
-        assert!(!V5.contains("EXECUTE"), "no statement built per call");
         assert!(!V5.contains("to_jsonb(o)") && !V5.contains("to_jsonb(n)"));
     }
 
