@@ -97,12 +97,26 @@ impl Options {
             .require_database_url("the gateway serves the PostgreSQL database it names")
             .map_err(|e| e.to_string())?
             .clone();
-        let secret = get("OUTPOST_GATEWAY_SECRET").ok_or_else(|| {
-            "OUTPOST_GATEWAY_SECRET is not set: the gateway verifies tokens with it (docs/gateway.md)"
-                .to_string()
-        })?;
+        let secret = get("OUTPOST_GATEWAY_SECRET");
+        let public_keys = get("OUTPOST_GATEWAY_PUBLIC_KEY");
+        let public_keys: Vec<std::path::PathBuf> = public_keys
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect();
+        let jwks = get("OUTPOST_GATEWAY_JWKS").map(|p| std::path::PathBuf::from(p.trim()));
         let audience = get("OUTPOST_GATEWAY_AUDIENCE");
-        let keys = Keys::hs256(&secret, audience.as_deref())?;
+        let keys = Keys::load(&auth::KeySources {
+            secret: secret.as_deref(),
+            public_keys: public_keys
+                .iter()
+                .map(std::path::PathBuf::as_path)
+                .collect(),
+            jwks: jwks.as_deref(),
+            audience: audience.as_deref(),
+        })?;
         let pool_size = match get("OUTPOST_GATEWAY_POOL") {
             Some(v) => v
                 .trim()
