@@ -11,6 +11,8 @@
 //!   connection [`pool`];
 //! * [`router`]: the `/v1/…` endpoints, each verifying the token
 //!   ([`auth`]) and answering errors as [`GatewayError`];
+//! * [`ops`]: `/metrics`, rate limits per principal, one log line per
+//!   request with its principal;
 //! * [`rules`]: the sync rules (`--rules FILE`): which tables are served
 //!   and which of their rows each node's claims give it;
 //! * [`serve`]: the router on a socket, through `outpost_http::server`'s
@@ -31,6 +33,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod ops;
 pub mod pool;
 mod routes;
 pub mod rules;
@@ -86,6 +89,12 @@ pub struct Options {
     pub min_retention: Duration,
     /// The sync rules: without them every selected table is served whole.
     pub rules: Option<Arc<rules::Rules>>,
+    /// Requests per principal (`OUTPOST_GATEWAY_RATE`,
+    /// `OUTPOST_GATEWAY_BURST`); `None`: unlimited.
+    pub rate: Option<ops::RateLimit>,
+    /// The bearer token `/metrics` requires
+    /// (`OUTPOST_GATEWAY_METRICS_TOKEN`); `None`: `/metrics` is open.
+    pub metrics_token: Option<ops::Secret>,
 }
 
 impl Options {
@@ -146,7 +155,15 @@ impl Options {
             ))?)),
             None => None,
         };
+        let rate = ops::RateLimit::parse(
+            get("OUTPOST_GATEWAY_RATE").as_deref(),
+            get("OUTPOST_GATEWAY_BURST").as_deref(),
+        )?;
+        let metrics_token =
+            get("OUTPOST_GATEWAY_METRICS_TOKEN").map(|t| ops::Secret::new(t.trim().to_string()));
         Ok(Options {
+            rate,
+            metrics_token,
             rules,
             min_retention,
             database_url,
@@ -185,6 +202,8 @@ pub(crate) struct Inner {
     /// One message per notification of the `LISTEN` connection.
     pub changes: broadcast::Sender<()>,
     pub cancel: CancellationToken,
+    pub metrics: ops::Metrics,
+    pub limiter: Option<ops::Limiter>,
 }
 
 /// A running gateway. Cheap to clone; dropping the last clone does not
@@ -242,6 +261,7 @@ impl Gateway {
         }
         let scope = options.rules.as_ref().map(|r| Arc::new(r.scope()));
         let (changes, _) = broadcast::channel(64);
+        let limiter = options.rate.map(ops::Limiter::new);
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 options,
@@ -251,9 +271,14 @@ impl Gateway {
                 refreshed_at: std::sync::Mutex::new(std::collections::HashMap::new()),
                 changes,
                 cancel: CancellationToken::new(),
+                metrics: ops::Metrics::new(),
+                limiter,
             }),
         };
         tokio::spawn(listen(gateway.clone()));
+        if gateway.inner.limiter.is_some() {
+            tokio::spawn(forget_idle_principals(gateway.clone()));
+        }
         Ok(gateway)
     }
 
@@ -495,6 +520,20 @@ async fn listen(gateway: Gateway) {
         tokio::select! {
             () = inner.cancel.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Every minute, drops the rate limiter's buckets of principals that are
+/// idle again, so its memory follows the principals active now.
+async fn forget_idle_principals(gateway: Gateway) {
+    loop {
+        tokio::select! {
+            () = gateway.inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        if let Some(l) = &gateway.inner.limiter {
+            l.forget_idle();
         }
     }
 }
