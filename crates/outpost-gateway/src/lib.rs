@@ -67,12 +67,15 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// The gateway's settings: the database and tables (as for a node, from
 /// `DATABASE_URL`, `OUTPOST_SCHEMA`, `OUTPOST_TABLES`,
-/// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token key
-/// (`OUTPOST_GATEWAY_SECRET`), the audience tokens must name
+/// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token keys
+/// (`OUTPOST_GATEWAY_SECRET`, `OUTPOST_GATEWAY_PUBLIC_KEY`,
+/// `OUTPOST_GATEWAY_JWKS`: at least one), the audience tokens must name
 /// (`OUTPOST_GATEWAY_AUDIENCE`, optional), the pool's size
 /// (`OUTPOST_GATEWAY_POOL`), the shortest retention window
 /// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms) and the sync rules
-/// (`OUTPOST_GATEWAY_RULES`, a file; `--rules`).
+/// (`OUTPOST_GATEWAY_RULES`, a file; `--rules`), the rate limit per
+/// principal (`OUTPOST_GATEWAY_RATE`, `OUTPOST_GATEWAY_BURST`) and the
+/// token `/metrics` requires (`OUTPOST_GATEWAY_METRICS_TOKEN`).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The database.
