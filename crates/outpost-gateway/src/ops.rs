@@ -117,9 +117,8 @@ impl Limiter {
     /// Takes one request from `principal`'s bucket, or says how long to
     /// wait.
     pub fn check(&self, principal: &str) -> Result<(), GatewayError> {
-        // Look the key up by `&str` first: an allocation per request only
-        // for a principal's first request would need a map keyed by str;
-        // the String is small next to a request's work.
+        // The keyed store takes `&String`: one small allocation per
+        // request, nothing next to the request's database work.
         match self.buckets.check_key(&principal.to_string()) {
             Ok(()) => Ok(()),
             Err(not_until) => {
