@@ -1,11 +1,26 @@
-//! Bearer tokens: HS256 JWTs whose `sub` is the principal, `exp` enforced,
-//! `aud` checked when the gateway is given one. [`Keys::verify`] answers
-//! every refusal with its reason; [`Keys::create`] is `outpost gateway
-//! token create`.
+//! Bearer tokens: JWTs whose `sub` is the principal, `exp` enforced,
+//! `aud` checked when the gateway is given one, verified with the keys the
+//! gateway was configured with: an HS256 shared secret
+//! (`OUTPOST_GATEWAY_SECRET`), public keys in PEM files (RS256 or EdDSA,
+//! `OUTPOST_GATEWAY_PUBLIC_KEY`), and a JWKS file (`OUTPOST_GATEWAY_JWKS`,
+//! keys chosen by the token's `kid`). [`Keys::verify`] answers every
+//! refusal with its reason; [`Keys::create`] is `outpost gateway token
+//! create`.
+//!
+//! Every key has its algorithm pinned when it is loaded: a token is only
+//! ever checked with a key whose algorithm is the one in its header, so a
+//! token cannot choose a weaker algorithm (the RS256-key-as-HMAC-secret
+//! confusion, or `alg: none`), and an HS256 token is refused outright when
+//! the gateway holds only public keys.
 
+use std::path::Path;
+use std::str::FromStr as _;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -57,12 +72,33 @@ fn claim_text(v: &serde_json::Value) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(pub String);
 
-/// The gateway's verification (and signing) keys.
+/// One verification key with its algorithm pinned, and where it came from
+/// (messages name the file, never the key).
+#[derive(Clone)]
+struct Verifier {
+    /// The JWKS `kid`; `None` for the secret and PEM keys, which are tried
+    /// for any token of their algorithm.
+    kid: Option<String>,
+    alg: Algorithm,
+    key: DecodingKey,
+}
+
+/// The signing side of [`Keys`]: a key and its algorithm (and `kid`, put
+/// in the header so a JWKS-configured gateway picks the key at once).
+#[derive(Clone)]
+struct Signer {
+    key: EncodingKey,
+    alg: Algorithm,
+    kid: Option<String>,
+}
+
+/// The gateway's verification keys (and the key `token create` signs
+/// with, when it has one).
 #[derive(Clone)]
 pub struct Keys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
+    signer: Option<Signer>,
+    verifiers: Arc<Vec<Verifier>>,
+    audience: Option<String>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -71,28 +107,321 @@ impl std::fmt::Debug for Keys {
     }
 }
 
+fn alg_name(a: Algorithm) -> String {
+    format!("{a:?}")
+}
+
+/// An error for a key file: the file's path and the reason, never its
+/// contents.
+fn file_error(path: &Path, what: &str, reason: impl std::fmt::Display) -> String {
+    format!("{what} {}: {reason}", path.display())
+}
+
+fn read_key_file(path: &Path, what: &str) -> Result<String, String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| file_error(path, what, format!("cannot be read: {e}")))
+}
+
+/// The public key of a PEM file: RS256 for an RSA key (`BEGIN PUBLIC KEY`
+/// or `BEGIN RSA PUBLIC KEY`), EdDSA for an Ed25519 one. Private keys are
+/// refused (the gateway only verifies, and a private key in its config is
+/// a key to leak).
+fn public_pem(path: &Path) -> Result<Verifier, String> {
+    const WHAT: &str = "OUTPOST_GATEWAY_PUBLIC_KEY";
+    let text = read_key_file(path, WHAT)?;
+    if text.contains("PRIVATE KEY") {
+        return Err(file_error(
+            path,
+            WHAT,
+            "is a private key: give the gateway the public key only \
+             (`openssl pkey -in key.pem -pubout -out public.pem`)",
+        ));
+    }
+    if !text.contains("-----BEGIN ") {
+        return Err(file_error(
+            path,
+            WHAT,
+            "is not a PEM file (no -----BEGIN line)",
+        ));
+    }
+    // Ed25519 first: `from_rsa_pem` classifies by the key's OID and refuses
+    // an Ed25519 key, and vice versa, so the order only decides the message.
+    if let Ok(key) = DecodingKey::from_ed_pem(text.as_bytes()) {
+        return Ok(Verifier {
+            kid: None,
+            alg: Algorithm::EdDSA,
+            key,
+        });
+    }
+    match DecodingKey::from_rsa_pem(text.as_bytes()) {
+        Ok(key) => Ok(Verifier {
+            kid: None,
+            alg: Algorithm::RS256,
+            key,
+        }),
+        Err(e) => Err(file_error(
+            path,
+            WHAT,
+            format!(
+                "is neither an RSA nor an Ed25519 public key ({e}); other algorithms (ES256, RS512, PS256, …) go in a JWKS file with their `alg`"
+            ),
+        )),
+    }
+}
+
+/// The keys of a JWKS file (`{"keys": [...]}`), each with its `kid` and
+/// its algorithm: the JWK's `alg`, or, when it has none, the one its key
+/// type allows (RS256 for RSA, EdDSA for Ed25519, ES256/ES384 for P-256/
+/// P-384). Keys marked for encryption (`"use": "enc"`) are left out; `oct`
+/// (shared-secret) keys are refused (the secret has its own variable), and
+/// so are two keys with one `kid` (a token naming it would be ambiguous).
+fn jwks(path: &Path) -> Result<Vec<Verifier>, String> {
+    const WHAT: &str = "OUTPOST_GATEWAY_JWKS";
+    let text = read_key_file(path, WHAT)?;
+    let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
+        file_error(
+            path,
+            WHAT,
+            format!("is not a JWKS (`{{\"keys\": [...]}}`): {e}"),
+        )
+    })?;
+    let mut out: Vec<Verifier> = Vec::new();
+    for (i, jwk) in set.keys.iter().enumerate() {
+        let kid = jwk.common.key_id.clone();
+        let label = match &kid {
+            Some(k) => format!("key {} (kid {k:?})", i + 1),
+            None => format!("key {}", i + 1),
+        };
+        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
+            tracing::info!(file = %path.display(), key = %label, "JWKS key for encryption left out");
+            continue;
+        }
+        let stated = match &jwk.common.key_algorithm {
+            Some(a) => Some(Algorithm::from_str(&a.to_string()).map_err(|_| {
+                file_error(
+                    path,
+                    WHAT,
+                    format!("{label}: algorithm {a} cannot sign tokens"),
+                )
+            })?),
+            None => None,
+        };
+        let (family_default, family): (Option<Algorithm>, &[Algorithm]) = match &jwk.algorithm {
+            AlgorithmParameters::RSA(_) => (
+                Some(Algorithm::RS256),
+                &[
+                    Algorithm::RS256,
+                    Algorithm::RS384,
+                    Algorithm::RS512,
+                    Algorithm::PS256,
+                    Algorithm::PS384,
+                    Algorithm::PS512,
+                ],
+            ),
+            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
+                (Some(Algorithm::EdDSA), &[Algorithm::EdDSA])
+            }
+            AlgorithmParameters::OctetKeyPair(p) => {
+                return Err(file_error(
+                    path,
+                    WHAT,
+                    format!("{label}: curve {:?} is not supported (Ed25519 is)", p.curve),
+                ));
+            }
+            AlgorithmParameters::EllipticCurve(p) => match p.curve {
+                EllipticCurve::P256 => (Some(Algorithm::ES256), &[Algorithm::ES256]),
+                EllipticCurve::P384 => (Some(Algorithm::ES384), &[Algorithm::ES384]),
+                _ => {
+                    return Err(file_error(
+                        path,
+                        WHAT,
+                        format!(
+                            "{label}: curve {:?} is not supported (P-256, P-384 are)",
+                            p.curve
+                        ),
+                    ));
+                }
+            },
+            AlgorithmParameters::OctetKey(_) => {
+                return Err(file_error(
+                    path,
+                    WHAT,
+                    format!(
+                        "{label}: a shared-secret (`oct`) key: put an HS256 secret in OUTPOST_GATEWAY_SECRET, not in the JWKS"
+                    ),
+                ));
+            }
+        };
+        let alg = match stated.or(family_default) {
+            Some(a) if family.contains(&a) => a,
+            Some(a) => {
+                return Err(file_error(
+                    path,
+                    WHAT,
+                    format!("{label}: `alg` {} does not fit its key type", alg_name(a)),
+                ));
+            }
+            None => {
+                return Err(file_error(path, WHAT, format!("{label}: no algorithm")));
+            }
+        };
+        let key = DecodingKey::from_jwk(jwk)
+            .map_err(|e| file_error(path, WHAT, format!("{label}: {e}")))?;
+        if let Some(k) = &kid
+            && out.iter().any(|v| v.kid.as_deref() == Some(k))
+        {
+            return Err(file_error(path, WHAT, format!("two keys have kid {k:?}")));
+        }
+        out.push(Verifier { kid, alg, key });
+    }
+    if out.is_empty() {
+        return Err(file_error(path, WHAT, "has no signature keys"));
+    }
+    Ok(out)
+}
+
+fn check_secret(secret: &str) -> Result<(), String> {
+    if secret.len() < MIN_SECRET_LEN {
+        return Err(format!(
+            "OUTPOST_GATEWAY_SECRET is too short: HS256 needs at least {MIN_SECRET_LEN} bytes \
+             (for example `openssl rand -base64 48`)"
+        ));
+    }
+    Ok(())
+}
+
+/// The `alg` of a token's header read by hand, for the one case the
+/// library cannot name: an algorithm it does not know (`none` among them).
+fn raw_alg(token: &str) -> Option<String> {
+    let head = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(head.trim_end_matches('='))
+        .ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("alg")?.as_str().map(str::to_string)
+}
+
+/// Where the gateway's keys come from (all optional; at least one).
+#[derive(Debug, Default, Clone)]
+pub struct KeySources<'a> {
+    /// The HS256 secret (`OUTPOST_GATEWAY_SECRET`).
+    pub secret: Option<&'a str>,
+    /// PEM public keys (`OUTPOST_GATEWAY_PUBLIC_KEY`, comma-separated).
+    pub public_keys: Vec<&'a Path>,
+    /// A JWKS file (`OUTPOST_GATEWAY_JWKS`).
+    pub jwks: Option<&'a Path>,
+    /// The audience tokens must name (`OUTPOST_GATEWAY_AUDIENCE`).
+    pub audience: Option<&'a str>,
+}
+
 impl Keys {
     /// Keys from the shared secret (`OUTPOST_GATEWAY_SECRET`) and the
     /// audience tokens must name, if any.
     pub fn hs256(secret: &str, audience: Option<&str>) -> Result<Keys, String> {
-        if secret.len() < MIN_SECRET_LEN {
-            return Err(format!(
-                "OUTPOST_GATEWAY_SECRET is too short: HS256 needs at least {MIN_SECRET_LEN} bytes \
-                 (for example `openssl rand -base64 48`)"
-            ));
+        Keys::load(&KeySources {
+            secret: Some(secret),
+            audience,
+            ..KeySources::default()
+        })
+    }
+
+    /// Every configured key, loaded and checked: a file that cannot be read
+    /// or holds no usable key is the error, naming the file.
+    pub fn load(sources: &KeySources<'_>) -> Result<Keys, String> {
+        let mut verifiers = Vec::new();
+        let mut signer = None;
+        if let Some(secret) = sources.secret {
+            check_secret(secret)?;
+            verifiers.push(Verifier {
+                kid: None,
+                alg: Algorithm::HS256,
+                key: DecodingKey::from_secret(secret.as_bytes()),
+            });
+            signer = Some(Signer {
+                key: EncodingKey::from_secret(secret.as_bytes()),
+                alg: Algorithm::HS256,
+                kid: None,
+            });
         }
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = LEEWAY_SECS;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        match audience {
-            Some(a) => validation.set_audience(&[a]),
-            None => validation.validate_aud = false,
+        for path in &sources.public_keys {
+            verifiers.push(public_pem(path)?);
+        }
+        if let Some(path) = sources.jwks {
+            verifiers.extend(jwks(path)?);
+        }
+        if verifiers.is_empty() {
+            return Err("no token key: set OUTPOST_GATEWAY_SECRET (HS256), OUTPOST_GATEWAY_PUBLIC_KEY \
+                 (PEM files: RS256 or EdDSA) or OUTPOST_GATEWAY_JWKS (a JWKS file) (docs/gateway.md)"
+                .to_string());
         }
         Ok(Keys {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-            validation,
+            signer,
+            verifiers: Arc::new(verifiers),
+            audience: sources.audience.map(str::to_string),
         })
+    }
+
+    /// Keys that only sign, with the private key of a PEM file (Ed25519:
+    /// EdDSA, RSA: RS256) and the `kid` to put in the header: `outpost
+    /// gateway token create --key` for a gateway configured with the
+    /// matching public key or JWKS.
+    pub fn signing_pem(path: &Path, kid: Option<&str>) -> Result<Keys, String> {
+        const WHAT: &str = "--key";
+        let text = read_key_file(path, WHAT)?;
+        if !text.contains("PRIVATE KEY") {
+            return Err(file_error(path, WHAT, "is not a private key (PEM)"));
+        }
+        let (key, alg) = match EncodingKey::from_ed_pem(text.as_bytes()) {
+            Ok(k) => (k, Algorithm::EdDSA),
+            Err(_) => match EncodingKey::from_rsa_pem(text.as_bytes()) {
+                Ok(k) => (k, Algorithm::RS256),
+                Err(e) => {
+                    return Err(file_error(
+                        path,
+                        WHAT,
+                        format!("is neither an Ed25519 nor an RSA private key ({e})"),
+                    ));
+                }
+            },
+        };
+        Ok(Keys {
+            signer: Some(Signer {
+                key,
+                alg,
+                kid: kid.map(str::to_string),
+            }),
+            verifiers: Arc::new(Vec::new()),
+            audience: None,
+        })
+    }
+
+    /// The algorithms the gateway verifies, for messages (`HS256, EdDSA`).
+    pub fn algorithms(&self) -> String {
+        let mut names: Vec<String> = self.verifiers.iter().map(|v| alg_name(v.alg)).collect();
+        names.sort();
+        names.dedup();
+        names.join(", ")
+    }
+
+    /// How many verification keys the gateway holds (logged at start).
+    pub fn len(&self) -> usize {
+        self.verifiers.len()
+    }
+
+    /// Whether it holds none (only a signing key).
+    pub fn is_empty(&self) -> bool {
+        self.verifiers.is_empty()
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String, String> {
+        let signer = self
+            .signer
+            .as_ref()
+            .ok_or("no signing key: tokens are signed with OUTPOST_GATEWAY_SECRET or --key")?;
+        let mut header = Header::new(signer.alg);
+        header.kid = signer.kid.clone();
+        jsonwebtoken::encode(&header, claims, &signer.key)
+            .map_err(|e| format!("signing the token: {e}"))
     }
 
     /// A token for `sub`, valid for `ttl`, naming `aud` if given.
@@ -101,15 +430,13 @@ impl Keys {
             .duration_since(UNIX_EPOCH)
             .map_err(|e| format!("the clock is before 1970: {e}"))?
             .as_secs();
-        let claims = Claims {
+        self.sign(&Claims {
             sub: Some(sub.to_string()),
             exp: Some(now.saturating_add(ttl.as_secs())),
             iat: Some(now),
             aud: aud.map(str::to_string),
             extra: serde_json::Map::new(),
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| format!("signing the token: {e}"))
+        })
     }
 
     /// The principal of an `Authorization` header's value, or why not.
@@ -130,19 +457,34 @@ impl Keys {
             .duration_since(UNIX_EPOCH)
             .map_err(|e| format!("the clock is before 1970: {e}"))?
             .as_secs();
-        let claims = Claims {
+        self.sign(&Claims {
             sub: Some(sub.to_string()),
             exp: Some(now.saturating_add(ttl.as_secs())),
             iat: Some(now),
             aud: None,
             extra,
-        };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| format!("signing the token: {e}"))
+        })
+    }
+
+    fn validation(&self, alg: Algorithm) -> Validation {
+        let mut validation = Validation::new(alg);
+        validation.leeway = LEEWAY_SECS;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        match &self.audience {
+            Some(a) => validation.set_audience(&[a]),
+            None => validation.validate_aud = false,
+        }
+        validation
     }
 
     /// The principal and the claims (for the sync rules) of an
     /// `Authorization` header's value, or why not.
+    ///
+    /// The key is chosen by the token's header: its `kid` names a JWKS key
+    /// (keys without a `kid`, the secret and PEM keys, are candidates for
+    /// any token), and only keys whose pinned algorithm is the header's
+    /// `alg` are tried. A token whose `kid` names no key was signed by a
+    /// key that is not (or no longer) the gateway's: `unknown_key`.
     pub fn verify_claims(
         &self,
         header: Option<&str>,
@@ -166,31 +508,77 @@ impl Keys {
                 "the Authorization header is not `Bearer <token>`",
             ));
         };
-        let data = jsonwebtoken::decode::<Claims>(token.trim(), &self.decoding, &self.validation)
-            .map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => {
-                unauthorized("token_expired", "the token has expired: get a new one")
+        let token = token.trim();
+        let head = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            Err(e) => {
+                return Err(match raw_alg(token) {
+                    Some(alg) if alg.eq_ignore_ascii_case("none") => unauthorized(
+                        "bad_algorithm",
+                        "the token is unsigned (alg `none`): refused",
+                    ),
+                    Some(alg) => GatewayError::Unauthorized {
+                        code: "bad_algorithm",
+                        message: format!(
+                            "the token's algorithm {alg:?} is not one this gateway verifies ({})",
+                            self.algorithms()
+                        ),
+                    },
+                    None => GatewayError::Unauthorized {
+                        code: "bad_token",
+                        message: format!("the token cannot be read: {e}"),
+                    },
+                });
             }
-            ErrorKind::InvalidSignature => unauthorized(
-                "bad_signature",
-                "the token's signature does not verify with the gateway's key",
-            ),
-            ErrorKind::InvalidAudience => unauthorized(
-                "wrong_audience",
-                "the token is not for this gateway (its audience differs)",
-            ),
-            ErrorKind::MissingRequiredClaim(c) => GatewayError::Unauthorized {
-                code: "missing_claim",
-                message: format!("the token has no `{c}` claim"),
-            },
-            ErrorKind::InvalidAlgorithm => {
-                unauthorized("bad_algorithm", "the token is not signed with HS256")
+        };
+        let kid = head.kid.as_deref();
+        let by_kid: Vec<&Verifier> = self
+            .verifiers
+            .iter()
+            .filter(|v| v.kid.is_none() || kid.is_none() || v.kid.as_deref() == kid)
+            .collect();
+        if by_kid.is_empty() {
+            return Err(GatewayError::Unauthorized {
+                code: "unknown_key",
+                message: format!(
+                    "the token's key (kid {:?}) is not one of this gateway's keys: it was rotated out, or the token is from another issuer",
+                    kid.unwrap_or_default()
+                ),
+            });
+        }
+        let candidates: Vec<&Verifier> = by_kid.into_iter().filter(|v| v.alg == head.alg).collect();
+        if candidates.is_empty() {
+            return Err(GatewayError::Unauthorized {
+                code: "bad_algorithm",
+                message: format!(
+                    "the token is signed with {}; this gateway's keys verify {}",
+                    alg_name(head.alg),
+                    self.algorithms()
+                ),
+            });
+        }
+        let mut outcome = None;
+        for v in candidates {
+            match jsonwebtoken::decode::<Claims>(token, &v.key, &self.validation(v.alg)) {
+                Ok(data) => {
+                    outcome = Some(Ok(data));
+                    break;
+                }
+                // Another key of the same algorithm may be the one.
+                Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {
+                    outcome = Some(Err(e));
+                }
+                Err(e) => {
+                    outcome = Some(Err(e));
+                    break;
+                }
             }
-            _ => GatewayError::Unauthorized {
-                code: "bad_token",
-                message: format!("the token cannot be read: {e}"),
-            },
-        })?;
+        }
+        let data = match outcome {
+            Some(Ok(data)) => data,
+            Some(Err(e)) => return Err(refusal(&e)),
+            None => return Err(unauthorized("bad_signature", "no key verifies the token")),
+        };
         let mut values: ClaimValues = data
             .claims
             .extra
@@ -207,6 +595,39 @@ impl Keys {
             }
             _ => Err(unauthorized("missing_claim", "the token's `sub` is empty")),
         }
+    }
+}
+
+/// A verification failure's answer.
+fn refusal(e: &jsonwebtoken::errors::Error) -> GatewayError {
+    let unauthorized = |code, message: &str| GatewayError::Unauthorized {
+        code,
+        message: message.to_string(),
+    };
+    match e.kind() {
+        ErrorKind::ExpiredSignature => {
+            unauthorized("token_expired", "the token has expired: get a new one")
+        }
+        ErrorKind::InvalidSignature => unauthorized(
+            "bad_signature",
+            "the token's signature does not verify with the gateway's keys",
+        ),
+        ErrorKind::InvalidAudience => unauthorized(
+            "wrong_audience",
+            "the token is not for this gateway (its audience differs)",
+        ),
+        ErrorKind::MissingRequiredClaim(c) => GatewayError::Unauthorized {
+            code: "missing_claim",
+            message: format!("the token has no `{c}` claim"),
+        },
+        ErrorKind::InvalidAlgorithm => unauthorized(
+            "bad_algorithm",
+            "the token's algorithm does not match its key",
+        ),
+        _ => GatewayError::Unauthorized {
+            code: "bad_token",
+            message: format!("the token cannot be read: {e}"),
+        },
     }
 }
 

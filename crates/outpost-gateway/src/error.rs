@@ -73,6 +73,23 @@ pub enum GatewayError {
         /// The rule, as messages name it.
         rule: String,
     },
+    /// The token's principal made more requests than
+    /// `OUTPOST_GATEWAY_RATE` allows (429 `rate_limited`, with
+    /// `Retry-After`). Its class is `unreachable`: for the node the gateway
+    /// is out of reach for a moment, so it works offline and syncs again
+    /// later, as for any unreachable server.
+    #[error(
+        "too many requests for this token's principal (at most {per_second} per second, bursts of {burst}): retry after {} s",
+        retry_secs(*retry_after)
+    )]
+    RateLimited {
+        /// How long until the next request is allowed.
+        retry_after: std::time::Duration,
+        /// The sustained rate.
+        per_second: f64,
+        /// The burst.
+        burst: u32,
+    },
     /// The database behind the gateway failed; its class is passed on.
     #[error("{message}")]
     Database {
@@ -81,6 +98,13 @@ pub enum GatewayError {
         /// The message, scrubbed of the database's address and password.
         message: String,
     },
+}
+
+/// Whole seconds to wait, rounded up and at least one (`Retry-After` has
+/// no fractions, and 0 would invite an immediate retry).
+pub fn retry_secs(d: std::time::Duration) -> u64 {
+    let s = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    s.max(1)
 }
 
 impl GatewayError {
@@ -125,6 +149,11 @@ impl GatewayError {
             GatewayError::ClaimMissing { .. } => {
                 (StatusCode::FORBIDDEN, "claim_missing", ErrorClass::Auth)
             }
+            GatewayError::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                ErrorClass::Unreachable,
+            ),
             GatewayError::Database { class, .. } => match class {
                 ErrorClass::Unreachable | ErrorClass::Auth => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unreachable", *class)
@@ -175,6 +204,13 @@ impl GatewayError {
 impl IntoResponse for GatewayError {
     fn into_response(self) -> Response {
         let (status, _, _) = self.parts();
-        (status, Json(self.body())).into_response()
+        let mut resp = (status, Json(self.body())).into_response();
+        if let GatewayError::RateLimited { retry_after, .. } = &self {
+            resp.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from(retry_secs(*retry_after)),
+            );
+        }
+        resp
     }
 }

@@ -11,6 +11,8 @@
 //!   connection [`pool`];
 //! * [`router`]: the `/v1/…` endpoints, each verifying the token
 //!   ([`auth`]) and answering errors as [`GatewayError`];
+//! * [`ops`]: `/metrics`, rate limits per principal, one log line per
+//!   request with its principal;
 //! * [`rules`]: the sync rules (`--rules FILE`): which tables are served
 //!   and which of their rows each node's claims give it;
 //! * [`serve`]: the router on a socket, through `outpost_http::server`'s
@@ -31,6 +33,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod ops;
 pub mod pool;
 mod routes;
 pub mod rules;
@@ -64,12 +67,15 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
 /// The gateway's settings: the database and tables (as for a node, from
 /// `DATABASE_URL`, `OUTPOST_SCHEMA`, `OUTPOST_TABLES`,
-/// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token key
-/// (`OUTPOST_GATEWAY_SECRET`), the audience tokens must name
+/// `OUTPOST_EXCLUDE_TABLES` and the `OUTPOST_*_TIMEOUT`s), the token keys
+/// (`OUTPOST_GATEWAY_SECRET`, `OUTPOST_GATEWAY_PUBLIC_KEY`,
+/// `OUTPOST_GATEWAY_JWKS`: at least one), the audience tokens must name
 /// (`OUTPOST_GATEWAY_AUDIENCE`, optional), the pool's size
 /// (`OUTPOST_GATEWAY_POOL`), the shortest retention window
 /// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms) and the sync rules
-/// (`OUTPOST_GATEWAY_RULES`, a file; `--rules`).
+/// (`OUTPOST_GATEWAY_RULES`, a file; `--rules`), the rate limit per
+/// principal (`OUTPOST_GATEWAY_RATE`, `OUTPOST_GATEWAY_BURST`) and the
+/// token `/metrics` requires (`OUTPOST_GATEWAY_METRICS_TOKEN`).
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The database.
@@ -86,6 +92,12 @@ pub struct Options {
     pub min_retention: Duration,
     /// The sync rules: without them every selected table is served whole.
     pub rules: Option<Arc<rules::Rules>>,
+    /// Requests per principal (`OUTPOST_GATEWAY_RATE`,
+    /// `OUTPOST_GATEWAY_BURST`); `None`: unlimited.
+    pub rate: Option<ops::RateLimit>,
+    /// The bearer token `/metrics` requires
+    /// (`OUTPOST_GATEWAY_METRICS_TOKEN`); `None`: `/metrics` is open.
+    pub metrics_token: Option<ops::Secret>,
 }
 
 impl Options {
@@ -97,12 +109,26 @@ impl Options {
             .require_database_url("the gateway serves the PostgreSQL database it names")
             .map_err(|e| e.to_string())?
             .clone();
-        let secret = get("OUTPOST_GATEWAY_SECRET").ok_or_else(|| {
-            "OUTPOST_GATEWAY_SECRET is not set: the gateway verifies tokens with it (docs/gateway.md)"
-                .to_string()
-        })?;
+        let secret = get("OUTPOST_GATEWAY_SECRET");
+        let public_keys = get("OUTPOST_GATEWAY_PUBLIC_KEY");
+        let public_keys: Vec<std::path::PathBuf> = public_keys
+            .iter()
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(std::path::PathBuf::from)
+            .collect();
+        let jwks = get("OUTPOST_GATEWAY_JWKS").map(|p| std::path::PathBuf::from(p.trim()));
         let audience = get("OUTPOST_GATEWAY_AUDIENCE");
-        let keys = Keys::hs256(&secret, audience.as_deref())?;
+        let keys = Keys::load(&auth::KeySources {
+            secret: secret.as_deref(),
+            public_keys: public_keys
+                .iter()
+                .map(std::path::PathBuf::as_path)
+                .collect(),
+            jwks: jwks.as_deref(),
+            audience: audience.as_deref(),
+        })?;
         let pool_size = match get("OUTPOST_GATEWAY_POOL") {
             Some(v) => v
                 .trim()
@@ -132,7 +158,15 @@ impl Options {
             ))?)),
             None => None,
         };
+        let rate = ops::RateLimit::parse(
+            get("OUTPOST_GATEWAY_RATE").as_deref(),
+            get("OUTPOST_GATEWAY_BURST").as_deref(),
+        )?;
+        let metrics_token =
+            get("OUTPOST_GATEWAY_METRICS_TOKEN").map(|t| ops::Secret::new(t.trim().to_string()));
         Ok(Options {
+            rate,
+            metrics_token,
             rules,
             min_retention,
             database_url,
@@ -171,6 +205,8 @@ pub(crate) struct Inner {
     /// One message per notification of the `LISTEN` connection.
     pub changes: broadcast::Sender<()>,
     pub cancel: CancellationToken,
+    pub metrics: ops::Metrics,
+    pub limiter: Option<ops::Limiter>,
 }
 
 /// A running gateway. Cheap to clone; dropping the last clone does not
@@ -228,6 +264,7 @@ impl Gateway {
         }
         let scope = options.rules.as_ref().map(|r| Arc::new(r.scope()));
         let (changes, _) = broadcast::channel(64);
+        let limiter = options.rate.map(ops::Limiter::new);
         let gateway = Gateway {
             inner: Arc::new(Inner {
                 options,
@@ -237,9 +274,14 @@ impl Gateway {
                 refreshed_at: std::sync::Mutex::new(std::collections::HashMap::new()),
                 changes,
                 cancel: CancellationToken::new(),
+                metrics: ops::Metrics::new(),
+                limiter,
             }),
         };
         tokio::spawn(listen(gateway.clone()));
+        if gateway.inner.limiter.is_some() {
+            tokio::spawn(forget_idle_principals(gateway.clone()));
+        }
         Ok(gateway)
     }
 
@@ -481,6 +523,20 @@ async fn listen(gateway: Gateway) {
         tokio::select! {
             () = inner.cancel.cancelled() => return,
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Every minute, drops the rate limiter's buckets of principals that are
+/// idle again, so its memory follows the principals active now.
+async fn forget_idle_principals(gateway: Gateway) {
+    loop {
+        tokio::select! {
+            () = gateway.inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(60)) => {}
+        }
+        if let Some(l) = &gateway.inner.limiter {
+            l.forget_idle();
         }
     }
 }

@@ -80,6 +80,14 @@ impl Pool {
         self.inner.size
     }
 
+    /// Connections serving a request now (a permit is held while one is
+    /// in use, or being opened).
+    pub fn in_use(&self) -> usize {
+        self.inner
+            .size
+            .saturating_sub(self.inner.permits.available_permits())
+    }
+
     /// Connections open now (idle plus in use).
     pub fn open(&self) -> usize {
         let idle = self.inner.idle.lock().map(|v| v.len()).unwrap_or(0);

@@ -22,6 +22,7 @@ use outpost_remote::gateway::body;
 use outpost_remote::gateway::{PROTOCOL_HEADER, PROTOCOL_VERSION};
 use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument as _;
 use uuid::Uuid;
 
 use crate::auth::Principal;
@@ -44,6 +45,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/reserve_ids", post(reserve_ids))
         .route("/v1/bootstrap/{table}", get(bootstrap))
         .route("/v1/changes", get(changes))
+        .route("/metrics", get(crate::ops::metrics))
         .fallback(|| async {
             GatewayError::BadRequest {
                 status: StatusCode::NOT_FOUND,
@@ -52,6 +54,10 @@ pub fn router(gateway: Gateway) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            crate::ops::track,
+        ))
         .with_state(gateway)
 }
 
@@ -79,7 +85,27 @@ impl FromRequestParts<Gateway> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let (principal, claims) = gw.inner.options.keys.verify_claims(header)?;
+        let (principal, claims) = match gw.inner.options.keys.verify_claims(header) {
+            Ok(v) => v,
+            Err(e) => {
+                if let GatewayError::Unauthorized { code, .. } = &e {
+                    gw.inner.metrics.refused(code);
+                }
+                return Err(e);
+            }
+        };
+        // The principal, never the token, for the request's log line and
+        // every line logged while it is served.
+        tracing::Span::current().record("principal", tracing::field::display(&principal.0));
+        if let Some(slot) = parts.extensions.get::<crate::ops::PrincipalSlot>() {
+            slot.set(&principal.0);
+        }
+        if let Some(limiter) = &gw.inner.limiter
+            && let Err(e) = limiter.check(&principal.0)
+        {
+            gw.inner.metrics.refused("rate_limited");
+            return Err(e);
+        }
         Ok(Auth(principal, claims))
     }
 }
@@ -494,6 +520,13 @@ async fn push(
     if gw.unclaim(&mut c, &claimed).await {
         c.release();
     }
+    let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for r in &b.rows {
+        *by_table.entry(r.table.as_str()).or_default() += 1;
+    }
+    for (table, n) in by_table {
+        gw.inner.metrics.received(table, n);
+    }
     tracing::info!(principal = %p.0, node = %b.node, rows = b.rows.len(), "push");
     Ok(Json(body::Pushed { outcomes }))
 }
@@ -558,6 +591,13 @@ async fn pull(
     .map_err(|e| gw.db_error(&e))?;
     if gw.unclaim(&mut c, &claimed).await {
         gw.unlimit(c, b.limits_ms).await;
+    }
+    let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for r in &batch.rows {
+        *by_table.entry(r.table.as_str()).or_default() += 1;
+    }
+    for (table, n) in by_table {
+        gw.inner.metrics.served(table).inc_by(n);
     }
     Ok(Json(batch))
 }
@@ -648,9 +688,12 @@ async fn bootstrap(
     let (head_tx, head_rx) = oneshot::channel::<Result<Bytes, GatewayError>>();
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tracing::info!(principal = %p.0, %table, "bootstrap copy");
-    tokio::spawn(copy_task(
-        gw, served, table, pooled, limits, claimed, head_tx, tx,
-    ));
+    // The copy outlives the handler: it keeps the request's span (and so
+    // its principal) for its own log lines.
+    tokio::spawn(
+        copy_task(gw, served, table, pooled, limits, claimed, head_tx, tx)
+            .instrument(tracing::Span::current()),
+    );
     let head = head_rx
         .await
         .map_err(|_| GatewayError::internal("the copy task ended before its head"))??;
@@ -715,6 +758,7 @@ async fn copy_task(
         futures_util::pin_mut!(rows);
         let mut buf = Vec::with_capacity(COPY_CHUNK + 4096);
         let mut sent: u64 = 0;
+        let served_rows = gw.inner.metrics.served(&table);
         while let Some(row) = rows.next().await {
             let row = match row {
                 Ok(r) => r,
@@ -733,6 +777,7 @@ async fn copy_task(
             }
             buf.push(b'\n');
             sent += 1;
+            served_rows.inc();
             if buf.len() >= COPY_CHUNK
                 && tx
                     .send(Bytes::from(std::mem::take(&mut buf)))
@@ -788,17 +833,21 @@ async fn changes(
     tracing::info!(principal = %p.0, "change stream opened");
     let rx = gw.inner.changes.subscribe();
     let cancel = gw.inner.cancel.clone();
-    let stream = futures_util::stream::unfold((rx, cancel), |(mut rx, cancel)| async move {
-        tokio::select! {
-            () = cancel.cancelled() => None,
-            r = rx.recv() => match r {
-                // A lagging stream lost notifications: one event covers them.
-                Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    Some((Ok(Event::default().event("change").data("1")), (rx, cancel)))
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
-            },
-        }
-    });
+    // Counted as a connected node for as long as the stream lives (the
+    // guard is dropped with the stream when the node goes away).
+    let guard = gw.inner.metrics.stream_open();
+    let stream =
+        futures_util::stream::unfold((rx, cancel, guard), |(mut rx, cancel, guard)| async move {
+            tokio::select! {
+                () = cancel.cancelled() => None,
+                r = rx.recv() => match r {
+                    // A lagging stream lost notifications: one event covers them.
+                    Ok(()) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        Some((Ok(Event::default().event("change").data("1")), (rx, cancel, guard)))
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => None,
+                },
+            }
+        });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

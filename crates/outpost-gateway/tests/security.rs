@@ -1,7 +1,8 @@
 //! Who may use a gateway: tokens refused with their reason (none, forged,
 //! expired, another audience), node ids bound to the principal that first
 //! used them, a node with a refused token working offline and saying why,
-//! and the gateway's database password in no answer and no log line.
+//! and the gateway's database password in no answer (`/metrics` included)
+//! and no log line, nor any token.
 
 #[path = "../../outpost-engine/tests/common/mod.rs"]
 mod common;
@@ -260,12 +261,27 @@ async fn refused_tokens_and_foreign_node_ids_say_why_and_no_password_escapes() -
     let (s, _) = call(http.get(format!("{base}/v1/changes")), &mut seen).await?;
     assert_eq!(s, 401);
 
+    // Without OUTPOST_GATEWAY_METRICS_TOKEN, /metrics is open (no node
+    // token needed); it names neither the database nor its password.
+    let (s, _) = call(http.get(format!("{base}/metrics")), &mut seen).await?;
+    assert_eq!(s, 200);
+    assert!(
+        seen.last()
+            .is_some_and(|m| m.contains("outpost_gateway_requests_total")),
+        "{seen:?}"
+    );
+
     let logged =
         String::from_utf8_lossy(&logs.0.lock().map(|l| l.clone()).unwrap_or_default()).to_string();
     assert!(
         logged.contains("node registered"),
         "the gateway's log was captured"
     );
+    // Request lines carry the principal, never the token.
+    assert!(logged.contains("principal=alice"), "{logged}");
+    for token in [&alice, &bob, &forged, &elsewhere, &expired] {
+        assert!(!logged.contains(token.as_str()), "a token was logged");
+    }
     for text in seen.iter().chain(std::iter::once(&logged)) {
         assert!(
             !text.contains(PASSWORD),

@@ -22,7 +22,9 @@ pub enum GatewayAction {
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
     /// Print a token for principal `--sub`, valid for `--expires`
-    /// (90s, 15m, 12h, 30d), signed with OUTPOST_GATEWAY_SECRET.
+    /// (90s, 15m, 12h, 30d), signed with OUTPOST_GATEWAY_SECRET (HS256), or
+    /// with the private key `--key` (Ed25519: EdDSA, RSA: RS256) for a
+    /// gateway given its public key or a JWKS.
     Create {
         /// The principal (the token's `sub`).
         #[arg(long)]
@@ -34,6 +36,13 @@ pub enum TokenAction {
         /// (OUTPOST_GATEWAY_AUDIENCE).
         #[arg(long)]
         aud: Option<String>,
+        /// A private key (PEM) to sign with instead of the secret.
+        #[arg(long, value_name = "FILE")]
+        key: Option<std::path::PathBuf>,
+        /// The `kid` to put in the header (the key's id in the gateway's
+        /// JWKS), with `--key`.
+        #[arg(long, requires = "key")]
+        kid: Option<String>,
     },
 }
 
@@ -46,16 +55,30 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let get = |k: &str| lookup(k).filter(|v| !v.trim().is_empty());
     if let Some(GatewayAction::Token {
-        action: TokenAction::Create { sub, expires, aud },
+        action:
+            TokenAction::Create {
+                sub,
+                expires,
+                aud,
+                key,
+                kid,
+            },
     }) = action
     {
-        let secret = get("OUTPOST_GATEWAY_SECRET")
-            .context("OUTPOST_GATEWAY_SECRET is not set: tokens are signed with it")?;
         if sub.trim().is_empty() {
             anyhow::bail!("--sub is empty: a token names its principal");
         }
         let ttl = outpost_gateway::auth::parse_duration(&expires).map_err(anyhow::Error::msg)?;
-        let keys = outpost_gateway::auth::Keys::hs256(&secret, None).map_err(anyhow::Error::msg)?;
+        let keys = match key {
+            Some(path) => outpost_gateway::auth::Keys::signing_pem(&path, kid.as_deref())
+                .map_err(anyhow::Error::msg)?,
+            None => {
+                let secret = get("OUTPOST_GATEWAY_SECRET").context(
+                    "OUTPOST_GATEWAY_SECRET is not set: tokens are signed with it (or with --key FILE)",
+                )?;
+                outpost_gateway::auth::Keys::hs256(&secret, None).map_err(anyhow::Error::msg)?
+            }
+        };
         let token = keys
             .create(&sub, ttl, aud.as_deref())
             .map_err(anyhow::Error::msg)?;
@@ -63,6 +86,11 @@ pub async fn run(
         return Ok(());
     }
     let options = outpost_gateway::Options::from_lookup(get).map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        keys = options.keys.len(),
+        algorithms = %options.keys.algorithms(),
+        "token keys loaded"
+    );
     let url = options.database_url.clone();
     let gateway = outpost_gateway::Gateway::start(options)
         .await

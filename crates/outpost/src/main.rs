@@ -105,8 +105,9 @@ enum Command {
         port: u16,
     },
     /// Serve the sync protocol over HTTP next to PostgreSQL (DATABASE_URL)
-    /// to nodes that hold only a token (OUTPOST_GATEWAY_SECRET verifies
-    /// them); `gateway token create` makes one. See docs/gateway.md.
+    /// to nodes that hold only a token (verified with OUTPOST_GATEWAY_SECRET,
+    /// OUTPOST_GATEWAY_PUBLIC_KEY or OUTPOST_GATEWAY_JWKS); `gateway token
+    /// create` makes one. See docs/gateway.md.
     #[command(args_conflicts_with_subcommands = true)]
     Gateway {
         #[command(subcommand)]
@@ -121,6 +122,14 @@ enum Command {
         /// tables without a rule are not served (OUTPOST_GATEWAY_RULES).
         #[arg(long, value_name = "FILE")]
         rules: Option<std::path::PathBuf>,
+        /// Public keys (PEM, RS256 or EdDSA) tokens are verified with,
+        /// comma-separated (OUTPOST_GATEWAY_PUBLIC_KEY).
+        #[arg(long, value_name = "FILES")]
+        public_key: Option<String>,
+        /// A JWKS file whose keys verify tokens by `kid`
+        /// (OUTPOST_GATEWAY_JWKS).
+        #[arg(long, value_name = "FILE")]
+        jwks: Option<std::path::PathBuf>,
     },
     /// Try outpost in one command: without DATABASE_URL, starts a throwaway
     /// PostgreSQL (from the installed binaries) with a sample schema (User,
@@ -248,13 +257,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         host,
         port,
         rules,
+        public_key,
+        jwks,
     } = cli.command
     {
         let lookup = settings::lookup(&cli.config)?;
         // The flag over the variable, as every flag.
         let rules = rules.map(|p| p.display().to_string());
-        let lookup = move |k: &str| match (k, &rules) {
-            ("OUTPOST_GATEWAY_RULES", Some(path)) => Some(path.clone()),
+        let jwks = jwks.map(|p| p.display().to_string());
+        let lookup = move |k: &str| match k {
+            "OUTPOST_GATEWAY_RULES" if rules.is_some() => rules.clone(),
+            "OUTPOST_GATEWAY_PUBLIC_KEY" if public_key.is_some() => public_key.clone(),
+            "OUTPOST_GATEWAY_JWKS" if jwks.is_some() => jwks.clone(),
             _ => lookup(k),
         };
         return gateway::run(lookup, action, host, port).await;

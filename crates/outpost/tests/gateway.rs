@@ -113,6 +113,52 @@ async fn token_create_prints_a_token_and_refuses_bad_input() {
     );
     assert!(!o.status.success());
     assert!(text(&o).1.contains("too short"), "{}", text(&o).1);
+
+    // Signed with a private key (the gateway's fixtures), no secret
+    // needed; the gateway verifies it with the public key.
+    let fixtures =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../outpost-gateway/tests/keys");
+    let private = fixtures.join("ed-a.pem").display().to_string();
+    let create = |key: &str| {
+        outpost(
+            dir.path(),
+            &[],
+            &[
+                "gateway",
+                "token",
+                "create",
+                "--sub",
+                "clinic-7",
+                "--expires",
+                "1h",
+                "--key",
+                key,
+                "--kid",
+                "ed-a",
+            ],
+        )
+    };
+    let o = create(&private);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let public = fixtures.join("ed-a.pub.pem");
+    let keys = outpost_gateway::auth::Keys::load(&outpost_gateway::auth::KeySources {
+        public_keys: vec![public.as_path()],
+        ..Default::default()
+    })
+    .expect("keys");
+    let p = keys
+        .verify(Some(&format!("Bearer {}", out.trim())))
+        .expect("verifies");
+    assert_eq!(p.0, "clinic-7");
+    // A public key cannot sign: refused, naming the file.
+    let o = create(&public.display().to_string());
+    assert!(!o.status.success());
+    assert!(
+        text(&o).1.contains("ed-a.pub.pem") && text(&o).1.contains("not a private key"),
+        "{}",
+        text(&o).1
+    );
 }
 
 #[tokio::test]

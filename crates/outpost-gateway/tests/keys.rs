@@ -1,0 +1,338 @@
+//! Token keys beyond the HS256 secret: RS256 and EdDSA public keys from
+//! PEM files, a JWKS file whose keys are chosen by `kid` (rotation: add the
+//! new key, later remove the old), algorithms pinned per key, and key files
+//! that stop the gateway at start naming the file.
+//!
+//! The keys are fixtures in `tests/keys/`, generated once with openssl by
+//! `tests/keys/generate.sh` (committed rather than generated per run: RSA
+//! key generation in a debug build is slow, and they guard nothing).
+
+#[path = "../../outpost-engine/tests/common/mod.rs"]
+mod common;
+use common::gateway_support as support;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use common::{BLOG, server};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use outpost_core::sync::Direction;
+use outpost_engine::Engine;
+use outpost_gateway::auth::{Claims, Keys};
+use outpost_local::Replica;
+use outpost_testkit::TestDb;
+use serde_json::Value;
+use support::GatewayProcess;
+
+fn key(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/keys")
+        .join(name)
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A token signed with the private key `pem` (EdDSA or RS256, as its file
+/// says), with `kid` in the header and the claims given.
+fn signed(pem: &str, kid: Option<&str>, sub: &str, exp: u64, aud: Option<&str>) -> String {
+    let text = std::fs::read(key(pem)).expect("fixture key");
+    let (key, alg) = match EncodingKey::from_ed_pem(&text) {
+        Ok(k) => (k, Algorithm::EdDSA),
+        Err(_) => (
+            EncodingKey::from_rsa_pem(&text).expect("an RSA key"),
+            Algorithm::RS256,
+        ),
+    };
+    let mut header = Header::new(alg);
+    header.kid = kid.map(str::to_string);
+    jsonwebtoken::encode(
+        &header,
+        &Claims {
+            sub: Some(sub.into()),
+            exp: Some(exp),
+            iat: Some(now()),
+            aud: aud.map(str::to_string),
+            extra: serde_json::Map::new(),
+        },
+        &key,
+    )
+    .expect("signed")
+}
+
+/// `GET /v1/probe` with `token`: the status and the error code (empty on
+/// success).
+async fn probe(base: &str, token: &str) -> anyhow::Result<(u16, String)> {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/v1/probe"))
+        .bearer_auth(token)
+        .send()
+        .await?;
+    let status = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    if status != 200 {
+        // Every refusal is the gateway's error body.
+        assert_eq!(body["error"]["class"], "auth", "{body}");
+        assert!(body["error"]["message"].as_str().is_some(), "{body}");
+    }
+    Ok((
+        status,
+        body["error"]["code"].as_str().unwrap_or("").to_string(),
+    ))
+}
+
+/// A node in gateway topology with `token`, its replica laid out from the
+/// schema the gateway serves.
+async fn node(db: &TestDb, gateway: &str, token: &str, name: &str) -> anyhow::Result<Engine> {
+    let path = db.dir().join(format!("{name}.db"));
+    let cfg = support::config(gateway, token, &path)?;
+    let target = cfg
+        .gateway
+        .clone()
+        .ok_or_else(|| anyhow::anyhow!("no gateway"))?;
+    let schema = outpost_remote::gateway::GatewayConnection::new(&target, Duration::from_secs(5))?
+        .schema()
+        .await?;
+    let (replica, _) = Replica::setup(&path, &schema)?;
+    Ok(Engine::new(replica, cfg))
+}
+
+#[tokio::test]
+async fn rs256_and_eddsa_tokens_verify_with_their_public_keys_and_others_are_refused()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let pems = format!(
+        "{},{}",
+        key("ed-a.pub.pem").display(),
+        key("rsa-a.pub.pem").display()
+    );
+    // Public keys only: no secret.
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_SECRET", ""),
+            ("OUTPOST_GATEWAY_PUBLIC_KEY", &pems),
+            ("OUTPOST_GATEWAY_AUDIENCE", "gw-keys"),
+        ],
+    )?;
+    let base = gw.url();
+    let later = now() + 600;
+
+    let ed = signed("ed-a.pem", None, "alice", later, Some("gw-keys"));
+    assert_eq!(probe(&base, &ed).await?, (200, String::new()));
+    let rsa = signed("rsa-a.pem", Some("any-kid"), "bob", later, Some("gw-keys"));
+    assert_eq!(probe(&base, &rsa).await?, (200, String::new()));
+
+    // A node syncs with an EdDSA token, end to end.
+    let a = node(&db, &base, &ed, "a").await?;
+    let report = common::sync(&a, Direction::Bidirectional).await?;
+    assert!(report.success, "{report:?}");
+    assert_eq!(common::local_rows(&a, "User").await?.len(), 1);
+
+    // Another Ed25519 key: the signature does not verify.
+    let other = signed("ed-b.pem", None, "alice", later, Some("gw-keys"));
+    assert_eq!(probe(&base, &other).await?, (401, "bad_signature".into()));
+    // HS256 while the gateway holds only public keys: refused by its
+    // algorithm, with any secret, including the RSA public key's own text
+    // (the classic key-confusion forgery).
+    let hs = support::token("alice", Duration::from_secs(600))?;
+    assert_eq!(probe(&base, &hs).await?, (401, "bad_algorithm".into()));
+    let confused = jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &Claims {
+            sub: Some("alice".into()),
+            exp: Some(later),
+            iat: None,
+            aud: Some("gw-keys".into()),
+            extra: serde_json::Map::new(),
+        },
+        &EncodingKey::from_secret(&std::fs::read(key("rsa-a.pub.pem"))?),
+    )?;
+    assert_eq!(
+        probe(&base, &confused).await?,
+        (401, "bad_algorithm".into())
+    );
+    // Unsigned.
+    let b64 = |v: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v);
+    let none = format!(
+        "{}.{}.",
+        b64(r#"{"alg":"none","typ":"JWT"}"#),
+        b64(&format!(
+            r#"{{"sub":"alice","exp":{later},"aud":"gw-keys"}}"#
+        ))
+    );
+    assert_eq!(probe(&base, &none).await?, (401, "bad_algorithm".into()));
+    // Expired (beyond the leeway) and for another audience.
+    let expired = signed("ed-a.pem", None, "alice", now() - 60, Some("gw-keys"));
+    assert_eq!(probe(&base, &expired).await?, (401, "token_expired".into()));
+    let elsewhere = signed("rsa-a.pem", None, "alice", later, Some("another"));
+    assert_eq!(
+        probe(&base, &elsewhere).await?,
+        (401, "wrong_audience".into())
+    );
+
+    // A node whose token is refused says why and keeps its replica.
+    let b = node(&db, &base, &ed, "b").await?;
+    drop(b);
+    let refused = Engine::new(
+        Replica::open(&db.dir().join("b.db"))?,
+        support::config(&base, &other, &db.dir().join("b.db"))?,
+    );
+    let report = refused
+        .sync(outpost_engine::SyncOptions::new(
+            Direction::Bidirectional,
+            outpost_core::sync::Trigger::Manual,
+        ))
+        .await?;
+    assert!(!report.success);
+    assert!(
+        format!("{:?}", report.errors).contains("signature"),
+        "{:?}",
+        report.errors
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_jwks_key_rotation_accepts_both_kids_then_refuses_the_removed_one() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (_client, _) = server(&db, BLOG).await?;
+    let jwk = |name: &str| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(key(name))?)?)
+    };
+    let file = db.dir().join("jwks.json");
+    // Step 1 of a rotation: the new key (rsa-a) added next to the old one.
+    std::fs::write(
+        &file,
+        serde_json::to_vec(
+            &serde_json::json!({"keys": [jwk("ed-a.jwk.json")?, jwk("rsa-a.jwk.json")?]}),
+        )?,
+    )?;
+    let jwks = file.display().to_string();
+    let settings = [
+        ("OUTPOST_GATEWAY_SECRET", ""),
+        ("OUTPOST_GATEWAY_JWKS", jwks.as_str()),
+    ];
+    let mut gw = GatewayProcess::start(&db, 0, &settings)?;
+    let base = gw.url();
+    let port = gw.addr.port();
+    let later = now() + 600;
+    let old = signed("ed-a.pem", Some("ed-a"), "alice", later, None);
+    let new = signed("rsa-a.pem", Some("rsa-a"), "alice", later, None);
+    assert_eq!(probe(&base, &old).await?, (200, String::new()));
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    // No `kid`: every key of the token's algorithm is tried.
+    let bare = signed("ed-a.pem", None, "alice", later, None);
+    assert_eq!(probe(&base, &bare).await?, (200, String::new()));
+    // A kid the file does not have.
+    let stranger = signed("ed-b.pem", Some("ed-b"), "alice", later, None);
+    assert_eq!(probe(&base, &stranger).await?, (401, "unknown_key".into()));
+    // A known kid with another key's signature.
+    let forged = signed("ed-b.pem", Some("ed-a"), "alice", later, None);
+    assert_eq!(probe(&base, &forged).await?, (401, "bad_signature".into()));
+    // A kid naming the RSA key on an EdDSA token: the key's algorithm is
+    // pinned, the header's does not choose.
+    let mismatched = signed("ed-a.pem", Some("rsa-a"), "alice", later, None);
+    assert_eq!(
+        probe(&base, &mismatched).await?,
+        (401, "bad_algorithm".into())
+    );
+
+    // Step 2: the old key removed, the gateway restarted.
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({"keys": [jwk("rsa-a.jwk.json")?]}))?,
+    )?;
+    gw.kill();
+    let gw = GatewayProcess::start(&db, port, &settings)?;
+    let base = gw.url();
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    assert_eq!(probe(&base, &old).await?, (401, "unknown_key".into()));
+    assert_eq!(probe(&base, &bare).await?, (401, "bad_algorithm".into()));
+    Ok(())
+}
+
+#[test]
+fn bad_key_files_stop_the_gateway_naming_the_file() {
+    let dir = tempfile::tempdir().expect("dir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a key").expect("write");
+    let not_json = dir.path().join("jwks.json");
+    std::fs::write(&not_json, "{\"keys\": 3}").expect("write");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "{\"keys\": []}").expect("write");
+    let oct = dir.path().join("oct.json");
+    std::fs::write(
+        &oct,
+        r#"{"keys": [{"kty": "oct", "kid": "s", "k": "c2VjcmV0"}]}"#,
+    )
+    .expect("write");
+    let missing = dir.path().join("missing.pem");
+    let private = key("ed-a.pem");
+    let options = |k: &'static str, v: &Path| {
+        let v = v.display().to_string();
+        outpost_gateway::Options::from_lookup(move |name| match name {
+            "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+            n if n == k => Some(v.clone()),
+            _ => None,
+        })
+    };
+    for (var, path, says) in [
+        ("OUTPOST_GATEWAY_PUBLIC_KEY", &missing, "cannot be read"),
+        ("OUTPOST_GATEWAY_PUBLIC_KEY", &garbage, "not a PEM file"),
+        ("OUTPOST_GATEWAY_PUBLIC_KEY", &private, "is a private key"),
+        ("OUTPOST_GATEWAY_JWKS", &not_json, "is not a JWKS"),
+        ("OUTPOST_GATEWAY_JWKS", &empty, "has no signature keys"),
+        ("OUTPOST_GATEWAY_JWKS", &oct, "OUTPOST_GATEWAY_SECRET"),
+    ] {
+        let err = options(var, path).expect_err("refused");
+        assert!(
+            err.contains(&path.display().to_string()) && err.contains(var) && err.contains(says),
+            "{var}={}: {err}",
+            path.display()
+        );
+    }
+    // No key at all.
+    let err = outpost_gateway::Options::from_lookup(|name| match name {
+        "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+        _ => None,
+    })
+    .expect_err("refused");
+    assert!(err.contains("no token key"), "{err}");
+    // The private keys sign what the public ones verify (`token create
+    // --key`), with the kid in the header.
+    let signer = Keys::signing_pem(&key("rsa-a.pem"), Some("rsa-a")).expect("signer");
+    let token = signer
+        .create("alice", Duration::from_secs(60), None)
+        .expect("token");
+    let jwks = dir.path().join("rsa.json");
+    std::fs::write(
+        &jwks,
+        format!(
+            "{{\"keys\": [{}]}}",
+            std::fs::read_to_string(key("rsa-a.jwk.json")).expect("jwk")
+        ),
+    )
+    .expect("write");
+    let keys = Keys::load(&outpost_gateway::auth::KeySources {
+        jwks: Some(&jwks),
+        ..Default::default()
+    })
+    .expect("keys");
+    let p = keys
+        .verify(Some(&format!("Bearer {token}")))
+        .expect("verified");
+    assert_eq!(p.0, "alice");
+    assert!(Keys::signing_pem(&key("rsa-a.pub.pem"), None).is_err());
+}
