@@ -426,6 +426,16 @@ impl Keys {
 
     /// A token for `sub`, valid for `ttl`, naming `aud` if given.
     pub fn create(&self, sub: &str, ttl: Duration, aud: Option<&str>) -> Result<String, String> {
+        self.create_claims(sub, ttl, aud, serde_json::Map::new())
+    }
+
+    fn create_claims(
+        &self,
+        sub: &str,
+        ttl: Duration,
+        aud: Option<&str>,
+        extra: serde_json::Map<String, serde_json::Value>,
+    ) -> Result<String, String> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_err(|e| format!("the clock is before 1970: {e}"))?
@@ -435,7 +445,7 @@ impl Keys {
             exp: Some(now.saturating_add(ttl.as_secs())),
             iat: Some(now),
             aud: aud.map(str::to_string),
-            extra: serde_json::Map::new(),
+            extra,
         })
     }
 
@@ -453,17 +463,7 @@ impl Keys {
         ttl: Duration,
         extra: serde_json::Map<String, serde_json::Value>,
     ) -> Result<String, String> {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_err(|e| format!("the clock is before 1970: {e}"))?
-            .as_secs();
-        self.sign(&Claims {
-            sub: Some(sub.to_string()),
-            exp: Some(now.saturating_add(ttl.as_secs())),
-            iat: Some(now),
-            aud: None,
-            extra,
-        })
+        self.create_claims(sub, ttl, None, extra)
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {

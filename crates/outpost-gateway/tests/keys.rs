@@ -89,17 +89,7 @@ async fn probe(base: &str, token: &str) -> anyhow::Result<(u16, String)> {
 /// A node in gateway topology with `token`, its replica laid out from the
 /// schema the gateway serves.
 async fn node(db: &TestDb, gateway: &str, token: &str, name: &str) -> anyhow::Result<Engine> {
-    let path = db.dir().join(format!("{name}.db"));
-    let cfg = support::config(gateway, token, &path)?;
-    let target = cfg
-        .gateway
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no gateway"))?;
-    let schema = outpost_remote::gateway::GatewayConnection::new(&target, Duration::from_secs(5))?
-        .schema()
-        .await?;
-    let (replica, _) = Replica::setup(&path, &schema)?;
-    Ok(Engine::new(replica, cfg))
+    support::node_with_token(db, gateway, token, name).await
 }
 
 #[tokio::test]

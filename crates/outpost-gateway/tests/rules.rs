@@ -19,7 +19,6 @@ use common::{local, local_rows, server, sync};
 use outpost_core::sync::{Direction, Trigger};
 use outpost_core::types::Value;
 use outpost_engine::{Engine, SyncOptions};
-use outpost_local::Replica;
 use outpost_testkit::TestDb;
 use support::GatewayProcess;
 
@@ -151,17 +150,7 @@ async fn node_with_claims(
     let token = keys
         .create_with(sub, Duration::from_secs(3600), extra)
         .map_err(anyhow::Error::msg)?;
-    let path = db.dir().join(format!("{name}.db"));
-    let cfg = support::config(gateway, &token, &path)?;
-    let target = cfg
-        .gateway
-        .clone()
-        .ok_or_else(|| anyhow::anyhow!("no gateway"))?;
-    let schema = outpost_remote::gateway::GatewayConnection::new(&target, Duration::from_secs(5))?
-        .schema()
-        .await?;
-    let (replica, _) = Replica::setup(&path, &schema)?;
-    Ok(Engine::new(replica, cfg))
+    support::node_with_token(db, gateway, &token, name).await
 }
 
 #[tokio::test]

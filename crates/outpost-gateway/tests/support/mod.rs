@@ -136,8 +136,18 @@ pub fn config(gateway: &str, token: &str, path: &Path) -> anyhow::Result<Config>
 /// A node syncing through `gateway`, its replica `<name>.db` laid out from
 /// the schema the gateway serves (as `outpost setup` does).
 pub async fn node(db: &TestDb, gateway: &str, sub: &str, name: &str) -> anyhow::Result<Engine> {
+    node_with_token(db, gateway, &token(sub, Duration::from_secs(3600))?, name).await
+}
+
+/// [`node`] with a token of the test's own making.
+pub async fn node_with_token(
+    db: &TestDb,
+    gateway: &str,
+    token: &str,
+    name: &str,
+) -> anyhow::Result<Engine> {
     let path = db.dir().join(format!("{name}.db"));
-    let cfg = config(gateway, &token(sub, Duration::from_secs(3600))?, &path)?;
+    let cfg = config(gateway, token, &path)?;
     let target = cfg
         .gateway
         .clone()
