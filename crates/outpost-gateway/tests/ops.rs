@@ -6,10 +6,10 @@
 
 #[path = "../../outpost-engine/tests/common/mod.rs"]
 mod common;
+mod logs;
 use common::gateway_support as support;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{BLOG, local, server};
@@ -19,42 +19,7 @@ use outpost_testkit::TestDb;
 use serde_json::Value;
 use support::{GatewayProcess, eventually};
 
-/// Every log line of this test binary, at every level.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().map(|l| l.clone()).unwrap_or_default()).to_string()
-    }
-}
-
-fn capture_logs() -> Logs {
-    static LOGS: std::sync::OnceLock<Logs> = std::sync::OnceLock::new();
-    LOGS.get_or_init(|| {
-        let logs = Logs::default();
-        let writer = logs.clone();
-        let _ = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
-            .with_writer(move || writer.clone())
-            .with_ansi(false)
-            .try_init();
-        logs
-    })
-    .clone()
-}
+use logs::capture_logs;
 
 const PASSWORD: &str = "pw-Metrics-7-never-shown";
 const METRICS_TOKEN: &str = "scrape-token-0123456789";

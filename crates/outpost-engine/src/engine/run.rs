@@ -469,10 +469,6 @@ impl Engine {
             let in_flight = InFlight::of(&rows);
             let previous = unacked.take();
             let models = self.models_except(options, &run.changed);
-            let batch = self
-                .inner
-                .push_batch
-                .load(std::sync::atomic::Ordering::Relaxed);
             let sending = Instant::now();
             let remote = async {
                 if identity.enabled {
@@ -499,9 +495,7 @@ impl Engine {
                     Some(batch) => Some(self.ack_batch(batch, &policies).await?),
                     None => None,
                 };
-                let planned = self
-                    .with_replica(move |r| r.pending_push(models.as_deref(), batch, &in_flight))
-                    .await?;
+                let planned = self.plan_rows(models, in_flight).await?;
                 Ok::<_, EngineError>((acked, planned, started.elapsed()))
             };
             let (remote, local) = tokio::join!(remote, local);
@@ -581,15 +575,24 @@ impl Engine {
         in_flight: InFlight,
     ) -> Result<Vec<PushRow>, EngineError> {
         let models = self.models_except(options, &run.changed);
+        let (rows, refused_here) = self.plan_rows(models, in_flight).await?;
+        merge(&mut run.stats, refused_here);
+        Ok(rows)
+    }
+
+    /// The next batch of `models` (`None`: all) without the rows
+    /// `in_flight`, and the rows refused locally while reading it.
+    async fn plan_rows(
+        &self,
+        models: Option<Vec<String>>,
+        in_flight: InFlight,
+    ) -> Result<(Vec<PushRow>, Stats), EngineError> {
         let batch = self
             .inner
             .push_batch
             .load(std::sync::atomic::Ordering::Relaxed);
-        let (rows, refused_here) = self
-            .with_replica(move |r| r.pending_push(models.as_deref(), batch, &in_flight))
-            .await?;
-        merge(&mut run.stats, refused_here);
-        Ok(rows)
+        self.with_replica(move |r| r.pending_push(models.as_deref(), batch, &in_flight))
+            .await
     }
 
     /// Takes a sent batch's outcomes into the replica.
