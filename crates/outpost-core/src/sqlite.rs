@@ -39,6 +39,11 @@
 //!   longer has (dropped or renamed), kept by a `setup` that migrated the
 //!   table, as a JSON object; the row's other changes are pushed, and then
 //!   the entry becomes `FAILED` with a message that shows these values.
+//! * `moved_from` (version 7): for a row that an update of its primary key
+//!   created, the key it had before (`_outpost_rows.pk` form), kept while
+//!   the entry is not `SYNCED`: the push sends the old key's delete and
+//!   this insert as one update of the key (docs/protocol.md, "Key
+//!   changes").
 //!
 //! Two partial indexes hold only the entries that are not `SYNCED` (a
 //! replica's entries are mostly `SYNCED`: one per row ever pushed or
@@ -62,7 +67,8 @@
 //! Four triggers per table, all `AFTER … FOR EACH ROW` and all silent while
 //! `_outpost_apply.active = 1`: `_outpost_ins_T`, `_outpost_upd_T` (key
 //! unchanged and some column changed), `_outpost_updkey_T` (key changed:
-//! recorded as a delete of the old key and an insert of the new one) and
+//! recorded as a delete of the old key and an insert of the new one whose
+//! `moved_from` names the old key, version 7) and
 //! `_outpost_del_T`. Each appends one row to `_outpost_changes(local_seq,
 //! table_name, pk, base_row, deleted, changed_at)`: the change's number is
 //! the log's rowid (`INTEGER PRIMARY KEY`, so SQLite hands out the largest
@@ -73,8 +79,8 @@
 //!
 //! [`FOLD_CHANGES`] folds the log into `_outpost_rows`, one entry per row:
 //! `PENDING` (a `CONFLICT` stays `CONFLICT`, a `FAILED` row is queued again),
-//! `base_row` from the row's first logged change when the entry was
-//! `SYNCED` or absent, `local_seq`, `deleted` and `changed_at` from its
+//! `base_row` and `moved_from` from the row's first logged change when the
+//! entry was `SYNCED` or absent, `local_seq`, `deleted` and `changed_at` from its
 //! latest. `outpost-local` folds at the start of every operation that reads
 //! or writes `_outpost_rows`, inside the same transaction, so no decision is
 //! taken on a stale entry. Folded log rows are deleted except the newest,
@@ -96,7 +102,7 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 6;
+pub const META_VERSION: i64 = 7;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
@@ -157,6 +163,7 @@ conflict_row TEXT, \
 conflict_version INTEGER, \
 changed_at TEXT, \
 lost_values TEXT, \
+moved_from TEXT, \
 PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
         "CREATE INDEX IF NOT EXISTS \"_outpost_rows_dirty\" ON \"_outpost_rows\" (status, local_seq) WHERE status <> 'SYNCED'".into(),
         // The push's reads of one table and kind (`outpost-local`'s push);
@@ -164,7 +171,7 @@ PRIMARY KEY (table_name, pk)) WITHOUT ROWID".into(),
         // local changes, and replicas made before it get it when opened.
         "CREATE INDEX IF NOT EXISTS \"_outpost_rows_pending\" ON \"_outpost_rows\" (status, table_name, deleted, local_seq) WHERE status <> 'SYNCED'".into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_changes\" (local_seq INTEGER PRIMARY KEY, table_name TEXT NOT NULL, \
-pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL)".into(),
+pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL, moved_from TEXT)".into(),
         sync_log_table(),
         SYNC_LOG_INDEX.into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_ids\" (table_name TEXT NOT NULL, column_name TEXT NOT NULL, \
@@ -473,11 +480,26 @@ pub fn row_json(table: &Table, row: &str) -> String {
 const SILENT_WHEN: &str = "(SELECT active FROM \"_outpost_apply\" WHERE id = 1) = 0";
 
 /// The append of one change to the log. `base` is the row-JSON of the row
-/// before the change (`NULL` for an insert).
-fn record_change(table: &Table, pk: &str, base: &str, deleted: bool) -> String {
-    format!(
-        "INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
+/// before the change (`NULL` for an insert); `moved_from` the key JSON of
+/// the row an update of the key moved here (`NULL` otherwise).
+fn record_change(
+    table: &Table,
+    pk: &str,
+    base: &str,
+    deleted: bool,
+    moved_from: Option<&str>,
+) -> String {
+    let Some(moved_from) = moved_from else {
+        return format!(
+            "INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
 VALUES ({name}, {pk}, {base}, {del}, julianday('now'));",
+            name = literal(&table.name),
+            del = deleted as i32,
+        );
+    };
+    format!(
+        "INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at, moved_from) \
+VALUES ({name}, {pk}, {base}, {del}, julianday('now'), {moved_from});",
         name = literal(&table.name),
         del = deleted as i32,
     )
@@ -486,16 +508,18 @@ VALUES ({name}, {pk}, {base}, {del}, julianday('now'));",
 /// Folds the unfolded part of the change log (`local_seq > ?1`, the value of
 /// `_outpost_local_seq.seq`) into `_outpost_rows` (module doc). The caller
 /// then deletes the folded log rows but the newest and stores its number.
-pub const FOLD_CHANGES: &str = "INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at) \
-SELECT table_name, pk, 'PENDING', first_base, local_seq, deleted, strftime('%Y-%m-%dT%H:%M:%f000Z', changed_at) \
+pub const FOLD_CHANGES: &str = "INSERT INTO \"_outpost_rows\" (table_name, pk, status, base_row, local_seq, deleted, changed_at, moved_from) \
+SELECT table_name, pk, 'PENDING', first_base, local_seq, deleted, strftime('%Y-%m-%dT%H:%M:%f000Z', changed_at), first_moved \
 FROM (SELECT table_name, pk, local_seq, deleted, changed_at, \
 first_value(base_row) OVER (PARTITION BY table_name, pk ORDER BY local_seq) AS first_base, \
+first_value(moved_from) OVER (PARTITION BY table_name, pk ORDER BY local_seq) AS first_moved, \
 row_number() OVER (PARTITION BY table_name, pk ORDER BY local_seq DESC) AS newest \
 FROM \"_outpost_changes\" WHERE local_seq > ?1) \
 WHERE newest = 1 \
 ON CONFLICT (table_name, pk) DO UPDATE SET \
 status = CASE status WHEN 'CONFLICT' THEN 'CONFLICT' ELSE 'PENDING' END, \
 base_row = CASE status WHEN 'SYNCED' THEN excluded.base_row ELSE base_row END, \
+moved_from = CASE status WHEN 'SYNCED' THEN excluded.moved_from ELSE moved_from END, \
 local_seq = excluded.local_seq, deleted = excluded.deleted, error = NULL, changed_at = excluded.changed_at";
 
 /// The names of a table's capture triggers.
@@ -523,7 +547,7 @@ pub fn capture_triggers(table: &Table) -> Vec<String> {
         format!(
             "CREATE TRIGGER IF NOT EXISTS {} AFTER INSERT ON {t} WHEN {SILENT_WHEN} BEGIN {} END",
             quote(&ins),
-            record_change(table, &pk_json(table, "NEW"), "NULL", false)
+            record_change(table, &pk_json(table, "NEW"), "NULL", false, None)
         ),
         format!(
             "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND ({key_same}) AND NOT ({all_same}) BEGIN {} END",
@@ -532,19 +556,41 @@ pub fn capture_triggers(table: &Table) -> Vec<String> {
                 table,
                 &pk_json(table, "NEW"),
                 &row_json(table, "OLD"),
-                false
+                false,
+                None
             )
         ),
         format!(
             "CREATE TRIGGER IF NOT EXISTS {} AFTER UPDATE ON {t} WHEN {SILENT_WHEN} AND NOT ({key_same}) BEGIN {} {} END",
             quote(&updkey),
-            record_change(table, &pk_json(table, "OLD"), &row_json(table, "OLD"), true),
-            record_change(table, &pk_json(table, "NEW"), "NULL", false)
+            record_change(
+                table,
+                &pk_json(table, "OLD"),
+                &row_json(table, "OLD"),
+                true,
+                None
+            ),
+            // The new key's record names the old one: the push sends the
+            // pair as one update of the key (foreign keys' `ON UPDATE`
+            // actions run on the server, docs/protocol.md "Key changes").
+            record_change(
+                table,
+                &pk_json(table, "NEW"),
+                "NULL",
+                false,
+                Some(&pk_json(table, "OLD"))
+            )
         ),
         format!(
             "CREATE TRIGGER IF NOT EXISTS {} AFTER DELETE ON {t} WHEN {SILENT_WHEN} BEGIN {} END",
             quote(&del),
-            record_change(table, &pk_json(table, "OLD"), &row_json(table, "OLD"), true)
+            record_change(
+                table,
+                &pk_json(table, "OLD"),
+                &row_json(table, "OLD"),
+                true,
+                None
+            )
         ),
     ]
 }

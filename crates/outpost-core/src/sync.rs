@@ -200,6 +200,15 @@ pub struct PushRow {
     pub local_seq: LocalSeq,
     /// The version the change was based on.
     pub expected: Expected,
+    /// For the insert half of a primary-key change: the old key's values.
+    /// The same push carries the old key's delete; the server applies the
+    /// pair as one `UPDATE` of the key when both would be written as they
+    /// are (so `ON UPDATE` actions of foreign keys run), and as the insert
+    /// and the delete otherwise (docs/protocol.md, "Key changes"). A server
+    /// that does not know the field applies the pair as insert and delete,
+    /// as before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_from: Option<Vec<Value>>,
 }
 
 /// What the server did with one pushed row.

@@ -418,6 +418,7 @@ async fn json_bodies_measured() -> anyhow::Result<()> {
             changed: None,
             local_seq: outpost_core::ids::LocalSeq(n),
             expected: outpost_core::sync::Expected::AsOfCursor,
+            moved_from: None,
         })
         .collect();
     let push_body = serde_json::to_vec(&rows)?;

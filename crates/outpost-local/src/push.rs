@@ -43,12 +43,12 @@ fn expected(base: BaseVersion) -> Expected {
 
 /// The oldest pending entries: a walk of `_outpost_rows_dirty` in
 /// `local_seq` order that stops at the limit.
-pub(crate) const PENDING_BY_AGE: &str = "SELECT table_name, pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
+pub(crate) const PENDING_BY_AGE: &str = "SELECT table_name, pk, local_seq, deleted, server_version, base_row, moved_from FROM \"_outpost_rows\" \
      WHERE status = 'PENDING' AND status <> 'SYNCED' ORDER BY local_seq LIMIT ?1";
 
 /// The oldest pending entries of one table and kind: a seek into
 /// `_outpost_rows_pending` and a walk in `local_seq` order.
-pub(crate) const PENDING_OF_TABLE: &str = "SELECT pk, local_seq, deleted, server_version, base_row FROM \"_outpost_rows\" \
+pub(crate) const PENDING_OF_TABLE: &str = "SELECT pk, local_seq, deleted, server_version, base_row, moved_from FROM \"_outpost_rows\" \
      WHERE status = 'PENDING' AND status <> 'SYNCED' AND table_name = ?1 AND deleted = ?2 \
      ORDER BY local_seq LIMIT ?3";
 
@@ -160,9 +160,16 @@ impl InFlight {
     }
 }
 
-/// Per table: (pk, local_seq, deleted, base version, base row) of a pending
-/// entry.
-type Dirty = (String, LocalSeq, bool, BaseVersion, Option<String>);
+/// Per table: (pk, local_seq, deleted, base version, base row, the key an
+/// update of the key moved it from) of a pending entry.
+type Dirty = (
+    String,
+    LocalSeq,
+    bool,
+    BaseVersion,
+    Option<String>,
+    Option<String>,
+);
 
 fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
     Ok((
@@ -172,6 +179,7 @@ fn dirty_row(r: &rusqlite::Row<'_>, from: usize) -> rusqlite::Result<Dirty> {
         r.get(from + 2)?,
         r.get::<_, Sql<BaseVersion>>(from + 3)?.0,
         r.get(from + 4)?,
+        r.get(from + 5)?,
     ))
 }
 
@@ -358,6 +366,7 @@ fn with_pending_self_parents(
             expected: expected(e.server_version),
             changed: changed_columns(t, &values, e.base_row.as_deref()),
             values: Some(values),
+            moved_from: None,
         });
     }
     if found.is_empty() {
@@ -401,6 +410,107 @@ fn self_parents_first(
         .into_iter()
         .filter_map(|i| slots.get_mut(i).and_then(Option::take))
         .collect()
+}
+
+/// Links each insert an update of the key made (`moved`: table and new key
+/// to old key) to the old key's pending delete, so the server can apply
+/// the pair as one update of the key (docs/protocol.md, "Key changes"):
+/// the insert gets [`PushRow::moved_from`] and the columns it changes
+/// relative to the old row, and the delete joins the batch when it was
+/// not in it. The old key must be pending and a row the server had (its
+/// entry has a base row): deleted, or written again after the change (a
+/// row inserted under the freed key, which then goes after the move). A
+/// key changed twice while offline (`a → b → c`) links `c` to `a`, and
+/// `b`, a row the server never had, is pushed as the delete it is.
+/// Anything else (the old row in `CONFLICT`, or in flight) leaves the
+/// insert and the delete as they are.
+fn link_key_moves(
+    conn: &Connection,
+    schema: &outpost_core::schema::Schema,
+    upserts: &mut Vec<PushRow>,
+    deletes: &mut Vec<PushRow>,
+    moved: &HashMap<(String, String), String>,
+    in_flight: &InFlight,
+) -> Result<(), LocalError> {
+    /// Most keys one row may have moved through while offline that are
+    /// followed back; a longer chain is pushed as inserts and deletes.
+    const MAX_CHAIN: usize = 16;
+    let mut batched: HashSet<(String, String)> = deletes
+        .iter()
+        .map(|d| (d.table.clone(), d.local_pk.clone()))
+        .collect();
+    // (table, old key written again, the key it moved to)
+    let mut recreated: Vec<(String, String, String)> = Vec::new();
+    for row in upserts.iter_mut() {
+        let Some(mut old) = moved
+            .get(&(row.table.clone(), row.local_pk.clone()))
+            .cloned()
+        else {
+            continue;
+        };
+        let t = table_of(schema, &row.table)?;
+        let mut found = None;
+        for _ in 0..MAX_CHAIN {
+            if in_flight.contains(&row.table, &old) {
+                break;
+            }
+            let Some(e) = entry(conn, &row.table, &old)? else {
+                break;
+            };
+            if e.status != outpost_core::RowStatus::Pending {
+                break;
+            }
+            match (&e.base_row, &e.moved_from) {
+                (Some(_), _) => {
+                    found = Some(e);
+                    break;
+                }
+                // A key the row had only locally: follow it back.
+                (None, Some(earlier)) if e.deleted => old = earlier.clone(),
+                _ => break,
+            }
+        }
+        let Some(e) = found else {
+            continue;
+        };
+        let old_pk = pk_values(t, &e.pk)?;
+        if let Some(values) = &row.values {
+            row.changed = changed_columns(t, values, e.base_row.as_deref());
+        }
+        row.moved_from = Some(old_pk.clone());
+        if !e.deleted {
+            recreated.push((row.table.clone(), e.pk.clone(), row.local_pk.clone()));
+            continue;
+        }
+        if batched.insert((row.table.clone(), e.pk.clone())) {
+            deletes.push(PushRow {
+                table: row.table.clone(),
+                local_pk: e.pk.clone(),
+                pk: old_pk,
+                values: None,
+                changed: None,
+                local_seq: e.local_seq.unwrap_or_default(),
+                expected: expected(e.server_version),
+                moved_from: None,
+            });
+        }
+    }
+    // A re-created old key goes right after its move: the server moves
+    // the old row away first, then inserts the new one under its key.
+    for (table, old, new) in recreated {
+        let at = |k: &str| {
+            upserts
+                .iter()
+                .position(|r| r.table == table && r.local_pk == k)
+        };
+        if let (Some(o), Some(n)) = (at(&old), at(&new))
+            && o < n
+        {
+            let row = upserts.remove(o);
+            upserts.insert(n, row);
+        }
+    }
+    Ok(())
 }
 
 /// Which columns (in table order) differ from the row's base, when the
@@ -495,11 +605,16 @@ impl Replica {
         let order = schema.parents_first();
         let mut upserts = Vec::new();
         let mut deletes = Vec::new();
+        // Inserts an update of the key made: (table, new key) → old key.
+        let mut moved: HashMap<(String, String), String> = HashMap::new();
         for t in &order {
             let Some(list) = by_table.get(&t.name) else {
                 continue;
             };
-            for (pk, seq, deleted, version, base) in list {
+            for (pk, seq, deleted, version, base, moved_from) in list {
+                if let (false, None, Some(old)) = (deleted, base, moved_from) {
+                    moved.insert((t.name.clone(), pk.clone()), old.clone());
+                }
                 let pk_vals = pk_values(t, pk)?;
                 let values = if *deleted {
                     None
@@ -536,6 +651,7 @@ impl Replica {
                     expected: expected(*version),
                     values,
                     changed,
+                    moved_from: None,
                 };
                 if row.values.is_some() {
                     upserts.push(row);
@@ -548,6 +664,9 @@ impl Replica {
             upserts = with_pending_self_parents(conn, schema, upserts, in_flight)?;
         }
         let mut upserts = self_parents_first(schema, upserts);
+        if !moved.is_empty() {
+            link_key_moves(conn, schema, &mut upserts, &mut deletes, &moved, in_flight)?;
+        }
         // Children first for deletes: reverse table order.
         deletes.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|t| t.name == r.table)));
         upserts.extend(deletes);

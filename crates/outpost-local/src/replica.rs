@@ -191,22 +191,6 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
         Some(json) => Some(serde_json::from_str(&json)?),
         None => None,
     };
-    if from < 3 {
-        // Version 2 captured through triggers written by version 1's code;
-        // version 3's also save a blob in a non-blob column (as hex) instead
-        // of failing the application's write.
-        if let Some(schema) = &snapshot {
-            for table in &schema.tables {
-                for name in sqlite::trigger_names(table) {
-                    conn.execute_batch(&sql::drop_trigger(&name))
-                        .map_err(err())?;
-                }
-                for stmt in sqlite::capture_triggers(table) {
-                    conn.execute_batch(&stmt).map_err(err())?;
-                }
-            }
-        }
-    }
     if from < 4 {
         // Version 3 lets `SyncLog.status` be `INTERRUPTED`, version 4
         // `SyncLog.trigger` be `local-change`: SQLite cannot change a
@@ -267,6 +251,40 @@ fn migrate(conn: &Connection, from: i64) -> Result<(), LocalError> {
         if !has {
             conn.execute_batch("ALTER TABLE \"_outpost_rows\" ADD COLUMN lost_values TEXT")
                 .map_err(err())?;
+        }
+    }
+    if from < 7 {
+        // Version 7 links a key change's two halves (`moved_from`, so the
+        // push sends it as one update of the key): the columns, and the
+        // triggers that fill them.
+        for table in ["_outpost_rows", "_outpost_changes"] {
+            let has: bool = conn
+                .query_row(
+                    "SELECT count(*) > 0 FROM pragma_table_info(?1) WHERE name = 'moved_from'",
+                    [table],
+                    |r| r.get(0),
+                )
+                .map_err(err())?;
+            if !has {
+                conn.execute_batch(&format!(
+                    "ALTER TABLE \"{table}\" ADD COLUMN moved_from TEXT"
+                ))
+                .map_err(err())?;
+            }
+        }
+        // The capture triggers are rebuilt (this also carries versions
+        // before 3 over: theirs failed an application's write of a blob in
+        // a non-blob column instead of saving it as hex).
+        if let Some(schema) = &snapshot {
+            for table in &schema.tables {
+                for name in sqlite::trigger_names(table) {
+                    conn.execute_batch(&sql::drop_trigger(&name))
+                        .map_err(err())?;
+                }
+                for stmt in sqlite::capture_triggers(table) {
+                    conn.execute_batch(&stmt).map_err(err())?;
+                }
+            }
         }
     }
     meta_set(conn, "meta_version", Some(&META_VERSION.to_string()))

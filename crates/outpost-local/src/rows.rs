@@ -48,6 +48,9 @@ pub struct RowEntry {
     /// For a `CONFLICT`: the server version the conflict shows (`Unknown`
     /// for a truncation).
     pub conflict_version: Option<BaseVersion>,
+    /// For a row an update of its key created: the old key (meaningful
+    /// while the entry is not `SYNCED`; `outpost_core::sqlite`).
+    pub moved_from: Option<String>,
 }
 
 impl RowEntry {
@@ -71,7 +74,7 @@ macro_rules! select_entries {
     ($rest:literal) => {
         concat!(
             "SELECT table_name, pk, status, server_version, base_row, local_seq, deleted, error, \
-             changed_at, conflict_version FROM \"_outpost_rows\" ",
+             changed_at, conflict_version, moved_from FROM \"_outpost_rows\" ",
             $rest
         )
     };
@@ -91,6 +94,7 @@ fn entry_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RowEntry> {
         conflict_version: r
             .get::<_, Option<i64>>(9)?
             .map(|v| BaseVersion::from_stored(Some(v))),
+        moved_from: r.get(10)?,
     })
 }
 

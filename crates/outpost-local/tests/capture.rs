@@ -997,3 +997,104 @@ fn timestamptz_keys_are_written_as_the_replica_stores_them_or_refused() {
         .expect_err("guarded after the migration");
     assert!(err.to_string().contains("timestamptz key"), "{err}");
 }
+
+/// A change of a row's key is captured as the old key's delete and the new
+/// key's insert, linked: the push plan sends them as one move (the insert
+/// names the old key and writes only the columns that changed, the delete
+/// rides along). A key changed twice offline (`a → b → c`) moves `a` to
+/// `c`; `b`, which the server never had, is the delete it is.
+#[test]
+fn a_key_change_is_planned_as_one_move() {
+    let (_dir, mut replica) = setup();
+    insert_synced(&mut replica, "a", 1);
+    insert_synced(&mut replica, "z", 9);
+    let c = replica.connection();
+    c.execute_batch(
+        "UPDATE \"Item\" SET id = 'b', qty = 2 WHERE id = 'a'; \
+         UPDATE \"Item\" SET id = 'c' WHERE id = 'b'; \
+         UPDATE \"Item\" SET qty = 10 WHERE id = 'z';",
+    )
+    .expect("key changes");
+    let (rows, _) = replica
+        .pending_push(None, 100, &outpost_local::push::InFlight::default())
+        .expect("plan");
+    let keys: Vec<(&str, bool)> = rows
+        .iter()
+        .map(|r| (r.local_pk.as_str(), r.values.is_some()))
+        .collect();
+    assert_eq!(keys.len(), 4, "c and z written, a and b deleted: {keys:?}");
+    let moved = rows
+        .iter()
+        .find(|r| r.local_pk == "[\"c\"]")
+        .expect("the new key is pushed");
+    assert_eq!(moved.moved_from, Some(vec![Value::Text("a".into())]));
+    assert_eq!(
+        moved.changed,
+        Some(vec![true, true, false, false, false]),
+        "the key and qty changed relative to a's row"
+    );
+    let old = rows
+        .iter()
+        .find(|r| r.local_pk == "[\"a\"]")
+        .expect("the old key's delete is in the same batch");
+    assert!(old.values.is_none());
+    let between = rows
+        .iter()
+        .find(|r| r.local_pk == "[\"b\"]")
+        .expect("the key in between");
+    assert!(between.values.is_none());
+    let plain = rows.iter().find(|r| r.local_pk == "[\"z\"]").expect("z");
+    assert_eq!(plain.moved_from, None, "an ordinary update is no move");
+    // The delete half is planned after the insert half (deletes go last).
+    let at = |k: &str| rows.iter().position(|r| r.local_pk == k);
+    assert!(at("[\"c\"]") < at("[\"a\"]"));
+
+    // A batch that holds only the insert brings the delete with it.
+    let (first, _) = replica
+        .pending_push(None, 1, &outpost_local::push::InFlight::default())
+        .expect("plan of one");
+    assert!(
+        first.iter().any(|r| r.moved_from.is_some()),
+        "the oldest change is the move: {first:?}"
+    );
+    assert!(
+        first.iter().any(|r| r.local_pk == "[\"a\"]"),
+        "a move never travels without its delete: {first:?}"
+    );
+}
+
+/// A version 6 replica (key changes captured unlinked) is migrated on
+/// open: the columns are added and the triggers rebuilt, so a key change
+/// made after opening is linked.
+#[test]
+fn a_version_6_replica_links_key_changes_after_opening() {
+    let (dir, mut replica) = setup();
+    insert_synced(&mut replica, "a", 1);
+    let c = replica.connection();
+    c.execute_batch(
+        "DROP TRIGGER \"_outpost_updkey_Item\"; \
+         ALTER TABLE _outpost_rows DROP COLUMN moved_from; \
+         ALTER TABLE _outpost_changes DROP COLUMN moved_from; \
+         CREATE TRIGGER \"_outpost_updkey_Item\" AFTER UPDATE ON \"Item\" WHEN NOT (OLD.id IS NEW.id) BEGIN \
+         INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
+         VALUES ('Item', json_array(OLD.id), json_object('id', OLD.id), 1, julianday('now')); \
+         INSERT INTO \"_outpost_changes\" (table_name, pk, base_row, deleted, changed_at) \
+         VALUES ('Item', json_array(NEW.id), NULL, 0, julianday('now')); END; \
+         UPDATE _outpost_meta SET value = '6' WHERE key = 'meta_version'",
+    )
+    .expect("make version 6");
+    drop(replica);
+    let replica = Replica::open(&dir.path().join("sub/local.db")).expect("open migrates");
+    replica
+        .connection()
+        .execute("UPDATE \"Item\" SET id = 'b' WHERE id = 'a'", [])
+        .expect("key change");
+    let (rows, _) = replica
+        .pending_push(None, 100, &outpost_local::push::InFlight::default())
+        .expect("plan");
+    let moved = rows
+        .iter()
+        .find(|r| r.local_pk == "[\"b\"]")
+        .expect("b is pushed");
+    assert_eq!(moved.moved_from, Some(vec![Value::Text("a".into())]));
+}

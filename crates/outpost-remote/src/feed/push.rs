@@ -99,10 +99,28 @@ pub async fn push_scoped(
     };
     let mut outcomes: Vec<Option<PushOutcome>> = vec![None; rows.len()];
     let mut cache = Statements::new();
-    // Consecutive rows of one table and one kind form a group.
+    let ctx = Pusher {
+        node: NodeId(node),
+        cursor,
+        pruned_ok,
+    };
+    // Consecutive rows of one table and one kind form a group; the insert
+    // half of a key change is a group of its own.
     let mut start = 0;
     while start < rows.len() {
         let table = table_of(schema, &rows[start].table)?;
+        let table_scope = scope.and_then(|s| s.of(&table.name));
+        // Under sync rules a key change takes the ordinary way: the rules
+        // judge the insert and the delete.
+        if rows[start].moved_from.is_some()
+            && table_scope.is_none()
+            && push_move(&tx, schema, table, &ctx, rows, start, &mut outcomes)
+                .await
+                .map_err(|e| e.in_table(&table.name))?
+        {
+            start += 1;
+            continue;
+        }
         let is_delete = rows[start].values.is_none();
         // Typed arrays take any number of rows in a handful of parameters;
         // a `VALUES` list is bounded by the parameter limit.
@@ -116,6 +134,7 @@ pub async fn push_scoped(
             && end - start < per
             && rows[end].table == rows[start].table
             && rows[end].values.is_none() == is_delete
+            && rows[end].moved_from.is_none()
         {
             end += 1;
         }
@@ -126,12 +145,7 @@ pub async fn push_scoped(
                 outcomes[i] = Some(PushOutcome::Failed { message });
             }
         }
-        let ctx = Pusher {
-            node: NodeId(node),
-            cursor,
-            pruned_ok,
-        };
-        match scope.and_then(|s| s.of(&table.name)) {
+        match table_scope {
             Some(scope) => {
                 scoped_group(
                     &tx,
@@ -380,18 +394,7 @@ async fn push_group(
             continue;
         }
         let row = &rows[i];
-        let server = server_row(st, table, 3)?;
-        let change = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
-            (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
-            _ => None,
-        };
-        let found = OnServer {
-            version: server.version,
-            origin: origin_of(server.origin.as_deref(), by.node, &me),
-            origin_local_seq: server.origin_local_seq,
-            present: server.values.is_some(),
-            change,
-        };
+        let (server, found) = found_on_server(st, table, by, &me)?;
         let pushed = Pushed {
             expected: row.expected,
             local_seq: row.local_seq,
@@ -475,23 +478,9 @@ async fn push_group(
     for v in versions {
         let j = v.get::<_, i32>(0) as usize;
         if let Some(&i) = done.get(j) {
-            // The row as stored: the acknowledgement writes it into the
-            // replica (docs/protocol.md, "The server's row after a push").
-            let row = if v.get::<_, bool>(2) {
-                Some(
-                    table
-                        .columns
-                        .iter()
-                        .enumerate()
-                        .map(|(c, col)| get_value(&v, 3 + c, &col.name))
-                        .collect::<Result<Vec<_>, _>>()?,
-                )
-            } else {
-                None
-            };
             outcomes[i] = Some(PushOutcome::Applied {
                 version: Version(v.get(1)),
-                row,
+                row: stored_row(&v, table)?,
             });
         }
     }
@@ -504,6 +493,205 @@ async fn push_group(
         "push group"
     );
     Ok(())
+}
+
+/// The row as stored, from a row of [`sql::written_versions`] (`None`:
+/// it is gone): the acknowledgement writes it into the replica
+/// (docs/protocol.md, "The server's row after a push").
+fn stored_row(v: &tokio_postgres::Row, table: &Table) -> Result<Option<Vec<Value>>, RemoteError> {
+    if !v.get::<_, bool>(2) {
+        return Ok(None);
+    }
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .map(|(c, col)| get_value(v, 3 + c, &col.name))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// A row of [`sql::row_states`]: the server's row, and what the decision
+/// needs of it.
+fn found_on_server(
+    st: &tokio_postgres::Row,
+    table: &Table,
+    by: &Pusher,
+    me: &str,
+) -> Result<(ServerRow, OnServer), RemoteError> {
+    let server = server_row(st, table, 3)?;
+    let change = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
+        (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
+        _ => None,
+    };
+    let found = OnServer {
+        version: server.version,
+        origin: origin_of(server.origin.as_deref(), by.node, me),
+        origin_local_seq: server.origin_local_seq,
+        present: server.values.is_some(),
+        change,
+    };
+    Ok((server, found))
+}
+
+/// A primary-key change (docs/protocol.md, "Key changes"): the insert
+/// `rows[i]` names the old key ([`PushRow::moved_from`]) whose delete the
+/// same push carries. When the new key is absent and the old row is the
+/// node's base (both would be written as they are: [`accept::decide`]),
+/// the pair is applied as one `UPDATE` of the key, so the foreign keys'
+/// `ON UPDATE` actions run (`CASCADE` moves the children along; with
+/// `RESTRICT` the delete would have failed anyway), and both halves are
+/// answered as applied. Returns whether it was; when not (the old row
+/// changed or is gone, the new key taken, a retry of a pair already
+/// applied, or the server refused the update), nothing was written and
+/// both halves take the ordinary way.
+#[allow(clippy::too_many_arguments)]
+async fn push_move(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    table: &Table,
+    by: &Pusher,
+    rows: &[PushRow],
+    i: usize,
+    outcomes: &mut [Option<PushOutcome>],
+) -> Result<bool, RemoteError> {
+    let Some(old) = rows[i].moved_from.as_ref() else {
+        return Ok(false);
+    };
+    let Some(j) = rows
+        .iter()
+        .position(|r| r.table == rows[i].table && &r.pk == old)
+    else {
+        return Ok(false);
+    };
+    // The old key written again after the change (a row inserted under
+    // the key the change freed): its row follows, and is inserted after the
+    // move the ordinary way.
+    let recreated = rows[j].values.is_some();
+    if outcomes[i].is_some() || outcomes[j].is_some() || (recreated && j < i) {
+        return Ok(false);
+    }
+    let from = sql::qualified(&schema.pg_schema, &table.name);
+    let keys = sql::key_values(table, vec![rows[i].pk.clone(), old.clone()]);
+    let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
+    tx.query(&sql::lock_rows(&from, table, &keys), &params(&key_binds))
+        .await
+        .map_err(db(format!("locking rows of {}", table.name)))?;
+    let mut state_params = params(&key_binds);
+    state_params.push(&table.name);
+    let states = tx
+        .query(&sql::row_states(&from, table, &keys), &state_params)
+        .await
+        .map_err(db(format!("reading versions of {}", table.name)))?;
+    let me = by.node.to_string();
+    let mut decided = [None, None];
+    for st in &states {
+        let at = st.get::<_, i32>(0) as usize;
+        let (_, found) = found_on_server(st, table, by, &me)?;
+        // Both halves are asked as writes of a row: the new key's as an
+        // insert, the old key's as an update.
+        let half = if at == 0 { i } else { j };
+        let pushed = Pushed {
+            expected: rows[half].expected,
+            local_seq: rows[half].local_seq,
+            delete: false,
+        };
+        if let Some(slot) = decided.get_mut(at) {
+            *slot = Some(accept::decide(&pushed, &found, by));
+        }
+    }
+    if decided
+        != [
+            Some(Acceptance::Write(Write::Insert)),
+            Some(Acceptance::Write(Write::Update)),
+        ]
+    {
+        return Ok(false);
+    }
+    // The versions written carry the pair's change number, so a retry
+    // finds them already applied; a re-created old key's own (later)
+    // number is left to its insert.
+    let seq = if recreated {
+        rows[i].local_seq.get()
+    } else {
+        rows[i].local_seq.get().max(rows[j].local_seq.get())
+    };
+    tx.execute(session::SET_LOCAL_SEQ, &[&seq.to_string()])
+        .await
+        .map_err(db("starting a push group"))?;
+    // The key and the columns changed relative to the old row (the plan's
+    // `changed`), so what the server assigned and the node never changed
+    // stays.
+    let Some((cols, _)) = by_columns(table, rows, vec![i], Write::Update).pop() else {
+        return Ok(false);
+    };
+    let values = rows[i].values.as_deref().unwrap_or(&[]);
+    let mut names = sql::key_names(table);
+    names.extend(sql::value_names(&cols));
+    let mut types: Vec<String> = (0..table.primary_key.len())
+        .map(|k| sql::pk_type(table, k))
+        .collect();
+    types.extend(cols.iter().map(|&c| sql::assign_type(&table.columns[c].ty)));
+    let mut cells = old.clone();
+    cells.resize(table.primary_key.len(), Value::Null);
+    cells.extend(
+        cols.iter()
+            .map(|&c| values.get(c).cloned().unwrap_or(Value::Null)),
+    );
+    let src = sql::source(false, &names, &types, vec![cells], 1);
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+    tx.batch_execute("SAVEPOINT outpost_move")
+        .await
+        .map_err(db("setting a savepoint"))?;
+    let moved = tx
+        .query(&sql::move_row(&from, table, &cols, &src), &params(&binds))
+        .await;
+    match moved {
+        Ok(r) if r.len() == 1 => tx
+            .batch_execute("RELEASE SAVEPOINT outpost_move")
+            .await
+            .map_err(db("releasing a savepoint"))?,
+        Ok(_) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_move")
+                .await
+                .map_err(db("rolling back to a savepoint"))?;
+            return Ok(false);
+        }
+        Err(e) => {
+            if crate::error::is_connection_error(&e) || crate::error::is_transient(&e) {
+                return Err(RemoteError::Db {
+                    action: format!("moving a row of {}", table.name),
+                    source: e,
+                });
+            }
+            // Refused as an update: the ordinary way gives each half the
+            // server's own answer.
+            tx.batch_execute("ROLLBACK TO SAVEPOINT outpost_move")
+                .await
+                .map_err(db("rolling back to a savepoint"))?;
+            tracing::debug!(table = %table.name, error = %describe(&e), "key change refused as an update");
+            return Ok(false);
+        }
+    }
+    let src = sql::key_values(table, vec![rows[i].pk.clone(), old.clone()]);
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+    let mut p = params(&binds);
+    p.push(&table.name);
+    let versions = tx
+        .query(&sql::written_versions(&from, table, &src), &p)
+        .await
+        .map_err(db(format!("reading versions of {}", table.name)))?;
+    for v in versions {
+        let half = if v.get::<_, i32>(0) == 0 { i } else { j };
+        if half == j && recreated {
+            continue;
+        }
+        outcomes[half] = Some(PushOutcome::Applied {
+            version: Version(v.get(1)),
+            row: stored_row(&v, table)?,
+        });
+    }
+    Ok(true)
 }
 
 /// The node a version's `origin` names. This node only when the text is

@@ -427,6 +427,24 @@ pub(super) fn update_rows(
     ))
 }
 
+/// Moves one row to a new key (a primary-key change pushed as one update:
+/// docs/protocol.md, "Key changes"): sets the columns `cols` (the new key
+/// among them) from a source `v(i, k0…, c0…)` whose `k…` are the old key,
+/// returning the index when the row was found.
+pub(super) fn move_row(from: &str, table: &Table, cols: &[usize], src: &Source) -> String {
+    let sets: Vec<String> = cols
+        .iter()
+        .zip(value_names(cols))
+        .map(|(&c, v)| format!("{} = v.{v}", quote(&table.columns[c].name)))
+        .collect();
+    format!(
+        "UPDATE {from} t SET {sets} FROM {src} WHERE {cond} RETURNING v.i",
+        sets = sets.join(", "),
+        src = src.sql,
+        cond = key_join(table, &key_names(table)),
+    )
+}
+
 /// Inserts rows from a row source of columns `cols` in its order, skipping
 /// keys that exist (`ON CONFLICT DO NOTHING`), returning the keys inserted.
 pub(super) fn insert_rows(from: &str, table: &Table, cols: &[usize], src: &Source) -> String {

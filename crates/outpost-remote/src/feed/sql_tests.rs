@@ -64,6 +64,7 @@ fn row(pk: Vec<Value>) -> PushRow {
         changed: None,
         local_seq: outpost_core::LocalSeq(1),
         expected: Expected::AsOfCursor,
+        moved_from: None,
     }
 }
 
@@ -251,6 +252,37 @@ fn push_writes() {
         format!(
             "INSERT INTO \"Post\" (\"id\") SELECT v.c0 FROM {} ORDER BY v.i \
              ON CONFLICT (\"id\") DO NOTHING RETURNING \"id\"",
+            src.sql
+        )
+    );
+}
+
+#[test]
+fn a_key_change_is_one_update_found_by_the_old_key() {
+    let t = lines();
+    let mut names = key_names(&t);
+    names.extend(value_names(&[0, 2]));
+    let src = source(
+        false,
+        &names,
+        &["text".into(), "int4".into(), "text".into(), "int4".into()],
+        vec![vec![
+            Value::Text("o1".into()),
+            Value::Int(1),
+            Value::Text("o2".into()),
+            Value::Int(5),
+        ]],
+        1,
+    );
+    assert_eq!(
+        src.sql,
+        "(VALUES (0, $1::text, $2::int4, $3::text, $4::int4)) v(i, k0, k1, c0, c1)"
+    );
+    assert_eq!(
+        move_row(LINES, &t, &[0, 2], &src),
+        format!(
+            "UPDATE \"public\".\"Order Line\" t SET \"orderId\" = v.c0, \"qty\" = v.c1 FROM {} \
+             WHERE t.\"orderId\" = v.k0 AND t.\"n\" = v.k1 RETURNING v.i",
             src.sql
         )
     );
