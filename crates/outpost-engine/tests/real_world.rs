@@ -428,6 +428,29 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
         cell(&local_rows(&a, "Board").await?, &schema, "Board", 9, "name"),
         Value::Text("server".into())
     );
+    // The server changes the row whose local value cannot be read: the
+    // pull cannot compare them, so that row fails (keeping its base and
+    // its local value) and the pull goes on; sync() asserts it succeeds.
+    client
+        .batch_execute(r#"UPDATE "Kinds" SET amount = 2.5 WHERE id = 10"#)
+        .await?;
+    let mut reason = String::new();
+    for _ in 0..TRIES {
+        sync(&a, Direction::Bidirectional).await?;
+        reason = entry(&a, "Kinds", 10)
+            .await?
+            .and_then(|e| e.1)
+            .unwrap_or_default();
+        if reason.contains("the server changed the row since") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert!(reason.contains("column note"), "{reason}");
+    assert!(
+        reason.contains("the server changed the row since"),
+        "{reason}"
+    );
     // Fixed locally, the rows are queued again and land.
     local(
         &a,
@@ -446,6 +469,11 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
         .await?
         .get(0);
     assert_eq!(note, "hex no more");
+    let amount: String = client
+        .query_one(r#"SELECT amount::text FROM "Kinds" WHERE id = 10"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(amount, "2.5", "the server's change is kept beside the fix");
     // A row holding a blob can still be deleted (the capture saves it).
     local(
         &a,

@@ -17,7 +17,7 @@ use crate::error::LocalError;
 use crate::fold::fold_for_read;
 use crate::keys::pk_values;
 use crate::replica::Replica;
-use crate::rows::{RowEntry, mark_conflict, mark_synced, rebase};
+use crate::rows::{RowEntry, mark_conflict, mark_failed, mark_synced, rebase};
 use crate::value::row_from_json;
 
 /// How a person resolves a conflict.
@@ -110,6 +110,10 @@ pub(crate) enum Settled {
     Local,
     /// Left in conflict.
     Conflict,
+    /// `FAILED`: the local row holds a value that cannot be read for its
+    /// column, so it cannot be compared; it keeps its base and waits for a
+    /// person.
+    Failed,
 }
 
 /// Settles a dirty row (its entry `state`) against a newer server row:
@@ -123,7 +127,28 @@ pub(crate) fn settle_row(
     server: &ServerSide<'_>,
     policy: Policy,
 ) -> Result<Settled, LocalError> {
-    let local = read_row(conn, table, server.pk)?;
+    let local = match read_row(conn, table, server.pk) {
+        Ok(local) => local,
+        // Any program may write the file: a value of the wrong kind fails
+        // its own row (keeping its base and the local value), never the
+        // pull or the push around it.
+        Err(LocalError::BadStoredValue {
+            column,
+            ty,
+            message,
+        }) => {
+            let reason = format!(
+                "{} {pk}, column {column}: the local value cannot be read as {ty}: {message}; \
+                 the server changed the row since (fix the value to push it, or discard the \
+                 local change to take the server's row)",
+                table.name
+            );
+            tracing::warn!(table = %table.name, %pk, %column, "{reason}");
+            mark_failed(conn, &table.name, pk, &reason)?;
+            return Ok(Settled::Failed);
+        }
+        Err(e) => return Err(e),
+    };
     let base = match &state.base_row {
         Some(json) => Some(row_from_json(table, json)?),
         None => None,

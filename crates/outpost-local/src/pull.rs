@@ -95,6 +95,7 @@ fn apply_pulled_row(
             match settle_row(tx, t, key, &st, &server_side(row), policy)? {
                 Settled::Conflict => s.conflicts += 1,
                 Settled::Server | Settled::Local => s.records_succeeded += 1,
+                Settled::Failed => s.records_failed += 1,
             }
         }
     }

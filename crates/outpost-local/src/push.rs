@@ -774,6 +774,7 @@ impl Replica {
                         // Queued again: the next push round sends it and
                         // counts it then, so a run counts each row once.
                         Settled::Local => s.records_processed -= 1,
+                        Settled::Failed => s.records_failed += 1,
                         }
                     }
                 }
