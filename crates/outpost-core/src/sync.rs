@@ -162,6 +162,14 @@ pub struct PullBatch {
     /// snapshot (the retention mark is past the cursor): the batch holds
     /// nothing and the replica must be bootstrapped again.
     pub pruned: bool,
+    /// Through a gateway with sync rules: for each table the batch covers
+    /// that is filtered, a digest of the rule and the claim values it
+    /// reads. A table not listed is served whole (as a direct connection
+    /// serves every table). A node copies a table again when this differs
+    /// from the digest it copied the table under, so a changed rule brings
+    /// the rows that moved in and removes those that moved out.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub scopes: std::collections::BTreeMap<String, String>,
 }
 
 /// What the replica expects the server's version of a pushed row to be.

@@ -193,6 +193,12 @@ impl Gateway {
         }
     }
 
+    /// The digest of the rows of `table` a node with `claims` is served
+    /// ([`crate::rules::Rules::digest`]); `None` without rules.
+    fn digest(&self, table: &str, claims: &crate::auth::ClaimValues) -> Option<String> {
+        self.inner.options.rules.as_ref()?.digest(table, claims)
+    }
+
     /// Sets, on the session, the claims the rules of `tables` (all tables
     /// when `None`) read: `set_config('outpost.claim.<name>', <value>,
     /// false)` with the names and values bound, never spliced into SQL.
@@ -578,7 +584,7 @@ async fn pull(
         )
         .await?;
     let conn = c.conn();
-    let batch = feed::pull_scoped(
+    let mut batch = feed::pull_scoped(
         &mut conn.client,
         &served.schema,
         b.cursor,
@@ -592,6 +598,20 @@ async fn pull(
     if gw.unclaim(&mut c, &claimed).await {
         gw.unlimit(c, b.limits_ms).await;
     }
+    // The rule each covered table is filtered by, so that the node copies
+    // a table again when its rule (or its claims) changed.
+    batch.scopes = match &tables {
+        Some(t) => t.iter().map(String::as_str).collect::<Vec<_>>(),
+        None => served
+            .schema
+            .tables
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect(),
+    }
+    .into_iter()
+    .filter_map(|t| gw.digest(t, &claims).map(|d| (t.to_string(), d)))
+    .collect();
     let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for r in &batch.rows {
         *by_table.entry(r.table.as_str()).or_default() += 1;
@@ -655,7 +675,7 @@ struct CopyQuery {
 const COPY_CHUNK: usize = 64 * 1024;
 
 /// One table's copy in its own `REPEATABLE READ` snapshot, streamed as
-/// lines: the head (`{"cursor", "count"}`), one JSON array per row in key
+/// lines: the head (`{"cursor", "count", "scope"}`), one JSON array per row in key
 /// order, and the end (`{"end": rows}`), or an error line when the copy
 /// fails after the head was sent.
 async fn bootstrap(
@@ -688,11 +708,21 @@ async fn bootstrap(
     let (head_tx, head_rx) = oneshot::channel::<Result<Bytes, GatewayError>>();
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tracing::info!(principal = %p.0, %table, "bootstrap copy");
+    let digest = gw.digest(&table, &claims);
     // The copy outlives the handler: it keeps the request's span (and so
     // its principal) for its own log lines.
     tokio::spawn(
-        copy_task(gw, served, table, pooled, limits, claimed, head_tx, tx)
-            .instrument(tracing::Span::current()),
+        copy_task(
+            gw,
+            served,
+            table,
+            pooled,
+            limits,
+            (claimed, digest),
+            head_tx,
+            tx,
+        )
+        .instrument(tracing::Span::current()),
     );
     let head = head_rx
         .await
@@ -717,7 +747,7 @@ async fn copy_task(
     table: String,
     mut pooled: crate::pool::Pooled,
     limits: Option<(u64, u64)>,
-    claimed: Vec<String>,
+    (claimed, digest): (Vec<String>, Option<String>),
     head_tx: oneshot::Sender<Result<Bytes, GatewayError>>,
     tx: mpsc::Sender<Bytes>,
 ) {
@@ -741,6 +771,7 @@ async fn copy_task(
         let mut line = serde_json::to_vec(&body::CopyHead {
             cursor: snapshot.cursor,
             count,
+            scope: digest.clone(),
         })
         .map_err(|e| GatewayError::internal(e.to_string()))?;
         line.push(b'\n');

@@ -33,6 +33,7 @@ use std::path::Path;
 
 use outpost_remote::feed::{Scope, TableScope};
 use serde::Deserialize;
+use sha2::Digest;
 
 /// The prefix of the settings claims are read from.
 pub const CLAIM_SETTING: &str = "outpost.claim.";
@@ -190,6 +191,29 @@ impl Rules {
                 })
                 .collect(),
         }
+    }
+
+    /// The digest of the rows of `table` a node holding `claims` is
+    /// served: its rule's condition and the values of the claims it reads.
+    /// `None` for the whole table (no rule, or a rule that is just `true`),
+    /// which is what a direct connection serves. A node records the digest
+    /// each table was copied under and copies the table again when a pull
+    /// reports another one (docs/gateway.md, "Changing the rules"), so a
+    /// rule edited in the file, or a token naming another principal,
+    /// re-syncs exactly the tables whose rows differ.
+    pub fn digest(&self, table: &str, claims: &crate::auth::ClaimValues) -> Option<String> {
+        let rule = self.rules.get(table)?;
+        if rule.sql.trim().eq_ignore_ascii_case("true") {
+            return None;
+        }
+        let values: Vec<(&str, Option<&str>)> = rule
+            .claims
+            .iter()
+            .map(|c| (c.as_str(), claims.get(c).map(String::as_str)))
+            .collect();
+        // JSON keeps the parts apart (no two inputs write the same bytes).
+        let json = serde_json::to_vec(&(&rule.sql, values)).unwrap_or_default();
+        Some(hex::encode(sha2::Sha256::digest(&json)))
     }
 
     /// The claims the rules of `tables` use (every table's when `None`).
@@ -479,6 +503,54 @@ mod tests {
         assert!(
             err("claims = [\"Org\", \"org\"]\n[[rule]]\ntable = \"T\"\nwhere = 'true'")
                 .contains("only in case")
+        );
+    }
+
+    #[test]
+    fn a_tables_digest_changes_with_its_rule_and_the_claims_it_reads_only() {
+        let rules = |post: &str| {
+            Rules::parse(
+                &format!(
+                    "claims = [\"org\"]\n[[rule]]\ntable = \"User\"\nwhere = ' TRUE '\n\
+                     [[rule]]\ntable = \"Post\"\nwhere = '{post}'\n\
+                     [[rule]]\ntable = \"Team\"\nwhere = 'org = $org'\n"
+                ),
+                "r.toml",
+            )
+            .expect("rules")
+        };
+        let claims = |sub: &str, org: &str| -> crate::auth::ClaimValues {
+            [
+                ("sub".to_string(), sub.to_string()),
+                ("org".into(), org.into()),
+            ]
+            .into_iter()
+            .collect()
+        };
+        let one = rules(r#""userId" = $sub"#);
+        let u1 = claims("u1", "o1");
+        // `true` is the whole table, as a direct connection serves it; a
+        // table without a rule is not filtered by the digest either.
+        assert_eq!(one.digest("User", &u1), None);
+        assert_eq!(one.digest("Nope", &u1), None);
+        let post = one.digest("Post", &u1).expect("a digest");
+        assert_eq!(post.len(), 64);
+        // Stable for the same rule and claims (every gateway agrees) ...
+        assert_eq!(
+            rules(r#""userId" = $sub"#).digest("Post", &u1),
+            Some(post.clone())
+        );
+        // ... and a claim the rule does not read changes nothing.
+        assert_eq!(one.digest("Post", &claims("u1", "o2")), Some(post.clone()));
+        assert_ne!(
+            one.digest("Team", &claims("u1", "o2")),
+            one.digest("Team", &u1)
+        );
+        // Another principal or another condition is another digest.
+        assert_ne!(one.digest("Post", &claims("u2", "o1")), Some(post.clone()));
+        assert_ne!(
+            rules(r#""userId" = $sub OR true"#).digest("Post", &u1),
+            Some(post)
         );
     }
 }

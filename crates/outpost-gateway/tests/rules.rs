@@ -635,18 +635,29 @@ async fn children_follow_a_parents_move_in_and_a_resync_after_a_move_out() -> an
     Ok(())
 }
 
-/// A rules change (the gateway restarted with another file) applies to
-/// rows as they change; a node's existing rows follow it on a resync of the
-/// table (docs/gateway.md: re-syncing only the affected tables by itself
-/// is a follow-up).
+/// A rules change (the gateway restarted with another file) reaches the
+/// rows a node already holds on its next sync: the pull reports each
+/// table's rule digest, and the node copies again exactly the tables whose
+/// digest differs from the one it copied them under (docs/gateway.md,
+/// "Changing the rules").
 #[tokio::test]
-async fn a_rules_change_reaches_a_nodes_rows_on_a_resync_of_the_table() -> anyhow::Result<()> {
+async fn a_rules_change_copies_again_only_the_tables_whose_rule_changed() -> anyhow::Result<()> {
     let mut s = setup(RULES).await?;
+    s.client
+        .batch_execute(r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p3', 'three', 'u1')"#)
+        .await?;
     let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
     sync(&a, Direction::Bidirectional).await?;
-    assert_eq!(ids(&a, "Post").await?, ["p1"]);
+    assert_eq!(ids(&a, "Post").await?, ["p1", "p3"]);
+    // An offline edit of a post the new rule takes away from u1.
+    local(
+        &a,
+        r#"UPDATE "Post" SET body = 'mine, offline' WHERE id = 'p1'"#,
+    )
+    .await?;
 
-    // Posts titled 'two' become everybody's.
+    // u1's posts but the one titled 'one', and posts titled 'two' are
+    // everybody's; the other tables' rules stay.
     let port = s.gw.addr.port();
     s.gw.kill();
     let path = s.db.dir().join("rules2.toml");
@@ -654,8 +665,8 @@ async fn a_rules_change_reaches_a_nodes_rows_on_a_resync_of_the_table() -> anyho
         &path,
         RULES.replace(
             r#"where = '"userId" = $sub'"#,
-            // A condition with a string literal in it: TOML's `'''…'''`.
-            r#"where = '''"userId" = $sub OR title = 'two' '''"#,
+            // A condition with string literals in it: TOML's `'''…'''`.
+            r#"where = '''("userId" = $sub AND title <> 'one') OR title = 'two' '''"#,
         ),
     )?;
     s.gw = GatewayProcess::start(
@@ -663,11 +674,40 @@ async fn a_rules_change_reaches_a_nodes_rows_on_a_resync_of_the_table() -> anyho
         port,
         &[("OUTPOST_GATEWAY_RULES", &path.display().to_string())],
     )?;
-    pull(&a).await?;
-    assert_eq!(ids(&a, "Post").await?, ["p1"]);
-    a.resync("Post").await?;
-    assert_eq!(ids(&a, "Post").await?, ["p1", "p2"]);
+    let copied = a.metrics().rows_bootstrapped;
+    settled(&a, Direction::Bidirectional).await?;
+    // A plain sync: p2 moved in and p3 stayed, copied again, and nothing
+    // else was (User's and Comment's rules did not change).
+    assert_eq!(a.metrics().rows_bootstrapped - copied, 2);
+    // p1 left the scope; the replica keeps it only as the refused edit,
+    // reported, never silently dropped.
+    assert_eq!(ids(&a, "Post").await?, ["p1", "p2", "p3"]);
+    let p1 = states(&a).await?;
+    assert!(
+        matches!(&p1[..], [(t, k, st, Some(e))]
+            if t == "Post" && k.contains("p1") && st == "FAILED" && e.contains("sync rules")),
+        "{p1:?}"
+    );
+    assert_eq!(
+        server_value(&s.client, "p1").await?,
+        None,
+        "the refused edit did not land"
+    );
+    // The next run copies nothing again.
+    settled(&a, Direction::Bidirectional).await?;
+    assert_eq!(a.metrics().rows_bootstrapped - copied, 2);
     Ok(())
+}
+
+/// The body of post `id` on the server.
+async fn server_value(
+    client: &outpost_remote::tokio_postgres::Client,
+    id: &str,
+) -> anyhow::Result<Option<String>> {
+    let row = client
+        .query_one(r#"SELECT body FROM "Post" WHERE id = $1"#, &[&id])
+        .await?;
+    Ok(row.get(0))
 }
 
 /// What the rules cost, for docs/gateway.md: the same 20,000 rows (all
@@ -763,8 +803,8 @@ async fn a_served_table_may_reference_a_table_that_is_not_served() -> anyhow::Re
 
 /// Rules turned on for a node that synced before them: it goes on with
 /// the served tables (the unserved one is refused by name, the rest
-/// syncs), and its existing rows follow the rules on a resync of each
-/// table (docs/gateway.md).
+/// syncs), and its filtered tables are copied again under the rules by
+/// that same sync (docs/gateway.md).
 #[tokio::test]
 async fn a_replica_synced_before_the_rules_goes_on_without_unserved_tables() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
@@ -791,10 +831,9 @@ async fn a_replica_synced_before_the_rules_goes_on_without_unserved_tables() -> 
     let secret = report.errors.get("Secret").cloned().unwrap_or_default();
     assert!(secret.contains("no rule"), "{report:?}");
     assert!(!report.errors.contains_key("Post"), "{report:?}");
-    // New rows follow the rules; rows copied before them stay until the
-    // table is copied again.
-    assert_eq!(ids(&a, "Post").await?, ["p1", "p2", "p3"]);
-    a.resync("Post").await?;
+    // The table copied before the rules is copied again under them: the
+    // other user's p2 leaves, p3 arrives, p4 never does.
     assert_eq!(ids(&a, "Post").await?, ["p1", "p3"]);
+    assert_eq!(ids(&a, "Comment").await?, ["c1"]);
     Ok(())
 }

@@ -116,6 +116,32 @@ impl Replica {
         meta_json(self.connection(), "rebootstrap_tables")
     }
 
+    /// The sync-rule digest each table was last copied under, through a
+    /// gateway with sync rules (a table copied whole is not listed); see
+    /// [`outpost_core::sync::PullBatch::scopes`]. Unreadable (another
+    /// program wrote the entry) reads as empty: the filtered tables are
+    /// then copied again, which repairs it.
+    pub fn scopes(&self) -> Result<BTreeMap<String, String>, LocalError> {
+        meta_json(self.connection(), "scopes")
+    }
+
+    /// Records that `table` was just copied under the rule digest `scope`
+    /// (`None`: whole). Recorded after the copy's rows are in: a crash in
+    /// between leaves the older digest, and the table is copied again.
+    pub fn record_scope(&mut self, table: &str, scope: Option<&str>) -> Result<(), LocalError> {
+        let conn = self.connection();
+        let mut map: BTreeMap<String, String> = meta_json(conn, "scopes")?;
+        let changed = match scope {
+            Some(s) => map.insert(table.to_string(), s.to_string()).as_deref() != Some(s),
+            None => map.remove(table).is_some(),
+        };
+        if !changed {
+            return Ok(());
+        }
+        let json = serde_json::to_string(&map)?;
+        meta_set(conn, "scopes", Some(&json))
+    }
+
     /// Lists `tables` to be copied again: the server's definition of each
     /// no longer matches the snapshot, so the pull skips their changes
     /// until `setup` migrates the replica and a copy brings them

@@ -519,18 +519,24 @@ pub enum BootstrapSource<'a> {
 }
 
 impl<'a> BootstrapSource<'a> {
-    /// One table's copy: the cursor its snapshot covers, its row count, and
-    /// its rows in key order.
+    /// One table's copy: the cursor its snapshot covers, its row count,
+    /// the sync rule that filtered it (a direct copy is the whole table),
+    /// and its rows in key order.
     pub async fn table(
         &'a self,
         schema: &Schema,
         table: &'a outpost_core::schema::Table,
-    ) -> Result<(Cursor, i64, crate::gateway::RowStream<'a>), RemoteError> {
+    ) -> Result<crate::gateway::TableCopy<'a>, RemoteError> {
         match self {
             BootstrapSource::Direct(b) => {
                 let count = b.count(table).await?;
                 let rows = b.rows(&schema.pg_schema, table).await?;
-                Ok((b.cursor, count, Box::pin(rows)))
+                Ok(crate::gateway::TableCopy {
+                    cursor: b.cursor,
+                    count,
+                    scope: None,
+                    rows: Box::pin(rows),
+                })
             }
             BootstrapSource::Gateway(g) => g.copy_table(schema, table).await,
         }

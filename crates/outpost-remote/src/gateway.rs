@@ -179,6 +179,10 @@ pub mod body {
         pub cursor: Cursor,
         /// Its rows in the snapshot.
         pub count: i64,
+        /// The digest of the sync rule the copy was filtered by (absent:
+        /// the whole table); see [`outpost_core::sync::PullBatch::scopes`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pub scope: Option<String>,
     }
     /// The last line of a table's bootstrap stream: without it the copy is
     /// incomplete (a gateway that stopped mid-table), never taken as done.
@@ -595,7 +599,7 @@ impl GatewayConnection {
         &'a self,
         schema: &Schema,
         table: &'a Table,
-    ) -> Result<(Cursor, i64, RowStream<'a>), RemoteError> {
+    ) -> Result<TableCopy<'a>, RemoteError> {
         let action = format!("copying {}", table.name);
         let resp = self
             .send(
@@ -676,7 +680,12 @@ impl GatewayConnection {
                 }
             },
         );
-        Ok((head.cursor, head.count, Box::pin(stream)))
+        Ok(TableCopy {
+            cursor: head.cursor,
+            count: head.count,
+            scope: head.scope,
+            rows: Box::pin(stream),
+        })
     }
 
     fn cut(&self, action: &str) -> RemoteError {
@@ -744,6 +753,19 @@ impl GatewayConnection {
             },
         )
     }
+}
+
+/// One table's copy as it starts (see [`SyncLink::bootstrap`](crate::connections::SyncLink::bootstrap)).
+pub struct TableCopy<'a> {
+    /// The cursor the table's snapshot covers.
+    pub cursor: Cursor,
+    /// Its rows in the snapshot.
+    pub count: i64,
+    /// The digest of the sync rule that filtered the copy (`None`: the
+    /// whole table): see [`outpost_core::sync::PullBatch::scopes`].
+    pub scope: Option<String>,
+    /// The rows, in key order, as they arrive.
+    pub rows: RowStream<'a>,
 }
 
 /// Rows of a table's copy as they arrive.

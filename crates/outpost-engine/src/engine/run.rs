@@ -4,7 +4,7 @@
 //! again), pull. One state value ([`RunState`]) carries what the run did;
 //! every server round trip is bounded (`Engine::bounded`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
 use futures_util::StreamExt as _;
@@ -186,6 +186,35 @@ impl Engine {
                     ));
                 }
             }
+            if !pulled.rescoped.is_empty() {
+                // The gateway filters these tables by another rule (or for
+                // other claims) than when they were copied: rows may have
+                // moved in or out without a change of their own. Copy them
+                // again now, as a resync does (rows with local changes are
+                // kept; their push says what the rules refuse). Listed
+                // first, so an interrupted copy is taken up by the next run;
+                // once per run, so gateways that disagree cannot loop it.
+                let tables: Vec<String> =
+                    std::mem::take(&mut pulled.rescoped).into_iter().collect();
+                tracing::info!(tables = ?tables, "the sync rules of these tables changed; copying them again");
+                // With any table still waiting for a copy, as at the
+                // start of a run.
+                let (state, listed) = self
+                    .with_replica(move |r| {
+                        r.defer_tables(&tables)?;
+                        let listed = r.rebootstrap_tables()?;
+                        Ok::<_, outpost_local::LocalError>((r.recopy_begin(&listed)?, listed))
+                    })
+                    .await?;
+                if state.is_none() {
+                    self.bootstrap(conn, options, true, &listed, run).await?;
+                    run.bootstrapped = true;
+                    if options.direction.pushes() {
+                        self.push(conn, identity, options, run).await?;
+                    }
+                    pulled = self.pull_around_changes(conn, options, run).await?;
+                }
+            }
             run.held_back = pulled.held_back;
         }
         Ok(())
@@ -319,8 +348,8 @@ impl Engine {
             let started_copy = self
                 .bounded("starting a table's copy", snapshot.table(&schema, table))
                 .await;
-            let (table_cursor, total, stream) = match started_copy {
-                Ok(started) => started,
+            let (table_cursor, total, scope, stream) = match started_copy {
+                Ok(c) => (c.cursor, c.count, c.scope, c.rows),
                 Err(EngineError::Remote(e))
                     if e.is_schema_drift() || e.changed_table().is_some() =>
                 {
@@ -391,6 +420,9 @@ impl Engine {
             writer.await.map_err(|e| {
                 EngineError::Internal(format!("the bootstrap writer failed: {e}"))
             })??;
+            let name = table.name.clone();
+            self.with_replica(move |r| r.record_scope(&name, scope.as_deref()))
+                .await?;
             SyncMetrics::add(&self.inner.metrics.rows_bootstrapped, copied);
             self.report(
                 options,
@@ -759,6 +791,8 @@ impl Engine {
         let mut held_back = false;
         let schema = &*self.schema();
         let models = tables.as_deref();
+        let recorded = self.with_replica(|r| r.scopes()).await?;
+        let mut rescoped = BTreeSet::new();
         // The read of the next batch overlaps the SQLite apply of this one
         // (the server and the replica work at the same time; B3). The read
         // only needs the cursor the current batch ends at, and batches are
@@ -779,8 +813,10 @@ impl Engine {
                 return Ok(Pulled {
                     held_back: batch.held_back,
                     pruned: true,
+                    rescoped,
                 });
             }
+            rescoped.extend(rescoped_tables(schema, models, &recorded, &batch.scopes));
             self.inner.faults.hit(FaultPoint::PullBeforeApply)?;
             let next = batch.cursor;
             let more = batch.more;
@@ -850,8 +886,32 @@ impl Engine {
         Ok(Pulled {
             held_back,
             pruned: false,
+            rescoped,
         })
     }
+}
+
+/// The tables a pull covered (`models`, or every table) whose sync-rule
+/// digest in the answer (`served`; absent: whole) differs from the one the
+/// replica copied them under (`recorded`; absent: whole).
+fn rescoped_tables(
+    schema: &outpost_core::schema::Schema,
+    models: Option<&[String]>,
+    recorded: &BTreeMap<String, String>,
+    served: &BTreeMap<String, String>,
+) -> Vec<String> {
+    if recorded.is_empty() && served.is_empty() {
+        return Vec::new();
+    }
+    let covered: Vec<&str> = match models {
+        Some(m) => m.iter().map(String::as_str).collect(),
+        None => schema.tables.iter().map(|t| t.name.as_str()).collect(),
+    };
+    covered
+        .into_iter()
+        .filter(|t| recorded.get(*t) != served.get(*t))
+        .map(str::to_string)
+        .collect()
 }
 
 /// How a pull ended.
@@ -861,6 +921,9 @@ struct Pulled {
     /// Changes past the cursor were pruned before the pull read them
     /// (nothing applied): the replica must be copied again.
     pruned: bool,
+    /// Tables whose sync rule changed since the replica copied them
+    /// ([`outpost_core::sync::PullBatch::scopes`]): copied again.
+    rescoped: BTreeSet<String>,
 }
 
 fn merge(into: &mut Stats, from: Stats) {
