@@ -114,6 +114,9 @@ export interface Conflict {
   base: Row | null;
   local: Row | null;
   server: Row | null;
+  /** Why the local row cannot be read (a value another program wrote that
+   * does not fit its column); `local` is null then. */
+  localProblem?: string;
 }
 
 /** How to resolve a conflict: keep one side whole, or a merged row. */

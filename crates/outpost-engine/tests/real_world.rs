@@ -490,6 +490,94 @@ async fn a_bad_local_value_fails_its_row_alone() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_conflict_whose_local_row_cannot_be_read_is_listed_and_resolved() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, TICKETS).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Kinds" (id, note) VALUES (1, 'base'), (3, 'base');
+               INSERT INTO "Board" (id, name) VALUES (2, 'base');"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    sync(&a, Direction::Bidirectional).await?;
+    // The rows edited on both sides: three conflicts.
+    local(
+        &a,
+        r#"UPDATE "Kinds" SET note = 'local' WHERE id IN (1, 3);
+           UPDATE "Board" SET name = 'local' WHERE id = 2;"#,
+    )
+    .await?;
+    client
+        .batch_execute(
+            r#"UPDATE "Kinds" SET note = 'server' WHERE id IN (1, 3);
+               UPDATE "Board" SET name = 'server' WHERE id = 2;"#,
+        )
+        .await?;
+    let mut listed = Vec::new();
+    for _ in 0..TRIES {
+        sync(&a, Direction::Bidirectional).await?;
+        listed = a.conflicts().await?;
+        if listed.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    // Another program then stores values of the wrong kind in two of them.
+    local(&a, r#"UPDATE "Kinds" SET big = 'abc' WHERE id IN (1, 3)"#).await?;
+    let listed = a.conflicts().await?;
+    let tables: Vec<&str> = listed.iter().map(|c| c.table.as_str()).collect();
+    assert_eq!(
+        tables,
+        ["Board", "Kinds", "Kinds"],
+        "the other conflict is still listed"
+    );
+    let kinds = &listed[1];
+    assert_eq!(kinds.local, None);
+    let problem = kinds.local_problem.clone().unwrap_or_default();
+    assert!(problem.contains("column big"), "{problem}");
+    assert!(problem.contains("abc"), "{problem}");
+    assert!(kinds.server.is_some(), "the server's side is shown");
+    assert_eq!(listed[0].local_problem, None);
+    // Taking the server's row repairs it; the other conflict is untouched.
+    a.resolve("Kinds", "[1]", outpost_engine::Resolution::KeepServer)
+        .await?;
+    // (Read by hand: row 3 still holds its bad value.)
+    let row1: (String, Option<i64>) = a
+        .with_replica(|r| {
+            r.connection()
+                .query_row(r#"SELECT note, big FROM "Kinds" WHERE id = 1"#, [], |row| {
+                    Ok((row.get(0)?, row.get(1)?))
+                })
+                .map_err(outpost_local::LocalError::sqlite("test"))
+        })
+        .await?;
+    assert_eq!(row1, ("server".to_string(), None));
+    assert_eq!(
+        entry(&a, "Kinds", 1).await?.map(|e| e.0).as_deref(),
+        Some("SYNCED")
+    );
+    // Keeping the unreadable local row fails it on push, saying why; the
+    // server keeps its row.
+    a.resolve("Kinds", "[3]", outpost_engine::Resolution::KeepLocal)
+        .await?;
+    sync(&a, Direction::ToServer).await?;
+    let (status, error) = entry(&a, "Kinds", 3).await?.expect("entry");
+    let error = error.unwrap_or_default();
+    assert_eq!(status, "FAILED", "{error}");
+    assert!(error.contains("column big"), "{error}");
+    let note: String = client
+        .query_one(r#"SELECT note FROM "Kinds" WHERE id = 3"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(note, "server");
+    let left: Vec<String> = a.conflicts().await?.into_iter().map(|c| c.table).collect();
+    assert_eq!(left, ["Board"]);
+    Ok(())
+}
+
+#[tokio::test]
 async fn a_batch_of_bad_rows_does_not_hide_the_rows_behind_it() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, schema) = server(&db, TICKETS).await?;

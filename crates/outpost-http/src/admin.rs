@@ -599,7 +599,16 @@ fn conflicts_html(h: &mut String, conflicts: &Json) {
                 b = side_text(base, b),
             );
         }
-        h.push_str(r#"</tbody></table></div><div class="row">"#);
+        h.push_str("</tbody></table></div>");
+        if let Some(problem) = c["localProblem"].as_str() {
+            // Shown as "(deleted)" above otherwise: say why instead.
+            let _ = write!(
+                h,
+                r#"<p class="note">The local row cannot be read: {}. Keep the server's row, or fix the value in the replica.</p>"#,
+                escape(problem)
+            );
+        }
+        h.push_str(r#"<div class="row">"#);
         if choices > 0 {
             h.push_str(r#"<button type="submit">Resolve with chosen fields</button>"#);
         }

@@ -198,6 +198,9 @@ fn conflict_json(state: &AppState, c: &ConflictEntry) -> Json {
         obj.insert("local".into(), row_json(t, c.local.as_ref()));
         obj.insert("server".into(), row_json(t, c.server.as_ref()));
     }
+    if let (Some(problem), Some(obj)) = (&c.local_problem, out.as_object_mut()) {
+        obj.insert("localProblem".into(), Json::String(problem.clone()));
+    }
     out
 }
 

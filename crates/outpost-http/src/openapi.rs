@@ -241,7 +241,8 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
             json!({
                 "model": string(), "key": r("Key"),
                 "serverVersion": nullable(int()), "changedAt": nullable(string()),
-                "base": nullable(r("Row")), "local": nullable(r("Row")), "server": nullable(r("Row"))
+                "base": nullable(r("Row")), "local": nullable(r("Row")), "server": nullable(r("Row")),
+                "localProblem": string()
             }),
             &["model", "key", "serverVersion", "changedAt"],
         ),

@@ -40,8 +40,14 @@ pub struct ConflictEntry {
     pub pk: String,
     /// The row before the local change (`None`: it did not exist).
     pub base: Option<Vec<Value>>,
-    /// The local row (`None`: deleted locally).
+    /// The local row (`None`: deleted locally, or unreadable: see
+    /// `local_problem`).
     pub local: Option<Vec<Value>>,
+    /// Why the local row cannot be read, when a value in it does not fit
+    /// its column (written by another program): the column, its type and
+    /// the value. The conflict is still listed and can be resolved; keeping
+    /// the local row fails it on push with the same reason.
+    pub local_problem: Option<String>,
     /// The server's row (`None`: deleted on the server).
     pub server: Option<Vec<Value>>,
     /// The server's version.
@@ -231,9 +237,17 @@ impl Replica {
                 continue;
             };
             let key = pk_values(t, &pk)?;
+            // One unreadable row must not hide every other conflict (nor
+            // its own: taking the server's row is how it gets fixed).
+            let (local, local_problem) = match read_row(conn, t, &key) {
+                Ok(row) => (row, None),
+                Err(e @ LocalError::BadStoredValue { .. }) => (None, Some(e.to_string())),
+                Err(e) => return Err(e),
+            };
             out.push(ConflictEntry {
                 base: base.map(|j| row_from_json(t, &j)).transpose()?,
-                local: read_row(conn, t, &key)?,
+                local,
+                local_problem,
                 server: server.map(|j| row_from_json(t, &j)).transpose()?,
                 server_version: version,
                 changed_at,

@@ -88,7 +88,7 @@ fn conflict_json(engine: &Engine, c: &ConflictEntry) -> serde_json::Value {
     let Some(table) = schema.table(&c.table) else {
         return json!({"model": c.table, "key": c.pk});
     };
-    json!({
+    let mut out = json!({
         "model": c.table,
         "key": serde_json::from_str::<serde_json::Value>(&c.pk).unwrap_or(serde_json::Value::Null),
         "base": row_json(table, &c.base),
@@ -96,7 +96,11 @@ fn conflict_json(engine: &Engine, c: &ConflictEntry) -> serde_json::Value {
         "server": row_json(table, &c.server),
         "serverVersion": c.server_version,
         "changedAt": c.changed_at,
-    })
+    });
+    if let (Some(problem), Some(obj)) = (&c.local_problem, out.as_object_mut()) {
+        obj.insert("localProblem".into(), json!(problem));
+    }
+    out
 }
 
 pub async fn sync(
