@@ -15,6 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 mod run;
+mod scope;
 pub mod verify;
 
 use crate::error::{EngineError, ErrorKind};

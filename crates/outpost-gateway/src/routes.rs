@@ -42,6 +42,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/prune", post(prune))
         .route("/v1/push", post(push))
         .route("/v1/pull", post(pull))
+        .route("/v1/scope", post(scope_check))
         .route("/v1/reserve_ids", post(reserve_ids))
         .route("/v1/bootstrap/{table}", get(bootstrap))
         .route("/v1/changes", get(changes))
@@ -620,6 +621,65 @@ async fn pull(
         gw.inner.metrics.served(table).inc_by(n);
     }
     Ok(Json(batch))
+}
+
+/// Which of the rows a node holds are gone or outside its scope now: the
+/// node asks for the rows of filtered tables under a parent that changed,
+/// and removes those (a post given to another user takes its comments
+/// with it). Only keys the node names are checked, so the answer tells it
+/// nothing about rows it does not hold.
+async fn scope_check(
+    State(gw): State<Gateway>,
+    Auth(_, claims): Auth,
+    Body_(b): Body_<body::ScopeCheck>,
+) -> Answer<body::Outside> {
+    gw.served_only([b.table.as_str()])?;
+    let served = gw.served(Some(&b.schema_hash)).await?;
+    check_tables(&served, &b.schema_hash, &b.table_hashes, [b.table.as_str()])?;
+    let Some(table) = served.schema.table(&b.table) else {
+        return Err(GatewayError::NotServed { table: b.table });
+    };
+    if b.keys.len() > 10_000 {
+        return Err(GatewayError::bad(
+            "bad_request",
+            "at most 10000 keys per request",
+        ));
+    }
+    let width = table.primary_key.len();
+    if let Some(bad) = b.keys.iter().find(|k| k.len() != width) {
+        return Err(GatewayError::bad(
+            "bad_request",
+            format!(
+                "a key of {} has {} values; its primary key has {width}",
+                table.name,
+                bad.len()
+            ),
+        ));
+    }
+    if b.keys.is_empty() || gw.inner.scope.is_none() {
+        return Ok(Json(body::Outside {
+            outside: Vec::new(),
+        }));
+    }
+    let mut c = gw.conn().await?;
+    let claimed = gw
+        .claim(&mut c, &claims, Some(vec![table.name.as_str()]))
+        .await?;
+    let conn = c.conn();
+    let outside = feed::outside_scope(
+        &mut conn.client,
+        &served.schema,
+        table,
+        b.keys,
+        &mut conn.statements,
+        gw.inner.scope.as_deref(),
+    )
+    .await
+    .map_err(|e| gw.db_error(&e))?;
+    if gw.unclaim(&mut c, &claimed).await {
+        c.release();
+    }
+    Ok(Json(body::Outside { outside }))
 }
 
 async fn reserve_ids(

@@ -230,10 +230,8 @@ async fn rows_moving_out_leave_the_replica_and_rows_moving_in_arrive() -> anyhow
     pull(&a).await?;
     pull(&b).await?;
     assert_eq!(ids(&a, "Comment").await?, ["c1", "c2"]);
-    // b keeps c1, whose parent left its scope while c1 did not change
-    // (the known limit), until it copies the table again.
-    assert_eq!(ids(&b, "Comment").await?, ["c1"]);
-    b.resync("Comment").await?;
+    // c1 left b with its parent p1 (on the pull that moved p1 back),
+    // although c1 itself never changed.
     assert_eq!(ids(&b, "Comment").await?, Vec::<String>::new());
     Ok(())
 }
@@ -596,15 +594,21 @@ async fn claim_values_are_bound_never_spliced_into_sql() -> anyhow::Result<()> {
 
 /// A child filtered through its parent (docs/gateway.md, "Sync rules"):
 /// a parent moving into a node's scope brings its unchanged children on
-/// the same pull. One moving out does not take them away (the known limit:
-/// the node is already based on the children's versions); a resync of the
-/// child table does. This test pins both as documented.
+/// the same pull, and one moving out takes them away on the same pull
+/// (the node asks the gateway about the rows it holds under the changed
+/// parent); a child with a local edit stays, and its push is refused by
+/// the rules, never dropped. Moving back in brings the children again.
 #[tokio::test]
-async fn children_follow_a_parents_move_in_and_a_resync_after_a_move_out() -> anyhow::Result<()> {
+async fn children_follow_their_parent_in_and_out_of_scope() -> anyhow::Result<()> {
     let s = setup(RULES).await?;
+    s.client
+        .batch_execute(
+            r#"INSERT INTO "Comment" (id, "postId", body) VALUES ('c3', 'p1', 'also on one')"#,
+        )
+        .await?;
     let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
     sync(&a, Direction::Bidirectional).await?;
-    assert_eq!(ids(&a, "Comment").await?, ["c1"]);
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c3"]);
 
     // p2 (with its comment c2) is given to u1.
     s.client
@@ -613,25 +617,106 @@ async fn children_follow_a_parents_move_in_and_a_resync_after_a_move_out() -> an
     pull(&a).await?;
     assert_eq!(ids(&a, "Post").await?, ["p1", "p2"]);
     // c2 did not change: it comes with its parent.
-    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2"]);
-    // Another edit of the parent sends c2 again, harmlessly.
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2", "c3"]);
+    // Another edit of the parent sends c2 again, harmlessly, and keeps
+    // every comment (they are still in scope).
     s.client
         .batch_execute(r#"UPDATE "Post" SET title = 'two again' WHERE id = 'p2'"#)
         .await?;
     pull(&a).await?;
-    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2"]);
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2", "c3"]);
     assert!(states(&a).await?.is_empty(), "{:?}", states(&a).await?);
 
-    // p1 is given to u2: p1 leaves, and c1 with it.
+    // An offline edit of c3, then p1 is given to u2: p1 leaves, and its
+    // unchanged comment c1 with it, on the same pull.
+    local(&a, r#"UPDATE "Comment" SET body = 'mine' WHERE id = 'c3'"#).await?;
     s.client
         .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
         .await?;
     pull(&a).await?;
     assert_eq!(ids(&a, "Post").await?, ["p2"]);
-    // The limit again: c1 stays until its table is copied again.
-    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2"]);
-    a.resync("Comment").await?;
-    assert_eq!(ids(&a, "Comment").await?, ["c2"]);
+    assert_eq!(ids(&a, "Comment").await?, ["c2", "c3"]);
+    // c3's edit is kept and reported: its push is refused by the rules.
+    settled(&a, Direction::Bidirectional).await?;
+    let left = states(&a).await?;
+    assert!(
+        matches!(&left[..], [(t, k, st, Some(e))]
+            if t == "Comment" && k.contains("c3") && st == "FAILED" && e.contains("sync rules")),
+        "{left:?}"
+    );
+    let c3: String = s
+        .client
+        .query_one(r#"SELECT body FROM "Comment" WHERE id = 'c3'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(c3, "also on one", "the refused edit did not land");
+
+    // p1 comes back: c1 arrives again at the version it had.
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u1' WHERE id = 'p1'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1", "p2"]);
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2", "c3"]);
+
+    // The other user's node holds none of them.
+    let b = support::node(&s.db, &s.gw.url(), "u2", "b").await?;
+    sync(&b, Direction::Bidirectional).await?;
+    assert_eq!(ids(&b, "Comment").await?, Vec::<String>::new());
+    Ok(())
+}
+
+/// `POST /v1/scope` answers only about the keys asked, and the same way
+/// for a row of another user and a row that does not exist: a node learns
+/// nothing about rows outside its scope. Bad input is refused by name.
+#[tokio::test]
+async fn the_scope_check_tells_nothing_about_other_rows_and_refuses_bad_keys() -> anyhow::Result<()>
+{
+    let s = setup(RULES).await?;
+    let token = support::token("u1", Duration::from_secs(3600))?;
+    let http = reqwest::Client::new();
+    let schema: outpost_core::schema::Schema = http
+        .get(format!("{}/v1/schema", s.gw.url()))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ask = |table: &str, keys: serde_json::Value| {
+        http.post(format!("{}/v1/scope", s.gw.url()))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "schema_hash": schema.hash(),
+                "table": table,
+                "keys": keys,
+            }))
+            .send()
+    };
+    // c1 is u1's; c2 is u2's; c9 does not exist.
+    let key = |k: &[&str]| -> Vec<Value> { k.iter().map(|v| Value::Text(v.to_string())).collect() };
+    let keys = serde_json::to_value([key(&["c1"]), key(&["c2"]), key(&["c9"])])?;
+    let resp = ask("Comment", keys).await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = resp.json().await?;
+    assert_eq!(body, serde_json::json!({"outside": [1, 2]}));
+    // A key of the wrong length, a table without a rule, no token.
+    let resp = ask("Comment", serde_json::to_value([key(&["c1", "x"])])?).await?;
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: serde_json::Value = resp.json().await?;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("primary key has 1")),
+        "{body}"
+    );
+    let resp = ask("Secret", serde_json::to_value([key(&["s1"])])?).await?;
+    assert_eq!(resp.status().as_u16(), 409);
+    let resp = http
+        .post(format!("{}/v1/scope", s.gw.url()))
+        .json(&serde_json::json!({"schema_hash": schema.hash(), "table": "Comment", "keys": []}))
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 401);
     Ok(())
 }
 

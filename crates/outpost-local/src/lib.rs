@@ -5,7 +5,8 @@
 //! sync state ([`fold`], [`rows`]), the storage form of values ([`value`])
 //! and of the sync vocabulary ([`stored`]), and the replica's side of a sync
 //! by concern: [`bootstrap`], [`pull`], [`push`], [`conflicts`], [`review`],
-//! [`log`], [`ids`], [`mirror`] (with [`sync`] keeping the run's counts and
+//! [`log`], [`ids`], [`mirror`], [`scope`] (rows that left a gateway
+//! node's sync-rule scope) (with [`sync`] keeping the run's counts and
 //! the old paths). The capture triggers' SQL is generated in
 //! `outpost_core::sqlite`, which documents the tables; the statements built
 //! here at run time are in [`sql`].
@@ -40,6 +41,7 @@ pub mod replica;
 pub mod review;
 pub mod rows;
 mod schema_change;
+pub mod scope;
 pub mod settings;
 pub mod sql;
 pub mod stored;

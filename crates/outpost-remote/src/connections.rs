@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use outpost_core::schema::Schema;
+use outpost_core::schema::{Schema, Table};
 use outpost_core::types::Value;
 use outpost_query::{Plan, Records};
 use serde_json::Value as Json;
@@ -496,6 +496,21 @@ impl SyncLink {
         match self {
             SyncLink::Direct(c) => c.pull(schema, cursor, limit, tables).await,
             SyncLink::Gateway(g) => g.pull(schema, cursor, limit, tables).await,
+        }
+    }
+
+    /// The indexes of `keys` of `table` whose rows have left this node's
+    /// sync-rule scope ([`crate::gateway::GatewayConnection::outside_scope`]). A direct
+    /// connection has no rules: none.
+    pub async fn outside_scope(
+        &self,
+        schema: &Schema,
+        table: &Table,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<Vec<usize>, RemoteError> {
+        match self {
+            SyncLink::Direct(_) => Ok(Vec::new()),
+            SyncLink::Gateway(g) => g.outside_scope(schema, table, keys).await,
         }
     }
 

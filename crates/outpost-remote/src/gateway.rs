@@ -156,6 +156,27 @@ pub mod body {
         #[serde(default)]
         pub limits_ms: Option<(u64, u64)>,
     }
+    /// `POST /v1/scope`: which of these rows the node holds has it left
+    /// the scope of (a parent moved out; docs/gateway.md).
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct ScopeCheck {
+        /// [`Schema::hash`] of the node's schema snapshot.
+        pub schema_hash: String,
+        /// [`Table::shape_hash`] of the table.
+        #[serde(default)]
+        pub table_hashes: std::collections::BTreeMap<String, String>,
+        /// The table.
+        pub table: String,
+        /// Primary keys, in key order.
+        pub keys: Vec<Vec<Value>>,
+    }
+    /// The answer to `POST /v1/scope`.
+    #[derive(Debug, Serialize, Deserialize)]
+    pub struct Outside {
+        /// Indexes into `keys` of the rows that are gone or outside the
+        /// node's scope now.
+        pub outside: Vec<usize>,
+    }
     /// `POST /v1/reserve_ids`.
     #[derive(Debug, Serialize, Deserialize)]
     pub struct ReserveIds {
@@ -569,6 +590,31 @@ impl GatewayConnection {
             },
         )
         .await
+    }
+
+    /// `POST /v1/scope`: the indexes of `keys` of `table` whose rows the
+    /// gateway would not serve this node now.
+    pub async fn outside_scope(
+        &self,
+        schema: &Schema,
+        table: &Table,
+        keys: Vec<Vec<Value>>,
+    ) -> Result<Vec<usize>, RemoteError> {
+        let r: body::Outside = self
+            .post(
+                "checking rows against the sync rules",
+                "/v1/scope",
+                &body::ScopeCheck {
+                    schema_hash: schema.hash(),
+                    table_hashes: [(table.name.clone(), table.shape_hash())]
+                        .into_iter()
+                        .collect(),
+                    table: table.name.clone(),
+                    keys,
+                },
+            )
+            .await?;
+        Ok(r.outside)
     }
 
     /// `POST /v1/reserve_ids`.

@@ -817,6 +817,9 @@ impl Engine {
                 });
             }
             rescoped.extend(rescoped_tables(schema, models, &recorded, &batch.scopes));
+            // Through a gateway with rules: rows under the batch's changes
+            // that left the scope with them, asked before the apply.
+            let moved_out = self.moved_out(conn, schema, &batch).await?;
             self.inner.faults.hit(FaultPoint::PullBeforeApply)?;
             let next = batch.cursor;
             let more = batch.more;
@@ -848,6 +851,9 @@ impl Engine {
                 (apply.await, None)
             };
             merge(stats, got?);
+            if !moved_out.is_empty() {
+                self.remove_moved_out(moved_out, stats).await?;
+            }
             tracing::debug!(
                 changes,
                 rows,

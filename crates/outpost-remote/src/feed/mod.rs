@@ -14,7 +14,7 @@
 //! | `pull` | [`pull`], [`PullStatements`], typed keys |
 //! | `push` | [`push`] (groups, writes under savepoints, refused parents), [`versions_of`] |
 //! | `ids` | [`reserve_ids`] |
-//! | `scope` | [`Scope`]: the gateway's sync rules, applied by bootstrap, pull and push |
+//! | `scope` | [`Scope`]: the gateway's sync rules, applied by bootstrap, pull and push; [`outside_scope`] |
 //! | `verify` | [`VerifySnapshot`]: per-bucket row digests for `outpost verify` |
 //! | `inspect` | [`row_count`], [`all_rows`]: reads for tests and tools |
 //! | `sql` | the statements' text, pinned by exact-string tests |
@@ -64,5 +64,5 @@ pub use pull::{PullStatements, pull, pull_scoped};
 pub use push::{push, push_scoped, versions_of};
 pub use registry::{Claim, claim_incarnation, record_cursor, register_node};
 pub use retention::{FeedPosition, feed_position, horizon_age, probe, prune};
-pub use scope::{Scope, TableScope};
+pub use scope::{Scope, TableScope, outside_scope};
 pub use verify::{BucketDigest, RowDigest, TableDigest, VerifySnapshot};

@@ -255,6 +255,14 @@ async fn pull_once(
 #[derive(Default)]
 pub struct PullStatements(Statements);
 
+impl PullStatements {
+    /// The cache, for the other read-only statements a gateway runs on the
+    /// same connection ([`super::outside_scope`]).
+    pub(super) fn cache(&mut self) -> &mut Statements {
+        &mut self.0
+    }
+}
+
 impl std::fmt::Debug for PullStatements {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("PullStatements")

@@ -18,7 +18,10 @@
 //! those satisfy the condition, in the caller's transaction.
 //! [`children_of`] adds to a pull the unchanged rows of child tables whose
 //! condition reads a parent that changed and is in scope, so a parent
-//! moving into a node's scope brings its children.
+//! moving into a node's scope brings its children. [`outside_scope`]
+//! answers a node asking which of the rows it holds have left its scope
+//! without a change of their own (a parent moved out): the node removes
+//! those.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -140,6 +143,49 @@ pub(super) async fn in_scope(
         .iter()
         .map(|r| (r.get::<_, i32>(0) as usize, r.get::<_, bool>(1)))
         .collect())
+}
+
+/// Which of `keys` of `table` (by index) a node with `scope` would not be
+/// served now: rows that no longer exist, or that do not satisfy the
+/// table's condition. Read in one read-only snapshot. A table without a
+/// condition is served whole: none of its rows are outside (a row that is
+/// gone reaches the node as a pulled deletion anyway).
+pub async fn outside_scope(
+    client: &mut tokio_postgres::Client,
+    schema: &Schema,
+    table: &Table,
+    keys: Vec<Vec<Value>>,
+    cache: &mut super::PullStatements,
+    scope: Option<&Scope>,
+) -> Result<Vec<usize>, RemoteError> {
+    let Some(cs) = scope.and_then(|s| s.of(&table.name)) else {
+        return Ok(Vec::new());
+    };
+    // A key of the wrong length names no row (the gateway refuses such a
+    // request before it gets here).
+    let total = keys.len();
+    let width = table.primary_key.len();
+    let (asked, index): (Vec<Vec<Value>>, Vec<usize>) = keys
+        .into_iter()
+        .enumerate()
+        .filter(|(_, k)| k.len() == width)
+        .map(|(i, k)| (k, i))
+        .unzip();
+    let tx = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db("starting a scope check"))?;
+    let found = in_scope(&tx, cache.cache(), &schema.pg_schema, table, cs, asked).await?;
+    tx.commit().await.map_err(db("ending a scope check"))?;
+    let kept: HashSet<usize> = found
+        .into_iter()
+        .filter(|&(_, inside)| inside)
+        .filter_map(|(j, _)| index.get(j).copied())
+        .collect();
+    Ok((0..total).filter(|i| !kept.contains(i)).collect())
 }
 
 /// A pushed row's refusal by the rules.

@@ -1,0 +1,138 @@
+//! Rows that left this node's sync-rule scope without a change of their
+//! own. Through a gateway with sync rules, a pull sends a changed row that
+//! is outside the node's scope as a deletion; but a child row whose rule
+//! reads its parent (`"postId" IN (SELECT id FROM "Post" WHERE "userId" =
+//! $sub)`) does not change when its parent moves to another user, so no
+//! pull names it. After a pull the engine looks up the rows of filtered
+//! tables under the parents the pull changed ([`Replica::rows_under`]),
+//! asks the gateway which of them are outside the node's scope now, and
+//! removes those ([`Replica::remove_outside`]). Rows with local changes
+//! stay: their push is refused by the rules (`FAILED`, naming the rule),
+//! so a local edit is never dropped without a word.
+
+use std::collections::HashSet;
+
+use outpost_core::RowStatus;
+use outpost_core::ident::quote;
+use outpost_core::schema::{ForeignKey, Table};
+use outpost_core::types::Value;
+use rusqlite::params_from_iter;
+
+use crate::data::{table_of, write_row};
+use crate::error::LocalError;
+use crate::keys::pull_key;
+use crate::replica::Replica;
+use crate::rows::entry;
+use crate::value::{from_sqlite, to_sqlite};
+
+impl Replica {
+    /// The keys of the rows of `child` that reference, through `fk`, one of
+    /// `parent_keys` (primary keys of `fk`'s table, in key order). Empty
+    /// when `fk` references columns other than its table's primary key (a
+    /// pulled deletion carries only the key). A row whose key cannot be
+    /// read is left out.
+    pub fn rows_under(
+        &self,
+        child: &str,
+        fk: &ForeignKey,
+        parent_keys: &[Vec<Value>],
+    ) -> Result<Vec<Vec<Value>>, LocalError> {
+        let schema = self.schema();
+        let c = table_of(schema, child)?;
+        let parent = table_of(schema, &fk.ref_table)?;
+        // For each referencing column: its position in the parent's key
+        // and its own column.
+        let Some(map) = fk
+            .columns
+            .iter()
+            .zip(&fk.ref_columns)
+            .map(|(own, referenced)| {
+                let at = parent.primary_key.iter().position(|p| p == referenced)?;
+                let col = c.column(own)?;
+                Some((at, col))
+            })
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(Vec::new());
+        };
+        if map.len() != parent.primary_key.len() {
+            return Ok(Vec::new());
+        }
+        let pk_cols: Vec<_> = c.pk_columns().collect();
+        let sql = format!(
+            "SELECT {} FROM {} WHERE {}",
+            pk_cols
+                .iter()
+                .map(|col| quote(&col.name))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(&c.name),
+            map.iter()
+                .enumerate()
+                .map(|(i, (_, col))| format!("{} = ?{}", quote(&col.name), i + 1))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let what = || LocalError::sqlite(format!("reading rows of {child} under {}", parent.name));
+        let conn = self.connection();
+        let mut stmt = conn.prepare_cached(&sql).map_err(what())?;
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for key in parent_keys {
+            if key.len() != parent.primary_key.len() {
+                continue;
+            }
+            let params = map.iter().map(|(at, col)| to_sqlite(&key[*at], &col.ty));
+            let mut rows = stmt.query(params_from_iter(params)).map_err(what())?;
+            while let Some(r) = rows.next().map_err(what())? {
+                let values: Result<Vec<Value>, LocalError> = pk_cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, col)| {
+                        let raw = r.get_ref(i).map_err(what())?;
+                        from_sqlite(raw, &col.ty, &col.name)
+                    })
+                    .collect();
+                let Ok(values) = values else {
+                    continue;
+                };
+                if seen.insert(format!("{values:?}")) {
+                    out.push(values);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Removes the rows of `table` with these keys that have no local
+    /// change (no entry, or `SYNCED`), with their entries, as the server's
+    /// doing (capture silenced). The entry goes too, so that the row is
+    /// taken again at the version it had if it comes back into scope.
+    /// Returns how many rows were removed.
+    pub fn remove_outside(
+        &mut self,
+        table: &str,
+        keys: &[Vec<Value>],
+    ) -> Result<usize, LocalError> {
+        let schema = self.schema().clone();
+        let t: &Table = table_of(&schema, table)?;
+        self.apply_silenced(|tx| {
+            let mut removed = 0;
+            for key in keys {
+                let pk = pull_key(tx, t, key)?;
+                let state = entry(tx, table, &pk)?;
+                if state.is_some_and(|e| e.status != RowStatus::Synced) {
+                    continue;
+                }
+                write_row(tx, t, key, None)?;
+                tx.execute(
+                    "DELETE FROM \"_outpost_rows\" WHERE table_name = ?1 AND pk = ?2",
+                    rusqlite::params![table, pk],
+                )
+                .map_err(LocalError::sqlite("forgetting a row outside the scope"))?;
+                removed += 1;
+            }
+            Ok(removed)
+        })
+    }
+}
