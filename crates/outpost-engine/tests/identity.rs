@@ -492,6 +492,86 @@ async fn a_stale_snapshot_never_writes() -> anyhow::Result<()> {
 /// `ADD COLUMN` filled by an update; the node's next model write reloads
 /// the snapshot, and after a sync the new column's values are intact on the
 /// server and present in the replica.
+/// A remote-mode write whose copy into the replica fails because another
+/// process's `setup` replaced the replica's schema meanwhile: the write
+/// landed, so it succeeds and is written once (campaign seed 21: the
+/// model service took the failed copy for "nothing written", reloaded the
+/// schema and ran the write on the server a second time).
+#[tokio::test]
+async fn a_remote_write_is_not_run_twice_when_setup_changed_the_replica_meanwhile()
+-> anyhow::Result<()> {
+    use outpost_engine::{Mode, NodeOptions, Outpost};
+    use serde_json::{Value as Json, json};
+
+    let db = TestDb::new().await?;
+    let (mut client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 't1', 'u1');
+               CREATE SCHEMA counts;
+               CREATE TABLE counts.post_writes (n int NOT NULL);
+               INSERT INTO counts.post_writes VALUES (0);
+               CREATE FUNCTION counts.count() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN UPDATE counts.post_writes SET n = n + 1; RETURN NULL; END $$;
+               CREATE TRIGGER count_writes AFTER UPDATE ON "Post"
+                 FOR EACH ROW EXECUTE FUNCTION counts.count();"#,
+        )
+        .await?;
+    let path = db.dir().join("n.db");
+    let url = db.database_url();
+    let local_url = format!("file:{}", path.display());
+    let cfg = outpost_core::config::Config::from_lookup(|k| match k {
+        "DATABASE_URL" => Some(url.clone()),
+        "LOCAL_DATABASE_URL" => Some(local_url.clone()),
+        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+        _ => None,
+    })?;
+    let options = NodeOptions {
+        monitor: false,
+        ..NodeOptions::default()
+    };
+    let node = Outpost::open_with(cfg, options).await?;
+    node.sync(Direction::Bidirectional).await?;
+    node.set_mode(Mode::Remote).await;
+    // The model service plans against the schema it loaded; `setup` in
+    // another process then replaces the replica's (a column added to User).
+    let posts = node.model("Post")?;
+    client
+        .batch_execute(r#"ALTER TABLE "User" ADD COLUMN note text"#)
+        .await?;
+    let new_schema =
+        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(&mut client, &new_schema).await?;
+    let (_, report) = Replica::setup(&path, &new_schema)?;
+    assert_eq!(report.rebuilt, ["User"]);
+    let updated: Json = posts
+        .update(json!({"where": {"id": "p1"}, "data": {"title": "remote"}}))
+        .await?;
+    assert_eq!(updated["title"], "remote");
+    let n: i32 = client
+        .query_one("SELECT n FROM counts.post_writes", &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 1, "the remote write ran {n} times");
+    // The replica gets the row with the next pull.
+    let mut title = String::new();
+    for _ in 0..60 {
+        node.sync(Direction::Bidirectional).await?;
+        let rows = local_rows(node.engine(), "Post").await?;
+        if let Some(Value::Text(t)) = rows.first().and_then(|r| r.get(1)) {
+            title = t.clone();
+        }
+        if title == "remote" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    assert_eq!(title, "remote");
+    Ok(())
+}
+
 #[tokio::test]
 async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow::Result<()> {
     use outpost_engine::{Mode, NodeOptions, Outpost};

@@ -295,3 +295,67 @@ async fn a_changed_table_without_local_edits_stops_only_its_own_pull_and_is_copi
     }
     anyhow::bail!("Post never came back: {:?}", local_rows(&a, "Post").await?)
 }
+
+/// A push that landed but whose acknowledgement was lost, then `setup`
+/// migrating the table for a server change: the edit is not written a
+/// second time (suspected from a campaign run with a schema-change fault,
+/// where updates rewrote rows with the tokens they already carried).
+#[tokio::test]
+async fn an_edit_whose_ack_was_lost_is_not_pushed_again_after_setup() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1');
+               CREATE SCHEMA counts;
+               CREATE TABLE counts.post_writes (n int NOT NULL);
+               INSERT INTO counts.post_writes VALUES (0);
+               CREATE FUNCTION counts.count_post_writes() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN UPDATE counts.post_writes SET n = n + 1; RETURN NULL; END $$;
+               CREATE TRIGGER count_post_writes AFTER UPDATE ON "Post"
+                 FOR EACH ROW EXECUTE FUNCTION counts.count_post_writes();"#,
+        )
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    // The edit covers the column the server drops next, too.
+    local(
+        &a,
+        r#"UPDATE "Post" SET title = 't-local', body = 'b-local' WHERE id = 'p1'"#,
+    )
+    .await?;
+    a.arm_fault(outpost_engine::FaultPoint::PushAfterCommit);
+    let lost = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    assert!(!lost.success, "the acknowledgement was dropped");
+    assert_eq!(
+        server_text(&client, r#"SELECT title FROM "Post" WHERE id = 'p1'"#).await?,
+        Some("t-local".into())
+    );
+    client
+        .batch_execute(r#"ALTER TABLE "Post" DROP COLUMN body"#)
+        .await?;
+    let path = db.dir().join("a.db");
+    let report = setup_again(&mut client, &path).await?;
+    assert_eq!(report.rebuilt, ["Post"]);
+    // The dropped column's local value is reported (setup cannot tell an
+    // edit that landed from one that did not); the rest was on the server.
+    let mut status = None;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        status = entry(&a, "Post", r#"["p1"]"#).await?;
+        if status.as_ref().is_some_and(|s| s.0 != "PENDING") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let (status, error) = status.unwrap_or_default();
+    assert_eq!(status, "FAILED", "{error:?}");
+    assert!(error.unwrap_or_default().contains("b-local"));
+    let n: i32 = client
+        .query_one("SELECT n FROM counts.post_writes", &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 1, "the landed edit was written again");
+    Ok(())
+}

@@ -49,12 +49,16 @@ use super::check::{
 };
 
 /// The server's schema: related tables with a foreign key (cascading), a
-/// unique column (duplicates become FAILED rows), and an audit history in a
-/// schema outpost does not sync.
+/// unique column (duplicates become FAILED rows), a `BEFORE` trigger that
+/// stamps every written `Post` (a derived `slug`, a `revision` counter and
+/// the time: values no node writes, which every replica must hold as the
+/// server stored them), and an audit history in a schema outpost does not
+/// sync.
 const DDL: &str = r#"
 CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text);
 CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, body text,
-  "userId" text NOT NULL REFERENCES "User"(id) ON DELETE CASCADE);
+  "userId" text NOT NULL REFERENCES "User"(id) ON DELETE CASCADE,
+  slug text, revision int, "stampedAt" timestamptz);
 CREATE SCHEMA campaign;
 CREATE TABLE campaign.audit (seq bigserial PRIMARY KEY, tbl text NOT NULL, pk text NOT NULL,
   op text NOT NULL, tokens text[] NOT NULL);
@@ -72,6 +76,14 @@ BEGIN
 END $$;
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON "User" FOR EACH ROW EXECUTE FUNCTION campaign.record();
 CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON "Post" FOR EACH ROW EXECUTE FUNCTION campaign.record();
+CREATE FUNCTION campaign.stamp() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  NEW.slug := lower(NEW.title);
+  NEW.revision := CASE WHEN TG_OP = 'UPDATE' THEN coalesce(OLD.revision, 0) + 1 ELSE 1 END;
+  NEW."stampedAt" := clock_timestamp();
+  RETURN NEW;
+END $$;
+CREATE TRIGGER stamp BEFORE INSERT OR UPDATE ON "Post" FOR EACH ROW EXECUTE FUNCTION campaign.stamp();
 "#;
 
 /// Columns that carry write tokens.
