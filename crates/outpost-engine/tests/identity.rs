@@ -341,11 +341,7 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
                UPDATE "Post" SET extra = 'keep ' || id;"#,
         )
         .await?;
-    let new_schema =
-        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
-            .await?;
-    outpost_remote::install(&mut client, &new_schema).await?;
-    let (_, report) = Replica::setup(&path, &new_schema)?;
+    let report = setup_again(&mut client, &path).await?;
     assert_eq!(report.rebuilt, ["Post"]);
 
     // The open node notices at its next run.
@@ -383,7 +379,7 @@ async fn setup_beside_an_open_node_erases_no_server_value() -> anyhow::Result<()
         ]
     );
     // The replica holds the new column's values too.
-    assert_eq!(converge(&client, &new_schema, &[&a]).await?, 0);
+    assert_eq!(converge(&client, &a.schema(), &[&a]).await?, 0);
     assert!(
         a.schema()
             .table("Post")
@@ -422,11 +418,7 @@ async fn a_table_added_after_bootstrap_is_copied_alone_with_its_rows() -> anyhow
                INSERT INTO "Tag" SELECT i, 'tag ' || i FROM generate_series(1, 50) i;"#,
         )
         .await?;
-    let new_schema =
-        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
-            .await?;
-    outpost_remote::install(&mut client, &new_schema).await?;
-    let (_, report) = Replica::setup(&path, &new_schema)?;
+    let report = setup_again(&mut client, &path).await?;
     assert_eq!(report.created, ["Tag"]);
 
     let report = sync(&a, Direction::Bidirectional).await?;
@@ -468,11 +460,7 @@ async fn a_stale_snapshot_never_writes() -> anyhow::Result<()> {
     client
         .batch_execute(r#"ALTER TABLE "User" ADD COLUMN nick text"#)
         .await?;
-    let new_schema =
-        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
-            .await?;
-    outpost_remote::install(&mut client, &new_schema).await?;
-    Replica::setup(&path, &new_schema)?;
+    setup_again(&mut client, &path).await?;
     let err = a
         .with_replica(|r| r.apply_silenced(|_| Ok(())))
         .await
@@ -497,28 +485,9 @@ async fn a_stale_snapshot_never_writes() -> anyhow::Result<()> {
 /// landed, so it succeeds and is written once (campaign seed 21: the
 /// model service took the failed copy for "nothing written", reloaded the
 /// schema and ran the write on the server a second time).
-#[tokio::test]
-async fn a_remote_write_is_not_run_twice_when_setup_changed_the_replica_meanwhile()
--> anyhow::Result<()> {
-    use outpost_engine::{Mode, NodeOptions, Outpost};
-    use serde_json::{Value as Json, json};
-
-    let db = TestDb::new().await?;
-    let (mut client, _schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(
-            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
-               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 't1', 'u1');
-               CREATE SCHEMA counts;
-               CREATE TABLE counts.post_writes (n int NOT NULL);
-               INSERT INTO counts.post_writes VALUES (0);
-               CREATE FUNCTION counts.count() RETURNS trigger LANGUAGE plpgsql AS $$
-               BEGIN UPDATE counts.post_writes SET n = n + 1; RETURN NULL; END $$;
-               CREATE TRIGGER count_writes AFTER UPDATE ON "Post"
-                 FOR EACH ROW EXECUTE FUNCTION counts.count();"#,
-        )
-        .await?;
-    let path = db.dir().join("n.db");
+/// A node handle on `path` that syncs only when told (no interval, no
+/// monitor).
+async fn quiet_node(db: &TestDb, path: &Path) -> anyhow::Result<outpost_engine::Outpost> {
     let url = db.database_url();
     let local_url = format!("file:{}", path.display());
     let cfg = outpost_core::config::Config::from_lookup(|k| match k {
@@ -527,11 +496,30 @@ async fn a_remote_write_is_not_run_twice_when_setup_changed_the_replica_meanwhil
         "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
         _ => None,
     })?;
-    let options = NodeOptions {
+    let options = outpost_engine::NodeOptions {
         monitor: false,
-        ..NodeOptions::default()
+        ..outpost_engine::NodeOptions::default()
     };
-    let node = Outpost::open_with(cfg, options).await?;
+    Ok(outpost_engine::Outpost::open_with(cfg, options).await?)
+}
+
+#[tokio::test]
+async fn a_remote_write_is_not_run_twice_when_setup_changed_the_replica_meanwhile()
+-> anyhow::Result<()> {
+    use outpost_engine::Mode;
+    use serde_json::{Value as Json, json};
+
+    let db = TestDb::new().await?;
+    let (mut client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p1', 't1', 'u1');"#,
+        )
+        .await?;
+    count_updates(&client, "Post").await?;
+    let path = db.dir().join("n.db");
+    let node = quiet_node(&db, &path).await?;
     node.sync(Direction::Bidirectional).await?;
     node.set_mode(Mode::Remote).await;
     // The model service plans against the schema it loaded; `setup` in
@@ -540,20 +528,13 @@ async fn a_remote_write_is_not_run_twice_when_setup_changed_the_replica_meanwhil
     client
         .batch_execute(r#"ALTER TABLE "User" ADD COLUMN note text"#)
         .await?;
-    let new_schema =
-        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
-            .await?;
-    outpost_remote::install(&mut client, &new_schema).await?;
-    let (_, report) = Replica::setup(&path, &new_schema)?;
+    let report = setup_again(&mut client, &path).await?;
     assert_eq!(report.rebuilt, ["User"]);
     let updated: Json = posts
         .update(json!({"where": {"id": "p1"}, "data": {"title": "remote"}}))
         .await?;
     assert_eq!(updated["title"], "remote");
-    let n: i32 = client
-        .query_one("SELECT n FROM counts.post_writes", &[])
-        .await?
-        .get(0);
+    let n = updates(&client, "Post").await?;
     assert_eq!(n, 1, "the remote write ran {n} times");
     // The replica gets the row with the next pull.
     let mut title = String::new();
@@ -574,7 +555,7 @@ async fn a_remote_write_is_not_run_twice_when_setup_changed_the_replica_meanwhil
 
 #[tokio::test]
 async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow::Result<()> {
-    use outpost_engine::{Mode, NodeOptions, Outpost};
+    use outpost_engine::Mode;
     use serde_json::{Value as Json, json};
 
     let db = TestDb::new().await?;
@@ -586,19 +567,7 @@ async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow
         )
         .await?;
     let path = db.dir().join("n.db");
-    let url = db.database_url();
-    let local_url = format!("file:{}", path.display());
-    let cfg = outpost_core::config::Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "LOCAL_DATABASE_URL" => Some(local_url.clone()),
-        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
-        _ => None,
-    })?;
-    let options = NodeOptions {
-        monitor: false,
-        ..NodeOptions::default()
-    };
-    let node = Outpost::open_with(cfg, options).await?;
+    let node = quiet_node(&db, &path).await?;
     node.sync(Direction::Bidirectional).await?;
     node.set_mode(Mode::Local).await;
 
@@ -608,11 +577,7 @@ async fn setup_beside_a_serving_node_then_model_writes_erase_nothing() -> anyhow
                UPDATE "Post" SET extra = 'keep ' || id;"#,
         )
         .await?;
-    let new_schema =
-        outpost_remote::introspect(&client, "public", None, &["_prisma_migrations".to_string()])
-            .await?;
-    outpost_remote::install(&mut client, &new_schema).await?;
-    let (_, report) = Replica::setup(&path, &new_schema)?;
+    let report = setup_again(&mut client, &path).await?;
     assert_eq!(report.rebuilt, ["Post"]);
 
     // A model write right away: the rebuilt table is empty until the next

@@ -41,6 +41,45 @@ pub fn config(db: &TestDb, path: &Path) -> anyhow::Result<Config> {
     })?)
 }
 
+/// The server's schema after a change, installed, and the replica at
+/// `path` set up for it (as `outpost setup` does).
+pub async fn setup_again(
+    client: &mut Client,
+    path: &Path,
+) -> anyhow::Result<outpost_local::replica::SetupReport> {
+    let schema =
+        outpost_remote::introspect(client, "public", None, &["_prisma_migrations".to_string()])
+            .await?;
+    outpost_remote::install(client, &schema).await?;
+    let (_, report) = Replica::setup(path, &schema)?;
+    Ok(report)
+}
+
+/// Counts the server's row updates of `table` in `counts.updates` (a
+/// schema outpost does not sync), to tell a write that ran twice.
+pub async fn count_updates(client: &Client, table: &str) -> anyhow::Result<()> {
+    client
+        .batch_execute(&format!(
+            r#"CREATE SCHEMA IF NOT EXISTS counts;
+               CREATE TABLE IF NOT EXISTS counts.updates (tbl text PRIMARY KEY, n int NOT NULL);
+               INSERT INTO counts.updates VALUES ('{table}', 0);
+               CREATE OR REPLACE FUNCTION counts.count() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN UPDATE counts.updates SET n = n + 1 WHERE tbl = TG_TABLE_NAME; RETURN NULL; END $$;
+               CREATE TRIGGER count_updates AFTER UPDATE ON "{table}"
+                 FOR EACH ROW EXECUTE FUNCTION counts.count();"#
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The updates of `table` counted since [`count_updates`].
+pub async fn updates(client: &Client, table: &str) -> anyhow::Result<i32> {
+    Ok(client
+        .query_one("SELECT n FROM counts.updates WHERE tbl = $1", &[&table])
+        .await?
+        .get(0))
+}
+
 /// A node with its own replica file `<name>.db` in the test's directory,
 /// connected to the server directly, or through a gateway when
 /// `OUTPOST_TEST_TOPOLOGY=gateway` (one gateway per test database, on a
