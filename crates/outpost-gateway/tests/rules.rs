@@ -666,6 +666,49 @@ async fn children_follow_their_parent_in_and_out_of_scope() -> anyhow::Result<()
     Ok(())
 }
 
+/// Rows two levels under a parent leave with it: a vote on a comment on a
+/// post, each filtered through the one above (docs/gateway.md, "Sync
+/// rules": the rows removed are parents in turn).
+#[tokio::test]
+async fn grandchildren_leave_with_their_grandparent() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _) = server(
+        &db,
+        &format!(
+            "{SCHEMA}\n{}",
+            r#"CREATE TABLE "Vote" (id text PRIMARY KEY, "commentId" text NOT NULL REFERENCES "Comment"(id), up boolean);
+               INSERT INTO "Vote" (id, "commentId", up) VALUES ('v1', 'c1', true), ('v2', 'c2', true);"#
+        ),
+    )
+    .await?;
+    let rules = format!(
+        "{RULES}\n{}",
+        r#"[[rule]]
+table = "Vote"
+where = '"commentId" IN (SELECT c.id FROM "Comment" c JOIN "Post" p ON p.id = c."postId" WHERE p."userId" = $sub)'
+"#
+    );
+    let path = db.dir().join("rules.toml");
+    std::fs::write(&path, rules)?;
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[("OUTPOST_GATEWAY_RULES", &path.display().to_string())],
+    )?;
+    let a = support::node(&db, &gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Vote").await?, ["v1"]);
+    client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, Vec::<String>::new());
+    assert_eq!(ids(&a, "Comment").await?, Vec::<String>::new());
+    assert_eq!(ids(&a, "Vote").await?, Vec::<String>::new());
+    assert!(states(&a).await?.is_empty(), "{:?}", states(&a).await?);
+    Ok(())
+}
+
 /// `POST /v1/scope` answers only about the keys asked, and the same way
 /// for a row of another user and a row that does not exist: a node learns
 /// nothing about rows outside its scope. Bad input is refused by name.
