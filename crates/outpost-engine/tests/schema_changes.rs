@@ -340,3 +340,148 @@ async fn an_edit_whose_ack_was_lost_is_not_pushed_again_after_setup() -> anyhow:
     );
     Ok(())
 }
+
+/// An offline edit of a row the server deleted, with the table migrated by
+/// `setup` before the edit is pushed: a delete-against-edit conflict, as
+/// without the migration, never the row inserted again (campaign seed 11
+/// with the drop-column migration).
+#[tokio::test]
+async fn an_edit_of_a_row_deleted_on_the_server_stays_a_conflict_across_setup() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    local(&a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    client
+        .batch_execute(
+            r#"DELETE FROM "Post" WHERE id = 'p1';
+               ALTER TABLE "Post" DROP COLUMN body;"#,
+        )
+        .await?;
+    let path = db.dir().join("a.db");
+    let report = setup_again(&mut client, &path).await?;
+    assert_eq!(report.rebuilt, ["Post"]);
+    let mut status = None;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
+        if status.as_deref() != Some("PENDING") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let n: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
+    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    Ok(())
+}
+
+/// The same with the change log pruned while the node was away, so that
+/// the node copies every table again before the migration reaches it.
+#[tokio::test]
+async fn an_edit_of_a_deleted_row_stays_a_conflict_across_a_prune_and_setup() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    let b = node(&db, &schema, "b")?;
+    converge(&client, &schema, &[&a, &b]).await?;
+    local(&a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    client
+        .batch_execute(r#"DELETE FROM "Post" WHERE id = 'p1'"#)
+        .await?;
+    b.set_retention(std::time::Duration::from_millis(1));
+    let mut left: i64 = -1;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        sync(&b, Direction::Bidirectional).await?;
+        left = client
+            .query_one("SELECT count(*) FROM outpost.changes", &[])
+            .await?
+            .get(0);
+        if left == 0 {
+            break;
+        }
+    }
+    assert_eq!(left, 0, "the change log was pruned");
+    client
+        .batch_execute(r#"ALTER TABLE "Post" DROP COLUMN body"#)
+        .await?;
+    // The node comes back on its old schema first: User syncs, Post waits.
+    run(&a).await?;
+    let path = db.dir().join("a.db");
+    setup_again(&mut client, &path).await?;
+    let mut status = None;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
+        if status.as_deref() != Some("PENDING") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let n: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
+    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    Ok(())
+}
+
+/// A conflict (an offline edit against a server delete) that `setup`
+/// carries across a migration stays a conflict: its server side is still
+/// "deleted", and nothing is pushed until a person resolves it.
+#[tokio::test]
+async fn a_conflict_with_a_server_delete_survives_setup() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    local(&a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    client
+        .batch_execute(r#"DELETE FROM "Post" WHERE id = 'p1'"#)
+        .await?;
+    let mut status = None;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
+        if status.as_deref() == Some("CONFLICT") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    client
+        .batch_execute(r#"ALTER TABLE "Post" DROP COLUMN body"#)
+        .await?;
+    let path = db.dir().join("a.db");
+    setup_again(&mut client, &path).await?;
+    for _ in 0..3 {
+        run(&a).await?;
+    }
+    let n: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    let status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
+    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
+    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    Ok(())
+}

@@ -10,7 +10,8 @@
 //! * One seed: `OUTPOST_CAMPAIGN_SEED=17 cargo test -p outpost --test campaign -- --nocapture`.
 //! * A long run: `OUTPOST_CAMPAIGN_SEEDS=500 cargo test --release -p outpost --test campaign -- --nocapture`
 //!   (seeds `1..=500`; `OUTPOST_CAMPAIGN_FIRST=1000` moves the start;
-//!   `OUTPOST_CAMPAIGN_NODES` and `OUTPOST_CAMPAIGN_ROUNDS` change the shape).
+//!   `OUTPOST_CAMPAIGN_NODES` and `OUTPOST_CAMPAIGN_ROUNDS` change the shape;
+//!   `OUTPOST_CAMPAIGN_DROP_COLUMN=1` adds a dropped column to the migration).
 //!
 //! See `docs/reliability.md` for the fault model and the figures.
 
@@ -46,12 +47,18 @@ fn shape() -> Shape {
     if let Some(r) = env_u64("OUTPOST_CAMPAIGN_ROUNDS") {
         s.rounds = r.max(1) as usize;
     }
+    s.drop_column = env_u64("OUTPOST_CAMPAIGN_DROP_COLUMN") == Some(1);
     s
 }
 
 fn replay(seed: u64) -> String {
+    let drop = if shape().drop_column {
+        "OUTPOST_CAMPAIGN_DROP_COLUMN=1 "
+    } else {
+        ""
+    };
     format!(
-        "replay: OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"
+        "replay: {drop}OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"
     )
 }
 

@@ -58,7 +58,7 @@ const DDL: &str = r#"
 CREATE TABLE "User" (id text PRIMARY KEY, email text NOT NULL UNIQUE, name text);
 CREATE TABLE "Post" (id text PRIMARY KEY, title text NOT NULL, body text,
   "userId" text NOT NULL REFERENCES "User"(id) ON DELETE CASCADE,
-  slug text, revision int, "stampedAt" timestamptz);
+  slug text, revision int, "stampedAt" timestamptz, legacy text DEFAULT 'old');
 CREATE SCHEMA campaign;
 CREATE TABLE campaign.audit (seq bigserial PRIMARY KEY, tbl text NOT NULL, pk text NOT NULL,
   op text NOT NULL, tokens text[] NOT NULL);
@@ -111,6 +111,8 @@ const STALL_IDLE_MS: u64 = 500;
 /// value its default fills into every row; nothing in the workload writes
 /// it, so every server row must still hold it at the end.
 const ADDED_COLUMN: &str = "note";
+/// The column the same migration drops from `Post`.
+const DROPPED_COLUMN: &str = "legacy";
 const FILLED: &str = "filled";
 
 /// How big a run is.
@@ -122,6 +124,11 @@ pub struct Shape {
     pub rounds: usize,
     /// Writes per round (nodes and server together).
     pub ops_per_round: usize,
+    /// Whether the migration of `setup-while-serving` also drops a column
+    /// of `Post` (every node is then set up again before the end). Off by
+    /// default: it finds a resurrected row not yet explained
+    /// (docs/reliability.md, "Open findings").
+    pub drop_column: bool,
 }
 
 impl Default for Shape {
@@ -130,6 +137,7 @@ impl Default for Shape {
             nodes: 4,
             rounds: 8,
             ops_per_round: 10,
+            drop_column: false,
         }
     }
 }
@@ -650,6 +658,14 @@ async fn run_in(
         run.round(cluster, round).await?;
     }
     run.quiesce().await?;
+    // The server's schema now, when the migration dropped a column (every
+    // node was set up for it); otherwise the one the nodes started with.
+    let schema = if shape.drop_column && run.column_added {
+        let client = connect(&run.conninfo).await?;
+        outpost::remote::introspect(&client, "public", None, &[]).await?
+    } else {
+        schema
+    };
     let state = run.final_state(&schema).await?;
     let mut anomalies = super::check::check(&state);
     run.check_added_column().await?;
@@ -1167,9 +1183,17 @@ impl Run {
             self.finish_due(true).await;
             let client = connect(&self.conninfo).await?;
             client.batch_execute("SET lock_timeout = '3s'").await?;
+            // One migration: a column added to User, one dropped from Post
+            // (the nodes that are not set up again keep Post's edits
+            // queued until they are; every node is before the end).
+            let drop = if self.shape.drop_column {
+                format!(r#"; ALTER TABLE "Post" DROP COLUMN "{DROPPED_COLUMN}""#)
+            } else {
+                String::new()
+            };
             let added = client
                 .batch_execute(&format!(
-                    r#"ALTER TABLE "User" ADD COLUMN "{ADDED_COLUMN}" text DEFAULT '{FILLED}'"#
+                    r#"ALTER TABLE "User" ADD COLUMN "{ADDED_COLUMN}" text DEFAULT '{FILLED}'{drop}"#
                 ))
                 .await;
             // A sync holding a lock past the timeout: set up without it.
@@ -1184,6 +1208,26 @@ impl Run {
             "node {i}: setup while serving (column added: {})",
             self.column_added
         ));
+        let mut cmd = self.setup_command(i)?;
+        let mut child = cmd.spawn().context("starting outpost setup")?;
+        let task = tokio::spawn(async move {
+            // A setup that fails (the path cut meanwhile) changes nothing;
+            // the node keeps working either way.
+            if tokio::time::timeout(Duration::from_secs(90), child.wait())
+                .await
+                .is_err()
+            {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+            Vec::new()
+        });
+        Ok(Child { node: i, task })
+    }
+
+    /// `outpost setup` for node `i`'s replica, through its proxy; its
+    /// output goes to the node's `setup.log`.
+    fn setup_command(&self, i: usize) -> anyhow::Result<tokio::process::Command> {
         let node = &self.nodes[i];
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -1206,20 +1250,31 @@ impl Run {
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);
-        let mut child = cmd.spawn().context("starting outpost setup")?;
-        let task = tokio::spawn(async move {
-            // A setup that fails (the path cut meanwhile) changes nothing;
-            // the node keeps working either way.
-            if tokio::time::timeout(Duration::from_secs(90), child.wait())
+        Ok(cmd)
+    }
+
+    /// After the migration, every node is set up for it before the end
+    /// (as an operator would, `outpost setup` on each device): a node left
+    /// on the old schema keeps `Post`'s edits queued, which is right but
+    /// never converges. Setup on a replica already migrated changes
+    /// nothing.
+    async fn setup_all(&mut self) -> anyhow::Result<()> {
+        if !self.column_added || !self.shape.drop_column {
+            return Ok(());
+        }
+        for i in 0..self.nodes.len() {
+            let status = self
+                .setup_command(i)?
+                .status()
                 .await
-                .is_err()
-            {
-                let _ = child.start_kill();
-                let _ = child.wait().await;
-            }
-            Vec::new()
-        });
-        Ok(Child { node: i, task })
+                .context("running outpost setup")?;
+            anyhow::ensure!(
+                status.success(),
+                "outpost setup failed on node {i} (see its setup.log)"
+            );
+        }
+        self.note("every node set up for the migration".into());
+        Ok(())
     }
 
     /// Backs node `i`'s replica up while it runs.
@@ -1601,6 +1656,7 @@ impl Run {
             }
             self.finish_tx(w).await;
         }
+        self.setup_all().await?;
         let deadline = Instant::now() + Duration::from_secs(120);
         let mut last_error = String::new();
         loop {
