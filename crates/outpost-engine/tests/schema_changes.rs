@@ -485,3 +485,60 @@ async fn a_conflict_with_a_server_delete_survives_setup() -> anyhow::Result<()> 
     assert_eq!(status.as_deref(), Some("CONFLICT"));
     Ok(())
 }
+
+/// The node syncs on its old schema between the server's delete (with the
+/// migration) and its `setup`: its other tables move the cursor past the
+/// delete while `Post` is held back. The edit must still meet the delete.
+#[tokio::test]
+async fn an_edit_of_a_row_deleted_while_its_table_was_held_back_stays_a_conflict()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    local(&a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    client
+        .batch_execute(
+            r#"DELETE FROM "Post" WHERE id = 'p1';
+               ALTER TABLE "Post" DROP COLUMN body;
+               UPDATE "User" SET name = 'after' WHERE id = 'u1';"#,
+        )
+        .await?;
+    // On the old schema: User's change arrives (the cursor moves on).
+    let mut moved = false;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        let users = local_rows(&a, "User").await?;
+        if users
+            .iter()
+            .any(|r| r.contains(&Value::Text("after".into())))
+        {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert!(moved, "User's change never arrived");
+    let path = db.dir().join("a.db");
+    setup_again(&mut client, &path).await?;
+    let mut status = None;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
+        if status.as_deref() != Some("PENDING") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let n: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
+    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    Ok(())
+}
