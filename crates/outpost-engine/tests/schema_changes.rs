@@ -53,6 +53,28 @@ async fn server_text(client: &Client, sql: &str) -> anyhow::Result<Option<String
     Ok(client.query_one(sql, &[]).await?.get(0))
 }
 
+/// Syncs `a` until its edit of post `p1` is no longer pending, then checks
+/// that the edit met the server's delete: `p1` is not on the server again
+/// and the node lists it as a conflict.
+async fn edit_meets_the_delete(client: &Client, a: &Engine) -> anyhow::Result<()> {
+    let mut status = None;
+    for _ in 0..TRIES {
+        run(a).await?;
+        status = entry(a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
+        if status.as_deref() != Some("PENDING") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let n: i64 = client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
+    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_dropped_column_fails_only_its_table_and_setup_keeps_the_rest_of_the_edit()
 -> anyhow::Result<()> {
@@ -366,21 +388,7 @@ async fn an_edit_of_a_row_deleted_on_the_server_stays_a_conflict_across_setup() 
     let path = db.dir().join("a.db");
     let report = setup_again(&mut client, &path).await?;
     assert_eq!(report.rebuilt, ["Post"]);
-    let mut status = None;
-    for _ in 0..TRIES {
-        run(&a).await?;
-        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
-        if status.as_deref() != Some("PENDING") {
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
-    let n: i64 = client
-        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
-        .await?
-        .get(0);
-    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
-    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    edit_meets_the_delete(&client, &a).await?;
     Ok(())
 }
 
@@ -402,20 +410,7 @@ async fn an_edit_of_a_deleted_row_stays_a_conflict_across_a_prune_and_setup() ->
     client
         .batch_execute(r#"DELETE FROM "Post" WHERE id = 'p1'"#)
         .await?;
-    b.set_retention(std::time::Duration::from_millis(1));
-    let mut left: i64 = -1;
-    for _ in 0..200 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        sync(&b, Direction::Bidirectional).await?;
-        left = client
-            .query_one("SELECT count(*) FROM outpost.changes", &[])
-            .await?
-            .get(0);
-        if left == 0 {
-            break;
-        }
-    }
-    assert_eq!(left, 0, "the change log was pruned");
+    prune_everything(&client, &b).await?;
     client
         .batch_execute(r#"ALTER TABLE "Post" DROP COLUMN body"#)
         .await?;
@@ -423,21 +418,7 @@ async fn an_edit_of_a_deleted_row_stays_a_conflict_across_a_prune_and_setup() ->
     run(&a).await?;
     let path = db.dir().join("a.db");
     setup_again(&mut client, &path).await?;
-    let mut status = None;
-    for _ in 0..TRIES {
-        run(&a).await?;
-        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
-        if status.as_deref() != Some("PENDING") {
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
-    let n: i64 = client
-        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
-        .await?
-        .get(0);
-    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
-    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    edit_meets_the_delete(&client, &a).await?;
     Ok(())
 }
 
@@ -525,20 +506,6 @@ async fn an_edit_of_a_row_deleted_while_its_table_was_held_back_stays_a_conflict
     assert!(moved, "User's change never arrived");
     let path = db.dir().join("a.db");
     setup_again(&mut client, &path).await?;
-    let mut status = None;
-    for _ in 0..TRIES {
-        run(&a).await?;
-        status = entry(&a, "Post", r#"["p1"]"#).await?.map(|e| e.0);
-        if status.as_deref() != Some("PENDING") {
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
-    let n: i64 = client
-        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p1'"#, &[])
-        .await?
-        .get(0);
-    assert_eq!(n, 0, "the deleted row was inserted again ({status:?})");
-    assert_eq!(status.as_deref(), Some("CONFLICT"));
+    edit_meets_the_delete(&client, &a).await?;
     Ok(())
 }

@@ -59,8 +59,13 @@ struct Setup {
 }
 
 async fn setup(rules: &str) -> anyhow::Result<Setup> {
+    setup_with(SCHEMA, rules).await
+}
+
+/// [`setup`] with another schema.
+async fn setup_with(schema: &str, rules: &str) -> anyhow::Result<Setup> {
     let db = TestDb::new().await?;
-    let (client, _) = server(&db, SCHEMA).await?;
+    let (client, _) = server(&db, schema).await?;
     let path = db.dir().join("rules.toml");
     std::fs::write(&path, rules)?;
     let gw = GatewayProcess::start(
@@ -671,34 +676,25 @@ async fn children_follow_their_parent_in_and_out_of_scope() -> anyhow::Result<()
 /// rules": the rows removed are parents in turn).
 #[tokio::test]
 async fn grandchildren_leave_with_their_grandparent() -> anyhow::Result<()> {
-    let db = TestDb::new().await?;
-    let (client, _) = server(
-        &db,
+    let s = setup_with(
         &format!(
             "{SCHEMA}\n{}",
             r#"CREATE TABLE "Vote" (id text PRIMARY KEY, "commentId" text NOT NULL REFERENCES "Comment"(id), up boolean);
                INSERT INTO "Vote" (id, "commentId", up) VALUES ('v1', 'c1', true), ('v2', 'c2', true);"#
         ),
-    )
-    .await?;
-    let rules = format!(
-        "{RULES}\n{}",
-        r#"[[rule]]
+        &format!(
+            "{RULES}\n{}",
+            r#"[[rule]]
 table = "Vote"
 where = '"commentId" IN (SELECT c.id FROM "Comment" c JOIN "Post" p ON p.id = c."postId" WHERE p."userId" = $sub)'
 "#
-    );
-    let path = db.dir().join("rules.toml");
-    std::fs::write(&path, rules)?;
-    let gw = GatewayProcess::start(
-        &db,
-        0,
-        &[("OUTPOST_GATEWAY_RULES", &path.display().to_string())],
-    )?;
-    let a = support::node(&db, &gw.url(), "u1", "a").await?;
+        ),
+    )
+    .await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
     sync(&a, Direction::Bidirectional).await?;
     assert_eq!(ids(&a, "Vote").await?, ["v1"]);
-    client
+    s.client
         .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
         .await?;
     pull(&a).await?;

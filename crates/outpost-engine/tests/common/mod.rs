@@ -55,6 +55,27 @@ pub async fn setup_again(
     Ok(report)
 }
 
+/// Has `node` prune the change log with a 1 ms window until it is empty
+/// (once the cluster-wide horizon allows): every other node must then
+/// copy its tables again.
+pub async fn prune_everything(client: &Client, node: &Engine) -> anyhow::Result<()> {
+    node.set_retention(std::time::Duration::from_millis(1));
+    let mut left: i64 = -1;
+    for _ in 0..200 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        sync(node, Direction::Bidirectional).await?;
+        left = client
+            .query_one("SELECT count(*) FROM outpost.changes", &[])
+            .await?
+            .get(0);
+        if left == 0 {
+            break;
+        }
+    }
+    anyhow::ensure!(left == 0, "the change log was never pruned ({left} left)");
+    Ok(())
+}
+
 /// Counts the server's row updates of `table` in `counts.updates` (a
 /// schema outpost does not sync), to tell a write that ran twice.
 pub async fn count_updates(client: &Client, table: &str) -> anyhow::Result<()> {
