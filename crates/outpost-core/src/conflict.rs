@@ -7,7 +7,11 @@
 //! (`None` = deleted). Rows are values in table column order. "Equal" is
 //! [`Value`]'s `==` (NaN equals NaN, JSON compares documents), skipping the
 //! [`Rules::ignore`] columns. First, for every policy, if local equals server
-//! the sides have converged: [`Outcome::TakeServer`], nothing to push. Then:
+//! the sides have converged: [`Outcome::TakeServer`], nothing to push; and
+//! if a known base equals server, only the node changed the row:
+//! [`Outcome::KeepLocal`] (a push reports such a row as a conflict when the
+//! node's base is known only as of a cursor that lags the copy the row
+//! came with). Then:
 //!
 //! | policy | outcome |
 //! |---|---|
@@ -181,6 +185,15 @@ pub fn resolve(
     let same = |a: Option<&[Value]>, b: Option<&[Value]>| rows_equal(a, b, rules.ignore);
     if same(local.row, server.row) {
         return Outcome::TakeServer;
+    }
+    // The server's row is still the base: only the node changed it, so no
+    // policy has anything to choose. A push can report such a row as a
+    // conflict when the node's base is known only "as of the cursor" and
+    // the cursor lags the copy the row came with; `server-wins` must not
+    // drop the local edit for it. (Without a base, "absent on both sides"
+    // may hide a server delete, which the policies below judge.)
+    if base.is_some() && same(base, server.row) {
+        return Outcome::KeepLocal;
     }
     match policy {
         Policy::ServerWins => return Outcome::TakeServer,
@@ -382,6 +395,27 @@ mod tests {
         assert_eq!(decide(b, None, s, Policy::ServerWins, r), TakeServer);
         assert_eq!(decide(b, l, s, Policy::ClientWins, r), KeepLocal);
         assert_eq!(decide(b, l, None, Policy::ClientWins, r), KeepLocal);
+    }
+
+    /// A server row that is still the base was changed by no one but the
+    /// node: every policy keeps the local edit (a push's conflict against
+    /// an unchanged row, when the node's base was only "as of the cursor").
+    /// Without a base, "absent on both sides" stays the policy's call.
+    #[test]
+    fn an_unchanged_server_row_keeps_the_local_edit_under_every_policy() {
+        let r = Rules::default();
+        for p in Policy::ALL {
+            assert_eq!(
+                decide(Some("a"), Some("l"), Some("a"), p, r),
+                KeepLocal,
+                "{p:?}"
+            );
+            assert_eq!(decide(Some("a"), None, Some("a"), p, r), KeepLocal, "{p:?}");
+        }
+        assert_eq!(
+            decide(None, Some("l"), None, Policy::ServerWins, r),
+            TakeServer
+        );
     }
 
     #[test]

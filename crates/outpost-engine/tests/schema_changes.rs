@@ -509,3 +509,103 @@ async fn an_edit_of_a_row_deleted_while_its_table_was_held_back_stays_a_conflict
     edit_meets_the_delete(&client, &a).await?;
     Ok(())
 }
+
+/// Seed 11's history in two steps: the row came with the bootstrap (no
+/// entry, so the edit's base is "as of the cursor"), the node edits it
+/// offline, the server deletes it and drops a column, the node syncs its
+/// other tables on the old schema (the cursor moves past the delete), the
+/// log is pruned, then `setup`.
+#[tokio::test]
+async fn an_edit_of_a_bootstrapped_row_deleted_while_held_back_stays_a_conflict()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    converge(&client, &schema, &[&a]).await?;
+    local(&a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    client
+        .batch_execute(
+            r#"DELETE FROM "Post" WHERE id = 'p1';
+               ALTER TABLE "Post" DROP COLUMN body;
+               UPDATE "User" SET name = 'after' WHERE id = 'u1';"#,
+        )
+        .await?;
+    let mut moved = false;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        let users = local_rows(&a, "User").await?;
+        if users
+            .iter()
+            .any(|r| r.contains(&Value::Text("after".into())))
+        {
+            moved = true;
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    assert!(moved, "User's change never arrived");
+    // A node set up on the new schema prunes the log.
+    let schema = outpost_remote::introspect(&client, "public", None, &[]).await?;
+    outpost_remote::install(&mut client, &schema).await?;
+    let b = node(&db, &schema, "b")?;
+    prune_everything(&client, &b).await?;
+    let path = db.dir().join("a.db");
+    setup_again(&mut client, &path).await?;
+    edit_meets_the_delete(&client, &a).await?;
+    Ok(())
+}
+
+/// An edit whose only difference from the server's row, after `setup`,
+/// was a value of a dropped column: the server's row is taken (the rest of
+/// the edit equals it), and the dropped value is reported, not lost.
+#[tokio::test]
+async fn taking_the_servers_row_over_an_edit_reports_its_dropped_values() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema, a) = blog_with_user(&db).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    converge(&client, &schema, &[&a]).await?;
+    local(
+        &a,
+        r#"UPDATE "Post" SET title = 'same', body = 'b-local' WHERE id = 'p1'"#,
+    )
+    .await?;
+    client
+        .batch_execute(
+            r#"ALTER TABLE "Post" DROP COLUMN body;
+               UPDATE "Post" SET title = 'same' WHERE id = 'p1';"#,
+        )
+        .await?;
+    let path = db.dir().join("a.db");
+    let report = setup_again(&mut client, &path).await?;
+    assert_eq!((report.kept_edits, report.lost_values), (1, 1));
+    // A pull alone (a notified one, say) meets the server's newer row
+    // first.
+    let mut status = None;
+    for _ in 0..TRIES {
+        a.sync(SyncOptions::new(Direction::FromServer, Trigger::Manual))
+            .await?;
+        status = entry(&a, "Post", r#"["p1"]"#).await?;
+        if status.as_ref().is_some_and(|s| s.0 != "PENDING") {
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    let (status, error) = status.unwrap_or_default();
+    assert_eq!(status, "FAILED", "{error:?}");
+    let error = error.unwrap_or_default();
+    assert!(
+        error.contains("body") && error.contains("b-local"),
+        "{error}"
+    );
+    Ok(())
+}

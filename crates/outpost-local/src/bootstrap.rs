@@ -112,8 +112,14 @@ impl Replica {
     }
 
     /// Tables the replica needs to copy again (their definition changed).
+    /// A table listed and then dropped by `setup` is not one of them.
     pub fn rebootstrap_tables(&self) -> Result<Vec<String>, LocalError> {
-        meta_json(self.connection(), "rebootstrap_tables")
+        let listed: Vec<String> = meta_json(self.connection(), "rebootstrap_tables")?;
+        let schema = self.schema();
+        Ok(listed
+            .into_iter()
+            .filter(|t| schema.table(t).is_some())
+            .collect())
     }
 
     /// The sync-rule digest each table was last copied under, through a
@@ -147,15 +153,47 @@ impl Replica {
     /// until `setup` migrates the replica and a copy brings them
     /// (docs/protocol.md, "Schema changes").
     pub fn defer_tables(&mut self, tables: &[String]) -> Result<(), LocalError> {
-        let conn = self.connection();
-        let mut list: Vec<String> = meta_json(conn, "rebootstrap_tables")?;
-        list.extend(tables.iter().cloned());
-        list.sort();
-        list.dedup();
-        meta_set(
-            conn,
-            "rebootstrap_tables",
-            Some(&serde_json::to_string(&list)?),
-        )
+        let tx = self
+            .connection()
+            .unchecked_transaction()
+            .map_err(LocalError::sqlite("listing tables to copy again"))?;
+        list_for_copy(&tx, tables)?;
+        tx.commit()
+            .map_err(LocalError::sqlite("listing tables to copy again"))
     }
+}
+
+/// Adds `tables` to the list of tables waiting for a copy
+/// (`rebootstrap_tables`), in the caller's transaction. From now on the
+/// replica's cursor moves past their changes without applying them, so a
+/// local edit based on "the row as of the cursor" (a row that came with a
+/// copy and has no version of its own) no longer knows its base: it is
+/// marked unknown, and its push compares it with the server's row instead
+/// of taking the cursor's word (a row deleted meanwhile would otherwise be
+/// inserted again).
+pub(crate) fn list_for_copy(
+    tx: &rusqlite::Transaction<'_>,
+    tables: &[String],
+) -> Result<(), LocalError> {
+    let mut list: Vec<String> = meta_json(tx, "rebootstrap_tables")?;
+    list.extend(tables.iter().cloned());
+    list.sort();
+    list.dedup();
+    meta_set(
+        tx,
+        "rebootstrap_tables",
+        Some(&serde_json::to_string(&list)?),
+    )?;
+    let mut unpin = tx
+        .prepare_cached(
+            "UPDATE \"_outpost_rows\" SET server_version = ?2 \
+             WHERE table_name = ?1 AND status <> 'SYNCED' AND server_version IS NULL",
+        )
+        .map_err(LocalError::sqlite("marking edits of a table to copy again"))?;
+    for table in tables {
+        unpin
+            .execute(rusqlite::params![table, Sql(BaseVersion::Unknown)])
+            .map_err(LocalError::sqlite("marking edits of a table to copy again"))?;
+    }
+    Ok(())
 }

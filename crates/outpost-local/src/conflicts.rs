@@ -118,7 +118,8 @@ pub(crate) enum Settled {
     Conflict,
     /// `FAILED`: the local row holds a value that cannot be read for its
     /// column, so it cannot be compared; it keeps its base and waits for a
-    /// person.
+    /// person. Or the server's row was taken over a local edit that had
+    /// values of columns the server no longer has ([`fail_lost_values`]).
     Failed,
 }
 
@@ -187,7 +188,11 @@ pub(crate) fn settle_row(
                 server.version,
                 server.values.is_none(),
             )?;
-            Settled::Server
+            if fail_lost_values(conn, &table.name, pk)? {
+                Settled::Failed
+            } else {
+                Settled::Server
+            }
         }
         Settlement::Rebase => {
             rebase(conn, table, pk, server.values, server.version)?;
@@ -293,6 +298,7 @@ impl Replica {
                 Resolution::KeepServer => {
                     write_row(tx, t, &key, values.as_deref())?;
                     mark_synced(tx, table, pk, version, values.is_none())?;
+                    fail_lost_values(tx, table, pk)?;
                 }
                 Resolution::KeepLocal => rebase(tx, t, pk, values.as_deref(), version)?,
                 Resolution::Merged(merged) => {
@@ -324,4 +330,28 @@ impl Replica {
             Ok(())
         })
     }
+}
+
+/// After the server's row was taken over a local edit (`mark_synced`): an
+/// edit `setup` carried into a new definition may hold values of columns
+/// the server dropped or renamed (`lost_values`). Taking the server's row
+/// must not drop them without a word, nor leave them on a `SYNCED` entry
+/// for a later push to report against another edit: the row becomes
+/// `FAILED`, its message showing them (as a push that landed without them
+/// does). Returns whether it did.
+pub(crate) fn fail_lost_values(
+    conn: &Connection,
+    table: &str,
+    pk: &str,
+) -> Result<bool, LocalError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE \"_outpost_rows\" SET status = 'FAILED', error = \
+             'the server''s row was taken over this local edit, without the local values of columns the server no longer has (dropped or renamed there): ' \
+             || lost_values || '; retry to mark it synced, or edit the row' \
+             WHERE table_name = ?1 AND pk = ?2 AND status = 'SYNCED' AND lost_values IS NOT NULL",
+        )
+        .and_then(|mut s| s.execute(params![table, pk]))
+        .map_err(LocalError::sqlite("reporting values of dropped columns"))?;
+    Ok(n > 0)
 }

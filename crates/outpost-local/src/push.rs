@@ -457,15 +457,16 @@ fn link_key_moves(
             let Some(e) = entry(conn, &row.table, &old)? else {
                 break;
             };
-            if e.status != outpost_core::RowStatus::Pending {
-                break;
-            }
+            let pending = e.status == outpost_core::RowStatus::Pending;
             match (&e.base_row, &e.moved_from) {
-                (Some(_), _) => {
+                (Some(_), _) if pending => {
                     found = Some(e);
                     break;
                 }
-                // A key the row had only locally: follow it back.
+                // A key the row had only locally: follow it back, also
+                // when its delete has already been pushed (an earlier
+                // round sent it while the pair itself came back as a
+                // conflict to settle).
                 (None, Some(earlier)) if e.deleted => old = earlier.clone(),
                 _ => break,
             }

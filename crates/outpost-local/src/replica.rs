@@ -467,16 +467,9 @@ impl Replica {
         }
         if !report.rebuilt.is_empty() || !added.is_empty() {
             // Their rows come back only with a copy: say so to the engine.
-            let mut pending: Vec<String> = match meta_if_present(&tx, "rebootstrap_tables")? {
-                Some(j) => serde_json::from_str(&j).unwrap_or_default(),
-                None => Vec::new(),
-            };
-            pending.extend(report.rebuilt.iter().cloned());
-            pending.extend(added);
-            pending.sort();
-            pending.dedup();
-            let json = serde_json::to_string(&pending)?;
-            meta_set(&tx, "rebootstrap_tables", Some(&json))?;
+            let mut tables: Vec<String> = report.rebuilt.clone();
+            tables.extend(added);
+            crate::bootstrap::list_for_copy(&tx, &tables)?;
         }
         tx.commit()
             .map_err(LocalError::sqlite("committing setup"))?;

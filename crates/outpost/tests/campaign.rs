@@ -47,15 +47,16 @@ fn shape() -> Shape {
     if let Some(r) = env_u64("OUTPOST_CAMPAIGN_ROUNDS") {
         s.rounds = r.max(1) as usize;
     }
-    s.drop_column = env_u64("OUTPOST_CAMPAIGN_DROP_COLUMN") == Some(1);
+    // The migration drops a column too unless told not to (`=0`).
+    s.drop_column = env_u64("OUTPOST_CAMPAIGN_DROP_COLUMN") != Some(0);
     s
 }
 
 fn replay(seed: u64) -> String {
     let drop = if shape().drop_column {
-        "OUTPOST_CAMPAIGN_DROP_COLUMN=1 "
-    } else {
         ""
+    } else {
+        "OUTPOST_CAMPAIGN_DROP_COLUMN=0 "
     };
     format!(
         "replay: {drop}OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"

@@ -726,6 +726,19 @@ impl Engine {
         run: &mut RunState,
     ) -> Result<Pulled, EngineError> {
         let waiting = self.with_replica(|r| r.rebootstrap_tables()).await?;
+        // Tables this run's push or copy found changed are listed before the
+        // cursor moves past their changes (which also stops their edits'
+        // bases from reading as covered by it).
+        let unlisted: Vec<String> = run
+            .changed
+            .keys()
+            .filter(|t| !waiting.contains(t))
+            .cloned()
+            .collect();
+        if !unlisted.is_empty() {
+            self.with_replica(move |r| r.defer_tables(&unlisted))
+                .await?;
+        }
         let mut excluded: BTreeMap<String, String> = run.changed.clone();
         for t in waiting {
             excluded.entry(t).or_default();

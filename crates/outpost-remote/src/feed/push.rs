@@ -544,7 +544,8 @@ fn found_on_server(
 /// answered as applied. Returns whether it was; when not (the old row
 /// changed or is gone, the new key taken, a retry of a pair already
 /// applied, or the server refused the update), nothing was written and
-/// both halves take the ordinary way.
+/// both halves take the ordinary way, except that a new key whose old
+/// row is a conflict is answered as a conflict too (never inserted alone).
 #[allow(clippy::too_many_arguments)]
 async fn push_move(
     tx: &Transaction<'_>,
@@ -585,9 +586,13 @@ async fn push_move(
         .map_err(db(format!("reading versions of {}", table.name)))?;
     let me = by.node.to_string();
     let mut decided = [None, None];
+    let mut new_key_row = None;
     for st in &states {
         let at = st.get::<_, i32>(0) as usize;
-        let (_, found) = found_on_server(st, table, by, &me)?;
+        let (server, found) = found_on_server(st, table, by, &me)?;
+        if at == 0 {
+            new_key_row = Some(server);
+        }
         // Both halves are asked as writes of a row: the new key's as an
         // insert, the old key's as an update.
         let half = if at == 0 { i } else { j };
@@ -599,6 +604,18 @@ async fn push_move(
         if let Some(slot) = decided.get_mut(at) {
             *slot = Some(accept::decide(&pushed, &found, by));
         }
+    }
+    if decided[0] == Some(Acceptance::Write(Write::Insert))
+        && decided[1] == Some(Acceptance::Conflict)
+        && let Some(server) = new_key_row
+    {
+        // A key change is one write: when its old row conflicts, the new
+        // key is not inserted beside it (the children would stay under the
+        // old key, and a moved-away row would be there twice). Both halves
+        // come back as conflicts (the old one by the ordinary way); once
+        // the node has settled them, the pair is pushed again as a move.
+        outcomes[i] = Some(PushOutcome::Conflict(server));
+        return Ok(false);
     }
     if decided
         != [
