@@ -705,6 +705,48 @@ where = '"commentId" IN (SELECT c.id FROM "Comment" c JOIN "Post" p ON p.id = c.
     Ok(())
 }
 
+/// A child that references its parent by a unique column other than the
+/// key (a note on a post's slug) leaves with the parent too: the node
+/// reads the slug from its own copy of the parent before the pull applies
+/// the parent's departure.
+#[tokio::test]
+async fn children_under_a_parents_unique_column_leave_with_it() -> anyhow::Result<()> {
+    let s = setup_with(
+        &format!(
+            "{SCHEMA}\n{}",
+            r#"ALTER TABLE "Post" ADD COLUMN slug text UNIQUE;
+               UPDATE "Post" SET slug = 'slug-' || id;
+               CREATE TABLE "Note" (id text PRIMARY KEY, "postSlug" text NOT NULL REFERENCES "Post"(slug), body text);
+               INSERT INTO "Note" (id, "postSlug", body) VALUES ('n1', 'slug-p1', 'on one'), ('n2', 'slug-p2', 'on two');"#
+        ),
+        &format!(
+            "{RULES}\n{}",
+            r#"[[rule]]
+table = "Note"
+where = '"postSlug" IN (SELECT slug FROM "Post" WHERE "userId" = $sub)'
+"#
+        ),
+    )
+    .await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Note").await?, ["n1"]);
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, Vec::<String>::new());
+    assert_eq!(ids(&a, "Note").await?, Vec::<String>::new());
+    assert!(states(&a).await?.is_empty(), "{:?}", states(&a).await?);
+    // Given back, the post brings its note again.
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u1' WHERE id = 'p1'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Note").await?, ["n1"]);
+    Ok(())
+}
+
 /// `POST /v1/scope` answers only about the keys asked, and the same way
 /// for a row of another user and a row that does not exist: a node learns
 /// nothing about rows outside its scope. Bad input is refused by name.

@@ -27,10 +27,12 @@ use crate::value::{from_sqlite, to_sqlite};
 
 impl Replica {
     /// The keys of the rows of `child` that reference, through `fk`, one of
-    /// `parent_keys` (primary keys of `fk`'s table, in key order). Empty
-    /// when `fk` references columns other than its table's primary key (a
-    /// pulled deletion carries only the key). A row whose key cannot be
-    /// read is left out.
+    /// `parent_keys` (primary keys of `fk`'s table, in key order). When
+    /// `fk` references other columns of the parent (a unique one), their
+    /// values are read from this replica's parent row (a pulled deletion
+    /// carries only the key; asked before the pull is applied, the parent
+    /// row is still here); a parent this replica does not hold has no
+    /// children here to find. A row whose key cannot be read is left out.
     pub fn rows_under(
         &self,
         child: &str,
@@ -53,10 +55,10 @@ impl Replica {
             })
             .collect::<Option<Vec<_>>>()
         else {
-            return Ok(Vec::new());
+            return self.rows_under_columns(c, parent, fk, parent_keys);
         };
         if map.len() != parent.primary_key.len() {
-            return Ok(Vec::new());
+            return self.rows_under_columns(c, parent, fk, parent_keys);
         }
         let pk_cols: Vec<_> = c.pk_columns().collect();
         let sql = format!(
@@ -73,35 +75,74 @@ impl Replica {
                 .collect::<Vec<_>>()
                 .join(" AND ")
         );
-        let what = || LocalError::sqlite(format!("reading rows of {child} under {}", parent.name));
+        let context = format!("reading rows of {child} under {}", parent.name);
+        let what = || LocalError::sqlite(context.as_str());
         let conn = self.connection();
         let mut stmt = conn.prepare_cached(&sql).map_err(what())?;
-        let mut seen = HashSet::new();
-        let mut out = Vec::new();
+        let mut found = Found::default();
         for key in parent_keys {
             if key.len() != parent.primary_key.len() {
                 continue;
             }
             let params = map.iter().map(|(at, col)| to_sqlite(&key[*at], &col.ty));
-            let mut rows = stmt.query(params_from_iter(params)).map_err(what())?;
-            while let Some(r) = rows.next().map_err(what())? {
-                let values: Result<Vec<Value>, LocalError> = pk_cols
-                    .iter()
-                    .enumerate()
-                    .map(|(i, col)| {
-                        let raw = r.get_ref(i).map_err(what())?;
-                        from_sqlite(raw, &col.ty, &col.name)
-                    })
-                    .collect();
-                let Ok(values) = values else {
-                    continue;
-                };
-                if seen.insert(format!("{values:?}")) {
-                    out.push(values);
-                }
-            }
+            found.read(&mut stmt, params_from_iter(params), &pk_cols, &context)?;
         }
-        Ok(out)
+        Ok(found.keys)
+    }
+
+    /// [`Replica::rows_under`] for a foreign key to columns other than the
+    /// parent's primary key: the child's rows joined to the local parent
+    /// row found by its key.
+    fn rows_under_columns(
+        &self,
+        c: &Table,
+        parent: &Table,
+        fk: &ForeignKey,
+        parent_keys: &[Vec<Value>],
+    ) -> Result<Vec<Vec<Value>>, LocalError> {
+        if fk.columns.is_empty() || fk.columns.len() != fk.ref_columns.len() {
+            return Ok(Vec::new());
+        }
+        let pk_cols: Vec<_> = c.pk_columns().collect();
+        let parent_pk: Vec<_> = parent.pk_columns().collect();
+        let sql = format!(
+            "SELECT {} FROM {} AS c JOIN {} AS p ON {} WHERE {}",
+            pk_cols
+                .iter()
+                .map(|col| format!("c.{}", quote(&col.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(&c.name),
+            quote(&parent.name),
+            fk.columns
+                .iter()
+                .zip(&fk.ref_columns)
+                .map(|(own, referenced)| format!("c.{} = p.{}", quote(own), quote(referenced)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            parent_pk
+                .iter()
+                .enumerate()
+                .map(|(i, col)| format!("p.{} = ?{}", quote(&col.name), i + 1))
+                .collect::<Vec<_>>()
+                .join(" AND ")
+        );
+        let context = format!("reading rows of {} under {}", c.name, parent.name);
+        let what = || LocalError::sqlite(context.as_str());
+        let conn = self.connection();
+        let mut stmt = conn.prepare_cached(&sql).map_err(what())?;
+        let mut found = Found::default();
+        for key in parent_keys {
+            if key.len() != parent_pk.len() {
+                continue;
+            }
+            let params = parent_pk
+                .iter()
+                .zip(key)
+                .map(|(col, v)| to_sqlite(v, &col.ty));
+            found.read(&mut stmt, params_from_iter(params), &pk_cols, &context)?;
+        }
+        Ok(found.keys)
     }
 
     /// Removes the rows of `table` with these keys that have no local
@@ -134,5 +175,44 @@ impl Replica {
             }
             Ok(removed)
         })
+    }
+}
+
+/// Child keys found under parents, each once.
+#[derive(Default)]
+struct Found {
+    seen: HashSet<String>,
+    keys: Vec<Vec<Value>>,
+}
+
+impl Found {
+    /// Adds the keys `stmt` returns for `params` (the child's key columns
+    /// `pk_cols`, in order); a key that cannot be read is left out.
+    fn read<P: rusqlite::Params>(
+        &mut self,
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        params: P,
+        pk_cols: &[&outpost_core::schema::Column],
+        context: &str,
+    ) -> Result<(), LocalError> {
+        let what = || LocalError::sqlite(context);
+        let mut rows = stmt.query(params).map_err(what())?;
+        while let Some(r) = rows.next().map_err(what())? {
+            let values: Result<Vec<Value>, LocalError> = pk_cols
+                .iter()
+                .enumerate()
+                .map(|(i, col)| {
+                    let raw = r.get_ref(i).map_err(what())?;
+                    from_sqlite(raw, &col.ty, &col.name)
+                })
+                .collect();
+            let Ok(values) = values else {
+                continue;
+            };
+            if self.seen.insert(format!("{values:?}")) {
+                self.keys.push(values);
+            }
+        }
+        Ok(())
     }
 }
