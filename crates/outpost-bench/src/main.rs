@@ -46,7 +46,12 @@
 //! * **B11 round trip**: `--b11-edits` edits another program commits to
 //!   node A's replica, one transaction each, until each is in node B's
 //!   replica (p50, p99 per edit; absolute, loopback).
+//! * **B12 gateway fan-out**: `--b12-nodes` simulated nodes on one gateway's
+//!   change stream, `--b12-commits` server commits timed until every node
+//!   pulled them (p50, p99), the gateway's memory per connected node and its
+//!   PostgreSQL connections; the same over two gateways against one.
 
+mod gateway_scenarios;
 mod node_scenarios;
 mod push_scenarios;
 mod sync_scenarios;
@@ -119,6 +124,12 @@ pub(crate) struct Args {
     /// node B's (B11).
     #[arg(long, default_value_t = 10_000)]
     b11_edits: usize,
+    /// Simulated nodes on the gateway's change stream (B12).
+    #[arg(long, default_value_t = 1_000)]
+    b12_nodes: usize,
+    /// Server commits fanned out to them (B12).
+    #[arg(long, default_value_t = 20)]
+    b12_commits: usize,
     /// Only these scenarios, comma-separated (`--only B2,B6`); all by default.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
@@ -134,6 +145,9 @@ pub(crate) struct Args {
     /// Internal: the server for `--child-bootstrap`.
     #[arg(long, hide = true)]
     child_url: Option<String>,
+    /// Internal: run a gateway for this database in this process (B12).
+    #[arg(long, hide = true)]
+    child_gateway: Option<String>,
 }
 
 const BENCH_TABLE: &str = r#"CREATE TABLE bench (id uuid PRIMARY KEY, name text NOT NULL, n integer NOT NULL,
@@ -226,6 +240,9 @@ async fn main() -> anyhow::Result<()> {
     if let (Some(path), Some(url)) = (&args.child_bootstrap, &args.child_url) {
         return child_bootstrap(path, url).await;
     }
+    if let Some(url) = &args.child_gateway {
+        return gateway_scenarios::child_gateway(url).await;
+    }
     if args.quick {
         args.rows = args.rows.min(20_000);
         args.push_rows = args.push_rows.min(5_000);
@@ -242,6 +259,8 @@ async fn main() -> anyhow::Result<()> {
         args.b9_updates = args.b9_updates.min(500);
         args.b10_held_rows = args.b10_held_rows.min(5_000);
         args.b11_edits = args.b11_edits.min(500);
+        args.b12_nodes = args.b12_nodes.min(20);
+        args.b12_commits = args.b12_commits.min(3);
         args.runs = 1;
     }
     args.runs = args.runs.max(1);
@@ -280,6 +299,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("B11") {
         node_scenarios::round_trip(&args).await?;
+    }
+    if wanted("B12") {
+        gateway_scenarios::fanout(&args).await?;
     }
     if wanted("B5") || wanted("B6") || wanted("B8") {
         let nodes = TestDb::new().await?;

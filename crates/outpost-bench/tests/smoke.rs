@@ -25,7 +25,9 @@ fn harness_runs_in_quick_mode() {
             "B8 local",
             "B9 push",
             "B10 push",
-            "B11 round trip"
+            "B11 round trip",
+            "B12 fan-out, 1 gateway",
+            "B12 two gateways / one"
         ]
         .iter()
         .all(|s| stdout.contains(s)),
