@@ -568,6 +568,10 @@ pub struct GatewayTarget {
     /// `http://…` or `https://…`, without a trailing `/`.
     pub url: String,
     token: String,
+    /// Certificates (PEM) trusted for an `https://` gateway besides the
+    /// usual roots (`OUTPOST_GATEWAY_CA`): a private CA or a self-signed
+    /// gateway certificate.
+    pub ca: Option<PathBuf>,
 }
 
 impl GatewayTarget {
@@ -600,7 +604,23 @@ impl GatewayTarget {
         Ok(GatewayTarget {
             url: parsed.as_str().trim_end_matches('/').to_string(),
             token: token.to_string(),
+            ca: None,
         })
+    }
+
+    /// The same target, trusting the certificates in the PEM file `ca`
+    /// too (`OUTPOST_GATEWAY_CA`; the file must exist).
+    pub fn with_ca(mut self, ca: &str) -> Result<GatewayTarget, ConfigError> {
+        let path = PathBuf::from(ca.trim());
+        if !path.is_file() {
+            return Err(invalid(
+                "OUTPOST_GATEWAY_CA",
+                ca,
+                "expected a PEM file of certificates to trust for the gateway",
+            ));
+        }
+        self.ca = Some(path);
+        Ok(self)
     }
 
     /// The token, for the `Authorization` header only.
@@ -614,6 +634,7 @@ impl fmt::Debug for GatewayTarget {
         f.debug_struct("GatewayTarget")
             .field("url", &self.url)
             .field("token", &"***")
+            .field("ca", &self.ca)
             .finish()
     }
 }
@@ -798,7 +819,13 @@ impl Config {
             None => None,
         };
         let gateway = match (get("OUTPOST_GATEWAY_URL"), get("OUTPOST_GATEWAY_TOKEN")) {
-            (Some(url), Some(token)) => Some(GatewayTarget::new(&url, &token)?),
+            (Some(url), Some(token)) => {
+                let target = GatewayTarget::new(&url, &token)?;
+                Some(match get("OUTPOST_GATEWAY_CA") {
+                    Some(ca) => target.with_ca(&ca)?,
+                    None => target,
+                })
+            }
             (Some(_), None) => {
                 return Err(ConfigError::Missing {
                     variable: "OUTPOST_GATEWAY_TOKEN".into(),

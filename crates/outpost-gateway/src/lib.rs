@@ -16,7 +16,8 @@
 //! * [`rules`]: the sync rules (`--rules FILE`): which tables are served
 //!   and which of their rows each node's claims give it;
 //! * [`serve`]: the router on a socket, through `outpost_http::server`'s
-//!   loop (bounded header reads, TCP keepalive, graceful shutdown).
+//!   loop (bounded header reads, TCP keepalive, graceful shutdown), behind
+//!   TLS when [`tls`] has a certificate.
 //!
 //! The gateway keeps nothing between requests that is not in PostgreSQL
 //! (which node belongs to which principal is `outpost.gateway_nodes`), so
@@ -37,6 +38,7 @@ pub mod ops;
 pub mod pool;
 mod routes;
 pub mod rules;
+pub mod tls;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -98,6 +100,9 @@ pub struct Options {
     /// The bearer token `/metrics` requires
     /// (`OUTPOST_GATEWAY_METRICS_TOKEN`); `None`: `/metrics` is open.
     pub metrics_token: Option<ops::Secret>,
+    /// TLS served by the gateway itself (`OUTPOST_GATEWAY_TLS_CERT` and
+    /// `OUTPOST_GATEWAY_TLS_KEY`); `None`: plain HTTP.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Options {
@@ -164,7 +169,24 @@ impl Options {
         )?;
         let metrics_token =
             get("OUTPOST_GATEWAY_METRICS_TOKEN").map(|t| ops::Secret::new(t.trim().to_string()));
+        let tls = match (
+            get("OUTPOST_GATEWAY_TLS_CERT"),
+            get("OUTPOST_GATEWAY_TLS_KEY"),
+        ) {
+            (Some(cert), Some(key)) => Some(tls::server_config(
+                std::path::Path::new(cert.trim()),
+                std::path::Path::new(key.trim()),
+            )?),
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err("OUTPOST_GATEWAY_TLS_CERT is set but OUTPOST_GATEWAY_TLS_KEY is not: TLS needs both files".into());
+            }
+            (None, Some(_)) => {
+                return Err("OUTPOST_GATEWAY_TLS_KEY is set but OUTPOST_GATEWAY_TLS_CERT is not: TLS needs both files".into());
+            }
+        };
         Ok(Options {
+            tls,
             rate,
             metrics_token,
             rules,
@@ -298,6 +320,11 @@ impl Gateway {
     /// The pool's bound.
     pub fn pool_size(&self) -> usize {
         self.inner.pool.size()
+    }
+
+    /// Whether it serves TLS itself (`https://`).
+    pub fn tls(&self) -> bool {
+        self.inner.options.tls.is_some()
     }
 
     /// The served schema, introspected again (and the tracking schema
@@ -549,7 +576,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let app = router(gateway.clone());
     let cancel = gateway.inner.cancel.clone();
-    let result = outpost_http::server::serve(listener, app, async move {
+    let tls = gateway
+        .inner
+        .options
+        .tls
+        .clone()
+        .map(tokio_rustls::TlsAcceptor::from);
+    let result = outpost_http::server::serve_tls(listener, app, tls, async move {
         shutdown.await;
         // Change streams never end on their own: ending them lets the
         // graceful shutdown finish.

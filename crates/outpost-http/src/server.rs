@@ -15,6 +15,9 @@
 //!
 //! Shutdown is graceful as with `axum::serve`: the listener closes, idle
 //! connections close, requests under way are answered.
+//!
+//! [`serve_tls`] does the same behind a TLS handshake (rustls), which must
+//! finish within the header read timeout too.
 
 use std::future::Future;
 use std::time::Duration;
@@ -38,6 +41,18 @@ pub const TCP_KEEPALIVE: Duration = Duration::from_secs(30);
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_tls(listener, app, None, shutdown).await
+}
+
+/// [`serve`], with every connection behind a TLS handshake when `tls` is
+/// given. A client that does not complete the handshake within
+/// [`HEADER_READ_TIMEOUT`] (plain HTTP, a stalled peer) is dropped.
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let graceful = GracefulShutdown::new();
@@ -67,14 +82,45 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP keepalive");
         }
         let service = TowerToHyperService::new(app.clone());
-        // No upgrades: the API has no WebSocket or CONNECT routes.
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "connection closed with an error");
+        match &tls {
+            None => {
+                // No upgrades: the API has no WebSocket or CONNECT routes.
+                let conn = builder.serve_connection(TokioIo::new(stream), service);
+                let conn = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
             }
-        });
+            Some(acceptor) => {
+                // The handshake runs in the connection's task, so a slow
+                // client never holds the accept loop.
+                let acceptor = acceptor.clone();
+                let builder = builder.clone();
+                let watcher = graceful.watcher();
+                tokio::spawn(async move {
+                    let stream =
+                        match tokio::time::timeout(HEADER_READ_TIMEOUT, acceptor.accept(stream))
+                            .await
+                        {
+                            Ok(Ok(s)) => s,
+                            Ok(Err(e)) => {
+                                tracing::debug!(error = %e, "TLS handshake failed");
+                                return;
+                            }
+                            Err(_) => {
+                                tracing::debug!("TLS handshake timed out");
+                                return;
+                            }
+                        };
+                    let conn = builder.serve_connection(TokioIo::new(stream), service);
+                    if let Err(e) = watcher.watch(conn).await {
+                        tracing::debug!(error = %e, "connection closed with an error");
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     graceful.shutdown().await;

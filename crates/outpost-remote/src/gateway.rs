@@ -272,15 +272,33 @@ impl GatewayConnection {
         target: &GatewayTarget,
         timeout: Duration,
     ) -> Result<GatewayConnection, RemoteError> {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(timeout)
-            .tcp_keepalive(Duration::from_secs(5))
-            .build()
-            .map_err(|e| RemoteError::Unreachable {
+            .tcp_keepalive(Duration::from_secs(5));
+        if let Some(ca) = &target.ca {
+            // A private CA or a self-signed gateway: trusted besides the
+            // usual roots. Read at every client, so a replaced file is
+            // taken without a restart.
+            let unusable = |why: String| RemoteError::Unreachable {
                 server: target.url.clone(),
-                reason: format!("building the HTTP client: {e}"),
+                reason: format!("OUTPOST_GATEWAY_CA {}: {why}", ca.display()),
                 auth: false,
-            })?;
+            };
+            let pem = std::fs::read(ca).map_err(|e| unusable(e.to_string()))?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| unusable(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(unusable("no PEM certificate in the file".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder.build().map_err(|e| RemoteError::Unreachable {
+            server: target.url.clone(),
+            reason: format!("building the HTTP client: {e}"),
+            auth: false,
+        })?;
         Ok(GatewayConnection {
             http,
             target: target.clone(),
@@ -310,10 +328,22 @@ impl GatewayConnection {
     }
 
     fn unreachable(&self, action: &str, e: reqwest::Error) -> RemoteError {
-        // reqwest's message names the URL, never the token (a header).
+        // reqwest's message names the URL, never the token (a header). Its
+        // causes say why (a refused connection, a certificate the node does
+        // not trust): each is added once.
+        let mut reason = format!("{action}: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !reason.contains(&text) {
+                reason.push_str(": ");
+                reason.push_str(&text);
+            }
+            source = cause.source();
+        }
         RemoteError::Unreachable {
             server: self.target.url.clone(),
-            reason: format!("{action}: {e}"),
+            reason,
             auth: false,
         }
     }

@@ -92,6 +92,11 @@ pub async fn run(
         "token keys loaded"
     );
     let url = options.database_url.clone();
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     let gateway = outpost_gateway::Gateway::start(options)
         .await
         .map_err(|e| anyhow::anyhow!(url.scrub(&e.to_string())))?;
@@ -100,7 +105,7 @@ pub async fn run(
         .with_context(|| format!("binding {host}:{port}"))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, pool = gateway.pool_size(), "gateway listening");
-    eprintln!("outpost gateway listening on http://{addr}");
+    eprintln!("outpost gateway listening on {scheme}://{addr}");
     outpost_gateway::serve(listener, gateway, crate::commands::shutdown_signal()).await?;
     Ok(())
 }

@@ -130,6 +130,14 @@ enum Command {
         /// (OUTPOST_GATEWAY_JWKS).
         #[arg(long, value_name = "FILE")]
         jwks: Option<std::path::PathBuf>,
+        /// Serve TLS with this certificate chain (PEM); with --tls-key
+        /// (OUTPOST_GATEWAY_TLS_CERT). Without both, plain HTTP for a
+        /// terminating proxy.
+        #[arg(long, value_name = "FILE")]
+        tls_cert: Option<std::path::PathBuf>,
+        /// The certificate's private key (PEM) (OUTPOST_GATEWAY_TLS_KEY).
+        #[arg(long, value_name = "FILE")]
+        tls_key: Option<std::path::PathBuf>,
     },
     /// Try outpost in one command: without DATABASE_URL, starts a throwaway
     /// PostgreSQL (from the installed binaries) with a sample schema (User,
@@ -259,16 +267,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         rules,
         public_key,
         jwks,
+        tls_cert,
+        tls_key,
     } = cli.command
     {
         let lookup = settings::lookup(&cli.config)?;
         // The flag over the variable, as every flag.
         let rules = rules.map(|p| p.display().to_string());
         let jwks = jwks.map(|p| p.display().to_string());
+        let tls_cert = tls_cert.map(|p| p.display().to_string());
+        let tls_key = tls_key.map(|p| p.display().to_string());
         let lookup = move |k: &str| match k {
             "OUTPOST_GATEWAY_RULES" if rules.is_some() => rules.clone(),
             "OUTPOST_GATEWAY_PUBLIC_KEY" if public_key.is_some() => public_key.clone(),
             "OUTPOST_GATEWAY_JWKS" if jwks.is_some() => jwks.clone(),
+            "OUTPOST_GATEWAY_TLS_CERT" if tls_cert.is_some() => tls_cert.clone(),
+            "OUTPOST_GATEWAY_TLS_KEY" if tls_key.is_some() => tls_key.clone(),
             _ => lookup(k),
         };
         return gateway::run(lookup, action, host, port).await;
