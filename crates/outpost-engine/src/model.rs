@@ -316,9 +316,7 @@ impl ModelService {
         let is_write = plan.is_write();
         let engine = &self.node.inner.engine;
         if records && !is_write {
-            let read = move |r: &mut outpost_local::Replica| {
-                outpost_local::query::read(r.connection(), &schema, &plan, true)
-            };
+            let read = move |r: &mut outpost_local::Replica| r.read_query(&schema, &plan, true);
             // Deserialized by the caller, on this thread (see below).
             return Ok(Output::Records(engine.with_replica_here(read).await?));
         }
@@ -327,10 +325,10 @@ impl ModelService {
                 // Never write with a snapshot another process replaced.
                 r.check_schema()?;
             }
-            let conn = r.connection();
+            let ids = r.reserved_ids();
             let mut fill =
-                |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
-            outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
+                |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(&ids, t, row);
+            r.run_query(&schema, &plan, true, &mut fill)
         };
         // A read's records are built where the caller will use and drop
         // them (see `with_replica_here`).

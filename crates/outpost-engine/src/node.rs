@@ -314,7 +314,7 @@ impl Outpost {
         // replica's connection, for the model service's local reads.
         node.inner
             .engine
-            .with_replica(|r| outpost_local::query::register_functions(r.connection()))
+            .with_replica(|r| r.register_query_functions())
             .await?;
         node.publish().await;
         let runner = node.clone();

@@ -8,6 +8,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 
 use crate::error::LocalError;
+use crate::replica::Replica;
 use crate::value::{row_from_json, to_sqlite};
 
 /// The bound values of key `pk`, in key order.
@@ -17,6 +18,13 @@ pub(crate) fn pk_sql(table: &Table, pk: &[Value]) -> Vec<SqlValue> {
         .zip(pk)
         .map(|(c, v)| to_sqlite(v, &c.ty))
         .collect()
+}
+
+impl Replica {
+    /// [`local_pk`] on the replica's connection.
+    pub fn local_pk(&self, table: &Table, pk: &[Value]) -> Result<String, LocalError> {
+        local_pk(self.connection(), table, pk)
+    }
 }
 
 /// The `_outpost_rows.pk` of a row with key values `pk`, as the triggers
