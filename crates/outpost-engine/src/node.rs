@@ -27,7 +27,7 @@ use std::time::Duration;
 use outpost_core::config::Config;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
-use outpost_remote::connections::ModelSession;
+use outpost_remote::connections::{AdminConnection, ModelSession};
 use outpost_remote::connections::{ChangeListener, Listener};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -245,18 +245,11 @@ impl Outpost {
                 let url = config
                     .require_database_url("a new replica is laid out from the server's schema")
                     .map_err(|e| EngineError::Config(e.to_string()))?;
-                let mut client = outpost_remote::connect(url, options.check_timeout).await?;
-                let t = &config.tables;
-                let schema = outpost_remote::introspect(
-                    &client,
-                    &t.pg_schema,
-                    t.include.as_deref(),
-                    &t.exclude,
-                )
-                .await?;
+                let mut server = AdminConnection::connect(url, options.check_timeout).await?;
+                let schema = server.introspect(&config.tables).await?;
                 outpost_core::sqlite::check_schema(&schema).map_err(EngineError::Config)?;
-                if outpost_remote::installed_version(&client).await?.is_none() {
-                    outpost_remote::install(&mut client, &schema).await?;
+                if server.installed_version().await?.is_none() {
+                    server.install(&schema).await?;
                 }
                 let p = path.clone();
                 tokio::task::spawn_blocking(move || Replica::setup(&p, &schema))
