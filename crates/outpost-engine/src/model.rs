@@ -564,16 +564,15 @@ const MAX_BIND_PARAMETERS: usize = 65_535;
 /// A server error of the request itself. One the server took as a protocol
 /// violation (a statement with more bind parameters than the wire format
 /// can carry: a very long `in` list) names the limit, since the server's
-/// own message does not.
+/// own message does not; the case is told by
+/// `RemoteError::exceeds_protocol_limits`, not by the message.
 fn refused_as_asked(e: outpost_remote::RemoteError) -> EngineError {
-    if remote_kind(&e) == ErrorKind::Refused {
+    if remote_kind(&e) == ErrorKind::Refused && e.exceeds_protocol_limits() {
         let cause = e.to_string();
-        if cause.contains("08P01") || cause.contains("too many") || cause.contains("parameters") {
-            return EngineError::Refused(format!(
-                "the request is too large for the server: one statement carries at most {MAX_BIND_PARAMETERS} \
-                 values (e.g. in an `in` list); split it into smaller requests ({cause})"
-            ));
-        }
+        return EngineError::Refused(format!(
+            "the request is too large for the server: one statement carries at most {MAX_BIND_PARAMETERS} \
+             values (e.g. in an `in` list); split it into smaller requests ({cause})"
+        ));
     }
     EngineError::Remote(e)
 }
