@@ -50,12 +50,7 @@ pub(crate) fn pk_values(table: &Table, pk: &str) -> Result<Vec<Value>, LocalErro
         obj.insert(c.clone(), j);
     }
     let full = row_from_json(table, &serde_json::Value::Object(obj).to_string())?;
-    Ok(table
-        .primary_key
-        .iter()
-        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
-        .map(|i| full[i].clone())
-        .collect())
+    Ok(table.pk_positions().map(|i| full[i].clone()).collect())
 }
 
 /// [`local_pk`] without a statement where Rust provably produces the same
