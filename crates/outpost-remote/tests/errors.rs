@@ -18,6 +18,14 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, RemoteError> {
     outpost_remote::connect(&url, CONNECT_TIMEOUT).await
 }
 
+/// `$1::int4, $2::int4, …` up to `$n`.
+fn int4_params(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}::int4"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn assert_class(err: &RemoteError, class: ErrorClass) {
     assert_eq!(err.class(), class, "{err}");
     assert_eq!(
@@ -182,13 +190,7 @@ async fn rejected_statements_are_refused_and_keep_the_connection() -> anyhow::Re
     // The driver refuses to send these; nothing reaches the server.
     let many: Vec<i32> = (0..70_000).collect();
     let params: Vec<&(dyn ToSql + Sync)> = many.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-    let sql = format!(
-        "SELECT {}",
-        (1..=many.len())
-            .map(|i| format!("${i}::int4"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let sql = format!("SELECT {}", int4_params(many.len()));
     let err = client
         .query(&sql, &params)
         .await
@@ -225,13 +227,7 @@ async fn an_oversize_statement_exceeds_the_protocol_limits() -> anyhow::Result<(
     let client = db.client().await?;
     let many: Vec<i32> = (0..70_000).collect();
     let params: Vec<&(dyn ToSql + Sync)> = many.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-    let sql = format!(
-        "SELECT 1 WHERE 0 IN ({})",
-        (1..=many.len())
-            .map(|i| format!("${i}::int4"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let sql = format!("SELECT 1 WHERE 0 IN ({})", int4_params(many.len()));
     let err = client
         .query(&sql, &params)
         .await
