@@ -327,6 +327,14 @@ impl Table {
         self.primary_key.iter().filter_map(|n| self.column(n))
     }
 
+    /// The positions in [`Table::columns`] of the primary-key columns, in
+    /// key order (a key column missing from the columns is skipped).
+    pub fn pk_positions(&self) -> impl Iterator<Item = usize> + '_ {
+        self.primary_key
+            .iter()
+            .filter_map(|k| self.columns.iter().position(|c| &c.name == k))
+    }
+
     fn primary_key_or_unique_is(&self, cols: &[String]) -> bool {
         let want: BTreeSet<&String> = cols.iter().collect();
         let pk: BTreeSet<&String> = self.primary_key.iter().collect();

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use outpost_core::schema::Table;
 use outpost_core::types::{ScalarType, Value};
-use outpost_local::sync::take_id;
+use outpost_local::ids::ReservedIds;
 
 /// Whether the column takes its values from a sequence (`serial`,
 /// identity), i.e. offline creates need a reserved id.
@@ -25,9 +25,10 @@ pub(crate) fn fed_by_sequence(table: &Table, column: &outpost_core::schema::Colu
 }
 
 /// Fills what the server would have filled for a row created offline (see
-/// the module doc). Runs inside the local write's transaction.
+/// the module doc). Runs inside the local write's transaction, whose
+/// reserved ids `ids` are.
 pub(crate) fn fill_defaults(
-    conn: &outpost_local::rusqlite::Connection,
+    ids: &ReservedIds<'_>,
     table: &Table,
     row: &mut BTreeMap<String, Value>,
 ) -> Result<(), String> {
@@ -36,7 +37,7 @@ pub(crate) fn fill_defaults(
             continue;
         }
         if fed_by_sequence(table, column) {
-            match take_id(conn, &table.name, &column.name) {
+            match ids.take(&table.name, &column.name) {
                 Ok(Some(id)) => {
                     row.insert(column.name.clone(), Value::Int(id));
                 }

@@ -316,9 +316,7 @@ impl ModelService {
         let is_write = plan.is_write();
         let engine = &self.node.inner.engine;
         if records && !is_write {
-            let read = move |r: &mut outpost_local::Replica| {
-                outpost_local::query::read(r.connection(), &schema, &plan, true)
-            };
+            let read = move |r: &mut outpost_local::Replica| r.read_query(&schema, &plan, true);
             // Deserialized by the caller, on this thread (see below).
             return Ok(Output::Records(engine.with_replica_here(read).await?));
         }
@@ -327,10 +325,10 @@ impl ModelService {
                 // Never write with a snapshot another process replaced.
                 r.check_schema()?;
             }
-            let conn = r.connection();
+            let ids = r.reserved_ids();
             let mut fill =
-                |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(conn, t, row);
-            outpost_local::query::run(conn, &schema, &plan, true, &mut fill)
+                |t: &Table, row: &mut BTreeMap<String, Value>| fill_defaults(&ids, t, row);
+            r.run_query(&schema, &plan, true, &mut fill)
         };
         // A read's records are built where the caller will use and drop
         // them (see `with_replica_here`).
@@ -566,16 +564,15 @@ const MAX_BIND_PARAMETERS: usize = 65_535;
 /// A server error of the request itself. One the server took as a protocol
 /// violation (a statement with more bind parameters than the wire format
 /// can carry: a very long `in` list) names the limit, since the server's
-/// own message does not.
+/// own message does not; the case is told by
+/// `RemoteError::exceeds_protocol_limits`, not by the message.
 fn refused_as_asked(e: outpost_remote::RemoteError) -> EngineError {
-    if remote_kind(&e) == ErrorKind::Refused {
+    if remote_kind(&e) == ErrorKind::Refused && e.exceeds_protocol_limits() {
         let cause = e.to_string();
-        if cause.contains("08P01") || cause.contains("too many") || cause.contains("parameters") {
-            return EngineError::Refused(format!(
-                "the request is too large for the server: one statement carries at most {MAX_BIND_PARAMETERS} \
-                 values (e.g. in an `in` list); split it into smaller requests ({cause})"
-            ));
-        }
+        return EngineError::Refused(format!(
+            "the request is too large for the server: one statement carries at most {MAX_BIND_PARAMETERS} \
+             values (e.g. in an `in` list); split it into smaller requests ({cause})"
+        ));
     }
     EngineError::Remote(e)
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use outpost_core::config::Config;
 use outpost_core::sync::{Direction, Trigger};
 use outpost_local::{ConflictEntry, LogEntry, Replica, Resolution};
-use outpost_remote::connections::ModelSession;
+use outpost_remote::connections::{AdminConnection, ModelSession};
 use outpost_remote::connections::{ChangeListener, Listener};
 use serde::Serialize;
 use tokio::sync::watch;
@@ -245,18 +245,11 @@ impl Outpost {
                 let url = config
                     .require_database_url("a new replica is laid out from the server's schema")
                     .map_err(|e| EngineError::Config(e.to_string()))?;
-                let mut client = outpost_remote::connect(url, options.check_timeout).await?;
-                let t = &config.tables;
-                let schema = outpost_remote::introspect(
-                    &client,
-                    &t.pg_schema,
-                    t.include.as_deref(),
-                    &t.exclude,
-                )
-                .await?;
+                let mut server = AdminConnection::connect(url, options.check_timeout).await?;
+                let schema = server.introspect(&config.tables).await?;
                 outpost_core::sqlite::check_schema(&schema).map_err(EngineError::Config)?;
-                if outpost_remote::installed_version(&client).await?.is_none() {
-                    outpost_remote::install(&mut client, &schema).await?;
+                if server.installed_version().await?.is_none() {
+                    server.install(&schema).await?;
                 }
                 let p = path.clone();
                 tokio::task::spawn_blocking(move || Replica::setup(&p, &schema))
@@ -314,7 +307,7 @@ impl Outpost {
         // replica's connection, for the model service's local reads.
         node.inner
             .engine
-            .with_replica(|r| outpost_local::query::register_functions(r.connection()))
+            .with_replica(|r| r.register_query_functions())
             .await?;
         node.publish().await;
         let runner = node.clone();
@@ -655,33 +648,20 @@ async fn reserve_ids(node: &Outpost) -> Result<(), EngineError> {
         return Ok(());
     }
     let block = node.inner.options.id_block;
-    if let Some(target) = &node.inner.config.gateway {
-        let gateway = outpost_remote::gateway::GatewayConnection::new(
+    // The guard holds the model service's session while ids are reserved
+    // on it, as the loop below needs it.
+    let guard;
+    let source = if let Some(target) = &node.inner.config.gateway {
+        IdSource::Gateway(outpost_remote::gateway::GatewayConnection::new(
             target,
             node.inner.options.check_timeout,
-        )?;
-        for (table, column) in wanted {
-            let (t, c) = (table.clone(), column.clone());
-            let left = node
-                .inner
-                .engine
-                .with_replica(move |r| r.ids_left(&t, &c))
-                .await?;
-            if left >= block / 2 {
-                continue;
-            }
-            if let Some(runs) = gateway.reserve_ids(&table, &column, block - left).await? {
-                node.inner
-                    .engine
-                    .with_replica(move |r| r.add_ids(&table, &column, &runs))
-                    .await?;
-            }
-        }
-        return Ok(());
-    }
-    let guard = node.remote_client().await?;
-    let Some(session) = guard.as_ref() else {
-        return Ok(());
+        )?)
+    } else {
+        guard = node.remote_client().await?;
+        let Some(session) = guard.as_ref() else {
+            return Ok(());
+        };
+        IdSource::Direct(session, &schema.pg_schema)
     };
     for (table, column) in wanted {
         let (t, c) = (table.clone(), column.clone());
@@ -693,18 +673,38 @@ async fn reserve_ids(node: &Outpost) -> Result<(), EngineError> {
         if left >= block / 2 {
             continue;
         }
-        if let Some(runs) = session
-            .reserve_ids(&schema.pg_schema, &table, &column, block - left)
-            .await?
-        {
-            let (t, c) = (table.clone(), column.clone());
+        if let Some(runs) = source.reserve(&table, &column, block - left).await? {
             node.inner
                 .engine
-                .with_replica(move |r| r.add_ids(&t, &c, &runs))
+                .with_replica(move |r| r.add_ids(&table, &column, &runs))
                 .await?;
         }
     }
     Ok(())
+}
+
+/// Where [`reserve_ids`] takes blocks of a server sequence from: the
+/// gateway, or the model service's session on the server (in the synced
+/// PostgreSQL schema).
+enum IdSource<'a> {
+    Gateway(outpost_remote::gateway::GatewayConnection),
+    Direct(&'a ModelSession, &'a str),
+}
+
+impl IdSource<'_> {
+    async fn reserve(
+        &self,
+        table: &str,
+        column: &str,
+        n: i64,
+    ) -> Result<Option<Vec<(i64, i64)>>, outpost_remote::RemoteError> {
+        match self {
+            IdSource::Gateway(g) => g.reserve_ids(table, column, n).await,
+            IdSource::Direct(session, pg_schema) => {
+                session.reserve_ids(pg_schema, table, column, n).await
+            }
+        }
+    }
 }
 
 /// One run and what follows it: offline when the server could not be

@@ -122,7 +122,7 @@ impl Engine {
                 .map_err(|e| EngineError::Config(format!("{model}.{}: {e}", col.name)))?;
             values.push(v);
         }
-        self.with_replica(move |r| outpost_local::sync::local_pk(r.connection(), &table, &values))
+        self.with_replica(move |r| r.local_pk(&table, &values))
             .await
     }
 

@@ -23,9 +23,7 @@ pub(crate) fn table_of<'a>(schema: &'a Schema, name: &str) -> Result<&'a Table, 
 /// The key values of a full row (columns in table order).
 pub(crate) fn key_of(table: &Table, row: &[Value]) -> Vec<Value> {
     table
-        .primary_key
-        .iter()
-        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
+        .pk_positions()
         .filter_map(|i| row.get(i).cloned())
         .collect()
 }

@@ -42,6 +42,31 @@ impl Replica {
     }
 }
 
+/// The replica's reserved ids, for taking them inside a write that is
+/// already under way on the replica's connection (the model service's
+/// `fill` of a local create): [`Replica::reserved_ids`].
+#[derive(Clone, Copy)]
+pub struct ReservedIds<'c> {
+    conn: &'c Connection,
+}
+
+impl ReservedIds<'_> {
+    /// Takes the next reserved id for `table.column` ([`take_id`]).
+    pub fn take(&self, table: &str, column: &str) -> Result<Option<i64>, LocalError> {
+        take_id(self.conn, table, column)
+    }
+}
+
+impl Replica {
+    /// The reserved ids on the replica's connection: taking one joins the
+    /// transaction the connection is in.
+    pub fn reserved_ids(&self) -> ReservedIds<'_> {
+        ReservedIds {
+            conn: self.connection(),
+        }
+    }
+}
+
 /// Takes the next reserved id for `table.column` (inside the caller's
 /// transaction), or `None` when the block ran out.
 pub fn take_id(conn: &Connection, table: &str, column: &str) -> Result<Option<i64>, LocalError> {

@@ -8,6 +8,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, params_from_iter};
 
 use crate::error::LocalError;
+use crate::replica::Replica;
 use crate::value::{row_from_json, to_sqlite};
 
 /// The bound values of key `pk`, in key order.
@@ -17,6 +18,13 @@ pub(crate) fn pk_sql(table: &Table, pk: &[Value]) -> Vec<SqlValue> {
         .zip(pk)
         .map(|(c, v)| to_sqlite(v, &c.ty))
         .collect()
+}
+
+impl Replica {
+    /// [`local_pk`] on the replica's connection.
+    pub fn local_pk(&self, table: &Table, pk: &[Value]) -> Result<String, LocalError> {
+        local_pk(self.connection(), table, pk)
+    }
 }
 
 /// The `_outpost_rows.pk` of a row with key values `pk`, as the triggers
@@ -42,12 +50,7 @@ pub(crate) fn pk_values(table: &Table, pk: &str) -> Result<Vec<Value>, LocalErro
         obj.insert(c.clone(), j);
     }
     let full = row_from_json(table, &serde_json::Value::Object(obj).to_string())?;
-    Ok(table
-        .primary_key
-        .iter()
-        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
-        .map(|i| full[i].clone())
-        .collect())
+    Ok(table.pk_positions().map(|i| full[i].clone()).collect())
 }
 
 /// [`local_pk`] without a statement where Rust provably produces the same

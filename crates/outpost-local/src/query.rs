@@ -27,7 +27,40 @@ use rusqlite::types::{Value as SqlValue, ValueRef};
 use rusqlite::{Connection, params_from_iter};
 
 use crate::error::LocalError;
+use crate::replica::Replica;
 use crate::value::from_sqlite;
+
+/// The model service's entry points on an open replica: the same as the
+/// free functions of this module, on the replica's read-write connection,
+/// so a caller (the engine) needs no SQLite handle of its own.
+impl Replica {
+    /// [`register_functions`] on the replica's connection.
+    pub fn register_query_functions(&self) -> Result<(), LocalError> {
+        register_functions(self.connection())
+    }
+
+    /// [`run`] on the replica's connection. `fill` runs inside the write's
+    /// transaction; it may take ids with [`Replica::reserved_ids`].
+    pub fn run_query(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        sync_status: bool,
+        fill: &mut Fill<'_>,
+    ) -> Result<QueryOutput, LocalError> {
+        run(self.connection(), schema, plan, sync_status, fill)
+    }
+
+    /// [`read`] on the replica's connection.
+    pub fn read_query(
+        &self,
+        schema: &Schema,
+        plan: &Plan,
+        sync_status: bool,
+    ) -> Result<Records, LocalError> {
+        read(self.connection(), schema, plan, sync_status)
+    }
+}
 
 /// Registers on `conn` what the query SQL uses: the collation
 /// `outpost_numeric` (decimal text by value) and the function

@@ -98,11 +98,7 @@ pub(crate) fn delete_row(table: &Table) -> String {
 /// order; `None` when every column is in the key (or a key column is
 /// missing from the columns).
 pub(crate) fn update_row(table: &Table) -> Option<(String, Vec<usize>)> {
-    let key: Vec<usize> = table
-        .primary_key
-        .iter()
-        .filter_map(|k| table.columns.iter().position(|c| &c.name == k))
-        .collect();
+    let key: Vec<usize> = table.pk_positions().collect();
     let rest: Vec<usize> = (0..table.columns.len())
         .filter(|i| !key.contains(i))
         .collect();

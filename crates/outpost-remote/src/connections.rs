@@ -4,8 +4,11 @@
 //! also its probe of the server, [`ModelSession`], the model service's
 //! connection (reads, and writes in one transaction under the node's
 //! origin), and [`SyncConnection`], the sync engine's, with the feed's
-//! operations as its methods. The node never holds a driver client itself;
-//! it bounds every call here with its own deadline.
+//! operations as its methods. [`AdminConnection`] is the connection of a
+//! setup: the node's first (a new replica laid out from the server's
+//! schema) and the `outpost setup` and `outpost server` commands'. The node
+//! never holds a driver client itself; it bounds every call here with its
+//! own deadline.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,12 +20,13 @@ use outpost_query::{Plan, Records};
 use serde_json::Value as Json;
 
 use futures_util::StreamExt as _;
-use outpost_core::config::DatabaseUrl;
+use outpost_core::config::{DatabaseUrl, TableSelection};
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, Client};
 
 use crate::error::RemoteError;
 use crate::feed::{Claim, FeedPosition};
+use crate::tracking::{InstallReport, UninstallReport};
 use outpost_core::sync::{Cursor, PullBatch, PushOutcome, PushRow};
 use uuid::Uuid;
 
@@ -105,6 +109,53 @@ impl Listener {
 impl Drop for Listener {
     fn drop(&mut self) {
         self.driver.abort();
+    }
+}
+
+/// The connection of a setup: reading the synced tables' schema from the
+/// server and installing, reading or removing the tracking schema, as
+/// methods, so a caller (the node's first setup, the command line) holds no
+/// driver client.
+pub struct AdminConnection {
+    client: Client,
+}
+
+impl AdminConnection {
+    /// [`crate::connect()`]: connects within `timeout`.
+    pub async fn connect(
+        url: &DatabaseUrl,
+        timeout: Duration,
+    ) -> Result<AdminConnection, RemoteError> {
+        Ok(AdminConnection {
+            client: crate::connect::connect(url, timeout).await?,
+        })
+    }
+
+    /// [`crate::introspect()`]: the schema of the tables `tables` selects.
+    pub async fn introspect(&self, tables: &TableSelection) -> Result<Schema, RemoteError> {
+        crate::introspect(
+            &self.client,
+            &tables.pg_schema,
+            tables.include.as_deref(),
+            &tables.exclude,
+        )
+        .await
+    }
+
+    /// [`crate::installed_version`].
+    pub async fn installed_version(&self) -> Result<Option<i32>, RemoteError> {
+        crate::installed_version(&self.client).await
+    }
+
+    /// [`crate::install`]: installs or upgrades the tracking schema for
+    /// `schema`'s tables.
+    pub async fn install(&mut self, schema: &Schema) -> Result<InstallReport, RemoteError> {
+        crate::install(&mut self.client, schema).await
+    }
+
+    /// [`crate::uninstall`].
+    pub async fn uninstall(&mut self) -> Result<UninstallReport, RemoteError> {
+        crate::uninstall(&mut self.client).await
     }
 }
 

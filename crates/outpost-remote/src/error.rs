@@ -316,6 +316,23 @@ impl RemoteError {
 }
 
 impl RemoteError {
+    /// True when the statement was more than the wire protocol carries:
+    /// more bind parameters than its 16-bit count (a very long `in` list).
+    /// Read from the driver's error, never from its text: the server's
+    /// refusal of the message (SQLSTATE 08P01, protocol violation), or the
+    /// driver's, which either could not parse the server's description of
+    /// the statement (the count wrapped: `Parse`, see [`cause`]) or found a
+    /// parameter count other than the statement's (`Parameters`).
+    pub fn exceeds_protocol_limits(&self) -> bool {
+        match self {
+            RemoteError::Db { source, .. } => match source.as_db_error() {
+                Some(db) => *db.code() == tokio_postgres::error::SqlState::PROTOCOL_VIOLATION,
+                None => matches!(driver_kind(source).as_str(), "Parse" | "Parameters"),
+            },
+            _ => false,
+        }
+    }
+
     /// True when a prepared statement no longer matches its tables (a
     /// column's type changed on the server since it was prepared:
     /// `cached plan must not change result type`); preparing it again

@@ -18,6 +18,14 @@ async fn connect(url: &str) -> Result<tokio_postgres::Client, RemoteError> {
     outpost_remote::connect(&url, CONNECT_TIMEOUT).await
 }
 
+/// `$1::int4, $2::int4, …` up to `$n`.
+fn int4_params(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}::int4"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn assert_class(err: &RemoteError, class: ErrorClass) {
     assert_eq!(err.class(), class, "{err}");
     assert_eq!(
@@ -177,17 +185,12 @@ async fn rejected_statements_are_refused_and_keep_the_connection() -> anyhow::Re
         let err = run(sql).await;
         assert_class(&err, ErrorClass::Refused);
         assert!(!err.is_transient(), "{sql}: {err}");
+        assert!(!err.exceeds_protocol_limits(), "{sql}: {err}");
     }
     // The driver refuses to send these; nothing reaches the server.
     let many: Vec<i32> = (0..70_000).collect();
     let params: Vec<&(dyn ToSql + Sync)> = many.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-    let sql = format!(
-        "SELECT {}",
-        (1..=many.len())
-            .map(|i| format!("${i}::int4"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let sql = format!("SELECT {}", int4_params(many.len()));
     let err = client
         .query(&sql, &params)
         .await
@@ -215,6 +218,26 @@ async fn rejected_statements_are_refused_and_keep_the_connection() -> anyhow::Re
 
 /// What outpost cannot use is its own class, never a refusal or the
 /// connection's.
+/// A statement with more bind parameters than the protocol's 16-bit count
+/// (a very long `IN` list) is told apart from other refusals by the
+/// driver's error, not by its text; the refusals above are not.
+#[tokio::test]
+async fn an_oversize_statement_exceeds_the_protocol_limits() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let client = db.client().await?;
+    let many: Vec<i32> = (0..70_000).collect();
+    let params: Vec<&(dyn ToSql + Sync)> = many.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+    let sql = format!("SELECT 1 WHERE 0 IN ({})", int4_params(many.len()));
+    let err = client
+        .query(&sql, &params)
+        .await
+        .map_err(|e| RemoteError::db("a long IN list", e))
+        .expect_err("more parameters than the protocol carries");
+    assert!(err.exceeds_protocol_limits(), "{err}");
+    assert_eq!(err.cause(), Some(outpost_remote::Cause::Refused), "{err}");
+    Ok(())
+}
+
 #[tokio::test]
 async fn an_undecodable_result_is_invalid() -> anyhow::Result<()> {
     let db = TestDb::new().await?;

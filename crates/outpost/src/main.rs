@@ -33,7 +33,7 @@ use clap::{Parser, Subcommand};
 use outpost_core::config::{Config, ConfigError};
 use outpost_core::schema::Schema;
 use outpost_local::Replica;
-use outpost_remote::tokio_postgres::Client;
+use outpost_remote::connections::AdminConnection;
 use serde_json::json;
 use settings::ConfigFlags;
 
@@ -363,21 +363,19 @@ pub(crate) fn write_stdout(text: &str) {
 /// Where `setup` reads the schema from.
 enum Topology {
     /// The server itself (and it installs tracking there).
-    Direct(Client),
+    Direct(AdminConnection),
     /// A gateway, which served this schema and installed tracking.
     Gateway(Schema),
 }
 
 /// Connects to the server with a bounded wait.
-async fn connect(config: &Config) -> anyhow::Result<Client> {
+async fn connect(config: &Config) -> anyhow::Result<AdminConnection> {
     let url = config.require_database_url("the command needs the PostgreSQL server")?;
-    Ok(outpost_remote::connect(url, outpost_remote::CONNECT_TIMEOUT).await?)
+    Ok(AdminConnection::connect(url, outpost_remote::CONNECT_TIMEOUT).await?)
 }
 
-async fn introspect(client: &Client, config: &Config) -> anyhow::Result<Schema> {
-    let t = &config.tables;
-    let schema =
-        outpost_remote::introspect(client, &t.pg_schema, t.include.as_deref(), &t.exclude).await?;
+async fn introspect(client: &AdminConnection, config: &Config) -> anyhow::Result<Schema> {
+    let schema = client.introspect(&config.tables).await?;
     outpost_core::sqlite::check_schema(&schema).map_err(anyhow::Error::msg)?;
     Ok(schema)
 }
@@ -458,9 +456,7 @@ async fn setup(config: &Config, skip_server_install: bool, json_mode: bool) -> a
     let prisma =
         outpost_engine::check_prisma_schema(config, &schema).map_err(anyhow::Error::msg)?;
     let server = match &mut client {
-        Topology::Direct(c) if !skip_server_install => {
-            Some(outpost_remote::install(c, &schema).await?)
-        }
+        Topology::Direct(c) if !skip_server_install => Some(c.install(&schema).await?),
         _ => None,
     };
     let (replica, report) = Replica::setup(path, &schema)?;
@@ -535,13 +531,14 @@ async fn server(config: &Config, action: ServerAction, json_mode: bool) -> anyho
     match action {
         ServerAction::Install => {
             let schema = introspect(&client, config).await?;
-            let report = outpost_remote::install(&mut client, &schema).await?;
+            let report = client.install(&schema).await?;
             print(json_mode, json!({"report": report.to_string()}), || {
                 format!("server tracking: {report}")
             });
         }
         ServerAction::Uninstall => {
-            let removed = outpost_remote::uninstall(&mut client)
+            let removed = client
+                .uninstall()
                 .await
                 .context("uninstalling the tracking schema")?
                 .changed();
@@ -554,7 +551,7 @@ async fn server(config: &Config, action: ServerAction, json_mode: bool) -> anyho
             });
         }
         ServerAction::Status => {
-            let version = outpost_remote::installed_version(&client).await?;
+            let version = client.installed_version().await?;
             print(
                 json_mode,
                 json!({"installedVersion": version}),
