@@ -266,6 +266,23 @@ async fn fanout_run(
     })
 }
 
+impl Fanout {
+    /// Prints the run's line; returns the median time until every node
+    /// had a commit.
+    fn print(&self, gateways: &str, nodes: usize) -> f64 {
+        let every = percentile(self.last.clone(), 0.5);
+        println!(
+            "B12 fan-out, {gateways}   {nodes:>6} nodes | per node and commit p50 {:>7.1} ms, p99 {:>7.1} ms | every node {every:>7.1} ms (median of {}) | gateway memory {:.1} KiB per connected node | PostgreSQL connections at most {} | (absolute, loopback)",
+            percentile(self.latencies.clone(), 0.5),
+            percentile(self.latencies.clone(), 0.99),
+            self.last.len(),
+            self.kib_per_node,
+            self.max_connections,
+        );
+        every
+    }
+}
+
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     if v.is_empty() {
         return f64::NAN;
@@ -291,30 +308,14 @@ pub(crate) async fn fanout(args: &Args) -> anyhow::Result<()> {
         // Fresh gateways each run: the memory figure starts from idle.
         let one = [GatewayChild::start(&db.database_url()).await?];
         let f = fanout_run(&db, &one, nodes, commits, &mut next_id).await?;
-        println!(
-            "B12 fan-out, 1 gateway    {nodes:>6} nodes | per node and commit p50 {:>7.1} ms, p99 {:>7.1} ms | every node {:>7.1} ms (median of {commits}) | gateway memory {:.1} KiB per connected node | PostgreSQL connections at most {} | target: bounded pool, p50/p99 reported",
-            percentile(f.latencies.clone(), 0.5),
-            percentile(f.latencies.clone(), 0.99),
-            percentile(f.last.clone(), 0.5),
-            f.kib_per_node,
-            f.max_connections,
-        );
-        one_last.push(percentile(f.last, 0.5));
+        one_last.push(f.print("1 gateway ", nodes));
         drop(one);
         let two = [
             GatewayChild::start(&db.database_url()).await?,
             GatewayChild::start(&db.database_url()).await?,
         ];
         let f = fanout_run(&db, &two, nodes, commits, &mut next_id).await?;
-        println!(
-            "B12 fan-out, 2 gateways   {nodes:>6} nodes | per node and commit p50 {:>7.1} ms, p99 {:>7.1} ms | every node {:>7.1} ms (median of {commits}) | gateway memory {:.1} KiB per connected node | PostgreSQL connections at most {}",
-            percentile(f.latencies.clone(), 0.5),
-            percentile(f.latencies.clone(), 0.99),
-            percentile(f.last.clone(), 0.5),
-            f.kib_per_node,
-            f.max_connections,
-        );
-        two_last.push(percentile(f.last, 0.5));
+        two_last.push(f.print("2 gateways", nodes));
         for mut g in two {
             let _ = g.child.kill().await;
         }

@@ -107,6 +107,29 @@ async fn emps(client: &Client) -> anyhow::Result<Vec<(i32, String)>> {
         .collect())
 }
 
+/// After ENG → TMP → PLT and a new ENG: the server holds the department
+/// under PLT with its employees, and the new ENG beside it.
+async fn moved_to_plt_and_eng_reused(client: &Client) -> anyhow::Result<()> {
+    assert_eq!(
+        depts(client)
+            .await?
+            .into_iter()
+            .map(|d| (d.0, d.1))
+            .collect::<Vec<_>>(),
+        vec![
+            ("ENG".into(), "New engineering".into()),
+            ("OPS".into(), "Operations".into()),
+            ("PLT".into(), "Engineering".into()),
+        ]
+    );
+    assert_eq!(
+        emps(client).await?,
+        vec![(1, "PLT".into()), (2, "PLT".into()), (3, "OPS".into())],
+        "the children followed their department, not the reused code"
+    );
+    Ok(())
+}
+
 /// The recorded changes of a table, by kind (`I`, `U`, `D`).
 async fn change_ops(client: &Client, table: &str) -> anyhow::Result<Vec<String>> {
     Ok(client
@@ -185,23 +208,7 @@ async fn keys_changed_twice_and_reused_offline_converge() -> anyhow::Result<()> 
     )
     .await?;
     sync(&a, Direction::ToServer).await?;
-    assert_eq!(
-        depts(&client)
-            .await?
-            .into_iter()
-            .map(|d| (d.0, d.1))
-            .collect::<Vec<_>>(),
-        vec![
-            ("ENG".into(), "New engineering".into()),
-            ("OPS".into(), "Operations".into()),
-            ("PLT".into(), "Engineering".into()),
-        ]
-    );
-    assert_eq!(
-        emps(&client).await?,
-        vec![(1, "PLT".into()), (2, "PLT".into()), (3, "OPS".into())],
-        "the children followed their department, not the reused code"
-    );
+    moved_to_plt_and_eng_reused(&client).await?;
     settle(&client, &schema, &a).await?;
     let status = a.status().await?;
     assert_eq!((status.pending, status.failed, status.conflicts), (0, 0, 0));
@@ -312,23 +319,7 @@ async fn a_key_change_while_the_cursor_lags_the_copy_moves_the_children() -> any
         }
         tokio::time::sleep(PAUSE).await;
     }
-    assert_eq!(
-        emps(&client).await?,
-        vec![(1, "PLT".into()), (2, "PLT".into()), (3, "OPS".into())],
-        "the children followed their department, not the reused code"
-    );
-    assert_eq!(
-        depts(&client)
-            .await?
-            .into_iter()
-            .map(|d| (d.0, d.1))
-            .collect::<Vec<_>>(),
-        vec![
-            ("ENG".into(), "New engineering".into()),
-            ("OPS".into(), "Operations".into()),
-            ("PLT".into(), "Engineering".into()),
-        ]
-    );
+    moved_to_plt_and_eng_reused(&client).await?;
     let status = a.status().await?;
     assert_eq!((status.failed, status.conflicts), (0, 0));
     holder.batch_execute("COMMIT").await?;
