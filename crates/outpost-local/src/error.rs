@@ -188,12 +188,16 @@ impl LocalError {
     /// request asked for, refused as the server would refuse it.
     pub fn violated_constraint(&self) -> Option<bool> {
         match self {
-            LocalError::Sqlite { source, .. }
-                if source.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) =>
-            {
-                let message = source.to_string();
-                Some(message.contains("UNIQUE") || message.contains("PRIMARY KEY"))
-            }
+            // SQLite's extended code tells the kind of constraint, not its
+            // message's wording.
+            LocalError::Sqlite {
+                source: rusqlite::Error::SqliteFailure(e, _),
+                ..
+            } if e.code == rusqlite::ErrorCode::ConstraintViolation => Some(matches!(
+                e.extended_code,
+                rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    | rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+            )),
             _ => None,
         }
     }
