@@ -248,9 +248,10 @@ async fn a_key_change_after_a_lost_acknowledgement_is_applied_once() -> anyhow::
 }
 
 /// The old row changed on the server before the node's key change landed:
-/// the key change is not applied over it. The new key is inserted and the
-/// old key's delete is a conflict (as any delete of a row changed since),
-/// so the server's edit is never lost and the node is told.
+/// the key change is not applied over it. The old key's delete is a
+/// conflict (as any delete of a row changed since; the new key waits for
+/// the node to settle it, then goes as an ordinary insert), so the
+/// server's edit is never lost and the node is told.
 #[tokio::test]
 async fn a_key_change_of_a_row_changed_on_the_server_is_a_conflict() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
