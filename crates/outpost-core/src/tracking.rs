@@ -89,6 +89,11 @@ pub const ORIGIN_SETTING: &str = "outpost.origin";
 /// change being pushed; it lands in `row_versions.origin_local_seq`.
 pub const LOCAL_SEQ_SETTING: &str = "outpost.local_seq";
 
+/// The session setting a push sets to the table its next statement writes:
+/// the capture stamps [`LOCAL_SEQ_SETTING`] only on that statement's rows
+/// (tracking schema version 6).
+pub const PUSH_TABLE_SETTING: &str = "outpost.push_table";
+
 /// The row-level trigger recording inserts, updates and deletes (partitioned
 /// tables only since version 2; see [`Capture`]).
 pub const CAPTURE_TRIGGER: &str = "outpost_capture";

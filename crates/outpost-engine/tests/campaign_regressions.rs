@@ -480,3 +480,76 @@ async fn a_prune_between_the_check_and_the_pull_does_not_skip_changes() -> anyho
     assert_eq!(name.as_deref(), Some("local"));
     Ok(())
 }
+
+/// An older queued edit is not taken for "already applied" because a
+/// foreign-key action of the node's own later push touched the row (found
+/// by campaign seed 163: node 0's offline edit of a post, then its delete of
+/// the post's user; with `Post` held back the `User` push went first, the
+/// server's `ON DELETE CASCADE` deleted the post, and the capture stamped
+/// the post's tombstone with the `User` push's change number, so the post's
+/// older edit was answered "already applied" and vanished). Only the rows
+/// a push's own statement writes carry its change number (tracking schema
+/// version 6): the cascaded delete is a change like anyone's, and the edit
+/// meets it as a conflict.
+#[tokio::test]
+async fn an_edit_is_not_answered_already_applied_by_a_cascade_of_a_later_push() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (client, schema, a) = blog_with_user(&db).await?;
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p5', 'first', 'u1')"#,
+    )
+    .await?;
+    sync(&a, Direction::Bidirectional).await?;
+    // Offline: the post is edited, then its user deleted without touching
+    // the post locally (as the model service's delete does).
+    local(
+        &a,
+        r#"UPDATE "Post" SET title = 'edited offline' WHERE id = 'p5'"#,
+    )
+    .await?;
+    local(
+        &a,
+        r#"PRAGMA foreign_keys = OFF; DELETE FROM "User" WHERE id = 'u1'; PRAGMA foreign_keys = ON;"#,
+    )
+    .await?;
+    // Only `User` is pushed first, as when `Post` is held back.
+    let mut only_users = SyncOptions::new(Direction::ToServer, Trigger::Manual);
+    only_users.models = Some(vec!["User".into()]);
+    let first = a.sync(only_users).await?;
+    assert!(first.success, "{first:?}");
+    assert!(
+        server_rows(&client, &schema, "Post").await?.is_empty(),
+        "the cascade ran"
+    );
+    let stamped: Option<i64> = client
+        .query_one(
+            "SELECT origin_local_seq FROM outpost.row_versions WHERE table_name = 'Post'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(
+        stamped, None,
+        "the cascaded delete carries no change number of the push"
+    );
+    // Then everything: the post's edit meets the cascaded delete.
+    let report = a
+        .sync(SyncOptions::new(Direction::ToServer, Trigger::Manual))
+        .await?;
+    let conflicts: u64 = report.results.values().map(|s| s.conflicts).sum();
+    assert_eq!(
+        conflicts, 1,
+        "the edit is a conflict, not 'already applied': {report:?}"
+    );
+    let listed = a.conflicts().await?;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        unsettled(&a)
+            .await?
+            .contains(&("Post".to_string(), "[\"p5\"]".to_string())),
+        "the edit is kept for a person"
+    );
+    Ok(())
+}

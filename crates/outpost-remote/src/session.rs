@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use outpost_core::NodeId;
-use outpost_core::tracking::ORIGIN_SETTING;
+use outpost_core::tracking::{ORIGIN_SETTING, PUSH_TABLE_SETTING};
 
 /// Session settings that make `jsonb_build_array` print keys exactly as the
 /// capture trigger does.
@@ -68,6 +68,18 @@ pub const BOOTSTRAP_SETTINGS: &str =
 /// Sets `outpost.local_seq` for the rest of the transaction to the
 /// parameter `$1` (text); the capture stores it as `origin_local_seq`.
 pub const SET_LOCAL_SEQ: &str = "SELECT set_config('outpost.local_seq', $1, true)";
+
+/// `SAVEPOINT <name>; SELECT set_config('outpost.push_table', '<table>',
+/// true)`: a push statement about to write `table` marks it, so the capture
+/// stamps `outpost.local_seq` on that statement's rows only, not on rows its
+/// foreign-key actions or the application's triggers write (tracking
+/// schema version 6). Sent with the savepoint: no extra round trip.
+pub fn savepoint_for(savepoint: &str, table: &str) -> String {
+    format!(
+        "SAVEPOINT {savepoint}; SELECT set_config('{PUSH_TABLE_SETTING}', {}, true)",
+        outpost_core::ident::literal(table)
+    )
+}
 
 /// `SET LOCAL outpost.origin = '<node>';`: the capture trigger records the
 /// node as the origin of every version the transaction writes. The node id

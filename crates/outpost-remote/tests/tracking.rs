@@ -120,17 +120,17 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 5);
-    assert_eq!(first.migrations_applied, [1, 2, 3, 4, 5]);
+    assert_eq!(first.to_version, 6);
+    assert_eq!(first.migrations_applied, [1, 2, 3, 4, 5, 6]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(5));
+    assert_eq!(installed_version(&client).await?, Some(6));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(5));
+    assert_eq!(second.from_version, Some(6));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
@@ -189,7 +189,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1, 2, 3, 4, 5]);
+    assert_eq!(report.migrations_applied, [1, 2, 3, 4, 5, 6]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -370,6 +370,7 @@ async fn origin_is_set_per_transaction() -> anyhow::Result<()> {
     let tx = client.transaction().await?;
     tx.batch_execute(&format!(
         "SET LOCAL outpost.origin = '{node}'; SET LOCAL outpost.local_seq = '42';
+         SET LOCAL outpost.push_table = 'Tag';
          INSERT INTO \"Tag\"(name) VALUES ('from-node');"
     ))
     .await?;
@@ -402,6 +403,77 @@ async fn origin_is_set_per_transaction() -> anyhow::Result<()> {
         [
             ("[1]".to_string(), Some(node.to_string()), Some(42)),
             ("[2]".to_string(), None, None)
+        ]
+    );
+    Ok(())
+}
+
+/// A push's change number (`outpost.local_seq`) lands only on the rows of
+/// the statement the push marked (`outpost.push_table`): not on rows a
+/// foreign-key action wrote into another table, nor on rows an application
+/// trigger's statement wrote. Those keep the node as
+/// origin but are anyone's change to the own-write rules.
+#[tokio::test]
+async fn a_push_number_marks_only_the_push_statements_rows() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let mut client = db.client().await?;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "Folder" (id text PRIMARY KEY, parent text REFERENCES "Folder"(id) ON DELETE CASCADE);
+               CREATE TABLE "Doc" (id text PRIMARY KEY, folder text NOT NULL REFERENCES "Folder"(id) ON DELETE CASCADE,
+                                   touched int NOT NULL DEFAULT 0);
+               CREATE TABLE "Note" (id text PRIMARY KEY, body text);
+               -- An application trigger: every note edit touches note 'log'.
+               CREATE FUNCTION touch_log() RETURNS trigger LANGUAGE plpgsql AS $$
+               BEGIN
+                   IF NEW.id <> 'log' THEN UPDATE "Note" SET body = NEW.body WHERE id = 'log'; END IF;
+                   RETURN NULL;
+               END $$;
+               CREATE TRIGGER touch_log AFTER UPDATE ON "Note" FOR EACH ROW EXECUTE FUNCTION touch_log();
+               INSERT INTO "Folder" VALUES ('root', NULL), ('sub', 'root'), ('other', NULL);
+               INSERT INTO "Doc" VALUES ('d1', 'sub'), ('d2', 'other');
+               INSERT INTO "Note" VALUES ('n1', 'a'), ('log', '');"#,
+        )
+        .await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    install(&mut client, &schema).await?;
+    let node = "0f8fad5b-d9cb-469f-a165-70867728950e";
+    let tx = client.transaction().await?;
+    tx.batch_execute(&format!(
+        "SET LOCAL outpost.origin = '{node}'; SET LOCAL outpost.local_seq = '42';
+         SET LOCAL outpost.push_table = 'Folder';
+         DELETE FROM \"Folder\" WHERE id = 'root';
+         SET LOCAL outpost.push_table = 'Note';
+         UPDATE \"Note\" SET body = 'b' WHERE id = 'n1';"
+    ))
+    .await?;
+    tx.commit().await?;
+    let rows = client
+        .query(
+            "SELECT table_name || ' ' || pk::text, origin, origin_local_seq FROM outpost.row_versions
+              WHERE origin IS NOT NULL ORDER BY 1",
+            &[],
+        )
+        .await?;
+    let got: Vec<(String, Option<String>, Option<i64>)> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect();
+    let by = Some(node.to_string());
+    assert_eq!(
+        got,
+        [
+            // Cascaded from the folder into another table.
+            ("Doc [\"d1\"]".to_string(), by.clone(), None),
+            // The push's own row.
+            ("Folder [\"root\"]".to_string(), by.clone(), Some(42)),
+            // Cascaded within the same table: in the push statement's own
+            // transition table, so the capture cannot tell; the push
+            // clears it (`push_stamps.rs`).
+            ("Folder [\"sub\"]".to_string(), by.clone(), Some(42)),
+            // Written by the application's trigger.
+            ("Note [\"log\"]".to_string(), by.clone(), None),
+            ("Note [\"n1\"]".to_string(), by.clone(), Some(42)),
         ]
     );
     Ok(())
@@ -654,7 +726,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
 
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(1));
-    assert_eq!(report.migrations_applied, [2, 3, 4, 5]);
+    assert_eq!(report.migrations_applied, [2, 3, 4, 5, 6]);
     assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(status(&client, &schema).await?.up_to_date());
     let before = last_seq(&client).await?;
@@ -701,7 +773,7 @@ async fn version_2_upgrades_to_the_hash_key_index() -> anyhow::Result<()> {
     assert_eq!(hash_key_index(&client).await?, 0);
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(2));
-    assert_eq!(report.migrations_applied, [3, 4, 5]);
+    assert_eq!(report.migrations_applied, [3, 4, 5, 6]);
     assert!(report.triggers_installed.is_empty(), "{report:?}");
     assert_eq!(hash_key_index(&client).await?, 1);
     assert!(!install(&mut client, &schema).await?.changed());
@@ -838,7 +910,7 @@ async fn an_update_is_recorded_whatever_the_tables_column_names() -> anyhow::Res
     assert_eq!(updates(&client).await?, 0, "version 4 missed the update");
 
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [5]);
+    assert_eq!(report.migrations_applied, [5, 6]);
     client
         .batch_execute(r#"UPDATE "Grid" SET label = 'third' WHERE id = 'a'"#)
         .await?;

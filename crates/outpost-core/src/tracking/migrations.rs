@@ -353,6 +353,168 @@ $fn$;
 ALTER TABLE "outpost"."row_versions" SET (fillfactor = 80);
 "#;
 
+/// Version 6: a push's change number (`origin_local_seq`) is stamped only
+/// on the rows the push's own statement wrote. Before, every version the
+/// push's transaction wrote carried it, including rows a foreign-key action
+/// (`ON DELETE CASCADE`, `ON UPDATE CASCADE`) or an application trigger
+/// wrote: such a row looked like the node's own push at that number, and an
+/// older queued edit of it was answered "already applied" and lost (the
+/// campaign's seed 163, `docs/reliability.md`). Now the push names the
+/// table it writes (`outpost.push_table`, set before each statement), and
+/// the capture stamps a version only when
+///
+/// * its table is that table,
+/// * it runs at trigger depth 1 (a statement an application trigger runs
+///   fires its capture deeper; a foreign-key action's does not, which is
+///   why depth alone did not do).
+///
+/// The other rows keep the node as origin but no number, so the own-write
+/// rules treat them as anyone's change: a pull brings them and a queued edit
+/// of them is judged against them. A foreign-key action within the same
+/// table (a self-reference `ON DELETE CASCADE`) lands in the push
+/// statement's own transition table, so the capture cannot tell those rows
+/// apart: the push clears their number itself (`outpost_remote`'s push,
+/// "unstamp").
+pub(super) const V6: &str = r#"-- Row trigger. TG_ARGV[0] is the synced table's name, TG_ARGV[1..] its
+-- primary-key columns in key order.
+CREATE OR REPLACE FUNCTION "outpost"."capture"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $fn$
+DECLARE
+    v_table text := TG_ARGV[0];
+    v_origin text := NULLIF(current_setting('outpost.origin', true), '');
+    -- Only the push's own statement's rows carry its change number: not
+    -- rows written by statements the application's triggers run (depth
+    -- above 1), nor rows another table's foreign-key action wrote.
+    v_local_seq bigint := CASE
+        WHEN pg_trigger_depth() = 1
+         AND current_setting('outpost.push_table', true) = TG_ARGV[0]
+        THEN NULLIF(current_setting('outpost.local_seq', true), '')::bigint END;
+    v_old jsonb;
+    v_new jsonb;
+    v_old_pk jsonb;
+    v_new_pk jsonb;
+BEGIN
+    IF TG_OP = 'INSERT' OR TG_OP = 'UPDATE' THEN
+        v_new := to_jsonb(NEW);
+        SELECT jsonb_agg(v_new -> c ORDER BY n) INTO v_new_pk
+        FROM unnest(TG_ARGV[1:]) WITH ORDINALITY AS k(c, n);
+    END IF;
+    IF TG_OP = 'DELETE' OR TG_OP = 'UPDATE' THEN
+        v_old := to_jsonb(OLD);
+        SELECT jsonb_agg(v_old -> c ORDER BY n) INTO v_old_pk
+        FROM unnest(TG_ARGV[1:]) WITH ORDINALITY AS k(c, n);
+    END IF;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM "outpost"."record_change"(v_table, v_new_pk, 'I', v_origin, v_local_seq);
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM "outpost"."record_change"(v_table, v_old_pk, 'D', v_origin, v_local_seq);
+    ELSIF v_old::text = v_new::text THEN
+        -- Nothing changed (text, not jsonb equality: 1.5 -> 1.50 is a change).
+        NULL;
+    ELSIF v_old_pk = v_new_pk THEN
+        PERFORM "outpost"."record_change"(v_table, v_new_pk, 'U', v_origin, v_local_seq);
+    ELSE
+        PERFORM "outpost"."record_change"(v_table, v_old_pk, 'D', v_origin, v_local_seq);
+        PERFORM "outpost"."record_change"(v_table, v_new_pk, 'I', v_origin, v_local_seq);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- Statement trigger with transition tables old_rows/new_rows. TG_ARGV[0]
+-- is the synced table's name, TG_ARGV[1..] its primary-key columns.
+CREATE OR REPLACE FUNCTION "outpost"."capture_rows"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $fn$
+DECLARE
+    v_table text := TG_ARGV[0];
+    v_keys text[] := TG_ARGV[1:];
+    v_origin text := NULLIF(current_setting('outpost.origin', true), '');
+    -- Only the push's own statement's rows carry its change number: not
+    -- rows written by statements the application's triggers run (depth
+    -- above 1), nor rows another table's foreign-key action wrote.
+    v_local_seq bigint := CASE
+        WHEN pg_trigger_depth() = 1
+         AND current_setting('outpost.push_table', true) = TG_ARGV[0]
+        THEN NULLIF(current_setting('outpost.local_seq', true), '')::bigint END;
+    v_key_new text;
+    v_key_old text;
+    v_src text;
+    v_small boolean := false;
+BEGIN
+    -- A small INSERT (an application's usual write) runs a static
+    -- statement, which PL/pgSQL prepares once per trigger and session; the
+    -- keys come out of the row's jsonb (`to_jsonb(row) -> column` is the
+    -- text `to_jsonb(column)` has). Larger statements are planned for
+    -- their size below, where the joins hash.
+    -- (Two tests: a statement naming `new_rows` fails in a DELETE's call.)
+    IF TG_OP = 'INSERT' THEN
+        v_small := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) <= 64;
+    END IF;
+    IF v_small THEN
+        WITH c AS (
+            INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+            SELECT v_table,
+                   (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)),
+                   'I', v_origin
+            FROM (SELECT to_jsonb(n.*) AS j FROM new_rows n) r
+            RETURNING "seq", "pk")
+        INSERT INTO "outpost"."row_versions" AS rv
+            ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
+        SELECT v_table, c.pk, c.seq, v_origin, v_local_seq, false, clock_timestamp() FROM c
+        ON CONFLICT ("table_name", "pk") DO UPDATE SET
+            "version" = EXCLUDED."version", "origin" = EXCLUDED."origin",
+            "origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted",
+            "updated_at" = EXCLUDED."updated_at";
+        RETURN NULL;
+    END IF;
+    SELECT string_agg(format('to_jsonb(n.%I)', c), ', ' ORDER BY o),
+           string_agg(format('to_jsonb(o.%I)', c), ', ' ORDER BY o)
+    INTO v_key_new, v_key_old
+    FROM unnest(v_keys) WITH ORDINALITY AS k(c, o);
+    IF TG_OP = 'INSERT' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM new_rows n', v_key_new, 'I');
+    ELSIF TG_OP = 'DELETE' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM old_rows o', v_key_old, 'D');
+    ELSE
+        -- `o.*` and `n.*`, never a bare `o` or `n`: a column of that name
+        -- would be read instead of the row.
+        v_src := format(
+            'SELECT COALESCE(n.pk, o.pk) AS pk, CASE WHEN o.pk IS NULL THEN %L WHEN n.pk IS NULL THEN %L ELSE %L END AS op '
+            'FROM (SELECT jsonb_build_array(%s) AS pk, to_jsonb(o.*)::text AS r FROM old_rows o) o '
+            'FULL JOIN (SELECT jsonb_build_array(%s) AS pk, to_jsonb(n.*)::text AS r FROM new_rows n) n ON n.pk = o.pk '
+            'WHERE o.r IS DISTINCT FROM n.r ORDER BY (n.pk IS NULL) DESC',
+            'I', 'D', 'U', v_key_old, v_key_new);
+    END IF;
+    EXECUTE format(
+        'WITH c AS (INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin") '
+        'SELECT $1, s.pk, s.op, $2 FROM (%s) s RETURNING "seq", "pk", "op") '
+        'INSERT INTO "outpost"."row_versions" AS rv '
+        '("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at") '
+        'SELECT $1, c.pk, c.seq, $2, $3, c.op = %L, clock_timestamp() FROM c '
+        'ON CONFLICT ("table_name", "pk") DO UPDATE SET '
+        '"version" = EXCLUDED."version", "origin" = EXCLUDED."origin", '
+        '"origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted", '
+        '"updated_at" = EXCLUDED."updated_at"', v_src, 'D')
+    USING v_table, v_origin, v_local_seq;
+    RETURN NULL;
+END
+$fn$;
+"#;
+
 /// The upgrade path, in order. Never edit a released step: add one.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -379,6 +541,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         description: "statement capture compares whole rows whatever the column names",
         sql: V5,
+    },
+    Migration {
+        version: 6,
+        description: "a push's change number only on the rows its own statement wrote",
+        sql: V6,
     },
 ];
 

@@ -1,7 +1,7 @@
 //! Exact-string tests of the tracking schema's SQL: each migration's text,
 //! the trigger plan, the trigger statements and the key expression.
 
-use super::migrations::{V1, V2, V3, V4, V5};
+use super::migrations::{V1, V2, V3, V4, V5, V6};
 use super::*;
 use crate::schema::Column;
 use crate::types::{ColumnType, ScalarType};
@@ -150,7 +150,7 @@ fn migrations_are_ordered_without_gaps() {
     for (i, m) in MIGRATIONS.iter().enumerate() {
         assert_eq!(m.version, i as i32 + 1);
     }
-    assert_eq!(latest_version(), 5);
+    assert_eq!(latest_version(), 6);
 }
 
 #[test]
@@ -195,25 +195,36 @@ fn v5_compares_whole_rows_and_inserts_small_statements_statically() {
 }
 
 #[test]
+fn v6_stamps_only_the_push_statements_rows() {
+    let stamp = "v_local_seq bigint := CASE\n        WHEN pg_trigger_depth() = 1\n         AND current_setting('outpost.push_table', true) = TG_ARGV[0]\n        THEN NULLIF(current_setting('outpost.local_seq', true), '')::bigint END;";
+    // Both captures (row and statement) decide the same way.
+    assert_eq!(V6.matches(stamp).count(), 2);
+    assert!(V6.contains("CREATE OR REPLACE FUNCTION \"outpost\".\"capture\"()"));
+    assert!(V6.contains("CREATE OR REPLACE FUNCTION \"outpost\".\"capture_rows\"()"));
+    assert!(!V6.contains("NULLIF(current_setting('outpost.local_seq', true), '')::bigint;"));
+}
+
+#[test]
 fn pending() {
-    assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(5));
-    assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(5));
-    assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(4));
-    assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(3));
-    assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(2));
-    assert_eq!(pending_migrations(Some(4)).map(<[_]>::len), Ok(1));
-    assert_eq!(pending_migrations(Some(5)).map(<[_]>::len), Ok(0));
+    assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(6));
+    assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(6));
+    assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(5));
+    assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(4));
+    assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(3));
+    assert_eq!(pending_migrations(Some(4)).map(<[_]>::len), Ok(2));
+    assert_eq!(pending_migrations(Some(5)).map(<[_]>::len), Ok(1));
+    assert_eq!(pending_migrations(Some(6)).map(<[_]>::len), Ok(0));
     let err = pending_migrations(Some(7)).expect_err("newer than known");
     assert_eq!(
         err,
         NewerSchemaVersion {
             installed: 7,
-            supported: 5
+            supported: 6
         }
     );
     assert!(
         err.to_string()
-            .contains("version 7, newer than the version 5")
+            .contains("version 7, newer than the version 6")
     );
 }
 

@@ -36,7 +36,12 @@
 //!
 //! A push group's writes run with `outpost.local_seq` set to the highest
 //! `local_seq` of the group's rows, and the capture trigger stores it as
-//! `row_versions.origin_local_seq` of every version it writes. A retry skips
+//! `row_versions.origin_local_seq` of every version the group's statements
+//! write: each statement names its table (`outpost.push_table`, set with
+//! its savepoint), so rows written by foreign-key actions into other tables
+//! or by the application's triggers get none (tracking schema version 6);
+//! for a table whose own foreign keys act on it, the push clears the
+//! number on rows of the table it did not write (`push::unstamp`). A retry skips
 //! a row whose version has this node as origin and an `origin_local_seq` at
 //! or above the row's own `local_seq`. The group's highest is as good as the
 //! row's own for that test: a row's pushed change is its latest when the

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::TryFutureExt as _;
 use futures_util::future::{try_join3, try_join4};
 use outpost_core::accept::{self, Acceptance, OnServer, Pushed, Pusher, Write};
-use outpost_core::schema::{Schema, Table};
+use outpost_core::schema::{FkAction, Schema, Table};
 use outpost_core::sync::{
     Cursor, PushOutcome, PushRow, ServerRow, parents_first_within, refused_parent,
 };
@@ -304,7 +304,12 @@ async fn push_group(
     tx.execute(session::SET_LOCAL_SEQ, &[&group_seq])
         .await
         .map_err(db("starting a push group"))?;
+    let before = changes_so_far(tx, table).await?;
     let written = write_rows(tx, schema, &from, table, cache, rows, &to_write, outcomes).await?;
+    if let Some(before) = before {
+        let keys: Vec<Vec<Value>> = written.iter().map(|&i| rows[i].pk.clone()).collect();
+        unstamp(tx, table, before, keys).await?;
+    }
     // Rows an insert found already present (inserted meanwhile): conflicts.
     let lost: Vec<usize> = to_write
         .iter()
@@ -368,6 +373,53 @@ async fn push_group(
         version_ms = versioning.elapsed().as_millis() as u64,
         "push group"
     );
+    Ok(())
+}
+
+/// For a table whose foreign-key actions can write its own rows (a
+/// self-reference with `ON DELETE CASCADE`, `SET NULL`, …): the newest
+/// change of this transaction before a group's writes. `None` for other
+/// tables, whose captures tell the push's rows apart themselves (tracking
+/// schema version 6).
+pub(super) async fn changes_so_far(
+    tx: &Transaction<'_>,
+    table: &Table,
+) -> Result<Option<i64>, RemoteError> {
+    let acts = |a: FkAction| !matches!(a, FkAction::NoAction | FkAction::Restrict);
+    let within = table
+        .foreign_keys
+        .iter()
+        .any(|fk| fk.ref_table == table.name && (acts(fk.on_delete) || acts(fk.on_update)));
+    if !within {
+        return Ok(None);
+    }
+    let row = tx
+        .query_one(sql::NEWEST_CHANGE_OF_TRANSACTION, &[])
+        .await
+        .map_err(db("reading the push's changes"))?;
+    Ok(Some(row.get(0)))
+}
+
+/// Unstamp: a self-reference's foreign-key action writes rows of the pushed
+/// table in the push statement's own transition table, so the capture
+/// stamps them with the push's change number too. This clears the number on
+/// the versions written since `before` whose keys the push did not write
+/// (`keys`): they stay changes with the node as origin that the own-write
+/// rules treat like anyone's (a queued edit of such a row meets it).
+pub(super) async fn unstamp(
+    tx: &Transaction<'_>,
+    table: &Table,
+    before: i64,
+    keys: Vec<Vec<Value>>,
+) -> Result<(), RemoteError> {
+    let src = sql::key_values(table, keys);
+    let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
+    let mut p = params(&binds);
+    p.push(&table.name);
+    p.push(&before);
+    tx.execute(&sql::unstamp_others(table, &src), &p)
+        .await
+        .map_err(db(format!("recording the push's rows of {}", table.name)))?;
     Ok(())
 }
 
@@ -693,7 +745,7 @@ async fn run_savepointed(
         }
     };
     let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
-    tx.batch_execute("SAVEPOINT outpost_row")
+    tx.batch_execute(&session::savepoint_for("outpost_row", &table.name))
         .await
         .map_err(db("setting a savepoint"))?;
     // Prepared inside the savepoint: a statement the server cannot even

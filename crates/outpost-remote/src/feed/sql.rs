@@ -361,6 +361,29 @@ pub(super) fn written_versions(from: &str, table: &Table, src: &Source) -> Strin
     )
 }
 
+/// The newest change this transaction recorded (0 before its first).
+pub(super) const NEWEST_CHANGE_OF_TRANSACTION: &str = "SELECT COALESCE(max(seq), 0) FROM \"outpost\".\"changes\" \
+     WHERE txid = pg_current_xact_id()";
+
+/// Clears `origin_local_seq` on the versions of table `$n+1` this
+/// transaction wrote after change `$n+2` whose keys are not in the key
+/// source (the push's `unstamp`). The changes are found through their
+/// `(txid, seq)` index, the versions through their key.
+pub(super) fn unstamp_others(table: &Table, src: &Source) -> String {
+    format!(
+        "UPDATE \"outpost\".\"row_versions\" rv SET origin_local_seq = NULL \
+         FROM \"outpost\".\"changes\" c \
+         WHERE c.txid = pg_current_xact_id() AND c.seq > ${after} AND c.table_name = ${tn} \
+           AND rv.table_name = ${tn} AND rv.pk = c.pk AND rv.version = c.seq \
+           AND rv.origin_local_seq IS NOT NULL \
+           AND NOT EXISTS (SELECT 1 FROM {src} WHERE jsonb_build_array({vk}) = c.pk)",
+        src = src.sql,
+        vk = qualified_keys(&key_names(table)),
+        tn = src.params.len() + 1,
+        after = src.params.len() + 2,
+    )
+}
+
 /// The versions of the rows of a key source, in its order (0 for a row
 /// never changed since tracking began).
 pub(super) fn versions_by_key(table: &Table, src: &Source) -> String {

@@ -127,7 +127,8 @@ pub(super) async fn push_move(
     );
     let src = sql::source(false, &names, &types, vec![cells], 1);
     let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
-    tx.batch_execute("SAVEPOINT outpost_move")
+    let before = super::changes_so_far(tx, table).await?;
+    tx.batch_execute(&session::savepoint_for("outpost_move", &table.name))
         .await
         .map_err(db("setting a savepoint"))?;
     let moved = tx
@@ -159,6 +160,9 @@ pub(super) async fn push_move(
             tracing::debug!(table = %table.name, error = %describe(&e), "key change refused as an update");
             return Ok(false);
         }
+    }
+    if let Some(before) = before {
+        super::unstamp(tx, table, before, vec![rows[i].pk.clone(), old.clone()]).await?;
     }
     let src = sql::key_values(table, vec![rows[i].pk.clone(), old.clone()]);
     let binds: Vec<Bind<'_>> = src.params.iter().map(Bind).collect();
