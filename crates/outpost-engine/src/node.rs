@@ -711,6 +711,15 @@ impl IdSource<'_> {
 /// reached, ids topped up while it answers, the status published.
 fn run_sync(node: Outpost, options: SyncOptions) -> BoxFuture<'static, SyncResult> {
     async move {
+        // A write's own push belongs to auto mode: one queued before the
+        // node switched to local mode (or went offline) is dropped, so a
+        // write made after the switch waits for a sync asked for. Nobody
+        // waits on such a run; the text is for the scheduler only.
+        if options.trigger == Trigger::LocalChange
+            && !(node.mode() == Mode::Auto && node.is_online())
+        {
+            return Err("not run: the node left auto mode".into());
+        }
         let result = node.inner.engine.sync(options).await;
         if let Ok(report) = &result {
             if report.error_kind.is_some_and(|k| k.is_unreachable()) {

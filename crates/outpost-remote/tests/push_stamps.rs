@@ -20,6 +20,12 @@ use uuid::Uuid;
 
 const LIMITS: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(10));
 
+/// A cursor past every change: the node has seen everything.
+const CURSOR: Cursor = Cursor {
+    txid: i64::MAX,
+    seq: i64::MAX,
+};
+
 async fn folders() -> anyhow::Result<(TestDb, Client, Schema)> {
     let db = TestDb::new().await?;
     let mut client = db.client().await?;
@@ -79,15 +85,11 @@ async fn a_cascade_within_the_table_does_not_carry_the_push_number() -> anyhow::
     delete_root.values = None;
     // Another row of the table in the same push, edited by the node.
     let edit_other = folder("other", "renamed", None, 25, Expected::AsOfCursor);
-    let cursor = Cursor {
-        txid: i64::MAX,
-        seq: i64::MAX,
-    };
     let out = push(
         &mut client,
         &schema,
         node,
-        cursor,
+        CURSOR,
         &[delete_root, edit_other],
         LIMITS,
     )
@@ -115,7 +117,7 @@ async fn a_cascade_within_the_table_does_not_carry_the_push_number() -> anyhow::
         14,
         Expected::Version(Version(sub_base)),
     );
-    let out = push(&mut client, &schema, node, cursor, &[edit_sub], LIMITS).await?;
+    let out = push(&mut client, &schema, node, CURSOR, &[edit_sub], LIMITS).await?;
     match &out[..] {
         [PushOutcome::Conflict(server)] => {
             assert_eq!(server.version, Version(sub_version));
@@ -134,15 +136,11 @@ async fn a_retried_push_of_a_cascading_delete_is_already_applied() -> anyhow::Re
     let node = Uuid::new_v4();
     let mut delete_root = folder("root", "root", None, 7, Expected::AsOfCursor);
     delete_root.values = None;
-    let cursor = Cursor {
-        txid: i64::MAX,
-        seq: i64::MAX,
-    };
     let first = push(
         &mut client,
         &schema,
         node,
-        cursor,
+        CURSOR,
         std::slice::from_ref(&delete_root),
         LIMITS,
     )
@@ -151,7 +149,7 @@ async fn a_retried_push_of_a_cascading_delete_is_already_applied() -> anyhow::Re
         matches!(first[..], [PushOutcome::Applied { .. }]),
         "{first:?}"
     );
-    let again = push(&mut client, &schema, node, cursor, &[delete_root], LIMITS).await?;
+    let again = push(&mut client, &schema, node, CURSOR, &[delete_root], LIMITS).await?;
     assert!(
         matches!(again[..], [PushOutcome::AlreadyApplied { .. }]),
         "{again:?}"

@@ -67,6 +67,19 @@ async fn user_data(client: &Client) -> anyhow::Result<Vec<String>> {
     Ok(rows.iter().map(|r| r.get::<_, String>(0)).collect())
 }
 
+/// (row, origin, origin_local_seq) of `row_versions` entries, as `sql`
+/// selects them.
+async fn stamps(
+    client: &Client,
+    sql: &str,
+) -> anyhow::Result<Vec<(String, Option<String>, Option<i64>)>> {
+    let rows = client.query(sql, &[]).await?;
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
+}
+
 #[derive(Debug, PartialEq)]
 struct Change {
     seq: i64,
@@ -387,17 +400,12 @@ async fn origin_is_set_per_transaction() -> anyhow::Result<()> {
     assert_eq!(c[0].seq, s);
     assert_eq!(c[1].origin, None);
 
-    let rows = client
-        .query(
-            "SELECT pk::text, origin, origin_local_seq FROM outpost.row_versions
-              WHERE table_name = 'Tag' ORDER BY version",
-            &[],
-        )
-        .await?;
-    let got: Vec<(String, Option<String>, Option<i64>)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let got = stamps(
+        &client,
+        "SELECT pk::text, origin, origin_local_seq FROM outpost.row_versions
+          WHERE table_name = 'Tag' ORDER BY version",
+    )
+    .await?;
     assert_eq!(
         got,
         [
@@ -448,17 +456,12 @@ async fn a_push_number_marks_only_the_push_statements_rows() -> anyhow::Result<(
     ))
     .await?;
     tx.commit().await?;
-    let rows = client
-        .query(
-            "SELECT table_name || ' ' || pk::text, origin, origin_local_seq FROM outpost.row_versions
-              WHERE origin IS NOT NULL ORDER BY 1",
-            &[],
-        )
-        .await?;
-    let got: Vec<(String, Option<String>, Option<i64>)> = rows
-        .iter()
-        .map(|r| (r.get(0), r.get(1), r.get(2)))
-        .collect();
+    let got = stamps(
+        &client,
+        "SELECT table_name || ' ' || pk::text, origin, origin_local_seq FROM outpost.row_versions
+          WHERE origin IS NOT NULL ORDER BY 1",
+    )
+    .await?;
     let by = Some(node.to_string());
     assert_eq!(
         got,
