@@ -11,7 +11,9 @@
 //! * A long run: `OUTPOST_CAMPAIGN_SEEDS=500 cargo test --release -p outpost --test campaign -- --nocapture`
 //!   (seeds `1..=500`; `OUTPOST_CAMPAIGN_FIRST=1000` moves the start;
 //!   `OUTPOST_CAMPAIGN_NODES` and `OUTPOST_CAMPAIGN_ROUNDS` change the shape;
-//!   `OUTPOST_CAMPAIGN_DROP_COLUMN=1` adds a dropped column to the migration).
+//!   `OUTPOST_CAMPAIGN_DROP_COLUMN=0` leaves the dropped column out of the
+//!   migration; `OUTPOST_CAMPAIGN_TOPOLOGY=gateway` syncs every node through
+//!   two `outpost gateway` processes).
 //!
 //! See `docs/reliability.md` for the fault model and the figures.
 
@@ -19,6 +21,9 @@
 mod check;
 #[path = "campaign/harness.rs"]
 mod harness;
+
+#[path = "campaign/gateway.rs"]
+mod gateway;
 
 use std::sync::Arc;
 
@@ -49,6 +54,7 @@ fn shape() -> Shape {
     }
     // The migration drops a column too unless told not to (`=0`).
     s.drop_column = env_u64("OUTPOST_CAMPAIGN_DROP_COLUMN") != Some(0);
+    s.gateway = std::env::var("OUTPOST_CAMPAIGN_TOPOLOGY").is_ok_and(|t| t.trim() == "gateway");
     s
 }
 
@@ -58,8 +64,13 @@ fn replay(seed: u64) -> String {
     } else {
         "OUTPOST_CAMPAIGN_DROP_COLUMN=0 "
     };
+    let topology = if shape().gateway {
+        "OUTPOST_CAMPAIGN_TOPOLOGY=gateway "
+    } else {
+        ""
+    };
     format!(
-        "replay: {drop}OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"
+        "replay: {topology}{drop}OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"
     )
 }
 
@@ -118,12 +129,20 @@ async fn campaign() -> anyhow::Result<()> {
     // The CI seeds must exercise every fault kind issues 17 and 18 added,
     // or the campaign would pass without testing them.
     if total.runs >= 20 {
-        for kind in [
+        let gateway_kinds: &[&str] = if shape.gateway {
+            &["gateway-restart"]
+        } else {
+            &[]
+        };
+        for &kind in [
             "stall-mid-sync",
             "restore-from-backup",
             "replica-copy",
             "setup-while-serving",
-        ] {
+        ]
+        .iter()
+        .chain(gateway_kinds)
+        {
             let ran: u64 = total
                 .faults
                 .iter()
@@ -221,6 +240,7 @@ fn sound() -> FinalState {
     let replica = ReplicaState {
         tables: [("Post".to_string(), rows.clone())].into_iter().collect(),
         unsettled: Default::default(),
+        scope: None,
     };
     FinalState {
         server: [("Post".to_string(), rows)].into_iter().collect(),
@@ -276,6 +296,21 @@ fn the_checker_catches_a_diverged_replica_and_a_missing_server_change() {
         },
     );
     assert_eq!(classes(&s), Vec::<&str>::new());
+}
+
+#[test]
+fn the_checker_catches_a_row_outside_the_replicas_scope() {
+    // Node 1's scope leaves p2 out, and it holds p2 anyway.
+    let mut s = sound();
+    let mut scope = s.server.clone();
+    posts(&mut scope).retain(|(pk, _)| pk != "[\"p2\"]");
+    s.replicas[1].scope = Some(scope.clone());
+    assert_eq!(classes(&s), vec!["out-of-scope"]);
+    // Without it, the replica is sound; a row of its scope missing is not.
+    posts(&mut s.replicas[1].tables).retain(|(pk, _)| pk != "[\"p2\"]");
+    assert!(classes(&s).is_empty());
+    posts(&mut s.replicas[1].tables).clear();
+    assert_eq!(classes(&s), vec!["diverged"]);
 }
 
 #[test]

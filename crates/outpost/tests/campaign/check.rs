@@ -6,8 +6,10 @@
 //! What is checked, precisely (keys are never reused by the workload and
 //! every insert or update writes a token unique to that write):
 //!
-//! 1. **Convergence**: every replica equals the server row for row, except
-//!    rows that replica lists as `CONFLICT` or `FAILED`; nothing is left
+//! 1. **Convergence**: every replica equals the server row for row (under
+//!    sync rules, the server's rows in its scope: a row outside it is
+//!    `out-of-scope`), except rows that replica lists as `CONFLICT` or
+//!    `FAILED`; nothing is left
 //!    `PENDING` after the nodes synced until quiet; every `FAILED` row
 //!    carries the server's reason.
 //! 2. **No acknowledged write lost**: a write acknowledged to a caller
@@ -133,6 +135,9 @@ pub struct ReplicaState {
     pub tables: Tables,
     /// `(table, pk)` → unsettled entry (status other than `SYNCED`).
     pub unsettled: BTreeMap<(String, String), Unsettled>,
+    /// The server rows this replica may hold under the gateway's sync
+    /// rules (its scope); `None`: every server row.
+    pub scope: Option<Tables>,
 }
 
 /// Everything the checker looks at.
@@ -226,10 +231,12 @@ pub fn check(state: &FinalState) -> Vec<Anomaly> {
                 _ => {}
             }
         }
+        let expected = replica.scope.as_ref().unwrap_or(&state.server);
         let names: BTreeSet<&String> = state.server.keys().chain(replica.tables.keys()).collect();
         for table in names {
             let empty = Vec::new();
-            let server = as_map(state.server.get(table).unwrap_or(&empty));
+            let server = as_map(expected.get(table).unwrap_or(&empty));
+            let anywhere = as_map(state.server.get(table).unwrap_or(&empty));
             let local = as_map(replica.tables.get(table).unwrap_or(&empty));
             let keys: BTreeSet<&String> = server.keys().chain(local.keys()).collect();
             for pk in keys {
@@ -241,6 +248,15 @@ pub fn check(state: &FinalState) -> Vec<Anomaly> {
                     continue;
                 }
                 let (s, l) = (server.get(pk), local.get(pk));
+                if s.is_none() && l.is_some() && anywhere.contains_key(pk) {
+                    out.push(anomaly(
+                        "out-of-scope",
+                        format!(
+                            "node {i}: {table} {pk}: the replica holds a row outside its sync rules"
+                        ),
+                    ));
+                    continue;
+                }
                 if s != l {
                     let what = match (s, l) {
                         (Some(_), None) => "a server row is missing from the replica",

@@ -24,6 +24,12 @@
 //!   its node works (once per seed after the server added a column with a
 //!   default).
 //!
+//! * **Gateway topology** (`Shape::gateway`): the nodes sync through two
+//!   `outpost gateway` processes ([`Gateways`]), a proxy per gateway and a
+//!   token per node, one gateway picked per sync; a gateway is killed and
+//!   started again now and then (`gateway-restart`); node writes go the
+//!   replica's two ways (no remote mode without a database session).
+//!
 //! Randomness comes from the seed only (timings are real, so a replay is
 //! faithful in its choices, not necessarily in its interleavings).
 
@@ -47,6 +53,7 @@ use serde_json::{Value as Json, json};
 use super::check::{
     Ack, Actor, Anomaly, AuditEvent, FinalState, Kind, ReplicaState, Tables, Unsettled, Write,
 };
+use super::gateway::Gateways;
 
 /// The server's schema: related tables with a foreign key (cascading), a
 /// unique column (duplicates become FAILED rows), a `BEFORE` trigger that
@@ -128,6 +135,9 @@ pub struct Shape {
     /// of `Post` (every node is then set up again before the end). On by
     /// default; `OUTPOST_CAMPAIGN_DROP_COLUMN=0` leaves it out.
     pub drop_column: bool,
+    /// Nodes sync through two `outpost gateway` processes instead of
+    /// holding the database's URL (`OUTPOST_CAMPAIGN_TOPOLOGY=gateway`).
+    pub gateway: bool,
 }
 
 impl Default for Shape {
@@ -137,6 +147,7 @@ impl Default for Shape {
             rounds: 8,
             ops_per_round: 10,
             drop_column: true,
+            gateway: false,
         }
     }
 }
@@ -262,7 +273,14 @@ fn key(id: &str) -> String {
 struct Node {
     dir: PathBuf,
     path: PathBuf,
-    proxy: Arc<Proxy>,
+    /// The node's paths to the server: one to PostgreSQL, or one to each
+    /// gateway.
+    proxies: Vec<Arc<Proxy>>,
+    /// Whose token the node holds in gateway topology (`node-<n>`): its own
+    /// index, or for a copy its original's (the same user's replica on a
+    /// second device; another principal is refused a node id it does not
+    /// hold, docs/gateway.md).
+    principal: usize,
     /// The application's handle; `None` only while a restore swaps the file.
     app: Option<Outpost>,
     /// Cut until this round (exclusive); 0 when online.
@@ -272,6 +290,16 @@ struct Node {
 }
 
 impl Node {
+    /// Cuts every path of the node.
+    fn cut(&self) {
+        self.proxies.iter().for_each(|p| p.cut());
+    }
+
+    /// Restores every path of the node.
+    fn restore(&self) {
+        self.proxies.iter().for_each(|p| p.restore());
+    }
+
     fn app(&self) -> &Outpost {
         // Only `Run::restore` takes the handle, and it puts a new one back
         // before returning.
@@ -369,6 +397,8 @@ struct Run {
     round: usize,
     /// What the harness did, in order (printed for a seed with anomalies).
     trace: Vec<String>,
+    /// The gateways, in gateway topology.
+    gateways: Option<Gateways>,
     _dir: tempfile::TempDir,
 }
 
@@ -409,16 +439,57 @@ pub async fn run_seed(cluster: &Arc<Cluster>, seed: u64, shape: Shape) -> anyhow
     result
 }
 
-/// Opens the application's handle on a node's replica, through its proxy,
-/// in local mode.
-async fn open_app(path: &Path, proxy: &Proxy, dbname: &str) -> anyhow::Result<Outpost> {
-    let url = format!("postgres://postgres@{}/{dbname}", proxy.addr);
+/// The environment that points a node at the server through path `k` of
+/// `proxies`: the database's URL, or a gateway's with the token of
+/// `principal`.
+fn server_vars(
+    gateways: Option<&Gateways>,
+    proxies: &[Arc<Proxy>],
+    dbname: &str,
+    principal: usize,
+    k: usize,
+) -> anyhow::Result<Vec<(&'static str, String)>> {
+    let proxy = &proxies[k.min(proxies.len() - 1)];
+    Ok(match gateways {
+        None => vec![(
+            "DATABASE_URL",
+            format!("postgres://postgres@{}/{dbname}", proxy.addr),
+        )],
+        Some(g) => vec![
+            ("OUTPOST_GATEWAY_URL", format!("http://{}", proxy.addr)),
+            ("OUTPOST_GATEWAY_TOKEN", g.token(principal)?),
+        ],
+    })
+}
+
+/// The node's paths: one proxy to PostgreSQL, or one to each gateway.
+async fn start_proxies(
+    cluster: &Cluster,
+    gateways: Option<&Gateways>,
+) -> anyhow::Result<Vec<Arc<Proxy>>> {
+    let mut proxies = Vec::new();
+    match gateways {
+        None => proxies.push(Arc::new(Proxy::start(cluster.addr()).await?)),
+        Some(g) => {
+            for k in 0..g.len() {
+                proxies.push(Arc::new(Proxy::start(g.addr(k)).await?));
+            }
+        }
+    }
+    Ok(proxies)
+}
+
+/// Opens the application's handle on a node's replica, reaching the server
+/// as `vars` say, in local mode.
+async fn open_app(path: &Path, vars: &[(&'static str, String)]) -> anyhow::Result<Outpost> {
     let local = format!("file:{}", path.display());
     let config = Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
         "LOCAL_DATABASE_URL" => Some(local.clone()),
         "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
-        _ => None,
+        _ => vars
+            .iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.clone()),
     })?;
     let app = Outpost::open_with(
         config,
@@ -595,6 +666,12 @@ async fn run_in(
     let schema = outpost::remote::introspect(&client, "public", None, &[]).await?;
     outpost::remote::install(&mut client, &schema).await?;
     let dir = tempfile::tempdir()?;
+    let gateways = if shape.gateway {
+        let url = format!("postgres://postgres@{}/{dbname}", cluster.addr());
+        Some(Gateways::start(url, dir.path()).await?)
+    } else {
+        None
+    };
     let mut nodes = Vec::new();
     for i in 0..shape.nodes {
         let ndir = dir.path().join(format!("node{i}"));
@@ -603,8 +680,9 @@ async fn run_in(
         let s = schema.clone();
         let p = path.clone();
         tokio::task::spawn_blocking(move || Replica::setup(&p, &s)).await??;
-        let proxy = Arc::new(Proxy::start(cluster.addr()).await?);
-        let app = open_app(&path, &proxy, dbname).await?;
+        let proxies = start_proxies(cluster, gateways.as_ref()).await?;
+        let vars = server_vars(gateways.as_ref(), &proxies, dbname, i, 0)?;
+        let app = open_app(&path, &vars).await?;
         let report = app.sync(Direction::Bidirectional).await?;
         anyhow::ensure!(
             report.success,
@@ -614,7 +692,8 @@ async fn run_in(
         nodes.push(Node {
             dir: ndir,
             path,
-            proxy,
+            proxies,
+            principal: i,
             app: Some(app),
             offline_until: 0,
             idle_rounds: 0,
@@ -649,6 +728,7 @@ async fn run_in(
         found: Vec::new(),
         round: 0,
         trace: Vec::new(),
+        gateways,
         _dir: dir,
     };
     for round in 0..shape.rounds {
@@ -874,7 +954,7 @@ impl Run {
             let node = &mut self.nodes[i];
             if node.offline_until > 0 && node.offline_until <= round {
                 node.offline_until = 0;
-                node.proxy.restore();
+                node.restore();
             }
         }
         if self.rng.chance(0.3) {
@@ -892,7 +972,7 @@ impl Run {
                     "connection-cut"
                 });
                 self.nodes[i].offline_until = round + rounds;
-                self.nodes[i].proxy.cut();
+                self.nodes[i].cut();
                 self.note(format!("node {i}: offline until round {}", round + rounds));
             }
         }
@@ -904,6 +984,27 @@ impl Run {
             }
             children.push(self.spawn_sync(i)?);
         }
+        // A gateway killed in the middle of it all, now and then, and
+        // started again once the syncs ended.
+        let gateway_down = if self.gateways.is_some() && self.rng.chance(0.15) {
+            let k = self.rng.below(2) as usize;
+            let delay = Duration::from_millis(self.rng.below(300));
+            self.figures.fault("gateway-restart");
+            self.note(format!("gateway {k}: killed after {delay:?}"));
+            let child = self.gateways.as_mut().and_then(|g| g.take(k));
+            Some((
+                k,
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Some(mut c) = child {
+                        let _ = c.start_kill();
+                        let _ = c.wait().await;
+                    }
+                }),
+            ))
+        } else {
+            None
+        };
         // `outpost setup` on a replica whose node keeps working.
         if self.rng.chance(0.1) {
             let i = self.rng.below(self.nodes.len() as u64) as usize;
@@ -962,6 +1063,13 @@ impl Run {
                 other => anyhow::bail!("restarting PostgreSQL failed: {other:?}"),
             }
             server_up(&self.conninfo).await?;
+        }
+        if let Some((k, killed)) = gateway_down {
+            let _ = killed.await;
+            if let Some(g) = self.gateways.as_mut() {
+                g.spawn(k).await?;
+            }
+            self.note(format!("gateway {k}: started again"));
         }
         // The harness's own syncs below would wait for these locks.
         self.finish_due(true).await;
@@ -1029,18 +1137,30 @@ impl Run {
     }
 
     fn spawn_sync(&mut self, i: usize) -> anyhow::Result<Child> {
+        // Through a gateway, either one: nodes switch between them.
+        let k = if self.gateways.is_some() {
+            self.rng.below(2) as usize
+        } else {
+            0
+        };
+        let vars = self.server_vars(i, k)?;
         let node = &self.nodes[i];
+        let proxy = node.proxies[k].clone();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_outpost"));
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(node.dir.join("sync.log"))?;
+        for v in [
+            "DATABASE_URL",
+            "OUTPOST_GATEWAY_URL",
+            "OUTPOST_GATEWAY_TOKEN",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.envs(vars);
         cmd.arg("sync")
             .current_dir(&node.dir)
-            .env(
-                "DATABASE_URL",
-                format!("postgres://postgres@{}/{}", node.proxy.addr, self.dbname()),
-            )
             .env(
                 "LOCAL_DATABASE_URL",
                 format!("file:{}", node.path.display()),
@@ -1085,21 +1205,24 @@ impl Run {
                 } else {
                     "stall-mid-sync:flows"
                 });
-                // Short limits, and a name to find its sessions by.
+                // Short limits, and a name to find its sessions by (a
+                // gateway's sessions are its own: only the limits).
                 cmd.env("OUTPOST_STATEMENT_TIMEOUT", STALL_STATEMENT_MS.to_string())
                     .env("OUTPOST_LOCK_TIMEOUT", STALL_LOCK_MS.to_string())
                     .env(
                         "OUTPOST_IDLE_IN_TRANSACTION_TIMEOUT",
                         STALL_IDLE_MS.to_string(),
-                    )
-                    .env(
+                    );
+                if self.gateways.is_none() {
+                    cmd.env(
                         "DATABASE_URL",
                         format!(
                             "postgres://postgres@{}/{}?application_name=campaign-stall-{i}",
-                            self.nodes[i].proxy.addr,
+                            proxy.addr,
                             self.dbname()
                         ),
                     );
+                }
                 stall = Some((after, for_good));
                 what = format!("stall after {after:?} (for good: {for_good})");
             }
@@ -1108,8 +1231,8 @@ impl Run {
         self.figures.sync("child-process");
         self.note(format!("node {i}: sync child starts ({what})"));
         let mut child = cmd.spawn().context("starting outpost sync")?;
-        let cut = cut_after.map(|d| (d, self.nodes[i].proxy.clone()));
-        let stall = stall.map(|s| (s, self.nodes[i].proxy.clone(), self.conninfo.clone()));
+        let cut = cut_after.map(|d| (d, proxy.clone()));
+        let stall = stall.map(|s| (s, proxy, self.conninfo.clone()));
         let started = Instant::now();
         let task = tokio::spawn(async move {
             let staller = stall.map(|((after, for_good), proxy, conninfo)| {
@@ -1233,12 +1356,16 @@ impl Run {
             .append(true)
             .open(node.dir.join("setup.log"))?;
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_outpost"));
+        for v in [
+            "DATABASE_URL",
+            "OUTPOST_GATEWAY_URL",
+            "OUTPOST_GATEWAY_TOKEN",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.envs(self.server_vars(i, 0)?);
         cmd.arg("setup")
             .current_dir(&node.dir)
-            .env(
-                "DATABASE_URL",
-                format!("postgres://postgres@{}/{}", node.proxy.addr, self.dbname()),
-            )
             .env(
                 "LOCAL_DATABASE_URL",
                 format!("file:{}", node.path.display()),
@@ -1339,9 +1466,9 @@ impl Run {
             }
         }
         std::fs::copy(&b.file, &node.path)?;
-        let dbname = self.dbname();
+        let vars = self.server_vars(b.node, 0)?;
         let node = &mut self.nodes[b.node];
-        node.app = Some(open_app(&node.path, &node.proxy, &dbname).await?);
+        node.app = Some(open_app(&node.path, &vars).await?);
         Ok(())
     }
 
@@ -1368,12 +1495,21 @@ impl Run {
         let path = dir.join("local.db");
         let (from, to) = (self.nodes[i].path.clone(), path.clone());
         tokio::task::spawn_blocking(move || back_up(&from, &to, true)).await??;
-        let proxy = Arc::new(Proxy::start(cluster.addr()).await?);
-        let app = open_app(&path, &proxy, &self.dbname()).await?;
+        let proxies = start_proxies(cluster, self.gateways.as_ref()).await?;
+        let principal = self.nodes[i].principal;
+        let vars = server_vars(
+            self.gateways.as_ref(),
+            &proxies,
+            &self.dbname(),
+            principal,
+            0,
+        )?;
+        let app = open_app(&path, &vars).await?;
         self.nodes.push(Node {
             dir,
             path,
-            proxy,
+            proxies,
+            principal,
             app: Some(app),
             offline_until: 0,
             idle_rounds: 0,
@@ -1448,6 +1584,17 @@ impl Run {
         Ok(())
     }
 
+    /// [`server_vars`] of node `i` through its path `k`.
+    fn server_vars(&self, i: usize, k: usize) -> anyhow::Result<Vec<(&'static str, String)>> {
+        server_vars(
+            self.gateways.as_ref(),
+            &self.nodes[i].proxies,
+            &self.dbname(),
+            self.nodes[i].principal,
+            k,
+        )
+    }
+
     fn dbname(&self) -> String {
         self.conninfo
             .split_whitespace()
@@ -1458,7 +1605,8 @@ impl Run {
 
     /// A write on node `i`, by one of the three paths.
     async fn node_write(&mut self, i: usize, op: Op) {
-        let path = self.rng.below(3);
+        // A node of a gateway has no database session for remote mode.
+        let path = self.rng.below(if self.gateways.is_some() { 2 } else { 3 });
         let token = self.token();
         let via = match path {
             0 => "replica-sql",
@@ -1641,7 +1789,7 @@ impl Run {
     /// success, nothing pending, every replica equal to the server.
     async fn quiesce(&mut self) -> anyhow::Result<()> {
         for n in &mut self.nodes {
-            n.proxy.restore();
+            n.restore();
             n.offline_until = 0;
         }
         server_up(&self.conninfo).await?;
@@ -1744,10 +1892,18 @@ impl Run {
                         .map_err(outpost::local::LocalError::sqlite("campaign"))?
                         .collect::<Result<BTreeMap<_, _>, _>>()
                         .map_err(outpost::local::LocalError::sqlite("campaign"))?;
-                    Ok(ReplicaState { tables, unsettled })
+                    Ok(ReplicaState {
+                        tables,
+                        unsettled,
+                        scope: None,
+                    })
                 })
                 .await?;
-            replicas.push(state);
+            let scope = self
+                .gateways
+                .as_ref()
+                .map(|_| super::gateway::scope(&server, n.principal));
+            replicas.push(ReplicaState { scope, ..state });
         }
         Ok(FinalState {
             server,
