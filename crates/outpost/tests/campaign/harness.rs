@@ -330,12 +330,34 @@ struct ServerWriter {
 /// A write the workload wants to make.
 #[derive(Debug, Clone)]
 enum Op {
-    InsertUser { id: String, email: String },
-    UpdateUser { id: String },
-    DeleteUser { id: String },
-    InsertPost { id: Option<String>, user: String },
-    UpdatePost { id: String, column: &'static str },
-    DeletePost { id: String },
+    InsertUser {
+        id: String,
+        email: String,
+    },
+    UpdateUser {
+        id: String,
+    },
+    DeleteUser {
+        id: String,
+    },
+    InsertPost {
+        id: Option<String>,
+        user: String,
+    },
+    UpdatePost {
+        id: String,
+        column: &'static str,
+    },
+    /// Gives a post to another user (and a new title: every write carries
+    /// a token); gateway topology only, where it moves the post in or out
+    /// of nodes' scopes.
+    MovePost {
+        id: String,
+        user: String,
+    },
+    DeletePost {
+        id: String,
+    },
 }
 
 impl Op {
@@ -349,7 +371,7 @@ impl Op {
     fn kind(&self) -> Kind {
         match self {
             Op::InsertUser { .. } | Op::InsertPost { .. } => Kind::Insert,
-            Op::UpdateUser { .. } | Op::UpdatePost { .. } => Kind::Update,
+            Op::UpdateUser { .. } | Op::UpdatePost { .. } | Op::MovePost { .. } => Kind::Update,
             _ => Kind::Delete,
         }
     }
@@ -361,6 +383,7 @@ impl Op {
             Op::DeleteUser { .. } => "delete-user",
             Op::InsertPost { .. } => "insert-post",
             Op::UpdatePost { .. } => "update-post",
+            Op::MovePost { .. } => "move-post",
             Op::DeletePost { .. } => "delete-post",
         }
     }
@@ -892,6 +915,10 @@ impl Run {
                 };
                 Op::InsertPost { id, user }
             }
+            56..=89 if self.gateways.is_some() && self.rng.chance(0.25) => Op::MovePost {
+                id: self.rng.pick(&self.posts)?.clone(),
+                user: self.rng.pick(&self.users)?.clone(),
+            },
             56..=89 => Op::UpdatePost {
                 id: self.rng.pick(&self.posts)?.clone(),
                 column: if self.rng.chance(0.5) {
@@ -1949,6 +1976,7 @@ fn op_id(op: &Op) -> Option<String> {
         | Op::UpdateUser { id }
         | Op::DeleteUser { id }
         | Op::UpdatePost { id, .. }
+        | Op::MovePost { id, .. }
         | Op::DeletePost { id } => Some(id.clone()),
         Op::InsertPost { id, .. } => id.clone(),
     }
@@ -1997,6 +2025,13 @@ fn sql_write(path: &std::path::Path, op: &Op, token: &str) -> Result<Option<Stri
             ),
             id.clone(),
         ),
+        Op::MovePost { id, user } => (
+            conn.execute(
+                r#"UPDATE "Post" SET "userId" = ?1, title = ?2 WHERE id = ?3"#,
+                params![user, token, id],
+            ),
+            id.clone(),
+        ),
         Op::DeletePost { id } => (
             conn.execute(r#"DELETE FROM "Post" WHERE id = ?1"#, params![id]),
             id.clone(),
@@ -2037,6 +2072,11 @@ async fn model_write(app: &Outpost, op: &Op, token: &str) -> Result<Option<Strin
         Op::UpdatePost { id, column } => {
             app.model("Post")?
                 .update(json!({"where": {"id": id}, "data": {*column: token}}))
+                .await?
+        }
+        Op::MovePost { id, user } => {
+            app.model("Post")?
+                .update(json!({"where": {"id": id}, "data": {"userId": user, "title": token}}))
                 .await?
         }
         Op::DeletePost { id } => {
@@ -2090,6 +2130,14 @@ async fn server_sql(
                 .execute(
                     &format!(r#"UPDATE "Post" SET "{column}" = $1 WHERE id = $2"#),
                     &[&token, &id],
+                )
+                .await
+        }
+        Op::MovePost { user, .. } => {
+            client
+                .execute(
+                    r#"UPDATE "Post" SET "userId" = $1, title = $2 WHERE id = $3"#,
+                    &[user, &token, &id],
                 )
                 .await
         }
