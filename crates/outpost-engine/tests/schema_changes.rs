@@ -545,6 +545,53 @@ async fn an_edit_of_a_bootstrapped_row_deleted_while_held_back_stays_a_conflict(
     Ok(())
 }
 
+/// The same history with the edit made after `setup` (found by the gateway
+/// campaign's seed 7): the table waits for its copy, the replica still
+/// holds the row of the old copy, and the cursor is past its delete. An
+/// edit of it then has no base ("as of the cursor" is not one while the
+/// table waits), so it meets the delete as a conflict.
+#[tokio::test]
+async fn an_edit_made_while_its_table_waits_for_a_copy_stays_a_conflict() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (mut client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    converge(&client, &schema, &[&a]).await?;
+    client
+        .batch_execute(
+            r#"DELETE FROM "Post" WHERE id = 'p1';
+               ALTER TABLE "Post" DROP COLUMN body;
+               UPDATE "User" SET name = 'after' WHERE id = 'u1';"#,
+        )
+        .await?;
+    let mut arrived = false;
+    for _ in 0..TRIES {
+        run(&a).await?;
+        let users = local_rows(&a, "User").await?;
+        if users
+            .iter()
+            .any(|r| r.contains(&Value::Text("after".into())))
+        {
+            arrived = true;
+            break;
+        }
+        tokio::time::sleep(PAUSE).await;
+    }
+    anyhow::ensure!(arrived, "User's change never arrived");
+    let path = db.dir().join("a.db");
+    setup_again(&mut client, &path).await?;
+    // The row of the old copy is still there until the table's copy.
+    let edited = local(&a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    assert_eq!(edited, 1, "the old copy's row is still in the replica");
+    edit_meets_the_delete(&client, &a).await?;
+    Ok(())
+}
+
 /// An edit whose only difference from the server's row, after `setup`,
 /// was a value of a dropped column: the server's row is taken (the rest of
 /// the edit equals it), and the dropped value is reported, not lost.
