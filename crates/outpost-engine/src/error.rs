@@ -269,6 +269,8 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
             outpost_remote::ErrorClass::Invalid => ErrorKind::Config,
         },
         RemoteError::Value { .. } => ErrorKind::BadInput,
+        // The node's own plan was stale: the next run plans again.
+        RemoteError::PushShape { .. } => ErrorKind::Transient,
         RemoteError::UnsupportedType { .. }
         | RemoteError::NoPrimaryKey { .. }
         | RemoteError::TableNotFound { .. }

@@ -175,6 +175,23 @@ pub enum RemoteError {
         #[source]
         source: Box<RemoteError>,
     },
+
+    /// A pushed row does not have the table's shape (its values or its
+    /// changed-column mask have another length than the table's columns):
+    /// it was planned under another schema snapshot than the one the push
+    /// names. Nothing of the push is written; a missing value is never
+    /// taken for NULL.
+    #[error(
+        "a pushed row of {table} has {got} values where the table has {columns} columns: the rows were planned under another schema snapshot; nothing was written"
+    )]
+    PushShape {
+        /// The table.
+        table: String,
+        /// Values (or mask entries) the row carries.
+        got: usize,
+        /// The table's columns.
+        columns: usize,
+    },
 }
 
 /// What kind of failure an error is, for callers that act on it (go
@@ -231,7 +248,7 @@ impl RemoteError {
             | RemoteError::TrackingCorrupt { .. }
             | RemoteError::Query(_) => ErrorClass::Invalid,
             RemoteError::Gateway { class, .. } => *class,
-            RemoteError::TableChanged { .. } => ErrorClass::Refused,
+            RemoteError::TableChanged { .. } | RemoteError::PushShape { .. } => ErrorClass::Refused,
         }
     }
 

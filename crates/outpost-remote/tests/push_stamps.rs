@@ -1,10 +1,12 @@
-//! A push's change number (`row_versions.origin_local_seq`, "this node's
+//! What a push records and refuses. A push's change number
+//! (`row_versions.origin_local_seq`, "this node's
 //! push wrote this version at or after this change") covers exactly the
 //! rows the push wrote: rows the server wrote as a consequence (a foreign
 //! key's `ON DELETE CASCADE`, within the table or into another) are changes
 //! like anyone's, so a queued edit of one meets it as a conflict instead of
 //! being answered "already applied" and lost (campaign seed 163,
-//! `docs/reliability.md`).
+//! `docs/reliability.md`). And a row whose shape is not the table's is
+//! refused before anything is written.
 
 use std::time::Duration;
 
@@ -153,6 +155,50 @@ async fn a_retried_push_of_a_cascading_delete_is_already_applied() -> anyhow::Re
     assert!(
         matches!(again[..], [PushOutcome::AlreadyApplied { .. }]),
         "{again:?}"
+    );
+    Ok(())
+}
+
+/// A row planned under another schema snapshot than the push names (a
+/// column added meanwhile, so one value short) is refused with the whole
+/// push: its missing value is never taken for NULL over the server's
+/// (gateway campaign seed 79 erased a column's default that way).
+#[tokio::test]
+async fn a_row_of_another_shape_is_refused_and_nothing_is_written() -> anyhow::Result<()> {
+    let (_db, mut client, schema) = folders().await?;
+    let node = Uuid::new_v4();
+    let mut short = folder("other", "renamed", None, 3, Expected::AsOfCursor);
+    if let Some(v) = short.values.as_mut() {
+        v.pop();
+    }
+    let fine = folder("root", "root renamed", None, 4, Expected::AsOfCursor);
+    let err = push(&mut client, &schema, node, CURSOR, &[fine, short], LIMITS)
+        .await
+        .expect_err("a short row is refused");
+    assert!(
+        matches!(&err, outpost_remote::RemoteError::PushShape { table, got: 2, columns: 3 } if table == "Folder"),
+        "{err}"
+    );
+    let names: Vec<String> = client
+        .query(r#"SELECT name FROM "Folder" ORDER BY id"#, &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        names,
+        ["other", "root", "sub"],
+        "nothing of the push was written"
+    );
+    // A changed-column mask of another length is refused the same way.
+    let mut masked = folder("other", "renamed", None, 5, Expected::AsOfCursor);
+    masked.changed = Some(vec![true, true]);
+    let err = push(&mut client, &schema, node, CURSOR, &[masked], LIMITS)
+        .await
+        .expect_err("a short mask is refused");
+    assert!(
+        matches!(err, outpost_remote::RemoteError::PushShape { got: 2, .. }),
+        "{err}"
     );
     Ok(())
 }

@@ -502,6 +502,20 @@ impl Engine {
         changed: &mut BTreeMap<String, String>,
     ) -> Result<Vec<PushOutcome>, EngineError> {
         let schema = self.schema();
+        // Rows planned before a reload of the schema snapshot (another
+        // process's `setup`, seen by the identity check or a model write)
+        // are not sent under the new snapshot: the run ends and the next
+        // one plans them again (`LocalError::SchemaChanged`).
+        let fits = |r: &PushRow| {
+            schema.table(&r.table).is_some_and(|t| {
+                let n = t.columns.len();
+                r.values.as_ref().is_none_or(|v| v.len() == n)
+                    && r.changed.as_ref().is_none_or(|c| c.len() == n)
+            })
+        };
+        if !rows.iter().all(fits) {
+            return Err(EngineError::Local(outpost_local::LocalError::SchemaChanged));
+        }
         loop {
             let held: Vec<Option<PushOutcome>> = rows
                 .iter()

@@ -84,6 +84,27 @@ pub async fn push_scoped(
     (statement_timeout, lock_timeout): (Duration, Duration),
     scope: Option<&Scope>,
 ) -> Result<Vec<PushOutcome>, RemoteError> {
+    // Every row in the table's shape, before anything is written: a row
+    // planned under another snapshot would have its missing values taken
+    // for NULL (a server default erased) or its values misplaced.
+    for r in rows {
+        let table = table_of(schema, &r.table)?;
+        let columns = table.columns.len();
+        let got = [
+            r.values.as_ref().map(Vec::len),
+            r.changed.as_ref().map(Vec::len),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|&n| n != columns);
+        if let Some(got) = got {
+            return Err(RemoteError::PushShape {
+                table: table.name.clone(),
+                got,
+                columns,
+            });
+        }
+    }
     let tx = client.transaction().await.map_err(db("starting a push"))?;
     // Generic plans: a push's statements are prepared once and run per
     // group; a custom plan would fold the group's arrays into constants and
