@@ -75,12 +75,33 @@ async fn edit_meets_the_delete(client: &Client, a: &Engine) -> anyhow::Result<()
     Ok(())
 }
 
+/// User `u1` with post `p1` (body `b0`) on the server, and node `a`
+/// converged on them (`p1` came with its bootstrap: no entry of its own).
+async fn user_and_post(db: &TestDb) -> anyhow::Result<(Client, Engine)> {
+    let (client, schema) = server(db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
+        )
+        .await?;
+    let a = node(db, &schema, "a")?;
+    converge(&client, &schema, &[&a]).await?;
+    Ok((client, a))
+}
+
 /// `a` edits post `p1` offline; the server deletes `p1`, drops a column of
 /// `Post` and changes user `u1`; `a` syncs on its old schema until `u1`'s
 /// change arrives (the cursor moves past the delete while `Post` is held
 /// back).
 async fn edit_delete_and_sync_on_the_old_schema(client: &Client, a: &Engine) -> anyhow::Result<()> {
     local(a, r#"UPDATE "Post" SET title = 't-local' WHERE id = 'p1'"#).await?;
+    delete_and_sync_on_the_old_schema(client, a).await
+}
+
+/// The server deletes `p1`, drops a column of `Post` and changes user
+/// `u1`; `a` syncs on its old schema until `u1`'s change arrives.
+async fn delete_and_sync_on_the_old_schema(client: &Client, a: &Engine) -> anyhow::Result<()> {
     client
         .batch_execute(
             r#"DELETE FROM "Post" WHERE id = 'p1';
@@ -524,15 +545,7 @@ async fn an_edit_of_a_row_deleted_while_its_table_was_held_back_stays_a_conflict
 async fn an_edit_of_a_bootstrapped_row_deleted_while_held_back_stays_a_conflict()
 -> anyhow::Result<()> {
     let db = TestDb::new().await?;
-    let (mut client, schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(
-            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
-               INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
-        )
-        .await?;
-    let a = node(&db, &schema, "a")?;
-    converge(&client, &schema, &[&a]).await?;
+    let (mut client, a) = user_and_post(&db).await?;
     edit_delete_and_sync_on_the_old_schema(&client, &a).await?;
     // A node set up on the new schema prunes the log.
     let schema = outpost_remote::introspect(&client, "public", None, &[]).await?;
@@ -553,36 +566,8 @@ async fn an_edit_of_a_bootstrapped_row_deleted_while_held_back_stays_a_conflict(
 #[tokio::test]
 async fn an_edit_made_while_its_table_waits_for_a_copy_stays_a_conflict() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
-    let (mut client, schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(
-            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
-               INSERT INTO "Post" (id, title, body, "userId") VALUES ('p1', 't', 'b0', 'u1')"#,
-        )
-        .await?;
-    let a = node(&db, &schema, "a")?;
-    converge(&client, &schema, &[&a]).await?;
-    client
-        .batch_execute(
-            r#"DELETE FROM "Post" WHERE id = 'p1';
-               ALTER TABLE "Post" DROP COLUMN body;
-               UPDATE "User" SET name = 'after' WHERE id = 'u1';"#,
-        )
-        .await?;
-    let mut arrived = false;
-    for _ in 0..TRIES {
-        run(&a).await?;
-        let users = local_rows(&a, "User").await?;
-        if users
-            .iter()
-            .any(|r| r.contains(&Value::Text("after".into())))
-        {
-            arrived = true;
-            break;
-        }
-        tokio::time::sleep(PAUSE).await;
-    }
-    anyhow::ensure!(arrived, "User's change never arrived");
+    let (mut client, a) = user_and_post(&db).await?;
+    delete_and_sync_on_the_old_schema(&client, &a).await?;
     let path = db.dir().join("a.db");
     setup_again(&mut client, &path).await?;
     // The row of the old copy is still there until the table's copy.
