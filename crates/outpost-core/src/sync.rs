@@ -219,6 +219,23 @@ pub struct PushRow {
     pub moved_from: Option<Vec<Value>>,
 }
 
+impl PushRow {
+    /// The length of this row's values or changed-column mask when it is
+    /// not `table`'s column count: the row was planned under another schema
+    /// snapshot, and sending it would misplace its values (or take a
+    /// missing one for NULL). `None` when the row has the table's shape.
+    pub fn shape_mismatch(&self, table: &Table) -> Option<usize> {
+        let columns = table.columns.len();
+        [
+            self.values.as_ref().map(Vec::len),
+            self.changed.as_ref().map(Vec::len),
+        ]
+        .into_iter()
+        .flatten()
+        .find(|&n| n != columns)
+    }
+}
+
 /// What the server did with one pushed row.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum PushOutcome {

@@ -507,11 +507,9 @@ impl Engine {
         // are not sent under the new snapshot: the run ends and the next
         // one plans them again (`LocalError::SchemaChanged`).
         let fits = |r: &PushRow| {
-            schema.table(&r.table).is_some_and(|t| {
-                let n = t.columns.len();
-                r.values.as_ref().is_none_or(|v| v.len() == n)
-                    && r.changed.as_ref().is_none_or(|c| c.len() == n)
-            })
+            schema
+                .table(&r.table)
+                .is_some_and(|t| r.shape_mismatch(t).is_none())
         };
         if !rows.iter().all(fits) {
             return Err(EngineError::Local(outpost_local::LocalError::SchemaChanged));

@@ -89,19 +89,11 @@ pub async fn push_scoped(
     // for NULL (a server default erased) or its values misplaced.
     for r in rows {
         let table = table_of(schema, &r.table)?;
-        let columns = table.columns.len();
-        let got = [
-            r.values.as_ref().map(Vec::len),
-            r.changed.as_ref().map(Vec::len),
-        ]
-        .into_iter()
-        .flatten()
-        .find(|&n| n != columns);
-        if let Some(got) = got {
+        if let Some(got) = r.shape_mismatch(table) {
             return Err(RemoteError::PushShape {
                 table: table.name.clone(),
                 got,
-                columns,
+                columns: table.columns.len(),
             });
         }
     }
