@@ -87,6 +87,9 @@ pub struct Pulled {
     /// That node's local change number for the write (`None` for a write
     /// its model service made on the server in remote mode).
     pub origin_local_seq: Option<LocalSeq>,
+    /// Sent as a deletion because the row left this node's sync-rule scope
+    /// (it still exists on the server).
+    pub left_scope: bool,
 }
 
 /// What to do with one pulled row ([`decide_pull`]).
@@ -111,6 +114,17 @@ pub enum PullDecision {
         /// The row is `FAILED` and stays so.
         keep_failed: bool,
     },
+    /// The row left this node's scope while it has a local change: keep
+    /// the local row and re-base it on "no row" at the pulled version. The
+    /// server did not delete it, so neither agreeing with a local delete
+    /// nor taking a deletion over a local edit would be true; the next push
+    /// is refused by the rules (`FAILED`, naming the rule), and a row that
+    /// comes back meets the change as any server change does. A `FAILED`
+    /// row stays `FAILED` with its reason.
+    LeftScope {
+        /// The row is `FAILED` and stays so.
+        keep_failed: bool,
+    },
     /// Someone else's version against a local change: [`settle`] it.
     Settle,
 }
@@ -129,6 +143,9 @@ pub fn decide_pull(entry: Option<&EntryState>, pulled: &Pulled, node: NodeId) ->
         RowStatus::Synced => PullDecision::TakeServer,
         RowStatus::Conflict => PullDecision::KeepConflict {
             show_server: entry.conflict_version != Some(pulled.version),
+        },
+        RowStatus::Pending | RowStatus::Failed if pulled.left_scope => PullDecision::LeftScope {
+            keep_failed: entry.status == RowStatus::Failed,
         },
         RowStatus::Pending | RowStatus::Failed => {
             // A remote-mode write of this node has no local change number:
@@ -256,6 +273,15 @@ mod tests {
             version: Version(version),
             origin,
             origin_local_seq: seq.map(LocalSeq),
+            left_scope: false,
+        }
+    }
+
+    /// A row sent as a deletion because it left this node's scope.
+    fn left(version: i64, origin: Option<NodeId>, seq: Option<i64>) -> Pulled {
+        Pulled {
+            left_scope: true,
+            ..pulled(version, origin, seq)
         }
     }
 
@@ -334,7 +360,38 @@ mod tests {
                 pulled(5, Some(ME), Some(9)),
                 D::KeepConflict { show_server: true },
             ),
-            // 6. own push came back
+            (
+                "conflict, the row left the scope",
+                Some(entry(Conflict, v(4), Some(4))),
+                left(5, None, None),
+                D::KeepConflict { show_server: true },
+            ),
+            // 6. the row left this node's scope
+            (
+                "pending, the row left the scope",
+                Some(entry(Pending, AsOfCursor, None)),
+                left(5, Some(OTHER), Some(2)),
+                D::LeftScope { keep_failed: false },
+            ),
+            (
+                "failed, the row left the scope",
+                Some(entry(Failed, v(4), None)),
+                left(5, None, None),
+                D::LeftScope { keep_failed: true },
+            ),
+            (
+                "pending, the row left the scope with this node's origin",
+                Some(entry(Pending, v(4), None)),
+                left(5, Some(ME), Some(9)),
+                D::LeftScope { keep_failed: false },
+            ),
+            (
+                "synced, the row left the scope",
+                Some(entry(Synced, v(4), None)),
+                left(5, None, None),
+                D::TakeServer,
+            ),
+            // 7. own push came back
             (
                 "pending, own push",
                 Some(entry(Pending, v(4), None)),
@@ -347,7 +404,7 @@ mod tests {
                 pulled(5, Some(ME), Some(9)),
                 D::OwnPush { keep_failed: true },
             ),
-            // 7. anyone else's version
+            // 8. anyone else's version
             (
                 "pending, another node",
                 Some(entry(Pending, v(4), None)),
@@ -562,8 +619,12 @@ mod tests {
             0i64..8,
             prop::option::of(prop::sample::select(vec![ME, OTHER])),
             prop::option::of(0i64..8),
+            any::<bool>(),
         )
-            .prop_map(|(v, o, s)| pulled(v, o, s))
+            .prop_map(|(v, o, s, left_scope)| Pulled {
+                left_scope,
+                ..pulled(v, o, s)
+            })
     }
 
     /// The entry the replica holds after carrying out `d` (the model of
@@ -584,7 +645,9 @@ mod tests {
                 conflict_version: Some(p.version),
                 ..e
             }),
-            D::OwnPush { keep_failed } => rebased(if keep_failed { Failed } else { Pending }),
+            D::OwnPush { keep_failed } | D::LeftScope { keep_failed } => {
+                rebased(if keep_failed { Failed } else { Pending })
+            }
             D::Settle => match settled {
                 Settlement::TakeServer => synced,
                 Settlement::Rebase | Settlement::Merge(_) => rebased(Pending),
@@ -607,6 +670,25 @@ mod tests {
             prop_assert_ne!(d, D::Settle);
             if let Some(e) = e.filter(|e| matches!(e.status, Pending | Failed) && !e.base.is(p.version)) {
                 prop_assert_eq!(d, D::OwnPush { keep_failed: e.status == Failed });
+            }
+        }
+
+        /// A row leaving the scope never takes a local change away: a
+        /// pending or failed row meeting it is kept, with its status.
+        #[test]
+        fn leaving_the_scope_keeps_local_changes(
+            e in any_entry(),
+            v in 0i64..8,
+            origin in prop::option::of(prop::sample::select(vec![ME, OTHER])),
+            seq in prop::option::of(0i64..8),
+        ) {
+            let p = left(v, origin, seq);
+            let d = decide_pull(e.as_ref(), &p, ME);
+            if let Some(e) = e.filter(|e| matches!(e.status, Pending | Failed) && !e.base.is(p.version)) {
+                prop_assert_eq!(d, D::LeftScope { keep_failed: e.status == Failed });
+            } else {
+                let kept = matches!(d, D::LeftScope { .. } | D::Settle | D::OwnPush { .. });
+                prop_assert!(!kept, "{:?}", d);
             }
         }
 

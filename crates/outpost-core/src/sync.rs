@@ -139,6 +139,13 @@ pub struct ServerRow {
     pub origin_local_seq: Option<LocalSeq>,
     /// When the version was written (canonical UTC text).
     pub changed_at: Option<String>,
+    /// A deletion sent because the row exists but is outside the node's
+    /// sync-rule scope (gateway topology), not because the server deleted
+    /// it: a local change of the row is kept, not settled against a
+    /// deletion (`outpost_core::settle::decide_pull`). Absent on the wire
+    /// when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub out_of_scope: bool,
 }
 
 /// One batch of the change feed, read in one server snapshot.

@@ -222,6 +222,7 @@ async fn a_late_mirror_does_not_overwrite_a_newer_pulled_version() -> anyhow::Re
             origin: None,
             origin_local_seq: None,
             changed_at: None,
+            out_of_scope: false,
         }],
         ..PullBatch::default()
     };
@@ -339,6 +340,7 @@ async fn a_mirror_during_a_bootstrap_does_not_hide_a_later_delete() -> anyhow::R
                 origin: None,
                 origin_local_seq: None,
                 changed_at: None,
+                out_of_scope: false,
             }],
             ..PullBatch::default()
         };

@@ -2,7 +2,7 @@
 //! (docs/gateway.md, "Sync rules"): two nodes whose tokens name different
 //! users see only their rows after the bootstrap and after pulls; rows
 //! moving out of a node's scope leave its replica (a pending local edit on
-//! one becomes a conflict, never lost) and rows moving in arrive; forged
+//! one is `FAILED` naming the rule, never lost) and rows moving in arrive; forged
 //! pushes are `FAILED` naming the rule while the rest lands; a child table
 //! filtered through its parent by a subquery; a table without a rule is
 //! not served; bad rules files stop the gateway at start; claim values are
@@ -241,8 +241,33 @@ async fn rows_moving_out_leave_the_replica_and_rows_moving_in_arrive() -> anyhow
     Ok(())
 }
 
+/// `p1`'s row on the server: `(title, userId)`, if it exists.
+async fn p1_on_server(s: &Setup) -> anyhow::Result<Option<(String, String)>> {
+    Ok(s.client
+        .query_opt(r#"SELECT title, "userId" FROM "Post" WHERE id = 'p1'"#, &[])
+        .await?
+        .map(|r| (r.get(0), r.get(1))))
+}
+
+/// Asserts the node lists `Post p1` alone, `FAILED` naming the rule that
+/// refused it.
+async fn p1_failed_by_the_rule(a: &Engine) -> anyhow::Result<()> {
+    let left = states(a).await?;
+    assert_eq!(left.len(), 1, "{left:?}");
+    let (table, pk, status, error) = &left[0];
+    assert_eq!((table.as_str(), pk.as_str()), ("Post", r#"["p1"]"#));
+    assert_eq!(status, "FAILED", "{left:?}");
+    let error = error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("refused by the sync rules") && error.contains("rule 2 (table \"Post\")"),
+        "{error}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
-async fn a_row_moving_out_with_a_pending_local_edit_is_a_conflict_not_lost() -> anyhow::Result<()> {
+async fn a_row_moving_out_with_a_pending_local_edit_is_failed_naming_the_rule_not_lost()
+-> anyhow::Result<()> {
     let s = setup(RULES).await?;
     let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
     sync(&a, Direction::Bidirectional).await?;
@@ -252,25 +277,56 @@ async fn a_row_moving_out_with_a_pending_local_edit_is_a_conflict_not_lost() -> 
     s.client
         .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
         .await?;
-    let report = settled(&a, Direction::Bidirectional).await?;
+    settled(&a, Direction::Bidirectional).await?;
     // The push is refused (the row is outside the scope before the
-    // change), and the pull's deletion meets the pending edit: a conflict,
-    // the local edit kept for the person to decide.
-    let left = states(&a).await?;
-    assert_eq!(left.len(), 1, "{left:?} {report:?}");
-    assert_eq!(left[0].0, "Post");
-    assert!(left[0].1.contains("p1"));
-    assert_eq!(left[0].2, "CONFLICT", "{left:?}");
+    // change); the pull's deletion is the row leaving the scope, not a
+    // server delete, so the refusal stands: FAILED naming the rule, the
+    // local edit kept for the person to see.
+    p1_failed_by_the_rule(&a).await?;
     let rows = local_rows(&a, "Post").await?;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][1], Value::Text("mine".into()));
     // The server row is untouched by the refused push.
-    let title: String = s
-        .client
-        .query_one(r#"SELECT title FROM "Post" WHERE id = 'p1'"#, &[])
-        .await?
-        .get(0);
-    assert_eq!(title, "one");
+    let before = Some(("one".to_string(), "u2".to_string()));
+    assert_eq!(p1_on_server(&s).await?, before);
+
+    // Discarding the edit leaves the row gone here (it is not this node's
+    // any more) and untouched on the server; a later sync keeps it so.
+    let discarded = a.discard_failed("Post", r#"["p1"]"#).await?;
+    assert!(discarded.is_some_and(|d| d.row.is_none()));
+    settled(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Post").await?, Vec::<String>::new());
+    assert_eq!(states(&a).await?, Vec::new());
+    assert_eq!(p1_on_server(&s).await?, before);
+    Ok(())
+}
+
+/// Gateway campaign seed 140: a local delete pending when the pull brings
+/// the row's move out of scope. Read as a server delete, it agreed with the
+/// local one and the row settled `SYNCED`: the delete vanished while the
+/// row lived on for its new owner. It is the rules' to refuse.
+#[tokio::test]
+async fn a_pending_delete_of_a_row_that_left_the_scope_is_failed_not_agreed() -> anyhow::Result<()>
+{
+    let s = setup(RULES).await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+
+    local(&a, r#"DELETE FROM "Post" WHERE id = 'p1'"#).await?;
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
+        .await?;
+    // The pull alone first, as when the delete is committed while a run
+    // is between its push and its pull.
+    pull(&a).await?;
+    let left = states(&a).await?;
+    assert_eq!(left.len(), 1, "the local delete is still owed: {left:?}");
+    assert_eq!(left[0].2, "PENDING", "{left:?}");
+    settled(&a, Direction::Bidirectional).await?;
+    p1_failed_by_the_rule(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, Vec::<String>::new());
+    let owned = Some(("one".to_string(), "u2".to_string()));
+    assert_eq!(p1_on_server(&s).await?, owned);
     Ok(())
 }
 

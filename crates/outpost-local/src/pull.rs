@@ -33,6 +33,7 @@ fn pulled(row: &ServerRow) -> Pulled {
         // An origin that is not a node id (set by hand) is nobody's push.
         origin: row.origin.as_deref().and_then(|o| o.parse::<NodeId>().ok()),
         origin_local_seq: row.origin_local_seq,
+        left_scope: row.out_of_scope && row.values.is_none(),
     }
 }
 
@@ -88,6 +89,16 @@ fn apply_pulled_row(
                 rebase_keeping_failed(tx, t, key, row.values.as_deref(), version)?;
             } else {
                 rebase(tx, t, key, row.values.as_deref(), version)?;
+            }
+            s.records_succeeded += 1;
+        }
+        // The server did not delete the row: the local change stays, on
+        // "no row" at this version, for the rules to refuse by name.
+        (PullDecision::LeftScope { keep_failed }, _) => {
+            if keep_failed {
+                rebase_keeping_failed(tx, t, key, None, version)?;
+            } else {
+                rebase(tx, t, key, None, version)?;
             }
             s.records_succeeded += 1;
         }

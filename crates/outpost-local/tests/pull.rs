@@ -40,6 +40,7 @@ fn item(id: &str, qty: i64, score: f64, version: i64) -> ServerRow {
         origin: Some("another-node".into()),
         origin_local_seq: Some(outpost_core::LocalSeq(1)),
         changed_at: None,
+        out_of_scope: false,
     }
 }
 
@@ -122,6 +123,7 @@ fn one_batch_meets_every_kind_of_entry() {
                 origin: None,
                 origin_local_seq: None,
                 changed_at: None,
+                out_of_scope: false,
             },
         ],
         changes: 8,

@@ -208,10 +208,12 @@ async fn pull_once(
         }
         .map_err(|e| e.in_table(&name))?;
         if let Some(s) = scope.and_then(|s| s.of(&name)) {
-            // Out of scope in this snapshot: a deletion. The gateway keeps
-            // no record of what a node holds, so it cannot tell a row that
-            // just left the scope from one the node never had; the key and
-            // version cross, never the values.
+            // Out of scope in this snapshot: a deletion, marked as one. The
+            // gateway keeps no record of what a node holds, so it cannot
+            // tell a row that just left the scope from one the node never
+            // had; the key and version cross, never the values. The mark
+            // keeps a local change of the row from being settled against a
+            // deletion the server never made (`decide_pull`).
             let present: Vec<usize> = (0..rows.len())
                 .filter(|&i| rows[i].values.is_some())
                 .collect();
@@ -222,6 +224,7 @@ async fn pull_once(
             for (j, &i) in present.iter().enumerate() {
                 if states.get(&j) != Some(&true) {
                     rows[i].values = None;
+                    rows[i].out_of_scope = true;
                 }
             }
         }

@@ -79,6 +79,7 @@ pub(super) fn server_row(r: &Row, table: &Table, at: usize) -> Result<ServerRow,
         origin: r.get(at + 1),
         origin_local_seq: r.get::<_, Option<i64>>(at + 2).map(LocalSeq),
         changed_at,
+        out_of_scope: false,
     })
 }
 
