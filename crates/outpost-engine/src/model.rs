@@ -275,11 +275,24 @@ impl ModelService {
             .map_err(|e| EngineError::Query(e.to_string()))?;
         if self.node.inner.config.gateway.is_some() {
             // No database session through a gateway: remote mode is refused
-            // by `remote_client`, everything else runs on the replica.
-            if self.node.mode() == Mode::Remote {
-                return self.run_remote(&schema, &plan, records).await;
+            // by `remote_client`, everything else runs on the replica,
+            // except in `auto` without offline mode while the gateway is
+            // away: no fallback, as in direct topology.
+            match self.node.mode() {
+                Mode::Remote => return self.run_remote(&schema, &plan, records).await,
+                Mode::Auto if !self.node.using_local() => {
+                    // The monitor may not have seen it yet (a node just
+                    // opened): ask, as a direct node tries the server.
+                    if let Err(e) = self.node.probe_gateway().await {
+                        return Err(EngineError::Unreachable(format!(
+                            "{e} (ENABLE_OFFLINE_MODE is false, so there is no fallback to \
+                             the replica)"
+                        )));
+                    }
+                    return self.run_local(schema, plan, records).await;
+                }
+                _ => return self.run_local(schema, plan, records).await,
             }
-            return self.run_local(schema, plan, records).await;
         }
         if !self.node.inner.config.enable_offline_mode
             && self.node.mode() == Mode::Auto

@@ -392,8 +392,11 @@ impl Outpost {
             Mode::Remote => false,
             // Through a gateway there is no database session for requests:
             // auto mode works on the replica and pushes each write as soon
-            // as the watch sees it (docs/gateway.md).
-            Mode::Auto if self.inner.config.gateway.is_some() => true,
+            // as the watch sees it (docs/gateway.md); without offline mode
+            // only while the gateway answers.
+            Mode::Auto if self.inner.config.gateway.is_some() => {
+                self.is_online() || self.inner.config.enable_offline_mode
+            }
             Mode::Auto => !self.is_online() && self.inner.config.enable_offline_mode,
         }
     }
@@ -566,6 +569,27 @@ impl Outpost {
             let _ = t.await;
         }
         *self.inner.remote.lock().await = None;
+    }
+
+    /// Asks the gateway whether it answers, within the monitor's probe
+    /// timeout (a node in gateway topology without offline mode checks
+    /// before working on the replica while the monitor sees it away).
+    /// The error says why it does not.
+    pub(crate) async fn probe_gateway(&self) -> Result<(), String> {
+        let Some(target) = &self.inner.config.gateway else {
+            return Err("no gateway configured".into());
+        };
+        let timeout = self.inner.options.check_timeout;
+        let conn = outpost_remote::gateway::GatewayConnection::new(target, timeout)
+            .map_err(|e| e.to_string())?;
+        match tokio::time::timeout(timeout, conn.probe()).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!(
+                "the gateway did not answer its probe within {} ms",
+                timeout.as_millis()
+            )),
+        }
     }
 
     /// The server connection for model queries, opened on demand.

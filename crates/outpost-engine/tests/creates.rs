@@ -24,7 +24,7 @@ fn uuid_version(id: &Json) -> Option<usize> {
 async fn creates_without_an_id_work_in_every_mode() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (client, _schema) = common::server(&db, SCHEMA).await?;
-    let config = common::config(&db, &db.dir().join("n.db"))?;
+    let config = common::runtime_config(&db, "n", common::sync_addr(&db)?, &[])?;
     let node = Outpost::open_with(
         config,
         NodeOptions {
@@ -33,7 +33,8 @@ async fn creates_without_an_id_work_in_every_mode() -> anyhow::Result<()> {
         },
     )
     .await?;
-    for mode in [Mode::Local, Mode::Remote] {
+    let modes = common::model_modes();
+    for &mode in &modes {
         node.set_mode(mode).await;
         let note: Json = node
             .model("Note")?
@@ -69,7 +70,7 @@ async fn creates_without_an_id_work_in_every_mode() -> anyhow::Result<()> {
         .query_one(r#"SELECT count(*) FROM "Tag""#, &[])
         .await?
         .get(0);
-    assert_eq!((n, t), (2, 2));
+    assert_eq!((n, t), (modes.len() as i64, modes.len() as i64));
     node.shutdown().await;
     Ok(())
 }

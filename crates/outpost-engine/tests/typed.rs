@@ -126,9 +126,8 @@ async fn same_one<T: DeserializeOwned + PartialEq + std::fmt::Debug + 'static>(
 async fn typed_reads_equal_the_json_records_on_both_databases() -> anyhow::Result<()> {
     let db = TestDb::new().await?;
     let (_client, _schema) = server(&db, DDL).await?;
-    let path = db.dir().join("typed.db");
     let node = Outpost::open_with(
-        config(&db, &path)?,
+        runtime_config(&db, "typed", sync_addr(&db)?, &[])?,
         NodeOptions {
             monitor: false,
             ..NodeOptions::default()
@@ -138,7 +137,7 @@ async fn typed_reads_equal_the_json_records_on_both_databases() -> anyhow::Resul
     node.sync(Direction::Bidirectional).await?;
     let posts = node.model("Post")?;
     let users = node.model("User")?;
-    for mode in [Mode::Local, Mode::Remote] {
+    for mode in model_modes() {
         node.set_mode(mode).await;
         if mode == Mode::Local {
             // A row with local changes: its syncStatus is PENDING.

@@ -109,7 +109,7 @@ pub async fn updates(client: &Client, table: &str) -> anyhow::Result<i32> {
 pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> {
     let path = db.dir().join(format!("{name}.db"));
     let (replica, _) = Replica::setup(&path, schema)?;
-    if std::env::var("OUTPOST_TEST_TOPOLOGY").as_deref() == Ok("gateway") {
+    if through_gateway() {
         let url = gateway_for(db)?;
         let token = gateway_support::token(name, std::time::Duration::from_secs(3600))?;
         return Ok(Engine::new(
@@ -122,6 +122,74 @@ pub fn node(db: &TestDb, schema: &Schema, name: &str) -> anyhow::Result<Engine> 
 
 #[path = "../../../outpost-gateway/tests/support/mod.rs"]
 pub mod gateway_support;
+
+/// Whether this test process syncs its nodes through a gateway
+/// (`OUTPOST_TEST_TOPOLOGY=gateway`).
+pub fn through_gateway() -> bool {
+    std::env::var("OUTPOST_TEST_TOPOLOGY").as_deref() == Ok("gateway")
+}
+
+/// The address a node of `db` syncs with: PostgreSQL, or in gateway
+/// topology `db`'s gateway (started on first use). A test that cuts or
+/// stalls the path puts its proxy in front of it.
+pub fn sync_addr(db: &TestDb) -> anyhow::Result<std::net::SocketAddr> {
+    if through_gateway() {
+        let url = gateway_for(db)?;
+        let host = url.strip_prefix("http://").unwrap_or(&url);
+        return Ok(host.parse()?);
+    }
+    db.server_addr()
+}
+
+/// The variables pointing node `name` at `db` by way of `addr` (what
+/// [`sync_addr`] gave, or a proxy in front of it): `DATABASE_URL`, or in
+/// gateway topology the gateway's URL and a token with `name` as its
+/// subject.
+pub fn server_vars(
+    db: &TestDb,
+    name: &str,
+    addr: std::net::SocketAddr,
+) -> anyhow::Result<Vec<(String, String)>> {
+    if through_gateway() {
+        let token = gateway_support::token(name, std::time::Duration::from_secs(3600))?;
+        return Ok(vec![
+            ("OUTPOST_GATEWAY_URL".into(), format!("http://{addr}")),
+            ("OUTPOST_GATEWAY_TOKEN".into(), token),
+        ]);
+    }
+    Ok(vec![("DATABASE_URL".into(), db.database_url_via(addr))])
+}
+
+/// The modes a node's model service runs requests in, in this topology:
+/// local and remote, or through a gateway local only (a gateway serves no
+/// remote mode yet, docs/gateway.md).
+#[allow(dead_code)] // not every test crate compares modes
+pub fn model_modes() -> Vec<outpost_engine::Mode> {
+    if through_gateway() {
+        vec![outpost_engine::Mode::Local]
+    } else {
+        vec![outpost_engine::Mode::Local, outpost_engine::Mode::Remote]
+    }
+}
+
+/// Node `name`'s configuration for the node runtime (`Outpost`), syncing
+/// with `db` by way of `addr` ([`sync_addr`], or a proxy in front of it)
+/// in either topology; its replica `<name>.db`, no interval, then `extra`.
+pub fn runtime_config(
+    db: &TestDb,
+    name: &str,
+    addr: std::net::SocketAddr,
+    extra: &[(&str, &str)],
+) -> anyhow::Result<Config> {
+    let local = format!("file:{}", db.dir().join(format!("{name}.db")).display());
+    let mut vars = server_vars(db, name, addr)?;
+    vars.push(("LOCAL_DATABASE_URL".into(), local));
+    vars.push(("LOCAL_DATABASE_SYNC_INTERVAL".into(), "0".into()));
+    vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    Ok(Config::from_lookup(|k| {
+        vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    })?)
+}
 
 /// The gateway serving `db` (started on first use, kept for the rest of
 /// the test process).
