@@ -591,6 +591,13 @@ async fn openapi_documents_every_route_the_router_serves() -> anyhow::Result<()>
             _ => "{}",
         });
         let a = call(&f.app, route.method, &uri, body).await?;
+        if through_gateway() && route.path == "/api/database/verify" {
+            // Verify reads the server directly: through a gateway it is
+            // refused by name (docs/gateway.md), as a configuration error.
+            assert_eq!(a.error_code(), "not_configured", "{}", a.text);
+            assert!(a.text.contains("OUTPOST_GATEWAY_URL"), "{}", a.text);
+            continue;
+        }
         assert_ne!(
             a.status,
             StatusCode::METHOD_NOT_ALLOWED,

@@ -21,6 +21,18 @@ pub struct Fixture {
     pub client: Client,
     pub node: Outpost,
     pub app: Router,
+    /// The gateway the node syncs through, in gateway topology.
+    pub _gateway: Option<gateway_support::GatewayProcess>,
+}
+
+#[path = "../../../outpost-gateway/tests/support/mod.rs"]
+pub mod gateway_support;
+
+/// Whether this test process syncs its node through a gateway
+/// (`OUTPOST_TEST_TOPOLOGY=gateway`, docs/gateway.md): the API's tests then
+/// run against a node in gateway topology.
+pub fn through_gateway() -> bool {
+    std::env::var("OUTPOST_TEST_TOPOLOGY").as_deref() == Ok("gateway")
 }
 
 pub async fn fixture(token: Option<&str>) -> anyhow::Result<Fixture> {
@@ -32,12 +44,22 @@ pub async fn fixture(token: Option<&str>) -> anyhow::Result<Fixture> {
             .await?;
     outpost_remote::install(&mut client, &schema).await?;
     let local = format!("file:{}", db.dir().join("node.db").display());
-    let url = db.database_url();
-    let config = outpost_core::config::Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "LOCAL_DATABASE_URL" => Some(local.clone()),
-        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
-        _ => None,
+    let mut vars: Vec<(&str, String)> = vec![
+        ("LOCAL_DATABASE_URL", local),
+        ("LOCAL_DATABASE_SYNC_INTERVAL", "0".into()),
+    ];
+    let gateway = if through_gateway() {
+        let g = gateway_support::GatewayProcess::start(&db, 0, &[])?;
+        let token = gateway_support::token("node", std::time::Duration::from_secs(3600))?;
+        vars.push(("OUTPOST_GATEWAY_URL", g.url()));
+        vars.push(("OUTPOST_GATEWAY_TOKEN", token));
+        Some(g)
+    } else {
+        vars.push(("DATABASE_URL", db.database_url()));
+        None
+    };
+    let config = outpost_core::config::Config::from_lookup(|k| {
+        vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
     })?;
     let node = Outpost::open_with(
         config,
@@ -59,5 +81,6 @@ pub async fn fixture(token: Option<&str>) -> anyhow::Result<Fixture> {
         client,
         node,
         app,
+        _gateway: gateway,
     })
 }
