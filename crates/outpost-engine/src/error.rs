@@ -213,6 +213,10 @@ fn server_code(e: &RemoteError) -> Option<&str> {
         RemoteError::Db { source, .. } | RemoteError::Value { source, .. } => {
             source.as_db_error().map(|db| db.code().code())
         }
+        // The server's code a gateway passed on (remote mode).
+        RemoteError::Gateway {
+            sqlstate: Some(c), ..
+        } => Some(c),
         _ => None,
     }
 }
@@ -262,6 +266,11 @@ pub(crate) fn remote_kind(e: &RemoteError) -> ErrorKind {
             }
         }
         RemoteError::Db { .. } => e.cause().map_or(ErrorKind::Refused, cause_kind),
+        // The server refused a remote-mode request: read as a direct
+        // node reads its own server's refusal.
+        RemoteError::Gateway {
+            sqlstate: Some(c), ..
+        } => cause_kind(outpost_remote::error::cause_of_sqlstate(c)),
         RemoteError::Gateway { class, .. } => match class {
             outpost_remote::ErrorClass::Unreachable => ErrorKind::Unreachable,
             outpost_remote::ErrorClass::Auth => ErrorKind::Auth,

@@ -210,10 +210,18 @@ impl ModelService {
                 };
                 items
                     .into_iter()
-                    .map(|j| {
-                        serde_json::from_value(j).map_err(|e| {
+                    .enumerate()
+                    .map(|(i, j)| {
+                        serde_path_to_error::deserialize(j).map_err(|e| {
+                            let path = e.path().to_string();
+                            let at = if path == "." {
+                                format!("[{i}]")
+                            } else {
+                                format!("[{i}].{path}")
+                            };
                             EngineError::Query(format!(
-                                "the result does not fit the requested type: {e}"
+                                "the result does not fit the requested type: {at}: {}",
+                                e.inner()
                             ))
                         })
                     })
@@ -274,12 +282,13 @@ impl ModelService {
         let plan = outpost_query::plan(&schema, &self.model, operation, &args)
             .map_err(|e| EngineError::Query(e.to_string()))?;
         if self.node.inner.config.gateway.is_some() {
-            // No database session through a gateway: remote mode is refused
-            // by `remote_client`, everything else runs on the replica,
-            // except in `auto` without offline mode while the gateway is
-            // away: no fallback, as in direct topology.
+            // No database session through a gateway: remote mode asks the
+            // gateway to run the request on the server (`POST /v1/query`),
+            // everything else runs on the replica, except in `auto` without
+            // offline mode while the gateway is away: no fallback, as in
+            // direct topology.
             match self.node.mode() {
-                Mode::Remote => return self.run_remote(&schema, &plan, records).await,
+                Mode::Remote => return self.run_through_gateway(&plan, &args).await,
                 Mode::Auto if !self.node.using_local() => {
                     // The monitor may not have seen it yet (a node just
                     // opened): ask, as a direct node tries the server.
@@ -447,6 +456,13 @@ impl ModelService {
         };
         *guard = Some(session);
         drop(guard);
+        self.mirror(written).await;
+        Ok(Output::Json(result))
+    }
+
+    /// Copies the rows a remote write left on the server into the replica,
+    /// as synced at their versions, and tells subscribers.
+    async fn mirror(&self, written: Vec<outpost_remote::connections::WrittenRow>) {
         let mirrored: Vec<Mirrored> = written
             .into_iter()
             .map(|w| Mirrored {
@@ -471,7 +487,82 @@ impl ModelService {
             tracing::warn!(error = %e, "a remote write landed but could not be copied into the replica; the next pull brings it");
         }
         self.node.publish().await;
-        Ok(Output::Json(result))
+    }
+
+    /// A remote-mode request through the gateway (`POST /v1/query`), under
+    /// the node's request deadline ([`Outpost::bounded_request`]): the
+    /// gateway plans it against the server's schema (with this node's
+    /// relation names) and runs it as a direct node's session would; a
+    /// write's rows are mirrored as in direct topology.
+    async fn run_through_gateway(&self, plan: &Plan, args: &Json) -> Result<Output, EngineError> {
+        let sent = AtomicBool::new(false);
+        let what = format!("a {} on {}", plan.operation(), self.model);
+        self.node
+            .bounded_request(
+                &what,
+                &sent,
+                self.run_through_gateway_unbounded(plan, args, &sent),
+            )
+            .await
+    }
+
+    async fn run_through_gateway_unbounded(
+        &self,
+        plan: &Plan,
+        args: &Json,
+        sent: &AtomicBool,
+    ) -> Result<Output, EngineError> {
+        use outpost_remote::connections::WriteError;
+        let inner = &self.node.inner;
+        let target = inner
+            .config
+            .gateway
+            .as_ref()
+            .ok_or_else(|| EngineError::Internal("the gateway target vanished".into()))?;
+        let conn =
+            outpost_remote::gateway::GatewayConnection::new(target, inner.options.check_timeout)?;
+        let schema = inner.engine.schema();
+        let t = inner.engine.timeouts();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let q = outpost_remote::gateway::body::Query {
+            schema_hash: schema.hash(),
+            table_hashes: schema
+                .tables
+                .iter()
+                .map(|t| (t.name.clone(), t.shape_hash()))
+                .collect(),
+            node: inner.engine.node_id(),
+            model: self.model.clone(),
+            operation: plan.operation().name().to_string(),
+            args: args.clone(),
+            relation_names: inner
+                .prisma
+                .as_ref()
+                .map(|p| p.relation_names().to_vec())
+                .unwrap_or_default(),
+            limits_ms: (ms(t.statement), ms(t.lock)),
+            idle_ms: ms(inner.options.request_timeout),
+        };
+        // From here a write may land whatever happens to its answer.
+        sent.store(plan.is_write(), std::sync::atomic::Ordering::SeqCst);
+        match conn.query(&q).await {
+            Ok(answer) => {
+                if plan.is_write() {
+                    self.mirror(answer.written).await;
+                }
+                Ok(Output::Json(answer.result))
+            }
+            Err(WriteError::NotApplied(e)) => Err(refused_as_asked(e)),
+            Err(WriteError::CommitLost(e)) if plan.is_write() => {
+                Err(EngineError::OutcomeUnknown(format!(
+                    "the answer to a {} on {} was lost ({e}): it may or may not have been applied; \
+                     the next sync shows which (it is not retried automatically)",
+                    plan.operation(),
+                    self.model
+                )))
+            }
+            Err(WriteError::CommitLost(e)) => Err(EngineError::Remote(e)),
+        }
     }
 
     /// `findMany`. `T = serde_json::Value` gives the JSON records; any

@@ -598,8 +598,8 @@ impl Outpost {
     ) -> Result<tokio::sync::MutexGuard<'_, Option<ModelSession>>, EngineError> {
         if self.inner.config.gateway.is_some() {
             return Err(EngineError::Config(
-                "remote mode is not available through a gateway yet: a node in gateway topology \
-                 has no database session; use auto or local mode (docs/gateway.md)"
+                "a node in gateway topology has no database session of its own: its remote-mode \
+                 requests go through the gateway (docs/gateway.md)"
                     .into(),
             ));
         }

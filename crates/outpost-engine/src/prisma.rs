@@ -91,6 +91,10 @@ pub struct PrismaView {
     planning: Schema,
     /// Disagreements that do not stop the node (module doc).
     notes: Vec<String>,
+    /// `(table, derived relation name, Prisma's name)` of each renamed
+    /// relation: sent with a remote-mode request through a gateway, which
+    /// plans against the server's schema.
+    relation_names: Vec<(String, String, String)>,
     /// The schema under the application's names, for documents that
     /// describe the model service (the OpenAPI document, generated
     /// TypeScript types): see [`PrismaView::api_schema`].
@@ -427,10 +431,15 @@ impl PrismaView {
             }
         }
         let api = api_schema(p, &planning, &models);
+        let relation_names = renames
+            .into_iter()
+            .map(|((table, from), to)| (table, from, to))
+            .collect();
         Ok(PrismaView {
             models,
             planning,
             notes,
+            relation_names,
             api,
         })
     }
@@ -447,6 +456,12 @@ impl PrismaView {
     /// Disagreements that do not stop the node, for setup and the log.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The relations the planning schema renames: `(table, derived name,
+    /// Prisma's name)`.
+    pub fn relation_names(&self) -> &[(String, String, String)] {
+        &self.relation_names
     }
 
     /// The schema requests are planned against.

@@ -324,10 +324,6 @@ fn without_sync_status(v: &mut Json) {
 /// one typed array parameter) give the same records remote and local.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relations_on_integer_and_uuid_keys_read_the_same_remote_and_local() -> anyhow::Result<()> {
-    if through_gateway() {
-        eprintln!("direct topology only: a gateway serves no remote mode (docs/gateway.md)");
-        return Ok(());
-    }
     let db = TestDb::new().await?;
     let (_client, _schema) = server(&db, RELATED_KEYS).await?;
     let node = Outpost::open_with(
@@ -426,28 +422,6 @@ async fn remote_writes_run_under_the_nodes_origin_and_are_mirrored() -> anyhow::
     node.sync(Direction::Bidirectional).await?;
     node.set_mode(Mode::Remote).await;
     let users = node.model("User")?;
-    if through_gateway() {
-        // Not in this slice: refused by name, nothing written anywhere.
-        let err = users
-            .create::<Json>(json!({"data": {"id": "r1", "email": "r@x"}}))
-            .await
-            .expect_err("remote mode through a gateway");
-        assert!(
-            err.to_string()
-                .contains("remote mode is not available through a gateway"),
-            "{err}"
-        );
-        node.set_mode(Mode::Local).await;
-        assert_eq!(users.count(json!({})).await?, 0);
-        assert_eq!(
-            client
-                .query_one(r#"SELECT count(*) FROM "User""#, &[])
-                .await?
-                .get::<_, i64>(0),
-            0
-        );
-        return Ok(());
-    }
     let u: Json = users
         .create(json!({"data": {"id": "r1", "email": "r@x", "name": "remote"}}))
         .await?;
@@ -474,5 +448,98 @@ async fn remote_writes_run_under_the_nodes_origin_and_are_mirrored() -> anyhow::
         .await
         .expect_err("refused");
     assert!(err.to_string().contains("emial"), "{err}");
+    Ok(())
+}
+
+/// A remote-mode request the server cannot carry out is that request's
+/// error, with the same code whether the node reaches the server directly
+/// or through a gateway (which runs it on the server and passes the model
+/// service's error, or the server's SQLSTATE, back): nothing is written,
+/// and the node's next request is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_refusals_carry_the_same_codes_in_both_topologies() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x');
+               ALTER TABLE "Post" ADD CONSTRAINT short_title CHECK (length(title) < 20);"#,
+        )
+        .await?;
+    let node = Outpost::open_with(
+        runtime_config(&db, "n", sync_addr(&db)?, &[])?,
+        NodeOptions {
+            monitor: false,
+            ..fast()
+        },
+    )
+    .await?;
+    node.sync(Direction::Bidirectional).await?;
+    node.set_mode(Mode::Remote).await;
+    let users = node.model("User")?;
+    let posts = node.model("Post")?;
+    let cases: Vec<(&str, Result<Json, EngineError>)> = vec![
+        (
+            "unique_violation",
+            users
+                .create(json!({"data": {"id": "u2", "email": "u1@x"}}))
+                .await,
+        ),
+        (
+            "not_found",
+            users
+                .update(json!({"where": {"id": "nobody"}, "data": {"name": "x"}}))
+                .await,
+        ),
+        (
+            "constraint_violation",
+            posts
+                .create(json!({"data": {"id": "p1", "title": "t", "userId": "ghost"}}))
+                .await,
+        ),
+        (
+            "constraint_violation",
+            posts
+                .create(json!({"data": {"id": "p2", "title": "a title far too long to pass", "userId": "u1"}}))
+                .await,
+        ),
+        (
+            "invalid_query",
+            users
+                .find_many::<Json>(json!({"where": {"emial": "x"}}))
+                .await
+                .map(Json::Array),
+        ),
+    ];
+    for (want, got) in cases {
+        let err = got.expect_err(want);
+        assert_eq!(err.code(), want, "{err}");
+        assert!(!err.is_unreachable(), "{err}");
+    }
+    // The server's own message reaches the caller.
+    let err = posts
+        .create::<Json>(
+            json!({"data": {"id": "p3", "title": "a title far too long to pass", "userId": "u1"}}),
+        )
+        .await
+        .expect_err("the check refuses it");
+    assert!(
+        err.public_message().contains("short_title"),
+        "{}",
+        err.public_message()
+    );
+    let n: i64 = client
+        .query_one(
+            r#"SELECT (SELECT count(*) FROM "User") + (SELECT count(*) FROM "Post")"#,
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(n, 1, "nothing was written");
+    let ok: Json = users
+        .create(json!({"data": {"id": "u3", "email": "u3@x"}}))
+        .await?;
+    assert_eq!(ok["id"], "u3");
+    node.shutdown().await;
     Ok(())
 }

@@ -130,16 +130,8 @@ fn options() -> NodeOptions {
 async fn open(db: &TestDb, name: &str, schema_text: &str) -> anyhow::Result<Outpost> {
     let path = db.dir().join(format!("{name}.prisma"));
     std::fs::write(&path, schema_text)?;
-    let local = format!("file:{}", db.dir().join(format!("{name}.db")).display());
-    let url = db.database_url();
     let prisma = path.display().to_string();
-    let config = outpost_core::config::Config::from_lookup(|k| match k {
-        "DATABASE_URL" => Some(url.clone()),
-        "LOCAL_DATABASE_URL" => Some(local.clone()),
-        "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
-        "PRISMA_SCHEMA" => Some(prisma.clone()),
-        _ => None,
-    })?;
+    let config = runtime_config(db, name, sync_addr(db)?, &[("PRISMA_SCHEMA", &prisma)])?;
     Ok(Outpost::open_with(config, options()).await?)
 }
 

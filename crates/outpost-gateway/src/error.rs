@@ -90,6 +90,31 @@ pub enum GatewayError {
         /// The burst.
         burst: u32,
     },
+    /// A remote-mode request that cannot be carried out as asked (a
+    /// record not found, a duplicate key, a value the server refuses):
+    /// the request's own fault, answered as a direct node's session would
+    /// have it (404, 409, 400 or 422, with the model service's error or the
+    /// server's SQLSTATE), never a reason for the node to go offline.
+    #[error("{message}")]
+    Request {
+        /// The status.
+        status: StatusCode,
+        /// `not_found`, `unique_violation`, `invalid_query`, `refused`, …
+        code: &'static str,
+        /// Why (the model service's message, or the server's).
+        message: String,
+        /// The model service's own error.
+        query: Option<Box<outpost_query::QueryError>>,
+        /// The server's SQLSTATE.
+        sqlstate: Option<String>,
+    },
+    /// A remote-mode write whose commit's answer the gateway lost: it may
+    /// or may not have been applied (502 `outcome_unknown`).
+    #[error("{message}")]
+    OutcomeUnknown {
+        /// Why.
+        message: String,
+    },
     /// The database behind the gateway failed; its class is passed on.
     #[error("{message}")]
     Database {
@@ -154,6 +179,12 @@ impl GatewayError {
                 "rate_limited",
                 ErrorClass::Unreachable,
             ),
+            GatewayError::Request { status, code, .. } => (*status, code, ErrorClass::Refused),
+            GatewayError::OutcomeUnknown { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "outcome_unknown",
+                ErrorClass::Unreachable,
+            ),
             GatewayError::Database { class, .. } => match class {
                 ErrorClass::Unreachable | ErrorClass::Auth => {
                     (StatusCode::SERVICE_UNAVAILABLE, "unreachable", *class)
@@ -176,6 +207,14 @@ impl GatewayError {
                     GatewayError::TableChanged { table } | GatewayError::NotServed { table } => {
                         Some(table.clone())
                     }
+                    _ => None,
+                },
+                sqlstate: match self {
+                    GatewayError::Request { sqlstate, .. } => sqlstate.clone(),
+                    _ => None,
+                },
+                query: match self {
+                    GatewayError::Request { query, .. } => query.as_deref().cloned(),
                     _ => None,
                 },
             },

@@ -1059,3 +1059,52 @@ async fn a_replica_synced_before_the_rules_goes_on_without_unserved_tables() -> 
     assert_eq!(ids(&a, "Comment").await?, ["c1"]);
     Ok(())
 }
+
+/// Remote mode through a gateway with sync rules is refused by name: a
+/// model request reads and writes whatever its arguments name, outside the
+/// rules' reach. Nothing is read or written; local mode goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_mode_is_refused_by_a_gateway_with_sync_rules() -> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let path = s.db.dir().join("a.db");
+    let token = support::token("u1", Duration::from_secs(3600))?;
+    let node = outpost_engine::Outpost::open_with(
+        support::config(&s.gw.url(), &token, &path)?,
+        outpost_engine::NodeOptions {
+            monitor: false,
+            ..outpost_engine::NodeOptions::default()
+        },
+    )
+    .await?;
+    node.sync(Direction::Bidirectional).await?;
+    node.set_mode(outpost_engine::Mode::Remote).await;
+    let read = node
+        .model("Post")?
+        .find_many::<serde_json::Value>(serde_json::json!({}))
+        .await
+        .expect_err("refused");
+    assert!(
+        read.to_string()
+            .contains("remote mode is not served by a gateway with sync rules"),
+        "{read}"
+    );
+    let write = node
+        .model("Post")?
+        .create::<serde_json::Value>(
+            serde_json::json!({"data": {"id": "p9", "title": "t", "userId": "u2"}}),
+        )
+        .await
+        .expect_err("refused");
+    assert!(!write.is_unreachable(), "{write}");
+    let n: i64 = s
+        .client
+        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p9'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(n, 0);
+    node.set_mode(outpost_engine::Mode::Local).await;
+    let mine: Vec<serde_json::Value> = node.model("Post")?.find_many(serde_json::json!({})).await?;
+    assert_eq!(mine.len(), 1, "{mine:?}");
+    node.shutdown().await;
+    Ok(())
+}

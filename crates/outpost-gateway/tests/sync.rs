@@ -172,14 +172,32 @@ async fn a_node_runtime_pulls_on_the_gateways_notification_and_pushes_auto_mode_
     let report = node.sync(Direction::Bidirectional).await?;
     assert!(report.success, "{:?}", report.errors);
     assert!(on_server("l1").await?);
-    // Remote mode is refused, saying why.
+    // Remote mode runs on the server through the gateway: a write lands
+    // at once, under the node's origin, and is mirrored as synced.
     node.set_mode(outpost_engine::Mode::Remote).await;
-    let refused = node
+    let r: serde_json::Value = node
         .model("Post")?
-        .find_many::<serde_json::Value>(serde_json::json!({}))
-        .await;
-    let message = format!("{:?}", refused.err());
-    assert!(message.contains("gateway"), "{message}");
+        .create(serde_json::json!({"data": {"id": "r1", "title": "remote", "userId": "u1"}}))
+        .await?;
+    assert_eq!(r["title"], "remote");
+    assert!(on_server("r1").await?);
+    let origin: Option<String> = client
+        .query_one(
+            "SELECT origin FROM outpost.row_versions WHERE pk = '[\"r1\"]'",
+            &[],
+        )
+        .await?
+        .get(0);
+    assert_eq!(origin, Some(node.engine().node_id().to_string()));
+    node.set_mode(outpost_engine::Mode::Local).await;
+    let mirrored: Option<serde_json::Value> = node
+        .model("Post")?
+        .find_unique(serde_json::json!({"where": {"id": "r1"}}))
+        .await?;
+    assert_eq!(
+        mirrored.map(|p| p["syncStatus"].clone()),
+        Some(serde_json::json!("SYNCED"))
+    );
     node.shutdown().await;
     let _ = schema;
     Ok(())

@@ -4,7 +4,11 @@
 
 /// A model request that cannot be planned or carried out. Messages name the
 /// model, the field or relation, and the offending value or operator.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// Serializable, so a gateway can hand a node the same error its own
+/// replica would have given (remote mode through a gateway).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum QueryError {
     /// The model is not a synced table.
     #[error("unknown model {model:?} (models: {})", .models.join(", "))]

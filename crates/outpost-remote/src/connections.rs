@@ -292,7 +292,7 @@ impl SyncConnection {
 
 /// A row a model-service write left on the server, with its new version
 /// (what the replica mirrors).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WrittenRow {
     /// The table.
     pub table: String,
@@ -369,56 +369,71 @@ impl ModelSession {
         idle_limit: Duration,
         sent: &AtomicBool,
     ) -> Result<(Json, Vec<WrittenRow>), WriteError> {
-        let tx = self
-            .client
-            .transaction()
+        write_in(&mut self.client, schema, plan, origin, idle_limit, sent).await
+    }
+}
+
+/// A model-service write on `client` in one transaction under `origin`
+/// ([`ModelSession::write`]; a gateway runs a node's remote-mode writes
+/// with it on a pooled connection).
+pub async fn write_in(
+    client: &mut Client,
+    schema: &Schema,
+    plan: &Plan,
+    origin: uuid::Uuid,
+    idle_limit: Duration,
+    sent: &AtomicBool,
+) -> Result<(Json, Vec<WrittenRow>), WriteError> {
+    let tx = client
+        .transaction()
+        .await
+        .map_err(|e| WriteError::NotApplied(RemoteError::db("starting a write", e)))?;
+    let prepared = tx
+        .batch_execute(&write_settings_sql(origin, idle_limit))
+        .await
+        .map_err(|e| RemoteError::db("starting a write", e));
+    sent.store(true, Ordering::SeqCst);
+    let out = match prepared {
+        Ok(()) => crate::query::run(&tx, schema, plan).await,
+        Err(e) => Err(e),
+    }
+    .map_err(WriteError::NotApplied)?;
+    let mut written = Vec::with_capacity(out.written.len());
+    let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, w) in out.written.iter().enumerate() {
+        by_table.entry(w.table.as_str()).or_default().push(i);
+    }
+    for (table, idx) in by_table {
+        let Some(t) = schema.table(table) else {
+            continue;
+        };
+        let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
+        let versions = crate::feed::versions_of(&tx, t, &pks)
             .await
-            .map_err(|e| WriteError::NotApplied(RemoteError::db("starting a write", e)))?;
-        let prepared = tx
-            .batch_execute(&write_settings_sql(origin, idle_limit))
-            .await
-            .map_err(|e| RemoteError::db("starting a write", e));
-        sent.store(true, Ordering::SeqCst);
-        let out = match prepared {
-            Ok(()) => crate::query::run(&tx, schema, plan).await,
-            Err(e) => Err(e),
-        }
-        .map_err(WriteError::NotApplied)?;
-        let mut written = Vec::with_capacity(out.written.len());
-        let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-        for (i, w) in out.written.iter().enumerate() {
-            by_table.entry(w.table.as_str()).or_default().push(i);
-        }
-        for (table, idx) in by_table {
-            let Some(t) = schema.table(table) else {
-                continue;
-            };
-            let pks: Vec<Vec<Value>> = idx.iter().map(|&i| out.written[i].pk.clone()).collect();
-            let versions = crate::feed::versions_of(&tx, t, &pks)
-                .await
-                .map_err(WriteError::NotApplied)?;
-            for (&i, version) in idx.iter().zip(versions) {
-                let w = &out.written[i];
-                written.push(WrittenRow {
-                    table: w.table.clone(),
-                    pk: w.pk.clone(),
-                    values: w.values.clone(),
-                    version,
-                });
-            }
-        }
-        if let Err(e) = tx.commit().await {
-            let lost = crate::error::is_connection_error(&e);
-            let e = RemoteError::db("committing a write", e);
-            return Err(if lost {
-                WriteError::CommitLost(e)
-            } else {
-                WriteError::NotApplied(e)
+            .map_err(WriteError::NotApplied)?;
+        for (&i, version) in idx.iter().zip(versions) {
+            let w = &out.written[i];
+            written.push(WrittenRow {
+                table: w.table.clone(),
+                pk: w.pk.clone(),
+                values: w.values.clone(),
+                version,
             });
         }
-        Ok((out.result, written))
     }
+    if let Err(e) = tx.commit().await {
+        let lost = crate::error::is_connection_error(&e);
+        let e = RemoteError::db("committing a write", e);
+        return Err(if lost {
+            WriteError::CommitLost(e)
+        } else {
+            WriteError::NotApplied(e)
+        });
+    }
+    Ok((out.result, written))
+}
 
+impl ModelSession {
     /// Reserves `n` ids from a column's sequence (see
     /// [`crate::feed::reserve_ids`]).
     pub async fn reserve_ids(

@@ -159,6 +159,10 @@ pub enum RemoteError {
         message: String,
         /// Its class, as the gateway read it.
         class: ErrorClass,
+        /// The server's SQLSTATE, when the database refused the request
+        /// (remote mode through a gateway): read as a direct node reads its
+        /// own server's.
+        sqlstate: Option<Box<str>>,
     },
 
     /// A table's definition on the server no longer matches the replica's
@@ -400,24 +404,30 @@ impl RemoteError {
     }
 }
 
+/// The [`Cause`] of a server error by its SQLSTATE (also for an error a
+/// gateway passed on with the server's code).
+pub fn cause_of_sqlstate(code: &str) -> Cause {
+    match code {
+        // The server shutting down, starting or full.
+        "57P01" | "57P02" | "57P03" | "53300" => Cause::Unreachable,
+        // A protocol violation is caused by what was sent (too many bind
+        // parameters for one message, say), not by the path to it.
+        "08P01" => Cause::Refused,
+        // Statement or lock timeout, serialization failure, deadlock.
+        "57014" | "55P03" | "40001" | "40P01" => Cause::Transient,
+        c if c.starts_with("08") => Cause::Unreachable,
+        c if c.starts_with("28") => Cause::Auth,
+        c if c.starts_with("23") => Cause::Constraint,
+        c if c.starts_with("22") || c.starts_with("42") => Cause::BadInput,
+        _ => Cause::Refused,
+    }
+}
+
 /// The [`Cause`] of a driver error: by SQLSTATE when the server answered,
 /// else by the driver's kind of error.
 pub fn cause(e: &tokio_postgres::Error) -> Cause {
     if let Some(db) = e.as_db_error() {
-        return match db.code().code() {
-            // The server shutting down, starting or full.
-            "57P01" | "57P02" | "57P03" | "53300" => Cause::Unreachable,
-            // A protocol violation is caused by what was sent (too many bind
-            // parameters for one message, say), not by the path to it.
-            "08P01" => Cause::Refused,
-            // Statement or lock timeout, serialization failure, deadlock.
-            "57014" | "55P03" | "40001" | "40P01" => Cause::Transient,
-            c if c.starts_with("08") => Cause::Unreachable,
-            c if c.starts_with("28") => Cause::Auth,
-            c if c.starts_with("23") => Cause::Constraint,
-            c if c.starts_with("22") || c.starts_with("42") => Cause::BadInput,
-            _ => Cause::Refused,
-        };
+        return cause_of_sqlstate(db.code().code());
     }
     match classify(e) {
         // The driver could not parse the server's answer to this request (a

@@ -164,6 +164,10 @@ impl GatewayConnection {
     fn error_from(&self, action: &str, status: u16, text: &str) -> RemoteError {
         match serde_json::from_str::<body::ErrorBody>(text) {
             Ok(b) => {
+                // The model service's own error: the same as the replica's.
+                if let Some(q) = b.error.query {
+                    return RemoteError::Query(q);
+                }
                 let table = b.error.table.clone();
                 let e = RemoteError::Gateway {
                     action: action.into(),
@@ -172,6 +176,7 @@ impl GatewayConnection {
                     class: class_from(&b.error.class),
                     code: b.error.code,
                     message: b.error.message,
+                    sqlstate: b.error.sqlstate.map(String::into_boxed_str),
                 };
                 // A table the server changed, or one the gateway's sync
                 // rules do not serve (a replica set up before the rules):
@@ -216,6 +221,7 @@ impl GatewayConnection {
             code: "bad_answer".into(),
             message: format!("the answer does not parse: {e}"),
             class: ErrorClass::Invalid,
+            sqlstate: None,
         })
     }
 
@@ -382,16 +388,52 @@ impl GatewayConnection {
             )
             .await?;
         if p.outcomes.len() != rows.len() {
-            return Err(RemoteError::Gateway {
-                action: "pushing a batch".into(),
-                gateway: self.target.url.clone(),
-                status: 200,
-                code: "bad_answer".into(),
-                message: format!("{} outcomes for {} rows", p.outcomes.len(), rows.len()),
-                class: ErrorClass::Invalid,
-            });
+            return Err(self.bad(
+                "pushing a batch",
+                format!("{} outcomes for {} rows", p.outcomes.len(), rows.len()),
+            ));
         }
         Ok(p.outcomes)
+    }
+
+    /// `POST /v1/query`: a model-service request in remote mode, run on the
+    /// server by the gateway. A write that may have been applied without
+    /// its answer arriving (the request left, then the path failed, or the
+    /// gateway lost its commit's answer) is
+    /// [`WriteError::CommitLost`](crate::connections::WriteError::CommitLost); one that
+    /// never reached the gateway, or that the server refused, is
+    /// [`WriteError::NotApplied`](crate::connections::WriteError::NotApplied).
+    pub async fn query(
+        &self,
+        q: &body::Query,
+    ) -> Result<body::Queried, crate::connections::WriteError> {
+        use crate::connections::WriteError;
+        let action = "running a request on the server through the gateway";
+        let req = self.request(reqwest::Method::POST, "/v1/query").json(q);
+        let resp = match req.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_connect() || e.is_builder() => {
+                return Err(WriteError::NotApplied(self.unreachable(action, e)));
+            }
+            Err(e) => return Err(WriteError::CommitLost(self.unreachable(action, e))),
+        };
+        let status = resp.status().as_u16();
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| WriteError::CommitLost(self.unreachable(action, e)))?;
+        if (200..300).contains(&status) {
+            return serde_json::from_slice(&bytes).map_err(|e| {
+                WriteError::CommitLost(self.bad(action, format!("the answer does not parse: {e}")))
+            });
+        }
+        let e = self.error_from(action, status, &String::from_utf8_lossy(&bytes));
+        Err(match &e {
+            RemoteError::Gateway { code, .. } if code == "outcome_unknown" => {
+                WriteError::CommitLost(e)
+            }
+            _ => WriteError::NotApplied(e),
+        })
     }
 
     /// `POST /v1/pull`.
@@ -548,6 +590,7 @@ impl GatewayConnection {
                             code: b.error.code,
                             class: class_from(&b.error.class),
                             message: b.error.message,
+                            sqlstate: None,
                         },
                         Err(_) => self.bad(&action, "an unexpected line in the copy".into()),
                     };
@@ -579,6 +622,7 @@ impl GatewayConnection {
             code: "bad_answer".into(),
             message,
             class: ErrorClass::Invalid,
+            sqlstate: None,
         }
     }
 

@@ -160,18 +160,6 @@ pub fn server_vars(
     Ok(vec![("DATABASE_URL".into(), db.database_url_via(addr))])
 }
 
-/// The modes a node's model service runs requests in, in this topology:
-/// local and remote, or through a gateway local only (a gateway serves no
-/// remote mode yet, docs/gateway.md).
-#[allow(dead_code)] // not every test crate compares modes
-pub fn model_modes() -> Vec<outpost_engine::Mode> {
-    if through_gateway() {
-        vec![outpost_engine::Mode::Local]
-    } else {
-        vec![outpost_engine::Mode::Local, outpost_engine::Mode::Remote]
-    }
-}
-
 /// Node `name`'s configuration for the node runtime (`Outpost`), syncing
 /// with `db` by way of `addr` ([`sync_addr`], or a proxy in front of it)
 /// in either topology; its replica `<name>.db`, no interval, then `extra`.

@@ -103,6 +103,44 @@ pub struct Pushed {
     /// One outcome per row, in order.
     pub outcomes: Vec<PushOutcome>,
 }
+/// `POST /v1/query`: a model-service request in remote mode, carried out
+/// on the server by the gateway as a direct node's session would.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Query {
+    /// [`Schema::hash`] of the node's schema snapshot.
+    pub schema_hash: String,
+    /// [`Table::shape_hash`] of each of the node's tables: with another
+    /// snapshot, the request is served when they all have the same shape
+    /// on both sides.
+    #[serde(default)]
+    pub table_hashes: std::collections::BTreeMap<String, String>,
+    /// The node (the write's origin).
+    pub node: Uuid,
+    /// The model (table).
+    pub model: String,
+    /// The operation's name (`findMany`, `create`, …).
+    pub operation: String,
+    /// Its arguments, in the database's names.
+    pub args: serde_json::Value,
+    /// Relation names the node plans with instead of the derived ones (a
+    /// Prisma schema's relation fields): `(table, derived name, name)`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub relation_names: Vec<(String, String, String)>,
+    /// Statement and lock timeouts, ms.
+    pub limits_ms: (u64, u64),
+    /// A write's idle-in-transaction limit, ms.
+    pub idle_ms: u64,
+}
+/// The answer to `POST /v1/query`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Queried {
+    /// Prisma's result.
+    pub result: serde_json::Value,
+    /// For a write: the rows it left, with their versions (what the node
+    /// mirrors into its replica).
+    #[serde(default)]
+    pub written: Vec<crate::connections::WrittenRow>,
+}
 /// `POST /v1/pull`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Pull {
@@ -199,4 +237,13 @@ pub struct ErrorDetail {
     /// the node's snapshot and the gateway's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<String>,
+    /// For a remote-mode request the database refused: the server's
+    /// SQLSTATE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sqlstate: Option<String>,
+    /// For a remote-mode request that cannot be carried out as asked (a
+    /// record not found, a duplicate key, an unknown field): the model
+    /// service's own error, as the node's replica would have given it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<outpost_query::QueryError>,
 }

@@ -1632,7 +1632,7 @@ impl Run {
 
     /// A write on node `i`, by one of the three paths.
     async fn node_write(&mut self, i: usize, op: Op) {
-        // A node of a gateway has no database session for remote mode.
+        // A gateway with sync rules serves no remote mode (docs/gateway.md).
         let path = self.rng.below(if self.gateways.is_some() { 2 } else { 3 });
         let token = self.token();
         let via = match path {
