@@ -407,12 +407,10 @@ async fn an_exhausted_id_block_refuses_the_create_and_says_why() -> anyhow::Resu
     Ok(())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_writes_run_under_the_nodes_origin_and_are_mirrored() -> anyhow::Result<()> {
-    let db = TestDb::new().await?;
-    let (client, _schema) = server(&db, BLOG).await?;
+/// Node `n` (no monitor), synced once, in remote mode.
+async fn remote_node(db: &TestDb) -> anyhow::Result<Outpost> {
     let node = Outpost::open_with(
-        runtime_config(&db, "n", sync_addr(&db)?, &[])?,
+        runtime_config(db, "n", sync_addr(db)?, &[])?,
         NodeOptions {
             monitor: false,
             ..fast()
@@ -421,6 +419,14 @@ async fn remote_writes_run_under_the_nodes_origin_and_are_mirrored() -> anyhow::
     .await?;
     node.sync(Direction::Bidirectional).await?;
     node.set_mode(Mode::Remote).await;
+    Ok(node)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_writes_run_under_the_nodes_origin_and_are_mirrored() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    let node = remote_node(&db).await?;
     let users = node.model("User")?;
     let u: Json = users
         .create(json!({"data": {"id": "r1", "email": "r@x", "name": "remote"}}))
@@ -466,16 +472,7 @@ async fn remote_mode_refusals_carry_the_same_codes_in_both_topologies() -> anyho
                ALTER TABLE "Post" ADD CONSTRAINT short_title CHECK (length(title) < 20);"#,
         )
         .await?;
-    let node = Outpost::open_with(
-        runtime_config(&db, "n", sync_addr(&db)?, &[])?,
-        NodeOptions {
-            monitor: false,
-            ..fast()
-        },
-    )
-    .await?;
-    node.sync(Direction::Bidirectional).await?;
-    node.set_mode(Mode::Remote).await;
+    let node = remote_node(&db).await?;
     let users = node.model("User")?;
     let posts = node.model("Post")?;
     let cases: Vec<(&str, Result<Json, EngineError>)> = vec![

@@ -46,21 +46,17 @@ async fn count(client: &outpost_remote::tokio_postgres::Client, sql: &str) -> an
     Ok(client.query_one(sql, &[]).await?.get(0))
 }
 
-/// The issue's scenario: a create is on the server (waiting on a lock) when
-/// the path stalls. The status keeps answering within a second, the node
-/// goes offline within the bound, the stuck create is "outcome unknown"
-/// (not written, not replayed), a create made offline lands when the path
-/// flows again, and nothing is duplicated.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stalled_path_keeps_the_node_responsive_and_the_stuck_write_unknown() -> anyhow::Result<()>
-{
-    if through_gateway() {
-        eprintln!(
-            "direct topology only (a gateway serves no remote writes): \
-             see a_stalled_gateway_path_keeps_the_node_responsive_and_pushes_exactly_once"
-        );
-        return Ok(());
-    }
+/// The blog with user `u1` on the server, and node `n` syncing with it
+/// through a TCP proxy (in front of PostgreSQL, or of the gateway),
+/// online and bootstrapped.
+struct Behind {
+    db: TestDb,
+    client: outpost_remote::tokio_postgres::Client,
+    proxy: Proxy,
+    node: Outpost,
+}
+
+async fn node_behind_a_proxy() -> anyhow::Result<Behind> {
     let db = TestDb::new().await?;
     let (client, _schema) = server(&db, BLOG).await?;
     client
@@ -73,42 +69,44 @@ async fn a_stalled_path_keeps_the_node_responsive_and_the_stuck_write_unknown() 
         Ok(s.is_online && s.last_sync.as_ref().is_some_and(|l| l.status == "SUCCESS"))
     })
     .await?;
-    let posts = node.model("Post")?;
-    // Opens the model service's connection.
-    let _: Json = posts
-        .create(json!({"data": {"id": "before", "title": "t", "userId": "u1"}}))
-        .await?;
-
-    // Hold the table so the next create waits on the server, in flight.
-    let mut locker = db.client().await?;
-    let lock = locker.transaction().await?;
-    lock.batch_execute(r#"LOCK TABLE "Post" IN ACCESS EXCLUSIVE MODE"#)
-        .await?;
-    let stuck = {
-        let posts = posts.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let r = posts
-                .create::<Json>(json!({"data": {"id": "stuck", "title": "t", "userId": "u1"}}))
-                .await;
-            (r, started.elapsed())
-        })
-    };
-    wait_for("the create waiting on the lock", async || {
-        Ok(count(
-            &client,
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'INSERT%'",
-        )
-        .await?
-            == 1)
+    Ok(Behind {
+        db,
+        client,
+        proxy,
+        node,
     })
-    .await?;
+}
 
-    proxy.stall();
-    let stalled_at = Instant::now();
-    lock.rollback().await?;
-    // The status answers within a second throughout, and offline comes
-    // within check_interval + check_timeout (plus scheduling slack).
+/// A session holding `Post` locked (in an open transaction) until
+/// `ROLLBACK` is sent on it: a write to it waits on the server, in flight.
+async fn lock_posts(db: &TestDb) -> anyhow::Result<outpost_remote::tokio_postgres::Client> {
+    let locker = db.client().await?;
+    locker
+        .batch_execute(r#"BEGIN; LOCK TABLE "Post" IN ACCESS EXCLUSIVE MODE"#)
+        .await?;
+    Ok(locker)
+}
+
+/// Waits until a session of `db` waits on a lock.
+async fn a_write_waits_on_the_lock(b: &Behind) -> anyhow::Result<()> {
+    let waiting = format!(
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = '{}'",
+        b.db.name
+    );
+    wait_for("a write waiting on the lock", async || {
+        Ok(count(&b.client, &waiting).await? >= 1)
+    })
+    .await
+}
+
+/// Asserts that for 5 s after `stalled_at` the status answers within a
+/// second, and that the node goes offline within the bound
+/// (`check_interval + check_timeout`, plus scheduling slack) with
+/// operations on the replica.
+async fn responsive_and_offline_within_the_bound(
+    node: &Outpost,
+    stalled_at: Instant,
+) -> anyhow::Result<()> {
     let mut offline_after = None;
     while stalled_at.elapsed() < Duration::from_secs(5) {
         let asked = Instant::now();
@@ -127,6 +125,57 @@ async fn a_stalled_path_keeps_the_node_responsive_and_the_stuck_write_unknown() 
         offline_after < Duration::from_millis(2000),
         "offline after {offline_after:?}"
     );
+    Ok(())
+}
+
+/// Starts a create of post `id` on `node`'s model service, timed.
+fn spawn_create(
+    node: &Outpost,
+    id: &str,
+) -> anyhow::Result<tokio::task::JoinHandle<(Result<Json, outpost_engine::EngineError>, Duration)>>
+{
+    let posts = node.model("Post")?;
+    let data = json!({"data": {"id": id, "title": "t", "userId": "u1"}});
+    Ok(tokio::spawn(async move {
+        let started = Instant::now();
+        let r = posts.create::<Json>(data).await;
+        (r, started.elapsed())
+    }))
+}
+
+/// The issue's scenario: a create is on the server (waiting on a lock) when
+/// the path stalls. The status keeps answering within a second, the node
+/// goes offline within the bound, the stuck create is "outcome unknown"
+/// (not written, not replayed), a create made offline lands when the path
+/// flows again, and nothing is duplicated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_path_keeps_the_node_responsive_and_the_stuck_write_unknown() -> anyhow::Result<()>
+{
+    if through_gateway() {
+        eprintln!(
+            "direct topology only (through a gateway `auto` works on the replica): see \
+             a_stalled_gateway_path_keeps_the_node_responsive_and_pushes_exactly_once and \
+             a_remote_write_through_a_stalled_gateway_path_is_outcome_unknown"
+        );
+        return Ok(());
+    }
+    let b = node_behind_a_proxy().await?;
+    let (client, proxy, node) = (&b.client, &b.proxy, &b.node);
+    let posts = node.model("Post")?;
+    // Opens the model service's connection.
+    let _: Json = posts
+        .create(json!({"data": {"id": "before", "title": "t", "userId": "u1"}}))
+        .await?;
+
+    // Hold the table so the next create waits on the server, in flight.
+    let locker = lock_posts(&b.db).await?;
+    let stuck = spawn_create(node, "stuck")?;
+    a_write_waits_on_the_lock(&b).await?;
+
+    proxy.stall();
+    let stalled_at = Instant::now();
+    locker.batch_execute("ROLLBACK").await?;
+    responsive_and_offline_within_the_bound(node, stalled_at).await?;
 
     let (result, took) = stuck.await?;
     let err = result.expect_err("the stuck create cannot be reported as written");
@@ -149,16 +198,16 @@ async fn a_stalled_path_keeps_the_node_responsive_and_the_stuck_write_unknown() 
     })
     .await?;
     assert_eq!(
-        count(&client, r#"SELECT count(*) FROM "Post" WHERE id = 'after'"#).await?,
+        count(client, r#"SELECT count(*) FROM "Post" WHERE id = 'after'"#).await?,
         1
     );
     // The stuck create was rolled back by the server (never committed),
     // and nothing replayed it.
     assert_eq!(
-        count(&client, r#"SELECT count(*) FROM "Post" WHERE id = 'stuck'"#).await?,
+        count(client, r#"SELECT count(*) FROM "Post" WHERE id = 'stuck'"#).await?,
         0
     );
-    assert_eq!(count(&client, r#"SELECT count(*) FROM "Post""#).await?, 2);
+    assert_eq!(count(client, r#"SELECT count(*) FROM "Post""#).await?, 2);
     node.shutdown().await;
     Ok(())
 }
@@ -177,60 +226,24 @@ async fn a_stalled_gateway_path_keeps_the_node_responsive_and_pushes_exactly_onc
         eprintln!("gateway topology only (OUTPOST_TEST_TOPOLOGY=gateway)");
         return Ok(());
     }
-    let db = TestDb::new().await?;
-    let (client, _schema) = server(&db, BLOG).await?;
-    client
-        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
-        .await?;
-    let proxy = Proxy::start(sync_addr(&db)?).await?;
-    let node = Outpost::open_with(runtime_config(&db, "n", proxy.addr, &[])?, fast()).await?;
-    wait_for("online and bootstrapped", async || {
-        let s = node.status().await;
-        Ok(s.is_online && s.last_sync.as_ref().is_some_and(|l| l.status == "SUCCESS"))
-    })
-    .await?;
+    let b = node_behind_a_proxy().await?;
+    let (client, proxy, node) = (&b.client, &b.proxy, &b.node);
     let posts = node.model("Post")?;
 
-    let mut locker = db.client().await?;
-    let lock = locker.transaction().await?;
-    lock.batch_execute(r#"LOCK TABLE "Post" IN ACCESS EXCLUSIVE MODE"#)
-        .await?;
+    let locker = lock_posts(&b.db).await?;
     let _: Json = posts
         .create(json!({"data": {"id": "stuck", "title": "t", "userId": "u1"}}))
         .await?;
-    let waiting = format!(
-        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = '{}'",
-        db.name
-    );
-    wait_for("the push waiting on the lock", async || {
-        Ok(count(&client, &waiting).await? >= 1)
-    })
-    .await?;
+    a_write_waits_on_the_lock(&b).await?;
 
     proxy.stall();
     let stalled_at = Instant::now();
-    lock.rollback().await?;
+    locker.batch_execute("ROLLBACK").await?;
     wait_for("the stuck push committed on the server", async || {
-        Ok(count(&client, r#"SELECT count(*) FROM "Post" WHERE id = 'stuck'"#).await? == 1)
+        Ok(count(client, r#"SELECT count(*) FROM "Post" WHERE id = 'stuck'"#).await? == 1)
     })
     .await?;
-    let mut offline_after = None;
-    while stalled_at.elapsed() < Duration::from_secs(5) {
-        let asked = Instant::now();
-        let status = tokio::time::timeout(Duration::from_secs(1), node.status())
-            .await
-            .map_err(|_| anyhow::anyhow!("the status did not answer within a second"))?;
-        assert!(asked.elapsed() < Duration::from_secs(1));
-        if !status.is_online && offline_after.is_none() {
-            offline_after = Some(stalled_at.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let offline_after = offline_after.ok_or_else(|| anyhow::anyhow!("never went offline"))?;
-    assert!(
-        offline_after < Duration::from_millis(2000),
-        "offline after {offline_after:?}"
-    );
+    responsive_and_offline_within_the_bound(node, stalled_at).await?;
     let after: Json = posts
         .create(json!({"data": {"id": "after", "title": "t", "userId": "u1"}}))
         .await?;
@@ -243,7 +256,7 @@ async fn a_stalled_gateway_path_keeps_the_node_responsive_and_pushes_exactly_onc
         Ok(s.is_online && s.pending == 0)
     })
     .await?;
-    assert_eq!(count(&client, r#"SELECT count(*) FROM "Post""#).await?, 2);
+    assert_eq!(count(client, r#"SELECT count(*) FROM "Post""#).await?, 2);
     let status = node.status().await;
     assert_eq!((status.conflicts, status.failed), (0, 0), "{status:?}");
     let mine: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
@@ -257,6 +270,48 @@ async fn a_stalled_gateway_path_keeps_the_node_responsive_and_pushes_exactly_onc
         })
         .collect();
     assert_eq!(states, [("after", "SYNCED"), ("stuck", "SYNCED")]);
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Remote mode through a gateway on a path that stalls: a write waiting on
+/// a server lock when the path stalls is "outcome unknown" within the
+/// bound (the gateway commits it once the lock goes, and its answer is
+/// held), never reported written or failed, and not replayed: once the
+/// path flows the server holds it once, and the node's replica gets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_write_through_a_stalled_gateway_path_is_outcome_unknown() -> anyhow::Result<()> {
+    if !through_gateway() {
+        eprintln!("gateway topology only (OUTPOST_TEST_TOPOLOGY=gateway)");
+        return Ok(());
+    }
+    let b = node_behind_a_proxy().await?;
+    let (client, proxy, node) = (&b.client, &b.proxy, &b.node);
+    node.set_mode(outpost_engine::Mode::Remote).await;
+    let locker = lock_posts(&b.db).await?;
+    let stuck = spawn_create(node, "stuck")?;
+    a_write_waits_on_the_lock(&b).await?;
+    proxy.stall();
+    locker.batch_execute("ROLLBACK").await?;
+    let (result, took) = stuck.await?;
+    let err = result.expect_err("the stuck create cannot be reported as written");
+    assert_eq!(err.kind(), ErrorKind::OutcomeUnknown, "{err}");
+    assert!(
+        took < fast().request_timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
+    // The gateway committed it; nothing runs it again.
+    assert_eq!(
+        count(client, r#"SELECT count(*) FROM "Post" WHERE id = 'stuck'"#).await?,
+        1
+    );
+    proxy.flow_new();
+    node.set_mode(outpost_engine::Mode::Auto).await;
+    wait_for("the write in the replica", async || {
+        Ok(local_rows(node.engine(), "Post").await?.len() == 1)
+    })
+    .await?;
+    assert_eq!(count(client, r#"SELECT count(*) FROM "Post""#).await?, 1);
     node.shutdown().await;
     Ok(())
 }

@@ -13,7 +13,9 @@
 //!   `OUTPOST_CAMPAIGN_NODES` and `OUTPOST_CAMPAIGN_ROUNDS` change the shape;
 //!   `OUTPOST_CAMPAIGN_DROP_COLUMN=0` leaves the dropped column out of the
 //!   migration; `OUTPOST_CAMPAIGN_TOPOLOGY=gateway` syncs every node through
-//!   two `outpost gateway` processes).
+//!   two `outpost gateway` processes, with sync rules unless
+//!   `OUTPOST_CAMPAIGN_RULES=0`, which also lets nodes write in remote mode
+//!   through them).
 //!
 //! See `docs/reliability.md` for the fault model and the figures.
 
@@ -55,6 +57,7 @@ fn shape() -> Shape {
     // The migration drops a column too unless told not to (`=0`).
     s.drop_column = env_u64("OUTPOST_CAMPAIGN_DROP_COLUMN") != Some(0);
     s.gateway = std::env::var("OUTPOST_CAMPAIGN_TOPOLOGY").is_ok_and(|t| t.trim() == "gateway");
+    s.rules = env_u64("OUTPOST_CAMPAIGN_RULES") != Some(0);
     s
 }
 
@@ -64,10 +67,10 @@ fn replay(seed: u64) -> String {
     } else {
         "OUTPOST_CAMPAIGN_DROP_COLUMN=0 "
     };
-    let topology = if shape().gateway {
-        "OUTPOST_CAMPAIGN_TOPOLOGY=gateway "
-    } else {
-        ""
+    let topology = match (shape().gateway, shape().rules) {
+        (true, true) => "OUTPOST_CAMPAIGN_TOPOLOGY=gateway ",
+        (true, false) => "OUTPOST_CAMPAIGN_TOPOLOGY=gateway OUTPOST_CAMPAIGN_RULES=0 ",
+        (false, _) => "",
     };
     format!(
         "replay: {topology}{drop}OUTPOST_CAMPAIGN_SEED={seed} cargo test -p outpost --test campaign -- campaign --nocapture"

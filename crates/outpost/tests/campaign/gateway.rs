@@ -5,6 +5,9 @@
 //! killed and started again on its port at any moment (the
 //! `gateway-restart` fault). Sync rules give each node a scope of its
 //! own ([`RULES`]); the checker finds a row a replica holds outside it.
+//! With `OUTPOST_CAMPAIGN_RULES=0` the gateways serve every table whole,
+//! and nodes also write in remote mode, through the gateway's
+//! `POST /v1/query`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,11 +59,15 @@ pub struct Gateways {
     ports: Vec<u16>,
     procs: Vec<Option<tokio::process::Child>>,
     keys: Keys,
+    /// Whether they run with [`RULES`].
+    rules: bool,
 }
 
 impl Gateways {
-    /// Starts two gateways over `database_url`, logging into `dir`.
-    pub async fn start(database_url: String, dir: &Path) -> anyhow::Result<Gateways> {
+    /// Starts two gateways over `database_url`, logging into `dir`, with
+    /// [`RULES`] or (`rules` false) serving every table whole, remote mode
+    /// included.
+    pub async fn start(database_url: String, dir: &Path, rules: bool) -> anyhow::Result<Gateways> {
         let keys = Keys::hs256(SECRET, None).map_err(anyhow::Error::msg)?;
         std::fs::write(dir.join("rules.toml"), RULES)?;
         let mut g = Gateways {
@@ -69,6 +76,7 @@ impl Gateways {
             ports: Vec::new(),
             procs: Vec::new(),
             keys,
+            rules,
         };
         for _ in 0..2 {
             let port = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -81,6 +89,12 @@ impl Gateways {
             g.spawn(k).await?;
         }
         Ok(g)
+    }
+
+    /// Whether they run with sync rules (each node its own scope; no
+    /// remote mode).
+    pub fn rules(&self) -> bool {
+        self.rules
     }
 
     /// How many gateways there are.
@@ -99,9 +113,14 @@ impl Gateways {
             .create(true)
             .append(true)
             .open(self.dir.join(format!("gateway-{k}.log")))?;
+        let rules: &[&str] = if self.rules {
+            &["--rules", "rules.toml"]
+        } else {
+            &[]
+        };
         let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_outpost"))
             .args(["gateway", "--port", &self.ports[k].to_string()])
-            .args(["--rules", "rules.toml"])
+            .args(rules)
             .current_dir(&self.dir)
             .env_clear()
             .env("DATABASE_URL", &self.database_url)

@@ -138,6 +138,10 @@ pub struct Shape {
     /// Nodes sync through two `outpost gateway` processes instead of
     /// holding the database's URL (`OUTPOST_CAMPAIGN_TOPOLOGY=gateway`).
     pub gateway: bool,
+    /// With `gateway`: the gateways run sync rules (on by default;
+    /// `OUTPOST_CAMPAIGN_RULES=0` serves every table whole, and nodes then
+    /// write in remote mode through the gateways too).
+    pub rules: bool,
 }
 
 impl Default for Shape {
@@ -148,6 +152,7 @@ impl Default for Shape {
             ops_per_round: 10,
             drop_column: true,
             gateway: false,
+            rules: true,
         }
     }
 }
@@ -691,7 +696,7 @@ async fn run_in(
     let dir = tempfile::tempdir()?;
     let gateways = if shape.gateway {
         let url = format!("postgres://postgres@{}/{dbname}", cluster.addr());
-        Some(Gateways::start(url, dir.path()).await?)
+        Some(Gateways::start(url, dir.path(), shape.rules).await?)
     } else {
         None
     };
@@ -1633,7 +1638,8 @@ impl Run {
     /// A write on node `i`, by one of the three paths.
     async fn node_write(&mut self, i: usize, op: Op) {
         // A gateway with sync rules serves no remote mode (docs/gateway.md).
-        let path = self.rng.below(if self.gateways.is_some() { 2 } else { 3 });
+        let remote = self.gateways.as_ref().is_none_or(|g| !g.rules());
+        let path = self.rng.below(if remote { 3 } else { 2 });
         let token = self.token();
         let via = match path {
             0 => "replica-sql",
@@ -1929,6 +1935,7 @@ impl Run {
             let scope = self
                 .gateways
                 .as_ref()
+                .filter(|g| g.rules())
                 .map(|_| super::gateway::scope(&server, n.principal));
             replicas.push(ReplicaState { scope, ..state });
         }
