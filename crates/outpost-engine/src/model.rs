@@ -519,8 +519,6 @@ impl ModelService {
             .gateway
             .as_ref()
             .ok_or_else(|| EngineError::Internal("the gateway target vanished".into()))?;
-        let conn =
-            outpost_remote::gateway::GatewayConnection::new(target, inner.options.check_timeout)?;
         let schema = inner.engine.schema();
         let t = inner.engine.timeouts();
         let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
@@ -542,26 +540,55 @@ impl ModelService {
                 .unwrap_or_default(),
             limits_ms: (ms(t.statement), ms(t.lock)),
             idle_ms: ms(inner.options.request_timeout),
+            // Every attempt of a write carries the same id: the gateway
+            // writes it once and answers a later attempt with the first
+            // one's answer.
+            request: plan.is_write().then(uuid::Uuid::now_v7),
         };
+        // A node that already sees the gateway away asks it first: a path
+        // that refuses says "unreachable" (nothing sent) rather than leave
+        // a write's outcome unknown.
+        if !self.node.is_online()
+            && let Err(why) = self.node.probe_gateway().await
+        {
+            return Err(EngineError::Unreachable(why));
+        }
         // From here a write may land whatever happens to its answer.
         sent.store(plan.is_write(), std::sync::atomic::Ordering::SeqCst);
-        match conn.query(&q).await {
-            Ok(answer) => {
-                if plan.is_write() {
-                    self.mirror(answer.written).await;
+        let mut answer_lost = false;
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            // A client of its own per attempt: a connection the path
+            // left dead is not reused.
+            let conn = outpost_remote::gateway::GatewayConnection::new(
+                target,
+                inner.options.check_timeout,
+            )?;
+            match conn.query(&q).await {
+                Ok(answer) => {
+                    if plan.is_write() {
+                        self.mirror(answer.written).await;
+                    }
+                    return Ok(Output::Json(answer.result));
                 }
-                Ok(Output::Json(answer.result))
+                // After a lost answer a path still down tells nothing of the
+                // first attempt: ask again until the request's deadline
+                // (`bounded_request` then says "outcome unknown").
+                Err(WriteError::NotApplied(e))
+                    if answer_lost && remote_kind(&e).is_unreachable() => {}
+                // Never sent: as a direct node's failed connect.
+                Err(WriteError::NotApplied(e)) if remote_kind(&e).is_unreachable() => {
+                    return Err(EngineError::Unreachable(e.to_string()));
+                }
+                Err(WriteError::NotApplied(e)) => return Err(refused_as_asked(e)),
+                Err(WriteError::CommitLost(e)) if plan.is_write() => {
+                    tracing::info!(error = %e, "a remote write's answer was lost; asking the gateway again with its request id");
+                    answer_lost = true;
+                }
+                Err(WriteError::CommitLost(e)) => return Err(EngineError::Remote(e)),
             }
-            Err(WriteError::NotApplied(e)) => Err(refused_as_asked(e)),
-            Err(WriteError::CommitLost(e)) if plan.is_write() => {
-                Err(EngineError::OutcomeUnknown(format!(
-                    "the answer to a {} on {} was lost ({e}): it may or may not have been applied; \
-                     the next sync shows which (it is not retried automatically)",
-                    plan.operation(),
-                    self.model
-                )))
-            }
-            Err(WriteError::CommitLost(e)) => Err(EngineError::Remote(e)),
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(std::time::Duration::from_secs(1));
         }
     }
 

@@ -249,10 +249,15 @@ pub enum StartError {
     Rules(String),
 }
 
-/// The table binding node ids to principals, created by the gateway (not
-/// part of the tracking schema: direct nodes have no principal).
+/// The table binding node ids to principals, and the one recording the
+/// answers of remote-mode writes by request id (so a node that lost an
+/// answer asks again and gets it, never a second write), created by the
+/// gateway (not part of the tracking schema: direct nodes have neither).
 const NODES_TABLE_SQL: &str = "CREATE TABLE IF NOT EXISTS \"outpost\".\"gateway_nodes\" (\
-     node_id uuid PRIMARY KEY, principal text NOT NULL, bound_at timestamptz NOT NULL DEFAULT now())";
+     node_id uuid PRIMARY KEY, principal text NOT NULL, bound_at timestamptz NOT NULL DEFAULT now()); \
+     CREATE TABLE IF NOT EXISTS \"outpost\".\"gateway_requests\" (\
+     node_id uuid NOT NULL, request_id uuid NOT NULL, answer jsonb, \
+     at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (node_id, request_id))";
 
 impl Gateway {
     /// Checks the database, installs the tracking schema for the served

@@ -603,6 +603,7 @@ async fn query(
             b.node,
             idle,
             &sent,
+            b.request,
         )
         .await
         {
@@ -672,6 +673,9 @@ fn request_error(gw: &Gateway, e: outpost_remote::RemoteError) -> GatewayError {
             let sqlstate = db.code().code().to_string();
             let (status, code) = match outpost_remote::error::cause_of_sqlstate(&sqlstate) {
                 Cause::Unreachable | Cause::Auth => return gw.db_error(&e),
+                Cause::Constraint if sqlstate == "23505" => {
+                    (StatusCode::CONFLICT, "unique_violation")
+                }
                 Cause::Constraint => (StatusCode::CONFLICT, "constraint_violation"),
                 Cause::BadInput => (StatusCode::BAD_REQUEST, "invalid_value"),
                 Cause::Transient => (StatusCode::SERVICE_UNAVAILABLE, "busy"),

@@ -369,13 +369,28 @@ impl ModelSession {
         idle_limit: Duration,
         sent: &AtomicBool,
     ) -> Result<(Json, Vec<WrittenRow>), WriteError> {
-        write_in(&mut self.client, schema, plan, origin, idle_limit, sent).await
+        write_in(
+            &mut self.client,
+            schema,
+            plan,
+            origin,
+            idle_limit,
+            sent,
+            None,
+        )
+        .await
     }
 }
 
 /// A model-service write on `client` in one transaction under `origin`
 /// ([`ModelSession::write`]; a gateway runs a node's remote-mode writes
 /// with it on a pooled connection).
+///
+/// With a `request` id (a gateway's), the write is done at most once per
+/// id: its answer is recorded in `outpost.gateway_requests` in the same
+/// transaction, claimed first, so a second attempt of the same request
+/// waits for the first one's transaction and, when it committed, is given
+/// the recorded answer instead of writing again.
 pub async fn write_in(
     client: &mut Client,
     schema: &Schema,
@@ -383,6 +398,7 @@ pub async fn write_in(
     origin: uuid::Uuid,
     idle_limit: Duration,
     sent: &AtomicBool,
+    request: Option<uuid::Uuid>,
 ) -> Result<(Json, Vec<WrittenRow>), WriteError> {
     let tx = client
         .transaction()
@@ -393,6 +409,22 @@ pub async fn write_in(
         .await
         .map_err(|e| RemoteError::db("starting a write", e));
     sent.store(true, Ordering::SeqCst);
+    if let (Ok(()), Some(id)) = (&prepared, request) {
+        let claimed = tx
+            .execute(
+                "INSERT INTO \"outpost\".\"gateway_requests\" (node_id, request_id) VALUES ($1, $2) \
+                 ON CONFLICT DO NOTHING",
+                &[&origin, &id],
+            )
+            .await
+            .map_err(|e| WriteError::NotApplied(RemoteError::db("claiming a request id", e)))?;
+        if claimed == 0 {
+            // An earlier attempt of this request committed (the insert
+            // waited for it while it was in flight): its answer.
+            let _ = tx.rollback().await;
+            return recorded_answer(client, origin, id).await;
+        }
+    }
     let out = match prepared {
         Ok(()) => crate::query::run(&tx, schema, plan).await,
         Err(e) => Err(e),
@@ -421,6 +453,22 @@ pub async fn write_in(
             });
         }
     }
+    if let Some(id) = request {
+        let answer = serde_json::json!({"result": &out.result, "written": &written});
+        tx.execute(
+            "UPDATE \"outpost\".\"gateway_requests\" SET answer = $3 WHERE node_id = $1 AND request_id = $2",
+            &[&origin, &id, &answer],
+        )
+        .await
+        .map_err(|e| WriteError::NotApplied(RemoteError::db("recording a request's answer", e)))?;
+        // A node asks again within its request deadline: a day is plenty.
+        tx.execute(
+            "DELETE FROM \"outpost\".\"gateway_requests\" WHERE node_id = $1 AND at < now() - interval '1 day'",
+            &[&origin],
+        )
+        .await
+        .map_err(|e| WriteError::NotApplied(RemoteError::db("pruning request ids", e)))?;
+    }
     if let Err(e) = tx.commit().await {
         let lost = crate::error::is_connection_error(&e);
         let e = RemoteError::db("committing a write", e);
@@ -431,6 +479,48 @@ pub async fn write_in(
         });
     }
     Ok((out.result, written))
+}
+
+/// The answer recorded for a request that committed ([`write_in`]).
+async fn recorded_answer(
+    client: &Client,
+    node: uuid::Uuid,
+    id: uuid::Uuid,
+) -> Result<(Json, Vec<WrittenRow>), WriteError> {
+    #[derive(serde::Deserialize)]
+    struct Recorded {
+        result: Json,
+        written: Vec<WrittenRow>,
+    }
+    let what = "reading a request's recorded answer";
+    let answer: Option<Json> = client
+        .query_opt(
+            "SELECT answer FROM \"outpost\".\"gateway_requests\" WHERE node_id = $1 AND request_id = $2",
+            &[&node, &id],
+        )
+        .await
+        .map_err(|e| WriteError::CommitLost(RemoteError::db(what, e)))?
+        .and_then(|r| r.get(0));
+    // Applied, but its answer cannot be given: still not a second write.
+    let unreadable = |why: String| {
+        WriteError::CommitLost(RemoteError::Gateway {
+            action: what.into(),
+            gateway: String::new(),
+            status: 200,
+            code: "outcome_unknown".into(),
+            message: why,
+            class: crate::error::ErrorClass::Invalid,
+            sqlstate: None,
+        })
+    };
+    let answer =
+        answer.ok_or_else(|| unreadable(format!("request {id} has no answer recorded")))?;
+    let r: Recorded = serde_json::from_value(answer).map_err(|e| {
+        unreadable(format!(
+            "request {id}'s recorded answer does not parse: {e}"
+        ))
+    })?;
+    Ok((r.result, r.written))
 }
 
 impl ModelSession {

@@ -130,6 +130,10 @@ pub struct Query {
     pub limits_ms: (u64, u64),
     /// A write's idle-in-transaction limit, ms.
     pub idle_ms: u64,
+    /// A write's id, the same for every attempt of it: the gateway writes
+    /// it at most once and gives a later attempt the first one's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Uuid>,
 }
 /// The answer to `POST /v1/query`.
 #[derive(Debug, Serialize, Deserialize)]
