@@ -574,8 +574,24 @@ impl ModelService {
                 // After a lost answer a path still down tells nothing of the
                 // first attempt: ask again until the request's deadline
                 // (`bounded_request` then says "outcome unknown").
-                Err(WriteError::NotApplied(e))
-                    if answer_lost && remote_kind(&e).is_unreachable() => {}
+                // Asked again after a lost answer: a refusal the write's
+                // own statements met (the model service's error, or the
+                // server's SQLSTATE) says the first attempt did not commit
+                // (its claim would have answered); anything else says
+                // nothing of it.
+                Err(WriteError::NotApplied(e)) if answer_lost => match remote_kind(&e) {
+                    ErrorKind::Unreachable | ErrorKind::Transient => {}
+                    _ if e.is_request_refusal() => return Err(refused_as_asked(e)),
+                    _ => {
+                        return Err(EngineError::OutcomeUnknown(format!(
+                            "the answer to a {} on {} was lost, and asking the gateway again \
+                             failed ({e}): it may or may not have been applied; the next sync \
+                             shows which",
+                            plan.operation(),
+                            self.model
+                        )));
+                    }
+                },
                 // Never sent: as a direct node's failed connect.
                 Err(WriteError::NotApplied(e)) if remote_kind(&e).is_unreachable() => {
                     return Err(EngineError::Unreachable(e.to_string()));

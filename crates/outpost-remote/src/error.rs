@@ -394,6 +394,19 @@ pub enum Cause {
 }
 
 impl RemoteError {
+    /// Whether the error is a refusal met by the request's own statements
+    /// (the model service's error, or the server's SQLSTATE, also when a
+    /// gateway passed them on), not a failure to get the request carried
+    /// out (a path, a login, a configuration, outpost's own checks).
+    pub fn is_request_refusal(&self) -> bool {
+        match self {
+            RemoteError::Query(_) => true,
+            RemoteError::Db { source, .. } => source.as_db_error().is_some(),
+            RemoteError::Gateway { sqlstate, .. } => sqlstate.is_some(),
+            _ => false,
+        }
+    }
+
     /// The [`Cause`] of a driver error (`None` for errors that are not the
     /// driver's: connecting, outpost's own checks).
     pub fn cause(&self) -> Option<Cause> {
