@@ -180,6 +180,16 @@ impl Schema {
         hex::encode(Sha256::digest(&json))
     }
 
+    /// Each table's [`Table::shape_hash`], by name: what a node sends a
+    /// gateway so a request is served when its tables have the same shape
+    /// on both sides, whatever else differs.
+    pub fn table_hashes(&self) -> std::collections::BTreeMap<String, String> {
+        self.tables
+            .iter()
+            .map(|t| (t.name.clone(), t.shape_hash()))
+            .collect()
+    }
+
     /// Sorts tables and enums, and derives every table's relations from the
     /// foreign keys (see the module doc for the naming rule). Foreign keys to
     /// tables outside the schema give no relation.

@@ -524,11 +524,7 @@ impl ModelService {
         let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let q = outpost_remote::gateway::body::Query {
             schema_hash: schema.hash(),
-            table_hashes: schema
-                .tables
-                .iter()
-                .map(|t| (t.name.clone(), t.shape_hash()))
-                .collect(),
+            table_hashes: schema.table_hashes(),
             node: inner.engine.node_id(),
             model: self.model.clone(),
             operation: plan.operation().name().to_string(),

@@ -24,11 +24,7 @@ fn create_post(
 ) -> Query {
     Query {
         schema_hash: schema.hash(),
-        table_hashes: schema
-            .tables
-            .iter()
-            .map(|t| (t.name.clone(), t.shape_hash()))
-            .collect(),
+        table_hashes: schema.table_hashes(),
         node,
         model: "Post".into(),
         operation: "create".into(),

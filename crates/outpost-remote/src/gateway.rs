@@ -449,11 +449,7 @@ impl GatewayConnection {
             "/v1/pull",
             &body::Pull {
                 schema_hash: schema.hash(),
-                table_hashes: schema
-                    .tables
-                    .iter()
-                    .map(|t| (t.name.clone(), t.shape_hash()))
-                    .collect(),
+                table_hashes: schema.table_hashes(),
                 cursor,
                 limit,
                 tables: tables.map(<[String]>::to_vec),
