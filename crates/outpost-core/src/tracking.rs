@@ -27,7 +27,9 @@
 //!   registry; `incarnation` (version 4) is the replica file's latest
 //!   incarnation the node pushed under.
 //! * Functions `outpost.capture_rows()` (statement level, version 2,
-//!   replaced in version 5: [`MIGRATIONS`]),
+//!   replaced in versions 5, 6 and 7: [`MIGRATIONS`]; statements of up to
+//!   64 rows run a statement prepared once per session, larger ones one
+//!   planned for their size),
 //!   `outpost.capture()` (row level), `outpost.notify()`,
 //!   `outpost.capture_truncate()` and the row trigger's helper
 //!   `outpost.record_change(…)`.

@@ -133,17 +133,17 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
     let first = install(&mut client, &schema).await?;
     assert!(first.changed());
     assert_eq!(first.from_version, None);
-    assert_eq!(first.to_version, 6);
-    assert_eq!(first.migrations_applied, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(first.to_version, 7);
+    assert_eq!(first.migrations_applied, [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(first.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(first.triggers_dropped.is_empty());
-    assert_eq!(installed_version(&client).await?, Some(6));
+    assert_eq!(installed_version(&client).await?, Some(7));
     assert!(status(&client, &schema).await?.up_to_date());
 
     let installed = catalogue(&client).await?;
     let second = install(&mut client, &schema).await?;
     assert!(!second.changed(), "{second:?}");
-    assert_eq!(second.from_version, Some(6));
+    assert_eq!(second.from_version, Some(7));
     assert_eq!(catalogue(&client).await?, installed);
     let triggers = installed
         .iter()
@@ -202,7 +202,7 @@ async fn install_is_idempotent_and_uninstall_leaves_user_data() -> anyhow::Resul
 
     // Install after uninstall works and captures again.
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(report.migrations_applied, [1, 2, 3, 4, 5, 6, 7]);
     client
         .batch_execute(r#"INSERT INTO "Tag"(name) VALUES ('sql')"#)
         .await?;
@@ -729,7 +729,7 @@ async fn version_1_upgrades_to_statement_capture_with_the_same_changes() -> anyh
 
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(1));
-    assert_eq!(report.migrations_applied, [2, 3, 4, 5, 6]);
+    assert_eq!(report.migrations_applied, [2, 3, 4, 5, 6, 7]);
     assert_eq!(report.triggers_installed, ["PostTag", "Tag", "User"]);
     assert!(status(&client, &schema).await?.up_to_date());
     let before = last_seq(&client).await?;
@@ -776,7 +776,7 @@ async fn version_2_upgrades_to_the_hash_key_index() -> anyhow::Result<()> {
     assert_eq!(hash_key_index(&client).await?, 0);
     let report = install(&mut client, &schema).await?;
     assert_eq!(report.from_version, Some(2));
-    assert_eq!(report.migrations_applied, [3, 4, 5, 6]);
+    assert_eq!(report.migrations_applied, [3, 4, 5, 6, 7]);
     assert!(report.triggers_installed.is_empty(), "{report:?}");
     assert_eq!(hash_key_index(&client).await?, 1);
     assert!(!install(&mut client, &schema).await?.changed());
@@ -913,7 +913,7 @@ async fn an_update_is_recorded_whatever_the_tables_column_names() -> anyhow::Res
     assert_eq!(updates(&client).await?, 0, "version 4 missed the update");
 
     let report = install(&mut client, &schema).await?;
-    assert_eq!(report.migrations_applied, [5, 6]);
+    assert_eq!(report.migrations_applied, [5, 6, 7]);
     client
         .batch_execute(r#"UPDATE "Grid" SET label = 'third' WHERE id = 'a'"#)
         .await?;
@@ -923,5 +923,124 @@ async fn an_update_is_recorded_whatever_the_tables_column_names() -> anyhow::Res
         .batch_execute(r#"UPDATE "Grid" SET label = label WHERE id = 'a'"#)
         .await?;
     assert_eq!(updates(&client).await?, 1);
+    Ok(())
+}
+
+/// The capture runs a statement prepared once for statements of up to 64
+/// rows and plans larger ones for their size (tracking version 7 gave
+/// `UPDATE` and `DELETE` the prepared way too). Both ways must record the
+/// same changes: the same statements run on one table in one go (100 rows)
+/// and on a copy in ten slices of about ten rows.
+#[tokio::test]
+async fn small_and_large_statements_record_the_same_changes() -> anyhow::Result<()> {
+    let (_db, mut client, _) = setup().await?;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "Whole" (id int PRIMARY KEY, label text, amount numeric);
+               CREATE TABLE "Sliced" (LIKE "Whole" INCLUDING ALL);"#,
+        )
+        .await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    install(&mut client, &schema).await?;
+
+    // (op, key) of the changes a phase recorded for a table, sorted: the
+    // slices run in another order than the whole.
+    async fn phase(
+        client: &Client,
+        table: &str,
+        statement: &str,
+        slices: bool,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        let before = last_seq(client).await?;
+        let run = |cond: String| statement.replace("{T}", table).replace("{COND}", &cond);
+        if slices {
+            for k in 0..10 {
+                client.batch_execute(&run(format!("id % 10 = {k}"))).await?;
+            }
+        } else {
+            client.batch_execute(&run("true".into())).await?;
+        }
+        let mut got: Vec<(String, String)> = changes_after(client, before)
+            .await?
+            .into_iter()
+            .filter(|c| c.table == table)
+            .map(|c| (c.op, c.pk.unwrap_or_default()))
+            .collect();
+        got.sort();
+        Ok(got)
+    }
+    let statements = [
+        // 100 inserts.
+        r#"INSERT INTO "{T}" SELECT id, 'row ' || id, id * 1.5 FROM generate_series(1, 100) id WHERE {COND}"#,
+        // Every row named: a third left as it was (no change), a fifth with
+        // 1.5 -> 1.50 (a change of the value returned), every seventh with a
+        // new key (a delete and an insert).
+        r#"UPDATE "{T}" SET
+               id = CASE WHEN id % 7 = 0 THEN id + 1000 ELSE id END,
+               label = CASE WHEN id % 3 = 0 THEN label ELSE label || '!' END,
+               amount = CASE WHEN id % 5 = 0 THEN round(amount, 2) ELSE amount END
+             WHERE {COND}"#,
+        // Three rows in four deleted.
+        r#"DELETE FROM "{T}" WHERE id % 4 <> 1 AND {COND}"#,
+    ];
+    let key = |id: i32| format!("[{id}]");
+    let mut expected: Vec<Vec<(String, String)>> = Vec::new();
+    expected.push((1..=100).map(|i| ("I".to_string(), key(i))).collect());
+    let mut update = Vec::new();
+    for i in 1..=100 {
+        if i % 7 == 0 {
+            update.push(("D".to_string(), key(i)));
+            update.push(("I".to_string(), key(i + 1000)));
+        } else if i % 3 != 0 || i % 5 == 0 {
+            update.push(("U".to_string(), key(i)));
+        }
+    }
+    expected.push(update);
+    let after_update = (1..=100).map(|i| if i % 7 == 0 { i + 1000 } else { i });
+    expected.push(
+        after_update
+            .filter(|i| i % 4 != 1)
+            .map(|i| ("D".to_string(), key(i)))
+            .collect(),
+    );
+    for (statement, mut want) in statements.iter().zip(expected) {
+        want.sort();
+        let whole = phase(&client, "Whole", statement, false).await?;
+        assert_eq!(whole, want, "in one statement: {statement}");
+        let sliced = phase(&client, "Sliced", statement, true).await?;
+        assert_eq!(sliced, want, "in slices: {statement}");
+    }
+    // The same entries, each at its latest change.
+    let entries = |table: &'static str| {
+        let client = &client;
+        async move {
+            let rows = client
+                .query(
+                    "SELECT rv.pk::text, rv.deleted, rv.version = (SELECT max(c.seq) FROM outpost.changes c \
+                      WHERE c.table_name = rv.table_name AND c.pk = rv.pk) \
+                       FROM outpost.row_versions rv WHERE rv.table_name = $1 ORDER BY 1",
+                    &[&table],
+                )
+                .await?;
+            anyhow::Ok(
+                rows.iter()
+                    .map(|r| {
+                        (
+                            r.get::<_, String>(0),
+                            r.get::<_, bool>(1),
+                            r.get::<_, bool>(2),
+                        )
+                    })
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let whole = entries("Whole").await?;
+    assert_eq!(whole.len(), 114, "100 keys and 14 new ones");
+    assert!(
+        whole.iter().all(|e| e.2),
+        "every entry at its latest change"
+    );
+    assert_eq!(whole, entries("Sliced").await?);
     Ok(())
 }

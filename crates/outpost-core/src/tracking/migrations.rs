@@ -515,6 +515,153 @@ END
 $fn$;
 "#;
 
+/// Version 7: the statement capture's static way for small `UPDATE`s and
+/// `DELETE`s too (before, only `INSERT` had it: a one-row `UPDATE` planned
+/// its capture at every call), and rows compared by their text rather than
+/// their `jsonb` (the same values' output, at half the cost).
+pub(super) const V7: &str = r#"-- Statement trigger with transition tables old_rows/new_rows. TG_ARGV[0]
+-- is the synced table's name, TG_ARGV[1..] its primary-key columns.
+CREATE OR REPLACE FUNCTION "outpost"."capture_rows"()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+SET TimeZone = 'UTC'
+SET IntervalStyle = 'postgres'
+SET extra_float_digits = 1
+AS $fn$
+DECLARE
+    v_table text := TG_ARGV[0];
+    v_keys text[] := TG_ARGV[1:];
+    v_origin text := NULLIF(current_setting('outpost.origin', true), '');
+    -- Only the push's own statement's rows carry its change number: not
+    -- rows written by statements the application's triggers run (depth
+    -- above 1), nor rows another table's foreign-key action wrote.
+    v_local_seq bigint := CASE
+        WHEN pg_trigger_depth() = 1
+         AND current_setting('outpost.push_table', true) = TG_ARGV[0]
+        THEN NULLIF(current_setting('outpost.local_seq', true), '')::bigint END;
+    v_key_new text;
+    v_key_old text;
+    v_src text;
+    v_small boolean;
+BEGIN
+    -- A small statement (an application's usual write: one row, a few)
+    -- runs a static statement, which PL/pgSQL prepares once per trigger
+    -- and session; the keys come out of the row's jsonb (`to_jsonb(row) ->
+    -- column` is the text `to_jsonb(column)` has). Larger statements are
+    -- planned for their size below, where the joins hash. Before version
+    -- 7 only INSERT had the static way: a one-row UPDATE paid for planning
+    -- its capture on every statement (about 0.3 ms).
+    -- A statement naming `new_rows` fails in a DELETE's call, and one
+    -- naming `old_rows` in an INSERT's: each operation has its own.
+    -- Rows are compared by their text (`ROW(o.*)::text`): the values'
+    -- own output, as PostgreSQL returns them (1.5 -> 1.50 is a change),
+    -- at half the cost of building each row's jsonb.
+    IF TG_OP = 'INSERT' THEN
+        v_small := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) <= 64;
+        IF v_small THEN
+            WITH c AS (
+                INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+                SELECT v_table,
+                       (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)),
+                       'I', v_origin
+                FROM (SELECT to_jsonb(n.*) AS j FROM new_rows n) r
+                RETURNING "seq", "pk")
+            INSERT INTO "outpost"."row_versions" AS rv
+                ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
+            SELECT v_table, c.pk, c.seq, v_origin, v_local_seq, false, clock_timestamp() FROM c
+            ON CONFLICT ("table_name", "pk") DO UPDATE SET
+                "version" = EXCLUDED."version", "origin" = EXCLUDED."origin",
+                "origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted",
+                "updated_at" = EXCLUDED."updated_at";
+            RETURN NULL;
+        END IF;
+    ELSIF TG_OP = 'DELETE' THEN
+        v_small := (SELECT count(*) FROM (SELECT FROM old_rows LIMIT 65) x) <= 64;
+        IF v_small THEN
+            WITH c AS (
+                INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+                SELECT v_table,
+                       (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)),
+                       'D', v_origin
+                FROM (SELECT to_jsonb(o.*) AS j FROM old_rows o) r
+                RETURNING "seq", "pk")
+            INSERT INTO "outpost"."row_versions" AS rv
+                ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
+            SELECT v_table, c.pk, c.seq, v_origin, v_local_seq, true, clock_timestamp() FROM c
+            ON CONFLICT ("table_name", "pk") DO UPDATE SET
+                "version" = EXCLUDED."version", "origin" = EXCLUDED."origin",
+                "origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted",
+                "updated_at" = EXCLUDED."updated_at";
+            RETURN NULL;
+        END IF;
+    ELSE
+        v_small := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) <= 64;
+        IF v_small THEN
+            -- A key change is a delete of the old key and an insert of the
+            -- new; deletions first, so a key another row gives up and this
+            -- one takes is recorded in that order.
+            WITH o AS (
+                SELECT (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)) AS pk, r.t
+                FROM (SELECT to_jsonb(o.*) AS j, ROW(o.*)::text AS t FROM old_rows o) r
+            ), n AS (
+                SELECT (SELECT jsonb_agg(r.j -> k.c ORDER BY k.o) FROM unnest(v_keys) WITH ORDINALITY AS k(c, o)) AS pk, r.t
+                FROM (SELECT to_jsonb(n.*) AS j, ROW(n.*)::text AS t FROM new_rows n) r
+            ), s AS (
+                SELECT COALESCE(n.pk, o.pk) AS pk,
+                       CASE WHEN o.pk IS NULL THEN 'I' WHEN n.pk IS NULL THEN 'D' ELSE 'U' END AS op
+                FROM o FULL JOIN n ON n.pk = o.pk
+                WHERE o.t IS DISTINCT FROM n.t
+                ORDER BY (n.pk IS NULL) DESC
+            ), c AS (
+                INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin")
+                SELECT v_table, s.pk, s.op, v_origin FROM s
+                RETURNING "seq", "pk", "op")
+            INSERT INTO "outpost"."row_versions" AS rv
+                ("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at")
+            SELECT v_table, c.pk, c.seq, v_origin, v_local_seq, c.op = 'D', clock_timestamp() FROM c
+            ON CONFLICT ("table_name", "pk") DO UPDATE SET
+                "version" = EXCLUDED."version", "origin" = EXCLUDED."origin",
+                "origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted",
+                "updated_at" = EXCLUDED."updated_at";
+            RETURN NULL;
+        END IF;
+    END IF;
+    SELECT string_agg(format('to_jsonb(n.%I)', c), ', ' ORDER BY o),
+           string_agg(format('to_jsonb(o.%I)', c), ', ' ORDER BY o)
+    INTO v_key_new, v_key_old
+    FROM unnest(v_keys) WITH ORDINALITY AS k(c, o);
+    IF TG_OP = 'INSERT' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM new_rows n', v_key_new, 'I');
+    ELSIF TG_OP = 'DELETE' THEN
+        v_src := format('SELECT jsonb_build_array(%s) AS pk, %L AS op FROM old_rows o', v_key_old, 'D');
+    ELSE
+        -- `o.*` and `n.*`, never a bare `o` or `n`: a column of that name
+        -- would be read instead of the row.
+        v_src := format(
+            'SELECT COALESCE(n.pk, o.pk) AS pk, CASE WHEN o.pk IS NULL THEN %L WHEN n.pk IS NULL THEN %L ELSE %L END AS op '
+            'FROM (SELECT jsonb_build_array(%s) AS pk, ROW(o.*)::text AS r FROM old_rows o) o '
+            'FULL JOIN (SELECT jsonb_build_array(%s) AS pk, ROW(n.*)::text AS r FROM new_rows n) n ON n.pk = o.pk '
+            'WHERE o.r IS DISTINCT FROM n.r ORDER BY (n.pk IS NULL) DESC',
+            'I', 'D', 'U', v_key_old, v_key_new);
+    END IF;
+    EXECUTE format(
+        'WITH c AS (INSERT INTO "outpost"."changes" ("table_name", "pk", "op", "origin") '
+        'SELECT $1, s.pk, s.op, $2 FROM (%s) s RETURNING "seq", "pk", "op") '
+        'INSERT INTO "outpost"."row_versions" AS rv '
+        '("table_name", "pk", "version", "origin", "origin_local_seq", "deleted", "updated_at") '
+        'SELECT $1, c.pk, c.seq, $2, $3, c.op = %L, clock_timestamp() FROM c '
+        'ON CONFLICT ("table_name", "pk") DO UPDATE SET '
+        '"version" = EXCLUDED."version", "origin" = EXCLUDED."origin", '
+        '"origin_local_seq" = EXCLUDED."origin_local_seq", "deleted" = EXCLUDED."deleted", '
+        '"updated_at" = EXCLUDED."updated_at"', v_src, 'D')
+    USING v_table, v_origin, v_local_seq;
+    RETURN NULL;
+END
+$fn$;
+"#;
+
 /// The upgrade path, in order. Never edit a released step: add one.
 pub const MIGRATIONS: &[Migration] = &[
     Migration {
@@ -546,6 +693,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         description: "a push's change number only on the rows its own statement wrote",
         sql: V6,
+    },
+    Migration {
+        version: 7,
+        description: "small updates and deletes captured by prepared statements",
+        sql: V7,
     },
 ];
 

@@ -1,7 +1,7 @@
 //! Exact-string tests of the tracking schema's SQL: each migration's text,
 //! the trigger plan, the trigger statements and the key expression.
 
-use super::migrations::{V1, V2, V3, V4, V5, V6};
+use super::migrations::{V1, V2, V3, V4, V5, V6, V7};
 use super::*;
 use crate::schema::Column;
 use crate::types::{ColumnType, ScalarType};
@@ -150,7 +150,7 @@ fn migrations_are_ordered_without_gaps() {
     for (i, m) in MIGRATIONS.iter().enumerate() {
         assert_eq!(m.version, i as i32 + 1);
     }
-    assert_eq!(latest_version(), 6);
+    assert_eq!(latest_version(), 7);
 }
 
 #[test]
@@ -205,26 +205,53 @@ fn v6_stamps_only_the_push_statements_rows() {
 }
 
 #[test]
+fn v7_captures_small_updates_and_deletes_statically() {
+    assert!(V7.contains("CREATE OR REPLACE FUNCTION \"outpost\".\"capture_rows\"()"));
+    // One static statement per operation, each behind its own size check
+    // (a statement naming `new_rows` fails in a DELETE's call).
+    assert_eq!(
+        V7.matches("v_small := (SELECT count(*) FROM (SELECT FROM new_rows LIMIT 65) x) <= 64;")
+            .count(),
+        2
+    );
+    assert!(
+        V7.contains("v_small := (SELECT count(*) FROM (SELECT FROM old_rows LIMIT 65) x) <= 64;")
+    );
+    assert!(V7.contains("FROM (SELECT to_jsonb(o.*) AS j FROM old_rows o) r"));
+    assert!(V7.contains("FROM (SELECT to_jsonb(o.*) AS j, ROW(o.*)::text AS t FROM old_rows o) r"));
+    assert!(V7.contains("FROM (SELECT to_jsonb(n.*) AS j, ROW(n.*)::text AS t FROM new_rows n) r"));
+    assert!(V7.contains("WHERE o.t IS DISTINCT FROM n.t"));
+    // The planned way compares rows by their text as well.
+    assert!(V7.contains("ROW(o.*)::text AS r FROM old_rows o"));
+    assert!(V7.contains("ROW(n.*)::text AS r FROM new_rows n"));
+    assert!(!V7.contains("to_jsonb(o.*)::text") && !V7.contains("to_jsonb(n.*)::text"));
+    assert!(!V7.contains("to_jsonb(o)") && !V7.contains("to_jsonb(n)"));
+    // Version 6's stamping rule is kept.
+    assert!(V7.contains(
+        "v_local_seq bigint := CASE\n        WHEN pg_trigger_depth() = 1\n         AND current_setting('outpost.push_table', true) = TG_ARGV[0]"
+    ));
+}
+
+#[test]
 fn pending() {
-    assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(6));
-    assert_eq!(pending_migrations(Some(0)).map(<[_]>::len), Ok(6));
-    assert_eq!(pending_migrations(Some(1)).map(<[_]>::len), Ok(5));
-    assert_eq!(pending_migrations(Some(2)).map(<[_]>::len), Ok(4));
-    assert_eq!(pending_migrations(Some(3)).map(<[_]>::len), Ok(3));
-    assert_eq!(pending_migrations(Some(4)).map(<[_]>::len), Ok(2));
-    assert_eq!(pending_migrations(Some(5)).map(<[_]>::len), Ok(1));
-    assert_eq!(pending_migrations(Some(6)).map(<[_]>::len), Ok(0));
-    let err = pending_migrations(Some(7)).expect_err("newer than known");
+    assert_eq!(pending_migrations(None).map(<[_]>::len), Ok(7));
+    for installed in 0..=7 {
+        assert_eq!(
+            pending_migrations(Some(installed)).map(<[_]>::len),
+            Ok(7 - installed as usize)
+        );
+    }
+    let err = pending_migrations(Some(8)).expect_err("newer than known");
     assert_eq!(
         err,
         NewerSchemaVersion {
-            installed: 7,
-            supported: 6
+            installed: 8,
+            supported: 7
         }
     );
     assert!(
         err.to_string()
-            .contains("version 7, newer than the version 6")
+            .contains("version 8, newer than the version 7")
     );
 }
 
