@@ -247,8 +247,8 @@ async fn push_group(
     let key_binds: Vec<Bind<'_>> = keys.params.iter().map(Bind).collect();
     // 1. Lock what exists, in key order (no deadlock between pushes).
     let lock_sql = sql::lock_rows(&from, table, &keys);
-    // 2. Versions and current rows.
-    let state_sql = sql::row_states(&from, table, &keys);
+    // 2. What the decision needs of each row (no values).
+    let state_sql = sql::row_decisions(&from, table, &keys);
     let started = std::time::Instant::now();
     let lock = statement(tx, cache, keys.cacheable, &lock_sql)
         .await
@@ -277,27 +277,40 @@ async fn push_group(
     // The decision is outpost_core::accept's; this only carries it out.
     let me = by.node.to_string();
     let mut to_write: Vec<(usize, Write)> = Vec::new();
+    // Rows answered with the server's row: (index, already applied).
+    let mut answered: Vec<(usize, bool)> = Vec::new();
     for st in &states {
         let i = st.get::<_, i32>(0) as usize;
         if outcomes[i].is_some() {
             continue;
         }
         let row = &rows[i];
-        let (server, found) = found_on_server(st, table, by, &me)?;
+        let found = decision_of(st, by, &me);
         let pushed = Pushed {
             expected: row.expected,
             local_seq: row.local_seq,
             delete: row.values.is_none(),
         };
         match accept::decide(&pushed, &found, by) {
-            Acceptance::AlreadyApplied => {
-                outcomes[i] = Some(PushOutcome::AlreadyApplied {
+            Acceptance::AlreadyApplied => answered.push((i, true)),
+            Acceptance::Conflict => answered.push((i, false)),
+            Acceptance::Write(write) => to_write.push((i, write)),
+        }
+    }
+    // Their rows and versions, read before this group writes anything (the
+    // existing ones are locked, so they are the rows decided on).
+    if !answered.is_empty() {
+        let subset: Vec<&PushRow> = answered.iter().map(|&(i, _)| &rows[i]).collect();
+        let now = fetch_current(tx, &from, table, cache, &subset).await?;
+        for (&(i, applied), server) in answered.iter().zip(now) {
+            outcomes[i] = Some(if applied {
+                PushOutcome::AlreadyApplied {
                     version: server.version,
                     row: server.values,
-                })
-            }
-            Acceptance::Conflict => outcomes[i] = Some(PushOutcome::Conflict(server)),
-            Acceptance::Write(write) => to_write.push((i, write)),
+                }
+            } else {
+                PushOutcome::Conflict(server)
+            });
         }
     }
     if to_write.is_empty() {
@@ -473,6 +486,22 @@ fn found_on_server(
         change,
     };
     Ok((server, found))
+}
+
+/// A row of [`sql::row_decisions`]: what the decision needs of the server's
+/// row.
+fn decision_of(st: &tokio_postgres::Row, by: &Pusher, me: &str) -> OnServer {
+    let change = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
+        (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
+        _ => None,
+    };
+    OnServer {
+        version: Version(st.get::<_, Option<i64>>(3).unwrap_or(0)),
+        origin: origin_of(st.get::<_, Option<&str>>(4), by.node, me),
+        origin_local_seq: st.get::<_, Option<i64>>(5).map(outpost_core::LocalSeq),
+        present: st.get(6),
+        change,
+    }
 }
 
 /// The node a version's `origin` names. This node only when the text is
