@@ -465,29 +465,6 @@ fn stored_row(v: &tokio_postgres::Row, table: &Table) -> Result<Option<Vec<Value
         .map(Some)
 }
 
-/// A row of [`sql::row_states`]: the server's row, and what the decision
-/// needs of it.
-fn found_on_server(
-    st: &tokio_postgres::Row,
-    table: &Table,
-    by: &Pusher,
-    me: &str,
-) -> Result<(ServerRow, OnServer), RemoteError> {
-    let server = server_row(st, table, 3)?;
-    let change = match (st.get::<_, Option<i64>>(1), st.get::<_, Option<i64>>(2)) {
-        (Some(txid), Some(seq)) => Some(Cursor { txid, seq }),
-        _ => None,
-    };
-    let found = OnServer {
-        version: server.version,
-        origin: origin_of(server.origin.as_deref(), by.node, me),
-        origin_local_seq: server.origin_local_seq,
-        present: server.values.is_some(),
-        change,
-    };
-    Ok((server, found))
-}
-
 /// A row of [`sql::row_decisions`]: what the decision needs of the server's
 /// row.
 fn decision_of(st: &tokio_postgres::Row, by: &Pusher, me: &str) -> OnServer {

@@ -301,27 +301,6 @@ pub(super) fn lock_rows(from: &str, table: &Table, src: &Source) -> String {
     )
 }
 
-/// For each row of a key source: its index, the `(txid, seq)` of the change
-/// that wrote its version, then the columns [`super::support::server_row`]
-/// reads. The table name is the parameter after the source's.
-pub(super) fn row_states(from: &str, table: &Table, src: &Source) -> String {
-    let kcols = key_names(table);
-    format!(
-        "SELECT v.i, c.txid::text::int8, c.seq, rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, \
-         t.{first} IS NOT NULL, {vk}, {cols} \
-         FROM {src} \
-         LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = ${tn} AND rv.pk = jsonb_build_array({vk}) \
-         LEFT JOIN \"outpost\".\"changes\" c ON c.seq = rv.version \
-         LEFT JOIN {from} t ON {join}",
-        first = quote(&table.primary_key[0]),
-        vk = qualified_keys(&kcols),
-        src = src.sql,
-        cols = column_list(table, "t."),
-        tn = src.params.len() + 1,
-        join = key_join(table, &kcols),
-    )
-}
-
 /// For each row of a key source, what a push group's decision reads
 /// ([`outpost_core::accept::decide`]): its index, the `(txid, seq)` of the
 /// change that wrote its version, the version, origin and

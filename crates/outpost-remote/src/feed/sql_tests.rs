@@ -164,17 +164,6 @@ fn push_reads() {
         )
     );
     assert_eq!(
-        row_states(LINES, &t, &keys),
-        format!(
-            "SELECT v.i, c.txid::text::int8, c.seq, rv.version, rv.origin, rv.origin_local_seq, rv.updated_at, \
-             t.\"orderId\" IS NOT NULL, v.k0, v.k1, t.\"orderId\", t.\"n\", t.\"qty\", t.\"total\" \
-             FROM {src} \
-             LEFT JOIN \"outpost\".\"row_versions\" rv ON rv.table_name = $3 AND rv.pk = jsonb_build_array(v.k0, v.k1) \
-             LEFT JOIN \"outpost\".\"changes\" c ON c.seq = rv.version \
-             LEFT JOIN \"public\".\"Order Line\" t ON t.\"orderId\" = v.k0 AND t.\"n\" = v.k1"
-        )
-    );
-    assert_eq!(
         row_decisions(LINES, &t, &keys),
         format!(
             "SELECT v.i, c.txid::text::int8, c.seq, rv.version, rv.origin, rv.origin_local_seq, \

@@ -51,18 +51,14 @@ pub(super) async fn push_move(
     let mut state_params = params(&key_binds);
     state_params.push(&table.name);
     let states = tx
-        .query(&sql::row_states(&from, table, &keys), &state_params)
+        .query(&sql::row_decisions(&from, table, &keys), &state_params)
         .await
         .map_err(db(format!("reading versions of {}", table.name)))?;
     let me = by.node.to_string();
     let mut decided = [None, None];
-    let mut new_key_row = None;
     for st in &states {
         let at = st.get::<_, i32>(0) as usize;
-        let (server, found) = found_on_server(st, table, by, &me)?;
-        if at == 0 {
-            new_key_row = Some(server);
-        }
+        let found = decision_of(st, by, &me);
         // Both halves are asked as writes of a row: the new key's as an
         // insert, the old key's as an update.
         let half = if at == 0 { i } else { j };
@@ -77,14 +73,19 @@ pub(super) async fn push_move(
     }
     if decided[0] == Some(Acceptance::Write(Write::Insert))
         && decided[1] == Some(Acceptance::Conflict)
-        && let Some(server) = new_key_row
     {
         // A key change is one write: when its old row conflicts, the new
         // key is not inserted beside it (the children would stay under the
         // old key, and a moved-away row would be there twice). Both halves
         // come back as conflicts (the old one by the ordinary way); once
         // the node has settled them, the pair is pushed again as a move.
-        outcomes[i] = Some(PushOutcome::Conflict(server));
+        let mut cache = Statements::new();
+        if let Some(server) = fetch_current(tx, &from, table, &mut cache, &[&rows[i]])
+            .await?
+            .pop()
+        {
+            outcomes[i] = Some(PushOutcome::Conflict(server));
+        }
         return Ok(false);
     }
     if decided
