@@ -2,8 +2,9 @@
 //! `aud` checked when the gateway is given one, verified with the keys the
 //! gateway was configured with: an HS256 shared secret
 //! (`OUTPOST_GATEWAY_SECRET`), public keys in PEM files (RS256 or EdDSA,
-//! `OUTPOST_GATEWAY_PUBLIC_KEY`), and a JWKS file (`OUTPOST_GATEWAY_JWKS`,
-//! keys chosen by the token's `kid`). [`Keys::verify`] answers every
+//! `OUTPOST_GATEWAY_PUBLIC_KEY`), and a JWKS (`OUTPOST_GATEWAY_JWKS`, a
+//! file or a URL, keys chosen by the token's `kid`, read again while the
+//! gateway runs: [`Keys::refresh_jwks`], [`Keys::verify_claims_fresh`]). [`Keys::verify`] answers every
 //! refusal with its reason; [`Keys::create`] is `outpost gateway token
 //! create`.
 //!
@@ -97,8 +98,131 @@ struct Signer {
 #[derive(Clone)]
 pub struct Keys {
     signer: Option<Signer>,
+    /// The secret's and the PEM files' keys: fixed for the process.
     verifiers: Arc<Vec<Verifier>>,
+    /// The JWKS's keys, read again from their file or URL while the
+    /// gateway runs ([`Keys::refresh_jwks`]).
+    jwks: Option<Arc<Jwks>>,
     audience: Option<String>,
+}
+
+/// Where the JWKS comes from (`OUTPOST_GATEWAY_JWKS`): a file, or an
+/// `https://` (or `http://`) URL such as an auth provider's
+/// `/.well-known/jwks.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file, read again at each refresh.
+    File(std::path::PathBuf),
+    /// A URL, fetched again at each refresh.
+    Url(String),
+}
+
+impl JwksSource {
+    /// A URL when the value starts with `https://` or `http://`, a file
+    /// otherwise.
+    pub fn parse(value: &str) -> JwksSource {
+        let v = value.trim();
+        if v.starts_with("https://") || v.starts_with("http://") {
+            JwksSource::Url(v.to_string())
+        } else {
+            JwksSource::File(std::path::PathBuf::from(v))
+        }
+    }
+
+    fn label(&self) -> &Path {
+        match self {
+            JwksSource::File(p) => p,
+            JwksSource::Url(u) => Path::new(u.as_str()),
+        }
+    }
+}
+
+/// How long a JWKS fetch may take.
+pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A token naming an unknown `kid` makes the gateway read the JWKS again
+/// (a provider's new key, published before its first token), at most this
+/// often: tokens with made-up `kid`s must not turn into a stream of
+/// requests to the provider.
+pub const JWKS_REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+/// The JWKS's keys as last read, and when they were last read (or tried).
+struct Jwks {
+    source: JwksSource,
+    keys: std::sync::RwLock<Arc<Vec<Verifier>>>,
+    /// When a token's unknown `kid` last made the gateway read the JWKS
+    /// again ([`JWKS_REFETCH_AT_MOST_EVERY`]).
+    kid_refetch: std::sync::Mutex<Option<std::time::Instant>>,
+    /// One read at a time.
+    reading: tokio::sync::Mutex<()>,
+}
+
+impl Jwks {
+    fn current(&self) -> Arc<Vec<Verifier>> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own text leaves out
+/// why: refused, timed out, a certificate).
+fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The JWKS's text from its source.
+async fn read_jwks(source: &JwksSource) -> Result<String, String> {
+    const WHAT: &str = "OUTPOST_GATEWAY_JWKS";
+    match source {
+        JwksSource::File(path) => {
+            let path = path.clone();
+            tokio::task::spawn_blocking(move || read_key_file(&path, WHAT))
+                .await
+                .map_err(|e| format!("{WHAT}: reading the file failed: {e}"))?
+        }
+        JwksSource::Url(url) => {
+            let fail = |reason: String| file_error(Path::new(url.as_str()), WHAT, reason);
+            let client = reqwest::Client::builder()
+                .timeout(JWKS_FETCH_TIMEOUT)
+                .build()
+                .map_err(|e| fail(format!("no HTTP client: {e}")))?;
+            let response = client
+                .get(url)
+                .header(reqwest::header::ACCEPT, "application/json")
+                .send()
+                .await
+                .map_err(|e| fail(format!("cannot be fetched: {}", with_causes(&e))))?;
+            let status = response.status();
+            if !status.is_success() {
+                return Err(fail(format!("answered {status}")));
+            }
+            // A JWKS is a few KB; anything near a megabyte is not one.
+            const MAX_JWKS: usize = 1024 * 1024;
+            if response
+                .content_length()
+                .is_some_and(|n| n > MAX_JWKS as u64)
+            {
+                return Err(fail("is larger than 1 MiB".into()));
+            }
+            let body = response
+                .bytes()
+                .await
+                .map_err(|e| fail(format!("cannot be fetched: {}", with_causes(&e))))?;
+            if body.len() > MAX_JWKS {
+                return Err(fail("is larger than 1 MiB".into()));
+            }
+            String::from_utf8(body.to_vec()).map_err(|_| fail("is not UTF-8 text".into()))
+        }
+    }
 }
 
 impl std::fmt::Debug for Keys {
@@ -175,10 +299,9 @@ fn public_pem(path: &Path) -> Result<Verifier, String> {
 /// P-384). Keys marked for encryption (`"use": "enc"`) are left out; `oct`
 /// (shared-secret) keys are refused (the secret has its own variable), and
 /// so are two keys with one `kid` (a token naming it would be ambiguous).
-fn jwks(path: &Path) -> Result<Vec<Verifier>, String> {
+fn jwks_text(text: &str, path: &Path) -> Result<Vec<Verifier>, String> {
     const WHAT: &str = "OUTPOST_GATEWAY_JWKS";
-    let text = read_key_file(path, WHAT)?;
-    let set: JwkSet = serde_json::from_str(&text).map_err(|e| {
+    let set: JwkSet = serde_json::from_str(text).map_err(|e| {
         file_error(
             path,
             WHAT,
@@ -308,8 +431,12 @@ pub struct KeySources<'a> {
     pub secret: Option<&'a str>,
     /// PEM public keys (`OUTPOST_GATEWAY_PUBLIC_KEY`, comma-separated).
     pub public_keys: Vec<&'a Path>,
-    /// A JWKS file (`OUTPOST_GATEWAY_JWKS`).
+    /// A JWKS file (`OUTPOST_GATEWAY_JWKS`). A file given here is read
+    /// at once; see [`KeySources::jwks_url`] for a URL.
     pub jwks: Option<&'a Path>,
+    /// A JWKS URL (`OUTPOST_GATEWAY_JWKS=https://…`): fetched by
+    /// [`Keys::refresh_jwks`], which the gateway runs before it serves.
+    pub jwks_url: Option<&'a str>,
     /// The audience tokens must name (`OUTPOST_GATEWAY_AUDIENCE`).
     pub audience: Option<&'a str>,
 }
@@ -346,19 +473,99 @@ impl Keys {
         for path in &sources.public_keys {
             verifiers.push(public_pem(path)?);
         }
-        if let Some(path) = sources.jwks {
-            verifiers.extend(jwks(path)?);
-        }
-        if verifiers.is_empty() {
+        let jwks = match (sources.jwks, sources.jwks_url) {
+            (Some(path), _) => {
+                let text = read_key_file(path, "OUTPOST_GATEWAY_JWKS")?;
+                Some(Jwks {
+                    source: JwksSource::File(path.to_path_buf()),
+                    keys: std::sync::RwLock::new(Arc::new(jwks_text(&text, path)?)),
+                    kid_refetch: std::sync::Mutex::new(None),
+                    reading: tokio::sync::Mutex::new(()),
+                })
+            }
+            (None, Some(url)) => Some(Jwks {
+                source: JwksSource::Url(url.to_string()),
+                keys: std::sync::RwLock::new(Arc::new(Vec::new())),
+                kid_refetch: std::sync::Mutex::new(None),
+                reading: tokio::sync::Mutex::new(()),
+            }),
+            (None, None) => None,
+        };
+        if verifiers.is_empty() && jwks.is_none() {
             return Err("no token key: set OUTPOST_GATEWAY_SECRET (HS256), OUTPOST_GATEWAY_PUBLIC_KEY \
-                 (PEM files: RS256 or EdDSA) or OUTPOST_GATEWAY_JWKS (a JWKS file) (docs/gateway.md)"
+                 (PEM files: RS256 or EdDSA) or OUTPOST_GATEWAY_JWKS (a JWKS file or URL) (docs/gateway.md)"
                 .to_string());
         }
         Ok(Keys {
             signer,
             verifiers: Arc::new(verifiers),
+            jwks: jwks.map(Arc::new),
             audience: sources.audience.map(str::to_string),
         })
+    }
+
+    /// Where the JWKS comes from, when the gateway has one.
+    pub fn jwks_source(&self) -> Option<&JwksSource> {
+        self.jwks.as_ref().map(|j| &j.source)
+    }
+
+    /// Reads the JWKS again from its file or URL and, when it holds usable
+    /// keys, verifies with those from then on (a key the provider removed
+    /// stops verifying, a key it added starts). A JWKS that cannot be read
+    /// or holds no usable key changes nothing: the keys read last stay, and
+    /// the error names the source. `Ok(false)` without a JWKS.
+    pub async fn refresh_jwks(&self) -> Result<bool, String> {
+        let Some(jwks) = &self.jwks else {
+            return Ok(false);
+        };
+        let _one = jwks.reading.lock().await;
+        let text = read_jwks(&jwks.source).await?;
+        let keys = jwks_text(&text, jwks.source.label())?;
+        let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+        tracing::debug!(source = %jwks.source.label().display(), keys = keys.len(), kids = ?kids, "JWKS read");
+        match jwks.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+        Ok(true)
+    }
+
+    /// [`Keys::verify_claims`], reading the JWKS again first when the
+    /// token names a `kid` the gateway does not know and the JWKS was not
+    /// read in the last [`JWKS_REFETCH_AT_MOST_EVERY`] (a key the provider
+    /// has just published verifies without waiting for the next refresh).
+    pub async fn verify_claims_fresh(
+        &self,
+        header: Option<&str>,
+    ) -> Result<(Principal, ClaimValues), GatewayError> {
+        match self.verify_claims(header) {
+            Err(GatewayError::Unauthorized {
+                code: "unknown_key",
+                message,
+            }) => {
+                // Claimed under the lock, so concurrent tokens read it once.
+                let due = self.jwks.as_ref().is_some_and(|j| {
+                    j.kid_refetch.lock().is_ok_and(|mut last| {
+                        let due = last.is_none_or(|at| at.elapsed() >= JWKS_REFETCH_AT_MOST_EVERY);
+                        if due {
+                            *last = Some(std::time::Instant::now());
+                        }
+                        due
+                    })
+                });
+                if !due {
+                    return Err(GatewayError::Unauthorized {
+                        code: "unknown_key",
+                        message,
+                    });
+                }
+                if let Err(e) = self.refresh_jwks().await {
+                    tracing::warn!(error = %e, "reading the JWKS again for an unknown kid failed; the keys read last stay");
+                }
+                self.verify_claims(header)
+            }
+            other => other,
+        }
     }
 
     /// Keys that only sign, with the private key of a PEM file (Ed25519:
@@ -391,13 +598,20 @@ impl Keys {
                 kid: kid.map(str::to_string),
             }),
             verifiers: Arc::new(Vec::new()),
+            jwks: None,
             audience: None,
         })
     }
 
     /// The algorithms the gateway verifies, for messages (`HS256, EdDSA`).
     pub fn algorithms(&self) -> String {
-        let mut names: Vec<String> = self.verifiers.iter().map(|v| alg_name(v.alg)).collect();
+        let from_jwks = self.jwks.as_ref().map(|j| j.current()).unwrap_or_default();
+        let mut names: Vec<String> = self
+            .verifiers
+            .iter()
+            .chain(from_jwks.iter())
+            .map(|v| alg_name(v.alg))
+            .collect();
         names.sort();
         names.dedup();
         names.join(", ")
@@ -405,12 +619,12 @@ impl Keys {
 
     /// How many verification keys the gateway holds (logged at start).
     pub fn len(&self) -> usize {
-        self.verifiers.len()
+        self.verifiers.len() + self.jwks.as_ref().map_or(0, |j| j.current().len())
     }
 
     /// Whether it holds none (only a signing key).
     pub fn is_empty(&self) -> bool {
-        self.verifiers.is_empty()
+        self.len() == 0
     }
 
     fn sign(&self, claims: &Claims) -> Result<String, String> {
@@ -532,9 +746,11 @@ impl Keys {
             }
         };
         let kid = head.kid.as_deref();
+        let from_jwks = self.jwks.as_ref().map(|j| j.current()).unwrap_or_default();
         let by_kid: Vec<&Verifier> = self
             .verifiers
             .iter()
+            .chain(from_jwks.iter())
             .filter(|v| v.kid.is_none() || kid.is_none() || v.kid.as_deref() == kid)
             .collect();
         if by_kid.is_empty() {

@@ -64,6 +64,11 @@ pub const DEFAULT_POOL_SIZE: usize = 10;
 /// nodes' cursors.
 pub const MIN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// How often a gateway reads its JWKS again by default (a provider's
+/// rotation reaches it within this; a token naming a new `kid` makes it
+/// read sooner: [`auth::JWKS_REFETCH_AT_MOST_EVERY`]).
+pub const JWKS_REFRESH: Duration = Duration::from_secs(300);
+
 /// Largest request body (a push of 5,000 wide rows is a few MB of JSON).
 pub const MAX_BODY: usize = 64 * 1024 * 1024;
 
@@ -88,6 +93,10 @@ pub struct Options {
     pub timeouts: outpost_core::config::Timeouts,
     /// Token verification.
     pub keys: Keys,
+    /// How often the JWKS (`OUTPOST_GATEWAY_JWKS`, a file or a URL) is read
+    /// again (`OUTPOST_GATEWAY_JWKS_REFRESH`, ms; [`JWKS_REFRESH`] by
+    /// default).
+    pub jwks_refresh: Duration,
     /// PostgreSQL connections at most.
     pub pool_size: usize,
     /// The shortest retention window a prune runs with.
@@ -123,7 +132,24 @@ impl Options {
             .filter(|p| !p.is_empty())
             .map(std::path::PathBuf::from)
             .collect();
-        let jwks = get("OUTPOST_GATEWAY_JWKS").map(|p| std::path::PathBuf::from(p.trim()));
+        let jwks = get("OUTPOST_GATEWAY_JWKS").map(|v| auth::JwksSource::parse(&v));
+        let (jwks_file, jwks_url) = match &jwks {
+            Some(auth::JwksSource::File(p)) => (Some(p.as_path()), None),
+            Some(auth::JwksSource::Url(u)) => (None, Some(u.as_str())),
+            None => (None, None),
+        };
+        let jwks_refresh = match get("OUTPOST_GATEWAY_JWKS_REFRESH") {
+            Some(v) => v
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| *ms >= 100)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    format!("OUTPOST_GATEWAY_JWKS_REFRESH={v:?} is invalid: expected a whole number of milliseconds, at least 100")
+                })?,
+            None => JWKS_REFRESH,
+        };
         let audience = get("OUTPOST_GATEWAY_AUDIENCE");
         let keys = Keys::load(&auth::KeySources {
             secret: secret.as_deref(),
@@ -131,7 +157,8 @@ impl Options {
                 .iter()
                 .map(std::path::PathBuf::as_path)
                 .collect(),
-            jwks: jwks.as_deref(),
+            jwks: jwks_file,
+            jwks_url,
             audience: audience.as_deref(),
         })?;
         let pool_size = match get("OUTPOST_GATEWAY_POOL") {
@@ -195,6 +222,7 @@ impl Options {
             tables: config.tables,
             timeouts: config.timeouts,
             keys,
+            jwks_refresh,
             pool_size,
         })
     }
@@ -247,6 +275,10 @@ pub enum StartError {
     /// A sync rule is wrong (the message names the rule).
     #[error("{0}")]
     Rules(String),
+    /// The JWKS URL could not be fetched or held no usable key (the
+    /// message names the URL).
+    #[error("{0}")]
+    Keys(String),
 }
 
 /// The table binding node ids to principals, and the one recording the
@@ -276,6 +308,15 @@ impl Gateway {
             options.timeouts.lock.as_millis(),
             options.timeouts.idle_in_transaction.as_millis()
         );
+        // A JWKS URL is fetched before anything is served: without its keys
+        // every token would be refused.
+        if matches!(options.keys.jwks_source(), Some(auth::JwksSource::Url(_))) {
+            options
+                .keys
+                .refresh_jwks()
+                .await
+                .map_err(StartError::Keys)?;
+        }
         let pool = Pool::new(
             options.database_url.clone(),
             options.pool_size,
@@ -308,6 +349,9 @@ impl Gateway {
         tokio::spawn(listen(gateway.clone()));
         if gateway.inner.limiter.is_some() {
             tokio::spawn(forget_idle_principals(gateway.clone()));
+        }
+        if gateway.inner.options.keys.jwks_source().is_some() {
+            tokio::spawn(refresh_jwks(gateway.clone()));
         }
         Ok(gateway)
     }
@@ -569,6 +613,22 @@ async fn forget_idle_principals(gateway: Gateway) {
         }
         if let Some(l) = &gateway.inner.limiter {
             l.forget_idle();
+        }
+    }
+}
+
+/// Reads the JWKS again every [`Options::jwks_refresh`]: keys the provider
+/// (or the operator, for a file) added verify, keys it removed stop
+/// verifying, without a restart. A failed read keeps the keys read last.
+async fn refresh_jwks(gateway: Gateway) {
+    let every = gateway.inner.options.jwks_refresh;
+    loop {
+        tokio::select! {
+            () = gateway.inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = gateway.inner.options.keys.refresh_jwks().await {
+            tracing::warn!(error = %e, "reading the JWKS again failed; the keys read last stay");
         }
     }
 }

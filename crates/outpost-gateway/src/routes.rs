@@ -89,7 +89,7 @@ impl FromRequestParts<Gateway> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let (principal, claims) = match gw.inner.options.keys.verify_claims(header) {
+        let (principal, claims) = match gw.inner.options.keys.verify_claims_fresh(header).await {
             Ok(v) => v,
             Err(e) => {
                 if let GatewayError::Unauthorized { code, .. } = &e {

@@ -326,3 +326,176 @@ fn bad_key_files_stop_the_gateway_naming_the_file() {
     assert_eq!(p.0, "alice");
     assert!(Keys::signing_pem(&key("rsa-a.pub.pem"), None).is_err());
 }
+
+/// An auth provider's JWKS at its URL, as the test serves it: `None`
+/// answers 500. Counts the fetches.
+struct Provider {
+    jwks: std::sync::Mutex<Option<Value>>,
+    fetches: std::sync::atomic::AtomicUsize,
+}
+
+impl Provider {
+    fn publish(&self, keys: Option<Vec<Value>>) {
+        if let Ok(mut j) = self.jwks.lock() {
+            *j = keys.map(|k| serde_json::json!({ "keys": k }));
+        }
+    }
+
+    fn fetches(&self) -> usize {
+        self.fetches.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Serves `provider` at `/.well-known/jwks.json` on a port of its own; the
+/// URL.
+async fn serve_jwks(provider: std::sync::Arc<Provider>) -> anyhow::Result<String> {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse as _;
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(move || {
+            let provider = provider.clone();
+            async move {
+                provider
+                    .fetches
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = provider.jwks.lock().ok().and_then(|j| j.clone());
+                match body {
+                    Some(v) => axum::Json(v).into_response(),
+                    None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(format!("http://{addr}/.well-known/jwks.json"))
+}
+
+/// Polls `probe` with `token` until it answers `want` (at most 10 s).
+async fn until_probe(base: &str, token: &str, want: (u16, &str)) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = probe(base, token).await?;
+        if (got.0, got.1.as_str()) == want {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "still {got:?}, not {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A JWKS given as a URL (an auth provider's `/.well-known/jwks.json`) is
+/// fetched before the gateway serves and read again while it runs: a key
+/// the provider publishes verifies on its first token, a key it removes is
+/// refused after the next refresh, an outage of the provider keeps the
+/// keys read last; all without a restart. Tokens with made-up `kid`s do
+/// not turn into fetches, and a URL that cannot be fetched at start stops
+/// the gateway naming it.
+// Two workers: starting a gateway blocks the test's thread while the
+// gateway fetches the JWKS this runtime serves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _) = server(&db, BLOG).await?;
+    let jwk = |name: &str| -> anyhow::Result<Value> {
+        Ok(serde_json::from_str(&std::fs::read_to_string(key(name))?)?)
+    };
+    let provider = std::sync::Arc::new(Provider {
+        jwks: std::sync::Mutex::new(None),
+        fetches: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let url = serve_jwks(provider.clone()).await?;
+    provider.publish(Some(vec![jwk("ed-a.jwk.json")?]));
+    let later = now() + 600;
+    let old = signed("ed-a.pem", Some("ed-a"), "alice", later, None);
+    let new = signed("rsa-a.pem", Some("rsa-a"), "alice", later, None);
+
+    // A refresh far away: only a token's unknown kid reads the JWKS again.
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_SECRET", ""),
+            ("OUTPOST_GATEWAY_JWKS", url.as_str()),
+            ("OUTPOST_GATEWAY_JWKS_REFRESH", "600000"),
+        ],
+    )?;
+    let base = gw.url();
+    assert_eq!(provider.fetches(), 1, "fetched once, at start");
+    assert_eq!(probe(&base, &old).await?, (200, String::new()));
+    // The provider publishes its next key; its first token is verified.
+    provider.publish(Some(vec![jwk("ed-a.jwk.json")?, jwk("rsa-a.jwk.json")?]));
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    assert_eq!(provider.fetches(), 2);
+    // Made-up kids: refused, and read again at most every 30 s.
+    for i in 0..20 {
+        let stranger = signed(
+            "ed-b.pem",
+            Some(&format!("made-up-{i}")),
+            "alice",
+            later,
+            None,
+        );
+        assert_eq!(probe(&base, &stranger).await?, (401, "unknown_key".into()));
+    }
+    assert_eq!(provider.fetches(), 2, "no fetch per made-up kid");
+    drop(gw);
+
+    // A refresh every 200 ms: the removed key stops verifying by itself.
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_SECRET", ""),
+            ("OUTPOST_GATEWAY_JWKS", url.as_str()),
+            ("OUTPOST_GATEWAY_JWKS_REFRESH", "200"),
+        ],
+    )?;
+    let base = gw.url();
+    assert_eq!(probe(&base, &old).await?, (200, String::new()));
+    provider.publish(Some(vec![jwk("rsa-a.jwk.json")?]));
+    until_probe(&base, &old, (401, "unknown_key")).await?;
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    // The provider down (500s): the keys read last stay.
+    provider.publish(None);
+    let before = provider.fetches();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while provider.fetches() < before + 3 {
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no refresh tried");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    drop(gw);
+
+    // Down at start: the gateway does not start, and says which URL.
+    let err = match GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_SECRET", ""),
+            ("OUTPOST_GATEWAY_JWKS", url.as_str()),
+        ],
+    ) {
+        Ok(_) => anyhow::bail!("a gateway without its keys started"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(
+        err.contains(&url) && err.contains("OUTPOST_GATEWAY_JWKS") && err.contains("500"),
+        "{err}"
+    );
+    // A bad refresh setting is refused by name.
+    let err = outpost_gateway::Options::from_lookup(|name| match name {
+        "DATABASE_URL" => Some("postgres://postgres@127.0.0.1:5432/postgres".into()),
+        "OUTPOST_GATEWAY_JWKS" => Some("https://auth.example.com/.well-known/jwks.json".into()),
+        "OUTPOST_GATEWAY_JWKS_REFRESH" => Some("soon".into()),
+        _ => None,
+    })
+    .expect_err("refused");
+    assert!(err.contains("OUTPOST_GATEWAY_JWKS_REFRESH"), "{err}");
+    Ok(())
+}

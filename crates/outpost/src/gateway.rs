@@ -86,11 +86,8 @@ pub async fn run(
         return Ok(());
     }
     let options = outpost_gateway::Options::from_lookup(get).map_err(anyhow::Error::msg)?;
-    tracing::info!(
-        keys = options.keys.len(),
-        algorithms = %options.keys.algorithms(),
-        "token keys loaded"
-    );
+    // The same keys as the gateway's (a JWKS URL is fetched by `start`).
+    let keys = options.keys.clone();
     let url = options.database_url.clone();
     let scheme = if options.tls.is_some() {
         "https"
@@ -100,6 +97,12 @@ pub async fn run(
     let gateway = outpost_gateway::Gateway::start(options)
         .await
         .map_err(|e| anyhow::anyhow!(url.scrub(&e.to_string())))?;
+    tracing::info!(
+        keys = keys.len(),
+        algorithms = %keys.algorithms(),
+        jwks = ?keys.jwks_source(),
+        "token keys loaded"
+    );
     let listener = tokio::net::TcpListener::bind((host, port))
         .await
         .with_context(|| format!("binding {host}:{port}"))?;

@@ -126,10 +126,13 @@ enum Command {
         /// comma-separated (OUTPOST_GATEWAY_PUBLIC_KEY).
         #[arg(long, value_name = "FILES")]
         public_key: Option<String>,
-        /// A JWKS file whose keys verify tokens by `kid`
-        /// (OUTPOST_GATEWAY_JWKS).
-        #[arg(long, value_name = "FILE")]
-        jwks: Option<std::path::PathBuf>,
+        /// A JWKS whose keys verify tokens by `kid`: a file, or an
+        /// `https://` URL such as an auth provider's
+        /// `/.well-known/jwks.json`; read again every
+        /// OUTPOST_GATEWAY_JWKS_REFRESH ms (5 minutes) and on a token's
+        /// unknown `kid` (OUTPOST_GATEWAY_JWKS).
+        #[arg(long, value_name = "FILE|URL")]
+        jwks: Option<String>,
         /// Serve TLS with this certificate chain (PEM); with --tls-key
         /// (OUTPOST_GATEWAY_TLS_CERT). Without both, plain HTTP for a
         /// terminating proxy.
@@ -274,7 +277,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         let lookup = settings::lookup(&cli.config)?;
         // The flag over the variable, as every flag.
         let rules = rules.map(|p| p.display().to_string());
-        let jwks = jwks.map(|p| p.display().to_string());
+
         let tls_cert = tls_cert.map(|p| p.display().to_string());
         let tls_key = tls_key.map(|p| p.display().to_string());
         let lookup = move |k: &str| match k {
