@@ -166,19 +166,6 @@ impl Jwks {
     }
 }
 
-/// An error and its causes, `: `-separated (reqwest's own text leaves out
-/// why: refused, timed out, a certificate).
-fn with_causes(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
-}
-
 /// The JWKS's text from its source.
 async fn read_jwks(source: &JwksSource) -> Result<String, String> {
     const WHAT: &str = "OUTPOST_GATEWAY_JWKS";
@@ -200,7 +187,12 @@ async fn read_jwks(source: &JwksSource) -> Result<String, String> {
                 .header(reqwest::header::ACCEPT, "application/json")
                 .send()
                 .await
-                .map_err(|e| fail(format!("cannot be fetched: {}", with_causes(&e))))?;
+                .map_err(|e| {
+                    fail(format!(
+                        "cannot be fetched: {}",
+                        outpost_remote::error::with_causes(&e)
+                    ))
+                })?;
             let status = response.status();
             if !status.is_success() {
                 return Err(fail(format!("answered {status}")));
@@ -213,10 +205,12 @@ async fn read_jwks(source: &JwksSource) -> Result<String, String> {
             {
                 return Err(fail("is larger than 1 MiB".into()));
             }
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| fail(format!("cannot be fetched: {}", with_causes(&e))))?;
+            let body = response.bytes().await.map_err(|e| {
+                fail(format!(
+                    "cannot be fetched: {}",
+                    outpost_remote::error::with_causes(&e)
+                ))
+            })?;
             if body.len() > MAX_JWKS {
                 return Err(fail("is larger than 1 MiB".into()));
             }

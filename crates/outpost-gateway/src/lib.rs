@@ -64,6 +64,27 @@ pub const DEFAULT_POOL_SIZE: usize = 10;
 /// nodes' cursors.
 pub const MIN_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A setting in whole milliseconds, at least `least`; `None` when unset.
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    least: u64,
+) -> Result<Option<Duration>, String> {
+    let Some(v) = get(name) else {
+        return Ok(None);
+    };
+    v.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|ms| *ms >= least)
+        .map(|ms| Some(Duration::from_millis(ms)))
+        .ok_or_else(|| {
+            format!(
+                "{name}={v:?} is invalid: expected a whole number of milliseconds, at least {least}"
+            )
+        })
+}
+
 /// How often a gateway reads its JWKS again by default (a provider's
 /// rotation reaches it within this; a token naming a new `kid` makes it
 /// read sooner: [`auth::JWKS_REFETCH_AT_MOST_EVERY`]).
@@ -138,18 +159,8 @@ impl Options {
             Some(auth::JwksSource::Url(u)) => (None, Some(u.as_str())),
             None => (None, None),
         };
-        let jwks_refresh = match get("OUTPOST_GATEWAY_JWKS_REFRESH") {
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms >= 100)
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    format!("OUTPOST_GATEWAY_JWKS_REFRESH={v:?} is invalid: expected a whole number of milliseconds, at least 100")
-                })?,
-            None => JWKS_REFRESH,
-        };
+        let jwks_refresh =
+            millis(&get, "OUTPOST_GATEWAY_JWKS_REFRESH", 100)?.unwrap_or(JWKS_REFRESH);
         let audience = get("OUTPOST_GATEWAY_AUDIENCE");
         let keys = Keys::load(&auth::KeySources {
             secret: secret.as_deref(),
@@ -172,18 +183,8 @@ impl Options {
                 })?,
             None => DEFAULT_POOL_SIZE,
         };
-        let min_retention = match get("OUTPOST_GATEWAY_MIN_RETENTION") {
-            Some(v) => v
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| *ms >= 1)
-                .map(Duration::from_millis)
-                .ok_or_else(|| {
-                    format!("OUTPOST_GATEWAY_MIN_RETENTION={v:?} is invalid: expected a whole number of milliseconds")
-                })?,
-            None => MIN_RETENTION,
-        };
+        let min_retention =
+            millis(&get, "OUTPOST_GATEWAY_MIN_RETENTION", 1)?.unwrap_or(MIN_RETENTION);
         let rules = match get("OUTPOST_GATEWAY_RULES") {
             Some(path) => Some(Arc::new(rules::Rules::load(std::path::Path::new(
                 path.trim(),

@@ -415,16 +415,19 @@ async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow
     let old = signed("ed-a.pem", Some("ed-a"), "alice", later, None);
     let new = signed("rsa-a.pem", Some("rsa-a"), "alice", later, None);
 
+    let start = |refresh: &str| {
+        GatewayProcess::start(
+            &db,
+            0,
+            &[
+                ("OUTPOST_GATEWAY_SECRET", ""),
+                ("OUTPOST_GATEWAY_JWKS", url.as_str()),
+                ("OUTPOST_GATEWAY_JWKS_REFRESH", refresh),
+            ],
+        )
+    };
     // A refresh far away: only a token's unknown kid reads the JWKS again.
-    let gw = GatewayProcess::start(
-        &db,
-        0,
-        &[
-            ("OUTPOST_GATEWAY_SECRET", ""),
-            ("OUTPOST_GATEWAY_JWKS", url.as_str()),
-            ("OUTPOST_GATEWAY_JWKS_REFRESH", "600000"),
-        ],
-    )?;
+    let gw = start("600000")?;
     let base = gw.url();
     assert_eq!(provider.fetches(), 1, "fetched once, at start");
     assert_eq!(probe(&base, &old).await?, (200, String::new()));
@@ -447,15 +450,7 @@ async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow
     drop(gw);
 
     // A refresh every 200 ms: the removed key stops verifying by itself.
-    let gw = GatewayProcess::start(
-        &db,
-        0,
-        &[
-            ("OUTPOST_GATEWAY_SECRET", ""),
-            ("OUTPOST_GATEWAY_JWKS", url.as_str()),
-            ("OUTPOST_GATEWAY_JWKS_REFRESH", "200"),
-        ],
-    )?;
+    let gw = start("200")?;
     let base = gw.url();
     assert_eq!(probe(&base, &old).await?, (200, String::new()));
     provider.publish(Some(vec![jwk("rsa-a.jwk.json")?]));
@@ -473,14 +468,7 @@ async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow
     drop(gw);
 
     // Down at start: the gateway does not start, and says which URL.
-    let err = match GatewayProcess::start(
-        &db,
-        0,
-        &[
-            ("OUTPOST_GATEWAY_SECRET", ""),
-            ("OUTPOST_GATEWAY_JWKS", url.as_str()),
-        ],
-    ) {
+    let err = match start("300000") {
         Ok(_) => anyhow::bail!("a gateway without its keys started"),
         Err(e) => format!("{e:#}"),
     };

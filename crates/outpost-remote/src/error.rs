@@ -554,6 +554,13 @@ pub fn describe(e: &tokio_postgres::Error) -> String {
         s.push_str(&format!(" [SQLSTATE {}]", db.code().code()));
         return s;
     }
+    with_causes(e)
+}
+
+/// An error and its causes, `: `-separated: the text of many errors
+/// (tokio-postgres', reqwest's) leaves out why (refused, timed out, a
+/// certificate).
+pub fn with_causes(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
