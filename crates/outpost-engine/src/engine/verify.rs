@@ -167,6 +167,17 @@ impl Engine {
     /// Compares the replica with the server, for `models` (every model when
     /// `None`); see the module doc. Needs the server; changes nothing.
     pub async fn verify(&self, models: Option<Vec<String>>) -> Result<VerifyReport, EngineError> {
+        // The comparison reads the server in one snapshot over several
+        // rounds; a gateway serves no such snapshot. Refused as asked (it
+        // would be refused again), not as a fault to retry.
+        if self.inner.config.gateway.is_some() && self.inner.config.database_url.is_none() {
+            return Err(EngineError::Refused(
+                "verify compares the replica with the server directly and needs DATABASE_URL; \
+                 this node syncs through a gateway (OUTPOST_GATEWAY_URL), which does not serve \
+                 verification: run `outpost verify` where DATABASE_URL is set (docs/gateway.md)"
+                    .into(),
+            ));
+        }
         if let Some(models) = &models {
             for m in models {
                 self.check_model(m)?;
