@@ -507,30 +507,34 @@ impl Keys {
     /// keys, verifies with those from then on (a key the provider removed
     /// stops verifying, a key it added starts). A JWKS that cannot be read
     /// or holds no usable key changes nothing: the keys read last stay, and
-    /// the error names the source. `Ok(false)` without a JWKS.
-    pub async fn refresh_jwks(&self) -> Result<bool, String> {
+    /// the error names the source. The number of keys read; `Ok(0)`
+    /// without a JWKS.
+    pub async fn refresh_jwks(&self) -> Result<usize, String> {
         let Some(jwks) = &self.jwks else {
-            return Ok(false);
+            return Ok(0);
         };
         let _one = jwks.reading.lock().await;
         let text = read_jwks(&jwks.source).await?;
         let keys = jwks_text(&text, jwks.source.label())?;
         let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
         tracing::debug!(source = %jwks.source.label().display(), keys = keys.len(), kids = ?kids, "JWKS read");
+        let n = keys.len();
         match jwks.keys.write() {
             Ok(mut k) => *k = Arc::new(keys),
             Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
         }
-        Ok(true)
+        Ok(n)
     }
 
     /// [`Keys::verify_claims`], reading the JWKS again first when the
     /// token names a `kid` the gateway does not know and the JWKS was not
     /// read in the last [`JWKS_REFETCH_AT_MOST_EVERY`] (a key the provider
     /// has just published verifies without waiting for the next refresh).
+    /// `on_read` is told the read's outcome when there was one.
     pub async fn verify_claims_fresh(
         &self,
         header: Option<&str>,
+        on_read: impl FnOnce(&Result<usize, String>),
     ) -> Result<(Principal, ClaimValues), GatewayError> {
         match self.verify_claims(header) {
             Err(GatewayError::Unauthorized {
@@ -553,9 +557,11 @@ impl Keys {
                         message,
                     });
                 }
-                if let Err(e) = self.refresh_jwks().await {
+                let read = self.refresh_jwks().await;
+                if let Err(e) = &read {
                     tracing::warn!(error = %e, "reading the JWKS again for an unknown kid failed; the keys read last stay");
                 }
+                on_read(&read);
                 self.verify_claims(header)
             }
             other => other,
@@ -613,7 +619,12 @@ impl Keys {
 
     /// How many verification keys the gateway holds (logged at start).
     pub fn len(&self) -> usize {
-        self.verifiers.len() + self.jwks.as_ref().map_or(0, |j| j.current().len())
+        self.verifiers.len() + self.jwks_len()
+    }
+
+    /// How many keys of the JWKS verify now (0 without one).
+    pub fn jwks_len(&self) -> usize {
+        self.jwks.as_ref().map_or(0, |j| j.current().len())
     }
 
     /// Whether it holds none (only a signing key).

@@ -311,12 +311,16 @@ impl Gateway {
         );
         // A JWKS URL is fetched before anything is served: without its keys
         // every token would be refused.
-        if matches!(options.keys.jwks_source(), Some(auth::JwksSource::Url(_))) {
-            options
-                .keys
-                .refresh_jwks()
-                .await
-                .map_err(StartError::Keys)?;
+        let metrics = ops::Metrics::new();
+        match options.keys.jwks_source() {
+            Some(auth::JwksSource::Url(_)) => {
+                let read = options.keys.refresh_jwks().await;
+                metrics.jwks_read(&read);
+                read.map_err(StartError::Keys)?;
+            }
+            // A file, read by `Options::from_lookup`.
+            Some(auth::JwksSource::File(_)) => metrics.jwks_read(&Ok(options.keys.jwks_len())),
+            None => {}
         }
         let pool = Pool::new(
             options.database_url.clone(),
@@ -343,7 +347,7 @@ impl Gateway {
                 refreshed_at: std::sync::Mutex::new(std::collections::HashMap::new()),
                 changes,
                 cancel: CancellationToken::new(),
-                metrics: ops::Metrics::new(),
+                metrics,
                 limiter,
             }),
         };
@@ -628,9 +632,11 @@ async fn refresh_jwks(gateway: Gateway) {
             () = gateway.inner.cancel.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = gateway.inner.options.keys.refresh_jwks().await {
+        let read = gateway.inner.options.keys.refresh_jwks().await;
+        if let Err(e) = &read {
             tracing::warn!(error = %e, "reading the JWKS again failed; the keys read last stay");
         }
+        gateway.inner.metrics.jwks_read(&read);
     }
 }
 

@@ -187,6 +187,13 @@ pub struct Metrics {
     pool_size: Gauge,
     nodes_registered: Gauge,
     oldest_node_age: Gauge<f64, AtomicU64>,
+    jwks_reads: Family<ResultLabel, Counter>,
+    jwks_keys: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabel {
+    result: String,
 }
 
 impl Default for Metrics {
@@ -212,6 +219,8 @@ impl Metrics {
             pool_size: Gauge::default(),
             nodes_registered: Gauge::default(),
             oldest_node_age: Gauge::default(),
+            jwks_reads: Family::default(),
+            jwks_keys: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -274,7 +283,34 @@ impl Metrics {
             "Seconds since the gateway node that synced least recently recorded its cursor (its lag, or an abandoned node)",
             m.oldest_node_age.clone(),
         );
+        registry.register(
+            "jwks_reads",
+            "Reads of the JWKS (OUTPOST_GATEWAY_JWKS: at start, every refresh, on a token's unknown kid), by result: ok or failed",
+            m.jwks_reads.clone(),
+        );
+        registry.register(
+            "jwks_keys",
+            "Keys of the JWKS read last (those verifying tokens now)",
+            m.jwks_keys.clone(),
+        );
         Metrics { registry, ..m }
+    }
+
+    /// Counts a read of the JWKS: its keys, or why it failed (the keys
+    /// read before stay).
+    pub fn jwks_read(&self, read: &Result<usize, String>) {
+        let result = match read {
+            Ok(keys) => {
+                self.jwks_keys.set(i64::try_from(*keys).unwrap_or(i64::MAX));
+                "ok"
+            }
+            Err(_) => "failed",
+        };
+        self.jwks_reads
+            .get_or_create(&ResultLabel {
+                result: result.to_string(),
+            })
+            .inc();
     }
 
     /// Counts rows sent to a node from `table`.

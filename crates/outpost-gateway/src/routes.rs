@@ -89,7 +89,13 @@ impl FromRequestParts<Gateway> for Auth {
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let (principal, claims) = match gw.inner.options.keys.verify_claims_fresh(header).await {
+        let (principal, claims) = match gw
+            .inner
+            .options
+            .keys
+            .verify_claims_fresh(header, |read| gw.inner.metrics.jwks_read(read))
+            .await
+        {
             Ok(v) => v,
             Err(e) => {
                 if let GatewayError::Unauthorized { code, .. } = &e {

@@ -465,6 +465,24 @@ async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    // The reads are counted, and the keys verifying now.
+    let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let sample = |line: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1.0)
+    };
+    assert!(
+        sample("outpost_gateway_jwks_reads_total{result=\"failed\"}") >= 3.0,
+        "{metrics}"
+    );
+    assert!(
+        sample("outpost_gateway_jwks_reads_total{result=\"ok\"}") >= 2.0,
+        "{metrics}"
+    );
+    assert_eq!(sample("outpost_gateway_jwks_keys"), 1.0, "{metrics}");
     drop(gw);
 
     // Down at start: the gateway does not start, and says which URL.
