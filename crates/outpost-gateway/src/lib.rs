@@ -85,6 +85,10 @@ fn millis(
         })
 }
 
+/// How often a gateway reads its TLS certificate and key again by default
+/// (a renewed certificate is served within this, without a restart).
+pub const TLS_RELOAD: Duration = Duration::from_secs(60);
+
 /// How often a gateway reads its JWKS again by default (a provider's
 /// rotation reaches it within this; a token naming a new `kid` makes it
 /// read sooner: [`auth::JWKS_REFETCH_AT_MOST_EVERY`]).
@@ -133,6 +137,12 @@ pub struct Options {
     /// TLS served by the gateway itself (`OUTPOST_GATEWAY_TLS_CERT` and
     /// `OUTPOST_GATEWAY_TLS_KEY`); `None`: plain HTTP.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The certificate and key files `tls` serves, read again every
+    /// `tls_reload`.
+    pub tls_files: Option<Arc<tls::CertFiles>>,
+    /// How often the TLS files are read again (`OUTPOST_GATEWAY_TLS_RELOAD`,
+    /// ms; [`TLS_RELOAD`] by default).
+    pub tls_reload: Duration,
 }
 
 impl Options {
@@ -197,6 +207,7 @@ impl Options {
         )?;
         let metrics_token =
             get("OUTPOST_GATEWAY_METRICS_TOKEN").map(|t| ops::Secret::new(t.trim().to_string()));
+        let tls_reload = millis(&get, "OUTPOST_GATEWAY_TLS_RELOAD", 100)?.unwrap_or(TLS_RELOAD);
         let tls = match (
             get("OUTPOST_GATEWAY_TLS_CERT"),
             get("OUTPOST_GATEWAY_TLS_KEY"),
@@ -213,8 +224,14 @@ impl Options {
                 return Err("OUTPOST_GATEWAY_TLS_KEY is set but OUTPOST_GATEWAY_TLS_CERT is not: TLS needs both files".into());
             }
         };
+        let (tls, tls_files) = match tls {
+            Some((config, files)) => (Some(config), Some(files)),
+            None => (None, None),
+        };
         Ok(Options {
             tls,
+            tls_files,
+            tls_reload,
             rate,
             metrics_token,
             rules,
@@ -357,6 +374,9 @@ impl Gateway {
         }
         if gateway.inner.options.keys.jwks_source().is_some() {
             tokio::spawn(refresh_jwks(gateway.clone()));
+        }
+        if gateway.inner.options.tls_files.is_some() {
+            tokio::spawn(reload_tls(gateway.clone()));
         }
         Ok(gateway)
     }
@@ -637,6 +657,31 @@ async fn refresh_jwks(gateway: Gateway) {
             tracing::warn!(error = %e, "reading the JWKS again failed; the keys read last stay");
         }
         gateway.inner.metrics.jwks_read(&read);
+    }
+}
+
+/// Reads the TLS certificate and key again every
+/// [`Options::tls_reload`]: new connections get a renewed certificate
+/// without a restart; a pair that cannot be read keeps the one read last.
+async fn reload_tls(gateway: Gateway) {
+    let Some(files) = gateway.inner.options.tls_files.clone() else {
+        return;
+    };
+    let every = gateway.inner.options.tls_reload;
+    loop {
+        tokio::select! {
+            () = gateway.inner.cancel.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let files = files.clone();
+        match tokio::task::spawn_blocking(move || files.reload()).await {
+            Ok(Ok(true)) => tracing::info!("TLS certificate reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "reading the TLS files again failed; the certificate read last stays");
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the TLS files again failed"),
+        }
     }
 }
 

@@ -466,7 +466,10 @@ async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow
     }
     assert_eq!(probe(&base, &new).await?, (200, String::new()));
     // The reads are counted, and the keys verifying now.
-    let metrics = reqwest::get(format!("{base}/metrics")).await?.text().await?;
+    let metrics = reqwest::get(format!("{base}/metrics"))
+        .await?
+        .text()
+        .await?;
     let sample = |line: &str| -> f64 {
         metrics
             .lines()

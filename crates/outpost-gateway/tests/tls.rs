@@ -171,3 +171,74 @@ async fn a_gateway_with_half_a_tls_setting_or_a_bad_file_does_not_start() -> any
     assert!(ok.tls.is_some());
     Ok(())
 }
+
+/// `GET /v1/probe` over TLS on a new connection, trusting only `ca_pem`:
+/// the status, or the error's text.
+async fn probe_trusting(port: u16, ca_pem: &str, token: &str) -> Result<u16, String> {
+    let ca = reqwest::Certificate::from_pem(ca_pem.as_bytes()).map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .tls_built_in_root_certs(false)
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| e.to_string())?;
+    match client
+        .get(format!("https://localhost:{port}/v1/probe"))
+        .bearer_auth(token)
+        .send()
+        .await
+    {
+        Ok(r) => Ok(r.status().as_u16()),
+        Err(e) => Err(outpost_remote::error::with_causes(&e)),
+    }
+}
+
+/// A renewed certificate (both files rewritten, as an ACME client does) is
+/// served to new connections without a restart; a file caught half written
+/// keeps the certificate read last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let _ = server(&db, BLOG).await?;
+    let (cert, key) = certificate(db.dir())?;
+    let first = std::fs::read_to_string(&cert)?;
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_TLS_CERT", &cert),
+            ("OUTPOST_GATEWAY_TLS_KEY", &key),
+            ("OUTPOST_GATEWAY_TLS_RELOAD", "200"),
+        ],
+    )?;
+    let port = gw.addr.port();
+    let token = support::token("alice", Duration::from_secs(3600))?;
+    assert_eq!(probe_trusting(port, &first, &token).await, Ok(200));
+
+    // Renewed: another key pair in the same files.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_string()])?;
+    std::fs::write(&key, renewed.signing_key.serialize_pem())?;
+    std::fs::write(&cert, renewed.cert.pem())?;
+    let second = renewed.cert.pem();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while probe_trusting(port, &second, &token).await != Ok(200) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not served"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let old = probe_trusting(port, &first, &token).await;
+    assert!(
+        old.as_ref()
+            .is_err_and(|e| e.to_lowercase().contains("certificate")),
+        "{old:?}"
+    );
+
+    // Half written: the certificate read last stays.
+    std::fs::write(&cert, "-----BEGIN CERTIFICATE-----\nMIIB")?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(probe_trusting(port, &second, &token).await, Ok(200));
+    Ok(())
+}
