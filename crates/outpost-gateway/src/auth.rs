@@ -4,9 +4,9 @@
 //! (`OUTPOST_GATEWAY_SECRET`), public keys in PEM files (RS256 or EdDSA,
 //! `OUTPOST_GATEWAY_PUBLIC_KEY`), and a JWKS (`OUTPOST_GATEWAY_JWKS`, a
 //! file or a URL, keys chosen by the token's `kid`, read again while the
-//! gateway runs: [`Keys::refresh_jwks`], [`Keys::verify_claims_fresh`]). [`Keys::verify`] answers every
-//! refusal with its reason; [`Keys::create`] is `outpost gateway token
-//! create`.
+//! gateway runs: [`Keys::refresh_jwks`], [`Keys::verify_claims_fresh`]).
+//! [`Keys::verify`] answers every refusal with its reason; [`Keys::create`]
+//! is `outpost gateway token create`.
 //!
 //! Every key has its algorithm pinned when it is loaded: a token is only
 //! ever checked with a key whose algorithm is the one in its header, so a
@@ -146,7 +146,7 @@ pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// requests to the provider.
 pub const JWKS_REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
 
-/// The JWKS's keys as last read, and when they were last read (or tried).
+/// The JWKS's source and the keys read from it last.
 struct Jwks {
     source: JwksSource,
     keys: std::sync::RwLock<Arc<Vec<Verifier>>>,
@@ -205,16 +205,22 @@ async fn read_jwks(source: &JwksSource) -> Result<String, String> {
             {
                 return Err(fail("is larger than 1 MiB".into()));
             }
-            let body = response.bytes().await.map_err(|e| {
+            // Read in chunks, so a body without a length stops at the
+            // limit instead of being held whole.
+            let mut response = response;
+            let mut body: Vec<u8> = Vec::new();
+            while let Some(chunk) = response.chunk().await.map_err(|e| {
                 fail(format!(
                     "cannot be fetched: {}",
                     outpost_remote::error::with_causes(&e)
                 ))
-            })?;
-            if body.len() > MAX_JWKS {
-                return Err(fail("is larger than 1 MiB".into()));
+            })? {
+                if body.len() + chunk.len() > MAX_JWKS {
+                    return Err(fail("is larger than 1 MiB".into()));
+                }
+                body.extend_from_slice(&chunk);
             }
-            String::from_utf8(body.to_vec()).map_err(|_| fail("is not UTF-8 text".into()))
+            String::from_utf8(body).map_err(|_| fail("is not UTF-8 text".into()))
         }
     }
 }
