@@ -1044,3 +1044,63 @@ async fn small_and_large_statements_record_the_same_changes() -> anyhow::Result<
     assert_eq!(whole, entries("Sliced").await?);
     Ok(())
 }
+
+/// Columns named like the capture's own variables and aliases (`v_table`,
+/// `v_keys`, `j`, `t`, `pk`, `op`…) change nothing it records, in its
+/// prepared statements (small) and its planned ones (large) alike: a
+/// column of such a name must never be read in their place.
+#[tokio::test]
+async fn columns_named_like_the_captures_own_names_are_captured() -> anyhow::Result<()> {
+    let (_db, mut client, _) = setup().await?;
+    client
+        .batch_execute(
+            r#"CREATE TABLE "Odd" (
+                 pk int PRIMARY KEY, v_table text, v_keys text, v_origin text, v_local_seq int,
+                 j text, t text, op text, seq int, c text, k text, r text, s text, o text, n text, x int)"#,
+        )
+        .await?;
+    let schema = introspect(&client, "public", None, &[]).await?;
+    install(&mut client, &schema).await?;
+    // (op, key) of what one statement recorded, sorted.
+    async fn recorded(client: &Client, statement: &str) -> anyhow::Result<Vec<(String, String)>> {
+        let s = last_seq(client).await?;
+        client.batch_execute(statement).await?;
+        let mut got: Vec<(String, String)> = changes_after(client, s)
+            .await?
+            .into_iter()
+            .filter(|c| c.table == "Odd")
+            .map(|c| (c.op, c.pk.unwrap_or_default()))
+            .collect();
+        got.sort();
+        Ok(got)
+    }
+    let each = |op: &str, keys: &mut dyn Iterator<Item = i64>| -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> =
+            keys.map(|i| (op.to_string(), format!("[{i}]"))).collect();
+        v.sort();
+        v
+    };
+    for rows in [3_i64, 100] {
+        let inserted = recorded(
+            &client,
+            &format!(
+                r#"INSERT INTO "Odd" SELECT i, 'Odd', 'pk', 'me', 1, 'j', 't', 'U', 1, 'c', 'k', 'r', 's', 'o', 'n', i
+                     FROM generate_series(1, {rows}) i"#
+            ),
+        )
+        .await?;
+        assert_eq!(inserted, each("I", &mut (1..=rows)), "{rows} rows");
+        let updated = recorded(&client, r#"UPDATE "Odd" SET x = x + 1"#).await?;
+        assert_eq!(updated, each("U", &mut (1..=rows)), "{rows} rows");
+        let unchanged = recorded(&client, r#"UPDATE "Odd" SET op = op, t = t, j = j"#).await?;
+        assert_eq!(unchanged, [], "{rows} rows");
+        let moved = recorded(&client, r#"UPDATE "Odd" SET pk = pk + 1000"#).await?;
+        let mut want = each("D", &mut (1..=rows));
+        want.extend(each("I", &mut (1001..=1000 + rows)));
+        want.sort();
+        assert_eq!(moved, want, "{rows} rows");
+        let deleted = recorded(&client, r#"DELETE FROM "Odd""#).await?;
+        assert_eq!(deleted, each("D", &mut (1001..=1000 + rows)), "{rows} rows");
+    }
+    Ok(())
+}
