@@ -116,6 +116,23 @@ async fn last_seq(client: &Client) -> anyhow::Result<i64> {
         .get(0))
 }
 
+/// (op, key) of the changes of `table` after `seq`, sorted: statements
+/// split another way record the same changes in another order.
+async fn sorted_ops_after(
+    client: &Client,
+    seq: i64,
+    table: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let mut got: Vec<(String, String)> = changes_after(client, seq)
+        .await?
+        .into_iter()
+        .filter(|c| c.table == table)
+        .map(|c| (c.op, c.pk.unwrap_or_default()))
+        .collect();
+    got.sort();
+    Ok(got)
+}
+
 fn ops(changes: &[Change]) -> Vec<(&str, &str, Option<&str>)> {
     changes
         .iter()
@@ -960,14 +977,7 @@ async fn small_and_large_statements_record_the_same_changes() -> anyhow::Result<
         } else {
             client.batch_execute(&run("true".into())).await?;
         }
-        let mut got: Vec<(String, String)> = changes_after(client, before)
-            .await?
-            .into_iter()
-            .filter(|c| c.table == table)
-            .map(|c| (c.op, c.pk.unwrap_or_default()))
-            .collect();
-        got.sort();
-        Ok(got)
+        sorted_ops_after(client, before, table).await
     }
     let statements = [
         // 100 inserts.
@@ -1065,14 +1075,7 @@ async fn columns_named_like_the_captures_own_names_are_captured() -> anyhow::Res
     async fn recorded(client: &Client, statement: &str) -> anyhow::Result<Vec<(String, String)>> {
         let s = last_seq(client).await?;
         client.batch_execute(statement).await?;
-        let mut got: Vec<(String, String)> = changes_after(client, s)
-            .await?
-            .into_iter()
-            .filter(|c| c.table == "Odd")
-            .map(|c| (c.op, c.pk.unwrap_or_default()))
-            .collect();
-        got.sort();
-        Ok(got)
+        sorted_ops_after(client, s, "Odd").await
     }
     let each = |op: &str, keys: &mut dyn Iterator<Item = i64>| -> Vec<(String, String)> {
         let mut v: Vec<(String, String)> =
