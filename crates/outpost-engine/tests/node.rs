@@ -165,13 +165,15 @@ async fn cutting_the_network_flips_auto_to_local_and_back() -> anyhow::Result<()
         .await?;
     assert_eq!(online["title"], "online");
     // Written on the server (direct), or on the replica and pushed at once
-    // (through a gateway).
+    // (through a gateway): on the server, and its push acknowledged on the
+    // node (a cut between the two would leave it pending, rightly).
     wait_for("the online create on the server", async || {
         Ok(client
             .query_one(r#"SELECT count(*) FROM "Post""#, &[])
             .await?
             .get::<_, i64>(0)
-            == 1)
+            == 1
+            && node.status().await.pending == 0)
     })
     .await?;
 
