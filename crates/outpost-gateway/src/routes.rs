@@ -30,6 +30,7 @@ use crate::error::GatewayError;
 use crate::{Gateway, MAX_BODY};
 
 mod query;
+mod verify;
 
 /// The gateway's router (tests call it without a socket).
 pub fn router(gateway: Gateway) -> Router {
@@ -46,6 +47,7 @@ pub fn router(gateway: Gateway) -> Router {
         .route("/v1/pull", post(pull))
         .route("/v1/query", post(query::query))
         .route("/v1/scope", post(scope_check))
+        .route("/v1/verify", post(verify::verify))
         .route("/v1/reserve_ids", post(reserve_ids))
         .route("/v1/bootstrap/{table}", get(bootstrap))
         .route("/v1/changes", get(changes))

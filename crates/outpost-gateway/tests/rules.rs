@@ -1060,12 +1060,24 @@ async fn a_replica_synced_before_the_rules_goes_on_without_unserved_tables() -> 
     Ok(())
 }
 
-/// Remote mode through a gateway with sync rules is refused by name: a
-/// model request reads and writes whatever its arguments name, outside the
-/// rules' reach. Nothing is read or written; local mode goes on.
+/// Remote mode through a gateway with sync rules runs each request
+/// scoped to the node's rows, as its local mode would answer it from a
+/// replica holding only those: reads, counts, relations and cursors see
+/// only them; an update or delete of another user's row is "not found"
+/// and a `deleteMany` leaves others' rows alone; a write that would leave
+/// a row outside the scope (created for another user, handed to one) is
+/// refused whole, naming the rule, and writes nothing; a write inside the
+/// scope lands and is mirrored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn remote_mode_is_refused_by_a_gateway_with_sync_rules() -> anyhow::Result<()> {
+async fn remote_mode_under_sync_rules_reads_and_writes_only_the_nodes_rows() -> anyhow::Result<()> {
+    use serde_json::{Value as Json, json};
     let s = setup(RULES).await?;
+    s.client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p3', 'three', 'u2');
+               INSERT INTO "Comment" (id, "postId", body) VALUES ('c3', 'p3', 'on three');"#,
+        )
+        .await?;
     let path = s.db.dir().join("a.db");
     let token = support::token("u1", Duration::from_secs(3600))?;
     let node = outpost_engine::Outpost::open_with(
@@ -1078,33 +1090,188 @@ async fn remote_mode_is_refused_by_a_gateway_with_sync_rules() -> anyhow::Result
     .await?;
     node.sync(Direction::Bidirectional).await?;
     node.set_mode(outpost_engine::Mode::Remote).await;
-    let read = node
-        .model("Post")?
-        .find_many::<serde_json::Value>(serde_json::json!({}))
-        .await
-        .expect_err("refused");
-    assert!(
-        read.to_string()
-            .contains("remote mode is not served by a gateway with sync rules"),
-        "{read}"
-    );
-    let write = node
-        .model("Post")?
-        .create::<serde_json::Value>(
-            serde_json::json!({"data": {"id": "p9", "title": "t", "userId": "u2"}}),
+    let posts = node.model("Post")?;
+    let users = node.model("User")?;
+    let comments = node.model("Comment")?;
+    let ids_of = |rows: &[Json]| -> Vec<String> {
+        rows.iter()
+            .filter_map(|r| r["id"].as_str().map(str::to_string))
+            .collect()
+    };
+    let server_posts = || async {
+        let rows = s
+            .client
+            .query(r#"SELECT id, title, "userId" FROM "Post" ORDER BY id"#, &[])
+            .await?;
+        anyhow::Ok(
+            rows.iter()
+                .map(|r| {
+                    format!(
+                        "{}:{}:{}",
+                        r.get::<_, String>(0),
+                        r.get::<_, String>(1),
+                        r.get::<_, String>(2)
+                    )
+                })
+                .collect::<Vec<_>>(),
         )
+    };
+
+    // Reads: only u1's post, its comment, and users whole with only the
+    // posts in scope under them.
+    let all: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
+    assert_eq!(ids_of(&all), ["p1"]);
+    assert_eq!(posts.count(json!({})).await?, 1);
+    assert_eq!(posts.count(json!({"take": 10, "skip": 0})).await?, 1);
+    let theirs: Option<Json> = posts.find_unique(json!({"where": {"id": "p2"}})).await?;
+    assert_eq!(theirs, None);
+    let after: Vec<Json> = posts.find_many(json!({"cursor": {"id": "p2"}})).await?;
+    assert!(
+        after.is_empty(),
+        "a cursor on another user's row reads nothing: {after:?}"
+    );
+    let with_posts: Vec<Json> = users
+        .find_many(json!({"include": {"posts": true}, "orderBy": {"id": "asc"}}))
+        .await?;
+    assert_eq!(ids_of(&with_posts), ["u1", "u2"]);
+    assert_eq!(
+        ids_of(
+            with_posts[0]["posts"]
+                .as_array()
+                .map_or(&[][..], Vec::as_slice)
+        ),
+        ["p1"]
+    );
+    assert_eq!(with_posts[1]["posts"], json!([]), "{with_posts:?}");
+    let mine: Vec<Json> = comments.find_many(json!({})).await?;
+    assert_eq!(ids_of(&mine), ["c1"]);
+
+    // Writes over another user's rows find nothing.
+    let before = server_posts().await?;
+    let err = posts
+        .update::<Json>(json!({"where": {"id": "p2"}, "data": {"title": "mine now"}}))
         .await
-        .expect_err("refused");
-    assert!(!write.is_unreachable(), "{write}");
-    let n: i64 = s
-        .client
-        .query_one(r#"SELECT count(*) FROM "Post" WHERE id = 'p9'"#, &[])
-        .await?
-        .get(0);
-    assert_eq!(n, 0);
+        .expect_err("not in scope");
+    assert_eq!(err.code(), "not_found", "{err}");
+    let err = posts
+        .delete::<Json>(json!({"where": {"id": "p3"}}))
+        .await
+        .expect_err("not in scope");
+    assert_eq!(err.code(), "not_found", "{err}");
+    assert_eq!(posts.update_many(json!({"data": {"views": 7}})).await?, 1);
+    assert_eq!(server_posts().await?, before);
+
+    // Writes that would leave a row outside the scope are refused whole.
+    let err = posts
+        .create::<Json>(json!({"data": {"id": "p9", "title": "planted", "userId": "u2"}}))
+        .await
+        .expect_err("outside the scope after the change");
+    assert_eq!(err.code(), "refused", "{err}");
+    assert!(err.to_string().contains("rule 2"), "{err}");
+    let err = posts
+        .update::<Json>(json!({"where": {"id": "p1"}, "data": {"title": "given", "userId": "u2"}}))
+        .await
+        .expect_err("handed to another user");
+    assert_eq!(err.code(), "refused", "{err}");
+    let err = posts
+        .create_many(json!({"data": [
+            {"id": "p11", "title": "mine", "userId": "u1"},
+            {"id": "p12", "title": "theirs", "userId": "u2"}]}))
+        .await
+        .expect_err("one of the rows is another user's");
+    assert_eq!(err.code(), "refused", "{err}");
+    assert!(err.to_string().contains("p12"), "{err}");
+    assert_eq!(server_posts().await?, before, "nothing refused was written");
+
+    // A write inside the scope lands and is mirrored.
+    let made: Json = posts
+        .create(json!({"data": {"id": "p4", "title": "four", "userId": "u1"}}))
+        .await?;
+    assert_eq!(made["id"], "p4");
+    assert_eq!(
+        posts
+            .delete_many(json!({"where": {"title": "one"}}))
+            .await?,
+        1
+    );
+    assert_eq!(
+        server_posts().await?,
+        ["p2:two:u2", "p3:three:u2", "p4:four:u1"]
+    );
     node.set_mode(outpost_engine::Mode::Local).await;
-    let mine: Vec<serde_json::Value> = node.model("Post")?.find_many(serde_json::json!({})).await?;
-    assert_eq!(mine.len(), 1, "{mine:?}");
+    let local: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
+    assert_eq!(ids_of(&local), ["p4"]);
     node.shutdown().await;
+    Ok(())
+}
+
+/// `verify` on a node behind a gateway with sync rules (`POST /v1/verify`):
+/// the replica is compared with the server's rows in the node's scope only
+/// (another user's posts are neither differences nor counted), a server
+/// row changed behind outpost's back is reported with both values, and a
+/// table that differs by more rows than one answer carries is reported
+/// inconsistent with the buckets it did not compare, never as clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_through_a_gateway_compares_the_nodes_scope_and_says_what_it_left()
+-> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    let report = a.verify(None).await?;
+    assert!(report.consistent, "{report:#?}");
+    let post = report
+        .models
+        .iter()
+        .find(|m| m.model == "Post")
+        .ok_or_else(|| anyhow::anyhow!("no Post"))?;
+    assert_eq!((post.local_rows, post.server_rows), (1, 1), "{post:#?}");
+    assert_eq!(post.rows_compared, 0);
+
+    // Behind outpost's back (no capture): u1's post edited, and another
+    // user's, which is not u1's to compare.
+    s.client
+        .batch_execute(
+            r#"BEGIN; SET LOCAL session_replication_role = replica;
+               UPDATE "Post" SET title = 'server side' WHERE id = 'p1';
+               UPDATE "Post" SET title = 'not yours' WHERE id = 'p2';
+               COMMIT;"#,
+        )
+        .await?;
+    let report = a.verify(Some(vec!["Post".into()])).await?;
+    assert!(!report.consistent);
+    let post = &report.models[0];
+    assert_eq!(post.differences.len(), 1, "{post:#?}");
+    assert_eq!(post.differences[0].key, serde_json::json!({"id": "p1"}));
+    assert_eq!(post.differences[0].columns, ["title"]);
+    assert_eq!(
+        post.differences[0]
+            .server
+            .as_ref()
+            .map(|r| r["title"].clone()),
+        Some(serde_json::json!("server side"))
+    );
+    assert_eq!(post.unexamined_buckets, 0);
+
+    // 10,001 posts of u1 that no pull will bring: more than one answer
+    // carries.
+    s.client
+        .batch_execute(
+            r#"BEGIN; SET LOCAL session_replication_role = replica;
+               INSERT INTO "Post" (id, title, "userId")
+                 SELECT 'q' || i, 'quiet', 'u1' FROM generate_series(1, 10001) i;
+               COMMIT;"#,
+        )
+        .await?;
+    let report = a.verify(Some(vec!["Post".into()])).await?;
+    assert!(!report.consistent, "{report:#?}");
+    let post = &report.models[0];
+    assert_eq!(post.server_rows, 10_002);
+    assert!(post.unexamined_buckets > 0, "{}", post.unexamined_buckets);
+    assert!(post.rows_compared <= 10_000, "{}", post.rows_compared);
+    assert!(
+        post.differences.len() < 10_002 && !post.differences.is_empty(),
+        "{}",
+        post.differences.len()
+    );
     Ok(())
 }

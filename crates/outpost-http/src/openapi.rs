@@ -304,7 +304,7 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
                 "model": string(), "localRows": int(), "serverRows": int(),
                 "differences": { "type": "array", "items": r("RowDifference") },
                 "pending": { "type": "array", "items": r("VerifyPendingRow") },
-                "rowsCompared": int(), "rounds": int()
+                "rowsCompared": int(), "rounds": int(), "unexaminedBuckets": int()
             }),
             &[
                 "model",
@@ -314,6 +314,7 @@ fn common_schemas(models: &[String]) -> Map<String, Json_> {
                 "pending",
                 "rowsCompared",
                 "rounds",
+                "unexaminedBuckets",
             ],
         ),
     );

@@ -87,12 +87,19 @@ impl ExecOptions {
 }
 
 impl<'a, D: Driver> Exec<'a, D> {
-    fn new(driver: &'a mut D, schema: &'a Schema, plan: &Plan, options: &ExecOptions) -> Self {
+    fn new(
+        driver: &'a mut D,
+        schema: &'a Schema,
+        plan: &Plan,
+        options: &ExecOptions,
+        scopes: Option<&'a crate::Scopes>,
+    ) -> Self {
         Exec {
             driver,
             sql: Builder {
                 dialect: options.dialect,
                 schema,
+                scopes,
             },
             options: *options,
             model: plan.model.clone(),
@@ -111,7 +118,19 @@ pub async fn execute<D: Driver>(
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<QueryOutput, D::Error> {
-    let mut ex = Exec::new(driver, schema, plan, options);
+    execute_scoped(driver, schema, plan, options, None).await
+}
+
+/// [`execute`] under row scopes ([`crate::Scopes`], the server only): the
+/// request reads, updates and deletes only rows in scope.
+pub async fn execute_scoped<D: Driver>(
+    driver: &mut D,
+    schema: &Schema,
+    plan: &Plan,
+    options: &ExecOptions,
+    scopes: Option<&crate::Scopes>,
+) -> Result<QueryOutput, D::Error> {
+    let mut ex = Exec::new(driver, schema, plan, options, scopes);
     let result = ex.run(&plan.body).await?;
     Ok(QueryOutput {
         result,
@@ -130,7 +149,7 @@ pub async fn execute_read<D: Driver>(
     plan: &Plan,
     options: &ExecOptions,
 ) -> Result<Records, D::Error> {
-    let mut ex = Exec::new(driver, schema, plan, options);
+    let mut ex = Exec::new(driver, schema, plan, options, None);
     let Body::Read { query, single } = &plan.body else {
         return Err(ex.internal(format!("{} is not a read", plan.operation)));
     };

@@ -97,7 +97,16 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use error::QueryError;
-pub use exec::{Driver, ExecOptions, execute, execute_read};
+pub use exec::{Driver, ExecOptions, execute, execute_read, execute_scoped};
+
+/// Row scopes for a request run on the server under a gateway's sync
+/// rules: per table, an SQL condition over its columns (the table its own
+/// alias; claims already read through `current_setting`). A scoped read
+/// sees only the rows satisfying their table's condition (a table the
+/// scopes do not name has none), and a scoped `UPDATE` or `DELETE` touches
+/// only those; what a write leaves is the caller's to check (the gateway
+/// checks every written row before it commits).
+pub type Scopes = std::collections::BTreeMap<String, String>;
 pub use outpost_core::{Schema, Table, Value};
 pub use plan::{MAX_NESTING, Plan, plan};
 pub use records::{ReadError, Records};

@@ -13,9 +13,9 @@ use outpost_core::schema::{Column, Schema, Table};
 use outpost_core::sqlite::pk_json;
 use outpost_core::types::{ColumnType, ScalarType, Value};
 use sea_query::{
-    Alias, Condition, Expr, ExprTrait as _, NullOrdering, OnConflict, Order, PostgresQueryBuilder,
-    Query as Sql, QueryStatementBuilder as _, QueryStatementWriter, SchemaName, SelectStatement,
-    SqliteQueryBuilder, TableName, TableRef,
+    Alias, Condition, Expr, ExprTrait as _, IntoIden as _, NullOrdering, OnConflict, Order,
+    PostgresQueryBuilder, Query as Sql, QueryStatementBuilder as _, QueryStatementWriter,
+    SchemaName, SelectStatement, SqliteQueryBuilder, TableName, TableRef,
 };
 
 use crate::Dialect;
@@ -135,6 +135,10 @@ fn column_index(t: &Table, name: &str) -> Option<usize> {
 pub(crate) struct Builder<'a> {
     pub dialect: Dialect,
     pub schema: &'a Schema,
+    /// The server's row scopes ([`crate::Scopes`]), when the request runs
+    /// under a gateway's sync rules; ignored for SQLite (a replica holds
+    /// only its scope's rows already).
+    pub scopes: Option<&'a crate::Scopes>,
 }
 
 impl Builder<'_> {
@@ -166,6 +170,56 @@ impl Builder<'_> {
 
     fn aliased(&self, t: &Table, alias: &str) -> TableRef {
         self.table_ref(t).alias(Alias::new(alias))
+    }
+
+    /// `t`'s scope condition on the server, parenthesized on lines of its
+    /// own (a trailing `--` comment ends on its line); `false` for a table
+    /// the scopes do not name (served to nobody); `None` when the request
+    /// is not scoped.
+    fn scope(&self, t: &Table) -> Option<String> {
+        if !self.pg() {
+            return None;
+        }
+        let scopes = self.scopes?;
+        Some(
+            scopes
+                .get(&t.name)
+                .map_or_else(|| "false".to_string(), |c| format!("(\n{c}\n)")),
+        )
+    }
+
+    /// Where a read takes `t`'s rows from, named `alias`: the table itself,
+    /// or, scoped, `(SELECT * FROM t AS t WHERE condition) AS alias`, so
+    /// every filter, order, page, count and relation sees only the rows in
+    /// scope (the condition runs where its table is the only one and is
+    /// its own alias, as the feed runs it).
+    fn source(&self, t: &Table, alias: &str) -> TableRef {
+        match self.scope(t) {
+            None if alias == t.name => self.table_ref(t),
+            None => self.aliased(t, alias),
+            Some(cond) => {
+                let mut inner = Sql::select();
+                inner
+                    .column(sea_query::Asterisk)
+                    .from(self.aliased(t, &t.name))
+                    .and_where(Expr::cust(cond));
+                TableRef::SubQuery(Box::new(inner), Alias::new(alias).into_iden())
+            }
+        }
+    }
+
+    /// The scope condition added to an `UPDATE`'s or `DELETE`'s filter: a
+    /// scoped write touches only rows in scope (one outside it is "not
+    /// found", as in the replica that does not hold it).
+    fn scoped_filter(&self, t: &Table, filter: &Filter) -> Result<Option<Condition>, QueryError> {
+        let mut cond = Condition::all();
+        if !filter.is_always() {
+            cond = cond.add(self.filter(t, &t.name, filter)?);
+        }
+        if let Some(scope) = self.scope(t) {
+            cond = cond.add(Expr::cust(scope));
+        }
+        Ok((!cond.is_empty()).then_some(cond))
     }
 
     fn col(&self, alias: &str, c: &Column) -> Expr {
@@ -507,7 +561,7 @@ impl Builder<'_> {
             let c = &t.columns[key.column];
             let mut s = Sql::select();
             s.expr(self.ord(CURSOR_ALIAS, c))
-                .from(self.aliased(t, CURSOR_ALIAS))
+                .from(self.source(t, CURSOR_ALIAS))
                 .cond_where(row_filter.clone());
             Ok(Expr::SubQuery(None, Box::new(s.into_sub_query_statement())))
         };
@@ -528,7 +582,7 @@ impl Builder<'_> {
         let mut exists = Sql::select();
         exists
             .expr(Expr::cust("1"))
-            .from(self.aliased(t, CURSOR_ALIAS))
+            .from(self.source(t, CURSOR_ALIAS))
             .cond_where(row_filter);
         Ok(Condition::all().add(Expr::exists(exists)).add(any))
     }
@@ -643,7 +697,7 @@ impl Builder<'_> {
                 ty: ColumnType::scalar(ScalarType::Text, "text"),
             });
         }
-        s.from(self.table_ref(t));
+        s.from(self.source(t, here));
         if status {
             self.status_join(&mut s, t);
         }
@@ -717,12 +771,12 @@ impl Builder<'_> {
         let mut s = Sql::select();
         s.expr(Expr::cust("COUNT(*)"));
         if q.take.is_none() && q.skip == 0 && q.cursor.is_none() {
-            s.from(self.table_ref(t));
+            s.from(self.source(t, &t.name));
             self.restrict(&mut s, q, None, false)?;
             return Ok(self.finish(&s, columns));
         }
         let mut inner = Sql::select();
-        inner.expr(Expr::cust("1")).from(self.table_ref(t));
+        inner.expr(Expr::cust("1")).from(self.source(t, &t.name));
         self.restrict(&mut inner, q, None, true)?;
         for key in self.order_keys(q) {
             let c = &t.columns[key.column];
@@ -798,8 +852,8 @@ impl Builder<'_> {
             };
             s.value(Alias::new(c.name.as_str()), e);
         }
-        if !filter.is_always() {
-            s.cond_where(self.filter(t, &t.name, filter)?);
+        if let Some(cond) = self.scoped_filter(t, filter)? {
+            s.cond_where(cond);
         }
         s.returning(
             Sql::returning().columns(t.columns.iter().map(|c| Alias::new(c.name.as_str()))),
@@ -811,8 +865,8 @@ impl Builder<'_> {
     pub(crate) fn delete(&self, t: &Table, filter: &Filter) -> Result<Statement, QueryError> {
         let mut s = Sql::delete();
         s.from_table(self.table_ref(t));
-        if !filter.is_always() {
-            s.cond_where(self.filter(t, &t.name, filter)?);
+        if let Some(cond) = self.scoped_filter(t, filter)? {
+            s.cond_where(cond);
         }
         s.returning(
             Sql::returning().columns(t.columns.iter().map(|c| Alias::new(c.name.as_str()))),

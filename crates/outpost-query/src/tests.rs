@@ -118,6 +118,7 @@ fn select(p: &crate::Plan, dialect: Dialect) -> Statement {
     let b = Builder {
         dialect,
         schema: &schema,
+        scopes: None,
     };
     match &p.body {
         Body::Read { query, .. } => b
@@ -690,10 +691,12 @@ fn pinned_count_and_write_sql() {
     let lite = Builder {
         dialect: Dialect::Sqlite,
         schema: &schema,
+        scopes: None,
     };
     let pg = Builder {
         dialect: Dialect::Postgres,
         schema: &schema,
+        scopes: None,
     };
     let s = lite.update(post, set, filter).unwrap();
     assert_eq!(
@@ -1538,4 +1541,76 @@ fn typed_reads_keep_a_repeated_name_in_place() {
     let keys: Vec<&String> = got[0].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["id", "syncStatus", "body"]);
     assert_eq!(got[0]["syncStatus"], "SYNCED");
+}
+
+/// Scoped (a gateway's sync rules): the server's reads take the table's
+/// rows through its condition, with the table its own alias inside, and
+/// its updates and deletes add the condition; a table the scopes do not
+/// name reads as empty; SQLite statements are never scoped.
+#[test]
+fn scoped_statements_read_and_write_only_rows_in_scope() {
+    let schema = schema();
+    let scopes: crate::Scopes = [(
+        "Post".to_string(),
+        "\"userId\" = current_setting('outpost.claim.sub')".to_string(),
+    )]
+    .into_iter()
+    .collect();
+    let pg = Builder {
+        dialect: Dialect::Postgres,
+        schema: &schema,
+        scopes: Some(&scopes),
+    };
+    let scoped = r#"(SELECT * FROM "public"."Post" AS "Post" WHERE (
+"userId" = current_setting('outpost.claim.sub')
+)) AS "Post""#;
+    let p = ok("Post", "findMany", json!({"where": {"views": 1}}));
+    let Body::Read { query, .. } = &p.body else {
+        unreachable!()
+    };
+    let s = pg.select(query, None, true, false).unwrap();
+    assert!(s.sql.contains(&format!("FROM {scoped} WHERE")), "{}", s.sql);
+    assert!(pg.count(query).unwrap().sql.contains(scoped));
+    let p = ok("Post", "findMany", json!({"cursor": {"id": 3}}));
+    let Body::Read { query, .. } = &p.body else {
+        unreachable!()
+    };
+    let s = pg.select(query, None, true, false).unwrap();
+    assert!(
+        s.sql.contains(
+            r#"')
+)) AS "_outpost_cursor""#
+        ),
+        "the cursor row is read in scope too: {}",
+        s.sql
+    );
+    let p = ok("Post", "deleteMany", json!({}));
+    let Body::DeleteMany { filter } = &p.body else {
+        unreachable!()
+    };
+    let post = schema.table("Post").unwrap();
+    assert_eq!(
+        pg.delete(post, filter).unwrap().sql,
+        r#"DELETE FROM "public"."Post" WHERE (
+"userId" = current_setting('outpost.claim.sub')
+) RETURNING "id", "title", "views", "userId", "publishedAt""#
+    );
+    let p = ok("User", "findMany", json!({}));
+    let Body::Read { query, .. } = &p.body else {
+        unreachable!()
+    };
+    let s = pg.select(query, None, true, false).unwrap();
+    assert!(s.sql.contains(r#"WHERE false) AS "User""#), "{}", s.sql);
+    let lite = Builder {
+        dialect: Dialect::Sqlite,
+        schema: &schema,
+        scopes: Some(&scopes),
+    };
+    assert!(
+        !lite
+            .select(query, None, true, false)
+            .unwrap()
+            .sql
+            .contains("false")
+    );
 }

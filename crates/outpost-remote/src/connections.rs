@@ -376,7 +376,7 @@ impl ModelSession {
             origin,
             idle_limit,
             sent,
-            None,
+            GatewayWrite::default(),
         )
         .await
     }
@@ -386,11 +386,15 @@ impl ModelSession {
 /// ([`ModelSession::write`]; a gateway runs a node's remote-mode writes
 /// with it on a pooled connection).
 ///
-/// With a `request` id (a gateway's), the write is done at most once per
+/// With a [`GatewayWrite::request`] id, the write is done at most once per
 /// id: its answer is recorded in `outpost.gateway_requests` in the same
 /// transaction, claimed first, so a second attempt of the same request
 /// waits for the first one's transaction and, when it committed, is given
-/// the recorded answer instead of writing again.
+/// the recorded answer instead of writing again. With a
+/// [`GatewayWrite::scope`] (a
+/// gateway's sync rules), the write reads, updates and deletes only rows
+/// in scope, and one that leaves a row outside it is refused whole
+/// (`QueryError::Refused`, naming the row and the rule) and rolled back.
 pub async fn write_in(
     client: &mut Client,
     schema: &Schema,
@@ -398,8 +402,9 @@ pub async fn write_in(
     origin: uuid::Uuid,
     idle_limit: Duration,
     sent: &AtomicBool,
-    request: Option<uuid::Uuid>,
+    gateway: GatewayWrite<'_>,
 ) -> Result<(Json, Vec<WrittenRow>), WriteError> {
+    let GatewayWrite { request, scope } = gateway;
     let tx = client
         .transaction()
         .await
@@ -425,11 +430,35 @@ pub async fn write_in(
             return recorded_answer(client, origin, id).await;
         }
     }
+    let scopes = scope.map(crate::query::scopes);
     let out = match prepared {
-        Ok(()) => crate::query::run(&tx, schema, plan).await,
+        Ok(()) => crate::query::run_scoped(&tx, schema, plan, scopes.as_ref()).await,
         Err(e) => Err(e),
     }
     .map_err(WriteError::NotApplied)?;
+    if let Some(scope) = scope {
+        // What the write left must stay in the node's scope: a row handed
+        // to another node's scope (a changed owner, a row created for
+        // someone else) refuses the whole write, rolled back.
+        let left: Vec<(&str, &[Value])> = out
+            .written
+            .iter()
+            .filter(|w| w.values.is_some())
+            .map(|w| (w.table.as_str(), w.pk.as_slice()))
+            .collect();
+        let refused = crate::feed::written_outside(&tx, schema, scope, &left)
+            .await
+            .map_err(WriteError::NotApplied)?;
+        if !refused.is_empty() {
+            let _ = tx.rollback().await;
+            return Err(WriteError::NotApplied(RemoteError::Query(
+                outpost_query::QueryError::Refused {
+                    model: plan.model().to_string(),
+                    message: refused.join("; "),
+                },
+            )));
+        }
+    }
     let mut written = Vec::with_capacity(out.written.len());
     let mut by_table: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, w) in out.written.iter().enumerate() {
@@ -479,6 +508,16 @@ pub async fn write_in(
         });
     }
     Ok((out.result, written))
+}
+
+/// What a gateway adds to a remote-mode write ([`write_in`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GatewayWrite<'a> {
+    /// The request id that makes the write happen at most once.
+    pub request: Option<uuid::Uuid>,
+    /// The node's sync rules: the write runs scoped and what it leaves is
+    /// checked before it commits.
+    pub scope: Option<&'a crate::feed::Scope>,
 }
 
 /// The answer recorded for a request that committed ([`write_in`]).

@@ -484,6 +484,34 @@ impl GatewayConnection {
         Ok(r.outside)
     }
 
+    /// `POST /v1/verify`: the server's side of a verification of `table`
+    /// against the node's bucket digests at `depth` hex digits.
+    pub async fn verify(
+        &self,
+        schema: &Schema,
+        table: &Table,
+        depth: usize,
+        buckets: &std::collections::BTreeMap<String, crate::feed::BucketDigest>,
+    ) -> Result<body::Verified, RemoteError> {
+        self.post(
+            "verifying a table",
+            "/v1/verify",
+            &body::Verify {
+                schema_hash: schema.hash(),
+                table_hashes: [(table.name.clone(), table.shape_hash())]
+                    .into_iter()
+                    .collect(),
+                table: table.name.clone(),
+                depth,
+                buckets: buckets
+                    .iter()
+                    .map(|(k, d)| (k.clone(), (d.rows, d.sum.to_string())))
+                    .collect(),
+            },
+        )
+        .await
+    }
+
     /// `POST /v1/reserve_ids`.
     pub async fn reserve_ids(
         &self,

@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 use outpost_core::schema::{Schema, Table};
 use outpost_core::types::{ColumnType, ScalarType, Value};
 use outpost_query::{
-    Driver, ExecOptions, Plan, QueryError, QueryOutput, Records, Statement, execute, execute_read,
+    Driver, ExecOptions, Plan, QueryError, QueryOutput, Records, Statement, execute_read,
+    execute_scoped,
 };
 use tokio_postgres::GenericClient;
 use tokio_postgres::types::{Kind, ToSql, Type};
@@ -123,11 +124,32 @@ pub async fn run<C: GenericClient + Sync>(
     schema: &Schema,
     plan: &Plan,
 ) -> Result<QueryOutput, RemoteError> {
+    run_scoped(client, schema, plan, None).await
+}
+
+/// [`run`] under row scopes (a gateway's sync rules, [`scopes`]): the
+/// request reads, updates and deletes only rows in scope; the caller
+/// checks what a write left ([`crate::feed::written_outside`]).
+pub async fn run_scoped<C: GenericClient + Sync>(
+    client: &C,
+    schema: &Schema,
+    plan: &Plan,
+    scopes: Option<&outpost_query::Scopes>,
+) -> Result<QueryOutput, RemoteError> {
     let mut driver = Remote {
         client,
         model: plan.model().to_string(),
     };
-    execute(&mut driver, schema, plan, &ExecOptions::server()).await
+    execute_scoped(&mut driver, schema, plan, &ExecOptions::server(), scopes).await
+}
+
+/// A feed scope as the query builder takes it: each table's condition.
+pub fn scopes(scope: &crate::feed::Scope) -> outpost_query::Scopes {
+    scope
+        .tables
+        .iter()
+        .map(|(t, s)| (t.clone(), s.condition.clone()))
+        .collect()
 }
 
 /// Runs a read plan (`findMany`, `findFirst`, `findUnique`) on the server

@@ -507,6 +507,12 @@ pub async fn verify(config: &Config, models: Vec<String>, json_mode: bool) -> an
                 out.push_str(&format!("    local:  {}\n", side(&d.local)));
                 out.push_str(&format!("    server: {}\n", side(&d.server)));
             }
+            if m.unexamined_buckets > 0 {
+                out.push_str(&format!(
+                    "  and {} more buckets of rows differ, not compared (the gateway sends at most 10,000 rows a table)\n",
+                    m.unexamined_buckets
+                ));
+            }
             for p in &m.pending {
                 out.push_str(&format!(
                     "  local change {} {}{}\n",
@@ -527,6 +533,13 @@ pub async fn verify(config: &Config, models: Vec<String>, json_mode: bool) -> an
         out
     });
     if !report.consistent {
+        let unexamined: usize = report.models.iter().map(|m| m.unexamined_buckets).sum();
+        if unexamined > 0 {
+            bail!(
+                "{} rows differ from the server, and {unexamined} buckets of rows were not compared",
+                report.differences
+            );
+        }
         bail!("{} rows differ from the server", report.differences);
     }
     Ok(())

@@ -14,8 +14,8 @@
 //!   `OUTPOST_CAMPAIGN_DROP_COLUMN=0` leaves the dropped column out of the
 //!   migration; `OUTPOST_CAMPAIGN_TOPOLOGY=gateway` syncs every node through
 //!   two `outpost gateway` processes, with sync rules unless
-//!   `OUTPOST_CAMPAIGN_RULES=0`, which also lets nodes write in remote mode
-//!   through them).
+//!   `OUTPOST_CAMPAIGN_RULES=0`; nodes write in remote mode through them
+//!   too).
 //!
 //! See `docs/reliability.md` for the fault model and the figures.
 

@@ -79,6 +79,10 @@ pub struct ModelVerify {
     pub rows_compared: usize,
     /// Narrowing rounds (digest queries) on the server.
     pub rounds: usize,
+    /// Buckets that differ but whose rows were not compared: through a
+    /// gateway, whose answer carries at most 10,000 server rows a table
+    /// (always 0 directly). The table is not consistent while it is not 0.
+    pub unexamined_buckets: usize,
 }
 
 /// A row that differs between the replica and the server.
@@ -152,6 +156,79 @@ fn local_buckets(
     out
 }
 
+/// The report of per-table comparisons.
+fn report(models: Vec<ModelVerify>) -> VerifyReport {
+    let differences = models.iter().map(|m| m.differences.len()).sum();
+    let pending = models.iter().map(|m| m.pending.len()).sum();
+    VerifyReport {
+        consistent: differences == 0 && models.iter().all(|m| m.unexamined_buckets == 0),
+        differences,
+        pending,
+        models,
+    }
+}
+
+/// The rows with local changes, as reported.
+fn pending_rows(table: &Table, changes: &[LocalChange]) -> Vec<PendingRow> {
+    changes
+        .iter()
+        .map(|c| PendingRow {
+            key: key_json(table, &c.key),
+            status: c.status.as_str().to_string(),
+            deleted: c.deleted,
+        })
+        .collect()
+}
+
+/// The differences between the local and server rows of the same buckets
+/// (each row with its key hash), value by value; rows with local changes
+/// are left out (they are listed apart).
+fn compare<'a>(
+    table: &Table,
+    local: impl Iterator<Item = (String, &'a Vec<Value>)>,
+    server: impl Iterator<Item = (String, &'a Vec<Value>)>,
+    changes: &[LocalChange],
+    key_of: impl Fn(&[Value]) -> Vec<Value>,
+) -> Vec<RowDifference> {
+    let mut by_key: BTreeMap<String, Sides<'a>> = BTreeMap::new();
+    for (kh, row) in local {
+        by_key.entry(kh).or_default().0 = Some(row);
+    }
+    for (kh, row) in server {
+        by_key.entry(kh).or_default().1 = Some(row);
+    }
+    let mut differences = Vec::new();
+    for (local, server) in by_key.into_values() {
+        let columns: Vec<String> = match (local, server) {
+            (Some(l), Some(s)) => table
+                .columns
+                .iter()
+                .zip(l.iter().zip(s))
+                .filter(|(_, (a, b))| a != b)
+                .map(|(c, _)| c.name.clone())
+                .collect(),
+            _ => table.columns.iter().map(|c| c.name.clone()).collect(),
+        };
+        if columns.is_empty() {
+            continue;
+        }
+        let Some(any) = local.or(server) else {
+            continue;
+        };
+        let key = key_of(any);
+        if changes.iter().any(|c| c.key == key) {
+            continue;
+        }
+        differences.push(RowDifference {
+            key: key_json(table, &key),
+            local: local.map(|r| row_json(table, r)),
+            server: server.map(|r| row_json(table, r)),
+            columns,
+        });
+    }
+    differences
+}
+
 /// Runs one full-scan query under [`SCAN_DEADLINE`].
 async fn scan<T>(
     what: &str,
@@ -167,17 +244,6 @@ impl Engine {
     /// Compares the replica with the server, for `models` (every model when
     /// `None`); see the module doc. Needs the server; changes nothing.
     pub async fn verify(&self, models: Option<Vec<String>>) -> Result<VerifyReport, EngineError> {
-        // The comparison reads the server in one snapshot over several
-        // rounds; a gateway serves no such snapshot. Refused as asked (it
-        // would be refused again), not as a fault to retry.
-        if self.inner.config.gateway.is_some() && self.inner.config.database_url.is_none() {
-            return Err(EngineError::Refused(
-                "verify compares the replica with the server directly and needs DATABASE_URL; \
-                 this node syncs through a gateway (OUTPOST_GATEWAY_URL), which does not serve \
-                 verification: run `outpost verify` where DATABASE_URL is set (docs/gateway.md)"
-                    .into(),
-            ));
-        }
         if let Some(models) = &models {
             for m in models {
                 self.check_model(m)?;
@@ -192,6 +258,18 @@ impl Engine {
             .collect();
         // No sync may change the replica between its read and the server's.
         let _running = self.inner.running.lock().await;
+        if let (Some(target), None) = (&self.inner.config.gateway, &self.inner.config.database_url)
+        {
+            let conn = outpost_remote::gateway::GatewayConnection::new(
+                target,
+                outpost_remote::CONNECT_TIMEOUT.min(self.timeouts().round_trip),
+            )?;
+            let mut out = Vec::with_capacity(tables.len());
+            for table in &tables {
+                out.push(self.verify_through(&conn, &schema, table).await?);
+            }
+            return Ok(report(out));
+        }
         let mut conn = self.connect_direct().await?;
         let snapshot = self
             .bounded("starting the verification snapshot", conn.verify_snapshot())
@@ -205,13 +283,73 @@ impl Engine {
         }
         self.bounded("ending the verification snapshot", snapshot.finish())
             .await?;
-        let differences = out.iter().map(|m| m.differences.len()).sum();
-        let pending = out.iter().map(|m| m.pending.len()).sum();
-        Ok(VerifyReport {
-            consistent: differences == 0,
+        Ok(report(out))
+    }
+
+    /// One table's comparison through a gateway (`POST /v1/verify`): the
+    /// node's bucket digests over its values, answered from one server
+    /// snapshot with the rows of the buckets that differ. One round; the
+    /// depth gives about 8 local rows a bucket (at most 4 hex digits, so a
+    /// replica past 500,000 rows holds more a bucket).
+    async fn verify_through(
+        &self,
+        conn: &outpost_remote::gateway::GatewayConnection,
+        schema: &outpost_core::schema::Schema,
+        table: &Table,
+    ) -> Result<ModelVerify, EngineError> {
+        let t = table.clone();
+        let digests: Vec<outpost_remote::feed::RowDigest> = self
+            .with_replica(move |r| {
+                let mut out = Vec::new();
+                r.scan_rows(&t.name, |row| {
+                    out.push(outpost_remote::feed::value_digest(&t, row));
+                    false
+                })?;
+                Ok(out)
+            })
+            .await?;
+        let mut depth = 1;
+        while depth < 4 && (16usize.pow(depth as u32) * 8) < digests.len() {
+            depth += 1;
+        }
+        let buckets = outpost_remote::feed::value_buckets(&digests, depth);
+        let server = scan(
+            "verifying a table",
+            conn.verify(schema, table, depth, &buckets),
+        )
+        .await?;
+        let wanted: BTreeSet<String> = server.compared.iter().cloned().collect();
+        let (name, t) = (table.name.clone(), table.clone());
+        let (local_rows, changes): (Vec<Vec<Value>>, Vec<LocalChange>) = self
+            .with_replica(move |r| {
+                r.scan_rows(&name, |row| {
+                    wanted.contains(&outpost_remote::feed::value_digest(&t, row).kh[..depth])
+                })
+            })
+            .await?;
+        let kh = |r: &Vec<Value>| outpost_remote::feed::value_digest(table, r).kh;
+        let key_of = |r: &[Value]| -> Vec<Value> {
+            table
+                .pk_positions()
+                .filter_map(|i| r.get(i).cloned())
+                .collect()
+        };
+        let differences = compare(
+            table,
+            local_rows.iter().map(|r| (kh(r), r)),
+            server.rows.iter().map(|r| (kh(r), r)),
+            &changes,
+            key_of,
+        );
+        Ok(ModelVerify {
+            model: table.name.clone(),
+            local_rows: digests.len() as i64,
+            server_rows: server.server_rows,
             differences,
-            pending,
-            models: out,
+            pending: pending_rows(table, &changes),
+            rows_compared: server.rows.len(),
+            rounds: 1,
+            unexamined_buckets: server.unexamined,
         })
     }
 
@@ -304,7 +442,6 @@ impl Engine {
         let local_digests: Vec<String> = local_rows.iter().map(|r| td.row(r).kh).collect();
 
         // Compare the rows of the differing buckets value by value.
-        let is_pending = |key: &[Value]| changes.iter().any(|c| c.key.as_slice() == key);
         let mut differences = Vec::new();
         let mut rows_compared = 0;
         for (depth, buckets) in &leaves {
@@ -315,52 +452,20 @@ impl Engine {
             .await?;
             rows_compared += server.len();
             let wanted: BTreeSet<&str> = buckets.iter().map(String::as_str).collect();
-            let mut by_key: BTreeMap<String, Sides<'_>> = BTreeMap::new();
-            for (row, kh) in local_rows.iter().zip(&local_digests) {
-                if wanted.contains(&kh[..*depth]) {
-                    by_key.entry(kh.clone()).or_default().0 = Some(row);
-                }
-            }
-            for row in &server {
-                by_key.entry(td.row(row).kh).or_default().1 = Some(row);
-            }
-            for (local, server) in by_key.into_values() {
-                let columns: Vec<String> = match (local, server) {
-                    (Some(l), Some(s)) => table
-                        .columns
-                        .iter()
-                        .zip(l.iter().zip(s))
-                        .filter(|(_, (a, b))| a != b)
-                        .map(|(c, _)| c.name.clone())
-                        .collect(),
-                    _ => table.columns.iter().map(|c| c.name.clone()).collect(),
-                };
-                if columns.is_empty() {
-                    continue;
-                }
-                let Some(any) = local.or(server) else {
-                    continue;
-                };
-                let key = td.key_of(any);
-                if is_pending(&key) {
-                    continue;
-                }
-                differences.push(RowDifference {
-                    key: key_json(table, &key),
-                    local: local.map(|r| row_json(table, r)),
-                    server: server.map(|r| row_json(table, r)),
-                    columns,
-                });
-            }
+            let local = local_rows
+                .iter()
+                .zip(&local_digests)
+                .filter(|(_, kh)| wanted.contains(&kh[..*depth]))
+                .map(|(row, kh)| (kh.clone(), row));
+            differences.extend(compare(
+                table,
+                local,
+                server.iter().map(|row| (td.row(row).kh, row)),
+                &changes,
+                |r| td.key_of(r),
+            ));
         }
-        let pending = changes
-            .iter()
-            .map(|c| PendingRow {
-                key: key_json(table, &c.key),
-                status: c.status.as_str().to_string(),
-                deleted: c.deleted,
-            })
-            .collect();
+        let pending = pending_rows(table, &changes);
         Ok(ModelVerify {
             model: table.name.clone(),
             local_rows: digests.len() as i64,
@@ -369,6 +474,7 @@ impl Engine {
             pending,
             rows_compared,
             rounds,
+            unexamined_buckets: 0,
         })
     }
 

@@ -19,23 +19,17 @@ use crate::error::GatewayError;
 /// a direct node's session runs it: planned against the served schema
 /// (with the node's relation names), a read on a pooled connection, a
 /// write in one transaction under the node's origin, answered with the
-/// rows it left for the node to mirror. Not served with sync rules: a
-/// model request reads and writes whatever its arguments name, and the
-/// rules are applied by the sync only.
+/// rows it left for the node to mirror. Under sync rules it runs scoped:
+/// its reads see only the node's rows (a count counts those, a relation
+/// includes those), an update or delete touches only those (another row
+/// is "not found", as in a replica that does not hold it), and a write
+/// that leaves a row outside the node's scope (created for another user,
+/// handed to one) is refused whole, naming the rule.
 pub(super) async fn query(
     State(gw): State<Gateway>,
-    Auth(p, _): Auth,
+    Auth(p, claims): Auth,
     Body_(b): Body_<body::Query>,
 ) -> Answer<body::Queried> {
-    if gw.inner.options.rules.is_some() {
-        return Err(GatewayError::BadRequest {
-            status: StatusCode::CONFLICT,
-            code: "remote_not_served",
-            message: "remote mode is not served by a gateway with sync rules: a model request \
-                      could read and write rows outside the node's scope; use auto or local mode"
-                .into(),
-        });
-    }
     let operation: outpost_query::Operation = b
         .operation
         .parse()
@@ -69,6 +63,12 @@ pub(super) async fn query(
     let mut c = gw.conn().await?;
     gw.bind(&c.conn().client, b.node, &p).await?;
     gw.limit(&mut c, limits).await?;
+    // Under sync rules the request sees and touches only the node's rows,
+    // its rules' claims read from the session as the sync's statements
+    // read them; a write is checked before it commits.
+    let scope = gw.inner.scope.as_deref();
+    let scopes = scope.map(outpost_remote::query::scopes);
+    let claimed = gw.claim(&mut c, &claims, None).await?;
     let answer = if plan.is_write() {
         let idle = Duration::from_millis(b.idle_ms.max(1));
         let sent = std::sync::atomic::AtomicBool::new(false);
@@ -79,7 +79,10 @@ pub(super) async fn query(
             b.node,
             idle,
             &sent,
-            b.request,
+            outpost_remote::connections::GatewayWrite {
+                request: b.request,
+                scope,
+            },
         )
         .await
         {
@@ -100,7 +103,7 @@ pub(super) async fn query(
             }
         }
     } else {
-        outpost_remote::query::run(&c.conn().client, &schema, &plan)
+        outpost_remote::query::run_scoped(&c.conn().client, &schema, &plan, scopes.as_ref())
             .await
             .map(|out| body::Queried {
                 result: out.result,
@@ -110,7 +113,7 @@ pub(super) async fn query(
     };
     // A failed request's connection may be mid-transaction or broken:
     // closed, not pooled (dropping it closes it).
-    if answer.is_ok() {
+    if answer.is_ok() && gw.unclaim(&mut c, &claimed).await {
         gw.unlimit(c, limits).await;
     }
     tracing::info!(principal = %p.0, node = %b.node, model = %b.model, operation = %b.operation, ok = answer.is_ok(), "query");

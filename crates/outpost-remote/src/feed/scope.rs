@@ -188,6 +188,53 @@ pub async fn outside_scope(
     Ok((0..total).filter(|i| !kept.contains(i)).collect())
 }
 
+/// The rows a remote-mode write left (`(table, key)`, in `tx`) that the
+/// node's scope does not cover, each with its refusal: a write must not
+/// hand a row to another node's scope (docs/gateway.md, "Remote mode").
+/// Rows no longer present are not checked (a scoped write deletes only
+/// rows in scope).
+pub async fn written_outside(
+    tx: &Transaction<'_>,
+    schema: &Schema,
+    scope: &Scope,
+    rows: &[(&str, &[Value])],
+) -> Result<Vec<String>, RemoteError> {
+    let mut by_table: BTreeMap<&str, Vec<Vec<Value>>> = BTreeMap::new();
+    for (table, key) in rows {
+        by_table.entry(table).or_default().push(key.to_vec());
+    }
+    let mut cache = Statements::new();
+    let mut out = Vec::new();
+    for (name, keys) in by_table {
+        let Some(table) = schema.table(name) else {
+            continue;
+        };
+        let Some(cs) = scope.of(name) else {
+            out.push(format!(
+                "{name}: refused by the sync rules: no rule serves this table"
+            ));
+            continue;
+        };
+        let found = in_scope(tx, &mut cache, &schema.pg_schema, table, cs, keys.clone()).await?;
+        let mut outside: Vec<usize> = found
+            .into_iter()
+            .filter(|&(_, inside)| !inside)
+            .map(|(i, _)| i)
+            .collect();
+        outside.sort_unstable();
+        for i in outside {
+            let key: Vec<serde_json::Value> = table
+                .pk_columns()
+                .zip(keys.get(i).map(Vec::as_slice).unwrap_or_default())
+                .map(|(c, v)| v.to_json(&c.ty))
+                .collect();
+            let key = serde_json::Value::Array(key).to_string();
+            out.push(refusal(table, &key, cs, true));
+        }
+    }
+    Ok(out)
+}
+
 /// A pushed row's refusal by the rules.
 pub(super) fn refusal(table: &Table, local_pk: &str, scope: &TableScope, after: bool) -> String {
     format!(

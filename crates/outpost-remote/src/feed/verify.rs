@@ -253,3 +253,164 @@ impl TableDigest {
         self.key_idx.iter().map(|&i| values[i].clone()).collect()
     }
 }
+
+/// A row's digest over its values as outpost carries them (verification
+/// through a gateway, which cannot hold one snapshot across a node's
+/// narrowing rounds): `kh` = hex SHA-256 of the key values' JSON, `w` =
+/// the first 60 bits of the SHA-256 of the row's values' JSON. The node
+/// computes it over its replica's values, the gateway over the server's
+/// rows decoded as a pull decodes them, so two rows a pull would leave
+/// equal have equal digests. A value the two sides decode differently only
+/// makes its bucket differ; the rows are then compared value by value.
+pub fn value_digest(table: &Table, row: &[Value]) -> RowDigest {
+    let key: Vec<&Value> = table.pk_positions().filter_map(|i| row.get(i)).collect();
+    let kh = hex::encode(Sha256::digest(serde_json::to_vec(&key).unwrap_or_default()));
+    let rh = Sha256::digest(serde_json::to_vec(row).unwrap_or_default());
+    let mut w: u64 = 0;
+    for b in &rh[..8] {
+        w = (w << 8) | u64::from(*b);
+    }
+    RowDigest { kh, w: w >> 4 }
+}
+
+/// The bucket digests of `digests` at `depth` hex digits.
+pub fn value_buckets<'a>(
+    digests: impl IntoIterator<Item = &'a RowDigest>,
+    depth: usize,
+) -> BTreeMap<String, BucketDigest> {
+    let mut out: BTreeMap<String, BucketDigest> = BTreeMap::new();
+    for d in digests {
+        let b = out
+            .entry(d.kh[..depth.min(d.kh.len())].to_string())
+            .or_default();
+        b.rows += 1;
+        b.sum += u128::from(d.w);
+    }
+    out
+}
+
+/// What the server holds against a node's bucket digests
+/// ([`verify_by_values`]).
+#[derive(Debug, Clone, Default)]
+pub struct ValueVerify {
+    /// Rows of the table on the server (in the node's scope).
+    pub server_rows: i64,
+    /// The differing buckets whose server rows are in `rows`.
+    pub compared: Vec<String>,
+    /// The server's rows of the `compared` buckets.
+    pub rows: Vec<Vec<Value>>,
+    /// Differing buckets whose rows were not sent (past `max_rows`).
+    pub unexamined: usize,
+}
+
+/// Compares the node's bucket digests of `table` (at `depth` hex digits,
+/// [`value_digest`]) with the server's rows in one read-only snapshot,
+/// only the rows satisfying `scope` when given: the buckets that differ,
+/// and the server's rows of as many of them as fit in `max_rows`, whole
+/// buckets only. Two passes over the table, holding one digest per bucket
+/// and the rows sent.
+pub async fn verify_by_values(
+    client: &mut Client,
+    pg_schema: &str,
+    table: &Table,
+    scope: Option<&super::scope::TableScope>,
+    depth: usize,
+    node: &BTreeMap<String, BucketDigest>,
+    max_rows: usize,
+) -> Result<ValueVerify, RemoteError> {
+    use futures_util::{StreamExt as _, pin_mut};
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(db("starting the verification snapshot"))?;
+    tx.batch_execute(session::BOOTSTRAP_SETTINGS)
+        .await
+        .map_err(db("lifting the statement limit for the verification"))?;
+    tx.batch_execute(session::KEY_SETTINGS)
+        .await
+        .map_err(db("setting the verification's text settings"))?;
+    let alias = quote(&table.name);
+    let text = format!(
+        "SELECT {} FROM {} {}",
+        sql::column_list(table, &format!("{alias}.")),
+        super::scope::aliased(pg_schema, table),
+        scope.map_or_else(String::new, |s| format!(
+            "WHERE {}",
+            super::scope::filter(s)
+        )),
+    );
+    let what = format!("reading {} to verify", table.name);
+    let statement = tx.prepare(&text).await.map_err(db(what.clone()))?;
+    let no_params: [&(dyn tokio_postgres::types::ToSql + Sync); 0] = [];
+
+    // Pass 1: the server's buckets.
+    let mut server: BTreeMap<String, BucketDigest> = BTreeMap::new();
+    let mut server_rows = 0i64;
+    {
+        let stream = tx
+            .query_raw(&statement, no_params.iter().copied())
+            .await
+            .map_err(db(what.clone()))?;
+        pin_mut!(stream);
+        while let Some(row) = stream.next().await {
+            let row = row.map_err(db(what.clone()))?;
+            let d = value_digest(table, &row_values(&row)?);
+            let b = server.entry(d.kh[..depth].to_string()).or_default();
+            b.rows += 1;
+            b.sum += u128::from(d.w);
+            server_rows += 1;
+        }
+    }
+    let keys: std::collections::BTreeSet<&String> = server.keys().chain(node.keys()).collect();
+    let differing: Vec<String> = keys
+        .into_iter()
+        .filter(|b| {
+            server.get(*b).copied().unwrap_or_default() != node.get(*b).copied().unwrap_or_default()
+        })
+        .cloned()
+        .collect();
+    // Whole buckets, as many as fit.
+    let (mut compared, mut budget, mut unexamined) = (Vec::new(), max_rows, 0usize);
+    for b in differing {
+        let n = server.get(&b).map_or(0, |d| d.rows.max(0) as usize);
+        if n <= budget {
+            budget -= n;
+            compared.push(b);
+        } else {
+            unexamined += 1;
+        }
+    }
+
+    // Pass 2: the rows of the compared buckets.
+    let mut rows = Vec::new();
+    let wanted: std::collections::BTreeSet<&str> = compared
+        .iter()
+        .filter(|b| server.contains_key(*b))
+        .map(String::as_str)
+        .collect();
+    if !wanted.is_empty() {
+        let stream = tx
+            .query_raw(&statement, no_params.iter().copied())
+            .await
+            .map_err(db(what.clone()))?;
+        pin_mut!(stream);
+        while let Some(row) = stream.next().await {
+            let row = row_values(&row.map_err(db(what.clone()))?)?;
+            if wanted.contains(&value_digest(table, &row).kh[..depth]) {
+                rows.push(row);
+            }
+        }
+    }
+    tx.commit()
+        .await
+        .map_err(db("ending the verification snapshot"))?;
+    Ok(ValueVerify {
+        server_rows,
+        compared,
+        rows,
+        unexamined,
+    })
+}

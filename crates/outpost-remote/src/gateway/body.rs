@@ -186,6 +186,36 @@ pub struct Outside {
     /// node's scope now.
     pub outside: Vec<usize>,
 }
+/// `POST /v1/verify`: a node's bucket digests of one table, for the
+/// gateway to compare with the server's rows in one snapshot
+/// (docs/protocol.md, "Verification through a gateway").
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Verify {
+    /// [`Schema::hash`] of the node's schema snapshot.
+    pub schema_hash: String,
+    /// [`Table::shape_hash`] of the table.
+    #[serde(default)]
+    pub table_hashes: std::collections::BTreeMap<String, String>,
+    /// The table.
+    pub table: String,
+    /// Hex digits of the key hash that name a bucket (1 to 4).
+    pub depth: usize,
+    /// The node's non-empty buckets: rows and the sum of their 60-bit row
+    /// hashes (decimal text: it outgrows 64 bits).
+    pub buckets: std::collections::BTreeMap<String, (i64, String)>,
+}
+/// The answer to `POST /v1/verify`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Verified {
+    /// The table's rows on the server, in the node's scope.
+    pub server_rows: i64,
+    /// The differing buckets whose server rows are in `rows`.
+    pub compared: Vec<String>,
+    /// The server's rows of those buckets, in table column order.
+    pub rows: Vec<Vec<Value>>,
+    /// Differing buckets whose rows were not sent (too many rows).
+    pub unexamined: usize,
+}
 /// `POST /v1/reserve_ids`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct ReserveIds {

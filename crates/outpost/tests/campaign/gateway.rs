@@ -5,9 +5,9 @@
 //! killed and started again on its port at any moment (the
 //! `gateway-restart` fault). Sync rules give each node a scope of its
 //! own ([`RULES`]); the checker finds a row a replica holds outside it.
-//! With `OUTPOST_CAMPAIGN_RULES=0` the gateways serve every table whole,
-//! and nodes also write in remote mode, through the gateway's
-//! `POST /v1/query`.
+//! With `OUTPOST_CAMPAIGN_RULES=0` the gateways serve every table whole.
+//! Either way nodes also write in remote mode, through the gateway's
+//! `POST /v1/query` (scoped to the node's rows under the rules).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -28,7 +28,8 @@
 //!   `outpost gateway` processes ([`Gateways`]), a proxy per gateway and a
 //!   token per node, one gateway picked per sync; a gateway is killed and
 //!   started again now and then (`gateway-restart`); node writes go the
-//!   replica's two ways (no remote mode without a database session).
+//!   three ways, remote mode through the gateway's `POST /v1/query`
+//!   (scoped by the sync rules when they are on).
 //!
 //! Randomness comes from the seed only (timings are real, so a replay is
 //! faithful in its choices, not necessarily in its interleavings).
@@ -1637,9 +1638,9 @@ impl Run {
 
     /// A write on node `i`, by one of the three paths.
     async fn node_write(&mut self, i: usize, op: Op) {
-        // A gateway with sync rules serves no remote mode (docs/gateway.md).
-        let remote = self.gateways.as_ref().is_none_or(|g| !g.rules());
-        let path = self.rng.below(if remote { 3 } else { 2 });
+        // Under sync rules, remote mode runs scoped through the gateway: a
+        // write outside the node's scope is refused there (not recorded).
+        let path = self.rng.below(3);
         let token = self.token();
         let via = match path {
             0 => "replica-sql",
