@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::*;
 use outpost_core::sync::{Direction, Trigger};
+use outpost_core::types::Value;
 use outpost_engine::SyncOptions;
 use outpost_local::ReplicaState;
 use outpost_testkit::TestDb;
@@ -246,6 +247,58 @@ async fn an_interrupted_bootstrap_never_claims_to_be_synced() -> anyhow::Result<
     assert_eq!(a.status().await?.state, ReplicaState::Ready);
     // Until quiet: the server's later changes reach the resumed tables by
     // pull, which an open transaction on the shared cluster may delay.
+    converge(&client, &schema, &[&a]).await?;
+    Ok(())
+}
+
+/// A bootstrap cut mid-table resumes after the last key the replica holds:
+/// the rows copied before the cut are not copied again (a field device on
+/// a link that drops every few minutes still finishes a large table), and
+/// what the server changed meanwhile, on either side of that key, arrives
+/// by pull.
+#[tokio::test]
+async fn a_bootstrap_cut_mid_table_resumes_after_the_last_key_it_holds() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(
+            r#"INSERT INTO "User" (id, email) SELECT 'u' || lpad(i::text, 5, '0'), 'u' || i || '@x' FROM generate_series(1, 45000) i;
+               INSERT INTO "Post" (id, title, "userId") SELECT 'p' || i, 't', 'u' || lpad(i::text, 5, '0') FROM generate_series(1, 100) i;"#,
+        )
+        .await?;
+    let a = node(&db, &schema, "a")?;
+    a.arm_fault(outpost_engine::FaultPoint::BootstrapMidTable);
+    let broken = a
+        .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+        .await?;
+    assert!(!broken.success);
+    // The first chunk (20,000 rows in key order) is in, and the replica
+    // says how far the copy came.
+    let partial = a.with_replica(|r| r.bootstrap_partial()).await?;
+    let user = partial
+        .get("User")
+        .ok_or_else(|| anyhow::anyhow!("no partial copy recorded: {partial:?}"))?;
+    assert_eq!(user.rows, 20_000);
+    assert_eq!(user.after, [Value::Text("u20000".into())]);
+    assert_eq!(local_rows(&a, "User").await?.len(), 20_000);
+    // Meanwhile the server moves on, on both sides of the last key held.
+    client
+        .batch_execute(
+            r#"UPDATE "User" SET name = 'moved' WHERE id IN ('u00007', 'u30000');
+               DELETE FROM "Post" WHERE id = 'p3';
+               DELETE FROM "User" WHERE id IN ('u00003', 'u40000');
+               INSERT INTO "User" (id, email) VALUES ('u00000a', 'early@x'), ('u99999', 'late@x');"#,
+        )
+        .await?;
+    let fixed = sync(&a, Direction::Bidirectional).await?;
+    assert!(fixed.bootstrapped);
+    assert_eq!(a.status().await?.state, ReplicaState::Ready);
+    // Over both runs: the 100 posts (copied whole before the cut, tables go
+    // by name), then only the users after the key: 25,000 less the one
+    // deleted, plus the late one. The 20,000 before it were not copied
+    // again.
+    assert_eq!(a.metrics().rows_bootstrapped, 100 + 25_000 - 1 + 1);
+    assert!(a.with_replica(|r| r.bootstrap_partial()).await?.is_empty());
     converge(&client, &schema, &[&a]).await?;
     Ok(())
 }

@@ -740,6 +740,9 @@ struct CopyQuery {
     table_hash: Option<String>,
     statement_ms: Option<u64>,
     lock_ms: Option<u64>,
+    /// A resumed copy: the last key the node holds, a JSON array of its
+    /// values; only the rows after it are sent.
+    after: Option<String>,
 }
 
 /// Bytes of rows gathered before a chunk of the body is sent.
@@ -763,13 +766,30 @@ async fn bootstrap(
         .map(|h| (table.clone(), h.clone()))
         .collect();
     check_tables(&served, &q.schema_hash, &shapes, [table.as_str()])?;
-    if served.schema.table(&table).is_none() {
+    let Some(t) = served.schema.table(&table) else {
         return Err(GatewayError::BadRequest {
             status: StatusCode::NOT_FOUND,
             code: "unknown_table",
             message: format!("{table:?} is not a served table"),
         });
-    }
+    };
+    let after: Option<Vec<outpost_core::types::Value>> = match &q.after {
+        None => None,
+        Some(text) => {
+            let key: Vec<outpost_core::types::Value> = serde_json::from_str(text)
+                .map_err(|e| GatewayError::bad("bad_request", format!("after: {e}")))?;
+            if key.len() != t.primary_key.len() || !feed::resumable(t) {
+                return Err(GatewayError::bad(
+                    "bad_request",
+                    format!(
+                        "after: a copy of {table} resumes after a key of {} values of the types a copy can resume by",
+                        t.primary_key.len()
+                    ),
+                ));
+            }
+            Some(key)
+        }
+    };
     let mut pooled = gw.conn().await?;
     let limits = q.statement_ms.zip(q.lock_ms);
     gw.limit(&mut pooled, limits).await?;
@@ -790,6 +810,7 @@ async fn bootstrap(
             pooled,
             limits,
             (claimed, digest),
+            after,
             head_tx,
             tx,
         )
@@ -819,6 +840,7 @@ async fn copy_task(
     mut pooled: crate::pool::Pooled,
     limits: Option<(u64, u64)>,
     (claimed, digest): (Vec<String>, Option<String>),
+    after: Option<Vec<outpost_core::types::Value>>,
     head_tx: oneshot::Sender<Result<Bytes, GatewayError>>,
     tx: mpsc::Sender<Bytes>,
 ) {
@@ -847,7 +869,7 @@ async fn copy_task(
         .map_err(|e| GatewayError::internal(e.to_string()))?;
         line.push(b'\n');
         let rows = snapshot
-            .rows_in(&pg_schema, t, scope)
+            .rows_in(&pg_schema, t, scope, after.as_deref())
             .await
             .map_err(|e| gw.db_error(&e.in_table(&t.name)))?;
         // From here on the status is sent: failures become an error line.

@@ -21,6 +21,23 @@ use crate::sql;
 use crate::stored::Sql;
 use crate::value::to_sqlite;
 
+/// How far an interrupted copy of a table came: recorded with each chunk
+/// of its rows (same transaction), so a resumed bootstrap asks the server
+/// only for the rows after `after` (docs/protocol.md, "Bootstrap").
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialCopy {
+    /// The feed position of the snapshot the copy started from: the table
+    /// is recorded as copied from it once done (changes after it are
+    /// pulled, those before the resumed part's snapshot harmlessly again).
+    pub cursor: Cursor,
+    /// The last key written, in the copy's key order.
+    pub after: Vec<Value>,
+    /// Rows written so far (progress).
+    pub rows: u64,
+    /// The sync-rule digest the copy started under (through a gateway).
+    pub scope: Option<String>,
+}
+
 impl Replica {
     /// Starts (or resumes) a bootstrap. Returns the tables already copied by
     /// an interrupted earlier attempt, with the feed position of the
@@ -36,6 +53,7 @@ impl Replica {
             .map_err(LocalError::sqlite("starting a bootstrap"))?;
         set_cursor(&tx, cursor, ReplicaState::Bootstrapping)?;
         meta_set(&tx, "bootstrap_done", Some("{}"))?;
+        meta_set(&tx, "bootstrap_partial", None)?;
         tx.commit()
             .map_err(LocalError::sqlite("starting a bootstrap"))?;
         Ok(BTreeMap::new())
@@ -47,7 +65,27 @@ impl Replica {
     pub fn bootstrap_clear(&mut self, table: &str) -> Result<(), LocalError> {
         let schema = self.schema().clone();
         let t = table_of(&schema, table)?;
-        self.apply_silenced(|tx| clear_synced(tx, t, &format!("emptying {table}")))
+        self.apply_silenced(|tx| {
+            clear_synced(tx, t, &format!("emptying {table}"))?;
+            set_partial(tx, table, None)
+        })
+    }
+
+    /// The tables an interrupted bootstrap left part-copied, with how far
+    /// each came ([`PartialCopy`]).
+    pub fn bootstrap_partial(&self) -> Result<BTreeMap<String, PartialCopy>, LocalError> {
+        meta_json(self.connection(), "bootstrap_partial")
+    }
+
+    /// [`Replica::bootstrap_insert`] of a chunk that does not end the
+    /// table, recording how far the copy came in the same transaction.
+    pub fn bootstrap_insert_partial(
+        &mut self,
+        table: &str,
+        rows: &[Vec<Value>],
+        progress: &PartialCopy,
+    ) -> Result<(), LocalError> {
+        self.bootstrap_write(table, rows, None, Some(progress))
     }
 
     /// Writes copied rows in one transaction. Rows whose key has local
@@ -59,6 +97,16 @@ impl Replica {
         table: &str,
         rows: &[Vec<Value>],
         done: Option<Cursor>,
+    ) -> Result<(), LocalError> {
+        self.bootstrap_write(table, rows, done, None)
+    }
+
+    fn bootstrap_write(
+        &mut self,
+        table: &str,
+        rows: &[Vec<Value>],
+        done: Option<Cursor>,
+        progress: Option<&PartialCopy>,
     ) -> Result<(), LocalError> {
         let schema = self.schema().clone();
         let t = table_of(&schema, table)?;
@@ -85,6 +133,9 @@ impl Replica {
                 map.insert(table.to_string(), cursor);
                 let json = serde_json::to_string(&map)?;
                 meta_set(tx, "bootstrap_done", Some(&json))?;
+                set_partial(tx, table, None)?;
+            } else if let Some(p) = progress {
+                set_partial(tx, table, Some(p))?;
             }
             Ok(())
         })
@@ -99,6 +150,7 @@ impl Replica {
             let cursor = map.values().min().copied().unwrap_or_default();
             set_cursor(tx, cursor, ReplicaState::Ready)?;
             meta_set(tx, "bootstrap_done", None)?;
+            meta_set(tx, "bootstrap_partial", None)?;
             meta_set(tx, "rebootstrap_tables", None)?;
             // Rows with local changes kept through a re-bootstrap have no
             // trustworthy base version any more: make the next push compare.
@@ -196,4 +248,22 @@ pub(crate) fn list_for_copy(
             .map_err(LocalError::sqlite("marking edits of a table to copy again"))?;
     }
     Ok(())
+}
+
+/// Records (or, `None`, forgets) how far `table`'s copy came.
+fn set_partial(
+    conn: &rusqlite::Connection,
+    table: &str,
+    progress: Option<&PartialCopy>,
+) -> Result<(), LocalError> {
+    let mut map: BTreeMap<String, PartialCopy> = meta_json(conn, "bootstrap_partial")?;
+    let changed = match progress {
+        Some(p) => map.insert(table.to_string(), p.clone()).as_ref() != Some(p),
+        None => map.remove(table).is_some(),
+    };
+    if !changed {
+        return Ok(());
+    }
+    let json = serde_json::to_string(&map)?;
+    meta_set(conn, "bootstrap_partial", Some(&json))
 }

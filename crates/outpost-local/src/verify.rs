@@ -140,6 +140,7 @@ impl Replica {
                 .collect();
             set_cursor(tx, cursor, ReplicaState::Bootstrapping)?;
             meta_set(tx, "bootstrap_done", Some(&serde_json::to_string(&done)?))?;
+            meta_set(tx, "bootstrap_partial", None)?;
             Ok(None)
         })
     }

@@ -731,16 +731,18 @@ pub enum BootstrapSource<'a> {
 impl<'a> BootstrapSource<'a> {
     /// One table's copy: the cursor its snapshot covers, its row count,
     /// the sync rule that filtered it (a direct copy is the whole table),
-    /// and its rows in key order.
+    /// and its rows in key order; with `after`, only the rows after that
+    /// key (a resumed copy, [`crate::feed::resumable`] tables only).
     pub async fn table(
         &'a self,
         schema: &Schema,
         table: &'a outpost_core::schema::Table,
+        after: Option<&[Value]>,
     ) -> Result<crate::gateway::TableCopy<'a>, RemoteError> {
         match self {
             BootstrapSource::Direct(b) => {
                 let count = b.count(table).await?;
-                let rows = b.rows(&schema.pg_schema, table).await?;
+                let rows = b.rows_in(&schema.pg_schema, table, None, after).await?;
                 Ok(crate::gateway::TableCopy {
                     cursor: b.cursor,
                     count,
@@ -748,7 +750,7 @@ impl<'a> BootstrapSource<'a> {
                     rows: Box::pin(rows),
                 })
             }
-            BootstrapSource::Gateway(g) => g.copy_table(schema, table).await,
+            BootstrapSource::Gateway(g) => g.copy_table(schema, table, after).await,
         }
     }
 

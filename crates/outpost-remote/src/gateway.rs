@@ -534,14 +534,20 @@ impl GatewayConnection {
     }
 
     /// `GET /v1/bootstrap/{table}`: one table's copy in its own snapshot:
-    /// the snapshot's cursor, its row count, and the rows as they arrive.
+    /// the snapshot's cursor, its row count, and the rows as they arrive
+    /// (with `after`, the rows after that key only: a resumed copy).
     /// The stream fails (never just ends) when the copy did not finish.
     pub async fn copy_table<'a>(
         &'a self,
         schema: &Schema,
         table: &'a Table,
+        after: Option<&[Value]>,
     ) -> Result<TableCopy<'a>, RemoteError> {
         let action = format!("copying {}", table.name);
+        let after: Vec<(&str, String)> = after
+            .map(|k| serde_json::to_string(k).unwrap_or_default())
+            .map(|k| vec![("after", k)])
+            .unwrap_or_default();
         let resp = self
             .send(
                 &action,
@@ -553,6 +559,7 @@ impl GatewayConnection {
                     ("schema_hash", schema.hash()),
                     ("table_hash", table.shape_hash()),
                 ])
+                .query(&after)
                 .query(
                     &self
                         .limits_ms

@@ -98,17 +98,57 @@ impl<'a> Bootstrap<'a> {
         pg_schema: &str,
         table: &'a Table,
     ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
-        self.rows_in(pg_schema, table, None).await
+        self.rows_in(pg_schema, table, None, None).await
     }
 
     /// [`Bootstrap::rows`] of the rows satisfying `scope`'s condition only
-    /// (all of them without one).
+    /// (all of them without one), and with `after`, only those after that
+    /// key in key order: a copy resumed where an interrupted one stopped
+    /// (refused for a table that is not [`sql::resumable`], or a key of
+    /// another width).
     pub async fn rows_in(
         &self,
         pg_schema: &str,
         table: &'a Table,
         scope: Option<&TableScope>,
+        after: Option<&[Value]>,
     ) -> Result<impl Stream<Item = Result<Vec<Value>, RemoteError>> + 'a, RemoteError> {
+        let after_sql = match after {
+            None => None,
+            Some(key) => {
+                let refused = |why: &str| {
+                    RemoteError::Query(outpost_query::QueryError::BadArgument {
+                        context: format!("resuming the copy of {}", table.name),
+                        message: why.to_string(),
+                    })
+                };
+                if key.len() != table.primary_key.len() {
+                    return Err(refused(
+                        "the key has another number of values than the table's primary key",
+                    ));
+                }
+                let Some(cond) = sql::after_key(
+                    table,
+                    &format!("{}.", outpost_core::ident::quote(&table.name)),
+                ) else {
+                    return Err(refused("its key's types cannot resume a copy"));
+                };
+                let json: Vec<serde_json::Value> = table
+                    .pk_columns()
+                    .zip(key)
+                    .map(|(c, v)| v.to_json(&c.ty))
+                    .collect();
+                let text = serde_json::Value::Array(json).to_string();
+                self.tx
+                    .execute(
+                        "SELECT set_config($1, $2, true)",
+                        &[&sql::RESUME_SETTING, &text],
+                    )
+                    .await
+                    .map_err(db(format!("resuming the copy of {}", table.name)))?;
+                Some(cond)
+            }
+        };
         let probe = self
             .tx
             .prepare(&sql::copy_probe(pg_schema, table))
@@ -118,7 +158,19 @@ impl<'a> Bootstrap<'a> {
         let copy = self
             .tx
             .copy_out(&match scope {
-                Some(scope) => scope::copy_out(pg_schema, table, scope),
+                Some(scope) => scope::copy_out(pg_schema, table, scope, after_sql.as_deref()),
+                None if after_sql.is_some() => {
+                    // The table is its own alias in the condition.
+                    scope::copy_out(
+                        pg_schema,
+                        table,
+                        &TableScope {
+                            rule: String::new(),
+                            condition: "true".into(),
+                        },
+                        after_sql.as_deref(),
+                    )
+                }
                 None => sql::copy_out(pg_schema, table),
             })
             .await

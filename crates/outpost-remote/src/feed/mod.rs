@@ -70,6 +70,7 @@ pub use push::{push, push_scoped, versions_of};
 pub use registry::{Claim, claim_incarnation, record_cursor, register_node};
 pub use retention::{FeedPosition, feed_position, horizon_age, probe, prune};
 pub use scope::{Scope, TableScope, outside_scope, written_outside};
+pub use sql::resumable;
 pub use verify::{
     BucketDigest, RowDigest, TableDigest, ValueVerify, VerifySnapshot, value_buckets, value_digest,
     verify_by_values,

@@ -257,14 +257,21 @@ pub(super) fn count_rows(pg_schema: &str, table: &Table, scope: &TableScope) -> 
 
 /// The rows of a table satisfying its condition, in key order, binary (a
 /// scoped bootstrap's copy). `COPY (SELECT …)` takes no parameters: the
-/// claims are read from the session's settings.
-pub(super) fn copy_out(pg_schema: &str, table: &Table, scope: &TableScope) -> String {
+/// claims are read from the session's settings. With `after`, only the
+/// rows after a key (a resumed copy's [`sql::after_key`]).
+pub(super) fn copy_out(
+    pg_schema: &str,
+    table: &Table,
+    scope: &TableScope,
+    after: Option<&str>,
+) -> String {
     let alias = quote(&table.name);
     format!(
-        "COPY (SELECT {} FROM {} WHERE {} ORDER BY {}) TO STDOUT (FORMAT binary)",
+        "COPY (SELECT {} FROM {} WHERE {}{} ORDER BY {}) TO STDOUT (FORMAT binary)",
         sql::column_list(table, &format!("{alias}.")),
         aliased(pg_schema, table),
         filter(scope),
+        after.map_or_else(String::new, |a| format!(" AND {a}")),
         table
             .primary_key
             .iter()
@@ -472,7 +479,7 @@ mod tests {
             format!("SELECT count(*) FROM \"public\".\"Comment\" AS \"Comment\" WHERE {COND}")
         );
         assert_eq!(
-            copy_out("public", &t, &s),
+            copy_out("public", &t, &s, None),
             format!(
                 "COPY (SELECT \"Comment\".\"id\", \"Comment\".\"postId\" FROM \"public\".\"Comment\" AS \"Comment\" \
                  WHERE {COND} ORDER BY \"Comment\".\"id\") TO STDOUT (FORMAT binary)"

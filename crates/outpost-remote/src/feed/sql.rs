@@ -231,6 +231,62 @@ pub(super) fn copy_out(pg_schema: &str, table: &Table) -> String {
     )
 }
 
+/// The session setting a resumed copy reads the last key its node holds
+/// from, a JSON array of the key's values set with bound `set_config`
+/// (`COPY` takes no parameters).
+pub(super) const RESUME_SETTING: &str = "outpost.bootstrap_after";
+
+/// The cast a key column's value is read back with from its JSON text, for
+/// the types whose JSON form the server reads as the same value and whose
+/// order a row comparison shares with `ORDER BY`; `None` for the others
+/// (a copy of such a table restarts from its first row).
+fn resume_cast(ty: &outpost_core::types::ColumnType) -> Option<&'static str> {
+    use outpost_core::types::ScalarType as S;
+    if ty.array || ty.domain.is_some() {
+        return None;
+    }
+    Some(match ty.scalar {
+        S::Bool => "bool",
+        S::Int2 => "int2",
+        S::Int4 => "int4",
+        S::Int8 => "int8",
+        S::Numeric => "numeric",
+        // A text cast has the default collation, which yields to the
+        // column's own in the comparison, as in its `ORDER BY`.
+        S::Text | S::Varchar => "text",
+        S::Uuid => "uuid",
+        S::Date => "date",
+        S::Timestamp => "timestamp",
+        S::Timestamptz => "timestamptz",
+        _ => return None,
+    })
+}
+
+/// Whether a copy of `table` can resume after the last key a node holds.
+pub fn resumable(table: &Table) -> bool {
+    table.primary_key.iter().all(|k| {
+        table
+            .column(k)
+            .is_some_and(|c| resume_cast(&c.ty).is_some())
+    })
+}
+
+/// `(p"k1", …) > ((setting->>0)::type, …)`: the rows after the key in
+/// [`RESUME_SETTING`], in the copy's key order; `None` when the table is
+/// not [`resumable`].
+pub(super) fn after_key(table: &Table, prefix: &str) -> Option<String> {
+    let mut left = Vec::new();
+    let mut right = Vec::new();
+    for (i, k) in table.primary_key.iter().enumerate() {
+        let cast = resume_cast(&table.column(k)?.ty)?;
+        left.push(format!("{prefix}{}", quote(k)));
+        right.push(format!(
+            "(current_setting('{RESUME_SETTING}')::json->>{i})::{cast}"
+        ));
+    }
+    Some(format!("({}) > ({})", left.join(", "), right.join(", ")))
+}
+
 // ---- pull ------------------------------------------------------------------------
 
 /// The current rows (or their absence) and versions for keys given as one
