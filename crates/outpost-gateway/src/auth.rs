@@ -98,8 +98,11 @@ struct Signer {
 #[derive(Clone)]
 pub struct Keys {
     signer: Option<Signer>,
-    /// The secret's and the PEM files' keys: fixed for the process.
+    /// The secret's key: fixed for the process (an environment variable).
     verifiers: Arc<Vec<Verifier>>,
+    /// The PEM files' keys, read again while the gateway runs
+    /// ([`Keys::refresh_pem`]).
+    pem: Option<Arc<PemKeys>>,
     /// The JWKS's keys, read again from their file or URL while the
     /// gateway runs ([`Keys::refresh_jwks`]).
     jwks: Option<Arc<Jwks>>,
@@ -145,6 +148,22 @@ pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 /// often: tokens with made-up `kid`s must not turn into a stream of
 /// requests to the provider.
 pub const JWKS_REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+/// The PEM files (`OUTPOST_GATEWAY_PUBLIC_KEY`) and the keys read from
+/// them last.
+struct PemKeys {
+    paths: Vec<std::path::PathBuf>,
+    keys: std::sync::RwLock<Arc<Vec<Verifier>>>,
+}
+
+impl PemKeys {
+    fn current(&self) -> Arc<Vec<Verifier>> {
+        match self.keys.read() {
+            Ok(k) => k.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+}
 
 /// The JWKS's source and the keys read from it last.
 struct Jwks {
@@ -470,9 +489,23 @@ impl Keys {
                 kid: None,
             });
         }
-        for path in &sources.public_keys {
-            verifiers.push(public_pem(path)?);
-        }
+        let pem = if sources.public_keys.is_empty() {
+            None
+        } else {
+            let keys = sources
+                .public_keys
+                .iter()
+                .map(|p| public_pem(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(Arc::new(PemKeys {
+                paths: sources
+                    .public_keys
+                    .iter()
+                    .map(|p| p.to_path_buf())
+                    .collect(),
+                keys: std::sync::RwLock::new(Arc::new(keys)),
+            }))
+        };
         let jwks = match (sources.jwks, sources.jwks_url) {
             (Some(path), _) => {
                 let text = read_key_file(path, "OUTPOST_GATEWAY_JWKS")?;
@@ -491,7 +524,7 @@ impl Keys {
             }),
             (None, None) => None,
         };
-        if verifiers.is_empty() && jwks.is_none() {
+        if verifiers.is_empty() && pem.is_none() && jwks.is_none() {
             return Err("no token key: set OUTPOST_GATEWAY_SECRET (HS256), OUTPOST_GATEWAY_PUBLIC_KEY \
                  (PEM files: RS256 or EdDSA) or OUTPOST_GATEWAY_JWKS (a JWKS file or URL) (docs/gateway.md)"
                 .to_string());
@@ -499,9 +532,39 @@ impl Keys {
         Ok(Keys {
             signer,
             verifiers: Arc::new(verifiers),
+            pem,
             jwks: jwks.map(Arc::new),
             audience: sources.audience.map(str::to_string),
         })
+    }
+
+    /// Whether the gateway verifies with PEM files (read again by
+    /// [`Keys::refresh_pem`]).
+    pub fn has_pem(&self) -> bool {
+        self.pem.is_some()
+    }
+
+    /// Reads the PEM files again and, when every one holds a usable public
+    /// key, verifies with those from then on: a key file replaced in place
+    /// (a rotation) verifies its tokens, the replaced key's are refused. A
+    /// file that cannot be read or holds no usable key changes nothing: the
+    /// keys read last stay, and the error names the file. The number of
+    /// keys read; `Ok(0)` without PEM files.
+    pub fn refresh_pem(&self) -> Result<usize, String> {
+        let Some(pem) = &self.pem else {
+            return Ok(0);
+        };
+        let keys = pem
+            .paths
+            .iter()
+            .map(|p| public_pem(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = keys.len();
+        match pem.keys.write() {
+            Ok(mut k) => *k = Arc::new(keys),
+            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
+        }
+        Ok(n)
     }
 
     /// Where the JWKS comes from, when the gateway has one.
@@ -604,6 +667,7 @@ impl Keys {
                 kid: kid.map(str::to_string),
             }),
             verifiers: Arc::new(Vec::new()),
+            pem: None,
             jwks: None,
             audience: None,
         })
@@ -612,9 +676,11 @@ impl Keys {
     /// The algorithms the gateway verifies, for messages (`HS256, EdDSA`).
     pub fn algorithms(&self) -> String {
         let from_jwks = self.jwks.as_ref().map(|j| j.current()).unwrap_or_default();
+        let from_pem = self.pem.as_ref().map(|p| p.current()).unwrap_or_default();
         let mut names: Vec<String> = self
             .verifiers
             .iter()
+            .chain(from_pem.iter())
             .chain(from_jwks.iter())
             .map(|v| alg_name(v.alg))
             .collect();
@@ -625,7 +691,7 @@ impl Keys {
 
     /// How many verification keys the gateway holds (logged at start).
     pub fn len(&self) -> usize {
-        self.verifiers.len() + self.jwks_len()
+        self.verifiers.len() + self.pem.as_ref().map_or(0, |p| p.current().len()) + self.jwks_len()
     }
 
     /// How many keys of the JWKS verify now (0 without one).
@@ -758,9 +824,11 @@ impl Keys {
         };
         let kid = head.kid.as_deref();
         let from_jwks = self.jwks.as_ref().map(|j| j.current()).unwrap_or_default();
+        let from_pem = self.pem.as_ref().map(|p| p.current()).unwrap_or_default();
         let by_kid: Vec<&Verifier> = self
             .verifiers
             .iter()
+            .chain(from_pem.iter())
             .chain(from_jwks.iter())
             .filter(|v| v.kid.is_none() || kid.is_none() || v.kid.as_deref() == kid)
             .collect();

@@ -118,9 +118,9 @@ pub struct Options {
     pub timeouts: outpost_core::config::Timeouts,
     /// Token verification.
     pub keys: Keys,
-    /// How often the JWKS (`OUTPOST_GATEWAY_JWKS`, a file or a URL) is read
-    /// again (`OUTPOST_GATEWAY_JWKS_REFRESH`, ms; [`JWKS_REFRESH`] by
-    /// default).
+    /// How often the JWKS (`OUTPOST_GATEWAY_JWKS`, a file or a URL) and
+    /// the PEM files (`OUTPOST_GATEWAY_PUBLIC_KEY`) are read again
+    /// (`OUTPOST_GATEWAY_JWKS_REFRESH`, ms; [`JWKS_REFRESH`] by default).
     pub jwks_refresh: Duration,
     /// PostgreSQL connections at most.
     pub pool_size: usize,
@@ -372,8 +372,10 @@ impl Gateway {
         if gateway.inner.limiter.is_some() {
             tokio::spawn(forget_idle_principals(gateway.clone()));
         }
-        if gateway.inner.options.keys.jwks_source().is_some() {
-            tokio::spawn(refresh_jwks(gateway.clone()));
+        if gateway.inner.options.keys.jwks_source().is_some()
+            || gateway.inner.options.keys.has_pem()
+        {
+            tokio::spawn(refresh_keys(gateway.clone()));
         }
         if gateway.inner.options.tls_files.is_some() {
             tokio::spawn(reload_tls(gateway.clone()));
@@ -642,21 +644,35 @@ async fn forget_idle_principals(gateway: Gateway) {
     }
 }
 
-/// Reads the JWKS again every [`Options::jwks_refresh`]: keys the provider
-/// (or the operator, for a file) added verify, keys it removed stop
-/// verifying, without a restart. A failed read keeps the keys read last.
-async fn refresh_jwks(gateway: Gateway) {
+/// Reads the JWKS and the PEM files again every [`Options::jwks_refresh`]:
+/// keys the provider (or the operator, for a file) added verify, keys it
+/// removed or replaced stop verifying, without a restart. A failed read
+/// keeps the keys read last.
+async fn refresh_keys(gateway: Gateway) {
     let every = gateway.inner.options.jwks_refresh;
+    let keys = &gateway.inner.options.keys;
     loop {
         tokio::select! {
             () = gateway.inner.cancel.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
-        let read = gateway.inner.options.keys.refresh_jwks().await;
-        if let Err(e) = &read {
-            tracing::warn!(error = %e, "reading the JWKS again failed; the keys read last stay");
+        if keys.jwks_source().is_some() {
+            let read = keys.refresh_jwks().await;
+            if let Err(e) = &read {
+                tracing::warn!(error = %e, "reading the JWKS again failed; the keys read last stay");
+            }
+            gateway.inner.metrics.jwks_read(&read);
         }
-        gateway.inner.metrics.jwks_read(&read);
+        if keys.has_pem() {
+            let k = keys.clone();
+            match tokio::task::spawn_blocking(move || k.refresh_pem()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "reading the PEM key files again failed; the keys read last stay");
+                }
+                Err(e) => tracing::warn!(error = %e, "reading the PEM key files again failed"),
+            }
+        }
     }
 }
 

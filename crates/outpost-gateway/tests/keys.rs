@@ -508,3 +508,47 @@ async fn a_jwks_url_is_read_again_so_a_key_rotation_needs_no_restart() -> anyhow
     assert!(err.contains("OUTPOST_GATEWAY_JWKS_REFRESH"), "{err}");
     Ok(())
 }
+
+/// A PEM public key file replaced in place (a rotation) is read again
+/// while the gateway runs (`OUTPOST_GATEWAY_JWKS_REFRESH` applies to PEM
+/// files too): the new key's tokens verify and the replaced key's are
+/// refused, without a restart; a file half-written or removed meanwhile
+/// keeps the keys read last.
+#[tokio::test]
+async fn a_pem_key_file_replaced_in_place_is_read_again() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (_client, _) = server(&db, BLOG).await?;
+    let path = db.dir().join("gateway.pub.pem");
+    std::fs::copy(key("ed-a.pub.pem"), &path)?;
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_SECRET", ""),
+            ("OUTPOST_GATEWAY_PUBLIC_KEY", &path.display().to_string()),
+            ("OUTPOST_GATEWAY_JWKS_REFRESH", "200"),
+        ],
+    )?;
+    let base = gw.url();
+    let later = now() + 600;
+    let old = signed("ed-a.pem", None, "alice", later, None);
+    let new = signed("ed-b.pem", None, "alice", later, None);
+    assert_eq!(probe(&base, &old).await?, (200, String::new()));
+    assert_eq!(probe(&base, &new).await?, (401, "bad_signature".into()));
+
+    // Rotated: the file now holds the new public key.
+    let tmp = db.dir().join("gateway.pub.pem.tmp");
+    std::fs::copy(key("ed-b.pub.pem"), &tmp)?;
+    std::fs::rename(&tmp, &path)?;
+    until_probe(&base, &new, (200, "")).await?;
+    assert_eq!(probe(&base, &old).await?, (401, "bad_signature".into()));
+
+    // Garbage, then no file: the key read last stays.
+    std::fs::write(&path, "-----BEGIN PUBLIC")?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    std::fs::remove_file(&path)?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    Ok(())
+}
