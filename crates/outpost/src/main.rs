@@ -230,13 +230,28 @@ enum ServerAction {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // `OUTPOST_LOG_FORMAT=json`: one JSON object a line (timestamp, level,
+    // target, fields, the spans with theirs) for a log shipper; text
+    // otherwise. Read before `.env`, as `RUST_LOG` is.
+    match std::env::var("OUTPOST_LOG_FORMAT").as_deref() {
+        Ok("json") => tracing_subscriber::fmt()
+            .json()
+            .with_current_span(true)
+            .with_span_list(true)
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok("text") | Ok("") | Err(_) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init(),
+        Ok(other) => {
+            eprintln!("error: OUTPOST_LOG_FORMAT={other:?}: expected `json` or `text`");
+            return ExitCode::from(2);
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -601,3 +601,40 @@ model Comment {
     );
     assert!(!db.dir().join("b.db").exists(), "nothing written");
 }
+
+/// `OUTPOST_LOG_FORMAT=json`: every log line on stderr is one JSON object
+/// with its level, target and fields (a log shipper reads them as they
+/// are); another format is refused by name.
+#[tokio::test]
+async fn logs_are_json_lines_with_outpost_log_format_json() {
+    let db = TestDb::new().await.expect("test db");
+    db.client()
+        .await
+        .expect("client")
+        .batch_execute(PRISMA_SCHEMA)
+        .await
+        .expect("schema");
+    let url = db.database_url();
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("LOCAL_DATABASE_URL", "file:./local.db"),
+        ("RUST_LOG", "info"),
+        ("OUTPOST_LOG_FORMAT", "json"),
+    ];
+    let o = outpost(db.dir(), &env, &["setup"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{out}\n{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty(), "no log line at info: {err}");
+    for line in &lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string() && v["target"].is_string(), "{line}");
+        assert!(v["fields"].is_object(), "{line}");
+    }
+
+    let o = outpost(db.dir(), &[("OUTPOST_LOG_FORMAT", "xml")], &["config"]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err.contains("OUTPOST_LOG_FORMAT=\"xml\""), "{err}");
+}
