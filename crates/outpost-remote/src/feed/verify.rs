@@ -319,19 +319,8 @@ pub async fn verify_by_values(
     max_rows: usize,
 ) -> Result<ValueVerify, RemoteError> {
     use futures_util::{StreamExt as _, pin_mut};
-    let tx = client
-        .build_transaction()
-        .isolation_level(IsolationLevel::RepeatableRead)
-        .read_only(true)
-        .start()
-        .await
-        .map_err(db("starting the verification snapshot"))?;
-    tx.batch_execute(session::BOOTSTRAP_SETTINGS)
-        .await
-        .map_err(db("lifting the statement limit for the verification"))?;
-    tx.batch_execute(session::KEY_SETTINGS)
-        .await
-        .map_err(db("setting the verification's text settings"))?;
+    let snapshot = VerifySnapshot::begin(client).await?;
+    let tx = &snapshot.tx;
     let alias = quote(&table.name);
     let text = format!(
         "SELECT {} FROM {} {}",
@@ -404,9 +393,7 @@ pub async fn verify_by_values(
             }
         }
     }
-    tx.commit()
-        .await
-        .map_err(db("ending the verification snapshot"))?;
+    snapshot.finish().await?;
     Ok(ValueVerify {
         server_rows,
         compared,
