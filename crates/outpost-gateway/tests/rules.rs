@@ -1337,3 +1337,87 @@ async fn a_resumed_copy_sends_only_the_rows_after_the_key_in_scope() -> anyhow::
     }
     Ok(())
 }
+
+/// The replica `<name>.db` opened again, now with `sub`'s token (a shared
+/// device whose user signed in with another account).
+async fn reopened(s: &Setup, sub: &str, name: &str) -> anyhow::Result<Engine> {
+    let path = s.db.dir().join(format!("{name}.db"));
+    let token = support::token(sub, Duration::from_secs(3600))?;
+    let cfg = support::config(&s.gw.url(), &token, &path)?;
+    Ok(Engine::new(outpost_local::Replica::open(&path)?, cfg))
+}
+
+#[tokio::test]
+async fn a_shared_device_continues_under_another_principal_once_its_edits_are_settled()
+-> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let alice = support::node(&s.db, &s.gw.url(), "u1", "tablet").await?;
+    sync(&alice, Direction::Bidirectional).await?;
+    assert_eq!(ids(&alice, "Post").await?, ["p1"]);
+    let first = alice.node_id();
+    // u1 edits offline and signs out before it is pushed.
+    local(
+        &alice,
+        r#"UPDATE "Post" SET title = 'by u1' WHERE id = 'p1'"#,
+    )
+    .await?;
+    drop(alice);
+
+    // u2 signs in on the same device: u1's edit is not pushed under u2's
+    // name, and nothing of the replica changes.
+    let bob = reopened(&s, "u2", "tablet").await?;
+    let report = bob
+        .sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual))
+        .await?;
+    assert!(!report.success);
+    let said = report
+        .errors
+        .values()
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    assert!(
+        said.contains("registered by another principal") && said.contains("1 PENDING"),
+        "{said}"
+    );
+    assert_eq!(bob.node_id(), first);
+    assert_eq!(ids(&bob, "Post").await?, ["p1"]);
+    assert_eq!(states(&bob).await?.len(), 1);
+    assert_eq!(p1_on_server(&s).await?, Some(("one".into(), "u1".into())));
+    drop(bob);
+
+    // u1 signs in again and the edit is pushed under u1's name.
+    let alice = reopened(&s, "u1", "tablet").await?;
+    sync(&alice, Direction::Bidirectional).await?;
+    assert_eq!(p1_on_server(&s).await?, Some(("by u1".into(), "u1".into())));
+    drop(alice);
+
+    // Now u2's sign-in goes on as a new node: u1's posts and comments
+    // leave, u2's arrive, the tables every user sees stay.
+    let bob = reopened(&s, "u2", "tablet").await?;
+    sync(&bob, Direction::Bidirectional).await?;
+    assert_ne!(bob.node_id(), first);
+    assert_eq!(ids(&bob, "Post").await?, ["p2"]);
+    assert_eq!(ids(&bob, "Comment").await?, ["c2"]);
+    assert_eq!(ids(&bob, "User").await?, ["u1", "u2"]);
+    assert!(states(&bob).await?.is_empty());
+    // And it syncs as u2 from then on, both ways.
+    local(&bob, r#"UPDATE "Post" SET title = 'by u2' WHERE id = 'p2'"#).await?;
+    s.client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p5', 'five', 'u2'), ('p6', 'six', 'u1');"#,
+        )
+        .await?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while ids(&bob, "Post").await? != ["p2", "p5"] && std::time::Instant::now() < deadline {
+        settled(&bob, Direction::Bidirectional).await?;
+    }
+    assert_eq!(ids(&bob, "Post").await?, ["p2", "p5"]);
+    let title: String = s
+        .client
+        .query_one(r#"SELECT title FROM "Post" WHERE id = 'p2'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(title, "by u2");
+    Ok(())
+}

@@ -80,12 +80,9 @@ impl Engine {
                 "the server has no outpost tracking schema: run `outpost server install` (or `outpost setup`) first".into(),
             ));
         }
-        let node = self.node_id();
         if !reused {
             // Registered by the run that opened this connection.
-            let name = format!("node {node}");
-            self.bounded("registering the node", kept.register_node(node, &name))
-                .await?;
+            self.register(&kept).await?;
         }
         // Servers before tracking version 4 have no incarnations: the
         // identity checks wait for `outpost server upgrade`.
@@ -219,6 +216,84 @@ impl Engine {
             }
             run.held_back = pulled.held_back;
         }
+        Ok(())
+    }
+
+    /// Registers the node on `conn`. A gateway that holds the node id
+    /// under another principal (a shared device whose user signed in with
+    /// another token) answers `node_of_another_principal`: a replica with
+    /// no local edits then continues as a new node under this token
+    /// (`Replica::become_new_node`), and the pull that follows copies again
+    /// every table whose scope differs under the new claims (the rule
+    /// digests, docs/gateway.md "Changing principal"). A replica holding
+    /// edits made under the other principal is refused, saying which: they
+    /// were made by that user and are not pushed under another's name.
+    async fn register(&self, conn: &SyncLink) -> Result<(), EngineError> {
+        let node = self.node_id();
+        let name = format!("node {node}");
+        let refusal = match self
+            .bounded("registering the node", conn.register_node(node, &name))
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(EngineError::Remote(e)) if is_another_principal(&e) => e,
+            Err(e) => return Err(e),
+        };
+        let held = self
+            .with_replica(|r| {
+                let mut held: BTreeMap<String, i64> = BTreeMap::new();
+                for ((_, status), n) in r.status_counts()? {
+                    *held.entry(status).or_default() += n;
+                }
+                Ok::<_, outpost_local::LocalError>(held)
+            })
+            .await?;
+        if !held.is_empty() {
+            let said: Vec<String> = held.iter().map(|(s, n)| format!("{n} {s}")).collect();
+            let outpost_remote::RemoteError::Gateway {
+                action,
+                gateway,
+                status,
+                code,
+                class,
+                sqlstate,
+                ..
+            } = refusal
+            else {
+                return Err(refusal.into());
+            };
+            return Err(outpost_remote::RemoteError::Gateway {
+                action,
+                gateway,
+                status,
+                code,
+                class,
+                sqlstate,
+                message: format!(
+                    "this replica was registered by another principal than this token's, and it \
+                     holds local edits made under that principal ({}): they are not pushed under \
+                     another user's name. Sync once more with the former token, or settle them \
+                     (retry or discard failed rows, resolve conflicts), then sync with this token; \
+                     the replica works offline meanwhile and nothing was changed",
+                    said.join(", ")
+                ),
+            }
+            .into());
+        }
+        let new = self.with_replica(|r| r.become_new_node()).await?;
+        self.set_node_id(new);
+        tracing::warn!(
+            old = %node,
+            new = %new,
+            "this replica was registered by another principal than this token's: it has no local \
+             edits, so it continues as a new node under this token, and tables whose scope differs \
+             are copied again"
+        );
+        self.bounded(
+            "registering the node",
+            conn.register_node(new, &format!("node {new}")),
+        )
+        .await?;
         Ok(())
     }
 
@@ -803,4 +878,9 @@ fn merge(into: &mut Stats, from: Stats) {
     for (k, v) in from {
         into.entry(k).or_default().add(v);
     }
+}
+
+/// The gateway's answer that the node id belongs to another principal.
+fn is_another_principal(e: &outpost_remote::RemoteError) -> bool {
+    matches!(e, outpost_remote::RemoteError::Gateway { code, .. } if code == "node_of_another_principal")
 }
