@@ -1,10 +1,13 @@
 //! Bearer tokens: JWTs whose `sub` is the principal, `exp` enforced,
 //! `aud` checked when the gateway is given one, verified with the keys the
 //! gateway was configured with: an HS256 shared secret
-//! (`OUTPOST_GATEWAY_SECRET`), public keys in PEM files (RS256 or EdDSA,
+//! (`OUTPOST_GATEWAY_SECRET`, or `OUTPOST_GATEWAY_SECRET_FILE`, one per
+//! line), public keys in PEM files (RS256, EdDSA, ES256 or ES384,
 //! `OUTPOST_GATEWAY_PUBLIC_KEY`), and a JWKS (`OUTPOST_GATEWAY_JWKS`, a
-//! file or a URL, keys chosen by the token's `kid`, read again while the
-//! gateway runs: [`Keys::refresh_jwks`], [`Keys::verify_claims_fresh`]).
+//! file or a URL, keys chosen by the token's `kid`). Files and the JWKS are
+//! read again while the gateway runs ([`Keys::refresh_files`],
+//! [`Keys::refresh_jwks`], [`Keys::verify_claims_fresh`]); loading them is
+//! `auth/keys.rs`.
 //! [`Keys::verify`] answers every refusal with its reason; [`Keys::create`]
 //! is `outpost gateway token create`.
 //!
@@ -15,17 +18,23 @@
 //! the gateway holds only public keys.
 
 use std::path::Path;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, PublicKeyUse};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use crate::error::GatewayError;
+
+mod keys;
+
+pub use keys::{JWKS_FETCH_TIMEOUT, JWKS_REFETCH_AT_MOST_EVERY, JwksSource};
+use keys::{
+    Jwks, KeyFile, KeyFiles, KeySet, Signer, Verifier, alg_name, check_secret, jwks_text,
+    read_jwks, read_key_file, secret_file,
+};
 
 /// Shortest secret accepted: HS256 with fewer than 256 bits of key is
 /// weaker than the hash (RFC 7518 §3.2 requires at least the hash's size).
@@ -73,26 +82,6 @@ fn claim_text(v: &serde_json::Value) -> Option<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal(pub String);
 
-/// One verification key with its algorithm pinned, and where it came from
-/// (messages name the file, never the key).
-#[derive(Clone)]
-struct Verifier {
-    /// The JWKS `kid`; `None` for the secret and PEM keys, which are tried
-    /// for any token of their algorithm.
-    kid: Option<String>,
-    alg: Algorithm,
-    key: DecodingKey,
-}
-
-/// The signing side of [`Keys`]: a key and its algorithm (and `kid`, put
-/// in the header so a JWKS-configured gateway picks the key at once).
-#[derive(Clone)]
-struct Signer {
-    key: EncodingKey,
-    alg: Algorithm,
-    kid: Option<String>,
-}
-
 /// The gateway's verification keys (and the key `token create` signs
 /// with, when it has one).
 #[derive(Clone)]
@@ -100,336 +89,19 @@ pub struct Keys {
     signer: Option<Signer>,
     /// The secret's key: fixed for the process (an environment variable).
     verifiers: Arc<Vec<Verifier>>,
-    /// The PEM files' keys, read again while the gateway runs
-    /// ([`Keys::refresh_pem`]).
-    pem: Option<Arc<PemKeys>>,
+    /// The PEM and secret files' keys, read again while the gateway runs
+    /// ([`Keys::refresh_files`]).
+    files: Option<Arc<KeyFiles>>,
     /// The JWKS's keys, read again from their file or URL while the
     /// gateway runs ([`Keys::refresh_jwks`]).
     jwks: Option<Arc<Jwks>>,
     audience: Option<String>,
 }
 
-/// Where the JWKS comes from (`OUTPOST_GATEWAY_JWKS`): a file, or an
-/// `https://` (or `http://`) URL such as an auth provider's
-/// `/.well-known/jwks.json`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JwksSource {
-    /// A file, read again at each refresh.
-    File(std::path::PathBuf),
-    /// A URL, fetched again at each refresh.
-    Url(String),
-}
-
-impl JwksSource {
-    /// A URL when the value starts with `https://` or `http://`, a file
-    /// otherwise.
-    pub fn parse(value: &str) -> JwksSource {
-        let v = value.trim();
-        if v.starts_with("https://") || v.starts_with("http://") {
-            JwksSource::Url(v.to_string())
-        } else {
-            JwksSource::File(std::path::PathBuf::from(v))
-        }
-    }
-
-    fn label(&self) -> &Path {
-        match self {
-            JwksSource::File(p) => p,
-            JwksSource::Url(u) => Path::new(u.as_str()),
-        }
-    }
-}
-
-/// How long a JWKS fetch may take.
-pub const JWKS_FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// A token naming an unknown `kid` makes the gateway read the JWKS again
-/// (a provider's new key, published before its first token), at most this
-/// often: tokens with made-up `kid`s must not turn into a stream of
-/// requests to the provider.
-pub const JWKS_REFETCH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
-
-/// The PEM files (`OUTPOST_GATEWAY_PUBLIC_KEY`) and the keys read from
-/// them last.
-struct PemKeys {
-    paths: Vec<std::path::PathBuf>,
-    keys: std::sync::RwLock<Arc<Vec<Verifier>>>,
-}
-
-impl PemKeys {
-    fn current(&self) -> Arc<Vec<Verifier>> {
-        match self.keys.read() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
-/// The JWKS's source and the keys read from it last.
-struct Jwks {
-    source: JwksSource,
-    keys: std::sync::RwLock<Arc<Vec<Verifier>>>,
-    /// When a token's unknown `kid` last made the gateway read the JWKS
-    /// again ([`JWKS_REFETCH_AT_MOST_EVERY`]).
-    kid_refetch: std::sync::Mutex<Option<std::time::Instant>>,
-    /// One read at a time.
-    reading: tokio::sync::Mutex<()>,
-}
-
-impl Jwks {
-    fn current(&self) -> Arc<Vec<Verifier>> {
-        match self.keys.read() {
-            Ok(k) => k.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-}
-
-/// The JWKS's text from its source.
-async fn read_jwks(source: &JwksSource) -> Result<String, String> {
-    const WHAT: &str = "OUTPOST_GATEWAY_JWKS";
-    match source {
-        JwksSource::File(path) => {
-            let path = path.clone();
-            tokio::task::spawn_blocking(move || read_key_file(&path, WHAT))
-                .await
-                .map_err(|e| format!("{WHAT}: reading the file failed: {e}"))?
-        }
-        JwksSource::Url(url) => {
-            let fail = |reason: String| file_error(Path::new(url.as_str()), WHAT, reason);
-            let client = reqwest::Client::builder()
-                .timeout(JWKS_FETCH_TIMEOUT)
-                .build()
-                .map_err(|e| fail(format!("no HTTP client: {e}")))?;
-            let response = client
-                .get(url)
-                .header(reqwest::header::ACCEPT, "application/json")
-                .send()
-                .await
-                .map_err(|e| {
-                    fail(format!(
-                        "cannot be fetched: {}",
-                        outpost_remote::error::with_causes(&e)
-                    ))
-                })?;
-            let status = response.status();
-            if !status.is_success() {
-                return Err(fail(format!("answered {status}")));
-            }
-            // A JWKS is a few KB; anything near a megabyte is not one.
-            const MAX_JWKS: usize = 1024 * 1024;
-            if response
-                .content_length()
-                .is_some_and(|n| n > MAX_JWKS as u64)
-            {
-                return Err(fail("is larger than 1 MiB".into()));
-            }
-            // Read in chunks, so a body without a length stops at the
-            // limit instead of being held whole.
-            let mut response = response;
-            let mut body: Vec<u8> = Vec::new();
-            while let Some(chunk) = response.chunk().await.map_err(|e| {
-                fail(format!(
-                    "cannot be fetched: {}",
-                    outpost_remote::error::with_causes(&e)
-                ))
-            })? {
-                if body.len() + chunk.len() > MAX_JWKS {
-                    return Err(fail("is larger than 1 MiB".into()));
-                }
-                body.extend_from_slice(&chunk);
-            }
-            String::from_utf8(body).map_err(|_| fail("is not UTF-8 text".into()))
-        }
-    }
-}
-
 impl std::fmt::Debug for Keys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Keys(***)")
     }
-}
-
-fn alg_name(a: Algorithm) -> String {
-    format!("{a:?}")
-}
-
-/// An error for a key file: the file's path and the reason, never its
-/// contents.
-fn file_error(path: &Path, what: &str, reason: impl std::fmt::Display) -> String {
-    format!("{what} {}: {reason}", path.display())
-}
-
-fn read_key_file(path: &Path, what: &str) -> Result<String, String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| file_error(path, what, format!("cannot be read: {e}")))
-}
-
-/// The public key of a PEM file: RS256 for an RSA key (`BEGIN PUBLIC KEY`
-/// or `BEGIN RSA PUBLIC KEY`), EdDSA for an Ed25519 one. Private keys are
-/// refused (the gateway only verifies, and a private key in its config is
-/// a key to leak).
-fn public_pem(path: &Path) -> Result<Verifier, String> {
-    const WHAT: &str = "OUTPOST_GATEWAY_PUBLIC_KEY";
-    let text = read_key_file(path, WHAT)?;
-    if text.contains("PRIVATE KEY") {
-        return Err(file_error(
-            path,
-            WHAT,
-            "is a private key: give the gateway the public key only \
-             (`openssl pkey -in key.pem -pubout -out public.pem`)",
-        ));
-    }
-    if !text.contains("-----BEGIN ") {
-        return Err(file_error(
-            path,
-            WHAT,
-            "is not a PEM file (no -----BEGIN line)",
-        ));
-    }
-    // Ed25519 first: `from_rsa_pem` classifies by the key's OID and refuses
-    // an Ed25519 key, and vice versa, so the order only decides the message.
-    if let Ok(key) = DecodingKey::from_ed_pem(text.as_bytes()) {
-        return Ok(Verifier {
-            kid: None,
-            alg: Algorithm::EdDSA,
-            key,
-        });
-    }
-    match DecodingKey::from_rsa_pem(text.as_bytes()) {
-        Ok(key) => Ok(Verifier {
-            kid: None,
-            alg: Algorithm::RS256,
-            key,
-        }),
-        Err(e) => Err(file_error(
-            path,
-            WHAT,
-            format!(
-                "is neither an RSA nor an Ed25519 public key ({e}); other algorithms (ES256, RS512, PS256, …) go in a JWKS file with their `alg`"
-            ),
-        )),
-    }
-}
-
-/// The keys of a JWKS file (`{"keys": [...]}`), each with its `kid` and
-/// its algorithm: the JWK's `alg`, or, when it has none, the one its key
-/// type allows (RS256 for RSA, EdDSA for Ed25519, ES256/ES384 for P-256/
-/// P-384). Keys marked for encryption (`"use": "enc"`) are left out; `oct`
-/// (shared-secret) keys are refused (the secret has its own variable), and
-/// so are two keys with one `kid` (a token naming it would be ambiguous).
-fn jwks_text(text: &str, path: &Path) -> Result<Vec<Verifier>, String> {
-    const WHAT: &str = "OUTPOST_GATEWAY_JWKS";
-    let set: JwkSet = serde_json::from_str(text).map_err(|e| {
-        file_error(
-            path,
-            WHAT,
-            format!("is not a JWKS (`{{\"keys\": [...]}}`): {e}"),
-        )
-    })?;
-    let mut out: Vec<Verifier> = Vec::new();
-    for (i, jwk) in set.keys.iter().enumerate() {
-        let kid = jwk.common.key_id.clone();
-        let label = match &kid {
-            Some(k) => format!("key {} (kid {k:?})", i + 1),
-            None => format!("key {}", i + 1),
-        };
-        if matches!(jwk.common.public_key_use, Some(PublicKeyUse::Encryption)) {
-            tracing::info!(file = %path.display(), key = %label, "JWKS key for encryption left out");
-            continue;
-        }
-        let stated = match &jwk.common.key_algorithm {
-            Some(a) => Some(Algorithm::from_str(&a.to_string()).map_err(|_| {
-                file_error(
-                    path,
-                    WHAT,
-                    format!("{label}: algorithm {a} cannot sign tokens"),
-                )
-            })?),
-            None => None,
-        };
-        let (family_default, family): (Option<Algorithm>, &[Algorithm]) = match &jwk.algorithm {
-            AlgorithmParameters::RSA(_) => (
-                Some(Algorithm::RS256),
-                &[
-                    Algorithm::RS256,
-                    Algorithm::RS384,
-                    Algorithm::RS512,
-                    Algorithm::PS256,
-                    Algorithm::PS384,
-                    Algorithm::PS512,
-                ],
-            ),
-            AlgorithmParameters::OctetKeyPair(p) if p.curve == EllipticCurve::Ed25519 => {
-                (Some(Algorithm::EdDSA), &[Algorithm::EdDSA])
-            }
-            AlgorithmParameters::OctetKeyPair(p) => {
-                return Err(file_error(
-                    path,
-                    WHAT,
-                    format!("{label}: curve {:?} is not supported (Ed25519 is)", p.curve),
-                ));
-            }
-            AlgorithmParameters::EllipticCurve(p) => match p.curve {
-                EllipticCurve::P256 => (Some(Algorithm::ES256), &[Algorithm::ES256]),
-                EllipticCurve::P384 => (Some(Algorithm::ES384), &[Algorithm::ES384]),
-                _ => {
-                    return Err(file_error(
-                        path,
-                        WHAT,
-                        format!(
-                            "{label}: curve {:?} is not supported (P-256, P-384 are)",
-                            p.curve
-                        ),
-                    ));
-                }
-            },
-            AlgorithmParameters::OctetKey(_) => {
-                return Err(file_error(
-                    path,
-                    WHAT,
-                    format!(
-                        "{label}: a shared-secret (`oct`) key: put an HS256 secret in OUTPOST_GATEWAY_SECRET, not in the JWKS"
-                    ),
-                ));
-            }
-        };
-        let alg = match stated.or(family_default) {
-            Some(a) if family.contains(&a) => a,
-            Some(a) => {
-                return Err(file_error(
-                    path,
-                    WHAT,
-                    format!("{label}: `alg` {} does not fit its key type", alg_name(a)),
-                ));
-            }
-            None => {
-                return Err(file_error(path, WHAT, format!("{label}: no algorithm")));
-            }
-        };
-        let key = DecodingKey::from_jwk(jwk)
-            .map_err(|e| file_error(path, WHAT, format!("{label}: {e}")))?;
-        if let Some(k) = &kid
-            && out.iter().any(|v| v.kid.as_deref() == Some(k))
-        {
-            return Err(file_error(path, WHAT, format!("two keys have kid {k:?}")));
-        }
-        out.push(Verifier { kid, alg, key });
-    }
-    if out.is_empty() {
-        return Err(file_error(path, WHAT, "has no signature keys"));
-    }
-    Ok(out)
-}
-
-fn check_secret(secret: &str) -> Result<(), String> {
-    if secret.len() < MIN_SECRET_LEN {
-        return Err(format!(
-            "OUTPOST_GATEWAY_SECRET is too short: HS256 needs at least {MIN_SECRET_LEN} bytes \
-             (for example `openssl rand -base64 48`)"
-        ));
-    }
-    Ok(())
 }
 
 /// The `alg` of a token's header read by hand, for the one case the
@@ -448,6 +120,9 @@ fn raw_alg(token: &str) -> Option<String> {
 pub struct KeySources<'a> {
     /// The HS256 secret (`OUTPOST_GATEWAY_SECRET`).
     pub secret: Option<&'a str>,
+    /// A file of HS256 secrets, one per line (`OUTPOST_GATEWAY_SECRET_FILE`),
+    /// read again while the gateway runs.
+    pub secret_file: Option<&'a Path>,
     /// PEM public keys (`OUTPOST_GATEWAY_PUBLIC_KEY`, comma-separated).
     pub public_keys: Vec<&'a Path>,
     /// A JWKS file (`OUTPOST_GATEWAY_JWKS`). A file given here is read
@@ -477,93 +152,85 @@ impl Keys {
         let mut verifiers = Vec::new();
         let mut signer = None;
         if let Some(secret) = sources.secret {
-            check_secret(secret)?;
-            verifiers.push(Verifier {
-                kid: None,
-                alg: Algorithm::HS256,
-                key: DecodingKey::from_secret(secret.as_bytes()),
-            });
+            check_secret("OUTPOST_GATEWAY_SECRET", secret)?;
+            verifiers.push(keys::secret_verifier(secret.as_bytes()));
             signer = Some(Signer {
                 key: EncodingKey::from_secret(secret.as_bytes()),
                 alg: Algorithm::HS256,
                 kid: None,
             });
         }
-        let pem = if sources.public_keys.is_empty() {
+        let mut files: Vec<KeyFile> = sources
+            .public_keys
+            .iter()
+            .map(|p| KeyFile::Pem(p.to_path_buf()))
+            .collect();
+        if let Some(path) = sources.secret_file {
+            files.push(KeyFile::Secrets(path.to_path_buf()));
+            // `token create` signs with the file's first secret.
+            if signer.is_none()
+                && let Some(first) = secret_file(path)?.first()
+            {
+                signer = Some(Signer {
+                    key: EncodingKey::from_secret(first.as_bytes()),
+                    alg: Algorithm::HS256,
+                    kid: None,
+                });
+            }
+        }
+        let files = if files.is_empty() {
             None
         } else {
-            let keys = sources
-                .public_keys
-                .iter()
-                .map(|p| public_pem(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(Arc::new(PemKeys {
-                paths: sources
-                    .public_keys
-                    .iter()
-                    .map(|p| p.to_path_buf())
-                    .collect(),
-                keys: std::sync::RwLock::new(Arc::new(keys)),
-            }))
+            let keys = KeySet::new(KeyFiles::read(&files)?);
+            Some(Arc::new(KeyFiles { files, keys }))
         };
         let jwks = match (sources.jwks, sources.jwks_url) {
             (Some(path), _) => {
                 let text = read_key_file(path, "OUTPOST_GATEWAY_JWKS")?;
-                Some(Jwks {
-                    source: JwksSource::File(path.to_path_buf()),
-                    keys: std::sync::RwLock::new(Arc::new(jwks_text(&text, path)?)),
-                    kid_refetch: std::sync::Mutex::new(None),
-                    reading: tokio::sync::Mutex::new(()),
-                })
+                Some(Jwks::new(
+                    JwksSource::File(path.to_path_buf()),
+                    jwks_text(&text, path)?,
+                ))
             }
-            (None, Some(url)) => Some(Jwks {
-                source: JwksSource::Url(url.to_string()),
-                keys: std::sync::RwLock::new(Arc::new(Vec::new())),
-                kid_refetch: std::sync::Mutex::new(None),
-                reading: tokio::sync::Mutex::new(()),
-            }),
+            (None, Some(url)) => Some(Jwks::new(JwksSource::Url(url.to_string()), Vec::new())),
             (None, None) => None,
         };
-        if verifiers.is_empty() && pem.is_none() && jwks.is_none() {
-            return Err("no token key: set OUTPOST_GATEWAY_SECRET (HS256), OUTPOST_GATEWAY_PUBLIC_KEY \
-                 (PEM files: RS256 or EdDSA) or OUTPOST_GATEWAY_JWKS (a JWKS file or URL) (docs/gateway.md)"
-                .to_string());
+        if verifiers.is_empty() && files.is_none() && jwks.is_none() {
+            return Err(
+                "no token key: set OUTPOST_GATEWAY_SECRET or OUTPOST_GATEWAY_SECRET_FILE (HS256), \
+                 OUTPOST_GATEWAY_PUBLIC_KEY (PEM files: RS256, EdDSA, ES256 or ES384) or \
+                 OUTPOST_GATEWAY_JWKS (a JWKS file or URL) (docs/gateway.md)"
+                    .to_string(),
+            );
         }
         Ok(Keys {
             signer,
             verifiers: Arc::new(verifiers),
-            pem,
+            files,
             jwks: jwks.map(Arc::new),
             audience: sources.audience.map(str::to_string),
         })
     }
 
-    /// Whether the gateway verifies with PEM files (read again by
-    /// [`Keys::refresh_pem`]).
-    pub fn has_pem(&self) -> bool {
-        self.pem.is_some()
+    /// Whether the gateway verifies with key files (PEM public keys, a
+    /// secret file), read again by [`Keys::refresh_files`].
+    pub fn has_files(&self) -> bool {
+        self.files.is_some()
     }
 
-    /// Reads the PEM files again and, when every one holds a usable public
-    /// key, verifies with those from then on: a key file replaced in place
-    /// (a rotation) verifies its tokens, the replaced key's are refused. A
+    /// Reads the key files again and, when every one holds usable keys,
+    /// verifies with those from then on: a key file replaced in place (a
+    /// rotation) verifies its tokens, the replaced key's are refused. A
     /// file that cannot be read or holds no usable key changes nothing: the
     /// keys read last stay, and the error names the file. The number of
-    /// keys read; `Ok(0)` without PEM files.
-    pub fn refresh_pem(&self) -> Result<usize, String> {
-        let Some(pem) = &self.pem else {
+    /// keys read; `Ok(0)` without key files.
+    pub fn refresh_files(&self) -> Result<usize, String> {
+        let Some(files) = &self.files else {
             return Ok(0);
         };
-        let keys = pem
-            .paths
-            .iter()
-            .map(|p| public_pem(p))
-            .collect::<Result<Vec<_>, _>>()?;
+        let keys = KeyFiles::read(&files.files)?;
         let n = keys.len();
-        match pem.keys.write() {
-            Ok(mut k) => *k = Arc::new(keys),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
-        }
+        files.keys.replace(keys);
         Ok(n)
     }
 
@@ -588,10 +255,7 @@ impl Keys {
         let kids: Vec<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
         tracing::debug!(source = %jwks.source.label().display(), keys = keys.len(), kids = ?kids, "JWKS read");
         let n = keys.len();
-        match jwks.keys.write() {
-            Ok(mut k) => *k = Arc::new(keys),
-            Err(poisoned) => *poisoned.into_inner() = Arc::new(keys),
-        }
+        jwks.keys.replace(keys);
         Ok(n)
     }
 
@@ -638,28 +302,11 @@ impl Keys {
     }
 
     /// Keys that only sign, with the private key of a PEM file (Ed25519:
-    /// EdDSA, RSA: RS256) and the `kid` to put in the header: `outpost
+    /// EdDSA, P-256/P-384 in PKCS#8: ES256/ES384, RSA: RS256) and the `kid` to put in the header: `outpost
     /// gateway token create --key` for a gateway configured with the
     /// matching public key or JWKS.
     pub fn signing_pem(path: &Path, kid: Option<&str>) -> Result<Keys, String> {
-        const WHAT: &str = "--key";
-        let text = read_key_file(path, WHAT)?;
-        if !text.contains("PRIVATE KEY") {
-            return Err(file_error(path, WHAT, "is not a private key (PEM)"));
-        }
-        let (key, alg) = match EncodingKey::from_ed_pem(text.as_bytes()) {
-            Ok(k) => (k, Algorithm::EdDSA),
-            Err(_) => match EncodingKey::from_rsa_pem(text.as_bytes()) {
-                Ok(k) => (k, Algorithm::RS256),
-                Err(e) => {
-                    return Err(file_error(
-                        path,
-                        WHAT,
-                        format!("is neither an Ed25519 nor an RSA private key ({e})"),
-                    ));
-                }
-            },
-        };
+        let (key, alg) = keys::private_pem(path, "--key")?;
         Ok(Keys {
             signer: Some(Signer {
                 key,
@@ -667,7 +314,7 @@ impl Keys {
                 kid: kid.map(str::to_string),
             }),
             verifiers: Arc::new(Vec::new()),
-            pem: None,
+            files: None,
             jwks: None,
             audience: None,
         })
@@ -675,12 +322,20 @@ impl Keys {
 
     /// The algorithms the gateway verifies, for messages (`HS256, EdDSA`).
     pub fn algorithms(&self) -> String {
-        let from_jwks = self.jwks.as_ref().map(|j| j.current()).unwrap_or_default();
-        let from_pem = self.pem.as_ref().map(|p| p.current()).unwrap_or_default();
+        let from_jwks = self
+            .jwks
+            .as_ref()
+            .map(|j| j.keys.current())
+            .unwrap_or_default();
+        let from_files = self
+            .files
+            .as_ref()
+            .map(|f| f.keys.current())
+            .unwrap_or_default();
         let mut names: Vec<String> = self
             .verifiers
             .iter()
-            .chain(from_pem.iter())
+            .chain(from_files.iter())
             .chain(from_jwks.iter())
             .map(|v| alg_name(v.alg))
             .collect();
@@ -691,12 +346,14 @@ impl Keys {
 
     /// How many verification keys the gateway holds (logged at start).
     pub fn len(&self) -> usize {
-        self.verifiers.len() + self.pem.as_ref().map_or(0, |p| p.current().len()) + self.jwks_len()
+        self.verifiers.len()
+            + self.files.as_ref().map_or(0, |f| f.keys.current().len())
+            + self.jwks_len()
     }
 
     /// How many keys of the JWKS verify now (0 without one).
     pub fn jwks_len(&self) -> usize {
-        self.jwks.as_ref().map_or(0, |j| j.current().len())
+        self.jwks.as_ref().map_or(0, |j| j.keys.current().len())
     }
 
     /// Whether it holds none (only a signing key).
@@ -823,12 +480,20 @@ impl Keys {
             }
         };
         let kid = head.kid.as_deref();
-        let from_jwks = self.jwks.as_ref().map(|j| j.current()).unwrap_or_default();
-        let from_pem = self.pem.as_ref().map(|p| p.current()).unwrap_or_default();
+        let from_jwks = self
+            .jwks
+            .as_ref()
+            .map(|j| j.keys.current())
+            .unwrap_or_default();
+        let from_files = self
+            .files
+            .as_ref()
+            .map(|f| f.keys.current())
+            .unwrap_or_default();
         let by_kid: Vec<&Verifier> = self
             .verifiers
             .iter()
-            .chain(from_pem.iter())
+            .chain(from_files.iter())
             .chain(from_jwks.iter())
             .filter(|v| v.kid.is_none() || kid.is_none() || v.kid.as_deref() == kid)
             .collect();

@@ -155,6 +155,8 @@ impl Options {
             .map_err(|e| e.to_string())?
             .clone();
         let secret = get("OUTPOST_GATEWAY_SECRET");
+        let secret_file =
+            get("OUTPOST_GATEWAY_SECRET_FILE").map(|v| std::path::PathBuf::from(v.trim()));
         let public_keys = get("OUTPOST_GATEWAY_PUBLIC_KEY");
         let public_keys: Vec<std::path::PathBuf> = public_keys
             .iter()
@@ -174,6 +176,7 @@ impl Options {
         let audience = get("OUTPOST_GATEWAY_AUDIENCE");
         let keys = Keys::load(&auth::KeySources {
             secret: secret.as_deref(),
+            secret_file: secret_file.as_deref(),
             public_keys: public_keys
                 .iter()
                 .map(std::path::PathBuf::as_path)
@@ -373,7 +376,7 @@ impl Gateway {
             tokio::spawn(forget_idle_principals(gateway.clone()));
         }
         if gateway.inner.options.keys.jwks_source().is_some()
-            || gateway.inner.options.keys.has_pem()
+            || gateway.inner.options.keys.has_files()
         {
             tokio::spawn(refresh_keys(gateway.clone()));
         }
@@ -663,14 +666,14 @@ async fn refresh_keys(gateway: Gateway) {
             }
             gateway.inner.metrics.jwks_read(&read);
         }
-        if keys.has_pem() {
+        if keys.has_files() {
             let k = keys.clone();
-            match tokio::task::spawn_blocking(move || k.refresh_pem()).await {
+            match tokio::task::spawn_blocking(move || k.refresh_files()).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "reading the PEM key files again failed; the keys read last stay");
+                    tracing::warn!(error = %e, "reading the key files again failed; the keys read last stay");
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the PEM key files again failed"),
+                Err(e) => tracing::warn!(error = %e, "reading the key files again failed"),
             }
         }
     }

@@ -552,3 +552,149 @@ async fn a_pem_key_file_replaced_in_place_is_read_again() -> anyhow::Result<()> 
     assert_eq!(probe(&base, &new).await?, (200, String::new()));
     Ok(())
 }
+
+/// `sub` of a verified token, or the refusal's code.
+fn verified(keys: &Keys, token: &str) -> Result<String, String> {
+    keys.verify(Some(&format!("Bearer {token}")))
+        .map(|p| p.0)
+        .map_err(|e| match e {
+            outpost_gateway::GatewayError::Unauthorized { code, .. } => code.to_string(),
+            other => other.to_string(),
+        })
+}
+
+#[test]
+fn elliptic_curve_pem_keys_verify_with_their_curves_algorithm() -> anyhow::Result<()> {
+    let load = |public: &str| {
+        let path = key(public);
+        Keys::load(&outpost_gateway::auth::KeySources {
+            public_keys: vec![path.as_path()],
+            ..Default::default()
+        })
+    };
+    let p256 = load("ec256-a.pub.pem").map_err(anyhow::Error::msg)?;
+    let p384 = load("ec384-a.pub.pem").map_err(anyhow::Error::msg)?;
+    assert_eq!(p256.algorithms(), "ES256");
+    assert_eq!(p384.algorithms(), "ES384");
+
+    // `token create --key` signs with the private halves, each with its
+    // curve's algorithm, and each verifies against its public key only.
+    let sign = |private: &str| {
+        Keys::signing_pem(&key(private), None)
+            .and_then(|k| k.create("alice", Duration::from_secs(600), None))
+    };
+    let t256 = sign("ec256-a.pem").map_err(anyhow::Error::msg)?;
+    let t384 = sign("ec384-a.pem").map_err(anyhow::Error::msg)?;
+    assert_eq!(verified(&p256, &t256), Ok("alice".into()));
+    assert_eq!(verified(&p384, &t384), Ok("alice".into()));
+    assert_eq!(verified(&p256, &t384), Err("bad_algorithm".into()));
+    assert_eq!(verified(&p384, &t256), Err("bad_algorithm".into()));
+    // An ES256 token whose payload was swapped for another (mallory's)
+    // keeps its header and signature: refused as a bad signature.
+    let mut parts: Vec<&str> = t256.split('.').collect();
+    let other = signed("ed-a.pem", None, "mallory", now() + 600, None);
+    let other_payload = other.split('.').nth(1).unwrap_or_default().to_string();
+    parts[1] = &other_payload;
+    assert_eq!(
+        verified(&p256, &parts.join(".")),
+        Err("bad_signature".into())
+    );
+
+    // Curves jsonwebtoken cannot verify are refused at start, by name.
+    let e = load("ec521-a.pub.pem").err().unwrap_or_default();
+    assert!(
+        e.contains("ec521-a.pub.pem") && e.contains("P-256 or P-384"),
+        "{e}"
+    );
+    let e = Keys::signing_pem(&key("ec521-a.pem"), None)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("P-256 or P-384"), "{e}");
+    // SEC1 private keys get the conversion to PKCS#8.
+    let e = Keys::signing_pem(&key("ec256-a.sec1.pem"), None)
+        .err()
+        .unwrap_or_default();
+    assert!(e.contains("openssl pkcs8 -topk8"), "{e}");
+    Ok(())
+}
+
+/// 48 bytes of `c`.
+fn secret_of(c: char) -> String {
+    std::iter::repeat_n(c, 48).collect()
+}
+
+#[tokio::test]
+async fn a_secret_file_is_read_again_new_secret_first_old_kept_until_removed() -> anyhow::Result<()>
+{
+    let db = TestDb::new().await?;
+    let (_client, _) = server(&db, BLOG).await?;
+    let path = db.dir().join("gateway.secrets");
+    let (a, b) = (secret_of('a'), secret_of('b'));
+    std::fs::write(&path, format!("# the gateway's HS256 secrets\n{a}\n"))?;
+    let gw = GatewayProcess::start(
+        &db,
+        0,
+        &[
+            ("OUTPOST_GATEWAY_SECRET", ""),
+            ("OUTPOST_GATEWAY_SECRET_FILE", &path.display().to_string()),
+            ("OUTPOST_GATEWAY_JWKS_REFRESH", "200"),
+        ],
+    )?;
+    let base = gw.url();
+    let token = |secret: &str| {
+        Keys::hs256(secret, None)
+            .and_then(|k| k.create("alice", Duration::from_secs(600), None))
+            .map_err(anyhow::Error::msg)
+    };
+    let (old, new) = (token(&a)?, token(&b)?);
+    assert_eq!(probe(&base, &old).await?, (200, String::new()));
+    assert_eq!(probe(&base, &new).await?, (401, "bad_signature".into()));
+
+    // Rotation, step 1: the new secret first, the old kept below it.
+    std::fs::write(&path, format!("{b}\n{a}\n"))?;
+    until_probe(&base, &new, (200, "")).await?;
+    assert_eq!(probe(&base, &old).await?, (200, String::new()));
+    // `token create` with the file signs with its first secret.
+    let keys = Keys::load(&outpost_gateway::auth::KeySources {
+        secret_file: Some(&path),
+        ..Default::default()
+    })
+    .map_err(anyhow::Error::msg)?;
+    let created = keys
+        .create("carol", Duration::from_secs(600), None)
+        .map_err(anyhow::Error::msg)?;
+    assert_eq!(
+        verified(
+            &Keys::hs256(&b, None).map_err(anyhow::Error::msg)?,
+            &created
+        ),
+        Ok("carol".into())
+    );
+
+    // Step 2: the old secret removed; its tokens are refused.
+    std::fs::write(&path, format!("{b}\n"))?;
+    until_probe(&base, &old, (401, "bad_signature")).await?;
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+
+    // A short secret or an emptied file keeps the secrets read last.
+    std::fs::write(&path, "too short\n")?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    std::fs::write(&path, "")?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(probe(&base, &new).await?, (200, String::new()));
+    // At start, a bad file is refused naming the file and the line.
+    std::fs::write(&path, format!("{b}\nshort\n"))?;
+    let e = Keys::load(&outpost_gateway::auth::KeySources {
+        secret_file: Some(&path),
+        ..Default::default()
+    })
+    .err()
+    .unwrap_or_default();
+    assert!(
+        e.contains("gateway.secrets") && e.contains("line 2") && e.contains("too short"),
+        "{e}"
+    );
+    assert!(!e.contains(&b), "the message shows no secret: {e}");
+    Ok(())
+}

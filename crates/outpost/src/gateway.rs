@@ -22,9 +22,10 @@ pub enum GatewayAction {
 #[derive(Debug, Subcommand)]
 pub enum TokenAction {
     /// Print a token for principal `--sub`, valid for `--expires`
-    /// (90s, 15m, 12h, 30d), signed with OUTPOST_GATEWAY_SECRET (HS256), or
-    /// with the private key `--key` (Ed25519: EdDSA, RSA: RS256) for a
-    /// gateway given its public key or a JWKS.
+    /// (90s, 15m, 12h, 30d), signed with OUTPOST_GATEWAY_SECRET (HS256; or
+    /// the first secret of OUTPOST_GATEWAY_SECRET_FILE), or with the private
+    /// key `--key` (Ed25519: EdDSA, P-256/P-384: ES256/ES384, RSA: RS256)
+    /// for a gateway given its public key or a JWKS.
     Create {
         /// The principal (the token's `sub`).
         #[arg(long)]
@@ -73,10 +74,20 @@ pub async fn run(
             Some(path) => outpost_gateway::auth::Keys::signing_pem(&path, kid.as_deref())
                 .map_err(anyhow::Error::msg)?,
             None => {
-                let secret = get("OUTPOST_GATEWAY_SECRET").context(
-                    "OUTPOST_GATEWAY_SECRET is not set: tokens are signed with it (or with --key FILE)",
-                )?;
-                outpost_gateway::auth::Keys::hs256(&secret, None).map_err(anyhow::Error::msg)?
+                let secret = get("OUTPOST_GATEWAY_SECRET");
+                let file =
+                    get("OUTPOST_GATEWAY_SECRET_FILE").map(|f| std::path::PathBuf::from(f.trim()));
+                anyhow::ensure!(
+                    secret.is_some() || file.is_some(),
+                    "neither OUTPOST_GATEWAY_SECRET nor OUTPOST_GATEWAY_SECRET_FILE is set: tokens are signed with the secret (or with --key FILE)"
+                );
+                // The variable's secret, else the file's first.
+                outpost_gateway::auth::Keys::load(&outpost_gateway::auth::KeySources {
+                    secret: secret.as_deref(),
+                    secret_file: file.as_deref(),
+                    ..Default::default()
+                })
+                .map_err(anyhow::Error::msg)?
             }
         };
         let token = keys

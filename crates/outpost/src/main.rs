@@ -106,7 +106,8 @@ enum Command {
     },
     /// Serve the sync protocol over HTTP next to PostgreSQL (DATABASE_URL)
     /// to nodes that hold only a token (verified with OUTPOST_GATEWAY_SECRET,
-    /// OUTPOST_GATEWAY_PUBLIC_KEY or OUTPOST_GATEWAY_JWKS); `gateway token
+    /// OUTPOST_GATEWAY_SECRET_FILE, OUTPOST_GATEWAY_PUBLIC_KEY or
+    /// OUTPOST_GATEWAY_JWKS); `gateway token
     /// create` makes one. See docs/gateway.md.
     #[command(args_conflicts_with_subcommands = true)]
     Gateway {
@@ -122,7 +123,7 @@ enum Command {
         /// tables without a rule are not served (OUTPOST_GATEWAY_RULES).
         #[arg(long, value_name = "FILE")]
         rules: Option<std::path::PathBuf>,
-        /// Public keys (PEM, RS256 or EdDSA) tokens are verified with,
+        /// Public keys (PEM: RS256, EdDSA, ES256 or ES384) tokens are verified with,
         /// comma-separated (OUTPOST_GATEWAY_PUBLIC_KEY).
         #[arg(long, value_name = "FILES")]
         public_key: Option<String>,
