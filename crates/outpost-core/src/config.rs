@@ -103,6 +103,24 @@ pub struct GatewayTarget {
 }
 
 impl GatewayTarget {
+    /// The principal the token names: its `sub`, read without verifying
+    /// the signature (the gateway verifies; the node only needs to notice
+    /// that its user changed). `None` when the token is not a JWT with a
+    /// `sub`.
+    pub fn subject(&self) -> Option<String> {
+        use base64::Engine as _;
+        let payload = self.token.split('.').nth(1)?;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload.trim_end_matches('='))
+            .ok()?;
+        let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        claims
+            .get("sub")?
+            .as_str()
+            .filter(|s| !s.trim().is_empty())
+            .map(str::to_string)
+    }
+
     /// A target from a URL and a token (both checked).
     pub fn new(url: &str, token: &str) -> Result<GatewayTarget, ConfigError> {
         let parsed = url::Url::parse(url.trim())

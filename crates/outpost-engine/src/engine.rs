@@ -261,8 +261,27 @@ fn locked<T>(
 
 impl Engine {
     /// An engine over an open replica.
-    pub fn new(replica: Replica, config: Config) -> Engine {
+    pub fn new(mut replica: Replica, config: Config) -> Engine {
         let timeouts = ServerTimeouts::from_config(&config.timeouts);
+        // A replica opened with another user's token (a shared device)
+        // becomes that user's node before the user edits anything, so
+        // edits made from now on are theirs (`Replica::switch_principal`).
+        if let Some(sub) = config.gateway.as_ref().and_then(|g| g.subject()) {
+            let old = replica.node_id();
+            match replica.switch_principal(&sub) {
+                Ok(Some(new)) => tracing::warn!(
+                    old = %old,
+                    new = %new,
+                    "this replica was registered by another principal than this token's: it has no \
+                     local edits, so it continues as a new node under this token, and tables whose \
+                     scope differs are copied again at the next sync"
+                ),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "checking the replica's principal failed; the next sync checks again")
+                }
+            }
+        }
         Engine {
             inner: Arc::new(Inner {
                 schema: std::sync::RwLock::new(Arc::new(replica.schema().clone())),

@@ -1392,15 +1392,28 @@ async fn a_shared_device_continues_under_another_principal_once_its_edits_are_se
     assert_eq!(p1_on_server(&s).await?, Some(("by u1".into(), "u1".into())));
     drop(alice);
 
-    // Now u2's sign-in goes on as a new node: u1's posts and comments
-    // leave, u2's arrive, the tables every user sees stay.
+    // Now u2's sign-in makes the replica u2's node as it opens, before u2
+    // edits anything: an offline edit made next is u2's and is pushed.
     let bob = reopened(&s, "u2", "tablet").await?;
-    sync(&bob, Direction::Bidirectional).await?;
     assert_ne!(bob.node_id(), first);
+    local(
+        &bob,
+        r#"UPDATE "User" SET name = 'set by u2' WHERE id = 'u2'"#,
+    )
+    .await?;
+    sync(&bob, Direction::Bidirectional).await?;
+    // u1's posts and comments left, u2's arrived, the tables every user
+    // sees stayed.
     assert_eq!(ids(&bob, "Post").await?, ["p2"]);
     assert_eq!(ids(&bob, "Comment").await?, ["c2"]);
     assert_eq!(ids(&bob, "User").await?, ["u1", "u2"]);
     assert!(states(&bob).await?.is_empty());
+    let name: Option<String> = s
+        .client
+        .query_one(r#"SELECT name FROM "User" WHERE id = 'u2'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(name.as_deref(), Some("set by u2"));
     // And it syncs as u2 from then on, both ways.
     local(&bob, r#"UPDATE "Post" SET title = 'by u2' WHERE id = 'p2'"#).await?;
     s.client
@@ -1419,5 +1432,34 @@ async fn a_shared_device_continues_under_another_principal_once_its_edits_are_se
         .await?
         .get(0);
     assert_eq!(title, "by u2");
+    Ok(())
+}
+
+/// A replica that did not record its principal (made before it was
+/// recorded) switches at its first sync under another token instead.
+#[tokio::test]
+async fn a_replica_without_a_recorded_principal_switches_at_its_sync() -> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let alice = support::node(&s.db, &s.gw.url(), "u1", "old").await?;
+    sync(&alice, Direction::Bidirectional).await?;
+    let first = alice.node_id();
+    local(
+        &alice,
+        "DELETE FROM _outpost_meta WHERE key = 'gateway_principal'",
+    )
+    .await?;
+    drop(alice);
+    let bob = reopened(&s, "u2", "old").await?;
+    assert_eq!(
+        bob.node_id(),
+        first,
+        "nothing recorded: nothing to compare yet"
+    );
+    sync(&bob, Direction::Bidirectional).await?;
+    assert_ne!(bob.node_id(), first);
+    assert_eq!(ids(&bob, "Post").await?, ["p2"]);
+    assert_eq!(ids(&bob, "Comment").await?, ["c2"]);
+    let recorded = bob.with_replica(|r| r.principal()).await?;
+    assert_eq!(recorded.as_deref(), Some("u2"));
     Ok(())
 }

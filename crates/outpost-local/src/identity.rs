@@ -163,6 +163,37 @@ impl Replica {
             .map_err(LocalError::sqlite("looking for local edits"))
     }
 
+    /// The principal (a gateway token's `sub`) the node last registered
+    /// under, when it syncs through a gateway.
+    pub fn principal(&self) -> Result<Option<String>, LocalError> {
+        meta_get(self.connection(), "gateway_principal")
+    }
+
+    /// Records the principal the node registered under.
+    pub fn set_principal(&mut self, principal: &str) -> Result<(), LocalError> {
+        meta_set(self.connection(), "gateway_principal", Some(principal))
+    }
+
+    /// A shared device's next user (docs/gateway.md, "A shared device"):
+    /// when the file was registered under another principal than
+    /// `principal` and holds no local edits, it becomes a new node now,
+    /// before its new user edits anything, and records `principal`. Returns
+    /// the new node id, or `None` when nothing changed (the same principal,
+    /// none recorded, or edits made under the former one, which the next
+    /// sync refuses saying so).
+    pub fn switch_principal(&mut self, principal: &str) -> Result<Option<Uuid>, LocalError> {
+        match self.principal()? {
+            Some(p) if p != principal => {}
+            _ => return Ok(None),
+        }
+        if self.has_local_edits()? || !self.status_counts()?.is_empty() {
+            return Ok(None);
+        }
+        let new = self.become_new_node()?;
+        self.set_principal(principal)?;
+        Ok(Some(new))
+    }
+
     /// Node ids this file had before it became a new node, oldest first.
     pub fn former_node_ids(&self) -> Result<Vec<Uuid>, LocalError> {
         let ids: Vec<String> = match meta_get(self.connection(), "former_node_ids")? {

@@ -235,7 +235,7 @@ impl Engine {
             .bounded("registering the node", conn.register_node(node, &name))
             .await
         {
-            Ok(_) => return Ok(()),
+            Ok(_) => return self.record_principal().await,
             Err(EngineError::Remote(e)) if is_another_principal(&e) => e,
             Err(e) => return Err(e),
         };
@@ -293,6 +293,22 @@ impl Engine {
             "registering the node",
             conn.register_node(new, &format!("node {new}")),
         )
+        .await?;
+        self.record_principal().await
+    }
+
+    /// Records the token's principal in the replica after it registered
+    /// (so a later token of another user is noticed as the engine opens).
+    async fn record_principal(&self) -> Result<(), EngineError> {
+        let Some(sub) = self.inner.config.gateway.as_ref().and_then(|g| g.subject()) else {
+            return Ok(());
+        };
+        self.with_replica(move |r| {
+            if r.principal()?.as_deref() != Some(sub.as_str()) {
+                r.set_principal(&sub)?;
+            }
+            Ok::<_, outpost_local::LocalError>(())
+        })
         .await?;
         Ok(())
     }

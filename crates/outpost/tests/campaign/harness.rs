@@ -284,8 +284,7 @@ struct Node {
     proxies: Vec<Arc<Proxy>>,
     /// Whose token the node holds in gateway topology (`node-<n>`): its own
     /// index, or for a copy its original's (the same user's replica on a
-    /// second device; another principal is refused a node id it does not
-    /// hold, docs/gateway.md).
+    /// second device), or another original node's after a `user-switch`.
     principal: usize,
     /// The application's handle; `None` only while a restore swaps the file.
     app: Option<Outpost>,
@@ -322,6 +321,9 @@ struct BackupTaken {
     /// Writes logged before the backup (ids up to this).
     mark: u64,
     round: usize,
+    /// The node's principal when it was taken: the restored file is that
+    /// user's again (a `user-switch` may have come between).
+    principal: usize,
 }
 
 /// A direct server writer; `open` holds the writes of its open transaction
@@ -1163,6 +1165,11 @@ impl Run {
             let i = self.rng.below(self.nodes.len() as u64) as usize;
             self.copy_replica(cluster, i).await?;
         }
+        // Drawn only through gateways, so direct seeds keep their course.
+        if self.gateways.is_some() && round + 1 < self.shape.rounds && self.rng.chance(0.3) {
+            let i = self.rng.below(self.nodes.len() as u64) as usize;
+            self.switch_user(i).await?;
+        }
         for n in &mut self.nodes {
             n.idle_rounds += 1;
         }
@@ -1453,6 +1460,7 @@ impl Run {
             file,
             mark: self.log.len() as u64,
             round,
+            principal: self.nodes[i].principal,
         });
         Ok(())
     }
@@ -1479,19 +1487,8 @@ impl Run {
                 self.figures.op("restore-threw-away".into());
             }
         }
+        self.stop_app(b.node).await?;
         let node = &mut self.nodes[b.node];
-        if let Some(app) = node.app.take() {
-            app.shutdown().await;
-        }
-        let waited = Instant::now();
-        while still_open(&node.path) {
-            anyhow::ensure!(
-                waited.elapsed() < Duration::from_secs(20),
-                "node {}'s replica stays open after its handle was shut down",
-                b.node
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
         for suffix in ["-wal", "-shm"] {
             let side = PathBuf::from(format!("{}{suffix}", node.path.display()));
             if side.exists() {
@@ -1499,9 +1496,69 @@ impl Run {
             }
         }
         std::fs::copy(&b.file, &node.path)?;
+        node.principal = b.principal;
         let vars = self.server_vars(b.node, 0)?;
         let node = &mut self.nodes[b.node];
         node.app = Some(open_app(&node.path, &vars).await?);
+        Ok(())
+    }
+
+    /// Shuts node `i`'s handle down and waits until its replica is closed.
+    async fn stop_app(&mut self, i: usize) -> anyhow::Result<()> {
+        let node = &mut self.nodes[i];
+        if let Some(app) = node.app.take() {
+            app.shutdown().await;
+        }
+        let waited = Instant::now();
+        while still_open(&node.path) {
+            anyhow::ensure!(
+                waited.elapsed() < Duration::from_secs(20),
+                "node {i}'s replica stays open after its handle was shut down"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+
+    /// A shared device's next user (gateway topology): node `i`, with
+    /// nothing left to settle, is opened with another original node's
+    /// principal; it becomes that principal's node as it opens
+    /// (docs/gateway.md, "A shared device"), and from then on its rows must
+    /// be those of the new principal's scope.
+    async fn switch_user(&mut self, i: usize) -> anyhow::Result<()> {
+        let originals = self.shape.nodes;
+        let Some(app) = self.nodes[i].app.as_ref() else {
+            return Ok(());
+        };
+        // The leaving user syncs first, as an app does at sign-out; it may
+        // fail (the node offline), and what it leaves decides below.
+        let _ = app
+            .engine()
+            .sync(outpost_engine::SyncOptions::new(
+                outpost_core::sync::Direction::Bidirectional,
+                outpost_core::sync::Trigger::Manual,
+            ))
+            .await;
+        let status = app.engine().status().await?;
+        if originals < 2 || status.pending + status.conflicts + status.failed > 0 {
+            self.figures.op("user-switch-skipped".into());
+            return Ok(());
+        }
+        let from = self.nodes[i].principal;
+        let to = (from + 1 + self.rng.below(originals as u64 - 1) as usize) % originals;
+        self.figures.fault("user-switch");
+        self.note(format!(
+            "node {i}: user node-{from} signs out, node-{to} signs in"
+        ));
+        self.stop_app(i).await?;
+        self.nodes[i].principal = to;
+        let vars = self.server_vars(i, 0)?;
+        let app = open_app(&self.nodes[i].path, &vars).await?;
+        anyhow::ensure!(
+            app.engine().node_id() != status.node_id,
+            "node {i}: opened under another principal with nothing to settle, it did not become a new node"
+        );
+        self.nodes[i].app = Some(app);
         Ok(())
     }
 
