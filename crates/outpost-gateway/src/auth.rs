@@ -320,18 +320,23 @@ impl Keys {
         })
     }
 
+    /// The keys read last from the key files and from the JWKS.
+    fn read_keys(&self) -> (Arc<Vec<Verifier>>, Arc<Vec<Verifier>>) {
+        (
+            self.files
+                .as_ref()
+                .map(|f| f.keys.current())
+                .unwrap_or_default(),
+            self.jwks
+                .as_ref()
+                .map(|j| j.keys.current())
+                .unwrap_or_default(),
+        )
+    }
+
     /// The algorithms the gateway verifies, for messages (`HS256, EdDSA`).
     pub fn algorithms(&self) -> String {
-        let from_jwks = self
-            .jwks
-            .as_ref()
-            .map(|j| j.keys.current())
-            .unwrap_or_default();
-        let from_files = self
-            .files
-            .as_ref()
-            .map(|f| f.keys.current())
-            .unwrap_or_default();
+        let (from_files, from_jwks) = self.read_keys();
         let mut names: Vec<String> = self
             .verifiers
             .iter()
@@ -480,16 +485,7 @@ impl Keys {
             }
         };
         let kid = head.kid.as_deref();
-        let from_jwks = self
-            .jwks
-            .as_ref()
-            .map(|j| j.keys.current())
-            .unwrap_or_default();
-        let from_files = self
-            .files
-            .as_ref()
-            .map(|f| f.keys.current())
-            .unwrap_or_default();
+        let (from_files, from_jwks) = self.read_keys();
         let by_kid: Vec<&Verifier> = self
             .verifiers
             .iter()

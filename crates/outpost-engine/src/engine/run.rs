@@ -250,35 +250,18 @@ impl Engine {
             .await?;
         if !held.is_empty() {
             let said: Vec<String> = held.iter().map(|(s, n)| format!("{n} {s}")).collect();
-            let outpost_remote::RemoteError::Gateway {
-                action,
-                gateway,
-                status,
-                code,
-                class,
-                sqlstate,
-                ..
-            } = refusal
-            else {
-                return Err(refusal.into());
-            };
-            return Err(outpost_remote::RemoteError::Gateway {
-                action,
-                gateway,
-                status,
-                code,
-                class,
-                sqlstate,
-                message: format!(
+            let mut refusal = refusal;
+            if let outpost_remote::RemoteError::Gateway { message, .. } = &mut refusal {
+                *message = format!(
                     "this replica was registered by another principal than this token's, and it \
                      holds local edits made under that principal ({}): they are not pushed under \
                      another user's name. Sync once more with the former token, or settle them \
                      (retry or discard failed rows, resolve conflicts), then sync with this token; \
                      the replica works offline meanwhile and nothing was changed",
                     said.join(", ")
-                ),
+                );
             }
-            .into());
+            return Err(refusal.into());
         }
         let new = self.with_replica(|r| r.become_new_node()).await?;
         self.set_node_id(new);
