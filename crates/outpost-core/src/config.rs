@@ -32,7 +32,7 @@
 //! passwords in `DATABASE_URL` are shown as `***`.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod database_url;
@@ -95,21 +95,109 @@ pub struct Config {
 pub struct GatewayTarget {
     /// `http://…` or `https://…`, without a trailing `/`.
     pub url: String,
-    token: String,
+    token: TokenSource,
     /// Certificates (PEM) trusted for an `https://` gateway besides the
     /// usual roots (`OUTPOST_GATEWAY_CA`): a private CA or a self-signed
     /// gateway certificate.
     pub ca: Option<PathBuf>,
 }
 
+/// Where the token comes from: `OUTPOST_GATEWAY_TOKEN`, fixed for the
+/// process, or `OUTPOST_GATEWAY_TOKEN_FILE`, read again for every request,
+/// so a token renewed by the application (an auth provider's tokens last an
+/// hour) is presented without a restart.
+#[derive(Clone, PartialEq, Eq)]
+enum TokenSource {
+    Fixed(String),
+    File(PathBuf),
+}
+
+/// Why a bearer token is not one (empty, or with spaces), or `None`.
+fn token_problem(token: &str) -> Option<&'static str> {
+    if token.is_empty() {
+        Some("holds no token")
+    } else if token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Some("expected a bearer token (no spaces)")
+    } else {
+        None
+    }
+}
+
+/// `OUTPOST_GATEWAY_URL` checked: `http(s)://host…` without credentials,
+/// returned without a trailing `/`.
+fn checked_url(url: &str) -> Result<String, ConfigError> {
+    let parsed = url::Url::parse(url.trim())
+        .map_err(|e| invalid("OUTPOST_GATEWAY_URL", url, format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(invalid(
+            "OUTPOST_GATEWAY_URL",
+            url,
+            "expected http://host:port or https://host",
+        ));
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(invalid(
+            "OUTPOST_GATEWAY_URL",
+            "***",
+            "credentials go in OUTPOST_GATEWAY_TOKEN, not in the URL",
+        ));
+    }
+    Ok(parsed.as_str().trim_end_matches('/').to_string())
+}
+
 impl GatewayTarget {
+    /// The token to present now: the variable's, or what the token file
+    /// holds now (trimmed), or why there is none (the file missing, empty,
+    /// or not a token; the message names the file, never its contents).
+    pub fn token(&self) -> Result<String, String> {
+        match &self.token {
+            TokenSource::Fixed(t) => Ok(t.clone()),
+            TokenSource::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    format!(
+                        "OUTPOST_GATEWAY_TOKEN_FILE {}: cannot be read ({e}): write the node's token to it",
+                        path.display()
+                    )
+                })?;
+                let token = text.trim();
+                match token_problem(token) {
+                    None => Ok(token.to_string()),
+                    Some(why) => Err(format!(
+                        "OUTPOST_GATEWAY_TOKEN_FILE {}: {why}: write the node's token to it",
+                        path.display()
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The token file, when the token is read from one.
+    pub fn token_file(&self) -> Option<&Path> {
+        match &self.token {
+            TokenSource::File(p) => Some(p),
+            TokenSource::Fixed(_) => None,
+        }
+    }
+
+    /// A target whose token is read from `path` for every request
+    /// (`OUTPOST_GATEWAY_TOKEN_FILE`). The file need not exist yet: until
+    /// it holds a token the node works offline and says why.
+    pub fn with_token_file(url: &str, path: &Path) -> Result<GatewayTarget, ConfigError> {
+        Ok(GatewayTarget {
+            url: checked_url(url)?,
+            token: TokenSource::File(path.to_path_buf()),
+            ca: None,
+        })
+    }
+
     /// The principal the token names: its `sub`, read without verifying
     /// the signature (the gateway verifies; the node only needs to notice
     /// that its user changed). `None` when the token is not a JWT with a
-    /// `sub`.
+    /// `sub`, or the token file holds none.
     pub fn subject(&self) -> Option<String> {
         use base64::Engine as _;
-        let payload = self.token.split('.').nth(1)?;
+        let token = self.token().ok()?;
+        let payload = token.split('.').nth(1)?;
         let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .decode(payload.trim_end_matches('='))
             .ok()?;
@@ -123,24 +211,9 @@ impl GatewayTarget {
 
     /// A target from a URL and a token (both checked).
     pub fn new(url: &str, token: &str) -> Result<GatewayTarget, ConfigError> {
-        let parsed = url::Url::parse(url.trim())
-            .map_err(|e| invalid("OUTPOST_GATEWAY_URL", url, format!("not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-            return Err(invalid(
-                "OUTPOST_GATEWAY_URL",
-                url,
-                "expected http://host:port or https://host",
-            ));
-        }
-        if !parsed.username().is_empty() || parsed.password().is_some() {
-            return Err(invalid(
-                "OUTPOST_GATEWAY_URL",
-                "***",
-                "credentials go in OUTPOST_GATEWAY_TOKEN, not in the URL",
-            ));
-        }
+        let url = checked_url(url)?;
         let token = token.trim();
-        if token.is_empty() || token.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        if token_problem(token).is_some() {
             return Err(invalid(
                 "OUTPOST_GATEWAY_TOKEN",
                 "***",
@@ -148,8 +221,8 @@ impl GatewayTarget {
             ));
         }
         Ok(GatewayTarget {
-            url: parsed.as_str().trim_end_matches('/').to_string(),
-            token: token.to_string(),
+            url,
+            token: TokenSource::Fixed(token.to_string()),
             ca: None,
         })
     }
@@ -168,18 +241,19 @@ impl GatewayTarget {
         self.ca = Some(path);
         Ok(self)
     }
-
-    /// The token, for the `Authorization` header only.
-    pub fn expose_token(&self) -> &str {
-        &self.token
-    }
 }
 
 impl fmt::Debug for GatewayTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("GatewayTarget")
             .field("url", &self.url)
-            .field("token", &"***")
+            .field(
+                "token",
+                &match &self.token {
+                    TokenSource::Fixed(_) => "***".to_string(),
+                    TokenSource::File(p) => format!("*** (from {})", p.display()),
+                },
+            )
             .field("ca", &self.ca)
             .finish()
     }
@@ -364,9 +438,27 @@ impl Config {
             ),
             None => None,
         };
-        let gateway = match (get("OUTPOST_GATEWAY_URL"), get("OUTPOST_GATEWAY_TOKEN")) {
+        let token = match (
+            get("OUTPOST_GATEWAY_TOKEN"),
+            get("OUTPOST_GATEWAY_TOKEN_FILE"),
+        ) {
+            (Some(_), Some(file)) => {
+                return Err(invalid(
+                    "OUTPOST_GATEWAY_TOKEN_FILE",
+                    &file,
+                    "set either OUTPOST_GATEWAY_TOKEN or OUTPOST_GATEWAY_TOKEN_FILE, not both",
+                ));
+            }
+            (Some(token), None) => Some(TokenSource::Fixed(token)),
+            (None, Some(file)) => Some(TokenSource::File(PathBuf::from(file))),
+            (None, None) => None,
+        };
+        let gateway = match (get("OUTPOST_GATEWAY_URL"), token) {
             (Some(url), Some(token)) => {
-                let target = GatewayTarget::new(&url, &token)?;
+                let target = match token {
+                    TokenSource::Fixed(token) => GatewayTarget::new(&url, &token)?,
+                    TokenSource::File(file) => GatewayTarget::with_token_file(&url, &file)?,
+                };
                 Some(match get("OUTPOST_GATEWAY_CA") {
                     Some(ca) => target.with_ca(&ca)?,
                     None => target,
@@ -375,7 +467,9 @@ impl Config {
             (Some(_), None) => {
                 return Err(ConfigError::Missing {
                     variable: "OUTPOST_GATEWAY_TOKEN".into(),
-                    why: "a node syncing through OUTPOST_GATEWAY_URL presents a token".into(),
+                    why: "a node syncing through OUTPOST_GATEWAY_URL presents a token \
+                          (or set OUTPOST_GATEWAY_TOKEN_FILE to a file holding it)"
+                        .into(),
                 });
             }
             (None, _) => None,

@@ -338,3 +338,91 @@ async fn a_node_with_an_expired_or_foreign_token_works_offline_and_says_why() ->
     assert!(errors.contains("another principal"), "{errors}");
     Ok(())
 }
+
+/// A node whose token is in `OUTPOST_GATEWAY_TOKEN_FILE`: the file is read
+/// for every request, so a token the application renews is used without a
+/// restart; until the file holds a valid token the node works offline and
+/// says why.
+#[tokio::test]
+async fn a_token_file_is_read_for_every_request_so_a_renewed_token_needs_no_restart()
+-> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    let (client, _schema) = server(&db, BLOG).await?;
+    client
+        .batch_execute(r#"INSERT INTO "User" (id, email) VALUES ('u1', 'u1@x')"#)
+        .await?;
+    let gw = GatewayProcess::start(&db, 0, &[])?;
+    // The replica laid out as `outpost setup` does, then used with a file.
+    drop(support::node(&db, &gw.url(), "alice", "a").await?);
+    let path = db.dir().join("a.db");
+    let file = db.dir().join("node.token");
+    let (url, local_url) = (gw.url(), format!("file:{}", path.display()));
+    let lookup = |token_var: Option<String>| {
+        let (url, local_url, file) = (url.clone(), local_url.clone(), file.clone());
+        outpost_core::config::Config::from_lookup(move |k| match k {
+            "OUTPOST_GATEWAY_URL" => Some(url.clone()),
+            "OUTPOST_GATEWAY_TOKEN_FILE" => Some(file.display().to_string()),
+            "OUTPOST_GATEWAY_TOKEN" => token_var.clone(),
+            "LOCAL_DATABASE_URL" => Some(local_url.clone()),
+            "LOCAL_DATABASE_SYNC_INTERVAL" => Some("0".into()),
+            _ => None,
+        })
+    };
+    // Both ways at once is refused by name.
+    let both = lookup(Some("abc.def.ghi".into()))
+        .err()
+        .map(|e| e.to_string());
+    assert!(
+        both.as_deref()
+            .is_some_and(|e| e.contains("OUTPOST_GATEWAY_TOKEN_FILE") && e.contains("not both")),
+        "{both:?}"
+    );
+    let cfg = lookup(None)?;
+    assert!(
+        !format!("{cfg:?}").contains("eyJ"),
+        "no token in the config's Debug"
+    );
+    let node = outpost_engine::Engine::new(outpost_local::Replica::open(&path)?, cfg);
+    let sync = || node.sync(SyncOptions::new(Direction::Bidirectional, Trigger::Manual));
+
+    // No file yet: offline, saying which file to write.
+    local(
+        &node,
+        r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p-f', 'file', 'u1')"#,
+    )
+    .await?;
+    let report = sync().await?;
+    assert!(!report.success);
+    let said = format!("{:?}", report.errors);
+    assert!(
+        said.contains("node.token") && said.contains("cannot be read"),
+        "{said}"
+    );
+    assert_eq!(report.error_kind, Some(outpost_engine::ErrorKind::Auth));
+
+    // A token of another key: refused by the gateway, with its reason.
+    let forged = outpost_gateway::auth::Keys::hs256(&"x".repeat(40), None)
+        .and_then(|k| k.create("alice", Duration::from_secs(600), None))
+        .map_err(anyhow::Error::msg)?;
+    std::fs::write(&file, format!("{forged}\n"))?;
+    let report = sync().await?;
+    assert!(!report.success);
+    assert!(
+        format!("{:?}", report.errors).contains("signature"),
+        "{:?}",
+        report.errors
+    );
+
+    // The application writes a good token: the same engine syncs with it,
+    // and the offline write lands.
+    let good = support::token("alice", Duration::from_secs(600))?;
+    std::fs::write(&file, format!("{good}\n"))?;
+    let report = sync().await?;
+    assert!(report.success, "{:?}", report.errors);
+    let title: String = client
+        .query_one(r#"SELECT title FROM "Post" WHERE id = 'p-f'"#, &[])
+        .await?
+        .get(0);
+    assert_eq!(title, "file");
+    Ok(())
+}

@@ -119,11 +119,31 @@ impl GatewayConnection {
         &self.target.url
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
+    /// A request with the node's token, read now (a token file may have
+    /// been renewed since the last request). Without a token the node
+    /// cannot sync: an `Auth` error saying why, so it works offline.
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+    ) -> Result<reqwest::RequestBuilder, RemoteError> {
+        let token = self
+            .target
+            .token()
+            .map_err(|message| RemoteError::Gateway {
+                action: "reading the node's token".into(),
+                gateway: self.target.url.clone(),
+                status: 401,
+                code: "token_missing".into(),
+                message,
+                class: ErrorClass::Auth,
+                sqlstate: None,
+            })?;
+        Ok(self
+            .http
             .request(method, format!("{}{path}", self.target.url))
-            .bearer_auth(self.target.expose_token())
-            .header(PROTOCOL_HEADER, PROTOCOL_VERSION)
+            .bearer_auth(token)
+            .header(PROTOCOL_HEADER, PROTOCOL_VERSION))
     }
 
     fn unreachable(&self, action: &str, e: reqwest::Error) -> RemoteError {
@@ -231,8 +251,11 @@ impl GatewayConnection {
         path: &str,
         body: &B,
     ) -> Result<T, RemoteError> {
-        self.json(action, self.request(reqwest::Method::POST, path).json(body))
-            .await
+        self.json(
+            action,
+            self.request(reqwest::Method::POST, path)?.json(body),
+        )
+        .await
     }
 
     /// `GET /v1/probe`: tracking version and retention mark (also the
@@ -241,7 +264,7 @@ impl GatewayConnection {
         let p: body::Probe = self
             .json(
                 "probing the gateway",
-                self.request(reqwest::Method::GET, "/v1/probe"),
+                self.request(reqwest::Method::GET, "/v1/probe")?,
             )
             .await?;
         Ok((p.version, p.pruned_through))
@@ -257,7 +280,7 @@ impl GatewayConnection {
     pub async fn schema(&self) -> Result<Schema, RemoteError> {
         self.json(
             "reading the schema",
-            self.request(reqwest::Method::GET, "/v1/schema"),
+            self.request(reqwest::Method::GET, "/v1/schema")?,
         )
         .await
     }
@@ -336,7 +359,7 @@ impl GatewayConnection {
         let h: body::HorizonAge = self
             .json(
                 "reading the pull horizon",
-                self.request(reqwest::Method::GET, "/v1/horizon_age"),
+                self.request(reqwest::Method::GET, "/v1/horizon_age")?,
             )
             .await?;
         Ok(h.ms.map(Duration::from_millis))
@@ -409,7 +432,10 @@ impl GatewayConnection {
     ) -> Result<body::Queried, crate::connections::WriteError> {
         use crate::connections::WriteError;
         let action = "running a request on the server through the gateway";
-        let req = self.request(reqwest::Method::POST, "/v1/query").json(q);
+        let req = self
+            .request(reqwest::Method::POST, "/v1/query")
+            .map_err(WriteError::NotApplied)?
+            .json(q);
         let resp = match req.send().await {
             Ok(r) => r,
             Err(e) if e.is_connect() || e.is_builder() => {
@@ -554,7 +580,7 @@ impl GatewayConnection {
                 self.request(
                     reqwest::Method::GET,
                     &format!("/v1/bootstrap/{}", encode_segment(&table.name)),
-                )
+                )?
                 .query(&[
                     ("schema_hash", schema.hash()),
                     ("table_hash", table.shape_hash()),
@@ -750,7 +776,7 @@ impl GatewayListener {
         timeout: Duration,
     ) -> Result<GatewayListener, RemoteError> {
         let conn = GatewayConnection::new(target, timeout)?;
-        let req = conn.request(reqwest::Method::GET, "/v1/changes");
+        let req = conn.request(reqwest::Method::GET, "/v1/changes")?;
         let resp =
             match tokio::time::timeout(timeout, conn.send("listening for changes", req)).await {
                 Ok(r) => r?,

@@ -612,7 +612,14 @@ fn show_config(config: &Config, json_mode: bool) {
     let mut value = value;
     if let (Some(g), Some(o)) = (&config.gateway, value.as_object_mut()) {
         o.insert("OUTPOST_GATEWAY_URL".into(), json!(g.url));
-        o.insert("OUTPOST_GATEWAY_TOKEN".into(), json!("***"));
+        match g.token_file() {
+            Some(file) => {
+                o.insert("OUTPOST_GATEWAY_TOKEN_FILE".into(), json!(file));
+            }
+            None => {
+                o.insert("OUTPOST_GATEWAY_TOKEN".into(), json!("***"));
+            }
+        }
     }
     print(json_mode, value.clone(), || {
         value

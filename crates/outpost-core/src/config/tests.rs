@@ -338,7 +338,7 @@ fn a_gateway_node_has_a_url_and_a_token_and_no_database_url() {
     .expect("valid");
     let g = c.gateway.as_ref().expect("a gateway");
     assert_eq!(g.url, "https://gw.example.com");
-    assert_eq!(g.expose_token(), "abc.def.ghi");
+    assert_eq!(g.token().as_deref(), Ok("abc.def.ghi"));
     assert!(
         !format!("{c:?}").contains("abc.def.ghi"),
         "the token is never shown"
