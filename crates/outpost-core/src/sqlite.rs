@@ -13,6 +13,7 @@
 //! | `_outpost_apply` | one row: `active = 1` while the engine applies server changes (silences capture) |
 //! | `_outpost_rows` | one row per replicated row that differs from "untouched since bootstrap" (below) |
 //! | `_outpost_ids` | ranges `next..=last` of ids reserved from the server's sequences, for rows created offline |
+//! | `_outpost_tags` | through a gateway with sync rules (version 8): each served row's opaque tag and its key (`_outpost_rows.pk` form), so a deletion that carries only a tag finds its row |
 //! | `SyncLog` | the seed's log: one row per model per sync run; `status` `RUNNING`, `SUCCESS`, `FAILED`, or `INTERRUPTED` (its process stopped before the run ended: closed when the replica is next opened; version 3) |
 //!
 //! # `_outpost_rows`
@@ -102,7 +103,7 @@ use crate::types::ScalarType;
 
 /// Version of the replica's metadata layout; bumped with every change to the
 /// tables above, and migrated forward on open.
-pub const META_VERSION: i64 = 7;
+pub const META_VERSION: i64 = 8;
 
 /// SQLite's reserved prefix and outpost's own; a synced table may not use them.
 const RESERVED_PREFIXES: &[&str] = &["sqlite_", "_outpost_"];
@@ -176,6 +177,9 @@ pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL, move
         SYNC_LOG_INDEX.into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_ids\" (table_name TEXT NOT NULL, column_name TEXT NOT NULL, \
 next INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (table_name, column_name, next)) WITHOUT ROWID".into(),
+        // Version 8: the gateway's row tags (below), looked up by tag.
+        "CREATE TABLE IF NOT EXISTS \"_outpost_tags\" (table_name TEXT NOT NULL, tag TEXT NOT NULL, \
+pk TEXT NOT NULL, PRIMARY KEY (table_name, tag)) WITHOUT ROWID".into(),
     ]
 }
 

@@ -146,6 +146,22 @@ pub struct ServerRow {
     /// when false.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub out_of_scope: bool,
+    /// Through a gateway with sync rules, for a node that asked for tags:
+    /// the row's opaque tag (a keyed hash of its table and key, computed
+    /// by the gateway with a secret the node never sees). A row the node
+    /// is served carries it, and the node keeps it with the row's key; a
+    /// deletion in a filtered table carries **only** the tag (`pk` empty),
+    /// so a node learns nothing of keys it does not hold and finds its own
+    /// row by the tag it kept. Absent on the wire when `None`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+}
+
+impl ServerRow {
+    /// A deletion whose key the gateway withheld: only its tag crossed.
+    pub fn key_withheld(&self) -> bool {
+        self.pk.is_empty() && self.tag.is_some()
+    }
 }
 
 /// One batch of the change feed, read in one server snapshot.
@@ -256,6 +272,10 @@ pub enum PushOutcome {
         /// normalised input included); `None` when it is deleted. The
         /// acknowledgement writes it into the replica.
         row: Option<Vec<Value>>,
+        /// The row's tag ([`ServerRow::tag`]), through a gateway with sync
+        /// rules for a node that asked for tags.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// This node had already written this change (a retry after a lost
     /// acknowledgement): nothing written again.
@@ -264,6 +284,9 @@ pub enum PushOutcome {
         version: Version,
         /// The row as the server has it (as for `Applied`).
         row: Option<Vec<Value>>,
+        /// As for `Applied`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tag: Option<String>,
     },
     /// The server's row changed since the replica's base: nothing written;
     /// the server's current row for resolution.

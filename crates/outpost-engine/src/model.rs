@@ -470,6 +470,7 @@ impl ModelService {
                 pk: w.pk,
                 values: w.values,
                 version: w.version,
+                tag: w.tag,
             })
             .collect();
         // The write is committed on the server: it must succeed from here
@@ -540,6 +541,7 @@ impl ModelService {
             // writes it once and answers a later attempt with the first
             // one's answer.
             request: plan.is_write().then(uuid::Uuid::now_v7),
+            tags: true,
         };
         // A node that already sees the gateway away asks it first: a path
         // that refuses says "unreachable" (nothing sent) rather than leave

@@ -223,6 +223,7 @@ async fn a_late_mirror_does_not_overwrite_a_newer_pulled_version() -> anyhow::Re
             origin_local_seq: None,
             changed_at: None,
             out_of_scope: false,
+            tag: None,
         }],
         ..PullBatch::default()
     };
@@ -237,6 +238,7 @@ async fn a_late_mirror_does_not_overwrite_a_newer_pulled_version() -> anyhow::Re
             pk: key,
             values: Some(edited),
             version: 99,
+            tag: None,
         }])
     })
     .await?;
@@ -326,6 +328,7 @@ async fn a_mirror_during_a_bootstrap_does_not_hide_a_later_delete() -> anyhow::R
             pk: k1,
             values: None,
             version: 100,
+            tag: None,
         }])?;
         r.bootstrap_insert("Post", &[post], Some(cursor))?;
         r.bootstrap_insert("User", &[], Some(cursor))?;
@@ -341,6 +344,7 @@ async fn a_mirror_during_a_bootstrap_does_not_hide_a_later_delete() -> anyhow::R
                 origin_local_seq: None,
                 changed_at: None,
                 out_of_scope: false,
+                tag: None,
             }],
             ..PullBatch::default()
         };

@@ -38,6 +38,7 @@ pub mod ops;
 pub mod pool;
 mod routes;
 pub mod rules;
+mod tags;
 pub mod tls;
 
 use std::sync::{Arc, RwLock};
@@ -273,6 +274,8 @@ pub(crate) struct Inner {
     pub refreshed_at: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// The rules' conditions as the feed applies them.
     pub scope: Option<Arc<outpost_remote::feed::Scope>>,
+    /// With rules: the database's row-tag secret (`tags`).
+    pub tags: Option<tags::TagKey>,
     /// One message per notification of the `LISTEN` connection.
     pub changes: broadcast::Sender<()>,
     pub cancel: CancellationToken,
@@ -356,6 +359,10 @@ impl Gateway {
             check_conditions(&pool, &served.schema, rules).await?;
         }
         let scope = options.rules.as_ref().map(|r| Arc::new(r.scope()));
+        let tags = match &options.rules {
+            Some(_) => Some(tags::TagKey::load(&pool).await?),
+            None => None,
+        };
         let (changes, _) = broadcast::channel(64);
         let limiter = options.rate.map(ops::Limiter::new);
         let gateway = Gateway {
@@ -364,6 +371,7 @@ impl Gateway {
                 pool,
                 served: RwLock::new(served),
                 scope,
+                tags,
                 refreshed_at: std::sync::Mutex::new(std::collections::HashMap::new()),
                 changes,
                 cancel: CancellationToken::new(),

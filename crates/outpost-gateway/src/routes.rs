@@ -206,9 +206,37 @@ impl Gateway {
     }
 
     /// The digest of the rows of `table` a node with `claims` is served
-    /// ([`crate::rules::Rules::digest`]); `None` without rules.
-    fn digest(&self, table: &str, claims: &crate::auth::ClaimValues) -> Option<String> {
-        self.inner.options.rules.as_ref()?.digest(table, claims)
+    /// ([`crate::rules::Rules::digest`]); `None` without rules. For a node
+    /// that keeps tags (`tagged`), a table whose rows carry them is marked
+    /// so: a replica copied before tags (its rows untagged) differs, and
+    /// copies the table again, with tags.
+    fn digest(
+        &self,
+        table: &str,
+        claims: &crate::auth::ClaimValues,
+        tagged: bool,
+    ) -> Option<String> {
+        let digest = self.inner.options.rules.as_ref()?.digest(table, claims)?;
+        Some(match tagged && self.tags_for(table).is_some() {
+            true => format!("tagged:{digest}"),
+            false => digest,
+        })
+    }
+
+    /// The tag secret when rows of `table` carry tags: a table a rule
+    /// filters (`crate::tags`). A rule of `true` serves the table whole,
+    /// and its deletions tell a node nothing it is not served anyway.
+    fn tags_for(&self, table: &str) -> Option<&crate::tags::TagKey> {
+        let condition = &self.inner.scope.as_deref()?.of(table)?.condition;
+        if condition.trim().eq_ignore_ascii_case("true") {
+            return None;
+        }
+        self.inner.tags.as_ref()
+    }
+
+    /// The tag of `table`'s row `pk`, when rows of `table` carry tags.
+    pub(crate) fn tag_of(&self, table: &str, pk: &[outpost_core::types::Value]) -> Option<String> {
+        self.tags_for(table).map(|k| k.tag(table, pk))
     }
 
     /// Sets, on the session, the claims the rules of `tables` (all tables
@@ -524,7 +552,7 @@ async fn push(
     let claimed = gw
         .claim(&mut c, &claims, Some(tables.into_iter().collect()))
         .await?;
-    let outcomes = feed::push_scoped(
+    let mut outcomes = feed::push_scoped(
         &mut c.conn().client,
         &served.schema,
         b.node,
@@ -537,6 +565,18 @@ async fn push(
     .map_err(|e| gw.db_error(&e))?;
     if gw.unclaim(&mut c, &claimed).await {
         c.release();
+    }
+    if b.tags {
+        use outpost_core::sync::PushOutcome;
+        for (row, outcome) in b.rows.iter().zip(&mut outcomes) {
+            match outcome {
+                PushOutcome::Applied { tag, .. } | PushOutcome::AlreadyApplied { tag, .. } => {
+                    *tag = gw.tag_of(&row.table, &row.pk);
+                }
+                PushOutcome::Conflict(server) => server.tag = gw.tag_of(&server.table, &server.pk),
+                PushOutcome::Failed { .. } => {}
+            }
+        }
     }
     let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for r in &b.rows {
@@ -622,8 +662,20 @@ async fn pull(
             .collect(),
     }
     .into_iter()
-    .filter_map(|t| gw.digest(t, &claims).map(|d| (t.to_string(), d)))
+    .filter_map(|t| gw.digest(t, &claims, b.tags).map(|d| (t.to_string(), d)))
     .collect();
+    // A node that keeps tags gets each row of a filtered table with its
+    // tag, and a deletion there with its tag only: whether the row was
+    // deleted or is outside the node's scope, its key is not the node's
+    // to learn (`crate::tags`).
+    if b.tags {
+        for row in &mut batch.rows {
+            row.tag = gw.tag_of(&row.table, &row.pk);
+            if row.tag.is_some() && row.values.is_none() {
+                row.pk.clear();
+            }
+        }
+    }
     let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for r in &batch.rows {
         *by_table.entry(r.table.as_str()).or_default() += 1;
@@ -743,6 +795,10 @@ struct CopyQuery {
     /// A resumed copy: the last key the node holds, a JSON array of its
     /// values; only the rows after it are sent.
     after: Option<String>,
+    /// The node keeps row tags: each row line of a filtered table carries
+    /// its tag past its columns.
+    #[serde(default)]
+    tags: bool,
 }
 
 /// Bytes of rows gathered before a chunk of the body is sent.
@@ -799,7 +855,8 @@ async fn bootstrap(
     let (head_tx, head_rx) = oneshot::channel::<Result<Bytes, GatewayError>>();
     let (tx, rx) = mpsc::channel::<Bytes>(4);
     tracing::info!(principal = %p.0, %table, "bootstrap copy");
-    let digest = gw.digest(&table, &claims);
+    let digest = gw.digest(&table, &claims, q.tags);
+    let tagged = q.tags && gw.tags_for(&table).is_some();
     // The copy outlives the handler: it keeps the request's span (and so
     // its principal) for its own log lines.
     tokio::spawn(
@@ -809,7 +866,7 @@ async fn bootstrap(
             table,
             pooled,
             limits,
-            (claimed, digest),
+            (claimed, digest, tagged),
             after,
             head_tx,
             tx,
@@ -839,7 +896,7 @@ async fn copy_task(
     table: String,
     mut pooled: crate::pool::Pooled,
     limits: Option<(u64, u64)>,
-    (claimed, digest): (Vec<String>, Option<String>),
+    (claimed, digest, tagged): (Vec<String>, Option<String>, bool),
     after: Option<Vec<outpost_core::types::Value>>,
     head_tx: oneshot::Sender<Result<Bytes, GatewayError>>,
     tx: mpsc::Sender<Bytes>,
@@ -865,6 +922,7 @@ async fn copy_task(
             cursor: snapshot.cursor,
             count,
             scope: digest.clone(),
+            tags: tagged,
         })
         .map_err(|e| GatewayError::internal(e.to_string()))?;
         line.push(b'\n');
@@ -884,13 +942,22 @@ async fn copy_task(
         let mut sent: u64 = 0;
         let served_rows = gw.inner.metrics.served(&table);
         while let Some(row) = rows.next().await {
-            let row = match row {
+            let mut row = match row {
                 Ok(r) => r,
                 Err(e) => {
                     let _ = tx.send(error_line(&gw.db_error(&e))).await;
                     return Ok(false);
                 }
             };
+            if tagged {
+                let pk: Vec<outpost_core::types::Value> = t
+                    .pk_positions()
+                    .filter_map(|i| row.get(i).cloned())
+                    .collect();
+                if let Some(tag) = gw.tag_of(&table, &pk) {
+                    row.push(outpost_core::types::Value::Text(tag));
+                }
+            }
             if serde_json::to_writer(&mut buf, &row).is_err() {
                 let _ = tx
                     .send(error_line(&GatewayError::internal(

@@ -33,6 +33,7 @@ fn create_post(
         limits_ms: (5_000, 5_000),
         idle_ms: 5_000,
         request,
+        tags: false,
     }
 }
 

@@ -1463,3 +1463,174 @@ async fn a_replica_without_a_recorded_principal_switches_at_its_sync() -> anyhow
     assert_eq!(recorded.as_deref(), Some("u2"));
     Ok(())
 }
+
+/// Every row a pull through the gateway answers from `cursor` on, as JSON
+/// text, for the node of `sub`: pulled until nothing is held back (the
+/// horizon is cluster-wide), with or without tags.
+async fn raw_pull(
+    s: &Setup,
+    sub: &str,
+    cursor: outpost_core::sync::Cursor,
+    tags: bool,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let token = support::token(sub, Duration::from_secs(3600))?;
+    let http = reqwest::Client::new();
+    let schema: outpost_core::schema::Schema = http
+        .get(format!("{}/v1/schema", s.gw.url()))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let mut rows = Vec::new();
+    let mut cursor = cursor;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let batch: outpost_core::sync::PullBatch = http
+            .post(format!("{}/v1/pull", s.gw.url()))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({
+                "schema_hash": schema.hash(),
+                "cursor": cursor,
+                "limit": 1000,
+                "tables": null,
+                "tags": tags,
+            }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        for row in &batch.rows {
+            rows.push(serde_json::to_value(row)?);
+        }
+        cursor = batch.cursor;
+        if !batch.more && (!batch.held_back || std::time::Instant::now() > deadline) {
+            return Ok(rows);
+        }
+        if !batch.more {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A node's `(Post, Comment)` tag counts.
+async fn tag_counts(node: &Engine) -> anyhow::Result<(i64, i64)> {
+    Ok(node
+        .with_replica(|r| Ok((r.tag_count("Post")?, r.tag_count("Comment")?)))
+        .await?)
+}
+
+/// Deletions in a filtered table carry a tag, never a key: a node learns
+/// no key of another user's rows that changed (docs/gateway.md, "What a
+/// node learns outside its scope"), and still removes its own rows that
+/// were deleted or left its scope, found by the tags it kept from the
+/// copy, a pull and its own push's acknowledgement.
+#[tokio::test]
+async fn deletions_outside_a_nodes_scope_carry_tags_never_keys() -> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    // From the copy: p1 and c1, a's rows, each with its tag.
+    assert_eq!(tag_counts(&a).await?, (1, 1));
+    // From its push's acknowledgement: a post a writes offline.
+    local(
+        &a,
+        r#"INSERT INTO "Post" (id, title, views, "userId") VALUES ('p-mine', 'mine', 0, 'u1')"#,
+    )
+    .await?;
+    settled(&a, Direction::Bidirectional).await?;
+    assert_eq!(tag_counts(&a).await?, (2, 1));
+    let (from, _) = a.with_replica(|r| r.cursor()).await?;
+
+    // Another user's rows change in every way; one of a's arrives by pull.
+    s.client
+        .batch_execute(
+            r#"INSERT INTO "Post" (id, title, "userId") VALUES ('p-u2-secret', 's', 'u2');
+               UPDATE "Post" SET title = 'edited' WHERE id = 'p-u2-secret';
+               UPDATE "Post" SET title = 'two, edited' WHERE id = 'p2';
+               DELETE FROM "Comment" WHERE id = 'c2';
+               INSERT INTO "Post" (id, title, "userId") VALUES ('p3', 'three', 'u1');"#,
+        )
+        .await?;
+    let tagged = raw_pull(&s, "u1", from, true).await?;
+    let text = serde_json::to_string(&tagged)?;
+    for other in ["p-u2-secret", "p2", "c2"] {
+        assert!(!text.contains(other), "{other} crossed: {text}");
+    }
+    assert!(text.contains("p3"), "{text}");
+    // Each deletion is a tag with no key.
+    let withheld: Vec<&serde_json::Value> =
+        tagged.iter().filter(|r| r["values"].is_null()).collect();
+    assert_eq!(withheld.len(), 3, "{text}");
+    assert!(
+        withheld
+            .iter()
+            .all(|r| r["pk"] == serde_json::json!([]) && r["tag"].is_string()),
+        "{text}"
+    );
+    // A node that does not keep tags (an older one) still gets keys.
+    let untagged = serde_json::to_string(&raw_pull(&s, "u1", from, false).await?)?;
+    assert!(untagged.contains("p-u2-secret"), "{untagged}");
+
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p-mine", "p1", "p3"]);
+    assert_eq!(tag_counts(&a).await?, (3, 1));
+
+    // a's own rows leave, each by the path its tag came from: p1 (the
+    // copy) and its comment c1 with it, p-mine (the push) and p3 (the
+    // pull), given away or deleted.
+    s.client
+        .batch_execute(
+            r#"UPDATE "Post" SET "userId" = 'u2' WHERE id IN ('p1', 'p-mine');
+               DELETE FROM "Post" WHERE id = 'p3';"#,
+        )
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, Vec::<String>::new());
+    assert_eq!(ids(&a, "Comment").await?, Vec::<String>::new());
+    assert!(states(&a).await?.is_empty(), "{:?}", states(&a).await?);
+    // Users are not filtered: no tags, keys as before.
+    assert_eq!(
+        a.with_replica(|r| r.tag_count("User")).await?,
+        0,
+        "an unfiltered table carries no tags"
+    );
+    Ok(())
+}
+
+/// A replica copied before tags (its rows have none, its scopes are
+/// recorded untagged) copies its filtered tables again on its next pull,
+/// with tags, so a row that then leaves its scope is found.
+#[tokio::test]
+async fn a_replica_copied_before_tags_copies_its_filtered_tables_again() -> anyhow::Result<()> {
+    let s = setup(RULES).await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    a.with_replica(|r| {
+        r.connection()
+            .execute_batch(
+                "DELETE FROM _outpost_tags; \
+                 UPDATE _outpost_meta SET value = replace(value, 'tagged:', '') WHERE key = 'scopes';",
+            )
+            .map_err(outpost_local::LocalError::sqlite("test"))
+    })
+    .await?;
+    assert_eq!(tag_counts(&a).await?, (0, 0));
+    pull(&a).await?;
+    assert_eq!(tag_counts(&a).await?, (1, 1));
+    let scopes = a.with_replica(|r| r.scopes()).await?;
+    assert!(
+        ["Post", "Comment"]
+            .iter()
+            .all(|t| scopes.get(*t).is_some_and(|d| d.starts_with("tagged:"))),
+        "{scopes:?}"
+    );
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p1'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Post").await?, Vec::<String>::new());
+    assert_eq!(ids(&a, "Comment").await?, Vec::<String>::new());
+    Ok(())
+}

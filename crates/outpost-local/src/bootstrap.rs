@@ -118,6 +118,13 @@ impl Replica {
                 .prepare_cached(&sql)
                 .map_err(LocalError::sqlite(format!("copying into {table}")))?;
             for row in rows {
+                // Through a gateway with sync rules, one value past the
+                // columns: the row's tag (`crate::tags`). Recorded for a
+                // row kept for its local change too: it is the server's.
+                if let Some(Value::Text(tag)) = row.get(t.columns.len()) {
+                    let key = crate::keys::pull_key(tx, t, &key_of(t, row))?;
+                    crate::tags::record(tx, table, &key, tag)?;
+                }
                 if dirty_exists {
                     let key = local_pk(tx, t, &key_of(t, row))?;
                     if entry(tx, table, &key)?.is_some_and(|e| e.status != RowStatus::Synced) {

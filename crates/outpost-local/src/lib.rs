@@ -46,6 +46,7 @@ pub mod settings;
 pub mod sql;
 pub mod stored;
 pub mod sync;
+pub mod tags;
 pub mod value;
 pub mod verify;
 pub mod watch;

@@ -24,6 +24,8 @@ pub struct Mirrored {
     pub values: Option<Vec<Value>>,
     /// Its server version after the write.
     pub version: i64,
+    /// Its tag, through a gateway with sync rules (`crate::tags`).
+    pub tag: Option<String>,
 }
 
 impl Replica {
@@ -45,6 +47,9 @@ impl Replica {
             for row in rows {
                 let t = table_of(&schema, &row.table)?;
                 let key = local_pk(tx, t, &row.pk)?;
+                if let Some(tag) = &row.tag {
+                    crate::tags::record(tx, &row.table, &key, tag)?;
+                }
                 // A pull (possibly another process's sync) may already have
                 // applied a newer version between the write's commit and now:
                 // versions only grow, so an older one must not overwrite it.

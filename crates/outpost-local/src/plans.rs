@@ -203,6 +203,7 @@ fn a_push_over_many_synced_entries_takes_no_scan_step() {
         .map(|r| PushOutcome::Applied {
             version: outpost_core::Version(1_000_000 + r.local_seq.get()),
             row: r.values.clone(),
+            tag: None,
         })
         .collect();
     let stats = replica

@@ -199,6 +199,13 @@ impl Replica {
         policies: &Policies,
         advance: bool,
     ) -> Result<Stats, LocalError> {
+        // A deletion with only its tag names its row through the tag
+        // (the engine resolves a batch before its scope checks already).
+        if batch.rows.iter().any(ServerRow::key_withheld) {
+            let mut resolved = batch.clone();
+            self.resolve_withheld(&mut resolved)?;
+            return self.apply_pull(&resolved, policies, advance);
+        }
         let schema = self.schema().clone();
         let node = NodeId(self.node_id());
         self.apply_silenced(|tx| {
@@ -211,6 +218,11 @@ impl Replica {
             let mut keys = Vec::with_capacity(batch.rows.len());
             for row in &batch.rows {
                 keys.push(pull_key(tx, table_of(&schema, &row.table)?, &row.pk)?);
+            }
+            for (row, key) in batch.rows.iter().zip(&keys) {
+                if let Some(tag) = &row.tag {
+                    crate::tags::record(tx, &row.table, key, tag)?;
+                }
             }
             // The feed names each row once per batch. A batch naming one twice
             // (made by hand) takes the row-by-row path: each row then sees the

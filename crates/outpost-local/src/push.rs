@@ -702,6 +702,18 @@ impl Replica {
         self.apply_silenced(|tx| {
             let mut stats = Stats::new();
             let synced = mark_pushed_synced(tx, rows, outcomes)?;
+            for (row, outcome) in rows.iter().zip(outcomes) {
+                let tag = match outcome {
+                    PushOutcome::Applied { tag, .. } | PushOutcome::AlreadyApplied { tag, .. } => {
+                        tag.as_deref()
+                    }
+                    PushOutcome::Conflict(server) => server.tag.as_deref(),
+                    PushOutcome::Failed { .. } => None,
+                };
+                if let Some(tag) = tag {
+                    crate::tags::record(tx, &row.table, &row.local_pk, tag)?;
+                }
+            }
             for (i, (row, outcome)) in rows.iter().zip(outcomes).enumerate() {
                 let t = table_of(&schema, &row.table)?;
                 let s = stats.entry(row.table.clone()).or_default();
@@ -723,8 +735,16 @@ impl Replica {
                 };
                 let edited_since = state.local_seq != Some(row.local_seq);
                 match outcome {
-                    PushOutcome::Applied { version, row: stored }
-                    | PushOutcome::AlreadyApplied { version, row: stored } => {
+                    PushOutcome::Applied {
+                        version,
+                        row: stored,
+                        ..
+                    }
+                    | PushOutcome::AlreadyApplied {
+                        version,
+                        row: stored,
+                        ..
+                    } => {
                         s.records_succeeded += 1;
                         if edited_since {
                             // Edited again during the push: the server's

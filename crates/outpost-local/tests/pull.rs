@@ -41,6 +41,7 @@ fn item(id: &str, qty: i64, score: f64, version: i64) -> ServerRow {
         origin_local_seq: Some(outpost_core::LocalSeq(1)),
         changed_at: None,
         out_of_scope: false,
+        tag: None,
     }
 }
 
@@ -124,6 +125,7 @@ fn one_batch_meets_every_kind_of_entry() {
                 origin_local_seq: None,
                 changed_at: None,
                 out_of_scope: false,
+                tag: None,
             },
         ],
         changes: 8,

@@ -302,6 +302,10 @@ pub struct WrittenRow {
     pub values: Option<Vec<Value>>,
     /// Its server version after the write.
     pub version: i64,
+    /// Its tag, through a gateway with sync rules, for a node that asked
+    /// for tags ([`outpost_core::sync::ServerRow::tag`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 /// How a write failed.
@@ -479,6 +483,7 @@ pub async fn write_in(
                 pk: w.pk.clone(),
                 values: w.values.clone(),
                 version,
+                tag: None,
             });
         }
     }

@@ -407,6 +407,7 @@ impl GatewayConnection {
                     cursor,
                     rows: rows.to_vec(),
                     limits_ms: (ms(limits.0), ms(limits.1)),
+                    tags: true,
                 },
             )
             .await?;
@@ -480,6 +481,7 @@ impl GatewayConnection {
                 limit,
                 tables: tables.map(<[String]>::to_vec),
                 limits_ms: self.limits_ms,
+                tags: true,
             },
         )
         .await
@@ -584,6 +586,7 @@ impl GatewayConnection {
                 .query(&[
                     ("schema_hash", schema.hash()),
                     ("table_hash", table.shape_hash()),
+                    ("tags", "true".into()),
                 ])
                 .query(&after)
                 .query(
@@ -600,7 +603,9 @@ impl GatewayConnection {
             Some(Err(e)) => return Err(e),
             None => return Err(self.cut(&action)),
         };
-        let width = table.columns.len();
+        // A tagged row carries its tag past its columns (`crate::gateway`'s
+        // node keeps it: `outpost_local::tags`).
+        let width = table.columns.len() + usize::from(head.tags);
         let stream = futures_util::stream::unfold(
             (lines, false, 0u64),
             move |(mut lines, ended, mut sent)| {

@@ -747,7 +747,7 @@ impl Engine {
             .bounded("pulling a batch", conn.pull(schema, cursor, limit, models))
             .await?;
         let mut ahead = Some((first, reading.elapsed()));
-        while let Some((batch, read_time)) = ahead.take() {
+        while let Some((mut batch, read_time)) = ahead.take() {
             if batch.pruned {
                 // Nothing of it is applied, and the cursor stays where the
                 // replica's rows are.
@@ -758,6 +758,23 @@ impl Engine {
                 });
             }
             rescoped.extend(rescoped_tables(schema, models, &recorded, &batch.scopes));
+            // Deletions that crossed as tags alone name this replica's
+            // rows by the tags it kept, or none of its rows at all.
+            if batch
+                .rows
+                .iter()
+                .any(outpost_core::sync::ServerRow::key_withheld)
+            {
+                batch = self
+                    .with_replica(move |r| {
+                        let dropped = r.resolve_withheld(&mut batch)?;
+                        if dropped > 0 {
+                            tracing::debug!(dropped, "deletions of rows this replica never held");
+                        }
+                        Ok(batch)
+                    })
+                    .await?;
+            }
             // Through a gateway with rules: rows under the batch's changes
             // that left the scope with them, asked before the apply.
             let moved_out = self.moved_out(conn, schema, &batch).await?;

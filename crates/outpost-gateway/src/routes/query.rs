@@ -86,7 +86,14 @@ pub(super) async fn query(
         )
         .await
         {
-            Ok((result, written)) => Ok(body::Queried { result, written }),
+            Ok((result, mut written)) => {
+                if b.tags {
+                    for w in &mut written {
+                        w.tag = gw.tag_of(&w.table, &w.pk);
+                    }
+                }
+                Ok(body::Queried { result, written })
+            }
             Err(outpost_remote::connections::WriteError::NotApplied(e)) => {
                 Err(request_error(&gw, e))
             }

@@ -307,6 +307,7 @@ async fn push_group(
                 PushOutcome::AlreadyApplied {
                     version: server.version,
                     row: server.values,
+                    tag: None,
                 }
             } else {
                 PushOutcome::Conflict(server)
@@ -388,6 +389,7 @@ async fn push_group(
             outcomes[i] = Some(PushOutcome::Applied {
                 version: Version(v.get(1)),
                 row: stored_row(&v, table)?,
+                tag: None,
             });
         }
     }

@@ -80,6 +80,7 @@ pub(super) fn server_row(r: &Row, table: &Table, at: usize) -> Result<ServerRow,
         origin_local_seq: r.get::<_, Option<i64>>(at + 2).map(LocalSeq),
         changed_at,
         out_of_scope: false,
+        tag: None,
     })
 }
 

@@ -96,6 +96,11 @@ pub struct Push {
     pub rows: Vec<PushRow>,
     /// Statement and lock timeouts of the push's transaction, ms.
     pub limits_ms: (u64, u64),
+    /// The node keeps row tags: rows of filtered tables carry theirs, and
+    /// a deletion there carries only its tag (docs/gateway.md, "What a
+    /// node learns outside its scope"). Absent: keys, as before tags.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags: bool,
 }
 /// The answer to `POST /v1/push`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -134,6 +139,11 @@ pub struct Query {
     /// it at most once and gives a later attempt the first one's answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request: Option<Uuid>,
+    /// The node keeps row tags: rows of filtered tables carry theirs, and
+    /// a deletion there carries only its tag (docs/gateway.md, "What a
+    /// node learns outside its scope"). Absent: keys, as before tags.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags: bool,
 }
 /// The answer to `POST /v1/query`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -164,6 +174,11 @@ pub struct Pull {
     /// them, never above its own).
     #[serde(default)]
     pub limits_ms: Option<(u64, u64)>,
+    /// The node keeps row tags: rows of filtered tables carry theirs, and
+    /// a deletion there carries only its tag (docs/gateway.md, "What a
+    /// node learns outside its scope"). Absent: keys, as before tags.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags: bool,
 }
 /// `POST /v1/scope`: which of these rows the node holds has it left
 /// the scope of (a parent moved out; docs/gateway.md).
@@ -243,6 +258,10 @@ pub struct CopyHead {
     /// the whole table); see [`outpost_core::sync::PullBatch::scopes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// Each row line carries the row's tag as one value past its columns
+    /// (asked with `tags=true`, for a filtered table).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tags: bool,
 }
 /// The last line of a table's bootstrap stream: without it the copy is
 /// incomplete (a gateway that stopped mid-table), never taken as done.

@@ -181,6 +181,7 @@ pub(super) async fn push_move(
         outcomes[half] = Some(PushOutcome::Applied {
             version: Version(v.get(1)),
             row: stored_row(&v, table)?,
+            tag: None,
         });
     }
     Ok(true)

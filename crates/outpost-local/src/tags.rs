@@ -1,0 +1,78 @@
+//! Row tags through a gateway with sync rules (`_outpost_tags`).
+//!
+//! A gateway sends a node, with every row it serves of a filtered table, an
+//! opaque tag: a keyed hash of the row's table and key under a secret the
+//! node never sees. The node keeps each tag with the row's key. A deletion
+//! in a filtered table (a row deleted on the server, or one that left the
+//! node's scope) then crosses as its tag alone: the node finds its own row
+//! by the tag it kept, and a deletion of a row it never held names nothing
+//! it can read (docs/gateway.md, "What a node learns outside its scope").
+//!
+//! A tag depends only on the table and the key, so an entry stays right
+//! for as long as the gateway's secret does; entries of rows the replica
+//! no longer holds are left (a row that comes back has the same tag).
+
+use outpost_core::sync::PullBatch;
+use rusqlite::{Connection, params};
+
+use crate::data::table_of;
+use crate::error::LocalError;
+use crate::keys::pk_values;
+use crate::replica::Replica;
+
+/// Records `tag` as the tag of the row of `table` whose `_outpost_rows.pk`
+/// is `key`.
+pub(crate) fn record(tx: &Connection, table: &str, key: &str, tag: &str) -> Result<(), LocalError> {
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO \"_outpost_tags\" (table_name, tag, pk) VALUES (?1, ?2, ?3)",
+    )
+    .and_then(|mut s| s.execute(params![table, tag, key]))
+    .map_err(LocalError::sqlite("recording a row's tag"))?;
+    Ok(())
+}
+
+/// The key (`_outpost_rows.pk` form) recorded with `tag` in `table`.
+fn key_of(conn: &Connection, table: &str, tag: &str) -> Result<Option<String>, LocalError> {
+    use rusqlite::OptionalExtension;
+    conn.prepare_cached("SELECT pk FROM \"_outpost_tags\" WHERE table_name = ?1 AND tag = ?2")
+        .and_then(|mut s| s.query_row(params![table, tag], |r| r.get(0)).optional())
+        .map_err(LocalError::sqlite("looking up a row by its tag"))
+}
+
+impl Replica {
+    /// Gives every row of `batch` whose key the gateway withheld
+    /// ([`outpost_core::sync::ServerRow::key_withheld`]) the key recorded
+    /// with its tag, and drops those whose tag names no row of this
+    /// replica (rows it never held). Returns how many were dropped.
+    pub fn resolve_withheld(&self, batch: &mut PullBatch) -> Result<usize, LocalError> {
+        if !batch.rows.iter().any(|r| r.key_withheld()) {
+            return Ok(0);
+        }
+        let schema = self.schema();
+        let conn = self.connection();
+        let before = batch.rows.len();
+        let mut kept = Vec::with_capacity(before);
+        for mut row in std::mem::take(&mut batch.rows) {
+            if let (true, Some(tag)) = (row.key_withheld(), row.tag.as_deref()) {
+                let Some(key) = key_of(conn, &row.table, tag)? else {
+                    continue;
+                };
+                row.pk = pk_values(table_of(schema, &row.table)?, &key)?;
+            }
+            kept.push(row);
+        }
+        batch.rows = kept;
+        Ok(before - batch.rows.len())
+    }
+
+    /// How many row tags the replica holds for `table` (tests, reports).
+    pub fn tag_count(&self, table: &str) -> Result<i64, LocalError> {
+        self.connection()
+            .query_row(
+                "SELECT count(*) FROM \"_outpost_tags\" WHERE table_name = ?1",
+                [table],
+                |r| r.get(0),
+            )
+            .map_err(LocalError::sqlite("counting row tags"))
+    }
+}
