@@ -255,3 +255,63 @@ fn a_batch_naming_a_row_twice_applies_both_in_order() {
     // Not advanced: the cursor stays.
     assert_eq!(r.cursor().expect("cursor").0, Cursor::default());
 }
+
+/// A deletion that crossed as a tag alone (gateway topology): it removes
+/// the row whose tag the replica kept from an earlier pull, and a tag the
+/// replica never kept, or one another program garbled in `_outpost_tags`,
+/// removes nothing and fails nothing.
+#[test]
+fn a_deletion_by_tag_removes_the_row_that_kept_it_and_nothing_else() {
+    let (_dir, mut r) = setup();
+    let tagged = |id: &str, tag: &str| ServerRow {
+        tag: Some(tag.into()),
+        ..item(id, 1, 1.0, 5)
+    };
+    let withheld = |tag: &str| ServerRow {
+        pk: Vec::new(),
+        values: None,
+        version: outpost_core::Version(9),
+        ..tagged("", tag)
+    };
+    let batch = |rows: Vec<ServerRow>| PullBatch {
+        rows,
+        cursor: Cursor { txid: 1, seq: 1 },
+        ..PullBatch::default()
+    };
+    r.apply_pull(
+        &batch(vec![
+            tagged("a", "t-a"),
+            tagged("b", "t-b"),
+            tagged("c", "t-c"),
+        ]),
+        &Policies::default(),
+        true,
+    )
+    .expect("pull");
+    assert_eq!(r.tag_count("Item").expect("count"), 3);
+    silently(
+        &mut r,
+        "UPDATE _outpost_tags SET pk = 'not json' WHERE tag = 't-c'",
+    );
+    r.apply_pull(
+        &batch(vec![
+            withheld("t-a"),
+            withheld("t-never-held"),
+            withheld("t-c"),
+        ]),
+        &Policies::default(),
+        true,
+    )
+    .expect("a deletion by tag");
+    assert_eq!(row(&r, "a"), None);
+    assert_eq!(
+        state(&r, "Item", "[\"a\"]"),
+        Some(("SYNCED".into(), Some(9), true))
+    );
+    assert_eq!(row(&r, "b"), Some((1, 1.0)));
+    assert_eq!(
+        row(&r, "c"),
+        Some((1, 1.0)),
+        "a garbled tag removes nothing"
+    );
+}

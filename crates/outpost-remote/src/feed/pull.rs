@@ -211,7 +211,8 @@ async fn pull_once(
             // Out of scope in this snapshot: a deletion, marked as one. The
             // gateway keeps no record of what a node holds, so it cannot
             // tell a row that just left the scope from one the node never
-            // had; the key and version cross, never the values. The mark
+            // had; the values never cross (a gateway sends a node that
+            // keeps tags the row's tag instead of its key). The mark
             // keeps a local change of the row from being settled against a
             // deletion the server never made (`decide_pull`).
             let present: Vec<usize> = (0..rows.len())
