@@ -14,6 +14,7 @@
 //! | `_outpost_rows` | one row per replicated row that differs from "untouched since bootstrap" (below) |
 //! | `_outpost_ids` | ranges `next..=last` of ids reserved from the server's sequences, for rows created offline |
 //! | `_outpost_tags` | through a gateway with sync rules (version 8): each served row's opaque tag and its key (`_outpost_rows.pk` form), so a deletion that carries only a tag finds its row |
+//! | `_outpost_tags_copied` | the tags of a table's copy as they arrive, moved into `_outpost_tags` when the copy is done (version 8) |
 //! | `SyncLog` | the seed's log: one row per model per sync run; `status` `RUNNING`, `SUCCESS`, `FAILED`, or `INTERRUPTED` (its process stopped before the run ended: closed when the replica is next opened; version 3) |
 //!
 //! # `_outpost_rows`
@@ -177,9 +178,14 @@ pk TEXT NOT NULL, base_row TEXT, deleted INTEGER NOT NULL, changed_at REAL, move
         SYNC_LOG_INDEX.into(),
         "CREATE TABLE IF NOT EXISTS \"_outpost_ids\" (table_name TEXT NOT NULL, column_name TEXT NOT NULL, \
 next INTEGER NOT NULL, last INTEGER NOT NULL, PRIMARY KEY (table_name, column_name, next)) WITHOUT ROWID".into(),
-        // Version 8: the gateway's row tags (below), looked up by tag.
+        // Version 8: the gateway's row tags (below), looked up by tag, and
+        // a copy's tags in arrival order, moved into the first sorted by
+        // tag when the table's copy is done (appending is cheap; inserting
+        // random tags one chunk at a time cost more than the rows).
         "CREATE TABLE IF NOT EXISTS \"_outpost_tags\" (table_name TEXT NOT NULL, tag TEXT NOT NULL, \
 pk TEXT NOT NULL, PRIMARY KEY (table_name, tag)) WITHOUT ROWID".into(),
+        "CREATE TABLE IF NOT EXISTS \"_outpost_tags_copied\" (table_name TEXT NOT NULL, tag TEXT NOT NULL, \
+pk TEXT NOT NULL)".into(),
     ]
 }
 

@@ -117,13 +117,14 @@ impl Replica {
             let mut stmt = tx
                 .prepare_cached(&sql)
                 .map_err(LocalError::sqlite(format!("copying into {table}")))?;
+            // Through a gateway with sync rules, one value past the columns:
+            // the row's tag (`crate::tags`). Recorded for a row kept for its
+            // local change too: it is the server's.
+            let mut tagged = Vec::new();
             for row in rows {
-                // Through a gateway with sync rules, one value past the
-                // columns: the row's tag (`crate::tags`). Recorded for a
-                // row kept for its local change too: it is the server's.
                 if let Some(Value::Text(tag)) = row.get(t.columns.len()) {
                     let key = crate::keys::pull_key(tx, t, &key_of(t, row))?;
-                    crate::tags::record(tx, table, &key, tag)?;
+                    tagged.push((key, tag.as_str()));
                 }
                 if dirty_exists {
                     let key = local_pk(tx, t, &key_of(t, row))?;
@@ -135,6 +136,7 @@ impl Replica {
                 stmt.execute(params_from_iter(vals))
                     .map_err(LocalError::sqlite(format!("copying into {table}")))?;
             }
+            crate::tags::record_copied(tx, table, &tagged)?;
             if let Some(cursor) = done {
                 let mut map: BTreeMap<String, Cursor> = meta_json(tx, "bootstrap_done")?;
                 map.insert(table.to_string(), cursor);

@@ -31,6 +31,30 @@ pub(crate) fn record(tx: &Connection, table: &str, key: &str, tag: &str) -> Resu
     Ok(())
 }
 
+/// Appends the `(key, tag)` of a copy's rows of `table` to
+/// `_outpost_tags_copied`, in one statement; [`Replica::merge_copied_tags`]
+/// moves them into `_outpost_tags` when the copy is done. Tags arrive in
+/// no order: inserted into the tag index chunk by chunk, they cost more
+/// than the rows (a page split and a page written per row); appended, then
+/// moved sorted, about a third.
+pub(crate) fn record_copied(
+    tx: &Connection,
+    table: &str,
+    tagged: &[(String, &str)],
+) -> Result<(), LocalError> {
+    if tagged.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_string(tagged)?;
+    tx.prepare_cached(
+        "INSERT INTO \"_outpost_tags_copied\" (table_name, tag, pk) \
+         SELECT ?1, value ->> 1, value ->> 0 FROM json_each(?2)",
+    )
+    .and_then(|mut s| s.execute(params![table, json]))
+    .map_err(LocalError::sqlite("recording rows' tags"))?;
+    Ok(())
+}
+
 /// The key (`_outpost_rows.pk` form) recorded with `tag` in `table`.
 fn key_of(conn: &Connection, table: &str, tag: &str) -> Result<Option<String>, LocalError> {
     use rusqlite::OptionalExtension;
@@ -44,10 +68,12 @@ impl Replica {
     /// ([`outpost_core::sync::ServerRow::key_withheld`]) the key recorded
     /// with its tag, and drops those whose tag names no row of this
     /// replica (rows it never held). Returns how many were dropped.
-    pub fn resolve_withheld(&self, batch: &mut PullBatch) -> Result<usize, LocalError> {
+    pub fn resolve_withheld(&mut self, batch: &mut PullBatch) -> Result<usize, LocalError> {
         if !batch.rows.iter().any(|r| r.key_withheld()) {
             return Ok(0);
         }
+        // A copy cut before its tags were moved left them behind.
+        self.merge_copied_tags()?;
         let schema = self.schema();
         let conn = self.connection();
         let before = batch.rows.len();
@@ -72,6 +98,31 @@ impl Replica {
         }
         batch.rows = kept;
         Ok(before - batch.rows.len())
+    }
+
+    /// Moves the tags a copy appended (`_outpost_tags_copied`) into
+    /// `_outpost_tags`, in tag order, in one transaction. Called when a
+    /// table's copy is done, and before tags are looked up.
+    pub fn merge_copied_tags(&mut self) -> Result<(), LocalError> {
+        let waiting: bool = self
+            .connection()
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM \"_outpost_tags_copied\")",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(LocalError::sqlite("reading a copy's tags"))?;
+        if !waiting {
+            return Ok(());
+        }
+        self.apply_silenced(|tx| {
+            tx.execute_batch(
+                "INSERT OR REPLACE INTO \"_outpost_tags\" (table_name, tag, pk) \
+                 SELECT table_name, tag, pk FROM \"_outpost_tags_copied\" ORDER BY table_name, tag; \
+                 DELETE FROM \"_outpost_tags_copied\";",
+            )
+            .map_err(LocalError::sqlite("moving a copy's tags"))
+        })
     }
 
     /// How many row tags the replica holds for `table` (tests, reports).

@@ -315,3 +315,39 @@ fn a_deletion_by_tag_removes_the_row_that_kept_it_and_nothing_else() {
         "a garbled tag removes nothing"
     );
 }
+
+/// A copy's tags (one value past a row's columns) are kept as they arrive
+/// and moved into the tag index when the copy is done; a copy cut before
+/// that still has its rows found by a deletion's tag.
+#[test]
+fn a_copys_tags_find_their_rows_even_before_the_copy_is_done() {
+    let (_dir, mut r) = setup();
+    let copied = |id: &str| {
+        let mut values = item(id, 1, 1.0, 1).values.expect("values");
+        values.push(Value::Text(format!("t-{id}")));
+        values
+    };
+    r.bootstrap_insert("Item", &[copied("a"), copied("b")], None)
+        .expect("copy");
+    // Not moved yet: the copy did not end.
+    assert_eq!(r.tag_count("Item").expect("count"), 0);
+    let deletion = ServerRow {
+        pk: Vec::new(),
+        values: None,
+        tag: Some("t-b".into()),
+        ..item("", 0, 0.0, 9)
+    };
+    r.apply_pull(
+        &PullBatch {
+            rows: vec![deletion],
+            cursor: Cursor { txid: 1, seq: 1 },
+            ..PullBatch::default()
+        },
+        &Policies::default(),
+        true,
+    )
+    .expect("pull");
+    assert_eq!(r.tag_count("Item").expect("count"), 2);
+    assert_eq!(row(&r, "a"), Some((1, 1.0)));
+    assert_eq!(row(&r, "b"), None);
+}

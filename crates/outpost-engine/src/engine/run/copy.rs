@@ -199,8 +199,11 @@ impl Engine {
                 Some("resumed under another rule".to_string())
             };
             let name = table.name.clone();
-            self.with_replica(move |r| r.record_scope(&name, recorded.as_deref()))
-                .await?;
+            self.with_replica(move |r| {
+                r.record_scope(&name, recorded.as_deref())?;
+                r.merge_copied_tags()
+            })
+            .await?;
             SyncMetrics::add(&self.inner.metrics.rows_bootstrapped, copied - before);
             self.report(
                 options,
