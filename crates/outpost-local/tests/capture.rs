@@ -1098,3 +1098,27 @@ fn a_version_6_replica_links_key_changes_after_opening() {
         .expect("b is pushed");
     assert_eq!(moved.moved_from, Some(vec![Value::Text("a".into())]));
 }
+
+/// Version 8 keeps the gateway's row tags: a version 7 replica gets their
+/// tables when opened, and keeps its rows.
+#[test]
+fn a_version_7_replica_keeps_row_tags_after_opening() {
+    let (dir, mut replica) = setup();
+    insert_synced(&mut replica, "a", 1);
+    replica
+        .connection()
+        .execute_batch(
+            "DROP TABLE _outpost_tags; DROP TABLE _outpost_tags_copied; \
+             UPDATE _outpost_meta SET value = '7' WHERE key = 'meta_version'",
+        )
+        .expect("make version 7");
+    drop(replica);
+    let mut replica = Replica::open(&dir.path().join("sub/local.db")).expect("open migrates");
+    assert_eq!(replica.tag_count("Item").expect("tags"), 0);
+    replica.merge_copied_tags().expect("the copy's tags table exists");
+    let n: i64 = replica
+        .connection()
+        .query_row("SELECT count(*) FROM \"Item\"", [], |r| r.get(0))
+        .expect("rows");
+    assert_eq!(n, 1);
+}
