@@ -186,12 +186,28 @@ impl Replica {
             Some(p) if p != principal => {}
             _ => return Ok(None),
         }
-        if self.has_local_edits()? || !self.status_counts()?.is_empty() {
+        if !self.held_edits()?.is_empty() {
             return Ok(None);
         }
         let new = self.become_new_node()?;
         self.set_principal(principal)?;
         Ok(Some(new))
+    }
+
+    /// The local edits the replica holds, counted by status (`PENDING`,
+    /// `FAILED`, `CONFLICT`; captured changes not yet folded count as
+    /// `PENDING`): what keeps it from continuing under another principal.
+    /// Empty when there are none.
+    pub fn held_edits(&self) -> Result<std::collections::BTreeMap<String, i64>, LocalError> {
+        let mut held = std::collections::BTreeMap::new();
+        // Two index reads spare the fold in the common case (nothing held).
+        if !self.has_local_edits()? {
+            return Ok(held);
+        }
+        for ((_, status), n) in self.status_counts()? {
+            *held.entry(status).or_default() += n;
+        }
+        Ok(held)
     }
 
     /// Node ids this file had before it became a new node, oldest first.

@@ -1115,7 +1115,9 @@ fn a_version_7_replica_keeps_row_tags_after_opening() {
     drop(replica);
     let mut replica = Replica::open(&dir.path().join("sub/local.db")).expect("open migrates");
     assert_eq!(replica.tag_count("Item").expect("tags"), 0);
-    replica.merge_copied_tags().expect("the copy's tags table exists");
+    replica
+        .merge_copied_tags()
+        .expect("the copy's tags table exists");
     let n: i64 = replica
         .connection()
         .query_row("SELECT count(*) FROM \"Item\"", [], |r| r.get(0))

@@ -239,15 +239,7 @@ impl Engine {
             Err(EngineError::Remote(e)) if is_another_principal(&e) => e,
             Err(e) => return Err(e),
         };
-        let held = self
-            .with_replica(|r| {
-                let mut held: BTreeMap<String, i64> = BTreeMap::new();
-                for ((_, status), n) in r.status_counts()? {
-                    *held.entry(status).or_default() += n;
-                }
-                Ok::<_, outpost_local::LocalError>(held)
-            })
-            .await?;
+        let held = self.with_replica(|r| r.held_edits()).await?;
         if !held.is_empty() {
             let said: Vec<String> = held.iter().map(|(s, n)| format!("{n} {s}")).collect();
             let mut refusal = refusal;
