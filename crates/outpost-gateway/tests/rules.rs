@@ -1201,6 +1201,31 @@ async fn remote_mode_under_sync_rules_reads_and_writes_only_the_nodes_rows() -> 
     node.set_mode(outpost_engine::Mode::Local).await;
     let local: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
     assert_eq!(ids_of(&local), ["p4"]);
+    // p4, written remotely, has its tag (the mirror's, or a pull's since):
+    // given away on the server, it leaves the replica on the next pull
+    // although its key never crosses.
+    let tagged = |node: &outpost_engine::Outpost| {
+        let engine = node.engine().clone();
+        async move {
+            let n = engine
+                .with_replica(|r| {
+                    r.connection().query_row(
+                "SELECT count(*) FROM _outpost_tags WHERE table_name = 'Post' AND pk = '[\"p4\"]'",
+                [],
+                |row| row.get::<_, i64>(0),
+            ).map_err(outpost_local::LocalError::sqlite("test"))
+                })
+                .await?;
+            anyhow::Ok(n)
+        }
+    };
+    assert_eq!(tagged(&node).await?, 1);
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET "userId" = 'u2' WHERE id = 'p4'"#)
+        .await?;
+    pull(node.engine()).await?;
+    let local: Vec<Json> = posts.find_many(json!({"orderBy": {"id": "asc"}})).await?;
+    assert_eq!(ids_of(&local), Vec::<String>::new());
     node.shutdown().await;
     Ok(())
 }
