@@ -205,40 +205,6 @@ impl Gateway {
         }
     }
 
-    /// The digest of the rows of `table` a node with `claims` is served
-    /// ([`crate::rules::Rules::digest`]); `None` without rules. For a node
-    /// that keeps tags (`tagged`), a table whose rows carry them is marked
-    /// so: a replica copied before tags (its rows untagged) differs, and
-    /// copies the table again, with tags.
-    fn digest(
-        &self,
-        table: &str,
-        claims: &crate::auth::ClaimValues,
-        tagged: bool,
-    ) -> Option<String> {
-        let digest = self.inner.options.rules.as_ref()?.digest(table, claims)?;
-        Some(match tagged && self.tags_for(table).is_some() {
-            true => format!("tagged:{digest}"),
-            false => digest,
-        })
-    }
-
-    /// The tag secret when rows of `table` carry tags: a table a rule
-    /// filters (`crate::tags`). A rule of `true` serves the table whole,
-    /// and its deletions tell a node nothing it is not served anyway.
-    fn tags_for(&self, table: &str) -> Option<&crate::tags::TagKey> {
-        let condition = &self.inner.scope.as_deref()?.of(table)?.condition;
-        if condition.trim().eq_ignore_ascii_case("true") {
-            return None;
-        }
-        self.inner.tags.as_ref()
-    }
-
-    /// The tag of `table`'s row `pk`, when rows of `table` carry tags.
-    pub(crate) fn tag_of(&self, table: &str, pk: &[outpost_core::types::Value]) -> Option<String> {
-        self.tags_for(table).map(|k| k.tag(table, pk))
-    }
-
     /// Sets, on the session, the claims the rules of `tables` (all tables
     /// when `None`) read: `set_config('outpost.claim.<name>', <value>,
     /// false)` with the names and values bound, never spliced into SQL.
@@ -567,16 +533,7 @@ async fn push(
         c.release();
     }
     if b.tags {
-        use outpost_core::sync::PushOutcome;
-        for (row, outcome) in b.rows.iter().zip(&mut outcomes) {
-            match outcome {
-                PushOutcome::Applied { tag, .. } | PushOutcome::AlreadyApplied { tag, .. } => {
-                    *tag = gw.tag_of(&row.table, &row.pk);
-                }
-                PushOutcome::Conflict(server) => server.tag = gw.tag_of(&server.table, &server.pk),
-                PushOutcome::Failed { .. } => {}
-            }
-        }
+        gw.tag_outcomes(&b.rows, &mut outcomes);
     }
     let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for r in &b.rows {
@@ -669,12 +626,7 @@ async fn pull(
     // deleted or is outside the node's scope, its key is not the node's
     // to learn (`crate::tags`).
     if b.tags {
-        for row in &mut batch.rows {
-            row.tag = gw.tag_of(&row.table, &row.pk);
-            if row.tag.is_some() && row.values.is_none() {
-                row.pk.clear();
-            }
-        }
+        gw.tag_pull(&mut batch);
     }
     let mut by_table: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
     for r in &batch.rows {

@@ -90,6 +90,74 @@ impl TagKey {
     }
 }
 
+impl crate::Gateway {
+    /// The digest of the rows of `table` a node with `claims` is served
+    /// ([`crate::rules::Rules::digest`]); `None` without rules. For a node
+    /// that keeps tags (`tagged`), a table whose rows carry them is marked
+    /// so: a replica copied before tags (its rows untagged) differs, and
+    /// copies the table again, with tags.
+    pub(crate) fn digest(
+        &self,
+        table: &str,
+        claims: &crate::auth::ClaimValues,
+        tagged: bool,
+    ) -> Option<String> {
+        let digest = self.inner.options.rules.as_ref()?.digest(table, claims)?;
+        Some(match tagged && self.tags_for(table).is_some() {
+            true => format!("tagged:{digest}"),
+            false => digest,
+        })
+    }
+
+    /// The tag secret when rows of `table` carry tags: a table a rule
+    /// filters (`crate::tags`). A rule of `true` serves the table whole,
+    /// and its deletions tell a node nothing it is not served anyway.
+    pub(crate) fn tags_for(&self, table: &str) -> Option<&crate::tags::TagKey> {
+        let condition = &self.inner.scope.as_deref()?.of(table)?.condition;
+        if condition.trim().eq_ignore_ascii_case("true") {
+            return None;
+        }
+        self.inner.tags.as_ref()
+    }
+
+    /// The tag of `table`'s row `pk`, when rows of `table` carry tags.
+    pub(crate) fn tag_of(&self, table: &str, pk: &[outpost_core::types::Value]) -> Option<String> {
+        self.tags_for(table).map(|k| k.tag(table, pk))
+    }
+
+    /// Tags the rows of a pull for a node that keeps tags: each row of a
+    /// filtered table gets its tag, and a deletion there loses its key
+    /// (whether the row was deleted or is outside the node's scope).
+    pub(crate) fn tag_pull(&self, batch: &mut outpost_core::sync::PullBatch) {
+        for row in &mut batch.rows {
+            row.tag = self.tag_of(&row.table, &row.pk);
+            if row.tag.is_some() && row.values.is_none() {
+                row.pk.clear();
+            }
+        }
+    }
+
+    /// Tags the outcomes of a push of `rows` for a node that keeps tags.
+    pub(crate) fn tag_outcomes(
+        &self,
+        rows: &[outpost_core::sync::PushRow],
+        outcomes: &mut [outpost_core::sync::PushOutcome],
+    ) {
+        use outpost_core::sync::PushOutcome;
+        for (row, outcome) in rows.iter().zip(outcomes) {
+            match outcome {
+                PushOutcome::Applied { tag, .. } | PushOutcome::AlreadyApplied { tag, .. } => {
+                    *tag = self.tag_of(&row.table, &row.pk);
+                }
+                PushOutcome::Conflict(server) => {
+                    server.tag = self.tag_of(&server.table, &server.pk)
+                }
+                PushOutcome::Failed { .. } => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
