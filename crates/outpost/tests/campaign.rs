@@ -91,7 +91,16 @@ async fn campaign() -> anyhow::Result<()> {
             println!("after {n} seeds: {total}");
         }
         let t = std::time::Instant::now();
-        match harness::run_seed(&cluster, seed, shape).await {
+        // Each seed in a task of its own: a panic in it fails that seed
+        // with its message (and the run goes on) instead of ending the
+        // campaign without saying which seed or why.
+        let run = tokio::spawn({
+            let cluster = cluster.clone();
+            async move { harness::run_seed(&cluster, seed, shape).await }
+        })
+        .await
+        .unwrap_or_else(|e| Err(anyhow::anyhow!("the seed panicked: {}", panic_text(e))));
+        match run {
             Ok(outcome) => {
                 total.add(&outcome.figures);
                 if outcome.anomalies.is_empty() {
@@ -113,7 +122,7 @@ async fn campaign() -> anyhow::Result<()> {
                     if let Some(dir) = &outcome.kept {
                         println!("  replicas and logs kept in {}", dir.display());
                     }
-                    failures.push(seed);
+                    failures.push((seed, format!("{} anomalies", outcome.anomalies.len())));
                 }
             }
             Err(e) => {
@@ -121,7 +130,7 @@ async fn campaign() -> anyhow::Result<()> {
                     "seed {seed}: the run itself failed: {e:#}; {}",
                     replay(seed)
                 );
-                failures.push(seed);
+                failures.push((seed, format!("the run itself failed: {e:#}")));
             }
         }
     }
@@ -159,16 +168,30 @@ async fn campaign() -> anyhow::Result<()> {
             );
         }
     }
+    // The reasons again at the end: CI keeps the tail of the output.
     anyhow::ensure!(
         failures.is_empty(),
-        "seeds {failures:?} failed; {}",
+        "{} seeds failed:\n{}",
+        failures.len(),
         failures
             .iter()
-            .map(|s| replay(*s))
+            .map(|(seed, why)| format!("seed {seed}: {why}\n  {}", replay(*seed)))
             .collect::<Vec<_>>()
             .join("\n")
     );
     Ok(())
+}
+
+/// What a panicked task said, for the seed's failure line.
+fn panic_text(e: tokio::task::JoinError) -> String {
+    match e.try_into_panic() {
+        Ok(p) => p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into()),
+        Err(e) => e.to_string(),
+    }
 }
 
 /// The history of every key an anomaly names: the harness's writes, the
