@@ -803,6 +803,81 @@ where = '"postSlug" IN (SELECT slug FROM "Post" WHERE "userId" = $sub)'
     Ok(())
 }
 
+/// A child a rule serves without its parent (a comment on another user's
+/// published post) leaves when the parent's change takes it out of scope
+/// (the post is unpublished), though that change crosses as a tag the
+/// node never kept: the node asks about the children it holds without
+/// their parent. A change that keeps them in scope removes nothing.
+#[tokio::test]
+async fn children_held_without_their_parent_leave_when_the_parent_takes_them_out()
+-> anyhow::Result<()> {
+    let s = setup_with(
+        &format!(
+            "{SCHEMA}\n{}",
+            r#"ALTER TABLE "Post" ADD COLUMN published boolean NOT NULL DEFAULT false;
+               UPDATE "Post" SET published = true WHERE id = 'p2';
+               INSERT INTO "Post" (id, title, "userId", published) VALUES ('p3', 'three', 'u2', true);
+               INSERT INTO "Comment" (id, "postId", body) VALUES ('c3', 'p3', 'on three'), ('c4', 'p3', 'also on three');"#
+        ),
+        r#"
+[[rule]]
+table = "User"
+where = 'true'
+
+[[rule]]
+table = "Post"
+where = '"userId" = $sub'
+
+[[rule]]
+table = "Comment"
+where = '"postId" IN (SELECT id FROM "Post" WHERE "userId" = $sub OR published)'
+"#,
+    )
+    .await?;
+    let a = support::node(&s.db, &s.gw.url(), "u1", "a").await?;
+    sync(&a, Direction::Bidirectional).await?;
+    assert_eq!(ids(&a, "Post").await?, ["p1"]);
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2", "c3", "c4"]);
+
+    // u2 edits its published posts: the comments stay in scope and stay.
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET title = title || '!' WHERE "userId" = 'u2'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2", "c3", "c4"]);
+
+    // An offline edit of c4, then p3 is unpublished: c3 leaves on the same
+    // pull, c4's edit is kept and its push refused by the rules.
+    local(&a, r#"UPDATE "Comment" SET body = 'mine' WHERE id = 'c4'"#).await?;
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET published = false WHERE id = 'p3'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c2", "c4"]);
+    settled(&a, Direction::Bidirectional).await?;
+    let left = states(&a).await?;
+    assert!(
+        matches!(&left[..], [(t, k, st, Some(e))]
+            if t == "Comment" && k.contains("c4") && st == "FAILED" && e.contains("sync rules")),
+        "{left:?}"
+    );
+
+    // p2 is deleted on the server (its comment with it, by cascade).
+    s.client
+        .batch_execute(r#"DELETE FROM "Post" WHERE id = 'p2'"#)
+        .await?;
+    pull(&a).await?;
+    assert_eq!(ids(&a, "Comment").await?, ["c1", "c4"]);
+
+    // Published again, p3 brings c3 back.
+    s.client
+        .batch_execute(r#"UPDATE "Post" SET published = true WHERE id = 'p3'"#)
+        .await?;
+    pull(&a).await?;
+    assert!(ids(&a, "Comment").await?.contains(&"c3".to_string()));
+    Ok(())
+}
+
 /// `POST /v1/scope` answers only about the keys asked, and the same way
 /// for a row of another user and a row that does not exist: a node learns
 /// nothing about rows outside its scope. Bad input is refused by name.

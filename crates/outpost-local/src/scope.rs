@@ -8,7 +8,9 @@
 //! asks the gateway which of them are outside the node's scope now, and
 //! removes those ([`Replica::remove_outside`]). Rows with local changes
 //! stay: their push is refused by the rules (`FAILED`, naming the rule),
-//! so a local edit is never dropped without a word.
+//! so a local edit is never dropped without a word. A row held without its
+//! parent ([`Replica::orphans_of`]) is asked about when a pull carries a
+//! change of its parent's table that the node could not read.
 
 use std::collections::HashSet;
 
@@ -142,6 +144,51 @@ impl Replica {
                 .map(|(col, v)| to_sqlite(v, &col.ty));
             found.read(&mut stmt, params_from_iter(params), &pk_cols, &context)?;
         }
+        Ok(found.keys)
+    }
+
+    /// The keys of the rows of `child` whose parent through `fk` this
+    /// replica does not hold (every referencing column set, no local row
+    /// of `fk`'s table matching them): children a sync rule serves without
+    /// their parent (a comment on another user's published post). When a
+    /// pull drops the tag-only change of a parent the node never held, one
+    /// of these may have left the scope with it; the engine asks the
+    /// gateway about them. One anti-join over `child`.
+    pub fn orphans_of(&self, child: &str, fk: &ForeignKey) -> Result<Vec<Vec<Value>>, LocalError> {
+        let schema = self.schema();
+        let c = table_of(schema, child)?;
+        let parent = table_of(schema, &fk.ref_table)?;
+        if fk.columns.is_empty() || fk.columns.len() != fk.ref_columns.len() {
+            return Ok(Vec::new());
+        }
+        let pk_cols: Vec<_> = c.pk_columns().collect();
+        let sql = format!(
+            "SELECT {} FROM {} AS c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})",
+            pk_cols
+                .iter()
+                .map(|col| format!("c.{}", quote(&col.name)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            quote(&c.name),
+            fk.columns
+                .iter()
+                .map(|own| format!("c.{} IS NOT NULL", quote(own)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+            quote(&parent.name),
+            fk.columns
+                .iter()
+                .zip(&fk.ref_columns)
+                .map(|(own, referenced)| format!("p.{} = c.{}", quote(referenced), quote(own)))
+                .collect::<Vec<_>>()
+                .join(" AND "),
+        );
+        let context = format!("reading rows of {} without their {}", c.name, parent.name);
+        let what = || LocalError::sqlite(context.as_str());
+        let conn = self.connection();
+        let mut stmt = conn.prepare_cached(&sql).map_err(what())?;
+        let mut found = Found::default();
+        found.read(&mut stmt, [], &pk_cols, &context)?;
         Ok(found.keys)
     }
 

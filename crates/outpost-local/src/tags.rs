@@ -12,6 +12,8 @@
 //! for as long as the gateway's secret does; entries of rows the replica
 //! no longer holds are left (a row that comes back has the same tag).
 
+use std::collections::BTreeMap;
+
 use outpost_core::sync::PullBatch;
 use rusqlite::{Connection, params};
 
@@ -67,20 +69,26 @@ impl Replica {
     /// Gives every row of `batch` whose key the gateway withheld
     /// ([`outpost_core::sync::ServerRow::key_withheld`]) the key recorded
     /// with its tag, and drops those whose tag names no row of this
-    /// replica (rows it never held). Returns how many were dropped.
-    pub fn resolve_withheld(&mut self, batch: &mut PullBatch) -> Result<usize, LocalError> {
+    /// replica (rows it never held). Returns how many were dropped, by
+    /// table: a dropped change may be that of the parent of a row this
+    /// replica holds without it ([`Replica::orphans_of`]).
+    pub fn resolve_withheld(
+        &mut self,
+        batch: &mut PullBatch,
+    ) -> Result<BTreeMap<String, usize>, LocalError> {
+        let mut dropped = BTreeMap::new();
         if !batch.rows.iter().any(|r| r.key_withheld()) {
-            return Ok(0);
+            return Ok(dropped);
         }
         // A copy cut before its tags were moved left them behind.
         self.merge_copied_tags()?;
         let schema = self.schema();
         let conn = self.connection();
-        let before = batch.rows.len();
-        let mut kept = Vec::with_capacity(before);
+        let mut kept = Vec::with_capacity(batch.rows.len());
         for mut row in std::mem::take(&mut batch.rows) {
             if let (true, Some(tag)) = (row.key_withheld(), row.tag.as_deref()) {
                 let Some(key) = key_of(conn, &row.table, tag)? else {
+                    *dropped.entry(row.table).or_default() += 1;
                     continue;
                 };
                 // Another program may have written the table: a key that
@@ -90,6 +98,7 @@ impl Replica {
                     Ok(pk) => row.pk = pk,
                     Err(e) => {
                         tracing::warn!(table = %row.table, error = %e, "a row tag names a key that does not read; the deletion is not applied");
+                        *dropped.entry(row.table).or_default() += 1;
                         continue;
                     }
                 }
@@ -97,7 +106,7 @@ impl Replica {
             kept.push(row);
         }
         batch.rows = kept;
-        Ok(before - batch.rows.len())
+        Ok(dropped)
     }
 
     /// Moves the tags a copy appended (`_outpost_tags_copied`) into

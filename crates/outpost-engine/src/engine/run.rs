@@ -752,24 +752,29 @@ impl Engine {
             rescoped.extend(rescoped_tables(schema, models, &recorded, &batch.scopes));
             // Deletions that crossed as tags alone name this replica's
             // rows by the tags it kept, or none of its rows at all.
+            let mut orphaned = BTreeSet::new();
             if batch
                 .rows
                 .iter()
                 .any(outpost_core::sync::ServerRow::key_withheld)
             {
-                batch = self
+                let dropped;
+                (batch, dropped) = self
                     .with_replica(move |r| {
                         let dropped = r.resolve_withheld(&mut batch)?;
-                        if dropped > 0 {
-                            tracing::debug!(dropped, "deletions of rows this replica never held");
-                        }
-                        Ok(batch)
+                        Ok((batch, dropped))
                     })
                     .await?;
+                if !dropped.is_empty() {
+                    tracing::debug!(?dropped, "changes of rows this replica never held");
+                }
+                orphaned.extend(dropped.into_keys());
             }
             // Through a gateway with rules: rows under the batch's changes
-            // that left the scope with them, asked before the apply.
-            let moved_out = self.moved_out(conn, schema, &batch).await?;
+            // that left the scope with them, asked before the apply; and
+            // rows held without their parent when a parent's change was
+            // dropped above (it may have been theirs).
+            let moved_out = self.moved_out(conn, schema, &batch, &orphaned).await?;
             self.inner.faults.hit(FaultPoint::PullBeforeApply)?;
             let next = batch.cursor;
             let more = batch.more;

@@ -6,7 +6,10 @@
 //! outside its scope now, and, once the batch is applied, removes them.
 //! Asked before the batch is applied, so that a failed check fails the
 //! batch (pulled again next run) rather than leaving rows behind for good.
-//! The removed rows are parents in turn (a comment's replies).
+//! The removed rows are parents in turn (a comment's replies). A change
+//! the node could not read (a tag of a row it never held) may be the
+//! parent of rows it holds without their parent; for those tables it asks
+//! about such rows ([`outpost_local::Replica::orphans_of`]) too.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -28,11 +31,17 @@ pub(super) type MovedOut = BTreeMap<String, Vec<Vec<Value>>>;
 impl Engine {
     /// The rows of this node's filtered tables under the rows `batch`
     /// changes that the gateway no longer serves it; empty without rules.
+    /// For a table in `orphaned` (the batch carried changes of its rows
+    /// that this replica never held, as tags it cannot read), the rows of
+    /// its filtered child tables that this replica holds without their
+    /// parent are asked about too: the change may have been their
+    /// parent's.
     pub(super) async fn moved_out(
         &self,
         conn: &SyncLink,
         schema: &Schema,
         batch: &PullBatch,
+        orphaned: &BTreeSet<String>,
     ) -> Result<MovedOut, EngineError> {
         let mut out = MovedOut::new();
         if batch.scopes.is_empty() {
@@ -59,8 +68,8 @@ impl Engine {
         // there are no more levels than tables (a cycle of references
         // stops there).
         let mut seen: BTreeSet<(String, String)> = BTreeSet::new();
-        for _ in 0..schema.tables.len() {
-            if parents.is_empty() {
+        for level in 0..schema.tables.len() {
+            if parents.is_empty() && (level > 0 || orphaned.is_empty()) {
                 break;
             }
             let mut next = MovedOut::new();
@@ -70,12 +79,23 @@ impl Engine {
                 .filter(|t| scoped.contains(t.name.as_str()))
             {
                 for fk in &child.foreign_keys {
-                    let Some(keys) = parents.get(&fk.ref_table) else {
+                    let keys = parents.get(&fk.ref_table).cloned();
+                    let orphans = level == 0 && orphaned.contains(&fk.ref_table);
+                    if keys.is_none() && !orphans {
                         continue;
-                    };
-                    let (name, fk, keys) = (child.name.clone(), fk.clone(), keys.clone());
+                    }
+                    let (name, fk) = (child.name.clone(), fk.clone());
                     let under = self
-                        .with_replica(move |r| r.rows_under(&name, &fk, &keys))
+                        .with_replica(move |r| {
+                            let mut under = match keys {
+                                Some(keys) => r.rows_under(&name, &fk, &keys)?,
+                                None => Vec::new(),
+                            };
+                            if orphans {
+                                under.extend(r.orphans_of(&name, &fk)?);
+                            }
+                            Ok(under)
+                        })
                         .await?;
                     for chunk in under.chunks(CHECK_CHUNK) {
                         let outside = self

@@ -198,6 +198,9 @@ async fn pull_once(
         }
     }
     let fetching = std::time::Instant::now();
+    // Changed rows outside the node's scope, with their values, for
+    // `children_of` only.
+    let mut outside: Vec<ServerRow> = Vec::new();
     for (name, list) in keys {
         let table = table_of(schema, &name)?;
         // A table whose server definition no longer matches the snapshot
@@ -224,7 +227,16 @@ async fn pull_once(
                 .map_err(|e| e.in_table(&name))?;
             for (j, &i) in present.iter().enumerate() {
                 if states.get(&j) != Some(&true) {
-                    rows[i].values = None;
+                    // Kept aside for the children query below: a parent
+                    // outside the scope may still bring children a rule
+                    // serves without it (a comment on another user's
+                    // post that was just published). Never sent.
+                    if let Some(values) = rows[i].values.take() {
+                        outside.push(ServerRow {
+                            values: Some(values),
+                            ..rows[i].clone()
+                        });
+                    }
                     rows[i].out_of_scope = true;
                 }
             }
@@ -232,8 +244,16 @@ async fn pull_once(
         batch.rows.extend(rows);
     }
     if let Some(scope) = scope {
-        let children =
-            scope::children_of(&tx, &mut cache.0, schema, scope, tables, &batch.rows).await?;
+        let children = scope::children_of(
+            &tx,
+            &mut cache.0,
+            schema,
+            scope,
+            tables,
+            &batch.rows,
+            &outside,
+        )
+        .await?;
         batch.rows.extend(children);
     }
     tracing::debug!(

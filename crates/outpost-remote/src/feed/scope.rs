@@ -337,12 +337,14 @@ pub(super) fn children_rows(
 }
 
 /// The rows of scoped child tables that reference the changed parent rows
-/// of `batch` still in the node's scope, and are in scope themselves,
-/// with their current versions: a parent moving into a node's scope
-/// brings its unchanged children (a child whose condition reads its
-/// parent, `"postId" IN (SELECT id FROM "Post" WHERE …)`). Rows the batch
-/// names already are left out; the node takes a row at a version it
-/// already has as a no-op.
+/// of `batch` still in the node's scope, or those of `outside` (changed
+/// rows outside it, with their values, never sent), and are in scope
+/// themselves, with their current versions: a parent moving into a node's
+/// scope brings its unchanged children (a child whose condition reads its
+/// parent, `"postId" IN (SELECT id FROM "Post" WHERE …)`), and so does a
+/// parent that stays outside but now lets the child rule serve them (a
+/// post of another user, published). Rows the batch names already are
+/// left out; the node takes a row at a version it already has as a no-op.
 pub(super) async fn children_of(
     tx: &Transaction<'_>,
     cache: &mut Statements,
@@ -350,6 +352,7 @@ pub(super) async fn children_of(
     scope: &Scope,
     tables: Option<&[String]>,
     batch: &[ServerRow],
+    outside: &[ServerRow],
 ) -> Result<Vec<ServerRow>, RemoteError> {
     let mut out: Vec<ServerRow> = Vec::new();
     let mut named: HashSet<(String, String)> = batch
@@ -380,6 +383,7 @@ pub(super) async fn children_of(
             };
             let cells: Vec<Vec<Value>> = batch
                 .iter()
+                .chain(outside)
                 .filter(|r| r.table == parent.name)
                 .filter_map(|r| r.values.as_ref())
                 .map(|v| idx.iter().map(|&i| v[i].clone()).collect())
