@@ -12,7 +12,8 @@
 //! * [`router`]: the `/v1/…` endpoints, each verifying the token
 //!   ([`auth`]) and answering errors as [`GatewayError`];
 //! * [`ops`]: `/metrics`, rate limits per principal, one log line per
-//!   request with its principal;
+//!   request with its principal; `share`: the limits' counts exchanged
+//!   with the other gateways of the database;
 //! * [`rules`]: the sync rules (`--rules FILE`): which tables are served
 //!   and which of their rows each node's claims give it;
 //! * [`serve`]: the router on a socket, through `outpost_http::server`'s
@@ -38,6 +39,7 @@ pub mod ops;
 pub mod pool;
 mod routes;
 pub mod rules;
+mod share;
 mod tags;
 pub mod tls;
 
@@ -86,6 +88,9 @@ fn millis(
         })
 }
 
+/// How often gateways with a rate limit share their counts by default.
+pub const RATE_SHARE: Duration = Duration::from_secs(1);
+
 /// How often a gateway reads its TLS certificate and key again by default
 /// (a renewed certificate is served within this, without a restart).
 pub const TLS_RELOAD: Duration = Duration::from_secs(60);
@@ -107,7 +112,8 @@ pub const MAX_BODY: usize = 64 * 1024 * 1024;
 /// (`OUTPOST_GATEWAY_POOL`), the shortest retention window
 /// (`OUTPOST_GATEWAY_MIN_RETENTION`, ms) and the sync rules
 /// (`OUTPOST_GATEWAY_RULES`, a file; `--rules`), the rate limit per
-/// principal (`OUTPOST_GATEWAY_RATE`, `OUTPOST_GATEWAY_BURST`) and the
+/// principal (`OUTPOST_GATEWAY_RATE`, `OUTPOST_GATEWAY_BURST`, shared
+/// every `OUTPOST_GATEWAY_RATE_SHARE` ms) and the
 /// token `/metrics` requires (`OUTPOST_GATEWAY_METRICS_TOKEN`).
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -132,6 +138,10 @@ pub struct Options {
     /// Requests per principal (`OUTPOST_GATEWAY_RATE`,
     /// `OUTPOST_GATEWAY_BURST`); `None`: unlimited.
     pub rate: Option<ops::RateLimit>,
+    /// How often gateways with a rate limit share their counts through
+    /// the database (`OUTPOST_GATEWAY_RATE_SHARE`, ms; [`RATE_SHARE`] by
+    /// default; see `share`).
+    pub rate_share: Duration,
     /// The bearer token `/metrics` requires
     /// (`OUTPOST_GATEWAY_METRICS_TOKEN`); `None`: `/metrics` is open.
     pub metrics_token: Option<ops::Secret>,
@@ -209,6 +219,7 @@ impl Options {
             get("OUTPOST_GATEWAY_RATE").as_deref(),
             get("OUTPOST_GATEWAY_BURST").as_deref(),
         )?;
+        let rate_share = millis(&get, "OUTPOST_GATEWAY_RATE_SHARE", 10)?.unwrap_or(RATE_SHARE);
         let metrics_token =
             get("OUTPOST_GATEWAY_METRICS_TOKEN").map(|t| ops::Secret::new(t.trim().to_string()));
         let tls_reload = millis(&get, "OUTPOST_GATEWAY_TLS_RELOAD", 100)?.unwrap_or(TLS_RELOAD);
@@ -237,6 +248,7 @@ impl Options {
             tls_files,
             tls_reload,
             rate,
+            rate_share,
             metrics_token,
             rules,
             min_retention,
@@ -382,6 +394,7 @@ impl Gateway {
         tokio::spawn(listen(gateway.clone()));
         if gateway.inner.limiter.is_some() {
             tokio::spawn(forget_idle_principals(gateway.clone()));
+            tokio::spawn(share::share(gateway.clone()));
         }
         if gateway.inner.options.keys.jwks_source().is_some()
             || gateway.inner.options.keys.has_files()

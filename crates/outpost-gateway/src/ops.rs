@@ -95,6 +95,9 @@ pub struct Limiter {
     limit: RateLimit,
     buckets: DefaultKeyedRateLimiter<String>,
     clock: DefaultClock,
+    /// Requests let through per principal since the last exchange with
+    /// the other gateways (`crate::share`).
+    used: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Limiter {
@@ -111,6 +114,7 @@ impl Limiter {
             limit,
             buckets: DefaultKeyedRateLimiter::keyed(quota),
             clock: DefaultClock::default(),
+            used: Default::default(),
         }
     }
 
@@ -119,8 +123,14 @@ impl Limiter {
     pub fn check(&self, principal: &str) -> Result<(), GatewayError> {
         // The keyed store takes `&String`: one small allocation per
         // request, nothing next to the request's database work.
-        match self.buckets.check_key(&principal.to_string()) {
-            Ok(()) => Ok(()),
+        let key = principal.to_string();
+        match self.buckets.check_key(&key) {
+            Ok(()) => {
+                if let Ok(mut used) = self.used.lock() {
+                    *used.entry(key).or_default() += 1;
+                }
+                Ok(())
+            }
             Err(not_until) => {
                 let wait = not_until.wait_time_from(self.clock.now());
                 Err(GatewayError::RateLimited {
@@ -128,6 +138,36 @@ impl Limiter {
                     per_second: self.limit.per_second,
                     burst: self.limit.burst,
                 })
+            }
+        }
+    }
+
+    /// The requests let through per principal since the last call.
+    pub(crate) fn drain_used(&self) -> std::collections::HashMap<String, u64> {
+        self.used
+            .lock()
+            .map(|mut u| std::mem::take(&mut *u))
+            .unwrap_or_default()
+    }
+
+    /// Puts back counts [`Limiter::drain_used`] took that could not be
+    /// shared (the database was out of reach): they go with the next try.
+    pub(crate) fn restore_used(&self, counts: std::collections::HashMap<String, u64>) {
+        if let Ok(mut used) = self.used.lock() {
+            for (k, n) in counts {
+                *used.entry(k).or_default() += n;
+            }
+        }
+    }
+
+    /// Takes up to `n` requests out of `principal`'s bucket without
+    /// serving them: the requests other gateways let through for it. A
+    /// bucket holds no debt, so at most what it has is taken.
+    pub(crate) fn take(&self, principal: &str, n: u64) {
+        let key = principal.to_string();
+        for _ in 0..n.min(u64::from(self.limit.burst)) {
+            if self.buckets.check_key(&key).is_err() {
+                break;
             }
         }
     }

@@ -179,6 +179,62 @@ async fn metrics_move_with_a_nodes_sync_and_need_their_token() -> anyhow::Result
     Ok(())
 }
 
+/// Two gateways over one database share each principal's budget: the
+/// requests one let through are taken out of the other's bucket within a
+/// few exchanges (`OUTPOST_GATEWAY_RATE_SHARE`), so a principal spreading
+/// its requests over gateways gets its rate, not the rate times the
+/// gateways. Other principals keep theirs.
+#[tokio::test]
+async fn gateways_of_one_database_share_a_principals_rate() -> anyhow::Result<()> {
+    let db = TestDb::new().await?;
+    server(&db, BLOG).await?;
+    // One request every 5 s, bursts of 5; counts shared every 50 ms.
+    let vars = [
+        ("OUTPOST_GATEWAY_RATE", "0.2"),
+        ("OUTPOST_GATEWAY_BURST", "5"),
+        ("OUTPOST_GATEWAY_RATE_SHARE", "50"),
+    ];
+    let a = GatewayProcess::start(&db, 0, &vars)?;
+    let b = GatewayProcess::start(&db, 0, &vars)?;
+    // Both have read the (empty) counts once.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let http = reqwest::Client::new();
+    let alice = support::token("alice", Duration::from_secs(600))?;
+    let bob = support::token("bob", Duration::from_secs(600))?;
+    let probe = |gw: &GatewayProcess| format!("{}/v1/probe", gw.url());
+    for _ in 0..5 {
+        let resp = http.get(probe(&a)).bearer_auth(&alice).send().await?;
+        assert_eq!(resp.status(), 200, "alice's burst on gateway a");
+    }
+    // Many exchanges later, gateway b has taken them out of alice's bucket.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut served = 0;
+    let mut limited = 0;
+    for _ in 0..5 {
+        match http
+            .get(probe(&b))
+            .bearer_auth(&alice)
+            .send()
+            .await?
+            .status()
+            .as_u16()
+        {
+            200 => served += 1,
+            429 => limited += 1,
+            other => anyhow::bail!("unexpected status {other}"),
+        }
+    }
+    // Without sharing b would serve all 5 (a burst of its own); the
+    // bucket refills one request in 5 s, so at most one more is served.
+    assert!(
+        served <= 1 && limited >= 4,
+        "served {served}, limited {limited}"
+    );
+    let resp = http.get(probe(&b)).bearer_auth(&bob).send().await?;
+    assert_eq!(resp.status(), 200, "another principal keeps its budget");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_principal_over_its_rate_is_told_to_wait_and_its_node_syncs_after() -> anyhow::Result<()>
 {
