@@ -109,19 +109,10 @@ impl Replica {
         let parent_pk: Vec<_> = parent.pk_columns().collect();
         let sql = format!(
             "SELECT {} FROM {} AS c JOIN {} AS p ON {} WHERE {}",
-            pk_cols
-                .iter()
-                .map(|col| format!("c.{}", quote(&col.name)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            aliased_columns(&pk_cols),
             quote(&c.name),
             quote(&parent.name),
-            fk.columns
-                .iter()
-                .zip(&fk.ref_columns)
-                .map(|(own, referenced)| format!("c.{} = p.{}", quote(own), quote(referenced)))
-                .collect::<Vec<_>>()
-                .join(" AND "),
+            joined(fk),
             parent_pk
                 .iter()
                 .enumerate()
@@ -164,11 +155,7 @@ impl Replica {
         let pk_cols: Vec<_> = c.pk_columns().collect();
         let sql = format!(
             "SELECT {} FROM {} AS c WHERE {} AND NOT EXISTS (SELECT 1 FROM {} AS p WHERE {})",
-            pk_cols
-                .iter()
-                .map(|col| format!("c.{}", quote(&col.name)))
-                .collect::<Vec<_>>()
-                .join(", "),
+            aliased_columns(&pk_cols),
             quote(&c.name),
             fk.columns
                 .iter()
@@ -176,12 +163,7 @@ impl Replica {
                 .collect::<Vec<_>>()
                 .join(" AND "),
             quote(&parent.name),
-            fk.columns
-                .iter()
-                .zip(&fk.ref_columns)
-                .map(|(own, referenced)| format!("p.{} = c.{}", quote(referenced), quote(own)))
-                .collect::<Vec<_>>()
-                .join(" AND "),
+            joined(fk),
         );
         let context = format!("reading rows of {} without their {}", c.name, parent.name);
         let what = || LocalError::sqlite(context.as_str());
@@ -223,6 +205,24 @@ impl Replica {
             Ok(removed)
         })
     }
+}
+
+/// The child's columns `cols` as `c."a", c."b"`.
+fn aliased_columns(cols: &[&outpost_core::schema::Column]) -> String {
+    cols.iter()
+        .map(|col| format!("c.{}", quote(&col.name)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `fk`'s columns matched, child `c` to parent `p`.
+fn joined(fk: &ForeignKey) -> String {
+    fk.columns
+        .iter()
+        .zip(&fk.ref_columns)
+        .map(|(own, referenced)| format!("c.{} = p.{}", quote(own), quote(referenced)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 /// Child keys found under parents, each once.
