@@ -338,22 +338,33 @@ async fn drive(
     // The progress line goes away once the sync is over and stays away: a
     // progress event about the finished run that arrives after its result
     // must not bring it back. (The push's own server change can wake a
-    // short pull of the node's own, shown while it runs: hence a bounded
-    // wait, then a check that it stays hidden.)
-    let hidden = async || -> anyhow::Result<bool> {
-        Ok(c.find(Locator::Css("#progress"))
-            .await?
-            .attr("hidden")
-            .await?
-            .is_some())
+    // short pull of the node's own, shown while it runs, and on a busy
+    // server a few more in a row: hence a bounded wait for the manual
+    // run's line to go, then a check that it stays gone.)
+    let manual_gone = async || -> anyhow::Result<bool> {
+        let el = c.find(Locator::Css("#progress")).await?;
+        Ok(el.attr("hidden").await?.is_some() || !el.text().await?.contains("(manual)"))
     };
-    wait_for("no progress shown once the sync is over", hidden).await?;
+    if let Err(e) = wait_for(
+        "the manual sync's progress gone once it is over",
+        manual_gone,
+    )
+    .await
+    {
+        let text = c.find(Locator::Css("#progress")).await?.text().await?;
+        anyhow::bail!(
+            "{e}: the page shows {text:?}, the node {:?}",
+            node.engine().progress()
+        );
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let progress = c.find(Locator::Css("#progress")).await?;
+    let text = progress.text().await?;
     assert!(
-        progress.attr("hidden").await?.is_some() || node.engine().progress().is_some(),
-        "a finished sync's progress came back: {:?}",
-        progress.text().await?
+        progress.attr("hidden").await?.is_some()
+            || !text.contains("(manual)")
+            || node.engine().progress().is_some(),
+        "a finished sync's progress came back: {text:?}"
     );
 
     // Times read "… ago" with the exact time on hover; the finished run is
