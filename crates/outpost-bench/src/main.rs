@@ -50,7 +50,14 @@
 //!   change stream, `--b12-commits` server commits timed until every node
 //!   pulled them (p50, p99), the gateway's memory per connected node and its
 //!   PostgreSQL connections; the same over two gateways against one.
+//! * **B13 server floor**: the least a push's server write costs with
+//!   today's trigger capture, and with capture from the WAL (a row written
+//!   only if its `xmin` is unchanged), beside B9's and B2's baselines; the
+//!   decoding cost where the server has `wal_level = logical`
+//!   (`floor_scenarios`). Evidence for a design decision, not a figure of
+//!   outpost's.
 
+mod floor_scenarios;
 mod gateway_scenarios;
 mod node_scenarios;
 mod push_scenarios;
@@ -284,6 +291,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted("B9") {
         push_scenarios::updates_vs_connector(&db, &args).await?;
+    }
+    if wanted("B13") {
+        floor_scenarios::server_floor(&db, &args).await?;
     }
     if wanted("B10") {
         push_scenarios::push_on_held_replica(&db, &args).await?;

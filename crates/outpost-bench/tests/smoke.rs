@@ -27,7 +27,12 @@ fn harness_runs_in_quick_mode() {
             "B10 push",
             "B11 round trip",
             "B12 fan-out, 1 gateway",
-            "B12 two gateways / one"
+            "B12 two gateways / one",
+            "B13 updates, trigger",
+            "B13 updates, xmin guard",
+            "B13 inserts, trigger",
+            "B13 inserts, if absent",
+            "B13 decoding"
         ]
         .iter()
         .all(|s| stdout.contains(s)),
