@@ -33,17 +33,12 @@ use futures_util::SinkExt;
 use outpost_remote::tokio_postgres::Client;
 use outpost_testkit::TestDb;
 
+use crate::push_scenarios::{Update, apply_as_connector, chosen_updates};
 use crate::sync_scenarios::tracked_table;
 use crate::{Args, Sample, summarize};
 
 /// Rows per statement of the candidates (the push's group size).
 const GROUP: usize = 5_000;
-
-/// Operations per statement of the updates' baseline (B9's).
-const CONNECTOR_OPS: usize = 2_000;
-
-const CONNECTOR_UPDATE: &str = "UPDATE b13_plain AS t SET name = e->>'name', amount = (e->>'amount')::numeric \
-     FROM jsonb_array_elements($1::text::jsonb) AS e WHERE t.id = (e->>'id')::uuid";
 
 /// The candidates run as the push's writes do: prepared once, generic
 /// plans (index lookups; a custom plan of a 5,000-element array would hash
@@ -89,42 +84,17 @@ async fn updates(db: &TestDb, args: &Args) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let updates = usize::try_from(args.b9_updates)?.min(ids.len());
     anyhow::ensure!(updates > 0, "B13 needs rows to update");
-    let stride = (ids.len() / updates).max(1);
     client.batch_execute(GENERIC_PLANS).await?;
     let tracked_update = client.prepare(TRACKED_UPDATE).await?;
     let guarded_update = client.prepare(GUARDED_UPDATE).await?;
     let (mut tracked, mut guarded) = (Vec::new(), Vec::new());
     let mut decoded: Vec<(Duration, u64)> = Vec::new();
     for run in 0..args.runs {
-        let chosen: Vec<(String, String, String)> = ids
-            .iter()
-            .skip(run % stride)
-            .step_by(stride)
-            .take(updates)
-            .enumerate()
-            .map(|(i, id)| {
-                (
-                    id.clone(),
-                    format!("b13 run {run} row {i}"),
-                    format!("{}.{:02}", run + 1, i % 100),
-                )
-            })
-            .collect();
+        let chosen = chosen_updates(&ids, updates, run, "b13");
         let pattern = format!("b13 run {run} row %");
 
         let started = Instant::now();
-        for part in chosen.chunks(CONNECTOR_OPS) {
-            let ops: Vec<serde_json::Value> = part
-                .iter()
-                .map(|(id, name, amount)| serde_json::json!({"id": id, "name": name, "amount": amount}))
-                .collect();
-            client
-                .execute(
-                    CONNECTOR_UPDATE,
-                    &[&serde_json::Value::Array(ops).to_string()],
-                )
-                .await?;
-        }
+        apply_as_connector(&client, "b13_plain", &chosen).await?;
         let baseline = started.elapsed();
 
         let started = Instant::now();
@@ -225,7 +195,7 @@ async fn updates(db: &TestDb, args: &Args) -> anyhow::Result<()> {
 }
 
 /// The id, name and amount columns of a slice of updates.
-fn columns3(part: &[(String, String, String)]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
+fn columns3(part: &[Update]) -> (Vec<&str>, Vec<&str>, Vec<&str>) {
     (
         part.iter().map(|c| c.0.as_str()).collect(),
         part.iter().map(|c| c.1.as_str()).collect(),

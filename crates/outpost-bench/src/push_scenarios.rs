@@ -89,15 +89,60 @@ pub(crate) async fn timed_push(
 /// its upload queue in statements of 2,000.
 const CONNECTOR_OPS: usize = 2_000;
 
-/// The baseline's statement: the changed columns of many rows, as a JSON
-/// array, applied by one untracked `UPDATE … FROM jsonb_array_elements`.
-const CONNECTOR_UPDATE: &str = "UPDATE b9_plain AS t SET name = e->>'name', amount = (e->>'amount')::numeric \
-     FROM jsonb_array_elements($1::text::jsonb) AS e WHERE t.id = (e->>'id')::uuid";
+/// Updates of B9's shape: (id, name, amount), as text.
+pub(crate) type Update = (String, String, String);
+
+/// Run `run`'s `updates` rows of `ids` (every `stride`-th, shifted by the
+/// run, so runs update different rows), each given a name starting with
+/// `label` and an amount.
+pub(crate) fn chosen_updates(
+    ids: &[String],
+    updates: usize,
+    run: usize,
+    label: &str,
+) -> Vec<Update> {
+    let stride = (ids.len() / updates.max(1)).max(1);
+    ids.iter()
+        .skip(run % stride)
+        .step_by(stride)
+        .take(updates)
+        .enumerate()
+        .map(|(i, id)| {
+            (
+                id.clone(),
+                format!("{label} run {run} row {i}"),
+                format!("{}.{:02}", run + 1, i % 100),
+            )
+        })
+        .collect()
+}
+
+/// The baseline: `updates` applied to `table` (untracked) by one `UPDATE …
+/// FROM jsonb_array_elements` per [`CONNECTOR_OPS`] rows, each its own
+/// transaction, the JSON built here as the connector builds it.
+pub(crate) async fn apply_as_connector(
+    client: &Client,
+    table: &str,
+    updates: &[Update],
+) -> anyhow::Result<()> {
+    let sql = format!(
+        "UPDATE {table} AS t SET name = e->>'name', amount = (e->>'amount')::numeric \
+         FROM jsonb_array_elements($1::text::jsonb) AS e WHERE t.id = (e->>'id')::uuid"
+    );
+    for part in updates.chunks(CONNECTOR_OPS) {
+        let ops: Vec<serde_json::Value> = part
+            .iter()
+            .map(|(id, name, amount)| serde_json::json!({"id": id, "name": name, "amount": amount}))
+            .collect();
+        let doc = serde_json::Value::Array(ops).to_string();
+        client.execute(&sql, &[&doc]).await?;
+    }
+    Ok(())
+}
 
 /// B9: `--b9-updates` rows of a `--b9-rows`-row table updated locally (two
 /// columns, one `UPDATE` each), pushed. Baseline: the same rows and values
-/// applied to an identical untracked copy by [`CONNECTOR_UPDATE`], one
-/// statement (its own transaction) per [`CONNECTOR_OPS`] rows.
+/// applied to an identical untracked copy by [`apply_as_connector`].
 pub async fn updates_vs_connector(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     let schema = tracked_table(db, "b9", args.b9_rows).await?;
     let client = db.client().await?;
@@ -117,24 +162,9 @@ pub async fn updates_vs_connector(db: &TestDb, args: &Args) -> anyhow::Result<()
         .collect::<Result<_, _>>()?;
     let updates = usize::try_from(args.b9_updates)?.min(ids.len());
     anyhow::ensure!(updates > 0, "B9 needs rows to update");
-    // Runs update different rows (every `stride`-th, shifted by the run).
-    let stride = (ids.len() / updates).max(1);
     let mut samples = Vec::new();
     for run in 0..args.runs {
-        let chosen: Vec<(String, String, String)> = ids
-            .iter()
-            .skip(run % stride)
-            .step_by(stride)
-            .take(updates)
-            .enumerate()
-            .map(|(i, id)| {
-                (
-                    id.clone(),
-                    format!("b9 run {run} row {i}"),
-                    format!("{}.{:02}", run + 1, i % 100),
-                )
-            })
-            .collect();
+        let chosen = chosen_updates(&ids, updates, run, "b9");
         let local = chosen.clone();
         let t = schema
             .table("b9")
@@ -186,14 +216,7 @@ pub async fn updates_vs_connector(db: &TestDb, args: &Args) -> anyhow::Result<()
 
         // Baseline: the connector's statement, its JSON built in the window.
         let started = Instant::now();
-        for part in chosen.chunks(CONNECTOR_OPS) {
-            let ops: Vec<serde_json::Value> = part
-                .iter()
-                .map(|(id, name, amount)| serde_json::json!({"id": id, "name": name, "amount": amount}))
-                .collect();
-            let doc = serde_json::Value::Array(ops).to_string();
-            client.execute(CONNECTOR_UPDATE, &[&doc]).await?;
-        }
+        apply_as_connector(&client, "b9_plain", &chosen).await?;
         let baseline = started.elapsed();
         let applied: i64 = client
             .query_one(
