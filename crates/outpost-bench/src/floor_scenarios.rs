@@ -35,7 +35,7 @@ use outpost_testkit::TestDb;
 
 use crate::push_scenarios::{Update, apply_as_connector, chosen_updates};
 use crate::sync_scenarios::tracked_table;
-use crate::{Args, Sample, summarize};
+use crate::{Args, Sample, median, summarize};
 
 /// Rows per statement of the candidates (the push's group size).
 const GROUP: usize = 5_000;
@@ -178,17 +178,19 @@ async fn updates(db: &TestDb, args: &Args) -> anyhow::Result<()> {
     if decoded.is_empty() {
         println!("B13 decoding               not measured: the server's wal_level is not logical");
     } else {
-        let mut per: Vec<f64> = decoded
+        let per: Vec<f64> = decoded
             .iter()
             .map(|(d, n)| d.as_secs_f64() * 1e6 / (*n).max(1) as f64)
             .collect();
-        per.sort_by(|a, b| a.total_cmp(b));
+        let (lo, hi) = per
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), &x| {
+                (l.min(x), h.max(x))
+            });
         println!(
-            "B13 decoding               {:>9} messages | {:.2} µs per message ({:.2}–{:.2}), pgoutput, off the write path",
+            "B13 decoding               {:>9} messages | {:.2} µs per message ({lo:.2}–{hi:.2}), pgoutput, off the write path",
             decoded[0].1,
-            per[per.len() / 2],
-            per[0],
-            per[per.len() - 1]
+            median(per),
         );
     }
     Ok(())
